@@ -1,0 +1,3 @@
+from mailvet.cli import main
+
+main()

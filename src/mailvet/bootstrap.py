@@ -1,0 +1,99 @@
+"""The one composition root: settings in, wired ports out. Tests pass fakes as keywords."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailvet.adapters.dns import DnsResolver
+from mailvet.adapters.smtp import SmtpProber
+from mailvet.domain.ports import JobRepository, MessageBus, ObjectStorage, Resolver
+from mailvet.domain.ports import SmtpProber as SmtpProberPort
+from mailvet.pipeline.engine import Engine
+from mailvet.settings import Settings, SettingsError
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    jobs: JobRepository
+    storage: ObjectStorage
+    bus: MessageBus
+    resolver: Resolver
+    prober: SmtpProberPort
+    engine: Engine
+    closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for close in reversed(self.closers):
+            await close()
+        self.closers.clear()
+
+
+def build_storage(settings: Settings) -> ObjectStorage:
+    backend = settings.storage.backend
+    if backend == "local":
+        from mailvet.adapters.storage.local import LocalStorage
+
+        return LocalStorage(settings.storage_root)
+    if backend == "memory":
+        from mailvet.adapters.storage.memory import MemoryStorage
+
+        return MemoryStorage()
+    raise SettingsError(f"MAILVET_STORAGE={backend!r} is not available here (local, memory)")
+
+
+def build_bus(settings: Settings) -> MessageBus:
+    if settings.bus == "memory":
+        from mailvet.adapters.bus.memory import MemoryBus
+
+        bus = MemoryBus()
+        # a short work queue: chunks wait in their job's queue, where fairness applies
+        bus.set_bound("work", max(2, settings.engine.worker_concurrency))
+        return bus
+    raise SettingsError(f"MAILVET_BUS={settings.bus!r} is not available here (memory)")
+
+
+def build_engine(settings: Settings, resolver: Resolver, prober: SmtpProberPort) -> Engine:
+    return Engine(
+        resolver,
+        prober,
+        catch_all_check=settings.smtp.catch_all_check,
+        cache_size=settings.engine.verdict_cache_size,
+    )
+
+
+async def build_deps(
+    settings: Settings,
+    *,
+    jobs: JobRepository | None = None,
+    storage: ObjectStorage | None = None,
+    bus: MessageBus | None = None,
+    resolver: Resolver | None = None,
+    prober: SmtpProberPort | None = None,
+) -> Deps:
+    """Build every port from settings unless given; `await deps.close()` releases them."""
+    closers: list[Callable[[], Awaitable[Any]]] = []
+    if jobs is None:
+        from mailvet.adapters.db.database import make_database
+        from mailvet.adapters.db.repositories import SqlJobRepository
+
+        database = make_database(settings.database)
+        await database.create_all()
+        closers.append(database.dispose)
+        jobs = SqlJobRepository(database)
+    resolver = resolver or DnsResolver(settings.dns)
+    prober = prober or SmtpProber(settings.smtp, resolver)
+    engine = build_engine(settings, resolver, prober)
+    closers.append(engine.close)
+    return Deps(
+        settings=settings,
+        jobs=jobs,
+        storage=storage or build_storage(settings),
+        bus=bus or build_bus(settings),
+        resolver=resolver,
+        prober=prober,
+        engine=engine,
+        closers=closers,
+    )

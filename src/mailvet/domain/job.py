@@ -1,0 +1,76 @@
+"""A bulk validation job and its state machine (the states of the original system)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import msgspec
+
+from mailvet.domain.verdict import Check
+
+
+class JobStatus(enum.StrEnum):
+    PENDING_START = "pending_start"
+    FILE_ACCEPTED = "file_accepted"
+    FILE_QUEUED = "file_queued"
+    IN_PROGRESS = "file_validation_in_progress"
+    COMPLETED = "file_completed"
+    ERROR_FILE = "error_df"  # unreadable file, no email column
+    ERROR_COLUMN = "error_column_count"
+    ERROR_CREDITS = "error_insufficient_credits"
+    ERROR_TOO_OLD = "error_too_old"
+    ERROR_INTERNAL = "error_internal"
+
+    @property
+    def is_error(self) -> bool:
+        return self.value.startswith("error_")
+
+    @property
+    def is_final(self) -> bool:
+        return self is JobStatus.COMPLETED or self.is_error
+
+
+_NEXT: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.PENDING_START: frozenset({JobStatus.FILE_ACCEPTED}),
+    JobStatus.FILE_ACCEPTED: frozenset({JobStatus.FILE_QUEUED}),
+    # an empty list goes straight on: queued with nothing to wait for
+    JobStatus.FILE_QUEUED: frozenset({JobStatus.IN_PROGRESS}),
+    JobStatus.IN_PROGRESS: frozenset({JobStatus.COMPLETED}),
+}
+
+
+class IllegalTransition(Exception):
+    pass
+
+
+def check_transition(current: JobStatus, new: JobStatus) -> None:
+    """Raise unless `current -> new` is allowed. Any non-final state may fail."""
+    if current is new:
+        return
+    if new.is_error and not current.is_final:
+        return
+    if new not in _NEXT.get(current, frozenset()):
+        raise IllegalTransition(f"{current} -> {new}")
+
+
+class FileInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What the customer sent: original name and the options chosen."""
+
+    filename: str
+    email_column: str | None = None
+    checks: Check = Check.SMTP
+
+
+class Job(msgspec.Struct, kw_only=True):
+    id: str
+    file: FileInfo
+    status: JobStatus = JobStatus.PENDING_START
+    error: str = ""
+    rows_total: int = 0
+    rows_done: int = 0
+    chunks_total: int = 0
+    layout: bytes = b""  # the detected file layout (msgpack), opaque to the domain
+    owner: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None

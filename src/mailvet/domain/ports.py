@@ -1,0 +1,164 @@
+"""Ports: what the pipeline needs from the outside world, as small typing.Protocols.
+
+Adapters in mailvet.adapters implement them (real and in-memory twins side by side).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+
+from mailvet.domain.job import Job, JobStatus
+from mailvet.domain.messages import Message
+from mailvet.domain.smtp_reply import Reply
+
+# --- jobs --------------------------------------------------------------------------------
+
+
+class JobNotFound(Exception):
+    pass
+
+
+class JobRepository(Protocol):
+    async def add(self, job: Job) -> None: ...
+
+    async def get(self, job_id: str) -> Job:
+        """Raise JobNotFound if there is no such job."""
+        ...
+
+    async def set_status(self, job_id: str, status: JobStatus, error: str = "") -> Job:
+        """Move the job to `status`, enforcing the state machine (IllegalTransition)."""
+        ...
+
+    async def set_counts(
+        self, job_id: str, *, rows_total: int, chunks_total: int, layout: bytes
+    ) -> None: ...
+
+    async def record_chunk(self, job_id: str, chunk_id: int, rows: int) -> bool:
+        """Remember that a chunk's results are stored; False if it was already recorded.
+
+        Also advances rows_done by `rows` the first time only (idempotent progress).
+        """
+        ...
+
+    async def chunks_recorded(self, job_id: str) -> int: ...
+
+    async def list_jobs(self, limit: int = 100) -> list[Job]: ...
+
+
+# --- object storage ----------------------------------------------------------------------
+
+
+class ObjectNotFound(Exception):
+    pass
+
+
+class ObjectStorage(Protocol):
+    """Keys look like `validation/uploaded/<job_id>`; values are bytes or files."""
+
+    async def put_file(self, key: str, path: Path) -> None: ...
+
+    async def get_file(self, key: str, path: Path) -> None:
+        """Download to `path`; ObjectNotFound if missing."""
+        ...
+
+    async def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    async def get_bytes(self, key: str) -> bytes: ...
+
+    async def move(self, src: str, dst: str) -> None: ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def delete_prefix(self, prefix: str) -> None: ...
+
+
+# --- message bus -------------------------------------------------------------------------
+
+Handler = Callable[[Message], Awaitable[None]]
+
+
+class MessageBus(Protocol):
+    """Queues by name. Delivery is at least once: handlers must be idempotent."""
+
+    async def publish(self, queue: str, message: Message) -> None:
+        """May wait when the queue is full (back-pressure)."""
+        ...
+
+    def subscribe(self, queue: str, handler: Handler, *, concurrency: int = 1) -> None: ...
+
+    async def pull(self, queue: str) -> Message | None:
+        """Take one message without waiting (None if empty); used for round-robin."""
+        ...
+
+    async def delete_queue(self, queue: str) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+# --- DNS ---------------------------------------------------------------------------------
+
+
+class RouteKind(enum.Enum):
+    MX = "mx"  # explicit MX hosts
+    IMPLICIT = "implicit"  # no MX, but A/AAAA: the domain itself (RFC 5321 5.1)
+    NULL_MX = "null_mx"  # RFC 7505
+    NO_DOMAIN = "no_domain"  # NXDOMAIN
+    NO_MX = "no_mx"  # exists, but no MX and no A/AAAA
+    TIMEOUT = "timeout"  # no answer: cannot decide
+    FAILED = "failed"  # SERVFAIL / refused / broken answer: cannot decide
+
+
+class MailRoute(msgspec.Struct, frozen=True):
+    kind: RouteKind
+    hosts: tuple[str, ...] = ()  # in preference order
+
+
+class Resolver(Protocol):
+    async def mail_route(self, domain: str) -> MailRoute:
+        """The mail exchangers of an ASCII (IDNA) domain. Never raises for DNS trouble."""
+        ...
+
+    async def host_addresses(self, host: str) -> list[str]:
+        """IPv4/IPv6 addresses of an MX host; [] if none or on failure."""
+        ...
+
+
+# --- SMTP --------------------------------------------------------------------------------
+
+
+class ProbeFailure(enum.Enum):
+    TIMEOUT = "timeout"
+    CONNECTION_FAILED = "connection_failed"
+    GREYLISTED = "greylisted"  # temporary failures outlived the retries
+    SMTP_ERROR = "smtp_error"  # session-level refusal (MAIL FROM refused, protocol error)
+
+
+class ProbeResult(msgspec.Struct, frozen=True):
+    """What the MX said about one recipient: a reply, or why there is none."""
+
+    mx: str = ""
+    reply: Reply | None = None
+    failure: ProbeFailure | None = None
+
+
+class SmtpProber(Protocol):
+    async def probe(self, hosts: Sequence[str], recipients: Sequence[str]) -> list[ProbeResult]:
+        """Ask the first reachable host of `hosts` about each recipient (same order out)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# --- time --------------------------------------------------------------------------------
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...

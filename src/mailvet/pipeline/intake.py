@@ -1,0 +1,58 @@
+"""Intake: read the uploaded file, find the email column, count rows, accept the job.
+
+JobSubmitted -> (job file_accepted, file moved to validation/in-progress/) -> JobAccepted.
+An unreadable file ends the job as error_df with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from mailvet.domain.job import JobStatus
+from mailvet.domain.messages import JobAccepted, JobSubmitted
+from mailvet.domain.ports import JobRepository, MessageBus, ObjectNotFound, ObjectStorage
+from mailvet.pipeline import keys
+from mailvet.pipeline.tabular import InputError, count_rows, detect_layout
+from mailvet.pipeline.workspace import StoredLayout, encode_layout, local_copy
+
+log = structlog.get_logger(__name__)
+
+
+class Intake:
+    def __init__(
+        self, jobs: JobRepository, storage: ObjectStorage, bus: MessageBus, *, chunk_size: int
+    ) -> None:
+        self._jobs = jobs
+        self._storage = storage
+        self._bus = bus
+        self._chunk_size = chunk_size
+
+    async def handle(self, message: JobSubmitted) -> None:
+        job = await self._jobs.get(message.job_id)
+        if job.status is not JobStatus.PENDING_START:
+            log.info("intake_skip", job_id=job.id, status=job.status.value)
+            return
+        try:
+            async with local_copy(self._storage, keys.uploaded(job.id)) as path:
+                layout = await asyncio.to_thread(
+                    detect_layout, path, job.file.email_column, job.file.filename
+                )
+                rows = await asyncio.to_thread(count_rows, path, layout)
+        except InputError as exc:
+            await self._jobs.set_status(job.id, JobStatus.ERROR_FILE, str(exc))
+            log.info("intake_rejected", job_id=job.id, error=str(exc))
+            return
+        except ObjectNotFound:
+            await self._jobs.set_status(job.id, JobStatus.ERROR_FILE, "the uploaded file is missing")
+            return
+        chunks = -(-rows // self._chunk_size)
+        stored = StoredLayout(layout=layout, chunk_size=self._chunk_size)
+        await self._jobs.set_counts(
+            job.id, rows_total=rows, chunks_total=chunks, layout=encode_layout(stored)
+        )
+        await self._storage.move(keys.uploaded(job.id), keys.in_progress_input(job.id))
+        await self._jobs.set_status(job.id, JobStatus.FILE_ACCEPTED)
+        log.info("job_accepted", job_id=job.id, rows=rows, chunks=chunks, kind=layout.kind)
+        await self._bus.publish(keys.PUBLISHER, JobAccepted(job_id=job.id))

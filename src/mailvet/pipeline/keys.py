@@ -1,0 +1,44 @@
+"""Where a job's files live in object storage (the layout of the original system)."""
+
+from __future__ import annotations
+
+UPLOADED = "validation/uploaded/"
+IN_PROGRESS = "validation/in-progress/"
+COMPLETED = "validation/completed/"
+
+
+def uploaded(job_id: str) -> str:
+    return f"{UPLOADED}{job_id}"
+
+
+def in_progress_input(job_id: str) -> str:
+    return f"{IN_PROGRESS}{job_id}/input"
+
+
+def chunk_results(job_id: str, chunk_id: int) -> str:
+    return f"{IN_PROGRESS}{job_id}/chunks/{chunk_id:08d}"
+
+
+def job_work(job_id: str) -> str:
+    return f"{IN_PROGRESS}{job_id}/"
+
+
+def completed(job_id: str) -> str:
+    return f"{COMPLETED}{job_id}"
+
+
+def summary(job_id: str) -> str:
+    return f"{COMPLETED}{job_id}.summary.json"
+
+
+def rows_queue(job_id: str) -> str:
+    """The per-job queue the publisher fills and the orchestrator drains."""
+    return f"rows.{job_id}"
+
+
+# queues between the services
+INTAKE = "intake"
+PUBLISHER = "publisher"
+ORCHESTRATOR = "orchestrator"
+WORK = "work"
+RESULTS = "results"

@@ -1,0 +1,87 @@
+"""Run the back-end services in this process, over whatever bus the deps carry.
+
+`ROLES` names the five services; `Pipeline(deps, roles)` subscribes the chosen ones, so
+`mailvet run worker` and `mailvet validate` (all of them) share this one wiring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import structlog
+
+from mailvet.bootstrap import Deps
+from mailvet.domain.job import JobStatus
+from mailvet.domain.messages import Message
+from mailvet.pipeline import keys
+from mailvet.pipeline.intake import Intake
+from mailvet.pipeline.orchestrator import Orchestrator
+from mailvet.pipeline.publisher import Publisher
+from mailvet.pipeline.resultgen import ResultGenerator
+from mailvet.pipeline.worker import Worker
+
+log = structlog.get_logger(__name__)
+
+ROLES = ("intake", "publisher", "orchestrator", "worker", "resultgen")
+
+
+class Pipeline:
+    def __init__(self, deps: Deps, roles: Iterable[str] = ROLES) -> None:
+        self.deps = deps
+        self.roles = tuple(roles)
+        self._orchestrator: Orchestrator | None = None
+        bus, jobs, storage = deps.bus, deps.jobs, deps.storage
+        engine_settings = deps.settings.engine
+        if "intake" in self.roles:
+            intake = Intake(jobs, storage, bus, chunk_size=engine_settings.chunk_size)
+            bus.subscribe(keys.INTAKE, self._guard(intake.handle), concurrency=2)
+        if "publisher" in self.roles:
+            publisher = Publisher(jobs, storage, bus)
+            # several at once, so a big file being published does not hold back a small one
+            bus.subscribe(keys.PUBLISHER, self._guard(publisher.handle), concurrency=4)
+        if "orchestrator" in self.roles:
+            self._orchestrator = Orchestrator(bus)
+            bus.subscribe(keys.ORCHESTRATOR, self._guard(self._orchestrator.handle))
+        if "worker" in self.roles:
+            worker = Worker(deps.engine, bus)
+            bus.subscribe(
+                keys.WORK, self._guard(worker.handle), concurrency=engine_settings.worker_concurrency
+            )
+        if "resultgen" in self.roles:
+            resultgen = ResultGenerator(jobs, storage)
+            bus.subscribe(keys.RESULTS, self._guard(resultgen.handle), concurrency=4)
+
+    def _guard(self, handle: Callable[[Any], Awaitable[None]]) -> Callable[[Message], Awaitable[None]]:
+        """A failing handler ends its job as error_internal instead of leaving it hanging."""
+
+        async def guarded(message: Message) -> None:
+            try:
+                await handle(message)
+            except Exception as exc:
+                job_id = getattr(message, "job_id", "")
+                log.exception("handler_failed", job_id=job_id, message_type=type(message).__name__)
+                if job_id:
+                    await self._fail(job_id, exc)
+
+        return guarded
+
+    async def _fail(self, job_id: str, exc: Exception) -> None:
+        try:
+            job = await self.deps.jobs.get(job_id)
+            if not job.status.is_final:
+                await self.deps.jobs.set_status(
+                    job_id, JobStatus.ERROR_INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+                )
+        except Exception:
+            log.exception("fail_job_failed", job_id=job_id)
+
+    async def start(self) -> None:
+        await self.deps.bus.start()
+        if self._orchestrator is not None:
+            await self._orchestrator.start()
+
+    async def stop(self) -> None:
+        if self._orchestrator is not None:
+            await self._orchestrator.stop()
+        await self.deps.bus.stop()

@@ -1,0 +1,142 @@
+"""Settings: msgspec.Struct groups, read once from MAILVET_* variables (and an optional TOML file).
+
+This is the only module that reads the environment. `load_settings()` is called by the
+entry points (CLI, web app factory) and the result is passed down.
+
+Precedence: defaults < TOML file (`MAILVET_CONFIG`, else ./config/mailvet.toml if present)
+< environment. Each environment variable maps to one field, e.g. MAILVET_SMTP_TIMEOUT to
+`smtp.timeout`; the table `ENV` below lists them all.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from mailvet.domain.verdict import Check
+
+
+class SettingsError(Exception):
+    """A setting has a bad value: the message names the variable."""
+
+
+class DnsSettings(msgspec.Struct, frozen=True, kw_only=True):
+    servers: tuple[str, ...] = ()  # host[:port]; empty = the system resolver
+    timeout: float = 5.0  # seconds for one whole lookup (all tries)
+    cache_size: int = 100_000
+
+
+class SmtpSettings(msgspec.Struct, frozen=True, kw_only=True):
+    mail_from: str = "verify@mailvet.invalid"
+    helo_name: str = "localhost"
+    port: int = 25
+    timeout: float = 10.0  # every socket operation
+    retries: int = 2  # after a temporary (4xx) reply
+    retry_delay: float = 300.0  # seconds before each retry
+    per_host_connections: int = 3
+    max_connections: int = 100  # across all MX hosts
+    recipients_per_transaction: int = 20
+    catch_all_check: bool = True
+
+
+class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
+    checks: Check = Check.SMTP
+    chunk_size: int = 1000  # rows per message
+    worker_concurrency: int = 16  # chunks in progress at once per worker
+    verdict_cache_size: int = 200_000  # addresses remembered per worker (dedupe)
+
+
+class StorageSettings(msgspec.Struct, frozen=True, kw_only=True):
+    backend: str = "local"  # local | memory | s3
+    root: str = ""  # local folder; default <data_dir>/storage
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    data_dir: str = ".mailvet"
+    database_url: str = ""  # default sqlite+aiosqlite:///<data_dir>/mailvet.db
+    bus: str = "memory"
+    log_level: str = "warning"
+    log_json: bool = False
+    dns: DnsSettings = DnsSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    engine: EngineSettings = EngineSettings()
+    storage: StorageSettings = StorageSettings()
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{Path(self.data_dir).resolve()}/mailvet.db"
+
+    @property
+    def storage_root(self) -> Path:
+        return Path(self.storage.root or Path(self.data_dir) / "storage").resolve()
+
+
+# environment variable -> (group or "", field)
+ENV: dict[str, tuple[str, str]] = {
+    "MAILVET_DATA_DIR": ("", "data_dir"),
+    "MAILVET_DATABASE_URL": ("", "database_url"),
+    "MAILVET_BUS": ("", "bus"),
+    "MAILVET_LOG_LEVEL": ("", "log_level"),
+    "MAILVET_LOG_JSON": ("", "log_json"),
+    "MAILVET_DNS_SERVERS": ("dns", "servers"),
+    "MAILVET_DNS_TIMEOUT": ("dns", "timeout"),
+    "MAILVET_MAIL_FROM": ("smtp", "mail_from"),
+    "MAILVET_HELO_NAME": ("smtp", "helo_name"),
+    "MAILVET_SMTP_PORT": ("smtp", "port"),
+    "MAILVET_SMTP_TIMEOUT": ("smtp", "timeout"),
+    "MAILVET_SMTP_RETRIES": ("smtp", "retries"),
+    "MAILVET_SMTP_RETRY_DELAY": ("smtp", "retry_delay"),
+    "MAILVET_SMTP_PER_HOST_CONNECTIONS": ("smtp", "per_host_connections"),
+    "MAILVET_SMTP_MAX_CONNECTIONS": ("smtp", "max_connections"),
+    "MAILVET_SMTP_RECIPIENTS_PER_TRANSACTION": ("smtp", "recipients_per_transaction"),
+    "MAILVET_CHECKS": ("engine", "checks"),
+    "MAILVET_CHUNK_SIZE": ("engine", "chunk_size"),
+    "MAILVET_WORKER_CONCURRENCY": ("engine", "worker_concurrency"),
+    "MAILVET_STORAGE": ("storage", "backend"),
+    "MAILVET_STORAGE_ROOT": ("storage", "root"),
+}
+
+
+def _env_value(name: str, raw: str) -> Any:
+    if name == "MAILVET_DNS_SERVERS":
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, config_file: Path | None = None
+) -> Settings:
+    """Build Settings from defaults, the TOML file and the environment (strings are converted)."""
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    path = config_file or (Path(env["MAILVET_CONFIG"]) if env.get("MAILVET_CONFIG") else None)
+    if path is None and Path("config/mailvet.toml").is_file():
+        path = Path("config/mailvet.toml")
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"cannot read settings file {path}: {exc}") from exc
+    for name, (group, field) in ENV.items():
+        if name not in env:
+            continue
+        target = data.setdefault(group, {}) if group else data
+        target[field] = _env_value(name, env[name])
+    try:
+        return msgspec.convert(data, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"bad setting: {_name_for(str(exc))}") from exc
+
+
+def _name_for(message: str) -> str:
+    """Turn msgspec's `$.smtp.timeout` path into the environment variable name."""
+    for name, (group, field) in ENV.items():
+        path = f"$.{group}.{field}" if group else f"$.{field}"
+        if message.endswith(path) or f"`{path}`" in message:
+            return f"{name}: {message}"
+    return message

@@ -1,0 +1,52 @@
+"""Shared fixtures: the local mail world (DNS + SMTP on 127.0.0.x) and a CLI runner."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.mailworld.world import MailWorld, standard_world
+
+
+@pytest.fixture(scope="session")
+def mail_world() -> Iterator[MailWorld]:
+    world = standard_world()
+    world.start()
+    try:
+        yield world
+    finally:
+        world.stop()
+
+
+@pytest.fixture
+def world_env(mail_world: MailWorld, tmp_path: Path) -> dict[str, str]:
+    """Settings pointing mailvet at the mail world, with a fresh data folder."""
+    return {
+        **mail_world.env(),
+        "MAILVET_DNS_TIMEOUT": "1.0",
+        "MAILVET_DATA_DIR": str(tmp_path / "data"),
+    }
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    return path
