@@ -1,0 +1,74 @@
+"""Engine and sessions for a database URL (SQLite for one machine, PostgreSQL otherwise)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from advanced_alchemy.config import AsyncSessionConfig, SQLAlchemyAsyncConfig
+from sqlalchemy import Connection, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from mailvet.adapters.db.models import metadata
+
+# Execution option a writer passes so that SQLite starts its transaction with BEGIN IMMEDIATE
+# (take the write lock first: a read-then-write transaction cannot fail on lock upgrade).
+# Other dialects ignore it.
+WRITE_INTENT = {"mailvet_write": True}
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+@dataclass(frozen=True)
+class Database:
+    config: SQLAlchemyAsyncConfig
+    engine: AsyncEngine
+    session_maker: async_sessionmaker[AsyncSession]
+
+    async def create_all(self) -> None:
+        """Create the tables that do not exist yet (until there is a migration)."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def make_database(url: str) -> Database:
+    """Build (not connect) the engine and session maker for `url`.
+
+    `sqlite+aiosqlite:///path` gets WAL, a busy timeout, foreign keys and real transactions;
+    `postgresql+psycopg://...` is used as is.
+    """
+    parsed = make_url(url)
+    config = SQLAlchemyAsyncConfig(
+        connection_string=url,
+        session_config=AsyncSessionConfig(expire_on_commit=False),
+    )
+    engine = config.get_engine()
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        _tune_sqlite(engine)
+    session_maker = config.create_session_maker()
+    assert isinstance(session_maker, async_sessionmaker)
+    return Database(config=config, engine=engine, session_maker=session_maker)
+
+
+def _tune_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The driver would BEGIN lazily and not before a SELECT; SQLAlchemy begins instead.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("mailvet_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

@@ -1,0 +1,73 @@
+"""JobRepository in a dict, with the same rules as the SQL one (for fast tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import msgspec
+
+from mailvet.domain.job import Job, JobStatus, check_transition
+from mailvet.domain.ports import JobNotFound
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class MemoryJobRepository:
+    def __init__(self, *, now: Callable[[], datetime] = utc_now) -> None:
+        self.jobs: dict[str, Job] = {}
+        self.chunks: dict[str, dict[int, int]] = {}  # job id -> chunk id -> rows
+        self._now = now
+
+    async def add(self, job: Job) -> None:
+        if job.id in self.jobs:
+            raise ValueError(f"job {job.id} already exists")
+        now = self._now()
+        self.jobs[job.id] = msgspec.structs.replace(
+            job, created_at=job.created_at or now, updated_at=now
+        )
+        self.chunks[job.id] = {}
+
+    async def get(self, job_id: str) -> Job:
+        return msgspec.structs.replace(self._job(job_id))
+
+    async def set_status(self, job_id: str, status: JobStatus, error: str = "") -> Job:
+        job = self._job(job_id)
+        check_transition(job.status, status)
+        job.status, job.error, job.updated_at = status, error, self._now()
+        return msgspec.structs.replace(job)
+
+    async def set_counts(
+        self, job_id: str, *, rows_total: int, chunks_total: int, layout: bytes
+    ) -> None:
+        job = self._job(job_id)
+        job.rows_total, job.chunks_total, job.layout = rows_total, chunks_total, layout
+        job.updated_at = self._now()
+
+    async def record_chunk(self, job_id: str, chunk_id: int, rows: int) -> bool:
+        job = self._job(job_id)
+        recorded = self.chunks[job_id]
+        if chunk_id in recorded:
+            return False
+        recorded[chunk_id] = rows
+        job.rows_done += rows
+        job.updated_at = self._now()
+        return True
+
+    async def chunks_recorded(self, job_id: str) -> int:
+        return len(self.chunks.get(job_id, {}))
+
+    async def list_jobs(self, limit: int = 100) -> list[Job]:
+        jobs = sorted(self.jobs.values(), key=lambda job: job.id)
+        jobs.sort(key=lambda job: job.created_at or _EPOCH, reverse=True)
+        return [msgspec.structs.replace(job) for job in jobs[:limit]]
+
+    def _job(self, job_id: str) -> Job:
+        try:
+            return self.jobs[job_id]
+        except KeyError:
+            raise JobNotFound(job_id) from None

@@ -1,0 +1,172 @@
+"""JobRepository on SQLAlchemy (SQLite or PostgreSQL). Returns domain Jobs, never ORM rows."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from advanced_alchemy.config import SQLAlchemyAsyncConfig
+from sqlalchemy import CursorResult, Result, Update, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.dml import Insert
+
+from mailvet.adapters.db.database import WRITE_INTENT, Database
+from mailvet.adapters.db.models import JobChunkRow, JobRow
+from mailvet.domain.job import FileInfo, Job, JobStatus, check_transition
+from mailvet.domain.ports import JobNotFound
+from mailvet.domain.verdict import Check
+
+SessionSource = Database | SQLAlchemyAsyncConfig | async_sessionmaker[AsyncSession]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqlJobRepository:
+    def __init__(self, source: SessionSource, *, now: Callable[[], datetime] = utc_now) -> None:
+        if isinstance(source, Database):
+            self._sessions: Callable[[], AsyncSession] = source.session_maker
+        elif isinstance(source, SQLAlchemyAsyncConfig):
+            self._sessions = source.create_session_maker()
+        else:
+            self._sessions = source
+        self._now = now
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncSession]:
+        """One transaction that means to write (SQLite: BEGIN IMMEDIATE); commits on exit."""
+        async with self._sessions() as session, session.begin():
+            await session.connection(execution_options=WRITE_INTENT)
+            yield session
+
+    async def add(self, job: Job) -> None:
+        now = self._now()
+        row = JobRow(
+            id=job.id,
+            filename=job.file.filename,
+            email_column=job.file.email_column,
+            checks=job.file.checks.value,
+            status=job.status.value,
+            error=job.error,
+            rows_total=job.rows_total,
+            rows_done=job.rows_done,
+            chunks_total=job.chunks_total,
+            layout=job.layout,
+            owner=job.owner,
+            created_at=job.created_at or now,
+            updated_at=now,
+        )
+        try:
+            async with self._write() as session:
+                session.add(row)
+        except IntegrityError as exc:
+            raise ValueError(f"job {job.id} already exists") from exc
+
+    async def get(self, job_id: str) -> Job:
+        async with self._sessions() as session:
+            row = await session.get(JobRow, job_id)
+            if row is None:
+                raise JobNotFound(job_id)
+            return _to_job(row)
+
+    async def set_status(self, job_id: str, status: JobStatus, error: str = "") -> Job:
+        async with self._write() as session:
+            query = select(JobRow).where(JobRow.id == job_id).with_for_update()
+            row = (await session.execute(query)).scalar_one_or_none()
+            if row is None:
+                raise JobNotFound(job_id)
+            check_transition(JobStatus(row.status), status)
+            row.status, row.error, row.updated_at = status.value, error, self._now()
+            await session.flush()
+            return _to_job(row)
+
+    async def set_counts(
+        self, job_id: str, *, rows_total: int, chunks_total: int, layout: bytes
+    ) -> None:
+        values = {
+            "rows_total": rows_total,
+            "chunks_total": chunks_total,
+            "layout": layout,
+            "updated_at": self._now(),
+        }
+        async with self._write() as session:
+            if _rowcount(await session.execute(_update_job(job_id, values))) == 0:
+                raise JobNotFound(job_id)
+
+    async def record_chunk(self, job_id: str, chunk_id: int, rows: int) -> bool:
+        try:
+            async with self._write() as session:
+                insert = _insert_ignoring_duplicates(session)
+                added = await session.execute(
+                    insert.values(job_id=job_id, chunk_id=chunk_id, rows=rows).returning(
+                        JobChunkRow.chunk_id
+                    )
+                )
+                if added.scalar_one_or_none() is None:
+                    return False  # recorded before: progress already counted
+                values = {"rows_done": JobRow.rows_done + rows, "updated_at": self._now()}
+                if _rowcount(await session.execute(_update_job(job_id, values))) == 0:
+                    raise JobNotFound(job_id)  # when foreign keys are not enforced
+                return True
+        except IntegrityError as exc:  # foreign key: no such job
+            raise JobNotFound(job_id) from exc
+
+    async def chunks_recorded(self, job_id: str) -> int:
+        query = select(func.count()).select_from(JobChunkRow).where(JobChunkRow.job_id == job_id)
+        async with self._sessions() as session:
+            return (await session.execute(query)).scalar_one()
+
+    async def list_jobs(self, limit: int = 100) -> list[Job]:
+        query = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id).limit(limit)
+        async with self._sessions() as session:
+            return [_to_job(row) for row in (await session.execute(query)).scalars()]
+
+
+def _to_job(row: JobRow) -> Job:
+    return Job(
+        id=row.id,
+        file=FileInfo(
+            filename=row.filename, email_column=row.email_column, checks=Check(row.checks)
+        ),
+        status=JobStatus(row.status),
+        error=row.error,
+        rows_total=row.rows_total,
+        rows_done=row.rows_done,
+        chunks_total=row.chunks_total,
+        layout=row.layout,
+        owner=row.owner,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _update_job(job_id: str, values: dict[str, Any]) -> Update:
+    return (
+        update(JobRow)
+        .where(JobRow.id == job_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _insert_ignoring_duplicates(session: AsyncSession) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING for the dialects mailvet runs on.
+
+    Whether a row went in is read from RETURNING: drivers do not all keep an INSERT's rowcount
+    (psycopg under SQLAlchemy reports -1).
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(JobChunkRow).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(JobChunkRow).on_conflict_do_nothing()
+    raise NotImplementedError(f"record_chunk does not support {dialect}")
+
+
+def _rowcount(result: Result[Any]) -> int:
+    return cast("CursorResult[Any]", result).rowcount

@@ -1,0 +1,86 @@
+"""ObjectStorage on a local directory: each key is a file under `root`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from mailvet.adapters.storage.keys import check_key
+from mailvet.domain.ports import ObjectNotFound
+
+
+class LocalStorage:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path_of(self, key: str) -> Path:
+        """The file that holds `key` (it may not exist)."""
+        return self.root / check_key(key)
+
+    async def put_file(self, key: str, path: Path) -> None:
+        target = self.path_of(key)
+        await asyncio.to_thread(_write_atomic, target, lambda tmp: shutil.copyfile(path, tmp))
+
+    async def get_file(self, key: str, path: Path) -> None:
+        source = self.path_of(key)
+        try:
+            await asyncio.to_thread(shutil.copyfile, source, path)
+        except FileNotFoundError:
+            if source.is_file():  # the destination's directory is what is missing
+                raise
+            raise ObjectNotFound(key) from None
+
+    async def put_bytes(self, key: str, data: bytes) -> None:
+        target = self.path_of(key)
+        await asyncio.to_thread(_write_atomic, target, lambda tmp: Path(tmp).write_bytes(data))
+
+    async def get_bytes(self, key: str) -> bytes:
+        try:
+            return await asyncio.to_thread(self.path_of(key).read_bytes)
+        except (FileNotFoundError, IsADirectoryError):
+            raise ObjectNotFound(key) from None
+
+    async def move(self, src: str, dst: str) -> None:
+        source, target = self.path_of(src), self.path_of(dst)
+        if not source.is_file():
+            raise ObjectNotFound(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+
+    async def exists(self, key: str) -> bool:
+        return self.path_of(key).is_file()
+
+    async def delete_prefix(self, prefix: str) -> None:
+        """Delete every object whose key starts with `prefix` (`a/b` also matches `a/bc`)."""
+        check_key(prefix, prefix=True)
+        directory, _, start = prefix.rpartition("/")
+        await asyncio.to_thread(_delete_matching, self.root / directory, start)
+
+
+def _write_atomic(target: Path, write: Callable[[str], object]) -> None:
+    """Write through a temporary file in the target's directory, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _delete_matching(directory: Path, start: str) -> None:
+    if not directory.is_dir():
+        return
+    for entry in directory.iterdir():
+        if not entry.name.startswith(start):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink(missing_ok=True)

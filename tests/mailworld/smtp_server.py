@@ -1,0 +1,505 @@
+"""Scripted SMTP servers for the test mail world.
+
+A raw asyncio server (not aiosmtpd) so that timing, limits and pipelined replies
+are exactly under the test's control.  Its behaviour is described by an
+:class:`SmtpBehaviour`; what clients did is recorded in :class:`SmtpStats`.
+
+Latency model
+    ``latency`` is a network round-trip model, not a service time: every reply
+    (the greeting included) is written ``latency`` seconds after its command
+    arrived.  Commands that arrive together (pipelined) are all scheduled at
+    arrival, and replies still go out in command order, so a pipelined batch of
+    50 RCPTs costs about one latency while one-at-a-time costs one each.
+
+Protocol errors (``stats.protocol_errors``)
+    Things a correct client never does: a command out of sequence (MAIL before
+    EHLO/HELO, MAIL twice in a transaction, RCPT or DATA outside a transaction),
+    a malformed MAIL/RCPT argument, or a command sent while an earlier reply is
+    still pending without PIPELINING having been granted (granted when an EHLO
+    reply advertising it has been written; the greeting must always be awaited).
+    RCPT/DATA answered 503 because the MAIL of the same pipelined batch was
+    rejected are not counted: a pipelining client cannot avoid them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import re
+import socket
+from collections import deque
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+
+GREYLISTED = "450 4.2.0 <{rcpt}>: Recipient address rejected: Greylisted, try again later"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections"
+BAD_SEQUENCE = "503 5.5.1 Bad sequence of commands"
+SYNTAX_ERROR = "501 5.5.4 Syntax error in parameters or arguments"
+NOT_RECOGNIZED = "502 5.5.2 Command not recognized"
+UNKNOWN_COMMAND = "500 5.5.2 Error: command not recognized"
+MAX_MESSAGE_SIZE = 35_882_577
+
+ADMISSION_GRACE = 0.05
+"""Seconds a connection arriving at ``max_connections`` waits for a slot.
+
+A client that closes a connection and at once opens another may be seen in the
+wrong order by the server; the grace absorbs that race.
+"""
+
+BATCH_WINDOW = 0.001
+"""Replies falling due within this window are written with one ``send``."""
+
+LINE_LIMIT = 65_536
+"""Longest command line accepted; a longer one drops the connection."""
+
+_PATH = re.compile(r"^(?P<kw>FROM|TO):\s*<(?P<addr>[^<>]*)>(?:\s+(?P<params>.*))?$", re.I)
+
+
+@dataclass
+class SmtpBehaviour:
+    """How one scripted SMTP server answers.
+
+    Reply templates may use ``{rcpt}`` (the RCPT address) and the greeting
+    ``{host}`` (``hostname``, or the listening address when it is ``None``).
+    A greeting that is not 2xx (e.g. "421 4.3.2 Service busy") is sent and the
+    connection closed.  ``mailboxes`` maps lower-cased local parts to the full
+    RCPT reply line; other local parts get ``default_reply``.
+    """
+
+    greeting: str = "220 {host} ESMTP mailworld"
+    ehlo: bool = True
+    pipelining: bool = True
+    mailboxes: dict[str, str] = field(default_factory=dict)
+    default_reply: str = "550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown"
+    greylist_attempts: int = 0
+    max_recipients: int | None = None
+    max_connections: int | None = None
+    latency: float = 0.0
+    blackhole: bool = False
+    mail_from_reply: str = "250 2.1.0 OK"
+    hostname: str | None = None
+
+    def __post_init__(self) -> None:
+        self.mailboxes = {local.lower(): reply for local, reply in self.mailboxes.items()}
+
+
+@dataclass
+class SmtpStats:
+    """What the clients of one server did.
+
+    Mutated only by the server's event loop; read it from another thread after
+    the fact (or take a :meth:`snapshot`).
+
+    * ``connections_total``: TCP connections accepted (rejected ones included).
+    * ``max_concurrent``: peak number of connections being served at once
+      (connections rejected by ``max_connections`` are not served).
+    * ``violations``: connections rejected with 421 by ``max_connections``.
+    * ``rcpt_total``: well-formed RCPT commands inside a transaction, those
+      refused with 452 by ``max_recipients`` included.
+    * ``recipients``: the RCPT addresses actually considered (not the 452 ones).
+    * ``transactions``: MAIL FROM commands accepted.
+    """
+
+    connections_total: int = 0
+    max_concurrent: int = 0
+    violations: int = 0
+    protocol_errors: int = 0
+    rcpt_total: int = 0
+    transactions: int = 0
+    recipients: list[str] = field(default_factory=list)
+    helo_names: list[str] = field(default_factory=list)
+    mail_from: list[str] = field(default_factory=list)
+
+    def snapshot(self) -> SmtpStats:
+        """Return an independent copy of the current figures."""
+        return copy.deepcopy(self)
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """Return a TCP socket bound (not yet listening) to ``(host, port)``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def parse_path(argument: str, keyword: str) -> str | None:
+    """Return the address of ``FROM:<addr> [params]`` / ``TO:<addr>``, or None.
+
+    The angle brackets are required (RFC 5321); the null reverse-path ``<>``
+    is valid for FROM only.
+    """
+    match = _PATH.match(argument)
+    if match is None or match["kw"].upper() != keyword:
+        return None
+    address = match["addr"].strip()
+    if keyword == "TO" and not address:
+        return None
+    return address
+
+
+@dataclass(slots=True)
+class _Response:
+    """Reply to one command: its lines, whether to hang up, PIPELINING grant."""
+
+    lines: list[str]
+    close: bool = False
+    pipelining: bool | None = None  # None: leaves the session's grant unchanged
+
+
+@dataclass(slots=True)
+class _Scheduled:
+    """A reply waiting in the outbox until ``due`` (event-loop time)."""
+
+    due: float
+    wire: bytes
+    close: bool
+    pipelining: bool | None
+
+
+class SmtpServer:
+    """One scripted SMTP server listening on ``host:port``.
+
+    ``port=0`` picks a free port; ``start(sock=...)`` serves an already bound
+    socket instead (the mail world uses this to share one port across IPs).
+    :meth:`start` and :meth:`stop` must run in the serving event loop.
+    """
+
+    def __init__(self, host: str, port: int, behaviour: SmtpBehaviour | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.behaviour = behaviour or SmtpBehaviour()
+        self.stats = SmtpStats()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._active = 0
+        self._stopping = False
+        self._greylist_seen: dict[str, int] = {}
+
+    @property
+    def display_name(self) -> str:
+        """The name the server calls itself in its greeting and EHLO reply."""
+        return self.behaviour.hostname or self.host
+
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Start listening (on *sock* if given, which the server then owns)."""
+        if sock is None:
+            sock = bind_listener(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        self._stopping = False
+        self._server = await asyncio.start_server(self._handle, sock=sock, limit=LINE_LIMIT)
+
+    async def stop(self) -> None:
+        """Stop listening, drop every open connection and wait until all are closed."""
+        if self._server is None:
+            return
+        self._stopping = True
+        self._server.close()
+        # Let connections accepted just before close() start their handler task.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        while self._tasks:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._server.wait_closed()
+        self._server = None
+
+    def rcpt_reply(self, address: str) -> str:
+        """Return the reply to ``RCPT TO:<address>``, counting greylist attempts."""
+        behaviour = self.behaviour
+        key = address.lower()
+        if behaviour.greylist_attempts > 0:
+            attempts = self._greylist_seen.get(key, 0)
+            self._greylist_seen[key] = attempts + 1
+            if attempts < behaviour.greylist_attempts:
+                return GREYLISTED.replace("{rcpt}", address)
+        local = key.rpartition("@")[0] if "@" in key else key
+        template = behaviour.mailboxes.get(local, behaviour.default_reply)
+        return template.replace("{rcpt}", address)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one connection from accept to close."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self.stats.connections_total += 1
+        slot = _Slot(self)
+        try:
+            if not self._stopping:
+                await self._serve(reader, writer, slot)
+        except asyncio.CancelledError:
+            # stop() cancels connection tasks.  Ending this top-level task quietly
+            # matters on 3.11, whose asyncio.streams logs an error when the
+            # client_connected_cb task ends cancelled.
+            pass
+        finally:
+            slot.release()
+            writer.close()
+            with suppress(ConnectionError):
+                await writer.wait_closed()
+            self._tasks.discard(task)
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slot: _Slot
+    ) -> None:
+        """Greet (or turn away) the client, then run its session."""
+        if self.behaviour.blackhole:
+            slot.acquire()
+            await _discard(reader)
+            return
+        if await self._admit():
+            slot.acquire()
+            greeting = self.behaviour.greeting.replace("{host}", self.display_name)
+        else:
+            self.stats.violations += 1
+            greeting = TOO_MANY_CONNECTIONS
+        await _Session(self, reader, writer, slot.release).run(greeting)
+
+    async def _admit(self) -> bool:
+        """Wait briefly for a free slot under ``max_connections``; False if none."""
+        limit = self.behaviour.max_connections
+        if limit is None:
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ADMISSION_GRACE
+        while self._active >= limit and loop.time() < deadline:
+            await asyncio.sleep(0.002)
+        return self._active < limit
+
+
+class _Slot:
+    """One connection's share of the server's concurrency count (idempotent release)."""
+
+    def __init__(self, server: SmtpServer) -> None:
+        self._server = server
+        self._held = False
+
+    def acquire(self) -> None:
+        server = self._server
+        server._active += 1
+        server.stats.max_concurrent = max(server.stats.max_concurrent, server._active)
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._server._active -= 1
+
+
+async def _discard(reader: asyncio.StreamReader) -> None:
+    """Read and drop everything until the client goes away (black-hole server)."""
+    with suppress(ConnectionError):
+        while await reader.read(65_536):
+            pass
+
+
+class _Session:
+    """The SMTP dialogue of one connection.
+
+    A reader task parses commands and updates the state machine at arrival; a
+    writer task emits the replies in order, each at ``arrival + latency``.
+    """
+
+    def __init__(
+        self,
+        server: SmtpServer,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        on_hangup: Callable[[], None],
+    ) -> None:
+        self._server = server
+        self._behaviour = server.behaviour
+        self._stats = server.stats
+        self._reader = reader
+        self._writer = writer
+        self._on_hangup = on_hangup
+        self._loop = asyncio.get_running_loop()
+        self._outbox: deque[_Scheduled] = deque()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._pipelining_allowed = False
+        self._greeted = False
+        self._in_transaction = False
+        self._mail_rejected = False
+        self._transaction_rcpts = 0
+        self._handlers: dict[str, Callable[[str], _Response]] = {
+            "EHLO": self._ehlo,
+            "HELO": self._helo,
+            "MAIL": self._mail,
+            "RCPT": self._rcpt,
+            "RSET": self._rset,
+            "NOOP": lambda _arg: _Response(["250 2.0.0 OK"]),
+            "QUIT": lambda _arg: _Response(["221 2.0.0 Bye"], close=True),
+            "VRFY": lambda _arg: _Response(["252 2.0.0 Cannot VRFY user, but will accept"]),
+            "DATA": self._data,
+        }
+
+    async def run(self, greeting: str) -> None:
+        """Send *greeting* (hanging up unless 2xx), then serve commands until close."""
+        self._schedule(self._loop.time(), _Response([greeting], close=not greeting.startswith("2")))
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._write_replies())
+            if not self._closing:
+                group.create_task(self._read_commands())
+
+    # -- reading -----------------------------------------------------------
+
+    async def _read_commands(self) -> None:
+        """Parse commands until EOF or a reply that closes the connection."""
+        while not self._closing:
+            try:
+                line = await self._reader.readline()
+            except (ConnectionError, ValueError):  # ValueError: line over LINE_LIMIT
+                break
+            if not line.endswith(b"\n"):  # EOF (possibly after a partial line)
+                break
+            arrival = self._loop.time()
+            self._check_pipelining()
+            command = line.rstrip(b"\r\n").decode("utf-8", "replace")
+            self._schedule(arrival, self._dispatch(command))
+        if not self._closing:  # client went away: flush what is pending, then close
+            self._schedule(self._loop.time(), _Response([], close=True))
+
+    def _check_pipelining(self) -> None:
+        """Count a command sent before the previous reply without PIPELINING."""
+        if self._outbox and not self._pipelining_allowed:
+            self._stats.protocol_errors += 1
+
+    def _dispatch(self, command: str) -> _Response:
+        verb, _, argument = command.partition(" ")
+        handler = self._handlers.get(verb.upper())
+        if handler is None:
+            return _Response([UNKNOWN_COMMAND])
+        return handler(argument.strip())
+
+    # -- commands ----------------------------------------------------------
+
+    def _ehlo(self, argument: str) -> _Response:
+        if not self._behaviour.ehlo:
+            return _Response([NOT_RECOGNIZED])
+        if not argument:
+            return self._error(SYNTAX_ERROR)
+        self._greet(argument)
+        keywords = [f"{self._server.display_name} Hello {argument}"]
+        if self._behaviour.pipelining:
+            keywords.append("PIPELINING")
+        keywords += [f"SIZE {MAX_MESSAGE_SIZE}", "ENHANCEDSTATUSCODES"]
+        lines = [f"250-{kw}" for kw in keywords[:-1]] + [f"250 {keywords[-1]}"]
+        return _Response(lines, pipelining=self._behaviour.pipelining)
+
+    def _helo(self, argument: str) -> _Response:
+        if not argument:
+            return self._error(SYNTAX_ERROR)
+        self._greet(argument)
+        return _Response([f"250 {self._server.display_name}"], pipelining=False)
+
+    def _greet(self, name: str) -> None:
+        """Record the client's name; EHLO/HELO also resets any transaction."""
+        self._stats.helo_names.append(name)
+        self._greeted = True
+        self._reset_transaction()
+
+    def _mail(self, argument: str) -> _Response:
+        if not self._greeted or self._in_transaction:
+            return self._error(BAD_SEQUENCE)
+        address = parse_path(argument, "FROM")
+        if address is None:
+            return self._error(SYNTAX_ERROR)
+        self._stats.mail_from.append(address)
+        reply = self._behaviour.mail_from_reply
+        if reply.startswith("2"):
+            self._in_transaction = True
+            self._transaction_rcpts = 0
+            self._stats.transactions += 1
+        else:
+            self._mail_rejected = True
+        return _Response([reply])
+
+    def _rcpt(self, argument: str) -> _Response:
+        if not self._in_transaction:
+            return self._error(BAD_SEQUENCE, count=not self._mail_rejected)
+        address = parse_path(argument, "TO")
+        if address is None:
+            return self._error(SYNTAX_ERROR)
+        self._stats.rcpt_total += 1
+        limit = self._behaviour.max_recipients
+        if limit is not None and self._transaction_rcpts >= limit:
+            return _Response([TOO_MANY_RECIPIENTS])
+        self._transaction_rcpts += 1
+        self._stats.recipients.append(address)
+        return _Response([self._server.rcpt_reply(address)])
+
+    def _rset(self, _argument: str) -> _Response:
+        self._reset_transaction()
+        return _Response(["250 2.0.0 OK"])
+
+    def _data(self, _argument: str) -> _Response:
+        if not self._in_transaction:
+            return self._error(BAD_SEQUENCE, count=not self._mail_rejected)
+        self._reset_transaction()
+        return _Response(["554 5.5.1 Error: no valid recipients"])
+
+    def _reset_transaction(self) -> None:
+        self._in_transaction = False
+        self._mail_rejected = False
+        self._transaction_rcpts = 0
+
+    def _error(self, reply: str, *, count: bool = True) -> _Response:
+        """Answer *reply*, counting a protocol error unless told otherwise."""
+        if count:
+            self._stats.protocol_errors += 1
+        return _Response([reply])
+
+    # -- writing -----------------------------------------------------------
+
+    def _schedule(self, arrival: float, response: _Response) -> None:
+        """Queue *response* for ``arrival + latency``; stop reading if it hangs up."""
+        wire = "".join(f"{line}\r\n" for line in response.lines).encode("utf-8")
+        due = arrival + self._behaviour.latency
+        self._outbox.append(_Scheduled(due, wire, response.close, response.pipelining))
+        self._closing = self._closing or response.close
+        self._wake.set()
+
+    async def _write_replies(self) -> None:
+        """Write queued replies in order, each when due; return after the last one."""
+        while True:
+            while not self._outbox:
+                self._wake.clear()
+                await self._wake.wait()
+            head_due = self._outbox[0].due
+            while (delay := head_due - self._loop.time()) > 0:
+                await asyncio.sleep(delay)
+            batch = self._pop_due(head_due + BATCH_WINDOW)
+            try:
+                self._writer.write(b"".join(item.wire for item in batch))
+                self._apply_grants(batch)
+                if batch[-1].close:
+                    self._on_hangup()
+                    return
+                await self._writer.drain()
+            except ConnectionError:
+                return
+
+    def _pop_due(self, limit: float) -> list[_Scheduled]:
+        """Take the replies due by *limit* off the outbox, stopping at a hang-up."""
+        batch: list[_Scheduled] = []
+        while self._outbox and self._outbox[0].due <= limit:
+            item = self._outbox.popleft()
+            batch.append(item)
+            if item.close:
+                break
+        return batch
+
+    def _apply_grants(self, batch: list[_Scheduled]) -> None:
+        for item in batch:
+            if item.pipelining is not None:
+                self._pipelining_allowed = item.pipelining

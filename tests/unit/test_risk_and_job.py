@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+from mailvet.domain.job import IllegalTransition, JobStatus, check_transition
+from mailvet.domain.risk import domain_risk, is_role, suggest_domain
+from mailvet.pipeline.engine import offline_verdict
+from mailvet.domain.address import check_syntax
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("domain", "suggestion"),
+    [("gmial.com", "gmail.com"), ("gmail.con", "gmail.com"), ("hotmial.com", "hotmail.com"),
+     ("yahooo.com", "yahoo.com"), ("outlok.com", "outlook.com"), ("gmail.com", ""),
+     ("good-mail.com", ""), ("mycompany.com", ""), ("yahoo.co.uk", "")],
+)
+def test_typo_suggestions(domain: str, suggestion: str) -> None:
+    assert suggest_domain(domain) == suggestion
+
+
+def test_lists() -> None:
+    assert domain_risk("mailinator.com").disposable
+    assert domain_risk("eu.mailinator.com").disposable  # parent domain listed
+    assert not domain_risk("gmail.com").disposable
+    assert domain_risk("gmail.com").free and domain_risk("yahoo.com").free
+    assert not domain_risk("good-mail.com").free
+
+
+@pytest.mark.parametrize(("local", "role"), [("info", True), ("Sales", True), ("support+eu", True),
+                                            ("noreply", True), ("postmaster", True), ("alice", False),
+                                            ("information", False)])
+def test_roles(local: str, role: bool) -> None:
+    assert is_role(local) is role
+
+
+def test_offline_verdict_fills_flags_and_suggestion() -> None:
+    verdict = offline_verdict(check_syntax("Info@GMIAL.com"))
+    assert verdict.columns()[:8] == (
+        "risky", "disposable", "info@gmial.com", "info@gmail.com", "true", "true", "false", "false",
+    )
+    assert offline_verdict(check_syntax("no-at-sign")).columns()[:3] == ("undeliverable", "invalid_syntax", "")
+
+
+def test_job_state_machine() -> None:
+    path = [JobStatus.PENDING_START, JobStatus.FILE_ACCEPTED, JobStatus.FILE_QUEUED,
+            JobStatus.IN_PROGRESS, JobStatus.COMPLETED]
+    for current, new in zip(path, path[1:]):
+        check_transition(current, new)
+    with pytest.raises(IllegalTransition):
+        check_transition(JobStatus.PENDING_START, JobStatus.COMPLETED)
+    with pytest.raises(IllegalTransition):
+        check_transition(JobStatus.COMPLETED, JobStatus.ERROR_INTERNAL)
+    check_transition(JobStatus.FILE_QUEUED, JobStatus.ERROR_FILE)
