@@ -60,7 +60,8 @@ class HostPool:
         self._prober = prober
         self._settings = prober.settings
         self._queue: deque[_Request] = deque()
-        self._sessions = 0
+        self._sessions = 0  # session tasks, connected or connecting
+        self._cap = self._settings.per_host_connections
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self.batch_size = self._settings.recipients_per_transaction
@@ -80,7 +81,7 @@ class HostPool:
         if down is not None:
             self._fail_all(down)
             return
-        wanted = min(len(self._queue), self._settings.per_host_connections) - self._sessions
+        wanted = min(len(self._queue), self._cap) - self._sessions
         for _ in range(max(0, wanted)):
             self._sessions += 1
             task = asyncio.create_task(self._run_session())
@@ -137,6 +138,14 @@ class HostPool:
                     if not alive:
                         return
         except _HostDown as down:
+            if self._sessions > 1:
+                # other sessions to this host are open or opening: it may only want fewer
+                # connections (421 too many connections); the last one to fail decides
+                self._cap = max(1, self._sessions - 1)
+                log.info("mx_connection_cap_lowered", host=self.host, cap=self._cap)
+                for request in batch:
+                    self._queue.appendleft(request)
+                return
             self._prober.mark_down(self.host, down.failure)
             for request in batch:
                 self._queue.appendleft(request)

@@ -181,14 +181,17 @@ class SmtpSession:
         raise BadReply("reply has too many lines")
 
     async def close(self, *, quit: bool = True) -> None:
-        if quit and not self._writer.is_closing():
-            try:
-                self._writer.write(b"QUIT\r\n")
-                await asyncio.wait_for(self._writer.drain(), min(self._timeout, 2.0))
-                await asyncio.wait_for(self._reader.readline(), min(self._timeout, 2.0))
-            except (OSError, TimeoutError, asyncio.TimeoutError, ValueError):
-                pass
-        self._writer.close()
+        """Say QUIT (briefly) and close; the socket is closed even if we are cancelled."""
+        try:
+            if quit and not self._writer.is_closing():
+                try:
+                    self._writer.write(b"QUIT\r\n")
+                    await asyncio.wait_for(self._writer.drain(), min(self._timeout, 2.0))
+                    await asyncio.wait_for(self._reader.readline(), min(self._timeout, 2.0))
+                except (OSError, TimeoutError, asyncio.TimeoutError, ValueError):
+                    pass
+        finally:
+            self._writer.close()
         try:
             await asyncio.wait_for(self._writer.wait_closed(), 2.0)
         except (OSError, TimeoutError, asyncio.TimeoutError):

@@ -554,7 +554,7 @@ def _detect_xlsx(path: Path, name: str, email_column: str | None) -> FileLayout:
     with _xlsx_sheet(path, title, name) as rows:
         for index, row in enumerate(itertools.islice(rows, XLSX_SCAN_ROWS)):
             if not _is_blank_row(row):
-                records.append((index, [_cell_str(v) for v in row]))
+                records.append((index, [_cell_str(v) for v in _fit(row, 0)]))
                 if len(records) >= HEADER_RECORDS:
                     break
     if not records:
@@ -572,13 +572,21 @@ def _detect_xlsx(path: Path, name: str, email_column: str | None) -> FileLayout:
 # --------------------------------------------------------------------------- generic record stream
 
 
-def _records(path: Path, layout: FileLayout) -> Iterator[tuple[int, Sequence[Any]]]:
-    """(role, cells) of every record; XLSX cells keep their types, data rows are padded
-    to the header width (and the sheet's declared width) for XLSX and CSV inputs."""
+def _records(
+    path: Path, layout: FileLayout, pad: bool = True
+) -> Iterator[tuple[int, Sequence[Any]]]:
+    """(role, cells) of every record; XLSX cells keep their types.  With pad, data rows
+    of XLSX and CSV inputs are padded to the header width (header-less XLSX: to the
+    widest of the first rows) so that appended cells line up."""
     skip = layout.skip_records
     header_at = skip - 1 if layout.has_header else -1
     if layout.kind == "xlsx":
-        width = len(layout.header) if layout.has_header else _xlsx_sample_width(path, layout)
+        if not pad:
+            width = 0
+        elif layout.has_header:
+            width = len(layout.header)
+        else:
+            width = _xlsx_sample_width(path, layout)
         with _xlsx_sheet(path, layout.sheet, path.name) as rows:
             pending = 0  # empty rows are emitted only once a non-empty row follows
             for index, row in enumerate(rows):
@@ -687,7 +695,7 @@ def iter_emails(path: Path, layout: FileLayout) -> Iterator[str]:
             except UnicodeDecodeError as exc:
                 raise _decode_error(exc, layout) from None
     else:
-        for role, cells in _records(path, layout):
+        for role, cells in _records(path, layout, pad=False):
             if role == _DATA:
                 yield _cell_str(cells[idx]).strip() if idx < len(cells) else ""
 
@@ -712,7 +720,7 @@ def count_rows(path: Path, layout: FileLayout) -> int:
                 return sum(map(bool, map(str.strip, lines)))
             except UnicodeDecodeError as exc:
                 raise _decode_error(exc, layout) from None
-    return sum(1 for role, _ in _records(path, layout) if role == _DATA)
+    return sum(1 for role, _ in _records(path, layout, pad=False) if role == _DATA)
 
 
 # --------------------------------------------------------------------------- writing
@@ -820,7 +828,9 @@ def _write_csv_raw(
 ) -> int:
     """CSV → CSV: every record's raw text copied, extras inserted before its terminator."""
     sep = layout.delimiter
-    fmt = _cell_formatter(sep, layout.quotechar)
+    quotechar = layout.quotechar
+    join_sep = sep.join
+    fmt = _cell_formatter(sep, quotechar)
     extras = iter(extra_rows)
     skip = layout.skip_records
     header_at = skip - 1 if layout.has_header else -1
@@ -862,8 +872,28 @@ def _write_csv_raw(
                     if cells is _MISSING:
                         raise _too_few(written)
                     written += 1
-                    if cells:
-                        raw = _append(raw, sep + fmt(cells))
+                    # Fast path, all in C: str cells needing no quoting, record ending in \n.
+                    try:
+                        n_cells = len(cells)
+                        text = join_sep(cells)
+                    except TypeError:  # not a sized sequence of str
+                        raw = _append(raw, sep + fmt(cells)) if cells else raw
+                    else:
+                        if (
+                            text.count(sep) + 1 != n_cells
+                            or quotechar in text
+                            or "\n" in text
+                            or "\r" in text
+                        ):
+                            if n_cells:
+                                raw = _append(raw, sep + fmt(cells))
+                        elif raw[-1] == "\n":
+                            if raw.endswith("\r\n"):
+                                raw = raw[:-2] + sep + text + "\r\n"
+                            else:
+                                raw = raw[:-1] + sep + text + "\n"
+                        else:
+                            raw = _append(raw, sep + text)
                 add(raw)
                 if len(batch) >= WRITE_BATCH:
                     out.write(join(batch))
@@ -917,7 +947,7 @@ def _write_xlsx(
     extra_rows: Iterable[Sequence[str]],
 ) -> int:
     """Any input → XLSX through a write-only (streamed) workbook."""
-    from openpyxl import Workbook
+    from openpyxl import Workbook  # type: ignore[import-untyped]
     from openpyxl.cell import WriteOnlyCell  # type: ignore[import-untyped]
 
     wb = Workbook(write_only=True)

@@ -1,0 +1,145 @@
+"""`mailvet validate` on awkward and broken input: clear errors, nothing half-written."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import openpyxl
+import pytest
+from typer.testing import CliRunner
+
+from mailvet.cli import app
+from mailvet.domain.verdict import RESULT_COLUMNS
+
+pytestmark = pytest.mark.pipeline
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"MAILVET_DATA_DIR": str(tmp_path / "data")}
+
+
+def validate(runner: CliRunner, env: dict[str, str], *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["validate", *args, "--checks", "syntax"], env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+def make_zip(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("hello.txt", "not a workbook")
+    return path
+
+
+BAD_INPUTS = {
+    "missing": (lambda p: p / "nope.csv", "no such file"),
+    "empty": (lambda p: (p / "empty.csv", (p / "empty.csv").write_bytes(b""))[0], "empty"),
+    "binary": (lambda p: (p / "b.csv", (p / "b.csv").write_bytes(b"\x00\x01\x02" * 100))[0], "binary"),
+    "no_column": (
+        lambda p: (p / "n.csv", (p / "n.csv").write_text("name,city\nAnn,Oslo\nBo,Rome\n"))[0],
+        "email column",
+    ),
+    "not_xlsx": (lambda p: make_zip(p / "w.xlsx"), "xlsx"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_clear_line_and_exit_2(
+    case: str, runner: CliRunner, env: dict[str, str], tmp_path: Path
+) -> None:
+    make, words = BAD_INPUTS[case]
+    source = make(tmp_path)
+    out = tmp_path / "out.csv"
+    code, output = validate(runner, env, str(source), "-o", str(out))
+    assert code == 2
+    lines = [line for line in output.splitlines() if line.startswith("mailvet: error:")]
+    assert len(lines) == 1 and words.lower() in lines[0].lower(), output
+    assert "Traceback" not in output
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_unknown_email_column_name(runner: CliRunner, env: dict[str, str], tmp_path: Path) -> None:
+    source = tmp_path / "l.csv"
+    source.write_text("mail_addr,name\na@b.com,A\n")
+    code, output = validate(runner, env, str(source), "--email-column", "courriel")
+    assert code == 2 and "courriel" in output and "mail_addr" in output
+
+
+def test_header_only_list_completes_with_no_rows(
+    runner: CliRunner, env: dict[str, str], tmp_path: Path
+) -> None:
+    source = tmp_path / "h.csv"
+    source.write_text("email,name\n")
+    out = tmp_path / "o.csv"
+    code, output = validate(runner, env, str(source), "-o", str(out))
+    assert code == 0, output
+    assert out.read_text() == "email,name," + ",".join(RESULT_COLUMNS) + "\n"
+
+
+def test_columns_are_kept_byte_for_byte(runner: CliRunner, env: dict[str, str], tmp_path: Path) -> None:
+    raw = (
+        '\ufeffid;"E-mail";note\r\n'
+        '1;alice@gmail.com;"semi;colon"\r\n'
+        '2;"bob@yahoo.com";"multi\r\nline ""quoted"""\r\n'
+        "3;bad@@x;caf\u00e9\r\n"
+        "\r\n"
+        "4;alice@gmail.com;dup\r\n"
+    ).encode("utf-8")
+    source = tmp_path / "in.csv"
+    source.write_bytes(raw)
+    out = tmp_path / "out.csv"
+    code, output = validate(runner, env, str(source), "-o", str(out), "--email-column", "e-mail")
+    assert code == 0, output
+    result = out.read_bytes()
+    records = result.split(b"\r\n")
+    assert records[0].startswith('\ufeffid;"E-mail";note;mailvet_status'.encode())
+    assert records[1].startswith(b'1;alice@gmail.com;"semi;colon";unknown;not_checked;alice@gmail.com')
+    assert records[2] == b'2;"bob@yahoo.com";"multi'
+    assert records[3].startswith(b'line ""quoted""";unknown;not_checked;bob@yahoo.com')
+    assert records[4].startswith("3;bad@@x;caf\u00e9;undeliverable;invalid_syntax".encode())
+    assert records[5] == b""  # the blank line is kept and is not a row
+    assert records[6].startswith(b"4;alice@gmail.com;dup;unknown;not_checked")
+    # every input byte is still there, in order, once the appended cells are removed
+    stripped = b"\r\n".join(
+        r.split(b";unknown;")[0].split(b";undeliverable;")[0].split(b";mailvet_status")[0]
+        for r in records
+    )
+    assert stripped == raw
+
+
+def test_txt_and_xlsx_inputs(runner: CliRunner, env: dict[str, str], tmp_path: Path) -> None:
+    txt = tmp_path / "list.txt"
+    txt.write_text("alice@gmail.com\n\nnot-an-address\n")
+    code, output = validate(runner, env, str(txt))
+    assert code == 0, output
+    assert (tmp_path / "list.mailvet.csv").read_text().splitlines()[1:] == [
+        "alice@gmail.com,unknown,not_checked,alice@gmail.com,,false,false,true,false,,",
+        "not-an-address,undeliverable,invalid_syntax,,,false,false,false,false,,",
+    ]
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["Name", "Email", "Score"])
+    sheet.append(["Ann", "ann@outlook.com", 7])
+    sheet.append(["Bo", "broken", 3.5])
+    xlsx = tmp_path / "people.xlsx"
+    book.save(xlsx)
+    code, output = validate(runner, env, str(xlsx))
+    assert code == 0, output
+    result = openpyxl.load_workbook(tmp_path / "people.mailvet.xlsx", read_only=True)
+    rows = [list(r) for r in result.active.iter_rows(values_only=True)]  # type: ignore[union-attr]
+    result.close()
+    assert rows[0][:4] == ["Name", "Email", "Score", "mailvet_status"]
+    assert rows[1][:5] == ["Ann", "ann@outlook.com", 7, "unknown", "not_checked"]
+    assert rows[2][:5] == ["Bo", "broken", 3.5, "undeliverable", "invalid_syntax"]
+
+
+def test_check_command_json(runner: CliRunner, env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["check", "Info@GMAIL.con", "--json", "--checks", "syntax"], env=env)
+    assert result.exit_code == 0, result.output
+    assert '"status":"unknown"' in result.output
+    assert '"suggestion":"info@gmail.com"' in result.output
+    assert '"role":true' in result.output
