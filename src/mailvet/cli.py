@@ -125,6 +125,8 @@ class _ProgressBar:
 
     def draw(self, done: int, total: int, status: JobStatus) -> None:
         now = time.monotonic()
+        if total == 0 and not status.is_final:
+            return  # not counted yet
         if now - self._last < (0.1 if self._tty else 2.0) and not status.is_final:
             return
         self._last = now

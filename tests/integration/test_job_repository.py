@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -51,6 +53,8 @@ def postgres_url() -> Iterator[str]:
     try:
         admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
+        if os.environ.get("MAILVET_TEST_SERVICES") == "required":  # set by make test / CI
+            pytest.fail(f"PostgreSQL is not reachable at 127.0.0.1:5432: {exc}")
         pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432: {exc}")
     with admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -41,3 +41,9 @@ def test_unreadable_file(tmp_path: Path) -> None:
     bad.write_text("[smtp\n")
     with pytest.raises(SettingsError, match="cannot read settings file"):
         load_settings({"MAILVET_CONFIG": str(bad)})
+
+
+def test_example_config_file_matches_the_defaults() -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "mailvet.example.toml"
+    assert load_settings({}, example) == load_settings({"MAILVET_CONFIG": str(example)})
+    assert load_settings({}, example).smtp == load_settings({}).smtp

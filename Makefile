@@ -1,0 +1,30 @@
+# Two commands on a fresh machine:
+#   make demo   install into ./.venv and validate the bundled sample list (embedded default)
+#   make test   install, start the services the tests need, run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test bench clean
+
+$(BIN)/mailvet: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(BIN)/mailvet
+
+install: $(BIN)/mailvet
+
+demo: install
+	$(BIN)/python scripts/demo.py
+
+test: install
+	./scripts/ensure-services.sh
+	MAILVET_TEST_SERVICES=required $(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python bench/syntax_bench.py
+	$(BIN)/python bench/smtp_bench.py
+
+clean:
+	rm -rf $(VENV) .mailvet examples/out bench/out
