@@ -108,3 +108,34 @@ async def test_host_without_address_falls_back_to_next_mx(world: MailWorld) -> N
     await prober.close()
     assert results[0].mx == "mx.batch.com" and results[0].reply and results[0].reply.code == 250
     assert lost[0].failure is ProbeFailure.CONNECTION_FAILED
+
+
+@pytest.fixture(scope="module")
+def rude_world() -> Iterator[MailWorld]:
+    world = MailWorld()
+    users = {f"user{i}": OK for i in range(100)}
+    world.zone.add("mx.rude.com", a=["127.0.0.40"])
+    world.add_smtp("127.0.0.40", SmtpBehaviour(mailboxes=users, close_after_rcpts=7))
+    world.zone.add("mx.garbage.com", a=["127.0.0.41"])
+    world.add_smtp("127.0.0.41", SmtpBehaviour(greeting="HELLO I AM NOT SMTP"))
+    world.start()
+    yield world
+    world.stop()
+
+
+async def test_421_mid_session_puts_the_rest_back_on_a_new_connection(rude_world: MailWorld) -> None:
+    prober = make_prober(rude_world, MAILVET_SMTP_RECIPIENTS_PER_TRANSACTION="5")
+    recipients = [f"user{i}@rude.com" for i in range(40)]
+    results = await prober.probe(["mx.rude.com"], recipients)
+    await prober.close()
+    assert [r.reply.code if r.reply else r.failure for r in results] == [250] * 40
+    stats = rude_world.smtp("127.0.0.40").stats
+    assert stats.connections_total >= 40 // 7
+    assert sorted(set(stats.recipients)) == sorted(recipients)
+
+
+async def test_garbage_greeting_is_not_a_mailbox_verdict(rude_world: MailWorld) -> None:
+    prober = make_prober(rude_world)
+    (result,) = await prober.probe(["mx.garbage.com"], ["user1@garbage.com"])
+    await prober.close()
+    assert result.reply is None and result.failure is ProbeFailure.CONNECTION_FAILED

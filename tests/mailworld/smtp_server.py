@@ -80,6 +80,7 @@ class SmtpBehaviour:
     blackhole: bool = False
     mail_from_reply: str = "250 2.1.0 OK"
     hostname: str | None = None
+    close_after_rcpts: int | None = None  # a session's RCPT number N+1 gets 421 and a hang-up
 
     def __post_init__(self) -> None:
         self.mailboxes = {local.lower(): reply for local, reply in self.mailboxes.items()}
@@ -431,6 +432,10 @@ class _Session:
         if address is None:
             return self._error(SYNTAX_ERROR)
         self._stats.rcpt_total += 1
+        self._session_rcpts = getattr(self, "_session_rcpts", 0) + 1
+        closing_at = self._behaviour.close_after_rcpts
+        if closing_at is not None and self._session_rcpts > closing_at:
+            return _Response(["421 4.7.0 Too many commands, closing connection"], close=True)
         limit = self._behaviour.max_recipients
         if limit is not None and self._transaction_rcpts >= limit:
             return _Response([TOO_MANY_RECIPIENTS])
