@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
+import os
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +27,7 @@ class Deps:
     resolver: Resolver
     prober: SmtpProberPort
     engine: Engine
+    syntax_pool: Executor | None = None
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -51,8 +56,26 @@ def build_bus(settings: Settings) -> MessageBus:
         bus = MemoryBus()
         # a short work queue: chunks wait in their job's queue, where fairness applies
         bus.set_bound("work", max(2, settings.engine.worker_concurrency))
+        # finished chunks wait for the result generator here, not in memory without bound
+        bus.set_bound("results", 4 * max(2, settings.engine.worker_concurrency))
         return bus
     raise SettingsError(f"MAILVET_BUS={settings.bus!r} is not available here (memory)")
+
+
+def build_syntax_pool(settings: Settings) -> ProcessPoolExecutor | None:
+    """Processes for syntax-only chunks (pure CPU); None when one process is enough."""
+    wanted = settings.engine.syntax_processes
+    count = (os.cpu_count() or 1) if wanted < 0 else wanted
+    if count < 2 and wanted < 0:
+        return None  # one CPU: the event loop's own thread is as fast
+    if count == 0:
+        return None
+    # spawn, not fork: this process already runs threads (SQLite driver, file I/O)
+    return ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
+
+
+async def _shutdown_pool(pool: ProcessPoolExecutor) -> None:
+    await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
 
 def build_engine(settings: Settings, resolver: Resolver, prober: SmtpProberPort) -> Engine:
@@ -72,8 +95,13 @@ async def build_deps(
     bus: MessageBus | None = None,
     resolver: Resolver | None = None,
     prober: SmtpProberPort | None = None,
+    syntax_pool: Executor | None | bool = True,
 ) -> Deps:
-    """Build every port from settings unless given; `await deps.close()` releases them."""
+    """Build every port from settings unless given; `await deps.close()` releases them.
+
+    `syntax_pool`: True builds the process pool from settings; None or False runs syntax
+    checks in this process; an Executor is used as given.
+    """
     closers: list[Callable[[], Awaitable[Any]]] = []
     if jobs is None:
         from mailvet.adapters.db.database import make_database
@@ -87,6 +115,14 @@ async def build_deps(
     prober = prober or SmtpProber(settings.smtp, resolver)
     engine = build_engine(settings, resolver, prober)
     closers.append(engine.close)
+    pool: Executor | None
+    if syntax_pool is True:
+        built = build_syntax_pool(settings)
+        if built is not None:
+            closers.append(lambda: _shutdown_pool(built))
+        pool = built
+    else:
+        pool = syntax_pool or None
     return Deps(
         settings=settings,
         jobs=jobs,
@@ -95,5 +131,6 @@ async def build_deps(
         resolver=resolver,
         prober=prober,
         engine=engine,
+        syntax_pool=pool,
         closers=closers,
     )

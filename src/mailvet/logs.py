@@ -16,7 +16,12 @@ def configure_logging(level: str = "warning", json: bool = False) -> None:
     if not isinstance(numeric, int):
         numeric = logging.WARNING
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if json
+        # plain tracebacks: rich ones print local variables, which may hold addresses
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         processors=[

@@ -46,7 +46,9 @@ class SmtpSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
     checks: Check = Check.SMTP
-    chunk_size: int = 1000  # rows per message
+    chunk_size: int = 1000  # rows per message (DNS/SMTP checks)
+    syntax_chunk_size: int = 10_000  # rows per message for syntax-only jobs (cheap rows)
+    syntax_processes: int = -1  # processes for syntax-only chunks; -1 = one per CPU, 0 = none
     worker_concurrency: int = 16  # chunks in progress at once per worker
     verdict_cache_size: int = 200_000  # addresses remembered per worker (dedupe)
 
@@ -96,6 +98,8 @@ ENV: dict[str, tuple[str, str]] = {
     "MAILVET_SMTP_RECIPIENTS_PER_TRANSACTION": ("smtp", "recipients_per_transaction"),
     "MAILVET_CHECKS": ("engine", "checks"),
     "MAILVET_CHUNK_SIZE": ("engine", "chunk_size"),
+    "MAILVET_SYNTAX_CHUNK_SIZE": ("engine", "syntax_chunk_size"),
+    "MAILVET_SYNTAX_PROCESSES": ("engine", "syntax_processes"),
     "MAILVET_WORKER_CONCURRENCY": ("engine", "worker_concurrency"),
     "MAILVET_STORAGE": ("storage", "backend"),
     "MAILVET_STORAGE_ROOT": ("storage", "root"),

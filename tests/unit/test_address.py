@@ -22,7 +22,7 @@ def library(address: str) -> tuple[bool, str]:
 
 
 ATEXT = string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~"
-TRICKY = ".@\"() ,;:<>[]\\\x00\t é√ü中"
+TRICKY = ".@\"() ,;:<>[]\\\x00\t é√ü中" + string.punctuation + string.whitespace
 DOMAINS = [
     "gmail.com", "Example.ORG", "sub.domain.co.uk", "xn--exmple-cua.com", "exämple.com",
     "localhost", "a.test", "b.local", "x.invalid", "x.onion", "1.2.3.4", "[1.2.3.4]",

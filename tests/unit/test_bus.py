@@ -7,7 +7,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from mailvet.adapters.bus.memory import MemoryBus
-from mailvet.domain.messages import ChunkDone, JobSubmitted, Message, RowChunk
+from mailvet.domain.messages import (
+    ChunkDone,
+    JobSubmitted,
+    Message,
+    RowChunk,
+    decode_cells,
+    encode_cells,
+)
 from mailvet.domain.verdict import Check, Reason, Status, Verdict
 
 pytestmark = pytest.mark.unit
@@ -173,7 +180,8 @@ async def test_roundtrip_mode_sends_copies_through_msgpack() -> None:
         job_id="j1",
         chunk_id=2,
         first_row=20,
-        verdicts=[Verdict(Status.RISKY, Reason.CATCH_ALL, normalized="a@b.c", smtp_code=250)],
+        rows=1,
+        cells=encode_cells([Verdict(Status.RISKY, Reason.CATCH_ALL, normalized="a@b.c", smtp_code=250)]),
     )
     for message in (chunk, done):
         await bus.publish("q", message)
@@ -183,6 +191,7 @@ async def test_roundtrip_mode_sends_copies_through_msgpack() -> None:
     assert got == [chunk, done]
     assert got[0] is not chunk and type(got[0]) is RowChunk
     assert type(got[1]) is ChunkDone
+    assert decode_cells(got[1].cells)[0][:3] == ("risky", "catch_all", "a@b.c")
 
 
 async def test_stop_is_clean_and_start_resumes() -> None:

@@ -71,9 +71,14 @@ def _library(address: str) -> Syntax:
     return Syntax(True, info.normalized, info.local_part, info.domain, info.ascii_domain)
 
 
+_NEEDS_LIBRARY_TO_REJECT = re.compile(r'["<>\\\[\]()]')
+
+
 def check_syntax(address: str) -> Syntax:
     """Validate one address (already stripped of surrounding blanks)."""
     local, at, domain = address.rpartition("@")
+    if not at:
+        return Syntax(False, error="An email address must have an @-sign.")
     if (
         at
         and len(local) <= LOCAL_PART_MAX_LENGTH
@@ -91,4 +96,14 @@ def check_syntax(address: str) -> Syntax:
             if local.lower() in CASE_INSENSITIVE_MAILBOX_NAMES:
                 local = local.lower()
             return Syntax(True, f"{local}@{dom.domain}", local, dom.domain, dom.ascii_domain)
+    elif (
+        at
+        and address.isascii()
+        and "@" not in local
+        and _dot_atom(local) is None
+        and _NEEDS_LIBRARY_TO_REJECT.search(address) is None
+    ):
+        # a plain ASCII local part that is not a dot-atom (empty, "..", leading or trailing
+        # dot, space, comma...) and no quoting or display-name syntax anywhere: invalid
+        return Syntax(False, error="The part before the @-sign is not valid.")
     return _library(address)

@@ -51,12 +51,30 @@ class RowChunk(Message, tag="row_chunk"):
 
 
 class ChunkDone(Message, tag="chunk_done"):
-    """worker -> result generator: one verdict per row of the chunk, in the chunk's order."""
+    """worker -> result generator: the verdict of every row of the chunk, in the chunk's order.
+
+    `cells` is the msgpack encoding of `list[tuple[str, ...]]`: per row, the values of
+    verdict.RESULT_COLUMNS exactly as they are appended to the row (`encode_cells`). Rows
+    travel in this rendered form because that is all the result generator needs, and it
+    lets the worker (or its process pool) do the rendering.
+    """
 
     job_id: str
     chunk_id: int
     first_row: int
-    verdicts: list[Verdict]
+    rows: int
+    cells: bytes
+
+
+_cells_decoder = msgspec.msgpack.Decoder(list[tuple[str, ...]])
+
+
+def encode_cells(verdicts: list[Verdict]) -> bytes:
+    return msgspec.msgpack.encode([verdict.columns() for verdict in verdicts])
+
+
+def decode_cells(data: bytes) -> list[tuple[str, ...]]:
+    return _cells_decoder.decode(data)
 
 
 AnyMessage = JobSubmitted | JobAccepted | ChunksOpened | JobQueued | RowChunk | ChunkDone

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import structlog
 
 from mailvet.domain.address import Syntax, check_syntax
+from mailvet.domain.messages import encode_cells
 from mailvet.domain.ports import MailRoute, ProbeFailure, ProbeResult, Resolver, RouteKind, SmtpProber
 from mailvet.domain.risk import domain_risk, is_role
 from mailvet.domain.smtp_reply import REASON_OF, Outcome, classify_rcpt
@@ -83,6 +84,11 @@ def verdict_from_probe(base: Verdict, result: ProbeResult, catch_all: bool) -> V
     if outcome is Outcome.ACCEPTED and catch_all:
         reason = Reason.CATCH_ALL
     return _verdict(reason, base, mx=result.mx, smtp_code=code, catch_all=catch_all)
+
+
+def syntax_cells(addresses: Sequence[str]) -> bytes:
+    """Syntax-only verdicts as encoded result cells: runs in a worker process (see Worker)."""
+    return encode_cells([offline_verdict(check_syntax(a.strip())) for a in addresses])
 
 
 class Engine:

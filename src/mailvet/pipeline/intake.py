@@ -12,6 +12,7 @@ import structlog
 
 from mailvet.domain.job import JobStatus
 from mailvet.domain.messages import JobAccepted, JobSubmitted
+from mailvet.domain.verdict import Check
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectNotFound, ObjectStorage
 from mailvet.pipeline import keys
 from mailvet.pipeline.tabular import InputError, count_rows, detect_layout
@@ -22,12 +23,19 @@ log = structlog.get_logger(__name__)
 
 class Intake:
     def __init__(
-        self, jobs: JobRepository, storage: ObjectStorage, bus: MessageBus, *, chunk_size: int
+        self,
+        jobs: JobRepository,
+        storage: ObjectStorage,
+        bus: MessageBus,
+        *,
+        chunk_size: int,
+        syntax_chunk_size: int,
     ) -> None:
         self._jobs = jobs
         self._storage = storage
         self._bus = bus
         self._chunk_size = chunk_size
+        self._syntax_chunk_size = syntax_chunk_size
 
     async def handle(self, message: JobSubmitted) -> None:
         job = await self._jobs.get(message.job_id)
@@ -47,8 +55,10 @@ class Intake:
         except ObjectNotFound:
             await self._jobs.set_status(job.id, JobStatus.ERROR_FILE, "the uploaded file is missing")
             return
-        chunks = -(-rows // self._chunk_size)
-        stored = StoredLayout(layout=layout, chunk_size=self._chunk_size)
+        # syntax checks cost microseconds a row: bigger chunks keep per-message costs small
+        size = self._syntax_chunk_size if job.file.checks is Check.SYNTAX else self._chunk_size
+        chunks = -(-rows // size)
+        stored = StoredLayout(layout=layout, chunk_size=size)
         await self._jobs.set_counts(
             job.id, rows_total=rows, chunks_total=chunks, layout=encode_layout(stored)
         )

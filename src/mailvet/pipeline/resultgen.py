@@ -1,8 +1,12 @@
-"""Result generator: keep each chunk's verdicts, and when the last one is in, write the file.
+"""Result generator: keep each chunk's verdicts and write the result file, in input order.
 
 The result holds every input row, in input order, every input column unchanged, plus the
-mailvet_* columns. Chunk results are stored under validation/in-progress/<job>/chunks/ and
-recorded once per (job, chunk), so a redelivered chunk changes nothing.
+mailvet_* columns. Each chunk's cells are stored under validation/in-progress/<job>/chunks/
+and recorded once per (job, chunk), so a redelivered chunk changes nothing.
+
+Writing starts with the first chunk and follows the chunks in order as they become
+available, so a big list is mostly written while it is still being validated; the result
+is published to validation/completed/ and the job completed only once the last chunk is in.
 """
 
 from __future__ import annotations
@@ -11,22 +15,28 @@ import asyncio
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
+from operator import itemgetter
 from pathlib import Path
 
 import msgspec
 import structlog
 
-from mailvet.domain.job import JobStatus
-from mailvet.domain.messages import ChunkDone, JobQueued, Message
-from mailvet.domain.ports import JobRepository, ObjectStorage
-from mailvet.domain.verdict import RESULT_COLUMNS, Verdict
+from mailvet.domain.job import Job, JobStatus
+from mailvet.domain.messages import ChunkDone, JobQueued, Message, decode_cells
+from mailvet.domain.ports import JobRepository, ObjectNotFound, ObjectStorage
+from mailvet.domain.verdict import RESULT_COLUMNS
 from mailvet.pipeline import keys
 from mailvet.pipeline.tabular import result_kind, write_result
 from mailvet.pipeline.workspace import decode_layout, local_copy
 
 log = structlog.get_logger(__name__)
 
-_verdicts_decoder = msgspec.msgpack.Decoder(list[Verdict])
+_status = itemgetter(RESULT_COLUMNS.index("mailvet_status"))
+_reason = itemgetter(RESULT_COLUMNS.index("mailvet_reason"))
+
+# how often a writer waiting for a chunk looks again (chunks stored by another process)
+CHUNK_POLL_SECONDS = 1.0
+_WRITABLE = (JobStatus.FILE_ACCEPTED, JobStatus.FILE_QUEUED, JobStatus.IN_PROGRESS)
 
 
 class Summary(msgspec.Struct, kw_only=True):
@@ -36,69 +46,110 @@ class Summary(msgspec.Struct, kw_only=True):
     result_kind: str = "csv"
 
 
-def encode_verdicts(verdicts: list[Verdict]) -> bytes:
-    return msgspec.msgpack.encode(verdicts)
+class JobAbandoned(Exception):
+    """The job ended (failed) while its result was being written."""
 
 
 class ResultGenerator:
     def __init__(self, jobs: JobRepository, storage: ObjectStorage) -> None:
         self._jobs = jobs
         self._storage = storage
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._writers: dict[str, asyncio.Task[None]] = {}
+        self._arrived: dict[str, asyncio.Event] = {}
 
     async def handle(self, message: Message) -> None:
         if isinstance(message, ChunkDone):
             await self._storage.put_bytes(
-                keys.chunk_results(message.job_id, message.chunk_id),
-                encode_verdicts(message.verdicts),
+                keys.chunk_results(message.job_id, message.chunk_id), message.cells
             )
-            await self._jobs.record_chunk(message.job_id, message.chunk_id, len(message.verdicts))
-            await self._maybe_finish(message.job_id)
+            await self._jobs.record_chunk(message.job_id, message.chunk_id, message.rows)
+            self._arrived.setdefault(message.job_id, asyncio.Event()).set()
+            await self._advance(message.job_id)
         elif isinstance(message, JobQueued):
-            await self._maybe_finish(message.job_id)
+            await self._advance(message.job_id)
 
-    async def _maybe_finish(self, job_id: str) -> None:
-        lock = self._locks.setdefault(job_id, asyncio.Lock())
-        async with lock:
-            job = await self._jobs.get(job_id)
-            if job.status is JobStatus.FILE_QUEUED:
-                job = await self._jobs.set_status(job_id, JobStatus.IN_PROGRESS)
-            if job.status is not JobStatus.IN_PROGRESS:
-                return
-            if await self._jobs.chunks_recorded(job_id) < job.chunks_total:
-                return
-            summary = await self._write(job_id, job.chunks_total, job.layout, job.file.filename)
-            await self._jobs.set_status(job_id, JobStatus.COMPLETED)
-            await self._storage.delete_prefix(keys.job_work(job_id))
-            log.info("job_completed", job_id=job_id, rows=summary.rows, **summary.by_status)
-        self._locks.pop(job_id, None)
+    async def stop(self) -> None:
+        for task in list(self._writers.values()):
+            task.cancel()
+        await asyncio.gather(*self._writers.values(), return_exceptions=True)
 
-    async def _write(self, job_id: str, chunks: int, layout_bytes: bytes, filename: str) -> Summary:
-        stored = decode_layout(layout_bytes)
-        kind = result_kind(stored.layout, filename)
+    async def _advance(self, job_id: str) -> None:
+        """Move a queued job to in-progress, and make sure its result is being written."""
+        job = await self._jobs.get(job_id)
+        if job.status is JobStatus.FILE_QUEUED:
+            job = await self._jobs.set_status(job_id, JobStatus.IN_PROGRESS)
+        if job.status in _WRITABLE and job_id not in self._writers:
+            self._writers[job_id] = asyncio.create_task(self._complete(job), name=f"write-{job_id}")
+
+    async def _complete(self, job: Job) -> None:
+        try:
+            summary = await self._write(job)
+            while (job := await self._jobs.get(job.id)).status is not JobStatus.IN_PROGRESS:
+                if job.status is JobStatus.FILE_QUEUED:
+                    await self._jobs.set_status(job.id, JobStatus.IN_PROGRESS)
+                elif job.status not in _WRITABLE:
+                    raise JobAbandoned(job.status.value)
+                else:  # the publisher is finishing its bookkeeping
+                    await asyncio.sleep(0.02)
+            await self._jobs.set_status(job.id, JobStatus.COMPLETED)
+            await self._storage.delete_prefix(keys.job_work(job.id))
+            log.info("job_completed", job_id=job.id, rows=summary.rows, **summary.by_status)
+        except JobAbandoned as exc:
+            log.info("job_abandoned", job_id=job.id, status=str(exc))
+        except Exception as exc:
+            log.exception("result_failed", job_id=job.id)
+            current = await self._jobs.get(job.id)
+            if not current.status.is_final:
+                await self._jobs.set_status(
+                    job.id, JobStatus.ERROR_INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+                )
+        finally:
+            self._writers.pop(job.id, None)
+            self._arrived.pop(job.id, None)
+
+    async def _chunk_rows(self, job_id: str, chunk_id: int) -> list[tuple[str, ...]]:
+        """The cells of chunk `chunk_id`, waiting until it has been stored."""
+        event = self._arrived.setdefault(job_id, asyncio.Event())
+        while True:
+            event.clear()
+            try:
+                return decode_cells(
+                    await self._storage.get_bytes(keys.chunk_results(job_id, chunk_id))
+                )
+            except ObjectNotFound:
+                pass
+            try:
+                await asyncio.wait_for(event.wait(), CHUNK_POLL_SECONDS)
+            except TimeoutError:
+                status = (await self._jobs.get(job_id)).status
+                if status not in _WRITABLE:
+                    raise JobAbandoned(status.value) from None
+
+    async def _write(self, job: Job) -> Summary:
+        stored = decode_layout(job.layout)
+        kind = result_kind(stored.layout, job.file.filename)
         loop = asyncio.get_running_loop()
         statuses: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
 
-        def rows() -> Iterator[tuple[str, ...]]:
-            for chunk_id in range(chunks):
-                data = asyncio.run_coroutine_threadsafe(
-                    self._storage.get_bytes(keys.chunk_results(job_id, chunk_id)), loop
+        def rows() -> Iterator[tuple[str, ...]]:  # runs in the writer thread
+            for chunk_id in range(job.chunks_total):
+                cells = asyncio.run_coroutine_threadsafe(
+                    self._chunk_rows(job.id, chunk_id), loop
                 ).result()
-                for verdict in _verdicts_decoder.decode(data):
-                    statuses[verdict.status.value] += 1
-                    reasons[verdict.reason.value] += 1
-                    yield verdict.columns()
+                statuses.update(map(_status, cells))
+                reasons.update(map(_reason, cells))
+                yield from cells
 
-        async with local_copy(self._storage, keys.in_progress_input(job_id)) as source:
+        async with local_copy(self._storage, keys.in_progress_input(job.id)) as source:
             with tempfile.TemporaryDirectory(prefix="mailvet-") as folder:
                 out = Path(folder) / f"result.{kind}"
                 written = await asyncio.to_thread(
                     write_result, source, stored.layout, out, RESULT_COLUMNS, rows(), kind
                 )
-                await self._storage.put_file(keys.completed(job_id), out)
+                await self._storage.put_file(keys.completed(job.id), out)
         summary = Summary(
             rows=written, by_status=dict(statuses), by_reason=dict(reasons), result_kind=kind
         )
-        await self._storage.put_bytes(keys.summary(job_id), msgspec.json.encode(summary))
+        await self._storage.put_bytes(keys.summary(job.id), msgspec.json.encode(summary))
         return summary

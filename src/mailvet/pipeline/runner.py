@@ -31,10 +31,17 @@ class Pipeline:
         self.deps = deps
         self.roles = tuple(roles)
         self._orchestrator: Orchestrator | None = None
+        self._resultgen: ResultGenerator | None = None
         bus, jobs, storage = deps.bus, deps.jobs, deps.storage
         engine_settings = deps.settings.engine
         if "intake" in self.roles:
-            intake = Intake(jobs, storage, bus, chunk_size=engine_settings.chunk_size)
+            intake = Intake(
+                jobs,
+                storage,
+                bus,
+                chunk_size=engine_settings.chunk_size,
+                syntax_chunk_size=engine_settings.syntax_chunk_size,
+            )
             bus.subscribe(keys.INTAKE, self._guard(intake.handle), concurrency=2)
         if "publisher" in self.roles:
             publisher = Publisher(jobs, storage, bus)
@@ -44,13 +51,13 @@ class Pipeline:
             self._orchestrator = Orchestrator(bus)
             bus.subscribe(keys.ORCHESTRATOR, self._guard(self._orchestrator.handle))
         if "worker" in self.roles:
-            worker = Worker(deps.engine, bus)
+            worker = Worker(deps.engine, bus, pool=deps.syntax_pool)
             bus.subscribe(
                 keys.WORK, self._guard(worker.handle), concurrency=engine_settings.worker_concurrency
             )
         if "resultgen" in self.roles:
-            resultgen = ResultGenerator(jobs, storage)
-            bus.subscribe(keys.RESULTS, self._guard(resultgen.handle), concurrency=4)
+            self._resultgen = ResultGenerator(jobs, storage)
+            bus.subscribe(keys.RESULTS, self._guard(self._resultgen.handle), concurrency=4)
 
     def _guard(self, handle: Callable[[Any], Awaitable[None]]) -> Callable[[Message], Awaitable[None]]:
         """A failing handler ends its job as error_internal instead of leaving it hanging."""
@@ -85,3 +92,5 @@ class Pipeline:
         if self._orchestrator is not None:
             await self._orchestrator.stop()
         await self.deps.bus.stop()
+        if self._resultgen is not None:
+            await self._resultgen.stop()

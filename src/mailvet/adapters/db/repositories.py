@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -29,8 +31,13 @@ def utc_now() -> datetime:
 
 class SqlJobRepository:
     def __init__(self, source: SessionSource, *, now: Callable[[], datetime] = utc_now) -> None:
+        # SQLite has one writer at a time: queue this process's writers on a lock instead of
+        # letting them sleep in SQLite's busy handler (1..100 ms naps per conflict).
+        self._write_lock: asyncio.Lock | None = None
         if isinstance(source, Database):
             self._sessions: Callable[[], AsyncSession] = source.session_maker
+            if source.engine.dialect.name == "sqlite":
+                self._write_lock = asyncio.Lock()
         elif isinstance(source, SQLAlchemyAsyncConfig):
             self._sessions = source.create_session_maker()
         else:
@@ -40,7 +47,8 @@ class SqlJobRepository:
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncSession]:
         """One transaction that means to write (SQLite: BEGIN IMMEDIATE); commits on exit."""
-        async with self._sessions() as session, session.begin():
+        lock = self._write_lock or contextlib.nullcontext()
+        async with lock, self._sessions() as session, session.begin():
             await session.connection(execution_options=WRITE_INTENT)
             yield session
 

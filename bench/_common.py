@@ -1,0 +1,71 @@
+"""Helpers shared by the benchmark scripts (not a test module, not part of mailvet)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+OUT_DIR = BENCH_DIR / "out"  # git-ignored (see .gitignore: bench/out/)
+
+
+@dataclass
+class ChildRun:
+    returncode: int
+    wall: float  # seconds from spawn to reaped
+    maxrss_mb: float  # peak RSS of that one child (MiB), from os.wait4
+    user: float  # CPU seconds of the child
+    system: float
+    stdout: str
+    stderr: str
+
+
+def mailvet_command() -> list[str]:
+    """The `mailvet` console script of this venv (else `python -m mailvet`)."""
+    script = Path(sys.executable).with_name("mailvet")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-m", "mailvet"]
+
+
+def clean_env(extra: dict[str, str]) -> dict[str, str]:
+    """The current environment without any MAILVET_* variable, plus *extra*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILVET_")}
+    env.update(extra)
+    return env
+
+
+def run_child(cmd: list[str], env: dict[str, str], cwd: Path, log_prefix: Path) -> ChildRun:
+    """Run *cmd*, time it and read ITS peak RSS with os.wait4(pid).
+
+    os.wait4 returns the resource usage of exactly the reaped child (plus any
+    grandchildren *it* waited for; mailvet starts none), unlike
+    getrusage(RUSAGE_CHILDREN), which would fold in every earlier child of
+    this process too.  stdout/stderr go to files next to *log_prefix*.
+    """
+    out_path = log_prefix.with_suffix(".stdout.txt")
+    err_path = log_prefix.with_suffix(".stderr.txt")
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped: tell Popen
+    return ChildRun(
+        returncode=proc.returncode,
+        wall=wall,
+        maxrss_mb=usage.ru_maxrss / 1024.0,  # Linux: KiB
+        user=usage.ru_utime,
+        system=usage.ru_stime,
+        stdout=out_path.read_text(encoding="utf-8", errors="replace"),
+        stderr=err_path.read_text(encoding="utf-8", errors="replace"),
+    )
+
+
+def target_line(name: str, ok: bool, detail: str) -> str:
+    return f"  [{'ok' if ok else 'MISSED'}] {name}: {detail}"

@@ -1,0 +1,210 @@
+"""Syntax-only throughput of `mailvet validate`, and its agreement with email-validator.
+
+    .venv/bin/python bench/syntax_bench.py [--rows 1000000] [--seed 7] [--regen] [--profile]
+
+1. Generates (once; cached in bench/out/) a realistic, seeded CSV `id,email,first_name,city`.
+2. Runs `mailvet validate <csv> -o <out> --checks syntax` as a subprocess (fresh
+   MAILVET_DATA_DIR in a temp folder, no other MAILVET_* variable, cwd = that temp folder so
+   no config/mailvet.toml is picked up); wall time end to end and the child's peak RSS
+   (os.wait4 on the child's pid: that one process only).
+3. Runs `email_validator.validate_email(addr.strip(), check_deliverability=False, strict=True)`
+   in a plain loop over the same cells, timed.
+4. Compares verdicts row by row: mailvet_reason == "invalid_syntax" <=> the library raised;
+   when valid, mailvet_normalized == the library's .normalized.
+
+Prints figures; exits 1 with a "TARGET MISSED" line when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import OUT_DIR, clean_env, mailvet_command, run_child, target_line  # noqa: E402
+from gen_emails import generate_csv  # noqa: E402
+
+TARGET_ROWS_PER_S = 50_000
+TARGET_RSS_MB = 300
+TARGET_SPEEDUP = 3.0
+
+
+def read_emails(path: Path) -> tuple[list[str], list[str]]:
+    ids, emails = [], []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        i_id, i_email = header.index("id"), header.index("email")
+        for row in reader:
+            if not row:
+                continue
+            ids.append(row[i_id])
+            emails.append(row[i_email] if len(row) > i_email else "")
+    return ids, emails
+
+
+def library_loop(emails: list[str]) -> tuple[float, list[str | None]]:
+    """Time the plain email-validator loop; None = raised, else .normalized."""
+    from email_validator import EmailNotValidError, validate_email
+
+    results: list[str | None] = []
+    append = results.append
+    start = time.perf_counter()
+    for cell in emails:
+        try:
+            append(validate_email(cell.strip(), check_deliverability=False, strict=True).normalized)
+        except EmailNotValidError:
+            append(None)
+    return time.perf_counter() - start, results
+
+
+def compare(out_path: Path, ids: list[str], emails: list[str], lib: list[str | None]) -> tuple[int, list[str]]:
+    mismatches = 0
+    examples: list[str] = []
+
+    def bad(msg: str) -> None:
+        nonlocal mismatches
+        mismatches += 1
+        if len(examples) < 15:
+            examples.append(msg)
+
+    with open(out_path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        i_id = header.index("id")
+        i_reason = header.index("mailvet_reason")
+        i_norm = header.index("mailvet_normalized")
+        n = 0
+        for row in reader:
+            if not row:
+                continue
+            if n >= len(ids):
+                bad(f"extra output row {n}: {row!r}")
+                n += 1
+                continue
+            if row[i_id] != ids[n]:
+                bad(f"row {n}: id {row[i_id]!r} != input id {ids[n]!r}")
+            mv_invalid = row[i_reason] == "invalid_syntax"
+            expected = lib[n]
+            if mv_invalid != (expected is None):
+                bad(
+                    f"row {n} {emails[n]!r}: mailvet reason={row[i_reason]!r}, "
+                    f"email-validator {'raised' if expected is None else 'valid ' + repr(expected)}"
+                )
+            elif expected is not None and row[i_norm] != expected:
+                bad(f"row {n} {emails[n]!r}: normalized mailvet={row[i_norm]!r} lib={expected!r}")
+            n += 1
+    if n < len(ids):
+        bad(f"output has {n} rows, input {len(ids)}")
+        mismatches += len(ids) - n - 1
+    return mismatches, examples
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--regen", action="store_true", help="regenerate the cached CSV")
+    ap.add_argument(
+        "--profile", action="store_true",
+        help="also run mailvet once under cProfile (main thread only) and print the top functions",
+    )
+    args = ap.parse_args()
+
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    src, generated = generate_csv(OUT_DIR, args.rows, args.seed, force=args.regen)
+    gen_s = time.perf_counter() - t0
+    size_mb = src.stat().st_size / 2**20
+    print(f"input        : {src} ({size_mb:.1f} MiB, {'generated' if generated else 'cached'} in {gen_s:.1f}s)")
+
+    ids, emails = read_emails(src)
+    stripped = [e.strip() for e in emails]
+    domains = {e.rpartition("@")[2].lower() for e in stripped if "@" in e}
+
+    cmd_base = mailvet_command()
+    with tempfile.TemporaryDirectory(prefix="mailvet-bench-") as tmp_s:
+        tmp = Path(tmp_s)
+        env = clean_env({"MAILVET_DATA_DIR": str(tmp / "data")})
+
+        # Warm-up on a tiny file: compiles .pyc, measures the fixed cost of one run.
+        tiny = tmp / "tiny.csv"
+        tiny.write_text("id,email\n1,a@example.com\n", encoding="utf-8")
+        warm = run_child(
+            cmd_base + ["validate", str(tiny), "-o", str(tmp / "tiny.out.csv"), "--checks", "syntax"],
+            env, tmp, OUT_DIR / "syntax_warmup",
+        )
+
+        out_path = OUT_DIR / f"{src.stem}.mailvet.csv"
+        cmd = cmd_base + ["validate", str(src), "-o", str(out_path), "--checks", "syntax"]
+        run = run_child(cmd, env, tmp, OUT_DIR / "syntax_run")
+
+        if args.profile:
+            prof = OUT_DIR / "syntax.prof"
+            pcmd = [sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "mailvet"] + cmd[len(cmd_base):]
+            pcmd[pcmd.index(str(out_path))] = str(tmp / "profile.out.csv")
+            prun = run_child(pcmd, env, tmp, OUT_DIR / "syntax_profile")
+
+    if run.returncode != 0:
+        print(f"mailvet failed (exit {run.returncode}):\n{run.stderr[-3000:]}")
+        print("TARGET MISSED: mailvet validate did not succeed")
+        return 1
+
+    rows = len(ids)
+    rate = rows / run.wall
+    print(f"mailvet      : {' '.join(cmd[1:] if len(cmd_base) == 1 else cmd)}")
+    print(f"fixed cost   : {warm.wall:.2f}s wall for a 1-row file (startup + job machinery), rc={warm.returncode}")
+    print(f"rows         : {rows:,}")
+    print(f"wall         : {run.wall:.2f}s  (child CPU user {run.user:.2f}s + sys {run.system:.2f}s)")
+    print(f"rows/s       : {rate:,.0f}")
+    print(f"peak RSS     : {run.maxrss_mb:.1f} MiB  (os.wait4 rusage of the mailvet child pid only)")
+
+    lib_s, lib = library_loop(emails)
+    lib_rate = rows / lib_s
+    speedup = rate / lib_rate
+    n_invalid = sum(r is None for r in lib)
+    print(f"email-validator loop : {lib_s:.2f}s, {lib_rate:,.0f} rows/s  ({n_invalid:,} raised = {100 * n_invalid / rows:.1f}%)")
+    valid_domains = {n.rpartition("@")[2] for n in lib if n is not None}
+    print(
+        f"distinct     : {len(set(stripped)):,} addresses; {len(valid_domains):,} domains among valid ones"
+        f" ({len(domains):,} lower-cased domain strings incl. invalid)"
+    )
+    print(f"speed-up     : {speedup:.2f}x  (mailvet end-to-end rows/s / email-validator loop rows/s)")
+
+    mismatches, examples = compare(out_path, ids, emails, lib)
+    print(f"mismatches   : {mismatches:,}")
+    for line in examples:
+        print(f"    {line}")
+
+    if args.profile:
+        import pstats
+
+        print(f"\nprofile      : {OUT_DIR / 'syntax.prof'} (wall under cProfile {prun.wall:.1f}s, rc={prun.returncode})")
+        print("\ncProfile of the mailvet child (main thread; asyncio.to_thread work shows as waits):")
+        pstats.Stats(str(OUT_DIR / "syntax.prof")).sort_stats("cumulative").print_stats(25)
+        pstats.Stats(str(OUT_DIR / "syntax.prof")).sort_stats("tottime").print_stats(20)
+
+    checks = [
+        ("throughput", rate >= TARGET_ROWS_PER_S, f"{rate:,.0f} rows/s (target >= {TARGET_ROWS_PER_S:,})"),
+        ("peak RSS", run.maxrss_mb < TARGET_RSS_MB, f"{run.maxrss_mb:.1f} MiB (target < {TARGET_RSS_MB})"),
+        ("speed-up", speedup >= TARGET_SPEEDUP, f"{speedup:.2f}x (target >= {TARGET_SPEEDUP:g}x)"),
+        ("agreement", mismatches == 0, f"{mismatches} mismatches (target 0)"),
+    ]
+    print("targets:")
+    for name, ok, detail in checks:
+        print(target_line(name, ok, detail))
+    missed = [name for name, ok, _ in checks if not ok]
+    if missed:
+        print(f"TARGET MISSED: {', '.join(missed)}")
+        return 1
+    print("all targets met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
