@@ -143,3 +143,25 @@ def test_check_command_json(runner: CliRunner, env: dict[str, str]) -> None:
     assert '"status":"unknown"' in result.output
     assert '"suggestion":"info@gmail.com"' in result.output
     assert '"role":true' in result.output
+
+
+def test_process_pool_gives_the_same_file_as_one_process(
+    runner: CliRunner, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Big syntax-only chunks run in worker processes; the result must not change."""
+    rows = [f'{i},"user{i}@Example{i % 7}.com",x{i}' for i in range(6000)]
+    rows[10] = '10,"not valid@x.com",odd'
+    rows[20] = '20,"q""uoted""@x.com","multi\r\nline"'
+    source = tmp_path / "big.csv"
+    source.write_bytes(("id,email,note\r\n" + "\r\n".join(rows) + "\r\n").encode())
+    outputs = []
+    for processes in ("2", "0"):
+        out = tmp_path / f"out{processes}.csv"
+        settings = {**env, "MAILVET_SYNTAX_PROCESSES": processes, "MAILVET_SYNTAX_CHUNK_SIZE": "2500"}
+        result = runner.invoke(app, ["validate", str(source), "-o", str(out), "--checks", "syntax"], env=settings)
+        assert result.exit_code == 0, result.output
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    lines = outputs[0].split(b"\r\n")
+    assert len(lines) == 6000 + 3  # header, rows (one spans two lines), final empty
+    assert lines[11].startswith(b'10,"not valid@x.com",odd,undeliverable,invalid_syntax')

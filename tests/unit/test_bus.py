@@ -7,14 +7,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from mailvet.adapters.bus.memory import MemoryBus
-from mailvet.domain.messages import (
-    ChunkDone,
-    JobSubmitted,
-    Message,
-    RowChunk,
-    decode_cells,
-    encode_cells,
-)
+from mailvet.domain.messages import ChunkDone, JobSubmitted, Message, RowChunk
 from mailvet.domain.verdict import Check, Reason, Status, Verdict
 
 pytestmark = pytest.mark.unit
@@ -143,7 +136,7 @@ async def test_handler_failure_is_logged_and_consumer_goes_on(bus: MemoryBus) ->
 async def test_pull(bus: MemoryBus) -> None:
     assert await bus.pull("job:j1") is None  # unknown queue
     chunks = [
-        RowChunk(job_id="j1", chunk_id=n, first_row=n * 10, emails=["a@b.c"]) for n in range(3)
+        RowChunk(job_id="j1", chunk_id=n, first_row=n * 10, rows=1, emails=["a@b.c"]) for n in range(3)
     ]
     for chunk in chunks:
         await bus.publish("job:j1", chunk)
@@ -175,13 +168,18 @@ async def test_delete_queue_drops_messages_and_consumers(bus: MemoryBus) -> None
 
 async def test_roundtrip_mode_sends_copies_through_msgpack() -> None:
     bus = MemoryBus(roundtrip=True)
-    chunk = RowChunk(job_id="j1", chunk_id=2, first_row=20, emails=["a@b.c"], checks=Check.DNS)
+    chunk = RowChunk(
+        job_id="j1", chunk_id=2, first_row=20, rows=1, emails=["a@b.c"], checks=Check.DNS
+    )
     done = ChunkDone(
         job_id="j1",
         chunk_id=2,
         first_row=20,
         rows=1,
-        cells=encode_cells([Verdict(Status.RISKY, Reason.CATCH_ALL, normalized="a@b.c", smtp_code=250)]),
+        form="text",
+        data=b"a@b.c,risky,catch_all\r\n",
+        statuses={Status.RISKY.value: 1},
+        reasons={Reason.CATCH_ALL.value: 1},
     )
     for message in (chunk, done):
         await bus.publish("q", message)
@@ -191,7 +189,7 @@ async def test_roundtrip_mode_sends_copies_through_msgpack() -> None:
     assert got == [chunk, done]
     assert got[0] is not chunk and type(got[0]) is RowChunk
     assert type(got[1]) is ChunkDone
-    assert decode_cells(got[1].cells)[0][:3] == ("risky", "catch_all", "a@b.c")
+    assert got[1].data == b"a@b.c,risky,catch_all\r\n" and got[1].statuses == {"risky": 1}
 
 
 async def test_stop_is_clean_and_start_resumes() -> None:

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import random
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import openpyxl
 import pytest
 
 from mailvet.pipeline.tabular import (
+    OUTPUT_ERRORS,
     FileLayout,
     InputError,
+    chunk_emails,
     count_rows,
     detect_layout,
+    header_text,
     iter_emails,
+    iter_text_chunks,
+    output_encoding,
+    render_chunk,
+    render_header,
     result_kind,
     write_result,
 )
@@ -47,6 +57,8 @@ def run(
     out = tmp_path / f"out.{kind}"
     written = write_result(src, layout, out, EXTRA_HEADER, extras_for(emails), out_kind=kind)  # type: ignore[arg-type]
     assert written == len(emails)
+    if layout.kind != "xlsx" and kind == "csv":  # every CSV/TXT fixture: the chunked way too
+        assert check_chunked(src, layout, EXTRA_HEADER, extras_for(emails)) == out.read_bytes()
     return layout, emails, out
 
 
@@ -70,6 +82,155 @@ def expected_csv(
 
 def raw_of(records: Sequence[tuple[str, str, str]]) -> str:
     return "".join(text + term for _, text, term in records)
+
+
+# --------------------------------------------------------------------------- chunked-text helpers
+#
+# The pipeline renders CSV/TXT results chunk by chunk in the workers (header_text,
+# iter_text_chunks, chunk_emails, render_header, render_chunk, output_encoding).
+# write_result is built on the same functions, so both are compared with an
+# independent reference: the original csv.reader-driven writer below.
+
+CHUNK_SIZES = (1, 2, 3, 7, 1_000_000)
+
+
+def cell_text(value: object) -> str:
+    """How a result writes a non-str extra cell (as a spreadsheet shows it)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
+def quoted_cells(cells: Iterable[object], sep: str, quote: str) -> str:
+    """Extra cells as csv.writer(QUOTE_MINIMAL) writes them."""
+    out = []
+    for cell in map(cell_text, cells):
+        if any(c in cell for c in (sep, quote, "\r", "\n")):
+            cell = quote + cell.replace(quote, quote * 2) + quote
+        out.append(cell)
+    return sep.join(out)
+
+
+def before_terminator(raw: str, tail: str) -> str:
+    """Insert tail before the record's line terminator (the last line's, even when a quote
+    left open at the end of the file makes that line a mere terminator)."""
+    end = 2 if raw.endswith("\r\n") else 1 if raw.endswith(("\r", "\n")) else 0
+    return raw[: len(raw) - end] + tail + raw[len(raw) - end :]
+
+
+def decoded_text(src: Path, layout: FileLayout) -> str:
+    with open(src, encoding=layout.encoding, newline="") as fh:
+        text = fh.read()
+    if layout.bom:
+        assert text.startswith("\ufeff")
+        text = text[1:]
+    return text
+
+
+def reference_result(
+    src: Path, layout: FileLayout, extra_header: Sequence[str], extra_rows: Iterable[Sequence[Any]]
+) -> bytes:
+    """The result file, made the slow and obvious way: csv.reader decides the records (their
+    raw text from reader.line_num), TXT lines go through csv.writer."""
+    rows = iter(extra_rows)
+    skip = layout.skip_records
+    text = decoded_text(src, layout)
+    if layout.kind == "txt":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\r\n")
+        if not layout.has_header:
+            writer.writerow(["email", *extra_header])
+        for index, line in enumerate(io.StringIO(text, newline=None)):
+            if index < skip:
+                if layout.has_header and index == skip - 1:
+                    writer.writerow([line.strip(), *extra_header])
+            elif line.strip():
+                writer.writerow([line.strip(), *map(cell_text, next(rows))])
+        assert next(rows, None) is None
+        return buf.getvalue().encode("utf-8")
+    sep, quote = layout.delimiter, layout.quotechar
+    lines = io.StringIO(text, newline="").readlines()
+    reader = csv.reader(iter(lines), delimiter=sep, quotechar=quote)
+    out = ["\ufeff"] if layout.bom else []
+    done = 0
+    for index, row in enumerate(reader):
+        raw = "".join(lines[done : reader.line_num])
+        done = reader.line_num
+        if index < skip:
+            if layout.has_header and index == skip - 1 and extra_header:
+                raw = before_terminator(raw, sep + quoted_cells(extra_header, sep, quote))
+        elif row:
+            extra = list(next(rows))
+            if extra:
+                raw = before_terminator(raw, sep + quoted_cells(extra, sep, quote))
+        out.append(raw)
+    assert done == len(lines) and next(rows, None) is None
+    return "".join(out).encode(layout.encoding, "replace")
+
+
+def chunked_result(
+    src: Path,
+    layout: FileLayout,
+    extra_header: Sequence[str],
+    extra_rows: Sequence[Sequence[Any]],
+    size: int,
+) -> bytes:
+    """The result file the pipeline's way (checking the chunk invariants on the way)."""
+    header = header_text(src, layout)
+    chunks = list(iter_text_chunks(src, layout, size))
+    assert header + "".join(text for text, _ in chunks) == decoded_text(src, layout)
+    counts = [rows for _, rows in chunks]
+    assert sum(counts) == count_rows(src, layout) == len(extra_rows)
+    assert all(rows == size for rows in counts[:-1]) and all(0 < rows <= size for rows in counts)
+    emails: list[str] = []
+    for text, rows in chunks:
+        got = chunk_emails(text, layout)
+        assert len(got) == rows
+        emails += got
+        # every chunk starts with a data row (the blank records before it end the chunk before)
+        if layout.kind == "txt":
+            assert not text.isspace()
+        else:
+            first = next(
+                csv.reader(
+                    io.StringIO(text, newline=""),
+                    delimiter=layout.delimiter,
+                    quotechar=layout.quotechar,
+                )
+            )
+            assert first != []
+    assert emails == list(iter_emails(src, layout))
+    codec, bom = output_encoding(layout)
+    parts = [bom, render_header(header, layout, extra_header).encode(codec, OUTPUT_ERRORS)]
+    start = 0
+    for text, rows in chunks:
+        cells = extra_rows[start : start + rows]
+        parts.append(render_chunk(text, layout, cells).encode(codec, OUTPUT_ERRORS))
+        start += rows
+    return b"".join(parts)
+
+
+def check_chunked(
+    src: Path,
+    layout: FileLayout,
+    extra_header: Sequence[str],
+    extra_rows: Sequence[Sequence[Any]],
+    sizes: Sequence[int] = CHUNK_SIZES,
+) -> bytes:
+    """THE property: for every chunk size, BOM + rendered header + rendered chunks ==
+    write_result's file == the reference; returns those bytes."""
+    expected = reference_result(src, layout, extra_header, extra_rows)
+    out = src.with_name(src.name + ".check.csv")
+    assert write_result(src, layout, out, extra_header, extra_rows) == len(extra_rows)
+    assert out.read_bytes() == expected
+    out.unlink()
+    for size in sizes:
+        assert chunked_result(src, layout, extra_header, extra_rows, size) == expected, size
+    return expected
 
 
 # --------------------------------------------------------------------------- delimiters
@@ -197,6 +358,7 @@ def test_extra_cells_are_quoted_when_needed(tmp_path: Path) -> None:
     with out.open(newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows == [["email", "h,1", "h2", "h3"], ["a@example.com", *extras[0]], ["b@example.com", *extras[1]]]
+    assert check_chunked(src, layout, ["h,1", "h2", "h3"], extras) == out.read_bytes()
 
 
 def test_extra_cells_not_str_and_no_extra_cells(tmp_path: Path) -> None:
@@ -209,6 +371,12 @@ def test_extra_cells_not_str_and_no_extra_cells(tmp_path: Path) -> None:
     assert out.read_bytes() == (
         b'email,n,s,t\r\na@example.com,1,1,\r\nb@example.com,2,gen,"a,b"\r\nc@example.com,3'
     )
+    same = [[1, None], ("gen", "a,b"), []]
+    assert check_chunked(src, layout, ["s", "t"], same) == out.read_bytes()
+    # iterators as rows of cells are read once, as write_result reads them
+    text = "".join(text for text, _ in iter_text_chunks(src, layout, 10))
+    cells = [iter([1, None]), (x for x in ["gen", "a,b"]), iter([])]
+    assert render_chunk(text, layout, cells).encode() == out.read_bytes()[len(b"email,n,s,t\r\n") :]
 
 
 def test_extra_cells_quoted_with_the_file_delimiter(tmp_path: Path) -> None:
@@ -218,6 +386,7 @@ def test_extra_cells_quoted_with_the_file_delimiter(tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
     write_result(src, layout, out, ["s"], [["x;y, z"]])
     assert out.read_bytes() == b'name;email;s\nA;a@example.com;"x;y, z"\n'
+    assert check_chunked(src, layout, ["s"], [["x;y, z"]]) == out.read_bytes()
 
 
 def test_preamble_lines_before_header(tmp_path: Path) -> None:
@@ -647,6 +816,8 @@ def test_extra_rows_are_consumed_lazily(tmp_path: Path) -> None:
     with out.open(newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows[1] == ["u0@example.com", "U0@EXAMPLE.COM"] and len(rows) == 10_001
+    upper = [[e.upper()] for e in iter_emails(src, layout)]
+    assert check_chunked(src, layout, ["upper"], upper, (7, 2048, 10**6)) == out.read_bytes()
 
 
 def test_cannot_overwrite_input(tmp_path: Path) -> None:
@@ -665,3 +836,409 @@ def test_iter_emails_is_lazy_and_closes_its_file(tmp_path: Path) -> None:
     it = iter_emails(src, layout)
     assert next(it) == "a@example.com"
     it.close()  # ResourceWarning would fail the run (filterwarnings=error)
+
+
+# --------------------------------------------------------------------------- chunked text (CSV/TXT)
+
+
+def write(tmp_path: Path, data: bytes, name: str = "in.csv") -> Path:
+    src = tmp_path / name
+    src.write_bytes(data)
+    return src
+
+
+def test_chunks_start_with_a_row_blank_records_stay_at_the_end_of_a_chunk(tmp_path: Path) -> None:
+    src = write(tmp_path, b"Export\r\n\r\nemail,n\n\n a@x.com,1\n\n\r\nb@x.com,2\nc@x.com,3\n\n")
+    layout = detect_layout(src)
+    assert layout.skip_records == 3 and layout.email_index == 0
+    assert header_text(src, layout) == "Export\r\n\r\nemail,n\n\n"  # + the blank line after it
+    assert list(iter_text_chunks(src, layout, 2)) == [
+        (" a@x.com,1\n\n\r\nb@x.com,2\n", 2),
+        ("c@x.com,3\n\n", 1),
+    ]
+    assert list(iter_text_chunks(src, layout, 3)) == [
+        (" a@x.com,1\n\n\r\nb@x.com,2\nc@x.com,3\n\n", 3)
+    ]
+    assert (
+        render_header(header_text(src, layout), layout, ["s", "t"])
+        == "Export\r\n\r\nemail,n,s,t\n\n"
+    )
+    assert render_chunk(" a@x.com,1\n\n\r\nb@x.com,2\n", layout, [["ok", "1"], ["bad", "2"]]) == (
+        " a@x.com,1,ok,1\n\n\r\nb@x.com,2,bad,2\n"
+    )
+    assert chunk_emails(" a@x.com,1\n\n\r\nb@x.com,2\n", layout) == ["a@x.com", "b@x.com"]
+    check_chunked(src, layout, ["s", "t"], [["ok", "1"], ["bad", "2"], ["x", "3"]])
+
+
+def test_file_without_data_rows_has_no_chunk(tmp_path: Path) -> None:
+    src = write(tmp_path, b"email\r\n\r\n\n")
+    layout = detect_layout(src)
+    assert (
+        header_text(src, layout) == "email\r\n\r\n\n"
+    )  # all of it: nothing is after the first row
+    assert list(iter_text_chunks(src, layout, 5)) == []
+    assert render_header("email\r\n\r\n\n", layout, ["s"]) == "email,s\r\n\r\n\n"
+    check_chunked(src, layout, ["s"], [])
+
+
+def test_no_header_and_leading_blank_lines(tmp_path: Path) -> None:
+    src = write(tmp_path, b"\n\r\na@x.com,1\nb@x.com,2")
+    layout = detect_layout(src)
+    assert not layout.has_header and layout.skip_records == 0
+    assert header_text(src, layout) == "\n\r\n"  # blank lines before the first row
+    assert render_header("\n\r\n", layout, ["s"]) == "\n\r\n"
+    assert render_header("", layout, ["s"]) == ""  # no header line in a header-less CSV result
+    assert list(iter_text_chunks(src, layout, 1)) == [("a@x.com,1\n", 1), ("b@x.com,2", 1)]
+    assert render_chunk("b@x.com,2", layout, [["z"]]) == "b@x.com,2,z"  # no terminator added
+    check_chunked(src, layout, ["s"], [["y"], ["z"]])
+
+
+def test_txt_chunks_header_blank_lines_and_no_final_newline(tmp_path: Path) -> None:
+    src = write(tmp_path, b'\n \r\nEmails\n\na@x.com\n  \x0c \r\n "b"@x.com \rc@x.com', "l.txt")
+    layout = detect_layout(src)
+    assert layout.kind == "txt" and layout.has_header and layout.skip_records == 3
+    header = header_text(src, layout)
+    assert header == "\n \r\nEmails\n\n"
+    assert render_header(header, layout, ["s", "t"]) == "Emails,s,t\r\n"
+    chunks = list(iter_text_chunks(src, layout, 2))
+    assert chunks == [('a@x.com\n  \x0c \r\n "b"@x.com \r', 2), ("c@x.com", 1)]
+    assert chunk_emails(chunks[0][0], layout) == ["a@x.com", '"b"@x.com']
+    assert render_chunk(chunks[0][0], layout, [["ok", "a,b"], ["x", None]]) == (
+        'a@x.com,ok,"a,b"\r\n"""b""@x.com",x,\r\n'
+    )
+    check_chunked(src, layout, ["s", "t"], [["ok", "a,b"], ["x", None], ["y", "z"]])
+
+
+def test_txt_without_header_renders_an_email_header(tmp_path: Path) -> None:
+    src = write(tmp_path, b"\r\n a@x.com\r\n\r\nb@x.com\r\n", "l.txt")
+    layout = detect_layout(src)
+    assert not layout.has_header
+    assert header_text(src, layout) == "\r\n"
+    assert render_header("\r\n", layout, ["s"]) == render_header("", layout, ["s"]) == "email,s\r\n"
+    check_chunked(src, layout, ["s"], [["1"], ["2"]])
+
+
+@pytest.mark.parametrize(
+    ("codec", "bom", "expected"),
+    [
+        ("utf-8", b"", ("utf-8", b"")),
+        ("utf-8", codecs.BOM_UTF8, ("utf-8", codecs.BOM_UTF8)),
+        ("utf-16-le", codecs.BOM_UTF16_LE, ("utf-16-le", codecs.BOM_UTF16_LE)),
+        ("utf-16-be", codecs.BOM_UTF16_BE, ("utf-16-be", codecs.BOM_UTF16_BE)),
+        ("cp1252", b"", ("cp1252", b"")),
+    ],
+)
+def test_output_encoding_and_encodings(
+    tmp_path: Path, codec: str, bom: bytes, expected: tuple[str, bytes]
+) -> None:
+    text = 'Nom;E-mail;Ville\r\nRené;rene@exämple.fr;"Saint-\r\nÉtienne"\nLéa;lea@x.fr;Nice\r\n'
+    src = write(tmp_path, bom + text.encode(codec))
+    layout = detect_layout(src)
+    assert (layout.encoding, layout.bom, layout.delimiter) == (codec, bool(bom), ";")
+    assert output_encoding(layout) == expected
+    # "€" is in cp1252, "田" in none of the 8-bit codecs: "?" in every result
+    rows = [["€ ok", "田"], ["x;y", 'say "hi"']]
+    data = check_chunked(src, layout, ["état", "note"], rows)
+    assert data.startswith(bom) and data[len(bom) :].decode(codec).startswith(
+        "Nom;E-mail;Ville;état;note\r\n"
+    )
+    assert ("?" if codec == "cp1252" else "田") in data[len(bom) :].decode(codec)
+    txt = write(tmp_path, bom + "a@x.com\r\nzoë@x.com\r\n".encode(codec), "l.txt")
+    txt_layout = detect_layout(txt)
+    assert txt_layout.kind == "txt" and output_encoding(txt_layout) == ("utf-8", b"")
+    assert check_chunked(txt, txt_layout, ["s"], [["田"], ["ok"]]).decode() == (
+        "email,s\r\na@x.com,田\r\nzoë@x.com,ok\r\n"
+    )
+
+
+def test_output_encoding_of_codecs_that_write_a_bom() -> None:
+    native = "utf-16-le" if codecs.BOM_UTF16 == codecs.BOM_UTF16_LE else "utf-16-be"
+    assert output_encoding(FileLayout(kind="csv", encoding="utf-16")) == (native, codecs.BOM_UTF16)
+    assert output_encoding(FileLayout(kind="csv", encoding="utf-8-sig")) == (
+        "utf-8",
+        codecs.BOM_UTF8,
+    )
+
+
+def test_quoted_records_across_chunk_boundaries(tmp_path: Path) -> None:
+    records = [
+        'id,email,"note\r\nwith break"\r\n',
+        '1,a@x.com,"one\n\ntwo, ""three""\r\n\r\n"\r\n',  # blank lines inside a quoted field
+        '2,"b@x.com" ,x"y\n',  # text after the closing quote, a quote in an unquoted field
+        "\n",
+        '3,c@x.com,"open\r\nclosed"tail\r',  # lone \r line ends
+        "4,d@x.com,'single'\r",
+        '5,e@x.com,"a,b"\r\n',
+        '6,"f@x.com\n",""\n',
+        '"7",g@x.com,"x""',  # quote still open at the end of the file: one last record
+        ',\n"h@x.com"\n',
+    ]
+    src = write(tmp_path, "".join(records).encode())
+    layout = FileLayout(kind="csv", header=["id", "email", "note"], email_index=1)
+    assert header_text(src, layout) == records[0]
+    assert [text for text, _ in iter_text_chunks(src, layout, 1)] == [
+        records[1],
+        records[2] + records[3],
+        *records[4:8],
+        records[8] + records[9],
+    ]
+    assert list(iter_emails(src, layout)) == [
+        "a@x.com",
+        "b@x.com",
+        "c@x.com",
+        "d@x.com",
+        "e@x.com",
+        "f@x.com",
+        "g@x.com",
+    ]
+    rows = [[f"r{i}", "a\nb" if i % 2 else ""] for i in range(7)]
+    check_chunked(src, layout, ["s", "t"], rows)
+
+
+def test_record_boundaries_follow_csv_reader_exactly(tmp_path: Path) -> None:
+    """With one row per chunk, the header text and the chunks are exactly csv.reader's
+    records: the blank ones before the first row, then one row and the blank ones after it."""
+    rnd = random.Random(20240501)
+    atoms = ["a", " ", ",", '"', '""', "\n", "\r\n", "\r", "x@y", ";", "\x00"]
+    for case in range(300):
+        text = "".join(rnd.choice(atoms) for _ in range(rnd.randint(1, 80)))
+        src = write(tmp_path, text.encode(), f"r{case}.csv")
+        layout = FileLayout(
+            kind="csv", has_header=False, skip_records=0, email_index=rnd.randint(0, 2)
+        )
+        lines = io.StringIO(text, newline="").readlines()
+        reader = csv.reader(iter(lines))
+        expected, done = [("", 0)], 0
+        for row in reader:
+            raw = "".join(lines[done : reader.line_num])
+            done = reader.line_num
+            if row:
+                expected.append((raw, 1))
+            else:
+                expected[-1] = (expected[-1][0] + raw, expected[-1][1])
+        got = [(header_text(src, layout), 0), *iter_text_chunks(src, layout, 1)]
+        assert got == expected, text
+
+
+def nasty_csv(rnd: random.Random, sep: str, quote: str) -> str:
+    def cell() -> str:
+        r = rnd.random()
+        if r < 0.45:
+            return rnd.choice(["", "a", "b@x.org", " c@x.net ", "Zoë", "  ", "€"])
+        if r < 0.8:
+            inner = rnd.choice(
+                [
+                    "",
+                    "a" + sep + "b",
+                    "say " + quote * 2 + "hi" + quote * 2,
+                    "l1\nl2",
+                    "l1\r\nl2",
+                    "l1\rl2",
+                    "\n\n",
+                    quote * 2,
+                    "x\r\n\r\ny",
+                ]
+            )
+            return quote + inner + quote + rnd.choice(["", "", " tail", quote * 2, "x" + quote])
+        return rnd.choice(["o" + quote + "brien", quote + "open", "a" + quote, quote])
+
+    out = []
+    for _ in range(rnd.randint(0, 12)):
+        r = rnd.random()
+        if r < 0.1:
+            line = ""
+        elif r < 0.15:
+            line = rnd.choice([" ", "\t", "  "])
+        else:
+            line = sep.join(cell() for _ in range(rnd.randint(1, 5)))
+        out.append(line + rnd.choice(["\n", "\r\n", "\r\n", "\r"]))
+    if out and rnd.random() < 0.3:
+        out[-1] = out[-1].rstrip("\r\n") or "z"  # no terminator at the end
+    return "".join(out)
+
+
+def random_cells(rnd: random.Random, n: int, sep: str, quote: str) -> list[list[Any]]:
+    choices = [
+        "ok",
+        "",
+        "a" + sep + "b",
+        "c,d",
+        quote + "q" + quote,
+        '"',
+        "e f",
+        "l\nm",
+        "c\rr",
+        "é",
+        "€",
+        "田",
+        None,
+        7,
+        2.0,
+        True,
+    ]
+    return [[rnd.choice(choices) for _ in range(rnd.choice([0, 1, 2, 3, 3]))] for _ in range(n)]
+
+
+def test_randomized_nasty_csv_and_txt(tmp_path: Path) -> None:
+    rnd = random.Random(7)
+    checked = 0
+    for case in range(400):
+        sep = rnd.choice([",", ";", "\t", "|"])
+        quote = rnd.choice(['"', '"', "'"])
+        kind = "txt" if rnd.random() < 0.2 else "csv"
+        text = nasty_csv(rnd, sep, quote)
+        codec, bom = rnd.choice(
+            [
+                ("utf-8", b""),
+                ("utf-8", codecs.BOM_UTF8),
+                ("utf-16-le", codecs.BOM_UTF16_LE),
+                ("utf-16-be", codecs.BOM_UTF16_BE),
+                ("cp1252", b""),
+            ]
+        )
+        data = text.encode(codec, "replace")
+        src = write(tmp_path, bom + data, f"c{case}.{kind}")
+        skip = rnd.choice([0, 0, 1, 2])
+        layout = FileLayout(
+            kind=kind,  # type: ignore[arg-type]
+            encoding=codec,
+            bom=bool(bom),
+            delimiter=sep,
+            quotechar=quote,
+            has_header=skip > 0,
+            email_index=rnd.randint(0, 2) if kind == "csv" else 0,
+            skip_records=skip,
+        )
+        if rnd.random() < 0.3:  # or as detected, when it is a list detect_layout takes
+            try:
+                layout = detect_layout(src)
+            except InputError:
+                pass
+        n = count_rows(src, layout)
+        extra_header = rnd.choice([[], ["s"], ["s" + sep + "t", quote]])
+        check_chunked(
+            src, layout, extra_header, random_cells(rnd, n, layout.delimiter, layout.quotechar)
+        )
+        checked += 1
+    assert checked == 400
+
+
+def test_bigger_file_across_read_buffers(tmp_path: Path) -> None:
+    rnd = random.Random(3)
+    text = "id;email;note\r\n" + "".join(nasty_csv(rnd, ";", '"') for _ in range(1500))
+    src = write(tmp_path, codecs.BOM_UTF8 + text.encode())
+    layout = FileLayout(
+        kind="csv", bom=True, delimiter=";", header=["id", "email", "note"], email_index=1
+    )
+    n = count_rows(src, layout)
+    assert n > 5000
+    cells = [[f"v{i}", "x;y" if i % 3 else "z"] for i in range(n)]
+    check_chunked(src, layout, ["s", "t"], cells, (7, 1000, 4096, 10**6))
+
+
+def test_malformed_csv_in_chunks_is_the_count_rows_error(tmp_path: Path) -> None:
+    broken = b'b@example.com,"' + b"y" * 200_000 + b"\n"
+    src = write(
+        tmp_path, b"email,note\n" + b"a@example.com,x\n" * 30 + broken + b"c@example.com,z\n"
+    )
+    layout = detect_layout(src)
+    with pytest.raises(InputError) as counting:
+        count_rows(src, layout)
+    assert str(counting.value).startswith("malformed CSV near line 32")
+    for size in (1, 7, 1000):
+        with pytest.raises(InputError) as chunking:
+            list(iter_text_chunks(src, layout, size))
+        assert str(chunking.value) == str(counting.value)
+    assert header_text(src, layout) == "email,note\n"
+    # a field over the limit on one line, without quotes
+    long_line = b"d@example.com," + b"z" * 140_000 + b"\n"
+    src.write_bytes(b"email,note\n" + b"a@example.com,x\n" * 3 + long_line)
+    with pytest.raises(InputError, match="malformed CSV near line 5"):
+        count_rows(src, layout)
+    with pytest.raises(InputError, match="malformed CSV near line 5"):
+        list(iter_text_chunks(src, layout, 2))
+
+
+@pytest.fixture
+def small_field_limit() -> Iterator[int]:
+    old = csv.field_size_limit(40)
+    try:
+        yield 40
+    finally:
+        csv.field_size_limit(old)
+
+
+@pytest.mark.parametrize(
+    "big",
+    [
+        '"' + "x" * 30 + "\r\n" + "y" * 30 + '"',  # lines over the limit, the field too
+        '"' + ("w" * 15 + "\r\n") * 4 + '"',  # short lines, but the field is over the limit
+        "z" * 60,  # one line, no quotes
+        "a" * 20 + '"' + "b" * 30,  # one line, a quote in an unquoted field
+    ],
+)
+@pytest.mark.parametrize("ok_width", [1, 39])
+def test_field_size_limit_as_csv_reader(
+    tmp_path: Path, small_field_limit: int, big: str, ok_width: int
+) -> None:
+    ok = "".join(f"{i},u{i}@x.com,{'q' * ok_width}\r\n" for i in range(50))
+    src = write(tmp_path, f"id,email,n\r\n{ok}99,z@x.com,{big}\r\n{ok}".encode())
+    layout = FileLayout(kind="csv", header=["id", "email", "n"], email_index=1)
+    with pytest.raises(InputError) as counting:
+        count_rows(src, layout)
+    assert str(counting.value).startswith("malformed CSV near line 5")
+    for size in (1, 3, 1000):
+        with pytest.raises(InputError) as chunking:
+            list(iter_text_chunks(src, layout, size))
+        assert str(chunking.value) == str(counting.value)
+    with pytest.raises(InputError) as writing:
+        write_result(src, layout, tmp_path / "out.csv", ["s"], [["x"]] * 101)
+    assert str(writing.value) == str(counting.value)
+    assert not (tmp_path / "out.csv").exists()
+    # at the limit: fine
+    src.write_bytes(f'id,email,n\r\n{ok}99,z@x.com,"{"w" * 20}\r\n{"w" * 18}"\r\n{ok}'.encode())
+    check_chunked(src, layout, ["s"], [["x"]] * 101, (1, 3, 1000))
+
+
+def test_undecodable_file_in_chunks(tmp_path: Path) -> None:
+    src = write(tmp_path, b"email\na@x.com\nb\xff@x.com\n")
+    layout = FileLayout(kind="csv", header=["email"])
+    with pytest.raises(InputError, match="not valid utf-8"):
+        list(iter_text_chunks(src, layout, 1))
+
+
+def test_chunk_functions_reject_xlsx_and_bad_arguments(tmp_path: Path) -> None:
+    xlsx = FileLayout(kind="xlsx", sheet="Sheet1")
+    src = write(tmp_path, b"email\na@x.com\nb@x.com\n")
+    for call in (
+        lambda: header_text(src, xlsx),
+        lambda: iter_text_chunks(src, xlsx, 10),
+        lambda: chunk_emails("a@x.com\n", xlsx),
+        lambda: render_header("email\n", xlsx, ["s"]),
+        lambda: render_chunk("a@x.com\n", xlsx, [["s"]]),
+        lambda: output_encoding(xlsx),
+    ):
+        with pytest.raises(ValueError, match="xlsx"):
+            call()
+    layout = detect_layout(src)
+    with pytest.raises(ValueError, match="rows_per_chunk"):
+        iter_text_chunks(src, layout, 0)
+    with pytest.raises(ValueError, match="2 data rows but 1"):
+        render_chunk("a@x.com\n\nb@x.com\n", layout, [["s"]])
+    with pytest.raises(ValueError, match="2 data rows but 3"):
+        render_chunk('a@x.com\n"b@\nx.com"\n', layout, [["s"]] * 3)
+    txt = FileLayout(kind="txt", has_header=False, skip_records=0)
+    with pytest.raises(ValueError, match="1 data rows but 0"):
+        render_chunk(" \na@x.com\n\n", txt, [])
+    with pytest.raises(ValueError, match="header text"):
+        render_header("email\na@x.com\n", layout, ["s"])
+
+
+def test_text_chunks_are_lazy_and_close_their_file(tmp_path: Path) -> None:
+    src = write(tmp_path, b"email\n" + b"".join(b"u%d@x.com\n" % i for i in range(100)))
+    layout = detect_layout(src)
+    chunks = iter_text_chunks(src, layout, 10)
+    assert next(chunks) == ("".join(f"u{i}@x.com\n" for i in range(10)), 10)
+    chunks.close()  # ResourceWarning would fail the run (filterwarnings=error)
+    del chunks
+    assert [rows for _, rows in iter_text_chunks(src, layout, 30)] == [30, 30, 30, 10]

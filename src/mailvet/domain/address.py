@@ -14,6 +14,7 @@ validated by the library once per distinct domain string (cached).  Everything e
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -42,7 +43,6 @@ class Syntax(NamedTuple):
     error: str = ""
 
 
-_PLAIN_ASCII_DOMAIN = re.compile(r"[A-Za-z0-9.\-]+\Z")
 _dot_atom = DOT_ATOM_TEXT.match
 
 
@@ -71,7 +71,20 @@ def _library(address: str) -> Syntax:
     return Syntax(True, info.normalized, info.local_part, info.domain, info.ascii_domain)
 
 
-_NEEDS_LIBRARY_TO_REJECT = re.compile(r'["<>\\\[\]()]')
+# Quoted local parts, display names and domain literals are refused by the options we use
+# (allow_quoted_local, allow_display_name, allow_domain_literal all False), and these
+# characters can appear in a valid address only through those forms.
+_NEVER_VALID = re.compile(r'["<>\\\[\]()]')
+
+
+def _plain_unicode(domain: str) -> bool:
+    """A Unicode domain the library splits off exactly as we do: NFC-stable, and not starting
+    with a combining mark (which would merge with the @-sign)."""
+    return (
+        bool(domain)
+        and unicodedata.combining(domain[0]) == 0
+        and unicodedata.is_normalized("NFC", domain)
+    )
 
 
 def check_syntax(address: str) -> Syntax:
@@ -79,31 +92,28 @@ def check_syntax(address: str) -> Syntax:
     local, at, domain = address.rpartition("@")
     if not at:
         return Syntax(False, error="An email address must have an @-sign.")
-    if (
-        at
-        and len(local) <= LOCAL_PART_MAX_LENGTH
-        and address.isascii()
-        and "@" not in local
-        and _dot_atom(local) is not None
-        and _PLAIN_ASCII_DOMAIN.match(domain) is not None
-    ):
-        dom = _domain(domain)
+    if _NEVER_VALID.search(address) is not None:
+        return Syntax(False, error="Quoting, display names and IP-address domains are not allowed.")
+    if local.isascii() and (domain.isascii() or _plain_unicode(domain)):
+        # An ASCII local part must be a dot-atom of at most 64 characters (strict); the
+        # domain must pass the library's domain check (cached per distinct domain string).
+        if "@" in local or len(local) > LOCAL_PART_MAX_LENGTH or _dot_atom(local) is None:
+            return Syntax(False, error="The part before the @-sign is not valid.")
+        if not domain:
+            return Syntax(False, error="There must be something after the @-sign.")
+        # ASCII domains are case-insensitive: one cache entry (and one library call) per name
+        dom = _domain(domain.lower() if domain.isascii() else domain)
         if dom.error:
             return Syntax(False, error=dom.error)
-        if dom.domain == dom.ascii_domain:  # no IDNA: every length form is the same
-            if len(local) + 1 + len(dom.domain) > EMAIL_MAX_LENGTH:
-                return Syntax(False, error="The email address is too long.")
-            if local.lower() in CASE_INSENSITIVE_MAILBOX_NAMES:
-                local = local.lower()
-            return Syntax(True, f"{local}@{dom.domain}", local, dom.domain, dom.ascii_domain)
-    elif (
-        at
-        and address.isascii()
-        and "@" not in local
-        and _dot_atom(local) is None
-        and _NEEDS_LIBRARY_TO_REJECT.search(address) is None
-    ):
-        # a plain ASCII local part that is not a dot-atom (empty, "..", leading or trailing
-        # dot, space, comma...) and no quoting or display-name syntax anywhere: invalid
-        return Syntax(False, error="The part before the @-sign is not valid.")
+        if local.lower() in CASE_INSENSITIVE_MAILBOX_NAMES:
+            local = local.lower()
+        normalized = f"{local}@{dom.domain}"
+        if domain.isascii() and dom.domain == dom.ascii_domain:
+            too_long = len(address) > EMAIL_MAX_LENGTH  # all three forms have this length
+        else:  # the library's three checks: as given, normalized, with the IDNA domain
+            forms = (address, normalized, f"{local}@{dom.ascii_domain}")
+            too_long = any(len(form.encode("utf-8")) > EMAIL_MAX_LENGTH for form in forms)
+        if too_long:
+            return Syntax(False, error="The email address is too long.")
+        return Syntax(True, normalized, local, dom.domain, dom.ascii_domain)
     return _library(address)

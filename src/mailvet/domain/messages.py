@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-from mailvet.domain.verdict import Check, Verdict
+from mailvet.domain.verdict import Check
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -41,40 +41,38 @@ class JobQueued(Message, tag="job_queued"):
 
 
 class RowChunk(Message, tag="row_chunk"):
-    """publisher -> orchestrator -> worker: a run of consecutive rows to validate."""
+    """publisher -> orchestrator -> worker: a run of consecutive rows to validate.
 
-    job_id: str
-    chunk_id: int
-    first_row: int
-    emails: list[str]
-    checks: Check = Check.SMTP
-
-
-class ChunkDone(Message, tag="chunk_done"):
-    """worker -> result generator: the verdict of every row of the chunk, in the chunk's order.
-
-    `cells` is the msgpack encoding of `list[tuple[str, ...]]`: per row, the values of
-    verdict.RESULT_COLUMNS exactly as they are appended to the row (`encode_cells`). Rows
-    travel in this rendered form because that is all the result generator needs, and it
-    lets the worker (or its process pool) do the rendering.
+    CSV/TXT lists send the rows' raw text (`text`) with the file's layout (msgpack, opaque
+    here) so the worker can parse and render them; XLSX lists send the addresses (`emails`).
     """
 
     job_id: str
     chunk_id: int
     first_row: int
     rows: int
-    cells: bytes
+    checks: Check = Check.SMTP
+    emails: list[str] = []
+    text: str = ""
+    layout: bytes = b""
 
 
-_cells_decoder = msgspec.msgpack.Decoder(list[tuple[str, ...]])
+class ChunkDone(Message, tag="chunk_done"):
+    """worker -> result generator: the chunk's rows with their verdicts, ready for the file.
 
+    `form` says what `data` holds: "text" = the chunk's output rows, encoded as in the result
+    file; "cells" = msgpack list of the mailvet_* cell tuples, one per row (XLSX results).
+    `statuses`/`reasons` count the chunk's verdicts for the job summary.
+    """
 
-def encode_cells(verdicts: list[Verdict]) -> bytes:
-    return msgspec.msgpack.encode([verdict.columns() for verdict in verdicts])
-
-
-def decode_cells(data: bytes) -> list[tuple[str, ...]]:
-    return _cells_decoder.decode(data)
+    job_id: str
+    chunk_id: int
+    first_row: int
+    rows: int
+    form: str
+    data: bytes
+    statuses: dict[str, int] = {}
+    reasons: dict[str, int] = {}
 
 
 AnyMessage = JobSubmitted | JobAccepted | ChunksOpened | JobQueued | RowChunk | ChunkDone

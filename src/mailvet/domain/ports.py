@@ -93,7 +93,12 @@ class MessageBus(Protocol):
     def subscribe(self, queue: str, handler: Handler, *, concurrency: int = 1) -> None: ...
 
     async def pull(self, queue: str) -> Message | None:
-        """Take one message without waiting (None if empty); used for round-robin."""
+        """Take one message without waiting (None if empty)."""
+        ...
+
+    async def transfer(self, src: str, dst: str) -> Message | None:
+        """Move one message from `src` to `dst` without waiting for one (None if `src` is
+        empty); it leaves `src` only once it is safely in `dst` (round-robin dispatch)."""
         ...
 
     async def delete_queue(self, queue: str) -> None: ...

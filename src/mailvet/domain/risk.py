@@ -82,5 +82,7 @@ def suggest_domain(domain: str) -> str:
 
 def is_role(local_part: str) -> bool:
     """Role account: the local part (before any +tag) is a shared mailbox name."""
-    base = local_part.lower().split("+", 1)[0]
+    base = local_part.lower()
+    if "+" in base:
+        base = base.split("+", 1)[0]
     return base in ROLE_LOCAL_PARTS

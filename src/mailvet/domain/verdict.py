@@ -90,10 +90,10 @@ class Verdict(msgspec.Struct, frozen=True, array_like=True):
     smtp_code: int | None = None
 
     def columns(self) -> tuple[str, ...]:
-        """The values of RESULT_COLUMNS, as strings, in order."""
+        """The values of RESULT_COLUMNS, as strings, in order (the enums are str themselves)."""
         return (
-            self.status.value,
-            self.reason.value,
+            self.status,
+            self.reason,
             self.normalized,
             self.suggestion,
             _BOOL[self.disposable],

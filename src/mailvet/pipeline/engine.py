@@ -16,7 +16,6 @@ from collections.abc import Sequence
 import structlog
 
 from mailvet.domain.address import Syntax, check_syntax
-from mailvet.domain.messages import encode_cells
 from mailvet.domain.ports import MailRoute, ProbeFailure, ProbeResult, Resolver, RouteKind, SmtpProber
 from mailvet.domain.risk import domain_risk, is_role
 from mailvet.domain.smtp_reply import REASON_OF, Outcome, classify_rcpt
@@ -86,9 +85,9 @@ def verdict_from_probe(base: Verdict, result: ProbeResult, catch_all: bool) -> V
     return _verdict(reason, base, mx=result.mx, smtp_code=code, catch_all=catch_all)
 
 
-def syntax_cells(addresses: Sequence[str]) -> bytes:
-    """Syntax-only verdicts as encoded result cells: runs in a worker process (see Worker)."""
-    return encode_cells([offline_verdict(check_syntax(a.strip())) for a in addresses])
+def syntax_verdicts(addresses: Sequence[str]) -> list[Verdict]:
+    """Verdicts without the network: syntax and lists only."""
+    return [offline_verdict(check_syntax(address.strip())) for address in addresses]
 
 
 class Engine:
@@ -112,7 +111,7 @@ class Engine:
 
     async def check_many(self, addresses: Sequence[str], checks: Check) -> list[Verdict]:
         """One verdict per address, in order."""
-        offline = [offline_verdict(check_syntax(a.strip())) for a in addresses]
+        offline = syntax_verdicts(addresses)
         if checks is Check.SYNTAX:
             return offline
         out = list(offline)

@@ -19,6 +19,11 @@ def chunk_results(job_id: str, chunk_id: int) -> str:
     return f"{IN_PROGRESS}{job_id}/chunks/{chunk_id:08d}"
 
 
+def result_header(job_id: str) -> str:
+    """The rendered first part of a CSV/TXT result (preamble and header with our columns)."""
+    return f"{IN_PROGRESS}{job_id}/result-header"
+
+
 def job_work(job_id: str) -> str:
     return f"{IN_PROGRESS}{job_id}/"
 

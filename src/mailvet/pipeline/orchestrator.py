@@ -11,7 +11,7 @@ import asyncio
 
 import structlog
 
-from mailvet.domain.messages import ChunksOpened, Message, RowChunk
+from mailvet.domain.messages import ChunksOpened, Message
 from mailvet.domain.ports import MessageBus
 from mailvet.pipeline import keys
 
@@ -55,11 +55,10 @@ class Orchestrator:
         """Move at most one chunk of every active job to the work queue."""
         moved = 0
         for job_id in list(self._remaining):
-            chunk = await self._bus.pull(keys.rows_queue(job_id))
+            # waits while the work queue is full: that is where fairness comes from
+            chunk = await self._bus.transfer(keys.rows_queue(job_id), keys.WORK)
             if chunk is None:
                 continue
-            assert isinstance(chunk, RowChunk)
-            await self._bus.publish(keys.WORK, chunk)  # waits while the workers are busy
             moved += 1
             self._remaining[job_id] -= 1
             if self._remaining[job_id] <= 0:

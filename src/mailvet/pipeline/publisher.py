@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import structlog
 
@@ -16,10 +17,27 @@ from mailvet.domain.job import JobStatus
 from mailvet.domain.messages import ChunksOpened, JobAccepted, JobQueued, RowChunk
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectStorage
 from mailvet.pipeline import keys
-from mailvet.pipeline.tabular import iter_emails
-from mailvet.pipeline.workspace import decode_layout, local_copy
+from mailvet.domain.verdict import RESULT_COLUMNS
+from mailvet.pipeline.rendering import encode_file_layout
+from mailvet.pipeline.tabular import (
+    header_text,
+    iter_emails,
+    iter_text_chunks,
+    output_encoding,
+    render_header,
+)
+from mailvet.pipeline.workspace import StoredLayout, decode_layout, local_copy
 
 log = structlog.get_logger(__name__)
+
+
+ChunkParts = tuple[int, list[str], str]  # rows, addresses (XLSX), raw text (CSV/TXT)
+
+
+async def _iterate(iterator: Iterator[ChunkParts]) -> AsyncIterator[ChunkParts]:
+    """Run a blocking file iterator in a thread, one item at a time."""
+    while (item := await asyncio.to_thread(next, iterator, None)) is not None:
+        yield item
 
 
 class Publisher:
@@ -28,31 +46,47 @@ class Publisher:
         self._storage = storage
         self._bus = bus
 
+    @staticmethod
+    def _chunks(path: Path, stored: StoredLayout) -> AsyncIterator[ChunkParts]:
+        layout, size = stored.layout, stored.chunk_size
+        if layout.kind == "xlsx":
+            emails = iter_emails(path, layout)
+            batches = iter(lambda: list(itertools.islice(emails, size)), [])
+            return _iterate((len(batch), batch, "") for batch in batches)
+        return _iterate((rows, [], text) for text, rows in iter_text_chunks(path, layout, size))
+
     async def handle(self, message: JobAccepted) -> None:
         job = await self._jobs.get(message.job_id)
         if job.status is not JobStatus.FILE_ACCEPTED:
             log.info("publisher_skip", job_id=job.id, status=job.status.value)
             return
         stored = decode_layout(job.layout)
+        layout_bytes = encode_file_layout(stored.layout) if stored.layout.kind != "xlsx" else b""
         queue = keys.rows_queue(job.id)
         await self._bus.publish(
             keys.ORCHESTRATOR, ChunksOpened(job_id=job.id, chunks_total=job.chunks_total)
         )
         published = 0
         async with local_copy(self._storage, keys.in_progress_input(job.id)) as path:
-            emails = iter_emails(path, stored.layout)
-            chunks: Iterator[list[str]] = iter(
-                lambda: list(itertools.islice(emails, stored.chunk_size)), []
-            )
-            while batch := await asyncio.to_thread(next, chunks, []):
+            if stored.layout.kind != "xlsx":  # the result file starts with the header part
+                header = await asyncio.to_thread(header_text, path, stored.layout)
+                codec, bom = output_encoding(stored.layout)
+                rendered = render_header(header, stored.layout, RESULT_COLUMNS)
+                await self._storage.put_bytes(
+                    keys.result_header(job.id), bom + rendered.encode(codec, "replace")
+                )
+            async for rows, emails, text in self._chunks(path, stored):
                 await self._bus.publish(
                     queue,
                     RowChunk(
                         job_id=job.id,
                         chunk_id=published,
                         first_row=published * stored.chunk_size,
-                        emails=batch,
+                        rows=rows,
                         checks=job.file.checks,
+                        emails=emails,
+                        text=text,
+                        layout=layout_bytes,
                     ),
                 )
                 published += 1

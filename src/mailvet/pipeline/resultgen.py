@@ -4,9 +4,11 @@ The result holds every input row, in input order, every input column unchanged, 
 mailvet_* columns. Each chunk's cells are stored under validation/in-progress/<job>/chunks/
 and recorded once per (job, chunk), so a redelivered chunk changes nothing.
 
-Writing starts with the first chunk and follows the chunks in order as they become
-available, so a big list is mostly written while it is still being validated; the result
-is published to validation/completed/ and the job completed only once the last chunk is in.
+Workers send CSV/TXT chunks already rendered, so the result file is the rendered header
+followed by the chunks in order; writing starts with the first chunk and follows the chunks
+as they become available. XLSX results are rewritten row by row with the cells appended.
+The result is published to validation/completed/, and the job completed, only once the last
+chunk is in.
 """
 
 from __future__ import annotations
@@ -14,25 +16,24 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
-from operator import itemgetter
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 import structlog
 
 from mailvet.domain.job import Job, JobStatus
-from mailvet.domain.messages import ChunkDone, JobQueued, Message, decode_cells
+from mailvet.domain.messages import ChunkDone, JobQueued, Message
 from mailvet.domain.ports import JobRepository, ObjectNotFound, ObjectStorage
 from mailvet.domain.verdict import RESULT_COLUMNS
 from mailvet.pipeline import keys
-from mailvet.pipeline.tabular import result_kind, write_result
+from mailvet.pipeline.rendering import ChunkOutput, decode_cells, decode_output, encode_output
+from mailvet.pipeline.tabular import FileLayout, result_kind, write_result
 from mailvet.pipeline.workspace import decode_layout, local_copy
 
 log = structlog.get_logger(__name__)
 
-_status = itemgetter(RESULT_COLUMNS.index("mailvet_status"))
-_reason = itemgetter(RESULT_COLUMNS.index("mailvet_reason"))
 
 # how often a writer waiting for a chunk looks again (chunks stored by another process)
 CHUNK_POLL_SECONDS = 1.0
@@ -59,8 +60,11 @@ class ResultGenerator:
 
     async def handle(self, message: Message) -> None:
         if isinstance(message, ChunkDone):
+            output = ChunkOutput(
+                message.form, message.rows, message.data, message.statuses, message.reasons
+            )
             await self._storage.put_bytes(
-                keys.chunk_results(message.job_id, message.chunk_id), message.cells
+                keys.chunk_results(message.job_id, message.chunk_id), encode_output(output)
             )
             await self._jobs.record_chunk(message.job_id, message.chunk_id, message.rows)
             self._arrived.setdefault(message.job_id, asyncio.Event()).set()
@@ -107,15 +111,13 @@ class ResultGenerator:
             self._writers.pop(job.id, None)
             self._arrived.pop(job.id, None)
 
-    async def _chunk_rows(self, job_id: str, chunk_id: int) -> list[tuple[str, ...]]:
-        """The cells of chunk `chunk_id`, waiting until it has been stored."""
+    async def _stored(self, job_id: str, key: str) -> bytes:
+        """The object at `key`, waiting until a chunk handler (maybe elsewhere) has stored it."""
         event = self._arrived.setdefault(job_id, asyncio.Event())
         while True:
             event.clear()
             try:
-                return decode_cells(
-                    await self._storage.get_bytes(keys.chunk_results(job_id, chunk_id))
-                )
+                return await self._storage.get_bytes(key)
             except ObjectNotFound:
                 pass
             try:
@@ -125,31 +127,59 @@ class ResultGenerator:
                 if status not in _WRITABLE:
                     raise JobAbandoned(status.value) from None
 
+    async def _chunks(self, job: Job) -> AsyncIterator[ChunkOutput]:
+        for chunk_id in range(job.chunks_total):
+            yield decode_output(await self._stored(job.id, keys.chunk_results(job.id, chunk_id)))
+
     async def _write(self, job: Job) -> Summary:
         stored = decode_layout(job.layout)
         kind = result_kind(stored.layout, job.file.filename)
-        loop = asyncio.get_running_loop()
         statuses: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
-
-        def rows() -> Iterator[tuple[str, ...]]:  # runs in the writer thread
-            for chunk_id in range(job.chunks_total):
-                cells = asyncio.run_coroutine_threadsafe(
-                    self._chunk_rows(job.id, chunk_id), loop
-                ).result()
-                statuses.update(map(_status, cells))
-                reasons.update(map(_reason, cells))
-                yield from cells
-
-        async with local_copy(self._storage, keys.in_progress_input(job.id)) as source:
-            with tempfile.TemporaryDirectory(prefix="mailvet-") as folder:
-                out = Path(folder) / f"result.{kind}"
-                written = await asyncio.to_thread(
-                    write_result, source, stored.layout, out, RESULT_COLUMNS, rows(), kind
-                )
-                await self._storage.put_file(keys.completed(job.id), out)
+        with tempfile.TemporaryDirectory(prefix="mailvet-") as folder:
+            out = Path(folder) / f"result.{kind}"
+            if stored.layout.kind == "xlsx":
+                written = await self._write_workbook(job, stored.layout, out, kind, statuses, reasons)
+            else:
+                written = 0
+                with out.open("wb") as handle:
+                    handle.write(await self._stored(job.id, keys.result_header(job.id)))
+                    async for chunk in self._chunks(job):
+                        handle.write(chunk.data)
+                        statuses.update(chunk.statuses)
+                        reasons.update(chunk.reasons)
+                        written += chunk.rows
+            await self._storage.put_file(keys.completed(job.id), out)
         summary = Summary(
             rows=written, by_status=dict(statuses), by_reason=dict(reasons), result_kind=kind
         )
         await self._storage.put_bytes(keys.summary(job.id), msgspec.json.encode(summary))
         return summary
+
+    async def _write_workbook(
+        self,
+        job: Job,
+        layout: FileLayout,
+        out: Path,
+        kind: Literal["csv", "xlsx"],
+        statuses: Counter[str],
+        reasons: Counter[str],
+    ) -> int:
+        """XLSX results: the workbook is rewritten row by row with the cells appended."""
+        loop = asyncio.get_running_loop()
+
+        def rows() -> Iterator[tuple[str, ...]]:  # runs in the writer thread
+            for chunk_id in range(job.chunks_total):
+                chunk = decode_output(
+                    asyncio.run_coroutine_threadsafe(
+                        self._stored(job.id, keys.chunk_results(job.id, chunk_id)), loop
+                    ).result()
+                )
+                statuses.update(chunk.statuses)
+                reasons.update(chunk.reasons)
+                yield from decode_cells(chunk.data)
+
+        async with local_copy(self._storage, keys.in_progress_input(job.id)) as source:
+            return await asyncio.to_thread(
+                write_result, source, layout, out, RESULT_COLUMNS, rows(), kind
+            )

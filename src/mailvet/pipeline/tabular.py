@@ -5,7 +5,12 @@ gets back the same file with verdict columns appended.  This module
 
 * detects the layout of the file (:func:`detect_layout`),
 * streams the email cell of every data row (:func:`iter_emails`, :func:`count_rows`),
-* writes the result file (:func:`write_result`).
+* writes the result file (:func:`write_result`),
+* cuts CSV and TXT files into chunks of raw records that pipeline workers parse
+  and render on their own (:func:`header_text`, :func:`iter_text_chunks`,
+  :func:`chunk_emails`, :func:`render_header`, :func:`render_chunk`,
+  :func:`output_encoding`): BOM + rendered header + rendered chunks, in order,
+  is the file :func:`write_result` writes, byte for byte.
 
 Everything is streamed: no function holds all rows in memory, so a file of a
 million rows costs a few MiB whatever its size.
@@ -46,10 +51,13 @@ import collections
 import contextlib
 import csv
 import datetime as dt
+import functools
 import io
 import itertools
+import operator
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import sys
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -57,11 +65,18 @@ from typing import IO, Any, Literal
 import msgspec
 
 __all__ = [
+    "OUTPUT_ERRORS",
     "FileLayout",
     "InputError",
+    "chunk_emails",
     "count_rows",
     "detect_layout",
+    "header_text",
     "iter_emails",
+    "iter_text_chunks",
+    "output_encoding",
+    "render_chunk",
+    "render_header",
     "result_kind",
     "write_result",
 ]
@@ -723,6 +738,589 @@ def count_rows(path: Path, layout: FileLayout) -> int:
     return sum(1 for role, _ in _records(path, layout, pad=False) if role == _DATA)
 
 
+# --------------------------------------------------------------------------- chunked text (CSV/TXT)
+#
+# The pipeline does the per-row work of CSV and TXT lists in the workers: the
+# publisher cuts the decoded text into chunks of whole records
+# (iter_text_chunks), a worker parses its chunk (chunk_emails) and renders its
+# output text (render_chunk), and the result file is output_encoding's BOM, then
+# render_header(header_text(...)), then the rendered chunks, each encoded on its
+# own.  write_result (CSV/TXT → CSV) is made of the same pieces.
+#
+# Records are found without the csv module: a line holding no quote character
+# is one record (a blank one if it is only a line terminator); a line holding
+# one is matched against a regular expression that follows csv.reader's
+# (non-strict) state machine and tells whether the line ends inside a quoted
+# field, in which case the record goes on over the next lines.  Records longer
+# than csv.field_size_limit() are parsed by csv.reader too, so that a file
+# count_rows rejects is rejected here with the same message.
+
+OUTPUT_ERRORS = "replace"  # error handler of the output codec: unencodable characters -> "?"
+_LINE_ENDS = ("\n", "\r\n", "\r")  # a CSV line holding only its terminator: a blank record
+
+_Matcher = Callable[[str], "re.Match[str] | None"]
+
+
+@functools.lru_cache(maxsize=16)
+def _record_matchers(delimiter: str, quotechar: str) -> tuple[_Matcher, _Matcher]:
+    """fullmatch of (a line read at a record start, a line read inside a quoted field):
+    a match means the record ends with this line, no match that it goes on.
+
+    Mirrors csv.reader: a quote opens a quoted field only at the start of a field,
+    a doubled quote inside one is a quote, text after the closing quote joins the
+    field (and its quotes are plain characters, as anywhere in an unquoted field).
+    The grammar is deterministic, hence possessive quantifiers: linear time."""
+    d, q = re.escape(delimiter), re.escape(quotechar)
+    quoted_rest = f"[^{q}]*+(?:{q}{q}[^{q}]*+)*+{q}"  # up to and with the closing quote
+    after_quote = f"(?:[^{q}{d}\\r\\n][^{d}\\r\\n]*+)?+"
+    field = f"(?:{q}{quoted_rest}{after_quote}|[^{q}{d}\\r\\n][^{d}\\r\\n]*+)?+"
+    rest = f"(?:{d}{field})*+(?:\\r\\n|\\r|\\n)?+"
+    record_start = re.compile(field + rest).fullmatch
+    in_quotes = re.compile(quoted_rest + after_quote + rest).fullmatch
+    return record_start, in_quotes
+
+
+def _count_blank(lines: list[str]) -> int:
+    return lines.count("\n") + lines.count("\r\n") + lines.count("\r")
+
+
+class _CsvCutter:
+    """Cuts the lines of a CSV text (read with newline="") into records."""
+
+    def __init__(self, lines: Iterator[str], layout: FileLayout) -> None:
+        self.lines = lines
+        self.quote = layout.quotechar
+        self.delimiter = layout.delimiter
+        self.ends_record, self.ends_quoted = _record_matchers(layout.delimiter, layout.quotechar)
+        self.limit = csv.field_size_limit()
+        self.done = 0  # lines read so far
+
+    def check(self, lines: Sequence[str], first: int) -> None:
+        """Parse one record (its lines, the first being line number `first`) with csv.reader:
+        a field over csv.field_size_limit() is the same InputError as in count_rows."""
+        reader = csv.reader(lines, delimiter=self.delimiter, quotechar=self.quote)
+        try:
+            collections.deque(reader, maxlen=0)
+        except csv.Error as exc:
+            raise _csv_error(exc, first - 1 + reader.line_num) from None
+
+    def check_lines(self, lines: list[str], first: int) -> None:
+        """check() the over-long lines of `lines`, one-line records all."""
+        limit = self.limit
+        if max(map(len, lines), default=0) > limit:
+            for i, line in enumerate(lines):
+                if len(line) > limit:
+                    self.check((line,), first + i)
+
+    def finish(self, head: list[str]) -> list[str]:
+        """The lines after `head` up to the end of its record.  `head` holds the lines read
+        of a record still inside a quoted field, the last of them being line self.done."""
+        first = self.done - len(head) + 1
+        size = sum(map(len, head))
+        check_at = max(size, self.limit)
+        more: list[str] = []
+        ends_quoted = self.ends_quoted
+        for line in self.lines:
+            self.done += 1
+            more.append(line)
+            size += len(line)
+            if ends_quoted(line) is not None:
+                break
+            if size > check_at:  # an unclosed quote: fail as soon as csv.reader would
+                self.check(head + more, first)
+                check_at = 2 * size
+        if size > self.limit:
+            self.check(head + more, first)
+        return more
+
+    def record(self) -> tuple[str, bool] | None:
+        """The next record's raw text and whether it is a data row; None at the end."""
+        line = next(self.lines, None)
+        if line is None:
+            return None
+        self.done += 1
+        if self.quote not in line:
+            data = line not in _LINE_ENDS
+        elif self.ends_record(line) is None:
+            return line + "".join(self.finish([line])), True
+        else:
+            data = True
+        if len(line) > self.limit:
+            self.check((line,), self.done)
+        return line, data
+
+    def take(self, need: int, out: list[str]) -> int:
+        """Append to `out` the text of the next records, up to `need` data rows and the blank
+        records among them; return the rows taken (fewer than `need` only at the end).
+        A line is at most one row, so batches of `need - rows` lines never overshoot."""
+        rows = 0
+        lines, quote, limit = self.lines, self.quote, self.limit
+        while rows < need:
+            batch = list(itertools.islice(lines, need - rows))
+            if not batch:
+                break
+            first = self.done + 1
+            self.done += len(batch)
+            text = "".join(batch)
+            out.append(text)
+            if quote not in text:  # the common case: every line is a record
+                rows += len(batch) - _count_blank(batch)
+                if len(text) > limit:
+                    self.check_lines(batch, first)
+            elif len(text) > limit and max(map(len, batch)) > limit:
+                rows += self._take_long(batch, first, out)
+            else:
+                rows += self._take_quoted(batch, first, out)
+        return rows
+
+    def _take_quoted(self, batch: list[str], first: int, out: list[str]) -> int:
+        """Rows of a batch holding quotes, no line over the field size limit: every line is
+        a row or a blank record, but for the lines after the first of a record spanning
+        lines (they may go on past the batch: the lines read after it go to `out`)."""
+        ends_record, ends_quoted, limit = self.ends_record, self.ends_quoted, self.limit
+        n = len(batch)
+        rows = n - _count_blank(batch)
+        quoted = map(operator.contains, batch, itertools.repeat(self.quote))
+        after = 0  # first line not inside a record spanning lines
+        for j in itertools.compress(itertools.count(), quoted):
+            if j < after or ends_record(batch[j]) is not None:
+                continue
+            k = j + 1
+            while k < n and ends_quoted(batch[k]) is None:
+                k += 1
+            inside = batch[j + 1 : k + 1]  # not records of their own
+            rows -= len(inside) - _count_blank(inside)
+            if k == n:  # the record goes on after the batch
+                out.append("".join(self.finish(batch[j:])))
+                break
+            if sum(map(len, batch[j : k + 1])) > limit:
+                self.check(batch[j : k + 1], first + j)
+            after = k + 1
+        return rows
+
+    def _take_long(self, batch: list[str], first: int, out: list[str]) -> int:
+        """_take_quoted for a batch with a line over the field size limit: records checked."""
+        ends_record, ends_quoted, limit = self.ends_record, self.ends_quoted, self.limit
+        quoted = list(map(operator.contains, batch, itertools.repeat(self.quote)))
+        n = len(batch)
+        rows = i = 0
+        while i < n:
+            try:
+                j = quoted.index(True, i)
+            except ValueError:
+                j = n
+            if j > i:  # lines without quotes: one record each
+                plain = batch[i:j]
+                rows += len(plain) - _count_blank(plain)
+                self.check_lines(plain, first + i)
+                if j == n:
+                    break
+            rows += 1
+            line = batch[j]
+            if ends_record(line) is not None:
+                if len(line) > limit:
+                    self.check((line,), first + j)
+                i = j + 1
+                continue
+            k = j + 1
+            while k < n and ends_quoted(batch[k]) is None:
+                k += 1
+            if k == n:  # the record goes on after the batch
+                out.append("".join(self.finish(batch[j:])))
+                break
+            if sum(map(len, batch[j : k + 1])) > limit:
+                self.check(batch[j : k + 1], first + j)
+            i = k + 1
+        return rows
+
+    def parts(self, skip: int, size: int) -> Iterator[tuple[str, int]]:
+        """(header text, 0), then (chunk text, rows) for every chunk; see iter_text_chunks."""
+        head: list[str] = []
+        carry: str | None = None
+        while (item := self.record()) is not None:
+            if len(head) < skip or not item[1]:
+                head.append(item[0])
+            else:
+                carry = item[0]
+                break
+        yield "".join(head), 0
+        while carry is not None:
+            out = [carry]
+            rows = 1 + self.take(size - 1, out)
+            carry = None
+            if rows == size:  # the blank records before the next row belong to this chunk
+                while (item := self.record()) is not None:
+                    if item[1]:
+                        carry = item[0]
+                        break
+                    out.append(item[0])
+            yield "".join(out), rows
+
+
+def _txt_parts(lines: Iterator[str], skip: int, size: int) -> Iterator[tuple[str, int]]:
+    """_CsvCutter.parts for TXT: a line is a record, blank if white space only."""
+    head: list[str] = []
+    carry: str | None = None
+    for line in lines:
+        if len(head) < skip or line.isspace():
+            head.append(line)
+        else:
+            carry = line
+            break
+    yield "".join(head), 0
+    while carry is not None:
+        out = [carry]
+        rows = 1
+        while rows < size:
+            batch = list(itertools.islice(lines, size - rows))
+            if not batch:
+                break
+            out.append("".join(batch))
+            rows += len(batch) - sum(map(str.isspace, batch))
+        carry = None
+        if rows == size:
+            for line in lines:
+                if not line.isspace():
+                    carry = line
+                    break
+                out.append(line)
+        yield "".join(out), rows
+
+
+def _need_text(layout: FileLayout) -> None:
+    if layout.kind not in ("csv", "txt"):
+        raise ValueError(f"chunked text is for CSV and TXT files, not {layout.kind}")
+
+
+def _text_parts(
+    path: Path, layout: FileLayout, size: int, with_header: bool
+) -> Generator[tuple[str, int], None, None]:
+    """header_text (with_header) and the chunks of iter_text_chunks."""
+    with _open_text(Path(path), layout) as fh:
+        if layout.kind == "txt":
+            parts = _txt_parts(fh, layout.skip_records, size)
+        else:
+            parts = _CsvCutter(fh, layout).parts(layout.skip_records, size)
+        try:
+            if not with_header:
+                next(parts)
+            yield from parts
+        except UnicodeDecodeError as exc:
+            raise _decode_error(exc, layout) from None
+
+
+def header_text(path: Path, layout: FileLayout) -> str:
+    """Decoded text of the file before its first data row, exactly as in the file, without
+    the BOM: the preamble records and the header record (``skip_records`` records, blank
+    ones included) and the blank records that follow them; "" when the file starts with a
+    data row (always the case with ``skip_records == 0`` unless it starts with blank
+    lines); the whole text when the file has no data row.  CSV and TXT layouts only."""
+    _need_text(layout)
+    with contextlib.closing(_text_parts(path, layout, 1, True)) as parts:
+        return next(parts)[0]
+
+
+def iter_text_chunks(
+    path: Path, layout: FileLayout, rows_per_chunk: int
+) -> Iterator[tuple[str, int]]:
+    """(text, rows): consecutive slices of the decoded text after header_text, each holding
+    ``rows_per_chunk`` data rows (the last one fewer, never none: no chunk at all for a
+    file without data rows).  Every chunk starts with a data row; blank records (not
+    rows) stay where they are, at the end of the chunk of the row before them.
+
+    header_text() + "".join(texts) is the decoded text without BOM, sum(rows) is
+    count_rows(), records (quoted fields with line breaks) are never cut.  Streamed: one
+    chunk in memory at a time.  InputError as count_rows for a malformed or undecodable
+    file; ValueError for an XLSX layout or rows_per_chunk < 1."""
+    _need_text(layout)
+    if rows_per_chunk < 1:
+        raise ValueError(f"rows_per_chunk must be at least 1, not {rows_per_chunk}")
+    return _text_parts(path, layout, rows_per_chunk, False)
+
+
+def _csv_record_texts(text: str, layout: FileLayout) -> list[str]:
+    """The raw records of a text made of whole CSV records."""
+    lines = io.StringIO(text, newline="").readlines()
+    quote = layout.quotechar
+    if quote not in text:
+        return lines
+    ends_record, ends_quoted = _record_matchers(layout.delimiter, quote)
+    records: list[str] = []
+    i, n = 0, len(lines)
+    while i < n:
+        line = lines[i]
+        if quote in line and ends_record(line) is None:
+            j = i + 1
+            while j < n and ends_quoted(lines[j]) is None:
+                j += 1
+            records.append("".join(lines[i : j + 1]))
+            i = j + 1
+        else:
+            records.append(line)
+            i += 1
+    return records
+
+
+def _txt_lines(text: str) -> list[str]:
+    """The lines of a TXT text, for str.strip() (the \\n split is exact without lone \\r)."""
+    if "\r" not in text or text.count("\r") == text.count("\r\n"):
+        return text.split("\n")
+    return io.StringIO(text, newline="").readlines()
+
+
+def chunk_emails(text: str, layout: FileLayout) -> list[str]:
+    """The email cell (stripped, "" if the row is too short) of every data row of a chunk
+    text (or of any text made of whole records): over the chunks of a file, iter_emails."""
+    _need_text(layout)
+    if layout.kind == "txt":
+        return [email for email in map(str.strip, _txt_lines(text)) if email]
+    idx = layout.email_index
+    split = _split_lines(text) if layout.quotechar not in text else None
+    if split:  # one line per record, no quotes: the cells are the line split at delimiters
+        lines = split[1]
+        if not lines[-1]:
+            lines.pop()
+        if "" not in lines:  # no blank record
+            cells = map(operator.methodcaller("split", layout.delimiter, idx + 1), lines)
+            with contextlib.suppress(IndexError):  # a short row: csv.reader below
+                return list(map(str.strip, map(operator.itemgetter(idx), cells)))
+    emails: list[str] = []
+    add = emails.append
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter=layout.delimiter, quotechar=layout.quotechar
+    )
+    try:
+        for row in reader:
+            try:
+                add(row[idx].strip())
+            except IndexError:
+                if row:
+                    add("")
+    except csv.Error as exc:
+        raise InputError(
+            f"malformed CSV near line {reader.line_num} of a chunk: {_one_line(exc)}"
+        ) from None
+    return emails
+
+
+@functools.lru_cache(maxsize=16)
+def _cell_formatter(delimiter: str, quotechar: str) -> Callable[[Sequence[Any]], str]:
+    """Extra cells → text to append, quoted like csv.writer(QUOTE_MINIMAL) would."""
+    doubled = quotechar * 2
+    specials = (delimiter, quotechar, "\r", "\n")
+
+    def quote(cell: str) -> str:
+        if any(s in cell for s in specials):
+            return quotechar + cell.replace(quotechar, doubled) + quotechar
+        return cell
+
+    def fmt(cells: Sequence[Any]) -> str:
+        if type(cells) is not list and type(cells) is not tuple:
+            cells = list(cells)
+        try:
+            text = delimiter.join(cells)
+        except TypeError:
+            cells = [_cell_str(c) for c in cells]
+            text = delimiter.join(cells)
+        # Fast path: nothing to quote (checked on the joined text, in C).
+        if (
+            quotechar in text
+            or "\n" in text
+            or "\r" in text
+            or text.count(delimiter) != len(cells) - 1
+        ):
+            text = delimiter.join(map(quote, cells))
+        return text
+
+    return fmt
+
+
+def _append(raw: str, tail: str) -> str:
+    """Insert tail (delimiter + cells) before the record's line terminator."""
+    last = raw[-1]
+    if last == "\n":
+        if raw[-2:-1] == "\r":
+            return raw[:-2] + tail + "\r\n"
+        return raw[:-1] + tail + "\n"
+    if last == "\r":
+        return raw[:-1] + tail + "\r"
+    return raw + tail  # last record without terminator
+
+
+def _sequences(cells: Iterable[Iterable[Any]]) -> tuple[list[Sequence[Any]], list[int]]:
+    """The rows of cells as sized sequences (iterators read into lists), and their lengths."""
+    rows: list[Any] = cells if type(cells) is list else list(cells)
+    try:
+        return rows, list(map(len, rows))
+    except TypeError:
+        rows = [r if isinstance(r, list | tuple) else list(r) for r in rows]
+        return rows, list(map(len, rows))
+
+
+def _tails(cells: Iterable[Iterable[Any]], delimiter: str, quotechar: str) -> list[str]:
+    """Per data row, what goes before its terminator: delimiter + its extra cells, quoted
+    like csv.writer(QUOTE_MINIMAL) would; "" for a row without extra cells."""
+    rows, lens = _sequences(cells)
+    try:
+        texts = list(map(delimiter.join, rows))
+    except TypeError:  # cells that are not str: the formatter converts them
+        pass
+    else:
+        # Fast path, checked on all rows at once in C: nothing to quote, no empty row.
+        joined = "\n".join(texts)
+        if (
+            quotechar not in joined
+            and "\r" not in joined
+            and joined.count("\n") == len(texts) - 1
+            and joined.count(delimiter) == sum(lens) - len(lens)
+            and 0 not in lens
+        ):
+            return list(map(delimiter.__add__, texts))
+    fmt = _cell_formatter(delimiter, quotechar)
+    return [delimiter + fmt(row) if n else "" for row, n in zip(rows, lens)]
+
+
+def _row_mismatch(rows: int, given: int) -> ValueError:
+    return ValueError(f"the chunk holds {rows} data rows but {given} rows of cells were given")
+
+
+def _split_lines(text: str) -> tuple[str, list[str]] | None:
+    """(terminator, text.split(terminator)) when every line of text ends with the same
+    terminator (the last one may have none), else None."""
+    if "\r" not in text:
+        return "\n", text.split("\n")
+    if "\n" not in text:
+        return "\r", text.split("\r")
+    n = text.count("\n")
+    if text.count("\r") == n:
+        lines = text.split("\r\n")
+        if len(lines) == n + 1:  # every \r and every \n in a \r\n
+            return "\r\n", lines
+    return None
+
+
+def _render_csv(text: str, layout: FileLayout, cells: Iterable[Iterable[Any]]) -> str:
+    tails = _tails(cells, layout.delimiter, layout.quotechar)
+    quote = layout.quotechar
+    split = _split_lines(text)
+    if split:
+        term, lines = split
+        # Fast path: one line per record (a line with a quote that does not end inside
+        # a quoted field: the matcher answers the same without the terminator).
+        if quote not in text or all(
+            map(
+                _record_matchers(layout.delimiter, quote)[0],
+                itertools.compress(lines, map(operator.contains, lines, itertools.repeat(quote))),
+            )
+        ):
+            last = lines.pop()  # "" or a last record without terminator
+            blank = lines.count("")
+            rows = len(lines) - blank + (last != "")
+            if rows != len(tails):
+                raise _row_mismatch(rows, len(tails))
+            if blank:
+                rest = iter(tails)
+                lines = [line + next(rest) if line else line for line in lines]
+            else:
+                lines = list(map(operator.add, lines, tails))
+            lines.append(last + tails[-1] if last else "")
+            return term.join(lines)
+    records = _csv_record_texts(text, layout)
+    rows = len(records) - _count_blank(records)
+    if rows != len(tails):
+        raise _row_mismatch(rows, len(tails))
+    rest = iter(tails)
+    return "".join([raw if raw in _LINE_ENDS else _append(raw, next(rest)) for raw in records])
+
+
+def _render_txt(text: str, cells: Iterable[Iterable[Any]]) -> str:
+    """TXT rows as csv.writer(lineterminator="\\r\\n") writes [email, *cells] (the address
+    quoted like the extra cells: QUOTE_MINIMAL with "," and '"')."""
+    emails = chunk_emails(text, _TXT)
+    tails = _tails(cells, ",", '"')
+    if len(emails) != len(tails):
+        raise _row_mismatch(len(emails), len(tails))
+    if not emails:
+        return ""
+    joined = "\n".join(emails)  # TXT lines hold no line break
+    if '"' in joined or "," in joined:
+        fmt = _cell_formatter(",", '"')
+        emails = [fmt((email,)) for email in emails]
+    return "\r\n".join(map(operator.add, emails, tails)) + "\r\n"
+
+
+_TXT = FileLayout(kind="txt")
+
+
+def render_header(header: str, layout: FileLayout, extra_header: Sequence[str]) -> str:
+    """Output text of header_text(): what write_result writes before the first row.
+
+    CSV: the text unchanged but for the header record (record skip_records - 1 when
+    has_header), which gets delimiter + extra names before its terminator; no header
+    → the text unchanged (blank lines only, usually "").  TXT: one CSV line, the
+    header (or "email" without one) and the extra names; preamble and blank lines
+    are dropped as write_result drops them.  ValueError if `header` is not a header
+    text of this layout."""
+    _need_text(layout)
+    skip = layout.skip_records
+    if layout.kind == "txt":
+        lines = io.StringIO(header, newline="").readlines()
+        if any(not line.isspace() for line in lines[skip:]):
+            raise ValueError("not the header text of this TXT layout")
+        if not layout.has_header:
+            name = "email"
+        elif 0 < skip <= len(lines):
+            name = lines[skip - 1].strip()
+        else:  # a file shorter than its header: no header line, as write_result
+            return ""
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\r\n").writerow([name, *extra_header])
+        return out.getvalue()
+    records = _csv_record_texts(header, layout)
+    if any(raw not in _LINE_ENDS for raw in records[skip:]):
+        raise ValueError("not the header text of this CSV layout")
+    if layout.has_header and 0 < skip <= len(records) and extra_header:
+        fmt = _cell_formatter(layout.delimiter, layout.quotechar)
+        records[skip - 1] = _append(records[skip - 1], layout.delimiter + fmt(extra_header))
+    return "".join(records)
+
+
+def render_chunk(text: str, layout: FileLayout, cells: Sequence[Sequence[str]]) -> str:
+    """Output text of one chunk (or any text of whole records after the header): what
+    write_result writes for these records given these extra cells, one row of cells per
+    data row.  CSV: every record's raw text kept, delimiter + cells (quoted like
+    csv.writer would) inserted before its terminator, blank records unchanged.  TXT:
+    a CSV line (\\r\\n) per data row, blank lines dropped.  Cells that are not str are
+    written as write_result writes them.  ValueError if len(cells) is not the number
+    of data rows of the text."""
+    _need_text(layout)
+    if layout.kind == "txt":
+        return _render_txt(text, cells)
+    return _render_csv(text, layout, cells)
+
+
+def output_encoding(layout: FileLayout) -> tuple[str, bytes]:
+    """(codec, BOM): the output file is BOM + the rendered header and chunks, each encoded
+    with ``.encode(codec, OUTPUT_ERRORS)`` ("replace": unencodable characters of extra
+    cells become "?", as in write_result).  The codec writes no BOM of its own, so the
+    pieces can be encoded apart and concatenated.  CSV: the input's encoding, BOM if
+    the input had one; TXT: UTF-8, no BOM."""
+    _need_text(layout)
+    if layout.kind == "txt":
+        return "utf-8", b""
+    codec = layout.encoding
+    name = codecs.lookup(codec).name
+    bom = b""
+    if name in ("utf-16", "utf-32"):  # these codecs put a BOM before their output
+        codec = f"{name}-{'le' if sys.byteorder == 'little' else 'be'}"
+        bom = "\ufeff".encode(codec)
+    elif name == "utf-8-sig":
+        codec, bom = "utf-8", codecs.BOM_UTF8
+    if layout.bom:
+        bom += "\ufeff".encode(codec)
+    return codec, bom
+
+
 # --------------------------------------------------------------------------- writing
 
 
@@ -757,17 +1355,19 @@ def write_result(
     """Stream the input again and write every record, in order, with the extra cells
     appended to the header and to every data row; return the data rows written.
 
-    ``extra_rows`` is consumed lazily, one item per data row; ValueError if it
-    yields fewer or more items than there are data rows (the partial output is
-    removed).  CSV input → CSV keeps the input bytes (see the module docstring).
+    ``extra_rows`` is consumed lazily, one item per data row (WRITE_BATCH rows at a
+    time); ValueError if it yields fewer or more items than there are data rows (the
+    partial output is removed).  CSV input → CSV keeps the input bytes (see the module
+    docstring).  CSV/TXT → CSV is the chunked rendering (render_header, render_chunk)
+    of the whole file.
     """
     in_path, out_path = Path(in_path), Path(out_path)
     if in_path.resolve() == out_path.resolve():
         raise ValueError("write_result cannot overwrite its input file")
     kind = out_kind or result_kind(layout, None)
     try:
-        if layout.kind == "csv" and kind == "csv":
-            return _write_csv_raw(in_path, layout, out_path, extra_header, extra_rows)
+        if kind == "csv" and layout.kind != "xlsx":
+            return _write_text(in_path, layout, out_path, extra_header, extra_rows)
         if kind == "csv":
             return _write_csv_plain(in_path, layout, out_path, extra_header, extra_rows)
         return _write_xlsx(in_path, layout, out_path, extra_header, extra_rows)
@@ -776,133 +1376,30 @@ def write_result(
         raise
 
 
-def _cell_formatter(delimiter: str, quotechar: str) -> Callable[[Sequence[str]], str]:
-    """Extra cells → text to append, quoted like csv.writer(QUOTE_MINIMAL) would."""
-    doubled = quotechar * 2
-    specials = (delimiter, quotechar, "\r", "\n")
-
-    def quote(cell: str) -> str:
-        if any(s in cell for s in specials):
-            return quotechar + cell.replace(quotechar, doubled) + quotechar
-        return cell
-
-    def fmt(cells: Sequence[str]) -> str:
-        if type(cells) is not list and type(cells) is not tuple:
-            cells = list(cells)
-        try:
-            text = delimiter.join(cells)
-        except TypeError:
-            cells = [_cell_str(c) for c in cells]
-            text = delimiter.join(cells)
-        # Fast path: nothing to quote (checked on the joined text, in C).
-        if (
-            quotechar in text
-            or "\n" in text
-            or "\r" in text
-            or text.count(delimiter) != len(cells) - 1
-        ):
-            text = delimiter.join(map(quote, cells))
-        return text
-
-    return fmt
-
-
-def _append(raw: str, tail: str) -> str:
-    """Insert tail (delimiter + cells) before the record's line terminator."""
-    last = raw[-1]
-    if last == "\n":
-        if raw[-2:-1] == "\r":
-            return raw[:-2] + tail + "\r\n"
-        return raw[:-1] + tail + "\n"
-    if last == "\r":
-        return raw[:-1] + tail + "\r"
-    return raw + tail  # last record without terminator
-
-
-def _write_csv_raw(
+def _write_text(
     in_path: Path,
     layout: FileLayout,
     out_path: Path,
     extra_header: Sequence[str],
     extra_rows: Iterable[Sequence[str]],
 ) -> int:
-    """CSV → CSV: every record's raw text copied, extras inserted before its terminator."""
-    sep = layout.delimiter
-    quotechar = layout.quotechar
-    join_sep = sep.join
-    fmt = _cell_formatter(sep, quotechar)
+    """CSV/TXT → CSV: the header part and chunks of WRITE_BATCH rows, rendered and encoded
+    exactly as the pipeline's workers do it."""
+    codec, bom = output_encoding(layout)
     extras = iter(extra_rows)
-    skip = layout.skip_records
-    header_at = skip - 1 if layout.has_header else -1
     written = 0
-    with _open_text(in_path, layout) as src, open(
-        out_path, "w", encoding=layout.encoding, errors="replace", newline=""
-    ) as out:
-        if layout.bom:
-            out.write("\ufeff")
-        # Two views of the same lines: csv.reader parses one, the other gives the raw
-        # text; reader.line_num tells how many lines the record spanned.
-        parse_lines, raw_lines = itertools.tee(src)
-        reader = csv.reader(parse_lines, delimiter=sep, quotechar=layout.quotechar)
-        take = raw_lines.__next__
-        join = "".join
-        islice = itertools.islice
-        batch: list[str] = []
-        add = batch.append
-        done = 0  # lines consumed so far
-        index = 0
-        try:
-            for row in reader if skip else ():  # preamble and header
-                line_num = reader.line_num
-                raw = take() if line_num - done == 1 else join(islice(raw_lines, line_num - done))
-                done = line_num
-                if index == header_at and extra_header:
-                    add(_append(raw, sep + fmt(extra_header)))
-                else:
-                    add(raw)
-                index += 1
-                if index >= skip:
-                    break
-            for row in reader:  # the hot loop: keep it lean
-                line_num = reader.line_num
-                raw = take() if line_num - done == 1 else join(islice(raw_lines, line_num - done))
-                done = line_num
-                if row:
-                    cells = next(extras, _MISSING)
-                    if cells is _MISSING:
-                        raise _too_few(written)
-                    written += 1
-                    # Fast path, all in C: str cells needing no quoting, record ending in \n.
-                    try:
-                        n_cells = len(cells)
-                        text = join_sep(cells)
-                    except TypeError:  # not a sized sequence of str
-                        raw = _append(raw, sep + fmt(cells)) if cells else raw
-                    else:
-                        if (
-                            text.count(sep) + 1 != n_cells
-                            or quotechar in text
-                            or "\n" in text
-                            or "\r" in text
-                        ):
-                            if n_cells:
-                                raw = _append(raw, sep + fmt(cells))
-                        elif raw[-1] == "\n":
-                            if raw.endswith("\r\n"):
-                                raw = raw[:-2] + sep + text + "\r\n"
-                            else:
-                                raw = raw[:-1] + sep + text + "\n"
-                        else:
-                            raw = _append(raw, sep + text)
-                add(raw)
-                if len(batch) >= WRITE_BATCH:
-                    out.write(join(batch))
-                    batch.clear()
-        except csv.Error as exc:
-            raise _csv_error(exc, reader.line_num) from None
-        except UnicodeDecodeError as exc:
-            raise _decode_error(exc, layout) from None
-        out.write(join(batch))
+    with (
+        contextlib.closing(_text_parts(in_path, layout, WRITE_BATCH, True)) as parts,
+        open(out_path, "wb") as out,
+    ):
+        header, _ = next(parts)
+        out.write(bom + render_header(header, layout, extra_header).encode(codec, OUTPUT_ERRORS))
+        for text, rows in parts:
+            cells = list(itertools.islice(extras, rows))
+            if len(cells) < rows:
+                raise _too_few(written + len(cells))
+            out.write(render_chunk(text, layout, cells).encode(codec, OUTPUT_ERRORS))
+            written += rows
     if next(extras, _MISSING) is not _MISSING:
         raise _too_many(written)
     return written
@@ -915,14 +1412,11 @@ def _write_csv_plain(
     extra_header: Sequence[str],
     extra_rows: Iterable[Sequence[str]],
 ) -> int:
-    """TXT or XLSX (or CSV) → a fresh CSV in UTF-8."""
+    """XLSX → a fresh CSV in UTF-8 (CSV and TXT inputs go through _write_text)."""
     extras = iter(extra_rows)
     written = 0
-    txt = layout.kind == "txt"
     with open(out_path, "w", encoding="utf-8", newline="") as out:
         writer = csv.writer(out, lineterminator="\r\n")
-        if txt and not layout.has_header:
-            writer.writerow(["email", *extra_header])
         for role, cells in _records(in_path, layout):
             if role == _DATA:
                 more = next(extras, _MISSING)
@@ -932,7 +1426,7 @@ def _write_csv_plain(
                 writer.writerow([*map(_cell_str, cells), *map(_cell_str, more)])
             elif role == _HEADER:
                 writer.writerow([*map(_cell_str, cells), *extra_header])
-            elif not txt:  # TXT results drop blank lines
+            else:
                 writer.writerow([_cell_str(c) for c in cells])
     if next(extras, _MISSING) is not _MISSING:
         raise _too_many(written)

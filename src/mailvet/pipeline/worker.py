@@ -1,7 +1,7 @@
-"""Worker: validate a chunk of rows with the engine and pass the verdicts on.
+"""Worker: validate a chunk of rows with the engine and pass the rendered rows on.
 
-Syntax-only chunks are pure CPU work: when a process pool is given they run there, so a
-big list uses every core while this process keeps reading and writing files.
+Syntax-only chunks are pure CPU work (parse, check, render): when a process pool is given
+they run there whole, so a big list uses every core while this process reads and writes.
 """
 
 from __future__ import annotations
@@ -11,13 +11,21 @@ from concurrent.futures import Executor
 
 import structlog
 
-from mailvet.domain.messages import ChunkDone, RowChunk, encode_cells
+from mailvet.domain.messages import ChunkDone, RowChunk
 from mailvet.domain.ports import MessageBus
 from mailvet.domain.verdict import Check
 from mailvet.pipeline import keys
-from mailvet.pipeline.engine import Engine, syntax_cells
+from mailvet.pipeline.engine import Engine, syntax_verdicts
+from mailvet.pipeline.rendering import ChunkOutput, chunk_addresses, render
 
 log = structlog.get_logger(__name__)
+
+POOL_MIN_ROWS = 2000  # smaller chunks are done here: cheaper than shipping them to a process
+
+
+def syntax_chunk(chunk: RowChunk) -> ChunkOutput:
+    """A syntax-only chunk from raw rows to rendered output (runs in a pool process)."""
+    return render(chunk, syntax_verdicts(chunk_addresses(chunk)))
 
 
 class Worker:
@@ -27,20 +35,22 @@ class Worker:
         self._pool = pool
 
     async def handle(self, chunk: RowChunk) -> None:
-        if chunk.checks is Check.SYNTAX and self._pool is not None:
-            cells = await asyncio.get_running_loop().run_in_executor(
-                self._pool, syntax_cells, chunk.emails
-            )
+        if chunk.checks is Check.SYNTAX and self._pool is not None and chunk.rows >= POOL_MIN_ROWS:
+            output = await asyncio.get_running_loop().run_in_executor(self._pool, syntax_chunk, chunk)
         else:
-            cells = encode_cells(await self._engine.check_many(chunk.emails, chunk.checks))
-        log.debug("chunk_validated", job_id=chunk.job_id, chunk=chunk.chunk_id, rows=len(chunk.emails))
+            addresses = chunk_addresses(chunk)
+            output = render(chunk, await self._engine.check_many(addresses, chunk.checks))
+        log.debug("chunk_validated", job_id=chunk.job_id, chunk=chunk.chunk_id, rows=chunk.rows)
         await self._bus.publish(
             keys.RESULTS,
             ChunkDone(
                 job_id=chunk.job_id,
                 chunk_id=chunk.chunk_id,
                 first_row=chunk.first_row,
-                rows=len(chunk.emails),
-                cells=cells,
+                rows=chunk.rows,
+                form=output.form,
+                data=output.data,
+                statuses=output.statuses,
+                reasons=output.reasons,
             ),
         )

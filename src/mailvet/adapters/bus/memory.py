@@ -74,6 +74,13 @@ class MemoryBus:
         self._finished()
         return message
 
+    async def transfer(self, src: str, dst: str) -> Message | None:
+        """Move one message from `src` to `dst` (waits while `dst` is full)."""
+        message = await self.pull(src)
+        if message is not None:
+            await self.publish(dst, message)
+        return message
+
     async def delete_queue(self, queue: str) -> None:
         """Drop the queue, its messages and its subscriptions (consumers are cancelled)."""
         self._subscriptions = [s for s in self._subscriptions if s.queue != queue]

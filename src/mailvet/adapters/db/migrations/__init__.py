@@ -1,0 +1,1 @@
+"""Alembic script location for the job database (see `mailvet.adapters.db.migrate`)."""

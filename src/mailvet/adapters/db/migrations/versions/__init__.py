@@ -1,0 +1,1 @@
+"""Alembic revisions of the job database, oldest first (Alembic skips this file)."""

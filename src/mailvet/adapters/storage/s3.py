@@ -1,0 +1,389 @@
+"""ObjectStorage on S3 (AWS, MinIO, Ceph, moto...) through the `minio` client.
+
+Behaves like LocalStorage and MemoryStorage: the same key rules (`check_key`), ObjectNotFound
+for a missing key, `delete_prefix` with plain S3 prefix semantics (`a/b` also matches `a/bc`).
+
+The minio client is synchronous: each call runs in a worker thread (`asyncio.to_thread`).
+When S3 cannot be reached (connection refused or reset, timeouts, 5xx, throttling) an
+operation is retried with exponential backoff for up to `retry_for` seconds, then
+StorageUnavailable is raised. The client's own urllib3 retries are off so that this backoff
+is the only one. Answers that retrying cannot change (NoSuchKey, NoSuchBucket, AccessDenied,
+bad requests) are not retried.
+
+Limits: `move` is a server-side copy then a delete (S3 has no rename): if it fails between
+the two, both keys exist until it is retried, never neither. minio switches the copy to a
+multipart UploadPartCopy (compose) by itself for sources over 5 GiB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import io
+import os
+import random
+import secrets
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import certifi
+import structlog
+import urllib3
+from minio import Minio
+from minio.commonconfig import CopySource
+from minio.deleteobjects import DeleteError, DeleteObject
+from minio.error import InvalidResponseError, S3Error, ServerError
+from minio.helpers import check_bucket_name
+
+from mailvet.adapters.storage.keys import check_key
+from mailvet.domain.ports import ObjectNotFound
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+MAX_PRESIGN_EXPIRY = timedelta(days=7)  # the SigV4 limit
+FIRST_DELAY = 0.2  # seconds before the first retry, doubled each time...
+MAX_DELAY = 5.0  # ...up to this
+CHUNK = 1024 * 1024
+
+# S3 error codes worth retrying even when the HTTP status is not 5xx (e.g. 400 RequestTimeout).
+_TRANSIENT_CODES = frozenset(
+    {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling"}
+)
+
+
+class StorageUnavailable(Exception):
+    """S3 kept being unreachable (or failing with server errors) for `retry_for` seconds."""
+
+    def __init__(self, op: str, endpoint: str, attempts: int, elapsed: float, error: str):
+        self.op = op
+        self.endpoint = endpoint
+        self.attempts = attempts
+        self.elapsed = elapsed
+        super().__init__(
+            f"S3 at {endpoint} unavailable: {op} failed {attempts} time(s) over "
+            f"{elapsed:.1f} s; last error: {error}"
+        )
+
+
+class DeletePrefixError(Exception):
+    """S3 refused to delete some of the objects under a prefix."""
+
+    def __init__(self, prefix: str, errors: list[DeleteError]):
+        self.prefix = prefix
+        self.errors = [(e.name, e.code, e.message) for e in errors]
+        self.transient = any(e.code in _TRANSIENT_CODES for e in errors)
+        shown = ", ".join(f"{name} ({code})" for name, code, _ in self.errors[:5])
+        more = f" and {len(self.errors) - 5} more" if len(self.errors) > 5 else ""
+        super().__init__(f"could not delete under {prefix!r}: {shown}{more}")
+
+
+class S3Storage:
+    """ObjectStorage in one S3 bucket, created on first use if it is missing."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        bucket: str,
+        *,
+        secure: bool = False,
+        region: str = "us-east-1",
+        retry_for: float = 60.0,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+    ) -> None:
+        """`endpoint` is `host:port` or `http(s)://host:port` (`https` means secure)."""
+        self.endpoint, self.secure = _split_endpoint(endpoint, secure)
+        check_bucket_name(bucket, strict=True)
+        if retry_for < 0:
+            raise ValueError("retry_for must be >= 0")
+        self.bucket = bucket
+        self.region = region
+        self.retry_for = retry_for
+        self._http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+            # no retries in urllib3: our backoff (with logging and a deadline) is in charge;
+            # redirect=False hands 3xx answers to minio, which reports them as S3 errors
+            retries=urllib3.Retry(total=0, redirect=False),
+            maxsize=16,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        )
+        self.client = Minio(
+            self.endpoint,
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=self.secure,
+            region=region,  # also spares minio a GetBucketLocation call
+            http_client=self._http,
+        )
+        self._bucket_ready = False
+
+    def close(self) -> None:
+        """Close pooled connections (the storage stays usable: they reopen on demand)."""
+        self._http.clear()
+
+    # --- ObjectStorage -------------------------------------------------------------------
+
+    async def put_file(self, key: str, path: Path) -> None:
+        check_key(key)
+        source = str(path)
+        await self._ready()
+        # fput_object uploads big files in parts (multipart) and aborts the upload on error
+        await self._run("put_file", lambda: self.client.fput_object(self.bucket, key, source), key)
+
+    async def get_file(self, key: str, path: Path) -> None:
+        """Download to `path` through a temporary file beside it: no half-written file."""
+        check_key(key)
+        target = Path(path)
+        await self._ready()
+        await self._run("get_file", lambda: self._get_file(key, target), key)
+
+    async def put_bytes(self, key: str, data: bytes) -> None:
+        check_key(key)
+        data = bytes(data)
+        await self._ready()
+
+        def put() -> None:  # a fresh stream for each attempt
+            self.client.put_object(self.bucket, key, io.BytesIO(data), len(data))
+
+        await self._run("put_bytes", put, key)
+
+    async def get_bytes(self, key: str) -> bytes:
+        check_key(key)
+        await self._ready()
+        return await self._run("get_bytes", lambda: self._get_bytes(key), key)
+
+    async def move(self, src: str, dst: str) -> None:
+        check_key(src)
+        check_key(dst)
+        await self._ready()
+        if src == dst:  # S3 refuses to copy an object onto itself
+            if not await self.exists(src):
+                raise ObjectNotFound(src)
+            return
+        # each step is retried on its own (both are idempotent): if the delete's answer is
+        # lost, only the delete is sent again, not a copy of a source that is gone
+        await self._run("move", lambda: self._copy(src, dst), src)
+        await self._run("move", lambda: self.client.remove_object(self.bucket, src), src)
+
+    async def exists(self, key: str) -> bool:
+        check_key(key)
+        await self._ready()
+        return await self._run("exists", lambda: self._exists(key), key)
+
+    async def delete_prefix(self, prefix: str) -> None:
+        """Delete every object whose key starts with `prefix` (`a/b` also matches `a/bc`)."""
+        check_key(prefix, prefix=True)
+        await self._ready()
+        await self._run("delete_prefix", lambda: self._delete_prefix(prefix), prefix)
+
+    # --- more than the port --------------------------------------------------------------
+
+    async def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist (done by the first operation anyway)."""
+        await self._run("ensure_bucket", self._ensure_bucket)
+        self._bucket_ready = True
+
+    def presigned_get(self, key: str, expires: timedelta = timedelta(seconds=60)) -> str:
+        """A pre-signed GET link to `key`, valid for `expires` (1 s to 7 days).
+
+        Computed locally (no request; the object's existence is not checked). Anyone holding
+        the link can download the object until it expires: keep it short.
+        """
+        check_key(key)
+        if not isinstance(expires, timedelta):
+            raise TypeError("expires must be a timedelta")
+        if not timedelta(seconds=1) <= expires <= MAX_PRESIGN_EXPIRY:
+            raise ValueError(f"presigned link expiry must be 1 s to 7 days, not {expires}")
+        return self.client.presigned_get_object(self.bucket, key, expires=expires)
+
+    # --- retries -------------------------------------------------------------------------
+
+    async def _ready(self) -> None:
+        if not self._bucket_ready:
+            await self.ensure_bucket()
+
+    async def _run(self, op: str, call: Callable[[], T], key: str = "") -> T:
+        """Run `call` in a thread; retry it with backoff while S3 is unreachable."""
+        started = time.monotonic()
+        delay = FIRST_DELAY
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await asyncio.to_thread(call)
+            except Exception as exc:
+                if isinstance(exc, S3Error) and exc.code == "NoSuchBucket":
+                    self._bucket_ready = False  # deleted behind our back: recreate next time
+                if not is_transient(exc):
+                    raise
+                elapsed = time.monotonic() - started
+                remaining = self.retry_for - elapsed
+                if remaining <= 0:
+                    raise StorageUnavailable(
+                        op, self.endpoint, attempt, elapsed, describe(exc)
+                    ) from exc
+                pause = min(remaining, random.uniform(delay / 2, delay))  # jitter
+                log.warning(
+                    "s3_retry",
+                    op=op,
+                    attempt=attempt,
+                    error=describe(exc),
+                    key=key,
+                    retry_in=round(pause, 3),
+                )
+                await asyncio.sleep(pause)
+                delay = min(delay * 2, MAX_DELAY)
+
+    # --- blocking calls, run in threads --------------------------------------------------
+
+    def _ensure_bucket(self) -> None:
+        if self.client.bucket_exists(self.bucket):
+            return
+        try:
+            self.client.make_bucket(self.bucket)
+        except S3Error as exc:
+            # another process won the race (or an earlier attempt's answer was lost)
+            if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
+            if not self.client.bucket_exists(self.bucket):
+                raise
+
+    def _get_bytes(self, key: str) -> bytes:
+        with _not_found_as(key):
+            response = self.client.get_object(self.bucket, key)
+        try:
+            return response.read()  # urllib3 raises if the body is cut short
+        finally:
+            response.close()
+            response.release_conn()
+
+    def _get_file(self, key: str, target: Path) -> None:
+        with _not_found_as(key):
+            response = self.client.get_object(self.bucket, key)
+        try:
+            tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
+            try:
+                # like LocalStorage: a missing destination folder is FileNotFoundError
+                with open(tmp, "xb") as out:
+                    out.writelines(response.stream(CHUNK))
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        finally:
+            response.close()
+            response.release_conn()
+
+    def _copy(self, src: str, dst: str) -> None:
+        with _not_found_as(src):
+            # minio stats the source first and uses UploadPartCopy beyond 5 GiB
+            self.client.copy_object(self.bucket, dst, CopySource(self.bucket, src))
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self.client.stat_object(self.bucket, key)
+        except S3Error as exc:
+            if exc.code == "NoSuchKey":
+                return False
+            raise
+        return True
+
+    def _delete_prefix(self, prefix: str) -> None:
+        listing = self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
+        doomed = (DeleteObject(str(obj.object_name)) for obj in listing)
+        # remove_objects is lazy: nothing is deleted until its error iterator is consumed
+        errors = list(self.client.remove_objects(self.bucket, doomed))
+        if errors:
+            raise DeletePrefixError(prefix, errors)
+
+
+@contextmanager
+def _not_found_as(key: str) -> Iterator[None]:
+    """Turn minio's NoSuchKey into ObjectNotFound(key)."""
+    try:
+        yield
+    except S3Error as exc:
+        if exc.code == "NoSuchKey":
+            raise ObjectNotFound(key) from None
+        raise
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True if retrying later may succeed: S3 unreachable, overloaded or failing inside."""
+    if isinstance(exc, S3Error):
+        status = exc.response.status if exc.response is not None else 0
+        return exc.code in _TRANSIENT_CODES or status == 429 or (status >= 500 and status != 501)
+    if isinstance(exc, ServerError):
+        return exc.status_code == 429 or exc.status_code >= 500
+    if isinstance(exc, InvalidResponseError):  # non-XML answer, e.g. a proxy's 502 page
+        status = getattr(exc, "_code", 0)
+        return isinstance(status, int) and (status == 429 or status >= 500)
+    if isinstance(exc, DeletePrefixError):
+        return exc.transient
+    if isinstance(exc, urllib3.exceptions.LocationValueError):
+        return False  # a malformed endpoint
+    if isinstance(
+        exc,
+        urllib3.exceptions.HTTPError | ConnectionError | TimeoutError | http.client.HTTPException,
+    ):
+        # MaxRetryError, NewConnectionError, ProtocolError (reset), Read/ConnectTimeoutError...
+        # but a certificate that does not verify will not start verifying
+        return not any(isinstance(e, ssl.SSLCertVerificationError) for e in _causes(exc))
+    return False
+
+
+def describe(exc: BaseException) -> str:
+    """A short one-line account of an error (for logs; never any object data)."""
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason  # the URL and "Max retries exceeded" add nothing
+    if isinstance(exc, S3Error):
+        text = f"{exc.code}: {exc.message}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        todo.extend([item.__cause__, item.__context__, getattr(item, "reason", None), *item.args])
+
+
+def _split_endpoint(endpoint: str, secure: bool) -> tuple[str, bool]:
+    """`host:port` for minio, and whether to use TLS."""
+    endpoint = endpoint.strip()
+    if "://" not in endpoint:
+        if not endpoint or "/" in endpoint:
+            raise ValueError(f"S3 endpoint must be host:port or http(s)://host:port: {endpoint!r}")
+        return endpoint, secure
+    url = urlsplit(endpoint)
+    scheme = url.scheme.lower()
+    if (
+        scheme not in ("http", "https")
+        or not url.hostname
+        or url.path.strip("/")
+        or url.query
+        or url.fragment
+        or url.username is not None
+    ):
+        raise ValueError(f"S3 endpoint URL must be http(s)://host[:port]: {endpoint!r}")
+    if scheme == "http" and secure:
+        raise ValueError(f"S3 endpoint {endpoint!r} is http:// but secure=True")
+    return url.netloc, scheme == "https"

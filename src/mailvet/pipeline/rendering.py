@@ -1,0 +1,77 @@
+"""Where a chunk's verdicts become output: the rendered rows a result file is made of.
+
+For CSV and TXT lists a chunk travels as the raw text of its records; the worker parses the
+addresses out of it and renders the same records with the mailvet_* cells appended, encoded
+as the output file will hold them. The result generator then only concatenates chunks in
+order. XLSX chunks travel as a list of addresses and come back as cells, which the result
+generator writes into a workbook at the end.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import msgspec
+
+from mailvet.domain.messages import RowChunk
+from mailvet.domain.verdict import Verdict
+from mailvet.pipeline.tabular import FileLayout, chunk_emails, output_encoding, render_chunk
+
+TEXT = "text"  # ChunkOutput.form: encoded output rows, concatenated into the result file
+CELLS = "cells"  # msgpack list of RESULT_COLUMNS cell tuples (XLSX results)
+
+
+class ChunkOutput(msgspec.Struct, frozen=True, array_like=True):
+    """A validated chunk, ready for the result file, plus its counts for the summary."""
+
+    form: str
+    rows: int
+    data: bytes
+    statuses: dict[str, int]
+    reasons: dict[str, int]
+
+
+def encode_file_layout(layout: FileLayout) -> bytes:
+    return msgspec.msgpack.encode(layout)
+
+
+def decode_file_layout(data: bytes) -> FileLayout:
+    return msgspec.msgpack.decode(data, type=FileLayout)
+
+
+def chunk_addresses(chunk: RowChunk) -> list[str]:
+    """The addresses of a chunk's rows, in order."""
+    if chunk.text:
+        return chunk_emails(chunk.text, decode_file_layout(chunk.layout))
+    return list(chunk.emails)
+
+
+def render(chunk: RowChunk, verdicts: Sequence[Verdict]) -> ChunkOutput:
+    """Render a chunk's verdicts in the form its result file needs."""
+    cells = [verdict.columns() for verdict in verdicts]
+    statuses = Counter(cell[0] for cell in cells)  # StrEnum members: keys equal their values
+    reasons = Counter(cell[1] for cell in cells)
+    if chunk.text:
+        layout = decode_file_layout(chunk.layout)
+        codec, _ = output_encoding(layout)
+        data = render_chunk(chunk.text, layout, cells).encode(codec, "replace")
+        return ChunkOutput(TEXT, len(cells), data, dict(statuses), dict(reasons))
+    return ChunkOutput(
+        CELLS, len(cells), msgspec.msgpack.encode(cells), dict(statuses), dict(reasons)
+    )
+
+
+_cells_decoder = msgspec.msgpack.Decoder(list[tuple[str, ...]])
+
+
+def decode_cells(data: bytes) -> list[tuple[str, ...]]:
+    return _cells_decoder.decode(data)
+
+
+def encode_output(output: ChunkOutput) -> bytes:
+    return msgspec.msgpack.encode(output)
+
+
+def decode_output(data: bytes) -> ChunkOutput:
+    return msgspec.msgpack.decode(data, type=ChunkOutput)

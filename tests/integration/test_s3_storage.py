@@ -1,0 +1,483 @@
+"""S3Storage on moto's S3 server: the behaviours of tests/unit/test_storage.py, plus what only
+S3 has (pre-signed links, the bucket, endpoints) and resilience when S3 goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import urllib3
+from minio.error import S3Error, ServerError
+from structlog.testing import capture_logs
+
+from mailvet.adapters.storage.s3 import S3Storage, StorageUnavailable, is_transient
+from mailvet.domain.ports import ObjectNotFound, ObjectStorage
+from tests.s3server import MotoS3
+
+pytestmark = pytest.mark.integration
+
+
+def new_bucket() -> str:
+    return f"mailvet-{uuid.uuid4().hex[:16]}"  # moto's state is process-wide: one per test
+
+
+def make_storage(s3: MotoS3, bucket: str | None = None, **kwargs: Any) -> S3Storage:
+    kwargs.setdefault("retry_for", 5.0)
+    return S3Storage(s3.endpoint, s3.access_key, s3.secret_key, bucket or new_bucket(), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[MotoS3]:
+    yield from MotoS3().serve()
+
+
+@pytest.fixture
+def storage(s3: MotoS3) -> Iterator[S3Storage]:
+    storage = make_storage(s3)
+    yield storage
+    storage.close()
+
+
+@pytest.fixture
+def flaky() -> Iterator[MotoS3]:
+    """A server of its own, for tests that take it away."""
+    yield from MotoS3().serve()
+
+
+# --- the ObjectStorage contract (as in tests/unit/test_storage.py) ------------------------
+
+
+async def test_bytes_round_trip_and_overwrite(storage: S3Storage) -> None:
+    await storage.put_bytes("validation/uploaded/j1", b"first")
+    await storage.put_bytes("validation/uploaded/j1", b"second")
+
+    assert await storage.get_bytes("validation/uploaded/j1") == b"second"
+    assert await storage.exists("validation/uploaded/j1")
+    assert not await storage.exists("validation/uploaded/j2")
+    assert not await storage.exists("validation/uploaded")  # a prefix is not an object
+    await storage.put_bytes("empty", b"")
+    assert await storage.get_bytes("empty") == b""
+
+
+async def test_file_round_trip_20_mb(storage: S3Storage, tmp_path: Path) -> None:
+    source, copy = tmp_path / "in.csv", tmp_path / "out" / "copy.csv"
+    content = b"email\n" + b"someone@example.com\n" * 1_000_000  # 20 MB: a multipart upload
+    source.write_bytes(content)
+    copy.parent.mkdir()
+
+    await storage.put_file("validation/uploaded/j1", source)
+    await storage.get_file("validation/uploaded/j1", copy)
+
+    assert copy.read_bytes() == content
+    assert await storage.get_bytes("validation/uploaded/j1") == content
+    stat = await asyncio.to_thread(
+        storage.client.stat_object, storage.bucket, "validation/uploaded/j1"
+    )
+    assert stat.etag is not None and "-" in stat.etag  # a multipart ETag: <md5>-<parts>
+    assert [p.name for p in copy.parent.iterdir()] == ["copy.csv"]  # no temporary file left
+
+
+async def test_get_file_replaces_an_existing_file(storage: S3Storage, tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    target.write_bytes(b"old and longer")
+    await storage.put_bytes("k", b"new")
+
+    await storage.get_file("k", target)
+
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+async def test_get_file_into_a_missing_folder(storage: S3Storage, tmp_path: Path) -> None:
+    await storage.put_bytes("k", b"x")
+    with pytest.raises(FileNotFoundError):  # like LocalStorage and MemoryStorage
+        await storage.get_file("k", tmp_path / "no" / "such" / "dir")
+    with pytest.raises(ObjectNotFound):  # a missing object is reported first
+        await storage.get_file("missing", tmp_path / "no" / "such" / "dir")
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_move(storage: S3Storage) -> None:
+    await storage.put_bytes("validation/uploaded/j1", b"data")
+
+    await storage.move("validation/uploaded/j1", "validation/in_progress/j1")
+
+    assert not await storage.exists("validation/uploaded/j1")
+    assert await storage.get_bytes("validation/in_progress/j1") == b"data"
+
+    await storage.move("validation/in_progress/j1", "validation/in_progress/j1")  # a no-op
+    assert await storage.get_bytes("validation/in_progress/j1") == b"data"
+
+
+async def test_move_overwrites(storage: S3Storage) -> None:
+    await storage.put_bytes("a", b"new")
+    await storage.put_bytes("b", b"old")
+
+    await storage.move("a", "b")
+
+    assert await storage.get_bytes("b") == b"new"
+    assert not await storage.exists("a")
+
+
+async def test_missing_key(storage: S3Storage, tmp_path: Path) -> None:
+    with pytest.raises(ObjectNotFound):
+        await storage.get_bytes("nothing/here")
+    with pytest.raises(ObjectNotFound):
+        await storage.get_file("nothing/here", tmp_path / "out")
+    with pytest.raises(ObjectNotFound):
+        await storage.move("nothing/here", "elsewhere")
+    with pytest.raises(ObjectNotFound):
+        await storage.move("nothing/here", "nothing/here")
+    assert not (tmp_path / "out").exists()
+    assert list(tmp_path.iterdir()) == []
+    assert not await storage.exists("elsewhere")
+
+
+async def test_delete_prefix(storage: S3Storage) -> None:
+    keys = ["results/j1/a", "results/j1/b", "results/j12/c", "results/j2/d", "other/j1"]
+    for key in keys:
+        await storage.put_bytes(key, b"x")
+
+    await storage.delete_prefix("results/j1/")
+    assert [await storage.exists(k) for k in keys] == [False, False, True, True, True]
+
+    await storage.delete_prefix("results/j1")  # a plain prefix, as on S3: j12 matches
+    assert [await storage.exists(k) for k in keys] == [False, False, False, True, True]
+
+    await storage.delete_prefix("no/such/prefix")
+    assert await storage.exists("results/j2/d")
+
+
+async def test_delete_prefix_beyond_one_page(storage: S3Storage) -> None:
+    """More than 1,000 objects: several listing pages and several DeleteObjects batches."""
+    await storage.put_bytes("keep", b"x")
+    semaphore = asyncio.Semaphore(16)
+
+    async def put(i: int) -> None:
+        async with semaphore:
+            await storage.put_bytes(f"chunks/j1/{i:05d}", b"x")
+
+    await asyncio.gather(*(put(i) for i in range(1_050)))
+
+    await storage.delete_prefix("chunks/")
+
+    left = await asyncio.to_thread(
+        lambda: [o.object_name for o in storage.client.list_objects(storage.bucket, recursive=True)]
+    )
+    assert left == ["keep"]
+
+
+BAD_KEYS = ["", "/etc/passwd", "../up", "a/../../b", "a/..", "a//b", "./a", "a/", "a\\b"]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+async def test_bad_keys_are_rejected(storage: S3Storage, key: str, tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: storage.put_bytes(key, b"x"),
+        lambda: storage.get_bytes(key),
+        lambda: storage.put_file(key, tmp_path / "f"),
+        lambda: storage.get_file(key, tmp_path / "g"),
+        lambda: storage.exists(key),
+        lambda: storage.move("fine", key),
+        lambda: storage.move(key, "fine"),
+    ]
+    await storage.put_bytes("fine", b"ok")
+    for call in calls:
+        with pytest.raises(ValueError):
+            await call()
+    with pytest.raises(ValueError):
+        storage.presigned_get(key)
+    assert await storage.get_bytes("fine") == b"ok"
+
+
+@pytest.mark.parametrize("prefix", ["", "/", "../", "a/../b", "/abs"])
+async def test_bad_prefixes_are_rejected(storage: S3Storage, prefix: str) -> None:
+    with pytest.raises(ValueError):
+        await storage.delete_prefix(prefix)
+
+
+async def test_missing_source_file_is_not_retried(storage: S3Storage, tmp_path: Path) -> None:
+    await storage.put_bytes("k", b"old")
+    with capture_logs() as logs, pytest.raises(FileNotFoundError):
+        await storage.put_file("k", tmp_path / "missing-source")
+    assert await storage.get_bytes("k") == b"old"
+    assert logs == []
+
+
+# --- what only S3 has ---------------------------------------------------------------------
+
+
+async def test_bucket_is_created_on_first_use(s3: MotoS3) -> None:
+    bucket = new_bucket()
+    storage = make_storage(s3, bucket)
+    assert not await asyncio.to_thread(storage.client.bucket_exists, bucket)
+
+    assert not await storage.exists("anything")
+    assert await asyncio.to_thread(storage.client.bucket_exists, bucket)
+
+    other = make_storage(s3, bucket)  # an existing bucket is fine, and so is asking twice
+    await other.ensure_bucket()
+    await other.ensure_bucket()
+    await other.put_bytes("k", b"v")
+    assert await storage.get_bytes("k") == b"v"
+
+
+async def test_deleted_bucket_fails_fast_then_comes_back(storage: S3Storage) -> None:
+    await storage.put_bytes("k", b"v")
+    await storage.delete_prefix("k")
+    await asyncio.to_thread(storage.client.remove_bucket, storage.bucket)
+
+    started = time.monotonic()
+    with capture_logs() as logs, pytest.raises(S3Error) as caught:
+        await storage.get_bytes("k")
+    assert caught.value.code == "NoSuchBucket"
+    assert time.monotonic() - started < 1 and logs == []  # not retried
+
+    await storage.put_bytes("k", b"again")  # the next call creates the bucket again
+    assert await storage.get_bytes("k") == b"again"
+
+
+async def test_reset_wipes_the_state(flaky: MotoS3) -> None:
+    storage = make_storage(flaky)
+    await storage.put_bytes("k", b"v")
+
+    await asyncio.to_thread(flaky.reset)
+
+    assert not await asyncio.to_thread(storage.client.bucket_exists, storage.bucket)
+
+
+async def test_url_endpoint(s3: MotoS3) -> None:
+    bucket = new_bucket()
+    by_url = S3Storage(s3.url, s3.access_key, s3.secret_key, bucket)
+    by_host: ObjectStorage = S3Storage(s3.endpoint, s3.access_key, s3.secret_key, bucket)
+    assert (by_url.endpoint, by_url.secure) == (s3.endpoint, False)
+
+    await by_url.put_bytes("k", b"v")
+    assert await by_host.get_bytes("k") == b"v"
+
+
+def test_endpoint_forms() -> None:
+    def parsed(endpoint: str, **kwargs: Any) -> tuple[str, bool]:
+        storage = S3Storage(endpoint, "a", "b", "some-bucket", **kwargs)
+        return storage.endpoint, storage.secure
+
+    assert parsed("s3.example.com:9000") == ("s3.example.com:9000", False)
+    assert parsed("s3.example.com", secure=True) == ("s3.example.com", True)
+    assert parsed("https://s3.example.com") == ("s3.example.com", True)
+    assert parsed("https://s3.example.com:9443/") == ("s3.example.com:9443", True)
+    assert parsed("http://127.0.0.1:9000") == ("127.0.0.1:9000", False)
+    for bad in ["", "ftp://host", "http://host/path", "http://user:pw@host", "host/path"]:
+        with pytest.raises(ValueError):
+            parsed(bad)
+    with pytest.raises(ValueError):  # TLS asked for, but the URL says plain HTTP
+        parsed("http://s3.example.com", secure=True)
+    with pytest.raises(ValueError):
+        S3Storage("host:9000", "a", "b", "No_Such")  # not a valid bucket name
+    with pytest.raises(ValueError):
+        S3Storage("host:9000", "a", "b", "some-bucket", retry_for=-1)
+
+
+async def test_presigned_get_is_served(storage: S3Storage) -> None:
+    await storage.put_bytes("validation/results/j1", b"the results")
+
+    link = storage.presigned_get("validation/results/j1")
+
+    parts = urlsplit(link)
+    assert parts.netloc == storage.endpoint
+    assert parts.path == f"/{storage.bucket}/validation/results/j1"
+    query = parse_qs(parts.query)
+    assert query["X-Amz-Expires"] == ["60"]
+    assert "X-Amz-Signature" in query
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(link, timeout=10).read())
+    assert body == b"the results"
+
+
+def test_presigned_get_expiry_bounds() -> None:
+    """Computed locally: no server needed (and moto checks neither signature nor expiry)."""
+    storage = S3Storage("127.0.0.1:1", "a", "b", "some-bucket")
+
+    def expires(link: str) -> str:
+        return parse_qs(urlsplit(link).query)["X-Amz-Expires"][0]
+
+    assert expires(storage.presigned_get("k")) == "60"
+    assert expires(storage.presigned_get("k", timedelta(minutes=5))) == "300"
+    assert expires(storage.presigned_get("k", timedelta(days=7))) == "604800"
+    for bad in [timedelta(days=7, seconds=1), timedelta(0), timedelta(seconds=-5)]:
+        with pytest.raises(ValueError):
+            storage.presigned_get("k", bad)
+    with pytest.raises(TypeError):
+        storage.presigned_get("k", 60)  # type: ignore[arg-type]
+    a, b = storage.presigned_get("a/b"), storage.presigned_get("a/c")
+    assert (
+        parse_qs(urlsplit(a).query)["X-Amz-Signature"]
+        != parse_qs(urlsplit(b).query)["X-Amz-Signature"]
+    )
+
+
+# --- resilience ---------------------------------------------------------------------------
+
+
+def retries(logs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [entry for entry in logs if entry["event"] == "s3_retry"]
+
+
+@pytest.mark.parametrize("op", ["get_bytes", "put_bytes"])
+async def test_survives_s3_coming_back(flaky: MotoS3, op: str) -> None:
+    storage = make_storage(flaky, retry_for=15.0)
+    await storage.put_bytes("k", b"secret contents")
+    await asyncio.to_thread(flaky.stop)
+
+    with capture_logs() as logs:
+        if op == "get_bytes":
+            task: asyncio.Task[object] = asyncio.create_task(storage.get_bytes("k"))
+        else:
+            task = asyncio.create_task(storage.put_bytes("k", b"new secret contents"))
+        await asyncio.sleep(1.0)
+        assert not task.done()
+        await asyncio.to_thread(flaky.start)  # same port
+        result = await asyncio.wait_for(task, 10)
+
+    if op == "get_bytes":
+        assert result == b"secret contents"
+    else:
+        assert await storage.get_bytes("k") == b"new secret contents"
+    warnings = retries(logs)
+    assert len(warnings) >= 2
+    assert [w["attempt"] for w in warnings] == list(range(1, len(warnings) + 1))
+    assert {w["op"] for w in warnings} == {op}
+    assert all(w["log_level"] == "warning" for w in warnings)
+    assert "Connection refused" in warnings[0]["error"]
+    assert "secret" not in repr(logs)  # never object contents
+
+
+async def test_gives_up_after_retry_for(flaky: MotoS3) -> None:
+    storage = make_storage(flaky, retry_for=1.0)
+    await storage.put_bytes("k", b"v")
+    await asyncio.to_thread(flaky.stop)
+
+    started = time.monotonic()
+    with capture_logs() as logs, pytest.raises(StorageUnavailable) as caught:
+        await storage.get_bytes("k")
+    elapsed = time.monotonic() - started
+
+    assert 1.0 <= elapsed < 3.0
+    assert caught.value.op == "get_bytes"
+    assert caught.value.attempts == len(retries(logs)) + 1 >= 3
+    assert flaky.endpoint in str(caught.value)
+    assert "Connection refused" in str(caught.value)
+    assert isinstance(caught.value.__cause__, urllib3.exceptions.MaxRetryError)
+
+
+async def test_first_use_waits_for_s3_too(flaky: MotoS3) -> None:
+    """The bucket check of the first operation is retried like the operation itself."""
+    storage = make_storage(flaky, retry_for=0.5)
+    await asyncio.to_thread(flaky.stop)
+    with pytest.raises(StorageUnavailable) as caught:
+        await storage.put_bytes("k", b"v")
+    assert caught.value.op == "ensure_bucket"
+
+    await asyncio.to_thread(flaky.start)
+    await storage.put_bytes("k", b"v")
+    assert await storage.get_bytes("k") == b"v"
+
+
+async def test_transfer_cut_by_a_crash_is_redone(flaky: MotoS3, tmp_path: Path) -> None:
+    """S3 dies in the middle of a 20 MB upload and comes back: the upload is done again."""
+    storage = make_storage(flaky, retry_for=15.0)
+    source = tmp_path / "big"
+    content = b"someone@example.com\n" * 1_000_000
+    source.write_bytes(content)
+    await storage.ensure_bucket()
+
+    with capture_logs() as logs:
+        task = asyncio.create_task(storage.put_file("big", source))
+        await asyncio.sleep(0.01)  # the upload (about 0.2 s) is under way
+        await asyncio.to_thread(flaky.stop)
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(flaky.start)
+        await asyncio.wait_for(task, 15)
+
+    assert retries(logs)  # it was cut (mid-request: reset; between parts: refused)
+
+    copy = tmp_path / "copy"
+    await storage.get_file("big", copy)
+    assert copy.read_bytes() == content
+
+
+class CutStream:
+    """Stands in for a GET response whose connection is reset halfway."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def stream(self, amt: int) -> Iterator[bytes]:
+        yield self.real.read(1000)
+        raise urllib3.exceptions.ProtocolError("Connection broken: reset by peer")
+
+    def close(self) -> None:
+        self.real.close()
+
+    def release_conn(self) -> None:
+        self.real.release_conn()
+
+
+@pytest.mark.parametrize("cuts", [1, 100])
+async def test_cut_download_leaves_no_partial_file(
+    storage: S3Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cuts: int
+) -> None:
+    await storage.put_bytes("k", b"x" * 100_000)
+    target = tmp_path / "out"
+    target.write_bytes(b"previous")
+    real_get_object = storage.client.get_object
+    left = [cuts]
+
+    def get_object(*args: Any, **kwargs: Any) -> Any:
+        response = real_get_object(*args, **kwargs)
+        if left[0] > 0:
+            left[0] -= 1
+            return CutStream(response)
+        return response
+
+    monkeypatch.setattr(storage.client, "get_object", get_object)
+    storage.retry_for = 0.5
+
+    if cuts == 1:  # cut once: retried, then complete
+        await storage.get_file("k", target)
+        assert target.read_bytes() == b"x" * 100_000
+    else:  # cut every time: given up, and the old file is untouched
+        with pytest.raises(StorageUnavailable):
+            await storage.get_file("k", target)
+        assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_what_is_retried() -> None:
+    def s3_error(code: str, status: int) -> S3Error:
+        response = urllib3.HTTPResponse(status=status)
+        return S3Error(response, code, "msg", "/b/k", "rid", "hid", "b", "k")
+
+    refused = urllib3.exceptions.NewConnectionError(None, "[Errno 111] Connection refused")  # type: ignore[arg-type]
+    assert is_transient(urllib3.exceptions.MaxRetryError(None, "/b/k", refused))  # type: ignore[arg-type]
+    assert is_transient(urllib3.exceptions.ProtocolError("Connection aborted"))
+    assert is_transient(urllib3.exceptions.ReadTimeoutError(None, "/b/k", "read timed out"))  # type: ignore[arg-type]
+    assert is_transient(ConnectionResetError())
+    assert is_transient(TimeoutError())
+    assert is_transient(ServerError("bad gateway", 502))
+    assert is_transient(s3_error("InternalError", 500))
+    assert is_transient(s3_error("SlowDown", 503))
+    assert is_transient(s3_error("RequestTimeout", 400))
+    assert not is_transient(s3_error("NoSuchKey", 404))
+    assert not is_transient(s3_error("NoSuchBucket", 404))
+    assert not is_transient(s3_error("AccessDenied", 403))
+    assert not is_transient(s3_error("NotImplemented", 501))
+    assert not is_transient(FileNotFoundError())
+    assert not is_transient(ValueError())
