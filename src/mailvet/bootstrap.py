@@ -78,6 +78,21 @@ async def _shutdown_pool(pool: ProcessPoolExecutor) -> None:
     await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
 
+async def prepare_schema(url: str) -> None:
+    """The embedded SQLite database migrates itself; any other must be migrated already
+    (`mailvet db upgrade`, the compose file's one-shot migrator)."""
+    from mailvet.adapters.db.migrate import current, head, upgrade_async
+
+    if url.startswith("sqlite"):
+        await upgrade_async(url)
+        return
+    found = await asyncio.to_thread(current, url)
+    if found != head():
+        raise SettingsError(
+            f"the database schema is at {found or 'nothing'}, not {head()}: run `mailvet db upgrade`"
+        )
+
+
 def build_engine(settings: Settings, resolver: Resolver, prober: SmtpProberPort) -> Engine:
     return Engine(
         resolver,
@@ -107,8 +122,8 @@ async def build_deps(
         from mailvet.adapters.db.database import make_database
         from mailvet.adapters.db.repositories import SqlJobRepository
 
+        await prepare_schema(settings.database)
         database = make_database(settings.database)
-        await database.create_all()
         closers.append(database.dispose)
         jobs = SqlJobRepository(database)
     resolver = resolver or DnsResolver(settings.dns)
