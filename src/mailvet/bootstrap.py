@@ -46,7 +46,19 @@ def build_storage(settings: Settings) -> ObjectStorage:
         from mailvet.adapters.storage.memory import MemoryStorage
 
         return MemoryStorage()
-    raise SettingsError(f"MAILVET_STORAGE={backend!r} is not available here (local, memory)")
+    if backend == "s3":
+        from mailvet.adapters.storage.s3 import S3Storage
+
+        cfg = settings.storage
+        return S3Storage(
+            cfg.s3_endpoint,
+            cfg.s3_access_key,
+            cfg.s3_secret_key,
+            cfg.s3_bucket,
+            secure=cfg.s3_secure,
+            retry_for=cfg.s3_retry_for,
+        )
+    raise SettingsError(f"MAILVET_STORAGE={backend!r}: choose local, memory or s3")
 
 
 def build_bus(settings: Settings) -> MessageBus:
@@ -59,7 +71,15 @@ def build_bus(settings: Settings) -> MessageBus:
         # finished chunks wait for the result generator here, not in memory without bound
         bus.set_bound("results", 4 * max(2, settings.engine.worker_concurrency))
         return bus
-    raise SettingsError(f"MAILVET_BUS={settings.bus!r} is not available here (memory)")
+    if settings.bus == "rabbit":
+        from mailvet.adapters.bus.rabbit import RabbitBus
+
+        return RabbitBus(
+            settings.rabbit.rabbitmq_url,
+            prefix=settings.rabbit.prefix,
+            delivery_limit=settings.rabbit.delivery_limit,
+        )
+    raise SettingsError(f"MAILVET_BUS={settings.bus!r}: choose memory or rabbit")
 
 
 def build_syntax_pool(settings: Settings) -> ProcessPoolExecutor | None:

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, TypeVar
 
 import msgspec
 import typer
 
 from mailvet.bootstrap import build_deps
-from mailvet.domain.job import JobStatus
-from mailvet.domain.ports import JobRepository
+from mailvet.domain.job import Job, JobStatus
+from mailvet.domain.ports import JobNotFound, JobRepository
 from mailvet.domain.verdict import RESULT_COLUMNS, Check, Status, Verdict
 from mailvet.logs import configure_logging
 from mailvet.pipeline import keys
 from mailvet.pipeline.resultgen import Summary
 from mailvet.pipeline.runner import Pipeline
-from mailvet.pipeline.submit import fetch_result, submit_file
+from mailvet.pipeline.submit import ResultNotReady, fetch_result, submit_file
 from mailvet.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -31,6 +33,7 @@ app = typer.Typer(
 )
 
 EXIT_BAD_INPUT = 2
+T = TypeVar("T")
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
@@ -38,12 +41,16 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _settings() -> Settings:
+def _settings(default_level: str | None = None) -> Settings:
     try:
         settings = load_settings()
     except SettingsError as exc:
         fail(str(exc))
-    configure_logging(settings.log_level, settings.log_json)
+    level, json_lines = settings.log_level, settings.log_json
+    if default_level is not None:  # a service: info-level JSON lines unless told otherwise
+        level = level if "MAILVET_LOG_LEVEL" in os.environ else default_level
+        json_lines = json_lines if "MAILVET_LOG_JSON" in os.environ else True
+    configure_logging(level, json_lines)
     return settings
 
 
@@ -84,6 +91,7 @@ async def _validate(
     settings: Settings, source: Path, out: Path, email_column: str | None, checks: Check
 ) -> Summary:
     deps = await build_deps(settings)
+    await _abandon_stale_jobs(deps.jobs)
     pipeline = Pipeline(deps)
     await pipeline.start()
     try:
@@ -100,6 +108,15 @@ async def _validate(
     finally:
         await pipeline.stop()
         await deps.close()
+
+
+async def _abandon_stale_jobs(jobs: JobRepository) -> None:
+    """The embedded pipeline keeps no queue between runs: a job left unfinished by an
+    interrupted earlier run can never finish, so say so instead of resuming it."""
+    for job in await jobs.list_active():
+        await jobs.set_status(
+            job.id, JobStatus.ERROR_INTERNAL, "interrupted: the run that held it ended first"
+        )
 
 
 async def _follow(jobs: JobRepository, job_id: str) -> JobStatus:
@@ -201,6 +218,146 @@ async def _check(settings: Settings, address: str, checks: Check) -> Verdict:
         return await deps.engine.check(address, checks)
     finally:
         await deps.close()
+
+
+# --- distributed mode: roles, and driving a job from the shell ----------------------------
+
+
+@app.command()
+def run(
+    role: Annotated[
+        str, typer.Argument(help="web, intake, publisher, orchestrator, worker, resultgen or all")
+    ],
+) -> None:
+    """Run one service (or all of them) until SIGTERM."""
+    from mailvet.serve import roles_for, serve
+
+    settings = _settings(default_level="info")
+    try:
+        asyncio.run(serve(settings, roles_for(role)))
+    except SettingsError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def submit(
+    input: Annotated[Path, typer.Argument(help="CSV, TXT or XLSX file.")],
+    email_column: Annotated[str | None, typer.Option(help="Name or number of the email column.")] = None,
+    checks: Annotated[Check | None, typer.Option(help="syntax, dns or smtp [default: smtp].")] = None,
+) -> None:
+    """Upload a list to the running services; prints the job id."""
+    settings = _settings()
+    if settings.bus == "memory":
+        fail("submit needs the shared services: set MAILVET_BUS=rabbit (or use `mailvet validate`)")
+    if not input.is_file():
+        fail(f"{input}: no such file")
+
+    async def go() -> str:
+        deps = await build_deps(settings, syntax_pool=None)
+        try:
+            return await submit_file(
+                deps.jobs, deps.storage, deps.bus, input,
+                email_column=email_column, checks=checks or settings.engine.checks,
+            )
+        finally:
+            await deps.bus.stop()
+            await deps.close()
+
+    typer.echo(_run_or_fail(go))
+
+
+@app.command()
+def status(
+    job_id: Annotated[str, typer.Argument()],
+    json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show a job's state and progress."""
+    settings = _settings()
+
+    async def go() -> Job:
+        deps = await build_deps(settings, syntax_pool=None)
+        try:
+            return await deps.jobs.get(job_id)
+        finally:
+            await deps.close()
+
+    job = _run_or_fail(go)
+    record = {
+        "id": job.id,
+        "status": job.status.value,
+        "rows_done": job.rows_done,
+        "rows_total": job.rows_total,
+        "error": job.error,
+    }
+    if json:
+        typer.echo(msgspec.json.encode(record).decode())
+    else:
+        typer.echo(f"{job.id}  {job.status.value}  {job.rows_done:,}/{job.rows_total:,} rows  {job.error}".rstrip())
+
+
+@app.command()
+def fetch(
+    job_id: Annotated[str, typer.Argument()],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the result.")],
+) -> None:
+    """Download a completed job's result file."""
+    settings = _settings()
+
+    async def go() -> Summary:
+        deps = await build_deps(settings, syntax_pool=None)
+        try:
+            return await fetch_result(deps.jobs, deps.storage, job_id, output)
+        finally:
+            await deps.close()
+
+    summary = _run_or_fail(go)
+    _print_summary(summary, output)
+
+
+@app.command()
+def asyncapi() -> None:
+    """Print the AsyncAPI document of the message flows between the services."""
+    from mailvet.adapters.bus.rabbit import RabbitBus
+    from mailvet.pipeline.runner import describe_flows
+
+    settings = load_settings()
+    bus = RabbitBus(settings.rabbit.rabbitmq_url, prefix=settings.rabbit.prefix)
+    describe_flows(bus)
+    typer.echo(bus.asyncapi_json())
+
+
+db_app = typer.Typer(help="The job database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Option(help="Target revision.")] = "head") -> None:
+    """Apply the database migrations (idempotent)."""
+    from mailvet.adapters.db.migrate import current, upgrade
+
+    settings = _settings()
+    try:
+        upgrade(settings.database, revision)
+    except Exception as exc:  # connection refused, bad URL...
+        fail(f"cannot migrate {_safe_url(settings.database)}: {type(exc).__name__}: {exc}")
+    typer.echo(f"database at revision {current(settings.database)}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _run_or_fail(make: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(make())
+    except JobNotFound as exc:
+        fail(f"no job {exc}")
+    except ResultNotReady as exc:
+        fail(str(exc))
+    except SettingsError as exc:
+        fail(str(exc))
 
 
 def main() -> None:

@@ -50,24 +50,42 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
     syntax_chunk_size: int = 10_000  # rows per message for syntax-only jobs (cheap rows)
     syntax_processes: int = -1  # processes for syntax-only chunks; -1 = one per CPU, 0 = none
     worker_concurrency: int = 16  # chunks in progress at once per worker
+    dispatch_backlog: int = 8  # chunks the orchestrator keeps waiting in the work queue
     verdict_cache_size: int = 200_000  # addresses remembered per worker (dedupe)
 
 
 class StorageSettings(msgspec.Struct, frozen=True, kw_only=True):
     backend: str = "local"  # local | memory | s3
     root: str = ""  # local folder; default <data_dir>/storage
+    s3_endpoint: str = "127.0.0.1:9000"  # host:port, or an http(s):// URL
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_bucket: str = "mailvet"
+    s3_secure: bool = False
+    s3_retry_for: float = 120.0  # seconds an operation keeps retrying while S3 is unreachable
+    link_seconds: int = 60  # validity of pre-signed download links
+
+
+class BusSettings(msgspec.Struct, frozen=True, kw_only=True):
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    prefix: str = "mailvet"  # queue and exchange names start with it
+    delivery_limit: int = 5  # deliveries before a message is dead-lettered
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_dir: str = ".mailvet"
     database_url: str = ""  # default sqlite+aiosqlite:///<data_dir>/mailvet.db
-    bus: str = "memory"
+    bus: str = "memory"  # memory | rabbit
+    health_port: int = 0  # `mailvet run <role>` answers GET /health here (0: off)
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
     log_level: str = "warning"
     log_json: bool = False
     dns: DnsSettings = DnsSettings()
     smtp: SmtpSettings = SmtpSettings()
     engine: EngineSettings = EngineSettings()
     storage: StorageSettings = StorageSettings()
+    rabbit: BusSettings = BusSettings()
 
     @property
     def database(self) -> str:
@@ -101,8 +119,21 @@ ENV: dict[str, tuple[str, str]] = {
     "MAILVET_SYNTAX_CHUNK_SIZE": ("engine", "syntax_chunk_size"),
     "MAILVET_SYNTAX_PROCESSES": ("engine", "syntax_processes"),
     "MAILVET_WORKER_CONCURRENCY": ("engine", "worker_concurrency"),
+    "MAILVET_DISPATCH_BACKLOG": ("engine", "dispatch_backlog"),
     "MAILVET_STORAGE": ("storage", "backend"),
     "MAILVET_STORAGE_ROOT": ("storage", "root"),
+    "MAILVET_S3_ENDPOINT": ("storage", "s3_endpoint"),
+    "MAILVET_S3_ACCESS_KEY": ("storage", "s3_access_key"),
+    "MAILVET_S3_SECRET_KEY": ("storage", "s3_secret_key"),
+    "MAILVET_S3_BUCKET": ("storage", "s3_bucket"),
+    "MAILVET_S3_SECURE": ("storage", "s3_secure"),
+    "MAILVET_S3_RETRY_FOR": ("storage", "s3_retry_for"),
+    "MAILVET_RABBITMQ_URL": ("rabbit", "rabbitmq_url"),
+    "MAILVET_RABBITMQ_PREFIX": ("rabbit", "prefix"),
+    "MAILVET_RABBITMQ_DELIVERY_LIMIT": ("rabbit", "delivery_limit"),
+    "MAILVET_HEALTH_PORT": ("", "health_port"),
+    "MAILVET_WEB_HOST": ("", "web_host"),
+    "MAILVET_WEB_PORT": ("", "web_port"),
 }
 
 

@@ -40,6 +40,10 @@ _NEXT: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
+# between intake and completion: the services resume these after a restart
+ACTIVE_STATUSES = frozenset({JobStatus.FILE_ACCEPTED, JobStatus.FILE_QUEUED, JobStatus.IN_PROGRESS})
+
+
 class IllegalTransition(Exception):
     pass
 

@@ -50,6 +50,10 @@ class JobRepository(Protocol):
 
     async def list_jobs(self, limit: int = 100) -> list[Job]: ...
 
+    async def list_active(self) -> list[Job]:
+        """Jobs between intake and completion (oldest first): what a restarted service resumes."""
+        ...
+
 
 # --- object storage ----------------------------------------------------------------------
 
@@ -99,6 +103,10 @@ class MessageBus(Protocol):
     async def transfer(self, src: str, dst: str) -> Message | None:
         """Move one message from `src` to `dst` without waiting for one (None if `src` is
         empty); it leaves `src` only once it is safely in `dst` (round-robin dispatch)."""
+        ...
+
+    async def depth(self, queue: str) -> int:
+        """Messages waiting in the queue."""
         ...
 
     async def delete_queue(self, queue: str) -> None: ...

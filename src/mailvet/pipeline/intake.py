@@ -42,8 +42,11 @@ class Intake:
         if job.status is not JobStatus.PENDING_START:
             log.info("intake_skip", job_id=job.id, status=job.status.value)
             return
+        source = keys.uploaded(job.id)
+        if not await self._storage.exists(source):  # moved before a crash: carry on from there
+            source = keys.in_progress_input(job.id)
         try:
-            async with local_copy(self._storage, keys.uploaded(job.id)) as path:
+            async with local_copy(self._storage, source) as path:
                 layout = await asyncio.to_thread(
                     detect_layout, path, job.file.email_column, job.file.filename
                 )
@@ -62,7 +65,8 @@ class Intake:
         await self._jobs.set_counts(
             job.id, rows_total=rows, chunks_total=chunks, layout=encode_layout(stored)
         )
-        await self._storage.move(keys.uploaded(job.id), keys.in_progress_input(job.id))
+        if source != keys.in_progress_input(job.id):
+            await self._storage.move(source, keys.in_progress_input(job.id))
         await self._jobs.set_status(job.id, JobStatus.FILE_ACCEPTED)
         log.info("job_accepted", job_id=job.id, rows=rows, chunks=chunks, kind=layout.kind)
         await self._bus.publish(keys.PUBLISHER, JobAccepted(job_id=job.id))

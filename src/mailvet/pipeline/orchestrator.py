@@ -1,40 +1,54 @@
 """Orchestrator: hand chunks to the workers fairly, round-robin across the jobs.
 
-Every job has its own row queue. The orchestrator takes one chunk from each job in turn and
-puts it on the shared work queue, which is short, so a 10-row job submitted behind a
-1,000,000-row job gets its chunk into the next round instead of waiting for the big one.
+Every job has its own row queue. The orchestrator moves one chunk from each job in turn to
+the shared work queue, and only while that queue holds fewer than `backlog` chunks, so a
+10-row job submitted behind a 1,000,000-row job gets its chunk into the next round instead
+of waiting behind the big one. It learns about jobs from ChunksOpened messages and, after a
+restart, from the job repository; a job leaves the round once its publisher is done and its
+queue is empty.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import structlog
 
+from mailvet.domain.job import JobStatus
 from mailvet.domain.messages import ChunksOpened, Message
-from mailvet.domain.ports import MessageBus
+from mailvet.domain.ports import JobNotFound, JobRepository, MessageBus
 from mailvet.pipeline import keys
 
 log = structlog.get_logger(__name__)
 
 IDLE_POLL_SECONDS = 0.005
+STATUS_RECHECK_SECONDS = 0.5
+_PUBLISHED = (JobStatus.FILE_QUEUED, JobStatus.IN_PROGRESS)
 
 
 class Orchestrator:
-    def __init__(self, bus: MessageBus) -> None:
+    def __init__(self, bus: MessageBus, jobs: JobRepository, *, backlog: int = 8) -> None:
         self._bus = bus
-        self._remaining: dict[str, int] = {}  # job id -> chunks not yet handed out (ring order)
+        self._jobs = jobs
+        self._backlog = backlog
+        self._active: dict[str, float] = {}  # job id -> when its status may be looked at again
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def handle(self, message: Message) -> None:
-        if isinstance(message, ChunksOpened) and message.job_id not in self._remaining:
-            if message.chunks_total > 0:
-                self._remaining[message.job_id] = message.chunks_total
-                self._wakeup.set()
-                log.info("job_opened", job_id=message.job_id, chunks=message.chunks_total)
+        if isinstance(message, ChunksOpened):
+            self._add(message.job_id)
+
+    def _add(self, job_id: str) -> None:
+        if job_id not in self._active:
+            self._active[job_id] = 0.0
+            self._wakeup.set()
+            log.info("job_opened", job_id=job_id)
 
     async def start(self) -> None:
+        for job in await self._jobs.list_active():  # resume after a restart
+            self._add(job.id)
         self._task = asyncio.create_task(self._run(), name="orchestrator")
 
     async def stop(self) -> None:
@@ -44,25 +58,40 @@ class Orchestrator:
 
     async def _run(self) -> None:
         while True:
-            if not self._remaining:
+            if not self._active:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            moved = await self.round()
+            try:
+                moved = await self.round()
+            except Exception:
+                log.exception("orchestrator_round_failed")
+                moved = 0
+                await asyncio.sleep(1.0)
             if not moved:
                 await asyncio.sleep(IDLE_POLL_SECONDS)
 
     async def round(self) -> int:
         """Move at most one chunk of every active job to the work queue."""
         moved = 0
-        for job_id in list(self._remaining):
-            # waits while the work queue is full: that is where fairness comes from
-            chunk = await self._bus.transfer(keys.rows_queue(job_id), keys.WORK)
-            if chunk is None:
-                continue
-            moved += 1
-            self._remaining[job_id] -= 1
-            if self._remaining[job_id] <= 0:
-                del self._remaining[job_id]
+        for job_id in list(self._active):
+            while await self._bus.depth(keys.WORK) >= self._backlog:
+                await asyncio.sleep(IDLE_POLL_SECONDS)  # the workers are busy: fairness holds
+            if await self._bus.transfer(keys.rows_queue(job_id), keys.WORK) is not None:
+                moved += 1
+            elif await self._finished(job_id):
+                del self._active[job_id]
                 await self._bus.delete_queue(keys.rows_queue(job_id))
                 log.info("job_dispatched", job_id=job_id)
         return moved
+
+    async def _finished(self, job_id: str) -> bool:
+        """An empty row queue ends the job's turn once its publisher is done (or it failed)."""
+        now = time.monotonic()
+        if self._active[job_id] > now:
+            return False
+        self._active[job_id] = now + STATUS_RECHECK_SECONDS
+        try:
+            status = (await self._jobs.get(job_id)).status
+        except JobNotFound:
+            return True
+        return status in _PUBLISHED or status.is_final

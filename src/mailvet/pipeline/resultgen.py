@@ -36,7 +36,7 @@ log = structlog.get_logger(__name__)
 
 
 # how often a writer waiting for a chunk looks again (chunks stored by another process)
-CHUNK_POLL_SECONDS = 1.0
+CHUNK_POLL_SECONDS = 0.25
 _WRITABLE = (JobStatus.FILE_ACCEPTED, JobStatus.FILE_QUEUED, JobStatus.IN_PROGRESS)
 
 
@@ -71,6 +71,11 @@ class ResultGenerator:
             await self._advance(message.job_id)
         elif isinstance(message, JobQueued):
             await self._advance(message.job_id)
+
+    async def resume(self) -> None:
+        """After a restart: write the results of the jobs that were under way."""
+        for job in await self._jobs.list_active():
+            await self._advance(job.id)
 
     async def stop(self) -> None:
         for task in list(self._writers.values()):

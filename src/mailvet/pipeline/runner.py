@@ -14,6 +14,7 @@ import structlog
 from mailvet.bootstrap import Deps
 from mailvet.domain.job import JobStatus
 from mailvet.domain.messages import Message
+from mailvet.domain.ports import MessageBus
 from mailvet.pipeline import keys
 from mailvet.pipeline.intake import Intake
 from mailvet.pipeline.orchestrator import Orchestrator
@@ -24,6 +25,16 @@ from mailvet.pipeline.worker import Worker
 log = structlog.get_logger(__name__)
 
 ROLES = ("intake", "publisher", "orchestrator", "worker", "resultgen")
+
+
+def describe_flows(bus: MessageBus) -> None:
+    """Subscribe no-op handlers for every service queue (for documents such as AsyncAPI)."""
+
+    async def nothing(message: Message) -> None:
+        return None
+
+    for queue in (keys.INTAKE, keys.PUBLISHER, keys.ORCHESTRATOR, keys.WORK, keys.RESULTS):
+        bus.subscribe(queue, nothing)
 
 
 class Pipeline:
@@ -48,7 +59,7 @@ class Pipeline:
             # several at once, so a big file being published does not hold back a small one
             bus.subscribe(keys.PUBLISHER, self._guard(publisher.handle), concurrency=4)
         if "orchestrator" in self.roles:
-            self._orchestrator = Orchestrator(bus)
+            self._orchestrator = Orchestrator(bus, jobs, backlog=engine_settings.dispatch_backlog)
             bus.subscribe(keys.ORCHESTRATOR, self._guard(self._orchestrator.handle))
         if "worker" in self.roles:
             worker = Worker(deps.engine, bus, pool=deps.syntax_pool)
@@ -87,6 +98,8 @@ class Pipeline:
         await self.deps.bus.start()
         if self._orchestrator is not None:
             await self._orchestrator.start()
+        if self._resultgen is not None:
+            await self._resultgen.resume()
 
     async def stop(self) -> None:
         if self._orchestrator is not None:

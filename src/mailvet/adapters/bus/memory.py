@@ -74,6 +74,10 @@ class MemoryBus:
         self._finished()
         return message
 
+    async def depth(self, queue: str) -> int:
+        q = self._queues.get(queue)
+        return 0 if q is None else q.qsize()
+
     async def transfer(self, src: str, dst: str) -> Message | None:
         """Move one message from `src` to `dst` (waits while `dst` is full)."""
         message = await self.pull(src)

@@ -342,6 +342,17 @@ class RabbitBus:
             await incoming.ack()
             return message
 
+    async def depth(self, queue: str) -> int:
+        """Messages ready in the queue (a passive declare's message count)."""
+
+        async def depth() -> int:
+            await self._declare(queue)
+            channel = await self._channel()
+            declared = await channel.declare_queue(self.queue_name(queue), passive=True, robust=False)
+            return int(declared.declaration_result.message_count or 0)
+
+        return await self._retrying("depth", depth)
+
     async def delete_queue(self, queue: str) -> None:
         """Delete `<prefix>.<queue>` with its messages (no error if it does not exist). A
         subscription on it is stopped and forgotten."""

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from mailvet.domain.job import Job, JobStatus, check_transition
+from mailvet.domain.job import ACTIVE_STATUSES, Job, JobStatus, check_transition
 from mailvet.domain.ports import JobNotFound
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
@@ -65,6 +65,11 @@ class MemoryJobRepository:
         jobs = sorted(self.jobs.values(), key=lambda job: job.id)
         jobs.sort(key=lambda job: job.created_at or _EPOCH, reverse=True)
         return [msgspec.structs.replace(job) for job in jobs[:limit]]
+
+    async def list_active(self) -> list[Job]:
+        jobs = [job for job in self.jobs.values() if job.status in ACTIVE_STATUSES]
+        jobs.sort(key=lambda job: (job.created_at or _EPOCH, job.id))
+        return [msgspec.structs.replace(job) for job in jobs]
 
     def _job(self, job_id: str) -> Job:
         try:

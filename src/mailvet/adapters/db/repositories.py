@@ -18,7 +18,7 @@ from sqlalchemy.sql.dml import Insert
 
 from mailvet.adapters.db.database import WRITE_INTENT, Database
 from mailvet.adapters.db.models import JobChunkRow, JobRow
-from mailvet.domain.job import FileInfo, Job, JobStatus, check_transition
+from mailvet.domain.job import ACTIVE_STATUSES, FileInfo, Job, JobStatus, check_transition
 from mailvet.domain.ports import JobNotFound
 from mailvet.domain.verdict import Check
 
@@ -131,6 +131,13 @@ class SqlJobRepository:
 
     async def list_jobs(self, limit: int = 100) -> list[Job]:
         query = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id).limit(limit)
+        async with self._sessions() as session:
+            return [_to_job(row) for row in (await session.execute(query)).scalars()]
+
+
+    async def list_active(self) -> list[Job]:
+        active = [status.value for status in ACTIVE_STATUSES]
+        query = select(JobRow).where(JobRow.status.in_(active)).order_by(JobRow.created_at, JobRow.id)
         async with self._sessions() as session:
             return [_to_job(row) for row in (await session.execute(query)).scalars()]
 

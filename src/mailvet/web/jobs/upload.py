@@ -1,0 +1,198 @@
+"""Receive a multipart upload straight into a temporary file.
+
+Litestar's form parsing keeps every non-file field in memory with no bound of its own and
+spools the file into an anonymous temporary file that would then be copied again. Here the
+body is parsed once, as it arrives: the part named `file` goes to a named file in the data
+folder, written in 1 MiB batches off the event loop; the other fields are capped at
+MAX_FIELD_BYTES; other file parts are dropped. The body limit itself is Litestar's
+`request_max_body_size`, enforced while the body streams in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO, Literal
+
+from litestar import Request
+from litestar.exceptions import ClientException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from multipart import (  # type: ignore[import-untyped]
+    MultipartSegment,
+    ParserError,
+    ParserLimitReached,
+    PushMultipartParser,
+)
+
+from mailvet.settings import Settings
+
+MiB = 1024 * 1024
+MAX_UPLOAD_BYTES = 200 * MiB  # the whole request body
+MAX_FIELD_BYTES = 1024  # any form field other than the file
+MAX_PARTS = 16
+MAX_FILENAME_CHARS = 255
+FILE_FIELD = "file"
+_WRITE_BATCH = MiB
+
+
+@dataclass(frozen=True)
+class Upload:
+    """The received file (the caller deletes `path`) and the other form fields."""
+
+    path: Path
+    filename: str
+    size: int
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def scratch_dir(settings: Settings) -> Path:
+    """Where the web process keeps files in transit: under the data folder, not /tmp
+    (often a RAM disk, which would hold a 200 MiB upload in memory after all)."""
+    return Path(settings.data_dir).resolve() / "tmp"
+
+
+def clean_filename(raw: str) -> str:
+    """The last path component of a client's file name, without control characters."""
+    name = PurePosixPath(raw.replace("\\", "/")).name
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    return name[-MAX_FILENAME_CHARS:]
+
+
+async def receive_upload(request: Request[Any, Any, Any], directory: Path) -> Upload:
+    """Stream the multipart body of `request` into `directory`; ClientException (400) for
+    a body that is not a usable upload, RequestEntityTooLarge (413) past the body limit."""
+    media_type, options = request.content_type
+    if media_type != "multipart/form-data":
+        raise ClientException(
+            f"send the list as multipart/form-data, the file in the field {FILE_FIELD!r}"
+        )
+    boundary = options.get("boundary")
+    if not boundary:
+        raise ClientException("multipart/form-data without a boundary")
+    receiver = _Receiver(directory)
+    try:
+        try:
+            with PushMultipartParser(boundary, max_segment_count=MAX_PARTS) as parser:
+                async for chunk in request.stream():
+                    for event in parser.parse(chunk):
+                        await receiver.feed(event)
+                    if parser.closed:
+                        break
+        except RequestEntityTooLarge:
+            limit = request.route_handler.resolve_request_max_body_size()
+            raise RequestEntityTooLarge(
+                detail=f"the upload is larger than the limit of {_size(limit)}"
+            ) from None
+        except ParserLimitReached:
+            raise ClientException(
+                f"too many parts (at most {MAX_PARTS}) or a header too long in the multipart body"
+            ) from None
+        except ParserError as exc:
+            raise ClientException(f"malformed multipart body: {exc}") from None
+        return receiver.finish()
+    except BaseException:
+        await receiver.discard()
+        raise
+
+
+def _size(limit: int | None) -> str:
+    if limit is None:
+        return "none"
+    if limit % MiB == 0:
+        return f"{limit // MiB} MiB"
+    return f"{limit} bytes"
+
+
+class _Receiver:
+    """Takes the parser's events: a segment header, body chunks, None at its end."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._fields: dict[str, str] = {}
+        self._path: Path | None = None
+        self._handle: BinaryIO | None = None
+        self._filename = ""
+        self._size = 0
+        self._pending = bytearray()
+        self._target: Literal["file", "field", "skip"] = "skip"
+        self._name = ""
+        self._value = bytearray()
+
+    async def feed(self, event: MultipartSegment | bytes | bytearray | None) -> None:
+        if isinstance(event, MultipartSegment):
+            self._start(event)
+        elif event:
+            await self._data(event)
+        else:
+            await self._end()
+
+    def _start(self, segment: MultipartSegment) -> None:
+        self._name = str(segment.name or "")
+        filename: str | None = segment.filename
+        if self._name == FILE_FIELD:
+            if filename is None:
+                raise ClientException(
+                    f"the field {FILE_FIELD!r} must be a file (a part with a filename)"
+                )
+            if self._path is not None:
+                raise ClientException("send one file per upload")
+            if not filename:  # a browser form submitted with no file chosen
+                self._target = "skip"
+                return
+            self._directory.mkdir(parents=True, exist_ok=True)
+            self._path = self._directory / f"upload-{uuid.uuid4().hex}.part"
+            self._handle = self._path.open("xb")
+            self._filename = clean_filename(filename) or "upload"
+            self._target = "file"
+        elif filename is not None:
+            self._target = "skip"  # another file: not ours to keep
+        else:
+            self._value = bytearray()
+            self._target = "field"
+
+    async def _data(self, chunk: bytes | bytearray) -> None:
+        if self._target == "file":
+            self._size += len(chunk)
+            self._pending += chunk
+            if len(self._pending) >= _WRITE_BATCH:
+                await self._flush()
+        elif self._target == "field":
+            if len(self._value) + len(chunk) > MAX_FIELD_BYTES:
+                raise ClientException(
+                    f"the form field {self._name!r} is longer than {MAX_FIELD_BYTES} bytes"
+                )
+            self._value += chunk
+
+    async def _end(self) -> None:
+        if self._target == "file":
+            await self._flush()
+            assert self._handle is not None
+            await asyncio.to_thread(self._handle.close)
+        elif self._target == "field":
+            try:
+                self._fields[self._name] = self._value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ClientException(f"the form field {self._name!r} is not UTF-8 text") from None
+        self._target = "skip"
+
+    async def _flush(self) -> None:
+        if self._pending and self._handle is not None:
+            data, self._pending = self._pending, bytearray()
+            await asyncio.to_thread(self._handle.write, data)
+
+    def finish(self) -> Upload:
+        if self._path is None:
+            raise ClientException(f"no file: send the list in the multipart field {FILE_FIELD!r}")
+        if self._size == 0:
+            raise ClientException("the uploaded file is empty")
+        return Upload(path=self._path, filename=self._filename, size=self._size, fields=self._fields)
+
+    async def discard(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
