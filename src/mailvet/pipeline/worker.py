@@ -40,7 +40,7 @@ class Worker:
         else:
             addresses = chunk_addresses(chunk)
             output = render(chunk, await self._engine.check_many(addresses, chunk.checks))
-        log.debug("chunk_validated", job_id=chunk.job_id, chunk=chunk.chunk_id, rows=chunk.rows)
+        log.info("chunk_validated", job_id=chunk.job_id, chunk=chunk.chunk_id, rows=chunk.rows)
         await self._bus.publish(
             keys.RESULTS,
             ChunkDone(

@@ -7,19 +7,17 @@ ports, not request data).
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from litestar.di import Provide
-from litestar.params import Dependency
+from litestar.di import NamedDependency, Provide
+from litestar.params import SkipValidation
 
 from mailvet.bootstrap import Deps
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectStorage
 from mailvet.settings import Settings
 
-Jobs = Annotated[JobRepository, Dependency(skip_validation=True)]
-Storage = Annotated[ObjectStorage, Dependency(skip_validation=True)]
-Bus = Annotated[MessageBus, Dependency(skip_validation=True)]
-AppSettings = Annotated[Settings, Dependency(skip_validation=True)]
+Jobs = NamedDependency[SkipValidation[JobRepository]]
+Storage = NamedDependency[SkipValidation[ObjectStorage]]
+Bus = NamedDependency[SkipValidation[MessageBus]]
+AppSettings = NamedDependency[SkipValidation[Settings]]
 
 
 def provide_ports(deps: Deps) -> dict[str, Provide]:

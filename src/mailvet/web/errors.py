@@ -43,15 +43,21 @@ def _result_not_ready(_: Request[Any, Any, Any], exc: ResultNotReady) -> Respons
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     """Litestar's own errors (400 validation, 404 route, 405, 413 ...) in our shape."""
     message = exc.detail
-    if isinstance(exc, ValidationException) and isinstance(exc.extra, list) and exc.extra:
-        details = [
-            f"{item.get('key')}: {item.get('message')}" if item.get("key") else str(item.get("message"))
-            for item in exc.extra
-            if isinstance(item, dict)
-        ]
-        if details:
-            message = f"{message}: {'; '.join(details)}"
+    if isinstance(exc, ValidationException) and (details := _details(exc.extra)):
+        message = f"{message}: {details}"
     return error_response(exc.status_code, message, exc.headers)
+
+
+def _details(extra: object) -> str:
+    """Litestar's validation details (`[{"key": ..., "message": ...}]`) on one line."""
+    if not isinstance(extra, list):
+        return ""
+    found = []
+    for item in extra:
+        if isinstance(item, dict) and item.get("message"):
+            key = item.get("key")
+            found.append(f"{key}: {item['message']}" if key else str(item["message"]))
+    return "; ".join(found)
 
 
 def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:

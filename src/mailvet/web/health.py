@@ -14,12 +14,13 @@ from mailvet.web.deps import Bus
 
 log = structlog.get_logger(__name__)
 
+ROLE = "web"
 PING_TIMEOUT = 5.0  # seconds
 
 
 class Health(msgspec.Struct, omit_defaults=True):
     status: str
-    role: str = "web"
+    role: str
     error: str = ""
 
 
@@ -44,8 +45,8 @@ async def bus_answers(bus: object) -> bool:
 @get("/health")
 async def health(bus: Bus) -> Response[Health]:
     if await bus_answers(bus):
-        return Response(Health(status="ok"), status_code=HTTP_200_OK)
+        return Response(Health(status="ok", role=ROLE), status_code=HTTP_200_OK)
     return Response(
-        Health(status="unavailable", error="the message bus does not answer"),
+        Health(status="unavailable", role=ROLE, error="the message bus does not answer"),
         status_code=HTTP_503_SERVICE_UNAVAILABLE,
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from advanced_alchemy.config import AsyncSessionConfig, SQLAlchemyAsyncConfig
+from advanced_alchemy.config import AsyncSessionConfig, EngineConfig, SQLAlchemyAsyncConfig
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -46,6 +46,8 @@ def make_database(url: str) -> Database:
     config = SQLAlchemyAsyncConfig(
         connection_string=url,
         session_config=AsyncSessionConfig(expire_on_commit=False),
+        # a server restart leaves dead connections in the pool: test each one before use
+        engine_config=EngineConfig(pool_pre_ping=parsed.get_backend_name() != "sqlite"),
     )
     engine = config.get_engine()
     if parsed.get_backend_name() == "sqlite":

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import functools
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, ParamSpec, TypeVar, cast
+
+import structlog
 
 from advanced_alchemy.config import SQLAlchemyAsyncConfig
 from sqlalchemy import CursorResult, Result, Update, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import Insert
 
@@ -23,6 +28,47 @@ from mailvet.domain.ports import JobNotFound
 from mailvet.domain.verdict import Check
 
 SessionSource = Database | SQLAlchemyAsyncConfig | async_sessionmaker[AsyncSession]
+
+
+log = structlog.get_logger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# how long a repository call keeps retrying while the database is unreachable
+RETRY_FOR_SECONDS = 90.0
+
+
+def _transient(exc: BaseException) -> bool:
+    """Lost or refused connections (server restart, network): worth trying again."""
+    if isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError):
+        return bool(exc.connection_invalidated) or isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, ConnectionError | OSError)
+
+
+def _retrying(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Retry a repository call with backoff while the database is unreachable. Every call
+    is one transaction, so trying again never applies a change twice (record_chunk and
+    set_status are idempotent when the first try did commit)."""
+
+    @functools.wraps(method)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        deadline = time.monotonic() + RETRY_FOR_SECONDS
+        delay = 0.2
+        attempt = 0
+        while True:
+            try:
+                return await method(*args, **kwargs)
+            except Exception as exc:
+                attempt += 1
+                if not _transient(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "database_retry", op=method.__name__, attempt=attempt, error=type(exc).__name__
+                )
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 5.0)
+
+    return call
 
 
 def utc_now() -> datetime:
@@ -52,6 +98,7 @@ class SqlJobRepository:
             await session.connection(execution_options=WRITE_INTENT)
             yield session
 
+    @_retrying
     async def add(self, job: Job) -> None:
         now = self._now()
         row = JobRow(
@@ -75,6 +122,7 @@ class SqlJobRepository:
         except IntegrityError as exc:
             raise ValueError(f"job {job.id} already exists") from exc
 
+    @_retrying
     async def get(self, job_id: str) -> Job:
         async with self._sessions() as session:
             row = await session.get(JobRow, job_id)
@@ -82,6 +130,7 @@ class SqlJobRepository:
                 raise JobNotFound(job_id)
             return _to_job(row)
 
+    @_retrying
     async def set_status(self, job_id: str, status: JobStatus, error: str = "") -> Job:
         async with self._write() as session:
             query = select(JobRow).where(JobRow.id == job_id).with_for_update()
@@ -93,6 +142,7 @@ class SqlJobRepository:
             await session.flush()
             return _to_job(row)
 
+    @_retrying
     async def set_counts(
         self, job_id: str, *, rows_total: int, chunks_total: int, layout: bytes
     ) -> None:
@@ -106,6 +156,7 @@ class SqlJobRepository:
             if _rowcount(await session.execute(_update_job(job_id, values))) == 0:
                 raise JobNotFound(job_id)
 
+    @_retrying
     async def record_chunk(self, job_id: str, chunk_id: int, rows: int) -> bool:
         try:
             async with self._write() as session:
@@ -124,17 +175,20 @@ class SqlJobRepository:
         except IntegrityError as exc:  # foreign key: no such job
             raise JobNotFound(job_id) from exc
 
+    @_retrying
     async def chunks_recorded(self, job_id: str) -> int:
         query = select(func.count()).select_from(JobChunkRow).where(JobChunkRow.job_id == job_id)
         async with self._sessions() as session:
             return (await session.execute(query)).scalar_one()
 
+    @_retrying
     async def list_jobs(self, limit: int = 100) -> list[Job]:
         query = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id).limit(limit)
         async with self._sessions() as session:
             return [_to_job(row) for row in (await session.execute(query)).scalars()]
 
 
+    @_retrying
     async def list_active(self) -> list[Job]:
         active = [status.value for status in ACTIVE_STATUSES]
         query = select(JobRow).where(JobRow.status.in_(active)).order_by(JobRow.created_at, JobRow.id)

@@ -188,7 +188,9 @@ class _Receiver:
             raise ClientException(f"no file: send the list in the multipart field {FILE_FIELD!r}")
         if self._size == 0:
             raise ClientException("the uploaded file is empty")
-        return Upload(path=self._path, filename=self._filename, size=self._size, fields=self._fields)
+        return Upload(
+            path=self._path, filename=self._filename, size=self._size, fields=self._fields
+        )
 
     async def discard(self) -> None:
         if self._handle is not None:

@@ -1,0 +1,186 @@
+"""/api/jobs: thin handlers over the submit use case, the job repository and storage."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO, Protocol, runtime_checkable
+from urllib.parse import quote
+
+import msgspec
+import structlog
+from litestar import Controller, Request, Response, Router, get, post
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import FromPath
+from litestar.response import Redirect, Stream
+from litestar.status_codes import HTTP_201_CREATED, HTTP_307_TEMPORARY_REDIRECT
+
+from mailvet.domain.job import Job, JobStatus
+from mailvet.domain.ports import JobNotFound, JobRepository, ObjectNotFound
+from mailvet.domain.verdict import Check
+from mailvet.pipeline import keys
+from mailvet.pipeline.resultgen import Summary
+from mailvet.pipeline.submit import ResultNotReady, fetch_result, submit_file
+from mailvet.web.deps import AppSettings, Bus, Jobs, Storage
+from mailvet.web.jobs.schemas import JobCreated, JobView
+from mailvet.web.jobs.upload import MAX_UPLOAD_BYTES, receive_upload, scratch_dir
+
+log = structlog.get_logger(__name__)
+
+JOB_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")  # what the jobs table can hold (ids are uuid4 hex)
+RESULT_MEDIA_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+_READ_CHUNK = 1024 * 1024
+
+
+@runtime_checkable
+class PresignedStorage(Protocol):
+    """Storage that can hand out a time-limited download link (S3Storage)."""
+
+    def presigned_get(self, key: str, expires: timedelta = ...) -> str: ...
+
+
+class JobController(Controller):
+    path = "/"
+    tags = ["jobs"]
+
+    @post("/", status_code=HTTP_201_CREATED)
+    async def submit(
+        self,
+        request: Request[Any, Any, Any],
+        jobs: Jobs,
+        storage: Storage,
+        bus: Bus,
+        settings: AppSettings,
+    ) -> JobCreated:
+        """Upload a list (multipart field `file`; optional `email_column`, `checks`)."""
+        upload = await receive_upload(request, scratch_dir(settings))
+        try:
+            checks = parse_checks(upload.fields.get("checks"), settings.engine.checks)
+            email_column = upload.fields.get("email_column", "").strip() or None
+            job_id = await submit_file(
+                jobs,
+                storage,
+                bus,
+                upload.path,
+                filename=upload.filename,
+                email_column=email_column,
+                checks=checks,
+            )
+        finally:
+            upload.path.unlink(missing_ok=True)
+        log.info("job_submitted", job_id=job_id, bytes=upload.size, checks=checks.value)
+        return JobCreated(id=job_id, status=JobStatus.PENDING_START)
+
+    @get("/{job_id:str}")
+    async def status(self, job_id: FromPath[str], jobs: Jobs) -> JobView:
+        return JobView.of(await find_job(jobs, job_id))
+
+    @get("/{job_id:str}/result")
+    async def result(
+        self, job_id: FromPath[str], jobs: Jobs, storage: Storage, settings: AppSettings
+    ) -> Response[Any]:
+        """The result file: a redirect to a pre-signed link where storage offers one."""
+        job = await completed_job(jobs, job_id)
+        if isinstance(storage, PresignedStorage):
+            expires = timedelta(seconds=settings.storage.link_seconds)
+            url = storage.presigned_get(keys.completed(job.id), expires=expires)
+            return Redirect(url, status_code=HTTP_307_TEMPORARY_REDIRECT)
+        directory = scratch_dir(settings)
+        directory.mkdir(parents=True, exist_ok=True)
+        out = directory / f"result-{job.id}-{uuid.uuid4().hex}"
+        try:
+            summary = await fetch_result(jobs, storage, job.id, out)
+        except BaseException as exc:
+            out.unlink(missing_ok=True)
+            if isinstance(exc, ObjectNotFound):
+                raise NotFoundException(f"the result of job {job.id} is no longer stored") from None
+            raise
+        handle = out.open("rb")
+        with contextlib.suppress(OSError):
+            out.unlink()  # POSIX: the open handle still reads it; elsewhere _chunks deletes it
+        kind = summary.result_kind if summary.result_kind in RESULT_MEDIA_TYPES else "csv"
+        return Stream(
+            _chunks(handle, out),
+            media_type=RESULT_MEDIA_TYPES[kind],
+            headers={
+                "content-disposition": attachment(result_filename(job.file.filename, kind)),
+                "content-length": str(os.fstat(handle.fileno()).st_size),
+            },
+        )
+
+    @get("/{job_id:str}/summary")
+    async def summary(self, job_id: FromPath[str], jobs: Jobs, storage: Storage) -> Summary:
+        job = await completed_job(jobs, job_id)
+        try:
+            data = await storage.get_bytes(keys.summary(job.id))
+        except ObjectNotFound:
+            raise NotFoundException(f"the summary of job {job.id} is no longer stored") from None
+        return msgspec.json.decode(data, type=Summary)
+
+
+def jobs_router(max_upload_bytes: int = MAX_UPLOAD_BYTES) -> Router:
+    """The job API under /api/jobs; the body limit is the upload limit."""
+    return Router(
+        path="/api/jobs",
+        route_handlers=[JobController],
+        request_max_body_size=max_upload_bytes,
+    )
+
+
+async def find_job(jobs: JobRepository, job_id: str) -> Job:
+    """The job, or JobNotFound (404), also for an id that cannot exist."""
+    if not JOB_ID.fullmatch(job_id):
+        raise JobNotFound()
+    return await jobs.get(job_id)
+
+
+async def completed_job(jobs: JobRepository, job_id: str) -> Job:
+    job = await find_job(jobs, job_id)
+    if job.status is not JobStatus.COMPLETED:
+        raise ResultNotReady(f"job {job.id} is {job.status.value}")
+    return job
+
+
+def parse_checks(raw: str | None, default: Check) -> Check:
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return Check(raw.strip().lower())
+    except ValueError:
+        allowed = ", ".join(check.value for check in Check)
+        raise ValidationException(f"checks must be one of {allowed}, not {raw!r}") from None
+
+
+def result_filename(original: str, kind: str) -> str:
+    """`list.xlsx` -> `list.mailvet.xlsx`; `contacts.txt` -> `contacts.mailvet.csv`."""
+    stem = PurePosixPath(original).stem or "result"
+    return f"{stem}.mailvet.{kind}"
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition value: an ASCII fallback name and the exact UTF-8 one."""
+    fallback = "".join(
+        ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else "_" for ch in filename
+    )
+    value = f'attachment; filename="{fallback}"'
+    if fallback != filename:
+        value += f"; filename*=UTF-8''{quote(filename, safe='')}"
+    return value
+
+
+async def _chunks(handle: BinaryIO, path: Path) -> AsyncIterator[bytes]:
+    try:
+        while chunk := await asyncio.to_thread(handle.read, _READ_CHUNK):
+            yield chunk
+    finally:
+        handle.close()
+        path.unlink(missing_ok=True)

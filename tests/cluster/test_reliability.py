@@ -1,0 +1,152 @@
+"""Six roles as separate processes on RabbitMQ, PostgreSQL and S3: nothing lost, nothing doubled.
+
+Every test runs a 20,000-row SMTP job against a mail server that answers 20 ms late, disturbs
+the system in the middle, and checks that the result file is byte for byte the one an
+undisturbed run gives: every input row exactly once, in order, with the same verdicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.conftest import ROWS, make_list
+from tests.cluster.harness import AMQP_URL, BACK_END, Cluster
+from tests.s3server import MotoS3
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+
+def busy(job: dict[str, object]) -> bool:
+    return 2_000 <= int(job["rows_done"]) < ROWS - 4_000  # type: ignore[call-overload]
+
+
+def finish_and_compare(cluster: Cluster, job_id: str, expected: bytes, tmp_path: Path) -> None:
+    job = cluster.wait_done(job_id)
+    assert job["status"] == "file_completed", job
+    assert (job["rows_done"], job["rows_total"]) == (ROWS, ROWS)
+    assert cluster.fetch(job_id, tmp_path / "result.csv") == expected
+
+
+@pytest.mark.parametrize("role", (*BACK_END, "web"))
+def test_kill_9_a_role_mid_job_and_restart_it(
+    role: str, cluster: Cluster, job_file: Path, undisturbed: bytes, tmp_path: Path
+) -> None:
+    if role == "publisher":  # small chunks: publishing lasts long enough to be cut short
+        cluster.extra_env = {**cluster.extra_env, "MAILVET_CHUNK_SIZE": "20"}
+    cluster.start_all((*BACK_END, "web"))
+    job_id = cluster.submit(job_file)
+    if role == "publisher":
+        cluster.wait_for(job_id, lambda j: j["status"] == "file_accepted")
+    elif role != "intake":
+        cluster.wait_for(job_id, busy)
+    cluster.kill(role)
+    if role == "publisher":
+        assert cluster.job(job_id)["status"] == "file_accepted"  # killed before it was done
+    time.sleep(0.5)
+    cluster.start(role)
+    finish_and_compare(cluster, job_id, undisturbed, tmp_path)
+    if role == "web":  # back and answering
+        assert cluster.http_get("/health")[0] == 200
+        status, body = cluster.http_get(f"/api/jobs/{job_id}")
+        assert status == 200 and b'"file_completed"' in body
+
+
+def test_rabbitmq_restart_mid_job(
+    cluster: Cluster, job_file: Path, undisturbed: bytes, tmp_path: Path
+) -> None:
+    cluster.start_all()
+    job_id = cluster.submit(job_file)
+    cluster.wait_for(job_id, busy)
+    subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=120)
+    subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
+    subprocess.run(["rabbitmqctl", "-q", "await_startup", "--timeout", "60"], check=True, timeout=90)
+    finish_and_compare(cluster, job_id, undisturbed, tmp_path)
+    assert all(proc.poll() is None for proc in cluster.procs.values())  # nobody had to restart
+
+
+def test_postgresql_restart_mid_job(
+    cluster: Cluster, job_file: Path, undisturbed: bytes, tmp_path: Path
+) -> None:
+    cluster.start_all()
+    job_id = cluster.submit(job_file)
+    cluster.wait_for(job_id, busy)
+    version = subprocess.run(["ls", "/etc/postgresql"], capture_output=True, text=True).stdout.split()[-1]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True, timeout=120
+    )
+    finish_and_compare(cluster, job_id, undisturbed, tmp_path)
+    assert all(proc.poll() is None for proc in cluster.procs.values())
+    assert "database_retry" in "".join(cluster.log(role) for role in BACK_END)
+
+
+def test_s3_unreachable_for_a_while(
+    cluster: Cluster, s3: MotoS3, job_file: Path, undisturbed: bytes, tmp_path: Path
+) -> None:
+    cluster.start_all()
+    job_id = cluster.submit(job_file)
+    cluster.wait_for(job_id, busy)
+    s3.stop()
+    try:
+        time.sleep(3)
+        assert cluster.job(job_id)["status"] != "file_completed"  # nothing completed early
+    finally:
+        s3.start()
+    finish_and_compare(cluster, job_id, undisturbed, tmp_path)
+    assert "s3_retry" in "".join(cluster.log(role) for role in BACK_END)
+
+
+def test_malformed_messages_are_dead_lettered_and_the_job_goes_on(
+    cluster: Cluster, job_file: Path, undisturbed: bytes, tmp_path: Path
+) -> None:
+    queues = ["intake", "publisher", "orchestrator", "work", "results"]
+    cluster.start_all()
+    job_id = cluster.submit(job_file)
+    cluster.wait_for(job_id, busy)
+
+    async def poison() -> int:
+        import aio_pika
+
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection:
+            channel = await connection.channel()
+            for queue in queues:
+                for body in (b"\x00garbage", b'{"type": "row_chunk"}', b"\x81\xa4type\xa3bad"):
+                    await channel.default_exchange.publish(
+                        aio_pika.Message(body), routing_key=f"{cluster.prefix}.{queue}"
+                    )
+            await asyncio.sleep(2)
+            dead = await channel.declare_queue(f"{cluster.prefix}.dead", passive=True)
+            return int(dead.declaration_result.message_count or 0)
+
+    dead_letters = asyncio.run(poison())
+    finish_and_compare(cluster, job_id, undisturbed, tmp_path)
+    assert dead_letters == 3 * len(queues)
+    logs = "".join(cluster.log(role) for role in BACK_END)
+    assert logs.count("message_dead_lettered") == 3 * len(queues)
+
+
+def test_two_workers_share_the_load_and_two_jobs_do_not_mix(
+    cluster: Cluster, job_file: Path, undisturbed: bytes, tmp_path: Path
+) -> None:
+    other_file = make_list(tmp_path / "other.csv", 3_000, seed=2, prefix="user")
+    for role in BACK_END:
+        if role != "worker":
+            cluster.start(role)
+    cluster.start("worker", "worker-1")
+    cluster.start("worker", "worker-2")
+    first = cluster.submit(job_file)
+    second = cluster.submit(other_file)
+    finish_and_compare(cluster, first, undisturbed, tmp_path)
+    job = cluster.wait_done(second)
+    assert job["status"] == "file_completed"
+    other = cluster.fetch(second, tmp_path / "other.result.csv").decode().splitlines()
+    source = other_file.read_text().splitlines()
+    assert len(other) == len(source) == 3_001
+    assert all(out.startswith(line + ",") for out, line in zip(other[1:], source[1:], strict=True))
+    for name in ("worker-1", "worker-2"):
+        assert cluster.log(name).count("chunk_validated") > 5, name
