@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the real services the tests talk to are up on this machine (start or install them).
-# Today: PostgreSQL on 127.0.0.1:5432 (trust auth). The mail world, S3 (moto) and the rest are
+# PostgreSQL on 127.0.0.1:5432 (trust auth) and RabbitMQ on 127.0.0.1:5672 (guest/guest). The mail world,
+# S3 (moto) and the rest are
 # started by the tests themselves.
 set -euo pipefail
 
@@ -25,3 +26,22 @@ ensure_postgres() {
 }
 
 ensure_postgres
+
+ensure_rabbitmq() {
+  if (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then return 0; fi
+  if ! command -v rabbitmq-server >/dev/null 2>&1; then
+    echo "installing RabbitMQ..." >&2
+    as_root apt-get install -y -q rabbitmq-server >/dev/null
+  fi
+  echo "starting RabbitMQ..." >&2
+  as_root rabbitmq-server -detached || true
+  for _ in $(seq 1 60); do
+    # await_startup exits at once while the VM is still booting: loop until it succeeds
+    if as_root rabbitmqctl -q await_startup --timeout 60 2>/dev/null; then return 0; fi
+    sleep 2
+  done
+  echo "RabbitMQ did not come up on 127.0.0.1:5672" >&2
+  return 1
+}
+
+ensure_rabbitmq
