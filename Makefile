@@ -25,6 +25,8 @@ test: install
 bench: install
 	$(BIN)/python bench/syntax_bench.py
 	$(BIN)/python bench/smtp_bench.py
+	./scripts/ensure-services.sh
+	$(BIN)/python bench/distributed_bench.py
 
 clean:
 	rm -rf $(VENV) .mailvet examples/out bench/out
