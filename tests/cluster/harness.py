@@ -99,6 +99,7 @@ class Cluster:
             "MAILVET_DATABASE_URL": self.database_url,
             "MAILVET_DATA_DIR": str(self.root / "data"),
             "MAILVET_LOG_LEVEL": "info",
+            "PYTHONUNBUFFERED": "1",
             "MAILVET_WEB_PORT": str(self.web_port),
             **self.extra_env,
         }
@@ -142,6 +143,13 @@ class Cluster:
     def log(self, name: str) -> str:
         path = self.root / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_for_log(self, name: str, text: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log(name):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name} never logged {text!r}")
+            time.sleep(0.005)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run([MAILVET, *args], env=self.env, capture_output=True, text=True, timeout=120)

@@ -36,12 +36,18 @@ def finish_and_compare(cluster: Cluster, job_id: str, expected: bytes, tmp_path:
 def test_kill_9_a_role_mid_job_and_restart_it(
     role: str, cluster: Cluster, job_file: Path, undisturbed: bytes, tmp_path: Path
 ) -> None:
-    if role == "publisher":  # small chunks: publishing lasts long enough to be cut short
+    roles = (*BACK_END, "web")
+    if role == "publisher":
+        # small chunks, so that publishing lasts long enough to be cut short; the publisher
+        # starts once the job is accepted and is killed as soon as its first chunk is out
         cluster.extra_env = {**cluster.extra_env, "MAILVET_CHUNK_SIZE": "20"}
-    cluster.start_all((*BACK_END, "web"))
+        roles = tuple(r for r in roles if r != "publisher")
+    cluster.start_all(roles)
     job_id = cluster.submit(job_file)
     if role == "publisher":
         cluster.wait_for(job_id, lambda j: j["status"] == "file_accepted")
+        cluster.start("publisher")
+        cluster.wait_for_log("orchestrator", "job_opened")
     elif role != "intake":
         cluster.wait_for(job_id, busy)
     cluster.kill(role)
@@ -150,3 +156,48 @@ def test_two_workers_share_the_load_and_two_jobs_do_not_mix(
     assert all(out.startswith(line + ",") for out, line in zip(other[1:], source[1:], strict=True))
     for name in ("worker-1", "worker-2"):
         assert cluster.log(name).count("chunk_validated") > 5, name
+
+
+def test_cli_health_and_sigterm(
+    cluster: Cluster, job_file: Path, undisturbed: bytes, tmp_path: Path
+) -> None:
+    """submit/status/fetch from the shell, health checks, and a clean stop on SIGTERM."""
+    import json
+    import signal
+    import urllib.request
+
+    from tests.cluster.harness import free_port
+
+    ports = {role: free_port() for role in BACK_END}
+    for role in BACK_END:
+        cluster.start(role, MAILVET_HEALTH_PORT=str(ports[role]))
+    job_id = cluster.submit(job_file)
+    assert len(job_id) == 32 and job_id.isalnum()  # only the id on stdout
+
+    early = cluster.cli("fetch", job_id, "-o", str(tmp_path / "early.csv"), check=False)
+    assert early.returncode == 2 and "mailvet: error: job" in early.stderr
+    assert not (tmp_path / "early.csv").exists()
+
+    for role, port in ports.items():
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
+                    assert answer.status == 200 and json.loads(answer.read())["status"] == "ok"
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, role
+                time.sleep(0.2)
+
+    cluster.wait_for(job_id, busy)
+    worker = cluster.procs.pop("worker")
+    worker.send_signal(signal.SIGTERM)  # finishes or hands back its chunks, then exits
+    assert worker.wait(timeout=60) == 0
+    assert "service_stopped" in cluster.log("worker")
+    cluster.start("worker")
+
+    status = json.loads(cluster.cli("status", job_id, "--json").stdout)
+    assert set(status) == {"id", "status", "rows_done", "rows_total", "error"}
+    assert status["id"] == job_id and status["rows_total"] == ROWS
+    finish_and_compare(cluster, job_id, undisturbed, tmp_path)
+    assert cluster.cli("status", job_id).stdout.split()[1] == "file_completed"

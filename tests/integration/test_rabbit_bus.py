@@ -349,7 +349,13 @@ async def test_failing_handler_is_redelivered_then_dead_lettered(rabbit: Rabbit)
         if message.job_id == "poison":
             raise RuntimeError("handler failure")
 
+    given_up: list[tuple[Message, str]] = []
+
+    async def give_up(message: Message, exc: Exception) -> None:
+        given_up.append((message, str(exc)))
+
     bus = rabbit.bus(delivery_limit=limit)
+    bus.on_give_up = give_up
     bus.subscribe("work", handle)
     await bus.start()
     with capture_logs() as logs:
@@ -370,6 +376,7 @@ async def test_failing_handler_is_redelivered_then_dead_lettered(rabbit: Rabbit)
     assert [e["delivery"] for e in failures] == list(range(1, limit + 2))
     lettered = [e for e in logs if e["event"] == "message_dead_lettered"]
     assert [e["reason"] for e in lettered] == ["delivery_limit"]
+    assert given_up == [(JobSubmitted(job_id="poison"), "handler failure")]  # only at the end
 
 
 async def test_malformed_bodies_are_dead_lettered_and_consuming_goes_on(rabbit: Rabbit) -> None:

@@ -85,10 +85,17 @@ class ObjectStorage(Protocol):
 # --- message bus -------------------------------------------------------------------------
 
 Handler = Callable[[Message], Awaitable[None]]
+GiveUp = Callable[[Message, Exception], Awaitable[None]]
 
 
 class MessageBus(Protocol):
-    """Queues by name. Delivery is at least once: handlers must be idempotent."""
+    """Queues by name. Delivery is at least once: handlers must be idempotent.
+
+    A handler that raises gets its message again later (RabbitMQ: up to the delivery limit);
+    when the bus gives up on a message (dead-letters or drops it) it calls `on_give_up`.
+    """
+
+    on_give_up: GiveUp | None
 
     async def publish(self, queue: str, message: Message) -> None:
         """May wait when the queue is full (back-pressure)."""

@@ -6,8 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
 
 import structlog
 
@@ -44,6 +43,7 @@ class Pipeline:
         self._orchestrator: Orchestrator | None = None
         self._resultgen: ResultGenerator | None = None
         bus, jobs, storage = deps.bus, deps.jobs, deps.storage
+        bus.on_give_up = self._give_up
         engine_settings = deps.settings.engine
         if "intake" in self.roles:
             intake = Intake(
@@ -53,38 +53,29 @@ class Pipeline:
                 chunk_size=engine_settings.chunk_size,
                 syntax_chunk_size=engine_settings.syntax_chunk_size,
             )
-            bus.subscribe(keys.INTAKE, self._guard(intake.handle), concurrency=2)
+            bus.subscribe(keys.INTAKE, intake.handle, concurrency=2)
         if "publisher" in self.roles:
             publisher = Publisher(jobs, storage, bus)
             # several at once, so a big file being published does not hold back a small one
-            bus.subscribe(keys.PUBLISHER, self._guard(publisher.handle), concurrency=4)
+            bus.subscribe(keys.PUBLISHER, publisher.handle, concurrency=4)
         if "orchestrator" in self.roles:
             self._orchestrator = Orchestrator(bus, jobs, backlog=engine_settings.dispatch_backlog)
-            bus.subscribe(keys.ORCHESTRATOR, self._guard(self._orchestrator.handle))
+            bus.subscribe(keys.ORCHESTRATOR, self._orchestrator.handle)
         if "worker" in self.roles:
             worker = Worker(deps.engine, bus, pool=deps.syntax_pool)
             bus.subscribe(
-                keys.WORK, self._guard(worker.handle), concurrency=engine_settings.worker_concurrency
+                keys.WORK, worker.handle, concurrency=engine_settings.worker_concurrency
             )
         if "resultgen" in self.roles:
             self._resultgen = ResultGenerator(jobs, storage)
-            bus.subscribe(keys.RESULTS, self._guard(self._resultgen.handle), concurrency=4)
+            bus.subscribe(keys.RESULTS, self._resultgen.handle, concurrency=4)
 
-    def _guard(self, handle: Callable[[Any], Awaitable[None]]) -> Callable[[Message], Awaitable[None]]:
-        """A failing handler ends its job as error_internal instead of leaving it hanging."""
-
-        async def guarded(message: Message) -> None:
-            try:
-                await handle(message)
-            except Exception as exc:
-                job_id = getattr(message, "job_id", "")
-                log.exception("handler_failed", job_id=job_id, message_type=type(message).__name__)
-                if job_id:
-                    await self._fail(job_id, exc)
-
-        return guarded
-
-    async def _fail(self, job_id: str, exc: Exception) -> None:
+    async def _give_up(self, message: Message, exc: Exception) -> None:
+        """The bus dropped a message for good (dead-lettered after its last try, or in
+        memory at once): its job cannot finish, so it ends with an error, not a hang."""
+        job_id = getattr(message, "job_id", "")
+        if not job_id:
+            return
         try:
             job = await self.deps.jobs.get(job_id)
             if not job.status.is_final:

@@ -12,7 +12,7 @@ import msgspec
 import structlog
 
 from mailvet.domain.messages import AnyMessage, Message
-from mailvet.domain.ports import Handler
+from mailvet.domain.ports import GiveUp, Handler
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +37,7 @@ class MemoryBus:
         self._unfinished = 0  # published and not yet handled, pulled or dropped
         self._idle = asyncio.Event()
         self._idle.set()
+        self.on_give_up: GiveUp | None = None
         self._encoder = msgspec.msgpack.Encoder() if roundtrip else None
         self._decoder = msgspec.msgpack.Decoder(AnyMessage) if roundtrip else None
 
@@ -139,12 +140,17 @@ class MemoryBus:
             message = await q.get()
             try:
                 await subscription.handler(message)
-            except Exception:
+            except Exception as exc:
                 log.exception(
                     "handler_failed",
                     queue=subscription.queue,
                     message_type=type(message).__name__,
                 )
+                if self.on_give_up is not None:  # nothing is redelivered in memory
+                    try:
+                        await self.on_give_up(message, exc)
+                    except Exception:
+                        log.exception("give_up_hook_failed", message_type=type(message).__name__)
             finally:
                 q.task_done()
                 self._finished()

@@ -43,7 +43,7 @@ from faststream.specification import AsyncAPI
 from pamqp import commands as spec
 
 from mailvet.domain.messages import AnyMessage, Message
-from mailvet.domain.ports import Handler
+from mailvet.domain.ports import GiveUp, Handler
 
 _log = structlog.get_logger(__name__)
 
@@ -105,6 +105,7 @@ class RabbitBus:
         self._broker: RabbitBroker | None = None
         self._running = False
         self._stopped = False  # after stop(): no lazy reconnection until start()
+        self.on_give_up: GiveUp | None = None
         self._connect_lock = asyncio.Lock()
         self._declare_lock = asyncio.Lock()
         self._admin: AbstractRobustChannel | None = None
@@ -398,9 +399,15 @@ class RabbitBus:
         )
 
     async def stop(self) -> None:
-        """Stop consuming, wait (up to graceful_timeout) for running handlers, close."""
-        broker, self._broker = self._broker, None
+        """Stop consuming, wait (up to graceful_timeout) for running handlers, close.
+
+        Handlers still running may publish while they finish: the broker stays usable
+        until FastStream has drained them."""
+        broker = self._broker
         self._running = False
+        if broker is not None:
+            await broker.stop()
+        self._broker = None
         self._stopped = True
         self._admin = None
         self._declared.clear()
@@ -408,7 +415,6 @@ class RabbitBus:
         for subscription in self._subscriptions.values():
             subscription.subscriber = None
         if broker is not None:
-            await broker.stop()
             self._log.info("bus_stopped", prefix=self._prefix)
 
     # --- extras ----------------------------------------------------------------------------
@@ -487,7 +493,7 @@ class RabbitBus:
             async with semaphore:
                 try:
                     await handler(decoded)
-                except Exception:
+                except Exception as exc:
                     deliveries = _delivery_count(message.raw_message) + 1
                     last = deliveries > self._delivery_limit
                     log.exception(
@@ -505,11 +511,19 @@ class RabbitBus:
                             reason="delivery_limit",
                             message_type=type(decoded).__name__,
                         )
+                        await self._give_up(decoded, exc)
                     return
             await message.ack()
 
         consume.__name__ = f"handle_{queue}"
         return consume
+
+    async def _give_up(self, message: Message, exc: Exception) -> None:
+        if self.on_give_up is not None:
+            try:
+                await self.on_give_up(message, exc)
+            except Exception:
+                self._log.exception("give_up_hook_failed", message_type=type(message).__name__)
 
     async def _decode_or_reject(
         self, queue: str, incoming: AbstractIncomingMessage
