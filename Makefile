@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test check bench clean
 
 $(BIN)/mailvet: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: install
 test: install
 	./scripts/ensure-services.sh
 	MAILVET_TEST_SERVICES=required $(BIN)/python -m pytest
+
+check: install
+	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	$(BIN)/ruff check src tests bench --select F,E9
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python bench/syntax_bench.py

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
 import structlog
@@ -20,6 +21,9 @@ import structlog
 from mailvet.bootstrap import Deps, build_deps
 from mailvet.pipeline.runner import ROLES, Pipeline
 from mailvet.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = structlog.get_logger(__name__)
 
@@ -47,11 +51,16 @@ async def serve(settings: Settings, roles: Sequence[str]) -> None:
     log.info("service_started", roles=list(roles))
     stop = asyncio.Event()
     health: asyncio.Server | None = None
+    web: asyncio.Task[None] | None = None
     try:
+        _on_signals(stop.set)
         if "web" in roles:
-            await _serve_web(deps, settings)  # uvicorn handles the signals, returns on SIGTERM
+            server = _web_server(deps, settings)
+            web = asyncio.create_task(server.serve())
+            await asyncio.wait({web, asyncio.ensure_future(stop.wait())}, return_when="FIRST_COMPLETED")
+            server.should_exit = True  # stop listening, finish open requests
+            await web
         else:
-            _on_signals(stop.set)
             if settings.health_port:
                 health = await _health_server(deps, roles, settings.health_port)
             await stop.wait()
@@ -93,12 +102,19 @@ async def _health_server(deps: Deps, roles: Sequence[str], port: int) -> asyncio
     return await asyncio.start_server(answer, "0.0.0.0", port)
 
 
-async def _serve_web(deps: Deps, settings: Settings) -> None:
+def _web_server(deps: Deps, settings: Settings) -> uvicorn.Server:
     import uvicorn
 
     from mailvet.web.app import create_app
 
+    class Server(uvicorn.Server):
+        """uvicorn without its own signal handling: this process stops the pipeline too."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
     config = uvicorn.Config(
         create_app(deps), host=settings.web_host, port=settings.web_port, log_config=None
     )
-    await uvicorn.Server(config).serve()
+    return Server(config)

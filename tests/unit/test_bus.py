@@ -8,7 +8,7 @@ from structlog.testing import capture_logs
 
 from mailvet.adapters.bus.memory import MemoryBus
 from mailvet.domain.messages import ChunkDone, JobSubmitted, Message, RowChunk
-from mailvet.domain.verdict import Check, Reason, Status, Verdict
+from mailvet.domain.verdict import Check, Reason, Status
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import dns.asyncresolver
 import dns.exception
@@ -64,10 +64,10 @@ class _Cache:
 
     async def get(self, key: str, compute: Callable[[], Awaitable[T]]) -> T:
         if key in self._done:
-            return self._done[key]  # type: ignore[return-value]
+            return cast(T, self._done[key])
         pending = self._pending.get(key)
         if pending is not None:
-            return await asyncio.shield(pending)  # type: ignore[return-value]
+            return cast(T, await asyncio.shield(pending))
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
         try:

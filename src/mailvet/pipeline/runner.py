@@ -7,13 +7,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 import structlog
 
 from mailvet.bootstrap import Deps
 from mailvet.domain.job import JobStatus
 from mailvet.domain.messages import Message
-from mailvet.domain.ports import MessageBus
+from mailvet.domain.ports import Handler, MessageBus
 from mailvet.pipeline import keys
 from mailvet.pipeline.intake import Intake
 from mailvet.pipeline.orchestrator import Orchestrator
@@ -53,18 +54,18 @@ class Pipeline:
                 chunk_size=engine_settings.chunk_size,
                 syntax_chunk_size=engine_settings.syntax_chunk_size,
             )
-            bus.subscribe(keys.INTAKE, intake.handle, concurrency=2)
+            bus.subscribe(keys.INTAKE, cast(Handler, intake.handle), concurrency=2)
         if "publisher" in self.roles:
             publisher = Publisher(jobs, storage, bus)
             # several at once, so a big file being published does not hold back a small one
-            bus.subscribe(keys.PUBLISHER, publisher.handle, concurrency=4)
+            bus.subscribe(keys.PUBLISHER, cast(Handler, publisher.handle), concurrency=4)
         if "orchestrator" in self.roles:
             self._orchestrator = Orchestrator(bus, jobs, backlog=engine_settings.dispatch_backlog)
             bus.subscribe(keys.ORCHESTRATOR, self._orchestrator.handle)
         if "worker" in self.roles:
             worker = Worker(deps.engine, bus, pool=deps.syntax_pool)
             bus.subscribe(
-                keys.WORK, worker.handle, concurrency=engine_settings.worker_concurrency
+                keys.WORK, cast(Handler, worker.handle), concurrency=engine_settings.worker_concurrency
             )
         if "resultgen" in self.roles:
             self._resultgen = ResultGenerator(jobs, storage)

@@ -1441,7 +1441,7 @@ def _write_xlsx(
     extra_rows: Iterable[Sequence[str]],
 ) -> int:
     """Any input → XLSX through a write-only (streamed) workbook."""
-    from openpyxl import Workbook  # type: ignore[import-untyped]
+    from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell  # type: ignore[import-untyped]
 
     wb = Workbook(write_only=True)

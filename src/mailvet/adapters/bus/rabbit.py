@@ -29,7 +29,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aio_pika
 import aiormq
@@ -242,7 +242,7 @@ class RabbitBus:
             raise RuntimeError("the bus is stopped")
         channels = [await self._channel(), await broker.config.channel_manager.get_channel()]
         for channel in channels:
-            await channel.ready()  # type: ignore[attr-defined]
+            await channel.ready()
 
     def _on_reconnected(self, connection: Any) -> None:
         # the broker may have lost its definitions: declare again on next use
@@ -529,7 +529,7 @@ class RabbitBus:
         self, queue: str, incoming: AbstractIncomingMessage
     ) -> Message | None:
         try:
-            return self._decoder.decode(incoming.body)
+            return cast(Message, self._decoder.decode(incoming.body))
         except _DECODE_ERRORS as exc:
             await incoming.reject(requeue=False)
             self._log.warning(

@@ -7,7 +7,7 @@ import contextlib
 import functools
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar, cast
@@ -45,7 +45,7 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | OSError)
 
 
-def _retrying(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def _retrying(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
     """Retry a repository call with backoff while the database is unreachable. Every call
     is one transaction, so trying again never applies a change twice (record_chunk and
     set_status are idempotent when the first try did commit)."""
