@@ -201,3 +201,19 @@ def test_cli_health_and_sigterm(
     assert status["id"] == job_id and status["rows_total"] == ROWS
     finish_and_compare(cluster, job_id, undisturbed, tmp_path)
     assert cluster.cli("status", job_id).stdout.split()[1] == "file_completed"
+
+
+def test_small_job_behind_a_big_one_finishes_first(
+    cluster: Cluster, job_file: Path, undisturbed: bytes, tmp_path: Path
+) -> None:
+    """Round-robin dispatch across the jobs' own queues also holds across processes."""
+    small_file = make_list(tmp_path / "small.csv", 50, seed=3, prefix="user")
+    cluster.start_all()
+    big = cluster.submit(job_file)
+    cluster.wait_for(big, lambda j: int(j["rows_done"]) >= 1_000)  # type: ignore[call-overload]
+    small = cluster.submit(small_file)
+    assert cluster.wait_done(small)["status"] == "file_completed"
+    big_now = cluster.job(big)
+    assert big_now["status"] != "file_completed"
+    assert int(big_now["rows_done"]) < ROWS * 3 // 4  # type: ignore[call-overload]
+    finish_and_compare(cluster, big, undisturbed, tmp_path)
