@@ -57,6 +57,7 @@ def build_storage(settings: Settings) -> ObjectStorage:
             cfg.s3_bucket,
             secure=cfg.s3_secure,
             retry_for=cfg.s3_retry_for,
+            public_endpoint=cfg.s3_public_endpoint,
         )
     raise SettingsError(f"MAILVET_STORAGE={backend!r}: choose local, memory or s3")
 

@@ -58,6 +58,7 @@ class StorageSettings(msgspec.Struct, frozen=True, kw_only=True):
     backend: str = "local"  # local | memory | s3
     root: str = ""  # local folder; default <data_dir>/storage
     s3_endpoint: str = "127.0.0.1:9000"  # host:port, or an http(s):// URL
+    s3_public_endpoint: str = ""  # what download links name, if browsers reach S3 elsewhere
     s3_access_key: str = ""
     s3_secret_key: str = ""
     s3_bucket: str = "mailvet"
@@ -123,6 +124,7 @@ ENV: dict[str, tuple[str, str]] = {
     "MAILVET_STORAGE": ("storage", "backend"),
     "MAILVET_STORAGE_ROOT": ("storage", "root"),
     "MAILVET_S3_ENDPOINT": ("storage", "s3_endpoint"),
+    "MAILVET_S3_PUBLIC_ENDPOINT": ("storage", "s3_public_endpoint"),
     "MAILVET_S3_ACCESS_KEY": ("storage", "s3_access_key"),
     "MAILVET_S3_SECRET_KEY": ("storage", "s3_secret_key"),
     "MAILVET_S3_BUCKET": ("storage", "s3_bucket"),

@@ -301,6 +301,16 @@ async def test_presigned_get_is_served(storage: S3Storage) -> None:
     assert body == b"the results"
 
 
+def test_presigned_links_name_the_public_endpoint() -> None:
+    storage = S3Storage(
+        "minio:9000", "a", "b", "some-bucket", public_endpoint="https://files.example.com"
+    )
+    link = urlsplit(storage.presigned_get("validation/completed/j1"))
+    assert (link.scheme, link.netloc) == ("https", "files.example.com")
+    assert link.path == "/some-bucket/validation/completed/j1"
+    assert storage.endpoint == "minio:9000"  # requests still go to the inside address
+
+
 def test_presigned_get_expiry_bounds() -> None:
     """Computed locally: no server needed (and moto checks neither signature nor expiry)."""
     storage = S3Storage("127.0.0.1:1", "a", "b", "some-bucket")

@@ -100,8 +100,12 @@ class S3Storage:
         retry_for: float = 60.0,
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
+        public_endpoint: str = "",
     ) -> None:
-        """`endpoint` is `host:port` or `http(s)://host:port` (`https` means secure)."""
+        """`endpoint` is `host:port` or `http(s)://host:port` (`https` means secure).
+
+        `public_endpoint`, in the same forms, is the address browsers reach S3 at when it
+        differs from ours (e.g. `minio:9000` inside compose): download links name it."""
         self.endpoint, self.secure = _split_endpoint(endpoint, secure)
         check_bucket_name(bucket, strict=True)
         if retry_for < 0:
@@ -127,6 +131,17 @@ class S3Storage:
             http_client=self._http,
         )
         self._bucket_ready = False
+        self._signer = self.client
+        if public_endpoint:  # signing is local: this client never sends a request
+            host, public_secure = _split_endpoint(public_endpoint, self.secure)
+            self._signer = Minio(
+                host,
+                access_key=access_key,
+                secret_key=secret_key,
+                secure=public_secure,
+                region=region,
+                http_client=self._http,
+            )
 
     def close(self) -> None:
         """Close pooled connections (the storage stays usable: they reopen on demand)."""
@@ -205,7 +220,7 @@ class S3Storage:
             raise TypeError("expires must be a timedelta")
         if not timedelta(seconds=1) <= expires <= MAX_PRESIGN_EXPIRY:
             raise ValueError(f"presigned link expiry must be 1 s to 7 days, not {expires}")
-        return self.client.presigned_get_object(self.bucket, key, expires=expires)
+        return self._signer.presigned_get_object(self.bucket, key, expires=expires)
 
     # --- retries -------------------------------------------------------------------------
 
