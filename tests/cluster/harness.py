@@ -8,10 +8,10 @@ import os
 import signal
 import socket
 import subprocess
-import urllib.error
-import urllib.request
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 from mailvet.adapters.db.migrate import upgrade
+from tests.pg import scratch_database, url_of
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 AMQP_URL = os.environ.get("MAILVET_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -32,18 +32,10 @@ BACK_END = ("intake", "publisher", "orchestrator", "worker", "resultgen")
 @contextmanager
 def fresh_database() -> Iterator[str]:
     """A new, migrated PostgreSQL database; yields its SQLAlchemy URL, drops it afterwards."""
-    name = f"mailvet_cluster_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    try:
+    with scratch_database("mailvet_cluster") as name:
+        url = url_of(name)
         upgrade(url)
         yield url
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def delete_rabbit_objects(prefix: str) -> None:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
-from psycopg import sql
 from sqlalchemy import delete
 
 from mailvet.adapters.db.database import make_database
@@ -21,6 +17,7 @@ from mailvet.adapters.db.repositories import SqlJobRepository
 from mailvet.domain.job import FileInfo, IllegalTransition, Job, JobStatus
 from mailvet.domain.ports import JobNotFound, JobRepository
 from mailvet.domain.verdict import Check
+from tests.pg import scratch_database, url_of
 
 pytestmark = pytest.mark.integration
 
@@ -49,19 +46,8 @@ class FakeClock:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    name = f"mailvet_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("MAILVET_TEST_SERVICES") == "required":  # set by make test / CI
-            pytest.fail(f"PostgreSQL is not reachable at 127.0.0.1:5432: {exc}")
-        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432: {exc}")
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_database("mailvet_test") as name:
+        yield url_of(name)
 
 
 @pytest.fixture

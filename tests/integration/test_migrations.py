@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +12,6 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from psycopg import sql
 from sqlalchemy import Connection, delete, inspect, select
 
 from mailvet.adapters.db import migrate
@@ -22,6 +20,7 @@ from mailvet.adapters.db.models import JobChunkRow, JobRow, metadata
 from mailvet.adapters.db.repositories import SqlJobRepository
 from mailvet.domain.job import FileInfo, Job, JobStatus
 from mailvet.domain.verdict import Check
+from tests.pg import scratch_database
 
 pytestmark = pytest.mark.integration
 
@@ -34,19 +33,8 @@ T = TypeVar("T")
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A fresh database for this session; yields its name."""
-    name = f"mailvet_mig_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("MAILVET_TEST_SERVICES") == "required":
-            pytest.fail(f"PostgreSQL is not reachable at 127.0.0.1:5432: {exc}")
-        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432: {exc}")
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield name
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_database("mailvet_mig") as name:
+        yield name
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

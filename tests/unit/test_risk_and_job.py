@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+from mailvet.domain.address import check_syntax
 from mailvet.domain.job import IllegalTransition, JobStatus, check_transition
 from mailvet.domain.risk import domain_risk, is_role, suggest_domain
 from mailvet.pipeline.engine import offline_verdict
-from mailvet.domain.address import check_syntax
 
 pytestmark = pytest.mark.unit
 
