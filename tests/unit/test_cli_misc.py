@@ -16,7 +16,8 @@ def test_asyncapi_documents_every_service_queue() -> None:
     document = json.loads(result.output)
     assert document["asyncapi"].startswith("3.")
     assert set(document["channels"]) >= {
-        f"mailvet.{q}" for q in ("intake", "publisher", "orchestrator", "work", "results")
+        f"mailvet.{q}"
+        for q in ("intake", "publisher", "orchestrator", "work", "results", "rows.{job_id}")
     }
 
 

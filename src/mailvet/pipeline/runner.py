@@ -33,7 +33,8 @@ def describe_flows(bus: MessageBus) -> None:
     async def nothing(message: Message) -> None:
         return None
 
-    for queue in (keys.INTAKE, keys.PUBLISHER, keys.ORCHESTRATOR, keys.WORK, keys.RESULTS):
+    queues = (keys.INTAKE, keys.PUBLISHER, keys.ORCHESTRATOR, keys.WORK, keys.RESULTS)
+    for queue in (*queues, keys.rows_queue("{job_id}")):  # one row queue per job
         bus.subscribe(queue, nothing)
 
 
