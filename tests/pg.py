@@ -29,10 +29,12 @@ def scratch_database(prefix: str) -> Iterator[str]:
         pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432: {exc}")
     with admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield name
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    try:
+        yield name
+    finally:  # a new connection: a test may have restarted the server meanwhile
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=10) as admin:
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            admin.execute(drop)
 
 
 def url_of(name: str) -> str:
