@@ -8,10 +8,6 @@ same name share one query.
 
 from __future__ import annotations
 
-import asyncio
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from typing import TypeVar, cast
 
 import dns.asyncresolver
 import dns.exception
@@ -21,10 +17,10 @@ import dns.resolver
 import structlog
 
 from mailvet.domain.ports import MailRoute, RouteKind
+from mailvet.memo import Memo
 from mailvet.settings import DnsSettings
 
 log = structlog.get_logger(__name__)
-T = TypeVar("T")
 
 
 def parse_server(spec: str) -> tuple[str, int]:
@@ -54,44 +50,13 @@ def make_resolver(settings: DnsSettings) -> dns.asyncresolver.Resolver:
     return resolver
 
 
-class _Cache:
-    """A bounded cache of finished lookups plus the lookups in flight."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._done: OrderedDict[str, object] = OrderedDict()
-        self._pending: dict[str, asyncio.Future[object]] = {}
-
-    async def get(self, key: str, compute: Callable[[], Awaitable[T]]) -> T:
-        if key in self._done:
-            return cast(T, self._done[key])
-        pending = self._pending.get(key)
-        if pending is not None:
-            return cast(T, await asyncio.shield(pending))
-        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self._pending[key] = future
-        try:
-            value = await compute()
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved
-            raise
-        finally:
-            self._pending.pop(key, None)
-        future.set_result(value)
-        self._done[key] = value
-        if len(self._done) > self._size:
-            self._done.popitem(last=False)
-        return value
-
-
 class DnsResolver:
     """The Resolver port on dnspython."""
 
     def __init__(self, settings: DnsSettings, resolver: dns.asyncresolver.Resolver | None = None):
         self._resolver = resolver or make_resolver(settings)
-        self._routes = _Cache(settings.cache_size)
-        self._hosts = _Cache(settings.cache_size)
+        self._routes: Memo[str, MailRoute] = Memo(settings.cache_size)
+        self._hosts: Memo[str, list[str]] = Memo(settings.cache_size)
 
     async def mail_route(self, domain: str) -> MailRoute:
         domain = domain.lower().rstrip(".")

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections import OrderedDict, defaultdict
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Awaitable, Sequence
 
+import msgspec
 import structlog
 
 from mailvet.domain.address import Syntax, check_syntax
@@ -20,6 +21,7 @@ from mailvet.domain.ports import MailRoute, ProbeFailure, ProbeResult, Resolver,
 from mailvet.domain.risk import domain_risk, is_role
 from mailvet.domain.smtp_reply import REASON_OF, Outcome, classify_rcpt
 from mailvet.domain.verdict import STATUS_OF, Check, Reason, Verdict
+from mailvet.memo import Memo
 
 log = structlog.get_logger(__name__)
 
@@ -35,24 +37,13 @@ _ROUTE_REASON = {
 _FAILURE_REASON = {
     ProbeFailure.TIMEOUT: Reason.TIMEOUT,
     ProbeFailure.CONNECTION_FAILED: Reason.CONNECTION_FAILED,
-    ProbeFailure.GREYLISTED: Reason.GREYLISTED,
     ProbeFailure.SMTP_ERROR: Reason.SMTP_ERROR,
 }
 
 
 def _verdict(reason: Reason, base: Verdict, **changes: object) -> Verdict:
-    return Verdict(
-        STATUS_OF[reason],
-        reason,
-        base.normalized,
-        base.suggestion,
-        base.disposable,
-        base.role,
-        base.free,
-        changes.get("catch_all", base.catch_all),  # type: ignore[arg-type]
-        changes.get("mx", base.mx),  # type: ignore[arg-type]
-        changes.get("smtp_code", base.smtp_code),  # type: ignore[arg-type]
-    )
+    """`base` with a new reason (and its status), and any other fields changed."""
+    return msgspec.structs.replace(base, status=STATUS_OF[reason], reason=reason, **changes)
 
 
 def offline_verdict(syntax: Syntax) -> Verdict:
@@ -102,86 +93,63 @@ class Engine:
         self._resolver = resolver
         self._prober = prober
         self._catch_all_check = catch_all_check
-        self._catch_all: dict[str, asyncio.Future[bool]] = {}
-        self._cache_size = cache_size
-        self._verdicts: OrderedDict[tuple[str, Check], asyncio.Future[Verdict]] = OrderedDict()
+        self._catch_all: Memo[str, bool] = Memo(cache_size)
+        self._verdicts: Memo[tuple[str, Check], Verdict] = Memo(cache_size)
 
     async def check(self, address: str, checks: Check = Check.SMTP) -> Verdict:
         return (await self.check_many([address], checks))[0]
 
     async def check_many(self, addresses: Sequence[str], checks: Check) -> list[Verdict]:
         """One verdict per address, in order."""
-        offline = syntax_verdicts(addresses)
+        syntaxes = [check_syntax(address.strip()) for address in addresses]
+        out = [offline_verdict(syntax) for syntax in syntaxes]
         if checks is Check.SYNTAX:
-            return offline
-        out = list(offline)
+            return out
         todo: dict[tuple[str, Check], list[int]] = defaultdict(list)
-        for index, verdict in enumerate(offline):
+        for index, verdict in enumerate(out):
             if verdict.reason is Reason.NOT_CHECKED or verdict.reason is Reason.DISPOSABLE:
                 todo[(verdict.normalized, checks)].append(index)
+
+        def network(key: tuple[str, Check]) -> Awaitable[Verdict]:
+            first = todo[key][0]
+            return self._verdicts.get(
+                key, lambda: self._network_verdict(out[first], syntaxes[first], checks)
+            )
+
         keys = list(todo)
-        results = await asyncio.gather(*(self._remembered(key, offline[todo[key][0]]) for key in keys))
-        for key, verdict in zip(keys, results, strict=True):
+        for key, verdict in zip(keys, await asyncio.gather(*map(network, keys)), strict=True):
             for index in todo[key]:
                 out[index] = verdict
         return out
 
-    async def _remembered(self, key: tuple[str, Check], base: Verdict) -> Verdict:
-        """Validate once per (address, depth); share in-flight work and finished verdicts."""
-        future = self._verdicts.get(key)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._verdicts[key] = future
-            try:
-                future.set_result(await self._network_verdict(base, key[1]))
-            except BaseException as exc:
-                del self._verdicts[key]
-                future.set_exception(exc)
-                future.exception()
-                raise
-            while len(self._verdicts) > self._cache_size:
-                oldest, first = next(iter(self._verdicts.items()))
-                if not first.done():
-                    break
-                del self._verdicts[oldest]
-            return future.result()
-        self._verdicts.move_to_end(key)
-        return await asyncio.shield(future)
-
-    async def _network_verdict(self, base: Verdict, checks: Check) -> Verdict:
-        local, _, domain = base.normalized.rpartition("@")
-        ascii_domain = check_syntax(base.normalized).ascii_domain or domain
-        route = await self._resolver.mail_route(ascii_domain)
+    async def _network_verdict(self, base: Verdict, syntax: Syntax, checks: Check) -> Verdict:
+        route = await self._resolver.mail_route(syntax.ascii_domain)
         if route.kind not in (RouteKind.MX, RouteKind.IMPLICIT):
             return _verdict(_ROUTE_REASON[route.kind], base)
-        based = _verdict(base.reason, base, mx=route.hosts[0])
+        based = msgspec.structs.replace(base, mx=route.hosts[0])
         if base.disposable or checks is Check.DNS:
             return based
-        if not local.isascii():  # would need SMTPUTF8 end to end: do not guess
+        if not syntax.local.isascii():  # would need SMTPUTF8 end to end: do not guess
             return _verdict(Reason.NOT_CHECKED, based)
-        recipient = f"{local}@{ascii_domain}"
-        catch_all_task = asyncio.ensure_future(self._is_catch_all(ascii_domain, route))
+        recipient = f"{syntax.local}@{syntax.ascii_domain}"
+        catch_all_task = asyncio.ensure_future(self._is_catch_all(syntax.ascii_domain, route))
         (result,) = await self._prober.probe(route.hosts, [recipient])
-        catch_all = await catch_all_task
-        return verdict_from_probe(based, result, catch_all)
+        return verdict_from_probe(based, result, await catch_all_task)
 
     async def _is_catch_all(self, domain: str, route: MailRoute) -> bool:
         """Does the domain accept a random mailbox? Asked once per domain."""
         if not self._catch_all_check:
             return False
-        future = self._catch_all.get(domain)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._catch_all[domain] = future
-            probe = f"mailvet-{secrets.token_hex(6)}@{domain}"
-            try:
-                (result,) = await self._prober.probe(route.hosts, [probe])
-                answer = result.reply is not None and classify_rcpt(result.reply) is Outcome.ACCEPTED
-            except Exception:
-                answer = False
-                log.exception("catch_all_check_failed", domain=domain)
-            future.set_result(answer)
-        return await asyncio.shield(future)
+        return await self._catch_all.get(domain, lambda: self._accepts_anyone(domain, route))
+
+    async def _accepts_anyone(self, domain: str, route: MailRoute) -> bool:
+        probe = f"mailvet-{secrets.token_hex(6)}@{domain}"
+        try:
+            (result,) = await self._prober.probe(route.hosts, [probe])
+        except Exception:
+            log.exception("catch_all_check_failed", domain=domain)
+            return False
+        return result.reply is not None and classify_rcpt(result.reply) is Outcome.ACCEPTED
 
     async def close(self) -> None:
         await self._prober.close()
