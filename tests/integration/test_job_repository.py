@@ -118,7 +118,8 @@ async def test_missing_job(repo: JobRepository) -> None:
         await repo.set_counts("nope", rows_total=1, chunks_total=1, layout=b"")
     with pytest.raises(JobNotFound):
         await repo.record_chunk("nope", 0, 10)
-    assert await repo.chunks_recorded("nope") == 0
+    with pytest.raises(JobNotFound):
+        await repo.get("nope")  # nothing was recorded for it either
 
 
 async def test_happy_path(repo: JobRepository) -> None:
@@ -197,7 +198,9 @@ async def test_record_chunk_is_idempotent(repo: JobRepository) -> None:
     assert await repo.record_chunk(job.id, 1, 234) is True
 
     assert (await repo.get(job.id)).rows_done == 1234
-    assert await repo.chunks_recorded(job.id) == 2
+    # both chunks are on record: recording either again changes nothing
+    assert [await repo.record_chunk(job.id, n, 5) for n in (0, 1)] == [False, False]
+    assert (await repo.get(job.id)).rows_done == 1234
 
 
 async def test_concurrent_chunks_give_the_exact_total(repo: JobRepository) -> None:
@@ -210,7 +213,8 @@ async def test_concurrent_chunks_give_the_exact_total(repo: JobRepository) -> No
 
     assert results == [True] * 20
     assert (await repo.get(job.id)).rows_done == sum(range(1, 21))
-    assert await repo.chunks_recorded(job.id) == 20
+    again = await asyncio.gather(*(repo.record_chunk(job.id, n, 1) for n in range(20)))
+    assert again == [False] * 20  # all twenty are on record
     assert (await repo.get(other.id)).rows_done == 5
 
 

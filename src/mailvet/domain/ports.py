@@ -46,8 +46,6 @@ class JobRepository(Protocol):
         """
         ...
 
-    async def chunks_recorded(self, job_id: str) -> int: ...
-
     async def list_jobs(self, limit: int = 100) -> list[Job]: ...
 
     async def list_active(self) -> list[Job]:
@@ -103,10 +101,6 @@ class MessageBus(Protocol):
 
     def subscribe(self, queue: str, handler: Handler, *, concurrency: int = 1) -> None: ...
 
-    async def pull(self, queue: str) -> Message | None:
-        """Take one message without waiting (None if empty)."""
-        ...
-
     async def transfer(self, src: str, dst: str) -> Message | None:
         """Move one message from `src` to `dst` without waiting for one (None if `src` is
         empty); it leaves `src` only once it is safely in `dst` (round-robin dispatch)."""
@@ -157,7 +151,6 @@ class Resolver(Protocol):
 class ProbeFailure(enum.Enum):
     TIMEOUT = "timeout"
     CONNECTION_FAILED = "connection_failed"
-    GREYLISTED = "greylisted"  # temporary failures outlived the retries
     SMTP_ERROR = "smtp_error"  # session-level refusal (MAIL FROM refused, protocol error)
 
 

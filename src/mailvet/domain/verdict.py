@@ -67,13 +67,6 @@ class Check(enum.StrEnum):
     DNS = "dns"
     SMTP = "smtp"
 
-    @property
-    def level(self) -> int:
-        return _CHECK_LEVEL[self]
-
-
-_CHECK_LEVEL = {Check.SYNTAX: 0, Check.DNS: 1, Check.SMTP: 2}
-
 
 class Verdict(msgspec.Struct, frozen=True, array_like=True):
     """Everything mailvet says about one address. Compact on the wire (array_like)."""

@@ -58,9 +58,6 @@ class MemoryJobRepository:
         job.updated_at = self._now()
         return True
 
-    async def chunks_recorded(self, job_id: str) -> int:
-        return len(self.chunks.get(job_id, {}))
-
     async def list_jobs(self, limit: int = 100) -> list[Job]:
         jobs = sorted(self.jobs.values(), key=lambda job: job.id)
         jobs.sort(key=lambda job: job.created_at or _EPOCH, reverse=True)

@@ -15,7 +15,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 import structlog
 
 from advanced_alchemy.config import SQLAlchemyAsyncConfig
-from sqlalchemy import CursorResult, Result, Update, func, select, update
+from sqlalchemy import CursorResult, Result, Update, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -174,12 +174,6 @@ class SqlJobRepository:
                 return True
         except IntegrityError as exc:  # foreign key: no such job
             raise JobNotFound(job_id) from exc
-
-    @_retrying
-    async def chunks_recorded(self, job_id: str) -> int:
-        query = select(func.count()).select_from(JobChunkRow).where(JobChunkRow.job_id == job_id)
-        async with self._sessions() as session:
-            return (await session.execute(query)).scalar_one()
 
     @_retrying
     async def list_jobs(self, limit: int = 100) -> list[Job]:
