@@ -21,7 +21,7 @@ from mailvet.logs import configure_logging
 from mailvet.pipeline import keys
 from mailvet.pipeline.resultgen import Summary
 from mailvet.pipeline.runner import Pipeline
-from mailvet.pipeline.submit import ResultNotReady, fetch_result, submit_file
+from mailvet.pipeline.submit import ResultNotReady, fetch_result, result_name, submit_file
 from mailvet.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -55,8 +55,8 @@ def _settings(default_level: str | None = None) -> Settings:
 
 
 def default_output(source: Path) -> Path:
-    suffix = ".xlsx" if source.suffix.lower() == ".xlsx" else ".csv"
-    return source.with_name(f"{source.stem}.mailvet{suffix}")
+    kind = "xlsx" if source.suffix.lower() == ".xlsx" else "csv"
+    return source.with_name(result_name(source.name, kind))
 
 
 @app.command()
@@ -186,28 +186,12 @@ def check(
     """Validate one address and print the verdict."""
     settings = _settings()
     verdict = asyncio.run(_check(settings, address, checks or settings.engine.checks))
-    record = dict(zip(RESULT_COLUMNS, verdict.columns(), strict=True))
-    if json:
-        typer.echo(msgspec.json.encode({"email": address, **verdict_json(verdict)}).decode())
+    if json:  # the fields are the column names without "mailvet_"
+        fields = msgspec.structs.asdict(verdict)
+        typer.echo(msgspec.json.encode({"email": address, **fields}).decode())
     else:
-        for name, value in record.items():
+        for name, value in zip(RESULT_COLUMNS, verdict.columns(), strict=True):
             typer.echo(f"{name:<20} {value}")
-
-
-def verdict_json(verdict: Verdict) -> dict[str, object]:
-    """The verdict with the public column names (without the mailvet_ prefix), typed."""
-    return {
-        "status": verdict.status.value,
-        "reason": verdict.reason.value,
-        "normalized": verdict.normalized,
-        "suggestion": verdict.suggestion,
-        "disposable": verdict.disposable,
-        "role": verdict.role,
-        "free": verdict.free,
-        "catch_all": verdict.catch_all,
-        "mx": verdict.mx,
-        "smtp_code": verdict.smtp_code,
-    }
 
 
 async def _check(settings: Settings, address: str, checks: Check) -> Verdict:

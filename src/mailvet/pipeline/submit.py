@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import msgspec
 
@@ -17,7 +17,11 @@ from mailvet.pipeline.resultgen import Summary
 
 
 class ResultNotReady(Exception):
-    pass
+    """The job has no result (yet): `str()` adds the job's error, `brief` leaves it out."""
+
+    def __init__(self, job: Job) -> None:
+        self.brief = f"job {job.id} is {job.status.value}"
+        super().__init__(f"{self.brief}: {job.error}" if job.error else self.brief)
 
 
 async def submit_file(
@@ -40,18 +44,34 @@ async def submit_file(
     return job_id
 
 
+async def completed_job(jobs: JobRepository, job_id: str) -> Job:
+    """The job if its result is ready; ResultNotReady (with the job's error) before that."""
+    job = await jobs.get(job_id)
+    if job.status is not JobStatus.COMPLETED:
+        raise ResultNotReady(job)
+    return job
+
+
+async def read_summary(storage: ObjectStorage, job_id: str) -> Summary:
+    """Counts per status and reason of a completed job (ObjectNotFound once removed)."""
+    return msgspec.json.decode(await storage.get_bytes(keys.summary(job_id)), type=Summary)
+
+
+def result_name(original: str, kind: str) -> str:
+    """`list.xlsx` -> `list.mailvet.xlsx`; `contacts.txt` -> `contacts.mailvet.csv`."""
+    stem = PurePosixPath(original).stem or "result"
+    return f"{stem}.mailvet.{kind}"
+
+
 async def fetch_result(
     jobs: JobRepository, storage: ObjectStorage, job_id: str, out: Path
 ) -> Summary:
     """Write the finished result to `out` atomically; ResultNotReady before completion."""
-    job = await jobs.get(job_id)
-    if job.status is not JobStatus.COMPLETED:
-        detail = f": {job.error}" if job.error else ""
-        raise ResultNotReady(f"job {job_id} is {job.status.value}{detail}")
+    await completed_job(jobs, job_id)
     temp = out.with_name(f".{out.name}.{job_id}.part")
     try:
         await storage.get_file(keys.completed(job_id), temp)
         os.replace(temp, out)
     finally:
         temp.unlink(missing_ok=True)
-    return msgspec.json.decode(await storage.get_bytes(keys.summary(job_id)), type=Summary)
+    return await read_summary(storage, job_id)

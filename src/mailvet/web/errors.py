@@ -37,7 +37,7 @@ def _job_not_found(_: Request[Any, Any, Any], exc: JobNotFound) -> Response[Erro
 
 
 def _result_not_ready(_: Request[Any, Any, Any], exc: ResultNotReady) -> Response[ErrorBody]:
-    return error_response(HTTP_409_CONFLICT, str(exc))
+    return error_response(HTTP_409_CONFLICT, exc.brief)  # the job's error is in its status
 
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:

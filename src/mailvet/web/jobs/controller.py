@@ -9,11 +9,10 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 from urllib.parse import quote
 
-import msgspec
 import structlog
 from litestar import Controller, Request, Response, Router, get, post
 from litestar.exceptions import NotFoundException, ValidationException
@@ -26,7 +25,13 @@ from mailvet.domain.ports import JobNotFound, JobRepository, ObjectNotFound
 from mailvet.domain.verdict import Check
 from mailvet.pipeline import keys
 from mailvet.pipeline.resultgen import Summary
-from mailvet.pipeline.submit import ResultNotReady, fetch_result, submit_file
+from mailvet.pipeline.submit import (
+    completed_job,
+    fetch_result,
+    read_summary,
+    result_name,
+    submit_file,
+)
 from mailvet.web.deps import AppSettings, Bus, Jobs, Storage
 from mailvet.web.jobs.schemas import JobCreated, JobView
 from mailvet.web.jobs.upload import MAX_UPLOAD_BYTES, receive_upload, scratch_dir
@@ -89,7 +94,7 @@ class JobController(Controller):
         self, job_id: FromPath[str], jobs: Jobs, storage: Storage, settings: AppSettings
     ) -> Response[Any]:
         """The result file: a redirect to a pre-signed link where storage offers one."""
-        job = await completed_job(jobs, job_id)
+        job = await finished_job(jobs, job_id)
         if isinstance(storage, PresignedStorage):
             expires = timedelta(seconds=settings.storage.link_seconds)
             url = storage.presigned_get(keys.completed(job.id), expires=expires)
@@ -112,19 +117,18 @@ class JobController(Controller):
             _chunks(handle, out),
             media_type=RESULT_MEDIA_TYPES[kind],
             headers={
-                "content-disposition": attachment(result_filename(job.file.filename, kind)),
+                "content-disposition": attachment(result_name(job.file.filename, kind)),
                 "content-length": str(os.fstat(handle.fileno()).st_size),
             },
         )
 
     @get("/{job_id:str}/summary")
     async def summary(self, job_id: FromPath[str], jobs: Jobs, storage: Storage) -> Summary:
-        job = await completed_job(jobs, job_id)
+        job = await finished_job(jobs, job_id)
         try:
-            data = await storage.get_bytes(keys.summary(job.id))
+            return await read_summary(storage, job.id)
         except ObjectNotFound:
             raise NotFoundException(f"the summary of job {job.id} is no longer stored") from None
-        return msgspec.json.decode(data, type=Summary)
 
 
 def jobs_router(max_upload_bytes: int = MAX_UPLOAD_BYTES) -> Router:
@@ -143,11 +147,10 @@ async def find_job(jobs: JobRepository, job_id: str) -> Job:
     return await jobs.get(job_id)
 
 
-async def completed_job(jobs: JobRepository, job_id: str) -> Job:
-    job = await find_job(jobs, job_id)
-    if job.status is not JobStatus.COMPLETED:
-        raise ResultNotReady(f"job {job.id} is {job.status.value}")
-    return job
+async def finished_job(jobs: JobRepository, job_id: str) -> Job:
+    """The job if its result is ready (404 for an impossible id, 409 before completion)."""
+    await find_job(jobs, job_id)
+    return await completed_job(jobs, job_id)
 
 
 def parse_checks(raw: str | None, default: Check) -> Check:
@@ -158,12 +161,6 @@ def parse_checks(raw: str | None, default: Check) -> Check:
     except ValueError:
         allowed = ", ".join(check.value for check in Check)
         raise ValidationException(f"checks must be one of {allowed}, not {raw!r}") from None
-
-
-def result_filename(original: str, kind: str) -> str:
-    """`list.xlsx` -> `list.mailvet.xlsx`; `contacts.txt` -> `contacts.mailvet.csv`."""
-    stem = PurePosixPath(original).stem or "result"
-    return f"{stem}.mailvet.{kind}"
 
 
 def attachment(filename: str) -> str:
