@@ -69,3 +69,16 @@ def run_child(cmd: list[str], env: dict[str, str], cwd: Path, log_prefix: Path) 
 
 def target_line(name: str, ok: bool, detail: str) -> str:
     return f"  [{'ok' if ok else 'MISSED'}] {name}: {detail}"
+
+
+def report_targets(checks: list[tuple[str, bool, str]]) -> int:
+    """Print each target as ok/MISSED; exit code 1 if any was missed."""
+    print("targets:")
+    for name, ok, detail in checks:
+        print(target_line(name, ok, detail))
+    missed = [name for name, ok, _ in checks if not ok]
+    if missed:
+        print(f"TARGET MISSED: {', '.join(missed)}")
+        return 1
+    print("all targets met")
+    return 0

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT_DIR, REPO_ROOT, clean_env, mailvet_command, run_child, target_line  # noqa: E402
+from _common import OUT_DIR, REPO_ROOT, clean_env, mailvet_command, run_child, report_targets  # noqa: E402
 
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -163,15 +163,7 @@ def main() -> int:
         ("violations", stats.violations == 0, f"{stats.violations} (target 0)"),
         ("verdicts", wrong == 0, f"{wrong} wrong (target 0)"),
     ]
-    print("targets:")
-    for name, ok, detail in checks:
-        print(target_line(name, ok, detail))
-    missed = [name for name, ok, _ in checks if not ok]
-    if missed:
-        print(f"TARGET MISSED: {', '.join(missed)}")
-        return 1
-    print("all targets met")
-    return 0
+    return report_targets(checks)
 
 
 if __name__ == "__main__":

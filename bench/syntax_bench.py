@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT_DIR, clean_env, mailvet_command, run_child, target_line  # noqa: E402
+from _common import OUT_DIR, clean_env, mailvet_command, run_child, report_targets  # noqa: E402
 from gen_emails import generate_csv  # noqa: E402
 
 TARGET_ROWS_PER_S = 50_000
@@ -195,15 +195,7 @@ def main() -> int:
         ("speed-up", speedup >= TARGET_SPEEDUP, f"{speedup:.2f}x (target >= {TARGET_SPEEDUP:g}x)"),
         ("agreement", mismatches == 0, f"{mismatches} mismatches (target 0)"),
     ]
-    print("targets:")
-    for name, ok, detail in checks:
-        print(target_line(name, ok, detail))
-    missed = [name for name, ok, _ in checks if not ok]
-    if missed:
-        print(f"TARGET MISSED: {', '.join(missed)}")
-        return 1
-    print("all targets met")
-    return 0
+    return report_targets(checks)
 
 
 if __name__ == "__main__":
