@@ -107,6 +107,7 @@ class SmtpStats:
     max_concurrent: int = 0
     violations: int = 0
     protocol_errors: int = 0
+    pipelined_commands: int = 0  # sent before the previous reply, with PIPELINING granted
     rcpt_total: int = 0
     transactions: int = 0
     recipients: list[str] = field(default_factory=list)
@@ -371,9 +372,13 @@ class _Session:
             self._schedule(self._loop.time(), _Response([], close=True))
 
     def _check_pipelining(self) -> None:
-        """Count a command sent before the previous reply without PIPELINING."""
-        if self._outbox and not self._pipelining_allowed:
-            self._stats.protocol_errors += 1
+        """Count a command sent before the previous reply: pipelined, or (without
+        PIPELINING granted) a protocol error."""
+        if self._outbox:
+            if self._pipelining_allowed:
+                self._stats.pipelined_commands += 1
+            else:
+                self._stats.protocol_errors += 1
 
     def _dispatch(self, command: str) -> _Response:
         verb, _, argument = command.partition(" ")
