@@ -29,10 +29,12 @@ class DnsSettings(msgspec.Struct, frozen=True, kw_only=True):
     servers: tuple[str, ...] = ()  # host[:port]; empty = the system resolver
     timeout: float = 5.0  # seconds for one whole lookup (all tries)
     cache_size: int = 100_000
+    failure_ttl: float = 5.0  # seconds a SERVFAIL/timeout answer is remembered
+    max_ttl: float = 3600.0  # no answer is remembered longer (nor longer than its own TTL)
 
 
 class SmtpSettings(msgspec.Struct, frozen=True, kw_only=True):
-    mail_from: str = "verify@mailvet.invalid"
+    mail_from: str = ""  # empty: the null reverse-path MAIL FROM:<> (accepted everywhere)
     helo_name: str = "localhost"
     port: int = 25
     timeout: float = 10.0  # every socket operation
@@ -40,8 +42,14 @@ class SmtpSettings(msgspec.Struct, frozen=True, kw_only=True):
     retry_delay: float = 300.0  # seconds before each retry
     per_host_connections: int = 3
     max_connections: int = 100  # across all MX hosts
-    recipients_per_transaction: int = 20
+    recipients_per_transaction: int = 20  # first batch size; grows while the server keeps up
+    max_recipients_per_transaction: int = 100  # RFC 5321 4.5.3.1.8: servers take at least 100
     catch_all_check: bool = True
+    address_deadline: float = 120.0  # seconds one address may take, all MX hosts and retries
+    max_mx_hosts: int = 5  # MX hosts tried per domain (RFC 5321 5.1)
+    allow_private: bool = False  # connect to loopback/private MX addresses (test worlds only)
+    starttls: bool = True  # opportunistic STARTTLS when offered
+    tls_verify: bool = False  # verify the server certificate after STARTTLS
 
 
 class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,6 +60,8 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
     worker_concurrency: int = 16  # chunks in progress at once per worker
     dispatch_backlog: int = 8  # chunks the orchestrator keeps waiting in the work queue
     verdict_cache_size: int = 200_000  # addresses remembered per worker (dedupe)
+    verdict_ttl: float = 3600.0  # seconds a verdict is remembered by a long-running worker
+    unknown_ttl: float = 10.0  # seconds an `unknown` verdict is remembered
 
 
 class StorageSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,6 +116,8 @@ ENV: dict[str, tuple[str, str]] = {
     "MAILVET_LOG_JSON": ("", "log_json"),
     "MAILVET_DNS_SERVERS": ("dns", "servers"),
     "MAILVET_DNS_TIMEOUT": ("dns", "timeout"),
+    "MAILVET_DNS_FAILURE_TTL": ("dns", "failure_ttl"),
+    "MAILVET_DNS_MAX_TTL": ("dns", "max_ttl"),
     "MAILVET_MAIL_FROM": ("smtp", "mail_from"),
     "MAILVET_HELO_NAME": ("smtp", "helo_name"),
     "MAILVET_SMTP_PORT": ("smtp", "port"),
@@ -115,12 +127,20 @@ ENV: dict[str, tuple[str, str]] = {
     "MAILVET_SMTP_PER_HOST_CONNECTIONS": ("smtp", "per_host_connections"),
     "MAILVET_SMTP_MAX_CONNECTIONS": ("smtp", "max_connections"),
     "MAILVET_SMTP_RECIPIENTS_PER_TRANSACTION": ("smtp", "recipients_per_transaction"),
+    "MAILVET_SMTP_MAX_RECIPIENTS_PER_TRANSACTION": ("smtp", "max_recipients_per_transaction"),
+    "MAILVET_SMTP_ADDRESS_DEADLINE": ("smtp", "address_deadline"),
+    "MAILVET_SMTP_MAX_MX_HOSTS": ("smtp", "max_mx_hosts"),
+    "MAILVET_SMTP_ALLOW_PRIVATE": ("smtp", "allow_private"),
+    "MAILVET_SMTP_STARTTLS": ("smtp", "starttls"),
+    "MAILVET_SMTP_TLS_VERIFY": ("smtp", "tls_verify"),
     "MAILVET_CHECKS": ("engine", "checks"),
     "MAILVET_CHUNK_SIZE": ("engine", "chunk_size"),
     "MAILVET_SYNTAX_CHUNK_SIZE": ("engine", "syntax_chunk_size"),
     "MAILVET_SYNTAX_PROCESSES": ("engine", "syntax_processes"),
     "MAILVET_WORKER_CONCURRENCY": ("engine", "worker_concurrency"),
     "MAILVET_DISPATCH_BACKLOG": ("engine", "dispatch_backlog"),
+    "MAILVET_VERDICT_TTL": ("engine", "verdict_ttl"),
+    "MAILVET_UNKNOWN_TTL": ("engine", "unknown_ttl"),
     "MAILVET_STORAGE": ("storage", "backend"),
     "MAILVET_STORAGE_ROOT": ("storage", "root"),
     "MAILVET_S3_ENDPOINT": ("storage", "s3_endpoint"),

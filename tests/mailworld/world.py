@@ -98,6 +98,7 @@ class MailWorld:
             "MAILVET_SMTP_RETRIES": "2",
             "MAILVET_HELO_NAME": "probe.mailvet-test.com",
             "MAILVET_MAIL_FROM": "verify@mailvet-test.com",
+            "MAILVET_SMTP_ALLOW_PRIVATE": "true",
         }
 
     # -- lifecycle -----------------------------------------------------------
@@ -265,6 +266,7 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "x@dnstimeout-mail.com": ("unknown", "timeout"),
     "x@mailinator.com": ("risky", "disposable"),
     "x@gmial.com": ("undeliverable", "no_domain"),
+    "x@hotmial.com": ("risky", "suspected_typo"),  # a typo domain with a catch-all server
 }
 """Each test address of :func:`standard_world` → expected (status, reason)."""
 
@@ -336,4 +338,5 @@ def standard_world() -> MailWorld:
     zone.servfail("servfail-mail.com")
     zone.blackhole("dnstimeout-mail.com")
     _mx_domain(world, "mailinator.com", "127.0.0.3", None)  # the catch-all server
+    _mx_domain(world, "hotmial.com", "127.0.0.3", None)  # a typo-squatter on it
     return world

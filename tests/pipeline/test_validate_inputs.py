@@ -115,8 +115,8 @@ def test_txt_and_xlsx_inputs(runner: CliRunner, env: dict[str, str], tmp_path: P
     code, output = validate(runner, env, str(txt))
     assert code == 0, output
     assert (tmp_path / "list.mailvet.csv").read_text().splitlines()[1:] == [
-        "alice@gmail.com,unknown,not_checked,alice@gmail.com,,false,false,true,false,,",
-        "not-an-address,undeliverable,invalid_syntax,,,false,false,false,false,,",
+        "alice@gmail.com,unknown,not_checked,alice@gmail.com,,false,false,true,false,,,alice@gmail.com",
+        "not-an-address,undeliverable,invalid_syntax,,,false,false,false,false,,,",
     ]
 
     book = openpyxl.Workbook()
@@ -140,7 +140,8 @@ def test_txt_and_xlsx_inputs(runner: CliRunner, env: dict[str, str], tmp_path: P
 def test_check_command_json(runner: CliRunner, env: dict[str, str]) -> None:
     result = runner.invoke(app, ["check", "Info@GMAIL.con", "--json", "--checks", "syntax"], env=env)
     assert result.exit_code == 0, result.output
-    assert '"status":"unknown"' in result.output
+    assert '"status":"risky"' in result.output
+    assert '"reason":"suspected_typo"' in result.output
     assert '"suggestion":"info@gmail.com"' in result.output
     assert '"role":true' in result.output
 

@@ -5,7 +5,7 @@ import pytest
 from mailvet.domain.address import check_syntax
 from mailvet.domain.job import IllegalTransition, JobStatus, check_transition
 from mailvet.domain.risk import domain_risk, is_role, suggest_domain
-from mailvet.pipeline.engine import offline_verdict
+from mailvet.domain.offline import offline_verdict
 
 pytestmark = pytest.mark.unit
 
@@ -37,9 +37,9 @@ def test_roles(local: str, role: bool) -> None:
 
 def test_offline_verdict_fills_flags_and_suggestion() -> None:
     verdict = offline_verdict(check_syntax("Info@GMIAL.com"))
-    assert verdict.columns()[:8] == (
-        "risky", "disposable", "info@gmial.com", "info@gmail.com", "true", "true", "false", "false",
-    )
+    # a typo of a popular provider is a contact to fix, not a disposable one to drop
+    assert verdict.columns()[:4] == ("risky", "suspected_typo", "info@gmial.com", "info@gmail.com")
+    assert verdict.role
     assert offline_verdict(check_syntax("no-at-sign")).columns()[:3] == ("undeliverable", "invalid_syntax", "")
 
 

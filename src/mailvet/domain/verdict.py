@@ -32,6 +32,7 @@ class Reason(enum.StrEnum):
     CATCH_ALL = "catch_all"
     DISPOSABLE = "disposable"
     MAILBOX_FULL = "mailbox_full"
+    SUSPECTED_TYPO = "suspected_typo"  # the domain is a typo of a popular provider
     # unknown
     TIMEOUT = "timeout"
     CONNECTION_FAILED = "connection_failed"
@@ -52,6 +53,7 @@ STATUS_OF: dict[Reason, Status] = {
     Reason.CATCH_ALL: Status.RISKY,
     Reason.DISPOSABLE: Status.RISKY,
     Reason.MAILBOX_FULL: Status.RISKY,
+    Reason.SUSPECTED_TYPO: Status.RISKY,
     Reason.TIMEOUT: Status.UNKNOWN,
     Reason.CONNECTION_FAILED: Status.UNKNOWN,
     Reason.GREYLISTED: Status.UNKNOWN,
@@ -81,6 +83,7 @@ class Verdict(msgspec.Struct, frozen=True, array_like=True):
     catch_all: bool = False
     mx: str = ""
     smtp_code: int | None = None
+    ascii_email: str = ""  # local@A-label domain when the local part is ASCII, else ""
 
     def columns(self) -> tuple[str, ...]:
         """The values of RESULT_COLUMNS, as strings, in order (the enums are str themselves)."""
@@ -95,6 +98,7 @@ class Verdict(msgspec.Struct, frozen=True, array_like=True):
             _BOOL[self.catch_all],
             self.mx,
             "" if self.smtp_code is None else str(self.smtp_code),
+            self.ascii_email,
         )
 
 
@@ -111,4 +115,5 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "mailvet_catch_all",
     "mailvet_mx",
     "mailvet_smtp_code",
+    "mailvet_ascii_email",
 )

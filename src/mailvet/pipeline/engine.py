@@ -18,14 +18,12 @@ import structlog
 
 from mailvet.domain.address import Syntax, check_syntax
 from mailvet.domain.ports import MailRoute, ProbeFailure, ProbeResult, Resolver, RouteKind, SmtpProber
-from mailvet.domain.risk import domain_risk, is_role
+from mailvet.domain.offline import offline_verdict
 from mailvet.domain.smtp_reply import REASON_OF, Outcome, classify_rcpt
 from mailvet.domain.verdict import STATUS_OF, Check, Reason, Verdict
 from mailvet.memo import Memo
 
 log = structlog.get_logger(__name__)
-
-INVALID = Verdict(STATUS_OF[Reason.INVALID_SYNTAX], Reason.INVALID_SYNTAX)
 
 _ROUTE_REASON = {
     RouteKind.NO_DOMAIN: Reason.NO_DOMAIN,
@@ -41,26 +39,13 @@ _FAILURE_REASON = {
 }
 
 
+# offline reasons the network can still change (a typo or disposable domain may not exist)
+_NEEDS_NETWORK = frozenset({Reason.NOT_CHECKED, Reason.DISPOSABLE, Reason.SUSPECTED_TYPO})
+
+
 def _verdict(reason: Reason, base: Verdict, **changes: object) -> Verdict:
     """`base` with a new reason (and its status), and any other fields changed."""
     return msgspec.structs.replace(base, status=STATUS_OF[reason], reason=reason, **changes)
-
-
-def offline_verdict(syntax: Syntax) -> Verdict:
-    """The verdict from syntax and lists alone (no network): risky if disposable."""
-    if not syntax.valid:
-        return INVALID
-    risk = domain_risk(syntax.ascii_domain)
-    reason = Reason.DISPOSABLE if risk.disposable else Reason.NOT_CHECKED
-    return Verdict(
-        STATUS_OF[reason],
-        reason,
-        syntax.normalized,
-        f"{syntax.local}@{risk.suggestion}" if risk.suggestion else "",
-        risk.disposable,
-        is_role(syntax.local),
-        risk.free,
-    )
 
 
 def verdict_from_probe(base: Verdict, result: ProbeResult, catch_all: bool) -> Verdict:
@@ -74,11 +59,6 @@ def verdict_from_probe(base: Verdict, result: ProbeResult, catch_all: bool) -> V
     if outcome is Outcome.ACCEPTED and catch_all:
         reason = Reason.CATCH_ALL
     return _verdict(reason, base, mx=result.mx, smtp_code=code, catch_all=catch_all)
-
-
-def syntax_verdicts(addresses: Sequence[str]) -> list[Verdict]:
-    """Verdicts without the network: syntax and lists only."""
-    return [offline_verdict(check_syntax(address.strip())) for address in addresses]
 
 
 class Engine:
@@ -107,7 +87,7 @@ class Engine:
             return out
         todo: dict[tuple[str, Check], list[int]] = defaultdict(list)
         for index, verdict in enumerate(out):
-            if verdict.reason is Reason.NOT_CHECKED or verdict.reason is Reason.DISPOSABLE:
+            if verdict.reason in _NEEDS_NETWORK:
                 todo[(verdict.normalized, checks)].append(index)
 
         def network(key: tuple[str, Check]) -> Awaitable[Verdict]:
@@ -127,7 +107,8 @@ class Engine:
         if route.kind not in (RouteKind.MX, RouteKind.IMPLICIT):
             return _verdict(_ROUTE_REASON[route.kind], base)
         based = msgspec.structs.replace(base, mx=route.hosts[0])
-        if base.disposable or checks is Check.DNS:
+        if base.reason is not Reason.NOT_CHECKED or checks is Check.DNS:
+            # disposable or a typo domain: the mailbox answer would not change the advice
             return based
         if not syntax.local.isascii():  # would need SMTPUTF8 end to end: do not guess
             return _verdict(Reason.NOT_CHECKED, based)

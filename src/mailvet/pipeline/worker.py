@@ -15,7 +15,8 @@ from mailvet.domain.messages import ChunkDone, RowChunk
 from mailvet.domain.ports import MessageBus
 from mailvet.domain.verdict import Check
 from mailvet.pipeline import keys
-from mailvet.pipeline.engine import Engine, syntax_verdicts
+from mailvet.domain.offline import syntax_verdicts
+from mailvet.pipeline.engine import Engine
 from mailvet.pipeline.rendering import ChunkOutput, chunk_addresses, render
 
 log = structlog.get_logger(__name__)
