@@ -120,6 +120,8 @@ def build_engine(settings: Settings, resolver: Resolver, prober: SmtpProberPort)
         prober,
         catch_all_check=settings.smtp.catch_all_check,
         cache_size=settings.engine.verdict_cache_size,
+        verdict_ttl=settings.engine.verdict_ttl,
+        unknown_ttl=settings.engine.unknown_ttl,
     )
 
 

@@ -69,7 +69,11 @@ class Engine:
         *,
         catch_all_check: bool = True,
         cache_size: int = 200_000,
+        verdict_ttl: float = 3600.0,
+        unknown_ttl: float = 10.0,
     ) -> None:
+        self._verdict_ttl = verdict_ttl
+        self._unknown_ttl = unknown_ttl
         self._resolver = resolver
         self._prober = prober
         self._catch_all_check = catch_all_check
