@@ -133,6 +133,7 @@ class RouteKind(enum.Enum):
 class MailRoute(msgspec.Struct, frozen=True):
     kind: RouteKind
     hosts: tuple[str, ...] = ()  # in preference order
+    preferences: tuple[int, ...] = ()  # MX preference of each host (empty: all equal)
 
 
 class Resolver(Protocol):
