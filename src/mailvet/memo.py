@@ -1,13 +1,25 @@
-"""Remember the results of async lookups, and share the ones still running.
+"""Remember the results of async lookups for a while, and share the ones still running.
 
-Used for DNS answers per name, verdicts per address and catch-all answers per domain:
-concurrent callers asking the same key wait for one computation; a failed computation is
-forgotten (the next caller tries again); the oldest finished results are dropped past `size`.
+Used for DNS answers per name, verdicts per address and catch-all answers per domain.
+
+* Concurrent callers asking the same key wait for one computation.  The computation runs as
+  its own task: cancelling a caller (even the one whose call started it) cancels only that
+  caller's wait; the others still get the value, and a computation nobody waits for any more
+  finishes and is kept.
+* A failed (or cancelled) computation is forgotten: its waiters get the exception, the next
+  caller tries again.
+* `ttl(value)` is how many seconds a finished value is kept: None forever (until trimmed),
+  `<= 0` not at all (shared only while in flight).  An expired value is computed afresh by
+  the next caller.  Without `ttl` every value is kept until trimmed.
+* Past `size` entries the least recently asked finished ones are dropped; pending ones are
+  skipped (never dropped, never in the way), so a slow lookup cannot pin the memo's size.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Generic, Hashable, TypeVar
@@ -16,32 +28,94 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
+class _Entry(Generic[V]):
+    __slots__ = ("task", "ready", "expires")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[V] | None = None
+        self.ready = False  # the value is in and the entry may be trimmed
+        self.expires = math.inf  # clock reading after which the value is stale (once ready)
+
+
+def _retrieve(task: asyncio.Task[object]) -> None:
+    """Mark a failure as seen: every waiter may be gone, nobody else needs it."""
+    if not task.cancelled():
+        task.exception()
+
+
 class Memo(Generic[K, V]):
-    def __init__(self, size: int) -> None:
+    def __init__(
+        self,
+        size: int,
+        *,
+        ttl: Callable[[V], float | None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._size = size
-        self._entries: OrderedDict[K, asyncio.Future[V]] = OrderedDict()
+        self._ttl = ttl
+        self._clock = clock
+        self._entries: OrderedDict[K, _Entry[V]] = OrderedDict()
+        self._running: set[asyncio.Task[V]] = set()  # strong references while in flight
+
+    def __len__(self) -> int:
+        """Entries held: pending ones, and finished ones not yet found stale or trimmed."""
+        return len(self._entries)
+
+    def forget(self, key: K) -> None:
+        """Drop what is known about `key`; a pending computation still answers its waiters."""
+        self._entries.pop(key, None)
 
     async def get(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
-        future = self._entries.get(key)
-        if future is not None:
-            self._entries.move_to_end(key)
-            return await asyncio.shield(future)
-        future = asyncio.get_running_loop().create_future()
-        self._entries[key] = future
+        entry = self._entries.get(key)
+        if entry is not None:
+            if not entry.ready:
+                self._entries.move_to_end(key)
+                assert entry.task is not None
+                return await asyncio.shield(entry.task)
+            if entry.expires > self._clock():
+                self._entries.move_to_end(key)
+                assert entry.task is not None
+                return entry.task.result()  # no await: ready values need no event loop turn
+            del self._entries[key]
+        entry = _Entry()
+        self._entries[key] = entry
+        task = asyncio.get_running_loop().create_task(self._run(key, entry, compute))
+        entry.task = task
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        task.add_done_callback(_retrieve)
+        self._trim()
+        return await asyncio.shield(task)
+
+    async def _run(self, key: K, entry: _Entry[V], compute: Callable[[], Awaitable[V]]) -> V:
+        """The computation as its own task; files the outcome before the task completes."""
         try:
             value = await compute()
-        except BaseException as exc:
-            self._entries.pop(key, None)
-            future.set_exception(exc)
-            future.exception()  # waiters get it; nobody else needs to retrieve it
+        except BaseException:
+            self._drop(key, entry)
             raise
-        future.set_result(value)
-        self._trim()
+        seconds = self._ttl(value) if self._ttl is not None else None
+        if seconds is not None and seconds <= 0:
+            self._drop(key, entry)
+        else:
+            entry.expires = math.inf if seconds is None else self._clock() + seconds
+            entry.ready = True
+            self._trim()
         return value
 
+    def _drop(self, key: K, entry: _Entry[V]) -> None:
+        if self._entries.get(key) is entry:  # not forgotten and replaced meanwhile
+            del self._entries[key]
+
     def _trim(self) -> None:
-        while len(self._entries) > self._size:
-            oldest, first = next(iter(self._entries.items()))
-            if not first.done():
-                break  # still running: keep it (and everything newer)
-            del self._entries[oldest]
+        excess = len(self._entries) - self._size
+        if excess <= 0:
+            return
+        doomed: list[K] = []
+        for key, entry in self._entries.items():  # oldest first
+            if entry.ready:
+                doomed.append(key)
+                if len(doomed) == excess:
+                    break
+        for key in doomed:
+            del self._entries[key]
