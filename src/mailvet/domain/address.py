@@ -1,14 +1,27 @@
-"""Address syntax: RFC 5321/5322/6531 through python email-validator, with a proven fast path.
+"""Address syntax: what lists really contain, through python email-validator, with a fast path.
 
-`check_syntax` gives exactly the verdict of::
+The rules (docs/syntax.md lists them with every deliberate exclusion):
 
-    email_validator.validate_email(addr, check_deliverability=False, strict=True)
+* an address is ``local@domain`` as python email-validator accepts it with
+  ``check_deliverability=False`` and ``strict=False``: Unicode local parts and IDNA domains,
+  no IP literals, no comments, no obsolete syntax, a globally deliverable domain (at least
+  one period, a letter at the end, no special-use names), at most 254 octets in each of the
+  forms the library checks (as written without any display name, normalized, IDNA);
+* local parts over 64 characters are accepted (RFC 5321 4.5.3.1 makes the limit a
+  suggestion and such mailboxes exist; the SMTP probe decides);
+* a display-name cell (``Some Name <foo@bar.com>``, ``"Bob" <bob@hi.com>``, ``<a@b.com>``) is
+  the address inside: ``normalized``, ``local`` and ``domain`` are those of that address.  An
+  unquoted display name may also hold periods and non-ASCII letters (RFC 5322 obs-phrase,
+  RFC 6532), which the library alone refuses;
+* a quoted local part whose content is a valid dot-atom (``"test"@iana.org``) is that
+  dot-atom; one that needs its quotes (``"a b"@x.com``) is invalid, deliberately.
 
-(valid or not, and the same normalized form).  Plain ASCII addresses take a fast path:
-the local part is matched with the library's own dot-atom expression and the domain is
-validated by the library once per distinct domain string (cached).  Everything else
-(quoted local parts, Unicode, IDNA, display names, odd characters) goes to the library.
-`tests/unit/test_address.py` checks the equivalence on a large generated corpus.
+`reference_check` is the slow, library-only statement of these rules; `check_syntax` gives
+exactly its verdict (`tests/unit/test_address.py` checks this on a large generated corpus).
+Plain addresses take a fast path: the local part is matched with the library's own dot-atom
+expression and the domain is validated by the library once per distinct domain string
+(cached).  Everything else (quotes, angle brackets, backslashes, brackets, parentheses,
+Unicode local parts, domains that NFC would change) goes to `reference_check`.
 """
 
 from __future__ import annotations
@@ -19,11 +32,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
-from email_validator.rfc_constants import (
-    DOT_ATOM_TEXT,
-    EMAIL_MAX_LENGTH,
-    LOCAL_PART_MAX_LENGTH,
-)
+from email_validator.rfc_constants import ATEXT_RE, DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
 from email_validator.syntax import validate_email_domain_name
 
 try:  # the RFC 2142 names the library lower-cases
@@ -33,7 +42,9 @@ except ImportError:  # pragma: no cover - older layouts
 
 
 class Syntax(NamedTuple):
-    """The syntax verdict. `normalized`, `local` and `domain` are empty when invalid."""
+    """The syntax verdict. `normalized`, `local` and `domain` are empty when invalid.
+
+    For a display-name cell they describe the address inside the angle brackets."""
 
     valid: bool
     normalized: str = ""
@@ -41,6 +52,57 @@ class Syntax(NamedTuple):
     domain: str = ""  # Unicode form, lower-cased (what email-validator returns)
     ascii_domain: str = ""  # IDNA (A-label) form, used for DNS and SMTP
     error: str = ""
+
+
+NEEDS_QUOTES = "The part before the @-sign needs quotes; quoted local parts are not accepted."
+
+# Unquoted display-name characters beyond the library's (ASCII atext and space): the period
+# (RFC 5322 4.1 obs-phrase) and non-ASCII letters, marks, numbers, punctuation, symbols and
+# spaces (RFC 6532 3.2; the same categories the library allows in a quoted display name).
+_PHRASE_CATEGORIES = frozenset("LMNPS")
+
+
+def _plain_phrase(text: str) -> bool:
+    """An unquoted display name: atext, spaces, periods, non-ASCII letters and symbols."""
+    if not text.strip() or unicodedata.category(text[0])[0] == "M":
+        return False
+    for c in text:
+        if c.isascii():
+            if c != " " and ATEXT_RE.match(c) is None:  # ATEXT_RE: atext plus the period
+                return False
+        elif unicodedata.category(c)[0] not in _PHRASE_CATEGORIES and unicodedata.category(c) != "Zs":
+            return False
+    return True
+
+
+def _without_plain_display_name(cell: str) -> str:
+    """`José Núñez <a@b.com>` -> `<a@b.com>`; anything else unchanged (the library decides)."""
+    if cell.startswith('"'):
+        return cell  # a quoted display name or a quoted local part: the library parses it
+    bracket = cell.find("<")
+    if bracket <= 0 or not _plain_phrase(cell[:bracket]):
+        return cell
+    return cell[bracket:]
+
+
+def reference_check(address: str) -> Syntax:
+    """The rules stated through the library alone (slow; `check_syntax` must equal it)."""
+    try:
+        info = validate_email(
+            _without_plain_display_name(address),
+            check_deliverability=False,
+            strict=False,  # local parts over 64 characters exist; the probe decides
+            allow_quoted_local=True,  # unquoted below when the quotes were unnecessary
+            allow_display_name=True,
+            allow_domain_literal=False,
+        )
+    except EmailNotValidError as exc:
+        return Syntax(False, error=str(exc))
+    if info.local_part.startswith('"'):  # the library keeps quotes only where they are needed
+        return Syntax(False, error=NEEDS_QUOTES)
+    if info.ascii_domain is None or info.domain is None:  # pragma: no cover - literals refused
+        return Syntax(False, error="no domain")
+    return Syntax(True, info.normalized, info.local_part, info.domain, info.ascii_domain)
 
 
 _dot_atom = DOT_ATOM_TEXT.match
@@ -61,20 +123,10 @@ def _domain(domain: str) -> _DomainResult:
     return _DomainResult(info["domain"], info["ascii_domain"], "")
 
 
-def _library(address: str) -> Syntax:
-    try:
-        info = validate_email(address, check_deliverability=False, strict=True)
-    except EmailNotValidError as exc:
-        return Syntax(False, error=str(exc))
-    if info.ascii_domain is None or info.domain is None:  # domain literals are refused earlier
-        return Syntax(False, error="no domain")
-    return Syntax(True, info.normalized, info.local_part, info.domain, info.ascii_domain)
-
-
-# Quoted local parts, display names and domain literals are refused by the options we use
-# (allow_quoted_local, allow_display_name, allow_domain_literal all False), and these
-# characters can appear in a valid address only through those forms.
-_NEVER_VALID = re.compile(r'["<>\\\[\]()]')
+# Quoted local parts, display names (with or without angle brackets), escapes, domain
+# literals and comments are spelled with these characters; without them the library splits
+# the address at its first @-sign, exactly as the fast path does.
+_NOT_PLAIN = re.compile(r'["<>\\\[\]()]')
 
 
 def _plain_unicode(domain: str) -> bool:
@@ -88,16 +140,16 @@ def _plain_unicode(domain: str) -> bool:
 
 
 def check_syntax(address: str) -> Syntax:
-    """Validate one address (already stripped of surrounding blanks)."""
+    """Validate one cell (already stripped of surrounding blanks); equals `reference_check`."""
     local, at, domain = address.rpartition("@")
     if not at:
         return Syntax(False, error="An email address must have an @-sign.")
-    if _NEVER_VALID.search(address) is not None:
-        return Syntax(False, error="Quoting, display names and IP-address domains are not allowed.")
+    if _NOT_PLAIN.search(address) is not None:
+        return reference_check(address)  # display names, quotes: rare, the library decides
     if local.isascii() and (domain.isascii() or _plain_unicode(domain)):
-        # An ASCII local part must be a dot-atom of at most 64 characters (strict); the
-        # domain must pass the library's domain check (cached per distinct domain string).
-        if "@" in local or len(local) > LOCAL_PART_MAX_LENGTH or _dot_atom(local) is None:
+        # An ASCII local part must be a dot-atom (of any length: strict=False); the domain
+        # must pass the library's domain check (cached per distinct domain string).
+        if "@" in local or _dot_atom(local) is None:
             return Syntax(False, error="The part before the @-sign is not valid.")
         if not domain:
             return Syntax(False, error="There must be something after the @-sign.")
@@ -116,4 +168,4 @@ def check_syntax(address: str) -> Syntax:
         if too_long:
             return Syntax(False, error="The email address is too long.")
         return Syntax(True, normalized, local, dom.domain, dom.ascii_domain)
-    return _library(address)
+    return reference_check(address)
