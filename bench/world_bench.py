@@ -1,0 +1,264 @@
+"""`mailvet validate --checks smtp` on a generated multi-domain mail world, against its schedule bound.
+
+    .venv/bin/python bench/world_bench.py [--addresses 100000] [--domains 2000] [--servers 150]
+        [--seed 7] [--exponent 1.1] [--retry-delay 2] [--smtp-timeout 3] [--tarpit-latency 30]
+        [--per-host N] [--max-connections N]
+    .venv/bin/python bench/world_bench.py --addresses 5000 --domains 200 --servers 30   # quick
+
+The world (bench/worldgen.py, see its docstring for the details and the bound's model):
+Zipf-distributed addresses over the domains, domains over shared loopback servers
+(127.0.1.x) with per-server latency 10-300 ms, session caps and RCPT limits; 3% greylisting
+domains, 1% tar-pitted, 2% with a dead MX host (half with a live backup); 90% of the
+mailboxes exist.  Every address's expected verdict is known to the generator.
+
+The mail world runs in this process (its CPU is not mailvet's); mailvet runs in a
+subprocess with the world's env() plus MAILVET_DATA_DIR (temp), MAILVET_DNS_TIMEOUT=2,
+MAILVET_SMTP_TIMEOUT (--smtp-timeout), MAILVET_SMTP_RETRY_DELAY (--retry-delay) and, only if
+given, MAILVET_SMTP_PER_HOST_CONNECTIONS / MAILVET_SMTP_MAX_CONNECTIONS.
+
+Printed: wall time beside the schedule bound and their ratio, the child's CPU seconds per
+1,000 addresses (os.wait4), server-limit figures summed over servers (421s over a session
+cap, peak sessions against each cap, RCPTs refused 452 over a server's RCPT limit), and
+every output row compared with its expected verdict (counts by (expected, got), examples).
+Targets: wall <= 1.5x bound, <= 2 CPU-s per 1,000 addresses, 0 violations, 0 wrong verdicts.
+A benchmark reports: it exits 0 whatever the figures (1 only if mailvet itself failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import OUT_DIR, REPO_ROOT, clean_env, mailvet_command, run_child, target_line  # noqa: E402
+
+sys.path.insert(0, str(REPO_ROOT))
+
+from bench.worldgen import LIVE, Bound, Kind, WorldPlan, build_world, generate, schedule_bound, write_csv  # noqa: E402
+from tests.mailworld.smtp_server import SmtpStats  # noqa: E402
+
+TARGET_RATIO = 1.5
+TARGET_CPU_PER_1000 = 2.0
+DEFAULT_PER_HOST = 3  # mailvet's default (SmtpSettings.per_host_connections)
+
+
+def check_output(
+    path: Path, expected: dict[str, tuple[str, str]]
+) -> tuple[int, Counter[tuple[str, str]], Counter[tuple[str, str]], list[str]]:
+    """Returns (wrong rows, verdicts seen, mismatches by 'want -> got', a few examples)."""
+    seen: Counter[tuple[str, str]] = Counter()
+    mismatches: Counter[tuple[str, str]] = Counter()
+    examples: list[str] = []
+    rows = 0
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            rows += 1
+            got = (row["mailvet_status"], row["mailvet_reason"])
+            seen[got] += 1
+            want = expected.get(row["email"])
+            if got != want:
+                mismatches[("/".join(want) if want else "(not in input)", "/".join(got))] += 1
+                if len(examples) < 8:
+                    examples.append(
+                        f"{row['email']}: got {'/'.join(got)} want {'/'.join(want or ('?',))}"
+                        f" (mx={row['mailvet_mx']} code={row['mailvet_smtp_code']})"
+                    )
+    wrong = sum(mismatches.values())
+    if rows != len(expected):
+        wrong += abs(len(expected) - rows)
+        examples.append(f"output has {rows} rows, input {len(expected)}")
+    return wrong, seen, mismatches, examples
+
+
+def describe_world(plan: WorldPlan) -> list[str]:
+    kinds = Counter(s.kind for s in plan.servers.values())
+    dkinds = Counter(d.kind for d in plan.domains)
+    total = len(plan.expected)
+    top10 = sum(d.addresses for d in plan.domains[:10])
+    two_mx = sum(len(d.mx) > 1 for d in plan.domains)
+    own = sum(any(host.endswith("." + d.name) for _, host in d.mx) for d in plan.domains)
+    backups = sum(d.kind in (Kind.REFUSED, Kind.BLACKHOLE) and d.answering_ip is not None for d in plan.domains)
+    shared = Counter(d.answering_ip for d in plan.domains if d.answering_ip)
+    busiest_ip, busiest_n = shared.most_common(1)[0]
+    return [
+        f"world        : {total:,} addresses, {len(plan.domains):,} domains (Zipf s={plan.exponent}; "
+        f"largest {plan.domains[0].addresses:,}, top 10 hold {top10 / total:.0%}), "
+        f"{len(plan.servers)} server addresses, {len(plan.hosts):,} MX host names",
+        "               servers: " + ", ".join(f"{kinds[k]} {k.value}" for k in Kind),
+        (
+            "               domains: " + ", ".join(f"{dkinds[k]} {k.value}" for k in Kind)
+            + f" ({backups} dead-MX domains with a live backup); {two_mx} with 2 MX;"
+            f" {own} name their own MX; busiest server {busiest_ip} hosts {busiest_n} domains"
+        ),
+        "               expected: " + ", ".join(f"{'/'.join(k)}={v:,}" for k, v in sorted(Counter(plan.expected.values()).items())),
+    ]
+
+
+def describe_bound(bound: Bound, label: str) -> list[str]:
+    s = bound.slowest
+    return [
+        f"{label}: {bound.seconds:.2f}s = slowest server {s.ip} ({s.kind.value}, {s.domains} domains, "
+        f"{s.probes:,} probes, C={s.sessions} sessions x R={s.batch} RCPT / L={s.latency * 1000:.0f} ms "
+        f"= {s.rate:,.0f} probes/s -> {s.seconds:.2f}s)"
+        + (f", timeout floor {bound.timeout_floor:.2f}s" if bound.timeout_floor > s.seconds else "")
+        + f" + greylisting retry delay {bound.retry_delay:g}s",
+    ]
+
+
+def server_figures(plan: WorldPlan, stats: dict[str, SmtpStats]) -> dict[str, int]:
+    f: Counter[str] = Counter()
+    for ip, st in stats.items():
+        server = plan.servers[ip]
+        f["violations"] += st.violations
+        f["protocol_errors"] += st.protocol_errors
+        f["connections"] += st.connections_total
+        f["transactions"] += st.transactions
+        f["rcpt"] += st.rcpt_total
+        if server.kind in LIVE:
+            assert server.max_connections is not None
+            if st.max_concurrent > server.max_connections:
+                f["over_cap_servers"] += 1
+            if st.max_concurrent == server.max_connections:
+                f["at_cap_servers"] += 1
+            over_limit = st.rcpt_total - len(st.recipients)  # answered 452 by max_recipients
+            f["rcpt_over_limit"] += over_limit
+            f["rcpt_over_limit_servers"] += over_limit > 0
+            f["servers_with_violations"] += st.violations > 0
+    return dict(f)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--addresses", type=int, default=100_000)
+    ap.add_argument("--domains", type=int, default=2_000)
+    ap.add_argument("--servers", type=int, default=150)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--exponent", type=float, default=1.1, help="Zipf exponent of domain sizes")
+    ap.add_argument("--retry-delay", type=float, default=2.0, help="MAILVET_SMTP_RETRY_DELAY (greylisting)")
+    ap.add_argument("--smtp-timeout", type=float, default=3.0, help="MAILVET_SMTP_TIMEOUT")
+    ap.add_argument("--tarpit-latency", type=float, default=30.0, help="reply delay of tar-pit servers")
+    ap.add_argument("--per-host", type=int, default=None, help="MAILVET_SMTP_PER_HOST_CONNECTIONS (default: unset)")
+    ap.add_argument("--max-connections", type=int, default=None, help="MAILVET_SMTP_MAX_CONNECTIONS (default: unset)")
+    args = ap.parse_args()
+    if args.tarpit_latency <= args.smtp_timeout:
+        ap.error("--tarpit-latency must exceed --smtp-timeout")
+
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    t0 = time.perf_counter()
+    plan = generate(args.addresses, args.domains, args.servers, args.seed,
+                    exponent=args.exponent, tarpit_latency=args.tarpit_latency)
+    bound = schedule_bound(plan, retry_delay=args.retry_delay, smtp_timeout=args.smtp_timeout)
+    per_host = args.per_host if args.per_host is not None else DEFAULT_PER_HOST
+    client_bound = schedule_bound(plan, retry_delay=args.retry_delay, smtp_timeout=args.smtp_timeout,
+                                  client_sessions=per_host)
+    world = build_world(plan)
+    gen_seconds = time.perf_counter() - t0
+
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    out = OUT_DIR / "world_result.csv"
+    out.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mailvet-world-bench-") as tmp_s:
+        tmp = Path(tmp_s)
+        src = tmp / "world.csv"
+        write_csv(plan, src)
+        world.start()
+        try:
+            extra = dict(world.env())
+            extra.update({
+                "MAILVET_DATA_DIR": str(tmp / "data"),
+                "MAILVET_DNS_TIMEOUT": "2",
+                "MAILVET_SMTP_TIMEOUT": str(args.smtp_timeout),
+                "MAILVET_SMTP_RETRY_DELAY": str(args.retry_delay),
+            })
+            if args.per_host is not None:
+                extra["MAILVET_SMTP_PER_HOST_CONNECTIONS"] = str(args.per_host)
+            if args.max_connections is not None:
+                extra["MAILVET_SMTP_MAX_CONNECTIONS"] = str(args.max_connections)
+            cmd = mailvet_command() + ["validate", str(src), "-o", str(out), "--checks", "smtp"]
+            run = run_child(cmd, clean_env(extra), tmp, OUT_DIR / "world_run")
+        finally:
+            world.stop()
+        stats = {ip: world.smtp(ip).stats for ip, s in plan.servers.items() if s.kind is not Kind.REFUSED}
+        dns_errors = list(world.dns.errors)
+
+    total = len(plan.expected)
+    print(f"measured     : {started}; machine: 2 cores shared with other work (figures vary run to run)")
+    for line in describe_world(plan):
+        print(line)
+    print(f"mailvet      : per-host connections {per_host}{'' if args.per_host is not None else ' (default, env unset)'}, "
+          f"max connections {args.max_connections or 'default'}, SMTP timeout {args.smtp_timeout:g}s, "
+          f"retry delay {args.retry_delay:g}s; tar-pit latency {args.tarpit_latency:g}s; world built in {gen_seconds:.1f}s")
+    print("bound model  : per live server T = L*(2 + ceil(N/(C*R))): greeting+EHLO, then pipelined"
+          " transactions of R RCPTs, one L each, C sessions at once;")
+    print("               N = its addresses + 1 catch-all probe per domain; servers in parallel, no global"
+          " connection cap; + SMTP timeout behind tar-pits/black holes; + retry delay once")
+    for line in describe_bound(bound, "bound        "):
+        print(line)
+    for line in describe_bound(client_bound, f"bound C<={per_host}   "):
+        print(line)
+    if run.returncode != 0:
+        print(f"mailvet failed (exit {run.returncode}):\n{run.stderr[-3000:]}")
+        return 1
+
+    wrong, seen, mismatches, examples = check_output(out, plan.expected)
+    fig = server_figures(plan, stats)
+    cpu = run.user + run.system
+    cpu_per_1000 = cpu / total * 1000
+    ratio = run.wall / bound.seconds
+    violations = fig.get("violations", 0)
+    print()
+    print(f"{'figure':<34}{'measured':>16}   target")
+    rows = [
+        ("wall time", f"{run.wall:,.1f} s", ""),
+        ("schedule bound", f"{bound.seconds:,.1f} s", ""),
+        ("wall / bound", f"{ratio:.2f}x", f"<= {TARGET_RATIO}x"),
+        (f"wall / bound with C<={per_host}", f"{run.wall / client_bound.seconds:.2f}x", "(information)"),
+        ("addresses/s", f"{total / run.wall:,.0f}", ""),
+        ("child CPU (user+sys)", f"{cpu:,.1f} s", ""),
+        ("CPU s per 1,000 addresses", f"{cpu_per_1000:.2f}", f"<= {TARGET_CPU_PER_1000}"),
+        ("peak RSS of mailvet", f"{run.maxrss_mb:,.0f} MiB", ""),
+        ("421 over a session cap", f"{violations:,}", "0"),
+        ("  servers with 421s", f"{fig.get('servers_with_violations', 0)}", ""),
+        ("servers over their cap", f"{fig.get('over_cap_servers', 0)}", "0"),
+        ("servers that reached their cap", f"{fig.get('at_cap_servers', 0)}", ""),
+        ("RCPTs refused 452 (over R)", f"{fig.get('rcpt_over_limit', 0):,}", "(client learns R)"),
+        ("  servers with 452s", f"{fig.get('rcpt_over_limit_servers', 0)}", ""),
+        ("protocol errors", f"{fig.get('protocol_errors', 0):,}", "0"),
+        ("connections / transactions", f"{fig.get('connections', 0):,} / {fig.get('transactions', 0):,}", ""),
+        ("RCPTs sent (incl. catch-all, retries)", f"{fig.get('rcpt', 0):,}", ""),
+        ("wrong verdicts", f"{wrong:,}", "0"),
+    ]
+    for name, value, target in rows:
+        print(f"{name:<34}{value:>16}   {target}")
+    print("verdicts     : " + ", ".join(f"{'/'.join(k)}={v:,}" for k, v in sorted(seen.items())))
+    if mismatches:
+        print("mismatches (expected -> got):")
+        for (want, got), n in mismatches.most_common(12):
+            print(f"    {want:<34} -> {got:<30} {n:,}")
+        for line in examples:
+            print(f"    e.g. {line}")
+    if dns_errors:
+        print(f"dns errors   : {len(dns_errors)} ({dns_errors[0]!r})")
+    print("targets:")
+    checks = [
+        ("wall/bound", ratio <= TARGET_RATIO, f"{ratio:.2f}x (target <= {TARGET_RATIO}x)"),
+        ("cpu", cpu_per_1000 <= TARGET_CPU_PER_1000,
+         f"{cpu_per_1000:.2f} CPU-s per 1,000 addresses (target <= {TARGET_CPU_PER_1000})"),
+        ("violations", violations == 0 and not fig.get("over_cap_servers"), f"{violations} (target 0)"),
+        ("verdicts", wrong == 0, f"{wrong} wrong (target 0)"),
+    ]
+    for name, ok, detail in checks:
+        print(target_line(name, ok, detail))
+    missed = [name for name, ok, _ in checks if not ok]
+    print(f"targets missed: {', '.join(missed)}" if missed else "all targets met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
