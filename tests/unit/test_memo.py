@@ -83,7 +83,9 @@ async def test_a_value_expires_after_its_ttl() -> None:
 
 async def test_the_ttl_depends_on_the_value() -> None:
     clock = FakeClock()
-    memo: Memo[str, str] = Memo(10, ttl=lambda value: 5.0 if value == "unknown" else None, clock=clock)
+    memo: Memo[str, str] = Memo(
+        10, ttl=lambda value: 5.0 if value == "unknown" else None, clock=clock
+    )
     await memo.get("a", lambda: instant("unknown"))
     await memo.get("b", lambda: instant("valid"))
     clock.advance(6)

@@ -2,15 +2,25 @@
 
 Only NXDOMAIN and a clean "no MX and no A/AAAA" (NODATA) can make an address undeliverable;
 SERVFAIL, refusals, malformed answers and timeouts come back as FAILED/TIMEOUT (unknown).
-Every answer is cached per name for the life of the resolver, and concurrent lookups of the
-same name share one query.
+Answers are remembered per name no longer than their DNS TTL (a route built from several
+lookups: the smallest; NXDOMAIN/NODATA: the SOA's negative TTL) and never longer than
+`DnsSettings.max_ttl`; failures (and host lists left empty by one) only `failure_ttl` seconds,
+so a long-running worker is not stuck with a transient timeout.  Concurrent lookups of the
+same name share one query.  MX hosts of equal preference come back in a fresh random order
+on every call (RFC 5321 5.1), so the load spreads over them.
 """
 
 from __future__ import annotations
 
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import dns.asyncresolver
 import dns.exception
+import dns.message
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
@@ -21,6 +31,13 @@ from mailvet.memo import Memo
 from mailvet.settings import DnsSettings
 
 log = structlog.get_logger(__name__)
+
+NEGATIVE_TTL_DEFAULT = 300.0
+"""Seconds a negative answer is remembered when its SOA cannot be read (bounded by max_ttl)."""
+
+_FAILURES = (RouteKind.TIMEOUT, RouteKind.FAILED)
+
+T = TypeVar("T")
 
 
 def parse_server(spec: str) -> tuple[str, int]:
@@ -50,68 +67,164 @@ def make_resolver(settings: DnsSettings) -> dns.asyncresolver.Resolver:
     return resolver
 
 
+@dataclass(frozen=True, slots=True)
+class _Known(Generic[T]):
+    """A value as remembered, with the seconds it may be remembered."""
+
+    value: T
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Sorted:
+    """A route in preference order, with the spans (start, end) of equal-preference runs."""
+
+    route: MailRoute
+    ties: tuple[tuple[int, int], ...]
+
+
+def _ties(preferences: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for index in range(1, len(preferences) + 1):
+        if index == len(preferences) or preferences[index] != preferences[start]:
+            if index - start > 1:
+                spans.append((start, index))
+            start = index
+    return tuple(spans)
+
+
+def _answer_ttl(answer: dns.resolver.Answer) -> float:
+    """The smallest TTL of the answer (CNAMEs included), or of its SOA when it is NODATA."""
+    return float(answer.chaining_result.minimum_ttl)
+
+
+def _nxdomain_ttl(exc: dns.resolver.NXDOMAIN) -> float:
+    """The negative TTL of an NXDOMAIN (min of the SOA's TTL and MINIMUM), if readable."""
+    ttls: list[float] = []
+    try:
+        for response in exc.responses().values():  # type: ignore[no-untyped-call]
+            if isinstance(response, dns.message.QueryMessage):
+                ttls.append(float(response.resolve_chaining().minimum_ttl))
+    except (dns.exception.DNSException, KeyError, AttributeError, TypeError):
+        pass
+    return min(ttls, default=NEGATIVE_TTL_DEFAULT)
+
+
 class DnsResolver:
     """The Resolver port on dnspython."""
 
-    def __init__(self, settings: DnsSettings, resolver: dns.asyncresolver.Resolver | None = None):
+    def __init__(
+        self,
+        settings: DnsSettings,
+        resolver: dns.asyncresolver.Resolver | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._resolver = resolver or make_resolver(settings)
-        self._routes: Memo[str, MailRoute] = Memo(settings.cache_size)
-        self._hosts: Memo[str, list[str]] = Memo(settings.cache_size)
+        self._failure_ttl = settings.failure_ttl
+        self._max_ttl = settings.max_ttl
+        self._random = random.Random()
+        self._routes: Memo[str, _Known[_Sorted]] = Memo(
+            settings.cache_size, ttl=_ttl_of, clock=clock
+        )
+        self._hosts: Memo[str, _Known[tuple[str, ...]]] = Memo(
+            settings.cache_size, ttl=_ttl_of, clock=clock
+        )
 
     async def mail_route(self, domain: str) -> MailRoute:
         domain = domain.lower().rstrip(".")
-        return await self._routes.get(domain, lambda: self._lookup_route(domain))
+        known = await self._routes.get(domain, lambda: self._lookup_route(domain))
+        route, ties = known.value.route, known.value.ties
+        if not ties:
+            return route
+        hosts = list(route.hosts)
+        for start, end in ties:  # equal preferences: a fresh order every time
+            run = hosts[start:end]
+            self._random.shuffle(run)
+            hosts[start:end] = run
+        return MailRoute(route.kind, tuple(hosts), route.preferences)
 
     async def host_addresses(self, host: str) -> list[str]:
         host = host.lower().rstrip(".")
-        return await self._hosts.get(host, lambda: self._lookup_host(host))
+        known = await self._hosts.get(host, lambda: self._lookup_host(host))
+        return list(known.value)
 
-    async def _query(self, name: str, rdtype: str) -> tuple[RouteKind | None, list[object]]:
-        """(None, records) on an answer; (NO_MX, []) on NODATA; else the failure kind."""
+    def _keep(self, ttl: float) -> float:
+        return max(0.0, min(ttl, self._max_ttl))
+
+    async def _query(self, name: str, rdtype: str) -> tuple[RouteKind | None, list[Any], float]:
+        """(None, records, ttl) on an answer; (NO_MX, [], negative ttl) on NODATA;
+        (NO_DOMAIN, [], negative ttl) on NXDOMAIN; else (failure kind, [], failure_ttl)."""
         try:
-            answer = await self._resolver.resolve(name, rdtype, search=False)
-        except dns.resolver.NXDOMAIN:
-            return RouteKind.NO_DOMAIN, []
-        except dns.resolver.NoAnswer:
-            return RouteKind.NO_MX, []
+            answer = await self._resolver.resolve(
+                name, rdtype, search=False, raise_on_no_answer=False
+            )
+        except dns.resolver.NXDOMAIN as exc:
+            return RouteKind.NO_DOMAIN, [], _nxdomain_ttl(exc)
+        except dns.resolver.NoAnswer:  # not raised with raise_on_no_answer=False; kept for safety
+            return RouteKind.NO_MX, [], NEGATIVE_TTL_DEFAULT
         except dns.resolver.LifetimeTimeout:
-            return RouteKind.TIMEOUT, []
+            return RouteKind.TIMEOUT, [], self._failure_ttl
         except (dns.resolver.NoNameservers, dns.exception.DNSException) as exc:
             log.debug("dns_failed", name=name, rdtype=rdtype, error=type(exc).__name__)
-            return RouteKind.FAILED, []
-        return None, list(answer)
+            return RouteKind.FAILED, [], self._failure_ttl
+        if answer.rrset is None:
+            return RouteKind.NO_MX, [], _answer_ttl(answer)
+        return None, list(answer), _answer_ttl(answer)
 
-    async def _lookup_route(self, domain: str) -> MailRoute:
-        kind, records = await self._query(domain, "MX")
+    async def _lookup_route(self, domain: str) -> _Known[_Sorted]:
+        kind, records, ttl = await self._query(domain, "MX")
         if kind is None:
             mx = sorted(
-                ((int(r.preference), r.exchange.to_text(omit_final_dot=True).lower()) for r in records),  # type: ignore[attr-defined]
-                key=lambda item: item[0],
+                (int(r.preference), r.exchange.to_text(omit_final_dot=True).lower())
+                for r in records  # MX rdata
             )
-            hosts = tuple(dict.fromkeys(host for _, host in mx if host not in ("", ".")))
-            if not hosts:  # RFC 7505: a single "0 ." (any set of only root targets)
-                return MailRoute(RouteKind.NULL_MX)
-            return MailRoute(RouteKind.MX, hosts)
+            best: dict[str, int] = {}
+            for preference, host in mx:  # a host listed twice keeps its best preference
+                if host not in ("", "."):
+                    best.setdefault(host, preference)
+            if not best:  # RFC 7505: a single "0 ." (any set of only root targets)
+                return self._route(MailRoute(RouteKind.NULL_MX), ttl)
+            preferences = tuple(best.values())
+            route = MailRoute(RouteKind.MX, tuple(best), preferences)
+            return _Known(_Sorted(route, _ties(preferences)), self._keep(ttl))
         if kind is not RouteKind.NO_MX:
-            return MailRoute(kind)
-        # NODATA for MX: RFC 5321 5.1 implicit MX, the domain's own A/AAAA.
-        a_kind, _ = await self._query(domain, "A")
+            return self._route(MailRoute(kind), ttl)
+        # NODATA for MX: RFC 5321 5.1 implicit MX, the domain's own A/AAAA (preference 0).
+        implicit = MailRoute(RouteKind.IMPLICIT, (domain,), (0,))
+        a_kind, _, a_ttl = await self._query(domain, "A")
         if a_kind is None:
-            return MailRoute(RouteKind.IMPLICIT, (domain,))
-        aaaa_kind, _ = await self._query(domain, "AAAA")
+            return self._route(implicit, min(ttl, a_ttl))
+        aaaa_kind, _, aaaa_ttl = await self._query(domain, "AAAA")
         if aaaa_kind is None:
-            return MailRoute(RouteKind.IMPLICIT, (domain,))
-        for kind in (a_kind, aaaa_kind):  # a failed lookup leaves the question open
-            if kind in (RouteKind.TIMEOUT, RouteKind.FAILED):
-                return MailRoute(kind)
-        return MailRoute(RouteKind.NO_MX)
+            return self._route(implicit, min(ttl, aaaa_ttl))
+        for failed in (a_kind, aaaa_kind):  # a failed lookup leaves the question open
+            if failed in _FAILURES:
+                return self._route(MailRoute(failed), self._failure_ttl)
+        return self._route(MailRoute(RouteKind.NO_MX), min(ttl, a_ttl, aaaa_ttl))
 
-    async def _lookup_host(self, host: str) -> list[str]:
+    def _route(self, route: MailRoute, ttl: float) -> _Known[_Sorted]:
+        if route.kind in _FAILURES:
+            return _Known(_Sorted(route, ()), self._failure_ttl)
+        return _Known(_Sorted(route, ()), self._keep(ttl))
+
+    async def _lookup_host(self, host: str) -> _Known[tuple[str, ...]]:
         addresses: list[str] = []
+        ttls: list[float] = []
+        failed = False
         for rdtype in ("A", "AAAA"):
-            kind, records = await self._query(host, rdtype)
+            kind, records, ttl = await self._query(host, rdtype)
+            ttls.append(ttl)
             if kind is None:
-                addresses.extend(r.to_text() for r in records)  # type: ignore[attr-defined]
+                addresses.extend(r.to_text() for r in records)
+            elif kind in _FAILURES:
+                failed = True
             elif kind is RouteKind.NO_DOMAIN:
                 break
-        return addresses
+        # a failure (even beside some addresses) is remembered only briefly
+        return _Known(tuple(addresses), self._failure_ttl if failed else self._keep(min(ttls)))
+
+
+def _ttl_of(known: _Known[T]) -> float:
+    return known.ttl
