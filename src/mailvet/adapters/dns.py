@@ -198,7 +198,7 @@ class DnsResolver:
             return self._route(implicit, min(ttl, a_ttl))
         aaaa_kind, _, aaaa_ttl = await self._query(domain, "AAAA")
         if aaaa_kind is None:
-            return self._route(implicit, min(ttl, aaaa_ttl))
+            return self._route(implicit, min(ttl, a_ttl, aaaa_ttl))
         for failed in (a_kind, aaaa_kind):  # a failed lookup leaves the question open
             if failed in _FAILURES:
                 return self._route(MailRoute(failed), self._failure_ttl)
