@@ -19,6 +19,13 @@ Protocol errors (``stats.protocol_errors``)
     reply advertising it has been written; the greeting must always be awaited).
     RCPT/DATA answered 503 because the MAIL of the same pipelined batch was
     rejected are not counted: a pipelining client cannot avoid them.
+
+Misbehaving servers (see :class:`SmtpBehaviour`)
+    STARTTLS (RFC 3207) with a self-signed certificate (``tests/mailworld/tls.py``),
+    optionally required before MAIL; SMTPUTF8 (RFC 6531); RCPT replies that are
+    garbage or cut off by a hang-up; a greeting banner trickled one line at a
+    time (a tarpit); the first connections turned away at the greeting; and
+    Postfix's ``smtpd_hard_error_limit``.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import asyncio
 import copy
 import re
 import socket
+import ssl
 from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
@@ -39,6 +47,14 @@ BAD_SEQUENCE = "503 5.5.1 Bad sequence of commands"
 SYNTAX_ERROR = "501 5.5.4 Syntax error in parameters or arguments"
 NOT_RECOGNIZED = "502 5.5.2 Command not recognized"
 UNKNOWN_COMMAND = "500 5.5.2 Error: command not recognized"
+TLS_READY = "220 2.0.0 Ready to start TLS"
+TLS_REQUIRED = "530 5.7.0 Must issue a STARTTLS command first"
+UTF8_REQUIRED = "553 5.6.7 Must declare SMTPUTF8 to send unicode address"
+UTF8_UNSUPPORTED = "555 5.5.4 Unsupported option: SMTPUTF8"
+TRY_AGAIN_LATER = "421 4.3.2 try again later"
+TOO_MANY_ERRORS = "421 4.7.0 Error: too many errors"
+GARBAGE = b"\xde\xad\xbe\xef \x00\x1b[0m not an SMTP reply\r\n"
+TLS_HANDSHAKE_TIMEOUT = 10.0
 MAX_MESSAGE_SIZE = 35_882_577
 
 ADMISSION_GRACE = 0.05
@@ -81,9 +97,22 @@ class SmtpBehaviour:
     mail_from_reply: str = "250 2.1.0 OK"
     hostname: str | None = None
     close_after_rcpts: int | None = None  # a session's RCPT number N+1 gets 421 and a hang-up
+    starttls: bool = False  # offer STARTTLS (self-signed certificate, see tls.py)
+    require_tls: bool = False  # MAIL before TLS: 530 5.7.0 Must issue a STARTTLS command first
+    smtputf8: bool = False  # offer SMTPUTF8; a non-ASCII address without it on MAIL: 553 5.6.7
+    garble_rcpt: set[str] = field(default_factory=set)  # local parts answered with garbage bytes
+    truncate_rcpt: set[str] = field(default_factory=set)  # reply without CRLF, then hang up
+    stall_rcpt: set[str] = field(default_factory=set)  # no reply, nor any later one: silence
+    trickle: float | None = None  # the greeting is trickle_lines lines, one every `trickle` s
+    trickle_lines: int = 100
+    greeting_failures: int = 0  # the first N connections: 421 4.3.2 try again later
+    error_limit: int | None = None  # after N refused RCPTs in a session: 421 4.7.0, hang up
 
     def __post_init__(self) -> None:
         self.mailboxes = {local.lower(): reply for local, reply in self.mailboxes.items()}
+        self.garble_rcpt = {local.lower() for local in self.garble_rcpt}
+        self.truncate_rcpt = {local.lower() for local in self.truncate_rcpt}
+        self.stall_rcpt = {local.lower() for local in self.stall_rcpt}
 
 
 @dataclass
@@ -101,6 +130,10 @@ class SmtpStats:
       refused with 452 by ``max_recipients`` included.
     * ``recipients``: the RCPT addresses actually considered (not the 452 ones).
     * ``transactions``: MAIL FROM commands accepted.
+    * ``idle_sessions``: sessions greeted with 2xx that ended without a single
+      MAIL command (counted when the server has seen the session end).
+    * ``tls_sessions``: sessions that completed a STARTTLS handshake.
+    * ``greeting_failures``: connections turned away by ``greeting_failures``.
     """
 
     connections_total: int = 0
@@ -113,6 +146,9 @@ class SmtpStats:
     recipients: list[str] = field(default_factory=list)
     helo_names: list[str] = field(default_factory=list)
     mail_from: list[str] = field(default_factory=list)
+    idle_sessions: int = 0
+    tls_sessions: int = 0
+    greeting_failures: int = 0
 
     def snapshot(self) -> SmtpStats:
         """Return an independent copy of the current figures."""
@@ -147,13 +183,30 @@ def parse_path(argument: str, keyword: str) -> str | None:
     return address
 
 
+def mail_parameters(argument: str) -> set[str]:
+    """The upper-cased parameter keywords of ``FROM:<addr> [params]`` (``SIZE``, ``SMTPUTF8``)."""
+    match = _PATH.match(argument)
+    if match is None or not match["params"]:
+        return set()
+    return {param.partition("=")[0].upper() for param in match["params"].split()}
+
+
 @dataclass(slots=True)
 class _Response:
-    """Reply to one command: its lines, whether to hang up, PIPELINING grant."""
+    """Reply to one command: its lines, whether to hang up, PIPELINING grant.
+
+    ``raw`` replaces the wire form of ``lines`` (garbage, cut-off replies);
+    ``then_close`` is one more reply, sent right after, that hangs up.
+    """
 
     lines: list[str]
     close: bool = False
     pipelining: bool | None = None  # None: leaves the session's grant unchanged
+    raw: bytes | None = None
+    then_close: str | None = None
+    trickle: float | None = None  # seconds between the reply's lines
+    starttls: bool = False  # the TLS handshake starts once this reply is written
+    stall: bool = False  # this reply and all after it are never written
 
 
 @dataclass(slots=True)
@@ -164,6 +217,9 @@ class _Scheduled:
     wire: bytes
     close: bool
     pipelining: bool | None
+    trickle: float | None = None
+    starttls: bool = False
+    stall: bool = False
 
 
 class SmtpServer:
@@ -184,6 +240,7 @@ class SmtpServer:
         self._active = 0
         self._stopping = False
         self._greylist_seen: dict[str, int] = {}
+        self._turned_away = 0  # connections answered 421 by greeting_failures
 
     @property
     def display_name(self) -> str:
@@ -261,6 +318,10 @@ class SmtpServer:
         if await self._admit():
             slot.acquire()
             greeting = self.behaviour.greeting.replace("{host}", self.display_name)
+            if self._turned_away < self.behaviour.greeting_failures:
+                self._turned_away += 1
+                self.stats.greeting_failures += 1
+                greeting = TRY_AGAIN_LATER
         else:
             self.stats.violations += 1
             greeting = TOO_MANY_CONNECTIONS
@@ -333,6 +394,13 @@ class _Session:
         self._in_transaction = False
         self._mail_rejected = False
         self._transaction_rcpts = 0
+        self._transaction_utf8 = False
+        self._session_rcpts = 0
+        self._refused_rcpts = 0
+        self._mail_seen = False
+        self._tls = False
+        self._tls_ready = asyncio.Event()
+        self._client_gone = asyncio.Event()
         self._handlers: dict[str, Callable[[str], _Response]] = {
             "EHLO": self._ehlo,
             "HELO": self._helo,
@@ -343,15 +411,35 @@ class _Session:
             "QUIT": lambda _arg: _Response(["221 2.0.0 Bye"], close=True),
             "VRFY": lambda _arg: _Response(["252 2.0.0 Cannot VRFY user, but will accept"]),
             "DATA": self._data,
+            "STARTTLS": self._starttls,
         }
 
     async def run(self, greeting: str) -> None:
         """Send *greeting* (hanging up unless 2xx), then serve commands until close."""
-        self._schedule(self._loop.time(), _Response([greeting], close=not greeting.startswith("2")))
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._write_replies())
-            if not self._closing:
-                group.create_task(self._read_commands())
+        served = greeting.startswith("2")
+        self._schedule(self._loop.time(), self._greeting(greeting))
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._write_replies())
+                if not self._closing:
+                    group.create_task(self._read_commands())
+        finally:
+            if served and not self._mail_seen:
+                self._stats.idle_sessions += 1
+
+    def _greeting(self, greeting: str) -> _Response:
+        """The greeting reply: a trickled multi-line banner when ``trickle`` is set."""
+        trickle = self._behaviour.trickle
+        if not greeting.startswith("2"):
+            return _Response([greeting], close=True)
+        if trickle is None:
+            return _Response([greeting])
+        code = greeting[:3]
+        banner = [
+            f"{code}-{self._server.display_name} please wait, line {i}"
+            for i in range(1, self._behaviour.trickle_lines)
+        ]
+        return _Response([*banner, greeting], trickle=trickle)
 
     # -- reading -----------------------------------------------------------
 
@@ -367,7 +455,11 @@ class _Session:
             arrival = self._loop.time()
             self._check_pipelining()
             command = line.rstrip(b"\r\n").decode("utf-8", "replace")
-            self._schedule(arrival, self._dispatch(command))
+            response = self._dispatch(command)
+            self._schedule(arrival, response)
+            if response.starttls and not await self._handshake():
+                break
+        self._client_gone.set()
         if not self._closing:  # client went away: flush what is pending, then close
             self._schedule(self._loop.time(), _Response([], close=True))
 
@@ -379,6 +471,24 @@ class _Session:
                 self._stats.pipelined_commands += 1
             else:
                 self._stats.protocol_errors += 1
+
+    async def _handshake(self) -> bool:
+        """After the 220 to STARTTLS is written: TLS handshake (server side), fresh state."""
+        from .tls import server_context
+
+        await self._tls_ready.wait()
+        try:
+            await self._writer.start_tls(
+                server_context(), ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+            )
+        except (OSError, ssl.SSLError, ConnectionError, TimeoutError):
+            return False
+        self._tls = True
+        self._stats.tls_sessions += 1
+        self._greeted = False  # RFC 3207 4.2: the client must say EHLO again
+        self._pipelining_allowed = False
+        self._reset_transaction()
+        return True
 
     def _dispatch(self, command: str) -> _Response:
         verb, _, argument = command.partition(" ")
@@ -398,7 +508,12 @@ class _Session:
         keywords = [f"{self._server.display_name} Hello {argument}"]
         if self._behaviour.pipelining:
             keywords.append("PIPELINING")
-        keywords += [f"SIZE {MAX_MESSAGE_SIZE}", "ENHANCEDSTATUSCODES"]
+        keywords += [f"SIZE {MAX_MESSAGE_SIZE}"]
+        if self._behaviour.starttls and not self._tls:
+            keywords.append("STARTTLS")
+        if self._behaviour.smtputf8:
+            keywords += ["8BITMIME", "SMTPUTF8"]
+        keywords.append("ENHANCEDSTATUSCODES")
         lines = [f"250-{kw}" for kw in keywords[:-1]] + [f"250 {keywords[-1]}"]
         return _Response(lines, pipelining=self._behaviour.pipelining)
 
@@ -414,17 +529,36 @@ class _Session:
         self._greeted = True
         self._reset_transaction()
 
+    def _starttls(self, argument: str) -> _Response:
+        if not self._behaviour.starttls:
+            return self._error(NOT_RECOGNIZED)
+        if self._tls or not self._greeted:
+            return self._error(BAD_SEQUENCE)
+        if argument:
+            return self._error(SYNTAX_ERROR)
+        return _Response([TLS_READY], starttls=True)
+
     def _mail(self, argument: str) -> _Response:
+        self._mail_seen = True
         if not self._greeted or self._in_transaction:
             return self._error(BAD_SEQUENCE)
         address = parse_path(argument, "FROM")
         if address is None:
             return self._error(SYNTAX_ERROR)
+        utf8 = "SMTPUTF8" in mail_parameters(argument)
+        if utf8 and not self._behaviour.smtputf8:
+            return self._error(UTF8_UNSUPPORTED)
         self._stats.mail_from.append(address)
-        reply = self._behaviour.mail_from_reply
+        if self._behaviour.require_tls and not self._tls:
+            reply = TLS_REQUIRED
+        elif not address.isascii() and not utf8:
+            reply = UTF8_REQUIRED
+        else:
+            reply = self._behaviour.mail_from_reply
         if reply.startswith("2"):
             self._in_transaction = True
             self._transaction_rcpts = 0
+            self._transaction_utf8 = utf8
             self._stats.transactions += 1
         else:
             self._mail_rejected = True
@@ -437,16 +571,36 @@ class _Session:
         if address is None:
             return self._error(SYNTAX_ERROR)
         self._stats.rcpt_total += 1
-        self._session_rcpts = getattr(self, "_session_rcpts", 0) + 1
+        self._session_rcpts += 1
         closing_at = self._behaviour.close_after_rcpts
         if closing_at is not None and self._session_rcpts > closing_at:
             return _Response(["421 4.7.0 Too many commands, closing connection"], close=True)
         limit = self._behaviour.max_recipients
         if limit is not None and self._transaction_rcpts >= limit:
-            return _Response([TOO_MANY_RECIPIENTS])
+            return self._refused(TOO_MANY_RECIPIENTS)
+        if not address.isascii() and not self._transaction_utf8:
+            return self._refused(UTF8_REQUIRED)
         self._transaction_rcpts += 1
         self._stats.recipients.append(address)
-        return _Response([self._server.rcpt_reply(address)])
+        reply = self._server.rcpt_reply(address)
+        local = address.rpartition("@")[0].lower()
+        if local in self._behaviour.garble_rcpt:
+            return _Response([reply], raw=GARBAGE)
+        if local in self._behaviour.truncate_rcpt:
+            return _Response([reply], raw=reply.encode("utf-8"), close=True)
+        if local in self._behaviour.stall_rcpt:
+            return _Response([reply], stall=True)
+        if reply[:1] in ("4", "5"):
+            return self._refused(reply)
+        return _Response([reply])
+
+    def _refused(self, reply: str) -> _Response:
+        """A refused RCPT; the one reaching ``error_limit`` is followed by 421 and a hang-up."""
+        self._refused_rcpts += 1
+        limit = self._behaviour.error_limit
+        if limit is not None and self._refused_rcpts >= limit:
+            return _Response([reply], then_close=TOO_MANY_ERRORS)
+        return _Response([reply])
 
     def _rset(self, _argument: str) -> _Response:
         self._reset_transaction()
@@ -462,6 +616,7 @@ class _Session:
         self._in_transaction = False
         self._mail_rejected = False
         self._transaction_rcpts = 0
+        self._transaction_utf8 = False
 
     def _error(self, reply: str, *, count: bool = True) -> _Response:
         """Answer *reply*, counting a protocol error unless told otherwise."""
@@ -473,10 +628,26 @@ class _Session:
 
     def _schedule(self, arrival: float, response: _Response) -> None:
         """Queue *response* for ``arrival + latency``; stop reading if it hangs up."""
-        wire = "".join(f"{line}\r\n" for line in response.lines).encode("utf-8")
+        wire = response.raw
+        if wire is None:
+            wire = "".join(f"{line}\r\n" for line in response.lines).encode("utf-8")
         due = arrival + self._behaviour.latency
-        self._outbox.append(_Scheduled(due, wire, response.close, response.pipelining))
+        self._outbox.append(
+            _Scheduled(
+                due,
+                wire,
+                response.close,
+                response.pipelining,
+                response.trickle,
+                response.starttls,
+                response.stall,
+            )
+        )
         self._closing = self._closing or response.close
+        if response.then_close is not None:
+            hangup = f"{response.then_close}\r\n".encode()
+            self._outbox.append(_Scheduled(due, hangup, True, None))
+            self._closing = True
         self._wake.set()
 
     async def _write_replies(self) -> None:
@@ -489,15 +660,42 @@ class _Session:
             while (delay := head_due - self._loop.time()) > 0:
                 await asyncio.sleep(delay)
             batch = self._pop_due(head_due + BATCH_WINDOW)
+            stalled = any(item.stall for item in batch)
+            if stalled:  # write what comes before the stalled reply, then nothing at all
+                batch = batch[: [item.stall for item in batch].index(True)]
             try:
-                self._writer.write(b"".join(item.wire for item in batch))
+                if batch and batch[-1].starttls:
+                    # nothing of the client's TLS handshake may reach the plain-text reader
+                    self._writer.transport.pause_reading()
+                await self._write_batch(batch)
                 self._apply_grants(batch)
-                if batch[-1].close:
+                if batch and batch[-1].close:
                     self._on_hangup()
                     return
                 await self._writer.drain()
+                if batch and batch[-1].starttls:
+                    self._tls_ready.set()
             except ConnectionError:
                 return
+            if stalled:
+                await self._client_gone.wait()
+                return
+
+    async def _write_batch(self, batch: list[_Scheduled]) -> None:
+        """Write *batch* in one go, or line by line with pauses for trickled replies."""
+        if not any(item.trickle for item in batch):
+            self._writer.write(b"".join(item.wire for item in batch))
+            return
+        for item in batch:
+            if not item.trickle:
+                self._writer.write(item.wire)
+                continue
+            lines = item.wire.splitlines(keepends=True)
+            for index, line in enumerate(lines):
+                self._writer.write(line)
+                await self._writer.drain()
+                if index < len(lines) - 1:
+                    await asyncio.sleep(item.trickle)
 
     def _pop_due(self, limit: float) -> list[_Scheduled]:
         """Take the replies due by *limit* off the outbox, stopping at a hang-up."""
@@ -505,7 +703,7 @@ class _Session:
         while self._outbox and self._outbox[0].due <= limit:
             item = self._outbox.popleft()
             batch.append(item)
-            if item.close:
+            if item.close or item.starttls:
                 break
         return batch
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 
@@ -17,7 +18,9 @@ import dns.rdatatype
 import dns.resolver
 import pytest
 
-from .smtp_server import SmtpBehaviour, SmtpServer
+from mailvet.domain.verdict import Reason, Status
+
+from .smtp_server import GARBAGE, SmtpBehaviour, SmtpServer, SmtpStats
 from .world import EXPECTED_MX, SCENARIOS, MailWorld, standard_world
 
 pytestmark = pytest.mark.integration
@@ -104,6 +107,16 @@ class RawSmtp:
         """Send one command and return the last line of its reply."""
         await self.send(command)
         return (await self.reply())[-1]
+
+    async def starttls(self) -> None:
+        """Upgrade to TLS (after the server's 220), trusting any certificate."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        await self.writer.start_tls(context)
+
+    async def raw_line(self, timeout: float = 2.0) -> bytes:
+        return await asyncio.wait_for(self.reader.readline(), timeout)
 
     async def at_eof(self, timeout: float = 2.0) -> bool:
         return await asyncio.wait_for(self.reader.read(), timeout) == b""
@@ -377,6 +390,162 @@ async def test_stats_record_the_dialogue(make_world: Callable[..., MailWorld]) -
     assert (stats.rcpt_total, stats.transactions, stats.protocol_errors) == (2, 1, 0)
 
 
+async def eventually(check: Callable[[], bool], timeout: float = 2.0) -> None:
+    """Wait until *check()* holds (server stats are updated when it sees a session end)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def ehlo_keywords(lines: list[str]) -> set[str]:
+    return {line[4:].split()[0] for line in lines[1:]}
+
+
+async def test_starttls_offered_then_required_before_mail(
+    make_world: Callable[..., MailWorld],
+) -> None:
+    behaviour = SmtpBehaviour(default_reply=OK, starttls=True, require_tls=True)
+    fresh = make_world({"127.0.0.2": behaviour})
+    client = await RawSmtp.connect("127.0.0.2", fresh.smtp_port)
+    await client.reply()
+    await client.send("EHLO probe.example.com")
+    assert "STARTTLS" in ehlo_keywords(await client.reply())
+    assert await client.command("MAIL FROM:<>") == "530 5.7.0 Must issue a STARTTLS command first"
+    assert await client.command("RSET") == "250 2.0.0 OK"
+    assert await client.command("STARTTLS") == "220 2.0.0 Ready to start TLS"
+    await client.starttls()
+    assert await client.command("MAIL FROM:<>") == "503 5.5.1 Bad sequence of commands"  # no EHLO
+    await client.send("EHLO probe.example.com")
+    assert "STARTTLS" not in ehlo_keywords(await client.reply())  # not offered twice
+    assert await client.command("MAIL FROM:<>") == "250 2.1.0 OK"
+    assert await client.command("RCPT TO:<a@x.com>") == OK
+    assert await client.command("QUIT") == "221 2.0.0 Bye"
+    await client.close()
+    stats = fresh.smtp("127.0.0.2").stats
+    assert (stats.tls_sessions, stats.transactions, stats.protocol_errors) == (1, 1, 1)
+
+
+async def test_starttls_not_offered_is_not_recognized(make_world: Callable[..., MailWorld]) -> None:
+    fresh = make_world({"127.0.0.2": SmtpBehaviour()})
+    client = await greeted("127.0.0.2", fresh.smtp_port)
+    assert await client.command("STARTTLS") == "502 5.5.2 Command not recognized"
+    await client.close()
+    assert fresh.smtp("127.0.0.2").stats.tls_sessions == 0
+
+
+async def test_smtputf8_advertised_and_required_for_unicode(
+    make_world: Callable[..., MailWorld],
+) -> None:
+    fresh = make_world(
+        {"127.0.0.2": SmtpBehaviour(smtputf8=True, mailboxes={"jörg": OK}), "127.0.0.3": SmtpBehaviour()}
+    )
+    client = await RawSmtp.connect("127.0.0.2", fresh.smtp_port)
+    await client.reply()
+    await client.send("EHLO probe.example.com")
+    assert "SMTPUTF8" in ehlo_keywords(await client.reply())
+    assert await client.command("MAIL FROM:<>") == "250 2.1.0 OK"
+    utf8_required = "553 5.6.7 Must declare SMTPUTF8 to send unicode address"
+    assert await client.command("RCPT TO:<jörg@x.com>") == utf8_required
+    assert await client.command("RSET") == "250 2.0.0 OK"
+    assert await client.command("MAIL FROM:<> SMTPUTF8") == "250 2.1.0 OK"
+    assert await client.command("RCPT TO:<Jörg@x.com>") == OK
+    await client.close()
+    assert fresh.smtp("127.0.0.2").stats.recipients == ["Jörg@x.com"]
+
+    plain = await greeted("127.0.0.3", fresh.smtp_port)
+    assert await plain.command("MAIL FROM:<> SMTPUTF8") == "555 5.5.4 Unsupported option: SMTPUTF8"
+    await plain.close()
+    assert fresh.smtp("127.0.0.3").stats.protocol_errors == 1
+
+
+async def test_garbled_rcpt_reply_is_garbage_in_step(make_world: Callable[..., MailWorld]) -> None:
+    fresh = make_world({"127.0.0.2": SmtpBehaviour(default_reply=OK, garble_rcpt={"Bad"})})
+    client = await greeted("127.0.0.2", fresh.smtp_port)
+    await client.send("MAIL FROM:<>", "RCPT TO:<a@x.com>", "RCPT TO:<bad@x.com>", "RCPT TO:<b@x.com>")
+    lines = [await client.raw_line() for _ in range(4)]
+    assert lines == [b"250 2.1.0 OK\r\n", f"{OK}\r\n".encode(), GARBAGE, f"{OK}\r\n".encode()]
+    await client.close()
+
+
+async def test_truncated_rcpt_reply_then_hang_up(make_world: Callable[..., MailWorld]) -> None:
+    fresh = make_world({"127.0.0.2": SmtpBehaviour(default_reply=OK, truncate_rcpt={"cut"})})
+    client = await greeted("127.0.0.2", fresh.smtp_port)
+    await client.send("MAIL FROM:<>", "RCPT TO:<a@x.com>", "RCPT TO:<cut@x.com>", "RCPT TO:<b@x.com>")
+    assert await client.raw_line() == b"250 2.1.0 OK\r\n"
+    assert await client.raw_line() == f"{OK}\r\n".encode()
+    assert await asyncio.wait_for(client.reader.read(), 2.0) == OK.encode()  # no CRLF, then EOF
+    await client.close()
+    assert fresh.smtp("127.0.0.2").stats.recipients == ["a@x.com", "cut@x.com"]
+
+
+async def test_stalled_rcpt_reply_silences_the_session(make_world: Callable[..., MailWorld]) -> None:
+    fresh = make_world({"127.0.0.2": SmtpBehaviour(default_reply=OK, stall_rcpt={"slow"})})
+    client = await greeted("127.0.0.2", fresh.smtp_port)
+    await client.send("MAIL FROM:<>", "RCPT TO:<a@x.com>", "RCPT TO:<slow@x.com>", "RCPT TO:<b@x.com>")
+    assert await client.raw_line() == b"250 2.1.0 OK\r\n"
+    assert await client.raw_line() == f"{OK}\r\n".encode()
+    with pytest.raises(TimeoutError):
+        await client.raw_line(timeout=0.3)
+    await client.close()
+
+
+async def test_trickled_greeting_banner(make_world: Callable[..., MailWorld]) -> None:
+    trickle, count = 0.01, 30
+    fresh = make_world({"127.0.0.2": SmtpBehaviour(trickle=trickle, trickle_lines=count)})
+    client = await RawSmtp.connect("127.0.0.2", fresh.smtp_port)
+    started = time.perf_counter()
+    lines = await client.reply()
+    elapsed = time.perf_counter() - started
+    assert len(lines) == count
+    assert [line[:4] for line in lines] == ["220-"] * (count - 1) + ["220 "]
+    assert lines[-1] == "220 127.0.0.2 ESMTP mailworld"
+    assert elapsed >= 0.9 * (count - 1) * trickle
+    assert (await client.command("EHLO probe.example.com")).startswith("250")
+    await client.close()
+
+
+async def test_first_connections_fail_at_greeting(make_world: Callable[..., MailWorld]) -> None:
+    fresh = make_world({"127.0.0.2": SmtpBehaviour(greeting_failures=2)})
+    for _ in range(2):
+        client = await RawSmtp.connect("127.0.0.2", fresh.smtp_port)
+        assert await client.reply() == ["421 4.3.2 try again later"]
+        assert await client.at_eof()
+        await client.close()
+    client = await greeted("127.0.0.2", fresh.smtp_port)
+    await client.close()
+    stats = fresh.smtp("127.0.0.2").stats
+    assert (stats.greeting_failures, stats.connections_total) == (2, 3)
+
+
+async def test_error_limit_hangs_up_after_n_refusals(make_world: Callable[..., MailWorld]) -> None:
+    fresh = make_world({"127.0.0.2": SmtpBehaviour(mailboxes={"ok": OK}, error_limit=2)})
+    client = await greeted("127.0.0.2", fresh.smtp_port)
+    await client.send(
+        "MAIL FROM:<>", "RCPT TO:<x@x.com>", "RCPT TO:<ok@x.com>", "RCPT TO:<y@x.com>",
+        "RCPT TO:<ok@x.com>",
+    )
+    replies = [(await client.reply())[-1][:3] for _ in range(5)]
+    assert replies == ["250", "550", "250", "550", "421"]
+    assert await client.at_eof()
+    await client.close()
+    assert fresh.smtp("127.0.0.2").stats.recipients == ["x@x.com", "ok@x.com", "y@x.com"]
+
+
+async def test_idle_sessions_are_counted(make_world: Callable[..., MailWorld]) -> None:
+    fresh = make_world({"127.0.0.2": SmtpBehaviour(default_reply=OK)})
+    stats: SmtpStats = fresh.smtp("127.0.0.2").stats
+    idle = await greeted("127.0.0.2", fresh.smtp_port)
+    assert await idle.command("QUIT") == "221 2.0.0 Bye"
+    await idle.close()
+    await eventually(lambda: stats.idle_sessions == 1)
+    busy = await greeted("127.0.0.2", fresh.smtp_port)
+    assert await busy.command("MAIL FROM:<>") == "250 2.1.0 OK"
+    await busy.close()
+    await eventually(lambda: stats.connections_total == 2 and not fresh.smtp("127.0.0.2")._tasks)
+    assert stats.idle_sessions == 1
+
+
 # -- latency model ----------------------------------------------------------------
 
 
@@ -446,7 +615,9 @@ def test_usable_from_sync_code(world: MailWorld) -> None:
 
 def test_scenario_table_is_consistent(world: MailWorld) -> None:
     assert set(EXPECTED_MX) <= set(SCENARIOS)
-    assert len(SCENARIOS) == 33
+    assert len(SCENARIOS) >= 33  # the table grows; it never loses a scenario
+    for status, reason in SCENARIOS.values():  # every expectation names a real verdict
+        assert Status(status) and Reason(reason)
     for address in SCENARIOS:
         domain = address.rpartition("@")[2]
         assert not domain.endswith((".test", ".local"))

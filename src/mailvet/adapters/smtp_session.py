@@ -1,20 +1,38 @@
 """One SMTP client conversation (RFC 5321), as far as RCPT TO: we never send DATA.
 
-Reads the greeting before anything else, EHLO with HELO fallback, then transactions of
-MAIL FROM + several RCPT TO + RSET. With PIPELINING (RFC 2920) a whole transaction is one
-write and one round trip. Every socket operation runs under the configured timeout.
+Reads the greeting before anything else, EHLO with HELO fallback, STARTTLS when offered
+(RFC 3207, opportunistic: the certificate is not verified unless asked) and EHLO again, then
+transactions of MAIL FROM + several RCPT TO + RSET. With PIPELINING (RFC 2920) a whole
+transaction is one write and one round trip.
+
+Time: every reply must be complete within `timeout` in total, however many lines it has
+(a server trickling a 100-line banner one line at a time costs one timeout, not 100).
+
+What the server says is checked before it is believed:
+
+- a line cut off at the end of the stream (no CRLF, connection closed) is a lost session
+  (`SessionLost`), never a reply;
+- a line that is not SMTP (no 3-digit code, code changing inside a multi-line reply, a line
+  over `MAX_LINE_BYTES`, more than `MAX_REPLY_LINES` lines) is a `BadReply`;
+- in a transaction, a garbled reply to a RCPT ends the session: `Transaction.garbled` is the
+  index of that recipient and `Transaction.rcpts` holds exactly the replies before it, so no
+  reply is ever shifted onto the wrong address. We do not try to resynchronise: after one
+  garbage reply nothing tells which command the next line answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 from collections.abc import Sequence
 
 from mailvet.domain.smtp_reply import Reply, parse_reply
 
-_REPLY_LINE = re.compile(rb"^([2-5][0-9][0-9])([ -]?)(.*?)\r?\n?$", re.S)
+_REPLY_LINE = re.compile(rb"^([2-5][0-9][0-9])([ -]|(?=\r?\n$))(.*?)\r?\n$", re.DOTALL)
 MAX_REPLY_LINES = 100
+MAX_LINE_BYTES = 4096  # RFC 5321 4.5.3.1.5 allows 512; real servers stay far below this
+_STREAM_LIMIT = 64 * 1024  # the StreamReader buffer limit (a longer line is a BadReply)
 
 
 class SessionError(Exception):
@@ -26,7 +44,11 @@ class SessionTimeout(SessionError):
 
 
 class SessionLost(SessionError):
-    """Connection refused, reset or closed by the server."""
+    """Connection refused, reset or closed by the server (a reply cut off included)."""
+
+
+class TlsFailed(SessionLost):
+    """The TLS handshake after STARTTLS failed; the server may still be probed without TLS."""
 
 
 class SessionRefused(SessionError):
@@ -44,16 +66,30 @@ class BadReply(SessionError):
 class Transaction:
     """Replies of one MAIL FROM + RCPT TO... transaction.
 
-    `rcpts` may be shorter than the recipients sent when the server ended the session
-    (421 or a closed connection) part-way; `alive` is then False.
+    `rcpts` is in step with the recipients sent: `rcpts[i]` answers `recipients[i]`. It is
+    shorter than the recipients when the session ended part-way; `alive` is then False:
+
+    - the server said 421 (the 421 is not in `rcpts`) or the connection was lost or timed
+      out after the MAIL FROM reply: `lost` is the SessionError when there was one;
+    - the reply to `recipients[garbled]` was not valid SMTP: `garbled` is that index,
+      `rcpts` holds exactly the replies before it and the session has been closed.
     """
 
-    __slots__ = ("alive", "mail", "rcpts")
+    __slots__ = ("alive", "garbled", "lost", "mail", "rcpts")
 
-    def __init__(self, mail: Reply, rcpts: list[Reply], alive: bool) -> None:
+    def __init__(
+        self,
+        mail: Reply,
+        rcpts: list[Reply],
+        alive: bool,
+        garbled: int | None = None,
+        lost: SessionError | None = None,
+    ) -> None:
         self.mail = mail
         self.rcpts = rcpts
         self.alive = alive
+        self.garbled = garbled
+        self.lost = lost
 
 
 class SmtpSession:
@@ -61,15 +97,34 @@ class SmtpSession:
         self._reader = reader
         self._writer = writer
         self._timeout = timeout
+        self._closed = False
         self.extensions: set[str] = set()
+        self.tls = False
 
     @classmethod
     async def open(
-        cls, host: str, port: int, helo_name: str, timeout: float
+        cls,
+        host: str,
+        port: int,
+        helo_name: str,
+        timeout: float,
+        *,
+        starttls: bool = True,
+        tls_verify: bool = False,
+        tls_server_name: str | None = None,
     ) -> SmtpSession:
+        """Connect, read the greeting, EHLO (HELO fallback), STARTTLS when offered.
+
+        `tls_server_name` (the MX host name) is sent as SNI and, with `tls_verify`, checked
+        against the certificate (the connected address when None). Raises SessionTimeout,
+        SessionLost (TlsFailed when the TLS handshake failed: retry with starttls=False),
+        SessionRefused or BadReply.
+        """
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, limit=_STREAM_LIMIT), timeout
+            )
+        except TimeoutError as exc:
             raise SessionTimeout(f"connect to {host}:{port} timed out") from exc
         except OSError as exc:
             raise SessionLost(f"connect to {host}:{port}: {exc.strerror or exc}") from exc
@@ -79,6 +134,11 @@ class SmtpSession:
             if greeting.code != 220:
                 raise SessionRefused(greeting)
             await session._hello(helo_name)
+            if starttls and "STARTTLS" in session.extensions:
+                await session._starttls(
+                    _tls_context(tls_verify), tls_server_name or (host if tls_verify else None)
+                )
+                await session._hello(helo_name)
         except BaseException:
             await session.close(quit=False)
             raise
@@ -88,12 +148,16 @@ class SmtpSession:
     def pipelining(self) -> bool:
         return "PIPELINING" in self.extensions
 
+    @property
+    def smtputf8(self) -> bool:
+        """The server takes non-ASCII addresses (RFC 6531) with MAIL FROM ... SMTPUTF8."""
+        return "SMTPUTF8" in self.extensions
+
     async def _hello(self, helo_name: str) -> None:
-        ehlo = await self.command(f"EHLO {helo_name}")
+        ehlo, lines = await self._command_lines(f"EHLO {helo_name}")
         if ehlo.code == 250:
-            self.extensions = {
-                line.split()[0].upper() for line in ehlo.text.split("\n")[1:] if line.strip()
-            }
+            # keywords from the raw lines: independent of how parse_reply joins the text
+            self.extensions = {line.split()[0].upper() for line in lines[1:] if line.strip()}
             return
         if ehlo.code == 421:
             raise SessionRefused(ehlo)
@@ -102,17 +166,49 @@ class SmtpSession:
             raise SessionRefused(helo)
         self.extensions = set()
 
-    async def command(self, line: str) -> Reply:
-        await self._write(line.encode("utf-8") + b"\r\n")
-        return await self.read_reply()
+    async def _starttls(self, context: ssl.SSLContext, server_name: str | None) -> None:
+        reply = await self.command("STARTTLS")
+        if reply.code == 421:
+            raise SessionRefused(reply)
+        if reply.code != 220:
+            return  # e.g. 454 TLS not available: go on in the clear, as MTAs do
+        try:
+            await asyncio.wait_for(
+                self._writer.start_tls(
+                    context, server_hostname=server_name, ssl_handshake_timeout=self._timeout
+                ),
+                self._timeout,
+            )
+        except TimeoutError as exc:
+            raise TlsFailed("TLS handshake timed out") from exc
+        except (OSError, ssl.SSLError, ConnectionError) as exc:
+            raise TlsFailed(f"TLS handshake failed: {exc}") from exc
+        self.tls = True
+        self.extensions = set()  # RFC 3207 4.2: forget what was said in the clear
 
-    async def transaction(self, mail_from: str, recipients: Sequence[str]) -> Transaction:
-        """MAIL FROM, one RCPT TO per recipient, then RSET; pipelined when offered."""
-        commands = [f"MAIL FROM:<{mail_from}>"]
-        commands += [f"RCPT TO:<{rcpt}>" for rcpt in recipients]
-        commands.append("RSET")
+    async def command(self, line: str) -> Reply:
+        return (await self._command_lines(line))[0]
+
+    async def _command_lines(self, line: str) -> tuple[Reply, list[str]]:
+        await self._write(line.encode("utf-8") + b"\r\n")
+        return await self._read_reply_lines()
+
+    async def transaction(
+        self, mail_from: str, recipients: Sequence[str], *, smtputf8: bool = False
+    ) -> Transaction:
+        """MAIL FROM, one RCPT TO per recipient, then RSET; pipelined when offered.
+
+        `mail_from` "" is the null reverse-path `MAIL FROM:<>`; `smtputf8` adds the SMTPUTF8
+        parameter (send non-ASCII recipients only when `self.smtputf8`). Raises BadReply when
+        the reply to MAIL FROM is garbage (the session is closed) and SessionError when the
+        session ends before the MAIL FROM reply; see Transaction for the other endings.
+        """
+        mail = f"MAIL FROM:<{mail_from}>" + (" SMTPUTF8" if smtputf8 else "")
+        commands = [mail, *(f"RCPT TO:<{rcpt}>" for rcpt in recipients), "RSET"]
         replies: list[Reply] = []
         alive = True
+        garbled: int | None = None
+        lost: SessionError | None = None
         try:
             if self.pipelining:
                 await self._write("".join(f"{c}\r\n" for c in commands).encode("utf-8"))
@@ -130,38 +226,68 @@ class SmtpSession:
                     if len(replies) == 1 and replies[0].code >= 400:
                         await self.command("RSET")
                         break
-        except SessionLost:
+        except BadReply:
+            await self.close(quit=False)
             if not replies:
                 raise
             alive = False
-        mail = replies[0]
-        rcpts = replies[1 : 1 + len(recipients)] if mail.code < 400 else []
+            if len(replies) <= len(recipients):  # a RCPT reply, not the RSET's
+                garbled = len(replies) - 1
+        except (SessionLost, SessionTimeout) as exc:
+            await self.close(quit=False)
+            if not replies:
+                raise
+            alive, lost = False, exc
+        mail_reply = replies[0]
+        rcpts = replies[1 : 1 + len(recipients)] if mail_reply.code < 400 else []
         if rcpts and rcpts[-1].code == 421:
             rcpts.pop()
-        return Transaction(mail, rcpts, alive)
+        if mail_reply.code >= 400:
+            garbled = None  # the RCPTs were not considered: none is garbled
+        return Transaction(mail_reply, rcpts, alive, garbled, lost)
 
     async def _write(self, data: bytes) -> None:
+        if self._closed:
+            raise SessionLost("session already closed")
         try:
             self._writer.write(data)
             await asyncio.wait_for(self._writer.drain(), self._timeout)
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             raise SessionTimeout("write timed out") from exc
-        except OSError as exc:
-            raise SessionLost(str(exc)) from exc
+        except (OSError, RuntimeError) as exc:  # RuntimeError: write on a closed SSL transport
+            raise SessionLost(str(exc) or type(exc).__name__) from exc
 
     async def _readline(self) -> bytes:
+        """One line with its line end; the caller bounds the time."""
         try:
-            line = await asyncio.wait_for(self._reader.readline(), self._timeout)
-        except (TimeoutError, asyncio.TimeoutError) as exc:
-            raise SessionTimeout("no reply within the timeout") from exc
-        except (OSError, asyncio.LimitOverrunError, ValueError) as exc:
-            raise SessionLost(str(exc)) from exc
+            line = await self._reader.readline()
+        except ValueError as exc:  # LimitOverrunError turned into ValueError by readline
+            raise BadReply("reply line too long") from exc
+        except OSError as exc:
+            raise SessionLost(str(exc) or type(exc).__name__) from exc
         if not line:
             raise SessionLost("connection closed by the server")
+        if not line.endswith(b"\n"):
+            raise SessionLost(f"reply cut off by the end of the stream: {line[:80]!r}")
+        if len(line) > MAX_LINE_BYTES:
+            raise BadReply(f"reply line of {len(line)} bytes")
         return line
 
     async def read_reply(self) -> Reply:
-        """Read one (possibly multi-line) reply."""
+        """Read one (possibly multi-line) reply, within one timeout in total."""
+        return (await self._read_reply_lines())[0]
+
+    async def _read_reply_lines(self) -> tuple[Reply, list[str]]:
+        """The reply and its text lines (without the code), within one timeout."""
+        if self._closed:
+            raise SessionLost("session already closed")
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await self._read_lines()
+        except TimeoutError as exc:
+            raise SessionTimeout("no complete reply within the timeout") from exc
+
+    async def _read_lines(self) -> tuple[Reply, list[str]]:
         texts: list[str] = []
         code = 0
         for _ in range(MAX_REPLY_LINES):
@@ -175,24 +301,35 @@ class SmtpSession:
             code = this_code
             texts.append(match.group(3).decode("utf-8", "replace"))
             if match.group(2) != b"-":
-                reply = parse_reply(code, texts[:1])
-                # keep every line (EHLO keywords) but classify on the first line's status
-                return Reply(reply.code, reply.enhanced, "\n".join([reply.text, *texts[1:]]))
-        raise BadReply("reply has too many lines")
+                return parse_reply(code, texts), texts
+        raise BadReply(f"reply has more than {MAX_REPLY_LINES} lines")
 
     async def close(self, *, quit: bool = True) -> None:
-        """Say QUIT (briefly) and close; the socket is closed even if we are cancelled."""
+        """Say QUIT (briefly) and close; idempotent; the socket is closed even if cancelled."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             if quit and not self._writer.is_closing():
                 try:
                     self._writer.write(b"QUIT\r\n")
                     await asyncio.wait_for(self._writer.drain(), min(self._timeout, 2.0))
                     await asyncio.wait_for(self._reader.readline(), min(self._timeout, 2.0))
-                except (OSError, TimeoutError, asyncio.TimeoutError, ValueError):
+                except (OSError, RuntimeError, TimeoutError, ValueError):
                     pass
         finally:
             self._writer.close()
         try:
             await asyncio.wait_for(self._writer.wait_closed(), 2.0)
-        except (OSError, TimeoutError, asyncio.TimeoutError):
+        except (OSError, TimeoutError):
             pass
+
+
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    """Opportunistic TLS as MTAs do it: encryption without authentication unless `verify`."""
+    if verify:
+        return ssl.create_default_context()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
