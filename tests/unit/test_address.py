@@ -42,7 +42,7 @@ QUOTED = [
 DISPLAY = [
     "Some Name", '"Bob"', '"Smith, John"', "José Núñez", "Dr. J. Smith", "", " ", "Name;",
     "Smith, John", '"a@b.com"', "a@b.com", "(comment)", "Ünïcödé", "\u0301x", "x\u200dy",
-    '"unclosed', '"x" y', "中文 名字", "<x>", "Name\t", "'Foo Bar, Esq'", "A.B", "🍇",
+    '"unclosed', '"x" y', '"a\\"b"', '"tab\there"', "中文 名字", "<x>", "Name\t", "'Foo Bar, Esq'", "A.B", "🍇",
 ]
 
 
@@ -136,6 +136,9 @@ def test_reference_keeps_the_strict_rules_for_bare_addresses() -> None:
         ("José Núñez <jose@exämple.com>", "jose@exämple.com"),
         ("Dr. J. Smith<j@x.com>", "j@x.com"),
         ("<a@x.com>", "a@x.com"),
+        ("Name🍓With🚴\u200d♀️<test@x.com>", "test@x.com"),
+        ('"    "<jh@x.com>', "jh@x.com"),
+        ('"a@b.com" <a@b.com>', "a@b.com"),
         ('"test"@iana.org', "test@iana.org"),
         ('"Postmaster"@x.com', "postmaster@x.com"),
         ('"unnecessarily.quoted.with.unicode.λ"@example.com', "unnecessarily.quoted.with.unicode.λ@example.com"),
@@ -162,7 +165,8 @@ def test_a_display_name_cell_describes_the_address_inside() -> None:
      '"a@b"@x.com', '""@x.com', "a@[1.2.3.4]", "a..b@x.com", "x" * 249 + "@x.com", "a b@x.com",
      "a@-x.com", "Smith, John <a@x.com>", "a@b.com <c@d.com>", "Name <a@x.com", "Name <a@x.com> x",
      "Name < a@x.com >", 'Name <"a b"@x.com>', "<Name <a@x.com>>", "(comment)a@x.com",
-     "a@x.com (comment)", 'obsolete."quoted".atom@x.com', "Name\u202e <a@x.com>", "<>"],
+     "a@x.com (comment)", 'obsolete."quoted".atom@x.com', "Name\x1f<a@x.com>", "Name\u2028 <a@x.com>",
+     '"x" y <a@x.com>', "<>"],
 )
 def test_invalid(address: str) -> None:
     for syntax in (check_syntax(address), reference_check(address)):

@@ -32,7 +32,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
-from email_validator.rfc_constants import ATEXT_RE, DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
+from email_validator.rfc_constants import DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
 from email_validator.syntax import validate_email_domain_name
 
 try:  # the RFC 2142 names the library lower-cases
@@ -55,45 +55,73 @@ class Syntax(NamedTuple):
 
 
 NEEDS_QUOTES = "The part before the @-sign needs quotes; quoted local parts are not accepted."
+BAD_DISPLAY_NAME = "The display name before the angle brackets is not valid."
 
-# Unquoted display-name characters beyond the library's (ASCII atext and space): the period
-# (RFC 5322 4.1 obs-phrase) and non-ASCII letters, marks, numbers, punctuation, symbols and
-# spaces (RFC 6532 3.2; the same categories the library allows in a quoted display name).
-_PHRASE_CATEGORIES = frozenset("LMNPS")
-
-
-def _plain_phrase(text: str) -> bool:
-    """An unquoted display name: atext, spaces, periods, non-ASCII letters and symbols."""
-    if not text.strip() or unicodedata.category(text[0])[0] == "M":
-        return False
-    for c in text:
-        if c.isascii():
-            if c != " " and ATEXT_RE.match(c) is None:  # ATEXT_RE: atext plus the period
-                return False
-        elif unicodedata.category(c)[0] not in _PHRASE_CATEGORIES and unicodedata.category(c) != "Zs":
-            return False
-    return True
+# RFC 5322 3.2.3 specials that an unquoted display name cannot hold (the period is allowed:
+# RFC 5322 4.1 obs-phrase), plus the quote and backslash that only a quoted one can.
+_PHRASE_SPECIALS = frozenset('()<>[]:;@\\,"')
+# Unicode categories a display name may hold: letters, marks, numbers, punctuation, symbols,
+# spaces and format characters (emoji joiners); never controls, line breaks or surrogates.
+_NAME_CATEGORIES = frozenset(("L", "M", "N", "P", "S", "Zs", "Cf"))
 
 
-def _without_plain_display_name(cell: str) -> str:
-    """`José Núñez <a@b.com>` -> `<a@b.com>`; anything else unchanged (the library decides)."""
-    if cell.startswith('"'):
-        return cell  # a quoted display name or a quoted local part: the library parses it
-    bracket = cell.find("<")
-    if bracket <= 0 or not _plain_phrase(cell[:bracket]):
+def _name_char(c: str) -> bool:
+    category = unicodedata.category(c)
+    return category[0] in _NAME_CATEGORIES or category in _NAME_CATEGORIES
+
+
+def _quoted_name_end(cell: str) -> int:
+    """The index just past the quoted string that opens `cell`, or 0 when it is not one."""
+    escaped = False
+    for i in range(1, len(cell)):
+        c = cell[i]
+        if not _name_char(c):
+            return 0
+        if escaped:
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif c == '"':
+            return i + 1
+    return 0
+
+
+def _inside_angle_brackets(cell: str) -> str | None:
+    """The address of a display-name cell (`Name <addr>`, `"Name" <addr>`, `<addr>`); the cell
+    itself when it is not one; None when it is one whose display name is not valid."""
+    if not cell.endswith(">"):
         return cell
-    return cell[bracket:]
+    if cell.startswith('"'):
+        end = _quoted_name_end(cell)
+        rest = cell[end:].lstrip(" ") if end else ""
+        if not rest.startswith("<"):
+            return cell  # a quoted local part, or a broken cell: the library says which
+        return rest[1:-1]
+    bracket = cell.find("<")
+    if bracket < 0:
+        return cell
+    name = cell[:bracket]
+    if any(c in _PHRASE_SPECIALS or not _name_char(c) for c in name):
+        return None
+    return cell[bracket + 1 : -1]
 
 
 def reference_check(address: str) -> Syntax:
-    """The rules stated through the library alone (slow; `check_syntax` must equal it)."""
+    """The rules stated through the library alone (slow; `check_syntax` must equal it).
+
+    Only the display name is split off by hand (the library refuses periods, non-ASCII and
+    emoji in unquoted display names, which real exports contain); the address itself is
+    always judged by the library."""
+    inside = _inside_angle_brackets(address)
+    if inside is None:
+        return Syntax(False, error=BAD_DISPLAY_NAME)
     try:
         info = validate_email(
-            _without_plain_display_name(address),
+            inside,
             check_deliverability=False,
             strict=False,  # local parts over 64 characters exist; the probe decides
             allow_quoted_local=True,  # unquoted below when the quotes were unnecessary
-            allow_display_name=True,
+            allow_display_name=False,  # split off above; none may be left inside
             allow_domain_literal=False,
         )
     except EmailNotValidError as exc:
