@@ -47,6 +47,10 @@ SERVERS = {
         "127.0.0.58",
         SmtpBehaviour(mailboxes=MAILBOXES, starttls=True, require_tls=True),
     ),
+    "tls_injection": (
+        "127.0.0.63",
+        SmtpBehaviour(starttls=True, starttls_injection="250-INJECTED AUTH PLAIN"),
+    ),
     "utf8": ("127.0.0.59", SmtpBehaviour(mailboxes=MAILBOXES, smtputf8=True)),
     "stall": ("127.0.0.60", SmtpBehaviour(mailboxes=MAILBOXES, stall_rcpt={"slow"})),
     "errors": ("127.0.0.61", SmtpBehaviour(mailboxes=MAILBOXES, error_limit=2)),
@@ -154,6 +158,12 @@ async def test_starttls_lets_a_tls_only_server_be_probed(world: MailWorld) -> No
 async def test_verified_tls_against_a_self_signed_certificate_fails(world: MailWorld) -> None:
     with pytest.raises(TlsFailed):
         await open_session(world, "tls", tls_verify=True, tls_server_name="mx.mailworld.example")
+
+
+async def test_plain_text_after_the_starttls_reply_is_not_believed(world: MailWorld) -> None:
+    with pytest.raises(TlsFailed, match="after the reply to STARTTLS"):
+        await open_session(world, "tls_injection")
+    assert world.smtp(ip("tls_injection")).stats.tls_sessions == 0
 
 
 async def test_smtputf8_gets_non_ascii_local_parts_probed(world: MailWorld) -> None:

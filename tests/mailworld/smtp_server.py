@@ -98,6 +98,7 @@ class SmtpBehaviour:
     hostname: str | None = None
     close_after_rcpts: int | None = None  # a session's RCPT number N+1 gets 421 and a hang-up
     starttls: bool = False  # offer STARTTLS (self-signed certificate, see tls.py)
+    starttls_injection: str | None = None  # a line sent in the clear right after the 220 Ready
     require_tls: bool = False  # MAIL before TLS: 530 5.7.0 Must issue a STARTTLS command first
     smtputf8: bool = False  # offer SMTPUTF8; a non-ASCII address without it on MAIL: 553 5.6.7
     garble_rcpt: set[str] = field(default_factory=set)  # local parts answered with garbage bytes
@@ -536,7 +537,8 @@ class _Session:
             return self._error(BAD_SEQUENCE)
         if argument:
             return self._error(SYNTAX_ERROR)
-        return _Response([TLS_READY], starttls=True)
+        extra = self._behaviour.starttls_injection
+        return _Response([TLS_READY] if extra is None else [TLS_READY, extra], starttls=True)
 
     def _mail(self, argument: str) -> _Response:
         self._mail_seen = True

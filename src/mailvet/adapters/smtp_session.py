@@ -172,6 +172,10 @@ class SmtpSession:
             raise SessionRefused(reply)
         if reply.code != 220:
             return  # e.g. 454 TLS not available: go on in the clear, as MTAs do
+        if getattr(self._reader, "_buffer", b""):
+            # bytes after the 220 were sent in the clear, yet would be read as if they came
+            # over TLS (the STARTTLS injection flaw, CVE-2011-0411 from the client side)
+            raise TlsFailed("data after the reply to STARTTLS")
         try:
             await asyncio.wait_for(
                 self._writer.start_tls(
