@@ -245,3 +245,44 @@ async def test_session_errors_share_one_base() -> None:
     for error in (BadReply, SessionLost, SessionRefused, SessionTimeout, TlsFailed):
         assert issubclass(error, SessionError)
     assert issubclass(TlsFailed, SessionLost)
+
+
+def fed_session(data: bytes, timeout: float = 1.0) -> SmtpSession:
+    """A session reading *data* then end of stream (read_reply never writes)."""
+    reader = asyncio.StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    return SmtpSession(reader, None, timeout)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [
+        (b"250\r\n", (250, "", "")),  # a code alone is a reply
+        (b"250 2.1.5 OK\n", (250, "2.1.5", "OK")),  # a bare LF is tolerated
+        (b"550-5.1.1 first\r\n550 5.1.1 second\r\n", (550, "5.1.1", "first")),
+    ],
+)
+async def test_reply_lines_that_are_smtp(wire: bytes, expected: tuple[int, str, str]) -> None:
+    reply = await fed_session(wire).read_reply()
+    assert (reply.code, reply.enhanced) == expected[:2]
+    assert reply.text.startswith(expected[2])
+
+
+@pytest.mark.parametrize(
+    ("wire", "error"),
+    [
+        (b"250 2.1.5 OK", SessionLost),  # cut off: no CRLF before the end of the stream
+        (b"250-first\r\n250 sec", SessionLost),
+        (b"", SessionLost),
+        (b"2500 OK\r\n", BadReply),  # four digits
+        (b"OK 250\r\n", BadReply),
+        (b"250-first\r\n550 second\r\n", BadReply),  # code changes inside the reply
+        (b"\xde\xad\xbe\xef\r\n", BadReply),
+        (b"250 " + b"x" * 5000 + b"\r\n", BadReply),
+        (b"250 " + b"x" * 70_000 + b"\r\n", BadReply),  # over the stream buffer limit
+    ],
+)
+async def test_reply_lines_that_are_not(wire: bytes, error: type[SessionError]) -> None:
+    with pytest.raises(error):
+        await fed_session(wire).read_reply()

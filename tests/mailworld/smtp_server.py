@@ -22,10 +22,11 @@ Protocol errors (``stats.protocol_errors``)
 
 Misbehaving servers (see :class:`SmtpBehaviour`)
     STARTTLS (RFC 3207) with a self-signed certificate (``tests/mailworld/tls.py``),
-    optionally required before MAIL; SMTPUTF8 (RFC 6531); RCPT replies that are
-    garbage or cut off by a hang-up; a greeting banner trickled one line at a
-    time (a tarpit); the first connections turned away at the greeting; and
-    Postfix's ``smtpd_hard_error_limit``.
+    optionally required before MAIL, or followed by injected plain text;
+    SMTPUTF8 (RFC 6531); RCPT replies that are garbage, cut off by a hang-up, or
+    never sent; a greeting banner trickled one line at a time (a tarpit; only
+    the greeting is trickled); the first connections turned away at the
+    greeting; and Postfix's ``smtpd_hard_error_limit``.
 """
 
 from __future__ import annotations
