@@ -38,7 +38,9 @@ class FakeProber:
         self._delay = delay
         self.recipients: list[str] = []
 
-    async def probe(self, hosts: Sequence[str], recipients: Sequence[str]) -> list[ProbeResult]:
+    async def probe(
+        self, hosts: Sequence[str], recipients: Sequence[str], *, solo: bool = False
+    ) -> list[ProbeResult]:
         self.recipients.extend(recipients)
         if self._delay:
             await asyncio.sleep(self._delay)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from mailvet.adapters.dns import DnsResolver
-from mailvet.adapters.smtp import SmtpProber
+from mailvet.adapters.smtp import SmtpProber, is_public_address
 from mailvet.domain.ports import ProbeFailure
 from mailvet.domain.smtp_reply import Outcome, classify_rcpt
 from mailvet.settings import load_settings
@@ -23,7 +24,7 @@ OK = "250 2.1.5 OK"
 @pytest.fixture(scope="module")
 def world() -> Iterator[MailWorld]:
     world = MailWorld()
-    users = {f"user{i}": OK for i in range(200)}
+    users = {f"user{i}": OK for i in range(200)} | {"postmaster": OK}
     servers = {
         "solo": ("127.0.0.30", SmtpBehaviour(mailboxes=users, max_connections=1)),
         "batch": ("127.0.0.31", SmtpBehaviour(mailboxes=users, latency=0.02)),
@@ -113,7 +114,7 @@ async def test_host_without_address_falls_back_to_next_mx(world: MailWorld) -> N
 @pytest.fixture(scope="module")
 def rude_world() -> Iterator[MailWorld]:
     world = MailWorld()
-    users = {f"user{i}": OK for i in range(100)}
+    users = {f"user{i}": OK for i in range(100)} | {"postmaster": OK}
     world.zone.add("mx.rude.com", a=["127.0.0.40"])
     world.add_smtp("127.0.0.40", SmtpBehaviour(mailboxes=users, close_after_rcpts=7))
     world.zone.add("mx.garbage.com", a=["127.0.0.41"])
@@ -131,7 +132,7 @@ async def test_421_mid_session_puts_the_rest_back_on_a_new_connection(rude_world
     assert [r.reply.code if r.reply else r.failure for r in results] == [250] * 40
     stats = rude_world.smtp("127.0.0.40").stats
     assert stats.connections_total >= 40 // 7
-    assert sorted(set(stats.recipients)) == sorted(recipients)
+    assert sorted(set(stats.recipients) - {"postmaster@rude.com"}) == sorted(recipients)
 
 
 async def test_garbage_greeting_is_not_a_mailbox_verdict(rude_world: MailWorld) -> None:
@@ -139,3 +140,161 @@ async def test_garbage_greeting_is_not_a_mailbox_verdict(rude_world: MailWorld) 
     (result,) = await prober.probe(["mx.garbage.com"], ["user1@garbage.com"])
     await prober.close()
     assert result.reply is None and result.failure is ProbeFailure.CONNECTION_FAILED
+
+
+# --- safe, bounded and polite probing ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("127.0.0.1", False), ("10.1.2.3", False), ("172.16.0.9", False), ("192.168.1.1", False),
+        ("169.254.169.254", False), ("100.64.0.1", False), ("0.0.0.0", False),
+        ("224.0.0.251", False), ("240.0.0.1", False), ("255.255.255.255", False),
+        ("::1", False), ("::", False), ("fe80::1", False), ("fc00::1", False), ("ff02::1", False),
+        ("::ffff:127.0.0.1", False), ("::ffff:10.0.0.1", False), ("not-an-ip", False),
+        ("8.8.8.8", True), ("2607:f8b0:4004:c07::1a", True), ("::ffff:8.8.8.8", True),
+    ],
+)
+def test_only_public_addresses_are_probed(address: str, public: bool) -> None:
+    assert is_public_address(address) is public
+
+
+@pytest.fixture(scope="module")
+def polite_world() -> Iterator[MailWorld]:
+    world = MailWorld()
+    users = {f"user{i}": OK for i in range(400)} | {"postmaster": OK}
+    # one shared provider server; twenty domains each name their own MX host for it
+    world.add_smtp("127.0.0.60", SmtpBehaviour(mailboxes=users, max_connections=3, latency=0.01))
+    for d in range(20):
+        world.zone.add(f"mx.shared{d}.com", a=["127.0.0.60"])
+    world.add_smtp("127.0.0.61", SmtpBehaviour(mailboxes=users))  # takes any number of RCPTs
+    world.zone.add("mx.big.com", a=["127.0.0.61"])
+    world.add_smtp("127.0.0.62", SmtpBehaviour(mailboxes=users))
+    world.zone.add("mx.few.com", a=["127.0.0.62"])
+    world.add_smtp("127.0.0.63", SmtpBehaviour(mailboxes=users, greeting_failures=1))
+    world.zone.add("mx.busyonce.com", a=["127.0.0.63"])
+    world.add_smtp("127.0.0.64", SmtpBehaviour(mailboxes=users, error_limit=5))
+    world.zone.add("mx.strict.com", a=["127.0.0.64"])
+    world.add_smtp("127.0.0.65", SmtpBehaviour(mailboxes=users))
+    world.zone.add("mx.solo.com", a=["127.0.0.65"])
+    world.add_smtp("127.0.0.66", SmtpBehaviour(mailboxes=users, garble_rcpt={"user5"}))
+    world.zone.add("mx.garble.com", a=["127.0.0.66"])
+    for i in range(10):  # ten black holes behind sixty MX names
+        world.add_smtp(f"127.0.0.{70 + i}", SmtpBehaviour(blackhole=True))
+    for h in range(60):
+        world.zone.add(f"mx{h}.deep.com", a=[f"127.0.0.{70 + h % 10}"])
+    world.start()
+    yield world
+    world.stop()
+
+
+async def test_politeness_is_per_server_address_not_per_mx_name(polite_world: MailWorld) -> None:
+    prober = make_prober(polite_world, MAILVET_SMTP_RECIPIENTS_PER_TRANSACTION="5")
+    batches = [
+        prober.probe([f"mx.shared{d}.com"], [f"user{i}@shared{d}.com" for i in range(20)])
+        for d in range(20)
+    ]
+    results = [r for batch in await asyncio.gather(*batches) for r in batch]
+    await prober.close()
+    assert [r.reply.code if r.reply else r.failure for r in results] == [250] * 400
+    stats = polite_world.smtp("127.0.0.60").stats
+    assert stats.max_concurrent <= 3
+    assert stats.violations == 0  # no 421 "too many connections" drawn
+
+
+async def test_batches_grow_toward_what_the_server_takes(polite_world: MailWorld) -> None:
+    prober = make_prober(polite_world)
+    recipients = [f"user{i}@big.com" for i in range(400)]
+    results = await prober.probe(["mx.big.com"], recipients)
+    await prober.close()
+    assert [r.reply.code for r in results if r.reply] == [250] * 400
+    stats = polite_world.smtp("127.0.0.61").stats
+    # 20, 40, 80, 100, ... per transaction (per session) instead of 20 every time
+    assert stats.transactions <= 10
+    assert stats.rcpt_total <= 400 + stats.connections_total + 8
+
+
+async def test_only_the_sessions_the_work_needs(polite_world: MailWorld) -> None:
+    prober = make_prober(polite_world)
+    results = await prober.probe(["mx.few.com"], [f"user{i}@few.com" for i in range(5)])
+    await prober.close()
+    assert [r.reply.code for r in results if r.reply] == [250] * 5
+    stats = polite_world.smtp("127.0.0.62").stats
+    assert stats.connections_total == 1
+    assert stats.idle_sessions == 0
+
+
+async def test_a_busy_greeting_is_retried_after_the_delay(polite_world: MailWorld) -> None:
+    prober = make_prober(polite_world)
+    results = await prober.probe(["mx.busyonce.com"], ["user1@busyonce.com", "user2@busyonce.com"])
+    await prober.close()
+    assert [r.reply.code if r.reply else r.failure for r in results] == [250, 250]
+    assert polite_world.smtp("127.0.0.63").stats.connections_total == 2
+
+
+async def test_error_limit_disconnects_do_not_lose_recipients(polite_world: MailWorld) -> None:
+    prober = make_prober(polite_world)
+    recipients = [f"nobody{i}@strict.com" for i in range(30)] + ["user1@strict.com"]
+    results = await prober.probe(["mx.strict.com"], recipients)
+    await prober.close()
+    assert [r.reply.code if r.reply else r.failure for r in results] == [550] * 30 + [250]
+    stats = polite_world.smtp("127.0.0.64").stats
+    # learned after the first drop: later sessions stay under the limit
+    assert stats.connections_total <= 30 // 3 + 2
+
+
+async def test_catch_all_probe_has_a_transaction_of_its_own(polite_world: MailWorld) -> None:
+    prober = make_prober(polite_world)
+    solo = prober.probe(["mx.solo.com"], ["mailvet-random@solo.com"], solo=True)
+    real = prober.probe(["mx.solo.com"], [f"user{i}@solo.com" for i in range(10)])
+    (catch_all,), results = await asyncio.gather(solo, real)
+    await prober.close()
+    assert catch_all.reply is not None and catch_all.reply.code == 550
+    assert [r.reply.code for r in results if r.reply] == [250] * 10
+    stats = polite_world.smtp("127.0.0.65").stats
+    assert stats.transactions == 2  # the random mailbox never shares a transaction
+    assert stats.recipients[0] == "mailvet-random@solo.com"  # and it goes first
+
+
+async def test_a_garbled_reply_spoils_only_its_recipient(polite_world: MailWorld) -> None:
+    prober = make_prober(polite_world)
+    recipients = [f"user{i}@garble.com" for i in range(12)]
+    results = await prober.probe(["mx.garble.com"], recipients)
+    await prober.close()
+    got = [r.reply.code if r.reply else r.failure for r in results]
+    assert got == [250] * 5 + [ProbeFailure.SMTP_ERROR] + [250] * 6
+    # the ones after it were asked once more on a new session, not round after round
+    stats = polite_world.smtp("127.0.0.66").stats
+    assert stats.recipients.count("user7@garble.com") <= 2
+    assert stats.connections_total == 2
+
+
+async def test_sixty_dead_mx_hosts_cost_five_attempts(polite_world: MailWorld) -> None:
+    prober = make_prober(polite_world, MAILVET_SMTP_ADDRESS_DEADLINE="30")
+    hosts = [f"mx{h}.deep.com" for h in range(60)]
+    (result,) = await prober.probe(hosts, ["user1@deep.com"])
+    await prober.close()
+    assert result.failure is ProbeFailure.TIMEOUT
+    tried = sum(polite_world.smtp(f"127.0.0.{70 + i}").stats.connections_total for i in range(10))
+    assert tried <= 5  # RFC 5321 5.1: at most five MX hosts per domain
+
+
+async def test_the_address_deadline_bounds_a_black_hole(polite_world: MailWorld) -> None:
+    prober = make_prober(polite_world, MAILVET_SMTP_ADDRESS_DEADLINE="0.5",
+                         MAILVET_SMTP_TIMEOUT="5")
+    started = time.monotonic()
+    (result,) = await prober.probe(["mx7.deep.com"], ["user1@deep.com"])
+    elapsed = time.monotonic() - started
+    await prober.close()
+    assert result.failure is ProbeFailure.TIMEOUT
+    assert elapsed < 5  # the deadline ended it, not the 5 s socket timeout
+
+
+async def test_private_mx_addresses_are_never_contacted(polite_world: MailWorld) -> None:
+    prober = make_prober(polite_world, MAILVET_SMTP_ALLOW_PRIVATE="false")
+    before = polite_world.smtp("127.0.0.62").stats.connections_total
+    (result,) = await prober.probe(["mx.few.com"], ["user1@few.com"])
+    await prober.close()
+    assert result.reply is None and result.failure is ProbeFailure.CONNECTION_FAILED
+    assert polite_world.smtp("127.0.0.62").stats.connections_total == before

@@ -248,6 +248,24 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "gone@good-mail.com": ("undeliverable", "rejected"),
     "blocked@good-mail.com": ("unknown", "smtp_error"),
     "denied@good-mail.com": ("unknown", "smtp_error"),
+    # refusals about our sender or our IP, not the mailbox: unknown, never undeliverable
+    "sender@good-mail.com": ("unknown", "smtp_error"),  # Postfix reject_unknown_sender_domain
+    "exim@good-mail.com": ("unknown", "smtp_error"),  # Exim's multi-line sender verify
+    "relay@good-mail.com": ("unknown", "smtp_error"),  # sendmail 553 5.0.0 Relaying denied
+    "prohibited@good-mail.com": ("unknown", "smtp_error"),  # Exim's default deny text
+    "sorbs@good-mail.com": ("unknown", "smtp_error"),
+    "lastline@good-mail.com": ("unknown", "smtp_error"),  # x.7.1 on the last line only
+    # a server that refuses postmaster too: its refusals are policy (the control probe)
+    "x@refuse-all-mail.com": ("unknown", "smtp_error"),
+    "y@refuse-all-mail.com": ("unknown", "smtp_error"),
+    "x@unknown-all-mail.com": ("unknown", "smtp_error"),
+    # a server that takes MAIL only after STARTTLS
+    "tess@tls-mail.com": ("deliverable", "accepted"),
+    # a non-ASCII mailbox: probed where the server offers SMTPUTF8, not guessed elsewhere
+    "jörg@utf8-mail.com": ("deliverable", "accepted"),
+    "jörg@good-mail.com": ("unknown", "not_checked"),
+    # the catch-all test never gets an answer: no address there is deliverable
+    "kim@tempcatch-mail.com": ("unknown", "greylisted"),
     "anyone@catchall-mail.com": ("risky", "catch_all"),
     "carol@grey-mail.com": ("deliverable", "accepted"),
     "dave@stubborn-mail.com": ("unknown", "greylisted"),
@@ -258,7 +276,7 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "frank@backup-mail.com": ("deliverable", "accepted"),
     "x@refused-mail.com": ("unknown", "connection_failed"),
     "x@blackhole-mail.com": ("unknown", "timeout"),
-    "x@busy-mail.com": ("unknown", "connection_failed"),
+    "x@busy-mail.com": ("unknown", "greylisted"),  # 421 at every greeting, past the retries
     **{f"u{i}@limit-mail.com": ("deliverable", "accepted") for i in range(1, 7)},
     "gina@nopipe-mail.com": ("deliverable", "accepted"),
     "hank@nopipe-mail.com": ("deliverable", "accepted"),
@@ -288,8 +306,9 @@ def _mx_domain(world: MailWorld, domain: str, ip: str, behaviour: SmtpBehaviour 
 
 
 def _accepting(*locals_: str, **options: Any) -> SmtpBehaviour:
-    """A behaviour accepting exactly the mailboxes *locals_* with 250."""
-    return SmtpBehaviour(mailboxes={local: OK for local in locals_}, **options)
+    """A behaviour accepting exactly the mailboxes *locals_* with 250 (and postmaster, which
+    RFC 5321 4.5.1 requires)."""
+    return SmtpBehaviour(mailboxes={local: OK for local in ("postmaster", *locals_)}, **options)
 
 
 def standard_world() -> MailWorld:
@@ -306,6 +325,15 @@ def standard_world() -> MailWorld:
             "legacy": "550 No such user here",
             "denied": "550 Access denied",
             "gone": "550 5.1.0 Address rejected",
+            "sender": "450 4.1.8 <verify@mailvet-test.com>: Sender address rejected: "
+            "Domain not found",
+            "exim": "550-Verification failed for <verify@mailvet-test.com>\r\n"
+            "550-Unrouteable address\r\n550 Sender verify failed",
+            "relay": "553 5.0.0 <{rcpt}>... Relaying denied",
+            "prohibited": "550 Administrative prohibition",
+            "sorbs": "554 Service unavailable; Client host [192.0.2.9] listed on dnsbl.sorbs.net",
+            "lastline": "550-Your message was rejected\r\n550-Please see our policy page\r\n"
+            "550 5.7.1 Message rejected by site administrator",
         }
     )
     _mx_domain(world, "good-mail.com", "127.0.0.2", good)
@@ -334,6 +362,16 @@ def standard_world() -> MailWorld:
     _mx_domain(world, "limit-mail.com", "127.0.0.12", limit)
     nopipe = _accepting("gina", "hank", ehlo=False, pipelining=False, latency=0.01)
     _mx_domain(world, "nopipe-mail.com", "127.0.0.13", nopipe)
+
+    _mx_domain(world, "refuse-all-mail.com", "127.0.0.14",
+               SmtpBehaviour(default_reply="550 Rejected: <{rcpt}> not permitted"))
+    _mx_domain(world, "unknown-all-mail.com", "127.0.0.15", SmtpBehaviour())  # 5.1.1 for all
+    tempcatch = _accepting("kim", default_reply="451 4.3.0 <{rcpt}>: Temporary lookup failure")
+    _mx_domain(world, "tempcatch-mail.com", "127.0.0.16", tempcatch)
+
+    tls = _accepting("tess", starttls=True, require_tls=True)
+    _mx_domain(world, "tls-mail.com", "127.0.0.17", tls)
+    _mx_domain(world, "utf8-mail.com", "127.0.0.18", _accepting("jörg", smtputf8=True))
 
     zone.servfail("servfail-mail.com")
     zone.blackhole("dnstimeout-mail.com")

@@ -50,6 +50,9 @@ def test_every_scenario_gets_its_verdict(
     assert by_address["x@mailinator.com"]["mailvet_disposable"] == "true"
     assert by_address["alice@good-mail.com"]["mailvet_normalized"] == "alice@good-mail.com"
     assert by_address["not an address"]["mailvet_normalized"] == ""
+    assert by_address["alice@good-mail.com"]["mailvet_ascii_email"] == "alice@good-mail.com"
+    assert by_address["jörg@utf8-mail.com"]["mailvet_ascii_email"] == ""
+    assert by_address["x@hotmial.com"]["mailvet_suggestion"] == "x@hotmail.com"
     # the summary table counts every row
     totals = [line.split() for line in output.splitlines() if line.startswith("total")]
     assert totals == [["total", str(len(addresses))]]
@@ -61,6 +64,20 @@ def test_every_scenario_gets_its_verdict(
         assert stats.protocol_errors == 0, ip
     assert mail_world.smtp("127.0.0.2").stats.max_concurrent <= 3
     assert all(name == "probe.mailvet-test.com" for name in mail_world.smtp("127.0.0.2").stats.helo_names)
+    assert mail_world.smtp("127.0.0.17").stats.tls_sessions >= 1  # STARTTLS was used
+
+
+def test_private_mx_addresses_are_refused_by_default(
+    runner: CliRunner, world_env: dict[str, str], mail_world: MailWorld
+) -> None:
+    """A hostile domain pointing its MX at our own network gets no connection."""
+    before = mail_world.smtp("127.0.0.2").stats.connections_total
+    env = {**world_env, "MAILVET_SMTP_ALLOW_PRIVATE": "false"}
+    result = runner.invoke(app, ["check", "alice@good-mail.com", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    assert '"status":"unknown"' in result.output
+    assert '"reason":"connection_failed"' in result.output
+    assert mail_world.smtp("127.0.0.2").stats.connections_total == before
 
 
 def test_every_reason_is_covered_by_the_scenarios() -> None:

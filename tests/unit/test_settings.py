@@ -15,6 +15,12 @@ def test_defaults_suit_the_real_internet() -> None:
     assert settings.smtp.port == 25 and settings.smtp.timeout == 10.0
     assert settings.smtp.retry_delay == 300.0 and settings.smtp.retries == 2
     assert settings.smtp.per_host_connections == 3
+    # the null reverse-path: a MAIL FROM domain that cannot resolve is refused by every
+    # server that verifies senders; <> is accepted everywhere (RFC 5321 4.5.5)
+    assert settings.smtp.mail_from == ""
+    assert settings.smtp.allow_private is False  # never probe our own network by default
+    assert settings.smtp.address_deadline == 120.0 and settings.smtp.max_mx_hosts == 5
+    assert settings.smtp.max_recipients_per_transaction == 100
     assert settings.database.startswith("sqlite+aiosqlite:///")
 
 

@@ -1,21 +1,37 @@
-"""The SmtpProber port: mailbox probes grouped per MX host, over few, reused connections.
+"""The SmtpProber port: mailbox probes grouped per mail *server address*, over few sessions.
 
-For each MX host a `HostPool` keeps a queue of recipients waiting to be asked. Up to
-`per_host_connections` sessions per host (and `max_connections` in all) take batches of
-recipients from the queue, one transaction per batch (pipelined when the server offers it),
-so thousands of addresses on one domain cost a few connections and one round trip per batch.
+Politeness is per IP address, not per MX host name: many domains name their own MX host
+that resolves to one shared provider server. For each server address a `ServerPool` keeps
+a queue of recipients; up to `per_host_connections` sessions to that address (and
+`max_connections` in all) take batches from it, one transaction per batch, pipelined when
+the server offers it.
 
-- A host that cannot be reached (refused, timeout, 421 or 5xx greeting) is remembered as
-  down for a while; its waiting recipients move on to the next MX of their domain.
-- `452 4.5.3` too many recipients: the batch size for that host shrinks and the rest go again.
-- 4xx (greylisting): the recipient is asked again after `retry_delay`, at most `retries`
-  times, on a new session, while everything else goes on; then its last reply stands.
-- A session lost mid-transaction puts its batch back (counting a try).
+- Safety: an MX address that is not globally routable (loopback, private, link-local,
+  multicast, reserved; IPv4-mapped IPv6 included) is never contacted unless
+  `allow_private` is set; such a domain ends `connection_failed`.
+- Bounded time: at most `max_mx_hosts` MX hosts per domain, each address's attempt ends at
+  `address_deadline` (retries after a temporary answer start a new attempt).
+- Sessions: only as many as the queued batches need, at most the server's cap. A `421` at
+  the greeting while other sessions are open lowers the cap (too many connections) and puts
+  the work back; a `421`/4xx greeting on the only session is retried after `retry_delay`,
+  like greylisting. Refused or timed-out connections mark the address down for a while, and
+  its recipients move on to the next MX.
+- Batches start at `recipients_per_transaction` and double after each transaction the
+  server took whole, up to `max_recipients_per_transaction` (RFC 5321 requires 100); `452
+  4.5.3` sets the batch to what the server took; a server that drops us after N refusals
+  (Postfix's error limit) gets at most N-1 refusals per session afterwards.
+- Controls: the first transaction of a session for a domain also asks `postmaster@domain`;
+  its reply travels with each result (see domain/evidence.py).
+- Catch-all probes (`solo=True`) run in a transaction of their own, before queued recipients.
+- 4xx (greylisting): asked again after `retry_delay`, at most `retries` times.
+- A garbled reply makes that recipient `smtp_error`; the ones after it go back to the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import math
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -28,75 +44,149 @@ from mailvet.adapters.smtp_session import (
     SessionRefused,
     SessionTimeout,
     SmtpSession,
+    TlsFailed,
+    Transaction,
 )
 from mailvet.domain.ports import ProbeFailure, ProbeResult, Resolver
-from mailvet.domain.smtp_reply import Outcome, classify_rcpt
+from mailvet.domain.smtp_reply import Outcome, Reply, classify_rcpt
 from mailvet.settings import SmtpSettings
 
 log = structlog.get_logger(__name__)
 
-HOST_DOWN_SECONDS = 300.0
+DOWN_SECONDS = 60.0  # an address that refused or timed out a connection is skipped this long
+MAX_LOSSES = 4  # sessions lost under one recipient (not counting as tries) before it counts
+
+
+def is_public_address(address: str) -> bool:
+    """A globally routable unicast address (the only kind a probe may connect to)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
 
 
 class _Request:
-    __slots__ = ("future", "recipient", "tries")
+    __slots__ = ("deadline", "domain", "future", "host", "losses", "recipient", "solo", "tries")
 
-    def __init__(self, recipient: str, future: asyncio.Future[ProbeResult]) -> None:
+    def __init__(
+        self,
+        host: str,
+        recipient: str,
+        solo: bool,
+        future: asyncio.Future[ProbeResult],
+        deadline: float,
+        tries: int = 0,
+    ) -> None:
+        self.host = host
+        self.deadline = deadline  # time.monotonic() when this attempt gives up
         self.recipient = recipient
+        self.domain = recipient.rpartition("@")[2].lower()
+        self.solo = solo
         self.future = future
-        self.tries = 0
+        self.tries = tries
+        self.losses = 0
 
 
-class _HostDown(Exception):
+class _Unreachable(Exception):
+    """No session could be opened to the server address."""
+
     def __init__(self, failure: ProbeFailure) -> None:
         self.failure = failure
 
 
-class HostPool:
-    """Probes for one MX host."""
+class _TryLater(Exception):
+    """The server said 4xx at the greeting or EHLO."""
 
-    def __init__(self, host: str, prober: SmtpProber) -> None:
-        self.host = host
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+
+
+class ServerPool:
+    """Probes for one server address (IPv4 or IPv6), whatever MX names point at it."""
+
+    def __init__(self, address: str, prober: SmtpProber) -> None:
+        self.address = address
         self._prober = prober
         self._settings = prober.settings
         self._queue: deque[_Request] = deque()
+        self._solo: deque[_Request] = deque()
         self._sessions = 0  # session tasks, connected or connecting
-        self._cap = self._settings.per_host_connections
+        self.cap = self._settings.per_host_connections
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
-        self.batch_size = self._settings.recipients_per_transaction
+        self.batch_size = max(1, self._settings.recipients_per_transaction)
+        self._batch_ceiling = max(self.batch_size, self._settings.max_recipients_per_transaction)
+        self.error_limit: int | None = None  # refusals a session may get before being dropped
+        self._paused_until = 0.0
+        self._tls = self._settings.starttls
 
-    def submit(self, recipients: Sequence[str]) -> list[asyncio.Future[ProbeResult]]:
+    # -- queue --------------------------------------------------------------------------
+
+    def submit(
+        self,
+        host: str,
+        recipients: Sequence[str],
+        deadlines: Sequence[float],
+        tries: Sequence[int],
+        *,
+        solo: bool = False,
+    ) -> list[_Request]:
         loop = asyncio.get_running_loop()
-        futures = []
-        for recipient in recipients:
-            future: asyncio.Future[ProbeResult] = loop.create_future()
-            self._queue.append(_Request(recipient, future))
-            futures.append(future)
+        requests = []
+        for recipient, deadline, tried in zip(recipients, deadlines, tries, strict=True):
+            request = _Request(host, recipient, solo, loop.create_future(), deadline, tried)
+            (self._solo if solo else self._queue).append(request)
+            requests.append(request)
         self._spawn()
-        return futures
+        return requests
+
+    def _pending(self) -> int:
+        """Transactions the queued work needs."""
+        return len(self._solo) + math.ceil(len(self._queue) / self.batch_size)
 
     def _spawn(self) -> None:
-        down = self._prober.down_failure(self.host)
+        # (answered or expired requests stay queued until a batch skips them: dropping them
+        # here would cost a scan of the queue per submitted address)
+        down = self._prober.down_failure(self.address)
         if down is not None:
             self._fail_all(down)
             return
-        wanted = min(len(self._queue), self._cap) - self._sessions
+        now = time.monotonic()
+        if self._paused_until > now:
+            return
+        wanted = min(self._pending(), self.cap) - self._sessions
         for _ in range(max(0, wanted)):
             self._sessions += 1
             task = asyncio.create_task(self._run_session())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _fail_all(self, failure: ProbeFailure) -> None:
-        while self._queue:
-            request = self._queue.popleft()
-            if not request.future.done():
-                request.future.set_result(ProbeResult(mx=self.host, failure=failure))
+    def _drop_done(self) -> None:
+        for queue in (self._solo, self._queue):
+            if any(request.future.done() for request in queue):
+                kept = [request for request in queue if not request.future.done()]
+                queue.clear()
+                queue.extend(kept)
 
-    def _resolve(self, request: _Request, result: ProbeResult) -> None:
+    def _requests(self) -> list[_Request]:
+        return [*self._solo, *self._queue]
+
+    def _fail_all(self, failure: ProbeFailure, reply: Reply | None = None) -> None:
+        for request in self._requests():
+            self._resolve(request, ProbeResult(mx=request.host, reply=reply, failure=failure))
+        self._solo.clear()
+        self._queue.clear()
+
+    @staticmethod
+    def _resolve(request: _Request, result: ProbeResult) -> None:
         if not request.future.done():
             request.future.set_result(result)
+
+    def _put_back(self, request: _Request) -> None:
+        (self._solo if request.solo else self._queue).appendleft(request)
 
     def _retry_later(self, request: _Request, result: ProbeResult) -> None:
         """A temporary answer: ask again after the delay, or let this answer stand."""
@@ -104,100 +194,218 @@ class HostPool:
             self._resolve(request, result)
             return
         request.tries += 1
+        request.deadline += self._settings.retry_delay  # the wait is not part of the attempt
         handle = asyncio.get_running_loop().call_later(
             self._settings.retry_delay, self._requeue, request
         )
         self._timers.add(handle)
 
+    def _lost(self, request: _Request, failure: ProbeFailure) -> None:
+        """The session ended under this recipient through no fault of its own."""
+        request.losses += 1
+        if request.losses <= MAX_LOSSES:
+            self._put_back(request)
+        else:
+            self._retry_later(request, ProbeResult(mx=request.host, failure=failure))
+
     def _requeue(self, request: _Request) -> None:
         if request.future.done():
             return
-        self._queue.append(request)
+        (self._solo if request.solo else self._queue).append(request)
         self._spawn()
 
-    def _take_batch(self) -> list[_Request]:
+    def _take_batch(self, limit: int) -> list[_Request]:
+        while self._solo:
+            request = self._solo.popleft()
+            if not request.future.done():
+                return [request]
         batch: list[_Request] = []
-        while self._queue and len(batch) < self.batch_size:
+        while self._queue and len(batch) < limit:
             request = self._queue.popleft()
             if not request.future.done():
                 batch.append(request)
         return batch
+
+    # -- sessions -----------------------------------------------------------------------
 
     async def _run_session(self) -> None:
         session: SmtpSession | None = None
         batch: list[_Request] = []
         try:
             async with self._prober.connection_slot():
-                session = await self._prober.connect(self.host)
+                if not self._pending():
+                    return
+                session = await self._open()
+                controls: dict[str, Reply | None] = {}
+                refusals = 0
                 while True:
-                    batch = self._take_batch()
+                    limit = self.batch_size
+                    if self.error_limit is not None:
+                        limit = min(limit, self.error_limit - 1 - refusals)
+                        if limit < 1:
+                            return  # a fresh session before the server's error limit
+                    batch = self._take_batch(limit)
                     if not batch:
                         return
-                    alive = await self._transaction(session, batch)
+                    alive, refused = await self._transaction(session, batch, controls, refusals)
+                    refusals += refused
                     batch = []
                     if not alive:
                         return
-        except _HostDown as down:
+        except _Unreachable as exc:
             if self._sessions > 1:
-                # other sessions to this host are open or opening: it may only want fewer
-                # connections (421 too many connections); the last one to fail decides
-                self._cap = max(1, self._sessions - 1)
-                log.info("mx_connection_cap_lowered", host=self.host, cap=self._cap)
-                for request in batch:
-                    self._queue.appendleft(request)
+                # other sessions to this server are open or opening: it may only want fewer
+                self._lower_cap("connect_failed")
                 return
-            self._prober.mark_down(self.host, down.failure)
-            for request in batch:
-                self._queue.appendleft(request)
-            self._fail_all(down.failure)
+            self._prober.mark_down(self.address, exc.failure)
+            self._fail_all(exc.failure)
+        except _TryLater as exc:
+            if self._sessions > 1:
+                self._lower_cap(f"greeting_{exc.reply.code}")
+                return
+            self._pause(exc.reply)
         except SessionError as exc:
-            failure = ProbeFailure.TIMEOUT if isinstance(exc, SessionTimeout) else (
-                ProbeFailure.SMTP_ERROR if isinstance(exc, BadReply) else ProbeFailure.CONNECTION_FAILED
+            failure = (
+                ProbeFailure.TIMEOUT
+                if isinstance(exc, SessionTimeout)
+                else ProbeFailure.SMTP_ERROR
+                if isinstance(exc, BadReply)
+                else ProbeFailure.CONNECTION_FAILED
             )
-            log.debug("smtp_session_lost", host=self.host, error=str(exc))
+            log.debug("smtp_session_lost", server=self.address, error=str(exc))
             for request in batch:
-                self._retry_later(request, ProbeResult(mx=self.host, failure=failure))
+                self._retry_later(request, ProbeResult(mx=request.host, failure=failure))
         finally:
             self._sessions -= 1
             if session is not None:
                 await session.close()
-            if self._queue:
+            if self._pending():
                 self._spawn()
 
-    async def _transaction(self, session: SmtpSession, batch: list[_Request]) -> bool:
-        """Run one transaction; returns whether the session can go on."""
-        tx = await session.transaction(
-            self._settings.mail_from, [request.recipient for request in batch]
+    def _lower_cap(self, why: str) -> None:
+        self.cap = max(1, self._sessions - 1)
+        log.info("mx_connection_cap_lowered", server=self.address, cap=self.cap, why=why)
+
+    def _pause(self, reply: Reply) -> None:
+        """The only session was told to come back later: every queued recipient counts a
+        try (like greylisting) and the pool waits `retry_delay` before the next session."""
+        delay = self._settings.retry_delay
+        for request in self._requests():
+            if request.tries >= self._settings.retries:
+                self._resolve(request, ProbeResult(
+                    mx=request.host, reply=reply, failure=ProbeFailure.TEMPORARY
+                ))
+            else:
+                request.tries += 1
+                request.deadline += delay  # the wait is not part of the attempt
+        self._drop_done()
+        self._paused_until = time.monotonic() + delay
+        handle = asyncio.get_running_loop().call_later(delay, self._spawn)
+        self._timers.add(handle)
+        log.info("mx_try_later", server=self.address, code=reply.code, delay=delay)
+
+    async def _open(self) -> SmtpSession:
+        first = self._solo[0] if self._solo else self._queue[0] if self._queue else None
+        host = first.host if first is not None else None
+        session = await self._prober.open_session(self.address, host, starttls=self._tls)
+        return session
+
+    async def _transaction(
+        self,
+        session: SmtpSession,
+        batch: list[_Request],
+        controls: dict[str, Reply | None],
+        refusals_before: int,
+    ) -> tuple[bool, int]:
+        """Run one transaction; returns (can the session go on, refusals it drew)."""
+        usable: list[_Request] = []
+        for request in batch:
+            if not request.recipient.isascii() and not session.smtputf8:
+                self._resolve(
+                    request, ProbeResult(mx=request.host, failure=ProbeFailure.NOT_SUPPORTED)
+                )
+            else:
+                usable.append(request)
+        if not usable:
+            return True, 0
+        batch = usable
+        solo = batch[0].solo
+        control_domains = (
+            []
+            if solo
+            else [d for d in dict.fromkeys(r.domain for r in batch) if d not in controls]
         )
+        recipients = [f"postmaster@{domain}" for domain in control_domains]
+        recipients += [request.recipient for request in batch]
+        smtputf8 = session.smtputf8 and any(not r.isascii() for r in recipients)
+        tx = await session.transaction(self._settings.mail_from, recipients, smtputf8=smtputf8)
         if tx.mail.code >= 400:
-            result = ProbeResult(mx=self.host, reply=tx.mail, failure=ProbeFailure.SMTP_ERROR)
+            result_failure = ProbeFailure.SMTP_ERROR
             for request in batch:
+                result = ProbeResult(mx=request.host, reply=tx.mail, failure=result_failure)
                 if tx.mail.code < 500:
                     self._retry_later(request, result)
                 else:
                     self._resolve(request, result)
-            return tx.alive and tx.mail.code != 421
-        accepted_in_tx = 0
+            return tx.alive and tx.mail.code != 421, 0
+        offset = len(control_domains)
+        for index, domain in enumerate(control_domains):
+            reply = tx.rcpts[index] if index < len(tx.rcpts) else None
+            if reply is not None and classify_rcpt(reply) is Outcome.TEMPORARY:
+                reply = None  # greylisted control: no evidence either way
+            controls[domain] = reply
+        answered = len(tx.rcpts)
+        garbled = tx.garbled
+        refused = sum(1 for reply in tx.rcpts if reply.code >= 500)
+        taken = 0
+        too_many = False
         for index, request in enumerate(batch):
-            if index >= len(tx.rcpts):  # the server ended the session part-way
-                if index == len(tx.rcpts):  # the one it refused to answer counts a try
-                    self._retry_later(
-                        request, ProbeResult(mx=self.host, failure=ProbeFailure.CONNECTION_FAILED)
-                    )
-                else:
-                    self._queue.appendleft(request)
+            position = offset + index
+            if garbled is not None and position == garbled:
+                garbage = ProbeResult(mx=request.host, failure=ProbeFailure.SMTP_ERROR)
+                self._resolve(request, garbage)
                 continue
-            reply = tx.rcpts[index]
+            if position >= answered:  # the server ended the session part-way, or garbled
+                if position == answered and isinstance(tx.lost, SessionTimeout):
+                    # the reply it stalled on: that recipient's own timeout (counts a try)
+                    stalled = ProbeResult(mx=request.host, failure=ProbeFailure.TIMEOUT)
+                    self._retry_later(request, stalled)
+                elif position == answered and garbled is None:
+                    self._lost(request, ProbeFailure.CONNECTION_FAILED)
+                else:
+                    self._put_back(request)
+                continue
+            reply = tx.rcpts[position]
             outcome = classify_rcpt(reply)
-            if outcome is Outcome.TOO_MANY_RECIPIENTS and accepted_in_tx > 0:
-                self.batch_size = accepted_in_tx
-                self._queue.appendleft(request)
+            if outcome is Outcome.TOO_MANY_RECIPIENTS and offset + taken > 0:
+                too_many = True
+                self._put_back(request)
             elif outcome in (Outcome.TEMPORARY, Outcome.TOO_MANY_RECIPIENTS):
-                self._retry_later(request, ProbeResult(mx=self.host, reply=reply))
+                self._retry_later(request, ProbeResult(mx=request.host, reply=reply))
             else:
-                accepted_in_tx += 1
-                self._resolve(request, ProbeResult(mx=self.host, reply=reply))
-        return tx.alive
+                taken += 1
+                self._resolve(
+                    request,
+                    ProbeResult(mx=request.host, reply=reply, control=controls.get(request.domain)),
+                )
+        if too_many:
+            self.batch_size = self._batch_ceiling = max(1, offset + taken)
+            log.info("mx_batch_lowered", server=self.address, batch=self.batch_size)
+        elif (
+            not tx.alive
+            and garbled is None
+            and answered < len(recipients)
+            and tx.rcpts
+            and tx.rcpts[-1].code >= 500
+        ):
+            # dropped right after a refusal: a Postfix-style error limit (smtpd_hard_error_limit)
+            limit = refusals_before + refused
+            if self.error_limit is None or limit < self.error_limit:
+                self.error_limit = max(2, limit)
+                log.info("mx_error_limit", server=self.address, limit=self.error_limit)
+        elif tx.alive and not solo and len(batch) >= self.batch_size:
+            self.batch_size = min(self._batch_ceiling, self.batch_size * 2)
+        return tx.alive, refused
 
     async def close(self) -> None:
         for handle in self._timers:
@@ -215,77 +423,139 @@ class SmtpProber:
     def __init__(self, settings: SmtpSettings, resolver: Resolver) -> None:
         self.settings = settings
         self._resolver = resolver
-        self._pools: dict[str, HostPool] = {}
+        self._pools: dict[str, ServerPool] = {}
         self._down: dict[str, tuple[ProbeFailure, float]] = {}
         self._slots = asyncio.Semaphore(settings.max_connections)
 
     def connection_slot(self) -> asyncio.Semaphore:
         return self._slots
 
-    def down_failure(self, host: str) -> ProbeFailure | None:
-        entry = self._down.get(host)
+    def down_failure(self, address: str) -> ProbeFailure | None:
+        entry = self._down.get(address)
         if entry is None:
             return None
         if entry[1] < time.monotonic():
-            del self._down[host]
+            del self._down[address]
             return None
         return entry[0]
 
-    def mark_down(self, host: str, failure: ProbeFailure) -> None:
-        self._down[host] = (failure, time.monotonic() + HOST_DOWN_SECONDS)
-        log.info("mx_down", host=host, failure=failure.value)
+    def mark_down(self, address: str, failure: ProbeFailure) -> None:
+        self._down[address] = (failure, time.monotonic() + DOWN_SECONDS)
+        log.info("mx_down", server=address, failure=failure.value)
 
-    async def connect(self, host: str) -> SmtpSession:
-        """Open a session to the first reachable address of `host`, or raise _HostDown."""
-        addresses = await self._resolver.host_addresses(host)
-        if not addresses:
-            raise _HostDown(ProbeFailure.CONNECTION_FAILED)
-        failure = ProbeFailure.CONNECTION_FAILED
-        for address in addresses:
+    async def open_session(self, address: str, host: str | None, *, starttls: bool) -> SmtpSession:
+        """Open a session to `address`, or raise _Unreachable / _TryLater."""
+        settings = self.settings
+        try:
             try:
                 return await SmtpSession.open(
-                    address, self.settings.port, self.settings.helo_name, self.settings.timeout
+                    address, settings.port, settings.helo_name, settings.timeout,
+                    starttls=starttls, tls_verify=settings.tls_verify, tls_server_name=host,
                 )
-            except SessionRefused as exc:
-                log.debug("smtp_refused", host=host, reply=str(exc))
-                failure = ProbeFailure.CONNECTION_FAILED
-            except SessionTimeout:
-                failure = ProbeFailure.TIMEOUT
-            except SessionError as exc:
-                log.debug("smtp_connect_failed", host=host, error=str(exc))
-                failure = ProbeFailure.CONNECTION_FAILED
-        raise _HostDown(failure)
+            except TlsFailed:
+                # a broken TLS handshake must not cost the probe: once more in the clear
+                return await SmtpSession.open(
+                    address, settings.port, settings.helo_name, settings.timeout,
+                    starttls=False,
+                )
+        except SessionRefused as exc:
+            log.debug("smtp_refused", server=address, code=exc.reply.code)
+            if 400 <= exc.reply.code < 500:
+                raise _TryLater(exc.reply) from exc
+            raise _Unreachable(ProbeFailure.CONNECTION_FAILED) from exc
+        except SessionTimeout as exc:
+            raise _Unreachable(ProbeFailure.TIMEOUT) from exc
+        except SessionError as exc:
+            log.debug("smtp_connect_failed", server=address, error=str(exc))
+            raise _Unreachable(ProbeFailure.CONNECTION_FAILED) from exc
 
-    def _pool(self, host: str) -> HostPool:
-        pool = self._pools.get(host)
+    def _pool(self, address: str) -> ServerPool:
+        pool = self._pools.get(address)
         if pool is None:
-            pool = self._pools[host] = HostPool(host, self)
+            pool = self._pools[address] = ServerPool(address, self)
         return pool
 
-    async def probe(self, hosts: Sequence[str], recipients: Sequence[str]) -> list[ProbeResult]:
+    async def _addresses(self, host: str) -> list[str]:
+        addresses = await self._resolver.host_addresses(host)
+        if self.settings.allow_private:
+            return addresses
+        public = [address for address in addresses if is_public_address(address)]
+        if len(public) < len(addresses):
+            log.warning("mx_address_not_public", host=host, refused=len(addresses) - len(public))
+        return public
+
+    async def probe(
+        self, hosts: Sequence[str], recipients: Sequence[str], *, solo: bool = False
+    ) -> list[ProbeResult]:
+        start = time.monotonic()
+        deadlines = [start + self.settings.address_deadline] * len(recipients)
+        tries = [0] * len(recipients)
         results: list[ProbeResult | None] = [None] * len(recipients)
         pending = list(range(len(recipients)))
         last = ProbeResult(failure=ProbeFailure.CONNECTION_FAILED)
-        for host in hosts:
+        for host in hosts[: max(1, self.settings.max_mx_hosts)]:
             if not pending:
                 break
-            futures = self._pool(host).submit([recipients[i] for i in pending])
-            outcomes = await asyncio.gather(*futures)
-            still: list[int] = []
-            for index, outcome in zip(pending, outcomes, strict=True):
-                if outcome.reply is None and outcome.failure in (
-                    ProbeFailure.CONNECTION_FAILED,
-                    ProbeFailure.TIMEOUT,
-                ):
-                    still.append(index)  # this host could not be asked: try the next MX
-                    last = outcome
-                else:
-                    results[index] = outcome
-            pending = still
+            addresses = await self._addresses(host)
+            if not addresses:
+                last = ProbeResult(mx=host, failure=ProbeFailure.CONNECTION_FAILED)
+            for address in addresses:
+                pending = [i for i in pending if deadlines[i] > time.monotonic()]
+                if not pending:
+                    break
+                requests = self._pool(address).submit(
+                    host,
+                    [recipients[i] for i in pending],
+                    [deadlines[i] for i in pending],
+                    [tries[i] for i in pending],
+                    solo=solo,
+                )
+                await _wait(requests)
+                still: list[int] = []
+                for index, request in zip(pending, requests, strict=True):
+                    deadlines[index], tries[index] = request.deadline, request.tries
+                    if request.future.cancelled():  # its deadline passed
+                        results[index] = ProbeResult(mx=host, failure=ProbeFailure.TIMEOUT)
+                        continue
+                    outcome = request.future.result()
+                    if outcome.reply is None and outcome.failure in (
+                        ProbeFailure.CONNECTION_FAILED,
+                        ProbeFailure.TIMEOUT,
+                    ):
+                        still.append(index)  # this server could not be asked: the next one
+                        last = outcome
+                    else:
+                        results[index] = outcome
+                pending = still
+        now = time.monotonic()
         for index in pending:
-            results[index] = last
+            if results[index] is None:
+                results[index] = last if deadlines[index] > now else ProbeResult(
+                    mx=last.mx, failure=ProbeFailure.TIMEOUT
+                )
         return [result for result in results if result is not None]
 
     async def close(self) -> None:
         await asyncio.gather(*(pool.close() for pool in self._pools.values()))
         self._pools.clear()
+
+
+async def _wait(requests: Sequence[_Request]) -> None:
+    """Wait for every request's answer; one whose deadline passes is cancelled (the pool
+    skips it). A retry pushes its request's deadline back, so the wait is re-armed."""
+    while True:
+        open_ = [request for request in requests if not request.future.done()]
+        if not open_:
+            return
+        now = time.monotonic()
+        for request in open_:
+            if request.deadline <= now:
+                request.future.cancel()
+        open_ = [request for request in open_ if not request.future.done()]
+        if not open_:
+            return
+        wake = min(request.deadline for request in open_)
+        await asyncio.wait([request.future for request in open_], timeout=max(0.0, wake - now))
+
+
+__all__ = ["ServerPool", "SmtpProber", "Transaction", "is_public_address"]

@@ -132,8 +132,8 @@ class RouteKind(enum.Enum):
 
 class MailRoute(msgspec.Struct, frozen=True):
     kind: RouteKind
-    hosts: tuple[str, ...] = ()  # in preference order
-    preferences: tuple[int, ...] = ()  # MX preference of each host (empty: all equal)
+    hosts: tuple[str, ...] = ()  # in preference order; equal preferences in random order
+    preferences: tuple[int, ...] = ()  # MX preference of each host, aligned with hosts
 
 
 class Resolver(Protocol):
@@ -153,6 +153,8 @@ class ProbeFailure(enum.Enum):
     TIMEOUT = "timeout"
     CONNECTION_FAILED = "connection_failed"
     SMTP_ERROR = "smtp_error"  # session-level refusal (MAIL FROM refused, protocol error)
+    TEMPORARY = "temporary"  # the server kept saying "try later" (4xx greeting) past the retries
+    NOT_SUPPORTED = "not_supported"  # e.g. a non-ASCII mailbox and a server without SMTPUTF8
 
 
 class ProbeResult(msgspec.Struct, frozen=True):
@@ -161,11 +163,20 @@ class ProbeResult(msgspec.Struct, frozen=True):
     mx: str = ""
     reply: Reply | None = None
     failure: ProbeFailure | None = None
+    # the reply to RCPT TO:<postmaster@domain> in the same session (RFC 5321 4.5.1: it must
+    # exist), the control that tells a refusal of the mailbox from a refusal of us
+    control: Reply | None = None
 
 
 class SmtpProber(Protocol):
-    async def probe(self, hosts: Sequence[str], recipients: Sequence[str]) -> list[ProbeResult]:
-        """Ask the first reachable host of `hosts` about each recipient (same order out)."""
+    async def probe(
+        self, hosts: Sequence[str], recipients: Sequence[str], *, solo: bool = False
+    ) -> list[ProbeResult]:
+        """Ask the first reachable host of `hosts` about each recipient (same order out).
+
+        `solo`: each recipient in a transaction of its own (the catch-all probe), so no
+        state a server keeps inside a transaction can spill onto real recipients.
+        """
         ...
 
     async def close(self) -> None: ...

@@ -19,8 +19,9 @@ import structlog
 from mailvet.domain.address import Syntax, check_syntax
 from mailvet.domain.ports import MailRoute, ProbeFailure, ProbeResult, Resolver, RouteKind, SmtpProber
 from mailvet.domain.offline import offline_verdict
+from mailvet.domain.evidence import rcpt_outcome
 from mailvet.domain.smtp_reply import REASON_OF, Outcome, classify_rcpt
-from mailvet.domain.verdict import STATUS_OF, Check, Reason, Verdict
+from mailvet.domain.verdict import STATUS_OF, Check, Reason, Status, Verdict
 from mailvet.memo import Memo
 
 log = structlog.get_logger(__name__)
@@ -36,6 +37,8 @@ _FAILURE_REASON = {
     ProbeFailure.TIMEOUT: Reason.TIMEOUT,
     ProbeFailure.CONNECTION_FAILED: Reason.CONNECTION_FAILED,
     ProbeFailure.SMTP_ERROR: Reason.SMTP_ERROR,
+    ProbeFailure.TEMPORARY: Reason.GREYLISTED,
+    ProbeFailure.NOT_SUPPORTED: Reason.NOT_CHECKED,
 }
 
 
@@ -48,17 +51,37 @@ def _verdict(reason: Reason, base: Verdict, **changes: object) -> Verdict:
     return msgspec.structs.replace(base, status=STATUS_OF[reason], reason=reason, **changes)
 
 
-def verdict_from_probe(base: Verdict, result: ProbeResult, catch_all: bool) -> Verdict:
-    """Turn what the MX said into the verdict (catch-all turns 'accepted' into risky)."""
+def verdict_from_probe(base: Verdict, result: ProbeResult, catch_all: bool | None) -> Verdict:
+    """Turn what the MX said into the verdict.
+
+    A refusal is read with the session's postmaster control (domain/evidence.py). An
+    accepted mailbox on a catch-all domain is risky; on a domain whose catch-all test stayed
+    open (tempfails past the retries) it is unknown/greylisted, never deliverable.
+    """
     code = result.reply.code if result.reply is not None else None
+    flag = catch_all is True
     if result.failure is not None:
-        return _verdict(_FAILURE_REASON[result.failure], base, mx=result.mx, smtp_code=code, catch_all=catch_all)
+        return _verdict(
+            _FAILURE_REASON[result.failure], base, mx=result.mx, smtp_code=code, catch_all=flag
+        )
     assert result.reply is not None
-    outcome = classify_rcpt(result.reply)
+    outcome = rcpt_outcome(result.reply, result.control)
     reason = REASON_OF[outcome]
-    if outcome is Outcome.ACCEPTED and catch_all:
-        reason = Reason.CATCH_ALL
-    return _verdict(reason, base, mx=result.mx, smtp_code=code, catch_all=catch_all)
+    if outcome is Outcome.ACCEPTED:
+        if catch_all is True:
+            reason = Reason.CATCH_ALL
+        elif catch_all is None:
+            reason = Reason.GREYLISTED
+    return _verdict(reason, base, mx=result.mx, smtp_code=code, catch_all=flag)
+
+
+def _reported_mx(route: MailRoute) -> str:
+    """The mx column: the most preferred host, the same one whatever order equal-preference
+    hosts were shuffled into."""
+    if not route.preferences:
+        return route.hosts[0]
+    best = min(route.preferences)
+    return min(h for h, p in zip(route.hosts, route.preferences, strict=True) if p == best)
 
 
 class Engine:
@@ -72,13 +95,19 @@ class Engine:
         verdict_ttl: float = 3600.0,
         unknown_ttl: float = 10.0,
     ) -> None:
-        self._verdict_ttl = verdict_ttl
-        self._unknown_ttl = unknown_ttl
         self._resolver = resolver
         self._prober = prober
         self._catch_all_check = catch_all_check
-        self._catch_all: Memo[str, bool] = Memo(cache_size)
-        self._verdicts: Memo[tuple[str, Check], Verdict] = Memo(cache_size)
+
+        # a long-running worker must not keep an answer that may change: unknowns briefly
+        def verdict_life(verdict: Verdict) -> float:
+            return unknown_ttl if verdict.status is Status.UNKNOWN else verdict_ttl
+
+        def catch_all_life(answer: bool | None) -> float:
+            return unknown_ttl if answer is None else verdict_ttl
+
+        self._catch_all: Memo[str, bool | None] = Memo(cache_size, ttl=catch_all_life)
+        self._verdicts: Memo[tuple[str, Check], Verdict] = Memo(cache_size, ttl=verdict_life)
 
     async def check(self, address: str, checks: Check = Check.SMTP) -> Verdict:
         return (await self.check_many([address], checks))[0]
@@ -110,31 +139,38 @@ class Engine:
         route = await self._resolver.mail_route(syntax.ascii_domain)
         if route.kind not in (RouteKind.MX, RouteKind.IMPLICIT):
             return _verdict(_ROUTE_REASON[route.kind], base)
-        based = msgspec.structs.replace(base, mx=route.hosts[0])
+        based = msgspec.structs.replace(base, mx=_reported_mx(route))
         if base.reason is not Reason.NOT_CHECKED or checks is Check.DNS:
             # disposable or a typo domain: the mailbox answer would not change the advice
             return based
-        if not syntax.local.isascii():  # would need SMTPUTF8 end to end: do not guess
-            return _verdict(Reason.NOT_CHECKED, based)
+        # a non-ASCII mailbox needs SMTPUTF8: the prober says not_supported without it
         recipient = f"{syntax.local}@{syntax.ascii_domain}"
         catch_all_task = asyncio.ensure_future(self._is_catch_all(syntax.ascii_domain, route))
         (result,) = await self._prober.probe(route.hosts, [recipient])
         return verdict_from_probe(based, result, await catch_all_task)
 
-    async def _is_catch_all(self, domain: str, route: MailRoute) -> bool:
-        """Does the domain accept a random mailbox? Asked once per domain."""
+    async def _is_catch_all(self, domain: str, route: MailRoute) -> bool | None:
+        """Does the domain accept a random mailbox? Asked once per domain (None: could not
+        tell, e.g. tempfails past the retries)."""
         if not self._catch_all_check:
             return False
         return await self._catch_all.get(domain, lambda: self._accepts_anyone(domain, route))
 
-    async def _accepts_anyone(self, domain: str, route: MailRoute) -> bool:
+    async def _accepts_anyone(self, domain: str, route: MailRoute) -> bool | None:
         probe = f"mailvet-{secrets.token_hex(6)}@{domain}"
         try:
-            (result,) = await self._prober.probe(route.hosts, [probe])
+            (result,) = await self._prober.probe(route.hosts, [probe], solo=True)
         except Exception:
             log.exception("catch_all_check_failed", domain=domain)
-            return False
-        return result.reply is not None and classify_rcpt(result.reply) is Outcome.ACCEPTED
+            return None
+        if result.reply is None:
+            return None
+        outcome = classify_rcpt(result.reply)
+        if outcome is Outcome.ACCEPTED:
+            return True
+        if outcome in (Outcome.TEMPORARY, Outcome.TOO_MANY_RECIPIENTS, Outcome.CLOSING):
+            return None
+        return False
 
     async def close(self) -> None:
         await self._prober.close()
