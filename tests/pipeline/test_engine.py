@@ -1,0 +1,47 @@
+"""The engine's decisions on fakes: what a long-running worker remembers, and catch-all."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from mailvet.domain.smtp_reply import Reply
+from mailvet.domain.verdict import Check, Reason
+from mailvet.pipeline.engine import Engine
+from tests.fakes import ACCEPT, UNKNOWN, FakeProber, FakeResolver
+
+pytestmark = pytest.mark.pipeline
+
+TEMPFAIL = Reply(451, "4.3.0", "Temporary lookup failure")
+
+
+async def test_an_unknown_verdict_is_not_kept_for_later_jobs() -> None:
+    answers = iter([TEMPFAIL, ACCEPT])
+    prober = FakeProber(lambda rcpt: UNKNOWN if rcpt.startswith("mailvet-") else next(answers))
+    engine = Engine(FakeResolver(), prober, unknown_ttl=0.05, verdict_ttl=3600)
+    first = await engine.check("ann@example.com")
+    assert first.reason is Reason.GREYLISTED
+    await asyncio.sleep(0.1)
+    second = await engine.check("ann@example.com")
+    assert second.reason is Reason.ACCEPTED  # asked again, not the stale unknown
+    third = await engine.check("ann@example.com")
+    assert third.reason is Reason.ACCEPTED
+    assert prober.recipients.count("ann@example.com") == 2  # a known answer is kept
+
+
+async def test_an_open_catch_all_question_means_no_deliverable() -> None:
+    # the random mailbox only ever gets "try later": the domain may accept anyone
+    prober = FakeProber(lambda rcpt: TEMPFAIL if rcpt.startswith("mailvet-") else ACCEPT)
+    engine = Engine(FakeResolver(), prober)
+    verdict = await engine.check("ann@example.com")
+    assert (verdict.status, verdict.reason) == ("unknown", "greylisted")
+    assert verdict.catch_all is False
+
+
+async def test_catch_all_domains_are_risky_and_others_deliverable() -> None:
+    engine = Engine(FakeResolver(), FakeProber(lambda rcpt: ACCEPT))
+    assert (await engine.check("ann@example.com")).reason is Reason.CATCH_ALL
+    strict = Engine(FakeResolver(), FakeProber())
+    assert (await strict.check("ann@example.com")).reason is Reason.ACCEPTED
+    assert (await strict.check("ann@example.com", Check.DNS)).reason is Reason.NOT_CHECKED
