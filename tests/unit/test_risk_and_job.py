@@ -30,7 +30,8 @@ def test_lists() -> None:
 
 @pytest.mark.parametrize(("local", "role"), [("info", True), ("Sales", True), ("support+eu", True),
                                             ("noreply", True), ("postmaster", True), ("alice", False),
-                                            ("information", False)])
+                                            ("informal", False), ("information", True),
+                                            ("donotreply", True), ("no.reply", True)])
 def test_roles(local: str, role: bool) -> None:
     assert is_role(local) is role
 

