@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -44,7 +45,9 @@ from _common import OUT_DIR, REPO_ROOT, ChildRun, clean_env, mailvet_command, ta
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.worldgen import LIVE, Bound, Kind, WorldPlan, build_world, generate, schedule_bound, write_csv  # noqa: E402
+from tests.mailworld.dns_server import Node  # noqa: E402
 from tests.mailworld.smtp_server import SmtpStats  # noqa: E402
+from tests.mailworld.world import MailWorld  # noqa: E402
 
 TARGET_RATIO = 1.5
 TARGET_CPU_PER_1000 = 2.0
@@ -79,13 +82,47 @@ def run_child(cmd: list[str], env: dict[str, str], cwd: Path, log_prefix: Path, 
     )
 
 
+class RcptClock:
+    """When each server answered its first and last RCPT (wraps SmtpServer.rcpt_reply, which
+    the world's loop calls once per considered RCPT), in time.perf_counter() seconds."""
+
+    def __init__(self, world: MailWorld, ips: list[str]) -> None:
+        self.first: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.dns_queries = 0
+        for ip in ips:
+            server = world.smtp(ip)
+            server.rcpt_reply = self._wrap(ip, server.rcpt_reply)  # type: ignore[method-assign]
+        lookup = world.zone.lookup
+
+        def timed_lookup(name: str) -> Node | None:
+            now = time.perf_counter()
+            self.first.setdefault("dns", now)
+            self.last["dns"] = now
+            self.dns_queries += 1
+            return lookup(name)
+
+        world.zone.lookup = timed_lookup  # type: ignore[method-assign]
+
+    def _wrap(self, ip: str, reply: Callable[[str], str]) -> Callable[[str], str]:
+        def timed(address: str) -> str:
+            now = time.perf_counter()
+            self.first.setdefault(ip, now)
+            self.last[ip] = now
+            return reply(address)
+
+        return timed
+
+
 def check_output(
     path: Path, expected: dict[str, tuple[str, str]]
-) -> tuple[int, Counter[tuple[str, str]], Counter[tuple[str, str]], list[str]]:
-    """Returns (wrong rows, verdicts seen, mismatches by 'want -> got', a few examples)."""
+) -> tuple[int, Counter[tuple[str, str]], Counter[tuple[str, str]], list[str], list[str]]:
+    """Returns (wrong rows, verdicts seen, mismatches by 'want -> got', a few examples,
+    the addresses with a wrong verdict)."""
     seen: Counter[tuple[str, str]] = Counter()
     mismatches: Counter[tuple[str, str]] = Counter()
     examples: list[str] = []
+    wrong_addresses: list[str] = []
     rows = 0
     with open(path, newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
@@ -95,6 +132,7 @@ def check_output(
             want = expected.get(row["email"])
             if got != want:
                 mismatches[("/".join(want) if want else "(not in input)", "/".join(got))] += 1
+                wrong_addresses.append(row["email"])
                 if len(examples) < 8:
                     examples.append(
                         f"{row['email']}: got {'/'.join(got)} want {'/'.join(want or ('?',))}"
@@ -104,7 +142,7 @@ def check_output(
     if rows != len(expected):
         wrong += abs(len(expected) - rows)
         examples.append(f"output has {rows} rows, input {len(expected)}")
-    return wrong, seen, mismatches, examples
+    return wrong, seen, mismatches, examples, wrong_addresses
 
 
 def describe_world(plan: WorldPlan) -> list[str]:
@@ -179,6 +217,7 @@ def main() -> int:
     ap.add_argument("--src", type=Path, default=None,
                     help="run the mailvet package found in this src folder (PYTHONPATH) instead of the"
                          " venv's, e.g. an export of a commit: git archive HEAD src | tar -x -C /tmp/head")
+    ap.add_argument("--log-level", default=None, help="MAILVET_LOG_LEVEL for the child (its stderr goes to bench/out/world_run.stderr.txt)")
     ap.add_argument("--time-limit", type=float, default=900.0, help="kill mailvet after this many seconds")
     args = ap.parse_args()
     if args.tarpit_latency <= args.smtp_timeout:
@@ -193,6 +232,7 @@ def main() -> int:
     client_bound = schedule_bound(plan, retry_delay=args.retry_delay, smtp_timeout=args.smtp_timeout,
                                   client_sessions=per_host)
     world = build_world(plan)
+    clock = RcptClock(world, [ip for ip, spec in plan.servers.items() if spec.kind in LIVE])
     gen_seconds = time.perf_counter() - t0
 
     OUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -213,6 +253,8 @@ def main() -> int:
             })
             if args.per_host is not None:
                 extra["MAILVET_SMTP_PER_HOST_CONNECTIONS"] = str(args.per_host)
+            if args.log_level is not None:
+                extra["MAILVET_LOG_LEVEL"] = args.log_level
             if args.max_connections is not None:
                 extra["MAILVET_SMTP_MAX_CONNECTIONS"] = str(args.max_connections)
             command = mailvet_command()
@@ -221,6 +263,7 @@ def main() -> int:
                 command = [sys.executable, "-m", "mailvet"]
             cmd = command + ["validate", str(src), "-o", str(out), "--checks", "smtp"]
             self_before = resource.getrusage(resource.RUSAGE_SELF)
+            spawned = time.perf_counter()
             run = run_child(cmd, clean_env(extra), tmp, OUT_DIR / "world_run", args.time_limit)
             self_after = resource.getrusage(resource.RUSAGE_SELF)
         finally:
@@ -249,7 +292,7 @@ def main() -> int:
         print(f"mailvet failed (exit {run.returncode}){killed}:\n{run.stderr[-3000:]}")
         return 1
 
-    wrong, seen, mismatches, examples = check_output(out, plan.expected)
+    wrong, seen, mismatches, examples, wrong_addresses = check_output(out, plan.expected)
     fig = server_figures(plan, stats)
     cpu = run.user + run.system
     cpu_per_1000 = cpu / total * 1000
@@ -283,11 +326,42 @@ def main() -> int:
         print(f"{name:<34}{value:>16}   {target}")
     print("verdicts     : " + ", ".join(f"{'/'.join(k)}={v:,}" for k, v in sorted(seen.items())))
     if mismatches:
-        print("mismatches (expected -> got):")
+        by_domain = {d.name: d.answering_ip for d in plan.domains}
+        turned_away = {ip for ip, st in stats.items() if st.violations}
+        wrong_ips = Counter(by_domain.get(a.rpartition("@")[2]) for a in wrong_addresses)
+        on_flooded = sum(n for ip, n in wrong_ips.items() if ip in turned_away)
+        print(f"mismatches (expected -> got); {on_flooded:,} of {sum(wrong_ips.values()):,} are on servers"
+              f" that turned connections away with 421, {len(wrong_ips)} servers involved:")
         for (want, got), n in mismatches.most_common(12):
             print(f"    {want:<34} -> {got:<30} {n:,}")
+        print("  by server (wrong verdicts; the server's C, R, L; what it saw):")
+        for ip, n in wrong_ips.most_common(6):
+            if ip is None:
+                print(f"    (no live server)  {n:,} wrong")
+                continue
+            spec, st = plan.servers[ip], stats[ip]
+            print(f"    {ip:<12} {n:>6,} wrong  {spec.kind.value}, C={spec.max_connections} R={spec.max_recipients}"
+                  f" L={spec.latency * 1000:.0f} ms; 421s={st.violations} 452s={st.rcpt_total - len(st.recipients)}"
+                  f" connections={st.connections_total} transactions={st.transactions} peak={st.max_concurrent}")
         for line in examples:
             print(f"    e.g. {line}")
+    dns_first, dns_last = clock.first.pop("dns", spawned), clock.last.pop("dns", spawned)
+    ends = sorted(((t - spawned, ip) for ip, t in clock.last.items()), reverse=True)
+    if ends:
+        bound_of = {load.ip: load for load in bound.loads}
+        first_rcpt = min(clock.first.values()) - spawned
+        print(f"timeline     : (s after spawn) DNS queries {clock.dns_queries:,} from {dns_first - spawned:.1f} to"
+              f" {dns_last - spawned:.1f}; RCPTs from {first_rcpt:.1f} to {ends[0][0]:.1f}; job ended at {run.wall:.1f}")
+        busy = run.wall - (dns_first - spawned)
+        print(f"               start-up (spawn to first DNS query) {dns_first - spawned:.1f}s is outside the"
+              f" bound's model; without it wall/bound = {busy / bound.seconds:.2f}x; load average now"
+              f" {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        print("               servers that finished last: first RCPT, last RCPT, the server's own T:")
+        for end, ip in ends[:5]:
+            load = bound_of.get(ip)
+            print(f"    {ip:<12} {plan.servers[ip].kind.value:<12} first {clock.first[ip] - spawned:6.1f}  last {end:6.1f}"
+                  f"  T {load.seconds if load else 0:6.2f}  ({load.probes if load else 0:,} probes,"
+                  f" {load.rate if load else 0:,.0f}/s allowed)")
     if dns_errors:
         print(f"dns errors   : {len(dns_errors)} ({dns_errors[0]!r})")
     print("targets:")
