@@ -171,3 +171,26 @@ def test_a_display_name_cell_describes_the_address_inside() -> None:
 def test_invalid(address: str) -> None:
     for syntax in (check_syntax(address), reference_check(address)):
         assert not syntax.valid and syntax.normalized == "" and syntax.local == "" and syntax.error
+
+
+def test_plain_addresses_and_names_around_them_never_reach_the_full_library_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mailvet.domain import address as module
+
+    seen: list[str] = []
+    real = module.validate_email  # type: ignore[attr-defined]
+
+    def recording(email: str, /, **options: object) -> object:
+        seen.append(email)
+        return real(email, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(module, "validate_email", recording)
+    plain = ["Alice@Good-Mail.COM", "x" * 70 + "@x.com", "Some Name <foo@bar.com>", "<a@b.co>",
+             "José Núñez <jose@exämple.com>", "bad..dots@x.com", "a@localhost"]
+    for cell in plain:
+        check_syntax(cell)
+    assert seen == []
+    check_syntax('"test"@iana.org')  # quotes go to the library
+    check_syntax("ü@x.com")  # and so do Unicode local parts
+    assert seen == ['"test"@iana.org', "ü@x.com"]

@@ -10,13 +10,14 @@ The rules (docs/syntax.md lists them with every deliberate exclusion):
 * local parts over 64 characters are accepted (RFC 5321 4.5.3.1 makes the limit a
   suggestion and such mailboxes exist; the SMTP probe decides);
 * a display-name cell (``Some Name <foo@bar.com>``, ``"Bob" <bob@hi.com>``, ``<a@b.com>``) is
-  the address inside: ``normalized``, ``local`` and ``domain`` are those of that address.  An
-  unquoted display name may also hold periods and non-ASCII letters (RFC 5322 obs-phrase,
-  RFC 6532), which the library alone refuses;
+  the address inside: ``normalized``, ``local`` and ``domain`` are those of that address.
+  The display name is split off here (the library refuses the periods, non-ASCII letters and
+  emoji that real exports hold in unquoted names): a quoted string, or text without RFC 5322
+  specials; never control characters.  The address inside is judged by the library;
 * a quoted local part whose content is a valid dot-atom (``"test"@iana.org``) is that
   dot-atom; one that needs its quotes (``"a b"@x.com``) is invalid, deliberately.
 
-`reference_check` is the slow, library-only statement of these rules; `check_syntax` gives
+`reference_check` is the slow statement of these rules through the library; `check_syntax` gives
 exactly its verdict (`tests/unit/test_address.py` checks this on a large generated corpus).
 Plain addresses take a fast path: the local part is matched with the library's own dot-atom
 expression and the domain is validated by the library once per distinct domain string
@@ -169,11 +170,18 @@ def _plain_unicode(domain: str) -> bool:
 
 def check_syntax(address: str) -> Syntax:
     """Validate one cell (already stripped of surrounding blanks); equals `reference_check`."""
+    if _NOT_PLAIN.search(address) is not None:
+        inside = _inside_angle_brackets(address)
+        if inside is None:
+            return Syntax(False, error=BAD_DISPLAY_NAME)
+        if inside == address or _NOT_PLAIN.search(inside) is not None:
+            return reference_check(address)  # quotes, escapes, brackets: the library decides
+        # a display-name cell around a plain address: `reference_check` judges exactly
+        # `inside` (with no display name allowed), so the fast path below may too
+        return check_syntax(inside)
     local, at, domain = address.rpartition("@")
     if not at:
         return Syntax(False, error="An email address must have an @-sign.")
-    if _NOT_PLAIN.search(address) is not None:
-        return reference_check(address)  # display names, quotes: rare, the library decides
     if local.isascii() and (domain.isascii() or _plain_unicode(domain)):
         # An ASCII local part must be a dot-atom (of any length: strict=False); the domain
         # must pass the library's domain check (cached per distinct domain string).
