@@ -1,21 +1,33 @@
-"""The one composition root: settings in, wired ports out. Tests pass fakes as keywords."""
+"""The one composition root: settings in, wired ports out. Tests pass fakes as keywords.
+
+`build_deps` wires everything a pipeline process needs; the narrower builders beside it
+(`build_job_store`, `build_storage`, `build_bus`, ...) are what it is made of, and what a
+command that needs less calls (`mailvet status` reads one job row: no DNS, SMTP, engine,
+bus or S3). Nothing heavy is imported at module level: each adapter's library (SQLAlchemy,
+dnspython, FastStream, minio) is imported when that adapter is built, and the DNS resolver
+and the SMTP prober only when the first address needs the network.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
-from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from mailvet.adapters.dns import DnsResolver
-from mailvet.adapters.smtp import SmtpProber
-from mailvet.domain.ports import JobRepository, MessageBus, ObjectStorage, Resolver
-from mailvet.domain.ports import SmtpProber as SmtpProberPort
-from mailvet.pipeline.engine import Engine
+from mailvet.domain.ports import JobRepository, MailRoute, MessageBus, ObjectStorage, ProbeResult
+from mailvet.domain.ports import Resolver, SmtpProber
 from mailvet.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor, ProcessPoolExecutor
+
+    from mailvet.pipeline.engine import Engine
+    from mailvet.pipeline.submit import JobLookup
+
+Closer = Callable[[], Awaitable[Any]]
+J = TypeVar("J")
 
 
 @dataclass
@@ -25,15 +37,60 @@ class Deps:
     storage: ObjectStorage
     bus: MessageBus
     resolver: Resolver
-    prober: SmtpProberPort
+    prober: SmtpProber
     engine: Engine
     syntax_pool: Executor | None = None
-    closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    closers: list[Closer] = field(default_factory=list)
 
     async def close(self) -> None:
         for close in reversed(self.closers):
             await close()
         self.closers.clear()
+
+
+@dataclass
+class JobStore(Generic[J]):
+    """The job repository (or a reader) alone, with what releases it."""
+
+    jobs: J
+    closers: list[Closer] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for close in reversed(self.closers):
+            await close()
+        self.closers.clear()
+
+
+async def build_job_store(
+    settings: Settings, *, jobs: JobRepository | None = None
+) -> JobStore[JobRepository]:
+    """The job repository of `settings.database` (schema checked first), or `jobs` as given."""
+    if jobs is not None:
+        return JobStore(jobs)
+    from mailvet.adapters.db.database import make_database
+    from mailvet.adapters.db.repositories import SqlJobRepository
+
+    await prepare_schema(settings.database)
+    database = make_database(settings.database)
+    return JobStore(SqlJobRepository(database), [database.dispose])
+
+
+async def build_job_reader(
+    settings: Settings, *, jobs: JobLookup | None = None
+) -> JobStore[JobLookup]:
+    """What reads one job (`mailvet status`, `fetch`), or `jobs` as given: on an embedded
+    SQLite file already at the newest schema a stdlib reader (no SQLAlchemy to import),
+    otherwise the SQL repository."""
+    if jobs is not None:
+        return JobStore(jobs)
+    from mailvet.adapters.db.migrate import HEAD
+    from mailvet.adapters.db.sqlite_reader import SqliteJobReader
+
+    reader = SqliteJobReader.open_current(settings.database, HEAD)
+    if reader is not None:
+        return JobStore(reader, [reader.close])
+    store = await build_job_store(settings)
+    return JobStore(store.jobs, store.closers)
 
 
 def build_storage(settings: Settings) -> ObjectStorage:
@@ -83,14 +140,25 @@ def build_bus(settings: Settings) -> MessageBus:
     raise SettingsError(f"MAILVET_BUS={settings.bus!r}: choose memory or rabbit")
 
 
-def build_syntax_pool(settings: Settings) -> ProcessPoolExecutor | None:
-    """Processes for syntax-only chunks (pure CPU); None when one process is enough."""
+def syntax_process_count(settings: Settings) -> int:
+    """How many processes syntax-only chunks get (0: none, run them in this process)."""
     wanted = settings.engine.syntax_processes
-    count = (os.cpu_count() or 1) if wanted < 0 else wanted
-    if count < 2 and wanted < 0:
-        return None  # one CPU: the event loop's own thread is as fast
+    if wanted >= 0:
+        return wanted
+    count = os.cpu_count() or 1
+    return count if count >= 2 else 0  # one CPU: the event loop's own thread is as fast
+
+
+def build_syntax_pool(settings: Settings) -> ProcessPoolExecutor | None:
+    """Processes for syntax-only chunks (pure CPU); None when one process is enough.
+
+    Nothing is started here: a process starts when the first big syntax chunk is sent."""
+    count = syntax_process_count(settings)
     if count == 0:
         return None
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     # spawn, not fork: this process already runs threads (SQLite driver, file I/O)
     return ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
 
@@ -101,20 +169,80 @@ async def _shutdown_pool(pool: ProcessPoolExecutor) -> None:
 
 async def prepare_schema(url: str) -> None:
     """The embedded SQLite database migrates itself; any other must be migrated already
-    (`mailvet db upgrade`, the compose file's one-shot migrator)."""
-    from mailvet.adapters.db.migrate import current, head, upgrade_async
+    (`mailvet db upgrade`, the compose file's one-shot migrator).
+
+    A SQLite file already at the newest revision is recognised by one stdlib query (no
+    Alembic): the common case of every command after the first."""
+    from mailvet.adapters.db import migrate
 
     if url.startswith("sqlite"):
-        await upgrade_async(url)
+        if migrate.sqlite_is_current(url):
+            return
+        await migrate.upgrade_async(url)
         return
-    found = await asyncio.to_thread(current, url)
-    if found != head():
+    found = await asyncio.to_thread(migrate.current, url)
+    if found != migrate.HEAD:
         raise SettingsError(
-            f"the database schema is at {found or 'nothing'}, not {head()}: run `mailvet db upgrade`"
+            f"the database schema is at {found or 'nothing'}, not {migrate.HEAD}: "
+            "run `mailvet db upgrade`"
         )
 
 
-def build_engine(settings: Settings, resolver: Resolver, prober: SmtpProberPort) -> Engine:
+class LazyResolver:
+    """The DNS resolver of `settings`, built (and dnspython imported) on its first lookup:
+    a syntax-only run never pays for it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._resolver: Resolver | None = None
+
+    @property
+    def built(self) -> bool:
+        return self._resolver is not None
+
+    def _get(self) -> Resolver:
+        if self._resolver is None:
+            from mailvet.adapters.dns import DnsResolver
+
+            self._resolver = DnsResolver(self._settings.dns)
+        return self._resolver
+
+    async def mail_route(self, domain: str) -> MailRoute:
+        return await self._get().mail_route(domain)
+
+    async def host_addresses(self, host: str) -> list[str]:
+        return await self._get().host_addresses(host)
+
+
+class LazyProber:
+    """The SMTP prober of `settings`, built on its first probe."""
+
+    def __init__(self, settings: Settings, resolver: Resolver) -> None:
+        self._settings = settings
+        self._resolver = resolver
+        self._prober: SmtpProber | None = None
+
+    @property
+    def built(self) -> bool:
+        return self._prober is not None
+
+    async def probe(
+        self, hosts: Sequence[str], recipients: Sequence[str], *, solo: bool = False
+    ) -> list[ProbeResult]:
+        if self._prober is None:
+            from mailvet.adapters.smtp import SmtpProber as RealProber
+
+            self._prober = RealProber(self._settings.smtp, self._resolver)
+        return await self._prober.probe(hosts, recipients, solo=solo)
+
+    async def close(self) -> None:
+        if self._prober is not None:
+            await self._prober.close()
+
+
+def build_engine(settings: Settings, resolver: Resolver, prober: SmtpProber) -> Engine:
+    from mailvet.pipeline.engine import Engine
+
     return Engine(
         resolver,
         prober,
@@ -132,7 +260,7 @@ async def build_deps(
     storage: ObjectStorage | None = None,
     bus: MessageBus | None = None,
     resolver: Resolver | None = None,
-    prober: SmtpProberPort | None = None,
+    prober: SmtpProber | None = None,
     syntax_pool: Executor | None | bool = True,
 ) -> Deps:
     """Build every port from settings unless given; `await deps.close()` releases them.
@@ -140,17 +268,10 @@ async def build_deps(
     `syntax_pool`: True builds the process pool from settings; None or False runs syntax
     checks in this process; an Executor is used as given.
     """
-    closers: list[Callable[[], Awaitable[Any]]] = []
-    if jobs is None:
-        from mailvet.adapters.db.database import make_database
-        from mailvet.adapters.db.repositories import SqlJobRepository
-
-        await prepare_schema(settings.database)
-        database = make_database(settings.database)
-        closers.append(database.dispose)
-        jobs = SqlJobRepository(database)
-    resolver = resolver or DnsResolver(settings.dns)
-    prober = prober or SmtpProber(settings.smtp, resolver)
+    store = await build_job_store(settings, jobs=jobs)
+    closers = list(store.closers)
+    resolver = resolver or LazyResolver(settings)
+    prober = prober or LazyProber(settings, resolver)
     engine = build_engine(settings, resolver, prober)
     closers.append(engine.close)
     pool: Executor | None
@@ -163,7 +284,7 @@ async def build_deps(
         pool = syntax_pool or None
     return Deps(
         settings=settings,
-        jobs=jobs,
+        jobs=store.jobs,
         storage=storage or build_storage(settings),
         bus=bus or build_bus(settings),
         resolver=resolver,

@@ -1,28 +1,30 @@
-"""The `mailvet` command line: validate a list, check one address."""
+"""The `mailvet` command line: validate a list, check one address, drive the services.
+
+Start-up is part of the interface: importing this module costs Typer and the settings, no
+more. Each command imports what it uses inside its own function (the database, the bus, the
+pipeline, the network adapters), and builds only that: `check --checks syntax` is the pure
+domain, `status` a job repository.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
-import msgspec
 import typer
 
-from mailvet.bootstrap import build_deps
-from mailvet.domain.job import Job, JobStatus
-from mailvet.domain.ports import JobNotFound, JobRepository
-from mailvet.domain.verdict import RESULT_COLUMNS, Check, Status, Verdict
-from mailvet.logs import configure_logging
-from mailvet.pipeline import keys
-from mailvet.pipeline.resultgen import Summary
-from mailvet.pipeline.runner import Pipeline
-from mailvet.pipeline.submit import ResultNotReady, fetch_result, result_name, submit_file
+from mailvet.domain.verdict import Check
 from mailvet.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from mailvet.domain.job import Job, JobStatus
+    from mailvet.domain.ports import JobRepository
+    from mailvet.domain.verdict import Verdict
+    from mailvet.pipeline.submit import Summary
 
 app = typer.Typer(
     name="mailvet",
@@ -41,20 +43,33 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _settings(default_level: str | None = None) -> Settings:
+def _load() -> Settings:
     try:
-        settings = load_settings()
+        return load_settings()
     except SettingsError as exc:
         fail(str(exc))
+
+
+def _configure_logs(settings: Settings, default_level: str | None = None, *, lazy: bool = False) -> None:
+    from mailvet.logs import configure_logging
+
     level, json_lines = settings.log_level, settings.log_json
     if default_level is not None:  # a service: info-level JSON lines unless told otherwise
         level = level if "MAILVET_LOG_LEVEL" in os.environ else default_level
         json_lines = json_lines if "MAILVET_LOG_JSON" in os.environ else True
-    configure_logging(level, json_lines)
+    configure_logging(level, json_lines, lazy=lazy)
+
+
+def _settings(default_level: str | None = None) -> Settings:
+    """Settings, and logging configured from them (for commands that run the pipeline)."""
+    settings = _load()
+    _configure_logs(settings, default_level)
     return settings
 
 
 def default_output(source: Path) -> Path:
+    from mailvet.pipeline.submit import result_name
+
     kind = "xlsx" if source.suffix.lower() == ".xlsx" else "csv"
     return source.with_name(result_name(source.name, kind))
 
@@ -74,6 +89,7 @@ def validate(
 ) -> None:
     """Validate every address of a list and write it back with mailvet_* columns appended."""
     settings = _settings()
+    _refuse_shared_services(settings)
     if not input.exists():
         fail(f"{input}: no such file")
     if not input.is_file():
@@ -83,44 +99,110 @@ def validate(
         fail("the output file must not be the input file")
     if not out.parent.is_dir():
         fail(f"{out.parent}: no such directory for the output")
-    summary = asyncio.run(_validate(settings, input, out, email_column, checks or settings.engine.checks))
+    chosen = checks or settings.engine.checks
+    summary = _run_or_fail(lambda: _validate(settings, input, out, email_column, chosen))
     _print_summary(summary, out)
+
+
+def _refuse_shared_services(settings: Settings) -> None:
+    """`validate` runs every service in this process on the embedded database; settings
+    that name shared services (a cluster's bus, database or bucket) are refused, so that it
+    neither joins a cluster nor touches its jobs."""
+    shared = []
+    if settings.bus == "rabbit":
+        shared.append("MAILVET_BUS=rabbit")
+    if not settings.database.startswith("sqlite"):
+        shared.append("a non-SQLite MAILVET_DATABASE_URL")
+    if settings.storage.backend == "s3":
+        shared.append("MAILVET_STORAGE=s3")
+    if shared:
+        fail(
+            f"mailvet validate runs on its own embedded database, but the settings name shared "
+            f"services ({', '.join(shared)}): use `mailvet submit` (then `mailvet status` and "
+            "`mailvet fetch`) to run a list on them"
+        )
 
 
 async def _validate(
     settings: Settings, source: Path, out: Path, email_column: str | None, checks: Check
 ) -> Summary:
+    from mailvet.adapters.db.runs import RunMarker, runs_folder
+    from mailvet.bootstrap import build_deps
+    from mailvet.pipeline import keys
+    from mailvet.pipeline.runner import Pipeline
+    from mailvet.pipeline.submit import fetch_result, new_job_id, submit_file
+
     deps = await build_deps(settings)
-    await _abandon_stale_jobs(deps.jobs)
-    pipeline = Pipeline(deps)
-    await pipeline.start()
     try:
-        job_id = await submit_file(
-            deps.jobs, deps.storage, deps.bus, source, email_column=email_column, checks=checks
-        )
-        status = await _follow(deps.jobs, job_id)
-        if status.is_error:
-            job = await deps.jobs.get(job_id)
-            fail(job.error or status.value)
-        summary = await fetch_result(deps.jobs, deps.storage, job_id, out)
-        await deps.storage.delete_prefix(keys.completed(job_id))
-        return summary
+        folder = runs_folder(settings.database)
+        if folder is not None:
+            await _abandon_dead_runs(deps.jobs, folder)
+        pipeline = Pipeline(deps)
+        await pipeline.start()
+        job_id = new_job_id()
+        # held from before the job exists: if this process dies, the next run abandons it
+        marker = RunMarker(folder, job_id) if folder is not None else None
+        try:
+            await submit_file(
+                deps.jobs, deps.storage, deps.bus, source,
+                email_column=email_column, checks=checks, job_id=job_id,
+            )
+            status = await _follow(deps.jobs, job_id)
+            if status.is_error:
+                job = await deps.jobs.get(job_id)
+                fail(job.error or status.value)
+            summary = await fetch_result(deps.jobs, deps.storage, job_id, out)
+            await deps.storage.delete_prefix(keys.completed(job_id))
+            return summary
+        finally:
+            await pipeline.stop()
+            if marker is not None and await _settle(deps.jobs, job_id):
+                marker.release()
     finally:
-        await pipeline.stop()
         await deps.close()
 
 
-async def _abandon_stale_jobs(jobs: JobRepository) -> None:
-    """The embedded pipeline keeps no queue between runs: a job left unfinished by an
-    interrupted earlier run can never finish, so say so instead of resuming it."""
-    for job in await jobs.list_active():
-        await jobs.set_status(
-            job.id, JobStatus.ERROR_INTERNAL, "interrupted: the run that held it ended first"
-        )
+_INTERRUPTED = "interrupted: the run that held it ended first"
+
+
+async def _abandon_dead_runs(jobs: JobRepository, folder: Path) -> None:
+    """The embedded pipeline keeps no queue between runs: a job that an earlier `validate`
+    left unfinished (its process died) can never finish, so say so instead of resuming it.
+    Only jobs of dead `validate` runs are touched (see mailvet.adapters.db.runs)."""
+    from mailvet.adapters.db.runs import dead_runs
+    from mailvet.domain.job import JobStatus
+    from mailvet.domain.ports import JobNotFound
+
+    for job_id in dead_runs(folder):
+        try:
+            job = await jobs.get(job_id)
+        except JobNotFound:
+            continue  # it died before recording the job
+        if not job.status.is_final:
+            await jobs.set_status(job_id, JobStatus.ERROR_INTERNAL, _INTERRUPTED)
+
+
+async def _settle(jobs: JobRepository, job_id: str) -> bool:
+    """On the way out: end this run's job if it is still going (the run was interrupted).
+    True when the job is final (or was never recorded), so the run's marker can go."""
+    from mailvet.domain.job import JobStatus
+    from mailvet.domain.ports import JobNotFound
+
+    try:
+        job = await jobs.get(job_id)
+        if not job.status.is_final:
+            await jobs.set_status(job_id, JobStatus.ERROR_INTERNAL, _INTERRUPTED)
+    except JobNotFound:
+        return True
+    except Exception:  # the database is gone too: the marker tells the next run
+        return False
+    return True
 
 
 async def _follow(jobs: JobRepository, job_id: str) -> JobStatus:
     """Wait for the job to finish, drawing a progress bar on stderr."""
+    import asyncio
+
     bar = _ProgressBar()
     while True:
         job = await jobs.get(job_id)
@@ -164,6 +246,8 @@ class _ProgressBar:
 
 
 def _print_summary(summary: Summary, out: Path) -> None:
+    from mailvet.domain.verdict import Status
+
     total = summary.rows
     typer.echo(f"{'status':<15}{'rows':>10}{'share':>9}")
     for status in Status:
@@ -184,8 +268,20 @@ def check(
     checks: Annotated[Check | None, typer.Option(help="syntax, dns or smtp [default: smtp].")] = None,
 ) -> None:
     """Validate one address and print the verdict."""
-    settings = _settings()
-    verdict = asyncio.run(_check(settings, address, checks or settings.engine.checks))
+    import msgspec
+
+    from mailvet.domain.verdict import RESULT_COLUMNS
+
+    settings = _load()
+    chosen = checks or settings.engine.checks
+    if chosen is Check.SYNTAX:
+        # syntax and the lists alone: the pure domain, nothing to build or connect
+        from mailvet.domain.offline import syntax_verdicts
+
+        verdict = syntax_verdicts([address])[0]
+    else:
+        _configure_logs(settings)
+        verdict = _run_or_fail(lambda: _check(settings, address, chosen))
     if json:  # the fields are the column names without "mailvet_"
         fields = msgspec.structs.asdict(verdict)
         typer.echo(msgspec.json.encode({"email": address, **fields}).decode())
@@ -196,12 +292,26 @@ def check(
 
 async def _check(settings: Settings, address: str, checks: Check) -> Verdict:
     from mailvet.adapters.db.memory import MemoryJobRepository
+    from mailvet.bootstrap import build_deps
 
-    deps = await build_deps(settings, jobs=MemoryJobRepository())
+    deps = await build_deps(settings, jobs=MemoryJobRepository(), syntax_pool=None)
     try:
         return await deps.engine.check(address, checks)
     finally:
         await deps.close()
+
+
+@app.command()
+def doctor(
+    probe_domain: Annotated[
+        str, typer.Option(help="A domain whose mail servers the SMTP check talks to.")
+    ] = "gmail.com",
+) -> None:
+    """Check this machine's set-up for probing: DNS, outbound port 25, HELO name, settings."""
+    from mailvet.doctor import run as run_doctor
+
+    settings = _settings()
+    raise typer.Exit(run_doctor(settings, probe_domain=probe_domain))
 
 
 # --- distributed mode: roles, and driving a job from the shell ----------------------------
@@ -215,6 +325,8 @@ def run(
 ) -> None:
     """Run one service (or all of them) until SIGTERM."""
     from mailvet.serve import roles_for, serve
+
+    import asyncio
 
     settings = _settings(default_level="info")
     try:
@@ -237,15 +349,19 @@ def submit(
         fail(f"{input}: no such file")
 
     async def go() -> str:
-        deps = await build_deps(settings, syntax_pool=None)
+        from mailvet.bootstrap import build_bus, build_job_store, build_storage
+        from mailvet.pipeline.submit import submit_file
+
+        store = await build_job_store(settings)
+        bus = build_bus(settings)
         try:
             return await submit_file(
-                deps.jobs, deps.storage, deps.bus, input,
+                store.jobs, build_storage(settings), bus, input,
                 email_column=email_column, checks=checks or settings.engine.checks,
             )
         finally:
-            await deps.bus.stop()
-            await deps.close()
+            await bus.stop()
+            await store.close()
 
     typer.echo(_run_or_fail(go))
 
@@ -256,14 +372,17 @@ def status(
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show a job's state and progress."""
-    settings = _settings()
+    settings = _load()
+    _configure_logs(settings, lazy=True)  # only the database's retry warnings may log
 
     async def go() -> Job:
-        deps = await build_deps(settings, syntax_pool=None)
+        from mailvet.bootstrap import build_job_reader
+
+        store = await build_job_reader(settings)  # the job table alone
         try:
-            return await deps.jobs.get(job_id)
+            return await store.jobs.get(job_id)
         finally:
-            await deps.close()
+            await store.close()
 
     job = _run_or_fail(go)
     record = {
@@ -274,6 +393,8 @@ def status(
         "error": job.error,
     }
     if json:
+        import msgspec
+
         typer.echo(msgspec.json.encode(record).decode())
     else:
         typer.echo(f"{job.id}  {job.status.value}  {job.rows_done:,}/{job.rows_total:,} rows  {job.error}".rstrip())
@@ -285,14 +406,21 @@ def fetch(
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the result.")],
 ) -> None:
     """Download a completed job's result file."""
-    settings = _settings()
+    settings = _load()
+    _configure_logs(settings, lazy=True)
 
     async def go() -> Summary:
-        deps = await build_deps(settings, syntax_pool=None)
+        from mailvet.bootstrap import build_job_reader, build_storage
+        from mailvet.logs import apply_pending
+        from mailvet.pipeline.submit import fetch_result
+
+        store = await build_job_reader(settings)
         try:
-            return await fetch_result(deps.jobs, deps.storage, job_id, output)
+            storage = build_storage(settings)
+            apply_pending()  # the S3 adapter logs through structlog directly
+            return await fetch_result(store.jobs, storage, job_id, output)
         finally:
-            await deps.close()
+            await store.close()
 
     summary = _run_or_fail(go)
     _print_summary(summary, output)
@@ -334,10 +462,17 @@ def _safe_url(url: str) -> str:
 
 
 def _run_or_fail(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    import asyncio
+
+    from mailvet.domain.ports import JobNotFound, ObjectNotFound
+    from mailvet.pipeline.submit import ResultNotReady
+
     try:
         return asyncio.run(make())
     except JobNotFound as exc:
         fail(f"no job {exc}")
+    except ObjectNotFound as exc:
+        fail(f"{exc}: no longer stored (a `mailvet validate` result is written to its output only)")
     except ResultNotReady as exc:
         fail(str(exc))
     except SettingsError as exc:

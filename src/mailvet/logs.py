@@ -1,14 +1,21 @@
 """structlog set-up: key-value or JSON lines on stderr, with job ids and counts.
 
 Addresses are never logged at info level; the engine logs them at debug at most.
+structlog is imported when logging is configured, not with this module (it costs ~0.1 s,
+most of it the rich tracebacks it loads): a command that logs nothing never imports it.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import TYPE_CHECKING, Any
 
-import structlog
+if TYPE_CHECKING:
+    import structlog
+
+# a configuration asked for with lazy=True while structlog was not imported yet
+_pending: tuple[str, bool] | None = None
 
 
 class _StderrLogger:
@@ -24,7 +31,19 @@ class _StderrLogger:
     log = debug = info = warning = warn = error = critical = exception = fatal = msg
 
 
-def configure_logging(level: str = "warning", json: bool = False) -> None:
+def configure_logging(level: str = "warning", json: bool = False, *, lazy: bool = False) -> None:
+    """Log lines at `level` and above to stderr, as JSON lines or key=value text.
+
+    `lazy`: if structlog is not imported yet, only remember the wish; `logger()` and
+    `apply_pending()` carry it out (a command that may never log does not pay for it).
+    """
+    global _pending
+    if lazy and "structlog" not in sys.modules:
+        _pending = (level, json)
+        return
+    _pending = None
+    import structlog
+
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.WARNING
@@ -48,3 +67,20 @@ def configure_logging(level: str = "warning", json: bool = False) -> None:
         logger_factory=_StderrLogger,
         cache_logger_on_first_use=False,
     )
+
+
+def apply_pending() -> None:
+    """Carry out a lazy configuration now if structlog has been imported since (by an
+    adapter that logs through it directly)."""
+    if _pending is not None and "structlog" in sys.modules:
+        configure_logging(*_pending)
+
+
+def logger(name: str) -> Any:
+    """A structlog logger for code that logs rarely: structlog is imported, and a pending
+    lazy configuration carried out, on the first call."""
+    import structlog
+
+    if _pending is not None:
+        configure_logging(*_pending)
+    return structlog.get_logger(name)

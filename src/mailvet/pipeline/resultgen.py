@@ -29,6 +29,7 @@ from mailvet.domain.ports import JobRepository, ObjectNotFound, ObjectStorage
 from mailvet.domain.verdict import RESULT_COLUMNS
 from mailvet.pipeline import keys
 from mailvet.pipeline.rendering import ChunkOutput, decode_cells, decode_output, encode_output
+from mailvet.pipeline.submit import Summary
 from mailvet.pipeline.tabular import FileLayout, result_kind, write_result
 from mailvet.pipeline.workspace import decode_layout, local_copy
 
@@ -38,13 +39,6 @@ log = structlog.get_logger(__name__)
 # how often a writer waiting for a chunk looks again (chunks stored by another process)
 CHUNK_POLL_SECONDS = 0.25
 _WRITABLE = (JobStatus.FILE_ACCEPTED, JobStatus.FILE_QUEUED, JobStatus.IN_PROGRESS)
-
-
-class Summary(msgspec.Struct, kw_only=True):
-    rows: int = 0
-    by_status: dict[str, int] = {}
-    by_reason: dict[str, int] = {}
-    result_kind: str = "csv"
 
 
 class JobAbandoned(Exception):

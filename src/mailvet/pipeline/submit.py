@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 import msgspec
 
@@ -13,7 +14,21 @@ from mailvet.domain.messages import JobSubmitted
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectStorage
 from mailvet.domain.verdict import Check
 from mailvet.pipeline import keys
-from mailvet.pipeline.resultgen import Summary
+
+
+class Summary(msgspec.Struct, kw_only=True):
+    """Counts per status and reason of a finished job (written by the result generator)."""
+
+    rows: int = 0
+    by_status: dict[str, int] = {}
+    by_reason: dict[str, int] = {}
+    result_kind: str = "csv"
+
+
+class JobLookup(Protocol):
+    """Reading a job is all that status and fetch need (any JobRepository is one)."""
+
+    async def get(self, job_id: str) -> Job: ...
 
 
 class ResultNotReady(Exception):
@@ -22,6 +37,10 @@ class ResultNotReady(Exception):
     def __init__(self, job: Job) -> None:
         self.brief = f"job {job.id} is {job.status.value}"
         super().__init__(f"{self.brief}: {job.error}" if job.error else self.brief)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
 
 
 async def submit_file(
@@ -34,9 +53,12 @@ async def submit_file(
     email_column: str | None = None,
     checks: Check = Check.SMTP,
     owner: str = "",
+    job_id: str | None = None,
 ) -> str:
-    """Upload the file, record the job as pending_start, and hand it to intake."""
-    job_id = uuid.uuid4().hex
+    """Upload the file, record the job as pending_start, and hand it to intake.
+
+    `job_id`: the id to use (a caller that must know it before the job exists), else new."""
+    job_id = job_id or new_job_id()
     await storage.put_file(keys.uploaded(job_id), path)
     info = FileInfo(filename=filename or path.name, email_column=email_column, checks=checks)
     await jobs.add(Job(id=job_id, file=info, owner=owner))
@@ -44,7 +66,7 @@ async def submit_file(
     return job_id
 
 
-async def completed_job(jobs: JobRepository, job_id: str) -> Job:
+async def completed_job(jobs: JobLookup, job_id: str) -> Job:
     """The job if its result is ready; ResultNotReady (with the job's error) before that."""
     job = await jobs.get(job_id)
     if job.status is not JobStatus.COMPLETED:
@@ -64,7 +86,7 @@ def result_name(original: str, kind: str) -> str:
 
 
 async def fetch_result(
-    jobs: JobRepository, storage: ObjectStorage, job_id: str, out: Path
+    jobs: JobLookup, storage: ObjectStorage, job_id: str, out: Path
 ) -> Summary:
     """Write the finished result to `out` atomically; ResultNotReady before completion."""
     await completed_job(jobs, job_id)

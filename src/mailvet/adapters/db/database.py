@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from advanced_alchemy.config import AsyncSessionConfig, EngineConfig, SQLAlchemyAsyncConfig
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from mailvet.adapters.db.models import metadata
 
@@ -23,7 +22,6 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 @dataclass(frozen=True)
 class Database:
-    config: SQLAlchemyAsyncConfig
     engine: AsyncEngine
     session_maker: async_sessionmaker[AsyncSession]
 
@@ -43,20 +41,15 @@ def make_database(url: str) -> Database:
     `postgresql+psycopg://...` is used as is.
     """
     parsed = make_url(url)
-    config = SQLAlchemyAsyncConfig(
-        connection_string=url,
-        session_config=AsyncSessionConfig(expire_on_commit=False),
-        # a server restart leaves dead connections in the pool: test each one before use
-        engine_config=EngineConfig(pool_pre_ping=parsed.get_backend_name() != "sqlite"),
-    )
-    engine = config.get_engine()
-    if parsed.get_backend_name() == "sqlite":
+    sqlite = parsed.get_backend_name() == "sqlite"
+    # a server restart leaves dead connections in the pool: test each one before use
+    engine = create_async_engine(url, pool_pre_ping=not sqlite)
+    if sqlite:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         _tune_sqlite(engine)
-    session_maker = config.create_session_maker()
-    assert isinstance(session_maker, async_sessionmaker)
-    return Database(config=config, engine=engine, session_maker=session_maker)
+    session_maker = async_sessionmaker(engine, expire_on_commit=False)
+    return Database(engine=engine, session_maker=session_maker)
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:

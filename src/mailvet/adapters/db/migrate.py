@@ -15,28 +15,34 @@ transactional DDL, so a failing revision leaves the schema as it was.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, text
-from sqlalchemy.engine import make_url
+from mailvet.adapters.db.sqlite_reader import sqlite_path
 
-from mailvet.adapters.db.database import WRITE_INTENT, make_database
+if TYPE_CHECKING:  # SQLAlchemy and Alembic are imported by the functions that use them
+    from alembic.config import Config
+    from sqlalchemy import Connection
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
+
+# The newest revision in migrations/versions/, spelt out so that a command can compare the
+# database with it without loading Alembic (tests hold it equal to Alembic's own `head()`).
+HEAD = "0001"
 
 # Key of the PostgreSQL advisory lock that serialises migrations (any constant bigint).
 _PG_LOCK_KEY = 0x6D61_696C_7665_74  # "mailvet"
 
-_Action = Callable[[Config], None]
+_Action = Callable[["Config"], None]
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """A file-less Alembic config for our script location, bound to `connection` if given."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(SCRIPT_LOCATION).replace("%", "%%"))
     config.set_main_option("path_separator", "os")
@@ -50,6 +56,8 @@ def upgrade(url: str, revision: str = "head") -> None:
 
     Runs its own event loop: from async code, use `upgrade_async`.
     """
+    from alembic import command
+
     asyncio.run(_migrate(url, lambda config: command.upgrade(config, revision)))
 
 
@@ -60,24 +68,29 @@ async def upgrade_async(url: str, revision: str = "head") -> None:
 
 def downgrade(url: str, revision: str) -> None:
     """Take the database at `url` down to `revision` (`"base"`: drop every table)."""
+    from alembic import command
+
     asyncio.run(_migrate(url, lambda config: command.downgrade(config, revision)))
 
 
 def current(url: str) -> str | None:
     """The revision the database at `url` is at; None if never migrated (or no such file)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        if not Path(parsed.database).exists():
-            return None  # do not create the file just to look at it
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return None  # do not create the file just to look at it
     return asyncio.run(_current(url))
 
 
 def head() -> str | None:
-    """The newest revision shipped with this version of mailvet."""
+    """The newest revision shipped with this version of mailvet, as Alembic reads it."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 async def _migrate(url: str, action: _Action) -> None:
+    from mailvet.adapters.db.database import WRITE_INTENT, make_database
+
     db = make_database(url)
     try:
         async with db.engine.connect() as conn:
@@ -89,12 +102,33 @@ async def _migrate(url: str, action: _Action) -> None:
 
 
 def _run_locked(connection: Connection, action: _Action) -> None:
+    from sqlalchemy import text
+
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
     action(alembic_config(connection))
 
 
+def sqlite_is_current(url: str) -> bool:
+    """Is the SQLite file of `url` at HEAD? One stdlib query; False when the file, the
+    version table or the revision is missing or different (then migrate as usual)."""
+    database = sqlite_path(url)
+    if database is None or not database.is_file():
+        return False
+    try:
+        # mode=rw: never create the file just to look at it
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=rw", uri=True)) as conn:
+            rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    except sqlite3.Error:
+        return False
+    return rows == [(HEAD,)]
+
+
 async def _current(url: str) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    from mailvet.adapters.db.database import make_database
+
     db = make_database(url)
     try:
         async with db.engine.connect() as conn:

@@ -1,16 +1,66 @@
-"""The ORM models: the only place that knows table layouts (a migration will follow them)."""
+"""The ORM models: the only place that knows table layouts (the migrations follow them).
+
+Plain SQLAlchemy (no framework base class): importing the models costs SQLAlchemy alone.
+The naming convention gives the constraint and index names the migrations create
+(`pk_jobs`, `fk_job_chunks_job_id_jobs`, `ix_jobs_owner`).
+"""
 
 from __future__ import annotations
 
-from advanced_alchemy.base import DefaultBase
-from advanced_alchemy.mixins import AuditColumns
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String
-from sqlalchemy.orm import Mapped, mapped_column
+import datetime
 
-metadata = DefaultBase.metadata
+from sqlalchemy import DateTime, Dialect, ForeignKey, Index, Integer, LargeBinary, MetaData, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class JobRow(DefaultBase, AuditColumns):
+class UtcDateTime(TypeDecorator[datetime.datetime]):
+    """`DateTime(timezone=True)` that stores UTC and always reads back an aware datetime
+    (SQLite keeps no zone: its values come back naive, and are UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    @property
+    def python_type(self) -> type[datetime.datetime]:
+        return datetime.datetime
+
+    def process_bind_param(
+        self, value: datetime.datetime | None, dialect: Dialect
+    ) -> datetime.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise TypeError("tzinfo is required")
+        return value.astimezone(datetime.UTC)
+
+    def process_result_value(
+        self, value: datetime.datetime | None, dialect: Dialect
+    ) -> datetime.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=datetime.UTC)
+        return value
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+class JobRow(Base):
     """A validation job; `created_at`/`updated_at` are UTC and set by the repository on write."""
 
     __tablename__ = "jobs"
@@ -27,9 +77,13 @@ class JobRow(DefaultBase, AuditColumns):
     chunks_total: Mapped[int] = mapped_column(Integer, default=0)
     layout: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
     owner: Mapped[str] = mapped_column(String(255), default="", index=True)
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), default=_utc_now)
+    updated_at: Mapped[datetime.datetime] = mapped_column(
+        UtcDateTime(), default=_utc_now, onupdate=_utc_now
+    )
 
 
-class JobChunkRow(DefaultBase):
+class JobChunkRow(Base):
     """One row per chunk whose results are stored: the key of idempotent progress."""
 
     __tablename__ = "job_chunks"

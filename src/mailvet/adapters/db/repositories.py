@@ -12,25 +12,20 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar, cast
 
-import structlog
-
-from advanced_alchemy.config import SQLAlchemyAsyncConfig
 from sqlalchemy import CursorResult, Result, Update, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import Insert
 
 from mailvet.adapters.db.database import WRITE_INTENT, Database
 from mailvet.adapters.db.models import JobChunkRow, JobRow
-from mailvet.domain.job import ACTIVE_STATUSES, FileInfo, Job, JobStatus, check_transition
+from mailvet.adapters.db.rows import job_from_row
+from mailvet.logs import logger
+from mailvet.domain.job import ACTIVE_STATUSES, Job, JobStatus, check_transition
 from mailvet.domain.ports import JobNotFound
-from mailvet.domain.verdict import Check
 
-SessionSource = Database | SQLAlchemyAsyncConfig | async_sessionmaker[AsyncSession]
+SessionSource = Database | async_sessionmaker[AsyncSession]
 
-
-log = structlog.get_logger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -62,7 +57,7 @@ def _retrying(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Corout
                 attempt += 1
                 if not _transient(exc) or time.monotonic() + delay > deadline:
                     raise
-                log.warning(
+                logger(__name__).warning(  # imports structlog only when it happens
                     "database_retry", op=method.__name__, attempt=attempt, error=type(exc).__name__
                 )
                 await asyncio.sleep(delay * (0.5 + random.random()))
@@ -84,8 +79,6 @@ class SqlJobRepository:
             self._sessions: Callable[[], AsyncSession] = source.session_maker
             if source.engine.dialect.name == "sqlite":
                 self._write_lock = asyncio.Lock()
-        elif isinstance(source, SQLAlchemyAsyncConfig):
-            self._sessions = source.create_session_maker()
         else:
             self._sessions = source
         self._now = now
@@ -128,7 +121,7 @@ class SqlJobRepository:
             row = await session.get(JobRow, job_id)
             if row is None:
                 raise JobNotFound(job_id)
-            return _to_job(row)
+            return job_from_row(row)
 
     @_retrying
     async def set_status(self, job_id: str, status: JobStatus, error: str = "") -> Job:
@@ -140,7 +133,7 @@ class SqlJobRepository:
             check_transition(JobStatus(row.status), status)
             row.status, row.error, row.updated_at = status.value, error, self._now()
             await session.flush()
-            return _to_job(row)
+            return job_from_row(row)
 
     @_retrying
     async def set_counts(
@@ -179,7 +172,7 @@ class SqlJobRepository:
     async def list_jobs(self, limit: int = 100) -> list[Job]:
         query = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id).limit(limit)
         async with self._sessions() as session:
-            return [_to_job(row) for row in (await session.execute(query)).scalars()]
+            return [job_from_row(row) for row in (await session.execute(query)).scalars()]
 
 
     @_retrying
@@ -187,25 +180,7 @@ class SqlJobRepository:
         active = [status.value for status in ACTIVE_STATUSES]
         query = select(JobRow).where(JobRow.status.in_(active)).order_by(JobRow.created_at, JobRow.id)
         async with self._sessions() as session:
-            return [_to_job(row) for row in (await session.execute(query)).scalars()]
-
-
-def _to_job(row: JobRow) -> Job:
-    return Job(
-        id=row.id,
-        file=FileInfo(
-            filename=row.filename, email_column=row.email_column, checks=Check(row.checks)
-        ),
-        status=JobStatus(row.status),
-        error=row.error,
-        rows_total=row.rows_total,
-        rows_done=row.rows_done,
-        chunks_total=row.chunks_total,
-        layout=row.layout,
-        owner=row.owner,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+            return [job_from_row(row) for row in (await session.execute(query)).scalars()]
 
 
 def _update_job(job_id: str, values: dict[str, Any]) -> Update:
@@ -225,8 +200,12 @@ def _insert_ignoring_duplicates(session: AsyncSession) -> Insert:
     """
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(JobChunkRow).on_conflict_do_nothing()
     if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
         return sqlite.insert(JobChunkRow).on_conflict_do_nothing()
     raise NotImplementedError(f"record_chunk does not support {dialect}")
 

@@ -24,7 +24,7 @@ from mailvet.domain.job import Job, JobStatus
 from mailvet.domain.ports import JobNotFound, JobRepository, ObjectNotFound
 from mailvet.domain.verdict import Check
 from mailvet.pipeline import keys
-from mailvet.pipeline.resultgen import Summary
+from mailvet.pipeline.submit import Summary
 from mailvet.pipeline.submit import (
     completed_job,
     fetch_result,

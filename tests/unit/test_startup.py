@@ -1,0 +1,202 @@
+"""Start-up: a command imports and builds only what it uses.
+
+The import checks run in a fresh interpreter each (this test process has imported
+everything already); they assert on sys.modules, not on timings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mailvet.adapters.db import migrate
+from mailvet.adapters.db.database import make_database
+from mailvet.adapters.db.repositories import SqlJobRepository
+from mailvet.adapters.db.sqlite_reader import SqliteJobReader, sqlite_path
+from mailvet.bootstrap import LazyProber, LazyResolver, build_deps, build_job_reader
+from mailvet.cli import app
+from mailvet.domain.job import FileInfo, Job, JobStatus
+from mailvet.domain.verdict import Check
+from mailvet.settings import load_settings
+
+pytestmark = pytest.mark.unit
+
+HEAVY = ("litestar", "sqlalchemy", "advanced_alchemy", "alembic", "faststream", "aio_pika", "minio",
+         "openpyxl")
+# what a command may pay for only when it talks to the network or runs the pipeline
+NETWORK = ("dns", "structlog", "mailvet.adapters.smtp", "mailvet.pipeline.engine")
+
+PROBE = """
+import json, runpy, sys
+sys.argv = ["mailvet", *json.loads(sys.argv[1])]
+if sys.argv[1:]:
+    try:
+        runpy.run_module("mailvet", run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        code = 0
+else:
+    import mailvet.cli
+    code = 0
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
+"""
+
+
+def run_fresh(args: list[str], env: dict[str, str] | None = None) -> tuple[int, set[str], str]:
+    """Run `mailvet ARGS` (or only `import mailvet.cli` when ARGS is empty) in a new
+    interpreter; its exit code, the top-level and full names it imported, and stdout."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MAILVET_")}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(args)],
+        env={**clean, **(env or {})}, capture_output=True, text=True, timeout=60,
+    )
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    modules = set(report["modules"])
+    return report["code"], modules | {name.split(".")[0] for name in modules}, done.stdout
+
+
+def imported(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return [name for name in names if name in modules]
+
+
+def test_importing_the_cli_imports_no_heavy_library() -> None:
+    code, modules, _ = run_fresh([])
+    assert code == 0
+    assert imported(modules, HEAVY + NETWORK) == []
+
+
+def test_check_syntax_imports_neither_database_bus_nor_network(tmp_path: Path) -> None:
+    code, modules, out = run_fresh(
+        ["check", "Ann@Example.com", "--checks", "syntax", "--json"],
+        env={"MAILVET_DATA_DIR": str(tmp_path / "data")},
+    )
+    assert code == 0, out
+    assert json.loads(out)["normalized"] == "Ann@example.com"
+    assert imported(modules, HEAVY + NETWORK) == []
+    assert not (tmp_path / "data").exists()  # nothing built, nothing created
+
+
+async def make_job(url: str, job: Job) -> None:
+    await asyncio.to_thread(migrate.upgrade, url)
+    database = make_database(url)
+    try:
+        await SqlJobRepository(database).add(job)
+    finally:
+        await database.dispose()
+
+
+def sample_job(job_id: str = "a" * 32) -> Job:
+    return Job(
+        id=job_id,
+        file=FileInfo(filename="list.csv", email_column="Work email", checks=Check.DNS),
+        owner="acct-1",
+        created_at=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+    )
+
+
+def test_status_on_the_embedded_database_reads_the_row_without_sqlalchemy(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    asyncio.run(make_job(load_settings({"MAILVET_DATA_DIR": str(data)}).database, sample_job()))
+    code, modules, out = run_fresh(
+        ["status", "a" * 32, "--json"], env={"MAILVET_DATA_DIR": str(data)}
+    )
+    assert code == 0, out
+    assert json.loads(out) == {
+        "id": "a" * 32, "status": "pending_start", "rows_done": 0, "rows_total": 0, "error": ""
+    }
+    assert imported(modules, HEAVY + NETWORK) == []
+
+
+def test_status_of_a_fresh_data_dir_migrates_it_and_says_no_such_job(tmp_path: Path) -> None:
+    env = {"MAILVET_DATA_DIR": str(tmp_path / "data")}
+    result = CliRunner().invoke(app, ["status", "b" * 32], env=env)
+    assert result.exit_code == 2 and "no job" in result.output
+    url = load_settings(env).database
+    assert migrate.sqlite_is_current(url)
+
+
+def test_the_spelt_out_head_is_alembics_head() -> None:
+    assert migrate.HEAD == migrate.head()
+
+
+def test_sqlite_is_current_only_at_head(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/db/mailvet.db"
+    assert not migrate.sqlite_is_current(url)
+    assert not (tmp_path / "db").exists()  # looking created nothing
+    migrate.upgrade(url)
+    assert migrate.sqlite_is_current(url)
+    migrate.downgrade(url, "base")
+    assert not migrate.sqlite_is_current(url)
+    assert SqliteJobReader.open_current(url, migrate.HEAD) is None
+
+
+def test_sqlite_path() -> None:
+    assert sqlite_path("sqlite+aiosqlite:////abs/m.db") == Path("/abs/m.db")
+    assert sqlite_path("sqlite:///rel/m.db?timeout=3") == Path("rel/m.db")
+    assert sqlite_path("sqlite+aiosqlite:///:memory:") is None
+    assert sqlite_path("postgresql+psycopg://u@h/db") is None
+
+
+async def test_the_stdlib_reader_reads_what_the_repository_reads(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/mailvet.db"
+    await make_job(url, sample_job())
+    database = make_database(url)
+    try:
+        repo = SqlJobRepository(database)
+        await repo.set_status("a" * 32, JobStatus.FILE_ACCEPTED)
+        await repo.set_counts("a" * 32, rows_total=7, chunks_total=2, layout=b"\x81\xa1k\x01")
+        await repo.record_chunk("a" * 32, 0, 4)
+        expected = await repo.get("a" * 32)
+    finally:
+        await database.dispose()
+    settings = load_settings({"MAILVET_DATABASE_URL": url})
+    store = await build_job_reader(settings)
+    try:
+        assert isinstance(store.jobs, SqliteJobReader)
+        assert await store.jobs.get("a" * 32) == expected
+        with pytest.raises(Exception, match="c" * 32):
+            await store.jobs.get("c" * 32)
+    finally:
+        await store.close()
+
+
+async def test_a_syntax_only_pipeline_builds_no_resolver_and_no_prober(tmp_path: Path) -> None:
+    settings = load_settings({"MAILVET_DATA_DIR": str(tmp_path)})
+    deps = await build_deps(settings, syntax_pool=None)
+    try:
+        verdicts = await deps.engine.check_many(["a@example.com", "nope"], Check.SYNTAX)
+        assert [v.reason for v in verdicts] == ["not_checked", "invalid_syntax"]
+        assert isinstance(deps.resolver, LazyResolver) and not deps.resolver.built
+        assert isinstance(deps.prober, LazyProber) and not deps.prober.built
+    finally:
+        await deps.close()
+
+
+CELLS = ["a@example.com", " Ann@EXAMPLE.com ", "info@gmial.com", "x@mailinator.com", "no-at",
+         '"quoted"@example.org', "jo@bücher.de", ""]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+async def test_check_syntax_prints_the_engines_syntax_verdict(cell: str, tmp_path: Path) -> None:
+    """`check --checks syntax` skips the engine: it must say what the engine says."""
+    settings = load_settings({"MAILVET_DATA_DIR": str(tmp_path)})
+    deps = await build_deps(settings, syntax_pool=None)
+    try:
+        [verdict] = await deps.engine.check_many([cell], Check.SYNTAX)
+    finally:
+        await deps.close()
+    env = {"MAILVET_DATA_DIR": str(tmp_path)}
+    result = CliRunner().invoke(app, ["check", cell, "--checks", "syntax", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    assert printed.pop("email") == cell
+    assert printed == json.loads(json.dumps({f: getattr(verdict, f) for f in printed}))
