@@ -12,6 +12,9 @@ one for TCP, both on the same port of 127.0.0.1) with a hand-written resolver,
 * ``zone.servfail(name)``: SERVFAIL for every query of the name;
 * ``zone.blackhole(name)``: no reply at all, so the client times out.
 
+Reverse DNS: ``zone.add_ptr("127.0.0.20", "probe.example.com")`` adds a PTR record
+to ``20.0.0.127.in-addr.arpa`` (or the ``ip6.arpa`` name of an IPv6 address).
+
 Instead of letting dnslib run its thread-per-request ``socketserver`` loops,
 the two servers are driven by an asyncio event loop (``loop.add_reader``), so
 the whole mail world lives in a single thread.  The resolver never blocks.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import socket
 import socketserver
 import sys
@@ -35,7 +39,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from dnslib import AAAA, MX, QTYPE, RCODE, RR, SOA, TXT, A, DNSError, DNSRecord
+from dnslib import AAAA, MX, PTR, QTYPE, RCODE, RR, SOA, TXT, A, DNSError, DNSRecord
 from dnslib.server import DNSHandler, DNSLogger, DNSServer
 
 DEFAULT_TTL = 60
@@ -72,6 +76,7 @@ class Node:
     a: list[str] = field(default_factory=list)
     aaaa: list[str] = field(default_factory=list)
     txt: list[str] = field(default_factory=list)
+    ptr: list[str] = field(default_factory=list)
     servfail: bool = False
     blackhole: bool = False
 
@@ -96,6 +101,7 @@ class Zone:
         a: list[str] | None = None,
         aaaa: list[str] | None = None,
         txt: list[str] | None = None,
+        ptr: list[str] | None = None,
     ) -> None:
         """Add records to *name*, creating it if needed (repeated calls merge).
 
@@ -108,6 +114,16 @@ class Zone:
             node.a.extend(a or [])
             node.aaaa.extend(aaaa or [])
             node.txt.extend(txt or [])
+            node.ptr.extend(ptr or [])
+
+    def add_ptr(self, address: str, name: str) -> str:
+        """Give the reverse name of IP *address* a PTR record naming *name*.
+
+        Returns the reverse name (``4.3.2.1.in-addr.arpa`` for ``1.2.3.4``).
+        """
+        reverse = ipaddress.ip_address(address).reverse_pointer
+        self.add(reverse, ptr=[name])
+        return reverse
 
     def add_empty(self, name: str) -> None:
         """Declare *name* as existing without records: NODATA for every type."""
@@ -134,6 +150,7 @@ class Zone:
                 a=list(node.a),
                 aaaa=list(node.aaaa),
                 txt=list(node.txt),
+                ptr=list(node.ptr),
                 servfail=node.servfail,
                 blackhole=node.blackhole,
             )
@@ -190,6 +207,8 @@ class ZoneResolver:
             rdatas = [AAAA(ip) for ip in node.aaaa]
         elif qtype == QTYPE.TXT:
             rdatas = [TXT(text) for text in node.txt]
+        elif qtype == QTYPE.PTR:
+            rdatas = [PTR(name) for name in node.ptr]
         elif qtype == QTYPE.SOA and normalise(qname) == apex(qname):
             rdatas = [_soa_rdata(qname)]
         else:
