@@ -137,7 +137,7 @@ async def _validate(
         folder = runs_folder(settings.database)
         if folder is not None:
             await _abandon_dead_runs(deps.jobs, folder)
-        pipeline = Pipeline(deps)
+        pipeline = Pipeline(deps, resume=False)  # this run's job only, never another's
         await pipeline.start()
         job_id = new_job_id()
         # held from before the job exists: if this process dies, the next run abandons it

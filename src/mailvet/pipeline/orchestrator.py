@@ -46,9 +46,11 @@ class Orchestrator:
             self._wakeup.set()
             log.info("job_opened", job_id=job_id)
 
-    async def start(self) -> None:
-        for job in await self._jobs.list_active():  # resume after a restart
-            self._add(job.id)
+    async def start(self, *, resume: bool = True) -> None:
+        """Start dispatching; `resume`: first take up the jobs left active (a restart)."""
+        if resume:
+            for job in await self._jobs.list_active():
+                self._add(job.id)
         self._task = asyncio.create_task(self._run(), name="orchestrator")
 
     async def stop(self) -> None:

@@ -39,9 +39,17 @@ def describe_flows(bus: MessageBus) -> None:
 
 
 class Pipeline:
-    def __init__(self, deps: Deps, roles: Iterable[str] = ROLES) -> None:
+    """The chosen services subscribed on `deps.bus`.
+
+    `resume`: on start, take up the jobs the database holds as active (a service restarting
+    in a cluster, or `run all`). `mailvet validate` starts with resume=False: it runs only
+    the job it submits, and never adopts another process's jobs on the same database.
+    """
+
+    def __init__(self, deps: Deps, roles: Iterable[str] = ROLES, *, resume: bool = True) -> None:
         self.deps = deps
         self.roles = tuple(roles)
+        self.resume = resume
         self._orchestrator: Orchestrator | None = None
         self._resultgen: ResultGenerator | None = None
         bus, jobs, storage = deps.bus, deps.jobs, deps.storage
@@ -90,8 +98,8 @@ class Pipeline:
     async def start(self) -> None:
         await self.deps.bus.start()
         if self._orchestrator is not None:
-            await self._orchestrator.start()
-        if self._resultgen is not None:
+            await self._orchestrator.start(resume=self.resume)
+        if self._resultgen is not None and self.resume:
             await self._resultgen.resume()
 
     async def stop(self) -> None:
