@@ -104,7 +104,17 @@ async def check_mail_from(settings: Settings, resolver: DnsResolver) -> Finding:
     route = await resolver.mail_route(domain)
     null = "leave MAILVET_MAIL_FROM empty for the null reverse-path <>"
     if route.kind is RouteKind.MX:
-        return Finding("ok", name, f"domain {domain} has MX {', '.join(route.hosts[:3])}")
+        hosts = ", ".join(route.hosts[:3])
+        for host in route.hosts[:MAX_PROBE_ADDRESSES]:
+            if await resolver.host_addresses(host):
+                return Finding("ok", name, f"domain {domain} has MX {hosts}")
+        return Finding(
+            "fail",
+            name,
+            f"domain {domain} has MX {hosts}, but no MX host has an address; "
+            "servers that verify senders by calling back cannot reach it",
+            f"add A records for the MX hosts of {domain}, or {null}",
+        )
     if route.kind is RouteKind.IMPLICIT:
         return Finding(
             "warn",

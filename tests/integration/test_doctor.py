@@ -35,6 +35,7 @@ def world() -> Iterator[MailWorld]:
     # bad identities
     zone.add("aonly-sender.com", a=["127.0.0.21"])
     zone.add("nullmx-sender.com", mx=[(0, ".")])
+    zone.add("deadmx-sender.com", mx=[(10, "mx.deadmx-sender.com")])  # the MX host has no A
     zone.blackhole("slowdns-sender.com")
     zone.add("noptr.mailvet-test.com", a=["127.0.0.22"])
     zone.add("otherptr.mailvet-test.com", a=["127.0.0.23"])
@@ -109,6 +110,7 @@ def test_null_reverse_path_is_fine(world: MailWorld) -> None:
         ("verify@no-such-sender-zz.com", "fail", "does not exist (NXDOMAIN)", "a domain that has MX"),
         ("verify@nullmx-sender.com", "fail", "Null MX", "MAILVET_MAIL_FROM empty"),
         ("verify@aonly-sender.com", "warn", "no MX, only an address record", "publish an MX record"),
+        ("verify@deadmx-sender.com", "fail", "no MX host has an address", "add A records"),
         ("verify@slowdns-sender.com", "fail", "timed out", "MAILVET_DNS_SERVERS"),
         ("not-an-address", "fail", "not an address", "MAILVET_MAIL_FROM"),
     ],

@@ -87,18 +87,18 @@ CASES: list[tuple[str, str, Outcome]] = [
     ("postfix", "550 5.7.27 <verify@x.com>: Sender address rejected: Domain x.com does not accept mail (nullMX)", SND),
     (
         "exim",
-        "550-Verification failed for <verify@mailvet-test.com>\n"
+        ("550-Verification failed for <verify@mailvet-test.com>\n"
         "550-Unrouteable address\n"
-        "550 Sender verify failed",
+        "550 Sender verify failed"),
         SND,
     ),
     (
         "exim callout",
-        "550-Verification failed for <verify@mailvet-test.com>\n"
+        ("550-Verification failed for <verify@mailvet-test.com>\n"
         "550-Called:   192.0.2.25\n"
         "550-Sent:     RCPT TO:<verify@mailvet-test.com>\n"
         "550-Response: 550 5.1.1 User unknown\n"
-        "550 Sender verify failed",
+        "550 Sender verify failed"),
         SND,
     ),
     ("exim", "550 Sender verify failed", SND),
@@ -107,6 +107,8 @@ CASES: list[tuple[str, str, Outcome]] = [
     ("qmail", "553 sorry, your envelope sender is in my badmailfrom list (#5.7.1)", SND),
     ("generic", "550 5.7.1 Null sender is not allowed", SND),
     ("aol", "550 Is not accepting mail from this sender", SND),
+    ("sender verification (various)", "550 Sender must exist", SND),
+    ("sender verification (various)", "550 The destination mail system rejected your return address", SND),
     # -- policy refusals with no x.7 code --
     ("postfix", "554 5.7.1 <x@y.com>: Relay access denied", POL),
     ("sendmail", "553 5.0.0 Relaying denied", POL),
@@ -127,13 +129,22 @@ CASES: list[tuple[str, str, Outcome]] = [
     ("yahoo", "554 5.7.9 Message not accepted for policy reasons", POL),
     (
         "gmail",
-        "550-5.7.1 [192.0.2.1] The IP you're using to send mail is not authorized to\n"
+        ("550-5.7.1 [192.0.2.1] The IP you're using to send mail is not authorized to\n"
         "550-5.7.1 send email directly to our servers. Please use the SMTP relay at your\n"
-        "550 5.7.1 service provider instead. x1-2.3 - gsmtp",
+        "550 5.7.1 service provider instead. x1-2.3 - gsmtp"),
         POL,
     ),
     ("postfix", "550 5.7.1 Client host rejected: cannot find your reverse hostname, [192.0.2.1]", POL),
     ("generic", "530 5.7.0 Authentication required", POL),
+    ("sender verification (various)", "550 Not sent - no reverse lookup", POL),
+    ("mimecast", "550 Administrative prohibition - envelope blocked", POL),
+    # RFC 5321's own example text names every cause at once: not mailbox evidence
+    (
+        "rfc5321",
+        ("550 Requested action not taken: mailbox unavailable (for example, mailbox not found, "
+        "no access, or command rejected for policy reasons)"),
+        POL,
+    ),
     # a policy line of a multi-line reply counts, wherever the enhanced code is
     (
         "generic",
@@ -148,22 +159,22 @@ CASES: list[tuple[str, str, Outcome]] = [
     ("postfix", "551 User not local; please try <x@elsewhere.com>", NF),
     (
         "gmail",
-        "550-5.1.1 The email account that you tried to reach does not exist. Please try\n"
+        ("550-5.1.1 The email account that you tried to reach does not exist. Please try\n"
         "550-5.1.1 double-checking the recipient's email address for typos or\n"
         "550-5.1.1 unnecessary spaces. Learn more at\n"
-        "550 5.1.1  https://support.google.com/mail/?p=NoSuchUser x1-2.3 - gsmtp",
+        "550 5.1.1  https://support.google.com/mail/?p=NoSuchUser x1-2.3 - gsmtp"),
         NF,
     ),
     (
         "gmail",
-        "550-5.2.1 The email account that you tried to reach is disabled. Learn more at\n"
-        "550 5.2.1  https://support.google.com/mail/?p=DisabledUser x1-2.3 - gsmtp",
+        ("550-5.2.1 The email account that you tried to reach is disabled. Learn more at\n"
+        "550 5.2.1  https://support.google.com/mail/?p=DisabledUser x1-2.3 - gsmtp"),
         DIS,
     ),
     (
         "gmail",
-        "452-4.2.2 The email account that you tried to reach is over quota. Please direct\n"
-        "452 4.2.2 the recipient to https://support.google.com/mail/?p=OverQuotaTemp x1-2.3 - gsmtp",
+        ("452-4.2.2 The email account that you tried to reach is over quota. Please direct\n"
+        "452 4.2.2 the recipient to https://support.google.com/mail/?p=OverQuotaTemp x1-2.3 - gsmtp"),
         FULL,
     ),
     ("office365", "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup", NF),
@@ -180,6 +191,16 @@ CASES: list[tuple[str, str, Outcome]] = [
     ("yahoo", "554 delivery error: dd Sorry your message to x@yahoo.com cannot be delivered. This mailbox is disabled (554.30)", DIS),
     ("yahoo/aol", "552 1 Requested mail action aborted, mailbox not found", NF),
     ("aol", "550 Mailbox not found", NF),
+    ("mimecast", "550 Invalid Recipient - https://community.mimecast.com/docs/DOC-1369#550 [xyz.us1]", NF),
+    ("mail.ru", "550 Message was not accepted -- invalid mailbox.  Local mailbox x@mail.ru is unavailable: user not found", NF),
+    ("icloud", "550 5.1.1 <x@icloud.com>: user does not exist", NF),
+    ("sendmail", "550 5.0.0 <x@y.com>... User unknown", NF),
+    (
+        "postfix reject_unverified_recipient",
+        ("550 5.1.1 <x@y.com>: Recipient address rejected: undeliverable address: host mx.y.com"
+        "[192.0.2.5] said: 550 5.1.1 User unknown (in reply to RCPT TO command)"),
+        NF,
+    ),
     ("generic", "550 Requested action not taken: mailbox blocked because user unknown", NF),
     ("generic", "550 Mailbox blocked", DIS),
     ("generic", "550 The user account has been closed", DIS),

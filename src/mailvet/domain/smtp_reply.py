@@ -77,10 +77,10 @@ _SENDER_WORDS = re.compile(
     r"must (?:exist|resolve|be)|blocked|does not (?:exist|resolve))|"
     r"\b(?:unknown|invalid|bad|unverified|forged) sender\b|sender (?:domain|mx)\b|"
     r"domain of sender|sender's domain|envelope (?:sender|from)|\bmail from\s*:|"
-    r"\b(?:return|reverse)[- ]path|\b(?:null|empty|blank) (?:sender|envelope|return|reverse)|"
+    r"\b(?:return|reverse)[- ]path|\breturn address|\b(?:null|empty|blank) (?:sender|envelope|return|reverse)|"
     r"badmailfrom|helo command rejected|\b(?:bad|invalid|unknown|forged) (?:helo|ehlo)\b|"
     r"\bhelo (?:name |hostname )?(?:rejected|invalid|not)|(?:from|by) (?:this|the) sender\b",
-    re.I,
+    re.IGNORECASE,
 )
 _POLICY_WORDS = re.compile(
     r"block ?list|black ?list|deny ?list|spamhaus|spamcop|sorbs|barracuda|uceprotect|"
@@ -91,14 +91,14 @@ _POLICY_WORDS = re.compile(
     r"\bpolicy\b|policies|reputation|\bspam\b|unsolicited|banned|"
     r"client host rejected|reverse (?:dns|lookup|hostname)|\bptr\b|authenticat|"
     r"rcpthosts|(?:isn'?t|not) in my list|\bspf\b|\bdmarc\b|rate limit",
-    re.I,
+    re.IGNORECASE,
 )
 _MAILBOX_STATE = r"(?:disabled|inactive|deactivated|suspended|locked|closed|blocked|frozen|terminated)"
 _MAILBOX_SUBJECT = r"(?:mailbox|account|inbox|user|recipient|addressee)"
 # "mailbox blocked" is the mailbox's state, not a policy refusal of us
 _MAILBOX_BLOCKED = re.compile(
     r"\b(?:mailbox|account|inbox)\s+(?:(?:is|has|been|was|temporarily|permanently)\s+)*blocked\b",
-    re.I,
+    re.IGNORECASE,
 )
 _WORD_GAP = r"(?:\s+[^\s:;,.!?]+){0,6}?"  # up to six words, never across punctuation
 _NOT_FOUND_WORDS = re.compile(
@@ -108,14 +108,14 @@ _NOT_FOUND_WORDS = re.compile(
     rf"\b{_MAILBOX_SUBJECT}{_WORD_GAP}\s+(?:(?:does\s+not|doesn'?t|did\s+not)\s+exist|not\s+found|is\s+invalid|not\s+known)|"
     rf"\bno\s+mailbox\b|\bnot\s+a\s+valid\s+(?:mailbox|user|recipient)|\bunrouteable\s+address|"
     rf"recip(?:ient)?notfound|\bdoesn'?t\s+have\s+an?\s+\S+\s+account|\buser\s+not\s+local\b",
-    re.I,
+    re.IGNORECASE,
 )
 _DISABLED_WORDS = re.compile(
     rf"\b{_MAILBOX_SUBJECT}{_WORD_GAP}\s+{_MAILBOX_STATE}\b|\b{_MAILBOX_STATE}\s+{_MAILBOX_SUBJECT}\b",
-    re.I,
+    re.IGNORECASE,
 )
 _FULL_WORDS = re.compile(
-    r"\bfull\b|quota|exceeded storage|insufficient (?:space|storage)|over ?limit", re.I
+    r"\bfull\b|quota|exceeded storage|insufficient (?:space|storage)|over ?limit", re.IGNORECASE
 )
 
 
@@ -219,6 +219,6 @@ def _temporary(code: int, subject: int, detail: int, text: str) -> Outcome:
     if subject == -1 and code == 452:
         if _FULL_WORDS.search(text):
             return Outcome.FULL
-        if re.search(r"recipients", text, re.I):
+        if re.search(r"recipients", text, re.IGNORECASE):
             return Outcome.TOO_MANY_RECIPIENTS
     return Outcome.TEMPORARY
