@@ -31,6 +31,7 @@ class DnsSettings(msgspec.Struct, frozen=True, kw_only=True):
     cache_size: int = 100_000
     failure_ttl: float = 5.0  # seconds a SERVFAIL/timeout answer is remembered
     max_ttl: float = 3600.0  # no answer is remembered longer (nor longer than its own TTL)
+    max_in_flight: int = 100  # queries outstanding at once (a burst of thousands gets dropped)
 
 
 class SmtpSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,6 +119,7 @@ ENV: dict[str, tuple[str, str]] = {
     "MAILVET_DNS_TIMEOUT": ("dns", "timeout"),
     "MAILVET_DNS_FAILURE_TTL": ("dns", "failure_ttl"),
     "MAILVET_DNS_MAX_TTL": ("dns", "max_ttl"),
+    "MAILVET_DNS_MAX_IN_FLIGHT": ("dns", "max_in_flight"),
     "MAILVET_MAIL_FROM": ("smtp", "mail_from"),
     "MAILVET_HELO_NAME": ("smtp", "helo_name"),
     "MAILVET_SMTP_PORT": ("smtp", "port"),

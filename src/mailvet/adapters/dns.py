@@ -12,6 +12,8 @@ on every call (RFC 5321 5.1), so the load spreads over them.
 
 from __future__ import annotations
 
+import asyncio
+
 import random
 import time
 from collections.abc import Callable
@@ -122,6 +124,9 @@ class DnsResolver:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._resolver = resolver or make_resolver(settings)
+        # a chunk asks for thousands of names at once; resolvers (and their UDP buffers) drop
+        # such bursts, and a dropped query is a timeout: keep a bounded number outstanding
+        self._in_flight = asyncio.Semaphore(max(1, settings.max_in_flight))
         self._failure_ttl = settings.failure_ttl
         self._max_ttl = settings.max_ttl
         self._random = random.Random()
@@ -157,9 +162,10 @@ class DnsResolver:
         """(None, records, ttl) on an answer; (NO_MX, [], negative ttl) on NODATA;
         (NO_DOMAIN, [], negative ttl) on NXDOMAIN; else (failure kind, [], failure_ttl)."""
         try:
-            answer = await self._resolver.resolve(
-                name, rdtype, search=False, raise_on_no_answer=False
-            )
+            async with self._in_flight:
+                answer = await self._resolver.resolve(
+                    name, rdtype, search=False, raise_on_no_answer=False
+                )
         except dns.resolver.NXDOMAIN as exc:
             return RouteKind.NO_DOMAIN, [], _nxdomain_ttl(exc)
         except dns.resolver.NoAnswer:  # not raised with raise_on_no_answer=False; kept for safety
