@@ -28,10 +28,12 @@ def test_lists() -> None:
     assert not domain_risk("good-mail.com").free
 
 
-@pytest.mark.parametrize(("local", "role"), [("info", True), ("Sales", True), ("support+eu", True),
-                                            ("noreply", True), ("postmaster", True), ("alice", False),
-                                            ("informal", False), ("information", True),
-                                            ("donotreply", True), ("no.reply", True)])
+@pytest.mark.parametrize(
+    ("local", "role"),
+    [("info", True), ("Sales", True), ("support+eu", True), ("noreply", True),
+     ("postmaster", True), ("alice", False), ("informal", False), ("information", True),
+     ("donotreply", True), ("no.reply", True)],
+)
 def test_roles(local: str, role: bool) -> None:
     assert is_role(local) is role
 

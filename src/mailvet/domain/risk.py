@@ -18,9 +18,11 @@ Rules:
   letters without dots spell a popular domain (``gmai.lcom``), or its brand (first label) is a
   popular brand and its suffix is not a real one (``gmail.con``, ``gmail.c``) or one of the real
   country codes typed for .com/.net (``gmail.co``, ``.cm``, ``.om``, ``.cam``, ``.ne``), or its
-  brand is one or two plausible keystrokes from a popular brand of five letters or more (adjacent
-  keys, vowel for vowel, a doubled letter, a transposition, one letter more or less; the first
-  letter kept) with a suffix of that provider. A popular brand on another real suffix
+  brand is one plausible slip from a popular brand of five letters or more, two from one of
+  eight or more (a key beside the right one, a vowel for a vowel, a letter doubled, missed or
+  swapped with the next; the first letter kept unless the brand is long: ``otmail``), with a
+  suffix of that provider, and the brand is not an everyday word (`WORD_BRANDS`: carter.net
+  is not charter.net). A popular brand on another real suffix
   (``hotmail.be``, ``orange.es``, ``yahoo.co.in``) is never a typo, nor is a short brand
   (``ms.com``, ``bol.com``) one letter from another. A typo domain is never `disposable`
   (typo-squatters are listed as disposable; the contact needs fixing, not dropping) and never
@@ -104,21 +106,12 @@ WORD_BRANDS: frozenset[str] = frozenset(
     proton rambler rogers seznam skynet telus terra virgilio ziggo
     """.split()
 )
-
-
-def _brands_by_first_letter() -> dict[str, tuple[str, ...]]:
-    by_first: dict[str, list[str]] = {}
-    for brand in _BRAND_NAMES:
-        if len(brand) >= 5 and brand not in WORD_BRANDS:
-            by_first.setdefault(brand[0], []).append(brand)
-    return {letter: tuple(brands) for letter, brands in by_first.items()}
-
-
-_BRANDS_BY_FIRST: dict[str, tuple[str, ...]] = _brands_by_first_letter()
 _SQUASHED: dict[str, str] = {d.replace(".", ""): d for d in reversed(POPULAR_DOMAINS)}
 # the popular suffixes written without their dots, longest first: "gmailcouk" -> gmail.co.uk
 _SQUASHED_SUFFIXES: tuple[tuple[str, str], ...] = tuple(
-    sorted({(s.replace(".", ""), s) for ss in _BRANDS.values() for s in ss}, key=lambda p: -len(p[0]))
+    sorted(
+        {(s.replace(".", ""), s) for ss in _BRANDS.values() for s in ss}, key=lambda p: -len(p[0])
+    )
 )
 # real country codes typed for a popular generic suffix (a typo-squatter's favourite homes)
 _TYPO_TLDS: dict[str, str] = {"co": "com", "cm": "com", "om": "com", "cam": "com", "ne": "net"}
@@ -148,6 +141,29 @@ def _keyboard_neighbours() -> frozenset[tuple[str, str]]:
 
 _NEIGHBOURS = _keyboard_neighbours()
 _VOWELS = frozenset("aeiouy")
+
+
+def _first_letter_slip(typed: str, target: str) -> bool:
+    """The first letters fit: kept, or the first two swapped; for brands of seven letters or
+    more also the first one missed (otmail) or a key beside it hit (gotmail, putlook)."""
+    if typed[0] == target[0] or typed[:2] == target[1::-1]:
+        return True
+    return len(target) >= 7 and (typed[0] == target[1] or (typed[0], target[0]) in _NEIGHBOURS)
+
+
+def _brands_by_first_letter() -> dict[str, tuple[str, ...]]:
+    """Typed first letter -> the brands (five letters or more, not words) it may begin a typo of."""
+    by_first: dict[str, list[str]] = {}
+    for brand in _BRAND_NAMES:
+        if len(brand) < 5 or brand in WORD_BRANDS:
+            continue
+        for letter in "abcdefghijklmnopqrstuvwxyz0123456789-":
+            if _first_letter_slip(letter + brand[1:], brand) or letter == brand[1]:
+                by_first.setdefault(letter, []).append(brand)
+    return {letter: tuple(brands) for letter, brands in by_first.items()}
+
+
+_BRANDS_BY_FIRST: dict[str, tuple[str, ...]] = _brands_by_first_letter()
 
 
 # ---------------------------------------------------------------- data files, loaded once
@@ -258,21 +274,22 @@ def _keystrokes(typed: str, target: str) -> int:
 def _brand_typos(brand: str) -> list[str]:
     """Popular brands of five letters or more that `brand` is a plausible mistyping of.
 
-    One slip for brands of up to seven letters, two for longer ones; the first letter kept
-    (cloud.com is not icloud.com) unless the first two are swapped. Brands that are everyday
-    words or names (`WORD_BRANDS`) are left out: carter.net is not charter.net."""
+    One slip for brands of up to seven letters, two for longer ones; the first letter as
+    `_first_letter_slip` allows (cloud.com is not icloud.com). Brands that are everyday words
+    or names (`WORD_BRANDS`) are left out: carter.net is not charter.net."""
     if len(brand) < 3:
         return []
     found: list[tuple[int, int, str]] = []
-    for target in _BRANDS_BY_FIRST.get(brand[0], ()) + _BRANDS_BY_FIRST.get(brand[1], ()):
+    for target in _BRANDS_BY_FIRST.get(brand[0], ()):
         if abs(len(target) - len(brand)) > 2 or target == brand:
             continue
-        if brand[0] != target[0] and brand[:2] != target[1::-1]:
+        if not _first_letter_slip(brand, target):
             continue
         if OSA.distance(brand, target, score_cutoff=2) > 2:
             continue
         cost = _keystrokes(brand, target)
-        if cost <= (1 if len(target) < 8 else 2):
+        slips = 1 if len(target) < 8 or brand[0] != target[0] else 2  # a first-letter slip: alone
+        if cost <= slips:
             found.append((cost, _BRAND_RANK[target], target))
     return [target for _, _, target in sorted(found)]
 
@@ -282,7 +299,10 @@ def _real_suffix(suffix: str) -> bool:
     tlds = _tlds()
     if len(labels) == 1:
         return suffix in tlds
-    return len(labels) == 2 and len(labels[1]) == 2 and labels[1] in tlds and labels[0] in _SECOND_LEVELS
+    return (
+        len(labels) == 2 and len(labels[1]) == 2 and labels[1] in tlds
+        and labels[0] in _SECOND_LEVELS
+    )
 
 
 def _fix_suffix(suffix: str, suffixes: tuple[str, ...]) -> str:
@@ -365,8 +385,10 @@ def domain_risk(ascii_domain: str) -> DomainRisk:
     return DomainRisk(disposable, ascii_domain in lists.free, suggestion)
 
 
-# ---------------------------------------------------------------- addresses whose typo breaks syntax
+# ---------------------------------------------------------------- cells whose typo breaks syntax
 
+# short brands that name one provider even without their suffix (user@aol -> aol.com)
+_BARE_BRANDS = frozenset({"aol", "msn", "gmx", "qq"})
 _NOT_DOMAIN = re.compile(r"[^a-z0-9.\-]+")
 _DOTS = re.compile(r"\.{2,}")
 
@@ -381,9 +403,9 @@ def _repair_domain(text: str) -> str:
     if domain in _POPULAR_SET:
         return domain
     if "." not in domain:
-        if domain in _BRANDS:  # user@outlook.
-            main = _BRANDS[domain][0]  # but user@bol may be bol.com as well as bol.com.br
-            return "" if main != "com" and f"{domain}.com" in _lists().real else f"{domain}.{main}"
+        if domain in _BRANDS:  # user@outlook. (but user@home, user@free or user@bol: who knows)
+            known = domain in _BARE_BRANDS or len(domain) >= 5 and domain not in WORD_BRANDS
+            return f"{domain}.{_BRANDS[domain][0]}" if known else ""
         squashed = _SQUASHED.get(domain)
         if squashed is not None:  # user@gmailcom
             return squashed
@@ -452,10 +474,14 @@ def is_role(local_part: str) -> bool:
     """Role account: the local part (before any +tag) is a shared mailbox name."""
     base = local_part.lower()
     if "+" in base:
-        base = base.partition("+")[0]
+        base = base[: base.index("+")]
     names, squashed = _roles()
     if base in names:
         return True
-    if "." in base or "-" in base or "_" in base:
-        base = base.replace(".", "").replace("-", "").replace("_", "")
+    if "." in base:  # one test and one replace per separator that is there: this runs per row
+        base = base.replace(".", "")
+    if "-" in base:
+        base = base.replace("-", "")
+    if "_" in base:
+        base = base.replace("_", "")
     return base in squashed
