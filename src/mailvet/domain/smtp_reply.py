@@ -21,6 +21,7 @@ matched, so a recipient such as `full@x` or `blocked@x` cannot change the meanin
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from typing import NamedTuple
 
@@ -70,53 +71,96 @@ _TRAILING_ENHANCED = re.compile(r"\(#([245])\.(\d{1,3})\.(\d{1,3})\b")
 # <anything in angle brackets> and bare local@domain: blanked before words are matched
 _ADDRESS = re.compile(r"<[^<>]*>|[^\s<>()\[\]\"',;]+@[^\s<>()\[\]\"',;]+")
 
-_SENDER_WORDS = re.compile(
-    r"sender address rejected|sender verif(?:y|ication)\b|verification failed for|"
-    r"\bsender(?:'s)? (?:address |domain |mailbox )?(?:is )?"
+def _words(*alternatives: str) -> re.Pattern[str]:
+    """Alternatives that each start at a word boundary, matched on lower-cased text.
+
+    One leading `\\b` for the whole group (and no re.IGNORECASE) lets the engine skip most
+    positions at once: about five times faster than the same alternatives unfactored.
+    """
+    return re.compile(r"\b(?:" + "|".join(alternatives) + ")")
+
+
+_SENDER_WORDS = _words(
+    r"sender address rejected",
+    r"sender verif(?:y|ication)\b",
+    r"verification failed for",
+    r"sender(?:'s)? (?:address |domain |mailbox )?(?:is )?"
     r"(?:rejected|refused|denied|invalid|unknown|not (?:allowed|permitted|accepted|valid)|"
-    r"must (?:exist|resolve|be)|blocked|does not (?:exist|resolve))|"
-    r"\b(?:unknown|invalid|bad|unverified|forged) sender\b|sender (?:domain|mx)\b|"
-    r"domain of sender|sender's domain|envelope (?:sender|from)|\bmail from\s*:|"
-    r"\b(?:return|reverse)[- ]path|\breturn address|\b(?:null|empty|blank) (?:sender|envelope|return|reverse)|"
-    r"badmailfrom|helo command rejected|\b(?:bad|invalid|unknown|forged) (?:helo|ehlo)\b|"
-    r"\bhelo (?:name |hostname )?(?:rejected|invalid|not)|(?:from|by) (?:this|the) sender\b",
-    re.IGNORECASE,
+    r"must (?:exist|resolve|be)|blocked|does not (?:exist|resolve))",
+    r"(?:unknown|invalid|bad|unverified|forged) sender\b",
+    r"sender (?:domain|mx)\b",
+    r"domain of sender",
+    r"envelope (?:sender|from)",
+    r"mail from\s*:",
+    r"(?:return|reverse)[- ]path",
+    r"return address",
+    r"(?:null|empty|blank) (?:sender|envelope|return|reverse)",
+    r"badmailfrom",
+    r"helo command rejected",
+    r"(?:bad|invalid|unknown|forged) (?:helo|ehlo)\b",
+    r"helo (?:name |hostname )?(?:rejected|invalid|not)",
+    r"(?:from|by) (?:this|the) sender\b",
 )
-_POLICY_WORDS = re.compile(
-    r"block ?list|black ?list|deny ?list|spamhaus|spamcop|sorbs|barracuda|uceprotect|"
-    r"\bdnsbl\b|\brbl\b|\bpsbl\b|\blisted (?:on|in|at|by)\b|\bis listed\b|\bblocked\b|"
-    r"\bdenied\b|not authori[sz]ed|\bnot (?:allowed|permitted)\b|"
-    r"\brelay(?:ing)? (?:access )?(?:denied|not|prohibited|refused)|\b(?:to|not|no) relay(?:ing)?\b|"
-    r"administrative(?:ly)? prohibit|\bprohibited\b|site administrator|"
-    r"\bpolicy\b|policies|reputation|\bspam\b|unsolicited|banned|"
-    r"client host rejected|reverse (?:dns|lookup|hostname)|\bptr\b|authenticat|"
-    r"rcpthosts|(?:isn'?t|not) in my list|\bspf\b|\bdmarc\b|rate limit",
-    re.IGNORECASE,
+_POLICY_WORDS = _words(
+    r"block ?list",
+    r"black ?list",
+    r"deny ?list",
+    r"spamhaus|spamcop|sorbs|barracuda|uceprotect",
+    r"(?:dnsbl|rbl|psbl)\b",
+    r"listed (?:on|in|at|by)\b",
+    r"is listed\b",
+    r"blocked\b",
+    r"denied\b",
+    r"not authori[sz]ed",
+    r"not (?:allowed|permitted)\b",
+    r"relay(?:ing)? (?:access )?(?:denied|not|prohibited|refused)",
+    r"(?:to|not|no) relay(?:ing)?\b",
+    r"administrative(?:ly)? prohibit",
+    r"prohibited\b",
+    r"site administrator",
+    r"policy\b|policies",
+    r"reputation",
+    r"spam\b",
+    r"unsolicited",
+    r"banned",
+    r"client host rejected",
+    r"reverse (?:dns|lookup|hostname)",
+    r"ptr\b",
+    r"authenticat",
+    r"rcpthosts",
+    r"(?:isn'?t|not) in my list",
+    r"(?:spf|dmarc)\b",
+    r"rate limit",
 )
 _MAILBOX_STATE = r"(?:disabled|inactive|deactivated|suspended|locked|closed|blocked|frozen|terminated)"
 _MAILBOX_SUBJECT = r"(?:mailbox|account|inbox|user|recipient|addressee)"
 # "mailbox blocked" is the mailbox's state, not a policy refusal of us
-_MAILBOX_BLOCKED = re.compile(
-    r"\b(?:mailbox|account|inbox)\s+(?:(?:is|has|been|was|temporarily|permanently)\s+)*blocked\b",
-    re.IGNORECASE,
+_MAILBOX_BLOCKED = _words(
+    r"(?:mailbox|account|inbox)\s+(?:(?:is|has|been|was|temporarily|permanently)\s+)*blocked\b"
 )
 _WORD_GAP = r"(?:\s+[^\s:;,.!?]+){0,6}?"  # up to six words, never across punctuation
-_NOT_FOUND_WORDS = re.compile(
-    rf"\b(?:user|recipient|mailbox|account|addressee|address|local[- ]part)\s+(?:is\s+)?unknown\b|"
-    rf"\b(?:unknown|invalid|non-?existent|nonexisting)\s+(?:user|recipient|mailbox|account|addressee|local[- ]part)|"
-    rf"\bno\s+such\s+(?:user|mailbox|recipient|address|account|person|addressee|local user)|"
-    rf"\b{_MAILBOX_SUBJECT}{_WORD_GAP}\s+(?:(?:does\s+not|doesn'?t|did\s+not)\s+exist|not\s+found|is\s+invalid|not\s+known)|"
-    rf"\bno\s+mailbox\b|\bnot\s+a\s+valid\s+(?:mailbox|user|recipient)|\bunrouteable\s+address|"
-    rf"recip(?:ient)?notfound|\bdoesn'?t\s+have\s+an?\s+\S+\s+account|\buser\s+not\s+local\b",
-    re.IGNORECASE,
+_NOT_FOUND_WORDS = _words(
+    r"(?:user|recipient|mailbox|account|addressee|address|local[- ]part)\s+(?:is\s+)?unknown\b",
+    r"(?:unknown|invalid|non-?existent|nonexisting)\s+"
+    r"(?:user|recipient|mailbox|account|addressee|local[- ]part)",
+    r"no\s+such\s+(?:user|mailbox|recipient|address|account|person|addressee|local user)",
+    rf"{_MAILBOX_SUBJECT}{_WORD_GAP}\s+"
+    r"(?:(?:does\s+not|doesn'?t|did\s+not)\s+exist|not\s+found|is\s+invalid|not\s+known)",
+    r"no\s+mailbox\b",
+    r"not\s+a\s+valid\s+(?:mailbox|user|recipient)",
+    r"unrouteable\s+address",
+    r"recip(?:ient)?notfound",
+    r"doesn'?t\s+have\s+an?\s+\S+\s+account",
+    r"user\s+not\s+local\b",
 )
-_DISABLED_WORDS = re.compile(
-    rf"\b{_MAILBOX_SUBJECT}{_WORD_GAP}\s+{_MAILBOX_STATE}\b|\b{_MAILBOX_STATE}\s+{_MAILBOX_SUBJECT}\b",
-    re.IGNORECASE,
+_DISABLED_WORDS = _words(
+    rf"{_MAILBOX_SUBJECT}{_WORD_GAP}\s+{_MAILBOX_STATE}\b",
+    rf"{_MAILBOX_STATE}\s+{_MAILBOX_SUBJECT}\b",
 )
-_FULL_WORDS = re.compile(
-    r"\bfull\b|quota|exceeded storage|insufficient (?:space|storage)|over ?limit", re.IGNORECASE
+_FULL_WORDS = _words(
+    r"full\b", r"(?:over ?)?quota", r"exceeded storage", r"insufficient (?:space|storage)", r"over ?limit"
 )
+_RECIPIENTS = _words(r"recipients")
 
 
 def parse_reply(code: int, lines: list[str]) -> Reply:
@@ -160,9 +204,17 @@ def classify_rcpt(reply: Reply) -> Outcome:
         return Outcome.ACCEPTED if code != 252 else Outcome.PROTOCOL
     if code == 421:
         return Outcome.CLOSING
+    return _classify_refusal(reply)
+
+
+@functools.lru_cache(maxsize=4096)
+def _classify_refusal(reply: Reply) -> Outcome:
+    """The word matching of a refusal (tens of microseconds), remembered: the prober, the
+    engine and the postmaster-control comparison each classify the same reply."""
+    code = reply.code
     if not 400 <= code < 600:
         return Outcome.PROTOCOL
-    text = " ".join(_ADDRESS.sub(" <> ", reply.text).split())
+    text = " ".join(_ADDRESS.sub(" <> ", reply.text).lower().split())
     subject, detail = _status(code, reply.enhanced, text)
     # 1. about our sender
     if subject == 1 and detail in (7, 8):
@@ -219,6 +271,6 @@ def _temporary(code: int, subject: int, detail: int, text: str) -> Outcome:
     if subject == -1 and code == 452:
         if _FULL_WORDS.search(text):
             return Outcome.FULL
-        if re.search(r"recipients", text, re.IGNORECASE):
+        if _RECIPIENTS.search(text):
             return Outcome.TOO_MANY_RECIPIENTS
     return Outcome.TEMPORARY
