@@ -12,9 +12,13 @@ domains, 1% tar-pitted, 2% with a dead MX host (half with a live backup); 90% of
 mailboxes exist.  Every address's expected verdict is known to the generator.
 
 The mail world runs in this process (its CPU is not mailvet's); mailvet runs in a
-subprocess with the world's env() plus MAILVET_DATA_DIR (temp), MAILVET_DNS_TIMEOUT=2,
+subprocess with the world's env() plus MAILVET_DATA_DIR (temp), MAILVET_DNS_TIMEOUT (--dns-timeout),
 MAILVET_SMTP_TIMEOUT (--smtp-timeout), MAILVET_SMTP_RETRY_DELAY (--retry-delay) and, only if
-given, MAILVET_SMTP_PER_HOST_CONNECTIONS / MAILVET_SMTP_MAX_CONNECTIONS.
+given, MAILVET_SMTP_PER_HOST_CONNECTIONS / MAILVET_SMTP_MAX_CONNECTIONS.  DNS is answered by
+worldgen.FastDns by default (the world's answers, packed once up front, served from a thread
+with a large receive buffer): the world's own dnslib server, parsing every query inside the
+world's event loop, falls behind a burst of thousands of lookups on a busy machine and drops
+or delays them (--dns world shows it; the dropped-datagram count is printed either way).
 
 Printed: wall time beside the schedule bound and their ratio, the child's CPU seconds per
 1,000 addresses (os.wait4), server-limit figures summed over servers (421s over a session
@@ -30,6 +34,7 @@ import argparse
 import csv
 import os
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -44,7 +49,18 @@ from _common import OUT_DIR, REPO_ROOT, ChildRun, clean_env, mailvet_command, ta
 
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.worldgen import LIVE, Bound, Kind, WorldPlan, build_world, generate, schedule_bound, write_csv  # noqa: E402
+from bench.worldgen import (  # noqa: E402
+    LIVE,
+    Bound,
+    FastDns,
+    Kind,
+    WorldPlan,
+    build_world,
+    dns_names,
+    generate,
+    schedule_bound,
+    write_csv,
+)
 from tests.mailworld.dns_server import Node  # noqa: E402
 from tests.mailworld.smtp_server import SmtpStats  # noqa: E402
 from tests.mailworld.world import MailWorld  # noqa: E402
@@ -112,6 +128,40 @@ class RcptClock:
             return reply(address)
 
         return timed
+
+
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux: past net.core.rmem_max (root)
+
+
+def widen_dns_buffer(world: MailWorld, size: int) -> int:
+    """Give the world's DNS UDP socket a receive buffer of *size* bytes; returns what the
+    kernel granted.  A burst of queries larger than the default buffer (~208 KiB, a few
+    hundred datagrams) is otherwise dropped, and mailvet sees DNS timeouts the world caused.
+    (Reaches into DnsTestServer._udp: the world has no option for it.)"""
+    udp = getattr(world.dns, "_udp", None)
+    if udp is None:
+        return 0
+    sock: socket.socket = udp.server.socket
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+
+
+def udp_drops(port: int) -> int | None:
+    """Datagrams the kernel dropped on the world's DNS socket (127.0.0.1:port), from
+    /proc/net/udp (last column): queries lost because its receive buffer was full."""
+    try:
+        lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    wanted = f"0100007F:{port:04X}"
+    for line in lines:
+        fields = line.split()
+        if fields[1] == wanted:
+            return int(fields[-1])
+    return None
 
 
 def check_output(
@@ -218,6 +268,12 @@ def main() -> int:
                     help="run the mailvet package found in this src folder (PYTHONPATH) instead of the"
                          " venv's, e.g. an export of a commit: git archive HEAD src | tar -x -C /tmp/head")
     ap.add_argument("--log-level", default=None, help="MAILVET_LOG_LEVEL for the child (its stderr goes to bench/out/world_run.stderr.txt)")
+    ap.add_argument("--dns", choices=("fast", "world"), default="fast",
+                    help="answer DNS from precomputed replies in a thread of its own (fast, what a caching"
+                         " resolver does) or from the world's own dnslib server in its event loop (world)")
+    ap.add_argument("--dns-timeout", type=float, default=5.0, help="MAILVET_DNS_TIMEOUT (mailvet's default: 5)")
+    ap.add_argument("--dns-rcvbuf", type=int, default=8 << 20,
+                    help="receive buffer of the world's DNS UDP socket, bytes (0: leave the default)")
     ap.add_argument("--time-limit", type=float, default=900.0, help="kill mailvet after this many seconds")
     args = ap.parse_args()
     if args.tarpit_latency <= args.smtp_timeout:
@@ -232,6 +288,7 @@ def main() -> int:
     client_bound = schedule_bound(plan, retry_delay=args.retry_delay, smtp_timeout=args.smtp_timeout,
                                   client_sessions=per_host)
     world = build_world(plan)
+    fast = FastDns(world.zone, dns_names(plan), receive_buffer=args.dns_rcvbuf) if args.dns == "fast" else None
     clock = RcptClock(world, [ip for ip, spec in plan.servers.items() if spec.kind in LIVE])
     gen_seconds = time.perf_counter() - t0
 
@@ -244,10 +301,16 @@ def main() -> int:
         write_csv(plan, src)
         world.start()
         try:
+            rcvbuf = widen_dns_buffer(world, args.dns_rcvbuf) if args.dns_rcvbuf else 0
             extra = dict(world.env())
+            dns_port = world.dns_port
+            if fast is not None:
+                fast.start()
+                dns_port = fast.port
+                extra["MAILVET_DNS_SERVERS"] = f"127.0.0.1:{dns_port}"
             extra.update({
                 "MAILVET_DATA_DIR": str(tmp / "data"),
-                "MAILVET_DNS_TIMEOUT": "2",
+                "MAILVET_DNS_TIMEOUT": str(args.dns_timeout),
                 "MAILVET_SMTP_TIMEOUT": str(args.smtp_timeout),
                 "MAILVET_SMTP_RETRY_DELAY": str(args.retry_delay),
             })
@@ -266,7 +329,10 @@ def main() -> int:
             spawned = time.perf_counter()
             run = run_child(cmd, clean_env(extra), tmp, OUT_DIR / "world_run", args.time_limit)
             self_after = resource.getrusage(resource.RUSAGE_SELF)
+            dns_drops = udp_drops(dns_port)
         finally:
+            if fast is not None:
+                fast.stop()
             world.stop()
         stats = {ip: world.smtp(ip).stats for ip, s in plan.servers.items() if s.kind is not Kind.REFUSED}
         dns_errors = list(world.dns.errors)
@@ -346,11 +412,14 @@ def main() -> int:
         for line in examples:
             print(f"    e.g. {line}")
     dns_first, dns_last = clock.first.pop("dns", spawned), clock.last.pop("dns", spawned)
+    dns_queries = clock.dns_queries
+    if fast is not None:
+        dns_first, dns_last, dns_queries = fast.first or spawned, fast.last or spawned, fast.queries
     ends = sorted(((t - spawned, ip) for ip, t in clock.last.items()), reverse=True)
     if ends:
         bound_of = {load.ip: load for load in bound.loads}
         first_rcpt = min(clock.first.values()) - spawned
-        print(f"timeline     : (s after spawn) DNS queries {clock.dns_queries:,} from {dns_first - spawned:.1f} to"
+        print(f"timeline     : (s after spawn) DNS queries {dns_queries:,} from {dns_first - spawned:.1f} to"
               f" {dns_last - spawned:.1f}; RCPTs from {first_rcpt:.1f} to {ends[0][0]:.1f}; job ended at {run.wall:.1f}")
         busy = run.wall - (dns_first - spawned)
         print(f"               start-up (spawn to first DNS query) {dns_first - spawned:.1f}s is outside the"
@@ -362,6 +431,10 @@ def main() -> int:
             print(f"    {ip:<12} {plan.servers[ip].kind.value:<12} first {clock.first[ip] - spawned:6.1f}  last {end:6.1f}"
                   f"  T {load.seconds if load else 0:6.2f}  ({load.probes if load else 0:,} probes,"
                   f" {load.rate if load else 0:,.0f}/s allowed)")
+    server_name = "the bench's FastDns front (--dns fast)" if fast is not None else "the world's dnslib server"
+    print(f"dns          : {dns_queries:,} queries answered by {server_name};"
+          f" {dns_drops if dns_drops is not None else '?'} UDP queries dropped by its socket (receive buffer full;"
+          f" {f'{rcvbuf:,} bytes' if rcvbuf else 'default size'})")
     if dns_errors:
         print(f"dns errors   : {len(dns_errors)} ({dns_errors[0]!r})")
     print("targets:")

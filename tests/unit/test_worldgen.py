@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from dnslib import QTYPE, RCODE, DNSRecord
+
 from bench.worldgen import (
     DELIVERABLE,
+    FastDns,
     LIVE,
     MAX_BATCH,
     NOT_FOUND,
@@ -22,6 +25,7 @@ from bench.worldgen import (
     ServerSpec,
     WorldPlan,
     build_world,
+    dns_names,
     generate,
     schedule_bound,
     write_csv,
@@ -218,3 +222,30 @@ def test_bound_options_client_sessions_and_catch_all() -> None:
     assert one.slowest.seconds == pytest.approx(0.1 * (2 + math.ceil(1000 / 50)))
     bare = schedule_bound(plan, retry_delay=0.0, smtp_timeout=3.0, catch_all_probes=False)
     assert bare.slowest.probes == 999
+
+
+def test_fast_dns_answers_what_the_world_answers_with_the_query_id(plan: WorldPlan) -> None:
+    world = build_world(plan)
+    fast = FastDns(world.zone, dns_names(plan))
+    domain = plan.domains[0]
+    query = DNSRecord.question(domain.name.upper(), "MX")  # case does not matter
+    query.header.id = 4242
+    reply = DNSRecord.parse(fast.answer(bytes(query.pack())))
+    assert reply.header.id == 4242 and reply.header.rcode == RCODE.NOERROR
+    assert sorted((rr.rdata.preference, str(rr.rdata.label).rstrip(".")) for rr in reply.rr) == sorted(
+        domain.mx
+    )
+    host = domain.mx[0][1]
+    a_query = DNSRecord.question(host, "A")
+    a_query.header.rd = 0
+    a_reply = DNSRecord.parse(fast.answer(bytes(a_query.pack())))
+    assert [str(rr.rdata) for rr in a_reply.rr] == [plan.hosts[host]]
+    assert a_reply.header.rd == 0 and a_reply.header.id == a_query.header.id
+    nodata = DNSRecord.parse(fast.answer(bytes(DNSRecord.question(host, "AAAA").pack())))
+    assert nodata.header.rcode == RCODE.NOERROR and not nodata.rr
+    # not precomputed: the world's resolver answers it in full
+    missing = DNSRecord.parse(fast.answer(bytes(DNSRecord.question("no-such-name.com", "A").pack())))
+    assert missing.header.rcode == RCODE.NXDOMAIN
+    txt = DNSRecord.parse(fast.answer(bytes(DNSRecord.question(domain.name, "TXT").pack())))
+    assert txt.header.rcode == RCODE.NOERROR and txt.q.qtype == QTYPE.TXT
+    assert fast.answer(b"\x00\x01garbage") is None
