@@ -267,10 +267,12 @@ async def check_port_25(settings: Settings, resolver: DnsResolver, probe_domain:
             f"the MX hosts of {domain} have {why}",
             "pass --probe-domain with a public domain that receives mail",
         )
-    results = [await _greet(host, address, port, settings.smtp.timeout) for host, address in targets[:MAX_PROBE_ADDRESSES]]
-    for level, text in results:
+    results: list[tuple[str, str]] = []
+    for host, address in targets[:MAX_PROBE_ADDRESSES]:  # the first greeting will do
+        level, text = await _greet(host, address, port, settings.smtp.timeout)
         if level == "ok":
             return Finding("ok", name, text)
+        results.append((level, text))
     for level, text in results:
         if level == "refused-us":
             return Finding(

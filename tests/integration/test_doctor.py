@@ -56,6 +56,8 @@ def world() -> Iterator[MailWorld]:
     world.add_smtp("127.0.0.27", SmtpBehaviour(greeting="554 5.7.1 {host} your IP is on a blocklist"))
     world.add_smtp("127.0.0.28", SmtpBehaviour(greeting="421 4.3.2 Service busy, try later"))
     zone.add("probe-private.com", mx=[(10, "mx.probe-ok.com")])
+    # a dead first MX, a greeting second one: the check goes on to the next address
+    zone.add("probe-backup.com", mx=[(10, "mx.probe-refused.com"), (20, "mx.probe-ok.com")])
     with world:
         yield world
 
@@ -184,6 +186,14 @@ def test_outbound_port_25_problems(
     assert got_level == level
     assert finding in got_finding
     assert fix in got_fix
+
+
+def test_a_dead_first_mx_is_not_a_blocked_port(world: MailWorld) -> None:
+    code, findings, text = diagnose(world, probe="probe-backup.com")
+    assert code == 0, text
+    [(level, _, finding, _fix)] = by_check(findings, f"outbound port {world.smtp_port}")
+    assert level == "ok"
+    assert finding.startswith("mx.probe-ok.com [127.0.0.24]")
 
 
 def test_private_probe_mx_is_skipped_unless_allowed(world: MailWorld) -> None:
