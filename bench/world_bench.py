@@ -31,6 +31,7 @@ A benchmark reports: it exits 0 whatever the figures (1 only if mailvet itself f
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import os
 import resource
@@ -147,6 +148,39 @@ def widen_dns_buffer(world: MailWorld, size: int) -> int:
     except OSError:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
     return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+
+
+class LoopLag:
+    """How late the mail world's event loop wakes up (a 10 ms sleep, repeated): if the world
+    falls behind, its replies are late and a timeout is the world's fault, not mailvet's."""
+
+    PERIOD = 0.01
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self._stop = False
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stop:
+            before = loop.time()
+            await asyncio.sleep(self.PERIOD)
+            self.lags.append(loop.time() - before - self.PERIOD)
+
+    def start(self, world: MailWorld) -> None:
+        loop = getattr(world, "_loop", None)  # the world's own loop (no public handle)
+        if loop is not None:
+            self._future = asyncio.run_coroutine_threadsafe(self.run(), loop)
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def summary(self) -> str:
+        if not self.lags:
+            return "not measured"
+        lags = sorted(self.lags)
+        p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
+        return f"p50 {lags[len(lags) // 2] * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms"
 
 
 def udp_drops(port: int) -> int | None:
@@ -274,6 +308,8 @@ def main() -> int:
     ap.add_argument("--dns-timeout", type=float, default=5.0, help="MAILVET_DNS_TIMEOUT (mailvet's default: 5)")
     ap.add_argument("--dns-rcvbuf", type=int, default=8 << 20,
                     help="receive buffer of the world's DNS UDP socket, bytes (0: leave the default)")
+    ap.add_argument("--env", action="append", default=[], metavar="MAILVET_X=VALUE",
+                    help="one more setting for mailvet (repeatable), e.g. MAILVET_WORKER_CONCURRENCY=64")
     ap.add_argument("--time-limit", type=float, default=900.0, help="kill mailvet after this many seconds")
     args = ap.parse_args()
     if args.tarpit_latency <= args.smtp_timeout:
@@ -320,15 +356,21 @@ def main() -> int:
                 extra["MAILVET_LOG_LEVEL"] = args.log_level
             if args.max_connections is not None:
                 extra["MAILVET_SMTP_MAX_CONNECTIONS"] = str(args.max_connections)
+            for setting in args.env:
+                key, _, value = setting.partition("=")
+                extra[key] = value
             command = mailvet_command()
             if args.src is not None:
                 extra["PYTHONPATH"] = str(args.src.resolve())
                 command = [sys.executable, "-m", "mailvet"]
             cmd = command + ["validate", str(src), "-o", str(out), "--checks", "smtp"]
+            lag = LoopLag()
+            lag.start(world)
             self_before = resource.getrusage(resource.RUSAGE_SELF)
             spawned = time.perf_counter()
             run = run_child(cmd, clean_env(extra), tmp, OUT_DIR / "world_run", args.time_limit)
             self_after = resource.getrusage(resource.RUSAGE_SELF)
+            lag.stop()
             dns_drops = udp_drops(dns_port)
         finally:
             if fast is not None:
@@ -344,7 +386,7 @@ def main() -> int:
         print(line)
     print(f"mailvet      : per-host connections {per_host}{'' if args.per_host is not None else ' (default, env unset)'}, "
           f"max connections {args.max_connections or 'default'}, SMTP timeout {args.smtp_timeout:g}s, "
-          f"retry delay {args.retry_delay:g}s; tar-pit latency {args.tarpit_latency:g}s; world built in {gen_seconds:.1f}s")
+          f"retry delay {args.retry_delay:g}s; {' '.join(args.env) + '; ' if args.env else ''}tar-pit latency {args.tarpit_latency:g}s; world built in {gen_seconds:.1f}s")
     print("bound model  : per live server T = L*(2 + ceil(N/(C*R))): greeting+EHLO, then pipelined"
           " transactions of R RCPTs, one L each, C sessions at once;")
     print("               N = its addresses + 1 catch-all probe per domain; servers in parallel, no global"
@@ -432,6 +474,7 @@ def main() -> int:
                   f"  T {load.seconds if load else 0:6.2f}  ({load.probes if load else 0:,} probes,"
                   f" {load.rate if load else 0:,.0f}/s allowed)")
     server_name = "the bench's FastDns front (--dns fast)" if fast is not None else "the world's dnslib server"
+    print(f"world loop   : late wake-ups of the mail world's event loop: {lag.summary()}")
     print(f"dns          : {dns_queries:,} queries answered by {server_name};"
           f" {dns_drops if dns_drops is not None else '?'} UDP queries dropped by its socket (receive buffer full;"
           f" {f'{rcvbuf:,} bytes' if rcvbuf else 'default size'})")
