@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -21,13 +22,14 @@ from mailvet.domain.ports import Resolver, SmtpProber
 from mailvet.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
-    from concurrent.futures import Executor, ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor
 
     from mailvet.pipeline.engine import Engine
     from mailvet.pipeline.submit import JobLookup
 
 Closer = Callable[[], Awaitable[Any]]
 J = TypeVar("J")
+R = TypeVar("R")
 
 
 @dataclass
@@ -149,21 +151,42 @@ def syntax_process_count(settings: Settings) -> int:
     return count if count >= 2 else 0  # one CPU: the event loop's own thread is as fast
 
 
-def build_syntax_pool(settings: Settings) -> ProcessPoolExecutor | None:
+class LazyProcessPool(Executor):
+    """A process pool made on its first task: a run that sends none (a small list, DNS or
+    SMTP checks) never starts a process, nor multiprocessing's resource tracker, which the
+    pool's queues start at once."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
+
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: this process already runs threads (SQLite driver, file I/O)
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def build_syntax_pool(settings: Settings) -> LazyProcessPool | None:
     """Processes for syntax-only chunks (pure CPU); None when one process is enough.
-
-    Nothing is started here: a process starts when the first big syntax chunk is sent."""
+    Nothing starts here: the pool is made when the first big syntax chunk is sent."""
     count = syntax_process_count(settings)
-    if count == 0:
-        return None
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # spawn, not fork: this process already runs threads (SQLite driver, file I/O)
-    return ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
+    return LazyProcessPool(count) if count > 0 else None
 
 
-async def _shutdown_pool(pool: ProcessPoolExecutor) -> None:
+async def _shutdown_pool(pool: Executor) -> None:
     await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
 

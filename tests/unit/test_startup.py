@@ -200,3 +200,29 @@ async def test_check_syntax_prints_the_engines_syntax_verdict(cell: str, tmp_pat
     printed = json.loads(result.output)
     assert printed.pop("email") == cell
     assert printed == json.loads(json.dumps({f: getattr(verdict, f) for f in printed}))
+
+
+async def test_the_syntax_pool_starts_no_process_until_a_big_chunk_comes(tmp_path: Path) -> None:
+    from mailvet.bootstrap import LazyProcessPool
+
+    settings = load_settings({"MAILVET_DATA_DIR": str(tmp_path), "MAILVET_SYNTAX_PROCESSES": "1"})
+    deps = await build_deps(settings)
+    try:
+        pool = deps.syntax_pool
+        assert isinstance(pool, LazyProcessPool) and not pool.started
+        await deps.engine.check_many(["a@example.com"], Check.SYNTAX)
+        assert not pool.started
+        assert pool.submit(len, "abc").result(timeout=60) == 3  # made on the first task
+        assert pool.started
+    finally:
+        await deps.close()
+
+
+def test_what_a_pool_process_imports_is_light() -> None:
+    """A spawned pool process unpickles `syntax_chunk` by importing its module."""
+    from mailvet.pipeline.rendering import syntax_chunk
+
+    code = f"import json, sys, {syntax_chunk.__module__}; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    modules = set(json.loads(done.stdout))
+    assert imported(modules | {m.split(".")[0] for m in modules}, HEAVY + NETWORK) == []

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import msgspec
 
 from mailvet.domain.messages import RowChunk
+from mailvet.domain.offline import syntax_verdicts
 from mailvet.domain.verdict import Verdict
 from mailvet.pipeline.tabular import FileLayout, chunk_emails, output_encoding, render_chunk
 
@@ -75,3 +76,9 @@ def encode_output(output: ChunkOutput) -> bytes:
 
 def decode_output(data: bytes) -> ChunkOutput:
     return msgspec.msgpack.decode(data, type=ChunkOutput)
+
+
+def syntax_chunk(chunk: RowChunk) -> ChunkOutput:
+    """A syntax-only chunk from raw rows to rendered output, in one call: what a pool
+    process runs (this module imports the domain and the tabular code, nothing more)."""
+    return render(chunk, syntax_verdicts(chunk_addresses(chunk)))

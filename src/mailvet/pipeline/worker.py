@@ -15,18 +15,14 @@ from mailvet.domain.messages import ChunkDone, RowChunk
 from mailvet.domain.ports import MessageBus
 from mailvet.domain.verdict import Check
 from mailvet.pipeline import keys
-from mailvet.domain.offline import syntax_verdicts
 from mailvet.pipeline.engine import Engine
-from mailvet.pipeline.rendering import ChunkOutput, chunk_addresses, render
+from mailvet.pipeline.rendering import chunk_addresses, render, syntax_chunk
 
 log = structlog.get_logger(__name__)
 
 POOL_MIN_ROWS = 2000  # smaller chunks are done here: cheaper than shipping them to a process
 
-
-def syntax_chunk(chunk: RowChunk) -> ChunkOutput:
-    """A syntax-only chunk from raw rows to rendered output (runs in a pool process)."""
-    return render(chunk, syntax_verdicts(chunk_addresses(chunk)))
+__all__ = ["POOL_MIN_ROWS", "Worker", "syntax_chunk"]
 
 
 class Worker:
