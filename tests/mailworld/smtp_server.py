@@ -304,9 +304,12 @@ class SmtpServer:
             pass
         finally:
             slot.release()
-            writer.close()
-            with suppress(ConnectionError):
-                await writer.wait_closed()
+            if self._stopping:
+                writer.transport.abort()  # a TLS close can wait on the peer's close_notify
+            else:
+                writer.close()
+            with suppress(ConnectionError, TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(writer.wait_closed(), 2.0)
             self._tasks.discard(task)
 
     async def _serve(
