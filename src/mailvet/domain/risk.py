@@ -32,9 +32,10 @@ Rules:
   ``free_providers_extra.txt`` (21cn.com, sify.com): real major providers win and are never
   disposable. Free domains that are typos of a popular provider (yaho.com, hotmail.co) are
   dropped from the free list. `free_list_report()` tells which domains each rule moved.
-* **Role account.** The local part before any ``+tag``, lower-cased, is on the role list, or is
-  one once ``.``, ``-`` and ``_`` are dropped from both sides (``no.reply``, ``do_not_reply``),
-  the latter only for names of four letters or more (``i.t`` is initials, not ``it``).
+* **Role account.** The local part before any ``+tag``, lower-cased, is on the role list as
+  written or with its separators (``.``, ``-``, ``_``) dropped, swapped or, for names of four
+  letters or more, one put anywhere (``noreply``, ``no.reply``, ``do_not_reply``; ``i.t`` is
+  initials, not ``it``).
 """
 
 from __future__ import annotations
@@ -455,19 +456,33 @@ ROLE_EXTRA: frozenset[str] = frozenset(
 )
 # Entries of the shipped list that are as often one person's name (per@, paris@, sydney@).
 NOT_ROLES: frozenset[str] = frozenset("alexa gardner india paris per sydney".split())
+_SEPARATOR = re.compile(r"[._-]")
 
 
 @cache
-def _roles() -> tuple[frozenset[str], frozenset[str]]:
-    """(role names, role names without separators when four letters or more)."""
-    names = (frozenset(_data_lines("role_accounts.txt")) | ROLE_EXTRA) - NOT_ROLES
-    squashed = {name.replace(".", "").replace("-", "").replace("_", "") for name in names}
-    return names, frozenset(s for s in squashed if len(s) >= 4)
-
-
 def role_local_parts() -> frozenset[str]:
     """Every role name as listed (separators kept)."""
-    return _roles()[0]
+    return (frozenset(_data_lines("role_accounts.txt")) | ROLE_EXTRA) - NOT_ROLES
+
+
+@cache
+def _role_spellings() -> frozenset[str]:
+    """The role names as people write them: with their separators dropped (no-reply ->
+    noreply) or swapped (do-not-reply -> do.not.reply), and, for names of four letters or more,
+    with one separator put anywhere (noreply -> no.reply, no_reply; i.t is initials, not it).
+    About 21,000 strings, so that `is_role`, run per row, is one set lookup."""
+    global _ROLE_SPELLINGS
+    spellings: set[str] = set()
+    for name in role_local_parts():
+        bare = _SEPARATOR.sub("", name)
+        spellings.update((name, bare), (_SEPARATOR.sub(sep, name) for sep in ".-_"))
+        if len(bare) >= 4:
+            spellings.update(bare[:i] + sep + bare[i:] for i in range(1, len(bare)) for sep in ".-_")
+    _ROLE_SPELLINGS = frozenset(spellings)
+    return _ROLE_SPELLINGS
+
+
+_ROLE_SPELLINGS: frozenset[str] = frozenset()  # filled on first use (a global: no call per row)
 
 
 def is_role(local_part: str) -> bool:
@@ -475,13 +490,4 @@ def is_role(local_part: str) -> bool:
     base = local_part.lower()
     if "+" in base:
         base = base[: base.index("+")]
-    names, squashed = _roles()
-    if base in names:
-        return True
-    if "." in base:  # one test and one replace per separator that is there: this runs per row
-        base = base.replace(".", "")
-    if "-" in base:
-        base = base.replace("-", "")
-    if "_" in base:
-        base = base.replace("_", "")
-    return base in squashed
+    return base in (_ROLE_SPELLINGS or _role_spellings())
