@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/world_bench.py [--addresses 100000] [--domains 2000] [--servers 150]
         [--seed 7] [--exponent 1.1] [--retry-delay 2] [--smtp-timeout 3] [--tarpit-latency 30]
-        [--per-host N] [--max-connections N]
+        [--per-host N] [--max-connections N] [--dns fast|world] [--dns-timeout 5]
+        [--env MAILVET_X=VALUE ...] [--src DIR] [--log-level debug] [--time-limit 900]
     .venv/bin/python bench/world_bench.py --addresses 5000 --domains 200 --servers 30   # quick
 
 The world (bench/worldgen.py, see its docstring for the details and the bound's model):
@@ -23,7 +24,10 @@ or delays them (--dns world shows it; the dropped-datagram count is printed eith
 Printed: wall time beside the schedule bound and their ratio, the child's CPU seconds per
 1,000 addresses (os.wait4), server-limit figures summed over servers (421s over a session
 cap, peak sessions against each cap, RCPTs refused 452 over a server's RCPT limit), and
-every output row compared with its expected verdict (counts by (expected, got), examples).
+every output row compared with its expected verdict (counts by (expected, got), by server,
+examples), and a timeline seen from the world's side (when DNS queries and each server's
+RCPTs came, against each server's own T), with the world's event-loop lag (is a timeout the
+world's fault?) and the DNS datagrams dropped.
 Targets: wall <= 1.5x bound, <= 2 CPU-s per 1,000 addresses, 0 violations, 0 wrong verdicts.
 A benchmark reports: it exits 0 whatever the figures (1 only if mailvet itself failed).
 """

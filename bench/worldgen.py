@@ -29,6 +29,9 @@ The plan (:func:`generate`, deterministic for a seed)
       scripted servers key mailboxes by local part).
     * :attr:`WorldPlan.expected` holds every address's expected (status, reason).
 
+:class:`FastDns` answers the plan's zone over UDP fast enough for bursts of lookups (the
+world's own dnslib server falls behind them); :func:`dns_names` lists the names to pack.
+
 The schedule bound (:func:`schedule_bound`): the fastest any client could finish while
 keeping every server's limits.  Model, per live server s with round-trip latency L,
 session cap C and RCPT limit R (R capped at ``max_batch``, 100, what RFC 5321 asks every
