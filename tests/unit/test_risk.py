@@ -194,6 +194,8 @@ def test_role_list_is_the_maintained_one_with_its_credit() -> None:
         "noreply", "no-reply", "no_reply", "no.reply", "No.Reply+bounces", "do-not-reply",
         "do.not.reply", "DoNotReply", "contact-us", "contact.us", "customer_service",
         "mailer-daemon", "mailerdaemon", "hr", "it", "billing", "recruiting", "helpdesk",
+        # RFC 2142
+        "noc", "security", "usenet", "news", "uucp", "ftp", "www", "marketing", "reply",
     ],
 )
 def test_roles(local: str) -> None:
