@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,71 @@ class ChildRun:
     system: float
     stdout: str
     stderr: str
+    tree_rss_mb: float = 0.0  # peak of the summed PSS of the child and all its descendants
+
+
+def _descendants(pid: int) -> list[int]:
+    """pid and every process below it (Linux /proc; [pid] elsewhere)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return [pid]
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out
+
+
+def _rss_kib(pid: int) -> int:
+    """The process's proportional set size (shared pages split between the processes that
+    share them, so a sum over forked workers does not count the fork server's pages
+    three times); its RSS where smaps_rollup is missing."""
+    for path, key in ((f"/proc/{pid}/smaps_rollup", "Pss:"), (f"/proc/{pid}/status", "VmRSS:")):
+        try:
+            with open(path, encoding="ascii", errors="replace") as f:
+                for line in f:
+                    if line.startswith(key):
+                        return int(line.split()[1])
+        except OSError:
+            continue
+    return 0
+
+
+class TreeRssSampler:
+    """Samples the summed PSS (RSS without double-counted shared pages) of a process tree every `interval` s; `.peak_mb` at the end.
+    (A fork server's workers are not the child's own children: os.wait4 misses them.)"""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.peak_kib = 0
+        self._pid = pid
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total = sum(_rss_kib(p) for p in _descendants(self._pid))
+            self.peak_kib = max(self.peak_kib, total)
+            self._stop.wait(self._interval)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kib / 1024.0
 
 
 def mailvet_command() -> list[str]:
@@ -53,8 +119,10 @@ def run_child(cmd: list[str], env: dict[str, str], cwd: Path, log_prefix: Path) 
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        sampler = TreeRssSampler(proc.pid)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
+        tree_rss = sampler.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped: tell Popen
     return ChildRun(
         returncode=proc.returncode,
@@ -64,6 +132,7 @@ def run_child(cmd: list[str], env: dict[str, str], cwd: Path, log_prefix: Path) 
         system=usage.ru_stime,
         stdout=out_path.read_text(encoding="utf-8", errors="replace"),
         stderr=err_path.read_text(encoding="utf-8", errors="replace"),
+        tree_rss_mb=max(tree_rss, usage.ru_maxrss / 1024.0),
     )
 
 

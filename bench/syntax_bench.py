@@ -7,8 +7,9 @@ For each size (default 200,000 then 1,000,000 rows):
 2. Runs `mailvet validate <csv> -o <out> --checks syntax` as a subprocess (fresh
    MAILVET_DATA_DIR in a temp folder, no other MAILVET_* variable, cwd = that temp folder so
    no config/mailvet.toml is picked up); wall time end to end (start-up included) and the
-   child's peak RSS (os.wait4 on the child's pid: that one process; pool workers are its
-   children and are not counted).
+   peak memory: PSS summed over the child and all its descendants (sampled every 50 ms: the syntax
+   pool's workers are forked by a fork server, so os.wait4 of the child would miss them),
+   and the child's own CPU (os.wait4: without the pool workers').
 3. Runs `email_validator.validate_email(addr.strip(), check_deliverability=False)` in a plain
    loop over the same cells, timed: the speed reference.
 4. Compares verdicts row by row with `mailvet.domain.address.reference_check` (the rules
@@ -174,7 +175,8 @@ def run_size(rows: int, args: argparse.Namespace) -> list[tuple[str, bool, str]]
     print(f"fixed cost   : {warm.wall:.2f}s wall for a 1-row file (startup + job machinery), rc={warm.returncode}")
     print(f"wall         : {run.wall:.2f}s  (child CPU user {run.user:.2f}s + sys {run.system:.2f}s)")
     print(f"rows/s       : {rate:,.0f}  (end to end, start-up included)")
-    print(f"peak RSS     : {run.maxrss_mb:.1f} MiB  (os.wait4 rusage of the mailvet child pid only)")
+    print(f"peak RSS     : {run.tree_rss_mb:.1f} MiB  (PSS summed over mailvet and its pool workers, sampled every 50 ms;"
+          f" the mailvet process alone: {run.maxrss_mb:.1f} MiB)")
 
     lib_s, lib = library_loop(emails)
     lib_rate = rows / lib_s
@@ -213,7 +215,7 @@ def run_size(rows: int, args: argparse.Namespace) -> list[tuple[str, bool, str]]
     wanted = TARGET_ROWS_PER_S.get(rows)
     if wanted is not None:
         checks.append((f"{rows:,} rows: throughput", rate >= wanted, f"{rate:,.0f} rows/s (target >= {wanted:,})"))
-    checks.append((f"{rows:,} rows: peak RSS", run.maxrss_mb <= TARGET_RSS_MB, f"{run.maxrss_mb:.1f} MiB (target <= {TARGET_RSS_MB})"))
+    checks.append((f"{rows:,} rows: peak RSS", run.tree_rss_mb <= TARGET_RSS_MB, f"{run.tree_rss_mb:.1f} MiB, all processes (target <= {TARGET_RSS_MB})"))
     if rows == min(args.sizes):
         checks.append((f"{rows:,} rows: speed-up", speedup >= TARGET_SPEEDUP, f"{speedup:.2f}x (target >= {TARGET_SPEEDUP:g}x)"))
     checks.append((f"{rows:,} rows: agreement", mismatches == 0, f"{mismatches} differing verdicts (target 0)"))

@@ -23,6 +23,7 @@ from mailvet.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing.context import BaseContext
 
     from mailvet.pipeline.engine import Engine
     from mailvet.pipeline.submit import JobLookup
@@ -151,6 +152,9 @@ def syntax_process_count(settings: Settings) -> int:
     return count if count >= 2 else 0  # one CPU: the event loop's own thread is as fast
 
 
+POOL_PRELOAD = "mailvet.pipeline.rendering"  # where syntax_chunk, the pool's task, lives
+
+
 class LazyProcessPool(Executor):
     """A process pool made on its first task: a run that sends none (a small list, DNS or
     SMTP checks) never starts a process, nor multiprocessing's resource tracker, which the
@@ -164,15 +168,34 @@ class LazyProcessPool(Executor):
     def started(self) -> bool:
         return self._pool is not None
 
-    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+    def _made(self) -> ProcessPoolExecutor:
         if self._pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            # spawn, not fork: this process already runs threads (SQLite driver, file I/O)
-            context = multiprocessing.get_context("spawn")
+            # Not fork: this process already runs threads (SQLite driver, file I/O). A fork
+            # server is one fresh interpreter that imports the chunk code once and forks the
+            # workers from there: one interpreter start-up instead of one per worker.
+            context: BaseContext
+            if "forkserver" in multiprocessing.get_all_start_methods():
+                server = multiprocessing.get_context("forkserver")
+                server.set_forkserver_preload([POOL_PRELOAD])
+                context = server
+            else:
+                context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
-        return self._pool.submit(fn, *args, **kwargs)
+        return self._pool
+
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+        return self._made().submit(fn, *args, **kwargs)
+
+    def warm(self) -> None:
+        """Start the workers now (without waiting for them), so that their start-up overlaps
+        with reading the file rather than delaying its first chunk."""
+        if self._pool is None:
+            pool = self._made()
+            for _ in range(self.workers):
+                pool.submit(os.getpid)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         if self._pool is not None:

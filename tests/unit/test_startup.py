@@ -226,3 +226,31 @@ def test_what_a_pool_process_imports_is_light() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     modules = set(json.loads(done.stdout))
     assert imported(modules | {m.split(".")[0] for m in modules}, HEAVY + NETWORK) == []
+
+
+@pytest.mark.parametrize(
+    ("rows", "checks", "warmed"),
+    [(5000, Check.SYNTAX, 1), (5000, Check.DNS, 0), (10, Check.SYNTAX, 0)],
+)
+async def test_intake_starts_the_pool_for_a_big_syntax_only_file(
+    rows: int, checks: Check, warmed: int, tmp_path: Path
+) -> None:
+    from mailvet.adapters.bus.memory import MemoryBus
+    from mailvet.adapters.db.memory import MemoryJobRepository
+    from mailvet.adapters.storage.memory import MemoryStorage
+    from mailvet.domain.messages import JobSubmitted
+    from mailvet.pipeline.intake import Intake
+    from mailvet.pipeline.submit import submit_file
+
+    calls: list[str] = []
+    jobs, storage, bus = MemoryJobRepository(), MemoryStorage(), MemoryBus()
+    source = tmp_path / "list.csv"
+    source.write_text("email,name\n" + "".join(f"user{i}@example.com,Person {i}\n" for i in range(rows)))
+    job_id = await submit_file(jobs, storage, bus, source, checks=checks)
+    intake = Intake(
+        jobs, storage, bus, chunk_size=1000, syntax_chunk_size=10_000,
+        warm_syntax_pool=lambda: calls.append("warm"),
+    )
+    await intake.handle(JobSubmitted(job_id=job_id))
+    assert (await jobs.get(job_id)).status is JobStatus.FILE_ACCEPTED
+    assert len(calls) == warmed

@@ -7,6 +7,7 @@ An unreadable file ends the job as error_df with a one-line reason.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import structlog
 
@@ -20,6 +21,9 @@ from mailvet.pipeline.workspace import StoredLayout, encode_layout, local_copy
 
 log = structlog.get_logger(__name__)
 
+# a syntax-only file this big will have chunks for the process pool (2,000+ rows)
+WARM_POOL_BYTES = 64 * 1024
+
 
 class Intake:
     def __init__(
@@ -30,12 +34,14 @@ class Intake:
         *,
         chunk_size: int,
         syntax_chunk_size: int,
+        warm_syntax_pool: Callable[[], None] | None = None,
     ) -> None:
         self._jobs = jobs
         self._storage = storage
         self._bus = bus
         self._chunk_size = chunk_size
         self._syntax_chunk_size = syntax_chunk_size
+        self._warm_syntax_pool = warm_syntax_pool
 
     async def handle(self, message: JobSubmitted) -> None:
         job = await self._jobs.get(message.job_id)
@@ -47,6 +53,12 @@ class Intake:
             source = keys.in_progress_input(job.id)
         try:
             async with local_copy(self._storage, source) as path:
+                if (
+                    self._warm_syntax_pool is not None
+                    and job.file.checks is Check.SYNTAX
+                    and path.stat().st_size >= WARM_POOL_BYTES
+                ):
+                    self._warm_syntax_pool()  # its start-up overlaps with the counting below
                 layout = await asyncio.to_thread(
                     detect_layout, path, job.file.email_column, job.file.filename
                 )

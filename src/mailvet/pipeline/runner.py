@@ -56,12 +56,15 @@ class Pipeline:
         bus.on_give_up = self._give_up
         engine_settings = deps.settings.engine
         if "intake" in self.roles:
+            # the pool's workers start while intake reads a big syntax-only file (same process)
+            warm = getattr(deps.syntax_pool, "warm", None) if "worker" in self.roles else None
             intake = Intake(
                 jobs,
                 storage,
                 bus,
                 chunk_size=engine_settings.chunk_size,
                 syntax_chunk_size=engine_settings.syntax_chunk_size,
+                warm_syntax_pool=warm,
             )
             bus.subscribe(keys.INTAKE, cast(Handler, intake.handle), concurrency=2)
         if "publisher" in self.roles:
