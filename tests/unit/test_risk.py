@@ -141,6 +141,7 @@ def test_offline_verdict_of_a_real_near_domain_has_no_suggestion() -> None:
         ("user@@gmail.com", "user@gmail.com"), ("Ann <ann@yahoo,fr>", "ann@yahoo.fr"),
         (" user@gmail.com. ", "user@gmail.com"), ("user@aol", "user@aol.com"),
         ("user@mailru", "user@mail.ru"), ("user@yahoo.co.uk.", "user@yahoo.co.uk"),
+        ("mailto:user@gmail..com", "user@gmail.com"),
     ],
 )
 def test_suggest_address_repairs_a_broken_domain(cell: str, address: str) -> None:
@@ -294,3 +295,21 @@ def test_every_one_slip_typo_of_a_big_provider_is_caught(domain: str) -> None:
     typos = {f"{t}.{suffix}" for t in _slips(brand)} - set(POPULAR_DOMAINS)
     assert len(typos) > 20
     assert {d: suggest_domain(d) for d in typos if suggest_domain(d) != domain} == {}
+
+
+def _shipped_domains(name: str) -> list[str]:
+    text = files("mailvet.domain").joinpath("data", name).read_text(encoding="utf-8")
+    return [line.split()[0] for line in text.splitlines() if line.strip() and line[0] != "#"]
+
+
+def test_every_shipped_provider_is_free_and_never_disposable_nor_a_typo() -> None:
+    extra = _shipped_domains("free_providers_extra.txt")
+    assert {"daum.net", "tutanota.com", "sfr.fr", "sympatico.ca"} <= set(extra)
+    assert {d: domain_risk(d) for d in extra if domain_risk(d) != (False, True, "")} == {}
+
+
+def test_no_shipped_near_miss_is_a_typo() -> None:
+    near = _shipped_domains("not_typos.txt")
+    assert {"bol.com", "ms.com", "ge.com", "proton.ch"} <= set(near)
+    assert {d: suggest_domain(d) for d in near if suggest_domain(d)} == {}
+    assert not domain_risk("bol.com").free and not domain_risk("zoemail.com").free

@@ -432,6 +432,8 @@ def suggest_address(raw: str) -> str:
     cell = raw.strip()
     if cell.endswith(">") and "<" in cell:  # Name <user@gmail,com>
         cell = cell[cell.rfind("<") + 1 : -1].strip()
+    if cell[:7].lower() == "mailto:":
+        cell = cell[7:]
     local, _, domain = cell.rpartition("@")
     local = local.rstrip("@")  # user@@gmail.com
     if DOT_ATOM_TEXT.match(local) is None:
