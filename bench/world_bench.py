@@ -424,7 +424,9 @@ def main() -> int:
         ("mail world CPU (this process)", f"{world_cpu:,.1f} s", f"({world_cpu / run.wall:.0%} of a core)"),
         ("peak RSS of mailvet", f"{run.maxrss_mb:,.0f} MiB", ""),
         ("421 over a session cap", f"{violations:,}", "0"),
-        ("  servers with 421s", f"{fig.get('servers_with_violations', 0)}", ""),
+        ("  servers with 421s", f"{fig.get('servers_with_violations', 0)}",
+         "caps of those servers: " + ", ".join(f"C={c}: {n}" for c, n in sorted(Counter(
+             plan.servers[ip].max_connections for ip, st in stats.items() if st.violations).items()))),
         ("servers over their cap", f"{fig.get('over_cap_servers', 0)}", "0"),
         ("servers that reached their cap", f"{fig.get('at_cap_servers', 0)}", ""),
         ("RCPTs refused 452 (over R)", f"{fig.get('rcpt_over_limit', 0):,}", "(client learns R)"),
