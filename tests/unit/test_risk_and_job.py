@@ -5,7 +5,7 @@ import pytest
 from mailvet.domain.address import check_syntax
 from mailvet.domain.job import IllegalTransition, JobStatus, check_transition
 from mailvet.domain.risk import domain_risk, is_role, suggest_domain
-from mailvet.domain.offline import offline_verdict
+from mailvet.domain.offline import offline_verdict, syntax_verdicts
 
 pytestmark = pytest.mark.unit
 
@@ -56,3 +56,15 @@ def test_job_state_machine() -> None:
     with pytest.raises(IllegalTransition):
         check_transition(JobStatus.COMPLETED, JobStatus.ERROR_INTERNAL)
     check_transition(JobStatus.FILE_QUEUED, JobStatus.ERROR_FILE)
+
+
+@pytest.mark.parametrize(
+    ("cell", "suggestion"),
+    [("ann@gmail,com", "ann@gmail.com"), ("ann@gmailcom", "ann@gmail.com"),
+     ("ann@gmail..com", "ann@gmail.com"), ("no-at-sign", "")],
+)
+def test_a_typo_that_breaks_syntax_still_gets_its_suggestion(cell: str, suggestion: str) -> None:
+    (verdict,) = syntax_verdicts([f" {cell} "])
+    assert (verdict.status, verdict.reason, verdict.suggestion) == (
+        "undeliverable", "invalid_syntax", suggestion
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mailvet.domain.address import Syntax, check_syntax
-from mailvet.domain.risk import domain_risk, is_role
+from mailvet.domain.risk import domain_risk, is_role, suggest_address
 from mailvet.domain.verdict import STATUS_OF, Reason, Verdict
 
 INVALID = Verdict(STATUS_OF[Reason.INVALID_SYNTAX], Reason.INVALID_SYNTAX)
@@ -22,9 +22,15 @@ def ascii_email(syntax: Syntax) -> str:
     return f"{syntax.local}@{syntax.ascii_domain}"
 
 
-def offline_verdict(syntax: Syntax) -> Verdict:
-    """The verdict from syntax and lists alone (no network): risky if disposable."""
+def offline_verdict(syntax: Syntax, raw: str = "") -> Verdict:
+    """The verdict from syntax and lists alone (no network): risky if disposable or a typo
+    domain; an invalid `raw` cell whose typo broke its syntax (`ann@gmail,com`) gets the
+    repaired address as its suggestion."""
     if not syntax.valid:
+        if raw and "@" in raw:
+            suggestion = suggest_address(raw)
+            if suggestion:
+                return Verdict(INVALID.status, INVALID.reason, suggestion=suggestion)
         return INVALID
     risk = domain_risk(syntax.ascii_domain)
     if risk.suggestion:  # a typo of a popular provider: fix it, do not drop it
@@ -47,4 +53,8 @@ def offline_verdict(syntax: Syntax) -> Verdict:
 
 def syntax_verdicts(addresses: Sequence[str]) -> list[Verdict]:
     """Verdicts without the network: syntax and lists only."""
-    return [offline_verdict(check_syntax(address.strip())) for address in addresses]
+    verdicts = []
+    for address in addresses:
+        cell = address.strip()
+        verdicts.append(offline_verdict(check_syntax(cell), cell))
+    return verdicts

@@ -114,8 +114,9 @@ class Engine:
 
     async def check_many(self, addresses: Sequence[str], checks: Check) -> list[Verdict]:
         """One verdict per address, in order."""
-        syntaxes = [check_syntax(address.strip()) for address in addresses]
-        out = [offline_verdict(syntax) for syntax in syntaxes]
+        cells = [address.strip() for address in addresses]
+        syntaxes = [check_syntax(cell) for cell in cells]
+        out = [offline_verdict(syntax, cell) for syntax, cell in zip(syntaxes, cells, strict=True)]
         if checks is Check.SYNTAX:
             return out
         todo: dict[tuple[str, Check], list[int]] = defaultdict(list)
