@@ -180,6 +180,8 @@ def polite_world() -> Iterator[MailWorld]:
     world.zone.add("mx.solo.com", a=["127.0.0.65"])
     world.add_smtp("127.0.0.66", SmtpBehaviour(mailboxes=users, garble_rcpt={"user5"}))
     world.zone.add("mx.garble.com", a=["127.0.0.66"])
+    world.add_smtp("127.0.0.67", SmtpBehaviour(mailboxes=users, latency=0.05))
+    world.zone.add("mx.queue.com", a=["127.0.0.67"])
     for i in range(10):  # ten black holes behind sixty MX names
         world.add_smtp(f"127.0.0.{70 + i}", SmtpBehaviour(blackhole=True))
     for h in range(60):
@@ -289,6 +291,22 @@ async def test_the_address_deadline_bounds_a_black_hole(polite_world: MailWorld)
     await prober.close()
     assert result.failure is ProbeFailure.TIMEOUT
     assert elapsed < 5  # the deadline ended it, not the 5 s socket timeout
+
+
+async def test_waiting_behind_a_live_server_is_not_a_timeout(polite_world: MailWorld) -> None:
+    """The deadline is for servers that stop answering, not for a long queue to one that
+    answers all along (about 3 s of work here, against a 1 s deadline)."""
+    prober = make_prober(
+        polite_world,
+        MAILVET_SMTP_ADDRESS_DEADLINE="1",
+        MAILVET_SMTP_PER_HOST_CONNECTIONS="1",
+        MAILVET_SMTP_RECIPIENTS_PER_TRANSACTION="5",
+        MAILVET_SMTP_MAX_RECIPIENTS_PER_TRANSACTION="5",
+    )
+    recipients = [f"user{i}@queue.com" for i in range(300)]
+    results = await asyncio.gather(*(prober.probe(["mx.queue.com"], [r]) for r in recipients))
+    await prober.close()
+    assert [r.reply.code if r.reply else r.failure for (r,) in results] == [250] * 300
 
 
 async def test_private_mx_addresses_are_never_contacted(polite_world: MailWorld) -> None:

@@ -10,7 +10,8 @@ the server offers it.
   multicast, reserved; IPv4-mapped IPv6 included) is never contacted unless
   `allow_private` is set; such a domain ends `connection_failed`.
 - Bounded time: at most `max_mx_hosts` MX hosts per domain, each address's attempt ends at
-  `address_deadline` (retries after a temporary answer start a new attempt).
+  `address_deadline` (retries after a temporary answer start a new attempt; time spent
+  queued behind other recipients of a server that keeps answering does not count).
 - Sessions: only as many as the queued batches need, at most the server's cap. A `421` at
   the greeting while other sessions are open lowers the cap (too many connections) and puts
   the work back; a `421`/4xx greeting on the only session is retried after `retry_delay`,
@@ -69,7 +70,9 @@ def is_public_address(address: str) -> bool:
 
 
 class _Request:
-    __slots__ = ("deadline", "domain", "future", "host", "losses", "recipient", "solo", "tries")
+    __slots__ = (
+        "deadline", "domain", "future", "host", "losses", "pool", "recipient", "solo", "tries"
+    )
 
     def __init__(
         self,
@@ -79,7 +82,9 @@ class _Request:
         future: asyncio.Future[ProbeResult],
         deadline: float,
         tries: int = 0,
+        pool: ServerPool | None = None,
     ) -> None:
+        self.pool = pool
         self.host = host
         self.deadline = deadline  # time.monotonic() when this attempt gives up
         self.recipient = recipient
@@ -122,6 +127,8 @@ class ServerPool:
         self.error_limit: int | None = None  # refusals a session may get before being dropped
         self._paused_until = 0.0
         self._tls = self._settings.starttls
+        self._limit_learned = False  # the server's RCPT limit is known (from a 452)
+        self.progress_at = -math.inf  # time.monotonic() of the last reply this server gave
 
     # -- queue --------------------------------------------------------------------------
 
@@ -137,7 +144,7 @@ class ServerPool:
         loop = asyncio.get_running_loop()
         requests = []
         for recipient, deadline, tried in zip(recipients, deadlines, tries, strict=True):
-            request = _Request(host, recipient, solo, loop.create_future(), deadline, tried)
+            request = _Request(host, recipient, solo, loop.create_future(), deadline, tried, self)
             (self._solo if solo else self._queue).append(request)
             requests.append(request)
         self._spawn()
@@ -335,6 +342,13 @@ class ServerPool:
             if solo
             else [d for d in dict.fromkeys(r.domain for r in batch) if d not in controls]
         )
+        excess = len(control_domains) + len(batch) - self.batch_size
+        if self._limit_learned and excess > 0 and len(batch) > 1:  # the controls count toward the server's RCPT limit
+            keep = max(1, len(batch) - excess)
+            for request in reversed(batch[keep:]):
+                self._put_back(request)
+            batch = batch[:keep]
+            control_domains = [d for d in control_domains if any(r.domain == d for r in batch)]
         recipients = [f"postmaster@{domain}" for domain in control_domains]
         recipients += [request.recipient for request in batch]
         smtputf8 = session.smtputf8 and any(not r.isascii() for r in recipients)
@@ -355,6 +369,8 @@ class ServerPool:
                 reply = None  # greylisted control: no evidence either way
             controls[domain] = reply
         answered = len(tx.rcpts)
+        if answered:
+            self.progress_at = time.monotonic()
         garbled = tx.garbled
         refused = sum(1 for reply in tx.rcpts if reply.code >= 500)
         taken = 0
@@ -389,8 +405,10 @@ class ServerPool:
                     ProbeResult(mx=request.host, reply=reply, control=controls.get(request.domain)),
                 )
         if too_many:
+            if offset + taken < self.batch_size or self._batch_ceiling > self.batch_size:
+                log.info("mx_batch_lowered", server=self.address, batch=offset + taken)
             self.batch_size = self._batch_ceiling = max(1, offset + taken)
-            log.info("mx_batch_lowered", server=self.address, batch=self.batch_size)
+            self._limit_learned = True
         elif (
             not tx.alive
             and garbled is None
@@ -510,10 +528,11 @@ class SmtpProber:
                     [tries[i] for i in pending],
                     solo=solo,
                 )
-                await _wait(requests)
+                await _wait(requests, self.settings.address_deadline)
                 still: list[int] = []
                 for index, request in zip(pending, requests, strict=True):
-                    deadlines[index], tries[index] = request.deadline, request.tries
+                    deadlines[index] = _deadline(request, self.settings.address_deadline)
+                    tries[index] = request.tries
                     if request.future.cancelled():  # its deadline passed
                         results[index] = ProbeResult(mx=host, failure=ProbeFailure.TIMEOUT)
                         continue
@@ -540,7 +559,16 @@ class SmtpProber:
         self._pools.clear()
 
 
-async def _wait(requests: Sequence[_Request]) -> None:
+def _deadline(request: _Request, allowed: float) -> float:
+    """When the request gives up: its own deadline, pushed back while its server keeps
+    answering others (a queue behind a live server is not a tar-pit)."""
+    pool = request.pool
+    if pool is None:
+        return request.deadline
+    return max(request.deadline, pool.progress_at + allowed)
+
+
+async def _wait(requests: Sequence[_Request], allowed: float) -> None:
     """Wait for every request's answer; one whose deadline passes is cancelled (the pool
     skips it). A retry pushes its request's deadline back, so the wait is re-armed."""
     while True:
@@ -549,12 +577,12 @@ async def _wait(requests: Sequence[_Request]) -> None:
             return
         now = time.monotonic()
         for request in open_:
-            if request.deadline <= now:
+            if _deadline(request, allowed) <= now:
                 request.future.cancel()
         open_ = [request for request in open_ if not request.future.done()]
         if not open_:
             return
-        wake = min(request.deadline for request in open_)
+        wake = min(_deadline(request, allowed) for request in open_)
         await asyncio.wait([request.future for request in open_], timeout=max(0.0, wake - now))
 
 
