@@ -67,13 +67,23 @@ class JobStore(Generic[J]):
 async def build_job_store(
     settings: Settings, *, jobs: JobRepository | None = None
 ) -> JobStore[JobRepository]:
-    """The job repository of `settings.database` (schema checked first), or `jobs` as given."""
+    """The job repository of `settings.database` (schema checked, the embedded SQLite file
+    migrated, first), or `jobs` as given. SQLite: the stdlib repository (no SQLAlchemy to
+    import or set up); PostgreSQL: the SQL repository."""
     if jobs is not None:
         return JobStore(jobs)
+    from mailvet.adapters.db.migrate import HEAD
+    from mailvet.adapters.db.sqlite import SqliteJobRepository, sqlite_path
+
+    await prepare_schema(settings.database)
+    if sqlite_path(settings.database) is not None:
+        embedded = SqliteJobRepository.open_current(settings.database, HEAD)
+        if embedded is None:
+            raise SettingsError(f"cannot open the job database {sqlite_path(settings.database)}")
+        return JobStore(embedded, [embedded.close])
     from mailvet.adapters.db.database import make_database
     from mailvet.adapters.db.repositories import SqlJobRepository
 
-    await prepare_schema(settings.database)
     database = make_database(settings.database)
     return JobStore(SqlJobRepository(database), [database.dispose])
 
@@ -82,16 +92,16 @@ async def build_job_reader(
     settings: Settings, *, jobs: JobLookup | None = None
 ) -> JobStore[JobLookup]:
     """What reads one job (`mailvet status`, `fetch`), or `jobs` as given: on an embedded
-    SQLite file already at the newest schema a stdlib reader (no SQLAlchemy to import),
-    otherwise the SQL repository."""
+    SQLite file already at the newest schema, the stdlib repository without even the schema
+    step; otherwise whatever build_job_store gives."""
     if jobs is not None:
         return JobStore(jobs)
     from mailvet.adapters.db.migrate import HEAD
-    from mailvet.adapters.db.sqlite_reader import SqliteJobReader
+    from mailvet.adapters.db.sqlite import SqliteJobRepository
 
-    reader = SqliteJobReader.open_current(settings.database, HEAD)
-    if reader is not None:
-        return JobStore(reader, [reader.close])
+    embedded = SqliteJobRepository.open_current(settings.database, HEAD)
+    if embedded is not None:
+        return JobStore(embedded, [embedded.close])
     store = await build_job_store(settings)
     return JobStore(store.jobs, store.closers)
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -20,7 +21,7 @@ from typer.testing import CliRunner
 from mailvet.adapters.db import migrate
 from mailvet.adapters.db.database import make_database
 from mailvet.adapters.db.repositories import SqlJobRepository
-from mailvet.adapters.db.sqlite_reader import SqliteJobReader, sqlite_path
+from mailvet.adapters.db.sqlite import SqliteJobRepository, sqlite_path
 from mailvet.bootstrap import LazyProber, LazyResolver, build_deps, build_job_reader
 from mailvet.cli import app
 from mailvet.domain.job import FileInfo, Job, JobStatus
@@ -136,7 +137,7 @@ def test_sqlite_is_current_only_at_head(tmp_path: Path) -> None:
     assert migrate.sqlite_is_current(url)
     migrate.downgrade(url, "base")
     assert not migrate.sqlite_is_current(url)
-    assert SqliteJobReader.open_current(url, migrate.HEAD) is None
+    assert SqliteJobRepository.open_current(url, migrate.HEAD) is None
 
 
 def test_sqlite_path() -> None:
@@ -146,27 +147,64 @@ def test_sqlite_path() -> None:
     assert sqlite_path("postgresql+psycopg://u@h/db") is None
 
 
-async def test_the_stdlib_reader_reads_what_the_repository_reads(tmp_path: Path) -> None:
+async def test_the_stdlib_and_the_sql_repository_read_each_others_rows(tmp_path: Path) -> None:
+    """Same file, same stored formats: what one writes the other reads back equal."""
     url = f"sqlite+aiosqlite:///{tmp_path}/mailvet.db"
-    await make_job(url, sample_job())
+    await make_job(url, sample_job())  # written through SQLAlchemy
     database = make_database(url)
+    sql = SqlJobRepository(database)
+    stdlib = SqliteJobRepository.open_current(url, migrate.HEAD)
+    assert stdlib is not None
     try:
-        repo = SqlJobRepository(database)
-        await repo.set_status("a" * 32, JobStatus.FILE_ACCEPTED)
-        await repo.set_counts("a" * 32, rows_total=7, chunks_total=2, layout=b"\x81\xa1k\x01")
-        await repo.record_chunk("a" * 32, 0, 4)
-        expected = await repo.get("a" * 32)
+        await sql.set_status("a" * 32, JobStatus.FILE_ACCEPTED)
+        await stdlib.set_counts("a" * 32, rows_total=7, chunks_total=2, layout=b"\x81\xa1k\x01")
+        await sql.record_chunk("a" * 32, 0, 4)
+        assert not await stdlib.record_chunk("a" * 32, 0, 4)  # the SQL one's chunk counts
+        assert await stdlib.record_chunk("a" * 32, 1, 3)
+        assert await stdlib.get("a" * 32) == await sql.get("a" * 32)
+        other = sample_job("d" * 32)
+        await stdlib.add(msgspec_replace(other, created_at=datetime(2027, 1, 1, tzinfo=UTC)))
+        assert await sql.list_jobs() == await stdlib.list_jobs()
+        assert [job.id for job in await stdlib.list_jobs()] == ["d" * 32, "a" * 32]
+        assert await sql.list_active() == await stdlib.list_active()
     finally:
+        await stdlib.close()
         await database.dispose()
     settings = load_settings({"MAILVET_DATABASE_URL": url})
     store = await build_job_reader(settings)
     try:
-        assert isinstance(store.jobs, SqliteJobReader)
-        assert await store.jobs.get("a" * 32) == expected
-        with pytest.raises(Exception, match="c" * 32):
-            await store.jobs.get("c" * 32)
+        assert isinstance(store.jobs, SqliteJobRepository)
+        assert (await store.jobs.get("a" * 32)).rows_done == 7
     finally:
         await store.close()
+
+
+def msgspec_replace(job: Job, **changes: object) -> Job:
+    import msgspec
+
+    return msgspec.structs.replace(job, **changes)
+
+
+# The repository contract (tests/integration/test_job_repository.py) on the stdlib SQLite
+# repository: the same test functions, with this module's `repo` fixture.
+from tests.integration import test_job_repository as contract  # noqa: E402
+
+clock = contract.clock
+
+
+@pytest.fixture
+async def repo(tmp_path: Path, clock: contract.FakeClock) -> Any:
+    url = f"sqlite+aiosqlite:///{tmp_path}/contract/mailvet.db"
+    await asyncio.to_thread(migrate.upgrade, url)
+    repository = SqliteJobRepository.open_current(url, migrate.HEAD, now=clock)
+    assert repository is not None
+    yield repository
+    await repository.close()
+
+
+for _name in dir(contract):
+    if _name.startswith("test_"):
+        globals()[f"test_stdlib_sqlite_{_name[5:]}"] = getattr(contract, _name)
 
 
 async def test_a_syntax_only_pipeline_builds_no_resolver_and_no_prober(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mailvet.adapters.db.sqlite_reader import sqlite_path
+from mailvet.adapters.db.sqlite import sqlite_path
 
 if TYPE_CHECKING:  # SQLAlchemy and Alembic are imported by the functions that use them
     from alembic.config import Config

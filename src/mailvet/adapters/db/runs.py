@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from mailvet.adapters.db.sqlite_reader import sqlite_path
+from mailvet.adapters.db.sqlite import sqlite_path
 
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 
