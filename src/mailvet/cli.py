@@ -210,7 +210,7 @@ async def _follow(jobs: JobRepository, job_id: str) -> JobStatus:
         if job.status.is_final:
             bar.done()
             return job.status
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)  # a status read is ~0.1 ms: poll often, finish sooner
 
 
 class _ProgressBar:

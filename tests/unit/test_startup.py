@@ -292,3 +292,17 @@ async def test_intake_starts_the_pool_for_a_big_syntax_only_file(
     await intake.handle(JobSubmitted(job_id=job_id))
     assert (await jobs.get(job_id)).status is JobStatus.FILE_ACCEPTED
     assert len(calls) == warmed
+
+
+def test_validate_on_the_embedded_database_imports_no_heavy_library(tmp_path: Path) -> None:
+    env = {"MAILVET_DATA_DIR": str(tmp_path / "data")}
+    source = tmp_path / "l.csv"
+    source.write_text("email\na@example.com\nnope\n")
+    first = CliRunner().invoke(app, ["validate", str(source), "--checks", "syntax"], env=env)
+    assert first.exit_code == 0, first.output  # made and migrated the database
+    code, modules, out = run_fresh(
+        ["validate", str(source), "-o", str(tmp_path / "o.csv"), "--checks", "syntax"], env=env
+    )
+    assert code == 0, out
+    assert imported(modules, HEAVY + ("dns", "mailvet.adapters.smtp")) == []
+    assert (tmp_path / "o.csv").read_text().count("\n") == 3
