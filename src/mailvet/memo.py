@@ -65,6 +65,15 @@ class Memo(Generic[K, V]):
         """Drop what is known about `key`; a pending computation still answers its waiters."""
         self._entries.pop(key, None)
 
+    def peek(self, key: K, default: V) -> V:
+        """The value of `key` if it is known and fresh (no computation, no await), else
+        `default`."""
+        entry = self._entries.get(key)
+        if entry is None or not entry.ready or entry.expires <= self._clock():
+            return default
+        assert entry.task is not None
+        return entry.task.result()
+
     async def get(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
         entry = self._entries.get(key)
         if entry is not None:

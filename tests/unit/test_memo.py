@@ -251,3 +251,19 @@ async def test_forget_drops_a_value_and_detaches_a_pending_lookup() -> None:
     assert (await waiter, await fresh) == ("v1", "v2")
     assert await memo.get("p", lambda: instant("third")) == "v2"  # the forgotten one is not filed
     assert len(memo) == 2  # "k" and "p"
+
+
+async def test_peek_gives_only_known_fresh_values() -> None:
+    clock = FakeClock()
+    memo: Memo[str, str] = Memo(10, ttl=lambda value: 30.0, clock=clock)
+    assert memo.peek("k", "none") == "none"
+    lookup = Lookup()
+    waiter = asyncio.ensure_future(memo.get("k", lookup))
+    await settle()
+    assert memo.peek("k", "none") == "none"  # still being computed
+    lookup.release.set()
+    assert await waiter == "v1"
+    assert memo.peek("k", "none") == "v1"
+    clock.advance(30.0)
+    assert memo.peek("k", "none") == "none"  # expired
+    assert lookup.calls == 1  # peeking never computes

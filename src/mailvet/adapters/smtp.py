@@ -343,7 +343,8 @@ class ServerPool:
             else [d for d in dict.fromkeys(r.domain for r in batch) if d not in controls]
         )
         excess = len(control_domains) + len(batch) - self.batch_size
-        if self._limit_learned and excess > 0 and len(batch) > 1:  # the controls count toward the server's RCPT limit
+        # the controls count toward a server's RCPT limit, once it is known
+        if self._limit_learned and excess > 0 and len(batch) > 1:
             keep = max(1, len(batch) - excess)
             for request in reversed(batch[keep:]):
                 self._put_back(request)
@@ -505,8 +506,8 @@ class SmtpProber:
     async def probe(
         self, hosts: Sequence[str], recipients: Sequence[str], *, solo: bool = False
     ) -> list[ProbeResult]:
-        start = time.monotonic()
-        deadlines = [start + self.settings.address_deadline] * len(recipients)
+        allowed = self.settings.address_deadline
+        deadlines = [time.monotonic() + allowed] * len(recipients)
         tries = [0] * len(recipients)
         results: list[ProbeResult | None] = [None] * len(recipients)
         pending = list(range(len(recipients)))
@@ -518,7 +519,11 @@ class SmtpProber:
             if not addresses:
                 last = ProbeResult(mx=host, failure=ProbeFailure.CONNECTION_FAILED)
             for address in addresses:
-                pending = [i for i in pending if deadlines[i] > time.monotonic()]
+                now = time.monotonic()
+                for index in pending:
+                    if deadlines[index] <= now:
+                        results[index] = ProbeResult(mx=host, failure=ProbeFailure.TIMEOUT)
+                pending = [i for i in pending if results[i] is None]
                 if not pending:
                     break
                 requests = self._pool(address).submit(
@@ -528,14 +533,11 @@ class SmtpProber:
                     [tries[i] for i in pending],
                     solo=solo,
                 )
-                await _wait(requests, self.settings.address_deadline)
+                await _wait(requests, allowed)
                 still: list[int] = []
                 for index, request in zip(pending, requests, strict=True):
-                    deadlines[index] = _deadline(request, self.settings.address_deadline)
+                    deadlines[index] = _deadline(request, allowed)
                     tries[index] = request.tries
-                    if request.future.cancelled():  # its deadline passed
-                        results[index] = ProbeResult(mx=host, failure=ProbeFailure.TIMEOUT)
-                        continue
                     outcome = request.future.result()
                     if outcome.reply is None and outcome.failure in (
                         ProbeFailure.CONNECTION_FAILED,
@@ -548,11 +550,10 @@ class SmtpProber:
                 pending = still
         now = time.monotonic()
         for index in pending:
-            if results[index] is None:
-                results[index] = last if deadlines[index] > now else ProbeResult(
-                    mx=last.mx, failure=ProbeFailure.TIMEOUT
-                )
-        return [result for result in results if result is not None]
+            results[index] = last if deadlines[index] > now else ProbeResult(
+                mx=last.mx, failure=ProbeFailure.TIMEOUT
+            )
+        return [result if result is not None else last for result in results]
 
     async def close(self) -> None:
         await asyncio.gather(*(pool.close() for pool in self._pools.values()))
@@ -569,21 +570,29 @@ def _deadline(request: _Request, allowed: float) -> float:
 
 
 async def _wait(requests: Sequence[_Request], allowed: float) -> None:
-    """Wait for every request's answer; one whose deadline passes is cancelled (the pool
-    skips it). A retry pushes its request's deadline back, so the wait is re-armed."""
-    while True:
-        open_ = [request for request in requests if not request.future.done()]
-        if not open_:
+    """Wait for every request's answer. A timer per request answers TIMEOUT when its
+    deadline passes (the pool then skips it); a retry or a live server pushes the deadline
+    back, and the timer is re-armed."""
+    loop = asyncio.get_running_loop()
+
+    def expire(request: _Request) -> None:
+        if request.future.done():
             return
-        now = time.monotonic()
-        for request in open_:
-            if _deadline(request, allowed) <= now:
-                request.future.cancel()
-        open_ = [request for request in open_ if not request.future.done()]
-        if not open_:
+        due = _deadline(request, allowed)
+        if due > time.monotonic():
+            loop.call_at(due, expire, request)
             return
-        wake = min(_deadline(request, allowed) for request in open_)
-        await asyncio.wait([request.future for request in open_], timeout=max(0.0, wake - now))
+        request.future.set_result(ProbeResult(mx=request.host, failure=ProbeFailure.TIMEOUT))
+
+    handles = [loop.call_at(request.deadline, expire, request) for request in requests]
+    try:
+        if len(requests) == 1:
+            await requests[0].future
+        else:
+            await asyncio.gather(*(request.future for request in requests))
+    finally:
+        for handle in handles:
+            handle.cancel()
 
 
 __all__ = ["ServerPool", "SmtpProber", "Transaction", "is_public_address"]

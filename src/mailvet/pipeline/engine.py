@@ -12,6 +12,7 @@ import asyncio
 import secrets
 from collections import defaultdict
 from collections.abc import Awaitable, Sequence
+from typing import Any
 
 import msgspec
 import structlog
@@ -73,6 +74,9 @@ def verdict_from_probe(base: Verdict, result: ProbeResult, catch_all: bool | Non
         elif catch_all is None:
             reason = Reason.GREYLISTED
     return _verdict(reason, base, mx=result.mx, smtp_code=code, catch_all=flag)
+
+
+_UNSET: Any = object()  # Memo.peek's "not known yet"
 
 
 def _reported_mx(route: MailRoute) -> str:
@@ -146,7 +150,12 @@ class Engine:
             return based
         # a non-ASCII mailbox needs SMTPUTF8: the prober says not_supported without it
         recipient = f"{syntax.local}@{syntax.ascii_domain}"
-        catch_all_task = asyncio.ensure_future(self._is_catch_all(syntax.ascii_domain, route))
+        domain = syntax.ascii_domain
+        known = self._catch_all.peek(domain, _UNSET) if self._catch_all_check else False
+        if known is not _UNSET:  # the common case once a domain is known: no extra task
+            (result,) = await self._prober.probe(route.hosts, [recipient])
+            return verdict_from_probe(based, result, known)
+        catch_all_task = asyncio.ensure_future(self._is_catch_all(domain, route))
         (result,) = await self._prober.probe(route.hosts, [recipient])
         return verdict_from_probe(based, result, await catch_all_task)
 
