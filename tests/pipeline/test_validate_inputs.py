@@ -166,3 +166,21 @@ def test_process_pool_gives_the_same_file_as_one_process(
     lines = outputs[0].split(b"\r\n")
     assert len(lines) == 6000 + 3  # header, rows (one spans two lines), final empty
     assert lines[11].startswith(b'10,"not valid@x.com",odd,undeliverable,invalid_syntax')
+
+
+def test_display_name_cells_are_found_and_judged_by_the_address_inside(
+    runner: CliRunner, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Exports of mail clients and CRMs: no header, the address column holds display names."""
+    source = tmp_path / "contacts.csv"
+    source.write_text(
+        'Ann,"Ann Lee <ann@gmail.com>",7\n'
+        'Bob,"""Bob"" <bob@yahoo.com>",3\n'
+        "Cy,Cy <not an address>,1\n"
+    )
+    code, output = validate(runner, env, str(source))
+    assert code == 0, output
+    rows = (tmp_path / "contacts.mailvet.csv").read_text().splitlines()
+    assert rows[0].startswith('Ann,"Ann Lee <ann@gmail.com>",7,unknown,not_checked,ann@gmail.com,')
+    assert rows[1].startswith('Bob,"""Bob"" <bob@yahoo.com>",3,unknown,not_checked,bob@yahoo.com,')
+    assert rows[2].startswith("Cy,Cy <not an address>,1,undeliverable,invalid_syntax,")

@@ -147,7 +147,8 @@ TXT_HEADER_NAMES = frozenset(
     EMAIL_HEADER_NAMES + ("emailaddresses", "address", "addresses", "contacts", "recipients")
 )
 
-_LOOSE_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+# an address, or a display-name cell around one ("Ann Lee <ann@x.com>", exports of mail clients)
+_LOOSE_EMAIL = re.compile(r"[^@\s]+@[^@\s]+|[^@<>]*<[^@\s<>]+@[^@\s<>]+>")
 _NON_WORD = re.compile(r"[\W_]+")
 _DIGITS = re.compile(r"[0-9]+")
 _XLSX_ILLEGAL = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")
