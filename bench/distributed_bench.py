@@ -78,7 +78,7 @@ def smtp_figures(addresses: int, database_url: str, s3: MotoS3, root: Path) -> t
     server = world.add_smtp(
         "127.0.0.70",
         SmtpBehaviour(
-            mailboxes={f"user{i}": "250 2.1.5 OK" for i in range(addresses)},
+            mailboxes={"postmaster": "250 2.1.5 OK", **{f"user{i}": "250 2.1.5 OK" for i in range(addresses)}},
             latency=0.04,
             max_connections=20,
         ),

@@ -55,7 +55,7 @@ def build_world(n: int, latency: float, server_connections: int) -> MailWorld:
             latency=latency,
             max_connections=server_connections,
             pipelining=True,
-            mailboxes={f"user{i}": OK for i in range(n)},
+            mailboxes={"postmaster": OK, **{f"user{i}": OK for i in range(n)}},  # RFC 5321 4.5.1
             default_reply="550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown",
             hostname=MX_HOST,
         ),
