@@ -74,6 +74,22 @@ class Memo(Generic[K, V]):
         assert entry.task is not None
         return entry.task.result()
 
+    def put(self, key: K, value: V) -> None:
+        """Remember a value computed elsewhere (for its `ttl`), as `get` would have."""
+        seconds = self._ttl(value) if self._ttl is not None else None
+        if seconds is not None and seconds <= 0:
+            self._entries.pop(key, None)
+            return
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        future.set_result(value)
+        entry: _Entry[V] = _Entry()
+        entry.task = future  # type: ignore[assignment]  # only .result() is read when ready
+        entry.expires = math.inf if seconds is None else self._clock() + seconds
+        entry.ready = True
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        self._trim()
+
     async def get(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
         entry = self._entries.get(key)
         if entry is not None:

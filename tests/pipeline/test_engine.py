@@ -45,3 +45,30 @@ async def test_catch_all_domains_are_risky_and_others_deliverable() -> None:
     strict = Engine(FakeResolver(), FakeProber())
     assert (await strict.check("ann@example.com")).reason is Reason.ACCEPTED
     assert (await strict.check("ann@example.com", Check.DNS)).reason is Reason.NOT_CHECKED
+
+
+async def test_verdicts_that_are_not_kept_still_answer_their_rows() -> None:
+    prober = FakeProber(lambda rcpt: TEMPFAIL)
+    engine = Engine(FakeResolver(), prober, unknown_ttl=0)  # unknowns not kept at all
+    verdicts = await engine.check_many(["a@one.com", "b@two.com", "a@one.com"], Check.SMTP)
+    assert [v.reason for v in verdicts] == [Reason.GREYLISTED] * 3
+
+
+async def test_one_domain_is_one_probe_call_and_duplicates_in_flight_are_shared() -> None:
+    class CountingProber(FakeProber):
+        calls: list[list[str]] = []
+
+        async def probe(self, hosts, recipients, *, solo=False):  # type: ignore[no-untyped-def]
+            self.calls.append(list(recipients))
+            await asyncio.sleep(0.05)
+            return await super().probe(hosts, recipients, solo=solo)
+
+    prober = CountingProber()
+    engine = Engine(FakeResolver(), prober)
+    first, second = await asyncio.gather(
+        engine.check_many([f"u{i}@one.com" for i in range(5)], Check.SMTP),
+        engine.check_many(["u1@one.com", "u2@one.com"], Check.SMTP),  # another chunk, same rows
+    )
+    assert [v.reason for v in first + second] == [Reason.ACCEPTED] * 7
+    real = [call for call in prober.calls if not call[0].startswith("mailvet-")]
+    assert real == [[f"u{i}@one.com" for i in range(5)]]  # one call, no address twice

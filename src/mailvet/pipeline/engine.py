@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import defaultdict
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 import structlog
 
-from mailvet.domain.address import Syntax, check_syntax
+from mailvet.domain.address import check_syntax
 from mailvet.domain.ports import MailRoute, ProbeFailure, ProbeResult, Resolver, RouteKind, SmtpProber
 from mailvet.domain.offline import offline_verdict
 from mailvet.domain.evidence import rcpt_outcome
@@ -112,6 +112,7 @@ class Engine:
 
         self._catch_all: Memo[str, bool | None] = Memo(cache_size, ttl=catch_all_life)
         self._verdicts: Memo[tuple[str, Check], Verdict] = Memo(cache_size, ttl=verdict_life)
+        self._in_flight: dict[tuple[str, Check], asyncio.Future[Verdict]] = {}
 
     async def check(self, address: str, checks: Check = Check.SMTP) -> Verdict:
         return (await self.check_many([address], checks))[0]
@@ -127,37 +128,83 @@ class Engine:
         for index, verdict in enumerate(out):
             if verdict.reason in _NEEDS_NETWORK:
                 todo[(verdict.normalized, checks)].append(index)
-
-        def network(key: tuple[str, Check]) -> Awaitable[Verdict]:
-            first = todo[key][0]
-            return self._verdicts.get(
-                key, lambda: self._network_verdict(out[first], syntaxes[first], checks)
-            )
-
-        keys = list(todo)
-        for key, verdict in zip(keys, await asyncio.gather(*map(network, keys)), strict=True):
+        # known verdicts at once; verdicts another chunk is computing are shared; the rest
+        # go to the network grouped by domain: one route, one catch-all question and one
+        # probe call per domain and chunk (per-address tasks were most of the CPU)
+        shared: dict[tuple[str, Check], asyncio.Future[Verdict]] = {}
+        groups: dict[str, list[tuple[tuple[str, Check], Verdict]]] = defaultdict(list)
+        for key, indexes in todo.items():
+            known = self._verdicts.peek(key, _UNSET)
+            if known is not _UNSET:
+                for index in indexes:
+                    out[index] = known
+            elif key in self._in_flight:
+                shared[key] = self._in_flight[key]
+            else:
+                first = indexes[0]
+                self._in_flight[key] = asyncio.get_running_loop().create_future()
+                groups[syntaxes[first].ascii_domain].append((key, out[first]))
+        answers = await asyncio.gather(*(
+            self._domain_group(domain, items, checks) for domain, items in groups.items()
+        ))
+        for items, verdicts in zip(groups.values(), answers, strict=True):
+            for (key, _), verdict in zip(items, verdicts, strict=True):
+                for index in todo[key]:
+                    out[index] = verdict
+        for key, future in shared.items():
+            verdict = await asyncio.shield(future)
             for index in todo[key]:
                 out[index] = verdict
         return out
 
-    async def _network_verdict(self, base: Verdict, syntax: Syntax, checks: Check) -> Verdict:
-        route = await self._resolver.mail_route(syntax.ascii_domain)
+    async def _domain_group(
+        self, domain: str, items: list[tuple[tuple[str, Check], Verdict]], checks: Check
+    ) -> list[Verdict]:
+        """The network verdicts of one domain's addresses; each is also filed (memo and the
+        futures other chunks wait on) or, on failure, its waiters get the exception."""
+        try:
+            verdicts = await self._domain_verdicts(domain, [base for _, base in items], checks)
+        except BaseException as exc:
+            for key, _ in items:
+                future = self._in_flight.pop(key)
+                if isinstance(exc, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(exc)
+                    future.exception()  # retrieved: a chunk without sharers must not warn
+            raise
+        for (key, _), verdict in zip(items, verdicts, strict=True):
+            self._verdicts.put(key, verdict)
+            self._in_flight.pop(key).set_result(verdict)
+        return verdicts
+
+    async def _domain_verdicts(
+        self, domain: str, bases: list[Verdict], checks: Check
+    ) -> list[Verdict]:
+        route = await self._resolver.mail_route(domain)
         if route.kind not in (RouteKind.MX, RouteKind.IMPLICIT):
-            return _verdict(_ROUTE_REASON[route.kind], base)
-        based = msgspec.structs.replace(base, mx=_reported_mx(route))
-        if base.reason is not Reason.NOT_CHECKED or checks is Check.DNS:
-            # disposable or a typo domain: the mailbox answer would not change the advice
-            return based
+            return [_verdict(_ROUTE_REASON[route.kind], base) for base in bases]
+        mx = _reported_mx(route)
+        out = [msgspec.structs.replace(base, mx=mx) for base in bases]
+        if checks is Check.DNS:
+            return out
+        # disposable or a typo domain: the mailbox answer would not change the advice
+        asked = [i for i, base in enumerate(bases) if base.reason is Reason.NOT_CHECKED]
+        if not asked:
+            return out
         # a non-ASCII mailbox needs SMTPUTF8: the prober says not_supported without it
-        recipient = f"{syntax.local}@{syntax.ascii_domain}"
-        domain = syntax.ascii_domain
+        recipients = [f"{bases[i].normalized.rpartition('@')[0]}@{domain}" for i in asked]
         known = self._catch_all.peek(domain, _UNSET) if self._catch_all_check else False
-        if known is not _UNSET:  # the common case once a domain is known: no extra task
-            (result,) = await self._prober.probe(route.hosts, [recipient])
-            return verdict_from_probe(based, result, known)
-        catch_all_task = asyncio.ensure_future(self._is_catch_all(domain, route))
-        (result,) = await self._prober.probe(route.hosts, [recipient])
-        return verdict_from_probe(based, result, await catch_all_task)
+        if known is not _UNSET:
+            results = await self._prober.probe(route.hosts, recipients)
+            catch_all = known
+        else:
+            catch_all_task = asyncio.ensure_future(self._is_catch_all(domain, route))
+            results = await self._prober.probe(route.hosts, recipients)
+            catch_all = await catch_all_task
+        for i, result in zip(asked, results, strict=True):
+            out[i] = verdict_from_probe(out[i], result, catch_all)
+        return out
 
     async def _is_catch_all(self, domain: str, route: MailRoute) -> bool | None:
         """Does the domain accept a random mailbox? Asked once per domain (None: could not
