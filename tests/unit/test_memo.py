@@ -267,3 +267,14 @@ async def test_peek_gives_only_known_fresh_values() -> None:
     clock.advance(30.0)
     assert memo.peek("k", "none") == "none"  # expired
     assert lookup.calls == 1  # peeking never computes
+
+
+async def test_put_files_a_value_computed_elsewhere_for_its_ttl() -> None:
+    clock = FakeClock()
+    memo: Memo[str, str] = Memo(10, ttl=lambda value: 0.0 if value == "skip" else 30.0, clock=clock)
+    memo.put("k", "given")
+    assert await memo.get("k", lambda: instant("computed")) == "given"
+    memo.put("z", "skip")  # a lifetime of 0: not kept
+    assert memo.peek("z", "none") == "none"
+    clock.advance(30.0)
+    assert await memo.get("k", lambda: instant("computed")) == "computed"
