@@ -57,13 +57,21 @@ def s3() -> Iterator[MotoS3]:
 
 @pytest.fixture(scope="session")
 def bulk_world() -> Iterator[MailWorld]:
-    """bulk-mail.com: every reply 20 ms late, up to 12 connections; even users exist."""
+    """bulk-mail.com: every reply 50 ms late, up to 12 connections, 20 RCPTs a transaction;
+    even users exist. (Slow enough that a 20,000-row job is still running while the tests
+    kill and restart things: the prober got faster than the first version of this world.)"""
     world = MailWorld()
     world.zone.add("bulk-mail.com", mx=[(10, "mx.bulk-mail.com")])
     world.zone.add("mx.bulk-mail.com", a=["127.0.0.60"])
     mailboxes = {f"user{i}": "250 2.1.5 OK" for i in range(0, ROWS, 2)}
     world.add_smtp(
-        "127.0.0.60", SmtpBehaviour(mailboxes=mailboxes, latency=0.02, max_connections=12)
+        "127.0.0.60",
+        SmtpBehaviour(
+            mailboxes={"postmaster": "250 2.1.5 OK", **mailboxes},
+            latency=0.05,
+            max_connections=12,
+            max_recipients=20,
+        ),
     )
     world.start()
     yield world
