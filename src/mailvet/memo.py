@@ -32,7 +32,7 @@ class _Entry(Generic[V]):
     __slots__ = ("task", "ready", "expires")
 
     def __init__(self) -> None:
-        self.task: asyncio.Task[V] | None = None
+        self.task: asyncio.Future[V] | None = None  # the computation (a Task), or a put value
         self.ready = False  # the value is in and the entry may be trimmed
         self.expires = math.inf  # clock reading after which the value is stale (once ready)
 
@@ -83,7 +83,7 @@ class Memo(Generic[K, V]):
         future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         future.set_result(value)
         entry: _Entry[V] = _Entry()
-        entry.task = future  # type: ignore[assignment]  # only .result() is read when ready
+        entry.task = future
         entry.expires = math.inf if seconds is None else self._clock() + seconds
         entry.ready = True
         self._entries[key] = entry

@@ -35,7 +35,7 @@ import ipaddress
 import math
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -46,7 +46,6 @@ from mailvet.adapters.smtp_session import (
     SessionTimeout,
     SmtpSession,
     TlsFailed,
-    Transaction,
 )
 from mailvet.domain.ports import ProbeFailure, ProbeResult, Resolver
 from mailvet.domain.smtp_reply import Outcome, Reply, classify_rcpt
@@ -81,8 +80,8 @@ class _Request:
         solo: bool,
         future: asyncio.Future[ProbeResult],
         deadline: float,
-        tries: int = 0,
-        pool: ServerPool | None = None,
+        tries: int,
+        pool: ServerPool,
     ) -> None:
         self.pool = pool
         self.host = host
@@ -123,11 +122,9 @@ class ServerPool:
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self.batch_size = max(1, self._settings.recipients_per_transaction)
-        self._batch_ceiling = max(self.batch_size, self._settings.max_recipients_per_transaction)
+        self.rcpt_limit: int | None = None  # RCPTs a transaction may hold, learned from a 452
         self.error_limit: int | None = None  # refusals a session may get before being dropped
         self._paused_until = 0.0
-        self._tls = self._settings.starttls
-        self._limit_learned = False  # the server's RCPT limit is known (from a 452)
         self.progress_at = -math.inf  # time.monotonic() of the last reply this server gave
 
     # -- queue --------------------------------------------------------------------------
@@ -181,9 +178,9 @@ class ServerPool:
     def _requests(self) -> list[_Request]:
         return [*self._solo, *self._queue]
 
-    def _fail_all(self, failure: ProbeFailure, reply: Reply | None = None) -> None:
+    def _fail_all(self, failure: ProbeFailure) -> None:
         for request in self._requests():
-            self._resolve(request, ProbeResult(mx=request.host, reply=reply, failure=failure))
+            self._resolve(request, ProbeResult(mx=request.host, failure=failure))
         self._solo.clear()
         self._queue.clear()
 
@@ -202,9 +199,17 @@ class ServerPool:
             return
         request.tries += 1
         request.deadline += self._settings.retry_delay  # the wait is not part of the attempt
-        handle = asyncio.get_running_loop().call_later(
-            self._settings.retry_delay, self._requeue, request
-        )
+        self._later(self._settings.retry_delay, lambda: self._requeue(request))
+
+    def _later(self, delay: float, action: Callable[[], None]) -> None:
+        """Run `action` after `delay`; close() cancels what is still waiting (a fired timer
+        leaves the set, so a long-running worker does not keep every retry it made)."""
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            action()
+
+        handle = asyncio.get_running_loop().call_later(delay, fire)
         self._timers.add(handle)
 
     def _lost(self, request: _Request, failure: ProbeFailure) -> None:
@@ -307,15 +312,13 @@ class ServerPool:
                 request.deadline += delay  # the wait is not part of the attempt
         self._drop_done()
         self._paused_until = time.monotonic() + delay
-        handle = asyncio.get_running_loop().call_later(delay, self._spawn)
-        self._timers.add(handle)
+        self._later(delay, self._spawn)
         log.info("mx_try_later", server=self.address, code=reply.code, delay=delay)
 
     async def _open(self) -> SmtpSession:
         first = self._solo[0] if self._solo else self._queue[0] if self._queue else None
         host = first.host if first is not None else None
-        session = await self._prober.open_session(self.address, host, starttls=self._tls)
-        return session
+        return await self._prober.open_session(self.address, host)
 
     async def _transaction(
         self,
@@ -342,9 +345,10 @@ class ServerPool:
             if solo
             else [d for d in dict.fromkeys(r.domain for r in batch) if d not in controls]
         )
-        excess = len(control_domains) + len(batch) - self.batch_size
         # the controls count toward a server's RCPT limit, once it is known
-        if self._limit_learned and excess > 0 and len(batch) > 1:
+        known = self.rcpt_limit
+        excess = 0 if known is None else len(control_domains) + len(batch) - known
+        if excess > 0 and len(batch) > 1:
             keep = max(1, len(batch) - excess)
             for request in reversed(batch[keep:]):
                 self._put_back(request)
@@ -406,10 +410,10 @@ class ServerPool:
                     ProbeResult(mx=request.host, reply=reply, control=controls.get(request.domain)),
                 )
         if too_many:
-            if offset + taken < self.batch_size or self._batch_ceiling > self.batch_size:
-                log.info("mx_batch_lowered", server=self.address, batch=offset + taken)
-            self.batch_size = self._batch_ceiling = max(1, offset + taken)
-            self._limit_learned = True
+            limit = max(1, offset + taken)
+            if limit != self.rcpt_limit:
+                log.info("mx_batch_lowered", server=self.address, batch=limit)
+            self.batch_size = self.rcpt_limit = limit
         elif (
             not tx.alive
             and garbled is None
@@ -423,7 +427,8 @@ class ServerPool:
                 self.error_limit = max(2, limit)
                 log.info("mx_error_limit", server=self.address, limit=self.error_limit)
         elif tx.alive and not solo and len(batch) >= self.batch_size:
-            self.batch_size = min(self._batch_ceiling, self.batch_size * 2)
+            ceiling = self.rcpt_limit or self._settings.max_recipients_per_transaction
+            self.batch_size = max(self.batch_size, min(ceiling, self.batch_size * 2))
         return tx.alive, refused
 
     async def close(self) -> None:
@@ -462,14 +467,16 @@ class SmtpProber:
         self._down[address] = (failure, time.monotonic() + DOWN_SECONDS)
         log.info("mx_down", server=address, failure=failure.value)
 
-    async def open_session(self, address: str, host: str | None, *, starttls: bool) -> SmtpSession:
+    async def open_session(self, address: str, host: str | None) -> SmtpSession:
         """Open a session to `address`, or raise _Unreachable / _TryLater."""
         settings = self.settings
         try:
             try:
                 return await SmtpSession.open(
                     address, settings.port, settings.helo_name, settings.timeout,
-                    starttls=starttls, tls_verify=settings.tls_verify, tls_server_name=host,
+                    starttls=settings.starttls,
+                    tls_verify=settings.tls_verify,
+                    tls_server_name=host,
                 )
             except TlsFailed:
                 # a broken TLS handshake must not cost the probe: once more in the clear
@@ -563,10 +570,7 @@ class SmtpProber:
 def _deadline(request: _Request, allowed: float) -> float:
     """When the request gives up: its own deadline, pushed back while its server keeps
     answering others (a queue behind a live server is not a tar-pit)."""
-    pool = request.pool
-    if pool is None:
-        return request.deadline
-    return max(request.deadline, pool.progress_at + allowed)
+    return max(request.deadline, request.pool.progress_at + allowed)
 
 
 async def _wait(requests: Sequence[_Request], allowed: float) -> None:
@@ -595,4 +599,4 @@ async def _wait(requests: Sequence[_Request], allowed: float) -> None:
             handle.cancel()
 
 
-__all__ = ["ServerPool", "SmtpProber", "Transaction", "is_public_address"]
+__all__ = ["ServerPool", "SmtpProber", "is_public_address"]

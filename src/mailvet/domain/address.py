@@ -129,8 +129,8 @@ def reference_check(address: str) -> Syntax:
         return Syntax(False, error=str(exc))
     if info.local_part.startswith('"'):  # the library keeps quotes only where they are needed
         return Syntax(False, error=NEEDS_QUOTES)
-    if info.ascii_domain is None or info.domain is None:  # pragma: no cover - literals refused
-        return Syntax(False, error="no domain")
+    # only a domain literal leaves these empty, and allow_domain_literal=False refuses those
+    assert info.ascii_domain is not None and info.domain is not None
     return Syntax(True, info.normalized, info.local_part, info.domain, info.ascii_domain)
 
 
