@@ -132,7 +132,7 @@ class Engine:
         # go to the network grouped by domain: one route, one catch-all question and one
         # probe call per domain and chunk (per-address tasks were most of the CPU)
         shared: dict[tuple[str, Check], asyncio.Future[Verdict]] = {}
-        groups: dict[str, list[tuple[tuple[str, Check], Verdict]]] = defaultdict(list)
+        groups: dict[str, list[tuple[tuple[str, Check], Verdict, str]]] = defaultdict(list)
         for key, indexes in todo.items():
             known = self._verdicts.peek(key, _UNSET)
             if known is not _UNSET:
@@ -143,12 +143,13 @@ class Engine:
             else:
                 first = indexes[0]
                 self._in_flight[key] = asyncio.get_running_loop().create_future()
-                groups[syntaxes[first].ascii_domain].append((key, out[first]))
+                syntax = syntaxes[first]
+                groups[syntax.ascii_domain].append((key, out[first], syntax.local))
         answers = await asyncio.gather(*(
             self._domain_group(domain, items, checks) for domain, items in groups.items()
         ))
         for items, verdicts in zip(groups.values(), answers, strict=True):
-            for (key, _), verdict in zip(items, verdicts, strict=True):
+            for (key, _, _), verdict in zip(items, verdicts, strict=True):
                 for index in todo[key]:
                     out[index] = verdict
         for key, future in shared.items():
@@ -158,14 +159,16 @@ class Engine:
         return out
 
     async def _domain_group(
-        self, domain: str, items: list[tuple[tuple[str, Check], Verdict]], checks: Check
+        self, domain: str, items: list[tuple[tuple[str, Check], Verdict, str]], checks: Check
     ) -> list[Verdict]:
         """The network verdicts of one domain's addresses; each is also filed (memo and the
         futures other chunks wait on) or, on failure, its waiters get the exception."""
         try:
-            verdicts = await self._domain_verdicts(domain, [base for _, base in items], checks)
+            verdicts = await self._domain_verdicts(
+                domain, [base for _, base, _ in items], [local for _, _, local in items], checks
+            )
         except BaseException as exc:
-            for key, _ in items:
+            for key, _, _ in items:
                 future = self._in_flight.pop(key)
                 if isinstance(exc, asyncio.CancelledError):
                     future.cancel()
@@ -173,13 +176,13 @@ class Engine:
                     future.set_exception(exc)
                     future.exception()  # retrieved: a chunk without sharers must not warn
             raise
-        for (key, _), verdict in zip(items, verdicts, strict=True):
+        for (key, _, _), verdict in zip(items, verdicts, strict=True):
             self._verdicts.put(key, verdict)
             self._in_flight.pop(key).set_result(verdict)
         return verdicts
 
     async def _domain_verdicts(
-        self, domain: str, bases: list[Verdict], checks: Check
+        self, domain: str, bases: list[Verdict], locals_: list[str], checks: Check
     ) -> list[Verdict]:
         route = await self._resolver.mail_route(domain)
         if route.kind not in (RouteKind.MX, RouteKind.IMPLICIT):
@@ -193,15 +196,10 @@ class Engine:
         if not asked:
             return out
         # a non-ASCII mailbox needs SMTPUTF8: the prober says not_supported without it
-        recipients = [f"{bases[i].normalized.rpartition('@')[0]}@{domain}" for i in asked]
-        known = self._catch_all.peek(domain, _UNSET) if self._catch_all_check else False
-        if known is not _UNSET:
-            results = await self._prober.probe(route.hosts, recipients)
-            catch_all = known
-        else:
-            catch_all_task = asyncio.ensure_future(self._is_catch_all(domain, route))
-            results = await self._prober.probe(route.hosts, recipients)
-            catch_all = await catch_all_task
+        recipients = [f"{locals_[i]}@{domain}" for i in asked]
+        catch_all_task = asyncio.ensure_future(self._is_catch_all(domain, route))
+        results = await self._prober.probe(route.hosts, recipients)
+        catch_all = await catch_all_task
         for i, result in zip(asked, results, strict=True):
             out[i] = verdict_from_probe(out[i], result, catch_all)
         return out
