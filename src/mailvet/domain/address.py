@@ -41,6 +41,8 @@ try:  # the RFC 2142 names the library lower-cases
 except ImportError:  # pragma: no cover - older layouts
     from email_validator import CASE_INSENSITIVE_MAILBOX_NAMES  # type: ignore[attr-defined,no-redef]
 
+LOWERED_LOCALS: frozenset[str] = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)  # postmaster, abuse
+
 
 class Syntax(NamedTuple):
     """The syntax verdict. `normalized`, `local` and `domain` are empty when invalid.
@@ -144,7 +146,8 @@ class _DomainResult(NamedTuple):
 
 
 @lru_cache(maxsize=65536)
-def _domain(domain: str) -> _DomainResult:
+def cached_domain(domain: str) -> _DomainResult:
+    """The library's verdict on a domain (lower-cased if ASCII), cached per distinct string."""
     try:
         info = validate_email_domain_name(domain, test_environment=False, globally_deliverable=True)
     except EmailNotValidError as exc:
@@ -155,10 +158,10 @@ def _domain(domain: str) -> _DomainResult:
 # Quoted local parts, display names (with or without angle brackets), escapes, domain
 # literals and comments are spelled with these characters; without them the library splits
 # the address at its first @-sign, exactly as the fast path does.
-_NOT_PLAIN = re.compile(r'["<>\\\[\]()]')
+NOT_PLAIN = re.compile(r'["<>\\\[\]()]')
 
 
-def _plain_unicode(domain: str) -> bool:
+def plain_unicode_domain(domain: str) -> bool:
     """A Unicode domain the library splits off exactly as we do: NFC-stable, and not starting
     with a combining mark (which would merge with the @-sign)."""
     return (
@@ -170,11 +173,11 @@ def _plain_unicode(domain: str) -> bool:
 
 def check_syntax(address: str) -> Syntax:
     """Validate one cell (already stripped of surrounding blanks); equals `reference_check`."""
-    if _NOT_PLAIN.search(address) is not None:
+    if NOT_PLAIN.search(address) is not None:
         inside = _inside_angle_brackets(address)
         if inside is None:
             return Syntax(False, error=BAD_DISPLAY_NAME)
-        if inside == address or _NOT_PLAIN.search(inside) is not None:
+        if inside == address or NOT_PLAIN.search(inside) is not None:
             return reference_check(address)  # quotes, escapes, brackets: the library decides
         # a display-name cell around a plain address: `reference_check` judges exactly
         # `inside` (with no display name allowed), so the fast path below may too
@@ -182,7 +185,7 @@ def check_syntax(address: str) -> Syntax:
     local, at, domain = address.rpartition("@")
     if not at:
         return Syntax(False, error="An email address must have an @-sign.")
-    if local.isascii() and (domain.isascii() or _plain_unicode(domain)):
+    if local.isascii() and (domain.isascii() or plain_unicode_domain(domain)):
         # An ASCII local part must be a dot-atom (of any length: strict=False); the domain
         # must pass the library's domain check (cached per distinct domain string).
         if "@" in local or _dot_atom(local) is None:
@@ -190,10 +193,10 @@ def check_syntax(address: str) -> Syntax:
         if not domain:
             return Syntax(False, error="There must be something after the @-sign.")
         # ASCII domains are case-insensitive: one cache entry (and one library call) per name
-        dom = _domain(domain.lower() if domain.isascii() else domain)
+        dom = cached_domain(domain.lower() if domain.isascii() else domain)
         if dom.error:
             return Syntax(False, error=dom.error)
-        if local.lower() in CASE_INSENSITIVE_MAILBOX_NAMES:
+        if local.lower() in LOWERED_LOCALS:
             local = local.lower()
         normalized = f"{local}@{dom.domain}"
         if domain.isascii() and dom.domain == dom.ascii_domain:

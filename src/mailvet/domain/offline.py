@@ -6,10 +6,20 @@ DNS and SMTP for the addresses it leaves `not_checked` (or `disposable`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
-from mailvet.domain.address import Syntax, check_syntax
-from mailvet.domain.risk import domain_risk, is_role, suggest_address
+from email_validator.rfc_constants import DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
+
+from mailvet.domain.address import (
+    LOWERED_LOCALS,
+    NOT_PLAIN,
+    Syntax,
+    cached_domain,
+    check_syntax,
+    plain_unicode_domain,
+)
+from mailvet.domain.risk import domain_risk, is_role, role_spellings, suggest_address
 from mailvet.domain.verdict import STATUS_OF, Reason, Verdict
 
 INVALID = Verdict(STATUS_OF[Reason.INVALID_SYNTAX], Reason.INVALID_SYNTAX)
@@ -58,3 +68,114 @@ def syntax_verdicts(addresses: Sequence[str]) -> list[Verdict]:
         cell = address.strip()
         verdicts.append(offline_verdict(check_syntax(cell), cell))
     return verdicts
+
+
+# ---------------------------------------------------------------- the syntax-only fast path
+#
+# A syntax-only list is millions of rows of plain addresses (ASCII dot-atom local part, a
+# domain the list repeats): everything its verdict says but the local part follows from the
+# domain, so it is worked out once per distinct domain string. Any other cell, or any doubt
+# (a Unicode local part, a long address, an invalid domain), takes offline_verdict(check_syntax).
+
+
+class _DomainPart(NamedTuple):
+    """What the verdicts of `local@<this domain string>` share, for a valid plain domain."""
+
+    at_domain: str  # "@" + the normalized (Unicode, lower-cased) domain
+    at_ascii: str  # "@" + the A-label domain
+    status: str
+    reason: str
+    at_suggestion: str  # "@" + the corrected domain, or ""
+    disposable: str
+    free: str
+    max_local: int  # the longest local part that keeps every form within 254 octets
+
+
+_DOMAIN_PARTS: dict[str, _DomainPart | None] = {}  # per process; None: the slow way
+_DOMAIN_PARTS_MAX = 65536
+
+
+def _domain_part(domain: str) -> _DomainPart | None:
+    """The shared part for plain addresses at `domain` (as written), or None when such an
+    address is not plain (check_syntax decides it otherwise) or the domain is invalid."""
+    if not domain or NOT_PLAIN.search(domain) is not None:
+        return None
+    plain_ascii = domain.isascii()
+    if not plain_ascii and not plain_unicode_domain(domain):
+        return None
+    dom = cached_domain(domain.lower() if plain_ascii else domain)
+    if dom.error:
+        return None
+    risk = domain_risk(dom.ascii_domain)
+    if risk.suggestion:
+        reason = Reason.SUSPECTED_TYPO
+    elif risk.disposable:
+        reason = Reason.DISPOSABLE
+    else:
+        reason = Reason.NOT_CHECKED
+    at_domain = "@" + dom.domain
+    at_ascii = at_domain if dom.ascii_domain == dom.domain else "@" + dom.ascii_domain
+    # check_syntax's length rule: the address as written, normalized and with the A-label
+    # domain, each at most 254 octets; with an ASCII local part each is len(local) + its @-part
+    longest = max(len(form.encode("utf-8")) for form in ("@" + domain, at_domain, at_ascii))
+    return _DomainPart(
+        at_domain,
+        at_ascii,
+        STATUS_OF[reason].value,
+        reason.value,
+        "@" + risk.suggestion if risk.suggestion else "",
+        _TRUE_FALSE[risk.disposable],
+        _TRUE_FALSE[risk.free],
+        EMAIL_MAX_LENGTH - longest,
+    )
+
+
+_TRUE_FALSE = ("false", "true")
+
+
+def syntax_columns(addresses: Iterable[str]) -> list[tuple[str, ...]]:
+    """`offline_verdict(check_syntax(cell), cell).columns()` of every address (stripped
+    first), computed per distinct domain for plain addresses."""
+    parts = _DOMAIN_PARTS
+    roles = role_spellings()
+    insensitive = LOWERED_LOCALS
+    dot_atom = DOT_ATOM_TEXT.match
+    out: list[tuple[str, ...]] = []
+    add = out.append
+    for address in addresses:
+        cell = address.strip()
+        local, _, domain = cell.rpartition("@")
+        try:
+            part = parts[domain]
+        except KeyError:
+            if len(parts) >= _DOMAIN_PARTS_MAX:
+                parts.clear()
+            part = parts[domain] = _domain_part(domain)
+        if (
+            part is None
+            or not local.isascii()
+            or len(local) > part.max_local
+            or dot_atom(local) is None
+        ):
+            add(offline_verdict(check_syntax(cell), cell).columns())
+            continue
+        low = local.lower()
+        if low in insensitive:
+            local = low
+        normalized = local + part.at_domain
+        add(
+            (
+                part.status,
+                part.reason,
+                normalized,
+                local + part.at_suggestion if part.at_suggestion else "",
+                part.disposable,
+                "true" if low.partition("+")[0] in roles else "false",
+                part.free,
+                "false",
+                "",
+                "",
+                normalized if part.at_ascii is part.at_domain else local + part.at_ascii,
+            )
+        )
+    return out

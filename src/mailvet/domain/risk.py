@@ -421,8 +421,10 @@ _NOT_DOMAIN = re.compile(r"[^a-z0-9.\-]+")
 _DOTS = re.compile(r"\.{2,}")
 
 
+@lru_cache(maxsize=65536)
 def _repair_domain(text: str) -> str:
-    """A popular domain that a broken domain part means, or ""."""
+    """A popular domain that a broken domain part means, or "" (cached: lists repeat their
+    broken domains, gmail,com or gmailcom, as they repeat their good ones)."""
     domain = _NOT_DOMAIN.sub("", text.lower().replace(",", ".").replace(";", "."))
     domain = _DOTS.sub(".", domain)
     domain = domain.strip(".-")
@@ -505,6 +507,12 @@ def _role_spellings() -> frozenset[str]:
 
 
 _ROLE_SPELLINGS: frozenset[str] = frozenset()  # filled on first use (a global: no call per row)
+
+
+def role_spellings() -> frozenset[str]:
+    """Every spelling `is_role` knows, lower-cased: `is_role(x)` is
+    `x.lower().partition("+")[0] in role_spellings()` (for a loop over many rows)."""
+    return _ROLE_SPELLINGS or _role_spellings()
 
 
 def is_role(local_part: str) -> bool:

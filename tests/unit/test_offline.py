@@ -1,0 +1,59 @@
+"""syntax_columns (the per-domain fast path of syntax-only lists) says what offline_verdict says."""
+
+from __future__ import annotations
+
+import random
+
+from mailvet.domain.address import check_syntax
+from mailvet.domain.offline import offline_verdict, syntax_columns
+
+from tests.unit.test_address import corpus
+
+
+def one_by_one(cells: list[str]) -> list[tuple[str, ...]]:
+    return [offline_verdict(check_syntax(c.strip()), c.strip()).columns() for c in cells]
+
+
+def test_columns_equal_the_verdict_of_each_cell_on_a_large_corpus() -> None:
+    cells = corpus(60_000, seed=11)
+    assert syntax_columns(cells) == one_by_one(cells)
+
+
+# domains whose verdict differs: typo, disposable, free, popular, IDN (Unicode and A-label),
+# upper case, a subdomain of a disposable one, invalid ones
+DOMAINS = [
+    "gmail.com", "GMail.Com", "gmial.com", "gmail.con", "mailinator.com", "x.mailinator.com",
+    "yahoo.co.uk", "example.org", "münchen.de", "MÜNCHEN.de", "xn--mnchen-3ya.de", "例え.jp",
+    "bücher.de", "localhost", "a.test", "under_score.com", "-lead.com", "", "gmail,com",
+    "gmailcom", "outlook.", "[127.0.0.1]", "x" * 60 + ".com", "ünï" + "c" * 50 + ".de",
+]
+LOCALS = [
+    "ann", "Ann.Lee", "POSTMASTER", "Info", "noreply", "No.Reply+news", "sales+x", "a+b",
+    "josé", "ü", "a..b", ".a", "a.", "", "x" * 64, "x" * 190, "x" * 200, "a@b", '"q"', "o'neil",
+]
+
+
+def test_columns_equal_the_verdict_of_each_cell_across_domains_and_local_parts() -> None:
+    cells = [f"{local}@{domain}" for domain in DOMAINS for local in LOCALS]
+    cells += ["  pad@gmail.com ", "\tTab@Example.org", "Name <ann@gmail.com>", "ann", "@", ""]
+    assert syntax_columns(cells) == one_by_one(cells)
+
+
+def test_the_length_limit_holds_for_every_form_of_the_address() -> None:
+    """254 octets as written, normalized and with the A-label domain: around the limit the
+    fast path must answer as check_syntax, for ASCII, Unicode and A-label domains."""
+    cells = []
+    for domain in ("example.com", "münchen.de", "xn--mnchen-3ya.de", "例え.jp", "EXAMPLE.COM"):
+        base = 254 - len(f"@{domain}".encode())
+        for extra in range(-30, 4):
+            cells.append("y" * (base + extra) + "@" + domain)
+    verdicts = one_by_one(cells)
+    assert {v[1] for v in verdicts} == {"invalid_syntax", "not_checked"}  # both sides are hit
+    assert syntax_columns(cells) == verdicts
+
+
+def test_the_same_domain_string_in_any_order_gives_the_same_columns() -> None:
+    cells = [f"{local}@{domain}" for domain in DOMAINS for local in LOCALS]
+    random.Random(3).shuffle(cells)
+    first = syntax_columns(cells)
+    assert syntax_columns(cells) == first == one_by_one(cells)
