@@ -1,10 +1,11 @@
 """`mailvet run <role>`: one process running one or more roles until SIGTERM.
 
 The five back-end roles are pipeline subscriptions (mailvet.pipeline.runner); `web` is the
-Litestar app served by uvicorn. Every process answers a health check: the web role on its
-own port (`/health`), the others on MAILVET_HEALTH_PORT when it is set. On SIGTERM/SIGINT a
-process stops taking work, lets in-flight handlers finish (unfinished messages go back to
-their queue) and exits.
+Litestar app served by uvicorn. Every process can answer `GET /health` and `GET /metrics`
+(mailvet.health): the web role on its own port, and any process on
+MAILVET_HEALTH_HOST:MAILVET_HEALTH_PORT when the port is set (uvicorn in both cases). On
+SIGTERM/SIGINT a process stops taking work, lets in-flight handlers finish (unfinished
+messages go back to their queue) and exits.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
-import msgspec
 import structlog
 
+from mailvet import metrics
 from mailvet.bootstrap import Deps, build_deps
 from mailvet.pipeline.runner import ROLES, Pipeline
 from mailvet.settings import Settings, SettingsError
@@ -44,31 +45,26 @@ async def serve(settings: Settings, roles: Sequence[str]) -> None:
             "MAILVET_BUS=memory keeps messages inside one process: use `mailvet run all`, "
             "or MAILVET_BUS=rabbit to run roles separately"
         )
+    metrics.enable()  # count from the start; served on /metrics
     deps = await build_deps(settings)
     back_end = [role for role in roles if role in ROLES]
     pipeline = Pipeline(deps, back_end)
     await pipeline.start()
     log.info("service_started", roles=list(roles))
     stop = asyncio.Event()
-    health: asyncio.Server | None = None
-    web: asyncio.Task[None] | None = None
+    servers = http_servers(deps, settings, roles)
+    running = [asyncio.create_task(server.serve()) for server in servers]
     try:
         _on_signals(stop.set)
-        if "web" in roles:
-            server = _web_server(deps, settings)
-            web = asyncio.create_task(server.serve())
-            await asyncio.wait({web, asyncio.ensure_future(stop.wait())}, return_when="FIRST_COMPLETED")
-            server.should_exit = True  # stop listening, finish open requests
-            await web
-        else:
-            if settings.health_port:
-                health = await _health_server(deps, roles, settings.health_port)
-            await stop.wait()
+        stopping = asyncio.ensure_future(stop.wait())
+        # a server that cannot start (port taken) ends the process too
+        await asyncio.wait({stopping, *running}, return_when="FIRST_COMPLETED")
+        stopping.cancel()
         log.info("service_stopping", roles=list(roles))
     finally:
-        if health is not None:
-            health.close()
-            await health.wait_closed()
+        for server in servers:
+            server.should_exit = True  # stop listening, finish open requests
+        await asyncio.gather(*running, return_exceptions=True)
         await pipeline.stop()
         await deps.close()
         log.info("service_stopped", roles=list(roles))
@@ -80,32 +76,24 @@ def _on_signals(callback: Callable[[], None]) -> None:
         loop.add_signal_handler(sig, callback)
 
 
-async def healthy(deps: Deps) -> bool:
-    ping: Callable[[], Awaitable[bool]] | None = getattr(deps.bus, "ping", None)
-    return True if ping is None else await ping()
+def http_servers(deps: Deps, settings: Settings, roles: Sequence[str]) -> list[uvicorn.Server]:
+    """The web app (web role) and the health/metrics app (MAILVET_HEALTH_PORT set)."""
+    servers = []
+    if "web" in roles:
+        from mailvet.web.app import create_app
+
+        app: Any = create_app(deps, roles=roles)
+        servers.append(_server(app, settings.web_host, settings.web_port, health_only=False))
+    if settings.health_port:
+        from mailvet.health import health_app
+
+        app = health_app(deps, roles)
+        servers.append(_server(app, settings.health_host, settings.health_port, health_only=True))
+    return servers
 
 
-async def _health_server(deps: Deps, roles: Sequence[str], port: int) -> asyncio.Server:
-    """A minimal HTTP/1.1 endpoint: any GET answers 200 (or 503 when the bus is down)."""
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-            ok = await healthy(deps)
-            body = msgspec.json.encode({"status": "ok" if ok else "unavailable", "roles": list(roles)})
-            head = f"HTTP/1.1 {'200 OK' if ok else '503 Service Unavailable'}\r\n"
-            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            writer.write(head.encode() + b"Connection: close\r\n\r\n" + body)
-            await writer.drain()
-        writer.close()
-
-    return await asyncio.start_server(answer, "0.0.0.0", port)
-
-
-def _web_server(deps: Deps, settings: Settings) -> uvicorn.Server:
+def _server(app: Any, host: str, port: int, *, health_only: bool) -> uvicorn.Server:
     import uvicorn
-
-    from mailvet.web.app import create_app
 
     class Server(uvicorn.Server):
         """uvicorn without its own signal handling: this process stops the pipeline too."""
@@ -114,7 +102,14 @@ def _web_server(deps: Deps, settings: Settings) -> uvicorn.Server:
         def capture_signals(self) -> Iterator[None]:
             yield
 
+    # log_config=None: uvicorn's loggers go to the root logger, as JSON lines (mailvet.logs);
+    # the health app has no lifespan, and its probes are not worth an access line each
     config = uvicorn.Config(
-        create_app(deps), host=settings.web_host, port=settings.web_port, log_config=None
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=not health_only,
+        lifespan="off" if health_only else "auto",
     )
     return Server(config)

@@ -89,6 +89,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str = ""  # default sqlite+aiosqlite:///<data_dir>/mailvet.db
     bus: str = "memory"  # memory | rabbit
     health_port: int = 0  # `mailvet run <role>` answers GET /health here (0: off)
+    health_host: str = "127.0.0.1"  # address of /health and /metrics on health_port
     web_host: str = "127.0.0.1"
     web_port: int = 8000
     log_level: str = "warning"
@@ -156,6 +157,7 @@ ENV: dict[str, tuple[str, str]] = {
     "MAILVET_RABBITMQ_PREFIX": ("rabbit", "prefix"),
     "MAILVET_RABBITMQ_DELIVERY_LIMIT": ("rabbit", "delivery_limit"),
     "MAILVET_HEALTH_PORT": ("", "health_port"),
+    "MAILVET_HEALTH_HOST": ("", "health_host"),
     "MAILVET_WEB_HOST": ("", "web_host"),
     "MAILVET_WEB_PORT": ("", "web_port"),
 }

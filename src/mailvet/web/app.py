@@ -6,6 +6,8 @@ bus, and closes them. Startup does nothing heavy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from litestar import Litestar
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
@@ -13,16 +15,19 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from mailvet.bootstrap import Deps
 from mailvet.web.deps import provide_ports
 from mailvet.web.errors import EXCEPTION_HANDLERS
-from mailvet.web.health import health
+from mailvet.web.health import health_routes
 from mailvet.web.jobs import jobs_router
 from mailvet.web.jobs.upload import MAX_UPLOAD_BYTES
 
 __all__ = ["MAX_UPLOAD_BYTES", "create_app"]
 
 
-def create_app(deps: Deps, *, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> Litestar:
+def create_app(
+    deps: Deps, *, max_upload_bytes: int = MAX_UPLOAD_BYTES, roles: Sequence[str] = ("web",)
+) -> Litestar:
+    """`roles`: what this process runs (`mailvet run all`: every role), for /health."""
     return Litestar(
-        route_handlers=[health, jobs_router(max_upload_bytes)],
+        route_handlers=[*health_routes(deps, roles), jobs_router(max_upload_bytes)],
         dependencies=provide_ports(deps),
         exception_handlers=EXCEPTION_HANDLERS,
         # mailvet configures logging itself (structlog); Litestar's default would take over

@@ -1,52 +1,34 @@
-"""GET /health: is this web process able to do its work (its message bus answers)?"""
+"""GET /health and GET /metrics of the web role: mailvet.health's answers, served by Litestar.
+
+The back-end roles serve the same answers without Litestar (mailvet.health.health_app).
+"""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Protocol, runtime_checkable
+from collections.abc import Sequence
 
-import msgspec
-import structlog
 from litestar import Response, get
+from litestar.handlers import HTTPRouteHandler
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
-from mailvet.web.deps import Bus
-
-log = structlog.get_logger(__name__)
-
-ROLE = "web"
-PING_TIMEOUT = 5.0  # seconds
+from mailvet.bootstrap import Deps
+from mailvet.health import PING_TIMEOUT, Health, check, metrics_text
 
 
-class Health(msgspec.Struct, omit_defaults=True):
-    status: str
-    role: str
-    error: str = ""
+def health_routes(
+    deps: Deps, roles: Sequence[str] = ("web",), *, timeout: float = PING_TIMEOUT
+) -> list[HTTPRouteHandler]:
+    """The two handlers, over `deps`, answering for the `roles` this process runs."""
 
+    @get("/health")
+    async def health() -> Response[Health]:
+        answer = await check(deps, roles, timeout)
+        status = HTTP_200_OK if answer.status == "ok" else HTTP_503_SERVICE_UNAVAILABLE
+        return Response(answer, status_code=status)
 
-@runtime_checkable
-class Pingable(Protocol):
-    """A bus that can tell whether its broker answers (RabbitBus); MemoryBus cannot fail."""
+    @get("/metrics", include_in_schema=False)
+    async def metrics() -> Response[bytes]:
+        body, content_type = await metrics_text(deps)
+        return Response(body, media_type=content_type)
 
-    async def ping(self) -> bool: ...
-
-
-async def bus_answers(bus: object) -> bool:
-    if not isinstance(bus, Pingable):
-        return True
-    try:
-        async with asyncio.timeout(PING_TIMEOUT):
-            return await bus.ping() is not False
-    except Exception as exc:  # a health check reports, it does not raise
-        log.warning("health_bus_ping_failed", error=type(exc).__name__)
-        return False
-
-
-@get("/health")
-async def health(bus: Bus) -> Response[Health]:
-    if await bus_answers(bus):
-        return Response(Health(status="ok", role=ROLE), status_code=HTTP_200_OK)
-    return Response(
-        Health(status="unavailable", role=ROLE, error="the message bus does not answer"),
-        status_code=HTTP_503_SERVICE_UNAVAILABLE,
-    )
+    return [health, metrics]

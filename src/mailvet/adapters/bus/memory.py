@@ -79,6 +79,14 @@ class MemoryBus:
         q = self._queues.get(queue)
         return 0 if q is None else q.qsize()
 
+    async def queue_depths(self) -> dict[str, int]:
+        """Messages waiting in every queue used so far."""
+        return {name: q.qsize() for name, q in self._queues.items()}
+
+    async def ping(self) -> bool:
+        """The queues live in this process: they always answer."""
+        return True
+
     async def transfer(self, src: str, dst: str) -> Message | None:
         """Move one message from `src` to `dst` (waits while `dst` is full)."""
         message = await self.pull(src)

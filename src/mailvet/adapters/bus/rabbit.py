@@ -354,6 +354,31 @@ class RabbitBus:
 
         return await self._retrying("depth", depth)
 
+    async def queue_depths(self) -> dict[str, int]:
+        """Messages ready in every queue this process has declared (by port name), from
+        passive declares on a throw-away channel: a queue deleted meanwhile is forgotten,
+        never declared again."""
+        if self._broker is None:
+            return {}
+        connection = await self._connection()
+        depths: dict[str, int] = {}
+        cut = len(self._prefix) + 1
+        channel: AbstractRobustChannel | None = None
+        try:
+            for name in list(self._declared):
+                if channel is None or channel.is_closed:  # a missing queue closes it
+                    channel = await connection.channel(publisher_confirms=False)
+                try:
+                    declared = await channel.declare_queue(name, passive=True, robust=False)
+                except aiormq.exceptions.ChannelNotFoundEntity:
+                    self._declared.pop(name, None)
+                    continue
+                depths[name[cut:]] = int(declared.declaration_result.message_count or 0)
+        finally:
+            if channel is not None and not channel.is_closed:
+                await channel.close()
+        return depths
+
     async def delete_queue(self, queue: str) -> None:
         """Delete `<prefix>.<queue>` with its messages (no error if it does not exist). A
         subscription on it is stopped and forgotten."""

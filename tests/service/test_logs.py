@@ -1,0 +1,74 @@
+"""The libraries' own log records come out as JSON lines like ours (mailvet.logs)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from mailvet import serve as serve_module
+from mailvet.logs import RootHandler, configure_logging
+from tests.service.test_health import _free_port, make_deps
+
+
+@pytest.fixture
+def json_logs() -> Iterator[None]:
+    root = logging.getLogger()
+    level, config = root.level, structlog.get_config()
+    configure_logging("info", json=True)
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            if isinstance(handler, RootHandler):
+                root.removeHandler(handler)
+        root.setLevel(level)
+        structlog.configure(**config)
+
+
+def _lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_stdlib_records_are_json_lines(json_logs: None, capsys: pytest.CaptureFixture[str]) -> None:
+    logging.getLogger("aio_pika.robust_connection").warning("Connection %s lost", "x")
+    logging.getLogger("aiormq.connection").debug("below the level: dropped")
+    try:
+        raise ConnectionError("gone")
+    except ConnectionError:
+        logging.getLogger("aiormq.connection").exception("reader failed")
+    lines = _lines(capsys.readouterr().err)  # every line parses as JSON
+    assert [(x["logger"], x["level"], x["event"]) for x in lines] == [
+        ("aio_pika.robust_connection", "warning", "Connection x lost"),
+        ("aiormq.connection", "error", "reader failed"),
+    ]
+    assert "ConnectionError: gone" in str(lines[1]["exception"])  # inside the line
+    assert all("timestamp" in x for x in lines)
+
+
+def test_configuring_twice_keeps_one_root_handler(json_logs: None) -> None:
+    configure_logging("info", json=True)
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, RootHandler)]
+    assert len(handlers) == 1
+
+
+async def test_uvicorn_lines_are_json(
+    json_logs: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deps = await make_deps(tmp_path, {"MAILVET_HEALTH_PORT": str(_free_port())})
+    (server,) = serve_module.http_servers(deps, deps.settings, ["worker"])
+    server.config.load()
+    server.lifespan = server.config.lifespan_class(server.config)
+    try:
+        await server.startup()
+        await server.shutdown()
+    finally:
+        await deps.close()
+    lines = _lines(capsys.readouterr().err)
+    uvicorn = [x for x in lines if str(x.get("logger", "")).startswith("uvicorn")]
+    assert uvicorn, lines
+    assert any("Uvicorn running on http://127.0.0.1:" in str(x["event"]) for x in uvicorn)
