@@ -314,9 +314,6 @@ def main() -> int:
                     help="receive buffer of the world's DNS UDP socket, bytes (0: leave the default)")
     ap.add_argument("--env", action="append", default=[], metavar="MAILVET_X=VALUE",
                     help="one more setting for mailvet (repeatable), e.g. MAILVET_WORKER_CONCURRENCY=64")
-    ap.add_argument("--py-spy", type=Path, default=None, metavar="PATH",
-                    help="run mailvet under this py-spy executable; collapsed stacks (every thread, idle"
-                         " excluded) go to bench/out/world_profile.txt (CPU figures then include py-spy)")
     ap.add_argument("--time-limit", type=float, default=900.0, help="kill mailvet after this many seconds")
     args = ap.parse_args()
     if args.tarpit_latency <= args.smtp_timeout:
@@ -371,10 +368,6 @@ def main() -> int:
                 extra["PYTHONPATH"] = str(args.src.resolve())
                 command = [sys.executable, "-m", "mailvet"]
             cmd = command + ["validate", str(src), "-o", str(out), "--checks", "smtp"]
-            if args.py_spy is not None:
-                profile = OUT_DIR / "world_profile.txt"
-                cmd = [str(args.py_spy), "record", "--nonblocking", "-r", "200", "-f", "raw",
-                       "-o", str(profile), "--", *cmd]
             lag = LoopLag()
             lag.start(world)
             self_before = resource.getrusage(resource.RUSAGE_SELF)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import socket
 import subprocess
 import typing
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,10 +24,12 @@ import aiormq
 import msgspec
 import msgspec.inspect as mi
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from mailvet.adapters.bus.rabbit import RabbitBus
 from mailvet.domain.messages import AnyMessage, JobSubmitted, Message
+from mailvet.logs import RootHandler, configure_logging
 
 pytestmark = pytest.mark.integration
 
@@ -537,6 +540,154 @@ async def test_reconnects_after_the_broker_closes_the_connection(rabbit: Rabbit)
     await until(lambda: len(seen) == 2, timeout=10)  # the consumer came back by itself
     assert seen[1] == JobSubmitted(job_id="after")
     assert await bus.ping()
+
+
+class CutProxy:
+    """A TCP proxy between a bus and RabbitMQ that can be cut (the broker "goes away" for
+    this bus only: open connections are dropped and new ones closed at once, counted) and
+    restored."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self.cut = False
+        self.refused = 0
+        self.attempted = asyncio.Event()  # a connection was refused while cut
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        self.cut_off()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def cut_off(self) -> None:
+        self.cut = True
+        for writer in list(self._open):
+            writer.transport.abort()
+        self._open.clear()
+
+    def restore(self) -> None:
+        self.cut = False
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut:
+            self.refused += 1
+            self.attempted.set()
+            writer.transport.abort()
+            return
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._open |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+@pytest.fixture
+def json_logs() -> Iterator[None]:
+    """JSON lines at info on stderr, as `mailvet run` writes them; restored afterwards."""
+    root = logging.getLogger()
+    level, config = root.level, structlog.get_config()
+    configure_logging("info", json=True)
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            if isinstance(handler, RootHandler):
+                root.removeHandler(handler)
+        root.setLevel(level)
+        structlog.configure(**config)
+
+
+async def test_a_lost_broker_is_one_warning_and_work_resumes_at_once(
+    rabbit: Rabbit, json_logs: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parts = urlsplit(rabbit.url)
+    proxy = CutProxy((parts.hostname or "127.0.0.1", parts.port or 5672))
+    await proxy.start()
+    seen: list[str] = []
+    arrived = asyncio.Event()
+    interrupted = 0
+    both_interrupted = asyncio.Event()
+    started: list[str] = []
+    both_started = asyncio.Event()
+
+    async def handle(message: Message) -> None:
+        nonlocal interrupted
+        assert isinstance(message, JobSubmitted)
+        if message.job_id.startswith("slow") and message.job_id not in started:
+            started.append(message.job_id)  # the first delivery hangs until the cut
+            if len(started) == 2:
+                both_started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                interrupted += 1
+                if interrupted == 2:
+                    both_interrupted.set()
+                raise
+        seen.append(message.job_id)
+        arrived.set()
+
+    url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/?name={rabbit.prefix}"
+    bus = RabbitBus(url, prefix=rabbit.prefix, graceful_timeout=5.0)
+    rabbit.buses.append(bus)
+    bus.subscribe("intake", handle, concurrency=4)
+    loop = asyncio.get_running_loop()
+    try:
+        await bus.start()
+        for job_id in ("before", "slow1", "slow2"):
+            await bus.publish("intake", JobSubmitted(job_id=job_id))
+        async with asyncio.timeout(10):
+            await both_started.wait()
+            while "before" not in seen:
+                arrived.clear()
+                await arrived.wait()
+        capsys.readouterr()  # from here on: the reconnection's lines only
+
+        proxy.cut_off()
+        async with asyncio.timeout(10):
+            await both_interrupted.wait()  # the lost channel cancelled the two handlers
+            for _ in range(2):  # the bus keeps trying while the broker is away
+                proxy.attempted.clear()
+                await proxy.attempted.wait()
+        proxy.restore()
+        restored = loop.time()
+        await bus.publish("intake", JobSubmitted(job_id="after"))  # waits for the connection
+        async with asyncio.timeout(10):
+            while not {"after", "slow1", "slow2"} <= set(seen):
+                arrived.clear()
+                await arrived.wait()
+        resumed = loop.time() - restored
+        assert await bus.ping()
+    finally:
+        await bus.stop()
+        await proxy.stop()
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.strip()]
+    print(f"\nwork resumed {resumed:.3f} s after the broker answered again; {len(lines)} lines")
+    loud = [line for line in lines if line["level"] in ("warning", "error", "critical")]
+    assert [line["event"] for line in loud] == ["bus_connection_lost"], loud
+    assert [line["event"] for line in lines if line["event"] == "bus_reconnected"] == [
+        "bus_reconnected"
+    ]
+    assert all("exception" not in line for line in lines)
+    # nothing was lost: the interrupted deliveries came back
+    assert sorted(seen) == ["after", "before", "slow1", "slow2"]
+    assert resumed < 3.0  # generous: aio-pika retries every 0.5 s (it waited 5 s before)
 
 
 def _close_connections_named(name: str) -> int:

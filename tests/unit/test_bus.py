@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -238,3 +239,62 @@ async def test_subscribe_after_start(bus: MemoryBus) -> None:
     assert seen == [JobSubmitted(job_id="x")]
     with pytest.raises(ValueError):
         bus.subscribe("late", handle, concurrency=0)
+
+
+async def test_queue_depths_and_ping(bus: MemoryBus) -> None:
+    await bus.publish("work", JobSubmitted(job_id="j1"))
+    await bus.publish("work", JobSubmitted(job_id="j2"))
+    await bus.publish("rows.abc", JobSubmitted(job_id="j3"))
+    assert await bus.queue_depths() == {"work": 2, "rows.abc": 1}
+    assert await bus.ping() is True
+
+
+def _record(name: str, level: int, msg: str, *args: object) -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, msg, args, None)
+
+
+@pytest.mark.parametrize(
+    ("record", "kept_level"),
+    [
+        # aio-pika's reconnection narrative: demoted
+        (_record("aio_pika.robust_connection", logging.INFO, "Connection to %s closed.", "x"), 10),
+        (_record("aiormq.connection", logging.WARNING, "Cancelling cause reader exited"), 10),
+        (_record("aiormq.connection", logging.ERROR, "error when creating transport: %r", 1), 10),
+        (
+            _record(
+                "aio_pika.tools",
+                logging.ERROR,
+                "Callback %r error: %s: %s",
+                "cb",
+                "RuntimeError",
+                RuntimeError('<Connection: "amqp://x"> closed'),
+            ),
+            10,
+        ),
+        # real errors and the broker's flow control: kept
+        (
+            _record("aio_pika.tools", logging.ERROR, "Callback %r error: %s: %s", "cb", "E", "x"),
+            40,
+        ),
+        (_record("aiormq.channel", logging.ERROR, "Consumer callback failed"), 40),
+        (_record("aiormq.connection", logging.WARNING, "Connection %r was blocked by: %r"), 30),
+    ],
+)
+def test_library_chatter_of_a_reconnection_is_debug(
+    record: logging.LogRecord, kept_level: int
+) -> None:
+    from mailvet.adapters.bus.rabbit import LibraryChatter
+
+    assert LibraryChatter().filter(record) is True
+    assert record.levelno == kept_level
+    assert record.levelname == logging.getLevelName(kept_level)
+
+
+def test_every_library_logger_gets_the_filter() -> None:
+    from mailvet.adapters.bus.rabbit import LibraryChatter, RabbitBus
+
+    RabbitBus("amqp://guest:guest@127.0.0.1:1/")  # no connection yet
+    RabbitBus("amqp://guest:guest@127.0.0.1:1/")
+    for name in ("aio_pika.robust_connection", "aio_pika.tools", "aiormq.connection"):
+        filters = [f for f in logging.getLogger(name).filters if isinstance(f, LibraryChatter)]
+        assert len(filters) == 1, name

@@ -17,7 +17,7 @@ import msgspec
 from mailvet.domain.messages import RowChunk
 from mailvet.domain.offline import syntax_verdicts
 from mailvet.domain.verdict import Verdict
-from mailvet.tabular import FileLayout, chunk_emails, output_encoding, render_chunk
+from mailvet.pipeline.tabular import FileLayout, chunk_emails, output_encoding, render_chunk
 
 TEXT = "text"  # ChunkOutput.form: encoded output rows, concatenated into the result file
 CELLS = "cells"  # msgpack list of RESULT_COLUMNS cell tuples (XLSX results)

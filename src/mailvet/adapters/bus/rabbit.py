@@ -17,6 +17,13 @@ returned `delivery_limit` times, i.e. after `delivery_limit + 1` deliveries) and
 undecodable body at once (dead-lettered). Publishes are persistent and wait for the
 broker's confirm; an unroutable publish (queue gone) raises instead of vanishing.
 
+A lost connection (broker restart, network cut) is one warning line, `bus_connection_lost`,
+and one info line, `bus_reconnected`, when aio-pika has reconnected (it tries every
+`reconnect_interval`, 0.5 s by default, so work resumes within about that of the broker
+answering again). aio-pika's and aiormq's own account of it (a dozen lines, tracebacks,
+"Callback ... error" at error level) is demoted to debug, and handlers that the lost channel
+interrupted are not errors: their messages are redelivered.
+
 Message bodies are never logged: they hold email addresses.
 """
 
@@ -42,6 +49,7 @@ from faststream.rabbit.subscriber import RabbitSubscriber
 from faststream.specification import AsyncAPI
 from pamqp import commands as spec
 
+from mailvet import metrics
 from mailvet.domain.messages import AnyMessage, Message
 from mailvet.domain.ports import GiveUp, Handler
 
@@ -53,6 +61,43 @@ _DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 _DISCONNECTED = (aiormq.exceptions.ChannelInvalidStateError, ConnectionError)
 _T = TypeVar("_T")
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+class LibraryChatter(logging.Filter):
+    """Demote aio-pika's and aiormq's account of a lost connection to debug: the bus logs
+    one line of its own instead. Kept as they are: their errors (but the close callbacks
+    that fail because the connection is closed) and the broker's flow-control notices."""
+
+    KEEP = ("was blocked by", "was unblocked")
+    CALLBACK_ERROR = "Callback %r error: %s: %s"
+    CONNECT_ERROR = "error when creating transport: %r"  # each failed reconnection attempt
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if record.levelno >= logging.ERROR:
+            closed = (
+                message == self.CALLBACK_ERROR
+                and isinstance(record.args, tuple)
+                and len(record.args) == 3
+                and str(record.args[2]).endswith("closed")
+            )
+            if not closed and message != self.CONNECT_ERROR:
+                return True
+        elif any(keep in message for keep in self.KEEP):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+def quiet_library_chatter() -> None:
+    """Put LibraryChatter on every aio-pika and aiormq logger (idempotent). A logger's filter
+    sees only the records made on it, hence one on each module's logger."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".", 1)[0] not in ("aio_pika", "aiormq"):
+            continue
+        library_logger = logging.getLogger(name)
+        if not any(isinstance(f, LibraryChatter) for f in library_logger.filters):
+            library_logger.addFilter(LibraryChatter())
 
 
 @dataclass(eq=False)
@@ -75,7 +120,7 @@ class RabbitBus:
         prefetch: int | None = None,
         logger: Any = None,
         graceful_timeout: float = 30.0,
-        reconnect_interval: float = 5.0,
+        reconnect_interval: float = 0.5,
         reconnect_timeout: float = 60.0,
     ) -> None:
         """`prefetch`: unacknowledged messages per subscription (default and minimum: its
@@ -111,6 +156,9 @@ class RabbitBus:
         self._admin: AbstractRobustChannel | None = None
         self._declared: dict[str, AbstractQueue] = {}
         self._topology_ready = False
+        self._watched: aio_pika.RobustConnection | None = None  # has our close callback
+        self._lost_at: float | None = None  # when the connection was lost, until restored
+        quiet_library_chatter()
 
     # --- naming and declarations ---------------------------------------------------------
 
@@ -201,7 +249,23 @@ class RabbitBus:
 
     async def _connection(self) -> aio_pika.RobustConnection:
         async with self._connect_lock:
-            return await self._broker_or_new().connect()
+            connection = await self._broker_or_new().connect()
+        if connection is not self._watched:
+            self._watched = connection
+            connection.close_callbacks.add(self._on_connection_closed)
+        return connection
+
+    def _on_connection_closed(self, connection: Any, exc: BaseException | None = None) -> None:
+        """Called on every close of the underlying connection, ours too (stop())."""
+        if self._stopped or self._lost_at is not None or getattr(connection, "close_called", False):
+            return
+        self._lost_at = asyncio.get_running_loop().time()
+        self._log.warning(
+            "bus_connection_lost",
+            prefix=self._prefix,
+            error=type(exc).__name__ if exc is not None else "closed",
+            retry_every=self._reconnect_interval,
+        )
 
     async def _channel(self) -> AbstractRobustChannel:
         """The bus's own channel (declarations, basic.get, deletions)."""
@@ -225,8 +289,9 @@ class RabbitBus:
             except _DISCONNECTED as exc:
                 if self._broker is None or loop.time() >= deadline:
                     raise
-                self._log.warning(
-                    "bus_connection_lost", operation=operation, error=type(exc).__name__
+                # the one warning is bus_connection_lost (_on_connection_closed)
+                self._log.debug(
+                    "bus_waiting_for_connection", operation=operation, error=type(exc).__name__
                 )
                 try:
                     async with asyncio.timeout(max(0.0, deadline - loop.time())):
@@ -248,7 +313,10 @@ class RabbitBus:
         # the broker may have lost its definitions: declare again on next use
         self._declared.clear()
         self._topology_ready = False
-        self._log.info("bus_reconnected", prefix=self._prefix)
+        lost_at, self._lost_at = self._lost_at, None
+        down = 0.0 if lost_at is None else asyncio.get_running_loop().time() - lost_at
+        metrics.bus_reconnected()
+        self._log.info("bus_reconnected", prefix=self._prefix, down_seconds=round(down, 3))
 
     # --- MessageBus ------------------------------------------------------------------------
 
@@ -512,6 +580,18 @@ class RabbitBus:
         log = self._log
 
         async def consume(message: Any) -> None:  # a faststream RabbitMessage
+            try:
+                await settle(message)
+            except asyncio.CancelledError:
+                if not self._lost(message.raw_message):
+                    raise  # a stop, not a lost channel
+                # aio-pika cancels the deliveries of a channel that went away: the broker
+                # redelivers them, nothing failed (FastStream would log an error)
+                log.debug("handler_interrupted", queue=self.queue_name(queue))
+            except _DISCONNECTED as exc:  # ack/nack on a channel that went away
+                log.debug("settle_failed", queue=self.queue_name(queue), error=type(exc).__name__)
+
+        async def settle(message: Any) -> None:
             decoded = await self._decode_or_reject(queue, message.raw_message)
             if decoded is None:
                 return
@@ -542,6 +622,16 @@ class RabbitBus:
 
         consume.__name__ = f"handle_{queue}"
         return consume
+
+    def _lost(self, incoming: AbstractIncomingMessage) -> bool:
+        """Is the connection, or the channel `incoming` came on, gone?"""
+        if self._lost_at is not None:
+            return True
+        try:
+            incoming.channel  # noqa: B018 (raises when the channel is closed)
+        except aiormq.exceptions.ChannelInvalidStateError:
+            return True
+        return False
 
     async def _give_up(self, message: Message, exc: Exception) -> None:
         if self.on_give_up is not None:
