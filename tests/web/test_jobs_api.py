@@ -17,7 +17,6 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from mailvet.adapters.bus.memory import MemoryBus
-from mailvet.adapters.db.memory import MemoryJobRepository
 from mailvet.adapters.storage.memory import MemoryStorage
 from mailvet.bootstrap import Deps, build_deps
 from mailvet.domain.job import JobStatus
@@ -26,7 +25,7 @@ from mailvet.pipeline import keys
 from mailvet.pipeline.runner import Pipeline
 from mailvet.settings import load_settings
 from mailvet.web.app import create_app
-from tests.fakes import FakeProber, FakeResolver
+from tests.fakes import FakeProber, FakeResolver, WatchedJobs
 
 pytestmark = pytest.mark.pipeline
 
@@ -78,7 +77,7 @@ async def make_deps(
     settings = load_settings({"MAILVET_DATA_DIR": str(data_dir)})
     return await build_deps(
         settings,
-        jobs=MemoryJobRepository(),
+        jobs=WatchedJobs(),
         storage=storage or MemoryStorage(),
         bus=bus or MemoryBus(),
         resolver=FakeResolver(),
@@ -148,15 +147,17 @@ async def upload(
     )
 
 
-async def wait_final(client: AsyncTestClient[Litestar], job_id: str) -> dict[str, Any]:
-    async with asyncio.timeout(30):
-        while True:
-            response = await client.get(f"/api/jobs/{job_id}")
-            assert response.status_code == 200, response.text
-            body: dict[str, Any] = response.json()
-            if body["status"] in FINAL:
-                return body
-            await asyncio.sleep(0.02)
+async def wait_final(
+    client: AsyncTestClient[Litestar], deps: Deps, job_id: str
+) -> dict[str, Any]:
+    """The API's view of the job once the repository says it is final."""
+    assert isinstance(deps.jobs, WatchedJobs)
+    await asyncio.wait_for(deps.jobs.final(job_id), 30)
+    response = await client.get(f"/api/jobs/{job_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert body["status"] in FINAL
+    return body
 
 
 # --- the happy path ------------------------------------------------------------------------
@@ -170,7 +171,7 @@ async def test_upload_follow_and_download_a_csv(
     job_id = created.json()["id"]
     assert created.json() == {"id": job_id, "status": "pending_start"}
 
-    done = await wait_final(live_client, job_id)
+    done = await wait_final(live_client, deps, job_id)
     assert done == {
         "id": job_id,
         "status": "file_completed",
@@ -203,7 +204,7 @@ async def test_upload_follow_and_download_a_csv(
 
 
 async def test_xlsx_in_xlsx_out_with_a_chosen_column(
-    live_client: AsyncTestClient[Litestar], data_dir: Path
+    live_client: AsyncTestClient[Litestar], deps: Deps, data_dir: Path
 ) -> None:
     book = openpyxl.Workbook()
     sheet = book.active
@@ -222,7 +223,7 @@ async def test_xlsx_in_xlsx_out_with_a_chosen_column(
     )
     assert created.status_code == 201, created.text
     job_id = created.json()["id"]
-    assert (await wait_final(live_client, job_id))["status"] == "file_completed"
+    assert (await wait_final(live_client, deps, job_id))["status"] == "file_completed"
 
     result = await live_client.get(f"/api/jobs/{job_id}/result")
     assert result.status_code == 200
@@ -243,12 +244,14 @@ async def test_xlsx_in_xlsx_out_with_a_chosen_column(
     assert scratch_files(data_dir) == []
 
 
-async def test_a_list_the_pipeline_rejects(live_client: AsyncTestClient[Litestar]) -> None:
+async def test_a_list_the_pipeline_rejects(
+    live_client: AsyncTestClient[Litestar], deps: Deps
+) -> None:
     """Accepted by the API (201), then failed by intake: the status says why, no result."""
     created = await upload(live_client, b"name,phone\nBob,123\n", checks="syntax")
     assert created.status_code == 201
     job_id = created.json()["id"]
-    done = await wait_final(live_client, job_id)
+    done = await wait_final(live_client, deps, job_id)
     assert JobStatus(done["status"]).is_error
     assert done["error"]
     result = await live_client.get(f"/api/jobs/{job_id}/result")
@@ -264,7 +267,7 @@ async def test_result_redirects_to_a_presigned_link(data_dir: Path) -> None:
     try:
         async for client in client_for(create_app(deps)):
             job_id = (await upload(client, checks="syntax")).json()["id"]
-            assert (await wait_final(client, job_id))["status"] == "file_completed"
+            assert (await wait_final(client, deps, job_id))["status"] == "file_completed"
 
             result = await client.get(f"/api/jobs/{job_id}/result", follow_redirects=False)
             assert result.status_code == 307
