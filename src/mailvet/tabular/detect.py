@@ -1,0 +1,349 @@
+"""Layout detection: kind (CSV, TXT, XLSX), encoding, delimiter, header and the email
+column of an uploaded list (:func:`detect_layout`)."""
+
+from __future__ import annotations
+
+import codecs
+import collections
+import csv
+import io
+import itertools
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+
+from mailvet.tabular.encoding import BOMS, choose_encoding, open_text
+from mailvet.tabular.layout import HEADER_RECORDS, FileLayout, InputError, one_line
+from mailvet.tabular.reading import csv_records
+from mailvet.tabular.records import fit_row
+from mailvet.tabular.xlsx import XLSX_SCAN_ROWS, cell_str, is_blank_row, sheet_rows, sheet_title
+
+SAMPLE_BYTES = 64 * 1024  # binary check, delimiter sniffing
+
+
+SNIFF_LINES = 100  # lines handed to csv.Sniffer (its regexes are not linear)
+
+
+SNIFF_CHARS = 32 * 1024
+
+
+DELIMITERS = ",;\t|"
+
+
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # old .xls / .doc, encrypted .xlsx
+
+
+XLSX_EXTENSIONS = frozenset({".xlsx", ".xlsm", ".xltx", ".xltm"})
+
+
+# Normalised header names (see _norm) of an email column, most specific first:
+# when a header has several, the one whose cells look most like addresses wins,
+# then the earlier one in this tuple.
+EMAIL_HEADER_NAMES: tuple[str, ...] = (
+    "email",  # also e-mail, E_Mail, "e mail", eMail
+    "emailaddress",  # also "E-mail address", email_address
+    "emailaddr",
+    "emailid",
+    "useremail",
+    "contactemail",
+    "emails",
+    "mail",
+    "mailaddress",
+    "courriel",
+    "adressecourriel",
+    "adresseemail",
+    "adressemail",
+    "correo",
+    "correoelectronico",
+    "correoelectrónico",
+    "emailadresse",
+)
+
+
+_NAME_RANK = {name: rank for rank, name in enumerate(EMAIL_HEADER_NAMES)}
+
+
+# A TXT file has a header only if its first line is one of these words.
+TXT_HEADER_NAMES = frozenset(
+    EMAIL_HEADER_NAMES + ("emailaddresses", "address", "addresses", "contacts", "recipients")
+)
+
+
+# an address, or a display-name cell around one ("Ann Lee <ann@x.com>", exports of mail clients)
+_LOOSE_EMAIL = re.compile(r"[^@\s]+@[^@\s]+|[^@<>]*<[^@\s<>]+@[^@\s<>]+>")
+
+
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _norm(cell: str) -> str:
+    """Header name normal form: case-folded, without spaces, _, -, dots and other punctuation."""
+    return _NON_WORD.sub("", cell.casefold())
+
+
+def _display_name(path: Path, filename: str | None) -> str:
+    return one_line(filename or path.name) or "the file"
+
+
+def _extension(name: str) -> str:
+    return Path(name).suffix.lower()
+
+
+def detect_layout(
+    path: Path, email_column: str | None = None, filename: str | None = None
+) -> FileLayout:
+    """Find kind, encoding, delimiter, header and email column of an uploaded list.
+
+    ``filename`` is the user's original file name: its extension decides
+    between CSV and TXT (and XLSX) when ``path`` is a storage temp file, and it
+    names the file in error messages.  Raises :class:`InputError`.
+    """
+    path = Path(path)
+    name = _display_name(path, filename)
+    ext = _extension(filename or path.name)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(SAMPLE_BYTES)
+            whole = not fh.read(1)
+    except OSError as exc:
+        raise InputError(f"cannot read {name}: {one_line(exc.strerror or exc)}") from None
+    if not head:
+        raise InputError(f"{name} is empty")
+
+    if head.startswith(ZIP_MAGIC) or ext in XLSX_EXTENSIONS:
+        return _detect_xlsx(path, name, email_column)
+
+    encoding, bom_len = "", 0
+    for bom, codec in BOMS:
+        if head.startswith(bom):
+            encoding, bom_len = codec, len(bom)
+            break
+    if b"\x00" in head and not encoding.startswith("utf-16"):
+        if head.startswith(OLE_MAGIC):
+            raise InputError(
+                f"{name} looks like an old-style Excel .xls (or password-protected) file,"
+                " not CSV/TXT/XLSX; save it as .xlsx or CSV"
+            )
+        raise InputError(f"{name} looks like a binary file, not CSV/TXT/XLSX")
+
+    encoding, nonblank = choose_encoding(path, name, encoding, bom_len)
+    if not nonblank:
+        raise InputError(f"{name} is empty")
+
+    decoder = codecs.getincrementaldecoder(encoding)("replace")
+    sample = decoder.decode(head[bom_len:], final=whole)
+    lines = list(io.StringIO(sample, newline=""))
+    if not whole and len(lines) > 1:
+        lines.pop()  # cut in the middle
+    base = FileLayout(kind="csv", encoding=encoding, bom=bom_len > 0)
+
+    if ext == ".txt" and not any(d in line for line in lines for d in DELIMITERS):
+        return _detect_txt(path, name, base, email_column)
+
+    delimiter = _sniff_delimiter(lines)
+    layout = msgspec.structs.replace(base, delimiter=delimiter)
+    records = _csv_head_records(path, layout)
+    if not records:
+        raise InputError(f"{name} is empty")
+    header_pos, email_index = _analyse(records, email_column, name)
+    if header_pos is None:
+        return msgspec.structs.replace(
+            layout, has_header=False, header=[], email_index=email_index, skip_records=0
+        )
+    index, cells = records[header_pos]
+    return msgspec.structs.replace(
+        layout,
+        has_header=True,
+        header=[c.strip() for c in cells],
+        email_index=email_index,
+        skip_records=index + 1,
+    )
+
+
+def _sniff_delimiter(lines: list[str]) -> str:
+    """One of , ; TAB |: csv.Sniffer restricted to them, else the most consistent count."""
+    sample_lines = [line for line in lines[:SNIFF_LINES] if line.strip()]
+    sample = "".join(sample_lines)[:SNIFF_CHARS]
+    if not any(d in sample for d in DELIMITERS):
+        return ","  # one column
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        delimiter = ""
+    if delimiter in DELIMITERS and delimiter:
+        return delimiter
+    return _count_delimiter(sample_lines)
+
+
+def _count_delimiter(lines: list[str]) -> str:
+    """The candidate found the same non-zero number of times on the most lines."""
+    best: tuple[tuple[int, int], str] | None = None
+    for delimiter in DELIMITERS:
+        counts = collections.Counter(line.count(delimiter) for line in lines)
+        counts.pop(0, None)
+        if not counts:
+            continue
+        per_line, n_lines = max(counts.items(), key=lambda item: (item[1], item[0]))
+        key = (n_lines, per_line)
+        if best is None or key > best[0]:
+            best = (key, delimiter)
+    return best[1] if best else ","
+
+
+def _csv_head_records(path: Path, layout: FileLayout) -> list[tuple[int, list[str]]]:
+    """The first HEADER_RECORDS non-blank records, with their record index."""
+    records: list[tuple[int, list[str]]] = []
+    with csv_records(path, layout) as reader:
+        for index, row in enumerate(reader):
+            if row:
+                records.append((index, row))
+                if len(records) >= HEADER_RECORDS:
+                    break
+    return records
+
+
+def _has_at(cells: Sequence[str]) -> bool:
+    return any("@" in cell for cell in cells)
+
+
+def _has_email(cells: Sequence[str]) -> bool:
+    return any(_LOOSE_EMAIL.fullmatch(cell.strip()) for cell in cells)
+
+
+def _column_scores(records: Sequence[tuple[int, Sequence[str]]]) -> dict[int, tuple[int, int]]:
+    """Per column: (cells that look like an address, cells holding an @)."""
+    scores: dict[int, tuple[int, int]] = {}
+    for _, cells in records:
+        for col, cell in enumerate(cells):
+            if "@" in cell:
+                loose, at = scores.get(col, (0, 0))
+                scores[col] = (loose + bool(_LOOSE_EMAIL.fullmatch(cell.strip())), at + 1)
+    return scores
+
+
+def _best_column(records: Sequence[tuple[int, Sequence[str]]]) -> int | None:
+    scores = _column_scores(records)
+    if not scores:
+        return None
+    return max(scores, key=lambda col: (scores[col], -col))
+
+
+def _named_header(records: Sequence[tuple[int, Sequence[str]]]) -> tuple[int, int] | None:
+    """(position in records, column) of the first record naming an email column.
+
+    A record is not taken for the header if it, or a record before it, holds a
+    cell that looks like an address (a data value such as "mail" in a
+    header-less file must not turn the rows above it into a preamble).
+    """
+    for pos, (_, cells) in enumerate(records):
+        if _has_email(cells):
+            return None
+        named = [col for col, cell in enumerate(cells) if _norm(cell) in _NAME_RANK]
+        if named:
+            if len(named) > 1:
+                scores = _column_scores(records[pos + 1 :])
+                named.sort(
+                    key=lambda col: (-scores.get(col, (0, 0))[0], _NAME_RANK[_norm(cells[col])])
+                )
+            return pos, named[0]
+    return None
+
+
+def _auto_header(records: Sequence[tuple[int, Sequence[str]]]) -> tuple[int | None, int | None]:
+    """(header position or None, email column or None) without an --email-column."""
+    named = _named_header(records)
+    if named is not None:
+        return named
+    if _has_at(records[0][1]):
+        return None, _best_column(records)
+    return 0, _best_column(records[1:])
+
+
+def _analyse(
+    records: Sequence[tuple[int, Sequence[str]]], email_column: str | None, name: str
+) -> tuple[int | None, int]:
+    """(position of the header in records, or None; email column) — or InputError."""
+    if email_column is None or not email_column.strip():
+        header_pos, col = _auto_header(records)
+        if col is None:
+            raise InputError("could not find an email column; name it with --email-column")
+        return header_pos, col
+
+    wanted = email_column.strip()
+    key = wanted.casefold()
+    for pos, (_, cells) in enumerate(records):
+        for col, cell in enumerate(cells):
+            if cell.strip().casefold() == key:
+                return pos, col
+    header_pos, _ = _auto_header(records)
+    if _DIGITS.fullmatch(wanted):
+        number = int(wanted)
+        width = max(len(cells) for _, cells in records)
+        if not 1 <= number <= width:
+            raise InputError(
+                f"column {number} is out of range: {name} has {width} column"
+                + ("s" if width != 1 else "")
+            )
+        # No header recognised and no "@" anywhere: take the first record for the header.
+        return (0 if header_pos is None and not _has_at(records[0][1]) else header_pos), number - 1
+    shown = records[header_pos if header_pos is not None else 0][1]
+    columns = ", ".join(one_line(c) for c in shown[:30]) + (", …" if len(shown) > 30 else "")
+    raise InputError(f"no column named '{one_line(wanted)}' in the header (columns: {columns})")
+
+
+def _detect_txt(path: Path, name: str, base: FileLayout, email_column: str | None) -> FileLayout:
+    layout = msgspec.structs.replace(base, kind="txt", email_index=0)
+    first: tuple[int, str] | None = None
+    with open_text(path, layout, newline=None) as fh:
+        for index, line in enumerate(fh):
+            if line.strip():
+                first = (index, line.strip())
+                break
+    if first is None:  # pragma: no cover - whitespace-only files are rejected before
+        raise InputError(f"{name} is empty")
+    index, text = first
+    has_header = "@" not in text and _norm(text) in TXT_HEADER_NAMES
+    if email_column is not None and email_column.strip():
+        wanted = email_column.strip()
+        if has_header and wanted.casefold() != text.casefold() and wanted != "1":
+            if _DIGITS.fullmatch(wanted):
+                raise InputError(f"column {int(wanted)} is out of range: {name} has 1 column")
+            raise InputError(
+                f"no column named '{one_line(wanted)}' in the header (columns: {text})"
+            )
+        if not has_header and _DIGITS.fullmatch(wanted) and wanted != "1":
+            raise InputError(f"column {int(wanted)} is out of range: {name} has 1 column")
+    if has_header:
+        return msgspec.structs.replace(
+            layout, has_header=True, header=[text], skip_records=index + 1
+        )
+    return msgspec.structs.replace(layout, has_header=False, header=[], skip_records=0)
+
+
+def _detect_xlsx(path: Path, name: str, email_column: str | None) -> FileLayout:
+    records: list[tuple[int, list[str]]] = []
+    title = sheet_title(path, name)
+    with sheet_rows(path, title, name) as rows:
+        for index, row in enumerate(itertools.islice(rows, XLSX_SCAN_ROWS)):
+            if not is_blank_row(row):
+                records.append((index, [cell_str(v) for v in fit_row(row, 0)]))
+                if len(records) >= HEADER_RECORDS:
+                    break
+    if not records:
+        raise InputError(f"{name} is empty (sheet '{one_line(title)}' holds no data)")
+    header_pos, email_index = _analyse(records, email_column, name)
+    base = FileLayout(kind="xlsx", sheet=title, email_index=email_index)
+    if header_pos is None:
+        return msgspec.structs.replace(base, has_header=False, header=[], skip_records=0)
+    index, cells = records[header_pos]
+    return msgspec.structs.replace(
+        base, has_header=True, header=[c.strip() for c in cells], skip_records=index + 1
+    )

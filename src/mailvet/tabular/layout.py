@@ -1,0 +1,37 @@
+"""What a customer's list looks like to us: its kind, encoding, dialect, header and email
+column (:class:`FileLayout`), and the one error every reader raises (:class:`InputError`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+
+class InputError(Exception):
+    """Bad input file; str(exc) is ONE clear human-readable line (no traceback material)."""
+
+
+class FileLayout(msgspec.Struct, frozen=True, kw_only=True):
+    kind: Literal["csv", "txt", "xlsx"]
+    encoding: str = "utf-8"  # python codec used to read (without BOM handling)
+    bom: bool = False  # input started with a BOM (the output keeps it)
+    delimiter: str = ","
+    quotechar: str = '"'
+    has_header: bool = True
+    header: list[str] = []  # header cells (empty if no header)
+    email_index: int = 0  # 0-based column of the email address
+    skip_records: int = 1  # records before the first data row (preamble + header)
+    sheet: str | None = None  # xlsx sheet name
+
+
+HEADER_RECORDS = 20  # non-blank records looked at to find the header / email column
+
+
+def one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def need_text(layout: FileLayout) -> None:
+    if layout.kind not in ("csv", "txt"):
+        raise ValueError(f"chunked text is for CSV and TXT files, not {layout.kind}")

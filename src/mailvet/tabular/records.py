@@ -1,0 +1,138 @@
+"""Whole-file reading: every record of a list with its role (preamble, header, blank,
+data), the email cell of every data row (:func:`iter_emails`) and their number
+(:func:`count_rows`)."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from mailvet.tabular.layout import HEADER_RECORDS, FileLayout
+from mailvet.tabular.reading import csv_records, text_lines
+from mailvet.tabular.xlsx import XLSX_SCAN_ROWS, cell_str, is_blank_row, sheet_rows
+
+PRE, HEADER, BLANK, DATA = 0, 1, 2, 3  # record roles of the generic record stream
+
+
+def iter_records(
+    path: Path, layout: FileLayout, pad: bool = True
+) -> Iterator[tuple[int, Sequence[Any]]]:
+    """(role, cells) of every record; XLSX cells keep their types.  With pad, data rows
+    of XLSX and CSV inputs are padded to the header width (header-less XLSX: to the
+    widest of the first rows) so that appended cells line up."""
+    skip = layout.skip_records
+    header_at = skip - 1 if layout.has_header else -1
+    if layout.kind == "xlsx":
+        if not pad:
+            width = 0
+        elif layout.has_header:
+            width = len(layout.header)
+        else:
+            width = _xlsx_sample_width(path, layout)
+        with sheet_rows(path, layout.sheet, path.name) as rows:
+            pending = 0  # empty rows are emitted only once a non-empty row follows
+            for index, row in enumerate(rows):
+                if is_blank_row(row):
+                    pending += 1
+                    continue
+                for _ in range(pending):
+                    yield BLANK, ()
+                pending = 0
+                if index < skip:
+                    if index == header_at:
+                        yield HEADER, fit_row(row, width)
+                    else:
+                        yield PRE, fit_row(row, 0)
+                else:
+                    yield DATA, fit_row(row, width)
+        return
+    if layout.kind == "txt":
+        with text_lines(path, layout) as lines:
+            for index, line in enumerate(lines):
+                text = line.strip()
+                if index < skip:
+                    yield (HEADER, [text]) if index == header_at else (PRE, [text])
+                else:
+                    yield (DATA, [text]) if text else (BLANK, ())
+        return
+    width = len(layout.header)
+    with csv_records(path, layout) as reader:
+        for index, row in enumerate(reader):
+            if index < skip:
+                yield (HEADER, row) if index == header_at else (PRE, row)
+            elif row:
+                yield DATA, pad_row(row, width)
+            else:
+                yield BLANK, ()
+
+
+def pad_row(row: Sequence[Any], width: int) -> Sequence[Any]:
+    if len(row) >= width:
+        return row
+    return list(row) + [None] * (width - len(row))
+
+
+def fit_row(row: Sequence[Any], width: int) -> Sequence[Any]:
+    """Pad an XLSX row to width; drop empty cells beyond it (styled but empty cells
+    make openpyxl return trailing Nones, which would push the extra columns right)."""
+    if len(row) > width and row[-1] is None:
+        end = len(row)
+        while end > width and row[end - 1] is None:
+            end -= 1
+        return row[:end]
+    return pad_row(row, width)
+
+
+def _xlsx_sample_width(path: Path, layout: FileLayout) -> int:
+    """Widest of the first non-empty rows of a header-less sheet (trailing Nones cut)."""
+    width = seen = 0
+    with sheet_rows(path, layout.sheet, path.name) as rows:
+        for row in itertools.islice(rows, XLSX_SCAN_ROWS):
+            if not is_blank_row(row):
+                width = max(width, len(fit_row(row, 0)))
+                seen += 1
+                if seen >= HEADER_RECORDS:
+                    break
+    return width
+
+
+def iter_emails(path: Path, layout: FileLayout) -> Iterator[str]:
+    """The email cell of every data row, in order, stripped; "" if the row is too short."""
+    path = Path(path)
+    idx = layout.email_index
+    if layout.kind == "csv":
+        with csv_records(path, layout) as reader:
+            collections.deque(itertools.islice(reader, layout.skip_records), maxlen=0)
+            for row in reader:
+                try:
+                    yield row[idx].strip()
+                except IndexError:
+                    if row:
+                        yield ""
+    elif layout.kind == "txt":
+        with text_lines(path, layout) as lines:
+            for line in itertools.islice(lines, layout.skip_records, None):
+                text = line.strip()
+                if text:
+                    yield text
+    else:
+        for role, cells in iter_records(path, layout, pad=False):
+            if role == DATA:
+                yield cell_str(cells[idx]).strip() if idx < len(cells) else ""
+
+
+def count_rows(path: Path, layout: FileLayout) -> int:
+    """Number of data rows (== number of items iter_emails yields)."""
+    path = Path(path)
+    if layout.kind == "csv":
+        with csv_records(path, layout) as reader:
+            collections.deque(itertools.islice(reader, layout.skip_records), maxlen=0)
+            return sum(map(bool, reader))
+    if layout.kind == "txt":
+        with text_lines(path, layout) as lines:
+            rest = itertools.islice(lines, layout.skip_records, None)
+            return sum(map(bool, map(str.strip, rest)))
+    return sum(1 for role, _ in iter_records(path, layout, pad=False) if role == DATA)

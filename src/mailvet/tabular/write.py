@@ -1,0 +1,190 @@
+"""Writing a whole result file (:func:`write_result`): CSV/TXT → CSV through the chunk
+renderer, XLSX → CSV, any input → XLSX."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import itertools
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from mailvet.tabular.chunks import text_parts
+from mailvet.tabular.encoding import OUTPUT_ERRORS, output_encoding
+from mailvet.tabular.layout import FileLayout
+from mailvet.tabular.records import DATA, HEADER, iter_records
+from mailvet.tabular.render import render_chunk, render_header
+from mailvet.tabular.xlsx import cell_str
+
+WRITE_BATCH = 2048  # output records joined per write() call
+
+
+_XLSX_ILLEGAL = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")
+
+
+def result_kind(layout: FileLayout, out_name: str | None) -> Literal["csv", "xlsx"]:
+    """XLSX in → XLSX out unless out_name ends with .csv; CSV/TXT in → CSV."""
+    if layout.kind == "xlsx":
+        if out_name and out_name.strip().lower().endswith(".csv"):
+            return "csv"
+        return "xlsx"
+    return "csv"
+
+
+_MISSING: Any = object()
+
+
+def _too_few(rows: int) -> ValueError:
+    return ValueError(
+        f"extra_rows has fewer items than the file's data rows (ran out after {rows})"
+    )
+
+
+def _too_many(rows: int) -> ValueError:
+    return ValueError(f"extra_rows has more items than the file's {rows} data rows")
+
+
+def write_result(
+    in_path: Path,
+    layout: FileLayout,
+    out_path: Path,
+    extra_header: Sequence[str],
+    extra_rows: Iterable[Sequence[str]],
+    out_kind: Literal["csv", "xlsx"] | None = None,
+) -> int:
+    """Stream the input again and write every record, in order, with the extra cells
+    appended to the header and to every data row; return the data rows written.
+
+    ``extra_rows`` is consumed lazily, one item per data row (WRITE_BATCH rows at a
+    time); ValueError if it yields fewer or more items than there are data rows (the
+    partial output is removed).  CSV input → CSV keeps the input bytes (see the module
+    docstring).  CSV/TXT → CSV is the chunked rendering (render_header, render_chunk)
+    of the whole file.
+    """
+    in_path, out_path = Path(in_path), Path(out_path)
+    if in_path.resolve() == out_path.resolve():
+        raise ValueError("write_result cannot overwrite its input file")
+    kind = out_kind or result_kind(layout, None)
+    try:
+        if kind == "csv" and layout.kind != "xlsx":
+            return _write_text(in_path, layout, out_path, extra_header, extra_rows)
+        if kind == "csv":
+            return _write_csv_plain(in_path, layout, out_path, extra_header, extra_rows)
+        return _write_xlsx(in_path, layout, out_path, extra_header, extra_rows)
+    except BaseException:
+        out_path.unlink(missing_ok=True)
+        raise
+
+
+def _write_text(
+    in_path: Path,
+    layout: FileLayout,
+    out_path: Path,
+    extra_header: Sequence[str],
+    extra_rows: Iterable[Sequence[str]],
+) -> int:
+    """CSV/TXT → CSV: the header part and chunks of WRITE_BATCH rows, rendered and encoded
+    exactly as the pipeline's workers do it."""
+    codec, bom = output_encoding(layout)
+    extras = iter(extra_rows)
+    written = 0
+    with (
+        contextlib.closing(text_parts(in_path, layout, WRITE_BATCH, True)) as parts,
+        open(out_path, "wb") as out,
+    ):
+        header, _ = next(parts)
+        out.write(bom + render_header(header, layout, extra_header).encode(codec, OUTPUT_ERRORS))
+        for text, rows in parts:
+            cells = list(itertools.islice(extras, rows))
+            if len(cells) < rows:
+                raise _too_few(written + len(cells))
+            out.write(render_chunk(text, layout, cells).encode(codec, OUTPUT_ERRORS))
+            written += rows
+    if next(extras, _MISSING) is not _MISSING:
+        raise _too_many(written)
+    return written
+
+
+def _write_csv_plain(
+    in_path: Path,
+    layout: FileLayout,
+    out_path: Path,
+    extra_header: Sequence[str],
+    extra_rows: Iterable[Sequence[str]],
+) -> int:
+    """XLSX → a fresh CSV in UTF-8 (CSV and TXT inputs go through _write_text)."""
+    extras = iter(extra_rows)
+    written = 0
+    with open(out_path, "w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator="\r\n")
+        for role, cells in iter_records(in_path, layout):
+            if role == DATA:
+                more = next(extras, _MISSING)
+                if more is _MISSING:
+                    raise _too_few(written)
+                written += 1
+                writer.writerow([*map(cell_str, cells), *map(cell_str, more)])
+            elif role == HEADER:
+                writer.writerow([*map(cell_str, cells), *extra_header])
+            else:
+                writer.writerow([cell_str(c) for c in cells])
+    if next(extras, _MISSING) is not _MISSING:
+        raise _too_many(written)
+    return written
+
+
+def _write_xlsx(
+    in_path: Path,
+    layout: FileLayout,
+    out_path: Path,
+    extra_header: Sequence[str],
+    extra_rows: Iterable[Sequence[str]],
+) -> int:
+    """Any input → XLSX through a write-only (streamed) workbook."""
+    from openpyxl import Workbook  # type: ignore[import-untyped]
+    from openpyxl.cell import WriteOnlyCell  # type: ignore[import-untyped]
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet(title=layout.sheet or "Sheet1")
+
+    def value(v: Any) -> Any:
+        if isinstance(v, str):
+            if _XLSX_ILLEGAL.search(v):
+                v = _XLSX_ILLEGAL.sub("", v)
+            if v.startswith("=") and len(v) > 1:  # text, not a formula
+                cell = WriteOnlyCell(ws)
+                cell.value = v
+                cell.data_type = "s"
+                return cell
+        return v
+
+    extras = iter(extra_rows)
+    written = 0
+    try:
+        if layout.kind == "txt" and not layout.has_header:
+            ws.append([value(v) for v in ("email", *extra_header)])
+        for role, cells in iter_records(in_path, layout):
+            if role == DATA:
+                more = next(extras, _MISSING)
+                if more is _MISSING:
+                    raise _too_few(written)
+                written += 1
+                ws.append([value(v) for v in itertools.chain(cells, more)])
+            elif role == HEADER:
+                ws.append([value(v) for v in itertools.chain(cells, extra_header)])
+            elif layout.kind != "txt":
+                ws.append([value(v) for v in cells])
+        if next(extras, _MISSING) is not _MISSING:
+            raise _too_many(written)
+    except BaseException:
+        # Finish and remove the sheet's temporary file: nothing stays open or behind.
+        with contextlib.suppress(Exception):
+            ws.close()
+        with contextlib.suppress(Exception):
+            if ws._writer is not None:
+                ws._writer.cleanup()
+        raise
+    wb.save(out_path)
+    return written
