@@ -182,6 +182,8 @@ def polite_world() -> Iterator[MailWorld]:
     world.zone.add("mx.garble.com", a=["127.0.0.66"])
     world.add_smtp("127.0.0.67", SmtpBehaviour(mailboxes=users, latency=0.05))
     world.zone.add("mx.queue.com", a=["127.0.0.67"])
+    world.add_smtp("127.0.0.68", SmtpBehaviour(mailboxes=users, max_connections=2, latency=0.02))
+    world.zone.add("mx.twocap.com", a=["127.0.0.68"])
     for i in range(10):  # ten black holes behind sixty MX names
         world.add_smtp(f"127.0.0.{70 + i}", SmtpBehaviour(blackhole=True))
     for h in range(60):
@@ -316,3 +318,20 @@ async def test_private_mx_addresses_are_never_contacted(polite_world: MailWorld)
     await prober.close()
     assert result.reply is None and result.failure is ProbeFailure.CONNECTION_FAILED
     assert polite_world.smtp("127.0.0.62").stats.connections_total == before
+
+
+async def test_sessions_start_slowly_so_a_lower_cap_costs_one_421(polite_world: MailWorld) -> None:
+    # we would open 5 sessions, the server takes 2: opened all at once, 3 would be turned away
+    prober = make_prober(
+        polite_world,
+        MAILVET_SMTP_PER_HOST_CONNECTIONS="5",
+        MAILVET_SMTP_RECIPIENTS_PER_TRANSACTION="5",
+        MAILVET_SMTP_MAX_RECIPIENTS_PER_TRANSACTION="5",
+    )
+    recipients = [f"user{i}@twocap.com" for i in range(300)]
+    results = await prober.probe(["mx.twocap.com"], recipients)
+    await prober.close()
+    assert [r.reply.code if r.reply else r.failure for r in results] == [250] * 300
+    stats = polite_world.smtp("127.0.0.68").stats
+    assert stats.max_concurrent == 2  # the cap was reached, and kept
+    assert stats.violations == 1  # the one 421 that told us the cap

@@ -12,9 +12,11 @@ the server offers it.
 - Bounded time: at most `max_mx_hosts` MX hosts per domain, each address's attempt ends at
   `address_deadline` (retries after a temporary answer start a new attempt; time spent
   queued behind other recipients of a server that keeps answering does not count).
-- Sessions: only as many as the queued batches need, at most the server's cap. A `421` at
-  the greeting while other sessions are open lowers the cap (too many connections) and puts
-  the work back; a `421`/4xx greeting on the only session is retried after `retry_delay`,
+- Sessions: only as many as the queued batches need, at most the server's cap, opened one
+  at a time beyond the most the server has already taken at once (slow start: a server
+  whose cap is below ours turns away one connection, not a burst). A `421` at the greeting
+  while other sessions are open lowers the cap (too many connections) and puts the work
+  back; a `421`/4xx greeting on the only session is retried after `retry_delay`,
   like greylisting. Refused or timed-out connections mark the address down for a while, and
   its recipients move on to the next MX.
 - Batches start at `recipients_per_transaction` and double after each transaction the
@@ -118,6 +120,8 @@ class ServerPool:
         self._queue: deque[_Request] = deque()
         self._solo: deque[_Request] = deque()
         self._sessions = 0  # session tasks, connected or connecting
+        self._established = 0  # sessions past the greeting, now
+        self.proven = 0  # the most sessions the server has had open with us at once
         self.cap = self._settings.per_host_connections
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
@@ -161,7 +165,9 @@ class ServerPool:
         now = time.monotonic()
         if self._paused_until > now:
             return
-        wanted = min(self._pending(), self.cap) - self._sessions
+        # slow start: one session beyond what the server has already taken at once, so a
+        # server whose cap is below ours answers one 421 (and the cap is learned), not several
+        wanted = min(self._pending(), self.cap, self.proven + 1) - self._sessions
         for _ in range(max(0, wanted)):
             self._sessions += 1
             task = asyncio.create_task(self._run_session())
@@ -248,6 +254,10 @@ class ServerPool:
                 if not self._pending():
                     return
                 session = await self._open()
+                self._established += 1
+                if self._established > self.proven:
+                    self.proven = self._established
+                    self._spawn()  # the server took one more: the next may open
                 controls: dict[str, Reply | None] = {}
                 refusals = 0
                 while True:
@@ -290,6 +300,7 @@ class ServerPool:
         finally:
             self._sessions -= 1
             if session is not None:
+                self._established -= 1
                 await session.close()
             if self._pending():
                 self._spawn()
