@@ -13,11 +13,11 @@ import structlog
 
 from mailvet.domain.job import JobStatus
 from mailvet.domain.messages import JobAccepted, JobSubmitted
-from mailvet.domain.verdict import Check
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectNotFound, ObjectStorage
+from mailvet.domain.verdict import Check
 from mailvet.pipeline import keys
-from mailvet.pipeline.tabular import InputError, count_rows, detect_layout
 from mailvet.pipeline.workspace import StoredLayout, encode_layout, local_copy
+from mailvet.tabular import InputError, count_rows, detect_layout
 
 log = structlog.get_logger(__name__)
 

@@ -16,17 +16,17 @@ import structlog
 from mailvet.domain.job import JobStatus
 from mailvet.domain.messages import ChunksOpened, JobAccepted, JobQueued, RowChunk
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectStorage
-from mailvet.pipeline import keys
 from mailvet.domain.verdict import RESULT_COLUMNS
+from mailvet.pipeline import keys
 from mailvet.pipeline.rendering import encode_file_layout
-from mailvet.pipeline.tabular import (
+from mailvet.pipeline.workspace import StoredLayout, decode_layout, local_copy
+from mailvet.tabular import (
     header_text,
     iter_emails,
     iter_text_chunks,
     output_encoding,
     render_header,
 )
-from mailvet.pipeline.workspace import StoredLayout, decode_layout, local_copy
 
 log = structlog.get_logger(__name__)
 

@@ -30,8 +30,8 @@ from mailvet.domain.verdict import RESULT_COLUMNS
 from mailvet.pipeline import keys
 from mailvet.pipeline.rendering import ChunkOutput, decode_cells, decode_output, encode_output
 from mailvet.pipeline.submit import Summary
-from mailvet.pipeline.tabular import FileLayout, result_kind, write_result
 from mailvet.pipeline.workspace import decode_layout, local_copy
+from mailvet.tabular import FileLayout, result_kind, write_result
 
 log = structlog.get_logger(__name__)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 
 from mailvet.domain.ports import ObjectStorage
-from mailvet.pipeline.tabular import FileLayout
+from mailvet.tabular import FileLayout
 
 
 class StoredLayout(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,120 @@
+"""XLSX workbooks: reading, XLSX and CSV results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from mailvet.tabular import FileLayout, detect_layout, iter_emails, result_kind, write_result
+from tests.unit.tabular.support import EXTRA_HEADER, extras_for, make_xlsx, read_xlsx, run
+
+pytestmark = pytest.mark.unit
+
+
+XLSX_ROWS: list[list[object]] = [
+    ["Exported contacts", None, None],
+    ["id", "E-mail", "score"],
+    [1, "ann@example.com", 1.5],
+    [2, " bob@example.com ", None],
+    [3, None, 7],
+    [4, "=not a formula", 2],
+]
+
+
+def test_xlsx_to_xlsx(tmp_path: Path) -> None:
+    src = tmp_path / "in.xlsx"
+    make_xlsx(src, XLSX_ROWS)
+    layout, emails, out = run(tmp_path, src.read_bytes(), name="in.xlsx")
+    assert layout.kind == "xlsx" and layout.sheet == "Contacts"
+    assert layout.header == ["id", "E-mail", "score"] and layout.skip_records == 2
+    assert emails == ["ann@example.com", "bob@example.com", "", "=not a formula"]
+    assert out.suffix == ".xlsx"
+    assert read_xlsx(out) == [
+        ("Exported contacts",),  # nothing appended to the preamble
+        ("id", "E-mail", "score", "status", "note"),
+        (1, "ann@example.com", 1.5, "ok", "n0"),
+        (2, " bob@example.com ", None, "ok", "n1"),
+        (3, None, 7, "bad", "n2"),
+        (4, "=not a formula", 2, "bad", "n3"),
+    ]
+
+
+def test_xlsx_to_csv(tmp_path: Path) -> None:
+    src = tmp_path / "in.xlsx"
+    make_xlsx(src, XLSX_ROWS)
+    layout = detect_layout(src)
+    assert result_kind(layout, "results.CSV") == "csv"
+    emails = list(iter_emails(src, layout))
+    out = tmp_path / "out.csv"
+    assert write_result(src, layout, out, EXTRA_HEADER, extras_for(emails), out_kind="csv") == 4
+    assert out.read_bytes().decode() == (
+        "Exported contacts\r\n"
+        "id,E-mail,score,status,note\r\n"
+        "1,ann@example.com,1.5,ok,n0\r\n"
+        "2, bob@example.com ,,ok,n1\r\n"
+        "3,,7,bad,n2\r\n"
+        "4,=not a formula,2,bad,n3\r\n"
+    )
+
+
+def test_xlsx_trailing_empty_rows_are_not_rows(tmp_path: Path) -> None:
+    src = tmp_path / "in.xlsx"
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["a@example.com", "x"])
+    ws.append([None, None])
+    ws.append(["b@example.com", "y"])
+    ws.cell(row=10, column=1).value = None  # touched but empty
+    ws.cell(row=12, column=3).number_format = "0.00"  # styled, no value
+    wb.save(src)
+    wb.close()
+    layout, emails, out = run(tmp_path, src.read_bytes(), name="in.xlsx")
+    assert not layout.has_header and emails == ["a@example.com", "b@example.com"]
+    assert read_xlsx(out) == [
+        ("a@example.com", "x", "ok", "n0"),
+        (),  # empty row between rows kept; the trailing ones dropped
+        ("b@example.com", "y", "ok", "n1"),
+    ]
+
+
+def test_xlsx_header_with_styled_empty_cells_and_short_rows(tmp_path: Path) -> None:
+    src = tmp_path / "in.xlsx"
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["name", "email", "city"])
+    ws.append(["Ann", "ann@example.com"])  # short row: padded in the result
+    ws.cell(row=1, column=6).number_format = "0.00"  # styled but empty header cell
+    wb.save(src)
+    wb.close()
+    layout, emails, out = run(tmp_path, src.read_bytes(), name="in.xlsx")
+    assert layout.header == ["name", "email", "city"] and emails == ["ann@example.com"]
+    assert read_xlsx(out) == [
+        ("name", "email", "city", "status", "note"),
+        ("Ann", "ann@example.com", None, "ok", "n0"),
+    ]
+
+
+def test_xlsx_from_storage_temp_file_without_suffix(tmp_path: Path) -> None:
+    src = tmp_path / "blob-123"
+    make_xlsx(src, [["email"], ["a@example.com"]])
+    layout = detect_layout(src, filename="Contacts.xlsx")
+    assert layout.kind == "xlsx" and list(iter_emails(src, layout)) == ["a@example.com"]
+
+
+def test_csv_to_xlsx(tmp_path: Path) -> None:
+    layout, emails, out = run(tmp_path, b"id,email\n1,a@example.com\n2\n", out_kind="xlsx")
+    assert read_xlsx(out) == [
+        ("id", "email", "status", "note"),
+        ("1", "a@example.com", "ok", "n0"),
+        ("2", None, "bad", "n1"),
+    ]
+
+
+def test_result_kind() -> None:
+    assert result_kind(FileLayout(kind="xlsx"), None) == "xlsx"
+    assert result_kind(FileLayout(kind="xlsx"), "out.xlsx") == "xlsx"
+    assert result_kind(FileLayout(kind="xlsx"), "out.csv") == "csv"
+    assert result_kind(FileLayout(kind="csv"), "out.xlsx") == "csv"
+    assert result_kind(FileLayout(kind="txt"), None) == "csv"
