@@ -1,18 +1,22 @@
 """Remember the results of async lookups for a while, and share the ones still running.
 
-Used for DNS answers per name, verdicts per address and catch-all answers per domain.
+Used for DNS answers (mail routes per domain, addresses per MX host) and catch-all answers
+per domain through `get`, and for verdicts per (address, checks) through `peek` and `put`
+(the engine shares verdicts still being computed with futures of its own).
 
-* Concurrent callers asking the same key wait for one computation.  The computation runs as
-  its own task: cancelling a caller (even the one whose call started it) cancels only that
-  caller's wait; the others still get the value, and a computation nobody waits for any more
-  finishes and is kept.
+* Concurrent callers of `get` with the same key wait for one computation.  The computation
+  runs as its own task: cancelling a caller (even the one whose call started it) cancels only
+  that caller's wait; the others still get the value, and a computation nobody waits for any
+  more finishes and is kept.
 * A failed (or cancelled) computation is forgotten: its waiters get the exception, the next
   caller tries again.
 * `ttl(value)` is how many seconds a finished value is kept: None forever (until trimmed),
   `<= 0` not at all (shared only while in flight).  An expired value is computed afresh by
   the next caller.  Without `ttl` every value is kept until trimmed.
-* Past `size` entries the least recently asked finished ones are dropped; pending ones are
-  skipped (never dropped, never in the way), so a slow lookup cannot pin the memo's size.
+* Past `size` entries the least recently used finished ones are dropped (`get` and `put`
+  count as a use, `peek` does not); pending ones are skipped (never dropped, never in the
+  way), so a slow lookup cannot stop the trimming, though pending entries count toward
+  `size` and the memo may hold more than `size` while that many are in flight.
 """
 
 from __future__ import annotations

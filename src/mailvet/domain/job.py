@@ -16,11 +16,8 @@ class JobStatus(enum.StrEnum):
     FILE_QUEUED = "file_queued"
     IN_PROGRESS = "file_validation_in_progress"
     COMPLETED = "file_completed"
-    ERROR_FILE = "error_df"  # unreadable file, no email column
-    ERROR_COLUMN = "error_column_count"
-    ERROR_CREDITS = "error_insufficient_credits"
-    ERROR_TOO_OLD = "error_too_old"
-    ERROR_INTERNAL = "error_internal"
+    ERROR_FILE = "error_df"  # unreadable file, no email column, uploaded file missing
+    ERROR_INTERNAL = "error_internal"  # a step failed, or the run that owned the job died
 
     @property
     def is_error(self) -> bool:

@@ -1,7 +1,10 @@
-"""Commands and events between the pipeline services: the wire contracts (msgspec, versioned).
+"""Commands and events between the pipeline services: the wire contracts (msgspec structs,
+tagged by `type`; the bus sends them as msgpack).
 
-Rows travel in chunks of consecutive rows; a chunk is identified by (job_id, chunk_id) and
-covers rows [first_row, first_row + len(emails)). Handlers are idempotent on that key.
+Every message carries `version` (1; no receiver reads it yet: a change of format that old
+receivers cannot ignore would bump it). Rows travel in chunks of consecutive rows; a chunk
+is identified by (job_id, chunk_id) and covers data rows [first_row, first_row + rows)
+(0-based, header not counted) of the job's file. Handlers are idempotent on that key.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ class JobAccepted(Message, frozen=True, kw_only=True, tag="job_accepted"):
 
 
 class ChunksOpened(Message, frozen=True, kw_only=True, tag="chunks_opened"):
-    """publisher -> orchestrator: the job's row queue exists; it will hold `chunks_total` chunks."""
+    """publisher -> orchestrator: the job's chunks go on its row queue (`rows.<job_id>`) from
+    now on, `chunks_total` of them; the orchestrator adds the job to its round-robin."""
 
     job_id: str
     chunks_total: int
@@ -41,10 +45,12 @@ class JobQueued(Message, frozen=True, kw_only=True, tag="job_queued"):
 
 
 class RowChunk(Message, frozen=True, kw_only=True, tag="row_chunk"):
-    """publisher -> orchestrator -> worker: a run of consecutive rows to validate.
+    """publisher (queue `rows.<job_id>`) -> orchestrator (moves it to `work`) -> worker: a run
+    of `rows` consecutive rows to validate.
 
     CSV/TXT lists send the rows' raw text (`text`) with the file's layout (msgpack, opaque
-    here) so the worker can parse and render them; XLSX lists send the addresses (`emails`).
+    here) so the worker can parse and render them, and `emails` stays empty; XLSX lists send
+    the addresses (`emails`, one per row) with empty `text` and `layout`.
     """
 
     job_id: str

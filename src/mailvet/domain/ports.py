@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -184,10 +183,3 @@ class SmtpProber(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-# --- time --------------------------------------------------------------------------------
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...

@@ -1,4 +1,10 @@
-"""Engine and sessions for a database URL (SQLite for one machine, PostgreSQL otherwise)."""
+"""SQLAlchemy engine and sessions for a database URL.
+
+Used by the SQL job repository (PostgreSQL: the shared services) and by the migrations
+(either database). The application's embedded SQLite file is read and written through the
+standard library instead (adapters/db/sqlite.py); SQLite URLs reach this module for
+migrations and for tests that run the SQL repository on SQLite.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +32,8 @@ class Database:
     session_maker: async_sessionmaker[AsyncSession]
 
     async def create_all(self) -> None:
-        """Create the tables that do not exist yet (until there is a migration)."""
+        """Create the tables of `models.metadata` that do not exist yet, without Alembic (no
+        version table). For tests; the application builds its schema with the migrations."""
         async with self.engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
 
@@ -37,8 +44,9 @@ class Database:
 def make_database(url: str) -> Database:
     """Build (not connect) the engine and session maker for `url`.
 
-    `sqlite+aiosqlite:///path` gets WAL, a busy timeout, foreign keys and real transactions;
-    `postgresql+psycopg://...` is used as is.
+    `sqlite+aiosqlite:///path` gets its parent folder created, WAL, a busy timeout, foreign
+    keys and real transactions (BEGIN IMMEDIATE for writers, see WRITE_INTENT);
+    `postgresql+psycopg://...` gets a pool that tests each connection before use.
     """
     parsed = make_url(url)
     sqlite = parsed.get_backend_name() == "sqlite"
