@@ -76,6 +76,7 @@ def verdict_from_probe(base: Verdict, result: ProbeResult, catch_all: bool | Non
     return _verdict(reason, base, mx=result.mx, smtp_code=code, catch_all=flag)
 
 
+ROUTE_LOOKUPS = 32  # routes looked up at once (the resolver allows more queries than this)
 _UNSET: Any = object()  # Memo.peek's "not known yet"
 
 
@@ -113,6 +114,9 @@ class Engine:
         self._catch_all: Memo[str, bool | None] = Memo(cache_size, ttl=catch_all_life)
         self._verdicts: Memo[tuple[str, Check], Verdict] = Memo(cache_size, ttl=verdict_life)
         self._in_flight: dict[tuple[str, Check], asyncio.Future[Verdict]] = {}
+        # a job's first chunks ask for thousands of routes at once; the prober's host lookups
+        # (the step before a domain's first RCPT) must not queue behind all of them
+        self._route_slots = asyncio.Semaphore(ROUTE_LOOKUPS)
 
     async def check(self, address: str, checks: Check = Check.SMTP) -> Verdict:
         return (await self.check_many([address], checks))[0]
@@ -184,7 +188,8 @@ class Engine:
     async def _domain_verdicts(
         self, domain: str, bases: list[Verdict], locals_: list[str], checks: Check
     ) -> list[Verdict]:
-        route = await self._resolver.mail_route(domain)
+        async with self._route_slots:
+            route = await self._resolver.mail_route(domain)
         if route.kind not in (RouteKind.MX, RouteKind.IMPLICIT):
             return [_verdict(_ROUTE_REASON[route.kind], base) for base in bases]
         mx = _reported_mx(route)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from operator import itemgetter
 
 import msgspec
 
 from mailvet.domain.messages import RowChunk
-from mailvet.domain.offline import syntax_verdicts
+from mailvet.domain.offline import syntax_columns
 from mailvet.domain.verdict import Verdict
 from mailvet.tabular import FileLayout, chunk_emails, output_encoding, render_chunk
 
@@ -50,9 +51,14 @@ def chunk_addresses(chunk: RowChunk) -> list[str]:
 
 def render(chunk: RowChunk, verdicts: Sequence[Verdict]) -> ChunkOutput:
     """Render a chunk's verdicts in the form its result file needs."""
-    cells = [verdict.columns() for verdict in verdicts]
-    statuses = Counter(cell[0] for cell in cells)  # StrEnum members: keys equal their values
-    reasons = Counter(cell[1] for cell in cells)
+    return render_cells(chunk, [verdict.columns() for verdict in verdicts])
+
+
+def render_cells(chunk: RowChunk, cells: list[tuple[str, ...]]) -> ChunkOutput:
+    """Render a chunk's RESULT_COLUMNS cells (one tuple a row) in the form its result file
+    needs, with the counts of statuses and reasons (the enums are str: keys equal values)."""
+    statuses = Counter(map(itemgetter(0), cells))
+    reasons = Counter(map(itemgetter(1), cells))
     if chunk.text:
         layout = decode_file_layout(chunk.layout)
         codec, _ = output_encoding(layout)
@@ -81,4 +87,4 @@ def decode_output(data: bytes) -> ChunkOutput:
 def syntax_chunk(chunk: RowChunk) -> ChunkOutput:
     """A syntax-only chunk from raw rows to rendered output, in one call: what a pool
     process runs (this module imports the domain and the tabular code, nothing more)."""
-    return render(chunk, syntax_verdicts(chunk_addresses(chunk)))
+    return render_cells(chunk, syntax_columns(chunk_addresses(chunk)))

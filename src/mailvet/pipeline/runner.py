@@ -75,10 +75,13 @@ class Pipeline:
             self._orchestrator = Orchestrator(bus, jobs, backlog=engine_settings.dispatch_backlog)
             bus.subscribe(keys.ORCHESTRATOR, self._orchestrator.handle)
         if "worker" in self.roles:
-            worker = Worker(deps.engine, bus, pool=deps.syntax_pool)
-            bus.subscribe(
-                keys.WORK, cast(Handler, worker.handle), concurrency=engine_settings.worker_concurrency
+            worker = Worker(
+                deps.engine,
+                bus,
+                pool=deps.syntax_pool,
+                concurrency=engine_settings.worker_concurrency,
             )
+            bus.subscribe(keys.WORK, cast(Handler, worker.handle), concurrency=worker.in_flight)
         if "resultgen" in self.roles:
             self._resultgen = ResultGenerator(jobs, storage)
             bus.subscribe(keys.RESULTS, self._resultgen.handle, concurrency=4)

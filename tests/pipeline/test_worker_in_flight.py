@@ -1,0 +1,120 @@
+"""Network chunks in flight: far more than the worker's CPU slots, so a job's slow domains
+(greylisting retries, tar-pits) do not starve its servers of work."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from mailvet.adapters.bus.memory import MemoryBus
+from mailvet.adapters.db.memory import MemoryJobRepository
+from mailvet.adapters.storage.memory import MemoryStorage
+from mailvet.bootstrap import build_deps
+from mailvet.domain.job import JobStatus
+from mailvet.domain.ports import MailRoute, ProbeResult
+from mailvet.domain.verdict import Check
+from mailvet.pipeline.engine import ROUTE_LOOKUPS, Engine
+from mailvet.pipeline.runner import Pipeline
+from mailvet.pipeline.submit import submit_file
+from mailvet.pipeline.worker import GC_THRESHOLDS, NETWORK_FACTOR, Worker
+from mailvet.settings import load_settings
+from tests.fakes import ACCEPT, UNKNOWN, FakeProber, FakeResolver
+
+pytestmark = pytest.mark.pipeline
+
+
+class HeldProber:
+    """Holds every mailbox probe until `wanted` of them wait at once (catch-all probes are
+    answered at once); records the most that waited together."""
+
+    def __init__(self, wanted: int) -> None:
+        self.wanted = wanted
+        self.waiting = 0
+        self.peak = 0
+        self._release = asyncio.Event()
+
+    async def probe(
+        self, hosts: Sequence[str], recipients: Sequence[str], *, solo: bool = False
+    ) -> list[ProbeResult]:
+        if not solo:
+            self.waiting += 1
+            self.peak = max(self.peak, self.waiting)
+            if self.waiting >= self.wanted:
+                self._release.set()
+            await self._release.wait()
+            self.waiting -= 1
+        reply = UNKNOWN if solo else ACCEPT
+        return [ProbeResult(mx=hosts[0], reply=reply) for _ in recipients]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_network_chunks_in_flight_exceed_the_worker_concurrency(tmp_path: Path) -> None:
+    concurrency = 2
+    wanted = concurrency * NETWORK_FACTOR // 2  # the old limit was `concurrency` chunks
+    prober = HeldProber(wanted)
+    settings = load_settings(
+        {"MAILVET_CHUNK_SIZE": "10", "MAILVET_WORKER_CONCURRENCY": str(concurrency)}
+    )
+    bus = MemoryBus()
+    bus.set_bound("work", concurrency)
+    deps = await build_deps(
+        settings,
+        jobs=MemoryJobRepository(),
+        storage=MemoryStorage(),
+        bus=bus,
+        resolver=FakeResolver(),
+        prober=prober,
+    )
+    src = tmp_path / "list.csv"  # one domain per chunk of 10 rows: one probe call per chunk
+    src.write_text("email\n" + "".join(f"u{i}@d{i // 10}.com\n" for i in range(200)))
+    pipeline = Pipeline(deps)
+    await pipeline.start()
+    try:
+        job_id = await submit_file(deps.jobs, deps.storage, deps.bus, src, checks=Check.SMTP)
+        # (a hang guard: with `concurrency` chunks in flight the probes are never released)
+        await asyncio.wait_for(prober._release.wait(), 30)
+        while not (job := await deps.jobs.get(job_id)).status.is_final:
+            await asyncio.sleep(0.01)
+        assert job.status is JobStatus.COMPLETED
+        assert prober.peak >= wanted > concurrency
+    finally:
+        await pipeline.stop()
+        await deps.close()
+
+
+def test_the_worker_relaxes_the_garbage_collector() -> None:
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        Worker(Engine(FakeResolver(), FakeProber()), MemoryBus(), concurrency=4)
+        assert gc.get_threshold() == GC_THRESHOLDS
+    finally:
+        gc.set_threshold(*before)
+
+
+class CountingResolver(FakeResolver):
+    def __init__(self) -> None:
+        super().__init__()
+        self.looking = 0
+        self.peak = 0
+
+    async def mail_route(self, domain: str) -> MailRoute:
+        self.looking += 1
+        self.peak = max(self.peak, self.looking)
+        await asyncio.sleep(0)
+        self.looking -= 1
+        return await super().mail_route(domain)
+
+
+async def test_routes_are_looked_up_a_bounded_number_at_a_time() -> None:
+    resolver = CountingResolver()
+    engine = Engine(resolver, FakeProber())
+    verdicts = await engine.check_many([f"a@d{n}.com" for n in range(3 * ROUTE_LOOKUPS)], Check.DNS)
+    assert len(resolver.asked) == len(verdicts) == 3 * ROUTE_LOOKUPS
+    assert resolver.peak == ROUTE_LOOKUPS
