@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from mailvet.tabular.chunks import text_parts
 from mailvet.tabular.layout import HEADER_RECORDS, FileLayout
 from mailvet.tabular.reading import csv_records, text_lines
 from mailvet.tabular.xlsx import XLSX_SCAN_ROWS, cell_str, is_blank_row, sheet_rows
@@ -124,13 +125,20 @@ def iter_emails(path: Path, layout: FileLayout) -> Iterator[str]:
                 yield cell_str(cells[idx]).strip() if idx < len(cells) else ""
 
 
+# rows per part when the record cutter counts (a few MiB of text at a time)
+COUNT_PART_ROWS = 50_000
+
+
 def count_rows(path: Path, layout: FileLayout) -> int:
-    """Number of data rows (== number of items iter_emails yields)."""
+    """Number of data rows (== number of items iter_emails yields).
+
+    CSV: the record cutter's count (the rows of iter_text_chunks, which find records as
+    csv.reader does and reject the files it rejects, with the same messages), about three
+    times faster than csv.reader, which splits every field: intake counts before anything
+    else can start."""
     path = Path(path)
     if layout.kind == "csv":
-        with csv_records(path, layout) as reader:
-            collections.deque(itertools.islice(reader, layout.skip_records), maxlen=0)
-            return sum(map(bool, reader))
+        return sum(rows for _, rows in text_parts(path, layout, COUNT_PART_ROWS, False))
     if layout.kind == "txt":
         with text_lines(path, layout) as lines:
             rest = itertools.islice(lines, layout.skip_records, None)
