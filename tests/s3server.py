@@ -73,6 +73,11 @@ class MotoS3:
     def running(self) -> bool:
         return self._server is not None
 
+    @property
+    def connections(self) -> int:
+        """Connections accepted since the last start (a test can see a request arrive)."""
+        return 0 if self._server is None else self._server.accepted
+
     def serve(self) -> Iterator[Self]:
         """For fixtures: start, yield self, stop."""
         self.start()
@@ -132,6 +137,7 @@ class _CrashableMotoServer(ThreadedMotoServer):
         super().__init__(**kwargs)
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self.accepted = 0
 
     def crash(self) -> None:
         if self._server is not None:
@@ -150,13 +156,14 @@ class _CrashableMotoServer(ThreadedMotoServer):
 
     def _server_entry(self) -> None:
         # moto's own _server_entry, with a handler that registers its connection
-        connections, lock = self._connections, self._lock
+        connections, lock, server = self._connections, self._lock, self
 
         class TrackingHandler(MotoRequestHandler):
             def setup(self) -> None:
                 super().setup()
                 with lock:
                     connections.add(self.connection)
+                    server.accepted += 1
 
             def finish(self) -> None:
                 with lock:

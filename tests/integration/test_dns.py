@@ -141,16 +141,17 @@ async def test_a_servfail_is_remembered_only_failure_ttl(own_dns: DnsTestServer)
     broken.zone.servfail("mx.recovering.com")
     own_dns.zone.add("recovering.com", mx=[(10, "mx.recovering.com")])
     own_dns.zone.add("mx.recovering.com", a=["127.0.0.14"])
-    settings = DnsSettings(servers=(f"127.0.0.1:{broken.port}",), timeout=0.5, failure_ttl=0.5)
-    upstream = make_resolver(settings)
-    resolver = DnsResolver(settings, upstream)  # on the real clock
+    clock = FakeClock()
+    resolver, upstream = lifetimes(broken.port, clock, failure_ttl=0.5)
     try:
         assert (await resolver.mail_route("recovering.com")).kind is RouteKind.FAILED
         assert await resolver.host_addresses("mx.recovering.com") == []
         point_at(upstream, own_dns.port)
         assert (await resolver.mail_route("recovering.com")).kind is RouteKind.FAILED  # remembered
         assert await resolver.host_addresses("mx.recovering.com") == []
-        await asyncio.sleep(0.6)
+        clock.now += 0.4
+        assert (await resolver.mail_route("recovering.com")).kind is RouteKind.FAILED  # still
+        clock.now += 0.2  # past failure_ttl
         route = await resolver.mail_route("recovering.com")
         assert (route.kind, route.hosts) == (RouteKind.MX, ("mx.recovering.com",))
         assert await resolver.host_addresses("mx.recovering.com") == ["127.0.0.14"]

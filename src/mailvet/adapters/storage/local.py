@@ -14,6 +14,10 @@ from mailvet.domain.ports import ObjectNotFound
 
 
 class LocalStorage:
+    """Limit of the file system: a key cannot also be a folder of other keys (`a` and `a/b`
+    at once); storing the second of them raises OSError and leaves the first as it was. The
+    pipeline's keys never nest so (tests/contracts/storage.py)."""
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
@@ -29,8 +33,8 @@ class LocalStorage:
         source = self.path_of(key)
         try:
             await asyncio.to_thread(shutil.copyfile, source, path)
-        except FileNotFoundError:
-            if source.is_file():  # the destination's directory is what is missing
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            if source.is_file():  # the destination (or its directory) is what is wrong
                 raise
             raise ObjectNotFound(key) from None
 
@@ -41,7 +45,9 @@ class LocalStorage:
     async def get_bytes(self, key: str) -> bytes:
         try:
             return await asyncio.to_thread(self.path_of(key).read_bytes)
-        except (FileNotFoundError, IsADirectoryError):
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            # no such file; a folder (`a` when `a/b` exists); a file on the way (`a/b` when `a`
+            # is an object)
             raise ObjectNotFound(key) from None
 
     async def move(self, src: str, dst: str) -> None:
