@@ -5,9 +5,9 @@ for a missing key, `delete_prefix` with plain S3 prefix semantics (`a/b` also ma
 
 The minio client is synchronous: each call runs in a worker thread (`asyncio.to_thread`).
 When S3 cannot be reached (connection refused or reset, timeouts, 5xx, throttling) an
-operation is retried with exponential backoff for up to `retry_for` seconds, then
-StorageUnavailable is raised. The client's own urllib3 retries are off so that this backoff
-is the only one. Answers that retrying cannot change (NoSuchKey, NoSuchBucket, AccessDenied,
+operation is retried through the storage's RetryPolicy (adapters/retry.py: exponential
+backoff for up to `retry_for` seconds), then StorageUnavailable is raised. The client's own
+urllib3 retries are off so that this backoff is the only one. Answers that retrying cannot change (NoSuchKey, NoSuchBucket, AccessDenied,
 bad requests) are not retried.
 
 Limits: `move` is a server-side copy then a delete (S3 has no rename): if it fails between
@@ -18,13 +18,12 @@ multipart UploadPartCopy (compose) by itself for sources over 5 GiB.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import http.client
 import io
 import os
-import random
 import secrets
 import ssl
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -41,6 +40,7 @@ from minio.deleteobjects import DeleteError, DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 from minio.helpers import check_bucket_name
 
+from mailvet.adapters.retry import RetriesExhausted, RetryPolicy
 from mailvet.adapters.storage.keys import check_key
 from mailvet.domain.ports import ObjectNotFound
 
@@ -49,8 +49,6 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 MAX_PRESIGN_EXPIRY = timedelta(days=7)  # the SigV4 limit
-FIRST_DELAY = 0.2  # seconds before the first retry, doubled each time...
-MAX_DELAY = 5.0  # ...up to this
 CHUNK = 1024 * 1024
 
 # S3 error codes worth retrying even when the HTTP status is not 5xx (e.g. 400 RequestTimeout).
@@ -98,21 +96,24 @@ class S3Storage:
         secure: bool = False,
         region: str = "us-east-1",
         retry_for: float = 60.0,
+        retry: RetryPolicy | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
         public_endpoint: str = "",
+        ca_file: str = "",
     ) -> None:
         """`endpoint` is `host:port` or `http(s)://host:port` (`https` means secure).
 
         `public_endpoint`, in the same forms, is the address browsers reach S3 at when it
-        differs from ours (e.g. `minio:9000` inside compose): download links name it."""
+        differs from ours (e.g. `minio:9000` inside compose): download links name it.
+        `retry` (default: the standard backoff over `retry_for` seconds) says how an
+        operation is tried again while S3 is unreachable; `ca_file` is the CA bundle for
+        TLS (default: certifi's)."""
         self.endpoint, self.secure = _split_endpoint(endpoint, secure)
         check_bucket_name(bucket, strict=True)
-        if retry_for < 0:
-            raise ValueError("retry_for must be >= 0")
+        self.retry = retry or RetryPolicy(retry_for=retry_for)
         self.bucket = bucket
         self.region = region
-        self.retry_for = retry_for
         self._http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
             # no retries in urllib3: our backoff (with logging and a deadline) is in charge;
@@ -120,7 +121,7 @@ class S3Storage:
             retries=urllib3.Retry(total=0, redirect=False),
             maxsize=16,
             cert_reqs="CERT_REQUIRED",
-            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            ca_certs=ca_file or certifi.where(),
         )
         self.client = Minio(
             self.endpoint,
@@ -228,37 +229,38 @@ class S3Storage:
         if not self._bucket_ready:
             await self.ensure_bucket()
 
+    @property
+    def retry_for(self) -> float:
+        """Seconds an operation keeps being retried while S3 is unreachable."""
+        return self.retry.retry_for
+
+    @retry_for.setter
+    def retry_for(self, seconds: float) -> None:
+        self.retry = dataclasses.replace(self.retry, retry_for=seconds)
+
     async def _run(self, op: str, call: Callable[[], T], key: str = "") -> T:
         """Run `call` in a thread; retry it with backoff while S3 is unreachable."""
-        started = time.monotonic()
-        delay = FIRST_DELAY
-        attempt = 0
-        while True:
-            attempt += 1
+
+        async def attempt() -> T:
             try:
                 return await asyncio.to_thread(call)
-            except Exception as exc:
-                if isinstance(exc, S3Error) and exc.code == "NoSuchBucket":
+            except S3Error as exc:
+                if exc.code == "NoSuchBucket":
                     self._bucket_ready = False  # deleted behind our back: recreate next time
-                if not is_transient(exc):
-                    raise
-                elapsed = time.monotonic() - started
-                remaining = self.retry_for - elapsed
-                if remaining <= 0:
-                    raise StorageUnavailable(
-                        op, self.endpoint, attempt, elapsed, describe(exc)
-                    ) from exc
-                pause = min(remaining, random.uniform(delay / 2, delay))  # jitter
-                log.warning(
-                    "s3_retry",
-                    op=op,
-                    attempt=attempt,
-                    error=describe(exc),
-                    key=key,
-                    retry_in=round(pause, 3),
-                )
-                await asyncio.sleep(pause)
-                delay = min(delay * 2, MAX_DELAY)
+                raise
+
+        def warn(attempt: int, exc: BaseException, pause: float) -> None:
+            log.warning(
+                "s3_retry", op=op, attempt=attempt, error=describe(exc), key=key,
+                retry_in=round(pause, 3),
+            )
+
+        try:
+            return await self.retry.run(attempt, transient=is_transient, on_retry=warn)
+        except RetriesExhausted as exc:
+            raise StorageUnavailable(
+                op, self.endpoint, exc.attempts, exc.elapsed, describe(exc.error)
+            ) from exc.error
 
     # --- blocking calls, run in threads --------------------------------------------------
 
