@@ -128,6 +128,7 @@ def build_storage(settings: Settings) -> ObjectStorage:
             secure=cfg.s3_secure,
             retry_for=cfg.s3_retry_for,
             public_endpoint=cfg.s3_public_endpoint,
+            ca_file=cfg.s3_ca_file,
         )
     raise SettingsError(f"MAILVET_STORAGE={backend!r}: choose local, memory or s3")
 

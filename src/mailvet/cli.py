@@ -8,7 +8,6 @@ domain, `status` a job repository.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -53,10 +52,9 @@ def _load() -> Settings:
 def _configure_logs(settings: Settings, default_level: str | None = None, *, lazy: bool = False) -> None:
     from mailvet.logs import configure_logging
 
-    level, json_lines = settings.log_level, settings.log_json
-    if default_level is not None:  # a service: info-level JSON lines unless told otherwise
-        level = level if "MAILVET_LOG_LEVEL" in os.environ else default_level
-        json_lines = json_lines if "MAILVET_LOG_JSON" in os.environ else True
+    # unset: warning-level text for a command, info-level JSON lines for a service
+    level = settings.log_level or default_level or "warning"
+    json_lines = settings.log_json if settings.log_json is not None else default_level is not None
     configure_logging(level, json_lines, lazy=lazy)
 
 
@@ -432,7 +430,7 @@ def asyncapi() -> None:
     from mailvet.adapters.bus.rabbit import RabbitBus
     from mailvet.pipeline.runner import describe_flows
 
-    settings = load_settings()
+    settings = _load()
     bus = RabbitBus(settings.rabbit.rabbitmq_url, prefix=settings.rabbit.prefix)
     describe_flows(bus)
     typer.echo(bus.asyncapi_json())

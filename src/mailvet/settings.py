@@ -4,19 +4,29 @@ This is the only module that reads the environment. `load_settings()` is called 
 entry points (CLI, web app factory) and the result is passed down.
 
 Precedence: defaults < TOML file (`MAILVET_CONFIG`, else ./config/mailvet.toml if present)
-< environment. Each environment variable maps to one field, e.g. MAILVET_SMTP_TIMEOUT to
-`smtp.timeout`; the table `ENV` below lists them all.
+< environment. Every field has its environment variable, derived from the structs: the
+group's `ENV_PREFIX` and the field name (`smtp.timeout` is MAILVET_SMTP_TIMEOUT), unless
+the field names its own (`smtp.mail_from` is MAILVET_MAIL_FROM, the names in use before the
+rule). `variables()` walks the structs; `python -m mailvet.settings --markdown` prints the
+table kept in docs/settings.md (a test checks that they agree).
+
+Each field's limits are msgspec constraints (`Meta(ge=1)`): a value that makes no sense is
+refused at start with one line naming the variable, the allowed values and what was given.
 """
 
 from __future__ import annotations
 
+import enum
 import os
+import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal, cast
 
 import msgspec
+import msgspec.inspect as mi
 
 from mailvet.domain.verdict import Check
 
@@ -25,75 +35,174 @@ class SettingsError(Exception):
     """A setting has a bad value: the message names the variable."""
 
 
-class DnsSettings(msgspec.Struct, frozen=True, kw_only=True):
-    servers: tuple[str, ...] = ()  # host[:port]; empty = the system resolver
-    timeout: float = 5.0  # seconds for one whole lookup (all tries)
-    cache_size: int = 100_000
-    failure_ttl: float = 5.0  # seconds a SERVFAIL/timeout answer is remembered
-    max_ttl: float = 3600.0  # no answer is remembered longer (nor longer than its own TTL)
-    max_in_flight: int = 100  # queries outstanding at once (a burst of thousands gets dropped)
+def _m(
+    doc: str,
+    *,
+    env: str | tuple[str, ...] = (),
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+) -> msgspec.Meta:
+    """A field's description, limits and (when it breaks the rule) environment variable(s);
+    with several names the first one set wins."""
+    names = (env,) if isinstance(env, str) else env
+    meta: Any = msgspec.Meta  # its stubs take ge and gt only one at a time
+    return cast(
+        msgspec.Meta,
+        meta(description=doc, ge=ge, gt=gt, le=le, extra={"env": names} if names else None),
+    )
 
 
-class SmtpSettings(msgspec.Struct, frozen=True, kw_only=True):
-    mail_from: str = ""  # empty: the null reverse-path MAIL FROM:<> (accepted everywhere)
-    helo_name: str = "localhost"
-    port: int = 25
-    timeout: float = 10.0  # every socket operation
-    retries: int = 2  # after a temporary (4xx) reply
-    retry_delay: float = 300.0  # seconds before each retry
-    per_host_connections: int = 3
-    max_connections: int = 100  # across all MX hosts
-    recipients_per_transaction: int = 20  # first batch size; grows while the server keeps up
-    max_recipients_per_transaction: int = 100  # RFC 5321 4.5.3.1.8: servers take at least 100
-    catch_all_check: bool = True
-    address_deadline: float = 120.0  # seconds one address may take, all MX hosts and retries
-    max_mx_hosts: int = 5  # MX hosts tried per domain (RFC 5321 5.1)
-    allow_private: bool = False  # connect to loopback/private MX addresses (test worlds only)
-    starttls: bool = True  # opportunistic STARTTLS when offered
-    tls_verify: bool = False  # verify the server certificate after STARTTLS
+PORT = 65_535
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 
-class EngineSettings(msgspec.Struct, frozen=True, kw_only=True):
-    checks: Check = Check.SMTP
-    chunk_size: int = 1000  # rows per message (DNS/SMTP checks)
-    syntax_chunk_size: int = 10_000  # rows per message for syntax-only jobs (cheap rows)
-    syntax_processes: int = -1  # processes for syntax-only chunks; -1 = one per CPU, 0 = none
-    worker_concurrency: int = 16  # chunks in progress at once per worker
-    dispatch_backlog: int = 8  # chunks the orchestrator keeps waiting in the work queue
-    verdict_cache_size: int = 200_000  # addresses remembered per worker (dedupe)
-    verdict_ttl: float = 3600.0  # seconds a verdict is remembered by a long-running worker
-    unknown_ttl: float = 10.0  # seconds an `unknown` verdict is remembered
+class DnsSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    ENV_PREFIX: ClassVar[str] = "MAILVET_DNS_"
+
+    servers: Annotated[tuple[str, ...], _m("resolvers, `host[:port]`; empty: the system's")] = ()
+    timeout: Annotated[float, _m("seconds for one whole lookup (all tries)", gt=0)] = 5.0
+    cache_size: Annotated[int, _m("lookups remembered", ge=1)] = 100_000
+    failure_ttl: Annotated[float, _m("seconds a SERVFAIL/timeout answer is remembered", ge=0)] = 5.0
+    max_ttl: Annotated[
+        float, _m("no answer is remembered longer (nor longer than its own TTL)", ge=0)
+    ] = 3600.0
+    max_in_flight: Annotated[
+        int, _m("queries outstanding at once (a burst of thousands gets dropped)", ge=1)
+    ] = 100
 
 
-class StorageSettings(msgspec.Struct, frozen=True, kw_only=True):
-    backend: str = "local"  # local | memory | s3
-    root: str = ""  # local folder; default <data_dir>/storage
-    s3_endpoint: str = "127.0.0.1:9000"  # host:port, or an http(s):// URL
-    s3_public_endpoint: str = ""  # what download links name, if browsers reach S3 elsewhere
-    s3_access_key: str = ""
-    s3_secret_key: str = ""
-    s3_bucket: str = "mailvet"
-    s3_secure: bool = False
-    s3_retry_for: float = 120.0  # seconds an operation keeps retrying while S3 is unreachable
-    link_seconds: int = 60  # validity of pre-signed download links
+class SmtpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    ENV_PREFIX: ClassVar[str] = "MAILVET_SMTP_"
+
+    mail_from: Annotated[
+        str,
+        _m(
+            "MAIL FROM address; empty: the null reverse-path `<>` (accepted everywhere)",
+            env="MAILVET_MAIL_FROM",
+        ),
+    ] = ""
+    helo_name: Annotated[
+        str, _m("EHLO name; should match the outbound IP's reverse DNS", env="MAILVET_HELO_NAME")
+    ] = "localhost"
+    port: Annotated[int, _m("port of the MX hosts", ge=1, le=PORT)] = 25
+    timeout: Annotated[float, _m("seconds for every socket operation", gt=0)] = 10.0
+    retries: Annotated[int, _m("tries again after a temporary (4xx) reply", ge=0)] = 2
+    retry_delay: Annotated[float, _m("seconds before each retry", ge=0)] = 300.0
+    per_host_connections: Annotated[int, _m("sessions at once to one MX address", ge=1)] = 3
+    max_connections: Annotated[int, _m("sessions at once across all MX hosts", ge=1)] = 100
+    recipients_per_transaction: Annotated[
+        int, _m("first batch size; grows while the server keeps up", ge=1)
+    ] = 20
+    max_recipients_per_transaction: Annotated[
+        int, _m("largest batch (RFC 5321 4.5.3.1.8: servers take at least 100)", ge=1)
+    ] = 100
+    catch_all_check: Annotated[
+        bool, _m("ask each domain whether it accepts any address (catch-all)")
+    ] = True
+    address_deadline: Annotated[
+        float, _m("seconds one address may take, all MX hosts and retries", gt=0)
+    ] = 120.0
+    max_mx_hosts: Annotated[int, _m("MX hosts tried per domain (RFC 5321 5.1)", ge=1)] = 5
+    allow_private: Annotated[
+        bool, _m("connect to loopback/private MX addresses (test worlds only)")
+    ] = False
+    starttls: Annotated[bool, _m("opportunistic STARTTLS when offered")] = True
+    tls_verify: Annotated[bool, _m("verify the server certificate after STARTTLS")] = False
 
 
-class BusSettings(msgspec.Struct, frozen=True, kw_only=True):
-    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    prefix: str = "mailvet"  # queue and exchange names start with it
-    delivery_limit: int = 5  # deliveries before a message is dead-lettered
+class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    ENV_PREFIX: ClassVar[str] = "MAILVET_"
+
+    checks: Annotated[Check, _m("how far to go by default")] = Check.SMTP
+    chunk_size: Annotated[int, _m("rows per message (DNS/SMTP checks)", ge=1)] = 1000
+    syntax_chunk_size: Annotated[
+        int, _m("rows per message for syntax-only jobs (cheap rows)", ge=1)
+    ] = 10_000
+    syntax_processes: Annotated[
+        int, _m("processes for syntax-only chunks; -1: one per CPU, 0: none", ge=-1)
+    ] = -1
+    worker_concurrency: Annotated[int, _m("chunks in progress at once per worker", ge=1)] = 16
+    dispatch_backlog: Annotated[
+        int, _m("chunks the orchestrator keeps waiting in the work queue", ge=1)
+    ] = 8
+    verdict_cache_size: Annotated[int, _m("addresses remembered per worker (dedupe)", ge=1)] = (
+        200_000
+    )
+    verdict_ttl: Annotated[
+        float, _m("seconds a verdict is remembered by a long-running worker", ge=0)
+    ] = 3600.0
+    unknown_ttl: Annotated[float, _m("seconds an `unknown` verdict is remembered", ge=0)] = 10.0
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    data_dir: str = ".mailvet"
-    database_url: str = ""  # default sqlite+aiosqlite:///<data_dir>/mailvet.db
-    bus: str = "memory"  # memory | rabbit
-    health_port: int = 0  # `mailvet run <role>` answers GET /health here (0: off)
-    health_host: str = "127.0.0.1"  # address of /health and /metrics on health_port
-    web_host: str = "127.0.0.1"
-    web_port: int = 8000
-    log_level: str = "warning"
-    log_json: bool = False
+class StorageSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    ENV_PREFIX: ClassVar[str] = "MAILVET_"
+
+    backend: Annotated[
+        Literal["local", "memory", "s3"], _m("where files are kept", env="MAILVET_STORAGE")
+    ] = "local"
+    root: Annotated[
+        str, _m("local folder; empty: `<data_dir>/storage`", env="MAILVET_STORAGE_ROOT")
+    ] = ""
+    s3_endpoint: Annotated[str, _m("`host:port`, or an `http(s)://` URL")] = "127.0.0.1:9000"
+    s3_public_endpoint: Annotated[
+        str, _m("what download links name, if browsers reach S3 elsewhere")
+    ] = ""
+    s3_access_key: Annotated[str, _m("S3 access key")] = ""
+    s3_secret_key: Annotated[str, _m("S3 secret key")] = ""
+    s3_bucket: Annotated[str, _m("bucket (created on first use)")] = "mailvet"
+    s3_secure: Annotated[bool, _m("TLS to S3 (an `https://` endpoint implies it)")] = False
+    s3_ca_file: Annotated[
+        str,
+        _m(
+            "CA bundle for TLS to S3; empty: certifi's",
+            env=("MAILVET_S3_CA_FILE", "SSL_CERT_FILE"),
+        ),
+    ] = ""
+    s3_retry_for: Annotated[
+        float, _m("seconds an operation keeps retrying while S3 is unreachable", ge=0)
+    ] = 120.0
+    link_seconds: Annotated[
+        int,
+        _m(
+            "validity of pre-signed download links (SigV4: at most 7 days)",
+            env="MAILVET_STORAGE_LINK_SECONDS",
+            ge=1,
+            le=7 * 24 * 3600,
+        ),
+    ] = 60
+
+
+class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    ENV_PREFIX: ClassVar[str] = "MAILVET_RABBITMQ_"
+
+    rabbitmq_url: Annotated[str, _m("AMQP URL of RabbitMQ", env="MAILVET_RABBITMQ_URL")] = (
+        "amqp://guest:guest@127.0.0.1:5672/"
+    )
+    prefix: Annotated[str, _m("queue and exchange names start with it")] = "mailvet"
+    delivery_limit: Annotated[int, _m("deliveries before a message is dead-lettered", ge=1)] = 5
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    ENV_PREFIX: ClassVar[str] = "MAILVET_"
+
+    data_dir: Annotated[str, _m("SQLite file and local storage folder")] = ".mailvet"
+    database_url: Annotated[
+        str, _m("SQLAlchemy URL; empty: `sqlite+aiosqlite:///<data_dir>/mailvet.db`")
+    ] = ""
+    bus: Annotated[Literal["memory", "rabbit"], _m("message bus between the roles")] = "memory"
+    health_port: Annotated[
+        int, _m("`mailvet run <role>` answers GET /health here (0: off)", ge=0, le=PORT)
+    ] = 0
+    health_host: Annotated[str, _m("address /health and /metrics listen on")] = "127.0.0.1"
+    web_host: Annotated[str, _m("address the web role listens on")] = "127.0.0.1"
+    web_port: Annotated[int, _m("port of the web role", ge=0, le=PORT)] = 8000
+    log_level: Annotated[
+        LogLevel | None, _m("unset: `warning` for commands, `info` for `mailvet run`")
+    ] = None
+    log_json: Annotated[
+        bool | None, _m("JSON log lines; unset: text for commands, JSON for `mailvet run`")
+    ] = None
     dns: DnsSettings = DnsSettings()
     smtp: SmtpSettings = SmtpSettings()
     engine: EngineSettings = EngineSettings()
@@ -109,64 +218,64 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return Path(self.storage.root or Path(self.data_dir) / "storage").resolve()
 
 
-# environment variable -> (group or "", field)
-ENV: dict[str, tuple[str, str]] = {
-    "MAILVET_DATA_DIR": ("", "data_dir"),
-    "MAILVET_DATABASE_URL": ("", "database_url"),
-    "MAILVET_BUS": ("", "bus"),
-    "MAILVET_LOG_LEVEL": ("", "log_level"),
-    "MAILVET_LOG_JSON": ("", "log_json"),
-    "MAILVET_DNS_SERVERS": ("dns", "servers"),
-    "MAILVET_DNS_TIMEOUT": ("dns", "timeout"),
-    "MAILVET_DNS_FAILURE_TTL": ("dns", "failure_ttl"),
-    "MAILVET_DNS_MAX_TTL": ("dns", "max_ttl"),
-    "MAILVET_DNS_MAX_IN_FLIGHT": ("dns", "max_in_flight"),
-    "MAILVET_MAIL_FROM": ("smtp", "mail_from"),
-    "MAILVET_HELO_NAME": ("smtp", "helo_name"),
-    "MAILVET_SMTP_PORT": ("smtp", "port"),
-    "MAILVET_SMTP_TIMEOUT": ("smtp", "timeout"),
-    "MAILVET_SMTP_RETRIES": ("smtp", "retries"),
-    "MAILVET_SMTP_RETRY_DELAY": ("smtp", "retry_delay"),
-    "MAILVET_SMTP_PER_HOST_CONNECTIONS": ("smtp", "per_host_connections"),
-    "MAILVET_SMTP_MAX_CONNECTIONS": ("smtp", "max_connections"),
-    "MAILVET_SMTP_RECIPIENTS_PER_TRANSACTION": ("smtp", "recipients_per_transaction"),
-    "MAILVET_SMTP_MAX_RECIPIENTS_PER_TRANSACTION": ("smtp", "max_recipients_per_transaction"),
-    "MAILVET_SMTP_ADDRESS_DEADLINE": ("smtp", "address_deadline"),
-    "MAILVET_SMTP_MAX_MX_HOSTS": ("smtp", "max_mx_hosts"),
-    "MAILVET_SMTP_ALLOW_PRIVATE": ("smtp", "allow_private"),
-    "MAILVET_SMTP_STARTTLS": ("smtp", "starttls"),
-    "MAILVET_SMTP_TLS_VERIFY": ("smtp", "tls_verify"),
-    "MAILVET_CHECKS": ("engine", "checks"),
-    "MAILVET_CHUNK_SIZE": ("engine", "chunk_size"),
-    "MAILVET_SYNTAX_CHUNK_SIZE": ("engine", "syntax_chunk_size"),
-    "MAILVET_SYNTAX_PROCESSES": ("engine", "syntax_processes"),
-    "MAILVET_WORKER_CONCURRENCY": ("engine", "worker_concurrency"),
-    "MAILVET_DISPATCH_BACKLOG": ("engine", "dispatch_backlog"),
-    "MAILVET_VERDICT_TTL": ("engine", "verdict_ttl"),
-    "MAILVET_UNKNOWN_TTL": ("engine", "unknown_ttl"),
-    "MAILVET_STORAGE": ("storage", "backend"),
-    "MAILVET_STORAGE_ROOT": ("storage", "root"),
-    "MAILVET_S3_ENDPOINT": ("storage", "s3_endpoint"),
-    "MAILVET_S3_PUBLIC_ENDPOINT": ("storage", "s3_public_endpoint"),
-    "MAILVET_S3_ACCESS_KEY": ("storage", "s3_access_key"),
-    "MAILVET_S3_SECRET_KEY": ("storage", "s3_secret_key"),
-    "MAILVET_S3_BUCKET": ("storage", "s3_bucket"),
-    "MAILVET_S3_SECURE": ("storage", "s3_secure"),
-    "MAILVET_S3_RETRY_FOR": ("storage", "s3_retry_for"),
-    "MAILVET_RABBITMQ_URL": ("rabbit", "rabbitmq_url"),
-    "MAILVET_RABBITMQ_PREFIX": ("rabbit", "prefix"),
-    "MAILVET_RABBITMQ_DELIVERY_LIMIT": ("rabbit", "delivery_limit"),
-    "MAILVET_HEALTH_PORT": ("", "health_port"),
-    "MAILVET_HEALTH_HOST": ("", "health_host"),
-    "MAILVET_WEB_HOST": ("", "web_host"),
-    "MAILVET_WEB_PORT": ("", "web_port"),
-}
+# --- the variables, walked from the structs ------------------------------------------------
 
 
-def _env_value(name: str, raw: str) -> Any:
-    if name == "MAILVET_DNS_SERVERS":
-        return [part.strip() for part in raw.split(",") if part.strip()]
-    return raw
+@dataclass(frozen=True)
+class Variable:
+    """One setting: its environment variable(s), where it sits, its type and default."""
+
+    names: tuple[str, ...]  # the first is the one documented; any of them sets the field
+    group: str  # "" for the top-level fields
+    field: str
+    type: mi.Type  # without the Metadata wrapper
+    default: Any
+    doc: str
+
+    @property
+    def name(self) -> str:
+        return self.names[0]
+
+    @property
+    def key(self) -> str:
+        """The TOML key: `field` or `group.field`."""
+        return f"{self.group}.{self.field}" if self.group else self.field
+
+
+def variables() -> Iterator[Variable]:
+    """Every field of Settings and its groups, in declaration order."""
+    top = mi.type_info(Settings)
+    assert isinstance(top, mi.StructType)
+    for f in top.fields:
+        if isinstance(f.type, mi.StructType):
+            for inner in f.type.fields:
+                yield _variable(f.type.cls, f.name, inner)
+        else:
+            yield _variable(Settings, "", f)
+
+
+def _variable(cls: type[Any], group: str, f: mi.Field) -> Variable:
+    kind, doc, names = f.type, "", ()
+    if isinstance(kind, mi.Metadata):
+        doc = (kind.extra_json_schema or {}).get("description", "")
+        names = tuple((kind.extra or {}).get("env", ()))
+        kind = kind.type
+    prefix: str = cls.ENV_PREFIX
+    return Variable(
+        names=names or (prefix + f.name.upper(),),
+        group=group,
+        field=f.name,
+        type=kind,
+        default=f.default,
+        doc=doc,
+    )
+
+
+def _table() -> dict[str, Variable]:
+    return {name: var for var in variables() for name in var.names}
+
+
+# --- loading -------------------------------------------------------------------------------
 
 
 def load_settings(
@@ -183,21 +292,161 @@ def load_settings(
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise SettingsError(f"cannot read settings file {path}: {exc}") from exc
-    for name, (group, field) in ENV.items():
-        if name not in env:
+    given: dict[str, tuple[str, object]] = {}  # key -> (where it was set, as given)
+    if path is not None:
+        for key, value in _flatten(data):
+            group, _, field = key.rpartition(".")
+            given[key] = (f"[{group}] {field} in {path}" if group else f"{field} in {path}", value)
+    for var in variables():
+        name = next((n for n in var.names if n in env), None)
+        if name is None:
             continue
-        target = data.setdefault(group, {}) if group else data
-        target[field] = _env_value(name, env[name])
+        raw = env[name]
+        target = data.setdefault(var.group, {}) if var.group else data
+        if not isinstance(target, dict):  # the file gave a value where a table belongs
+            raise SettingsError(f"[{var.group}] in {path} must be a table")
+        target[var.field] = _from_env(var.type, raw)
+        given[var.key] = (name, raw)
+    _fold_case(data)
     try:
         return msgspec.convert(data, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise SettingsError(f"bad setting: {_name_for(str(exc))}") from exc
+        raise SettingsError(_explain(str(exc), given, path)) from exc
 
 
-def _name_for(message: str) -> str:
-    """Turn msgspec's `$.smtp.timeout` path into the environment variable name."""
-    for name, (group, field) in ENV.items():
-        path = f"$.{group}.{field}" if group else f"$.{field}"
-        if message.endswith(path) or f"`{path}`" in message:
-            return f"{name}: {message}"
-    return message
+def _flatten(data: Mapping[str, Any], group: str = "") -> Iterator[tuple[str, object]]:
+    for key, value in data.items():
+        if not group and isinstance(value, dict):
+            yield from _flatten(value, key)
+        else:
+            yield (f"{group}.{key}" if group else key), value
+
+
+def _from_env(kind: mi.Type, raw: str) -> object:
+    """An environment string as msgspec's lax conversion takes it (lists are comma-separated)."""
+    if isinstance(kind, mi.VarTupleType | mi.ListType):
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def _fold_case(data: dict[str, Any]) -> None:
+    """Choices (bus, backend, log level, checks) in any case: `MAILVET_BUS=Rabbit` works."""
+    for var in variables():
+        if not _choices(var.type):
+            continue
+        target = data.get(var.group) if var.group else data
+        if isinstance(target, dict) and isinstance(target.get(var.field), str):
+            target[var.field] = target[var.field].lower()
+
+
+def _explain(message: str, given: Mapping[str, tuple[str, object]], path: Path | None) -> str:
+    """msgspec's `Expected `int` >= 1 - at `$.engine.chunk_size`` as one line that names the
+    variable (or the file's key), what it must be and what it got."""
+    text, _, where = message.partition(" - at ")
+    key = where.strip("`").removeprefix("$").lstrip(".")
+    var = next((v for v in variables() if v.key == key), None)
+    if "unknown field" in text:  # only a file can name a field that does not exist
+        unknown = text.split("`")[1] if text.count("`") >= 2 else text
+        table = f"[{key}] " if key else ""
+        return f"unknown setting {table}{unknown} in {path}"
+    if var is None or key not in given:
+        return f"bad setting: {message}"
+    source, value = given[key]
+    if isinstance(value, str):
+        shown = value if value and value.strip() == value and " " not in value else repr(value)
+    else:
+        shown = repr(value)
+    return f"{source} must be {describe(var.type, article=True)}, got {shown}"
+
+
+def _choices(kind: mi.Type) -> tuple[str, ...]:
+    if isinstance(kind, mi.LiteralType):
+        return tuple(str(v) for v in kind.values)
+    if isinstance(kind, mi.EnumType):
+        return tuple(str(m.value) for m in kind.cls)
+    if isinstance(kind, mi.UnionType):
+        return tuple(c for t in kind.types for c in _choices(t))
+    return ()
+
+
+def describe(kind: mi.Type, *, article: bool = False) -> str:
+    """What a value of this type may be: `an integer >= 1`, `one of memory, rabbit`..."""
+    if isinstance(kind, mi.UnionType):
+        kinds = [t for t in kind.types if not isinstance(t, mi.NoneType)]
+        return " or ".join(describe(t, article=article) for t in kinds)
+    choices = _choices(kind)
+    if choices:
+        return ("one of " if article else "") + ", ".join(choices)
+    if isinstance(kind, mi.BoolType):
+        return "true or false"
+    if isinstance(kind, mi.IntType | mi.FloatType):
+        noun = "integer" if isinstance(kind, mi.IntType) else "number"
+        limits = _limits(kind)
+        return (f"{'an' if noun[0] == 'i' else 'a'} {noun}" if article else noun) + (f" {limits}" if limits else "")
+    if isinstance(kind, mi.VarTupleType | mi.ListType):
+        return "comma-separated list"
+    return "text"
+
+
+def _limits(kind: mi.IntType | mi.FloatType) -> str:
+    low = f">= {kind.ge}" if kind.ge is not None else f"> {kind.gt}" if kind.gt is not None else ""
+    if kind.le is not None:
+        return f"{kind.ge} to {kind.le}" if kind.ge is not None else f"<= {kind.le}"
+    return low
+
+
+# --- the table -----------------------------------------------------------------------------
+
+
+def _shown_default(value: object) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if value in ("", ()):
+        return "empty"
+    if isinstance(value, tuple):
+        value = ",".join(map(str, value))
+    return f"`{value}`"
+
+
+def markdown() -> str:
+    """docs/settings.md: every variable, its TOML key, default, allowed values and meaning."""
+    lines = [
+        "# Settings",
+        "",
+        "<!-- generated by `python -m mailvet.settings --markdown`; a test checks it -->",
+        "",
+        "Every setting is read from its `MAILVET_*` environment variable, over an optional TOML",
+        "file (`MAILVET_CONFIG`, else `config/mailvet.toml` in the working directory; keys as in",
+        "the second column, `group.field` being `field` under `[group]`). A value outside its",
+        "allowed range is refused at start with one line that names the variable.",
+        "",
+        "| Variable | TOML key | Default | Allowed | Meaning |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for var in variables():
+        names = " or ".join(f"`{n}`" for n in var.names)
+        allowed = describe(var.type).replace("|", "\\|")
+        doc = var.doc.replace("|", "\\|")
+        lines.append(
+            f"| {names} | `{var.key}` | {_shown_default(var.default)} | {allowed} | {doc} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["--markdown"]:
+        print("usage: python -m mailvet.settings --markdown", file=sys.stderr)
+        return 2
+    sys.stdout.write(markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
