@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import random
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from sqlalchemy import CursorResult, Result, Update, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -20,6 +18,7 @@ from sqlalchemy.sql.dml import Insert
 from mailvet.adapters.db.database import WRITE_INTENT, Database
 from mailvet.adapters.db.models import JobChunkRow, JobRow
 from mailvet.adapters.db.rows import job_from_row
+from mailvet.adapters.retry import RetriesExhausted, RetryPolicy
 from mailvet.logs import logger
 from mailvet.domain.job import ACTIVE_STATUSES, Job, JobStatus, check_transition
 from mailvet.domain.ports import JobNotFound
@@ -40,28 +39,27 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | OSError)
 
 
-def _retrying(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Retry a repository call with backoff while the database is unreachable. Every call
-    is one transaction, so trying again never applies a change twice (record_chunk and
-    set_status are idempotent when the first try did commit)."""
+def _retrying(
+    method: Callable[Concatenate[SqlJobRepository, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[SqlJobRepository, P], Coroutine[Any, Any, R]]:
+    """Retry a repository call through the repository's RetryPolicy while the database is
+    unreachable; once it gives up, the last error is raised. Every call is one transaction,
+    so trying again never applies a change twice (record_chunk and set_status are
+    idempotent when the first try did commit)."""
 
     @functools.wraps(method)
-    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        deadline = time.monotonic() + RETRY_FOR_SECONDS
-        delay = 0.2
-        attempt = 0
-        while True:
-            try:
-                return await method(*args, **kwargs)
-            except Exception as exc:
-                attempt += 1
-                if not _transient(exc) or time.monotonic() + delay > deadline:
-                    raise
-                logger(__name__).warning(  # imports structlog only when it happens
-                    "database_retry", op=method.__name__, attempt=attempt, error=type(exc).__name__
-                )
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 5.0)
+    async def call(self: SqlJobRepository, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        def warn(attempt: int, exc: BaseException, pause: float) -> None:
+            logger(__name__).warning(  # imports structlog only when it happens
+                "database_retry", op=method.__name__, attempt=attempt, error=type(exc).__name__
+            )
+
+        try:
+            return await self._retry.run(
+                lambda: method(self, *args, **kwargs), transient=_transient, on_retry=warn
+            )
+        except RetriesExhausted as exc:
+            raise exc.error from None
 
     return call
 
@@ -71,7 +69,13 @@ def utc_now() -> datetime:
 
 
 class SqlJobRepository:
-    def __init__(self, source: SessionSource, *, now: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        source: SessionSource,
+        *,
+        now: Callable[[], datetime] = utc_now,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         # SQLite has one writer at a time: queue this process's writers on a lock instead of
         # letting them sleep in SQLite's busy handler (1..100 ms naps per conflict).
         self._write_lock: asyncio.Lock | None = None
@@ -82,6 +86,7 @@ class SqlJobRepository:
         else:
             self._sessions = source
         self._now = now
+        self._retry = retry or RetryPolicy(retry_for=RETRY_FOR_SECONDS)
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncSession]:
