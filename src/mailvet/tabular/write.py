@@ -6,8 +6,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import itertools
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,12 +15,9 @@ from mailvet.tabular.encoding import OUTPUT_ERRORS, output_encoding
 from mailvet.tabular.layout import FileLayout
 from mailvet.tabular.records import DATA, HEADER, iter_records
 from mailvet.tabular.render import render_chunk, render_header
-from mailvet.tabular.xlsx import cell_str
+from mailvet.tabular.xlsx import cell_str, write_sheet
 
 WRITE_BATCH = 2048  # output records joined per write() call
-
-
-_XLSX_ILLEGAL = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")
 
 
 def result_kind(layout: FileLayout, out_name: str | None) -> Literal["csv", "xlsx"]:
@@ -70,9 +66,12 @@ def write_result(
     try:
         if kind == "csv" and layout.kind != "xlsx":
             return _write_text(in_path, layout, out_path, extra_header, extra_rows)
+        rows = _ResultRows(in_path, layout, extra_header, extra_rows)
         if kind == "csv":
-            return _write_csv_plain(in_path, layout, out_path, extra_header, extra_rows)
-        return _write_xlsx(in_path, layout, out_path, extra_header, extra_rows)
+            _write_csv_plain(out_path, rows)
+        else:
+            write_sheet(out_path, layout.sheet or "Sheet1", rows)
+        return rows.written
     except BaseException:
         out_path.unlink(missing_ok=True)
         raise
@@ -107,84 +106,49 @@ def _write_text(
     return written
 
 
-def _write_csv_plain(
-    in_path: Path,
-    layout: FileLayout,
-    out_path: Path,
-    extra_header: Sequence[str],
-    extra_rows: Iterable[Sequence[str]],
-) -> int:
-    """XLSX → a fresh CSV in UTF-8 (CSV and TXT inputs go through _write_text)."""
-    extras = iter(extra_rows)
-    written = 0
+class _ResultRows:
+    """The rows of a rewritten result (XLSX input, or any input to XLSX), in order: every
+    record's cells, the extra names appended to the header and one item of extra_rows to
+    every data row.  A TXT input loses its preamble and blank lines and gets an "email"
+    header when it has none.  ValueError when extra_rows has fewer or more items than the
+    file has data rows; `written` counts the data rows given out."""
+
+    def __init__(
+        self,
+        in_path: Path,
+        layout: FileLayout,
+        extra_header: Sequence[str],
+        extra_rows: Iterable[Sequence[Any]],
+    ) -> None:
+        self._in_path = in_path
+        self._layout = layout
+        self._extra_header = extra_header
+        self._extras = iter(extra_rows)
+        self.written = 0
+
+    def __iter__(self) -> Iterator[Iterable[Any]]:
+        layout, extras, extra_header = self._layout, self._extras, self._extra_header
+        if layout.kind == "txt" and not layout.has_header:
+            yield ("email", *extra_header)
+        for role, cells in iter_records(self._in_path, layout):
+            if role == DATA:
+                more = next(extras, _MISSING)
+                if more is _MISSING:
+                    raise _too_few(self.written)
+                self.written += 1
+                yield itertools.chain(cells, more)
+            elif role == HEADER:
+                yield itertools.chain(cells, extra_header)
+            elif layout.kind != "txt":
+                yield cells
+        if next(extras, _MISSING) is not _MISSING:
+            raise _too_many(self.written)
+
+
+def _write_csv_plain(out_path: Path, rows: Iterable[Iterable[Any]]) -> None:
+    """A fresh CSV in UTF-8, cells as a spreadsheet shows them (XLSX inputs; CSV and TXT
+    inputs go through _write_text)."""
     with open(out_path, "w", encoding="utf-8", newline="") as out:
         writer = csv.writer(out, lineterminator="\r\n")
-        for role, cells in iter_records(in_path, layout):
-            if role == DATA:
-                more = next(extras, _MISSING)
-                if more is _MISSING:
-                    raise _too_few(written)
-                written += 1
-                writer.writerow([*map(cell_str, cells), *map(cell_str, more)])
-            elif role == HEADER:
-                writer.writerow([*map(cell_str, cells), *extra_header])
-            else:
-                writer.writerow([cell_str(c) for c in cells])
-    if next(extras, _MISSING) is not _MISSING:
-        raise _too_many(written)
-    return written
-
-
-def _write_xlsx(
-    in_path: Path,
-    layout: FileLayout,
-    out_path: Path,
-    extra_header: Sequence[str],
-    extra_rows: Iterable[Sequence[str]],
-) -> int:
-    """Any input → XLSX through a write-only (streamed) workbook."""
-    from openpyxl import Workbook  # type: ignore[import-untyped]
-    from openpyxl.cell import WriteOnlyCell  # type: ignore[import-untyped]
-
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet(title=layout.sheet or "Sheet1")
-
-    def value(v: Any) -> Any:
-        if isinstance(v, str):
-            if _XLSX_ILLEGAL.search(v):
-                v = _XLSX_ILLEGAL.sub("", v)
-            if v.startswith("=") and len(v) > 1:  # text, not a formula
-                cell = WriteOnlyCell(ws)
-                cell.value = v
-                cell.data_type = "s"
-                return cell
-        return v
-
-    extras = iter(extra_rows)
-    written = 0
-    try:
-        if layout.kind == "txt" and not layout.has_header:
-            ws.append([value(v) for v in ("email", *extra_header)])
-        for role, cells in iter_records(in_path, layout):
-            if role == DATA:
-                more = next(extras, _MISSING)
-                if more is _MISSING:
-                    raise _too_few(written)
-                written += 1
-                ws.append([value(v) for v in itertools.chain(cells, more)])
-            elif role == HEADER:
-                ws.append([value(v) for v in itertools.chain(cells, extra_header)])
-            elif layout.kind != "txt":
-                ws.append([value(v) for v in cells])
-        if next(extras, _MISSING) is not _MISSING:
-            raise _too_many(written)
-    except BaseException:
-        # Finish and remove the sheet's temporary file: nothing stays open or behind.
-        with contextlib.suppress(Exception):
-            ws.close()
-        with contextlib.suppress(Exception):
-            if ws._writer is not None:
-                ws._writer.cleanup()
-        raise
-    wb.save(out_path)
-    return written
+        for row in rows:
+            writer.writerow(list(map(cell_str, row)))

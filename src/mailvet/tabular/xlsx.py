@@ -3,8 +3,10 @@ streaming its rows, and a cell's text as a spreadsheet shows it."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -93,3 +95,38 @@ def sheet_rows(path: Path, sheet: str | None, name: str) -> Iterator[Iterator[Se
 
 def is_blank_row(row: Sequence[Any]) -> bool:
     return all(value is None for value in row)
+
+
+_XLSX_ILLEGAL = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")
+
+
+def write_sheet(out_path: Path, title: str, rows: Iterable[Iterable[Any]]) -> None:
+    """A workbook of one sheet holding `rows`, streamed through a write-only workbook (one
+    row in memory at a time).  Characters XLSX cannot hold are dropped; text that starts
+    with "=" stays text.  If `rows` raises, the workbook is still saved, which closes the
+    sheet and removes openpyxl's temporary file; the caller removes the partial output."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell  # type: ignore[import-untyped]
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet(title=title)
+
+    def value(v: Any) -> Any:
+        if isinstance(v, str):
+            if _XLSX_ILLEGAL.search(v):
+                v = _XLSX_ILLEGAL.sub("", v)
+            if v.startswith("=") and len(v) > 1:  # text, not a formula
+                cell = WriteOnlyCell(ws)
+                cell.value = v
+                cell.data_type = "s"
+                return cell
+        return v
+
+    try:
+        for row in rows:
+            ws.append([value(v) for v in row])
+    except BaseException:
+        with contextlib.suppress(Exception):
+            wb.save(out_path)
+        raise
+    wb.save(out_path)
