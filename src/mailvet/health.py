@@ -1,7 +1,7 @@
 """Is this process able to do its work? One answer for every role, and the small HTTP app
 that gives it (and the metrics) to a back-end role.
 
-`check(deps, roles)` asks, at once and each within `timeout`, the ports the roles use: the
+`check(deps, roles)` asks, at once and each within `within` seconds, the ports the roles use: the
 message bus (`ping()`), the job database and the object storage. The web role serves the
 answer from its Litestar app (mailvet.web.health); a back-end process serves `health_app()`
 with uvicorn on MAILVET_HEALTH_HOST:MAILVET_HEALTH_PORT. Both answer only `GET /health`
@@ -87,9 +87,9 @@ ERRORS = {
 }
 
 
-async def _probe(name: str, deps: Deps, timeout: float) -> str:
+async def _probe(name: str, deps: Deps, within: float) -> str:
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             return OK if await PROBES[name](deps) else FAILED
     except TimeoutError:
         logger(__name__).warning("health_check_failed", check=name, error="timeout")
@@ -99,11 +99,11 @@ async def _probe(name: str, deps: Deps, timeout: float) -> str:
         return FAILED
 
 
-async def check(deps: Deps, roles: Iterable[str], timeout: float = PING_TIMEOUT) -> Health:
-    """Ask every port the roles need, concurrently, each within `timeout` seconds."""
+async def check(deps: Deps, roles: Iterable[str], within: float = PING_TIMEOUT) -> Health:
+    """Ask every port the roles need, concurrently, each within `within` seconds."""
     roles = list(roles)
     names = sorted(needs(roles))
-    answers = await asyncio.gather(*(_probe(name, deps, timeout) for name in names))
+    answers = await asyncio.gather(*(_probe(name, deps, within) for name in names))
     checks = dict(zip(names, answers, strict=True))
     failed = [name for name in names if checks[name] != OK]
     if not failed:
@@ -112,8 +112,8 @@ async def check(deps: Deps, roles: Iterable[str], timeout: float = PING_TIMEOUT)
     return Health(status="unavailable", roles=roles, checks=checks, error=error)
 
 
-async def healthy(deps: Deps, roles: Iterable[str], timeout: float = PING_TIMEOUT) -> bool:
-    return (await check(deps, roles, timeout)).status == "ok"
+async def healthy(deps: Deps, roles: Iterable[str], within: float = PING_TIMEOUT) -> bool:
+    return (await check(deps, roles, within)).status == "ok"
 
 
 async def metrics_text(deps: Deps) -> tuple[bytes, str]:
@@ -138,7 +138,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 JSON = "application/json"
 
 
-def health_app(deps: Deps, roles: Iterable[str], timeout: float = PING_TIMEOUT) -> ASGIApp:
+def health_app(deps: Deps, roles: Iterable[str], within: float = PING_TIMEOUT) -> ASGIApp:
     """`GET /health` and `GET /metrics`; 405 for another method on them, 404 elsewhere."""
     roles = list(roles)
 
@@ -151,7 +151,7 @@ def health_app(deps: Deps, roles: Iterable[str], timeout: float = PING_TIMEOUT) 
         elif method != "GET":
             await _respond(send, 405, JSON, b'{"error":"method not allowed"}', allow="GET")
         elif path == "/health":
-            health = await check(deps, roles, timeout)
+            health = await check(deps, roles, within)
             status = 200 if health.status == "ok" else 503
             await _respond(send, status, JSON, msgspec.json.encode(health))
         else:

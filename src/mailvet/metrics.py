@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class Recorder(Protocol):
     """Where the counting points' figures go (labels are small fixed sets: never an address,
     a domain or a job id)."""
 
-    def rows_done(self, status: str, reason: str, n: int) -> None: ...
+    def rows_done(self, statuses: Mapping[str, int], reasons: Mapping[str, int]) -> None: ...
 
     def smtp_session(self, outcome: str) -> None: ...
 
@@ -40,7 +41,9 @@ class Recorder(Protocol):
 
     def dns_query(self, rdtype: str) -> None: ...
 
-    def dns_cache_hit(self) -> None: ...
+    def dns_lookup(self, kind: str) -> None: ...
+
+    def dns_cache_miss(self, kind: str) -> None: ...
 
     def chunks_in_flight(self, delta: int) -> None: ...
 
@@ -54,7 +57,7 @@ class Recorder(Protocol):
 class _Nothing:
     """The recorder of a process that exports nothing (the CLI's one-shot commands)."""
 
-    def rows_done(self, status: str, reason: str, n: int) -> None:
+    def rows_done(self, statuses: Mapping[str, int], reasons: Mapping[str, int]) -> None:
         pass
 
     def smtp_session(self, outcome: str) -> None:
@@ -69,7 +72,10 @@ class _Nothing:
     def dns_query(self, rdtype: str) -> None:
         pass
 
-    def dns_cache_hit(self) -> None:
+    def dns_lookup(self, kind: str) -> None:
+        pass
+
+    def dns_cache_miss(self, kind: str) -> None:
         pass
 
     def chunks_in_flight(self, delta: int) -> None:
@@ -90,8 +96,15 @@ class PrometheusRecorder:
     process, platform and garbage-collector collectors prometheus_client ships)."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-        from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            GCCollector,
+            Histogram,
+            PlatformCollector,
+            ProcessCollector,
+        )
 
         self.registry = registry = CollectorRegistry()
         ProcessCollector(registry=registry)
@@ -99,8 +112,14 @@ class PrometheusRecorder:
         GCCollector(registry=registry)
         self._rows = Counter(
             "mailvet_rows",
-            "Rows validated, by verdict status and reason",
-            ["status", "reason"],
+            "Rows validated, by verdict status",
+            ["status"],
+            registry=registry,
+        )
+        self._reasons = Counter(
+            "mailvet_row_reasons",
+            "Rows validated, by verdict reason",
+            ["reason"],
             registry=registry,
         )
         self._smtp_sessions = Counter(
@@ -127,9 +146,16 @@ class PrometheusRecorder:
             ["type"],
             registry=registry,
         )
-        self._dns_cache_hits = Counter(
-            "mailvet_dns_cache_hits",
-            "DNS lookups answered from the cache",
+        self._dns_lookups = Counter(
+            "mailvet_dns_lookups",
+            "Mail-route and host-address lookups asked of the resolver, by kind",
+            ["kind"],
+            registry=registry,
+        )
+        self._dns_misses = Counter(
+            "mailvet_dns_cache_misses",
+            "Lookups not answered from the cache (they sent queries); hits = lookups - misses",
+            ["kind"],
             registry=registry,
         )
         self._chunks = Gauge(
@@ -156,14 +182,17 @@ class PrometheusRecorder:
             registry=registry,
         )
 
-    def rows_done(self, status: str, reason: str, n: int) -> None:
-        self._rows.labels(status, reason).inc(n)
+    def rows_done(self, statuses: Mapping[str, int], reasons: Mapping[str, int]) -> None:
+        for status, n in statuses.items():
+            self._rows.labels(status).inc(n)
+        for reason, n in reasons.items():
+            self._reasons.labels(reason).inc(n)
 
     def smtp_session(self, outcome: str) -> None:
         self._smtp_sessions.labels(outcome).inc()
 
     def smtp_command(self, command: str) -> None:
-        self._smtp_commands.labels(command.upper()).inc()
+        self._smtp_commands.labels(command).inc()
 
     def smtp_reply(self, code: int) -> None:
         self._smtp_replies.labels(reply_class(code)).inc()
@@ -171,8 +200,11 @@ class PrometheusRecorder:
     def dns_query(self, rdtype: str) -> None:
         self._dns_queries.labels(rdtype.upper()).inc()
 
-    def dns_cache_hit(self) -> None:
-        self._dns_cache_hits.inc()
+    def dns_lookup(self, kind: str) -> None:
+        self._dns_lookups.labels(kind).inc()
+
+    def dns_cache_miss(self, kind: str) -> None:
+        self._dns_misses.labels(kind).inc()
 
     def chunks_in_flight(self, delta: int) -> None:
         self._chunks.inc(delta)
@@ -196,6 +228,20 @@ class PrometheusRecorder:
 def reply_class(code: int) -> str:
     """`250` -> "2xx"; anything outside 200-599 -> "other"."""
     return f"{code // 100}xx" if 200 <= code <= 599 else "other"
+
+
+SMTP_VERBS = frozenset({"EHLO", "HELO", "STARTTLS", "MAIL", "RCPT", "RSET", "QUIT", "NOOP"})
+
+
+def smtp_verbs(data: bytes) -> list[str]:
+    """The verbs of the command lines in `data` (`MAIL FROM:<a@b>` -> "MAIL"); anything
+    else is "OTHER", so a label never holds an address."""
+    verbs = []
+    for line in data.split(b"\r\n"):
+        if line:
+            verb = line.split(b" ", 1)[0].split(b":", 1)[0].upper().decode("ascii", "replace")
+            verbs.append(verb if verb in SMTP_VERBS else "OTHER")
+    return verbs
 
 
 def queue_family(name: str) -> str:
@@ -237,25 +283,21 @@ def exposition() -> tuple[bytes, str]:
 # --- the counting points' API -----------------------------------------------------------
 
 
-def rows_done(status: str, reason: str = "", n: int = 1) -> None:
-    _recorder.rows_done(status, reason, n)
-
-
-def rows_counted(statuses: Mapping[str, int], reasons: Mapping[str, int]) -> None:
-    """A chunk's verdict counts (ChunkDone.statuses/reasons): by status, and by reason with
-    status "any" (the chunk does not say which status each reason came with)."""
-    for status, n in statuses.items():
-        _recorder.rows_done(status, "", n)
-    for reason, n in reasons.items():
-        _recorder.rows_done("any", reason, n)
+def rows_done(statuses: Mapping[str, int], reasons: Mapping[str, int]) -> None:
+    """A chunk's verdicts, counted by status and by reason (ChunkDone.statuses/reasons)."""
+    _recorder.rows_done(statuses, reasons)
 
 
 def smtp_session(outcome: str) -> None:
     _recorder.smtp_session(outcome)
 
 
-def smtp_command(command: str) -> None:
-    _recorder.smtp_command(command)
+def smtp_commands(data: bytes) -> None:
+    """The command lines about to be written to an SMTP server."""
+    if isinstance(_recorder, _Nothing):
+        return  # not even the parsing
+    for verb in smtp_verbs(data):
+        _recorder.smtp_command(verb)
 
 
 def smtp_reply(code: int) -> None:
@@ -266,12 +308,21 @@ def dns_query(rdtype: str) -> None:
     _recorder.dns_query(rdtype)
 
 
-def dns_cache_hit() -> None:
-    _recorder.dns_cache_hit()
+def dns_lookup(kind: str) -> None:
+    _recorder.dns_lookup(kind)
 
 
-def job_finished(status: str, seconds: float) -> None:
-    _recorder.job_finished(status, seconds)
+def dns_cache_miss(kind: str) -> None:
+    _recorder.dns_cache_miss(kind)
+
+
+def job_finished(status: str, created_at: datetime | None) -> None:
+    """A job reached its final `status`; its duration runs from `created_at` to now."""
+    if created_at is None:
+        return
+    if created_at.tzinfo is None:  # the repositories store UTC
+        created_at = created_at.replace(tzinfo=UTC)
+    _recorder.job_finished(status, (datetime.now(UTC) - created_at).total_seconds())
 
 
 def queue_depths(depths: Mapping[str, int]) -> None:

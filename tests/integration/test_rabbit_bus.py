@@ -425,9 +425,7 @@ async def test_pull(rabbit: Rabbit) -> None:
         assert await bus.pull("src") == first
         assert await bus.pull("src") == second  # the garbage was dead-lettered on the way
         assert await bus.pull("src") is None
-    assert [e["reason"] for e in logs if e["event"] == "message_dead_lettered"] == [
-        "undecodable"
-    ]
+    assert [e["reason"] for e in logs if e["event"] == "message_dead_lettered"] == ["undecodable"]
     await rabbit.wait_count("dead", 1)
     assert await rabbit.count("src") == 0
 

@@ -117,9 +117,9 @@ async def test_a_hung_database_answers_timeout_within_the_limit(tmp_path: Path) 
     jobs = StuckJobs()
     deps = await make_deps(tmp_path, jobs=jobs, storage=BrokenStorage())
     try:
-        health = await check(deps, ["publisher"], timeout=0.05)
+        health = await check(deps, ["publisher"], within=0.05)
         # the worker does not use the database nor the storage: it stays healthy
-        worker = await check(deps, ["worker"], timeout=0.05)
+        worker = await check(deps, ["worker"], within=0.05)
     finally:
         await deps.close()
     assert jobs.asked == 1

@@ -137,7 +137,8 @@ async def test_handler_failure_is_logged_and_consumer_goes_on(bus: MemoryBus) ->
 async def test_pull(bus: MemoryBus) -> None:
     assert await bus.pull("job:j1") is None  # unknown queue
     chunks = [
-        RowChunk(job_id="j1", chunk_id=n, first_row=n * 10, rows=1, emails=["a@b.c"]) for n in range(3)
+        RowChunk(job_id="j1", chunk_id=n, first_row=n * 10, rows=1, emails=["a@b.c"])
+        for n in range(3)
     ]
     for chunk in chunks:
         await bus.publish("job:j1", chunk)

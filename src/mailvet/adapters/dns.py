@@ -28,6 +28,7 @@ import dns.rdatatype
 import dns.resolver
 import structlog
 
+from mailvet import metrics
 from mailvet.domain.ports import MailRoute, RouteKind
 from mailvet.memo import Memo
 from mailvet.settings import DnsSettings
@@ -139,6 +140,7 @@ class DnsResolver:
 
     async def mail_route(self, domain: str) -> MailRoute:
         domain = domain.lower().rstrip(".")
+        metrics.dns_lookup("route")
         known = await self._routes.get(domain, lambda: self._lookup_route(domain))
         route, ties = known.value.route, known.value.ties
         if not ties:
@@ -152,6 +154,7 @@ class DnsResolver:
 
     async def host_addresses(self, host: str) -> list[str]:
         host = host.lower().rstrip(".")
+        metrics.dns_lookup("host")
         known = await self._hosts.get(host, lambda: self._lookup_host(host))
         return list(known.value)
 
@@ -161,6 +164,7 @@ class DnsResolver:
     async def _query(self, name: str, rdtype: str) -> tuple[RouteKind | None, list[Any], float]:
         """(None, records, ttl) on an answer; (NO_MX, [], negative ttl) on NODATA;
         (NO_DOMAIN, [], negative ttl) on NXDOMAIN; else (failure kind, [], failure_ttl)."""
+        metrics.dns_query(rdtype)
         try:
             async with self._in_flight:
                 answer = await self._resolver.resolve(
@@ -180,6 +184,7 @@ class DnsResolver:
         return None, list(answer), _answer_ttl(answer)
 
     async def _lookup_route(self, domain: str) -> _Known[_Sorted]:
+        metrics.dns_cache_miss("route")
         kind, records, ttl = await self._query(domain, "MX")
         if kind is None:
             mx = sorted(
@@ -216,6 +221,7 @@ class DnsResolver:
         return _Known(_Sorted(route, ()), self._keep(ttl))
 
     async def _lookup_host(self, host: str) -> _Known[tuple[str, ...]]:
+        metrics.dns_cache_miss("host")
         addresses: list[str] = []
         ttls: list[float] = []
         failed = False

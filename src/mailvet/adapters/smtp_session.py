@@ -27,6 +27,7 @@ import re
 import ssl
 from collections.abc import Sequence
 
+from mailvet import metrics
 from mailvet.domain.smtp_reply import Reply, parse_reply
 
 _REPLY_LINE = re.compile(rb"^([2-5][0-9][0-9])([ -]|(?=\r?\n$))(.*?)\r?\n$", re.DOTALL)
@@ -125,8 +126,10 @@ class SmtpSession:
                 asyncio.open_connection(host, port, limit=_STREAM_LIMIT), timeout
             )
         except TimeoutError as exc:
+            metrics.smtp_session("connect_timeout")
             raise SessionTimeout(f"connect to {host}:{port} timed out") from exc
         except OSError as exc:
+            metrics.smtp_session("connect_failed")
             raise SessionLost(f"connect to {host}:{port}: {exc.strerror or exc}") from exc
         session = cls(reader, writer, timeout)
         try:
@@ -140,8 +143,10 @@ class SmtpSession:
                 )
                 await session._hello(helo_name)
         except BaseException:
+            metrics.smtp_session("failed")
             await session.close(quit=False)
             raise
+        metrics.smtp_session("open")
         return session
 
     @property
@@ -253,6 +258,7 @@ class SmtpSession:
     async def _write(self, data: bytes) -> None:
         if self._closed:
             raise SessionLost("session already closed")
+        metrics.smtp_commands(data)
         try:
             self._writer.write(data)
             await asyncio.wait_for(self._writer.drain(), self._timeout)
@@ -305,6 +311,7 @@ class SmtpSession:
             code = this_code
             texts.append(match.group(3).decode("utf-8", "replace"))
             if match.group(2) != b"-":
+                metrics.smtp_reply(code)
                 return parse_reply(code, texts), texts
         raise BadReply(f"reply has more than {MAX_REPLY_LINES} lines")
 

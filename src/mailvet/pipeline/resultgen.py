@@ -23,6 +23,7 @@ from typing import Literal
 import msgspec
 import structlog
 
+from mailvet import metrics
 from mailvet.domain.job import Job, JobStatus
 from mailvet.domain.messages import ChunkDone, JobQueued, Message
 from mailvet.domain.ports import JobRepository, ObjectNotFound, ObjectStorage
@@ -95,6 +96,7 @@ class ResultGenerator:
                 else:  # the publisher is finishing its bookkeeping
                     await asyncio.sleep(0.02)
             await self._jobs.set_status(job.id, JobStatus.COMPLETED)
+            metrics.job_finished(JobStatus.COMPLETED.value, job.created_at)  # before any await
             await self._storage.delete_prefix(keys.job_work(job.id))
             log.info("job_completed", job_id=job.id, rows=summary.rows, **summary.by_status)
         except JobAbandoned as exc:
@@ -106,6 +108,7 @@ class ResultGenerator:
                 await self._jobs.set_status(
                     job.id, JobStatus.ERROR_INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
                 )
+                metrics.job_finished(JobStatus.ERROR_INTERNAL.value, current.created_at)
         finally:
             self._writers.pop(job.id, None)
             self._arrived.pop(job.id, None)

@@ -16,13 +16,13 @@ from mailvet.health import PING_TIMEOUT, Health, check, metrics_text
 
 
 def health_routes(
-    deps: Deps, roles: Sequence[str] = ("web",), *, timeout: float = PING_TIMEOUT
+    deps: Deps, roles: Sequence[str] = ("web",), *, within: float = PING_TIMEOUT
 ) -> list[HTTPRouteHandler]:
     """The two handlers, over `deps`, answering for the `roles` this process runs."""
 
     @get("/health")
     async def health() -> Response[Health]:
-        answer = await check(deps, roles, timeout)
+        answer = await check(deps, roles, within)
         status = HTTP_200_OK if answer.status == "ok" else HTTP_503_SERVICE_UNAVAILABLE
         return Response(answer, status_code=status)
 

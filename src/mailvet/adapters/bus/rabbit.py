@@ -30,6 +30,7 @@ Message bodies are never logged: they hold email addresses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -272,9 +273,7 @@ class RabbitBus:
         connection = await self._connection()
         if self._admin is None:
             # robust: aio-pika reopens it after a channel error or a reconnection
-            self._admin = await connection.channel(
-                publisher_confirms=True, on_return_raises=True
-            )
+            self._admin = await connection.channel(publisher_confirms=True, on_return_raises=True)
         return self._admin
 
     async def _retrying(self, operation: str, call: Callable[[], Awaitable[_T]]) -> _T:
@@ -397,10 +396,8 @@ class RabbitBus:
             try:
                 await self._publish_body(dst, incoming.body, _tag(message))
             except BaseException as exc:
-                try:
+                with contextlib.suppress(Exception):  # channel gone: the broker requeues it
                     await incoming.nack(requeue=True)
-                except Exception:  # channel gone: the broker requeues it anyway
-                    pass
                 self._log.warning(
                     "transfer_failed",
                     src=self.queue_name(src),
@@ -417,7 +414,9 @@ class RabbitBus:
         async def depth() -> int:
             await self._declare(queue)
             channel = await self._channel()
-            declared = await channel.declare_queue(self.queue_name(queue), passive=True, robust=False)
+            declared = await channel.declare_queue(
+                self.queue_name(queue), passive=True, robust=False
+            )
             return int(declared.declaration_result.message_count or 0)
 
         return await self._retrying("depth", depth)
@@ -463,14 +462,10 @@ class RabbitBus:
             if self._broker is not None:
                 # delete through the subscriber's robust channel too, so that aio-pika
                 # forgets the queue and does not re-declare it after a reconnection
-                channel = await self._broker.config.channel_manager.get_channel(
-                    subscriber.channel
-                )
+                channel = await self._broker.config.channel_manager.get_channel(subscriber.channel)
         self._declared.pop(name, None)
-        try:
+        with contextlib.suppress(aiormq.exceptions.ChannelNotFoundEntity):
             await channel.queue_delete(name)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            pass
 
     async def start(self) -> None:
         if self._running:
@@ -512,15 +507,15 @@ class RabbitBus:
 
     # --- extras ----------------------------------------------------------------------------
 
-    async def ping(self, timeout: float = 5.0) -> bool:
+    async def ping(self, within: float = 5.0) -> bool:
         """Health: the connection is open and a passive declare of the dead-letter queue
         succeeds (on a throw-away channel, so a failure cannot disturb the others)."""
         broker = self._broker
         if broker is None:
             return False
         try:
-            async with asyncio.timeout(timeout):
-                if not await broker.ping(timeout):  # False until connected
+            async with asyncio.timeout(within):
+                if not await broker.ping(within):  # False until connected
                     return False
                 connection = await self._connection()
                 channel = await connection.channel(publisher_confirms=False)
