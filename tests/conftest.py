@@ -1,9 +1,11 @@
-"""Shared fixtures: the local mail world (DNS + SMTP on 127.0.0.x) and a CLI runner."""
+"""Shared fixtures: the local mail world (DNS + SMTP on 127.0.0.x) and a CLI runner; every
+test runs away from the directory pytest was started in, without the caller's settings."""
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,24 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.mailworld.world import MailWorld, standard_world
+
+
+@pytest.fixture(scope="session", autouse=True)
+def settings_of_our_own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Run the session in an empty folder, with no MAILVET_* variable of the caller's.
+
+    Settings read ./config/mailvet.toml when MAILVET_CONFIG is not set, and every test that
+    calls load_settings with a mapping of its own (or runs the CLI) would pick up a file left
+    in the working directory, or a variable set in the developer's shell. MAILVET_TEST_*
+    (how the tests reach PostgreSQL/RabbitMQ) stay. tests/unit/test_isolation.py checks it.
+    """
+    folder = tmp_path_factory.mktemp("cwd")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        for name in list(os.environ):
+            if name.startswith("MAILVET_") and not name.startswith("MAILVET_TEST_"):
+                patch.delenv(name)
+        yield folder
 
 
 @pytest.fixture(scope="session")
