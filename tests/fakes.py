@@ -49,7 +49,7 @@ class FakeProber:
         self, hosts: Sequence[str], recipients: Sequence[str], *, solo: bool = False
     ) -> list[ProbeResult]:
         self.recipients.extend(recipients)
-        if self._delay:
+        if self._delay:  # a slow server is the behaviour asked for, not a wait for something
             await asyncio.sleep(self._delay)
         return [ProbeResult(mx=hosts[0], reply=self._answer(r)) for r in recipients]
 
