@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 PG = "host=127.0.0.1 port=5432 user=postgres dbname={}"
 PG_ADMIN = PG.format("postgres")
-TABLES = {"jobs", "job_chunks"}
+TABLES = {"jobs", "job_chunks", "job_verdicts"}
 T = TypeVar("T")
 
 
@@ -45,7 +45,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path}/nested/mailvet.db"
     name = request.getfixturevalue("postgres_database")
     with psycopg.connect(PG.format(name), autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS job_chunks, jobs, alembic_version CASCADE")
+        conn.execute("DROP TABLE IF EXISTS job_verdicts, job_chunks, jobs, alembic_version CASCADE")
     return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 
 
@@ -139,7 +139,7 @@ def test_upgrading_again_is_a_no_op(url: str) -> None:
 def test_current_reports_the_head(url: str) -> None:
     assert migrate.current(url) is None
     head = migrate.head()
-    assert head == "0001"
+    assert head == "0002"
 
     migrate.upgrade(url)
 

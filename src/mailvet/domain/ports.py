@@ -6,9 +6,9 @@ Adapters in mailvet.adapters implement them (real and in-memory twins side by si
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import msgspec
 
@@ -183,3 +183,25 @@ class SmtpProber(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+# --- verdicts kept as they are reached -----------------------------------------------------
+
+
+@runtime_checkable
+class VerdictJournal(Protocol):
+    """A job's verdicts by row, kept as they are reached and until the chunk's result is
+    stored: a chunk delivered again after its worker was killed redoes only the rows it had
+    not reached. Values are opaque bytes (the worker's encoding of a Verdict)."""
+
+    async def keep_verdicts(self, job_id: str, verdicts: Mapping[int, bytes]) -> None:
+        """Store row -> verdict; a row kept before keeps its first value (idempotent)."""
+        ...
+
+    async def kept_verdicts(self, job_id: str, first_row: int, rows: int) -> dict[int, bytes]:
+        """The kept verdicts of rows [first_row, first_row + rows)."""
+        ...
+
+    async def drop_verdicts(self, job_id: str, first_row: int, rows: int) -> None:
+        """Forget the rows [first_row, first_row + rows) (their chunk's result is stored)."""
+        ...

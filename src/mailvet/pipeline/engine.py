@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -76,6 +76,7 @@ def verdict_from_probe(base: Verdict, result: ProbeResult, catch_all: bool | Non
     return _verdict(reason, base, mx=result.mx, smtp_code=code, catch_all=flag)
 
 
+Reached = Callable[[list[int], list[Verdict]], None]
 ROUTE_LOOKUPS = 32  # routes looked up at once (the resolver allows more queries than this)
 _UNSET: Any = object()  # Memo.peek's "not known yet"
 
@@ -121,8 +122,11 @@ class Engine:
     async def check(self, address: str, checks: Check = Check.SMTP) -> Verdict:
         return (await self.check_many([address], checks))[0]
 
-    async def check_many(self, addresses: Sequence[str], checks: Check) -> list[Verdict]:
-        """One verdict per address, in order."""
+    async def check_many(
+        self, addresses: Sequence[str], checks: Check, *, reached: Reached | None = None
+    ) -> list[Verdict]:
+        """One verdict per address, in order. `reached(indexes, verdicts)` is told each
+        domain's network verdicts as they come (a worker keeps them in its journal)."""
         cells = [address.strip() for address in addresses]
         syntaxes = [check_syntax(cell) for cell in cells]
         out = [offline_verdict(syntax, cell) for syntax, cell in zip(syntaxes, cells, strict=True)]
@@ -149,13 +153,18 @@ class Engine:
                 self._in_flight[key] = asyncio.get_running_loop().create_future()
                 syntax = syntaxes[first]
                 groups[syntax.ascii_domain].append((key, out[first], syntax.local))
-        answers = await asyncio.gather(*(
-            self._domain_group(domain, items, checks) for domain, items in groups.items()
-        ))
-        for items, verdicts in zip(groups.values(), answers, strict=True):
+
+        async def group(domain: str, items: list[tuple[tuple[str, Check], Verdict, str]]) -> None:
+            verdicts = await self._domain_group(domain, items, checks)
+            indexes: list[int] = []
             for (key, _, _), verdict in zip(items, verdicts, strict=True):
                 for index in todo[key]:
                     out[index] = verdict
+                    indexes.append(index)
+            if reached is not None:
+                reached(indexes, [out[index] for index in indexes])
+
+        await asyncio.gather(*(group(domain, items) for domain, items in groups.items()))
         for key, future in shared.items():
             verdict = await asyncio.shield(future)
             for index in todo[key]:

@@ -14,7 +14,7 @@ import structlog
 from mailvet.bootstrap import Deps
 from mailvet.domain.job import JobStatus
 from mailvet.domain.messages import Message
-from mailvet.domain.ports import Handler, MessageBus
+from mailvet.domain.ports import Handler, MessageBus, VerdictJournal
 from mailvet.pipeline import keys
 from mailvet.pipeline.intake import Intake
 from mailvet.pipeline.orchestrator import Orchestrator
@@ -80,6 +80,7 @@ class Pipeline:
                 bus,
                 pool=deps.syntax_pool,
                 concurrency=engine_settings.worker_concurrency,
+                journal=deps.jobs if isinstance(deps.jobs, VerdictJournal) else None,
             )
             bus.subscribe(keys.WORK, cast(Handler, worker.handle), concurrency=worker.in_flight)
         if "resultgen" in self.roles:

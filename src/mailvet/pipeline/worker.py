@@ -8,6 +8,10 @@ domain does (greylisting retries, tar-pit deadlines): `concurrency` x NETWORK_FA
 are in progress at once (`in_flight`, what the bus hands this worker), so every server's
 pool is fed from most of a job instead of from the few chunks still waiting on a retry.
 CPU chunks (syntax) take one of `concurrency` slots, handed out round-robin across jobs.
+
+With a verdict journal, a network chunk's verdicts are kept as they are reached
+(pipeline/verdict_log.py): a chunk delivered again after its worker was killed probes only
+the rows that had no verdict yet.
 """
 
 from __future__ import annotations
@@ -18,14 +22,15 @@ from concurrent.futures import Executor
 
 import structlog
 
-from mailvet import metrics
 from mailvet.domain.messages import ChunkDone, RowChunk
-from mailvet.domain.ports import MessageBus
+from mailvet.domain.ports import MessageBus, VerdictJournal
+from mailvet.domain.verdict import Verdict
 from mailvet.domain.verdict import Check
 from mailvet.pipeline import keys
 from mailvet.pipeline.engine import Engine
 from mailvet.pipeline.rendering import ChunkOutput, chunk_addresses, render, syntax_chunk
 from mailvet.pipeline.slots import FairSlots
+from mailvet.pipeline.verdict_log import VerdictLog
 
 log = structlog.get_logger(__name__)
 
@@ -49,8 +54,11 @@ class Worker:
         *,
         pool: Executor | None = None,
         concurrency: int = 16,
+        journal: VerdictJournal | None = None,
+        verdict_log: VerdictLog | None = None,
     ) -> None:
         self._engine = engine
+        self._log = verdict_log or (VerdictLog(journal) if journal is not None else None)
         self._bus = bus
         self._pool = pool
         self._cpu_slots = FairSlots(concurrency)
@@ -58,16 +66,13 @@ class Worker:
         if gc.get_threshold()[0] < GC_THRESHOLDS[0]:
             gc.set_threshold(*GC_THRESHOLDS)
 
-    @metrics.in_flight
     async def handle(self, chunk: RowChunk) -> None:
         if chunk.checks is Check.SYNTAX:
             async with self._cpu_slots.hold(chunk.job_id):
                 output = await self._syntax(chunk)
         else:
-            addresses = chunk_addresses(chunk)
-            output = render(chunk, await self._engine.check_many(addresses, chunk.checks))
+            output = render(chunk, await self._network(chunk))
         log.info("chunk_validated", job_id=chunk.job_id, chunk=chunk.chunk_id, rows=chunk.rows)
-        metrics.rows_done(output.statuses, output.reasons)
         await self._bus.publish(
             keys.RESULTS,
             ChunkDone(
@@ -81,6 +86,27 @@ class Worker:
                 reasons=output.reasons,
             ),
         )
+        if self._log is not None and chunk.checks is not Check.SYNTAX:
+            await self._log.finished(chunk)
+
+    async def _network(self, chunk: RowChunk) -> list[Verdict]:
+        addresses = chunk_addresses(chunk)
+        verdict_log = self._log
+        if verdict_log is None:
+            return await self._engine.check_many(addresses, chunk.checks)
+        kept = await verdict_log.recall(chunk)
+        todo = [index for index in range(len(addresses)) if index not in kept]
+
+        def reached(indexes: list[int], verdicts: list[Verdict]) -> None:
+            verdict_log.reached(chunk, [todo[index] for index in indexes], verdicts)
+
+        found = await self._engine.check_many(
+            [addresses[index] for index in todo], chunk.checks, reached=reached
+        )
+        if not kept:
+            return found
+        kept.update(zip(todo, found, strict=True))
+        return [kept[index] for index in range(len(addresses))]
 
     async def _syntax(self, chunk: RowChunk) -> ChunkOutput:
         if self._pool is not None and chunk.rows >= POOL_MIN_ROWS:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 import msgspec
@@ -21,6 +21,7 @@ class MemoryJobRepository:
     def __init__(self, *, now: Callable[[], datetime] = utc_now) -> None:
         self.jobs: dict[str, Job] = {}
         self.chunks: dict[str, dict[int, int]] = {}  # job id -> chunk id -> rows
+        self.verdicts: dict[str, dict[int, bytes]] = {}  # job id -> row -> kept verdict
         self._now = now
 
     async def add(self, job: Job) -> None:
@@ -67,6 +68,22 @@ class MemoryJobRepository:
         jobs = [job for job in self.jobs.values() if job.status in ACTIVE_STATUSES]
         jobs.sort(key=lambda job: (job.created_at or _EPOCH, job.id))
         return [msgspec.structs.replace(job) for job in jobs]
+
+    async def keep_verdicts(self, job_id: str, verdicts: Mapping[int, bytes]) -> None:
+        kept = self.verdicts.setdefault(job_id, {})
+        for row, verdict in verdicts.items():
+            kept.setdefault(row, verdict)
+
+    async def kept_verdicts(self, job_id: str, first_row: int, rows: int) -> dict[int, bytes]:
+        kept = self.verdicts.get(job_id, {})
+        return {row: kept[row] for row in range(first_row, first_row + rows) if row in kept}
+
+    async def drop_verdicts(self, job_id: str, first_row: int, rows: int) -> None:
+        kept = self.verdicts.get(job_id, {})
+        for row in range(first_row, first_row + rows):
+            kept.pop(row, None)
+        if not kept:
+            self.verdicts.pop(job_id, None)
 
     def _job(self, job_id: str) -> Job:
         try:

@@ -93,3 +93,16 @@ class JobChunkRow(Base):
     )
     chunk_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     rows: Mapped[int] = mapped_column(Integer)
+
+
+class JobVerdictRow(Base):
+    """A verdict reached for one row of a job, kept until its chunk's result is stored (so a
+    chunk delivered again after its worker died redoes only the rows it had not reached)."""
+
+    __tablename__ = "job_verdicts"
+
+    job_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    row: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    verdict: Mapped[bytes] = mapped_column(LargeBinary)

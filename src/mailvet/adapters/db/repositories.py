@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
-from sqlalchemy import CursorResult, Result, Update, select, update
+from sqlalchemy import CursorResult, Result, Update, delete, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.sql.dml import Insert
 
 from mailvet.adapters.db.database import WRITE_INTENT, Database
-from mailvet.adapters.db.models import JobChunkRow, JobRow
+from mailvet.adapters.db.models import JobChunkRow, JobRow, JobVerdictRow
 from mailvet.adapters.db.rows import job_from_row
 from mailvet.adapters.retry import RetriesExhausted, RetryPolicy
 from mailvet.logs import logger
@@ -188,6 +188,36 @@ class SqlJobRepository:
             return [job_from_row(row) for row in (await session.execute(query)).scalars()]
 
 
+    @_retrying
+    async def keep_verdicts(self, job_id: str, verdicts: Mapping[int, bytes]) -> None:
+        if not verdicts:
+            return
+        values = [
+            {"job_id": job_id, "row": row, "verdict": verdict} for row, verdict in verdicts.items()
+        ]
+        async with self._write() as session:
+            await session.execute(_insert_ignoring_duplicates(session, JobVerdictRow), values)
+
+    @_retrying
+    async def kept_verdicts(self, job_id: str, first_row: int, rows: int) -> dict[int, bytes]:
+        query = select(JobVerdictRow.row, JobVerdictRow.verdict).where(
+            JobVerdictRow.job_id == job_id,
+            JobVerdictRow.row >= first_row,
+            JobVerdictRow.row < first_row + rows,
+        )
+        async with self._sessions() as session:
+            return {row: bytes(verdict) for row, verdict in (await session.execute(query)).all()}
+
+    @_retrying
+    async def drop_verdicts(self, job_id: str, first_row: int, rows: int) -> None:
+        query = delete(JobVerdictRow).where(
+            JobVerdictRow.job_id == job_id,
+            JobVerdictRow.row >= first_row,
+            JobVerdictRow.row < first_row + rows,
+        )
+        async with self._write() as session:
+            await session.execute(query.execution_options(synchronize_session=False))
+
 def _update_job(job_id: str, values: dict[str, Any]) -> Update:
     return (
         update(JobRow)
@@ -197,7 +227,9 @@ def _update_job(job_id: str, values: dict[str, Any]) -> Update:
     )
 
 
-def _insert_ignoring_duplicates(session: AsyncSession) -> Insert:
+def _insert_ignoring_duplicates(
+    session: AsyncSession, table: type[JobChunkRow] | type[JobVerdictRow] = JobChunkRow
+) -> Insert:
     """INSERT ... ON CONFLICT DO NOTHING for the dialects mailvet runs on.
 
     Whether a row went in is read from RETURNING: drivers do not all keep an INSERT's rowcount
@@ -207,11 +239,11 @@ def _insert_ignoring_duplicates(session: AsyncSession) -> Insert:
     if dialect == "postgresql":
         from sqlalchemy.dialects import postgresql
 
-        return postgresql.insert(JobChunkRow).on_conflict_do_nothing()
+        return postgresql.insert(table).on_conflict_do_nothing()
     if dialect == "sqlite":
         from sqlalchemy.dialects import sqlite
 
-        return sqlite.insert(JobChunkRow).on_conflict_do_nothing()
+        return sqlite.insert(table).on_conflict_do_nothing()
     raise NotImplementedError(f"record_chunk does not support {dialect}")
 
 

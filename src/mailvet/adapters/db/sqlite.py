@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -214,6 +214,38 @@ class SqliteJobRepository:
             return [_job(row) for row in conn.execute(query, _ACTIVE)]
 
         return await self._call(read)
+
+    async def keep_verdicts(self, job_id: str, verdicts: Mapping[int, bytes]) -> None:
+        values = [(job_id, row, verdict) for row, verdict in verdicts.items()]
+
+        def keep(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO job_verdicts (job_id, row, verdict) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                values,
+            )
+
+        if values:
+            await self._write(keep)
+
+    async def kept_verdicts(self, job_id: str, first_row: int, rows: int) -> dict[int, bytes]:
+        def read(conn: sqlite3.Connection) -> dict[int, bytes]:
+            found = conn.execute(
+                "SELECT row, verdict FROM job_verdicts WHERE job_id = ? AND row >= ? AND row < ?",
+                (job_id, first_row, first_row + rows),
+            )
+            return {row: bytes(verdict) for row, verdict in found}
+
+        return await self._call(read)
+
+    async def drop_verdicts(self, job_id: str, first_row: int, rows: int) -> None:
+        def drop(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "DELETE FROM job_verdicts WHERE job_id = ? AND row >= ? AND row < ?",
+                (job_id, first_row, first_row + rows),
+            )
+
+        await self._write(drop)
 
     async def close(self) -> None:
         async with self._lock:

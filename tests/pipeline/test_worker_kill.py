@@ -1,0 +1,152 @@
+"""A worker killed mid-job: the chunks it had in progress are delivered again to a new
+worker (a new process: nothing remembered), which re-probes only the rows whose verdicts
+were not yet in the job's verdict journal. Measured at the mail world's servers, which
+record every RCPT they are sent."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from mailvet.adapters.bus.memory import MemoryBus
+from mailvet.adapters.db.memory import MemoryJobRepository
+from mailvet.adapters.storage.memory import MemoryStorage
+from mailvet.bootstrap import Deps, build_deps
+from mailvet.domain.messages import ChunkDone, RowChunk
+from mailvet.domain.ports import MessageBus
+from mailvet.domain.verdict import Check
+from mailvet.pipeline import keys
+from mailvet.pipeline.worker import Worker
+from mailvet.settings import load_settings
+from tests.mailworld.smtp_server import SmtpBehaviour
+from tests.mailworld.world import MailWorld
+
+pytestmark = pytest.mark.pipeline
+
+SERVERS = ("127.0.0.90", "127.0.0.91", "127.0.0.92")
+DOMAINS = [f"kill{n}.com" for n in range(6)]  # two domains per server
+PER_DOMAIN = 1000
+CHUNK = 200
+JOB = "k" * 32
+
+
+def address(domain: int, n: int) -> str:
+    return f"u{domain}x{n}@{DOMAINS[domain]}"
+
+
+@pytest.fixture(scope="module")
+def kill_world() -> Iterator[MailWorld]:
+    world = MailWorld()
+    for server, ip in enumerate(SERVERS):
+        mailboxes = {"postmaster": "250 2.1.5 OK"}
+        for domain in (2 * server, 2 * server + 1):
+            mailboxes |= {
+                address(domain, n).split("@")[0]: "250 2.1.5 OK" for n in range(0, PER_DOMAIN, 10)
+            }
+            # (the rest of the local parts are unknown: 550 5.1.1)
+        behaviour = SmtpBehaviour(
+            mailboxes=mailboxes, latency=0.05, max_connections=2, max_recipients=20
+        )
+        world.add_smtp(ip, behaviour)
+        for domain in (2 * server, 2 * server + 1):
+            world.zone.add(DOMAINS[domain], mx=[(10, f"mx.{DOMAINS[domain]}")])
+            world.zone.add(f"mx.{DOMAINS[domain]}", a=[ip])
+    world.start()
+    yield world
+    world.stop()
+
+
+def job_chunks() -> list[RowChunk]:
+    # rows interleave the domains, as a real list does: every chunk touches every server
+    emails = [address(d, n) for n in range(PER_DOMAIN) for d in range(len(DOMAINS))]
+    return [
+        RowChunk(
+            job_id=JOB,
+            chunk_id=i,
+            first_row=i * CHUNK,
+            rows=CHUNK,
+            checks=Check.SMTP,
+            emails=emails[i * CHUNK : (i + 1) * CHUNK],
+        )
+        for i in range(len(emails) // CHUNK)
+    ]
+
+
+async def worker_process(
+    world: MailWorld, jobs: MemoryJobRepository, journal: bool
+) -> tuple[Deps, Worker]:
+    """What a new worker process has: its own engine and prober (nothing remembered)."""
+    env = {**world.env(), "MAILVET_SMTP_PER_HOST_CONNECTIONS": "2"}
+    deps = await build_deps(
+        load_settings(env), jobs=jobs, storage=MemoryStorage(), bus=MemoryBus(), syntax_pool=None
+    )
+    worker = Worker(deps.engine, deps.bus, concurrency=16, journal=jobs if journal else None)
+    return deps, worker
+
+
+async def kill_and_redo(world: MailWorld, *, journal: bool) -> tuple[int, int, Counter[str]]:
+    """Run the job's chunks on one worker, kill it once a third of the job has verdicts,
+    run them all again on another; returns (job size, RCPTs sent twice, verdict counts)."""
+    chunks = job_chunks()
+    total = sum(chunk.rows for chunk in chunks)
+    before = {ip: len(world.smtp(ip).stats.recipients) for ip in SERVERS}
+    jobs = MemoryJobRepository()
+    deps, first = await worker_process(world, jobs, journal=journal)
+    tasks = [asyncio.ensure_future(first.handle(chunk)) for chunk in chunks]
+    # kill -9 once the servers have been sent a third of the job (a hang guard only)
+    await asyncio.wait_for(_rcpts_sent(world, before, total // 3), 60)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    done_first = {m.chunk_id for m in await _results(deps.bus)}
+    await deps.close()
+
+    deps2, second = await worker_process(world, jobs, journal=journal)
+    redelivered = [chunk for chunk in chunks if chunk.chunk_id not in done_first]
+    await asyncio.gather(*(second.handle(chunk) for chunk in redelivered))
+    statuses: Counter[str] = Counter()
+    for message in await _results(deps2.bus):
+        statuses.update(message.statuses)
+    await deps2.close()
+
+    sent: Counter[str] = Counter()
+    for ip in SERVERS:
+        for rcpt in world.smtp(ip).stats.recipients[before[ip] :]:
+            if not rcpt.startswith(("postmaster@", "mailvet-")):
+                sent[rcpt] += 1
+    twice = sum(n - 1 for n in sent.values() if n > 1)
+    assert len(done_first) < len(chunks) / 2  # the kill came mid-job, most chunks unfinished
+    return total, twice, statuses
+
+
+async def _rcpts_sent(world: MailWorld, before: dict[str, int], rows: int) -> None:
+    while sum(len(world.smtp(ip).stats.recipients) - before[ip] for ip in SERVERS) < rows:
+        await asyncio.sleep(0.005)  # the servers live in the world's thread: no event to await
+
+
+async def _results(bus: MessageBus) -> list[ChunkDone]:
+    assert isinstance(bus, MemoryBus)
+    found: list[ChunkDone] = []
+    while (message := await bus.pull(keys.RESULTS)) is not None:
+        assert isinstance(message, ChunkDone)
+        found.append(message)
+    return found
+
+
+async def test_a_killed_worker_redoes_under_5_percent_of_the_job(kill_world: MailWorld) -> None:
+    total, twice, statuses = await kill_and_redo(kill_world, journal=True)
+    print(f"with the journal: {twice} of {total} RCPTs sent twice ({twice / total:.1%})")
+    assert statuses == {"deliverable": total // 10, "undeliverable": total - total // 10}
+    assert twice < 0.05 * total, f"{twice} of {total} RCPTs sent twice"
+
+
+async def test_without_the_journal_the_unfinished_chunks_are_probed_again(
+    kill_world: MailWorld,
+) -> None:
+    total, twice, statuses = await kill_and_redo(kill_world, journal=False)
+    print(f"without the journal: {twice} of {total} RCPTs sent twice ({twice / total:.1%})")
+    assert statuses == {"deliverable": total // 10, "undeliverable": total - total // 10}
+    assert twice > 0.2 * total  # what the journal saves
