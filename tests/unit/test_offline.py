@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from mailvet.domain.address import check_syntax
-from mailvet.domain.offline import offline_verdict, syntax_columns
+from mailvet.domain.offline import never_in_cells, offline_verdict, syntax_columns, syntax_tails
 
 from tests.unit.test_address import corpus
 
@@ -57,3 +57,24 @@ def test_the_same_domain_string_in_any_order_gives_the_same_columns() -> None:
     random.Random(3).shuffle(cells)
     first = syntax_columns(cells)
     assert syntax_columns(cells) == first == one_by_one(cells)
+
+
+def test_tails_are_the_columns_joined() -> None:
+    cells = corpus(20_000, seed=12) + [f"{local}@{domain}" for domain in DOMAINS for local in LOCALS]
+    columns = one_by_one(cells)
+    for sep in (",", ";", "\t"):
+        tails, reasons = syntax_tails(cells, sep)
+        assert tails == [sep + sep.join(row) for row in columns]
+        assert reasons == [row[1] for row in columns]
+
+
+def test_no_cell_holds_a_character_never_in_cells() -> None:
+    """The characters never_in_cells vouches for (what lets a CSV skip quoting the cells)
+    are in no cell of any verdict of the corpus, valid or not, with or without suggestion."""
+    never = {chr(c) for c in range(128) if never_in_cells(chr(c))}
+    assert {",", ";", "\t", '"', " "} <= never
+    assert not never & set("'|.@-_aZ09\r\n")
+    cells = corpus(40_000, seed=13) + [f"{local}@{domain}" for domain in DOMAINS for local in LOCALS]
+    held = {c for row in one_by_one(cells) for cell in row for c in cell}
+    assert held & never == set()
+    assert {"@", ".", "+"} <= held  # the corpus does reach the characters addresses hold

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-from email_validator.rfc_constants import DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
+from email_validator.rfc_constants import ATEXT_RE, DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
 
 from mailvet.domain.address import (
     LOWERED_LOCALS,
@@ -179,3 +179,94 @@ def syntax_columns(addresses: Iterable[str]) -> list[tuple[str, ...]]:
             )
         )
     return out
+
+
+def never_in_cells(char: str) -> bool:
+    """No cell of an offline verdict can hold `char`: an ASCII character that is neither a
+    letter, a digit, nor one an address is made of (atext, "." and "@"; domains are letters,
+    digits, "-" and "." or non-ASCII). Quoted local parts are refused and unquoted ones hold
+    only atext, so a CSV delimiter or quote character for which this holds never needs
+    quoting in the mailvet_* cells."""
+    return (
+        len(char) == 1
+        and char.isascii()
+        and not char.isalnum()
+        and char not in ".@\r\n"
+        and ATEXT_RE.match(char) is None
+    )
+
+
+class _TailPart(NamedTuple):
+    """The pieces of `sep + sep.join(columns)` that every plain address at a domain shares."""
+
+    head: str  # sep status sep reason sep
+    at_domain: str
+    at_suggestion: str  # "@" + the corrected domain, or ""
+    mid: str  # sep disposable sep (after the suggestion)
+    end: str  # sep free sep catch_all sep mx sep smtp_code sep
+    at_ascii: str  # is at_domain when the two are equal
+    reason: str
+    max_local: int
+
+
+_TAIL_PARTS: dict[str, dict[str, _TailPart | None]] = {}  # per separator, per domain string
+
+
+def _tail_part(domain: str, sep: str) -> _TailPart | None:
+    part = _domain_part(domain)
+    if part is None:
+        return None
+    return _TailPart(
+        f"{sep}{part.status}{sep}{part.reason}{sep}",
+        part.at_domain,
+        part.at_suggestion,
+        f"{sep}{part.disposable}{sep}",
+        f"{sep}{part.free}{sep}false{sep}{sep}{sep}",
+        part.at_ascii,
+        part.reason,
+        part.max_local,
+    )
+
+
+def syntax_tails(addresses: Iterable[str], sep: str) -> tuple[list[str], list[str]]:
+    """(tails, reasons): for every address (stripped first) `sep + sep.join(columns)` of
+    `offline_verdict(check_syntax(cell), cell).columns()`, and the verdict's reason: the
+    text a CSV row gets appended when no cell needs quoting (the caller checks)."""
+    parts = _TAIL_PARTS.setdefault(sep, {})
+    roles = role_spellings()
+    insensitive = LOWERED_LOCALS
+    dot_atom = DOT_ATOM_TEXT.match
+    tails: list[str] = []
+    reasons: list[str] = []
+    add, add_reason = tails.append, reasons.append
+    for address in addresses:
+        cell = address.strip()
+        local, _, domain = cell.rpartition("@")
+        try:
+            part = parts[domain]
+        except KeyError:
+            if len(parts) >= _DOMAIN_PARTS_MAX:
+                parts.clear()
+            part = parts[domain] = _tail_part(domain, sep)
+        if (
+            part is None
+            or not local.isascii()
+            or len(local) > part.max_local
+            or dot_atom(local) is None
+        ):
+            verdict = offline_verdict(check_syntax(cell), cell)
+            add(sep + sep.join(verdict.columns()))
+            add_reason(verdict.reason)
+            continue
+        low = local.lower()
+        if low in insensitive:
+            local = low
+        normalized = local + part.at_domain
+        role = "true" if low.partition("+")[0] in roles else "false"
+        ascii_email = normalized if part.at_ascii is part.at_domain else local + part.at_ascii
+        if part.at_suggestion:
+            add(f"{part.head}{normalized}{sep}{local}{part.at_suggestion}{part.mid}{role}{part.end}{ascii_email}")
+        else:
+            add(f"{part.head}{normalized}{sep}{part.mid}{role}{part.end}{ascii_email}")
+        add_reason(part.reason)
+    return tails, reasons

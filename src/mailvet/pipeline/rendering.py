@@ -16,8 +16,8 @@ from operator import itemgetter
 import msgspec
 
 from mailvet.domain.messages import RowChunk
-from mailvet.domain.offline import syntax_columns
-from mailvet.domain.verdict import Verdict
+from mailvet.domain.offline import never_in_cells, syntax_columns, syntax_tails
+from mailvet.domain.verdict import STATUS_OF, Reason, Verdict
 from mailvet.tabular import FileLayout, chunk_emails, output_encoding, render_chunk
 
 TEXT = "text"  # ChunkOutput.form: encoded output rows, concatenated into the result file
@@ -86,5 +86,21 @@ def decode_output(data: bytes) -> ChunkOutput:
 
 def syntax_chunk(chunk: RowChunk) -> ChunkOutput:
     """A syntax-only chunk from raw rows to rendered output, in one call: what a pool
-    process runs (this module imports the domain and the tabular code, nothing more)."""
-    return render_cells(chunk, syntax_columns(chunk_addresses(chunk)))
+    process runs (this module imports the domain and the tabular code, nothing more).
+
+    CSV and TXT rows whose delimiter and quote character no verdict cell can hold get
+    their appended text made per domain (syntax_tails), without cells to join and check."""
+    addresses = chunk_addresses(chunk)
+    if chunk.text:
+        layout = decode_file_layout(chunk.layout)
+        sep, quote = (layout.delimiter, layout.quotechar) if layout.kind == "csv" else (",", '"')
+        if never_in_cells(sep) and never_in_cells(quote):
+            tails, reasons = syntax_tails(addresses, sep)
+            codec, _ = output_encoding(layout)
+            data = render_chunk(chunk.text, layout, (), tails=tails).encode(codec, "replace")
+            by_reason = Counter(reasons)
+            statuses: Counter[str] = Counter()
+            for reason, count in by_reason.items():  # an offline verdict's status is its reason's
+                statuses[STATUS_OF[Reason(reason)]] += count
+            return ChunkOutput(TEXT, len(tails), data, dict(statuses), dict(by_reason))
+    return render_cells(chunk, syntax_columns(addresses))

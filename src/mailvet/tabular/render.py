@@ -104,8 +104,10 @@ def _row_mismatch(rows: int, given: int) -> ValueError:
     return ValueError(f"the chunk holds {rows} data rows but {given} rows of cells were given")
 
 
-def _render_csv(text: str, layout: FileLayout, cells: Iterable[Iterable[Any]]) -> str:
-    tails = _tails(cells, layout.delimiter, layout.quotechar)
+def _render_csv(
+    text: str, layout: FileLayout, cells: Iterable[Iterable[Any]], given: Sequence[str] | None
+) -> str:
+    tails = _tails(cells, layout.delimiter, layout.quotechar) if given is None else given
     quote = layout.quotechar
     split = split_lines(text)
     if split:
@@ -138,11 +140,11 @@ def _render_csv(text: str, layout: FileLayout, cells: Iterable[Iterable[Any]]) -
     return "".join([raw if raw in LINE_ENDS else _append(raw, next(rest)) for raw in records])
 
 
-def _render_txt(text: str, cells: Iterable[Iterable[Any]]) -> str:
+def _render_txt(text: str, cells: Iterable[Iterable[Any]], given: Sequence[str] | None) -> str:
     """TXT rows as csv.writer(lineterminator="\\r\\n") writes [email, *cells] (the address
     quoted like the extra cells: QUOTE_MINIMAL with "," and '"')."""
     emails = chunk_emails(text, _TXT)
-    tails = _tails(cells, ",", '"')
+    tails = _tails(cells, ",", '"') if given is None else given
     if len(emails) != len(tails):
         raise _row_mismatch(len(emails), len(tails))
     if not emails:
@@ -190,15 +192,25 @@ def render_header(header: str, layout: FileLayout, extra_header: Sequence[str]) 
     return "".join(records)
 
 
-def render_chunk(text: str, layout: FileLayout, cells: Sequence[Sequence[str]]) -> str:
+def render_chunk(
+    text: str,
+    layout: FileLayout,
+    cells: Sequence[Sequence[str]],
+    *,
+    tails: Sequence[str] | None = None,
+) -> str:
     """Output text of one chunk (or any text of whole records after the header): what
     write_result writes for these records given these extra cells, one row of cells per
     data row.  CSV: every record's raw text kept, delimiter + cells (quoted like
     csv.writer would) inserted before its terminator, blank records unchanged.  TXT:
     a CSV line (\\r\\n) per data row, blank lines dropped.  Cells that are not str are
     written as write_result writes them.  ValueError if len(cells) is not the number
-    of data rows of the text."""
+    of data rows of the text.
+
+    `tails`: instead of `cells`, what each data row gets before its terminator, already
+    made (delimiter + its cells, joined by the delimiter, quoted where needed: "," for
+    TXT), for a caller that builds it faster than from cells; used as given."""
     need_text(layout)
     if layout.kind == "txt":
-        return _render_txt(text, cells)
-    return _render_csv(text, layout, cells)
+        return _render_txt(text, cells, tails)
+    return _render_csv(text, layout, cells, tails)
