@@ -14,14 +14,14 @@ Each field's limits are msgspec constraints (`Meta(ge=1)`): a value that makes n
 refused at start with one line naming the variable, the allowed values and what was given.
 """
 
-from __future__ import annotations
-
 import enum
+import functools
 import os
 import sys
 import tomllib
+import types
+import typing
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, cast
 
@@ -211,7 +211,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     @property
     def database(self) -> str:
-        return self.database_url or f"sqlite+aiosqlite:///{Path(self.data_dir).resolve()}/mailvet.db"
+        return (
+            self.database_url or f"sqlite+aiosqlite:///{Path(self.data_dir).resolve()}/mailvet.db"
+        )
 
     @property
     def storage_root(self) -> Path:
@@ -221,14 +223,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 # --- the variables, walked from the structs ------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Variable:
+class Variable(msgspec.Struct, frozen=True):
     """One setting: its environment variable(s), where it sits, its type and default."""
 
     names: tuple[str, ...]  # the first is the one documented; any of them sets the field
     group: str  # "" for the top-level fields
     field: str
-    type: mi.Type  # without the Metadata wrapper
+    annotation: Any  # the field's own, Annotated[...] with its limits when it has some
     default: Any
     doc: str
 
@@ -237,42 +238,62 @@ class Variable:
         return self.names[0]
 
     @property
+    def type(self) -> mi.Type:
+        """msgspec's account of the type and its limits (for messages and the docs table)."""
+        kind = mi.type_info(self.annotation)
+        return kind.type if isinstance(kind, mi.Metadata) else kind
+
+    @property
     def key(self) -> str:
         """The TOML key: `field` or `group.field`."""
         return f"{self.group}.{self.field}" if self.group else self.field
 
 
-def variables() -> Iterator[Variable]:
+def variables() -> tuple[Variable, ...]:
     """Every field of Settings and its groups, in declaration order."""
-    top = mi.type_info(Settings)
-    assert isinstance(top, mi.StructType)
-    for f in top.fields:
-        if isinstance(f.type, mi.StructType):
-            for inner in f.type.fields:
-                yield _variable(f.type.cls, f.name, inner)
+    return _variables()
+
+
+@functools.cache  # walked once per process, on first use
+def _variables() -> tuple[Variable, ...]:
+    # read from the class annotations (real objects: this module has no `from __future__
+    # import annotations`), which costs far less at start-up than msgspec.inspect
+    found: list[Variable] = []
+    defaults = Settings()
+    for name in Settings.__struct_fields__:
+        annotation = Settings.__annotations__[name]
+        if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+            group = getattr(defaults, name)
+            fields = group.__struct_fields__
+            found.extend(_variable(annotation, name, inner, group) for inner in fields)
         else:
-            yield _variable(Settings, "", f)
+            found.append(_variable(Settings, "", name, defaults))
+    return tuple(found)
 
 
-def _variable(cls: type[Any], group: str, f: mi.Field) -> Variable:
-    kind, doc, names = f.type, "", ()
-    if isinstance(kind, mi.Metadata):
-        doc = (kind.extra_json_schema or {}).get("description", "")
-        names = tuple((kind.extra or {}).get("env", ()))
-        kind = kind.type
+def _variable(cls: type[Any], group: str, name: str, defaults: object) -> Variable:
+    annotation = cls.__annotations__[name]
+    meta = _meta_of(annotation)
+    names: tuple[str, ...] = tuple((meta.extra or {}).get("env", ())) if meta else ()
     prefix: str = cls.ENV_PREFIX
     return Variable(
-        names=names or (prefix + f.name.upper(),),
+        names=names or (prefix + name.upper(),),
         group=group,
-        field=f.name,
-        type=kind,
-        default=f.default,
-        doc=doc,
+        field=name,
+        annotation=annotation,
+        default=getattr(defaults, name),
+        doc=(meta.description or "") if meta else "",
     )
 
 
-def _table() -> dict[str, Variable]:
-    return {name: var for var in variables() for name in var.names}
+def _meta_of(annotation: Any) -> msgspec.Meta | None:
+    if typing.get_origin(annotation) is Annotated:
+        return next((m for m in annotation.__metadata__ if isinstance(m, msgspec.Meta)), None)
+    return None
+
+
+def _base(annotation: Any) -> Any:
+    return typing.get_args(annotation)[0] if _meta_of(annotation) is not None else annotation
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -305,7 +326,7 @@ def load_settings(
         target = data.setdefault(var.group, {}) if var.group else data
         if not isinstance(target, dict):  # the file gave a value where a table belongs
             raise SettingsError(f"[{var.group}] in {path} must be a table")
-        target[var.field] = _from_env(var.type, raw)
+        target[var.field] = _from_env(var.annotation, raw)
         given[var.key] = (name, raw)
     _fold_case(data)
     try:
@@ -322,9 +343,9 @@ def _flatten(data: Mapping[str, Any], group: str = "") -> Iterator[tuple[str, ob
             yield (f"{group}.{key}" if group else key), value
 
 
-def _from_env(kind: mi.Type, raw: str) -> object:
+def _from_env(annotation: Any, raw: str) -> object:
     """An environment string as msgspec's lax conversion takes it (lists are comma-separated)."""
-    if isinstance(kind, mi.VarTupleType | mi.ListType):
+    if typing.get_origin(_base(annotation)) in (tuple, list):
         return [part.strip() for part in raw.split(",") if part.strip()]
     return raw
 
@@ -332,7 +353,7 @@ def _from_env(kind: mi.Type, raw: str) -> object:
 def _fold_case(data: dict[str, Any]) -> None:
     """Choices (bus, backend, log level, checks) in any case: `MAILVET_BUS=Rabbit` works."""
     for var in variables():
-        if not _choices(var.type):
+        if not _is_choice(_base(var.annotation)):
             continue
         target = data.get(var.group) if var.group else data
         if isinstance(target, dict) and isinstance(target.get(var.field), str):
@@ -359,6 +380,15 @@ def _explain(message: str, given: Mapping[str, tuple[str, object]], path: Path |
     return f"{source} must be {describe(var.type, article=True)}, got {shown}"
 
 
+def _is_choice(kind: Any) -> bool:
+    """A Literal, an Enum, or either or None."""
+    if typing.get_origin(kind) is Literal:
+        return True
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        return any(_is_choice(k) for k in typing.get_args(kind))
+    return isinstance(kind, type) and issubclass(kind, enum.Enum)
+
+
 def _choices(kind: mi.Type) -> tuple[str, ...]:
     if isinstance(kind, mi.LiteralType):
         return tuple(str(v) for v in kind.values)
@@ -382,7 +412,8 @@ def describe(kind: mi.Type, *, article: bool = False) -> str:
     if isinstance(kind, mi.IntType | mi.FloatType):
         noun = "integer" if isinstance(kind, mi.IntType) else "number"
         limits = _limits(kind)
-        return (f"{'an' if noun[0] == 'i' else 'a'} {noun}" if article else noun) + (f" {limits}" if limits else "")
+        said = f"{'an' if noun == 'integer' else 'a'} {noun}" if article else noun
+        return said + (f" {limits}" if limits else "")
     if isinstance(kind, mi.VarTupleType | mi.ListType):
         return "comma-separated list"
     return "text"

@@ -21,7 +21,6 @@ from tests.unit.test_retry import Pauses, policy
 pytestmark = pytest.mark.unit
 
 
-
 class FlakySessions:
     """A session maker whose first sessions cannot be had (the database is restarting)."""
 
@@ -49,7 +48,9 @@ async def session_maker(tmp_path: Path) -> AsyncIterator[Callable[[], Any]]:
     await db.dispose()
 
 
-async def test_repository_call_survives_a_database_restart(session_maker: Callable[[], Any]) -> None:
+async def test_repository_call_survives_a_database_restart(
+    session_maker: Callable[[], Any],
+) -> None:
     pauses = Pauses()
     sessions = FlakySessions(session_maker, [lost_connection(), lost_connection()])
     repo = SqlJobRepository(sessions, retry=policy(pauses))  # type: ignore[arg-type]
@@ -59,7 +60,8 @@ async def test_repository_call_survives_a_database_restart(session_maker: Callab
     assert (await repo.get(job.id)).id == job.id
     assert pauses.taken == [0.2, 0.4]
     assert [(e["event"], e["op"], e["attempt"]) for e in logs] == [
-        ("database_retry", "add", 1), ("database_retry", "add", 2)
+        ("database_retry", "add", 1),
+        ("database_retry", "add", 2),
     ]
 
 

@@ -65,7 +65,9 @@ async def test_a_transient_failure_is_tried_again_with_growing_pauses() -> None:
     assert result == "done" and flaky.tries == 4
     assert pauses.taken == [0.2, 0.4, 0.8]
     assert told == [
-        (1, ConnectionResetError, 0.2), (2, ConnectionRefusedError, 0.4), (3, ConnectionResetError, 0.8)
+        (1, ConnectionResetError, 0.2),
+        (2, ConnectionRefusedError, 0.4),
+        (3, ConnectionResetError, 0.8),
     ]
 
 
@@ -134,27 +136,31 @@ def s3_error(code: str, status: int) -> S3Error:
 
 def storage(pauses: Pauses, **changes: Any) -> S3Storage:
     """No request leaves: each test hands `_run` its own blocking call."""
-    return S3Storage(
-        "127.0.0.1:9", "a", "b", "some-bucket", retry=policy(pauses, **changes)
-    )
+    return S3Storage("127.0.0.1:9", "a", "b", "some-bucket", retry=policy(pauses, **changes))
 
 
 async def test_s3_retries_a_connection_lost_and_logs_a_warning_per_pause() -> None:
     pauses = Pauses()
-    flaky = Flaky(urllib3.exceptions.ProtocolError("Connection aborted"), s3_error("SlowDown", 503),
-                  result=b"contents")
+    flaky = Flaky(
+        urllib3.exceptions.ProtocolError("Connection aborted"),
+        s3_error("SlowDown", 503),
+        result=b"contents",
+    )
     with capture_logs() as logs:
         assert await storage(pauses)._run("get_bytes", flaky, "k") == b"contents"
     assert flaky.tries == 3 and pauses.taken == [0.2, 0.4]
     warnings = [e for e in logs if e["event"] == "s3_retry"]
     assert [(w["op"], w["attempt"], w["retry_in"], w["log_level"]) for w in warnings] == [
-        ("get_bytes", 1, 0.2, "warning"), ("get_bytes", 2, 0.4, "warning")
+        ("get_bytes", 1, 0.2, "warning"),
+        ("get_bytes", 2, 0.4, "warning"),
     ]
     assert "SlowDown" in warnings[1]["error"]
 
 
-@pytest.mark.parametrize("error", [s3_error("AccessDenied", 403), s3_error("NoSuchKey", 404),
-                                   FileNotFoundError("/tmp/x")])
+@pytest.mark.parametrize(
+    "error",
+    [s3_error("AccessDenied", 403), s3_error("NoSuchKey", 404), FileNotFoundError("/tmp/x")],
+)
 async def test_s3_does_not_retry_what_retrying_cannot_change(error: BaseException) -> None:
     pauses = Pauses()
     flaky = Flaky(error)

@@ -36,15 +36,20 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
     config = tmp_path / "m.toml"
     config.write_text('[smtp]\ntimeout = 3.0\nport = 2525\n[engine]\nchecks = "dns"\n')
     settings = load_settings(
-        {"MAILVET_CONFIG": str(config), "MAILVET_SMTP_PORT": "2526",
-         "MAILVET_DNS_SERVERS": "127.0.0.1:5353, 10.0.0.1"}
+        {
+            "MAILVET_CONFIG": str(config),
+            "MAILVET_SMTP_PORT": "2526",
+            "MAILVET_DNS_SERVERS": "127.0.0.1:5353, 10.0.0.1",
+        }
     )
     assert settings.smtp.timeout == 3.0 and settings.smtp.port == 2526
     assert settings.engine.checks is Check.DNS
     assert settings.dns.servers == ("127.0.0.1:5353", "10.0.0.1")
 
 
-@pytest.mark.parametrize(("name", "value"), [("MAILVET_SMTP_TIMEOUT", "soon"), ("MAILVET_CHECKS", "all")])
+@pytest.mark.parametrize(
+    ("name", "value"), [("MAILVET_SMTP_TIMEOUT", "soon"), ("MAILVET_CHECKS", "all")]
+)
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         load_settings({name: value})
@@ -95,7 +100,11 @@ def other_value(var: Variable) -> tuple[str, object]:
     if isinstance(kind, mi.FloatType):
         return "0.5", 0.5
     if isinstance(kind, mi.LiteralType | mi.EnumType):
-        choices = [c for c in settings_module._choices(kind) if c != str(getattr(var.default, "value", var.default))]
+        choices = [
+            c
+            for c in settings_module._choices(kind)
+            if c != str(getattr(var.default, "value", var.default))
+        ]
         wanted = choices[-1]
         return wanted, Check(wanted) if isinstance(kind, mi.EnumType) else wanted
     if isinstance(kind, mi.VarTupleType):
@@ -111,8 +120,11 @@ def field_value(settings: Settings, var: Variable) -> object:
 def test_every_field_has_its_own_variable() -> None:
     found = list(variables())
     fields = [f.name for f in msgspec.structs.fields(Settings)]
-    groups = {f.name: f.type for f in msgspec.structs.fields(Settings) if f.name in
-              {"dns", "smtp", "engine", "storage", "rabbit"}}
+    groups = {
+        f.name: f.type
+        for f in msgspec.structs.fields(Settings)
+        if f.name in {"dns", "smtp", "engine", "storage", "rabbit"}
+    }
     expected = [name for name in fields if name not in groups] + [
         f"{group}.{f.name}" for group, cls in groups.items() for f in msgspec.structs.fields(cls)
     ]
@@ -163,23 +175,41 @@ def test_markdown_from_the_command_line(capsys: pytest.CaptureFixture[str]) -> N
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"MAILVET_SYNTAX_CHUNK_SIZE": "0"}, "MAILVET_SYNTAX_CHUNK_SIZE must be an integer >= 1, got 0"),
+        (
+            {"MAILVET_SYNTAX_CHUNK_SIZE": "0"},
+            "MAILVET_SYNTAX_CHUNK_SIZE must be an integer >= 1, got 0",
+        ),
         ({"MAILVET_CHUNK_SIZE": "-5"}, "MAILVET_CHUNK_SIZE must be an integer >= 1, got -5"),
         ({"MAILVET_SMTP_TIMEOUT": "-1"}, "MAILVET_SMTP_TIMEOUT must be a number > 0, got -1"),
         ({"MAILVET_DNS_TIMEOUT": "0"}, "MAILVET_DNS_TIMEOUT must be a number > 0, got 0"),
         ({"MAILVET_SMTP_TIMEOUT": "soon"}, "MAILVET_SMTP_TIMEOUT must be a number > 0, got soon"),
         ({"MAILVET_WORKER_CONCURRENCY": "0"}, "MAILVET_WORKER_CONCURRENCY must be an integer >= 1"),
-        ({"MAILVET_SMTP_MAX_CONNECTIONS": "0"}, "MAILVET_SMTP_MAX_CONNECTIONS must be an integer >= 1"),
-        ({"MAILVET_SMTP_PORT": "70000"}, "MAILVET_SMTP_PORT must be an integer 1 to 65535, got 70000"),
+        (
+            {"MAILVET_SMTP_MAX_CONNECTIONS": "0"},
+            "MAILVET_SMTP_MAX_CONNECTIONS must be an integer >= 1",
+        ),
+        (
+            {"MAILVET_SMTP_PORT": "70000"},
+            "MAILVET_SMTP_PORT must be an integer 1 to 65535, got 70000",
+        ),
         ({"MAILVET_SYNTAX_PROCESSES": "-2"}, "MAILVET_SYNTAX_PROCESSES must be an integer >= -1"),
-        ({"MAILVET_STORAGE_LINK_SECONDS": "0"}, "MAILVET_STORAGE_LINK_SECONDS must be an integer 1 to 604800"),
+        (
+            {"MAILVET_STORAGE_LINK_SECONDS": "0"},
+            "MAILVET_STORAGE_LINK_SECONDS must be an integer 1 to 604800",
+        ),
         ({"MAILVET_SMTP_RETRIES": "1.5"}, "MAILVET_SMTP_RETRIES must be an integer >= 0, got 1.5"),
         ({"MAILVET_BUS": "kafka"}, "MAILVET_BUS must be one of memory, rabbit, got kafka"),
         ({"MAILVET_STORAGE": "ftp"}, "MAILVET_STORAGE must be one of local, memory, s3, got ftp"),
         ({"MAILVET_CHECKS": "all"}, "MAILVET_CHECKS must be one of syntax, dns, smtp, got all"),
         ({"MAILVET_LOG_LEVEL": "loud"}, "MAILVET_LOG_LEVEL must be one of "),
-        ({"MAILVET_SMTP_STARTTLS": "maybe"}, "MAILVET_SMTP_STARTTLS must be true or false, got maybe"),
-        ({"MAILVET_DNS_MAX_IN_FLIGHT": ""}, "MAILVET_DNS_MAX_IN_FLIGHT must be an integer >= 1, got ''"),
+        (
+            {"MAILVET_SMTP_STARTTLS": "maybe"},
+            "MAILVET_SMTP_STARTTLS must be true or false, got maybe",
+        ),
+        (
+            {"MAILVET_DNS_MAX_IN_FLIGHT": ""},
+            "MAILVET_DNS_MAX_IN_FLIGHT must be an integer >= 1, got ''",
+        ),
     ],
 )
 def test_values_that_make_no_sense_are_one_clear_line(env: dict[str, str], message: str) -> None:
@@ -205,8 +235,10 @@ def test_a_bad_value_in_the_file_names_the_file_and_key(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("[smtp]\ntimout = 3\n", "unknown setting [smtp] timout in "),
-     ("chunk_size = 3\n", "unknown setting chunk_size in ")],
+    [
+        ("[smtp]\ntimout = 3\n", "unknown setting [smtp] timout in "),
+        ("chunk_size = 3\n", "unknown setting chunk_size in "),
+    ],
 )
 def test_a_misspelt_key_in_the_file_is_refused(tmp_path: Path, text: str, message: str) -> None:
     config = tmp_path / "m.toml"
@@ -216,8 +248,14 @@ def test_a_misspelt_key_in_the_file_is_refused(tmp_path: Path, text: str, messag
 
 
 def test_choices_in_any_case() -> None:
-    settings = load_settings({"MAILVET_BUS": "Rabbit", "MAILVET_STORAGE": "S3",
-                              "MAILVET_LOG_LEVEL": "INFO", "MAILVET_CHECKS": "DNS"})
+    settings = load_settings(
+        {
+            "MAILVET_BUS": "Rabbit",
+            "MAILVET_STORAGE": "S3",
+            "MAILVET_LOG_LEVEL": "INFO",
+            "MAILVET_CHECKS": "DNS",
+        }
+    )
     assert (settings.bus, settings.storage.backend, settings.log_level) == ("rabbit", "s3", "info")
     assert settings.engine.checks is Check.DNS
 
@@ -241,10 +279,18 @@ def test_validate_refuses_a_setting_that_makes_no_sense(tmp_path: Path) -> None:
     """Through the command line: exit 2, one stderr line, before any job starts."""
     source = tmp_path / "l.csv"
     source.write_text("email\na@example.com\n")
-    env = {**os.environ, "MAILVET_DATA_DIR": str(tmp_path / "data"), "MAILVET_SYNTAX_CHUNK_SIZE": "0"}
+    env = {
+        **os.environ,
+        "MAILVET_DATA_DIR": str(tmp_path / "data"),
+        "MAILVET_SYNTAX_CHUNK_SIZE": "0",
+    }
     done = subprocess.run(
         [sys.executable, "-m", "mailvet.cli", "validate", str(source), "--checks", "syntax"],
-        env=env, capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
     )
     assert done.returncode == 2
     assert done.stderr == (
@@ -265,8 +311,11 @@ def test_nothing_else_in_src_reads_the_environment() -> None:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             named = (
-                node.attr if isinstance(node, ast.Attribute)
-                else node.id if isinstance(node, ast.Name) else None
+                node.attr
+                if isinstance(node, ast.Attribute)
+                else node.id
+                if isinstance(node, ast.Name)
+                else None
             )
             if named in {"environ", "getenv", "environb", "putenv"}:
                 readers.append(f"{path.relative_to(src)}:{node.lineno}")

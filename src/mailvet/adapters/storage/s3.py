@@ -7,8 +7,8 @@ The minio client is synchronous: each call runs in a worker thread (`asyncio.to_
 When S3 cannot be reached (connection refused or reset, timeouts, 5xx, throttling) an
 operation is retried through the storage's RetryPolicy (adapters/retry.py: exponential
 backoff for up to `retry_for` seconds), then StorageUnavailable is raised. The client's own
-urllib3 retries are off so that this backoff is the only one. Answers that retrying cannot change (NoSuchKey, NoSuchBucket, AccessDenied,
-bad requests) are not retried.
+urllib3 retries are off so that this backoff is the only one. Answers that retrying cannot
+change (NoSuchKey, NoSuchBucket, AccessDenied, bad requests) are not retried.
 
 Limits: `move` is a server-side copy then a delete (S3 has no rename): if it fails between
 the two, both keys exist until it is retried, never neither. minio switches the copy to a
@@ -251,7 +251,11 @@ class S3Storage:
 
         def warn(attempt: int, exc: BaseException, pause: float) -> None:
             log.warning(
-                "s3_retry", op=op, attempt=attempt, error=describe(exc), key=key,
+                "s3_retry",
+                op=op,
+                attempt=attempt,
+                error=describe(exc),
+                key=key,
                 retry_in=round(pause, 3),
             )
 
