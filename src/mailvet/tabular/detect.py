@@ -171,7 +171,8 @@ def detect_layout(
 def _sniff_delimiter(lines: list[str]) -> str:
     """One of , ; TAB |: csv.Sniffer restricted to them, else the most consistent count."""
     sample_lines = [line for line in lines[:SNIFF_LINES] if line.strip()]
-    sample = "".join(sample_lines)[:SNIFF_CHARS]
+    # csv.Sniffer splits at "\n" only: a CR-only file (old Mac exports) would be one line
+    sample = "".join(line.rstrip("\r\n") + "\n" for line in sample_lines)[:SNIFF_CHARS]
     if not any(d in sample for d in DELIMITERS):
         return ","  # one column
     try:
