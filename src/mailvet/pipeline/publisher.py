@@ -7,9 +7,7 @@ job file_queued, JobQueued (to the result generator; an empty list completes fro
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import structlog
 
@@ -19,22 +17,13 @@ from mailvet.domain.ports import JobRepository, MessageBus, ObjectStorage
 from mailvet.domain.verdict import RESULT_COLUMNS
 from mailvet.pipeline import keys
 from mailvet.pipeline.rendering import encode_file_layout
-from mailvet.pipeline.workspace import StoredLayout, decode_layout, local_copy
-from mailvet.tabular import (
-    header_text,
-    iter_emails,
-    iter_text_chunks,
-    output_encoding,
-    render_header,
-)
+from mailvet.pipeline.workspace import decode_layout, local_copy
+from mailvet.tabular import Chunk, job_chunks, result_header
 
 log = structlog.get_logger(__name__)
 
 
-ChunkParts = tuple[int, list[str], str]  # rows, addresses (XLSX), raw text (CSV/TXT)
-
-
-async def _iterate(iterator: Iterator[ChunkParts]) -> AsyncIterator[ChunkParts]:
+async def _iterate(iterator: Iterator[Chunk]) -> AsyncIterator[Chunk]:
     """Run a blocking file iterator in a thread, one item at a time."""
     while (item := await asyncio.to_thread(next, iterator, None)) is not None:
         yield item
@@ -46,36 +35,27 @@ class Publisher:
         self._storage = storage
         self._bus = bus
 
-    @staticmethod
-    def _chunks(path: Path, stored: StoredLayout) -> AsyncIterator[ChunkParts]:
-        layout, size = stored.layout, stored.chunk_size
-        if layout.kind == "xlsx":
-            emails = iter_emails(path, layout)
-            batches = iter(lambda: list(itertools.islice(emails, size)), [])
-            return _iterate((len(batch), batch, "") for batch in batches)
-        return _iterate((rows, [], text) for text, rows in iter_text_chunks(path, layout, size))
-
     async def handle(self, message: JobAccepted) -> None:
         job = await self._jobs.get(message.job_id)
         if job.status is not JobStatus.FILE_ACCEPTED:
             log.info("publisher_skip", job_id=job.id, status=job.status.value)
             return
         stored = decode_layout(job.layout)
-        layout_bytes = encode_file_layout(stored.layout) if stored.layout.kind != "xlsx" else b""
+        # chunks that travel as addresses need no layout (domain/messages.py RowChunk)
+        layout_bytes = (
+            encode_file_layout(stored.layout) if stored.layout.rendered_in_chunks else b""
+        )
         queue = keys.rows_queue(job.id)
         await self._bus.publish(
             keys.ORCHESTRATOR, ChunksOpened(job_id=job.id, chunks_total=job.chunks_total)
         )
         published = 0
         async with local_copy(self._storage, keys.in_progress_input(job.id)) as path:
-            if stored.layout.kind != "xlsx":  # the result file starts with the header part
-                header = await asyncio.to_thread(header_text, path, stored.layout)
-                codec, bom = output_encoding(stored.layout)
-                rendered = render_header(header, stored.layout, RESULT_COLUMNS)
-                await self._storage.put_bytes(
-                    keys.result_header(job.id), bom + rendered.encode(codec, "replace")
-                )
-            async for rows, emails, text in self._chunks(path, stored):
+            header = await asyncio.to_thread(result_header, path, stored.layout, RESULT_COLUMNS)
+            if header is not None:  # the result file starts with the header part
+                await self._storage.put_bytes(keys.result_header(job.id), header)
+            chunks = job_chunks(path, stored.layout, stored.chunk_size)
+            async for rows, emails, text in _iterate(chunks):
                 await self._bus.publish(
                     queue,
                     RowChunk(

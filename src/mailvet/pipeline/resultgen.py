@@ -140,9 +140,7 @@ class ResultGenerator:
         reasons: Counter[str] = Counter()
         with tempfile.TemporaryDirectory(prefix="mailvet-") as folder:
             out = Path(folder) / f"result.{kind}"
-            if stored.layout.kind == "xlsx":
-                written = await self._write_workbook(job, stored.layout, out, kind, statuses, reasons)
-            else:
+            if stored.layout.rendered_in_chunks:
                 written = 0
                 with out.open("wb") as handle:
                     handle.write(await self._stored(job.id, keys.result_header(job.id)))
@@ -151,6 +149,8 @@ class ResultGenerator:
                         statuses.update(chunk.statuses)
                         reasons.update(chunk.reasons)
                         written += chunk.rows
+            else:
+                written = await self._write_workbook(job, stored.layout, out, kind, statuses, reasons)
             await self._storage.put_file(keys.completed(job.id), out)
         summary = Summary(
             rows=written, by_status=dict(statuses), by_reason=dict(reasons), result_kind=kind
@@ -167,7 +167,8 @@ class ResultGenerator:
         statuses: Counter[str],
         reasons: Counter[str],
     ) -> int:
-        """XLSX results: the workbook is rewritten row by row with the cells appended."""
+        """Results not rendered in chunks (XLSX): the input is rewritten row by row with the
+        cells appended."""
         loop = asyncio.get_running_loop()
 
         def rows() -> Iterator[tuple[str, ...]]:  # runs in the writer thread

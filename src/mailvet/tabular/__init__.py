@@ -53,10 +53,12 @@ from mailvet.tabular.encoding import OUTPUT_ERRORS, output_encoding
 from mailvet.tabular.layout import FileLayout, InputError
 from mailvet.tabular.records import count_rows, iter_emails
 from mailvet.tabular.render import render_chunk, render_header
+from mailvet.tabular.transit import Chunk, job_chunks, result_header
 from mailvet.tabular.write import result_kind, write_result
 
 __all__ = [
     "OUTPUT_ERRORS",
+    "Chunk",
     "FileLayout",
     "InputError",
     "chunk_emails",
@@ -65,9 +67,11 @@ __all__ = [
     "header_text",
     "iter_emails",
     "iter_text_chunks",
+    "job_chunks",
     "output_encoding",
     "render_chunk",
     "render_header",
+    "result_header",
     "result_kind",
     "write_result",
 ]

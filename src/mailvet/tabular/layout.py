@@ -24,6 +24,13 @@ class FileLayout(msgspec.Struct, frozen=True, kw_only=True):
     skip_records: int = 1  # records before the first data row (preamble + header)
     sheet: str | None = None  # xlsx sheet name
 
+    @property
+    def rendered_in_chunks(self) -> bool:
+        """True when the result is made of the chunks as workers render them (CSV, TXT: the
+        raw records with the cells appended), False when it is rewritten from the input and
+        the cells at the end (XLSX).  See mailvet.tabular.transit."""
+        return self.kind != "xlsx"
+
 
 HEADER_RECORDS = 20  # non-blank records looked at to find the header / email column
 
