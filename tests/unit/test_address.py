@@ -194,3 +194,40 @@ def test_plain_addresses_and_names_around_them_never_reach_the_full_library_chec
     check_syntax('"test"@iana.org')  # quotes go to the library
     check_syntax("ü@x.com")  # and so do Unicode local parts
     assert seen == ['"test"@iana.org', "ü@x.com"]
+
+
+def random_host(rng: random.Random) -> str:
+    """Host names near every rule of the library's domain check: hyphens and digits at label
+    ends, "--" (R-LDH, Punycode), label and name lengths around 63 and 253, special-use names."""
+    def label() -> str:
+        n = rng.choice([1, 2, 3, 5, 10, 61, 62, 63, 64])
+        return "".join(rng.choices("abcz019-", weights=[5, 5, 5, 5, 2, 2, 2, 3], k=n))
+    labels = [label() for _ in range(rng.choice([1, 2, 2, 3, 4, 5]))]
+    roll = rng.random()
+    if roll < 0.1:
+        labels.append(rng.choice(["arpa", "local", "localhost", "onion", "test", "invalid", "home.arpa"]))
+    elif roll < 0.2:
+        labels = ["x" * 63] * 4
+        labels[-1] = "y" * rng.choice([57, 58, 59, 60, 61])
+    elif roll < 0.3:
+        labels[0] = "xn--" + labels[0]
+    return ".".join(labels)
+
+
+def test_the_domain_shortcut_answers_as_the_library() -> None:
+    from email_validator.syntax import validate_email_domain_name
+
+    from mailvet.domain.address import _plain_domain
+
+    rng = random.Random(8)
+    names = [random_host(rng) for _ in range(30_000)]
+    names += [a.rpartition("@")[2].lower() for a in corpus(20_000)]
+    names += ["ab.-cd", "a.b", "a.1b", "a.b1", "arpa.com", "x.home.arpa", "ab--cd.com"]
+    shortcut = 0
+    for name in names:
+        if not _plain_domain(name):
+            continue
+        shortcut += 1
+        info = validate_email_domain_name(name, test_environment=False, globally_deliverable=True)
+        assert (info["domain"], info["ascii_domain"]) == (name, name), name
+    assert shortcut > 5_000
