@@ -13,9 +13,11 @@ from typing import Any, Literal
 from mailvet.tabular.chunks import text_parts
 from mailvet.tabular.encoding import OUTPUT_ERRORS, output_encoding
 from mailvet.tabular.layout import FileLayout
-from mailvet.tabular.records import DATA, HEADER, iter_records
+from mailvet.tabular.records import BLANK, DATA, HEADER, PRE, iter_records
+from mailvet.tabular.workbook import open_workbook
 from mailvet.tabular.render import render_chunk, render_header
-from mailvet.tabular.xlsx import cell_str, write_sheet
+from mailvet.tabular.xlsx import cell_str, is_blank_row, sample_width, write_sheet
+from mailvet.tabular.xlsx_result import rewrite_workbook
 
 WRITE_BATCH = 2048  # output records joined per write() call
 
@@ -66,6 +68,8 @@ def write_result(
     try:
         if kind == "csv" and layout.kind != "xlsx":
             return _write_text(in_path, layout, out_path, extra_header, extra_rows)
+        if kind == "xlsx" and layout.kind == "xlsx":
+            return _write_workbook(in_path, layout, out_path, extra_header, extra_rows)
         rows = _ResultRows(in_path, layout, extra_header, extra_rows)
         if kind == "csv":
             _write_csv_plain(out_path, rows)
@@ -101,6 +105,48 @@ def _write_text(
                 raise _too_few(written + len(cells))
             out.write(render_chunk(text, layout, cells).encode(codec, OUTPUT_ERRORS))
             written += rows
+    if next(extras, _MISSING) is not _MISSING:
+        raise _too_many(written)
+    return written
+
+
+def _write_workbook(
+    in_path: Path,
+    layout: FileLayout,
+    out_path: Path,
+    extra_header: Sequence[str],
+    extra_rows: Iterable[Sequence[str]],
+) -> int:
+    """XLSX → XLSX: the input workbook with the cells added to its address sheet and every
+    other part as it was (mailvet.tabular.xlsx_result), the workbook opened once."""
+    extras = iter(extra_rows)
+    written = 0
+    skip = layout.skip_records
+    header_at = skip - 1 if layout.has_header else -1
+
+    def role_of(index: int, values: list[Any]) -> int:
+        if is_blank_row(values):
+            return BLANK
+        if index < skip:
+            return HEADER if index == header_at else PRE
+        return DATA
+
+    def cells_for(role: int) -> Sequence[Any]:
+        nonlocal written
+        if role == HEADER:
+            return extra_header
+        more = next(extras, _MISSING)
+        if more is _MISSING:
+            raise _too_few(written)
+        written += 1
+        return list(map(str, more))
+
+    with open_workbook(in_path, in_path.name) as book:
+        if layout.has_header:
+            width = len(layout.header)
+        else:
+            width = sample_width(book.rows(layout.sheet))
+        rewrite_workbook(book, out_path, layout.sheet, role_of, cells_for, width)
     if next(extras, _MISSING) is not _MISSING:
         raise _too_many(written)
     return written

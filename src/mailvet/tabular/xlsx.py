@@ -1,17 +1,21 @@
-"""XLSX workbooks: opening one (openpyxl, imported on first use), finding its sheet,
-streaming its rows, and a cell's text as a spreadsheet shows it."""
+"""XLSX workbooks: the rows of a sheet (read by mailvet.tabular.workbook in bounded memory),
+a cell's text as a spreadsheet shows it, and a fresh one-sheet workbook (write_sheet, for
+a CSV/TXT list asked for as XLSX; an XLSX list's result is its own workbook with cells
+added, mailvet.tabular.xlsx_result)."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mailvet.tabular.layout import InputError, one_line
+from mailvet.tabular.layout import HEADER_RECORDS
+from mailvet.tabular.workbook import XlsxLimits, open_workbook
 
 XLSX_SCAN_ROWS = 1000  # rows read at most (blank ones included) to find 20 non-blank
 
@@ -33,64 +37,36 @@ def cell_str(value: Any) -> str:
     return str(value)
 
 
-@contextmanager
-def _open_workbook(path: Path, name: str) -> Iterator[Any]:
-    from openpyxl import load_workbook  # type: ignore[import-untyped]
-
-    with open(path, "rb") as fh:
-        try:
-            # A file object, not the path: openpyxl refuses paths without an .xlsx suffix.
-            wb = load_workbook(fh, read_only=True, data_only=True)
-        except Exception:
-            raise InputError(
-                f"{name} is not a valid XLSX workbook (damaged, password-protected"
-                " or another kind of file)"
-            ) from None
-        try:
-            yield wb
-        finally:
-            wb.close()
-
-
-def _worksheet(wb: Any, sheet: str | None, name: str) -> Any:
-    if sheet is not None:
-        try:
-            return wb[sheet]
-        except KeyError:
-            raise InputError(f"{name} has no sheet named '{one_line(sheet)}'") from None
-    ws = wb.active
-    if ws is None or not hasattr(ws, "iter_rows"):
-        sheets = [s for s in wb.worksheets if hasattr(s, "iter_rows")]
-        if not sheets:
-            raise InputError(f"{name} has no worksheet")
-        ws = sheets[0]
-    return ws
-
-
-def _guarded(rows: Iterator[Sequence[Any]], name: str) -> Iterator[Sequence[Any]]:
-    while True:
-        try:
-            row = next(rows)
-        except StopIteration:
-            return
-        except Exception as exc:
-            raise InputError(f"{name}: the worksheet could not be read ({one_line(exc)})") from None
-        yield row
-
-
 def sheet_title(path: Path, name: str) -> str:
-    with _open_workbook(path, name) as wb:
-        return str(_worksheet(wb, None, name).title)
+    """Name of the sheet shown when the workbook opens."""
+    with open_workbook(path, name) as book:
+        return book.sheet_part(None)[0]
 
 
 @contextmanager
-def sheet_rows(path: Path, sheet: str | None, name: str) -> Iterator[Iterator[Sequence[Any]]]:
-    """The rows of the sheet (tuples of values; no padding, [] for missing rows)."""
-    with _open_workbook(path, name) as wb:
-        ws = _worksheet(wb, sheet, name)
-        # Some writers store a wrong <dimension> (e.g. "A1"); openpyxl would stop there.
-        ws.reset_dimensions()
-        yield _guarded(iter(ws.iter_rows(values_only=True)), name)
+def sheet_rows(
+    path: Path, sheet: str | None, name: str, limits: XlsxLimits | None = None
+) -> Iterator[Iterator[Sequence[Any]]]:
+    """The rows of the sheet (lists of values; no padding, [] for missing rows), read in
+    bounded memory (see mailvet.tabular.workbook)."""
+    with open_workbook(path, name, limits) as book:
+        yield book.rows(sheet)
+
+
+def sample_width(rows: Iterable[Sequence[Any]]) -> int:
+    """Widest of the first HEADER_RECORDS non-empty rows (within XLSX_SCAN_ROWS rows;
+    trailing empty cells cut): where a header-less sheet's new cells start."""
+    width = seen = 0
+    for row in itertools.islice(rows, XLSX_SCAN_ROWS):
+        if not is_blank_row(row):
+            end = len(row)
+            while end and row[end - 1] is None:
+                end -= 1
+            width = max(width, end)
+            seen += 1
+            if seen >= HEADER_RECORDS:
+                break
+    return width
 
 
 def is_blank_row(row: Sequence[Any]) -> bool:
@@ -105,7 +81,7 @@ def write_sheet(out_path: Path, title: str, rows: Iterable[Iterable[Any]]) -> No
     row in memory at a time).  Characters XLSX cannot hold are dropped; text that starts
     with "=" stays text.  If `rows` raises, the workbook is still saved, which closes the
     sheet and removes openpyxl's temporary file; the caller removes the partial output."""
-    from openpyxl import Workbook
+    from openpyxl import Workbook  # type: ignore[import-untyped]
     from openpyxl.cell import WriteOnlyCell  # type: ignore[import-untyped]
 
     wb = Workbook(write_only=True)

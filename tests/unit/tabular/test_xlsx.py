@@ -32,7 +32,7 @@ def test_xlsx_to_xlsx(tmp_path: Path) -> None:
     assert emails == ["ann@example.com", "bob@example.com", "", "=not a formula"]
     assert out.suffix == ".xlsx"
     assert read_xlsx(out) == [
-        ("Exported contacts",),  # nothing appended to the preamble
+        ("Exported contacts", None, None, None, None),  # nothing appended to the preamble
         ("id", "E-mail", "score", "status", "note"),
         (1, "ann@example.com", 1.5, "ok", "n0"),
         (2, " bob@example.com ", None, "ok", "n1"),
@@ -74,8 +74,9 @@ def test_xlsx_trailing_empty_rows_are_not_rows(tmp_path: Path) -> None:
     assert not layout.has_header and emails == ["a@example.com", "b@example.com"]
     assert read_xlsx(out) == [
         ("a@example.com", "x", "ok", "n0"),
-        (),  # empty row between rows kept; the trailing ones dropped
+        (None, None, None, None),  # the empty rows are kept as they were, with no cells
         ("b@example.com", "y", "ok", "n1"),
+        *[(None, None, None, None)] * 9,
     ]
 
 
@@ -90,10 +91,12 @@ def test_xlsx_header_with_styled_empty_cells_and_short_rows(tmp_path: Path) -> N
     wb.close()
     layout, emails, out = run(tmp_path, src.read_bytes(), name="in.xlsx")
     assert layout.header == ["name", "email", "city"] and emails == ["ann@example.com"]
+    # the styled empty cell F1 stays where it was, the new ones go to D and E
     assert read_xlsx(out) == [
-        ("name", "email", "city", "status", "note"),
-        ("Ann", "ann@example.com", None, "ok", "n0"),
+        ("name", "email", "city", "status", "note", None),
+        ("Ann", "ann@example.com", None, "ok", "n0", None),
     ]
+    assert openpyxl.load_workbook(out).active["F1"].number_format == "0.00"
 
 
 def test_xlsx_from_storage_temp_file_without_suffix(tmp_path: Path) -> None:
