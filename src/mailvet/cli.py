@@ -126,7 +126,7 @@ async def _validate(
 ) -> Summary:
     from mailvet.adapters.db.runs import RunMarker, runs_folder
     from mailvet.bootstrap import build_deps
-    from mailvet.pipeline import keys
+    from mailvet.pipeline import object_keys
     from mailvet.pipeline.runner import Pipeline
     from mailvet.pipeline.submit import fetch_result, new_job_id, submit_file
 
@@ -150,7 +150,7 @@ async def _validate(
                 job = await deps.jobs.get(job_id)
                 fail(job.error or status.value)
             summary = await fetch_result(deps.jobs, deps.storage, job_id, out)
-            await deps.storage.delete_prefix(keys.completed(job_id))
+            await deps.storage.delete_prefix(object_keys.completed(job_id))
             return summary
         finally:
             await pipeline.stop()

@@ -14,7 +14,7 @@ from mailvet.domain.job import JobStatus
 from mailvet.domain.messages import ChunkDone, Message
 from mailvet.domain.ports import ProbeResult
 from mailvet.domain.verdict import Check
-from mailvet.pipeline import keys
+from mailvet.pipeline import object_keys
 from mailvet.pipeline.runner import Pipeline
 from mailvet.pipeline.submit import fetch_result, submit_file
 from mailvet.settings import load_settings
@@ -104,7 +104,7 @@ async def test_redelivered_chunk_changes_nothing(tmp_path: Path) -> None:
         await fetch_result(deps.jobs, deps.storage, job_id, out)
         rows = [line.split(",")[0] for line in out.read_text().splitlines()[1:]]
         assert rows == [f"u{i}@x-corp.com" for i in range(7)]
-        assert not [k for k in world.storage.objects if k.startswith(keys.job_work(job_id))]
+        assert not [k for k in world.storage.objects if k.startswith(object_keys.job_work(job_id))]
     finally:
         await pipeline.stop()
         await deps.close()

@@ -18,7 +18,7 @@ from mailvet.bootstrap import Deps, build_deps
 from mailvet.domain.messages import ChunkDone, RowChunk
 from mailvet.domain.ports import MessageBus
 from mailvet.domain.verdict import Check
-from mailvet.pipeline import keys
+from mailvet.pipeline import queues
 from mailvet.pipeline.worker import Worker
 from mailvet.settings import load_settings
 from tests.mailworld.smtp_server import SmtpBehaviour
@@ -130,7 +130,7 @@ async def _rcpts_sent(world: MailWorld, before: dict[str, int], rows: int) -> No
 async def _results(bus: MessageBus) -> list[ChunkDone]:
     assert isinstance(bus, MemoryBus)
     found: list[ChunkDone] = []
-    while (message := await bus.pull(keys.RESULTS)) is not None:
+    while (message := await bus.pull(queues.RESULTS)) is not None:
         assert isinstance(message, ChunkDone)
         found.append(message)
     return found

@@ -21,7 +21,7 @@ from mailvet.adapters.storage.memory import MemoryStorage
 from mailvet.bootstrap import Deps, build_deps
 from mailvet.domain.job import JobStatus
 from mailvet.domain.ports import MessageBus, ObjectStorage
-from mailvet.pipeline import keys
+from mailvet.pipeline import object_keys
 from mailvet.pipeline.runner import Pipeline
 from mailvet.settings import load_settings
 from mailvet.web.app import create_app
@@ -272,9 +272,9 @@ async def test_result_redirects_to_a_presigned_link(data_dir: Path) -> None:
             result = await client.get(f"/api/jobs/{job_id}/result", follow_redirects=False)
             assert result.status_code == 307
             assert result.headers["location"] == (
-                f"https://s3.example.test/mailvet/{keys.completed(job_id)}?X-Amz-Signature=abc"
+                f"https://s3.example.test/mailvet/{object_keys.completed(job_id)}?X-Amz-Signature=abc"
             )
-            assert storage.links == [(keys.completed(job_id), timedelta(seconds=60))]
+            assert storage.links == [(object_keys.completed(job_id), timedelta(seconds=60))]
     finally:
         await pipeline.stop()
         await deps.close()
@@ -426,7 +426,7 @@ async def test_chunked_upload_within_the_limit(deps: Deps, data_dir: Path) -> No
     job_id = msgspec.json.decode(body)["id"]
     job = await deps.jobs.get(job_id)
     assert job.file.checks.value == "dns"
-    assert await deps.storage.get_bytes(keys.uploaded(job_id)) == b"email\n" + rows
+    assert await deps.storage.get_bytes(object_keys.uploaded(job_id)) == b"email\n" + rows
     assert scratch_files(data_dir) == []
 
 
@@ -447,7 +447,7 @@ async def test_result_before_completion(client: AsyncTestClient[Litestar], deps:
     created = await upload(client, checks="syntax")
     assert created.status_code == 201
     job_id = created.json()["id"]
-    assert await deps.storage.exists(keys.uploaded(job_id))
+    assert await deps.storage.exists(object_keys.uploaded(job_id))
 
     status = await client.get(f"/api/jobs/{job_id}")
     assert status.json() == {

@@ -15,7 +15,7 @@ from mailvet.domain.job import JobStatus
 from mailvet.domain.messages import JobAccepted, JobSubmitted
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectNotFound, ObjectStorage
 from mailvet.domain.verdict import Check
-from mailvet.pipeline import keys
+from mailvet.pipeline import object_keys, queues
 from mailvet.pipeline.workspace import StoredLayout, encode_layout, local_copy
 from mailvet.tabular import InputError, count_rows, detect_layout
 
@@ -48,9 +48,9 @@ class Intake:
         if job.status is not JobStatus.PENDING_START:
             log.info("intake_skip", job_id=job.id, status=job.status.value)
             return
-        source = keys.uploaded(job.id)
+        source = object_keys.uploaded(job.id)
         if not await self._storage.exists(source):  # moved before a crash: carry on from there
-            source = keys.in_progress_input(job.id)
+            source = object_keys.in_progress_input(job.id)
         try:
             async with local_copy(self._storage, source) as path:
                 if (
@@ -77,8 +77,8 @@ class Intake:
         await self._jobs.set_counts(
             job.id, rows_total=rows, chunks_total=chunks, layout=encode_layout(stored)
         )
-        if source != keys.in_progress_input(job.id):
-            await self._storage.move(source, keys.in_progress_input(job.id))
+        if source != object_keys.in_progress_input(job.id):
+            await self._storage.move(source, object_keys.in_progress_input(job.id))
         await self._jobs.set_status(job.id, JobStatus.FILE_ACCEPTED)
         log.info("job_accepted", job_id=job.id, rows=rows, chunks=chunks, kind=layout.kind)
-        await self._bus.publish(keys.PUBLISHER, JobAccepted(job_id=job.id))
+        await self._bus.publish(queues.PUBLISHER, JobAccepted(job_id=job.id))

@@ -18,7 +18,7 @@ import structlog
 from mailvet.domain.job import JobStatus
 from mailvet.domain.messages import ChunksOpened, Message
 from mailvet.domain.ports import JobNotFound, JobRepository, MessageBus
-from mailvet.pipeline import keys
+from mailvet.pipeline import queues
 
 log = structlog.get_logger(__name__)
 
@@ -76,13 +76,13 @@ class Orchestrator:
         """Move at most one chunk of every active job to the work queue."""
         moved = 0
         for job_id in list(self._active):
-            while await self._bus.depth(keys.WORK) >= self._backlog:
+            while await self._bus.depth(queues.WORK) >= self._backlog:
                 await asyncio.sleep(IDLE_POLL_SECONDS)  # the workers are busy: fairness holds
-            if await self._bus.transfer(keys.rows_queue(job_id), keys.WORK) is not None:
+            if await self._bus.transfer(queues.rows_queue(job_id), queues.WORK) is not None:
                 moved += 1
             elif await self._finished(job_id):
                 del self._active[job_id]
-                await self._bus.delete_queue(keys.rows_queue(job_id))
+                await self._bus.delete_queue(queues.rows_queue(job_id))
                 log.info("job_dispatched", job_id=job_id)
         return moved
 

@@ -15,7 +15,7 @@ from mailvet.domain.job import JobStatus
 from mailvet.domain.messages import ChunksOpened, JobAccepted, JobQueued, RowChunk
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectStorage
 from mailvet.domain.verdict import RESULT_COLUMNS
-from mailvet.pipeline import keys
+from mailvet.pipeline import object_keys, queues
 from mailvet.pipeline.rendering import encode_file_layout
 from mailvet.pipeline.workspace import decode_layout, local_copy
 from mailvet.tabular import Chunk, job_chunks, result_header
@@ -45,15 +45,15 @@ class Publisher:
         layout_bytes = (
             encode_file_layout(stored.layout) if stored.layout.rendered_in_chunks else b""
         )
-        queue = keys.rows_queue(job.id)
+        queue = queues.rows_queue(job.id)
         await self._bus.publish(
-            keys.ORCHESTRATOR, ChunksOpened(job_id=job.id, chunks_total=job.chunks_total)
+            queues.ORCHESTRATOR, ChunksOpened(job_id=job.id, chunks_total=job.chunks_total)
         )
         published = 0
-        async with local_copy(self._storage, keys.in_progress_input(job.id)) as path:
+        async with local_copy(self._storage, object_keys.in_progress_input(job.id)) as path:
             header = await asyncio.to_thread(result_header, path, stored.layout, RESULT_COLUMNS)
             if header is not None:  # the result file starts with the header part
-                await self._storage.put_bytes(keys.result_header(job.id), header)
+                await self._storage.put_bytes(object_keys.result_header(job.id), header)
             chunks = job_chunks(path, stored.layout, stored.chunk_size)
             async for rows, emails, text in _iterate(chunks):
                 await self._bus.publish(
@@ -76,4 +76,4 @@ class Publisher:
             )
         await self._jobs.set_status(job.id, JobStatus.FILE_QUEUED)
         log.info("job_queued", job_id=job.id, chunks=published, rows=job.rows_total)
-        await self._bus.publish(keys.RESULTS, JobQueued(job_id=job.id))
+        await self._bus.publish(queues.RESULTS, JobQueued(job_id=job.id))

@@ -28,7 +28,7 @@ from mailvet.domain.job import Job, JobStatus
 from mailvet.domain.messages import ChunkDone, JobQueued, Message
 from mailvet.domain.ports import JobRepository, ObjectNotFound, ObjectStorage
 from mailvet.domain.verdict import RESULT_COLUMNS
-from mailvet.pipeline import keys
+from mailvet.pipeline import object_keys
 from mailvet.pipeline.rendering import ChunkOutput, decode_cells, decode_output, encode_output
 from mailvet.pipeline.submit import Summary
 from mailvet.pipeline.workspace import decode_layout, local_copy
@@ -59,7 +59,7 @@ class ResultGenerator:
                 message.form, message.rows, message.data, message.statuses, message.reasons
             )
             await self._storage.put_bytes(
-                keys.chunk_results(message.job_id, message.chunk_id), encode_output(output)
+                object_keys.chunk_results(message.job_id, message.chunk_id), encode_output(output)
             )
             await self._jobs.record_chunk(message.job_id, message.chunk_id, message.rows)
             self._arrived.setdefault(message.job_id, asyncio.Event()).set()
@@ -97,7 +97,7 @@ class ResultGenerator:
                     await asyncio.sleep(0.02)
             await self._jobs.set_status(job.id, JobStatus.COMPLETED)
             metrics.job_finished(JobStatus.COMPLETED.value, job.created_at)  # before any await
-            await self._storage.delete_prefix(keys.job_work(job.id))
+            await self._storage.delete_prefix(object_keys.job_work(job.id))
             log.info("job_completed", job_id=job.id, rows=summary.rows, **summary.by_status)
         except JobAbandoned as exc:
             log.info("job_abandoned", job_id=job.id, status=str(exc))
@@ -131,7 +131,7 @@ class ResultGenerator:
 
     async def _chunks(self, job: Job) -> AsyncIterator[ChunkOutput]:
         for chunk_id in range(job.chunks_total):
-            yield decode_output(await self._stored(job.id, keys.chunk_results(job.id, chunk_id)))
+            yield decode_output(await self._stored(job.id, object_keys.chunk_results(job.id, chunk_id)))
 
     async def _write(self, job: Job) -> Summary:
         stored = decode_layout(job.layout)
@@ -143,7 +143,7 @@ class ResultGenerator:
             if stored.layout.rendered_in_chunks:
                 written = 0
                 with out.open("wb") as handle:
-                    handle.write(await self._stored(job.id, keys.result_header(job.id)))
+                    handle.write(await self._stored(job.id, object_keys.result_header(job.id)))
                     async for chunk in self._chunks(job):
                         handle.write(chunk.data)
                         statuses.update(chunk.statuses)
@@ -151,11 +151,11 @@ class ResultGenerator:
                         written += chunk.rows
             else:
                 written = await self._write_workbook(job, stored.layout, out, kind, statuses, reasons)
-            await self._storage.put_file(keys.completed(job.id), out)
+            await self._storage.put_file(object_keys.completed(job.id), out)
         summary = Summary(
             rows=written, by_status=dict(statuses), by_reason=dict(reasons), result_kind=kind
         )
-        await self._storage.put_bytes(keys.summary(job.id), msgspec.json.encode(summary))
+        await self._storage.put_bytes(object_keys.summary(job.id), msgspec.json.encode(summary))
         return summary
 
     async def _write_workbook(
@@ -175,14 +175,14 @@ class ResultGenerator:
             for chunk_id in range(job.chunks_total):
                 chunk = decode_output(
                     asyncio.run_coroutine_threadsafe(
-                        self._stored(job.id, keys.chunk_results(job.id, chunk_id)), loop
+                        self._stored(job.id, object_keys.chunk_results(job.id, chunk_id)), loop
                     ).result()
                 )
                 statuses.update(chunk.statuses)
                 reasons.update(chunk.reasons)
                 yield from decode_cells(chunk.data)
 
-        async with local_copy(self._storage, keys.in_progress_input(job.id)) as source:
+        async with local_copy(self._storage, object_keys.in_progress_input(job.id)) as source:
             return await asyncio.to_thread(
                 write_result, source, layout, out, RESULT_COLUMNS, rows(), kind
             )

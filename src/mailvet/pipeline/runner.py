@@ -15,7 +15,7 @@ from mailvet.bootstrap import Deps
 from mailvet.domain.job import JobStatus
 from mailvet.domain.messages import Message
 from mailvet.domain.ports import Handler, MessageBus, VerdictJournal
-from mailvet.pipeline import keys
+from mailvet.pipeline import queues
 from mailvet.pipeline.intake import Intake
 from mailvet.pipeline.orchestrator import Orchestrator
 from mailvet.pipeline.publisher import Publisher
@@ -33,8 +33,8 @@ def describe_flows(bus: MessageBus) -> None:
     async def nothing(message: Message) -> None:
         return None
 
-    queues = (keys.INTAKE, keys.PUBLISHER, keys.ORCHESTRATOR, keys.WORK, keys.RESULTS)
-    for queue in (*queues, keys.rows_queue("{job_id}")):  # one row queue per job
+    names = (queues.INTAKE, queues.PUBLISHER, queues.ORCHESTRATOR, queues.WORK, queues.RESULTS)
+    for queue in (*names, queues.rows_queue("{job_id}")):  # one row queue per job
         bus.subscribe(queue, nothing)
 
 
@@ -66,14 +66,14 @@ class Pipeline:
                 syntax_chunk_size=engine_settings.syntax_chunk_size,
                 warm_syntax_pool=warm,
             )
-            bus.subscribe(keys.INTAKE, cast(Handler, intake.handle), concurrency=2)
+            bus.subscribe(queues.INTAKE, cast(Handler, intake.handle), concurrency=2)
         if "publisher" in self.roles:
             publisher = Publisher(jobs, storage, bus)
             # several at once, so a big file being published does not hold back a small one
-            bus.subscribe(keys.PUBLISHER, cast(Handler, publisher.handle), concurrency=4)
+            bus.subscribe(queues.PUBLISHER, cast(Handler, publisher.handle), concurrency=4)
         if "orchestrator" in self.roles:
             self._orchestrator = Orchestrator(bus, jobs, backlog=engine_settings.dispatch_backlog)
-            bus.subscribe(keys.ORCHESTRATOR, self._orchestrator.handle)
+            bus.subscribe(queues.ORCHESTRATOR, self._orchestrator.handle)
         if "worker" in self.roles:
             worker = Worker(
                 deps.engine,
@@ -82,10 +82,10 @@ class Pipeline:
                 concurrency=engine_settings.worker_concurrency,
                 journal=deps.jobs if isinstance(deps.jobs, VerdictJournal) else None,
             )
-            bus.subscribe(keys.WORK, cast(Handler, worker.handle), concurrency=worker.in_flight)
+            bus.subscribe(queues.WORK, cast(Handler, worker.handle), concurrency=worker.in_flight)
         if "resultgen" in self.roles:
             self._resultgen = ResultGenerator(jobs, storage)
-            bus.subscribe(keys.RESULTS, self._resultgen.handle, concurrency=4)
+            bus.subscribe(queues.RESULTS, self._resultgen.handle, concurrency=4)
 
     async def _give_up(self, message: Message, exc: Exception) -> None:
         """The bus dropped a message for good (dead-lettered after its last try, or in

@@ -13,7 +13,7 @@ from mailvet.domain.job import FileInfo, Job, JobStatus
 from mailvet.domain.messages import JobSubmitted
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectStorage
 from mailvet.domain.verdict import Check
-from mailvet.pipeline import keys
+from mailvet.pipeline import object_keys, queues
 
 
 class Summary(msgspec.Struct, kw_only=True):
@@ -59,10 +59,10 @@ async def submit_file(
 
     `job_id`: the id to use (a caller that must know it before the job exists), else new."""
     job_id = job_id or new_job_id()
-    await storage.put_file(keys.uploaded(job_id), path)
+    await storage.put_file(object_keys.uploaded(job_id), path)
     info = FileInfo(filename=filename or path.name, email_column=email_column, checks=checks)
     await jobs.add(Job(id=job_id, file=info, owner=owner))
-    await bus.publish(keys.INTAKE, JobSubmitted(job_id=job_id))
+    await bus.publish(queues.INTAKE, JobSubmitted(job_id=job_id))
     return job_id
 
 
@@ -76,7 +76,7 @@ async def completed_job(jobs: JobLookup, job_id: str) -> Job:
 
 async def read_summary(storage: ObjectStorage, job_id: str) -> Summary:
     """Counts per status and reason of a completed job (ObjectNotFound once removed)."""
-    return msgspec.json.decode(await storage.get_bytes(keys.summary(job_id)), type=Summary)
+    return msgspec.json.decode(await storage.get_bytes(object_keys.summary(job_id)), type=Summary)
 
 
 def result_name(original: str, kind: str) -> str:
@@ -92,7 +92,7 @@ async def fetch_result(
     await completed_job(jobs, job_id)
     temp = out.with_name(f".{out.name}.{job_id}.part")
     try:
-        await storage.get_file(keys.completed(job_id), temp)
+        await storage.get_file(object_keys.completed(job_id), temp)
         os.replace(temp, out)
     finally:
         temp.unlink(missing_ok=True)

@@ -26,7 +26,7 @@ from mailvet.domain.messages import ChunkDone, RowChunk
 from mailvet.domain.ports import MessageBus, VerdictJournal
 from mailvet.domain.verdict import Verdict
 from mailvet.domain.verdict import Check
-from mailvet.pipeline import keys
+from mailvet.pipeline import queues
 from mailvet.pipeline.engine import Engine
 from mailvet.pipeline.rendering import ChunkOutput, chunk_addresses, render, syntax_chunk
 from mailvet.pipeline.slots import FairSlots
@@ -74,7 +74,7 @@ class Worker:
             output = render(chunk, await self._network(chunk))
         log.info("chunk_validated", job_id=chunk.job_id, chunk=chunk.chunk_id, rows=chunk.rows)
         await self._bus.publish(
-            keys.RESULTS,
+            queues.RESULTS,
             ChunkDone(
                 job_id=chunk.job_id,
                 chunk_id=chunk.chunk_id,

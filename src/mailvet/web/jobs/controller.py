@@ -23,7 +23,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_307_TEMPORARY_REDIRECT
 from mailvet.domain.job import Job, JobStatus
 from mailvet.domain.ports import JobNotFound, JobRepository, ObjectNotFound
 from mailvet.domain.verdict import Check
-from mailvet.pipeline import keys
+from mailvet.pipeline import object_keys
 from mailvet.pipeline.submit import Summary
 from mailvet.pipeline.submit import (
     completed_job,
@@ -97,7 +97,7 @@ class JobController(Controller):
         job = await finished_job(jobs, job_id)
         if isinstance(storage, PresignedStorage):
             expires = timedelta(seconds=settings.storage.link_seconds)
-            url = storage.presigned_get(keys.completed(job.id), expires=expires)
+            url = storage.presigned_get(object_keys.completed(job.id), expires=expires)
             return Redirect(url, status_code=HTTP_307_TEMPORARY_REDIRECT)
         directory = scratch_dir(settings)
         directory.mkdir(parents=True, exist_ok=True)

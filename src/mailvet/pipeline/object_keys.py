@@ -34,16 +34,3 @@ def completed(job_id: str) -> str:
 
 def summary(job_id: str) -> str:
     return f"{COMPLETED}{job_id}.summary.json"
-
-
-def rows_queue(job_id: str) -> str:
-    """The per-job queue the publisher fills and the orchestrator drains."""
-    return f"rows.{job_id}"
-
-
-# queues between the services
-INTAKE = "intake"
-PUBLISHER = "publisher"
-ORCHESTRATOR = "orchestrator"
-WORK = "work"
-RESULTS = "results"
