@@ -320,3 +320,13 @@ def test_nothing_else_in_src_reads_the_environment() -> None:
             if named in {"environ", "getenv", "environb", "putenv"}:
                 readers.append(f"{path.relative_to(src)}:{node.lineno}")
     assert readers == []
+
+
+def test_the_deployment_files_name_only_variables_that_exist() -> None:
+    """A misspelt variable in compose.yaml or the Containerfile would be ignored silently."""
+    root = Path(__file__).resolve().parents[2]
+    known = {name for var in variables() for name in var.names}
+    compose = re.findall(r"^\s+(MAILVET_\w+):", (root / "compose.yaml").read_text(), re.M)
+    image = re.findall(r"^\s+(MAILVET_\w+)=", (root / "Containerfile").read_text(), re.M)
+    assert compose and image
+    assert set(compose) - known == set() and set(image) - known == set()
