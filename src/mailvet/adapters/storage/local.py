@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from mailvet.adapters.storage.keys import check_key
+from mailvet.adapters.storage.key_check import check_key
 from mailvet.domain.ports import ObjectNotFound
 
 

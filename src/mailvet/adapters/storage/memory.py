@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mailvet.adapters.storage.keys import check_key
+from mailvet.adapters.storage.key_check import check_key
 from mailvet.domain.ports import ObjectNotFound
 
 

@@ -41,7 +41,7 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 from minio.helpers import check_bucket_name
 
 from mailvet.adapters.retry import RetriesExhausted, RetryPolicy
-from mailvet.adapters.storage.keys import check_key
+from mailvet.adapters.storage.key_check import check_key
 from mailvet.domain.ports import ObjectNotFound
 
 log = structlog.get_logger(__name__)
