@@ -7,7 +7,6 @@ import codecs
 import collections
 import csv
 import io
-import itertools
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,8 +16,8 @@ import msgspec
 from mailvet.tabular.encoding import BOMS, choose_encoding, open_text
 from mailvet.tabular.layout import HEADER_RECORDS, FileLayout, InputError, one_line
 from mailvet.tabular.reading import csv_records
-from mailvet.tabular.records import fit_row
-from mailvet.tabular.xlsx import XLSX_SCAN_ROWS, cell_str, is_blank_row, sheet_rows, sheet_title
+from mailvet.tabular.workbook import open_workbook
+from mailvet.tabular.xlsx import head_records
 
 SAMPLE_BYTES = 64 * 1024  # binary check, delimiter sniffing
 
@@ -98,7 +97,10 @@ def _extension(name: str) -> str:
 
 
 def detect_layout(
-    path: Path, email_column: str | None = None, filename: str | None = None
+    path: Path,
+    email_column: str | None = None,
+    filename: str | None = None,
+    sheet: str | None = None,
 ) -> FileLayout:
     """Find kind, encoding, delimiter, header and email column of an uploaded list.
 
@@ -119,7 +121,7 @@ def detect_layout(
         raise InputError(f"{name} is empty")
 
     if head.startswith(ZIP_MAGIC) or ext in XLSX_EXTENSIONS:
-        return _detect_xlsx(path, name, email_column)
+        return _detect_xlsx(path, name, email_column, sheet)
 
     encoding, bom_len = "", 0
     for bom, codec in BOMS:
@@ -329,22 +331,47 @@ def _detect_txt(path: Path, name: str, base: FileLayout, email_column: str | Non
     return msgspec.structs.replace(layout, has_header=False, header=[], skip_records=0)
 
 
-def _detect_xlsx(path: Path, name: str, email_column: str | None) -> FileLayout:
-    records: list[tuple[int, list[str]]] = []
-    title = sheet_title(path, name)
-    with sheet_rows(path, title, name) as rows:
-        for index, row in enumerate(itertools.islice(rows, XLSX_SCAN_ROWS)):
-            if not is_blank_row(row):
-                records.append((index, [cell_str(v) for v in fit_row(row, 0)]))
-                if len(records) >= HEADER_RECORDS:
-                    break
-    if not records:
-        raise InputError(f"{name} is empty (sheet '{one_line(title)}' holds no data)")
-    header_pos, email_index = _analyse(records, email_column, name)
-    base = FileLayout(kind="xlsx", sheet=title, email_index=email_index)
-    if header_pos is None:
-        return msgspec.structs.replace(base, has_header=False, header=[], skip_records=0)
-    index, cells = records[header_pos]
-    return msgspec.structs.replace(
-        base, has_header=True, header=[c.strip() for c in cells], skip_records=index + 1
-    )
+def _detect_xlsx(
+    path: Path, name: str, email_column: str | None, sheet: str | None
+) -> FileLayout:
+    """The sheet named `sheet`, else the one whose email column holds the most addresses
+    among the first rows of every sheet (ties: the sheet shown at opening, then workbook
+    order); the workbook is opened once."""
+    found: list[tuple[int, int, FileLayout]] = []
+    errors: list[InputError] = []
+    with open_workbook(path, name) as book:
+        titles = [book.sheet_part(sheet)[0]] if sheet is not None else book.ordered_sheets()
+        for order, title in enumerate(titles):
+            records = head_records(book, title)
+            if not records:
+                empty = f"{name} is empty (sheet '{one_line(title)}' holds no data)"
+                errors.append(InputError(empty))
+                continue
+            try:
+                header_pos, email_index = _analyse(records, email_column, name)
+            except InputError as exc:
+                errors.append(exc)
+                continue
+            base = FileLayout(kind="xlsx", sheet=title, email_index=email_index)
+            if header_pos is None:
+                layout = msgspec.structs.replace(base, has_header=False, header=[], skip_records=0)
+                data = records
+            else:
+                index, cells = records[header_pos]
+                header = [c.strip() for c in cells]
+                layout = msgspec.structs.replace(
+                    base, has_header=True, header=header, skip_records=index + 1
+                )
+                data = records[header_pos + 1 :]
+            score = sum(
+                1
+                for _, cells in data
+                if email_index < len(cells) and _LOOSE_EMAIL.fullmatch(cells[email_index].strip())
+            )
+            found.append((-score, order, layout))
+    if found:
+        return min(found, key=lambda item: item[:2])[2]
+    if len(titles) > 1:
+        shown = ", ".join(f"'{one_line(t)}'" for t in titles[:10])
+        raise InputError(f"{errors[0]} (in none of the sheets {shown}; pick one with --sheet)")
+    raise errors[0]

@@ -139,10 +139,8 @@ class Workbook:
         self.active = active[0] if 0 <= active[0] < len(self.sheets) else 0
         self.date1904 = date1904[0]
         self._date_styles, self._timedelta_styles = self._styles(by_type.get("styles"))
-        self._strings = _StringTable()
         shared = by_type.get("sharedStrings")
-        if shared is not None and shared in self.names:
-            self._read_shared_strings(shared)
+        self._strings = _SharedStrings(self, shared if shared in self.names else None)
 
     def _relationships(self, part: str, with_ids: bool = False) -> list[tuple[str, str]]:
         """(type, target part) of a .rels part, or (id, target) with_ids; [] if absent."""
@@ -199,41 +197,6 @@ class Workbook:
                 if is_timedelta_format(fmt):
                     durations.add(index)
         return frozenset(dates), frozenset(durations)
-
-    def _read_shared_strings(self, part: str) -> None:
-        table = self._strings
-        limit = self.limits.max_cell_bytes
-        state = {"t": False, "rph": 0, "size": 0}
-        pieces: list[str] = []
-
-        def start(tag: str, attrs: dict[str, str]) -> None:
-            local = local_name(tag)
-            if local == "t":
-                state["t"] = True
-            elif local == "rPh":
-                state["rph"] += 1
-            elif local == "si":
-                pieces.clear()
-                state["size"] = 0
-
-        def end(tag: str) -> None:
-            local = local_name(tag)
-            if local == "t":
-                state["t"] = False
-            elif local == "rPh":
-                state["rph"] -= 1
-            elif local == "si":
-                table.add("".join(pieces))
-                pieces.clear()
-
-        def text(data: str) -> None:
-            if state["t"] and not state["rph"]:
-                state["size"] += utf8_size(data)
-                if state["size"] > limit:
-                    raise _Refused(self._cell_too_big("a shared string"))
-                pieces.append(data)
-
-        self._parse(part, start, end, text)
 
     # --- reading parts ---------------------------------------------------------------------
 
@@ -388,6 +351,7 @@ class Workbook:
         return text  # str (formula result), e (error), unknown kinds
 
     def close(self) -> None:
+        self._strings.close()
         self.zip.close()
 
     def __enter__(self) -> Workbook:
@@ -413,26 +377,70 @@ def _int(text: str, default: int = 0) -> int:
         return default
 
 
-class _StringTable:
-    """Strings kept as one UTF-8 buffer and the end offset of each."""
+class _SharedStrings:
+    """The shared-string table, read from its part only as far as the cells asked for so
+    far need (cells refer to strings mostly in order: a sheet's first rows need the first
+    strings; a table of millions that no cell uses costs nothing).  Strings are kept as one
+    UTF-8 buffer and the end offset of each (8 bytes a string, not a Python object)."""
 
-    def __init__(self) -> None:
+    def __init__(self, book: Workbook, part: str | None) -> None:
+        self._book = book
         self._buffer = bytearray()
         self._ends = array.array("q")
+        self._limit = book.limits.max_cell_bytes
+        self._in_t = False
+        self._rph = 0
+        self._size = 0
+        self._pieces: list[str] = []
+        self._parser: Any = None
+        self._source: Iterator[bytes] | None = None
+        if part is not None:
+            self._parser = book.parser(self._start, self._end, self._text)
+            self._source = book.pieces(part)
 
-    def add(self, text: str) -> None:
-        self._buffer += text.encode("utf-8", "surrogatepass")
-        self._ends.append(len(self._buffer))
+    def _start(self, tag: str, attrs: dict[str, str]) -> None:
+        if tag == "t" or tag.endswith(":t"):
+            self._in_t = True
+        elif tag == "si" or tag.endswith(":si"):
+            self._pieces = []
+            self._size = 0
+        elif tag == "rPh" or tag.endswith(":rPh"):
+            self._rph += 1
 
-    def __len__(self) -> int:
-        return len(self._ends)
+    def _end(self, tag: str) -> None:
+        if tag == "t" or tag.endswith(":t"):
+            self._in_t = False
+        elif tag == "si" or tag.endswith(":si"):
+            self._buffer += "".join(self._pieces).encode("utf-8", "surrogatepass")
+            self._ends.append(len(self._buffer))
+        elif tag == "rPh" or tag.endswith(":rPh"):
+            self._rph -= 1
+
+    def _text(self, data: str) -> None:
+        if self._in_t and not self._rph:
+            self._size += utf8_size(data)
+            if self._size > self._limit:
+                raise _Refused(self._book._cell_too_big("a shared string"))
+            self._pieces.append(data)
 
     def get(self, index: int) -> str:
         if index < 0:
             raise IndexError(index)
+        while index >= len(self._ends) and self._source is not None:
+            piece = next(self._source, None)
+            if piece is None:
+                self._book.feed(self._parser, b"", True)
+                self._source = None
+            else:
+                self._book.feed(self._parser, piece)
         end = self._ends[index]
         begin = self._ends[index - 1] if index else 0
         return self._buffer[begin:end].decode("utf-8", "surrogatepass")
+
+    def close(self) -> None:
+        if self._source is not None:
+            self._source.close()  # type: ignore[attr-defined]
+            self._source = None
 
 
 def parse_ref(ref: str, name: str) -> tuple[int, int]:
@@ -452,8 +460,10 @@ class SheetReader:
     used by the result writer, which needs the same rows with the byte offsets of their
     cells.  After each piece fed, take() gives the rows completed so far."""
 
-    def __init__(self, book: Workbook) -> None:
+    def __init__(self, book: Workbook, resolve_strings: bool = True) -> None:
         self.book = book
+        # False: a shared-string cell's value is "" (a row's shape without the strings)
+        self.resolve_strings = resolve_strings
         self.limit = book.limits.max_cell_bytes
         self.done: list[list[Any]] = []
         self.row_number = 0  # 1-based number of the row being read (or last read)
@@ -540,6 +550,8 @@ class SheetReader:
         text = "".join(self.pieces)
         if self.kind == "inlineStr":
             value: Any = text if self.pieces else None
+        elif self.kind == "s" and not self.resolve_strings:
+            value = "" if text else None
         else:
             value = self.book.value(self.kind, text, self.style)
         if value is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mailvet.tabular.layout import HEADER_RECORDS
-from mailvet.tabular.workbook import XlsxLimits, open_workbook
+from mailvet.tabular.workbook import Workbook, XlsxLimits, open_workbook
 
 XLSX_SCAN_ROWS = 1000  # rows read at most (blank ones included) to find 20 non-blank
 
@@ -51,6 +51,21 @@ def sheet_rows(
     bounded memory (see mailvet.tabular.workbook)."""
     with open_workbook(path, name, limits) as book:
         yield book.rows(sheet)
+
+
+def head_records(book: Workbook, sheet: str) -> list[tuple[int, list[str]]]:
+    """The first HEADER_RECORDS non-empty rows of a sheet (within XLSX_SCAN_ROWS rows), with
+    their row index, as text, trailing empty cells cut: what the column search looks at."""
+    records: list[tuple[int, list[str]]] = []
+    for index, row in enumerate(itertools.islice(book.rows(sheet), XLSX_SCAN_ROWS)):
+        if not is_blank_row(row):
+            end = len(row)
+            while end and row[end - 1] is None:
+                end -= 1
+            records.append((index, [cell_str(v) for v in row[:end]]))
+            if len(records) >= HEADER_RECORDS:
+                break
+    return records
 
 
 def sample_width(rows: Iterable[Sequence[Any]]) -> int:

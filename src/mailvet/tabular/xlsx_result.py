@@ -70,7 +70,7 @@ class _Splicer(SheetReader):
         cells_for: Callable[[int], Sequence[Any]],
         width: int,
     ) -> None:
-        super().__init__(book)
+        super().__init__(book, resolve_strings=False)  # which cells hold a value is enough
         self.parser = parser
         self.out = out  # where the bytes go (swapped for the temporary file at <dimension>)
         self.role_of = role_of

@@ -8,7 +8,8 @@ import openpyxl
 import pytest
 
 from mailvet.tabular import FileLayout, detect_layout, iter_emails, result_kind, write_result
-from tests.unit.tabular.support import EXTRA_HEADER, extras_for, make_xlsx, read_xlsx, run
+from mailvet.tabular import InputError
+from tests.unit.tabular.support import EXTRA_HEADER, bad, extras_for, make_xlsx, read_xlsx, run
 
 pytestmark = pytest.mark.unit
 
@@ -121,3 +122,60 @@ def test_result_kind() -> None:
     assert result_kind(FileLayout(kind="xlsx"), "out.csv") == "csv"
     assert result_kind(FileLayout(kind="csv"), "out.xlsx") == "csv"
     assert result_kind(FileLayout(kind="txt"), None) == "csv"
+
+
+def two_sheet_workbook(path: Path, active: int = 0) -> None:
+    wb = openpyxl.Workbook()
+    notes = wb.active
+    notes.title = "Read me"
+    notes.append(["Questions? write to help@example.org"])
+    notes.append(["Version 3"])
+    ws = wb.create_sheet("Contacts")
+    ws.append(["name", "address"])
+    ws.append(["Ann", "ann@example.com"])
+    ws.append(["Bob", "bob@example.com"])
+    wb.active = active
+    wb.save(path)
+    wb.close()
+
+
+def test_the_column_search_looks_at_every_sheet(tmp_path: Path) -> None:
+    src = tmp_path / "in.xlsx"
+    two_sheet_workbook(src)
+    layout, emails, out = run(tmp_path, src.read_bytes(), name="in.xlsx")
+    assert layout.sheet == "Contacts" and layout.email_index == 1
+    assert emails == ["ann@example.com", "bob@example.com"]
+    book = openpyxl.load_workbook(out)
+    assert book.sheetnames == ["Read me", "Contacts"]  # every sheet is in the result
+    assert [c.value for c in book["Read me"]["A"]] == [
+        "Questions? write to help@example.org",
+        "Version 3",
+    ]
+    assert [[c.value for c in row] for row in book["Contacts"].iter_rows()] == [
+        ["name", "address", "status", "note"],
+        ["Ann", "ann@example.com", "ok", "n0"],
+        ["Bob", "bob@example.com", "ok", "n1"],
+    ]
+
+
+def test_a_chosen_sheet(tmp_path: Path) -> None:
+    src = tmp_path / "in.xlsx"
+    two_sheet_workbook(src, active=1)
+    layout = detect_layout(src, sheet="Read me")  # not the sheet it would have chosen
+    assert layout.sheet == "Read me" and not layout.has_header
+    assert list(iter_emails(src, layout)) == ["Questions? write to help@example.org", "Version 3"]
+    with pytest.raises(InputError, match="has no sheet named 'Nope'"):
+        detect_layout(src, sheet="Nope")
+
+
+def test_no_sheet_with_an_email_column(tmp_path: Path) -> None:
+    src = tmp_path / "in.xlsx"
+    wb = openpyxl.Workbook()
+    wb.active.append(["a", "b"])
+    wb.create_sheet("Second").append(["c"])
+    wb.save(src)
+    message = bad(tmp_path, src.read_bytes(), name="in.xlsx")
+    assert message == (
+        "could not find an email column; name it with --email-column"
+        " (in none of the sheets 'Sheet', 'Second'; pick one with --sheet)"
+    )
