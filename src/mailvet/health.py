@@ -88,14 +88,16 @@ ERRORS = {
 
 
 async def _probe(name: str, deps: Deps, within: float) -> str:
+    """ok, failed or timeout; logged at info (the 503 is the report: an outage probed every
+    few seconds must not write a warning each time)."""
     try:
         async with asyncio.timeout(within):
             return OK if await PROBES[name](deps) else FAILED
     except TimeoutError:
-        logger(__name__).warning("health_check_failed", check=name, error="timeout")
+        logger(__name__).info("health_check_failed", check=name, error="timeout")
         return TIMEOUT
     except Exception as exc:  # a health check reports, it does not raise
-        logger(__name__).warning("health_check_failed", check=name, error=type(exc).__name__)
+        logger(__name__).info("health_check_failed", check=name, error=type(exc).__name__)
         return FAILED
 
 

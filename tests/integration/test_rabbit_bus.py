@@ -523,14 +523,18 @@ async def test_subscribe_rules(rabbit: Rabbit) -> None:
 
 
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl")
-async def test_reconnects_after_the_broker_closes_the_connection(rabbit: Rabbit) -> None:
+async def test_reconnects_after_the_broker_closes_the_connection(
+    rabbit: Rabbit, json_logs: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     seen, handle = collector()
     bus = rabbit.bus(reconnect_interval=0.2)
     bus.subscribe("intake", handle)
     await bus.start()
     await bus.publish("intake", JobSubmitted(job_id="before"))
     await until(lambda: len(seen) == 1)
+    capsys.readouterr()
 
+    # CONNECTION_FORCED, as a broker restart sends it
     closed = await asyncio.to_thread(_close_connections_named, rabbit.prefix)
     assert closed >= 1
 
@@ -538,6 +542,10 @@ async def test_reconnects_after_the_broker_closes_the_connection(rabbit: Rabbit)
     await until(lambda: len(seen) == 2, timeout=10)  # the consumer came back by itself
     assert seen[1] == JobSubmitted(job_id="after")
     assert await bus.ping()
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.strip()]
+    loud = [line for line in lines if line["level"] in ("warning", "error", "critical")]
+    assert [line["event"] for line in loud] == ["bus_connection_lost"], loud
+    assert "CONNECTION_FORCED" in loud[0]["reason"]
 
 
 class CutProxy:
@@ -663,6 +671,7 @@ async def test_a_lost_broker_is_one_warning_and_work_resumes_at_once(
             for _ in range(2):  # the bus keeps trying while the broker is away
                 proxy.attempted.clear()
                 await proxy.attempted.wait()
+        assert not await bus.ping(within=2.0)  # health says so meanwhile
         proxy.restore()
         restored = loop.time()
         await bus.publish("intake", JobSubmitted(job_id="after"))  # waits for the connection

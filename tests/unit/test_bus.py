@@ -272,6 +272,29 @@ def _record(name: str, level: int, msg: str, *args: object) -> logging.LogRecord
             ),
             10,
         ),
+        (
+            _record(
+                "aiormq.connection",
+                logging.ERROR,
+                'Unexpected connection close from remote "%s", '
+                "Connection.Close(reply_code=%r, reply_text=%r)",
+                "amqp://x",
+                320,
+                "CONNECTION_FORCED",
+            ),
+            10,
+        ),
+        (
+            _record(
+                "aio_pika.tools",
+                logging.ERROR,
+                "Callback %r error: %s: %s",
+                "<OneShotCallback: cb=<bound method RobustChannel._on_close of <...>>>",
+                "ChannelInvalidStateError",
+                "No active transport in channel",
+            ),
+            10,
+        ),
         # real errors and the broker's flow control: kept
         (
             _record("aio_pika.tools", logging.ERROR, "Callback %r error: %s: %s", "cb", "E", "x"),

@@ -22,6 +22,7 @@ from concurrent.futures import Executor
 
 import structlog
 
+from mailvet import metrics
 from mailvet.domain.messages import ChunkDone, RowChunk
 from mailvet.domain.ports import MessageBus, VerdictJournal
 from mailvet.domain.verdict import Verdict
@@ -66,6 +67,7 @@ class Worker:
         if gc.get_threshold()[0] < GC_THRESHOLDS[0]:
             gc.set_threshold(*GC_THRESHOLDS)
 
+    @metrics.in_flight
     async def handle(self, chunk: RowChunk) -> None:
         if chunk.checks is Check.SYNTAX:
             async with self._cpu_slots.hold(chunk.job_id):
@@ -73,6 +75,7 @@ class Worker:
         else:
             output = render(chunk, await self._network(chunk))
         log.info("chunk_validated", job_id=chunk.job_id, chunk=chunk.chunk_id, rows=chunk.rows)
+        metrics.rows_done(output.statuses, output.reasons)
         await self._bus.publish(
             queues.RESULTS,
             ChunkDone(

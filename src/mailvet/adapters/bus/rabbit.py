@@ -66,28 +66,34 @@ _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 class LibraryChatter(logging.Filter):
     """Demote aio-pika's and aiormq's account of a lost connection to debug: the bus logs
-    one line of its own instead. Kept as they are: their errors (but the close callbacks
-    that fail because the connection is closed) and the broker's flow-control notices."""
+    one line of its own instead. Kept as they are: their other errors and the broker's
+    flow-control notices."""
 
     KEEP = ("was blocked by", "was unblocked")
+    # errors that only tell the connection went away (the broker closed it, a reconnection
+    # attempt failed, a channel's close handler found no connection any more)
+    GONE = (
+        'Unexpected connection close from remote "%s", '
+        "Connection.Close(reply_code=%r, reply_text=%r)",
+        "error when creating transport: %r",
+    )
     CALLBACK_ERROR = "Callback %r error: %s: %s"
-    CONNECT_ERROR = "error when creating transport: %r"  # each failed reconnection attempt
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.msg)
         if record.levelno >= logging.ERROR:
-            closed = (
-                message == self.CALLBACK_ERROR
-                and isinstance(record.args, tuple)
-                and len(record.args) == 3
-                and str(record.args[2]).endswith("closed")
-            )
-            if not closed and message != self.CONNECT_ERROR:
+            if message not in self.GONE and not self._closing_callback(message, record.args):
                 return True
         elif any(keep in message for keep in self.KEEP):
             return True
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return True
+
+    def _closing_callback(self, message: str, args: object) -> bool:
+        if message != self.CALLBACK_ERROR or not isinstance(args, tuple) or len(args) != 3:
+            return False
+        callback, _, error = args
+        return "RobustChannel._on_close" in repr(callback) or str(error).endswith("closed")
 
 
 def quiet_library_chatter() -> None:
@@ -265,6 +271,7 @@ class RabbitBus:
             "bus_connection_lost",
             prefix=self._prefix,
             error=type(exc).__name__ if exc is not None else "closed",
+            reason=str(exc)[:200] if exc is not None else "",  # e.g. the broker's reply text
             retry_every=self._reconnect_interval,
         )
 
@@ -524,7 +531,8 @@ class RabbitBus:
                 finally:
                     await channel.close()
         except Exception as exc:
-            self._log.warning("bus_ping_failed", error=type(exc).__name__)
+            # the answer is the report (a lost connection has its own warning)
+            self._log.debug("bus_ping_failed", error=type(exc).__name__)
             return False
         return True
 
