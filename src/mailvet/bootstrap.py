@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -22,7 +23,6 @@ from mailvet.domain.ports import Resolver, SmtpProber
 from mailvet.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
-    from concurrent.futures import ProcessPoolExecutor
     from multiprocessing.context import BaseContext
 
     from mailvet.pipeline.engine import Engine
@@ -166,49 +166,73 @@ def syntax_process_count(settings: Settings) -> int:
 POOL_PRELOAD = "mailvet.pipeline.rendering"  # where syntax_chunk, the pool's task, lives
 
 
+def forkserver_pool(workers: int) -> Executor:
+    """The syntax pool's processes. Not fork: this process already runs threads (SQLite
+    driver, file I/O). A fork server is one fresh interpreter that imports the chunk code
+    once and forks the workers from there: one interpreter start-up instead of one per
+    worker."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context: BaseContext
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        server = multiprocessing.get_context("forkserver")
+        server.set_forkserver_preload([POOL_PRELOAD])
+        context = server
+    else:
+        context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(workers, mp_context=context)
+
+
 class LazyProcessPool(Executor):
     """A process pool made on its first task: a run that sends none (a small list, DNS or
     SMTP checks) never starts a process, nor multiprocessing's resource tracker, which the
-    pool's queues start at once."""
+    pool's queues start at once. `make` builds the pool (forkserver_pool; tests pass a
+    thread pool or a recording one)."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, make: Callable[[int], Executor] = forkserver_pool) -> None:
         self.workers = workers
-        self._pool: ProcessPoolExecutor | None = None
+        self._make = make
+        self._pool: Executor | None = None
+        self._lock = threading.Lock()
+        self._starting: threading.Thread | None = None
 
     @property
     def started(self) -> bool:
         return self._pool is not None
 
-    def _made(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            # Not fork: this process already runs threads (SQLite driver, file I/O). A fork
-            # server is one fresh interpreter that imports the chunk code once and forks the
-            # workers from there: one interpreter start-up instead of one per worker.
-            context: BaseContext
-            if "forkserver" in multiprocessing.get_all_start_methods():
-                server = multiprocessing.get_context("forkserver")
-                server.set_forkserver_preload([POOL_PRELOAD])
-                context = server
-            else:
-                context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
-        return self._pool
+    def _made(self) -> Executor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = self._make(self.workers)
+            return self._pool
 
     def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
         return self._made().submit(fn, *args, **kwargs)
 
     def warm(self) -> None:
-        """Start the workers now (without waiting for them), so that their start-up overlaps
-        with reading the file rather than delaying its first chunk."""
-        if self._pool is None:
-            pool = self._made()
-            for _ in range(self.workers):
-                pool.submit(os.getpid)
+        """Start the workers in a thread of its own and return at once, so that their
+        start-up (the fork server's interpreter and imports, then a fork per worker, each
+        loading the risk lists: up to a second on a busy machine) overlaps with reading the
+        file instead of holding up the caller's event loop, and with it the counting."""
+        with self._lock:
+            if self._pool is not None or self._starting is not None:
+                return
+            self._starting = threading.Thread(
+                target=self._start, name="syntax-pool-start", daemon=True
+            )
+            self._starting.start()
+
+    def _start(self) -> None:
+        from mailvet.pipeline.rendering import warm_up
+
+        pool = self._made()
+        for _ in range(self.workers):
+            pool.submit(warm_up)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self._starting is not None:
+            self._starting.join()
         if self._pool is not None:
             self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
