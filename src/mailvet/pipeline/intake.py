@@ -16,7 +16,7 @@ from mailvet.domain.messages import JobAccepted, JobSubmitted
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectNotFound, ObjectStorage
 from mailvet.domain.verdict import Check
 from mailvet.pipeline import object_keys, queues
-from mailvet.pipeline.workspace import StoredLayout, encode_layout, local_copy
+from mailvet.pipeline.job_files import StoredLayout, encode_stored_layout, local_copy
 from mailvet.tabular import InputError, count_rows, detect_layout
 
 log = structlog.get_logger(__name__)
@@ -75,7 +75,7 @@ class Intake:
         chunks = -(-rows // size)
         stored = StoredLayout(layout=layout, chunk_size=size)
         await self._jobs.set_counts(
-            job.id, rows_total=rows, chunks_total=chunks, layout=encode_layout(stored)
+            job.id, rows_total=rows, chunks_total=chunks, layout=encode_stored_layout(stored)
         )
         if source != object_keys.in_progress_input(job.id):
             await self._storage.move(source, object_keys.in_progress_input(job.id))

@@ -16,8 +16,8 @@ from mailvet.domain.messages import ChunksOpened, JobAccepted, JobQueued, RowChu
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectStorage
 from mailvet.domain.verdict import RESULT_COLUMNS
 from mailvet.pipeline import object_keys, queues
+from mailvet.pipeline.job_files import decode_stored_layout, local_copy
 from mailvet.pipeline.rendering import encode_file_layout
-from mailvet.pipeline.workspace import decode_layout, local_copy
 from mailvet.tabular import Chunk, job_chunks, result_header
 
 log = structlog.get_logger(__name__)
@@ -40,7 +40,7 @@ class Publisher:
         if job.status is not JobStatus.FILE_ACCEPTED:
             log.info("publisher_skip", job_id=job.id, status=job.status.value)
             return
-        stored = decode_layout(job.layout)
+        stored = decode_stored_layout(job.layout)
         # chunks that travel as addresses need no layout (domain/messages.py RowChunk)
         layout_bytes = (
             encode_file_layout(stored.layout) if stored.layout.rendered_in_chunks else b""

@@ -29,9 +29,9 @@ from mailvet.domain.messages import ChunkDone, JobQueued, Message
 from mailvet.domain.ports import JobRepository, ObjectNotFound, ObjectStorage
 from mailvet.domain.verdict import RESULT_COLUMNS
 from mailvet.pipeline import object_keys
+from mailvet.pipeline.job_files import decode_stored_layout, local_copy
 from mailvet.pipeline.rendering import ChunkOutput, decode_cells, decode_output, encode_output
 from mailvet.pipeline.submit import Summary
-from mailvet.pipeline.workspace import decode_layout, local_copy
 from mailvet.tabular import FileLayout, result_kind, write_result
 
 log = structlog.get_logger(__name__)
@@ -134,7 +134,7 @@ class ResultGenerator:
             yield decode_output(await self._stored(job.id, object_keys.chunk_results(job.id, chunk_id)))
 
     async def _write(self, job: Job) -> Summary:
-        stored = decode_layout(job.layout)
+        stored = decode_stored_layout(job.layout)
         kind = result_kind(stored.layout, job.file.filename)
         statuses: Counter[str] = Counter()
         reasons: Counter[str] = Counter()

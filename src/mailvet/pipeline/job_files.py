@@ -1,4 +1,5 @@
-"""Local scratch files for the services that stream a job's file (intake, publisher, resultgen)."""
+"""A job's file for the services that stream it (intake, publisher, resultgen): the layout
+intake learnt, kept on the job (StoredLayout), and local copies of stored files."""
 
 from __future__ import annotations
 
@@ -20,11 +21,11 @@ class StoredLayout(msgspec.Struct, frozen=True, kw_only=True):
     chunk_size: int
 
 
-def encode_layout(stored: StoredLayout) -> bytes:
+def encode_stored_layout(stored: StoredLayout) -> bytes:
     return msgspec.msgpack.encode(stored)
 
 
-def decode_layout(data: bytes) -> StoredLayout:
+def decode_stored_layout(data: bytes) -> StoredLayout:
     return msgspec.msgpack.decode(data, type=StoredLayout)
 
 
