@@ -25,6 +25,7 @@ class ChildRun:
     stdout: str
     stderr: str
     tree_rss_mb: float = 0.0  # peak of the summed PSS of the child and all its descendants
+    tree_cpu: float = 0.0  # CPU seconds of the child and all its descendants (sampled)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -52,6 +53,19 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
 def _rss_kib(pid: int) -> int:
     """The process's proportional set size (shared pages split between the processes that
     share them, so a sum over forked workers does not count the fork server's pages
@@ -73,6 +87,7 @@ class TreeRssSampler:
 
     def __init__(self, pid: int, interval: float = 0.05) -> None:
         self.peak_kib = 0
+        self.cpu: dict[int, float] = {}  # pid -> CPU seconds last seen (a process's own only)
         self._pid = pid
         self._interval = interval
         self._stop = threading.Event()
@@ -81,8 +96,11 @@ class TreeRssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            total = sum(_rss_kib(p) for p in _descendants(self._pid))
+            pids = _descendants(self._pid)
+            total = sum(_rss_kib(p) for p in pids)
             self.peak_kib = max(self.peak_kib, total)
+            for p in pids:
+                self.cpu[p] = max(self.cpu.get(p, 0.0), _cpu_seconds(p))
             self._stop.wait(self._interval)
 
     def stop(self) -> float:
@@ -124,6 +142,9 @@ def run_child(cmd: list[str], env: dict[str, str], cwd: Path, log_prefix: Path) 
         wall = time.perf_counter() - start
         tree_rss = sampler.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped: tell Popen
+    # the child's own CPU from wait4; its descendants' (pool workers) as last sampled
+    own = usage.ru_utime + usage.ru_stime
+    descendants = sum(cpu for pid, cpu in sampler.cpu.items() if pid != proc.pid)
     return ChildRun(
         returncode=proc.returncode,
         wall=wall,
@@ -133,6 +154,7 @@ def run_child(cmd: list[str], env: dict[str, str], cwd: Path, log_prefix: Path) 
         stdout=out_path.read_text(encoding="utf-8", errors="replace"),
         stderr=err_path.read_text(encoding="utf-8", errors="replace"),
         tree_rss_mb=max(tree_rss, usage.ru_maxrss / 1024.0),
+        tree_cpu=own + descendants,
     )
 
 

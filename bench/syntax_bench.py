@@ -174,6 +174,8 @@ def run_size(rows: int, args: argparse.Namespace) -> list[tuple[str, bool, str]]
     print(f"mailvet      : {' '.join(cmd[1:] if len(cmd_base) == 1 else cmd)}")
     print(f"fixed cost   : {warm.wall:.2f}s wall for a 1-row file (startup + job machinery), rc={warm.returncode}")
     print(f"wall         : {run.wall:.2f}s  (child CPU user {run.user:.2f}s + sys {run.system:.2f}s)")
+    print(f"CPU, all     : {run.tree_cpu:.2f}s  (mailvet and its pool workers, sampled every 50 ms;"
+          f" {1e6 * run.tree_cpu / rows:.1f} us a row: the figure a busy machine changes least)")
     print(f"rows/s       : {rate:,.0f}  (end to end, start-up included)")
     print(f"peak RSS     : {run.tree_rss_mb:.1f} MiB  (PSS summed over mailvet and its pool workers, sampled every 50 ms;"
           f" the mailvet process alone: {run.maxrss_mb:.1f} MiB)")
@@ -222,6 +224,15 @@ def run_size(rows: int, args: argparse.Namespace) -> list[tuple[str, bool, str]]
     return checks
 
 
+def print_load(label: str) -> None:
+    """Other work on the machine slows every figure; say how much there was."""
+    try:
+        load = os.getloadavg()
+        print(f"{label}: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
+    except OSError:
+        pass
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", default="200000,1000000", help="comma-separated sizes")
@@ -234,14 +245,11 @@ def main() -> int:
     args = ap.parse_args()
     args.sizes = [int(part) for part in args.rows.split(",") if part.strip()]
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    try:
-        load = os.getloadavg()
-        print(f"load average : {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
-    except OSError:
-        pass
+    print_load("load average ")
     checks: list[tuple[str, bool, str]] = []
     for rows in args.sizes:
         checks += run_size(rows, args)
+    print_load("load after   ")
     return report_targets(checks)
 
 
