@@ -18,8 +18,15 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from mailvet.domain.ports import JobRepository, MailRoute, MessageBus, ObjectStorage, ProbeResult
-from mailvet.domain.ports import Resolver, SmtpProber
+from mailvet.domain.ports import (
+    JobRepository,
+    MailRoute,
+    MessageBus,
+    ObjectStorage,
+    ProbeResult,
+    Resolver,
+    SmtpProber,
+)
 from mailvet.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -163,7 +170,7 @@ def syntax_process_count(settings: Settings) -> int:
     return count if count >= 2 else 0  # one CPU: the event loop's own thread is as fast
 
 
-POOL_PRELOAD = "mailvet.pipeline.rendering"  # where syntax_chunk, the pool's task, lives
+POOL_PRELOAD = "mailvet.pipeline.chunk_output"  # where syntax_chunk, the pool's task, lives
 
 
 def forkserver_pool(workers: int) -> Executor:
@@ -224,7 +231,7 @@ class LazyProcessPool(Executor):
             self._starting.start()
 
     def _start(self) -> None:
-        from mailvet.pipeline.rendering import warm_up
+        from mailvet.pipeline.chunk_output import warm_up
 
         pool = self._made()
         for _ in range(self.workers):

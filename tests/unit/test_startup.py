@@ -258,7 +258,7 @@ async def test_the_syntax_pool_starts_no_process_until_a_big_chunk_comes(tmp_pat
 
 def test_what_a_pool_process_imports_is_light() -> None:
     """A spawned pool process unpickles `syntax_chunk` by importing its module."""
-    from mailvet.pipeline.rendering import syntax_chunk
+    from mailvet.pipeline.chunk_output import syntax_chunk
 
     code = f"import json, sys, {syntax_chunk.__module__}; print(json.dumps(sorted(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

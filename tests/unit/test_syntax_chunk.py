@@ -10,14 +10,13 @@ import pytest
 from mailvet.domain.messages import RowChunk
 from mailvet.domain.offline import syntax_verdicts
 from mailvet.domain.verdict import Check
-from mailvet.pipeline.rendering import (
+from mailvet.pipeline.chunk_output import (
     chunk_addresses,
     encode_file_layout,
     render,
     syntax_chunk,
 )
 from mailvet.tabular import FileLayout, chunk_emails, render_chunk
-
 from tests.unit.test_address import corpus
 from tests.unit.test_offline import DOMAINS, LOCALS
 

@@ -8,7 +8,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 from mailvet.bootstrap import LazyProcessPool
-from mailvet.pipeline.rendering import warm_up
+from mailvet.pipeline.chunk_output import warm_up
 
 
 class RecordingPool(ThreadPoolExecutor):

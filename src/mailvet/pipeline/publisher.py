@@ -16,8 +16,8 @@ from mailvet.domain.messages import ChunksOpened, JobAccepted, JobQueued, RowChu
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectStorage
 from mailvet.domain.verdict import RESULT_COLUMNS
 from mailvet.pipeline import object_keys, queues
+from mailvet.pipeline.chunk_output import encode_file_layout
 from mailvet.pipeline.job_files import decode_stored_layout, local_copy
-from mailvet.pipeline.rendering import encode_file_layout
 from mailvet.tabular import Chunk, job_chunks, result_header
 
 log = structlog.get_logger(__name__)

@@ -29,8 +29,8 @@ from mailvet.domain.messages import ChunkDone, JobQueued, Message
 from mailvet.domain.ports import JobRepository, ObjectNotFound, ObjectStorage
 from mailvet.domain.verdict import RESULT_COLUMNS
 from mailvet.pipeline import object_keys
+from mailvet.pipeline.chunk_output import ChunkOutput, decode_cells, decode_output, encode_output
 from mailvet.pipeline.job_files import decode_stored_layout, local_copy
-from mailvet.pipeline.rendering import ChunkOutput, decode_cells, decode_output, encode_output
 from mailvet.pipeline.submit import Summary
 from mailvet.tabular import FileLayout, result_kind, write_result
 

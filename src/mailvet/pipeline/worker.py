@@ -25,11 +25,10 @@ import structlog
 from mailvet import metrics
 from mailvet.domain.messages import ChunkDone, RowChunk
 from mailvet.domain.ports import MessageBus, VerdictJournal
-from mailvet.domain.verdict import Verdict
-from mailvet.domain.verdict import Check
+from mailvet.domain.verdict import Check, Verdict
 from mailvet.pipeline import queues
+from mailvet.pipeline.chunk_output import ChunkOutput, chunk_addresses, render, syntax_chunk
 from mailvet.pipeline.engine import Engine
-from mailvet.pipeline.rendering import ChunkOutput, chunk_addresses, render, syntax_chunk
 from mailvet.pipeline.slots import FairSlots
 from mailvet.pipeline.verdict_log import VerdictLog
 
