@@ -64,8 +64,7 @@ def _sheet(rows: int) -> bytes:
         for i in range(2, rows + 2)
     )
     return (
-        f'<?xml version="1.0"?><worksheet xmlns="{MAIN}"><sheetData>{body}</sheetData>'
-        "</worksheet>"
+        f'<?xml version="1.0"?><worksheet xmlns="{MAIN}"><sheetData>{body}</sheetData></worksheet>'
     ).encode()
 
 
@@ -138,8 +137,7 @@ def xlsx_lying_header(path: Path, scale: float) -> None:
         batch = 10_000
         for start in range(2, rows + 2, batch):
             yield "".join(
-                f'<row r="{i}"><c r="A{i}" t="inlineStr"><is><t>u{i}@example.com</t>'
-                "</is></c></row>"
+                f'<row r="{i}"><c r="A{i}" t="inlineStr"><is><t>u{i}@example.com</t></is></c></row>'
                 for i in range(start, min(start + batch, rows + 2))
             ).encode()
         yield b"</sheetData></worksheet>"

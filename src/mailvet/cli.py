@@ -84,8 +84,15 @@ def validate(
     checks: Annotated[
         Check | None, typer.Option(help="How far to go: syntax, dns or smtp [default: smtp].")
     ] = None,
+    sheet: Annotated[
+        str | None, typer.Option(help="XLSX: the sheet to read [default: the one with addresses].")
+    ] = None,
 ) -> None:
-    """Validate every address of a list and write it back with mailvet_* columns appended."""
+    """Validate every address of a list and write it back with mailvet_* columns appended.
+
+    The result's kind follows the output's name: `-o result.csv` for an XLSX list writes the
+    address sheet as CSV; a CSV or TXT list gives a CSV result only (`-o result.xlsx` is
+    refused)."""
     settings = _settings()
     _refuse_shared_services(settings)
     if not input.exists():
@@ -98,7 +105,10 @@ def validate(
     if not out.parent.is_dir():
         fail(f"{out.parent}: no such directory for the output")
     chosen = checks or settings.engine.checks
-    summary = _run_or_fail(lambda: _validate(settings, input, out, email_column, chosen))
+    kind = _wanted_kind(input, out)
+    summary = _run_or_fail(
+        lambda: _validate(settings, input, out, email_column, chosen, sheet, kind)
+    )
     _print_summary(summary, out)
 
 
@@ -121,8 +131,24 @@ def _refuse_shared_services(settings: Settings) -> None:
         )
 
 
+def _wanted_kind(source: Path, out: Path) -> str | None:
+    """The result kind out's name asks for; a CSV/TXT list asked for as XLSX is refused."""
+    from mailvet.tabular import input_is_xlsx, kind_of_name
+
+    kind = kind_of_name(out.name)
+    if kind == "xlsx" and not input_is_xlsx(source):
+        fail(f"{out.name}: a CSV or TXT list gives a CSV result; name the output .csv")
+    return kind
+
+
 async def _validate(
-    settings: Settings, source: Path, out: Path, email_column: str | None, checks: Check
+    settings: Settings,
+    source: Path,
+    out: Path,
+    email_column: str | None,
+    checks: Check,
+    sheet: str | None = None,
+    result_kind: str | None = None,
 ) -> Summary:
     from mailvet.adapters.db.runs import RunMarker, runs_folder
     from mailvet.bootstrap import build_deps
@@ -144,6 +170,7 @@ async def _validate(
             await submit_file(
                 deps.jobs, deps.storage, deps.bus, source,
                 email_column=email_column, checks=checks, job_id=job_id,
+                sheet=sheet, result_kind=result_kind,
             )
             status = await _follow(deps.jobs, job_id)
             if status.is_error:

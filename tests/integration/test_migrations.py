@@ -139,7 +139,7 @@ def test_upgrading_again_is_a_no_op(url: str) -> None:
 def test_current_reports_the_head(url: str) -> None:
     assert migrate.current(url) is None
     head = migrate.head()
-    assert head == "0002"
+    assert head == "0003"
 
     migrate.upgrade(url)
 

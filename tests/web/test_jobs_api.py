@@ -519,3 +519,31 @@ async def test_openapi_schema_renders(client: AsyncTestClient[Litestar]) -> None
     assert response.status_code == 200
     paths = response.json()["paths"]
     assert {"/health", "/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/result"} <= set(paths)
+
+
+async def test_an_upload_picks_the_sheet(
+    live_client: AsyncTestClient[Litestar], deps: Deps, data_dir: Path
+) -> None:
+    book = openpyxl.Workbook()
+    first = book.active
+    assert first is not None
+    first.title = "Staff"
+    first.append(["email"])
+    first.append(["staff@example.org"])
+    book.create_sheet("Clients").append(["email"])
+    book["Clients"].append(["ann@example.org"])
+    book["Clients"].append(["bob@example.org"])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    created = await upload(
+        live_client, buffer.getvalue(), "list.xlsx", checks="SYNTAX", sheet="Clients"
+    )
+    assert created.status_code == 201, created.text
+    job_id = created.json()["id"]
+    body = await wait_final(live_client, deps, job_id)
+    assert body["status"] == "file_completed" and body["rows_total"] == 2
+    result = await live_client.get(f"/api/jobs/{job_id}/result")
+    out = openpyxl.load_workbook(io.BytesIO(result.content), read_only=True)
+    assert out.sheetnames == ["Staff", "Clients"]
+    assert len(list(out["Clients"].iter_rows(values_only=True))) == 3
+    out.close()

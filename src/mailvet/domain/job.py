@@ -61,6 +61,9 @@ class FileInfo(msgspec.Struct, frozen=True, kw_only=True):
     filename: str
     email_column: str | None = None
     checks: Check = Check.SMTP
+    sheet: str | None = None  # the XLSX sheet to read (None: the column search picks one)
+    # the result's kind when the caller wants one ("csv", "xlsx"); None: that of the input
+    result_kind: str | None = None
 
 
 class Job(msgspec.Struct, kw_only=True):

@@ -60,7 +60,7 @@ class Intake:
                 ):
                     self._warm_syntax_pool()  # its start-up overlaps with the counting below
                 layout = await asyncio.to_thread(
-                    detect_layout, path, job.file.email_column, job.file.filename
+                    detect_layout, path, job.file.email_column, job.file.filename, job.file.sheet
                 )
                 rows = await asyncio.to_thread(count_rows, path, layout)
         except InputError as exc:

@@ -54,13 +54,21 @@ async def submit_file(
     checks: Check = Check.SMTP,
     owner: str = "",
     job_id: str | None = None,
+    sheet: str | None = None,
+    result_kind: str | None = None,
 ) -> str:
     """Upload the file, record the job as pending_start, and hand it to intake.
 
     `job_id`: the id to use (a caller that must know it before the job exists), else new."""
     job_id = job_id or new_job_id()
     await storage.put_file(object_keys.uploaded(job_id), path)
-    info = FileInfo(filename=filename or path.name, email_column=email_column, checks=checks)
+    info = FileInfo(
+        filename=filename or path.name,
+        email_column=email_column,
+        checks=checks,
+        sheet=sheet,
+        result_kind=result_kind,
+    )
     await jobs.add(Job(id=job_id, file=info, owner=owner))
     await bus.publish(queues.INTAKE, JobSubmitted(job_id=job_id))
     return job_id

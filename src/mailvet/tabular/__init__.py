@@ -54,7 +54,7 @@ from mailvet.tabular.layout import FileLayout, InputError
 from mailvet.tabular.records import count_rows, iter_emails
 from mailvet.tabular.render import render_chunk, render_header
 from mailvet.tabular.transit import Chunk, job_chunks, result_header
-from mailvet.tabular.write import result_kind, write_result
+from mailvet.tabular.write import input_is_xlsx, kind_of_name, result_kind, write_result
 
 __all__ = [
     "OUTPUT_ERRORS",
@@ -65,8 +65,10 @@ __all__ = [
     "count_rows",
     "detect_layout",
     "header_text",
+    "input_is_xlsx",
     "iter_emails",
     "iter_text_chunks",
+    "kind_of_name",
     "job_chunks",
     "output_encoding",
     "render_chunk",

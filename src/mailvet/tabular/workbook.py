@@ -125,9 +125,7 @@ class Workbook:
                 date1904[0] = attrs.get("date1904", "0").lower() in ("1", "true")
 
         self._parse(main, start)
-        targets = dict(
-            (rid, t) for rid, t in self._relationships(_rels_of(main), with_ids=True)
-        )
+        targets = dict((rid, t) for rid, t in self._relationships(_rels_of(main), with_ids=True))
         by_type = {typ.rpartition("/")[2]: t for typ, t in self._relationships(_rels_of(main))}
         self.sheets: list[tuple[str, str]] = []
         for sheet_name, rid in sheets:
@@ -575,7 +573,5 @@ class SheetReader:
             self.pieces.append(data)
 
 
-def open_workbook(
-    path: Path, name: str, limits: XlsxLimits | None = None
-) -> Workbook:
+def open_workbook(path: Path, name: str, limits: XlsxLimits | None = None) -> Workbook:
     return Workbook(Path(path), name, limits or DEFAULT_LIMITS)

@@ -22,13 +22,40 @@ from mailvet.tabular.xlsx_result import rewrite_workbook
 WRITE_BATCH = 2048  # output records joined per write() call
 
 
-def result_kind(layout: FileLayout, out_name: str | None) -> Literal["csv", "xlsx"]:
-    """XLSX in → XLSX out unless out_name ends with .csv; CSV/TXT in → CSV."""
-    if layout.kind == "xlsx":
-        if out_name and out_name.strip().lower().endswith(".csv"):
-            return "csv"
+CSV_NAMES = (".csv", ".txt", ".tsv")
+XLSX_NAMES = (".xlsx", ".xlsm")
+
+
+def kind_of_name(name: str | None) -> Literal["csv", "xlsx"] | None:
+    """The result kind an output file name asks for (by its suffix), None if it names none."""
+    suffix = Path(name.strip()).suffix.lower() if name else ""
+    if suffix in CSV_NAMES:
+        return "csv"
+    if suffix in XLSX_NAMES:
         return "xlsx"
-    return "csv"
+    return None
+
+
+def input_is_xlsx(path: Path) -> bool:
+    """Is the file a zip (an XLSX workbook, as detect_layout sees it) or named like one?"""
+    if Path(path).suffix.lower() in XLSX_NAMES:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def result_kind(layout: FileLayout, wanted: str | None) -> Literal["csv", "xlsx"]:
+    """The kind of a list's result: `wanted` is a kind ("csv", "xlsx") or an output file
+    name whose suffix says one (kind_of_name); XLSX in → XLSX unless CSV is wanted; CSV/TXT
+    in → CSV always (callers refuse an XLSX wanted for them first, see the CLI)."""
+    if layout.kind != "xlsx":
+        return "csv"
+    if wanted in ("csv", "xlsx"):
+        return "csv" if wanted == "csv" else "xlsx"
+    return kind_of_name(wanted) or "xlsx"
 
 
 _MISSING: Any = object()

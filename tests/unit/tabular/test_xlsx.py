@@ -8,7 +8,7 @@ import openpyxl
 import pytest
 
 from mailvet.tabular import FileLayout, detect_layout, iter_emails, result_kind, write_result
-from mailvet.tabular import InputError
+from mailvet.tabular import InputError, kind_of_name
 from tests.unit.tabular.support import EXTRA_HEADER, bad, extras_for, make_xlsx, read_xlsx, run
 
 pytestmark = pytest.mark.unit
@@ -122,6 +122,10 @@ def test_result_kind() -> None:
     assert result_kind(FileLayout(kind="xlsx"), "out.csv") == "csv"
     assert result_kind(FileLayout(kind="csv"), "out.xlsx") == "csv"
     assert result_kind(FileLayout(kind="txt"), None) == "csv"
+    assert result_kind(FileLayout(kind="xlsx"), "csv") == "csv"  # a kind, as a job carries it
+    assert result_kind(FileLayout(kind="xlsx"), "result.TXT") == "csv"
+    assert result_kind(FileLayout(kind="xlsx"), "result") == "xlsx"  # no suffix: the input's
+    assert kind_of_name("a.xlsm") == "xlsx" and kind_of_name("a.dat") is None
 
 
 def two_sheet_workbook(path: Path, active: int = 0) -> None:

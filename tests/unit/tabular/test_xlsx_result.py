@@ -12,7 +12,13 @@ from openpyxl.styles import Font
 
 from mailvet.tabular import detect_layout, iter_emails, write_result
 from tests.unit.tabular.support import EXTRA_HEADER, extras_for, read_xlsx
-from tests.unit.tabular.xlsx_parts import STYLES, members, shared_strings_xml, sheet_xml, write_parts
+from tests.unit.tabular.xlsx_parts import (
+    STYLES,
+    members,
+    shared_strings_xml,
+    sheet_xml,
+    write_parts,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -93,14 +99,12 @@ def test_cached_formula_values_stay(tmp_path: Path) -> None:
         "</row>"
     )
     src = tmp_path / "in.xlsx"
-    write_parts(
-        src, {"S": sheet_xml(rows, "A1:B3")}, shared=shared_strings_xml(["b@example.com"])
-    )
+    write_parts(src, {"S": sheet_xml(rows, "A1:B3")}, shared=shared_strings_xml(["b@example.com"]))
     out = result_of(src, tmp_path)
     assert_only_cells_added(src, out, "xl/worksheets/sheet1.xml")
     sheet = members(out)["xl/worksheets/sheet1.xml"]
     assert b'<c r="B2"><f>1+1</f><v>2</v></c>' in sheet
-    assert b"<dimension ref=\"A1:D3\"/>" in sheet
+    assert b'<dimension ref="A1:D3"/>' in sheet
     book = openpyxl.load_workbook(out, read_only=True, data_only=True)
     assert [tuple(r) for r in book.active.iter_rows(values_only=True)] == [
         ("email", "n", "status", "note"),
@@ -120,7 +124,7 @@ def test_new_cells_after_a_wide_row_and_over_empty_styled_cells(tmp_path: Path) 
         '<row r="3"><c r="A3" t="inlineStr"><is><t>b@example.com</t></is></c>'
         '<c r="B3" s="1"/><c r="C3" s="1"></c><c r="E3" s="1"/></row>'
         # no r attributes at all
-        "<row><c t=\"inlineStr\"><is><t>c@example.com</t></is></c></row>"
+        '<row><c t="inlineStr"><is><t>c@example.com</t></is></c></row>'
     )
     src = tmp_path / "in.xlsx"
     write_parts(src, {"S": sheet_xml(rows, "A1:E4")}, styles=STYLES)
@@ -138,11 +142,17 @@ def test_new_cells_after_a_wide_row_and_over_empty_styled_cells(tmp_path: Path) 
 
 def test_new_cells_are_text_even_when_they_look_like_formulas(tmp_path: Path) -> None:
     src = tmp_path / "in.xlsx"
-    write_parts(src, {"S": sheet_xml('<row r="1"><c r="A1" t="inlineStr"><is><t>'
-                                     'a@example.com</t></is></c></row>')})
+    write_parts(
+        src,
+        {
+            "S": sheet_xml(
+                '<row r="1"><c r="A1" t="inlineStr"><is><t>a@example.com</t></is></c></row>'
+            )
+        },
+    )
     layout = detect_layout(src)
     out = tmp_path / "out.xlsx"
-    write_result(src, layout, out, ["x"], [["=HYPERLINK(\"http://evil\")"]], "xlsx")
+    write_result(src, layout, out, ["x"], [['=HYPERLINK("http://evil")']], "xlsx")
     cell = openpyxl.load_workbook(out)["S"]["B1"]
     assert cell.data_type == "s" and cell.value == '=HYPERLINK("http://evil")'
 
@@ -156,7 +166,8 @@ def test_a_prefixed_main_namespace(tmp_path: Path) -> None:
     src = tmp_path / "in.xlsx"
     write_parts(src, {"S": sheet})
     out = result_of(src, tmp_path)
-    assert b'<x:c r="B1" t="inlineStr"><x:is><x:t>ok</x:t></x:is></x:c>' in members(out)[
-        "xl/worksheets/sheet1.xml"
-    ]
+    assert (
+        b'<x:c r="B1" t="inlineStr"><x:is><x:t>ok</x:t></x:is></x:c>'
+        in members(out)["xl/worksheets/sheet1.xml"]
+    )
     assert read_xlsx(out) == [("a@example.com", "ok", "n0")]

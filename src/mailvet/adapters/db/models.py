@@ -69,6 +69,8 @@ class JobRow(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # uuid4 hex, made by the caller
     filename: Mapped[str] = mapped_column(String(1024))
     email_column: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    sheet: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    result_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
     checks: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(64))
     error: Mapped[str] = mapped_column(String, default="")

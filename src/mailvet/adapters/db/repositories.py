@@ -103,6 +103,8 @@ class SqlJobRepository:
             id=job.id,
             filename=job.file.filename,
             email_column=job.file.email_column,
+            sheet=job.file.sheet,
+            result_kind=job.file.result_kind,
             checks=job.file.checks.value,
             status=job.status.value,
             error=job.error,

@@ -10,7 +10,7 @@ from mailvet.domain.verdict import Check
 # the columns job_from_row reads (the names of the JobRow attributes)
 JOB_COLUMNS = (
     "id", "filename", "email_column", "checks", "status", "error", "rows_total", "rows_done",
-    "chunks_total", "layout", "owner", "created_at", "updated_at",
+    "chunks_total", "layout", "owner", "created_at", "updated_at", "sheet", "result_kind",
 )
 
 
@@ -19,7 +19,11 @@ def job_from_row(row: Any) -> Job:
     return Job(
         id=row.id,
         file=FileInfo(
-            filename=row.filename, email_column=row.email_column, checks=Check(row.checks)
+            filename=row.filename,
+            email_column=row.email_column,
+            checks=Check(row.checks),
+            sheet=row.sheet,
+            result_kind=row.result_kind,
         ),
         status=JobStatus(row.status),
         error=row.error,

@@ -124,6 +124,7 @@ class SqliteJobRepository:
             job.id, job.file.filename, job.file.email_column, job.file.checks.value,
             job.status.value, job.error, job.rows_total, job.rows_done, job.chunks_total,
             job.layout, job.owner, _stored(job.created_at or now), _stored(now),
+            job.file.sheet, job.file.result_kind,
         )
         marks = ", ".join("?" * len(JOB_COLUMNS))
 

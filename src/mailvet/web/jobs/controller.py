@@ -66,11 +66,13 @@ class JobController(Controller):
         bus: Bus,
         settings: AppSettings,
     ) -> JobCreated:
-        """Upload a list (multipart field `file`; optional `email_column`, `checks`)."""
+        """Upload a list (multipart field `file`; optional `email_column`, `checks`, and
+        `sheet`: the XLSX sheet to read, else the one whose column holds addresses)."""
         upload = await receive_upload(request, scratch_dir(settings))
         try:
             checks = parse_checks(upload.fields.get("checks"), settings.engine.checks)
             email_column = upload.fields.get("email_column", "").strip() or None
+            sheet = upload.fields.get("sheet") or None
             job_id = await submit_file(
                 jobs,
                 storage,
@@ -79,6 +81,7 @@ class JobController(Controller):
                 filename=upload.filename,
                 email_column=email_column,
                 checks=checks,
+                sheet=sheet,
             )
         finally:
             upload.path.unlink(missing_ok=True)
