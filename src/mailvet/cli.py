@@ -21,9 +21,9 @@ from mailvet.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from mailvet.domain.job import Job, JobStatus
-    from mailvet.domain.ports import JobRepository
+    from mailvet.domain.ports import JobRepository, ObjectStorage
     from mailvet.domain.verdict import Verdict
-    from mailvet.pipeline.submit import Summary
+    from mailvet.pipeline.submit import JobLookup, Summary
 
 app = typer.Typer(
     name="mailvet",
@@ -102,14 +102,38 @@ def validate(
     out = output or default_output(input)
     if out.resolve() == input.resolve():
         fail("the output file must not be the input file")
-    if not out.parent.is_dir():
-        fail(f"{out.parent}: no such directory for the output")
+    _check_output(out)
     chosen = checks or settings.engine.checks
     kind = _wanted_kind(input, out)
     summary = _run_or_fail(
         lambda: _validate(settings, input, out, email_column, chosen, sheet, kind)
     )
     _print_summary(summary, out)
+
+
+def _check_output(out: Path) -> None:
+    """Before a job: `out` must be able to take the result (a regular file or nothing)."""
+    from mailvet.output_path import OutputPathError, preflight
+
+    try:
+        preflight(out)
+    except OutputPathError as exc:
+        fail(str(exc))
+
+
+async def _fetch_to(
+    jobs: JobLookup, storage: ObjectStorage, job_id: str, out: Path
+) -> Summary:
+    """The job's result written to `out` through a temporary file and one rename
+    (mailvet.output_path); OutputPathError when `out` cannot take it."""
+    from mailvet.output_path import OutputPathError, output_file
+    from mailvet.pipeline.submit import fetch_result
+
+    with output_file(out) as temp:
+        try:
+            return await fetch_result(jobs, storage, job_id, temp)
+        except (IsADirectoryError, PermissionError, NotADirectoryError) as exc:
+            raise OutputPathError(f"{out}: cannot write the result there ({exc.strerror})") from None
 
 
 def _refuse_shared_services(settings: Settings) -> None:
@@ -154,7 +178,7 @@ async def _validate(
     from mailvet.bootstrap import build_deps
     from mailvet.pipeline import object_keys
     from mailvet.pipeline.runner import Pipeline
-    from mailvet.pipeline.submit import fetch_result, new_job_id, submit_file
+    from mailvet.pipeline.submit import new_job_id, submit_file
 
     deps = await build_deps(settings)
     try:
@@ -176,7 +200,7 @@ async def _validate(
             if status.is_error:
                 job = await deps.jobs.get(job_id)
                 fail(job.error or status.value)
-            summary = await fetch_result(deps.jobs, deps.storage, job_id, out)
+            summary = await _fetch_to(deps.jobs, deps.storage, job_id, out)
             await deps.storage.delete_prefix(object_keys.completed(job_id))
             return summary
         finally:
@@ -249,8 +273,8 @@ class _ProgressBar:
 
     def draw(self, done: int, total: int, status: JobStatus) -> None:
         now = time.monotonic()
-        if total == 0 and not status.is_final:
-            return  # not counted yet
+        if total == 0 and (not status.is_final or status.is_error):
+            return  # not counted yet, or refused before it was: its error line says it all
         if now - self._last < (0.1 if self._tty else 2.0) and not status.is_final:
             return
         self._last = now
@@ -433,17 +457,17 @@ def fetch(
     """Download a completed job's result file."""
     settings = _load()
     _configure_logs(settings, lazy=True)
+    _check_output(output)
 
     async def go() -> Summary:
         from mailvet.bootstrap import build_job_reader, build_storage
         from mailvet.logs import apply_pending
-        from mailvet.pipeline.submit import fetch_result
 
         store = await build_job_reader(settings)
         try:
             storage = build_storage(settings)
             apply_pending()  # the S3 adapter logs through structlog directly
-            return await fetch_result(store.jobs, storage, job_id, output)
+            return await _fetch_to(store.jobs, storage, job_id, output)
         finally:
             await store.close()
 
@@ -490,10 +514,13 @@ def _run_or_fail(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     import asyncio
 
     from mailvet.domain.ports import JobNotFound, ObjectNotFound
+    from mailvet.output_path import OutputPathError
     from mailvet.pipeline.submit import ResultNotReady
 
     try:
         return asyncio.run(make())
+    except OutputPathError as exc:
+        fail(str(exc))
     except JobNotFound as exc:
         fail(f"no job {exc}")
     except ObjectNotFound as exc:
