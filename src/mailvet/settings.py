@@ -133,6 +133,12 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         float, _m("seconds a verdict is remembered by a long-running worker", ge=0)
     ] = 3600.0
     unknown_ttl: Annotated[float, _m("seconds an `unknown` verdict is remembered", ge=0)] = 10.0
+    max_cell_bytes: Annotated[
+        int, _m("longest cell of a list; a file with a longer one is refused", ge=1)
+    ] = 131_072
+    max_xlsx_expanded_bytes: Annotated[
+        int, _m("bytes an XLSX workbook may inflate to (all its parts); larger: refused", ge=1)
+    ] = 1 << 30
 
 
 class StorageSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

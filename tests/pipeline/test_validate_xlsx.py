@@ -90,3 +90,33 @@ def test_a_csv_list_asked_for_as_xlsx_is_refused(
     assert output.strip() == (
         "mailvet: error: result.xlsx: a CSV or TXT list gives a CSV result; name the output .csv"
     )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "MAILVET_MAX_XLSX_EXPANDED_BYTES",
+            "2000",
+            "people.xlsx inflates to more than 2,000 bytes (MAILVET_MAX_XLSX_EXPANDED_BYTES)",
+        ),
+        (
+            "MAILVET_MAX_CELL_BYTES",
+            "10",
+            "people.xlsx: a cell of row 2 holds more than 10 bytes (MAILVET_MAX_CELL_BYTES)",
+        ),
+    ],
+)
+def test_the_xlsx_limits_come_from_the_settings(
+    runner: CliRunner,
+    env: dict[str, str],
+    tmp_path: Path,
+    variable: str,
+    value: str,
+    message: str,
+) -> None:
+    src = workbook(tmp_path / "people.xlsx")
+    out = tmp_path / "result.xlsx"
+    code, output = validate(runner, {**env, variable: value}, str(src), "-o", str(out))
+    assert code == 2 and not out.exists()
+    assert output.strip().splitlines()[-1] == f"mailvet: error: {message}"

@@ -17,7 +17,7 @@ from mailvet.domain.ports import JobRepository, MessageBus, ObjectNotFound, Obje
 from mailvet.domain.verdict import Check
 from mailvet.pipeline import object_keys, queues
 from mailvet.pipeline.job_files import StoredLayout, encode_stored_layout, local_copy
-from mailvet.tabular import InputError, count_rows, detect_layout
+from mailvet.tabular import InputError, XlsxLimits, count_rows, detect_layout
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +35,7 @@ class Intake:
         chunk_size: int,
         syntax_chunk_size: int,
         warm_syntax_pool: Callable[[], None] | None = None,
+        xlsx_limits: XlsxLimits | None = None,
     ) -> None:
         self._jobs = jobs
         self._storage = storage
@@ -42,6 +43,7 @@ class Intake:
         self._chunk_size = chunk_size
         self._syntax_chunk_size = syntax_chunk_size
         self._warm_syntax_pool = warm_syntax_pool
+        self._xlsx_limits = xlsx_limits
 
     async def handle(self, message: JobSubmitted) -> None:
         job = await self._jobs.get(message.job_id)
@@ -60,7 +62,12 @@ class Intake:
                 ):
                     self._warm_syntax_pool()  # its start-up overlaps with the counting below
                 layout = await asyncio.to_thread(
-                    detect_layout, path, job.file.email_column, job.file.filename, job.file.sheet
+                    detect_layout,
+                    path,
+                    job.file.email_column,
+                    job.file.filename,
+                    job.file.sheet,
+                    self._xlsx_limits,
                 )
                 rows = await asyncio.to_thread(count_rows, path, layout)
         except InputError as exc:

@@ -135,7 +135,7 @@ class ResultGenerator:
 
     async def _write(self, job: Job) -> Summary:
         stored = decode_stored_layout(job.layout)
-        kind = result_kind(stored.layout, job.file.filename)
+        kind = result_kind(stored.layout, job.file.result_kind)
         statuses: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
         with tempfile.TemporaryDirectory(prefix="mailvet-") as folder:

@@ -17,6 +17,7 @@ from mailvet.domain.messages import Message
 from mailvet.domain.ports import Handler, MessageBus, VerdictJournal
 from mailvet.pipeline import queues
 from mailvet.pipeline.intake import Intake
+from mailvet.tabular import XlsxLimits
 from mailvet.pipeline.orchestrator import Orchestrator
 from mailvet.pipeline.publisher import Publisher
 from mailvet.pipeline.resultgen import ResultGenerator
@@ -65,6 +66,10 @@ class Pipeline:
                 chunk_size=engine_settings.chunk_size,
                 syntax_chunk_size=engine_settings.syntax_chunk_size,
                 warm_syntax_pool=warm,
+                xlsx_limits=XlsxLimits(
+                    max_cell_bytes=engine_settings.max_cell_bytes,
+                    max_expanded_bytes=engine_settings.max_xlsx_expanded_bytes,
+                ),
             )
             bus.subscribe(queues.INTAKE, cast(Handler, intake.handle), concurrency=2)
         if "publisher" in self.roles:

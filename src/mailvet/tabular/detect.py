@@ -16,7 +16,7 @@ import msgspec
 from mailvet.tabular.encoding import BOMS, choose_encoding, open_text
 from mailvet.tabular.layout import HEADER_RECORDS, FileLayout, InputError, one_line
 from mailvet.tabular.reading import csv_records
-from mailvet.tabular.workbook import open_workbook
+from mailvet.tabular.workbook import XlsxLimits, open_workbook
 from mailvet.tabular.xlsx import head_records
 
 SAMPLE_BYTES = 64 * 1024  # binary check, delimiter sniffing
@@ -101,12 +101,15 @@ def detect_layout(
     email_column: str | None = None,
     filename: str | None = None,
     sheet: str | None = None,
+    limits: XlsxLimits | None = None,
 ) -> FileLayout:
     """Find kind, encoding, delimiter, header and email column of an uploaded list.
 
     ``filename`` is the user's original file name: its extension decides
     between CSV and TXT (and XLSX) when ``path`` is a storage temp file, and it
-    names the file in error messages.  Raises :class:`InputError`.
+    names the file in error messages.  ``sheet`` picks an XLSX workbook's sheet (without
+    it every sheet is searched, see _detect_xlsx); ``limits`` bound what reading a workbook
+    may cost, and are kept in its layout for the later readers.  Raises :class:`InputError`.
     """
     path = Path(path)
     name = _display_name(path, filename)
@@ -121,7 +124,7 @@ def detect_layout(
         raise InputError(f"{name} is empty")
 
     if head.startswith(ZIP_MAGIC) or ext in XLSX_EXTENSIONS:
-        return _detect_xlsx(path, name, email_column, sheet)
+        return _detect_xlsx(path, name, email_column, sheet, limits or XlsxLimits())
 
     encoding, bom_len = "", 0
     for bom, codec in BOMS:
@@ -332,14 +335,14 @@ def _detect_txt(path: Path, name: str, base: FileLayout, email_column: str | Non
 
 
 def _detect_xlsx(
-    path: Path, name: str, email_column: str | None, sheet: str | None
+    path: Path, name: str, email_column: str | None, sheet: str | None, limits: XlsxLimits
 ) -> FileLayout:
     """The sheet named `sheet`, else the one whose email column holds the most addresses
     among the first rows of every sheet (ties: the sheet shown at opening, then workbook
     order); the workbook is opened once."""
     found: list[tuple[int, int, FileLayout]] = []
     errors: list[InputError] = []
-    with open_workbook(path, name) as book:
+    with open_workbook(path, name, limits) as book:
         titles = [book.sheet_part(sheet)[0]] if sheet is not None else book.ordered_sheets()
         for order, title in enumerate(titles):
             records = head_records(book, title)
@@ -352,7 +355,13 @@ def _detect_xlsx(
             except InputError as exc:
                 errors.append(exc)
                 continue
-            base = FileLayout(kind="xlsx", sheet=title, email_index=email_index)
+            base = FileLayout(
+                kind="xlsx",
+                sheet=title,
+                email_index=email_index,
+                max_cell=limits.max_cell_bytes,
+                max_expanded=limits.max_expanded_bytes,
+            )
             if header_pos is None:
                 layout = msgspec.structs.replace(base, has_header=False, header=[], skip_records=0)
                 data = records

@@ -7,6 +7,8 @@ from typing import Literal
 
 import msgspec
 
+MAX_XLSX_EXPANDED = 1 << 30  # default of MAILVET_MAX_XLSX_EXPANDED_BYTES
+MAX_CELL = 131_072  # default of MAILVET_MAX_CELL_BYTES: csv's own field size limit
 
 class InputError(Exception):
     """Bad input file; str(exc) is ONE clear human-readable line (no traceback material)."""
@@ -23,6 +25,10 @@ class FileLayout(msgspec.Struct, frozen=True, kw_only=True):
     email_index: int = 0  # 0-based column of the email address
     skip_records: int = 1  # records before the first data row (preamble + header)
     sheet: str | None = None  # xlsx sheet name
+    max_cell: int = MAX_CELL  # longest CSV/TXT cell, in characters (tabular.limits)
+    # bytes an XLSX workbook may inflate to, per opening (tabular.workbook; XLSX cells are
+    # held to max_cell UTF-8 bytes)
+    max_expanded: int = MAX_XLSX_EXPANDED
 
     @property
     def rendered_in_chunks(self) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 from mailvet.tabular.chunks import text_parts
 from mailvet.tabular.layout import HEADER_RECORDS, FileLayout
 from mailvet.tabular.reading import csv_records, text_lines
-from mailvet.tabular.xlsx import XLSX_SCAN_ROWS, cell_str, is_blank_row, sheet_rows
+from mailvet.tabular.xlsx import XLSX_SCAN_ROWS, cell_str, is_blank_row, limits_of, sheet_rows
 
 PRE, HEADER, BLANK, DATA = 0, 1, 2, 3  # record roles of the generic record stream
 
@@ -33,7 +33,7 @@ def iter_records(
             width = len(layout.header)
         else:
             width = _xlsx_sample_width(path, layout)
-        with sheet_rows(path, layout.sheet, path.name) as rows:
+        with sheet_rows(path, layout.sheet, path.name, limits_of(layout)) as rows:
             pending = 0  # empty rows are emitted only once a non-empty row follows
             for index, row in enumerate(rows):
                 if is_blank_row(row):
@@ -90,7 +90,7 @@ def fit_row(row: Sequence[Any], width: int) -> Sequence[Any]:
 def _xlsx_sample_width(path: Path, layout: FileLayout) -> int:
     """Widest of the first non-empty rows of a header-less sheet (trailing Nones cut)."""
     width = seen = 0
-    with sheet_rows(path, layout.sheet, path.name) as rows:
+    with sheet_rows(path, layout.sheet, path.name, limits_of(layout)) as rows:
         for row in itertools.islice(rows, XLSX_SCAN_ROWS):
             if not is_blank_row(row):
                 width = max(width, len(fit_row(row, 0)))

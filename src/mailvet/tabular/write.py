@@ -16,7 +16,7 @@ from mailvet.tabular.layout import FileLayout
 from mailvet.tabular.records import BLANK, DATA, HEADER, PRE, iter_records
 from mailvet.tabular.workbook import open_workbook
 from mailvet.tabular.render import render_chunk, render_header
-from mailvet.tabular.xlsx import cell_str, is_blank_row, sample_width, write_sheet
+from mailvet.tabular.xlsx import cell_str, is_blank_row, limits_of, sample_width, write_sheet
 from mailvet.tabular.xlsx_result import rewrite_workbook
 
 WRITE_BATCH = 2048  # output records joined per write() call
@@ -168,7 +168,7 @@ def _write_workbook(
         written += 1
         return list(map(str, more))
 
-    with open_workbook(in_path, in_path.name) as book:
+    with open_workbook(in_path, in_path.name, limits_of(layout)) as book:
         if layout.has_header:
             width = len(layout.header)
         else:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mailvet.tabular.layout import HEADER_RECORDS
+from mailvet.tabular.layout import HEADER_RECORDS, FileLayout
 from mailvet.tabular.workbook import Workbook, XlsxLimits, open_workbook
 
 XLSX_SCAN_ROWS = 1000  # rows read at most (blank ones included) to find 20 non-blank
@@ -35,6 +35,11 @@ def cell_str(value: Any) -> str:
             return value.date().isoformat()
         return value.isoformat(sep=" ")
     return str(value)
+
+
+def limits_of(layout: FileLayout) -> XlsxLimits:
+    """The limits detection kept in an XLSX list's layout (what every later reader uses)."""
+    return XlsxLimits(max_cell_bytes=layout.max_cell, max_expanded_bytes=layout.max_expanded)
 
 
 def sheet_title(path: Path, name: str) -> str:
