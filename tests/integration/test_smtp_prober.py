@@ -12,6 +12,7 @@ from mailvet.adapters.dns import DnsResolver
 from mailvet.adapters.smtp import SmtpProber, is_public_address
 from mailvet.domain.ports import ProbeFailure
 from mailvet.domain.smtp_reply import Outcome, classify_rcpt
+from mailvet.domain.work import current_job
 from mailvet.settings import load_settings
 from tests.mailworld.smtp_server import SmtpBehaviour
 from tests.mailworld.world import MailWorld
@@ -182,6 +183,8 @@ def polite_world() -> Iterator[MailWorld]:
     world.zone.add("mx.garble.com", a=["127.0.0.66"])
     world.add_smtp("127.0.0.67", SmtpBehaviour(mailboxes=users, latency=0.05))
     world.zone.add("mx.queue.com", a=["127.0.0.67"])
+    world.add_smtp("127.0.0.69", SmtpBehaviour(mailboxes=users, max_connections=1, latency=0.01))
+    world.zone.add("mx.fair.com", a=["127.0.0.69"])
     world.add_smtp("127.0.0.68", SmtpBehaviour(mailboxes=users, max_connections=2, latency=0.02))
     world.zone.add("mx.twocap.com", a=["127.0.0.68"])
     for i in range(10):  # ten black holes behind sixty MX names
@@ -335,3 +338,26 @@ async def test_sessions_start_slowly_so_a_lower_cap_costs_one_421(polite_world: 
     stats = polite_world.smtp("127.0.0.68").stats
     assert stats.max_concurrent == 2  # the cap was reached, and kept
     assert stats.violations == 1  # the one 421 that told us the cap
+
+
+async def test_a_small_job_does_not_wait_behind_a_big_one_at_a_server(polite_world: MailWorld) -> None:
+    prober = make_prober(
+        polite_world,
+        MAILVET_SMTP_PER_HOST_CONNECTIONS="1",
+        MAILVET_SMTP_RECIPIENTS_PER_TRANSACTION="5",
+        MAILVET_SMTP_MAX_RECIPIENTS_PER_TRANSACTION="5",
+    )
+
+    async def job(job_id: str, recipients: list[str]) -> None:
+        current_job.set(job_id)  # what the worker does around a chunk
+        results = await prober.probe(["mx.fair.com"], recipients)
+        assert [r.reply.code if r.reply else r.failure for r in results] == [250] * len(recipients)
+
+    big = [f"user{i}@fair.com" for i in range(200)]
+    small = [f"user{i}@fair.com" for i in range(300, 305)]
+    await asyncio.gather(job("big", big), job("small", small))
+    await prober.close()
+    sent = [r for r in polite_world.smtp("127.0.0.69").stats.recipients if not r.startswith("postmaster@")]
+    assert sorted(sent) == sorted(big + small)
+    # one session, 5 RCPTs a transaction: the small job's batch comes second, not 41st
+    assert max(sent.index(r) for r in small) < 15

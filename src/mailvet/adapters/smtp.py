@@ -26,6 +26,8 @@ the server offers it.
 - Controls: the first transaction of a session for a domain also asks `postmaster@domain`;
   its reply travels with each result (see domain/evidence.py).
 - Catch-all probes (`solo=True`) run in a transaction of their own, before queued recipients.
+- Fairness: each job (domain/work.py `current_job`) has its own queue at a server, and the
+  sessions take a batch from each job in turn.
 - 4xx (greylisting): asked again after `retry_delay`, at most `retries` times.
 - A garbled reply makes that recipient `smtp_error`; the ones after it go back to the queue.
 """
@@ -34,10 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import structlog
 
@@ -51,6 +54,7 @@ from mailvet.adapters.smtp_session import (
 )
 from mailvet.domain.ports import ProbeFailure, ProbeResult, Resolver
 from mailvet.domain.smtp_reply import Outcome, Reply, classify_rcpt
+from mailvet.domain.work import current_job
 from mailvet.settings import SmtpSettings
 
 log = structlog.get_logger(__name__)
@@ -72,7 +76,8 @@ def is_public_address(address: str) -> bool:
 
 class _Request:
     __slots__ = (
-        "deadline", "domain", "future", "host", "losses", "pool", "recipient", "solo", "tries"
+        "deadline", "domain", "future", "host", "job", "losses", "pool", "recipient", "solo",
+        "tries",
     )
 
     def __init__(
@@ -94,6 +99,74 @@ class _Request:
         self.future = future
         self.tries = tries
         self.losses = 0
+        self.job = current_job.get()
+
+
+class _JobQueues:
+    """A server's queued recipients, one queue per job, served a batch from each job in
+    turn (a small job's addresses do not wait behind a big job's thousands)."""
+
+    def __init__(self) -> None:
+        self._by_job: dict[str, deque[_Request]] = {}
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[_Request]:
+        return itertools.chain.from_iterable(self._by_job.values())
+
+    def append(self, request: _Request) -> None:
+        queue = self._by_job.get(request.job)
+        if queue is None:
+            queue = self._by_job[request.job] = deque()
+        queue.append(request)
+        self._len += 1
+
+    def appendleft(self, request: _Request) -> None:
+        """Back at the head of its job's queue (that job's turn comes as it would have)."""
+        queue = self._by_job.get(request.job)
+        if queue is None:
+            queue = self._by_job[request.job] = deque()
+        queue.appendleft(request)
+        self._len += 1
+
+    def first(self) -> _Request | None:
+        for queue in self._by_job.values():
+            if queue:
+                return queue[0]
+        return None
+
+    def take(self, limit: int) -> list[_Request]:
+        """Up to `limit` unanswered requests of the next job in turn."""
+        while self._by_job:
+            job = next(iter(self._by_job))
+            queue = self._by_job.pop(job)
+            batch: list[_Request] = []
+            while queue and len(batch) < limit:
+                request = queue.popleft()
+                self._len -= 1
+                if not request.future.done():
+                    batch.append(request)
+            if queue:
+                self._by_job[job] = queue  # to the back of the round
+            if batch:
+                return batch
+        return []
+
+    def drop_done(self) -> None:
+        for job, queue in list(self._by_job.items()):
+            kept = [request for request in queue if not request.future.done()]
+            if len(kept) < len(queue):
+                self._len -= len(queue) - len(kept)
+                if kept:
+                    self._by_job[job] = deque(kept)
+                else:
+                    del self._by_job[job]
+
+    def clear(self) -> None:
+        self._by_job.clear()
+        self._len = 0
 
 
 class _Unreachable(Exception):
@@ -117,7 +190,7 @@ class ServerPool:
         self.address = address
         self._prober = prober
         self._settings = prober.settings
-        self._queue: deque[_Request] = deque()
+        self._queue = _JobQueues()
         self._solo: deque[_Request] = deque()
         self._sessions = 0  # session tasks, connected or connecting
         self._established = 0  # sessions past the greeting, now
@@ -175,11 +248,11 @@ class ServerPool:
             task.add_done_callback(self._tasks.discard)
 
     def _drop_done(self) -> None:
-        for queue in (self._solo, self._queue):
-            if any(request.future.done() for request in queue):
-                kept = [request for request in queue if not request.future.done()]
-                queue.clear()
-                queue.extend(kept)
+        if any(request.future.done() for request in self._solo):
+            kept = [request for request in self._solo if not request.future.done()]
+            self._solo.clear()
+            self._solo.extend(kept)
+        self._queue.drop_done()
 
     def _requests(self) -> list[_Request]:
         return [*self._solo, *self._queue]
@@ -237,12 +310,7 @@ class ServerPool:
             request = self._solo.popleft()
             if not request.future.done():
                 return [request]
-        batch: list[_Request] = []
-        while self._queue and len(batch) < limit:
-            request = self._queue.popleft()
-            if not request.future.done():
-                batch.append(request)
-        return batch
+        return self._queue.take(limit)
 
     # -- sessions -----------------------------------------------------------------------
 
@@ -327,7 +395,7 @@ class ServerPool:
         log.info("mx_try_later", server=self.address, code=reply.code, delay=delay)
 
     async def _open(self) -> SmtpSession:
-        first = self._solo[0] if self._solo else self._queue[0] if self._queue else None
+        first = self._solo[0] if self._solo else self._queue.first()
         host = first.host if first is not None else None
         return await self._prober.open_session(self.address, host)
 

@@ -26,6 +26,7 @@ from mailvet import metrics
 from mailvet.domain.messages import ChunkDone, RowChunk
 from mailvet.domain.ports import MessageBus, VerdictJournal
 from mailvet.domain.verdict import Check, Verdict
+from mailvet.domain.work import current_job
 from mailvet.pipeline import queues
 from mailvet.pipeline.chunk_output import ChunkOutput, chunk_addresses, render, syntax_chunk
 from mailvet.pipeline.engine import Engine
@@ -92,6 +93,13 @@ class Worker:
             await self._log.finished(chunk)
 
     async def _network(self, chunk: RowChunk) -> list[Verdict]:
+        job = current_job.set(chunk.job_id)  # the prober serves the jobs at a server in turn
+        try:
+            return await self._network_verdicts(chunk)
+        finally:
+            current_job.reset(job)
+
+    async def _network_verdicts(self, chunk: RowChunk) -> list[Verdict]:
         addresses = chunk_addresses(chunk)
         verdict_log = self._log
         if verdict_log is None:
