@@ -61,6 +61,7 @@ def test_the_same_domain_string_in_any_order_gives_the_same_columns() -> None:
 
 def test_tails_are_the_columns_joined() -> None:
     cells = corpus(20_000, seed=12) + [f"{local}@{domain}" for domain in DOMAINS for local in LOCALS]
+    cells += ["  pad@gmail.com ", "\tTab@Example.org", "x@gmail.com ", " x@gmail.com", "x@ gmail.com"]
     columns = one_by_one(cells)
     for sep in (",", ";", "\t"):
         tails, reasons = syntax_tails(cells, sep)

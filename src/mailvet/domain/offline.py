@@ -240,33 +240,32 @@ def syntax_tails(addresses: Iterable[str], sep: str) -> tuple[list[str], list[st
     reasons: list[str] = []
     add, add_reason = tails.append, reasons.append
     for address in addresses:
-        cell = address.strip()
-        local, _, domain = cell.rpartition("@")
+        # not stripped here: blanks around a cell fail the checks below (the local part is a
+        # dot-atom, a domain with a blank has no part) and the slow way strips
+        local, _, domain = address.rpartition("@")
         try:
             part = parts[domain]
         except KeyError:
             if len(parts) >= _DOMAIN_PARTS_MAX:
                 parts.clear()
             part = parts[domain] = _tail_part(domain, sep)
-        if (
-            part is None
-            or not local.isascii()
-            or len(local) > part.max_local
-            or dot_atom(local) is None
-        ):
+        # a dot-atom is ASCII: no isascii() needed
+        if part is None or len(local) > part[7] or dot_atom(local) is None:
+            cell = address.strip()
             verdict = offline_verdict(check_syntax(cell), cell)
             add(sep + sep.join(verdict.columns()))
             add_reason(verdict.reason)
             continue
+        head, at_domain, at_suggestion, mid, end, at_ascii, reason, _ = part
         low = local.lower()
         if low in insensitive:
             local = low
-        normalized = local + part.at_domain
+        normalized = local + at_domain
         role = "true" if low.partition("+")[0] in roles else "false"
-        ascii_email = normalized if part.at_ascii is part.at_domain else local + part.at_ascii
-        if part.at_suggestion:
-            add(f"{part.head}{normalized}{sep}{local}{part.at_suggestion}{part.mid}{role}{part.end}{ascii_email}")
+        ascii_email = normalized if at_ascii is at_domain else local + at_ascii
+        if at_suggestion:
+            add(f"{head}{normalized}{sep}{local}{at_suggestion}{mid}{role}{end}{ascii_email}")
         else:
-            add(f"{part.head}{normalized}{sep}{part.mid}{role}{part.end}{ascii_email}")
-        add_reason(part.reason)
+            add(f"{head}{normalized}{sep}{mid}{role}{end}{ascii_email}")
+        add_reason(reason)
     return tails, reasons
