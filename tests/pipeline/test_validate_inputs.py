@@ -32,15 +32,28 @@ def make_zip(path: Path) -> Path:
     return path
 
 
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+# UTF-8 on line 2, a cp1252 byte 3,000 lines later
+MIXED = "email\nzoë@exämple.com\n".encode() + b"a@example.com\n" * 3000 + b"Ren\xe9@example.com\n"
+
+
 BAD_INPUTS = {
     "missing": (lambda p: p / "nope.csv", "no such file"),
     "empty": (lambda p: (p / "empty.csv", (p / "empty.csv").write_bytes(b""))[0], "empty"),
-    "binary": (lambda p: (p / "b.csv", (p / "b.csv").write_bytes(b"\x00\x01\x02" * 100))[0], "binary"),
+    "binary": (
+        lambda p: (p / "b.csv", (p / "b.csv").write_bytes(b"\x00\x01\x02" * 100))[0],
+        "binary",
+    ),
     "no_column": (
         lambda p: (p / "n.csv", (p / "n.csv").write_text("name,city\nAnn,Oslo\nBo,Rome\n"))[0],
         "email column",
     ),
     "not_xlsx": (lambda p: make_zip(p / "w.xlsx"), "xlsx"),
+    "mixed_encodings": (lambda p: write(p / "m.csv", MIXED), "mixes encodings: line 2"),
 }
 
 
@@ -78,7 +91,9 @@ def test_header_only_list_completes_with_no_rows(
     assert out.read_text() == "email,name," + ",".join(RESULT_COLUMNS) + "\n"
 
 
-def test_columns_are_kept_byte_for_byte(runner: CliRunner, env: dict[str, str], tmp_path: Path) -> None:
+def test_columns_are_kept_byte_for_byte(
+    runner: CliRunner, env: dict[str, str], tmp_path: Path
+) -> None:
     raw = (
         '\ufeffid;"E-mail";note\r\n'
         '1;alice@gmail.com;"semi;colon"\r\n'
@@ -95,7 +110,9 @@ def test_columns_are_kept_byte_for_byte(runner: CliRunner, env: dict[str, str], 
     result = out.read_bytes()
     records = result.split(b"\r\n")
     assert records[0].startswith('\ufeffid;"E-mail";note;mailvet_status'.encode())
-    assert records[1].startswith(b'1;alice@gmail.com;"semi;colon";unknown;not_checked;alice@gmail.com')
+    assert records[1].startswith(
+        b'1;alice@gmail.com;"semi;colon";unknown;not_checked;alice@gmail.com'
+    )
     assert records[2] == b'2;"bob@yahoo.com";"multi'
     assert records[3].startswith(b'line ""quoted""";unknown;not_checked;bob@yahoo.com')
     assert records[4].startswith("3;bad@@x;caf\u00e9;undeliverable;invalid_syntax".encode())
@@ -138,7 +155,9 @@ def test_txt_and_xlsx_inputs(runner: CliRunner, env: dict[str, str], tmp_path: P
 
 
 def test_check_command_json(runner: CliRunner, env: dict[str, str]) -> None:
-    result = runner.invoke(app, ["check", "Info@GMAIL.con", "--json", "--checks", "syntax"], env=env)
+    result = runner.invoke(
+        app, ["check", "Info@GMAIL.con", "--json", "--checks", "syntax"], env=env
+    )
     assert result.exit_code == 0, result.output
     assert '"status":"risky"' in result.output
     assert '"reason":"suspected_typo"' in result.output
@@ -158,8 +177,14 @@ def test_process_pool_gives_the_same_file_as_one_process(
     outputs = []
     for processes in ("2", "0"):
         out = tmp_path / f"out{processes}.csv"
-        settings = {**env, "MAILVET_SYNTAX_PROCESSES": processes, "MAILVET_SYNTAX_CHUNK_SIZE": "2500"}
-        result = runner.invoke(app, ["validate", str(source), "-o", str(out), "--checks", "syntax"], env=settings)
+        settings = {
+            **env,
+            "MAILVET_SYNTAX_PROCESSES": processes,
+            "MAILVET_SYNTAX_CHUNK_SIZE": "2500",
+        }
+        result = runner.invoke(
+            app, ["validate", str(source), "-o", str(out), "--checks", "syntax"], env=settings
+        )
         assert result.exit_code == 0, result.output
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
@@ -184,3 +209,13 @@ def test_display_name_cells_are_found_and_judged_by_the_address_inside(
     assert rows[0].startswith('Ann,"Ann Lee <ann@gmail.com>",7,unknown,not_checked,ann@gmail.com,')
     assert rows[1].startswith('Bob,"""Bob"" <bob@yahoo.com>",3,unknown,not_checked,bob@yahoo.com,')
     assert rows[2].startswith("Cy,Cy <not an address>,1,undeliverable,invalid_syntax,")
+
+
+def test_utf16_without_bom(runner: CliRunner, env: dict[str, str], tmp_path: Path) -> None:
+    source = write(tmp_path / "u.csv", "name;email\r\nZoë;zoe@example.com\r\n".encode("utf-16-be"))
+    out = tmp_path / "o.csv"
+    code, output = validate(runner, env, str(source), "-o", str(out))
+    assert code == 0, output
+    lines = out.read_bytes().decode("utf-16-be").splitlines()
+    assert lines[0] == "name;email;" + ";".join(RESULT_COLUMNS)
+    assert lines[1].startswith("Zoë;zoe@example.com;")

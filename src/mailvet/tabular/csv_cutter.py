@@ -3,24 +3,32 @@
 A line holding no quote character is one record (a blank one if it is only a line
 terminator); a line holding one is matched against a regular expression that follows
 csv.reader's (non-strict) state machine and tells whether the line ends inside a quoted
-field, in which case the record goes on over the next lines.  Records longer than
-csv.field_size_limit() are parsed by csv.reader too, so that a file count_rows rejects is
-rejected here with the same message.
+field, in which case the record goes on over the next lines.  Records longer than the
+layout's max_cell are measured cell by cell (tabular.limits): a cell over max_cell or a
+line over line_cap is refused with the line where it starts.  Every reader of CSV records
+(count_rows, the chunks, csv_records) goes through the cutter, so they refuse the same
+files with the same messages.
 """
 
 from __future__ import annotations
 
-import collections
-import csv
 import functools
 import io
 import itertools
 import operator
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from mailvet.tabular.encoding import open_text
 from mailvet.tabular.layout import FileLayout
+from mailvet.tabular.limits import line_cap, long_cell_line, too_long
 from mailvet.tabular.reading import csv_reader, read_errors
+
+if TYPE_CHECKING:
+    from _csv import Reader
 
 LINE_ENDS = ("\n", "\r\n", "\r")  # a CSV line holding only its terminator: a blank record
 
@@ -54,20 +62,22 @@ def count_blank(lines: list[str]) -> int:
 class CsvCutter:
     """Cuts the lines of a CSV text (read with newline="") into records."""
 
-    def __init__(self, lines: Iterator[str], layout: FileLayout) -> None:
-        self.lines = lines
+    def __init__(self, lines: Iterable[str], layout: FileLayout) -> None:
+        self.lines = iter(lines)  # open_text's lines: line_cap + 1 characters at most
         self.layout = layout
         self.quote = layout.quotechar
         self.ends_record, self.ends_quoted = record_matchers(layout.delimiter, layout.quotechar)
-        self.limit = csv.field_size_limit()
+        self.limit = layout.max_cell  # any line or record longer is checked
+        self.cap = line_cap(layout)
         self.done = 0  # lines read so far
 
     def check(self, lines: Sequence[str], first: int) -> None:
-        """Parse one record (its lines, the first being line number `first`) with csv.reader:
-        a field over csv.field_size_limit() is the same InputError as in count_rows."""
-        reader = csv_reader(lines, self.layout)
-        with read_errors(self.layout, reader, first_line=first):
-            collections.deque(reader, maxlen=0)
+        """One record longer than max_cell (its lines, the first being line number `first`):
+        InputError if a cell is over max_cell or a line over line_cap."""
+        if long_cell_line(lines, first, self.layout) is not None or any(
+            len(line) > self.cap for line in lines
+        ):
+            raise too_long(lines, first, self.layout)
 
     def check_lines(self, lines: list[str], first: int) -> None:
         """check() the over-long lines of `lines`, one-line records all."""
@@ -91,7 +101,7 @@ class CsvCutter:
             size += len(line)
             if ends_quoted(line) is not None:
                 break
-            if size > check_at:  # an unclosed quote: fail as soon as csv.reader would
+            if size > check_at:  # an unclosed quote: fail once the cell is over the limit
                 self.check(head + more, first)
                 check_at = 2 * size
         if size > self.limit:
@@ -220,6 +230,18 @@ class CsvCutter:
                         break
                     out.append(item[0])
             yield "".join(out), rows
+
+
+@contextmanager
+def csv_records(path: Path, layout: FileLayout) -> Iterator[Reader]:
+    """The records of a CSV file, read in its layout, errors as InputError: csv.reader over
+    the records the cutter finds (one string each), so that cells are held to max_cell."""
+    with open_text(path, layout) as fh:
+        cutter = CsvCutter(fh, layout)
+        texts = (text for text, _ in iter(cutter.record, None))
+        reader = csv_reader(texts, layout)
+        with read_errors(layout, reader):
+            yield reader
 
 
 def csv_record_texts(text: str, layout: FileLayout) -> list[str]:

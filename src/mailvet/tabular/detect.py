@@ -13,10 +13,10 @@ from pathlib import Path
 
 import msgspec
 
+from mailvet.tabular.csv_cutter import csv_records
 from mailvet.tabular.encoding import BOMS, choose_encoding, open_text
 from mailvet.tabular.layout import HEADER_RECORDS, FileLayout, InputError, one_line
-from mailvet.tabular.reading import csv_records
-from mailvet.tabular.workbook import XlsxLimits, open_workbook
+from mailvet.tabular.workbook import Workbooks, XlsxLimits, borrowed
 from mailvet.tabular.xlsx import head_records
 
 SAMPLE_BYTES = 64 * 1024  # binary check, delimiter sniffing
@@ -102,6 +102,7 @@ def detect_layout(
     filename: str | None = None,
     sheet: str | None = None,
     limits: XlsxLimits | None = None,
+    books: Workbooks | None = None,
 ) -> FileLayout:
     """Find kind, encoding, delimiter, header and email column of an uploaded list.
 
@@ -109,7 +110,8 @@ def detect_layout(
     between CSV and TXT (and XLSX) when ``path`` is a storage temp file, and it
     names the file in error messages.  ``sheet`` picks an XLSX workbook's sheet (without
     it every sheet is searched, see _detect_xlsx); ``limits`` bound what reading a workbook
-    may cost, and are kept in its layout for the later readers.  Raises :class:`InputError`.
+    may cost, and are kept in its layout for the later readers; ``books`` keeps the workbook
+    open for them (see Workbooks).  Raises :class:`InputError`.
     """
     path = Path(path)
     name = _display_name(path, filename)
@@ -124,13 +126,15 @@ def detect_layout(
         raise InputError(f"{name} is empty")
 
     if head.startswith(ZIP_MAGIC) or ext in XLSX_EXTENSIONS:
-        return _detect_xlsx(path, name, email_column, sheet, limits or XlsxLimits())
+        return _detect_xlsx(path, name, email_column, sheet, limits or XlsxLimits(), books)
 
     encoding, bom_len = "", 0
     for bom, codec in BOMS:
         if head.startswith(bom):
             encoding, bom_len = codec, len(bom)
             break
+    if b"\x00" in head and not encoding:
+        encoding = _utf16_by_nul_bytes(head)
     if b"\x00" in head and not encoding.startswith("utf-16"):
         if head.startswith(OLE_MAGIC):
             raise InputError(
@@ -171,6 +175,24 @@ def detect_layout(
         email_index=email_index,
         skip_records=index + 1,
     )
+
+
+# C0 controls that text files do not hold (a file decoded as UTF-16 that holds them is not text)
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1f]")
+
+
+def _utf16_by_nul_bytes(head: bytes) -> str:
+    """The codec ("utf-16-le", "utf-16-be") of a file without a BOM whose NUL bytes say it is UTF-16
+    text (most characters of a list are below U+0100: every other byte is NUL, the odd
+    ones in little-endian, the even ones in big-endian); "" otherwise."""
+    pairs = len(head) // 2
+    even, odd = head[0 : 2 * pairs : 2].count(0), head[1 : 2 * pairs : 2].count(0)
+    for codec, nuls, others in (("utf-16-le", odd, even), ("utf-16-be", even, odd)):
+        if nuls * 10 >= pairs * 6 and others * 20 <= pairs:
+            sample = head[: 2 * pairs].decode(codec, "replace")
+            if not _CONTROLS.search(sample):
+                return codec
+    return ""
 
 
 def _sniff_delimiter(lines: list[str]) -> str:
@@ -335,14 +357,19 @@ def _detect_txt(path: Path, name: str, base: FileLayout, email_column: str | Non
 
 
 def _detect_xlsx(
-    path: Path, name: str, email_column: str | None, sheet: str | None, limits: XlsxLimits
+    path: Path,
+    name: str,
+    email_column: str | None,
+    sheet: str | None,
+    limits: XlsxLimits,
+    books: Workbooks | None,
 ) -> FileLayout:
     """The sheet named `sheet`, else the one whose email column holds the most addresses
     among the first rows of every sheet (ties: the sheet shown at opening, then workbook
     order); the workbook is opened once."""
     found: list[tuple[int, int, FileLayout]] = []
     errors: list[InputError] = []
-    with open_workbook(path, name, limits) as book:
+    with borrowed(books, path, name, limits) as book:
         titles = [book.sheet_part(sheet)[0]] if sheet is not None else book.ordered_sheets()
         for order, title in enumerate(titles):
             records = head_records(book, title)

@@ -10,6 +10,7 @@ import msgspec
 MAX_XLSX_EXPANDED = 1 << 30  # default of MAILVET_MAX_XLSX_EXPANDED_BYTES
 MAX_CELL = 131_072  # default of MAILVET_MAX_CELL_BYTES: csv's own field size limit
 
+
 class InputError(Exception):
     """Bad input file; str(exc) is ONE clear human-readable line (no traceback material)."""
 

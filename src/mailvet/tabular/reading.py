@@ -11,13 +11,16 @@ from typing import TYPE_CHECKING
 
 from mailvet.tabular.encoding import open_text
 from mailvet.tabular.layout import FileLayout, InputError, one_line
+from mailvet.tabular.limits import set_csv_limit
 
 if TYPE_CHECKING:
     from _csv import Reader
 
 
 def csv_reader(lines: Iterable[str], layout: FileLayout) -> Reader:
-    """csv.reader over lines (read with newline="") in the layout's dialect."""
+    """csv.reader over lines (read with newline="") in the layout's dialect (csv's field
+    limit above the layout's: the cells are measured against max_cell by the cutter)."""
+    set_csv_limit(layout)
     return csv.reader(lines, delimiter=layout.delimiter, quotechar=layout.quotechar)
 
 
@@ -36,15 +39,6 @@ def read_errors(
         raise InputError(
             f"the file is not valid {layout.encoding} text ({one_line(exc.reason)})"
         ) from None
-
-
-@contextmanager
-def csv_records(path: Path, layout: FileLayout) -> Iterator[Reader]:
-    """The records of a CSV file, read in its layout, errors as InputError."""
-    with open_text(path, layout) as fh:
-        reader = csv_reader(fh, layout)
-        with read_errors(layout, reader):
-            yield reader
 
 
 @contextmanager

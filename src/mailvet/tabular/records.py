@@ -11,15 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from mailvet.tabular.chunks import text_parts
+from mailvet.tabular.csv_cutter import csv_records
 from mailvet.tabular.layout import HEADER_RECORDS, FileLayout
-from mailvet.tabular.reading import csv_records, text_lines
+from mailvet.tabular.reading import text_lines
+from mailvet.tabular.workbook import Workbooks
 from mailvet.tabular.xlsx import XLSX_SCAN_ROWS, cell_str, is_blank_row, limits_of, sheet_rows
 
 PRE, HEADER, BLANK, DATA = 0, 1, 2, 3  # record roles of the generic record stream
 
 
 def iter_records(
-    path: Path, layout: FileLayout, pad: bool = True
+    path: Path, layout: FileLayout, pad: bool = True, books: Workbooks | None = None
 ) -> Iterator[tuple[int, Sequence[Any]]]:
     """(role, cells) of every record; XLSX cells keep their types.  With pad, data rows
     of XLSX and CSV inputs are padded to the header width (header-less XLSX: to the
@@ -32,8 +34,8 @@ def iter_records(
         elif layout.has_header:
             width = len(layout.header)
         else:
-            width = _xlsx_sample_width(path, layout)
-        with sheet_rows(path, layout.sheet, path.name, limits_of(layout)) as rows:
+            width = _xlsx_sample_width(path, layout, books)
+        with sheet_rows(path, layout.sheet, path.name, limits_of(layout), books) as rows:
             pending = 0  # empty rows are emitted only once a non-empty row follows
             for index, row in enumerate(rows):
                 if is_blank_row(row):
@@ -87,10 +89,10 @@ def fit_row(row: Sequence[Any], width: int) -> Sequence[Any]:
     return pad_row(row, width)
 
 
-def _xlsx_sample_width(path: Path, layout: FileLayout) -> int:
+def _xlsx_sample_width(path: Path, layout: FileLayout, books: Workbooks | None) -> int:
     """Widest of the first non-empty rows of a header-less sheet (trailing Nones cut)."""
     width = seen = 0
-    with sheet_rows(path, layout.sheet, path.name, limits_of(layout)) as rows:
+    with sheet_rows(path, layout.sheet, path.name, limits_of(layout), books) as rows:
         for row in itertools.islice(rows, XLSX_SCAN_ROWS):
             if not is_blank_row(row):
                 width = max(width, len(fit_row(row, 0)))
@@ -129,7 +131,7 @@ def iter_emails(path: Path, layout: FileLayout) -> Iterator[str]:
 COUNT_PART_ROWS = 50_000
 
 
-def count_rows(path: Path, layout: FileLayout) -> int:
+def count_rows(path: Path, layout: FileLayout, books: Workbooks | None = None) -> int:
     """Number of data rows (== number of items iter_emails yields).
 
     CSV: the record cutter's count (the rows of iter_text_chunks, which find records as
@@ -143,4 +145,4 @@ def count_rows(path: Path, layout: FileLayout) -> int:
         with text_lines(path, layout) as lines:
             rest = itertools.islice(lines, layout.skip_records, None)
             return sum(map(bool, map(str.strip, rest)))
-    return sum(1 for role, _ in iter_records(path, layout, pad=False) if role == DATA)
+    return sum(1 for role, _ in iter_records(path, layout, False, books) if role == DATA)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mailvet.tabular import FileLayout, detect_layout, iter_emails, output_encoding
+from mailvet.tabular import FileLayout, InputError, detect_layout, iter_emails, output_encoding
 from tests.unit.tabular.support import check_chunked, expected_csv, extras_for, raw_of, run, write
 
 pytestmark = pytest.mark.unit
@@ -106,3 +106,55 @@ def test_output_encoding_of_codecs_that_write_a_bom() -> None:
         "utf-8",
         codecs.BOM_UTF8,
     )
+
+
+def test_utf8_text_and_a_cp1252_byte_far_after_it_is_refused(tmp_path: Path) -> None:
+    # A UTF-8 address on line 2, a cp1252 byte 5,000 lines later: decoded as cp1252, line 2
+    # would become "zoÃ«@exÃ¤mple.com" (another verdict), silently.  Refused, with both lines.
+    body = "".join(f"u{i}@example.com,x\n" for i in range(5000))
+    data = "email,n\nzoë@exämple.com,y\n".encode() + body.encode() + b"last@example.com,Ren\xe9\n"
+    src = write(tmp_path, data, "mixed.csv")
+    with pytest.raises(InputError) as info:
+        detect_layout(src)
+    assert str(info.value) == (
+        "mixed.csv mixes encodings: line 2 holds UTF-8 text but line 5003 holds a byte"
+        " that is not UTF-8 (0xE9); save the file in one encoding (UTF-8) and try again"
+    )
+
+
+def test_mixed_encodings_named_by_line_in_a_cr_only_file(tmp_path: Path) -> None:
+    data = b"email\rb\xe9@x.com\r" + b"a@x.com\r" * 3 + "zoë@x.com\r".encode()
+    src = write(tmp_path, data, "mac.csv")
+    with pytest.raises(InputError, match="line 6 holds UTF-8 text but line 2 holds a byte"):
+        detect_layout(src)
+
+
+def test_a_utf8_character_cut_by_the_scan_block_is_utf8(tmp_path: Path) -> None:
+    # the 1 MiB blocks of the encoding scan cut "é" in two: still one valid UTF-8 file
+    head = b"email,n\n"
+    body = (b"a@x.com,y\n" * 110_000)[: 1024 * 1024 - 1 - len(head)]
+    data = head + body + "é@x.com,z\n".encode()
+    assert data.index("é".encode()) == 1024 * 1024 - 1
+    assert detect_layout(write(tmp_path, data)).encoding == "utf-8"
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_bom_by_its_nul_bytes(tmp_path: Path, codec: str) -> None:
+    records = [
+        ("header", "Prénom;E-mail", "\r\n"),
+        ("data", "Zoë;zoe@exämple.com", "\r\n"),
+        ("data", "José;jose@example.es", "\r\n"),
+    ]
+    layout, emails, out = run(tmp_path, raw_of(records).encode(codec))
+    assert (layout.encoding, layout.bom, layout.delimiter) == (codec, False, ";")
+    assert emails == ["zoe@exämple.com", "jose@example.es"]
+    assert output_encoding(layout) == (codec, b"")
+    assert out.read_bytes() == expected_csv(records, extras_for(emails), ";").encode(codec)
+
+
+def test_utf16_without_bom_that_does_not_decode(tmp_path: Path) -> None:
+    data = "email\na@x.com\n".encode("utf-16-le") + b"\x00\xdc" + "b@x.com\n".encode("utf-16-le")
+    src = write(tmp_path, data, "odd.csv")
+    with pytest.raises(InputError) as info:
+        detect_layout(src)
+    assert str(info.value) == "odd.csv looks like UTF-16-LE text but is not valid UTF-16-LE text"
