@@ -14,7 +14,12 @@ XLSX cases (helper G):
 * xlsx_entity_bomb: a shared-strings part declaring nested entities ("billion laughs").
 * xlsx_lying_header: a sheet whose zip headers claim 1 KiB but that inflates to 1.5 GiB.
 
-CSV/TXT cases: added by helper H (CASES below).
+CSV/TXT cases (helper H):
+
+* csv_no_newline_cell, csv_no_newline_cells, txt_no_newline: 200 MB without a line break
+  (one huge cell; short cells on one huge line; TXT).
+* csv_unclosed_quote: a quote never closed, then 200 MB of short lines.
+* csv_late_bad_byte: 200 MB of UTF-8 rows and one cp1252 byte on the last line.
 """
 
 from __future__ import annotations
@@ -163,7 +168,53 @@ def _lie_about_size(path: Path, member: str, claimed: int) -> None:
     path.write_bytes(bytes(data))
 
 
+def _write_pieces(path: Path, head: bytes, piece: bytes, size: int, tail: bytes = b"") -> None:
+    """head, then `piece` repeated up to about `size` bytes in all, then tail (1 MiB writes)."""
+    block = piece * max(1, PIECE // len(piece))
+    with open(path, "wb") as fh:
+        fh.write(head)
+        written = len(head)
+        while written < size:
+            part = block[: size - written] if size - written < len(block) else block
+            fh.write(part)
+            written += len(part)
+        fh.write(tail)
+
+
+def csv_no_newline_cell(path: Path, scale: float) -> None:
+    """200 MB without a line break: one cell after the header's first."""
+    _write_pieces(path, b"email,", b"x", int(200_000_000 * scale))
+
+
+def csv_no_newline_cells(path: Path, scale: float) -> None:
+    """200 MB without a line break, in short cells (a line, not a cell, over the limit)."""
+    _write_pieces(path, b"email,", b"a@example.com,", int(200_000_000 * scale))
+
+
+def txt_no_newline(path: Path, scale: float) -> None:
+    """200 MB TXT without a line break."""
+    _write_pieces(path, b"", b"x", int(200_000_000 * scale))
+
+
+def csv_unclosed_quote(path: Path, scale: float) -> None:
+    """A quote opened on line 3 and never closed, then 200 MB of short lines."""
+    head = b'email,note\na@example.com,x\nb@example.com,"'
+    _write_pieces(path, head, b"c@example.com,y\n", int(200_000_000 * scale))
+
+
+def csv_late_bad_byte(path: Path, scale: float) -> None:
+    """200 MB of UTF-8 rows (non-ASCII on line 2), one cp1252 byte on the last line."""
+    head = "email,name\nzoë@exämple.com,Zoë\n".encode()
+    tail = b"last@example.com,Ren\xe9\n"
+    _write_pieces(path, head, b"a@example.com,x\n", int(200_000_000 * scale), tail)
+
+
 CASES: dict[str, tuple[str, Callable[[Path, float], None]]] = {
+    "csv_no_newline_cell": ("list.csv", csv_no_newline_cell),
+    "csv_no_newline_cells": ("list.csv", csv_no_newline_cells),
+    "txt_no_newline": ("list.txt", txt_no_newline),
+    "csv_unclosed_quote": ("list.csv", csv_unclosed_quote),
+    "csv_late_bad_byte": ("list.csv", csv_late_bad_byte),
     "xlsx_one_huge_string": ("list.xlsx", xlsx_one_huge_string),
     "xlsx_30m_strings": ("list.xlsx", xlsx_30m_strings),
     "xlsx_entity_bomb": ("list.xlsx", xlsx_entity_bomb),
