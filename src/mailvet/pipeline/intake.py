@@ -17,7 +17,7 @@ from mailvet.domain.ports import JobRepository, MessageBus, ObjectNotFound, Obje
 from mailvet.domain.verdict import Check
 from mailvet.pipeline import object_keys, queues
 from mailvet.pipeline.job_files import StoredLayout, encode_stored_layout, local_copy
-from mailvet.tabular import InputError, XlsxLimits, count_rows, detect_layout
+from mailvet.tabular import InputError, Workbooks, XlsxLimits, count_rows, detect_layout
 
 log = structlog.get_logger(__name__)
 
@@ -61,15 +61,17 @@ class Intake:
                     and path.stat().st_size >= WARM_POOL_BYTES
                 ):
                     self._warm_syntax_pool()  # its start-up overlaps with the counting below
-                layout = await asyncio.to_thread(
-                    detect_layout,
-                    path,
-                    job.file.email_column,
-                    job.file.filename,
-                    job.file.sheet,
-                    self._xlsx_limits,
-                )
-                rows = await asyncio.to_thread(count_rows, path, layout)
+                with Workbooks() as books:  # an XLSX list is opened once for both
+                    layout = await asyncio.to_thread(
+                        detect_layout,
+                        path,
+                        job.file.email_column,
+                        job.file.filename,
+                        job.file.sheet,
+                        self._xlsx_limits,
+                        books,
+                    )
+                    rows = await asyncio.to_thread(count_rows, path, layout, books)
         except InputError as exc:
             await self._jobs.set_status(job.id, JobStatus.ERROR_FILE, str(exc))
             log.info("intake_rejected", job_id=job.id, error=str(exc))

@@ -54,7 +54,7 @@ from mailvet.tabular.layout import FileLayout, InputError
 from mailvet.tabular.records import count_rows, iter_emails
 from mailvet.tabular.render import render_chunk, render_header
 from mailvet.tabular.transit import Chunk, job_chunks, result_header
-from mailvet.tabular.workbook import XlsxLimits
+from mailvet.tabular.workbook import Workbooks, XlsxLimits
 from mailvet.tabular.write import input_is_xlsx, kind_of_name, result_kind, write_result
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "Chunk",
     "FileLayout",
     "InputError",
+    "Workbooks",
     "XlsxLimits",
     "chunk_emails",
     "count_rows",

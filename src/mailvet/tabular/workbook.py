@@ -19,6 +19,7 @@ text), so that a cell reads the same as before this reader replaced openpyxl's.
 from __future__ import annotations
 
 import array
+import contextlib
 import posixpath
 import re
 import zipfile
@@ -571,6 +572,49 @@ class SheetReader:
             if self.size > self.limit:
                 raise _Refused(self.book._cell_too_big(f"a cell of row {self.row_number}"))
             self.pieces.append(data)
+
+
+class Workbooks:
+    """Keeps the workbooks it opens open for the next reader of the same file, so that the
+    readers of one step (intake's detection, then its count) share one opening, its zip
+    directory and the shared strings read so far; `opener` makes the real openings (a
+    recorder in tests).  Close it when the step is done."""
+
+    def __init__(
+        self, opener: Callable[[Path, str, XlsxLimits | None], Workbook] | None = None
+    ) -> None:
+        self._opener = opener or open_workbook
+        self._books: dict[Path, Workbook] = {}
+
+    def get(self, path: Path, name: str, limits: XlsxLimits | None = None) -> Workbook:
+        key = Path(path).resolve()
+        book = self._books.get(key)
+        if book is None:
+            book = self._books[key] = self._opener(Path(path), name, limits)
+        return book
+
+    def close(self) -> None:
+        for book in self._books.values():
+            book.close()
+        self._books.clear()
+
+    def __enter__(self) -> Workbooks:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def borrowed(
+    books: Workbooks | None, path: Path, name: str, limits: XlsxLimits | None
+) -> Iterator[Workbook]:
+    """The workbook `books` keeps (left open), or one opened for this reader alone."""
+    if books is not None:
+        yield books.get(path, name, limits)
+        return
+    with open_workbook(path, name, limits) as book:
+        yield book
 
 
 def open_workbook(path: Path, name: str, limits: XlsxLimits | None = None) -> Workbook:

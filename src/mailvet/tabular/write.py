@@ -14,7 +14,7 @@ from mailvet.tabular.chunks import text_parts
 from mailvet.tabular.encoding import OUTPUT_ERRORS, output_encoding
 from mailvet.tabular.layout import FileLayout
 from mailvet.tabular.records import BLANK, DATA, HEADER, PRE, iter_records
-from mailvet.tabular.workbook import open_workbook
+from mailvet.tabular.workbook import Workbooks, borrowed
 from mailvet.tabular.render import render_chunk, render_header
 from mailvet.tabular.xlsx import cell_str, is_blank_row, limits_of, sample_width, write_sheet
 from mailvet.tabular.xlsx_result import rewrite_workbook
@@ -78,6 +78,7 @@ def write_result(
     extra_header: Sequence[str],
     extra_rows: Iterable[Sequence[str]],
     out_kind: Literal["csv", "xlsx"] | None = None,
+    books: Workbooks | None = None,
 ) -> int:
     """Stream the input again and write every record, in order, with the extra cells
     appended to the header and to every data row; return the data rows written.
@@ -95,14 +96,17 @@ def write_result(
     try:
         if kind == "csv" and layout.kind != "xlsx":
             return _write_text(in_path, layout, out_path, extra_header, extra_rows)
-        if kind == "xlsx" and layout.kind == "xlsx":
-            return _write_workbook(in_path, layout, out_path, extra_header, extra_rows)
-        rows = _ResultRows(in_path, layout, extra_header, extra_rows)
-        if kind == "csv":
-            _write_csv_plain(out_path, rows)
-        else:
-            write_sheet(out_path, layout.sheet or "Sheet1", rows)
-        return rows.written
+        # an XLSX list is opened once (width and rows); a caller's `books` stays open
+        keeper = contextlib.nullcontext(books) if books is not None else Workbooks()
+        with keeper as kept:
+            if kind == "xlsx" and layout.kind == "xlsx":
+                return _write_workbook(in_path, layout, out_path, extra_header, extra_rows, kept)
+            rows = _ResultRows(in_path, layout, extra_header, extra_rows, kept)
+            if kind == "csv":
+                _write_csv_plain(out_path, rows)
+            else:
+                write_sheet(out_path, layout.sheet or "Sheet1", rows)
+            return rows.written
     except BaseException:
         out_path.unlink(missing_ok=True)
         raise
@@ -143,6 +147,7 @@ def _write_workbook(
     out_path: Path,
     extra_header: Sequence[str],
     extra_rows: Iterable[Sequence[str]],
+    books: Workbooks,
 ) -> int:
     """XLSX → XLSX: the input workbook with the cells added to its address sheet and every
     other part as it was (mailvet.tabular.xlsx_result), the workbook opened once."""
@@ -168,7 +173,7 @@ def _write_workbook(
         written += 1
         return list(map(str, more))
 
-    with open_workbook(in_path, in_path.name, limits_of(layout)) as book:
+    with borrowed(books, in_path, in_path.name, limits_of(layout)) as book:
         if layout.has_header:
             width = len(layout.header)
         else:
@@ -192,7 +197,9 @@ class _ResultRows:
         layout: FileLayout,
         extra_header: Sequence[str],
         extra_rows: Iterable[Sequence[Any]],
+        books: Workbooks | None = None,
     ) -> None:
+        self._books = books
         self._in_path = in_path
         self._layout = layout
         self._extra_header = extra_header
@@ -203,7 +210,7 @@ class _ResultRows:
         layout, extras, extra_header = self._layout, self._extras, self._extra_header
         if layout.kind == "txt" and not layout.has_header:
             yield ("email", *extra_header)
-        for role, cells in iter_records(self._in_path, layout):
+        for role, cells in iter_records(self._in_path, layout, True, self._books):
             if role == DATA:
                 more = next(extras, _MISSING)
                 if more is _MISSING:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mailvet.tabular.layout import HEADER_RECORDS, FileLayout
-from mailvet.tabular.workbook import Workbook, XlsxLimits, open_workbook
+from mailvet.tabular.workbook import Workbook, Workbooks, XlsxLimits, borrowed, open_workbook
 
 XLSX_SCAN_ROWS = 1000  # rows read at most (blank ones included) to find 20 non-blank
 
@@ -50,11 +50,15 @@ def sheet_title(path: Path, name: str) -> str:
 
 @contextmanager
 def sheet_rows(
-    path: Path, sheet: str | None, name: str, limits: XlsxLimits | None = None
+    path: Path,
+    sheet: str | None,
+    name: str,
+    limits: XlsxLimits | None = None,
+    books: Workbooks | None = None,
 ) -> Iterator[Iterator[Sequence[Any]]]:
     """The rows of the sheet (lists of values; no padding, [] for missing rows), read in
-    bounded memory (see mailvet.tabular.workbook)."""
-    with open_workbook(path, name, limits) as book:
+    bounded memory (see mailvet.tabular.workbook); from the opening `books` keeps, if given."""
+    with borrowed(books, path, name, limits) as book:
         yield book.rows(sheet)
 
 

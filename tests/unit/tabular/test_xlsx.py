@@ -8,7 +8,8 @@ import openpyxl
 import pytest
 
 from mailvet.tabular import FileLayout, detect_layout, iter_emails, result_kind, write_result
-from mailvet.tabular import InputError, kind_of_name
+from mailvet.tabular import InputError, Workbooks, XlsxLimits, count_rows, kind_of_name
+from mailvet.tabular.workbook import Workbook, open_workbook
 from tests.unit.tabular.support import EXTRA_HEADER, bad, extras_for, make_xlsx, read_xlsx, run
 
 pytestmark = pytest.mark.unit
@@ -183,3 +184,35 @@ def test_no_sheet_with_an_email_column(tmp_path: Path) -> None:
         "could not find an email column; name it with --email-column"
         " (in none of the sheets 'Sheet', 'Second'; pick one with --sheet)"
     )
+
+
+class RecordingOpener:
+    """Opens workbooks as open_workbook does, and records each opening."""
+
+    def __init__(self) -> None:
+        self.opened: list[Path] = []
+
+    def __call__(self, path: Path, name: str, limits: XlsxLimits | None = None) -> Workbook:
+        self.opened.append(path)
+        return open_workbook(path, name, limits)
+
+
+@pytest.mark.parametrize("has_header", [True, False])
+def test_each_step_opens_the_workbook_once(tmp_path: Path, has_header: bool) -> None:
+    src = tmp_path / "in.xlsx"
+    two_sheet_workbook(src)  # the search reads both sheets: still one opening
+    if not has_header:
+        book = openpyxl.load_workbook(src)
+        book["Contacts"].delete_rows(1)
+        book.save(src)
+    intake = RecordingOpener()
+    with Workbooks(intake) as books:  # what intake does
+        layout = detect_layout(src, books=books)
+        assert count_rows(src, layout, books=books) == 2 and layout.has_header == has_header
+    assert intake.opened == [src]
+    for kind in ("xlsx", "csv"):  # the result generator
+        writer = RecordingOpener()
+        out = tmp_path / f"out.{kind}"
+        with Workbooks(writer) as books:
+            write_result(src, layout, out, ["s"], [["x"]] * 2, kind, books)
+        assert writer.opened == [src], kind
