@@ -219,3 +219,20 @@ def test_utf16_without_bom(runner: CliRunner, env: dict[str, str], tmp_path: Pat
     lines = out.read_bytes().decode("utf-16-be").splitlines()
     assert lines[0] == "name;email;" + ";".join(RESULT_COLUMNS)
     assert lines[1].startswith("Zoë;zoe@example.com;")
+
+
+def test_max_cell_bytes_setting_holds_csv_cells(
+    runner: CliRunner, env: dict[str, str], tmp_path: Path
+) -> None:
+    source = write(tmp_path / "l.csv", b"email,note\na@example.com,x\nb@example.com," + b"y" * 60)
+    out = tmp_path / "o.csv"
+    code, output = validate(
+        runner, {**env, "MAILVET_MAX_CELL_BYTES": "50"}, str(source), "-o", str(out)
+    )
+    assert code == 2 and not out.exists()
+    assert output.strip().splitlines()[-1] == (
+        "mailvet: error: the cell starting at line 3 is longer than 50 characters, the limit"
+        " (MAILVET_MAX_CELL_BYTES)"
+    )
+    code, output = validate(runner, env, str(source), "-o", str(out))  # the default: 131,072
+    assert code == 0, output

@@ -152,7 +152,8 @@ def detect_layout(
     lines = list(io.StringIO(sample, newline=""))
     if not whole and len(lines) > 1:
         lines.pop()  # cut in the middle
-    base = FileLayout(kind="csv", encoding=encoding, bom=bom_len > 0)
+    max_cell = (limits or XlsxLimits()).max_cell_bytes  # CSV/TXT: characters of the text
+    base = FileLayout(kind="csv", encoding=encoding, bom=bom_len > 0, max_cell=max_cell)
 
     if ext == ".txt" and not any(d in line for line in lines for d in DELIMITERS):
         return _detect_txt(path, name, base, email_column)
