@@ -12,7 +12,8 @@ XLSX cases (helper G):
 * xlsx_one_huge_string: one shared string of 1 GiB ("a" repeated), a few MB of zip.
 * xlsx_30m_strings: 30 million shared strings (<si><t>a</t></si>) in about 2 MB of zip.
 * xlsx_entity_bomb: a shared-strings part declaring nested entities ("billion laughs").
-* xlsx_lying_header: a sheet whose zip headers claim 1 KiB but that inflates to 1.5 GiB.
+* xlsx_inflates_past_limit: a sheet inflating to about 1.5 GiB, honest zip headers.
+* xlsx_lying_header: the same sheet, its zip header claiming 1 KiB.
 
 CSV/TXT cases (helper H):
 
@@ -131,9 +132,19 @@ def xlsx_entity_bomb(path: Path, scale: float) -> None:
         zf.writestr("xl/sharedStrings.xml", sst)
 
 
+def xlsx_inflates_past_limit(path: Path, scale: float) -> None:
+    """A sheet of about 1.5 GiB inflated (20 million rows of one short cell each), about
+    160 MB of zip, with honest zip headers: past MAILVET_MAX_XLSX_EXPANDED_BYTES."""
+    _big_sheet(path, scale)
+
+
 def xlsx_lying_header(path: Path, scale: float) -> None:
-    """A sheet of about 1.5 GiB inflated (rows of one short cell each) whose local and
-    central zip headers say 1,024 bytes."""
+    """The same sheet, its size in the zip's central directory cut to 1,024 bytes."""
+    _big_sheet(path, scale)
+    _lie_about_size(path, "xl/worksheets/sheet1.xml", 1024)
+
+
+def _big_sheet(path: Path, scale: float) -> None:
     rows = int(20_000_000 * scale)
 
     def pieces() -> object:
@@ -151,7 +162,6 @@ def xlsx_lying_header(path: Path, scale: float) -> None:
         for name, data in _base_parts(False).items():
             zf.writestr(name, data)
         _write_streamed(zf, "xl/worksheets/sheet1.xml", pieces)
-    _lie_about_size(path, "xl/worksheets/sheet1.xml", 1024)
 
 
 def _lie_about_size(path: Path, member: str, claimed: int) -> None:
@@ -218,6 +228,7 @@ CASES: dict[str, tuple[str, Callable[[Path, float], None]]] = {
     "xlsx_one_huge_string": ("list.xlsx", xlsx_one_huge_string),
     "xlsx_30m_strings": ("list.xlsx", xlsx_30m_strings),
     "xlsx_entity_bomb": ("list.xlsx", xlsx_entity_bomb),
+    "xlsx_inflates_past_limit": ("list.xlsx", xlsx_inflates_past_limit),
     "xlsx_lying_header": ("list.xlsx", xlsx_lying_header),
 }
 
