@@ -19,10 +19,11 @@ broker's confirm; an unroutable publish (queue gone) raises instead of vanishing
 
 A lost connection (broker restart, network cut) is one warning line, `bus_connection_lost`,
 and one info line, `bus_reconnected`, when aio-pika has reconnected (it tries every
-`reconnect_interval`, 0.5 s by default, so work resumes within about that of the broker
+`reconnect_interval`, 0.3 s by default, so work resumes within about that of the broker
 answering again). aio-pika's and aiormq's own account of it (a dozen lines, tracebacks,
 "Callback ... error" at error level) is demoted to debug, and handlers that the lost channel
-interrupted are not errors: their messages are redelivered.
+interrupted run on to their end (what they publish goes out once the connection is back;
+their messages are redelivered, and meet idempotent handlers), and are not errors.
 
 Message bodies are never logged: they hold email addresses.
 """
@@ -127,7 +128,7 @@ class RabbitBus:
         prefetch: int | None = None,
         logger: Any = None,
         graceful_timeout: float = 30.0,
-        reconnect_interval: float = 0.5,
+        reconnect_interval: float = 0.3,
         reconnect_timeout: float = 60.0,
     ) -> None:
         """`prefetch`: unacknowledged messages per subscription (default and minimum: its
@@ -165,6 +166,8 @@ class RabbitBus:
         self._topology_ready = False
         self._watched: aio_pika.RobustConnection | None = None  # has our close callback
         self._lost_at: float | None = None  # when the connection was lost, until restored
+        self._detached: set[asyncio.Future[None]] = set()  # handlers a lost channel left
+        self._stopping = False
         quiet_library_chatter()
 
     # --- naming and declarations ---------------------------------------------------------
@@ -500,6 +503,12 @@ class RabbitBus:
         until FastStream has drained them."""
         broker = self._broker
         self._running = False
+        self._stopping = True  # the channels we close now are not lost ones
+        if self._detached:  # handlers that outlived their channel: same grace
+            _, late = await asyncio.wait(set(self._detached), timeout=self._graceful_timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         if broker is not None:
             await broker.stop()
         self._broker = None
@@ -509,6 +518,7 @@ class RabbitBus:
         self._topology_ready = False
         for subscription in self._subscriptions.values():
             subscription.subscriber = None
+        self._stopping = False
         if broker is not None:
             self._log.info("bus_stopped", prefix=self._prefix)
 
@@ -583,18 +593,24 @@ class RabbitBus:
         log = self._log
 
         async def consume(message: Any) -> None:  # a faststream RabbitMessage
+            # the handler runs in a task of ours: aio-pika cancels the deliveries of a
+            # channel that goes away, and a handler cut short there is work lost
+            work = asyncio.ensure_future(settle(message))
             try:
-                await settle(message)
+                await asyncio.shield(work)
             except asyncio.CancelledError:
                 if not self._lost(message.raw_message):
-                    raise  # a stop, not a lost channel
-                # aio-pika cancels the deliveries of a channel that went away: the broker
-                # redelivers them, nothing failed (FastStream would log an error)
-                log.debug("handler_interrupted", queue=self.queue_name(queue))
-            except _DISCONNECTED as exc:  # ack/nack on a channel that went away
-                log.debug("settle_failed", queue=self.queue_name(queue), error=type(exc).__name__)
+                    work.cancel()  # a stop, not a lost channel
+                    raise
+                # Lost channel: let the handler finish (what it publishes goes out once the
+                # connection is back; its ack fails, and the broker's redelivery of the
+                # message meets an idempotent handler). Nothing failed: FastStream would log
+                # the cancellation as an error.
+                self._detached.add(work)
+                work.add_done_callback(self._detached_done)
+                log.debug("handler_detached", queue=self.queue_name(queue))
 
-        async def settle(message: Any) -> None:
+        async def handle(message: Any) -> None:
             decoded = await self._decode_or_reject(queue, message.raw_message)
             if decoded is None:
                 return
@@ -623,11 +639,25 @@ class RabbitBus:
                     return
             await message.ack()
 
+        async def settle(message: Any) -> None:
+            try:
+                await handle(message)
+            except _DISCONNECTED as exc:  # ack/nack on a channel that went away
+                log.debug("settle_failed", queue=self.queue_name(queue), error=type(exc).__name__)
+
         consume.__name__ = f"handle_{queue}"
         return consume
 
+    def _detached_done(self, work: asyncio.Future[None]) -> None:
+        self._detached.discard(work)
+        if not work.cancelled() and (exc := work.exception()) is not None:
+            self._log.error("handler_failed", error=type(exc).__name__, detached=True)
+
     def _lost(self, incoming: AbstractIncomingMessage) -> bool:
-        """Is the connection, or the channel `incoming` came on, gone?"""
+        """Is the connection, or the channel `incoming` came on, gone (not closed by
+        stop())?"""
+        if self._stopping:
+            return False
         if self._lost_at is not None:
             return True
         try:
