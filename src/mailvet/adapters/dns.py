@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,12 @@ NEGATIVE_TTL_DEFAULT = 300.0
 """Seconds a negative answer is remembered when its SOA cannot be read (bounded by max_ttl)."""
 
 _FAILURES = (RouteKind.TIMEOUT, RouteKind.FAILED)
+
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?"
+_HOST_NAME = re.compile(rf"(?=[^\n]{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
+"""An MX target as a host name (RFC 1123 letters, digits and inner hyphens; "_" allowed):
+what dnspython's text of any other name holds ("=", "|", "\\DDD" escapes...) may be a
+spreadsheet formula, and is no server to talk to."""
 
 T = TypeVar("T")
 
@@ -192,9 +199,17 @@ class DnsResolver:
                 for r in records  # MX rdata
             )
             best: dict[str, int] = {}
+            malformed = False
             for preference, host in mx:  # a host listed twice keeps its best preference
-                if host not in ("", "."):
-                    best.setdefault(host, preference)
+                if host in ("", "."):
+                    continue
+                if _HOST_NAME.fullmatch(host) is None:  # "=cmd|..." is no host: never a cell
+                    malformed = True
+                    continue
+                best.setdefault(host, preference)
+            if not best and malformed:  # only names no server can have: a malformed answer
+                log.debug("dns_malformed_mx", rdtype="MX", records=len(mx))
+                return self._route(MailRoute(RouteKind.FAILED), ttl)
             if not best:  # RFC 7505: a single "0 ." (any set of only root targets)
                 return self._route(MailRoute(RouteKind.NULL_MX), ttl)
             preferences = tuple(best.values())

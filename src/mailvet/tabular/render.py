@@ -1,5 +1,11 @@
 """Rendering CSV/TXT output text: the header part (:func:`render_header`) and one chunk's
-records with the extra cells appended (:func:`render_chunk`), quoted as csv.writer would."""
+records with the extra cells appended (:func:`render_chunk`), quoted as csv.writer would.
+
+Cells we write (the appended ones, and the address of a TXT row) are formula-safe: one that
+begins with a character a spreadsheet program takes as the start of a formula (FORMULA_STARTS:
+=, +, -, @, TAB, CR) gets a single quote in front and is quoted, as OWASP's CSV-injection
+guidance says, so that it shows as text.  The customer's own CSV records stay as they were.
+"""
 
 from __future__ import annotations
 
@@ -23,13 +29,34 @@ from mailvet.tabular.layout import FileLayout, need_text
 from mailvet.tabular.xlsx import cell_str
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet program read a cell as a formula (OWASP)."""
+
+
+def formula_safe(cell: str) -> str:
+    """The cell as a spreadsheet shows text: a single quote before a FORMULA_STARTS start."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
+def formula_start_in(text: str, separators: str) -> bool:
+    """Can a cell of `text` begin with a FORMULA_STARTS character? Cells begin at the start
+    of the text and after any of `separators` (the delimiter, and "\n" between rows joined
+    by it); a yes may be a false alarm (a separator inside a cell), a no is sure."""
+    if text.startswith(FORMULA_STARTS):
+        return True
+    return any(sep + start in text for sep in separators for start in FORMULA_STARTS)
+
+
 @functools.lru_cache(maxsize=16)
 def _cell_formatter(delimiter: str, quotechar: str) -> Callable[[Sequence[Any]], str]:
-    """Extra cells → text to append, quoted like csv.writer(QUOTE_MINIMAL) would."""
+    """Extra cells → text to append, quoted like csv.writer(QUOTE_MINIMAL) would, and
+    formula-safe (a FORMULA_STARTS start gets a single quote before it, and quotes)."""
     doubled = quotechar * 2
     specials = (delimiter, quotechar, "\r", "\n")
 
     def quote(cell: str) -> str:
+        if cell.startswith(FORMULA_STARTS):
+            return quotechar + ("'" + cell).replace(quotechar, doubled) + quotechar
         if any(s in cell for s in specials):
             return quotechar + cell.replace(quotechar, doubled) + quotechar
         return cell
@@ -48,6 +75,7 @@ def _cell_formatter(delimiter: str, quotechar: str) -> Callable[[Sequence[Any]],
             or "\n" in text
             or "\r" in text
             or text.count(delimiter) != len(cells) - 1
+            or formula_start_in(text, delimiter)
         ):
             text = delimiter.join(map(quote, cells))
         return text
@@ -86,7 +114,8 @@ def _tails(cells: Iterable[Iterable[Any]], delimiter: str, quotechar: str) -> li
     except TypeError:  # cells that are not str: the formatter converts them
         pass
     else:
-        # Fast path, checked on all rows at once in C: nothing to quote, no empty row.
+        # Fast path, checked on all rows at once in C: nothing to quote, no empty row,
+        # no cell that starts like a formula.
         joined = "\n".join(texts)
         if (
             quotechar not in joined
@@ -94,6 +123,7 @@ def _tails(cells: Iterable[Iterable[Any]], delimiter: str, quotechar: str) -> li
             and joined.count("\n") == len(texts) - 1
             and joined.count(delimiter) == sum(lens) - len(lens)
             and 0 not in lens
+            and not formula_start_in(joined, delimiter + "\n")
         ):
             return list(map(delimiter.__add__, texts))
     fmt = _cell_formatter(delimiter, quotechar)
@@ -150,7 +180,7 @@ def _render_txt(text: str, cells: Iterable[Iterable[Any]], given: Sequence[str] 
     if not emails:
         return ""
     joined = "\n".join(emails)  # TXT lines hold no line break
-    if '"' in joined or "," in joined:
+    if '"' in joined or "," in joined or formula_start_in(joined, "\n"):
         fmt = _cell_formatter(",", '"')
         emails = [fmt((email,)) for email in emails]
     return "\r\n".join(map(operator.add, emails, tails)) + "\r\n"
@@ -209,7 +239,8 @@ def render_chunk(
 
     `tails`: instead of `cells`, what each data row gets before its terminator, already
     made (delimiter + its cells, joined by the delimiter, quoted where needed: "," for
-    TXT), for a caller that builds it faster than from cells; used as given."""
+    TXT), for a caller that builds it faster than from cells; used as given (the caller
+    makes them formula-safe, see formula_start_in)."""
     need_text(layout)
     if layout.kind == "txt":
         return _render_txt(text, cells, tails)
