@@ -203,6 +203,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     health_host: Annotated[str, _m("address /health and /metrics listen on")] = "127.0.0.1"
     web_host: Annotated[str, _m("address the web role listens on")] = "127.0.0.1"
     web_port: Annotated[int, _m("port of the web role", ge=0, le=PORT)] = 8000
+    web_upload_idle_seconds: Annotated[
+        float, _m("an upload that sends nothing this long is cut off (408)", gt=0)
+    ] = 30.0
     log_level: Annotated[
         LogLevel | None, _m("unset: `warning` for commands, `info` for `mailvet run`")
     ] = None
@@ -220,6 +223,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return (
             self.database_url or f"sqlite+aiosqlite:///{Path(self.data_dir).resolve()}/mailvet.db"
         )
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Where files in transit are kept (uploads, a job's local copies, the growing
+        result): under the data folder, never the system temp folder."""
+        return (Path(self.data_dir) / "tmp").resolve()
 
     @property
     def storage_root(self) -> Path:

@@ -68,7 +68,9 @@ class JobController(Controller):
     ) -> JobCreated:
         """Upload a list (multipart field `file`; optional `email_column`, `checks`, and
         `sheet`: the XLSX sheet to read, else the one whose column holds addresses)."""
-        upload = await receive_upload(request, scratch_dir(settings))
+        upload = await receive_upload(
+            request, scratch_dir(settings), idle_seconds=settings.web_upload_idle_seconds
+        )
         try:
             checks = parse_checks(upload.fields.get("checks"), settings.engine.checks)
             email_column = upload.fields.get("email_column", "").strip() or None

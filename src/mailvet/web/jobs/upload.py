@@ -5,7 +5,9 @@ spools the file into an anonymous temporary file that would then be copied again
 body is parsed once, as it arrives: the part named `file` goes to a named file in the data
 folder, written in 1 MiB batches off the event loop; the other fields are capped at
 MAX_FIELD_BYTES; other file parts are dropped. The body limit itself is Litestar's
-`request_max_body_size`, enforced while the body streams in.
+`request_max_body_size`, enforced while the body streams in. A client that stops sending
+for `idle_seconds` (MAILVET_WEB_UPLOAD_IDLE_SECONDS) is answered 408 and its partial file
+removed; a file name that is not UTF-8 or longer than MAX_FILENAME_CHARS is a 400 saying so.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Literal
 
 from litestar import Request
-from litestar.exceptions import ClientException
+from litestar.exceptions import ClientException, HTTPException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from multipart import (  # type: ignore[import-untyped]
     MultipartSegment,
@@ -35,6 +37,7 @@ MAX_FIELD_BYTES = 1024  # any form field other than the file
 MAX_PARTS = 16
 MAX_FILENAME_CHARS = 255
 FILE_FIELD = "file"
+UPLOAD_IDLE_SECONDS = 30.0  # default of MAILVET_WEB_UPLOAD_IDLE_SECONDS
 _WRITE_BATCH = MiB
 
 
@@ -51,7 +54,7 @@ class Upload:
 def scratch_dir(settings: Settings) -> Path:
     """Where the web process keeps files in transit: under the data folder, not /tmp
     (often a RAM disk, which would hold a 200 MiB upload in memory after all)."""
-    return Path(settings.data_dir).resolve() / "tmp"
+    return settings.scratch_dir
 
 
 def clean_filename(raw: str) -> str:
@@ -61,9 +64,20 @@ def clean_filename(raw: str) -> str:
     return name[-MAX_FILENAME_CHARS:]
 
 
-async def receive_upload(request: Request[Any, Any, Any], directory: Path) -> Upload:
+class UploadStalled(HTTPException):
+    status_code = 408
+
+
+async def receive_upload(
+    request: Request[Any, Any, Any],
+    directory: Path,
+    *,
+    idle_seconds: float = UPLOAD_IDLE_SECONDS,
+) -> Upload:
     """Stream the multipart body of `request` into `directory`; ClientException (400) for
-    a body that is not a usable upload, RequestEntityTooLarge (413) past the body limit."""
+    a body that is not a usable upload, RequestEntityTooLarge (413) past the body limit,
+    UploadStalled (408) when no byte came for `idle_seconds`. Nothing is left in
+    `directory` when it raises."""
     media_type, options = request.content_type
     if media_type != "multipart/form-data":
         raise ClientException(
@@ -76,26 +90,48 @@ async def receive_upload(request: Request[Any, Any, Any], directory: Path) -> Up
     try:
         try:
             with PushMultipartParser(boundary, max_segment_count=MAX_PARTS) as parser:
-                async for chunk in request.stream():
+                chunks = request.stream().__aiter__()
+                while not parser.closed:
+                    try:
+                        async with asyncio.timeout(idle_seconds):
+                            chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        break
                     for event in parser.parse(chunk):
                         await receiver.feed(event)
-                    if parser.closed:
-                        break
+        except TimeoutError:
+            raise UploadStalled(
+                detail=f"the upload stalled: nothing received for {idle_seconds:g} s"
+            ) from None
         except RequestEntityTooLarge:
             limit = request.route_handler.resolve_request_max_body_size()
             raise RequestEntityTooLarge(
                 detail=f"the upload is larger than the limit of {_size(limit)}"
             ) from None
-        except ParserLimitReached:
+        except ParserLimitReached as exc:
+            if "header" in _first(exc):
+                raise ClientException(
+                    "a part's header is too long in the multipart body (a file name may have"
+                    f" at most {MAX_FILENAME_CHARS} characters)"
+                ) from None
             raise ClientException(
-                f"too many parts (at most {MAX_PARTS}) or a header too long in the multipart body"
+                f"too many parts in the multipart body (at most {MAX_PARTS})"
             ) from None
         except ParserError as exc:
-            raise ClientException(f"malformed multipart body: {exc}") from None
+            if any(isinstance(arg, UnicodeDecodeError) for arg in exc.args):
+                raise ClientException(
+                    "a part's header is not UTF-8 text: send the file name in UTF-8"
+                ) from None
+            raise ClientException(f"malformed multipart body: {_first(exc)}") from None
         return receiver.finish()
     except BaseException:
         await receiver.discard()
         raise
+
+
+def _first(exc: Exception) -> str:
+    """The parser's own message, without the repr of what it wraps."""
+    return str(exc.args[0]) if exc.args else type(exc).__name__
 
 
 def _size(limit: int | None) -> str:
@@ -142,6 +178,10 @@ class _Receiver:
             if not filename:  # a browser form submitted with no file chosen
                 self._target = "skip"
                 return
+            if len(filename) > MAX_FILENAME_CHARS:
+                raise ClientException(
+                    f"the file name is longer than {MAX_FILENAME_CHARS} characters"
+                )
             self._directory.mkdir(parents=True, exist_ok=True)
             self._path = self._directory / f"upload-{uuid.uuid4().hex}.part"
             self._handle = self._path.open("xb")
