@@ -113,8 +113,14 @@ class RootHandler(logging.Handler):
             self.handleError(record)
 
 
+# libraries' loggers whose info lines say nothing to an operator
+QUIET = {"alembic.runtime.plugins": logging.WARNING}  # "setup plugin ..." at every migration
+
+
 def _route_stdlib(level: int, json: bool) -> None:
     """Replace this module's root handler (if any) with one at `level`."""
+    for name, quiet in QUIET.items():
+        logging.getLogger(name).setLevel(max(level, quiet))
     root = logging.getLogger()
     for handler in list(root.handlers):
         if isinstance(handler, RootHandler):
