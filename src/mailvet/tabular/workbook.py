@@ -283,6 +283,9 @@ class Workbook:
         for found in self.sheets:
             if found[0] == sheet:
                 return found
+        for found in self.sheets:  # sheet names are unique regardless of case (Excel)
+            if found[0].casefold() == sheet.casefold():
+                return found
         raise InputError(f"{self.name} has no sheet named '{one_line(sheet)}'")
 
     def ordered_sheets(self) -> list[str]:

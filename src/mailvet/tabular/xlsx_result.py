@@ -41,6 +41,7 @@ from mailvet.tabular.workbook import (
 
 PRE, HEADER, BLANK, DATA = 0, 1, 2, 3  # as records.py
 _XLSX_ILLEGAL = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]|[\ud800-\udfff]|[\ufffe\uffff]")
+_SPANS = re.compile(rb"""\sspans\s*=\s*(["'])([0-9]+):([0-9]+)\1""")
 _REF = re.compile(rb"""(\bref\s*=\s*)(["'])([^"']*)\2""")
 
 
@@ -84,6 +85,7 @@ class _Splicer(SheetReader):
         self.max_column = 0  # the widest row written, new cells included
         self.dimension: bytes | None = None  # the <dimension> tag, rewritten at the end
         self.prefix = ""
+        self.row_start = 0
 
     # byte positions ----------------------------------------------------------------------
 
@@ -113,7 +115,8 @@ class _Splicer(SheetReader):
         if local == "c":
             self.cell_start = self._at()
         elif local == "row":
-            self._write_to(self._at())
+            self.row_start = self._at()
+            self._write_to(self.row_start)
             self.in_row = True
             self.row_cells = []
             self.prefix = tag[: len(tag) - len(local)]
@@ -183,6 +186,7 @@ class _Splicer(SheetReader):
         # the first cell in or after the new columns (all of them empty: after `last`)
         later = [c for c in self.row_cells if c[0] >= first]
         insert = later[0][1] if later else at
+        self._widen_spans(first + len(extras) - 1)
         self._write_to(insert)
         self.out.write(new)
         for column, start, end, _, _ in later:  # drop empty cells the new ones replace
@@ -190,6 +194,18 @@ class _Splicer(SheetReader):
                 self._write_to(start)
                 self._skip_to(end)
         self._write_to(at)
+
+
+    def _widen_spans(self, last: int) -> None:
+        """A row's spans="first:last" (a hint some readers trust) made to cover column
+        `last`; the row's start tag is at the start of the buffer."""
+        end = self._tag_end(self.row_start)
+        tag = bytes(self.buffer[self.row_start - self.base : end - self.base])
+        match = _SPANS.search(tag)
+        if match is None or int(match.group(3)) >= last:
+            return
+        self.out.write(tag[: match.start(3)] + str(last).encode() + tag[match.end(3) :])
+        self._skip_to(end)
 
 
 def rewrite_workbook(

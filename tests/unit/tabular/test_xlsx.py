@@ -169,6 +169,7 @@ def test_a_chosen_sheet(tmp_path: Path) -> None:
     layout = detect_layout(src, sheet="Read me")  # not the sheet it would have chosen
     assert layout.sheet == "Read me" and not layout.has_header
     assert list(iter_emails(src, layout)) == ["Questions? write to help@example.org", "Version 3"]
+    assert detect_layout(src, sheet="CONTACTS").sheet == "Contacts"  # as Excel, any case
     with pytest.raises(InputError, match="has no sheet named 'Nope'"):
         detect_layout(src, sheet="Nope")
 

@@ -171,3 +171,16 @@ def test_a_prefixed_main_namespace(tmp_path: Path) -> None:
         in members(out)["xl/worksheets/sheet1.xml"]
     )
     assert read_xlsx(out) == [("a@example.com", "ok", "n0")]
+
+
+def test_row_spans_cover_the_new_cells(tmp_path: Path) -> None:
+    rows = (
+        '<row r="1" spans="1:1"><c r="A1" t="inlineStr"><is><t>email</t></is></c></row>'
+        '<row r="2" spans="1:5"><c r="A2" t="inlineStr"><is><t>a@example.com</t></is></c>'
+        "</row>"
+    )
+    src = tmp_path / "in.xlsx"
+    write_parts(src, {"S": sheet_xml(rows, "A1:A2")})
+    sheet = members(result_of(src, tmp_path))["xl/worksheets/sheet1.xml"]
+    assert b'<row r="1" spans="1:3">' in sheet  # widened to the new cells
+    assert b'<row r="2" spans="1:5">' in sheet  # already covered them
