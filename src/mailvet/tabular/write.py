@@ -14,8 +14,8 @@ from mailvet.tabular.chunks import text_parts
 from mailvet.tabular.encoding import OUTPUT_ERRORS, output_encoding
 from mailvet.tabular.layout import FileLayout
 from mailvet.tabular.records import BLANK, DATA, HEADER, PRE, iter_records
-from mailvet.tabular.workbook import Workbooks, borrowed
 from mailvet.tabular.render import render_chunk, render_header
+from mailvet.tabular.workbook import Workbooks, borrowed
 from mailvet.tabular.xlsx import cell_str, is_blank_row, limits_of, sample_width, write_sheet
 from mailvet.tabular.xlsx_result import rewrite_workbook
 

@@ -29,17 +29,18 @@ from pathlib import Path
 from typing import IO, Any
 from xml.sax.saxutils import escape
 
+from mailvet.tabular.layout import InputError
+from mailvet.tabular.records import DATA, HEADER
 from mailvet.tabular.workbook import (
     MAX_COLUMNS,
     READ_PIECE,
     SheetReader,
     Workbook,
-    local_name,
     column_letters,
+    local_name,
     parse_ref,
 )
 
-PRE, HEADER, BLANK, DATA = 0, 1, 2, 3  # as records.py
 _XLSX_ILLEGAL = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]|[\ud800-\udfff]|[\ufffe\uffff]")
 _SPANS = re.compile(rb"""\sspans\s*=\s*(["'])([0-9]+):([0-9]+)\1""")
 _REF = re.compile(rb"""(\bref\s*=\s*)(["'])([^"']*)\2""")
@@ -66,14 +67,16 @@ class _Splicer(SheetReader):
         self,
         book: Workbook,
         parser: Any,
-        out: IO[bytes],
+        head: IO[bytes],
+        tail: IO[bytes],
         role_of: Callable[[int, list[Any]], int],
         cells_for: Callable[[int], Sequence[Any]],
         width: int,
     ) -> None:
         super().__init__(book, resolve_strings=False)  # which cells hold a value is enough
         self.parser = parser
-        self.out = out  # where the bytes go (swapped for the temporary file at <dimension>)
+        self.out = head  # where the bytes go: `tail` once <dimension> (or <sheetData>) is seen
+        self.tail = tail
         self.role_of = role_of
         self.cells_for = cells_for
         self.width = width
@@ -136,7 +139,8 @@ class _Splicer(SheetReader):
         super().start(tag, attrs)
 
     def swap_out(self) -> None:
-        """Everything after <dimension> goes to the temporary file (set by the caller)."""
+        """Everything after <dimension> goes to the tail (a temporary file)."""
+        self.out = self.tail
 
     def end(self, tag: str) -> None:
         local = local_name(tag)
@@ -195,7 +199,6 @@ class _Splicer(SheetReader):
                 self._skip_to(end)
         self._write_to(at)
 
-
     def _widen_spans(self, last: int) -> None:
         """A row's spans="first:last" (a hint some readers trust) made to cover column
         `last`; the row's start tag is at the start of the buffer."""
@@ -218,7 +221,7 @@ def rewrite_workbook(
 ) -> None:
     """Write `book` to out_path with the new cells in `sheet` (see the module docstring).
 
-    role_of(row index, values) gives a row's role (PRE, HEADER, BLANK, DATA);
+    role_of(row index, values) gives a row's role (records.PRE, HEADER, BLANK, DATA);
     cells_for(role) the cells to append to a HEADER or DATA row (it may raise)."""
     _, target = book.sheet_part(sheet)
     with zipfile.ZipFile(out_path, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as out_zip:
@@ -256,12 +259,7 @@ def _rewrite_sheet(
     tail = tempfile.TemporaryFile(dir=out_path.parent, prefix=".mailvet-sheet-")
     with head, tail:
         parser = book.parser()
-        splicer = _Splicer(book, parser, head, role_of, cells_for, width)
-
-        def swap_out() -> None:
-            splicer.out = tail
-
-        splicer.swap_out = swap_out  # type: ignore[method-assign]
+        splicer = _Splicer(book, parser, head, tail, role_of, cells_for, width)
         parser.StartElementHandler = splicer.start
         parser.EndElementHandler = splicer.end
         parser.CharacterDataHandler = splicer.text
@@ -288,8 +286,6 @@ def _rewrite_sheet(
 
 
 def _not_utf8(book: Workbook) -> Exception:
-    from mailvet.tabular.layout import InputError
-
     return InputError(f"{book.name}: the address sheet is not stored in UTF-8 (not supported)")
 
 
