@@ -22,9 +22,14 @@ test: install
 	./scripts/ensure-services.sh
 	MAILVET_TEST_SERVICES=required $(BIN)/python -m pytest
 
-check: install
+# the linters and type checker ([tool.ruff] and [tool.mypy] in pyproject.toml say what they check)
+$(BIN)/ruff: $(BIN)/mailvet
 	$(BIN)/python -m pip install -q -e '.[test,dev]'
-	$(BIN)/ruff check src tests bench --select F,E9
+	touch $(BIN)/ruff
+
+check: install $(BIN)/ruff
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
 bench: install
