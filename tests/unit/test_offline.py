@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from mailvet.domain.address import check_syntax
 from mailvet.domain.offline import never_in_cells, offline_verdict, syntax_columns, syntax_tails
 
@@ -64,9 +66,37 @@ def test_tails_are_the_columns_joined() -> None:
     cells += ["  pad@gmail.com ", "\tTab@Example.org", "x@gmail.com ", " x@gmail.com", "x@ gmail.com"]
     columns = one_by_one(cells)
     for sep in (",", ";", "\t"):
-        tails, reasons = syntax_tails(cells, sep)
+        tails, reasons, started = syntax_tails(cells, sep)
         assert tails == [sep + sep.join(row) for row in columns]
         assert reasons == [row[1] for row in columns]
+        assert not started  # nothing asked
+
+
+STARTS = "=+-@\t\r"
+
+
+@pytest.mark.parametrize(
+    "cell",
+    ["=1+x@gmail.com", "+31@x.com", "-a@x.com", "Name <=x@y.com>", "mailto:=x@gmail,com",
+     "=x@gmial.com", "  -pad@gmail.com "],
+)
+def test_tails_tell_a_cell_that_starts_with_a_given_character(cell: str) -> None:
+    plain = ["ann@gmail.com", "bad@@x", "Bob <bob@x.org>"]
+    assert syntax_tails(plain, ",", STARTS)[2] is False
+    columns = one_by_one([cell])[0]
+    expected = any(c[:1] in STARTS for c in columns if c)
+    assert syntax_tails([*plain, cell], ",", STARTS)[2] is expected
+
+
+def test_tails_tell_formula_starts_as_the_cells_on_the_corpus() -> None:
+    cells = corpus(20_000, seed=14)
+    seen = set()
+    for i in range(0, len(cells), 20):
+        part = cells[i : i + 20]
+        expected = any(c[:1] in STARTS for row in one_by_one(part) for c in row if c)
+        assert syntax_tails(part, ";", STARTS)[2] is expected
+        seen.add(expected)
+    assert seen == {True, False}
 
 
 def test_no_cell_holds_a_character_never_in_cells() -> None:

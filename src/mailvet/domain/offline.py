@@ -228,10 +228,15 @@ def _tail_part(domain: str, sep: str) -> _TailPart | None:
     )
 
 
-def syntax_tails(addresses: Iterable[str], sep: str) -> tuple[list[str], list[str]]:
-    """(tails, reasons): for every address (stripped first) `sep + sep.join(columns)` of
-    `offline_verdict(check_syntax(cell), cell).columns()`, and the verdict's reason: the
-    text a CSV row gets appended when no cell needs quoting (the caller checks)."""
+def syntax_tails(
+    addresses: Iterable[str], sep: str, starts: str = ""
+) -> tuple[list[str], list[str], bool]:
+    """(tails, reasons, started): for every address (stripped first) `sep + sep.join(columns)`
+    of `offline_verdict(check_syntax(cell), cell).columns()`, and the verdict's reason: the
+    text a CSV row gets appended when no cell needs quoting (the caller checks); `started`:
+    some cell begins with one of the characters of `starts` (a spreadsheet's formula starts,
+    say). Only the cells holding an address can: on the fast path they begin with the local
+    part's first character."""
     parts = _TAIL_PARTS.setdefault(sep, {})
     roles = role_spellings()
     insensitive = LOWERED_LOCALS
@@ -239,6 +244,7 @@ def syntax_tails(addresses: Iterable[str], sep: str) -> tuple[list[str], list[st
     tails: list[str] = []
     reasons: list[str] = []
     add, add_reason = tails.append, reasons.append
+    started = False
     for address in addresses:
         # not stripped here: blanks around a cell fail the checks below (the local part is a
         # dot-atom, a domain with a blank has no part) and the slow way strips
@@ -253,9 +259,14 @@ def syntax_tails(addresses: Iterable[str], sep: str) -> tuple[list[str], list[st
         if part is None or len(local) > part[7] or dot_atom(local) is None:
             cell = address.strip()
             verdict = offline_verdict(check_syntax(cell), cell)
-            add(sep + sep.join(verdict.columns()))
+            columns = verdict.columns()
+            add(sep + sep.join(columns))
             add_reason(verdict.reason)
+            if starts and not started:
+                started = any(column[:1] in starts for column in columns if column)
             continue
+        if local[0] in starts:  # a dot-atom is not empty
+            started = True
         head, at_domain, at_suggestion, mid, end, at_ascii, reason, _ = part
         low = local.lower()
         if low in insensitive:
@@ -268,4 +279,4 @@ def syntax_tails(addresses: Iterable[str], sep: str) -> tuple[list[str], list[st
         else:
             add(f"{head}{normalized}{sep}{mid}{role}{end}{ascii_email}")
         add_reason(reason)
-    return tails, reasons
+    return tails, reasons, started

@@ -20,7 +20,7 @@ from mailvet.domain.messages import RowChunk
 from mailvet.domain.offline import never_in_cells, syntax_columns, syntax_tails
 from mailvet.domain.verdict import STATUS_OF, Reason, Verdict
 from mailvet.tabular import FileLayout, chunk_emails, output_encoding, render_chunk
-from mailvet.tabular.render import formula_start_in
+from mailvet.tabular.render import FORMULA_STARTS
 
 TEXT = "text"  # ChunkOutput.form: encoded output rows, concatenated into the result file
 CELLS = "cells"  # msgpack list of RESULT_COLUMNS cell tuples (XLSX results)
@@ -104,8 +104,8 @@ def syntax_chunk(chunk: RowChunk) -> ChunkOutput:
         layout = decode_file_layout(chunk.layout)
         sep, quote = (layout.delimiter, layout.quotechar) if layout.kind == "csv" else (",", '"')
         if never_in_cells(sep) and never_in_cells(quote):
-            tails, reasons = syntax_tails(addresses, sep)
-            if not _formula_start(tails, sep):
+            tails, reasons, started = syntax_tails(addresses, sep, _FORMULA_STARTS)
+            if not started:
                 return _tails_output(chunk.text, layout, tails, reasons)
     return render_cells(chunk, syntax_columns(addresses))
 
@@ -120,7 +120,7 @@ def _tails_output(text: str, layout: FileLayout, tails: list[str], reasons: list
     return ChunkOutput(TEXT, len(tails), data, dict(statuses), dict(by_reason))
 
 
-def _formula_start(tails: list[str], sep: str) -> bool:
-    """Might a cell of these tails start like a formula (an address such as "=1+x@y.com")?
-    Such chunks (rare) take the cells path, where each such cell is made formula-safe."""
-    return formula_start_in("".join(tails), sep)
+# Might a cell start like a formula (an address such as "=1+x@y.com")? syntax_tails tells
+# (per row, where it makes the cells): such chunks (rare) take the cells path, where each
+# such cell is made formula-safe.
+_FORMULA_STARTS = "".join(FORMULA_STARTS)
