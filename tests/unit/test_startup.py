@@ -287,7 +287,7 @@ async def test_intake_starts_the_pool_for_a_big_syntax_only_file(
     job_id = await submit_file(jobs, storage, bus, source, checks=checks)
     intake = Intake(
         jobs, storage, bus, chunk_size=1000, syntax_chunk_size=10_000,
-        warm_syntax_pool=lambda: calls.append("warm"),
+        warm_syntax_pool=lambda: calls.append("warm"), scratch=tmp_path / "scratch",
     )
     await intake.handle(JobSubmitted(job_id=job_id))
     assert (await jobs.get(job_id)).status is JobStatus.FILE_ACCEPTED

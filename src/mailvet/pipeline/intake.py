@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import structlog
 
@@ -36,6 +37,7 @@ class Intake:
         syntax_chunk_size: int,
         warm_syntax_pool: Callable[[], None] | None = None,
         xlsx_limits: XlsxLimits | None = None,
+        scratch: Path,
     ) -> None:
         self._jobs = jobs
         self._storage = storage
@@ -44,6 +46,7 @@ class Intake:
         self._syntax_chunk_size = syntax_chunk_size
         self._warm_syntax_pool = warm_syntax_pool
         self._xlsx_limits = xlsx_limits
+        self._scratch = scratch  # where the input's local copy goes (job_files)
 
     async def handle(self, message: JobSubmitted) -> None:
         job = await self._jobs.get(message.job_id)
@@ -54,7 +57,7 @@ class Intake:
         if not await self._storage.exists(source):  # moved before a crash: carry on from there
             source = object_keys.in_progress_input(job.id)
         try:
-            async with local_copy(self._storage, source) as path:
+            async with local_copy(self._storage, source, self._scratch) as path:
                 if (
                     self._warm_syntax_pool is not None
                     and job.file.checks is Check.SYNTAX

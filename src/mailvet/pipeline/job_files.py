@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import msgspec
@@ -29,10 +29,19 @@ def decode_stored_layout(data: bytes) -> StoredLayout:
     return msgspec.msgpack.decode(data, type=StoredLayout)
 
 
+@contextlib.contextmanager
+def scratch_folder(scratch: Path) -> Iterator[Path]:
+    """A new folder inside `scratch` (Settings.scratch_dir, under the data folder: a job's
+    files never go to the system temp folder), removed with what it holds afterwards."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="job-", dir=scratch) as folder:
+        yield Path(folder)
+
+
 @contextlib.asynccontextmanager
-async def local_copy(storage: ObjectStorage, key: str) -> AsyncIterator[Path]:
-    """Download `key` to a temporary file, removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="mailvet-") as folder:
-        path = Path(folder) / "file"
+async def local_copy(storage: ObjectStorage, key: str, scratch: Path) -> AsyncIterator[Path]:
+    """Download `key` to a file in a scratch_folder, removed afterwards."""
+    with scratch_folder(scratch) as folder:
+        path = folder / "file"
         await storage.get_file(key, path)
         yield path

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import structlog
 
@@ -30,10 +31,13 @@ async def _iterate(iterator: Iterator[Chunk]) -> AsyncIterator[Chunk]:
 
 
 class Publisher:
-    def __init__(self, jobs: JobRepository, storage: ObjectStorage, bus: MessageBus) -> None:
+    def __init__(
+        self, jobs: JobRepository, storage: ObjectStorage, bus: MessageBus, *, scratch: Path
+    ) -> None:
         self._jobs = jobs
         self._storage = storage
         self._bus = bus
+        self._scratch = scratch  # where the input's local copy goes (job_files)
 
     async def handle(self, message: JobAccepted) -> None:
         job = await self._jobs.get(message.job_id)
@@ -50,7 +54,9 @@ class Publisher:
             queues.ORCHESTRATOR, ChunksOpened(job_id=job.id, chunks_total=job.chunks_total)
         )
         published = 0
-        async with local_copy(self._storage, object_keys.in_progress_input(job.id)) as path:
+        async with local_copy(
+            self._storage, object_keys.in_progress_input(job.id), self._scratch
+        ) as path:
             header = await asyncio.to_thread(result_header, path, stored.layout, RESULT_COLUMNS)
             if header is not None:  # the result file starts with the header part
                 await self._storage.put_bytes(object_keys.result_header(job.id), header)

@@ -14,7 +14,6 @@ chunk is in.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -30,7 +29,7 @@ from mailvet.domain.ports import JobRepository, ObjectNotFound, ObjectStorage
 from mailvet.domain.verdict import RESULT_COLUMNS
 from mailvet.pipeline import object_keys
 from mailvet.pipeline.chunk_output import ChunkOutput, decode_cells, decode_output, encode_output
-from mailvet.pipeline.job_files import decode_stored_layout, local_copy
+from mailvet.pipeline.job_files import decode_stored_layout, local_copy, scratch_folder
 from mailvet.pipeline.submit import Summary
 from mailvet.tabular import FileLayout, result_kind, write_result
 
@@ -47,9 +46,10 @@ class JobAbandoned(Exception):
 
 
 class ResultGenerator:
-    def __init__(self, jobs: JobRepository, storage: ObjectStorage) -> None:
+    def __init__(self, jobs: JobRepository, storage: ObjectStorage, *, scratch: Path) -> None:
         self._jobs = jobs
         self._storage = storage
+        self._scratch = scratch  # the input's copy and the growing result (job_files)
         self._writers: dict[str, asyncio.Task[None]] = {}
         self._arrived: dict[str, asyncio.Event] = {}
 
@@ -138,8 +138,8 @@ class ResultGenerator:
         kind = result_kind(stored.layout, job.file.result_kind)
         statuses: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
-        with tempfile.TemporaryDirectory(prefix="mailvet-") as folder:
-            out = Path(folder) / f"result.{kind}"
+        with scratch_folder(self._scratch) as folder:
+            out = folder / f"result.{kind}"
             if stored.layout.rendered_in_chunks:
                 written = 0
                 with out.open("wb") as handle:
@@ -182,7 +182,9 @@ class ResultGenerator:
                 reasons.update(chunk.reasons)
                 yield from decode_cells(chunk.data)
 
-        async with local_copy(self._storage, object_keys.in_progress_input(job.id)) as source:
+        async with local_copy(
+            self._storage, object_keys.in_progress_input(job.id), self._scratch
+        ) as source:
             return await asyncio.to_thread(
                 write_result, source, layout, out, RESULT_COLUMNS, rows(), kind
             )

@@ -56,6 +56,7 @@ class Pipeline:
         bus, jobs, storage = deps.bus, deps.jobs, deps.storage
         bus.on_give_up = self._give_up
         engine_settings = deps.settings.engine
+        scratch = deps.settings.scratch_dir  # files in transit stay under the data folder
         if "intake" in self.roles:
             # the pool's workers start while intake reads a big syntax-only file (same process)
             warm = getattr(deps.syntax_pool, "warm", None) if "worker" in self.roles else None
@@ -70,10 +71,11 @@ class Pipeline:
                     max_cell_bytes=engine_settings.max_cell_bytes,
                     max_expanded_bytes=engine_settings.max_xlsx_expanded_bytes,
                 ),
+                scratch=scratch,
             )
             bus.subscribe(queues.INTAKE, cast(Handler, intake.handle), concurrency=2)
         if "publisher" in self.roles:
-            publisher = Publisher(jobs, storage, bus)
+            publisher = Publisher(jobs, storage, bus, scratch=scratch)
             # several at once, so a big file being published does not hold back a small one
             bus.subscribe(queues.PUBLISHER, cast(Handler, publisher.handle), concurrency=4)
         if "orchestrator" in self.roles:
@@ -89,7 +91,7 @@ class Pipeline:
             )
             bus.subscribe(queues.WORK, cast(Handler, worker.handle), concurrency=worker.in_flight)
         if "resultgen" in self.roles:
-            self._resultgen = ResultGenerator(jobs, storage)
+            self._resultgen = ResultGenerator(jobs, storage, scratch=scratch)
             bus.subscribe(queues.RESULTS, self._resultgen.handle, concurrency=4)
 
     async def _give_up(self, message: Message, exc: Exception) -> None:
