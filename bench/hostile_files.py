@@ -12,7 +12,7 @@ XLSX cases (helper G):
 * xlsx_one_huge_string: one shared string of 1 GiB ("a" repeated), a few MB of zip.
 * xlsx_30m_strings: 30 million shared strings (<si><t>a</t></si>) in about 2 MB of zip.
 * xlsx_entity_bomb: a shared-strings part declaring nested entities ("billion laughs").
-* xlsx_inflates_past_limit: a sheet inflating to about 1.5 GiB, honest zip headers.
+* xlsx_inflates_past_limit: a sheet of a million rows inflating to about 1.5 GiB.
 * xlsx_lying_header: the same sheet, its zip header claiming 1 KiB.
 
 CSV/TXT cases (helper H):
@@ -133,8 +133,9 @@ def xlsx_entity_bomb(path: Path, scale: float) -> None:
 
 
 def xlsx_inflates_past_limit(path: Path, scale: float) -> None:
-    """A sheet of about 1.5 GiB inflated (20 million rows of one short cell each), about
-    160 MB of zip, with honest zip headers: past MAILVET_MAX_XLSX_EXPANDED_BYTES."""
+    """A sheet of 1,000,000 rows inflating to about 1.5 GiB (an address and a 1,400-character
+    note a row), about 5 MB of zip, with honest zip headers: past
+    MAILVET_MAX_XLSX_EXPANDED_BYTES."""
     _big_sheet(path, scale)
 
 
@@ -145,15 +146,17 @@ def xlsx_lying_header(path: Path, scale: float) -> None:
 
 
 def _big_sheet(path: Path, scale: float) -> None:
-    rows = int(20_000_000 * scale)
+    rows = int(1_000_000 * scale)
+    note = "x" * 1400
 
     def pieces() -> object:
         yield f'<?xml version="1.0"?><worksheet xmlns="{MAIN}"><sheetData>'.encode()
         yield b'<row r="1"><c r="A1" t="inlineStr"><is><t>email</t></is></c></row>'
-        batch = 10_000
+        batch = 1000
         for start in range(2, rows + 2, batch):
             yield "".join(
-                f'<row r="{i}"><c r="A{i}" t="inlineStr"><is><t>u{i}@example.com</t></is></c></row>'
+                f'<row r="{i}"><c r="A{i}" t="inlineStr"><is><t>u{i}@example.com</t></is></c>'
+                f'<c r="B{i}" t="inlineStr"><is><t>{note}</t></is></c></row>'
                 for i in range(start, min(start + batch, rows + 2))
             ).encode()
         yield b"</sheetData></worksheet>"

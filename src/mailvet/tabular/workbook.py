@@ -164,7 +164,7 @@ class Workbook:
         """Indexes of the cell styles whose number format is a date (and a duration)."""
         if part is None or part not in self.names:
             return frozenset(), frozenset()
-        from openpyxl.styles.numbers import (  # type: ignore[import-untyped]
+        from openpyxl.styles.numbers import (
             BUILTIN_FORMATS,
             is_date_format,
             is_timedelta_format,
@@ -325,7 +325,7 @@ class Workbook:
             except ValueError:
                 return text
             if style in self._date_styles:
-                from openpyxl.utils.datetime import (  # type: ignore[import-untyped]
+                from openpyxl.utils.datetime import (
                     CALENDAR_MAC_1904,
                     CALENDAR_WINDOWS_1900,
                     from_excel,
@@ -515,7 +515,12 @@ class SheetReader:
             self.has_formula = True
         elif local == "row":
             number = _int(attrs.get("r", ""), self.row_number + 1)
-            if not (self.row_number < number <= MAX_ROWS):
+            if number > MAX_ROWS:
+                raise _Refused(
+                    f"{self.book.name}: a sheet holds more than {MAX_ROWS:,} rows,"
+                    " the most a workbook can hold"
+                )
+            if number <= self.row_number:
                 raise _Refused(
                     f"{self.book.name}: the workbook could not be read (row {number} out of order)"
                 )

@@ -128,3 +128,12 @@ def test_many_shared_strings_no_cell_uses_cost_nothing(tmp_path: Path) -> None:
     with open_workbook(src, "many.xlsx") as book:
         assert list(book.rows(None)) == [["a@example.com"]]
         assert book.expanded < 200_000  # the table is over 3 MB inflated
+
+
+def test_rows_beyond_the_sheet_are_refused(tmp_path: Path) -> None:
+    rows = ONE_ROW + '<row r="1048577"><c t="inlineStr"><is><t>b@example.com</t></is></c></row>'
+    src = tmp_path / "tall.xlsx"
+    write_parts(src, {"S": sheet_xml(rows)})
+    assert refused(src) == (
+        "tall.xlsx: a sheet holds more than 1,048,576 rows, the most a workbook can hold"
+    )
