@@ -263,10 +263,11 @@ def use(recorder: Recorder) -> Recorder:
 def enable() -> PrometheusRecorder:
     """Count into a Prometheus registry from now on (idempotent: a second call keeps the
     first registry and its counts)."""
-    if not isinstance(_recorder, PrometheusRecorder):
-        use(PrometheusRecorder())
-    assert isinstance(_recorder, PrometheusRecorder)
-    return _recorder
+    if isinstance(_recorder, PrometheusRecorder):
+        return _recorder
+    recorder = PrometheusRecorder()
+    use(recorder)
+    return recorder
 
 
 def registry() -> CollectorRegistry:

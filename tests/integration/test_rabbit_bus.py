@@ -80,9 +80,10 @@ class Rabbit:
             assert declared.declaration_result.message_count is not None
             return declared.declaration_result.message_count
 
-    async def wait_count(self, queue: str, expected: int, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while (n := await self.count(queue)) != expected:
+    async def wait_count(self, queue: str, expected: int, within: float = 5.0) -> None:
+        async with asyncio.timeout(within):
+            # the broker's queue length is seen only by asking for it
+            while (n := await self.count(queue)) != expected:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         assert n == expected
 
@@ -172,9 +173,10 @@ def collector() -> tuple[list[Message], Callable[[Message], Awaitable[None]]]:
     return seen, handle
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
+async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    """Poll what the handlers record (they run in aio-pika's tasks, not the test's)."""
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
 
@@ -539,7 +541,7 @@ async def test_reconnects_after_the_broker_closes_the_connection(
     assert closed >= 1
 
     await bus.publish("intake", JobSubmitted(job_id="after"))  # waits for the reconnection
-    await until(lambda: len(seen) == 2, timeout=10)  # the consumer came back by itself
+    await until(lambda: len(seen) == 2, within=10)  # the consumer came back by itself
     assert seen[1] == JobSubmitted(job_id="after")
     assert await bus.ping()
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.strip()]

@@ -340,7 +340,8 @@ class RabbitBus:
 
     async def _publish_body(self, queue: str, body: bytes, tag: str) -> None:
         await self._connection()
-        assert self._broker is not None
+        if self._broker is None:  # stopped meanwhile
+            raise RuntimeError("the bus is stopped")
         name = self.queue_name(queue)
         try:
             confirm = await self._broker.publish(
