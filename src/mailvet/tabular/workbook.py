@@ -482,18 +482,35 @@ class SheetReader:
         self.size = 0
         self.in_data = False
         self.has_formula = False
+        self._names: dict[str, str] = {}  # tag -> local name (a handful of tags)
+        self._columns: dict[str, int] = {}  # column letters of a reference -> number
+
+    def local(self, tag: str) -> str:
+        name = self._names.get(tag)
+        if name is None:
+            name = self._names[tag] = local_name(tag)
+        return name
+
+    def column_of(self, ref: str) -> int:
+        """Column number of a cell reference (checked by parse_ref the first time its
+        letters are seen; the row in a cell's reference is not used)."""
+        letters = ref.rstrip("0123456789")
+        column = self._columns.get(letters)
+        if column is None:
+            _, column = parse_ref(ref, self.book.name)
+            self._columns[letters] = column
+        return column
 
     def take(self) -> list[list[Any]]:
         done, self.done = self.done, []
         return done
 
     def start(self, tag: str, attrs: dict[str, str]) -> None:
-        local = local_name(tag)
+        local = self.local(tag)
         if local == "c":
             ref = attrs.get("r")
             if ref:
-                row, column = parse_ref(ref, self.book.name)
-                self.column = column
+                self.column = self.column_of(ref)
             else:
                 self.column += 1
                 if self.column > MAX_COLUMNS:
@@ -537,7 +554,7 @@ class SheetReader:
         self.column = 0
 
     def end(self, tag: str) -> None:
-        local = local_name(tag)
+        local = self.local(tag)
         if local == "c":
             self.end_cell()
         elif local == "v":
