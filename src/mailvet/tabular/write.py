@@ -14,7 +14,7 @@ from mailvet.tabular.chunks import text_parts
 from mailvet.tabular.encoding import OUTPUT_ERRORS, output_encoding
 from mailvet.tabular.layout import FileLayout
 from mailvet.tabular.records import BLANK, DATA, HEADER, PRE, iter_records
-from mailvet.tabular.render import render_chunk, render_header
+from mailvet.tabular.render import formula_safe, render_chunk, render_header
 from mailvet.tabular.workbook import Workbooks, borrowed
 from mailvet.tabular.xlsx import cell_str, is_blank_row, limits_of, sample_width, write_sheet
 from mailvet.tabular.xlsx_result import rewrite_workbook
@@ -101,7 +101,7 @@ def write_result(
         with keeper as kept:
             if kind == "xlsx" and layout.kind == "xlsx":
                 return _write_workbook(in_path, layout, out_path, extra_header, extra_rows, kept)
-            rows = _ResultRows(in_path, layout, extra_header, extra_rows, kept)
+            rows = _ResultRows(in_path, layout, extra_header, extra_rows, kept, kind == "csv")
             if kind == "csv":
                 _write_csv_plain(out_path, rows)
             else:
@@ -174,10 +174,7 @@ def _write_workbook(
         return list(map(str, more))
 
     with borrowed(books, in_path, in_path.name, limits_of(layout)) as book:
-        if layout.has_header:
-            width = len(layout.header)
-        else:
-            width = sample_width(book.rows(layout.sheet))
+        width = len(layout.header) if layout.has_header else sample_width(book.rows(layout.sheet))
         rewrite_workbook(book, out_path, layout.sheet, role_of, cells_for, width)
     if next(extras, _MISSING) is not _MISSING:
         raise _too_many(written)
@@ -198,8 +195,10 @@ class _ResultRows:
         extra_header: Sequence[str],
         extra_rows: Iterable[Sequence[Any]],
         books: Workbooks | None = None,
+        text_safe: bool = False,
     ) -> None:
         self._books = books
+        self._text_safe = text_safe  # CSV: the extra cells formula-safe (render.formula_safe)
         self._in_path = in_path
         self._layout = layout
         self._extra_header = extra_header
@@ -216,7 +215,7 @@ class _ResultRows:
                 if more is _MISSING:
                     raise _too_few(self.written)
                 self.written += 1
-                yield itertools.chain(cells, more)
+                yield itertools.chain(cells, map(formula_safe, more) if self._text_safe else more)
             elif role == HEADER:
                 yield itertools.chain(cells, extra_header)
             elif layout.kind != "txt":

@@ -110,7 +110,7 @@ def test_syntax_chunks_of_formula_addresses_equal_the_verdicts_path(kind: str) -
 
 def test_xlsx_results_hold_formula_like_cells_as_text(tmp_path: Path) -> None:
     """Appended cells of an XLSX result are strings, never formulas (values as they are)."""
-    from openpyxl import Workbook, load_workbook  # type: ignore[import-untyped]
+    from openpyxl import Workbook, load_workbook
 
     source = tmp_path / "in.xlsx"
     book = Workbook()
@@ -143,3 +143,20 @@ def test_csv_lists_written_as_xlsx_hold_formula_like_cells_as_text(tmp_path: Pat
     write_result(source, layout, out, ("mailvet_mx",), [("=cmd|x",)], out_kind="xlsx")
     cell = load_workbook(out).active.cell(row=2, column=2)
     assert (cell.value, cell.data_type) == ("=cmd|x", "s")
+
+
+def test_an_xlsx_list_written_as_csv_gets_formula_safe_cells(tmp_path: Path) -> None:
+    """XLSX in, CSV out (-o result.csv): the appended cells get the quote; the workbook's own
+    cells are written as the spreadsheet shows them."""
+    from openpyxl import Workbook
+
+    source = tmp_path / "in.xlsx"
+    book = Workbook()
+    book.active.append(["email", "note"])
+    book.active.append(["a@example.com", "-5"])
+    book.save(source)
+    layout = detect_layout(source, filename="in.xlsx")
+    out = tmp_path / "out.csv"
+    write_result(source, layout, out, ("mailvet_mx", "mailvet_b"), [("=cmd|x", "ok")], out_kind="csv")
+    rows = list(csv.reader(io.StringIO(out.read_text(), newline="")))
+    assert rows == [["email", "note", "mailvet_mx", "mailvet_b"], ["a@example.com", "-5", "'=cmd|x", "ok"]]
