@@ -183,6 +183,8 @@ def polite_world() -> Iterator[MailWorld]:
     world.zone.add("mx.garble.com", a=["127.0.0.66"])
     world.add_smtp("127.0.0.67", SmtpBehaviour(mailboxes=users, latency=0.05))
     world.zone.add("mx.queue.com", a=["127.0.0.67"])
+    world.add_smtp("127.0.0.59", SmtpBehaviour(mailboxes=users, max_connections=1, latency=0.1))
+    world.zone.add("mx.onecap.com", a=["127.0.0.59"])
     world.add_smtp("127.0.0.69", SmtpBehaviour(mailboxes=users, max_connections=1, latency=0.01))
     world.zone.add("mx.fair.com", a=["127.0.0.69"])
     world.add_smtp("127.0.0.68", SmtpBehaviour(mailboxes=users, max_connections=2, latency=0.02))
@@ -361,3 +363,17 @@ async def test_a_small_job_does_not_wait_behind_a_big_one_at_a_server(polite_wor
     assert sorted(sent) == sorted(big + small)
     # one session, 5 RCPTs a transaction: the small job's batch comes second, not 41st
     assert max(sent.index(r) for r in small) < 15
+
+
+async def test_no_new_session_while_one_is_still_closing(polite_world: MailWorld) -> None:
+    # the server takes one session; ours ends (QUIT, answered one latency later) just as new
+    # work comes: opening the next one before the QUIT is answered would draw a 421
+    prober = make_prober(polite_world, MAILVET_SMTP_PER_HOST_CONNECTIONS="1")
+    for round_ in range(3):
+        recipients = [f"user{i}@onecap.com" for i in range(5 * round_, 5 * round_ + 5)]
+        results = await prober.probe(["mx.onecap.com"], recipients)
+        assert [r.reply.code if r.reply else r.failure for r in results] == [250] * 5
+    await prober.close()
+    stats = polite_world.smtp("127.0.0.59").stats
+    assert stats.violations == 0
+    assert stats.max_concurrent == 1

@@ -366,10 +366,15 @@ class ServerPool:
             for request in batch:
                 self._retry_later(request, ProbeResult(mx=request.host, failure=failure))
         finally:
-            self._sessions -= 1
-            if session is not None:
-                self._established -= 1
-                await session.close()
+            try:
+                if session is not None:
+                    await session.close()
+            finally:
+                # counted until the server has answered QUIT: a session opened while this one
+                # is closing would be one too many for a server at its cap
+                self._sessions -= 1
+                if session is not None:
+                    self._established -= 1
             if self._pending():
                 self._spawn()
 
