@@ -1,11 +1,13 @@
 """Is this process able to do its work? One answer for every role, and the small HTTP app
 that gives it (and the metrics) to a back-end role.
 
-`check(deps, roles)` asks, at once and each within `within` seconds, the ports the roles use: the
-message bus (`ping()`), the job database and the object storage. The web role serves the
-answer from its Litestar app (mailvet.web.health); a back-end process serves `health_app()`
-with uvicorn on MAILVET_HEALTH_HOST:MAILVET_HEALTH_PORT. Both answer only `GET /health`
-(200 or 503, JSON) and `GET /metrics` (Prometheus text).
+`healthy(deps, roles)` asks, at once and each within `within` seconds, the ports the roles use:
+the message bus (`ping()`, only a True answer counts), the job database and the object
+storage. It is the one answer: every `mailvet run <role>` process (web included) serves it
+with `health_app()` (uvicorn on MAILVET_HEALTH_HOST:MAILVET_HEALTH_PORT, 127.0.0.1:9464 by
+default), which answers only `GET /health` (200 or 503, JSON) and `GET /metrics` (Prometheus
+text). The web role's public port answers `GET /health` with the status alone
+(mailvet.web.health, for load balancers) and has no /metrics.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def needs(roles: Iterable[str]) -> frozenset[str]:
 
 
 async def _bus(deps: Deps) -> bool:
-    return await deps.bus.ping() is not False
+    return await deps.bus.ping() is True  # None or any other answer is not an answer
 
 
 async def _database(deps: Deps) -> bool:
@@ -101,8 +103,9 @@ async def _probe(name: str, deps: Deps, within: float) -> str:
         return FAILED
 
 
-async def check(deps: Deps, roles: Iterable[str], within: float = PING_TIMEOUT) -> Health:
-    """Ask every port the roles need, concurrently, each within `within` seconds."""
+async def healthy(deps: Deps, roles: Iterable[str], within: float = PING_TIMEOUT) -> Health:
+    """Ask every port the roles need, concurrently, each within `within` seconds; the
+    answer's status is "ok" only when every one answered."""
     roles = list(roles)
     names = sorted(needs(roles))
     answers = await asyncio.gather(*(_probe(name, deps, within) for name in names))
@@ -112,10 +115,6 @@ async def check(deps: Deps, roles: Iterable[str], within: float = PING_TIMEOUT) 
         return Health(status="ok", roles=roles, checks=checks)
     error = "; ".join(ERRORS[name] for name in failed)
     return Health(status="unavailable", roles=roles, checks=checks, error=error)
-
-
-async def healthy(deps: Deps, roles: Iterable[str], within: float = PING_TIMEOUT) -> bool:
-    return (await check(deps, roles, within)).status == "ok"
 
 
 async def metrics_text(deps: Deps) -> tuple[bytes, str]:
@@ -153,7 +152,7 @@ def health_app(deps: Deps, roles: Iterable[str], within: float = PING_TIMEOUT) -
         elif method != "GET":
             await _respond(send, 405, JSON, b'{"error":"method not allowed"}', allow="GET")
         elif path == "/health":
-            health = await check(deps, roles, within)
+            health = await healthy(deps, roles, within)
             status = 200 if health.status == "ok" else 503
             await _respond(send, status, JSON, msgspec.json.encode(health))
         else:

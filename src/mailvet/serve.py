@@ -1,11 +1,12 @@
 """`mailvet run <role>`: one process running one or more roles until SIGTERM.
 
 The five back-end roles are pipeline subscriptions (mailvet.pipeline.runner); `web` is the
-Litestar app served by uvicorn. Every process can answer `GET /health` and `GET /metrics`
-(mailvet.health): the web role on its own port, and any process on
-MAILVET_HEALTH_HOST:MAILVET_HEALTH_PORT when the port is set (uvicorn in both cases). On
-SIGTERM/SIGINT a process stops taking work, lets in-flight handlers finish (unfinished
-messages go back to their queue) and exits.
+Litestar app served by uvicorn. Every process serves `GET /health` and `GET /metrics`
+(mailvet.health.health_app, uvicorn) on MAILVET_HEALTH_HOST:MAILVET_HEALTH_PORT, 127.0.0.1:9464
+by default (0: off); the web role's public port has only a bare `GET /health`. Both ports
+are bound before anything else starts, so a taken one is one error line naming its
+variable. On SIGTERM/SIGINT a process stops taking work, lets in-flight handlers finish
+(unfinished messages go back to their queue) and exits.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -45,15 +47,23 @@ async def serve(settings: Settings, roles: Sequence[str]) -> None:
             "MAILVET_BUS=memory keeps messages inside one process: use `mailvet run all`, "
             "or MAILVET_BUS=rabbit to run roles separately"
         )
+    listening = listen(settings, roles)  # a taken port fails before any connection is made
     metrics.enable()  # count from the start; served on /metrics
-    deps = await build_deps(settings)
+    try:
+        deps = await build_deps(settings)
+    except BaseException:
+        _close(listening)
+        raise
     back_end = [role for role in roles if role in ROLES]
     pipeline = Pipeline(deps, back_end)
     await pipeline.start()
     log.info("service_started", roles=list(roles))
     stop = asyncio.Event()
     servers = http_servers(deps, settings, roles)
-    running = [asyncio.create_task(server.serve()) for server in servers]
+    running = [
+        asyncio.create_task(server.serve(sockets=[listening[server.config.port]]))
+        for server in servers
+    ]
     try:
         _on_signals(stop.set)
         stopping = asyncio.ensure_future(stop.wait())
@@ -76,8 +86,49 @@ def _on_signals(callback: Callable[[], None]) -> None:
         loop.add_signal_handler(sig, callback)
 
 
+def listen(settings: Settings, roles: Sequence[str]) -> dict[int, socket.socket]:
+    """The listening sockets of `http_servers` (by port), bound now; a port that cannot be
+    bound is a SettingsError naming its variable."""
+    wanted = []
+    if "web" in roles:
+        wanted.append(("MAILVET_WEB_PORT", settings.web_host, settings.web_port))
+    if settings.health_port:
+        wanted.append(("MAILVET_HEALTH_PORT", settings.health_host, settings.health_port))
+    bound: dict[int, socket.socket] = {}
+    for variable, host, port in wanted:
+        try:
+            bound[port] = _bind(host, port)
+        except OSError as exc:
+            _close(bound)
+            what = exc.strerror or type(exc).__name__
+            raise SettingsError(
+                f"{variable}={port}: cannot listen on {host}:{port} ({what}); "
+                f"choose another port{', or 0 to serve no /health' if 'HEALTH' in variable else ''}"
+            ) from None
+    return bound
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _close(sockets: dict[int, socket.socket]) -> None:
+    for sock in sockets.values():
+        sock.close()
+
+
 def http_servers(deps: Deps, settings: Settings, roles: Sequence[str]) -> list[uvicorn.Server]:
-    """The web app (web role) and the health/metrics app (MAILVET_HEALTH_PORT set)."""
+    """The web app (web role) and the health/metrics app (MAILVET_HEALTH_PORT not 0)."""
     servers = []
     if "web" in roles:
         from mailvet.web.app import create_app

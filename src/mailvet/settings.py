@@ -198,8 +198,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     ] = ""
     bus: Annotated[Literal["memory", "rabbit"], _m("message bus between the roles")] = "memory"
     health_port: Annotated[
-        int, _m("`mailvet run <role>` answers GET /health here (0: off)", ge=0, le=PORT)
-    ] = 0
+        int,
+        _m("`mailvet run <role>` serves GET /health and /metrics here (0: off)", ge=0, le=PORT),
+    ] = 9464
     health_host: Annotated[str, _m("address /health and /metrics listen on")] = "127.0.0.1"
     web_host: Annotated[str, _m("address the web role listens on")] = "127.0.0.1"
     web_port: Annotated[int, _m("port of the web role", ge=0, le=PORT)] = 8000

@@ -93,6 +93,8 @@ class Cluster:
             "MAILVET_LOG_LEVEL": "info",
             "PYTHONUNBUFFERED": "1",
             "MAILVET_WEB_PORT": str(self.web_port),
+            # the roles share this host: no health server unless a test gives a role a port
+            "MAILVET_HEALTH_PORT": "0",
             **self.extra_env,
         }
 

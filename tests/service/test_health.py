@@ -1,5 +1,6 @@
-"""One health story: `check()` over the ports a role uses, served by the web app (Litestar)
-and by a back-end role's own uvicorn server on MAILVET_HEALTH_HOST:MAILVET_HEALTH_PORT."""
+"""One health story: `healthy()` over the ports a role uses, served by every role's own uvicorn
+server on MAILVET_HEALTH_HOST:MAILVET_HEALTH_PORT (127.0.0.1:9464 by default) with /metrics,
+and as a bare status on the web role's public port."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from mailvet.adapters.db.memory import MemoryJobRepository
 from mailvet.adapters.storage.memory import MemoryStorage
 from mailvet.bootstrap import Deps, build_deps
 from mailvet.domain.job import Job
-from mailvet.health import check, health_app, needs
+from mailvet.health import health_app, healthy, needs
 from mailvet.settings import load_settings
 from mailvet.web.app import create_app
 from tests.fakes import FakeProber, FakeResolver
@@ -27,12 +28,12 @@ from tests.fakes import FakeProber, FakeResolver
 class PingBus(MemoryBus):
     """A bus with a broker behind it: `ping` answers `answer`, or raises it."""
 
-    def __init__(self, answer: bool | Exception) -> None:
+    def __init__(self, answer: bool | Exception | None) -> None:
         super().__init__()
         self.answer = answer
         self.pings = 0
 
-    async def ping(self) -> bool:
+    async def ping(self) -> bool | None:  # type: ignore[override]  # None: a broken answer
         self.pings += 1
         if isinstance(self.answer, Exception):
             raise self.answer
@@ -91,20 +92,20 @@ def test_each_role_needs_the_ports_it_uses() -> None:
 
 
 async def test_check_asks_every_port_of_the_roles(deps: Deps) -> None:
-    health = await check(deps, ["intake"])
+    health = await healthy(deps, ["intake"])
     assert health.status == "ok"
     assert health.checks == {"bus": "ok", "database": "ok", "storage": "ok"}
 
 
-@pytest.mark.parametrize("answer", [False, ConnectionError("refused")])
+@pytest.mark.parametrize("answer", [False, None, ConnectionError("refused")])
 async def test_a_bus_that_does_not_answer_makes_any_role_unavailable(
-    tmp_path: Path, answer: bool | Exception
+    tmp_path: Path, answer: bool | Exception | None
 ) -> None:
     bus = PingBus(answer)
     deps = await make_deps(tmp_path, bus=bus)
     try:
         for role in ("worker", "web"):
-            health = await check(deps, [role])
+            health = await healthy(deps, [role])
             assert health.status == "unavailable"
             assert health.checks["bus"] == "failed"
             assert health.error == "the message bus does not answer"
@@ -117,9 +118,9 @@ async def test_a_hung_database_answers_timeout_within_the_limit(tmp_path: Path) 
     jobs = StuckJobs()
     deps = await make_deps(tmp_path, jobs=jobs, storage=BrokenStorage())
     try:
-        health = await check(deps, ["publisher"], within=0.05)
+        health = await healthy(deps, ["publisher"], within=0.05)
         # the worker does not use the database nor the storage: it stays healthy
-        worker = await check(deps, ["worker"], within=0.05)
+        worker = await healthy(deps, ["worker"], within=0.05)
     finally:
         await deps.close()
     assert jobs.asked == 1
@@ -161,24 +162,28 @@ async def test_the_back_end_app_answers_503_when_the_bus_is_down(tmp_path: Path)
     assert answer.json()["checks"] == {"bus": "failed"}
 
 
-async def test_the_web_app_gives_the_same_answer(tmp_path: Path) -> None:
+async def test_the_public_web_app_gives_the_status_alone_and_no_metrics(tmp_path: Path) -> None:
     deps = await make_deps(tmp_path, storage=BrokenStorage())
     try:
         app = create_app(deps, roles=["web", "worker"])
         answer = await _asgi_get(app, "GET", "/health")
         refused = await _asgi_get(app, "POST", "/health")
         scraped = await _asgi_get(app, "GET", "/metrics")
+        detail = await _asgi_get(health_app(deps, ["web", "worker"]), "GET", "/health")
     finally:
         await deps.close()
     assert answer.status_code == 503
-    assert answer.json() == {
+    assert answer.json() == {"status": "unavailable"}  # which port failed: not for the internet
+    assert refused.status_code == 405
+    assert scraped.status_code == 404
+    # the same healthy() answer, in full, on the health server
+    assert detail.status_code == 503
+    assert detail.json() == {
         "status": "unavailable",
         "roles": ["web", "worker"],
         "checks": {"bus": "ok", "database": "ok", "storage": "failed"},
         "error": "the object storage does not answer",
     }
-    assert refused.status_code == 405
-    assert scraped.status_code == 200 and "mailvet_queue_depth" in scraped.text
 
 
 def _free_port() -> int:
@@ -210,3 +215,92 @@ async def test_a_back_end_role_serves_health_with_uvicorn_on_the_health_host(
     assert ok.status_code == 200 and json.loads(ok.content)["status"] == "ok"
     assert wrong.status_code == 405
     assert missing.status_code == 404
+
+
+def test_every_role_serves_health_and_metrics_on_127_0_0_1_9464_by_default(tmp_path: Path) -> None:
+    settings = load_settings({"MAILVET_DATA_DIR": str(tmp_path / "data")})
+    assert (settings.health_host, settings.health_port) == ("127.0.0.1", 9464)
+    for roles in (["worker"], ["intake"], ["web"], list(serve_module.ALL_ROLES)):
+        servers = serve_module.http_servers(None, settings, roles)  # type: ignore[arg-type]  # built lazily
+        addresses = [(s.config.host, s.config.port) for s in servers]
+        assert ("127.0.0.1", 9464) in addresses, roles
+    off = load_settings({"MAILVET_DATA_DIR": str(tmp_path), "MAILVET_HEALTH_PORT": "0"})
+    assert serve_module.http_servers(None, off, ["worker"]) == []  # type: ignore[arg-type]
+
+
+def test_a_taken_health_port_is_one_error_line_naming_the_variable(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mailvet.cli import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            "MAILVET_DATA_DIR": str(tmp_path / "data"),
+            "MAILVET_HEALTH_PORT": str(port),
+            "MAILVET_WEB_PORT": "0",
+        }
+        result = CliRunner().invoke(app, ["run", "all"], env=env)
+    assert result.exit_code == 2
+    (line,) = [x for x in result.output.splitlines() if x.strip()]
+    assert line.startswith(f"mailvet: error: MAILVET_HEALTH_PORT={port}: cannot listen on ")
+    assert "or 0 to serve no /health" in line
+
+
+def test_validate_never_serves(tmp_path: Path) -> None:
+    from tests.unit.test_startup import run_fresh
+
+    source = tmp_path / "list.csv"
+    source.write_text("email\nann@example.com\n")
+    env = {"MAILVET_DATA_DIR": str(tmp_path / "data"), "MAILVET_CHECKS": "syntax"}
+    code, modules, _ = run_fresh(["validate", str(source), "-o", str(tmp_path / "out.csv")], env)
+    assert code == 0
+    assert not {"uvicorn", "mailvet.serve", "mailvet.health"} & modules
+
+
+def test_run_all_serves_metrics_on_the_health_port_only(tmp_path: Path) -> None:
+    """`mailvet run all` (embedded bus): /health and /metrics on MAILVET_HEALTH_PORT, a bare
+    /health and no /metrics on the public web port."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    health_port, web_port = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILVET_")}
+    env.update(
+        MAILVET_DATA_DIR=str(tmp_path / "data"),
+        MAILVET_HEALTH_PORT=str(health_port),
+        MAILVET_WEB_PORT=str(web_port),
+        MAILVET_LOG_JSON="true",
+    )
+    mailvet = str(Path(sys.executable).with_name("mailvet"))
+    proc = subprocess.Popen(
+        [mailvet, "run", "all"], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
+    )
+
+    def get(port: int, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # both ports listen before this line (bound at the start)
+            if b"service_started" in line:
+                break
+        health, scraped = get(health_port, "/health"), get(health_port, "/metrics")
+        public, public_metrics = get(web_port, "/health"), get(web_port, "/metrics")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert health[0] == 200 and json.loads(health[1])["roles"] == list(serve_module.ALL_ROLES)
+    assert scraped[0] == 200 and "mailvet_rows_total" in scraped[1]
+    assert public == (200, '{"status":"ok"}')
+    assert public_metrics[0] == 404
