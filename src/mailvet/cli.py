@@ -121,9 +121,7 @@ def _check_output(out: Path) -> None:
         fail(str(exc))
 
 
-async def _fetch_to(
-    jobs: JobLookup, storage: ObjectStorage, job_id: str, out: Path
-) -> Summary:
+async def _fetch_to(jobs: JobLookup, storage: ObjectStorage, job_id: str, out: Path) -> Summary:
     """The job's result written to `out` through a temporary file and one rename
     (mailvet.output_path); OutputPathError when `out` cannot take it."""
     from mailvet.output_path import OutputPathError, output_file
@@ -133,7 +131,8 @@ async def _fetch_to(
         try:
             return await fetch_result(jobs, storage, job_id, temp)
         except (IsADirectoryError, PermissionError, NotADirectoryError) as exc:
-            raise OutputPathError(f"{out}: cannot write the result there ({exc.strerror})") from None
+            message = f"{out}: cannot write the result there ({exc.strerror})"
+            raise OutputPathError(message) from None
 
 
 def _refuse_shared_services(settings: Settings) -> None:
@@ -373,9 +372,9 @@ def run(
     ],
 ) -> None:
     """Run one service (or all of them) until SIGTERM."""
-    from mailvet.serve import roles_for, serve
-
     import asyncio
+
+    from mailvet.serve import roles_for, serve
 
     settings = _settings(default_level="info")
     try:

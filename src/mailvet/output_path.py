@@ -78,9 +78,7 @@ def _create(temp: Path, target: Path) -> None:
     try:
         os.close(os.open(temp, flags, 0o644))
     except OSError as exc:
-        raise OutputPathError(
-            f"{target}: cannot write the result there ({_reason(exc)})"
-        ) from None
+        raise OutputPathError(f"{target}: cannot write the result there ({_reason(exc)})") from None
 
 
 @contextlib.contextmanager

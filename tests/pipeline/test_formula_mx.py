@@ -51,4 +51,4 @@ async def test_a_formula_mx_host_is_written_as_text(tmp_path: Path, kind: str) -
     header, row = list(csv.reader(io.StringIO(out.read_text(), newline="")))
     mx = row[header.index("mailvet_mx")]
     assert mx == "'" + EVIL
-    assert f"\"'{EVIL}\"" in out.read_text()
+    assert f'"\'{EVIL}"' in out.read_text()

@@ -150,20 +150,18 @@ def test_output_file_checks_again_before_the_rename(tmp_path: Path) -> None:
     """A name that turns into a link while the result is written is not replaced."""
     out = tmp_path / "out.csv"
     target = tmp_path / "target"
-    with pytest.raises(OutputPathError, match="symbolic link"):  # noqa: PT012
-        with output_file(out) as temp:
-            temp.write_text("result\n")
-            out.symlink_to(target)
+    with pytest.raises(OutputPathError, match="symbolic link"), output_file(out) as temp:
+        temp.write_text("result\n")
+        out.symlink_to(target)
     assert out.is_symlink() and not target.exists()
     assert _leftovers(tmp_path) == []
 
 
 def test_output_file_leaves_nothing_when_the_writer_fails(tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
-    with pytest.raises(RuntimeError):  # noqa: PT012
-        with output_file(out) as temp:
-            temp.write_text("half a result")
-            raise RuntimeError("writer failed")
+    with pytest.raises(RuntimeError), output_file(out) as temp:
+        temp.write_text("half a result")
+        raise RuntimeError("writer failed")
     assert not out.exists() and _leftovers(tmp_path) == []
 
 

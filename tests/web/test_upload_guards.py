@@ -33,15 +33,25 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
-@pytest.fixture
-async def deps(data_dir: Path) -> AsyncIterator[Deps]:
+async def guarded_deps(data_dir: Path) -> Deps:
+    """Deps on in-memory adapters, with an upload idle limit of IDLE seconds."""
     settings = load_settings(
         {"MAILVET_DATA_DIR": str(data_dir), "MAILVET_WEB_UPLOAD_IDLE_SECONDS": str(IDLE)}
     )
-    deps = await build_deps(
-        settings, jobs=WatchedJobs(), storage=MemoryStorage(), bus=MemoryBus(),
-        resolver=FakeResolver(), prober=FakeProber(), syntax_pool=None,
+    return await build_deps(
+        settings,
+        jobs=WatchedJobs(),
+        storage=MemoryStorage(),
+        bus=MemoryBus(),
+        resolver=FakeResolver(),
+        prober=FakeProber(),
+        syntax_pool=None,
     )
+
+
+@pytest.fixture
+async def deps(data_dir: Path) -> AsyncIterator[Deps]:
+    deps = await guarded_deps(data_dir)
     try:
         yield deps
     finally:
@@ -50,9 +60,17 @@ async def deps(data_dir: Path) -> AsyncIterator[Deps]:
 
 def _scope(path: str) -> dict[str, Any]:
     return {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
-        "query_string": b"", "client": ("testclient", 50000), "server": ("testserver", 80),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "client": ("testclient", 50000),
+        "server": ("testserver", 80),
         "headers": [(b"content-type", MULTIPART.encode()), (b"transfer-encoding", b"chunked")],
         "state": {},
     }
@@ -61,7 +79,8 @@ def _scope(path: str) -> dict[str, Any]:
 def _head(filename: bytes) -> bytes:
     return (
         b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="'
-        + filename + b'"\r\n\r\n'
+        + filename
+        + b'"\r\n\r\n'
     )
 
 

@@ -9,18 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from mailvet.bootstrap import Deps
 from mailvet.serve import _server
 from mailvet.web.app import create_app
 from tests.web.test_jobs_api import scratch_files
-from tests.web.test_upload_guards import IDLE, data_dir, deps  # noqa: F401  (fixtures)
+from tests.web.test_upload_guards import IDLE, guarded_deps
 
 pytestmark = pytest.mark.pipeline
 
 
-async def test_a_stalled_upload_over_a_socket_is_answered_408_and_closed(
-    deps: Deps, data_dir: Path  # noqa: F811
-) -> None:
+async def test_a_stalled_upload_over_a_socket_is_answered_408_and_closed(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    deps = await guarded_deps(data_dir)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -48,3 +47,4 @@ async def test_a_stalled_upload_over_a_socket_is_answered_408_and_closed(
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, 30)
+        await deps.close()

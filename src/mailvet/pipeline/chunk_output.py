@@ -110,7 +110,9 @@ def syntax_chunk(chunk: RowChunk) -> ChunkOutput:
     return render_cells(chunk, syntax_columns(addresses))
 
 
-def _tails_output(text: str, layout: FileLayout, tails: list[str], reasons: list[str]) -> ChunkOutput:
+def _tails_output(
+    text: str, layout: FileLayout, tails: list[str], reasons: list[str]
+) -> ChunkOutput:
     codec, _ = output_encoding(layout)
     data = render_chunk(text, layout, (), tails=tails).encode(codec, "replace")
     by_reason = Counter(reasons)

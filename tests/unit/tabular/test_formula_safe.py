@@ -24,8 +24,11 @@ HOSTILE = ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1:A9)", "\tx", "\rx", "=
 
 
 def _read(text: str, layout: FileLayout) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(text, newline=""), delimiter=layout.delimiter,
-                           quotechar=layout.quotechar))
+    return list(
+        csv.reader(
+            io.StringIO(text, newline=""), delimiter=layout.delimiter, quotechar=layout.quotechar
+        )
+    )
 
 
 @pytest.mark.parametrize(("sep", "quote"), [(",", '"'), (";", '"'), ("\t", '"'), (",", "'")])
@@ -50,15 +53,19 @@ def test_every_formula_start_is_caught_on_the_fast_and_the_slow_path() -> None:
     for start in FORMULA_STARTS:
         cell = f"{start}x"
         for other in ("plain", 'needs "quotes"'):  # fast path / slow path of the tails
-            out = render_chunk("a@example.com\nb@example.com\n", layout, [(other, cell), (cell, other)])
+            out = render_chunk(
+                "a@example.com\nb@example.com\n", layout, [(other, cell), (cell, other)]
+            )
             rows = _read(out, layout)
             assert rows[0][1:] == [other, "'" + cell] and rows[1][1:] == ["'" + cell, other]
-            assert f",\"'{start}x\"" in out or f"\"'{start}x\"," in out  # quoted, quote first
+            assert f',"\'{start}x"' in out or f'"\'{start}x",' in out  # quoted, quote first
 
 
 def test_plain_cells_are_written_as_before() -> None:
     layout = FileLayout(kind="csv", header=["email"], email_index=0)
-    out = render_chunk("a@example.com\n", layout, [("valid", "x-y@example.com", "mx.example.com", "")])
+    out = render_chunk(
+        "a@example.com\n", layout, [("valid", "x-y@example.com", "mx.example.com", "")]
+    )
     assert out == "a@example.com,valid,x-y@example.com,mx.example.com,\n"
 
 
@@ -67,7 +74,10 @@ def test_a_txt_address_that_starts_like_a_formula_is_text() -> None:
     text = "=1+1@example.com\n@x\nplain@example.com\n-y@example.com\n"
     out = render_chunk(text, layout, [("a",), ("b",), ("c",), ("d",)])
     assert _read(out, FileLayout(kind="csv")) == [
-        ["'=1+1@example.com", "a"], ["'@x", "b"], ["plain@example.com", "c"], ["'-y@example.com", "d"],
+        ["'=1+1@example.com", "a"],
+        ["'@x", "b"],
+        ["plain@example.com", "c"],
+        ["'-y@example.com", "d"],
     ]
 
 
@@ -82,8 +92,14 @@ def test_formula_start_in_never_says_no_wrongly() -> None:
 
 def _chunk(text: str, layout: FileLayout, rows: int) -> RowChunk:
     return RowChunk(
-        job_id="j", chunk_id=0, first_row=0, rows=rows, checks=Check.SYNTAX,
-        emails=[], text=text, layout=encode_file_layout(layout),
+        job_id="j",
+        chunk_id=0,
+        first_row=0,
+        rows=rows,
+        checks=Check.SYNTAX,
+        emails=[],
+        text=text,
+        layout=encode_file_layout(layout),
     )
 
 
@@ -103,7 +119,7 @@ def test_syntax_chunks_of_formula_addresses_equal_the_verdicts_path(kind: str) -
     assert fast.data == render(chunk, syntax_verdicts(addresses)).data
     rows = _read(fast.data.decode(), FileLayout(kind="csv"))
     for row in rows:
-        for cell in row[-len(RESULT_COLUMNS):]:
+        for cell in row[-len(RESULT_COLUMNS) :]:
             assert not cell.startswith(FORMULA_STARTS), row
     assert "'=1+1@example.com" in rows[0]
 
@@ -157,6 +173,11 @@ def test_an_xlsx_list_written_as_csv_gets_formula_safe_cells(tmp_path: Path) -> 
     book.save(source)
     layout = detect_layout(source, filename="in.xlsx")
     out = tmp_path / "out.csv"
-    write_result(source, layout, out, ("mailvet_mx", "mailvet_b"), [("=cmd|x", "ok")], out_kind="csv")
+    write_result(
+        source, layout, out, ("mailvet_mx", "mailvet_b"), [("=cmd|x", "ok")], out_kind="csv"
+    )
     rows = list(csv.reader(io.StringIO(out.read_text(), newline="")))
-    assert rows == [["email", "note", "mailvet_mx", "mailvet_b"], ["a@example.com", "-5", "'=cmd|x", "ok"]]
+    assert rows == [
+        ["email", "note", "mailvet_mx", "mailvet_b"],
+        ["a@example.com", "-5", "'=cmd|x", "ok"],
+    ]
