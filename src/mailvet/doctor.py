@@ -53,7 +53,7 @@ def run(settings: Settings, *, probe_domain: str = "gmail.com", out: TextIO | No
     stream = out if out is not None else sys.stdout
     try:
         findings = asyncio.run(check_all(settings, probe_domain))
-    except Exception as exc:  # noqa: BLE001  # a bug or unforeseen library error: no traceback
+    except Exception as exc:  # a bug or unforeseen library error: no traceback
         findings = [Finding("fail", "doctor", f"could not run the checks ({type(exc).__name__}: {exc})")]
     for finding in findings:
         print(finding.line(), file=stream)
@@ -304,7 +304,8 @@ async def check_port_25(settings: Settings, resolver: DnsResolver, probe_domain:
     )
 
 
-async def _greet(host: str, address: str, port: int, timeout: float) -> tuple[str, str]:
+# one limit for each step (connect, greeting), each reported on its own
+async def _greet(host: str, address: str, port: int, timeout: float) -> tuple[str, str]:  # noqa: ASYNC109
     """("ok" | "refused-us" | "busy" | "silent" | "unreachable", what happened)."""
     where = f"{host} [{address}]:{port}"
     try:

@@ -25,8 +25,8 @@ import asyncio
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from typing import Generic, Hashable, TypeVar
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -75,7 +75,8 @@ class Memo(Generic[K, V]):
         entry = self._entries.get(key)
         if entry is None or not entry.ready or entry.expires <= self._clock():
             return default
-        assert entry.task is not None
+        if entry.task is None:  # never: the task is set as its entry is filed
+            raise RuntimeError("a memo entry without its computation")
         return entry.task.result()
 
     def put(self, key: K, value: V) -> None:
@@ -99,11 +100,13 @@ class Memo(Generic[K, V]):
         if entry is not None:
             if not entry.ready:
                 self._entries.move_to_end(key)
-                assert entry.task is not None
+                if entry.task is None:  # never: the task is set as its entry is filed
+                    raise RuntimeError("a memo entry without its computation")
                 return await asyncio.shield(entry.task)
             if entry.expires > self._clock():
                 self._entries.move_to_end(key)
-                assert entry.task is not None
+                if entry.task is None:  # never: the task is set as its entry is filed
+                    raise RuntimeError("a memo entry without its computation")
                 return entry.task.result()  # no await: ready values need no event loop turn
             del self._entries[key]
         entry = _Entry()

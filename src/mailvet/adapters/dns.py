@@ -13,7 +13,6 @@ on every call (RFC 5321 5.1), so the load spreads over them.
 from __future__ import annotations
 
 import asyncio
-
 import random
 import re
 import time
@@ -137,7 +136,8 @@ class DnsResolver:
         self._in_flight = asyncio.Semaphore(max(1, settings.max_in_flight))
         self._failure_ttl = settings.failure_ttl
         self._max_ttl = settings.max_ttl
-        self._random = random.Random()
+        # shuffles MX hosts of equal preference (RFC 5321 5.1): no secret, no need of a CSPRNG
+        self._random = random.Random()  # noqa: S311
         self._routes: Memo[str, _Known[_Sorted]] = Memo(
             settings.cache_size, ttl=_ttl_of, clock=clock
         )

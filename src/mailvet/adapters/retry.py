@@ -106,5 +106,6 @@ def _tell(on_retry: OnRetry) -> Callable[[tenacity.RetryCallState], None]:
 
 def _give_up(state: tenacity.RetryCallState) -> NoReturn:
     error = state.outcome.exception() if state.outcome is not None else None
-    assert error is not None  # only failed tries are retried
+    if error is None:  # never: only failed tries are retried
+        raise RuntimeError("retries ran out without a failed try")
     raise RetriesExhausted(state.attempt_number, state.seconds_since_start or 0.0, error) from error

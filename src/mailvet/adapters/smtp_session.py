@@ -23,6 +23,7 @@ What the server says is checked before it is believed:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import ssl
 from collections.abc import Sequence
@@ -108,7 +109,7 @@ class SmtpSession:
         host: str,
         port: int,
         helo_name: str,
-        timeout: float,
+        timeout: float,  # noqa: ASYNC109 - the limit of each reply, kept for the session
         *,
         starttls: bool = True,
         tls_verify: bool = False,
@@ -330,10 +331,8 @@ class SmtpSession:
                     pass
         finally:
             self._writer.close()
-        try:
+        with contextlib.suppress(OSError, TimeoutError):
             await asyncio.wait_for(self._writer.wait_closed(), 2.0)
-        except (OSError, TimeoutError):
-            pass
 
 
 def _tls_context(verify: bool) -> ssl.SSLContext:

@@ -131,8 +131,10 @@ def reference_check(address: str) -> Syntax:
         return Syntax(False, error=str(exc))
     if info.local_part.startswith('"'):  # the library keeps quotes only where they are needed
         return Syntax(False, error=NEEDS_QUOTES)
-    # only a domain literal leaves these empty, and allow_domain_literal=False refuses those
-    assert info.ascii_domain is not None and info.domain is not None
+    if info.ascii_domain is None or info.domain is None:
+        # never: only a domain literal leaves these empty, and allow_domain_literal=False
+        # refuses those
+        raise RuntimeError("email-validator accepted an address without a domain")
     return Syntax(True, info.normalized, info.local_part, info.domain, info.ascii_domain)
 
 

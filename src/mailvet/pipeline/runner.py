@@ -17,11 +17,11 @@ from mailvet.domain.messages import Message
 from mailvet.domain.ports import Handler, MessageBus, VerdictJournal
 from mailvet.pipeline import queues
 from mailvet.pipeline.intake import Intake
-from mailvet.tabular import XlsxLimits
 from mailvet.pipeline.orchestrator import Orchestrator
 from mailvet.pipeline.publisher import Publisher
 from mailvet.pipeline.resultgen import ResultGenerator
 from mailvet.pipeline.worker import Worker
+from mailvet.tabular import XlsxLimits
 
 log = structlog.get_logger(__name__)
 

@@ -28,7 +28,6 @@ from mailvet.tabular.csv_cutter import (
 from mailvet.tabular.layout import FileLayout, need_text
 from mailvet.tabular.xlsx import cell_str
 
-
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """First characters that make a spreadsheet program read a cell as a formula (OWASP)."""
 
@@ -127,7 +126,7 @@ def _tails(cells: Iterable[Iterable[Any]], delimiter: str, quotechar: str) -> li
         ):
             return list(map(delimiter.__add__, texts))
     fmt = _cell_formatter(delimiter, quotechar)
-    return [delimiter + fmt(row) if n else "" for row, n in zip(rows, lens)]
+    return [delimiter + fmt(row) if n else "" for row, n in zip(rows, lens, strict=True)]
 
 
 def _row_mismatch(rows: int, given: int) -> ValueError:

@@ -105,8 +105,8 @@ def write_sheet(out_path: Path, title: str, rows: Iterable[Iterable[Any]]) -> No
     row in memory at a time).  Characters XLSX cannot hold are dropped; text that starts
     with "=" stays text.  If `rows` raises, the workbook is still saved, which closes the
     sheet and removes openpyxl's temporary file; the caller removes the partial output."""
-    from openpyxl import Workbook  # type: ignore[import-untyped]
-    from openpyxl.cell import WriteOnlyCell  # type: ignore[import-untyped]
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
 
     wb = Workbook(write_only=True)
     ws = wb.create_sheet(title=title)

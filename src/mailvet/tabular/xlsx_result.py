@@ -37,7 +37,6 @@ from mailvet.tabular.workbook import (
     SheetReader,
     Workbook,
     column_letters,
-    local_name,
     parse_ref,
 )
 
@@ -73,7 +72,7 @@ class _Splicer(SheetReader):
         cells_for: Callable[[int], Sequence[Any]],
         width: int,
     ) -> None:
-        super().__init__(book, resolve_strings=False)  # which cells hold a value is enough
+        super().__init__(book, shape_only=True)  # which cells hold a value is enough
         self.parser = parser
         self.out = head  # where the bytes go: `tail` once <dimension> (or <sheetData>) is seen
         self.tail = tail
@@ -114,7 +113,7 @@ class _Splicer(SheetReader):
     # handlers ----------------------------------------------------------------------------
 
     def start(self, tag: str, attrs: dict[str, str]) -> None:
-        local = local_name(tag)
+        local = self.local(tag)
         if local == "c":
             self.cell_start = self._at()
         elif local == "row":
@@ -143,7 +142,7 @@ class _Splicer(SheetReader):
         self.out = self.tail
 
     def end(self, tag: str) -> None:
-        local = local_name(tag)
+        local = self.local(tag)
         if local == "c":
             at = self._at()
             end = self._tag_end(at)
@@ -255,9 +254,10 @@ def _rewrite_sheet(
     cells_for: Callable[[int], Sequence[Any]],
     width: int,
 ) -> None:
-    head = io.BytesIO()  # up to <dimension> (or <sheetData>): a few hundred bytes
-    tail = tempfile.TemporaryFile(dir=out_path.parent, prefix=".mailvet-sheet-")
-    with head, tail:
+    with (
+        io.BytesIO() as head,  # up to <dimension> (or <sheetData>): a few hundred bytes
+        tempfile.TemporaryFile(dir=out_path.parent, prefix=".mailvet-sheet-") as tail,
+    ):
         parser = book.parser()
         splicer = _Splicer(book, parser, head, tail, role_of, cells_for, width)
         parser.StartElementHandler = splicer.start

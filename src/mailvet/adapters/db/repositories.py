@@ -19,9 +19,9 @@ from mailvet.adapters.db.database import WRITE_INTENT, Database
 from mailvet.adapters.db.models import JobChunkRow, JobRow, JobVerdictRow
 from mailvet.adapters.db.rows import job_from_row
 from mailvet.adapters.retry import RetriesExhausted, RetryPolicy
-from mailvet.logs import logger
 from mailvet.domain.job import ACTIVE_STATUSES, Job, JobStatus, check_transition
 from mailvet.domain.ports import JobNotFound
+from mailvet.logs import logger
 
 SessionSource = Database | async_sessionmaker[AsyncSession]
 

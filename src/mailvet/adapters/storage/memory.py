@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from mailvet.adapters.storage.key_check import check_key
@@ -13,10 +14,10 @@ class MemoryStorage:
         self.objects: dict[str, bytes] = {}
 
     async def put_file(self, key: str, path: Path) -> None:
-        self.objects[check_key(key)] = path.read_bytes()
+        self.objects[check_key(key)] = await asyncio.to_thread(path.read_bytes)
 
     async def get_file(self, key: str, path: Path) -> None:
-        path.write_bytes(self._get(key))
+        await asyncio.to_thread(path.write_bytes, self._get(key))
 
     async def put_bytes(self, key: str, data: bytes) -> None:
         self.objects[check_key(key)] = bytes(data)

@@ -24,8 +24,8 @@ from mailvet.domain.job import Job, JobStatus
 from mailvet.domain.ports import JobNotFound, JobRepository, ObjectNotFound
 from mailvet.domain.verdict import Check
 from mailvet.pipeline import object_keys
-from mailvet.pipeline.submit import Summary
 from mailvet.pipeline.submit import (
+    Summary,
     completed_job,
     fetch_result,
     read_summary,
@@ -184,5 +184,10 @@ async def _chunks(handle: BinaryIO, path: Path) -> AsyncIterator[bytes]:
         while chunk := await asyncio.to_thread(handle.read, _READ_CHUNK):
             yield chunk
     finally:
-        handle.close()
-        path.unlink(missing_ok=True)
+        # in one thread call: once started, a second cancellation cannot skip the unlink
+        await asyncio.to_thread(_discard, handle, path)
+
+
+def _discard(handle: BinaryIO, path: Path) -> None:
+    handle.close()
+    path.unlink(missing_ok=True)

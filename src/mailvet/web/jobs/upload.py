@@ -22,7 +22,7 @@ from typing import Any, BinaryIO, Literal
 from litestar import Request
 from litestar.exceptions import ClientException, HTTPException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
-from multipart import (  # type: ignore[import-untyped]
+from multipart import (
     MultipartSegment,
     ParserError,
     ParserLimitReached,
@@ -209,7 +209,8 @@ class _Receiver:
     async def _end(self) -> None:
         if self._target == "file":
             await self._flush()
-            assert self._handle is not None
+            if self._handle is None:  # never: a file part opens its handle as it starts
+                raise RuntimeError("a file part without its file")
             await asyncio.to_thread(self._handle.close)
         elif self._target == "field":
             try:
