@@ -108,7 +108,7 @@ UNICODE_LOCALS = ["josé", "müller", "françois", "zoë", "søren", "björn", "
 
 
 def _company_domains(rng: random.Random, n: int) -> list[str]:
-    tlds, tw = zip(*TLDS)
+    tlds, tw = zip(*TLDS, strict=True)
     seen: set[str] = set()
     out: list[str] = []
     while len(out) < n:
@@ -139,7 +139,7 @@ class _Gen:
         self.companies = _company_domains(rng, 2950)
         zipf = [1.0 / (rank + 1) ** 0.8 for rank in range(len(self.companies))]
         self.company_cum = list(accumulate(zipf))
-        pop, pw = zip(*POPULAR)
+        pop, pw = zip(*POPULAR, strict=True)
         self.popular, self.popular_cum = list(pop), list(accumulate(pw))
 
     def domain(self) -> str:

@@ -30,12 +30,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT_DIR, REPO_ROOT, clean_env, mailvet_command, run_child, report_targets  # noqa: E402
+from _common import OUT_DIR, REPO_ROOT, clean_env, mailvet_command, report_targets, run_child
 
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.mailworld.smtp_server import SmtpBehaviour  # noqa: E402
-from tests.mailworld.world import MailWorld  # noqa: E402
+from tests.mailworld.smtp_server import SmtpBehaviour
+from tests.mailworld.world import MailWorld
 
 TARGET_ADDR_PER_S = 500
 DOMAIN = "slow-mail.com"

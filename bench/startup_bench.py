@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT_DIR, ChildRun, clean_env, mailvet_command, report_targets, run_child  # noqa: E402
+from _common import OUT_DIR, ChildRun, clean_env, mailvet_command, report_targets, run_child
 
 TARGETS = {"check": 0.25, "status": 0.4, "validate": 0.6}
 

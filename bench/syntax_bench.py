@@ -33,8 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT_DIR, clean_env, mailvet_command, run_child, report_targets  # noqa: E402
-from gen_emails import generate_csv  # noqa: E402
+from _common import OUT_DIR, clean_env, mailvet_command, report_targets, run_child
+from gen_emails import generate_csv
 
 # rows -> end-to-end rows/s wanted; the speed-up over the plain library loop is wanted at the
 # smallest size (start-up and pool spawn weigh most there)

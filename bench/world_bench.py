@@ -52,11 +52,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT_DIR, REPO_ROOT, ChildRun, clean_env, mailvet_command, target_line  # noqa: E402
+from _common import OUT_DIR, REPO_ROOT, ChildRun, clean_env, mailvet_command, target_line
 
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.worldgen import (  # noqa: E402
+from bench.worldgen import (
     LIVE,
     Bound,
     FastDns,
@@ -68,9 +68,9 @@ from bench.worldgen import (  # noqa: E402
     schedule_bound,
     write_csv,
 )
-from tests.mailworld.dns_server import Node  # noqa: E402
-from tests.mailworld.smtp_server import SmtpStats  # noqa: E402
-from tests.mailworld.world import MailWorld  # noqa: E402
+from tests.mailworld.dns_server import Node
+from tests.mailworld.smtp_server import SmtpStats
+from tests.mailworld.world import MailWorld
 
 TARGET_RATIO = 1.5
 TARGET_CPU_PER_1000 = 2.0

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import run_child  # noqa: E402
+from _common import run_child
 
 CHILD = """
 import datetime as dt, sys, time

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import os  # noqa: E402
+import os
 
-from _common import run_child  # noqa: E402
+from _common import run_child
 
 CHILD = """
 import sys, time

@@ -22,7 +22,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 
 def busy(job: dict[str, object]) -> bool:
-    return 2_000 <= int(job["rows_done"]) < ROWS - 4_000  # type: ignore[call-overload]
+    done = job["rows_done"]
+    assert isinstance(done, int)
+    return 2_000 <= done < ROWS - 4_000
 
 
 def finish_and_compare(cluster: Cluster, job_id: str, expected: bytes, tmp_path: Path) -> None:
@@ -36,7 +38,7 @@ def finish_and_compare(cluster: Cluster, job_id: str, expected: bytes, tmp_path:
 def test_kill_9_a_role_mid_job_and_restart_it(
     role: str, cluster: Cluster, job_file: Path, undisturbed: bytes, tmp_path: Path
 ) -> None:
-    roles = (*BACK_END, "web")
+    roles: tuple[str, ...] = (*BACK_END, "web")
     if role == "publisher":
         # small chunks, so that publishing lasts long enough to be cut short; the publisher
         # starts once the job is accepted and is killed as soon as its first chunk is out
@@ -210,7 +212,7 @@ def test_small_job_behind_a_big_one_finishes_first(
     small_file = make_list(tmp_path / "small.csv", 50, seed=3, prefix="user")
     cluster.start_all()
     big = cluster.submit(job_file)
-    cluster.wait_for(big, lambda j: int(j["rows_done"]) >= 1_000)  # type: ignore[call-overload]
+    cluster.wait_for(big, lambda j: int(j["rows_done"]) >= 1_000)
     small = cluster.submit(small_file)
     assert cluster.wait_done(small)["status"] == "file_completed"
     big_now = cluster.job(big)

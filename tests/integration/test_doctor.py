@@ -68,7 +68,7 @@ def diagnose(world: MailWorld, probe: str = "probe-ok.com", **env: str) -> tuple
     code = doctor.run(load_settings(environ), probe_domain=probe, out=out)
     text = out.getvalue()
     lines = text.splitlines()
-    assert lines[-1] == ("nothing to fix" if code == 0 else f"{sum(l.startswith('fail') for l in lines)} problem(s) to fix")
+    assert lines[-1] == ("nothing to fix" if code == 0 else f"{sum(line.startswith('fail') for line in lines)} problem(s) to fix")
     parsed = []
     for line in lines[:-1]:
         match = LINE.match(line)

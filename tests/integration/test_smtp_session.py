@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from typing import TypedDict, Unpack
 
 import pytest
 
@@ -72,7 +73,18 @@ def ip(name: str) -> str:
     return SERVERS[name][0]
 
 
-async def open_session(world: MailWorld, name: str, timeout: float = 2.0, **options: bool) -> SmtpSession:
+class SessionOptions(TypedDict, total=False):
+    starttls: bool
+    tls_verify: bool
+    tls_server_name: str | None
+
+
+async def open_session(
+    world: MailWorld,
+    name: str,
+    timeout: float = 2.0,  # noqa: ASYNC109 - the session's limit of each reply
+    **options: Unpack[SessionOptions],
+) -> SmtpSession:
     return await SmtpSession.open(ip(name), world.smtp_port, HELO, timeout, **options)
 
 

@@ -240,6 +240,7 @@ class SmtpServer:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._active = 0
+        self._slot_freed = asyncio.Event()  # set when a connection gives its slot back
         self._stopping = False
         self._greylist_seen: dict[str, int] = {}
         self._turned_away = 0  # connections answered 421 by greeting_failures
@@ -337,10 +338,11 @@ class SmtpServer:
         limit = self.behaviour.max_connections
         if limit is None:
             return True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + ADMISSION_GRACE
-        while self._active >= limit and loop.time() < deadline:
-            await asyncio.sleep(0.002)
+        with suppress(TimeoutError):
+            async with asyncio.timeout(ADMISSION_GRACE):
+                while self._active >= limit:
+                    self._slot_freed.clear()
+                    await self._slot_freed.wait()
         return self._active < limit
 
 
@@ -361,6 +363,7 @@ class _Slot:
         if self._held:
             self._held = False
             self._server._active -= 1
+            self._server._slot_freed.set()
 
 
 async def _discard(reader: asyncio.StreamReader) -> None:
@@ -663,7 +666,9 @@ class _Session:
                 self._wake.clear()
                 await self._wake.wait()
             head_due = self._outbox[0].due
-            while (delay := head_due - self._loop.time()) > 0:
+            # the reply's delay (the behaviour's), slept until it is due: a schedule, not a
+            # wait for a state
+            while (delay := head_due - self._loop.time()) > 0:  # noqa: ASYNC110
                 await asyncio.sleep(delay)
             batch = self._pop_due(head_due + BATCH_WINDOW)
             stalled = any(item.stall for item in batch)
@@ -672,7 +677,9 @@ class _Session:
             try:
                 if batch and batch[-1].starttls:
                     # nothing of the client's TLS handshake may reach the plain-text reader
-                    self._writer.transport.pause_reading()
+                    transport = self._writer.transport
+                    assert isinstance(transport, asyncio.ReadTransport)
+                    transport.pause_reading()
                 await self._write_batch(batch)
                 self._apply_grants(batch)
                 if batch and batch[-1].close:

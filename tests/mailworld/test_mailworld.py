@@ -19,6 +19,7 @@ import dns.resolver
 import pytest
 
 from mailvet.domain.verdict import Reason, Status
+from tests.waiting import until
 
 from .smtp_server import GARBAGE, SmtpBehaviour, SmtpServer, SmtpStats
 from .world import EXPECTED_MX, SCENARIOS, MailWorld, standard_world
@@ -26,6 +27,7 @@ from .world import EXPECTED_MX, SCENARIOS, MailWorld, standard_world
 pytestmark = pytest.mark.integration
 
 OK = "250 2.1.5 OK"
+READ_GUARD = 2.0  # seconds a raw client waits for a reply before the test fails
 
 
 # -- fixtures and helpers -----------------------------------------------------
@@ -66,7 +68,12 @@ def resolver_for(world: MailWorld, lifetime: float = 1.0) -> dns.asyncresolver.R
 
 
 async def query(
-    world: MailWorld, name: str, rdtype: str, *, tcp: bool = False, timeout: float = 1.0
+    world: MailWorld,
+    name: str,
+    rdtype: str,
+    *,
+    tcp: bool = False,
+    timeout: float = 1.0,  # noqa: ASYNC109 - dnspython's own per-query limit, passed on
 ) -> dns.message.Message:
     """Send one raw query to the world's DNS server."""
     request = dns.message.make_query(name, rdtype)
@@ -86,17 +93,18 @@ class RawSmtp:
         reader, writer = await asyncio.open_connection(host, port)
         return cls(reader, writer)
 
-    async def reply(self, timeout: float = 2.0) -> list[str]:
-        """Read one (possibly multi-line) reply."""
+    async def reply(self) -> list[str]:
+        """Read one (possibly multi-line) reply (within READ_GUARD seconds)."""
         lines: list[str] = []
-        while True:
-            raw = await asyncio.wait_for(self.reader.readline(), timeout)
-            if not raw:
-                raise ConnectionError(f"closed after {lines!r}")
-            line = raw.decode().rstrip("\r\n")
-            lines.append(line)
-            if len(line) < 4 or line[3] != "-":
-                return lines
+        async with asyncio.timeout(READ_GUARD):
+            while True:
+                raw = await self.reader.readline()
+                if not raw:
+                    raise ConnectionError(f"closed after {lines!r}")
+                line = raw.decode().rstrip("\r\n")
+                lines.append(line)
+                if len(line) < 4 or line[3] != "-":
+                    return lines
 
     async def send(self, *commands: str) -> None:
         """Send *commands* in one write (pipelined when there are several)."""
@@ -115,11 +123,13 @@ class RawSmtp:
         context.verify_mode = ssl.CERT_NONE
         await self.writer.start_tls(context)
 
-    async def raw_line(self, timeout: float = 2.0) -> bytes:
-        return await asyncio.wait_for(self.reader.readline(), timeout)
+    async def raw_line(self) -> bytes:
+        async with asyncio.timeout(READ_GUARD):
+            return await self.reader.readline()
 
-    async def at_eof(self, timeout: float = 2.0) -> bool:
-        return await asyncio.wait_for(self.reader.read(), timeout) == b""
+    async def at_eof(self) -> bool:
+        async with asyncio.timeout(READ_GUARD):
+            return await self.reader.read() == b""
 
     async def close(self) -> None:
         self.writer.close()
@@ -286,10 +296,12 @@ async def test_busy_greeting_closes(world: MailWorld) -> None:
 async def test_blackhole_never_answers(world: MailWorld) -> None:
     client = await RawSmtp.connect("127.0.0.10", world.smtp_port)
     with pytest.raises(TimeoutError):
-        await client.reply(timeout=0.2)
+        async with asyncio.timeout(0.2):
+            await client.reply()
     await client.send("EHLO probe.example.com")
     with pytest.raises(TimeoutError):
-        await client.reply(timeout=0.2)
+        async with asyncio.timeout(0.2):
+            await client.reply()
     await client.close()
 
 
@@ -390,14 +402,6 @@ async def test_stats_record_the_dialogue(make_world: Callable[..., MailWorld]) -
     assert (stats.rcpt_total, stats.transactions, stats.protocol_errors) == (2, 1, 0)
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 2.0) -> None:
-    """Wait until *check()* holds (server stats are updated when it sees a session end)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
-
-
 def ehlo_keywords(lines: list[str]) -> set[str]:
     return {line[4:].split()[0] for line in lines[1:]}
 
@@ -486,7 +490,8 @@ async def test_stalled_rcpt_reply_silences_the_session(make_world: Callable[...,
     assert await client.raw_line() == b"250 2.1.0 OK\r\n"
     assert await client.raw_line() == f"{OK}\r\n".encode()
     with pytest.raises(TimeoutError):
-        await client.raw_line(timeout=0.3)
+        async with asyncio.timeout(0.3):
+            await client.raw_line()
     await client.close()
 
 
@@ -538,11 +543,13 @@ async def test_idle_sessions_are_counted(make_world: Callable[..., MailWorld]) -
     idle = await greeted("127.0.0.2", fresh.smtp_port)
     assert await idle.command("QUIT") == "221 2.0.0 Bye"
     await idle.close()
-    await eventually(lambda: stats.idle_sessions == 1)
+    await until(lambda: stats.idle_sessions == 1, timeout=2.0)  # updated as a session ends
     busy = await greeted("127.0.0.2", fresh.smtp_port)
     assert await busy.command("MAIL FROM:<>") == "250 2.1.0 OK"
     await busy.close()
-    await eventually(lambda: stats.connections_total == 2 and not fresh.smtp("127.0.0.2")._tasks)
+    await until(
+        lambda: stats.connections_total == 2 and not fresh.smtp("127.0.0.2")._tasks, timeout=2.0
+    )
     assert stats.idle_sessions == 1
 
 

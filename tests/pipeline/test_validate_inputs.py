@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import openpyxl
@@ -41,7 +42,7 @@ def write(path: Path, data: bytes) -> Path:
 MIXED = "email\nzoë@exämple.com\n".encode() + b"a@example.com\n" * 3000 + b"Ren\xe9@example.com\n"
 
 
-BAD_INPUTS = {
+BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], str]] = {
     "missing": (lambda p: p / "nope.csv", "no such file"),
     "empty": (lambda p: (p / "empty.csv", (p / "empty.csv").write_bytes(b""))[0], "empty"),
     "binary": (
@@ -147,7 +148,7 @@ def test_txt_and_xlsx_inputs(runner: CliRunner, env: dict[str, str], tmp_path: P
     code, output = validate(runner, env, str(xlsx))
     assert code == 0, output
     result = openpyxl.load_workbook(tmp_path / "people.mailvet.xlsx", read_only=True)
-    rows = [list(r) for r in result.active.iter_rows(values_only=True)]  # type: ignore[union-attr]
+    rows = [list(r) for r in result.active.iter_rows(values_only=True)]
     result.close()
     assert rows[0][:4] == ["Name", "Email", "Score", "mailvet_status"]
     assert rows[1][:5] == ["Ann", "ann@outlook.com", 7, "unknown", "not_checked"]

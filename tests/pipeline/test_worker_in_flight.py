@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from mailvet.adapters.bus.memory import MemoryBus
-from mailvet.adapters.db.memory import MemoryJobRepository
 from mailvet.adapters.storage.memory import MemoryStorage
 from mailvet.bootstrap import build_deps
 from mailvet.domain.job import JobStatus
@@ -22,7 +21,7 @@ from mailvet.pipeline.runner import Pipeline
 from mailvet.pipeline.submit import submit_file
 from mailvet.pipeline.worker import GC_THRESHOLDS, NETWORK_FACTOR, Worker
 from mailvet.settings import load_settings
-from tests.fakes import ACCEPT, UNKNOWN, FakeProber, FakeResolver
+from tests.fakes import ACCEPT, UNKNOWN, FakeProber, FakeResolver, WatchedJobs
 
 pytestmark = pytest.mark.pipeline
 
@@ -63,9 +62,10 @@ async def test_network_chunks_in_flight_exceed_the_worker_concurrency(tmp_path: 
     )
     bus = MemoryBus()
     bus.set_bound("work", concurrency)
+    jobs = WatchedJobs()
     deps = await build_deps(
         settings,
-        jobs=MemoryJobRepository(),
+        jobs=jobs,
         storage=MemoryStorage(),
         bus=bus,
         resolver=FakeResolver(),
@@ -79,9 +79,7 @@ async def test_network_chunks_in_flight_exceed_the_worker_concurrency(tmp_path: 
         job_id = await submit_file(deps.jobs, deps.storage, deps.bus, src, checks=Check.SMTP)
         # (a hang guard: with `concurrency` chunks in flight the probes are never released)
         await asyncio.wait_for(prober._release.wait(), 30)
-        while not (job := await deps.jobs.get(job_id)).status.is_final:
-            await asyncio.sleep(0.01)
-        assert job.status is JobStatus.COMPLETED
+        assert await jobs.final(job_id) is JobStatus.COMPLETED
         assert prober.peak >= wanted > concurrency
     finally:
         await pipeline.stop()

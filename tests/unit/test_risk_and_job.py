@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from mailvet.domain.address import check_syntax
 from mailvet.domain.job import IllegalTransition, JobStatus, check_transition
-from mailvet.domain.risk import domain_risk, is_role, suggest_domain
 from mailvet.domain.offline import offline_verdict, syntax_verdicts
+from mailvet.domain.risk import domain_risk, is_role, suggest_domain
 
 pytestmark = pytest.mark.unit
 
@@ -49,7 +51,7 @@ def test_offline_verdict_fills_flags_and_suggestion() -> None:
 def test_job_state_machine() -> None:
     path = [JobStatus.PENDING_START, JobStatus.FILE_ACCEPTED, JobStatus.FILE_QUEUED,
             JobStatus.IN_PROGRESS, JobStatus.COMPLETED]
-    for current, new in zip(path, path[1:]):
+    for current, new in pairwise(path):
         check_transition(current, new)
     with pytest.raises(IllegalTransition):
         check_transition(JobStatus.PENDING_START, JobStatus.COMPLETED)

@@ -310,6 +310,8 @@ def test_nothing_else_in_src_reads_the_environment() -> None:
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
+            if not isinstance(node, ast.expr):
+                continue
             named = (
                 node.attr
                 if isinstance(node, ast.Attribute)

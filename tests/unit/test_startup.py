@@ -126,7 +126,7 @@ def test_status_of_a_fresh_data_dir_migrates_it_and_says_no_such_job(tmp_path: P
 
 
 def test_the_spelt_out_head_is_alembics_head() -> None:
-    assert migrate.HEAD == migrate.head()
+    assert migrate.head() == migrate.HEAD
 
 
 def test_sqlite_is_current_only_at_head(tmp_path: Path) -> None:

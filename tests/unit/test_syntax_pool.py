@@ -55,7 +55,7 @@ def test_shutdown_during_the_start_waits_for_it() -> None:
     pool.warm()
     pool.shutdown()  # joins the start, then shuts the pool down: nothing left running
     assert pool.started and made[0].ran == [warm_up]
-    assert made[0]._shutdown  # type: ignore[attr-defined]
+    assert made[0]._shutdown
 
 
 def test_warm_up_loads_what_a_first_chunk_needs() -> None:

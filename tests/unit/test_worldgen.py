@@ -8,12 +8,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from dnslib import QTYPE, RCODE, DNSRecord
 
 from bench.worldgen import (
     DELIVERABLE,
-    FastDns,
     LIVE,
     MAX_BATCH,
     NOT_FOUND,
@@ -21,6 +19,7 @@ from bench.worldgen import (
     REFUSED,
     TIMEOUT,
     DomainSpec,
+    FastDns,
     Kind,
     ServerSpec,
     WorldPlan,

@@ -8,7 +8,7 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import openpyxl
 import pytest
@@ -33,6 +33,14 @@ from mailvet.tabular import (
 EXTRA_HEADER = ["status", "note"]
 
 
+class DetectOptions(TypedDict, total=False):
+    """What the tests pass on to detect_layout by name."""
+
+    email_column: str | None
+    filename: str | None
+    sheet: str | None
+
+
 def extras_for(emails: Sequence[str]) -> list[list[str]]:
     return [["ok" if "@" in e else "bad", f"n{i}"] for i, e in enumerate(emails)]
 
@@ -42,7 +50,7 @@ def run(
     data: bytes,
     name: str = "in.csv",
     out_kind: str | None = None,
-    **kw: str,
+    **kw: Unpack[DetectOptions],
 ) -> tuple[FileLayout, list[str], Path]:
     """detect → iter/count (must agree) → write_result; returns (layout, emails, out path)."""
     src = tmp_path / name
@@ -253,7 +261,7 @@ def read_xlsx(path: Path) -> list[tuple[object, ...]]:
         wb.close()
 
 
-def bad(tmp_path: Path, data: bytes, name: str = "in.csv", **kw: str) -> str:
+def bad(tmp_path: Path, data: bytes, name: str = "in.csv", **kw: Unpack[DetectOptions]) -> str:
     src = tmp_path / name
     src.write_bytes(data)
     with pytest.raises(InputError) as info:

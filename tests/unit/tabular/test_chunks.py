@@ -8,6 +8,7 @@ import contextlib
 import csv
 import io
 import random
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,8 @@ def test_txt_chunks_header_blank_lines_and_no_final_newline(tmp_path: Path) -> N
     chunks = list(iter_text_chunks(src, layout, 2))
     assert chunks == [('a@x.com\n  \x0c \r\n "b"@x.com \r', 2), ("c@x.com", 1)]
     assert chunk_emails(chunks[0][0], layout) == ["a@x.com", '"b"@x.com']
-    assert render_chunk(chunks[0][0], layout, [["ok", "a,b"], ["x", None]]) == (
+    cells: list[list[str | None]] = [["ok", "a,b"], ["x", None]]  # None is written as ""
+    assert render_chunk(chunks[0][0], layout, cells) == (  # type: ignore[arg-type]
         'a@x.com,ok,"a,b"\r\n"""b""@x.com",x,\r\n'
     )
     check_chunked(src, layout, ["s", "t"], [["ok", "a,b"], ["x", None], ["y", "z"]])
@@ -384,6 +386,7 @@ def test_text_chunks_are_lazy_and_close_their_file(tmp_path: Path) -> None:
     layout = detect_layout(src)
     chunks = iter_text_chunks(src, layout, 10)
     assert next(chunks) == ("".join(f"u{i}@x.com\n" for i in range(10)), 10)
+    assert isinstance(chunks, Generator)
     chunks.close()  # ResourceWarning would fail the run (filterwarnings=error)
     del chunks
     assert [rows for _, rows in iter_text_chunks(src, layout, 30)] == [30, 30, 30, 10]

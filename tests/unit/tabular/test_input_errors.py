@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import tracemalloc
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -99,7 +100,7 @@ def test_a_file_without_line_breaks_is_refused_without_reading_it_whole(tmp_path
         " (MAILVET_MAX_CELL_BYTES)"
     )
     layout = FileLayout(kind="csv", header=["email", "x"])
-    readers = {
+    readers: dict[str, Callable[[], object]] = {
         "detect": lambda: detect_layout(src),
         "count": lambda: count_rows(src, layout),
         "emails": lambda: list(iter_emails(src, layout)),

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -124,4 +124,5 @@ def test_iter_emails_is_lazy_and_closes_its_file(tmp_path: Path) -> None:
     layout = detect_layout(src)
     it = iter_emails(src, layout)
     assert next(it) == "a@example.com"
+    assert isinstance(it, Generator)
     it.close()  # ResourceWarning would fail the run (filterwarnings=error)

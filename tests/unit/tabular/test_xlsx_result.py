@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Unpack
 
 import openpyxl
 import pytest
 from openpyxl.styles import Font
 
 from mailvet.tabular import detect_layout, iter_emails, write_result
-from tests.unit.tabular.support import EXTRA_HEADER, extras_for, read_xlsx
+from tests.unit.tabular.support import EXTRA_HEADER, DetectOptions, extras_for, read_xlsx
 from tests.unit.tabular.xlsx_parts import (
     STYLES,
     members,
@@ -30,7 +31,7 @@ NEW_CELL = re.compile(
 DIMENSION = re.compile(rb"<dimension [^>]*>")
 
 
-def result_of(src: Path, tmp_path: Path, **kw: str) -> Path:
+def result_of(src: Path, tmp_path: Path, **kw: Unpack[DetectOptions]) -> Path:
     layout = detect_layout(src, **kw)
     emails = list(iter_emails(src, layout))
     out = tmp_path / "out.xlsx"
@@ -159,10 +160,10 @@ def test_new_cells_are_text_even_when_they_look_like_formulas(tmp_path: Path) ->
 
 def test_a_prefixed_main_namespace(tmp_path: Path) -> None:
     sheet = (
-        '<?xml version="1.0"?><x:worksheet xmlns:x="http://schemas.openxmlformats.org/'
-        'spreadsheetml/2006/main"><x:sheetData><x:row r="1"><x:c r="A1" t="inlineStr">'
-        "<x:is><x:t>a@example.com</x:t></x:is></x:c></x:row></x:sheetData></x:worksheet>"
-    ).encode()
+        b'<?xml version="1.0"?><x:worksheet xmlns:x="http://schemas.openxmlformats.org/'
+        b'spreadsheetml/2006/main"><x:sheetData><x:row r="1"><x:c r="A1" t="inlineStr">'
+        b"<x:is><x:t>a@example.com</x:t></x:is></x:c></x:row></x:sheetData></x:worksheet>"
+    )
     src = tmp_path / "in.xlsx"
     write_parts(src, {"S": sheet})
     out = result_of(src, tmp_path)
