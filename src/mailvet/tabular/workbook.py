@@ -462,10 +462,11 @@ class SheetReader:
     used by the result writer, which needs the same rows with the byte offsets of their
     cells.  After each piece fed, take() gives the rows completed so far."""
 
-    def __init__(self, book: Workbook, resolve_strings: bool = True) -> None:
+    def __init__(self, book: Workbook, shape_only: bool = False) -> None:
         self.book = book
-        # False: a shared-string cell's value is "" (a row's shape without the strings)
-        self.resolve_strings = resolve_strings
+        # True: a cell's value is "" if it holds one, else None (which cells hold values,
+        # all the result writer needs: no shared string, number or date is decoded)
+        self.shape_only = shape_only
         self.limit = book.limits.max_cell_bytes
         self.done: list[list[Any]] = []
         self.row_number = 0  # 1-based number of the row being read (or last read)
@@ -574,7 +575,7 @@ class SheetReader:
         text = "".join(self.pieces)
         if self.kind == "inlineStr":
             value: Any = text if self.pieces else None
-        elif self.kind == "s" and not self.resolve_strings:
+        elif self.shape_only:
             value = "" if text else None
         else:
             value = self.book.value(self.kind, text, self.style)
