@@ -236,8 +236,9 @@ CASES: dict[str, tuple[str, Callable[[Path, float], None]]] = {
 }
 
 
-def measure(path: Path, folder: Path) -> tuple[int, float, int, str]:
-    """(exit code, wall seconds, peak RSS in bytes, the error line) of validate."""
+def measure(path: Path, folder: Path) -> tuple[int, float, float, int, str]:
+    """(exit code, wall seconds, CPU seconds, peak RSS in bytes, the error line) of validate
+    (CPU: user + system time of that process, as wait4 reports it)."""
     env = dict(os.environ, MAILVET_DATA_DIR=str(folder / "data"), MAILVET_LOG_LEVEL="error")
     out = folder / "result.out"
     cmd = [sys.executable, "-m", "mailvet", "validate", str(path), "-o", str(out)]
@@ -251,7 +252,8 @@ def measure(path: Path, folder: Path) -> tuple[int, float, int, str]:
     code = os.waitstatus_to_exitcode(status)
     lines = err_path.read_text(errors="replace").replace("\r", "\n").splitlines()
     said = [line for line in lines if line.startswith("mailvet:")] or lines[-1:]
-    return code, seconds, usage.ru_maxrss * 1024, (said[0] if said else "")[:200]
+    cpu = usage.ru_utime + usage.ru_stime
+    return code, seconds, cpu, usage.ru_maxrss * 1024, (said[0] if said else "")[:200]
 
 
 def main() -> None:
@@ -269,10 +271,11 @@ def main() -> None:
             started = time.perf_counter()
             build(path, args.scale)
             built = time.perf_counter() - started
-            code, seconds, rss, line = measure(path, folder)
+            code, seconds, cpu, rss, line = measure(path, folder)
             print(
                 f"{name}: {path.stat().st_size / 1e6:.1f} MB file (built in {built:.0f} s):"
-                f" exit {code}, {seconds:.1f} s, peak RSS {rss / 2**20:.0f} MiB; {line}",
+                f" exit {code}, {seconds:.1f} s ({cpu:.1f} CPU-s), peak RSS {rss / 2**20:.0f} MiB;"
+                f" {line}",
                 flush=True,
             )
 
