@@ -157,7 +157,7 @@ class Cluster:
     def job(self, job_id: str) -> dict[str, object]:
         """The job's row, read straight from the database (tolerates a database restart)."""
         dsn = self.database_url.replace("postgresql+psycopg://", "postgresql://")
-        for attempt in range(300):
+        for _ in range(300):
             try:
                 if self._db is None or self._db.closed:
                     self._db = psycopg.connect(dsn, autocommit=True)

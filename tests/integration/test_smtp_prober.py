@@ -150,7 +150,7 @@ async def test_garbage_greeting_is_not_a_mailbox_verdict(rude_world: MailWorld) 
     ("address", "public"),
     [
         ("127.0.0.1", False), ("10.1.2.3", False), ("172.16.0.9", False), ("192.168.1.1", False),
-        ("169.254.169.254", False), ("100.64.0.1", False), ("0.0.0.0", False),
+        ("169.254.169.254", False), ("100.64.0.1", False), ("0.0.0.0", False),  # noqa: S104 - data
         ("224.0.0.251", False), ("240.0.0.1", False), ("255.255.255.255", False),
         ("::1", False), ("::", False), ("fe80::1", False), ("fc00::1", False), ("ff02::1", False),
         ("::ffff:127.0.0.1", False), ("::ffff:10.0.0.1", False), ("not-an-ip", False),

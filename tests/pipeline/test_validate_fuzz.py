@@ -15,6 +15,7 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -107,9 +108,9 @@ class Runner:
 
 
 @pytest.fixture(scope="module")
-def runner(tmp_path_factory: pytest.TempPathFactory) -> Runner:
+def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
     runner = Runner(tmp_path_factory.mktemp("fuzz"))
-    yield runner  # type: ignore[misc]
+    yield runner
     runner.close()
 
 
@@ -148,7 +149,8 @@ def csv_lists(draw: st.DrawFn) -> tuple[bytes, list[str], str, str]:
         records.append(text.getvalue()[:-2] + term)
         if draw(st.integers(0, 20)) == 0:
             records.append(term)  # a blank record stays where it is
-    if records and draw(st.booleans()):
+    cut_end = draw(st.booleans())
+    if records and cut_end:
         records[-1] = records[-1][: -len(term)] or records[-1]  # no terminator at the end
     return "".join(records).encode(), records, delimiter, term
 
@@ -297,7 +299,7 @@ _XLSX_TEXT = st.text(
 def xlsx_rows(draw: st.DrawFn) -> list[list[object]]:
     header: list[object] = ["email", "n"]
     cell = st.one_of(_XLSX_TEXT, st.integers(-1000, 1000), st.none())
-    rows = draw(
+    rows: list[tuple[object, object]] = draw(
         st.lists(
             st.tuples(_ADDRESS.filter(lambda a: "\n" not in a and "\t" not in a), cell),
             min_size=1,
@@ -308,7 +310,7 @@ def xlsx_rows(draw: st.DrawFn) -> list[list[object]]:
 
 
 def test_xlsx_lists(runner: Runner, tmp_path: Path) -> None:
-    from openpyxl import Workbook, load_workbook  # type: ignore[import-untyped]
+    from openpyxl import Workbook, load_workbook
 
     before = runner.completed
 
