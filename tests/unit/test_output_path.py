@@ -178,3 +178,10 @@ def test_check_output_accepts_nothing_or_a_regular_file(tmp_path: Path) -> None:
     check_output(tmp_path / "new.csv")
     (tmp_path / "old.csv").write_text("x")
     check_output(tmp_path / "old.csv")
+
+
+def test_a_name_too_long_for_the_file_system_is_one_clear_line(tmp_path: Path) -> None:
+    code, output = _validate(tmp_path, str(tmp_path / ("r" * 300 + ".csv")))
+    assert code == 2
+    _one_error(output, "cannot write", "File name too long")
+    assert _leftovers(tmp_path) == []
