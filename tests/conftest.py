@@ -70,3 +70,26 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     writer.writerows(rows)
     path.write_text(buffer.getvalue(), encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def json_logs() -> Iterator[None]:
+    """JSON lines at info on stderr, as `mailvet run` writes them (mailvet.logs); the root
+    logger's level, handlers and structlog's configuration restored afterwards."""
+    import logging
+
+    import structlog
+
+    from mailvet.logs import RootHandler, configure_logging
+
+    root = logging.getLogger()
+    level, config = root.level, structlog.get_config()
+    configure_logging("info", json=True)
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            if isinstance(handler, RootHandler):
+                root.removeHandler(handler)
+        root.setLevel(level)
+        structlog.configure(**config)

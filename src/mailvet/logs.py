@@ -77,14 +77,61 @@ def _renderer(json: bool) -> structlog.typing.Processor:
     )
 
 
+class LibraryChatter(logging.Filter):
+    """Demote aio-pika's and aiormq's account of a lost connection to debug: the bus logs
+    one line of its own instead (mailvet.adapters.bus.rabbit). Kept as they are: their other
+    errors and the broker's flow-control notices; other loggers' records are not touched.
+
+    A filter of a handler (RootHandler has one): it sees the records of every aio_pika.* and
+    aiormq.* logger, those created after it too. The handler has checked the record's level
+    before its filters run, so a record demoted below `floor` (the handler's level) is
+    dropped here."""
+
+    LIBRARIES = ("aio_pika", "aiormq")
+
+    def __init__(self, floor: int = logging.NOTSET) -> None:
+        super().__init__()
+        self.floor = floor
+
+    KEEP = ("was blocked by", "was unblocked")
+    # errors that only tell the connection went away (the broker closed it, a reconnection
+    # attempt failed, a channel's close handler found no connection any more)
+    GONE = (
+        'Unexpected connection close from remote "%s", '
+        "Connection.Close(reply_code=%r, reply_text=%r)",
+        "error when creating transport: %r",
+    )
+    CALLBACK_ERROR = "Callback %r error: %s: %s"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.split(".", 1)[0] not in self.LIBRARIES:
+            return True
+        message = str(record.msg)
+        if record.levelno >= logging.ERROR:
+            if message not in self.GONE and not self._closing_callback(message, record.args):
+                return True
+        elif any(keep in message for keep in self.KEEP):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.DEBUG >= self.floor
+
+    def _closing_callback(self, message: str, args: object) -> bool:
+        if message != self.CALLBACK_ERROR or not isinstance(args, tuple) or len(args) != 3:
+            return False
+        callback, _, error = args
+        return "RobustChannel._on_close" in repr(callback) or str(error).endswith("closed")
+
+
 class RootHandler(logging.Handler):
     """The root logger's handler: standard-library records rendered like structlog's own
     lines (level, logger name, ISO timestamp, the traceback inside the line) on whatever
-    sys.stderr is now. structlog is imported at the first record, not before."""
+    sys.stderr is now, aio-pika's and aiormq's reconnection chatter demoted (LibraryChatter).
+    structlog is imported at the first record, not before."""
 
     def __init__(self, level: int, json: bool) -> None:
         super().__init__(level)
         self.json = json
+        self.addFilter(LibraryChatter(floor=level))
 
     def format(self, record: logging.LogRecord) -> str:
         if self.formatter is None:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import shutil
 import socket
 import subprocess
 import typing
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,12 +23,10 @@ import aiormq
 import msgspec
 import msgspec.inspect as mi
 import pytest
-import structlog
 from structlog.testing import capture_logs
 
 from mailvet.adapters.bus.rabbit import RabbitBus
 from mailvet.domain.messages import AnyMessage, JobSubmitted, Message
-from mailvet.logs import RootHandler, configure_logging
 
 pytestmark = pytest.mark.integration
 
@@ -604,21 +601,6 @@ class CutProxy:
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
-
-@pytest.fixture
-def json_logs() -> Iterator[None]:
-    """JSON lines at info on stderr, as `mailvet run` writes them; restored afterwards."""
-    root = logging.getLogger()
-    level, config = root.level, structlog.get_config()
-    configure_logging("info", json=True)
-    try:
-        yield
-    finally:
-        for handler in list(root.handlers):
-            if isinstance(handler, RootHandler):
-                root.removeHandler(handler)
-        root.setLevel(level)
-        structlog.configure(**config)
 
 
 async def test_a_lost_broker_is_one_warning_and_work_resumes_at_once(

@@ -4,30 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from mailvet import serve as serve_module
 from mailvet.logs import RootHandler, configure_logging
 from tests.service.test_health import _free_port, make_deps
-
-
-@pytest.fixture
-def json_logs() -> Iterator[None]:
-    root = logging.getLogger()
-    level, config = root.level, structlog.get_config()
-    configure_logging("info", json=True)
-    try:
-        yield
-    finally:
-        for handler in list(root.handlers):
-            if isinstance(handler, RootHandler):
-                root.removeHandler(handler)
-        root.setLevel(level)
-        structlog.configure(**config)
 
 
 def _lines(text: str) -> list[dict[str, object]]:

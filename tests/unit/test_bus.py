@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -314,11 +316,24 @@ def test_library_chatter_of_a_reconnection_is_debug(
     assert record.levelname == logging.getLevelName(kept_level)
 
 
-def test_every_library_logger_gets_the_filter() -> None:
+def test_the_chatter_of_library_loggers_made_later_is_demoted_too(
+    json_logs: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The filter is on the handler, so loggers created after the bus (or after logging was
+    configured) are covered; another handler gets it from quiet_library_chatter()."""
     from mailvet.adapters.bus.rabbit import LibraryChatter, RabbitBus
 
-    RabbitBus("amqp://guest:guest@127.0.0.1:1/")  # no connection yet
-    RabbitBus("amqp://guest:guest@127.0.0.1:1/")
-    for name in ("aio_pika.robust_connection", "aio_pika.tools", "aiormq.connection"):
-        filters = [f for f in logging.getLogger(name).filters if isinstance(f, LibraryChatter)]
-        assert len(filters) == 1, name
+    other = logging.StreamHandler()
+    logging.getLogger().addHandler(other)
+    try:
+        RabbitBus("amqp://guest:guest@127.0.0.1:1/")  # no connection yet
+        RabbitBus("amqp://guest:guest@127.0.0.1:1/")
+        assert [type(f) for f in other.filters] == [LibraryChatter]  # once
+        later = logging.getLogger(f"aiormq.made_later_{uuid.uuid4().hex}")
+        later.error("error when creating transport: %r", ConnectionRefusedError())
+        later.error("Consumer callback failed")  # a real error: kept
+        logging.getLogger(f"aio_pika.later_{uuid.uuid4().hex}").info("Connection made")
+    finally:
+        logging.getLogger().removeHandler(other)
+    lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
+    assert [(x["level"], x["event"]) for x in lines] == [("error", "Consumer callback failed")]

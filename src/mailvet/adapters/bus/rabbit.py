@@ -54,6 +54,7 @@ from pamqp import commands as spec
 from mailvet import metrics
 from mailvet.domain.messages import AnyMessage, Message
 from mailvet.domain.ports import GiveUp, Handler
+from mailvet.logs import LibraryChatter
 
 _log = structlog.get_logger(__name__)
 
@@ -65,47 +66,14 @@ _T = TypeVar("_T")
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
-class LibraryChatter(logging.Filter):
-    """Demote aio-pika's and aiormq's account of a lost connection to debug: the bus logs
-    one line of its own instead. Kept as they are: their other errors and the broker's
-    flow-control notices."""
-
-    KEEP = ("was blocked by", "was unblocked")
-    # errors that only tell the connection went away (the broker closed it, a reconnection
-    # attempt failed, a channel's close handler found no connection any more)
-    GONE = (
-        'Unexpected connection close from remote "%s", '
-        "Connection.Close(reply_code=%r, reply_text=%r)",
-        "error when creating transport: %r",
-    )
-    CALLBACK_ERROR = "Callback %r error: %s: %s"
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = str(record.msg)
-        if record.levelno >= logging.ERROR:
-            if message not in self.GONE and not self._closing_callback(message, record.args):
-                return True
-        elif any(keep in message for keep in self.KEEP):
-            return True
-        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        return True
-
-    def _closing_callback(self, message: str, args: object) -> bool:
-        if message != self.CALLBACK_ERROR or not isinstance(args, tuple) or len(args) != 3:
-            return False
-        callback, _, error = args
-        return "RobustChannel._on_close" in repr(callback) or str(error).endswith("closed")
-
-
 def quiet_library_chatter() -> None:
-    """Put LibraryChatter on every aio-pika and aiormq logger (idempotent). A logger's filter
-    sees only the records made on it, hence one on each module's logger."""
-    for name in list(logging.root.manager.loggerDict):
-        if name.split(".", 1)[0] not in ("aio_pika", "aiormq"):
-            continue
-        library_logger = logging.getLogger(name)
-        if not any(isinstance(f, LibraryChatter) for f in library_logger.filters):
-            library_logger.addFilter(LibraryChatter())
+    """Put LibraryChatter on every handler of the root logger (idempotent). On the handler,
+    not on the libraries' loggers: a handler sees the records of every aio_pika.* and
+    aiormq.* logger, those created later included. mailvet's own RootHandler has it from
+    the start (mailvet.logs)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, LibraryChatter) for f in handler.filters):
+            handler.addFilter(LibraryChatter(floor=handler.level))
 
 
 @dataclass(eq=False)
