@@ -112,4 +112,8 @@ def test_a_broker_cut_mid_job_is_one_warning_per_role_and_work_resumes_at_once(
     assert {role: [e for e in events if e != "s3_retry"] for role, events in loud.items()} == {
         role: ["bus_connection_lost"] for role in roles
     }
-    assert max(back.values()) < 5.0  # generous: the roles try every 0.3 s (they waited 5 s)
+    # generous (bench/broker_cut_bench.py measures it): the roles try every 0.3 s; a worker
+    # whose handlers asked the channels while the connection was closing was back only after
+    # 60-120 s (the publish retry's deadline)
+    assert max(back.values()) < 5.0
+    assert progressed < 5.0

@@ -136,6 +136,9 @@ class RabbitBus:
         self._lost_at: float | None = None  # when the connection was lost, until restored
         self._detached: set[asyncio.Future[None]] = set()  # handlers a lost channel left
         self._stopping = False
+        self._lost_event = asyncio.Event()  # set while the connection is lost
+        self._back_event = asyncio.Event()  # set while it is not
+        self._back_event.set()
         quiet_library_chatter()
 
     # --- naming and declarations ---------------------------------------------------------
@@ -238,6 +241,8 @@ class RabbitBus:
         if self._stopped or self._lost_at is not None or getattr(connection, "close_called", False):
             return
         self._lost_at = asyncio.get_running_loop().time()
+        self._back_event.clear()
+        self._lost_event.set()
         self._log.warning(
             "bus_connection_lost",
             prefix=self._prefix,
@@ -272,9 +277,22 @@ class RabbitBus:
                 )
                 try:
                     async with asyncio.timeout(max(0.0, deadline - loop.time())):
-                        await self._ready()
+                        await self._back_again()
                 except TimeoutError:
                     raise exc from None
+
+    async def _back_again(self) -> None:
+        """After a disconnected error: wait for aio-pika to report the loss (a channel can
+        fail before the connection's close is reported), then for its reconnection, and only
+        then ask the channels (asking them while the connection is still closing kept the
+        close, and so the reconnection, waiting for as long as the asker waited)."""
+        if self._lost_at is None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(self._reconnect_interval, 0.5)):
+                    await self._lost_event.wait()
+        if self._lost_at is not None:
+            await self._back_event.wait()
+        await self._ready()
 
     async def _ready(self) -> None:
         """Wait until the connection, the bus channel and FastStream's publishing channel
@@ -291,6 +309,8 @@ class RabbitBus:
         self._declared.clear()
         self._topology_ready = False
         lost_at, self._lost_at = self._lost_at, None
+        self._lost_event.clear()
+        self._back_event.set()
         down = 0.0 if lost_at is None else asyncio.get_running_loop().time() - lost_at
         metrics.bus_reconnected()
         self._log.info("bus_reconnected", prefix=self._prefix, down_seconds=round(down, 3))
