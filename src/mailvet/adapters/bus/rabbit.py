@@ -23,7 +23,12 @@ and one info line, `bus_reconnected`, when aio-pika has reconnected (it tries ev
 answering again). aio-pika's and aiormq's own account of it (a dozen lines, tracebacks,
 "Callback ... error" at error level) is demoted to debug, and handlers that the lost channel
 interrupted run on to their end (what they publish goes out once the connection is back;
-their messages are redelivered, and meet idempotent handlers), and are not errors.
+their messages are redelivered, and meet idempotent handlers), and are not errors. A
+publish, pull or transfer that meets the lost connection waits for `bus_reconnected` before
+it touches a channel again (touching them while the connection was still closing held the
+reconnection back for as long as the caller waited). Six roles through a cut proxy
+(bench/broker_cut_bench.py): back 0.28-0.38 s (median) after the broker answers, the job
+moving again after 0.45 s.
 
 Message bodies are never logged: they hold email addresses.
 """
