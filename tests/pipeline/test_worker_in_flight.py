@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from mailvet import metrics
 from mailvet.adapters.bus.memory import MemoryBus
 from mailvet.adapters.storage.memory import MemoryStorage
 from mailvet.bootstrap import build_deps
 from mailvet.domain.job import JobStatus
 from mailvet.domain.ports import MailRoute, ProbeResult
 from mailvet.domain.verdict import Check
+from mailvet.pipeline import queues
 from mailvet.pipeline.engine import ROUTE_LOOKUPS, Engine
 from mailvet.pipeline.runner import Pipeline
 from mailvet.pipeline.submit import submit_file
-from mailvet.pipeline.worker import GC_THRESHOLDS, NETWORK_FACTOR, Worker
+from mailvet.pipeline.worker import GC_THRESHOLDS, NETWORK_FACTOR, POOL_MIN_ROWS, Worker
 from mailvet.settings import load_settings
 from tests.fakes import ACCEPT, UNKNOWN, FakeProber, FakeResolver, WatchedJobs
 
@@ -116,3 +120,83 @@ async def test_routes_are_looked_up_a_bounded_number_at_a_time() -> None:
     verdicts = await engine.check_many([f"a@d{n}.com" for n in range(3 * ROUTE_LOOKUPS)], Check.DNS)
     assert len(resolver.asked) == len(verdicts) == 3 * ROUTE_LOOKUPS
     assert resolver.peak == ROUTE_LOOKUPS
+
+
+class HeldPool(Executor):
+    """A syntax pool that holds every chunk until released (then runs it here)."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = []
+        self.holding = True
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        if self.holding:
+            self.held.append((future, fn, args))
+        else:
+            future.set_result(fn(*args))
+        return future
+
+    def release(self) -> None:
+        """Run the held chunks and every later one at once."""
+        self.holding = False
+        held, self.held = self.held, []
+        for future, fn, args in held:
+            future.set_result(fn(*args))
+
+
+class ChunksHeld(metrics.PrometheusRecorder):
+    """Records the most chunks the worker's handlers held at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0
+        self.peak = 0
+
+    def chunks_in_flight(self, delta: int) -> None:
+        self.now += delta
+        self.peak = max(self.peak, self.now)
+
+
+async def test_syntax_chunks_are_taken_off_the_bus_no_faster_than_cpu_slots_free_up(
+    tmp_path: Path,
+) -> None:
+    concurrency, backlog, chunks = 2, 4, 30
+    settings = load_settings(
+        {
+            "MAILVET_SYNTAX_CHUNK_SIZE": str(POOL_MIN_ROWS),
+            "MAILVET_WORKER_CONCURRENCY": str(concurrency),
+            "MAILVET_DISPATCH_BACKLOG": str(backlog),
+        }
+    )
+    pool = HeldPool()
+    bus = MemoryBus()
+    jobs = WatchedJobs()
+    deps = await build_deps(settings, jobs=jobs, storage=MemoryStorage(), bus=bus, syntax_pool=pool)
+    src = tmp_path / "list.csv"
+    src.write_text(
+        "email\n" + "".join(f"u{i}@d{i % 7}.com\n" for i in range(chunks * POOL_MIN_ROWS))
+    )
+    recorder = ChunksHeld()
+    previous = metrics.use(recorder)
+    pipeline = Pipeline(deps)
+    await pipeline.start()
+    try:
+        job_id = await submit_file(deps.jobs, deps.storage, deps.bus, src, checks=Check.SYNTAX)
+        # the orchestrator has filled the work queues: every chunk the worker takes is held
+        async with asyncio.timeout(30):
+            while not (len(pool.held) >= concurrency and await _waiting(bus) >= backlog):  # noqa: ASYNC110
+                await asyncio.sleep(0.005)  # queue depths have no event
+        assert recorder.peak <= concurrency  # it was concurrency x NETWORK_FACTOR
+        pool.release()
+        assert await jobs.final(job_id) is JobStatus.COMPLETED
+        assert recorder.peak <= concurrency
+    finally:
+        metrics.use(previous)
+        await pipeline.stop()
+        await deps.close()
+
+
+async def _waiting(bus: MemoryBus) -> int:
+    depths = await bus.queue_depths()
+    return depths.get(queues.WORK, 0) + depths.get(queues.WORK_CPU, 0)

@@ -6,6 +6,11 @@ the shared work queue, and only while that queue holds fewer than `backlog` chun
 of waiting behind the big one. It learns about jobs from ChunksOpened messages and, after a
 restart, from the job repository; a job leaves the round once its publisher is done and its
 queue is empty.
+
+A syntax-only job's chunks go to queues.WORK_CPU, the others' to queues.WORK (each queue
+holds at most `backlog`): a job whose queue is full is passed over for this round, so CPU
+chunks waiting for the workers' slots never hold back network chunks, and the next round
+starts with the job served longest ago.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import structlog
 from mailvet.domain.job import JobStatus
 from mailvet.domain.messages import ChunksOpened, Message
 from mailvet.domain.ports import JobNotFound, JobRepository, MessageBus
+from mailvet.domain.verdict import Check
 from mailvet.pipeline import queues
 
 log = structlog.get_logger(__name__)
@@ -33,6 +39,7 @@ class Orchestrator:
         self._jobs = jobs
         self._backlog = backlog
         self._active: dict[str, float] = {}  # job id -> when its status may be looked at again
+        self._routes: dict[str, str] = {}  # job id -> the work queue its chunks go to
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -73,19 +80,37 @@ class Orchestrator:
                 await asyncio.sleep(IDLE_POLL_SECONDS)
 
     async def round(self) -> int:
-        """Move at most one chunk of every active job to the work queue."""
+        """Move at most one chunk of every active job to its work queue."""
         moved = 0
+        full: set[str] = set()  # work queues seen full in this round
         for job_id in list(self._active):
-            # the workers are busy: fairness holds; a queue's depth has no event to wait on
-            while await self._bus.depth(queues.WORK) >= self._backlog:  # noqa: ASYNC110
-                await asyncio.sleep(IDLE_POLL_SECONDS)
-            if await self._bus.transfer(queues.rows_queue(job_id), queues.WORK) is not None:
+            work = await self._route(job_id)
+            # the workers are busy with this kind of chunk: the job waits for the next round
+            # (a queue's depth has no event to wait on; _run polls)
+            if work in full or await self._bus.depth(work) >= self._backlog:
+                full.add(work)
+                continue
+            if await self._bus.transfer(queues.rows_queue(job_id), work) is not None:
                 moved += 1
+                self._active[job_id] = self._active.pop(job_id)  # served: to the end of the round
             elif await self._finished(job_id):
                 del self._active[job_id]
+                self._routes.pop(job_id, None)
                 await self._bus.delete_queue(queues.rows_queue(job_id))
                 log.info("job_dispatched", job_id=job_id)
         return moved
+
+    async def _route(self, job_id: str) -> str:
+        """The work queue of the job's chunks: WORK_CPU for a syntax-only job."""
+        route = self._routes.get(job_id)
+        if route is None:
+            try:
+                checks = (await self._jobs.get(job_id)).file.checks
+            except JobNotFound:
+                checks = Check.SMTP  # it is gone: its queue drains to the usual place
+            route = queues.WORK_CPU if checks is Check.SYNTAX else queues.WORK
+            self._routes[job_id] = route
+        return route
 
     async def _finished(self, job_id: str) -> bool:
         """An empty row queue ends the job's turn once its publisher is done (or it failed)."""

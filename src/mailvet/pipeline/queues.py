@@ -5,7 +5,10 @@ from __future__ import annotations
 INTAKE = "intake"
 PUBLISHER = "publisher"
 ORCHESTRATOR = "orchestrator"
-WORK = "work"
+WORK = "work"  # network chunks (DNS, SMTP): many in progress per worker
+# syntax-only chunks: taken off the bus only as fast as the workers' CPU slots free up, so a
+# 1M-row file does not sit in a worker's memory waiting for a slot
+WORK_CPU = "work_cpu"
 RESULTS = "results"
 
 

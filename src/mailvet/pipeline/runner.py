@@ -34,7 +34,14 @@ def describe_flows(bus: MessageBus) -> None:
     async def nothing(message: Message) -> None:
         return None
 
-    names = (queues.INTAKE, queues.PUBLISHER, queues.ORCHESTRATOR, queues.WORK, queues.RESULTS)
+    names = (
+        queues.INTAKE,
+        queues.PUBLISHER,
+        queues.ORCHESTRATOR,
+        queues.WORK,
+        queues.WORK_CPU,
+        queues.RESULTS,
+    )
     for queue in (*names, queues.rows_queue("{job_id}")):  # one row queue per job
         bus.subscribe(queue, nothing)
 
@@ -90,6 +97,10 @@ class Pipeline:
                 journal=deps.jobs if isinstance(deps.jobs, VerdictJournal) else None,
             )
             bus.subscribe(queues.WORK, cast(Handler, worker.handle), concurrency=worker.in_flight)
+            # syntax chunks: no more taken than there are CPU slots to run them
+            bus.subscribe(
+                queues.WORK_CPU, cast(Handler, worker.handle), concurrency=worker.cpu_slots
+            )
         if "resultgen" in self.roles:
             self._resultgen = ResultGenerator(jobs, storage, scratch=scratch)
             bus.subscribe(queues.RESULTS, self._resultgen.handle, concurrency=4)

@@ -7,7 +7,9 @@ Network chunks (DNS, SMTP) mostly wait on servers, and a chunk ends only when it
 domain does (greylisting retries, tar-pit deadlines): `concurrency` x NETWORK_FACTOR of them
 are in progress at once (`in_flight`, what the bus hands this worker), so every server's
 pool is fed from most of a job instead of from the few chunks still waiting on a retry.
-CPU chunks (syntax) take one of `concurrency` slots, handed out round-robin across jobs.
+CPU chunks (syntax) take one of `concurrency` slots, handed out round-robin across jobs; they
+come on their own queue (queues.WORK_CPU), taken off the bus `cpu_slots` at a time, so the
+chunks of a big syntax-only file wait on the bus, not in this process's memory.
 
 With a verdict journal, a network chunk's verdicts are kept as they are reached
 (pipeline/verdict_log.py): a chunk delivered again after its worker was killed probes only
@@ -62,7 +64,8 @@ class Worker:
         self._log = verdict_log or (VerdictLog(journal) if journal is not None else None)
         self._bus = bus
         self._pool = pool
-        self._cpu_slots = FairSlots(concurrency)
+        self.cpu_slots = max(1, concurrency)
+        self._cpu_slots = FairSlots(self.cpu_slots)
         self.in_flight = max(1, concurrency) * NETWORK_FACTOR
         if gc.get_threshold()[0] < GC_THRESHOLDS[0]:
             gc.set_threshold(*GC_THRESHOLDS)
