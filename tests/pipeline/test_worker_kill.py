@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import pytest
 
@@ -76,15 +76,38 @@ def job_chunks() -> list[RowChunk]:
     ]
 
 
+class ProcessJournal:
+    """One worker process's access to the shared journal: once the process is killed
+    nothing it still had scheduled (a flush timer, a write task) reaches the journal."""
+
+    def __init__(self, journal: MemoryJobRepository) -> None:
+        self._journal = journal
+        self.killed = False
+        self.refused = 0  # writes attempted after the kill (a real kill runs none)
+
+    async def keep_verdicts(self, job_id: str, verdicts: Mapping[int, bytes]) -> None:
+        if self.killed:
+            self.refused += 1
+            return
+        await self._journal.keep_verdicts(job_id, verdicts)
+
+    async def kept_verdicts(self, job_id: str, first_row: int, rows: int) -> dict[int, bytes]:
+        return await self._journal.kept_verdicts(job_id, first_row, rows)
+
+    async def drop_verdicts(self, job_id: str, first_row: int, rows: int) -> None:
+        if not self.killed:
+            await self._journal.drop_verdicts(job_id, first_row, rows)
+
+
 async def worker_process(
-    world: MailWorld, jobs: MemoryJobRepository, journal: bool
+    world: MailWorld, jobs: MemoryJobRepository, journal: ProcessJournal | None
 ) -> tuple[Deps, Worker]:
     """What a new worker process has: its own engine and prober (nothing remembered)."""
     env = {**world.env(), "MAILVET_SMTP_PER_HOST_CONNECTIONS": "2"}
     deps = await build_deps(
         load_settings(env), jobs=jobs, storage=MemoryStorage(), bus=MemoryBus(), syntax_pool=None
     )
-    worker = Worker(deps.engine, deps.bus, concurrency=16, journal=jobs if journal else None)
+    worker = Worker(deps.engine, deps.bus, concurrency=16, journal=journal)
     return deps, worker
 
 
@@ -95,17 +118,20 @@ async def kill_and_redo(world: MailWorld, *, journal: bool) -> tuple[int, int, C
     total = sum(chunk.rows for chunk in chunks)
     before = {ip: len(world.smtp(ip).stats.recipients) for ip in SERVERS}
     jobs = MemoryJobRepository()
-    deps, first = await worker_process(world, jobs, journal=journal)
+    first_journal = ProcessJournal(jobs) if journal else None
+    deps, first = await worker_process(world, jobs, first_journal)
     tasks = [asyncio.ensure_future(first.handle(chunk)) for chunk in chunks]
     # kill -9 once the servers have been sent a third of the job (a hang guard only)
     await _rcpts_sent(world, before, total // 3)
+    if first_journal is not None:
+        first_journal.killed = True  # from here on the first process does nothing
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     done_first = {m.chunk_id for m in await _results(deps.bus)}
     await deps.close()
 
-    deps2, second = await worker_process(world, jobs, journal=journal)
+    deps2, second = await worker_process(world, jobs, ProcessJournal(jobs) if journal else None)
     redelivered = [chunk for chunk in chunks if chunk.chunk_id not in done_first]
     await asyncio.gather(*(second.handle(chunk) for chunk in redelivered))
     statuses: Counter[str] = Counter()

@@ -60,6 +60,7 @@ class Pipeline:
         self.resume = resume
         self._orchestrator: Orchestrator | None = None
         self._resultgen: ResultGenerator | None = None
+        self._worker: Worker | None = None
         bus, jobs, storage = deps.bus, deps.jobs, deps.storage
         bus.on_give_up = self._give_up
         engine_settings = deps.settings.engine
@@ -89,7 +90,7 @@ class Pipeline:
             self._orchestrator = Orchestrator(bus, jobs, backlog=engine_settings.dispatch_backlog)
             bus.subscribe(queues.ORCHESTRATOR, self._orchestrator.handle)
         if "worker" in self.roles:
-            worker = Worker(
+            self._worker = worker = Worker(
                 deps.engine,
                 bus,
                 pool=deps.syntax_pool,
@@ -131,5 +132,7 @@ class Pipeline:
         if self._orchestrator is not None:
             await self._orchestrator.stop()
         await self.deps.bus.stop()
+        if self._worker is not None:
+            await self._worker.close()  # the handlers are stopped: their last verdicts kept
         if self._resultgen is not None:
             await self._resultgen.stop()

@@ -4,7 +4,8 @@ published.
 
 A verdict reached and not yet written when the worker dies is lost (at most `flush_rows`
 rows or `flush_seconds` of work); a chunk that finishes before its verdicts were written
-never writes them at all (its result is stored instead).
+never writes them at all (its result is stored instead). `close()` ends the writes when the
+worker stops: its timer is cancelled and nothing is written afterwards.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class VerdictLog:
         self._written: set[ChunkKey] = set()  # chunks with rows in the journal
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def recall(self, chunk: RowChunk) -> dict[int, Verdict]:
         """The chunk's kept verdicts, by index in the chunk."""
@@ -57,6 +59,8 @@ class VerdictLog:
 
     def reached(self, chunk: RowChunk, indexes: Sequence[int], verdicts: Sequence[Verdict]) -> None:
         """Verdicts of the chunk's rows at `indexes`: written with the next batch."""
+        if self._closed:
+            return
         rows = self._pending.setdefault((chunk.job_id, chunk.chunk_id), {})
         first = chunk.first_row
         for index, verdict in zip(indexes, verdicts, strict=True):
@@ -80,16 +84,36 @@ class VerdictLog:
             self._written.discard(key)
             await self._journal.drop_verdicts(chunk.job_id, chunk.first_row, chunk.rows)
 
-    def _start_flush(self) -> None:
+    async def close(self, *, flush: bool = True) -> None:
+        """No more writes: the pending verdicts are written first (`flush`) or dropped, the
+        timer is cancelled, a write under way is awaited; later verdicts are ignored."""
+        if self._closed:
+            return
+        if flush:
+            self._start_flush()
+            while self._flushing is not None:
+                await asyncio.shield(self._flushing)
+                self._start_flush()  # what was reached while it wrote
+        self._closed = True
+        self._cancel_timer()
+        if self._flushing is not None:
+            await asyncio.shield(self._flushing)
+        self._pending.clear()
+        self._count = 0
+
+    def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._flushing is None and self._pending:
+
+    def _start_flush(self) -> None:
+        self._cancel_timer()
+        if self._flushing is None and self._pending and not self._closed:
             self._flushing = asyncio.create_task(self._flush())
 
     async def _flush(self) -> None:
         try:
-            while self._pending:
+            while self._pending and not self._closed:
                 batch, self._pending, self._count = self._pending, {}, 0
                 by_job: dict[str, dict[int, bytes]] = {}
                 for (job_id, _), rows in batch.items():
@@ -103,6 +127,6 @@ class VerdictLog:
             log.exception("verdict_journal_write_failed")  # the chunk's result still comes
         finally:
             self._flushing = None
-            if self._pending and self._timer is None:
+            if self._pending and self._timer is None and not self._closed:
                 loop = asyncio.get_running_loop()
                 self._timer = loop.call_later(self._flush_seconds, self._start_flush)

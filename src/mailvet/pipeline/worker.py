@@ -95,6 +95,12 @@ class Worker:
         if self._log is not None and chunk.checks is not Check.SYNTAX:
             await self._log.finished(chunk)
 
+    async def close(self, *, flush: bool = True) -> None:
+        """The worker stops (its handlers are done or cancelled): the journal's pending
+        verdicts are written (`flush`) or dropped, and nothing is written afterwards."""
+        if self._log is not None:
+            await self._log.close(flush=flush)
+
     async def _network(self, chunk: RowChunk) -> list[Verdict]:
         job = current_job.set(chunk.job_id)  # the prober serves the jobs at a server in turn
         try:
