@@ -32,6 +32,7 @@ from mailvet.settings import Settings, SettingsError
 if TYPE_CHECKING:
     from multiprocessing.context import BaseContext
 
+    from mailvet.adapters.retry import RetryPolicy
     from mailvet.pipeline.engine import Engine
     from mailvet.pipeline.submit import JobLookup
 
@@ -71,12 +72,21 @@ class JobStore(Generic[J]):
         self.closers.clear()
 
 
+def build_retry_policy(settings: Settings) -> RetryPolicy:
+    """How a call to S3 or the database is tried again while it is unreachable: one policy
+    per process, built by build_deps and handed to both adapters."""
+    from mailvet.adapters.retry import RetryPolicy
+
+    return RetryPolicy(retry_for=settings.storage.s3_retry_for)
+
+
 async def build_job_store(
-    settings: Settings, *, jobs: JobRepository | None = None
+    settings: Settings, *, jobs: JobRepository | None = None, retry: RetryPolicy | None = None
 ) -> JobStore[JobRepository]:
     """The job repository of `settings.database` (schema checked, the embedded SQLite file
     migrated, first), or `jobs` as given. SQLite: the stdlib repository (no SQLAlchemy to
-    import or set up); PostgreSQL: the SQL repository."""
+    import or set up); PostgreSQL: the SQL repository, retrying through `retry` (default:
+    build_retry_policy's)."""
     if jobs is not None:
         return JobStore(jobs)
     from mailvet.adapters.db.migrate import HEAD
@@ -92,7 +102,8 @@ async def build_job_store(
     from mailvet.adapters.db.repositories import SqlJobRepository
 
     database = make_database(settings.database)
-    return JobStore(SqlJobRepository(database), [database.dispose])
+    policy = retry or build_retry_policy(settings)
+    return JobStore(SqlJobRepository(database, retry=policy), [database.dispose])
 
 
 async def build_job_reader(
@@ -113,7 +124,9 @@ async def build_job_reader(
     return JobStore(store.jobs, store.closers)
 
 
-def build_storage(settings: Settings) -> ObjectStorage:
+def build_storage(settings: Settings, *, retry: RetryPolicy | None = None) -> ObjectStorage:
+    """The storage of `settings.storage`; S3 retries through `retry` (default:
+    build_retry_policy's)."""
     backend = settings.storage.backend
     if backend == "local":
         from mailvet.adapters.storage.local import LocalStorage
@@ -133,7 +146,7 @@ def build_storage(settings: Settings) -> ObjectStorage:
             cfg.s3_secret_key,
             cfg.s3_bucket,
             secure=cfg.s3_secure,
-            retry_for=cfg.s3_retry_for,
+            retry=retry or build_retry_policy(settings),
             public_endpoint=cfg.s3_public_endpoint,
             ca_file=cfg.s3_ca_file,
         )
@@ -350,13 +363,16 @@ async def build_deps(
     resolver: Resolver | None = None,
     prober: SmtpProber | None = None,
     syntax_pool: Executor | None | bool = True,
+    retry: RetryPolicy | None = None,
 ) -> Deps:
     """Build every port from settings unless given; `await deps.close()` releases them.
 
     `syntax_pool`: True builds the process pool from settings; None or False runs syntax
-    checks in this process; an Executor is used as given.
+    checks in this process; an Executor is used as given. `retry`: the one policy the S3
+    storage and the SQL repository retry through (default: build_retry_policy's).
     """
-    store = await build_job_store(settings, jobs=jobs)
+    retry = retry or build_retry_policy(settings)
+    store = await build_job_store(settings, jobs=jobs, retry=retry)
     closers = list(store.closers)
     resolver = resolver or LazyResolver(settings)
     prober = prober or LazyProber(settings, resolver)
@@ -373,7 +389,7 @@ async def build_deps(
     return Deps(
         settings=settings,
         jobs=store.jobs,
-        storage=storage or build_storage(settings),
+        storage=storage or build_storage(settings, retry=retry),
         bus=bus or build_bus(settings),
         resolver=resolver,
         prober=prober,

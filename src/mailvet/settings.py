@@ -1,7 +1,8 @@
 """Settings: msgspec.Struct groups, read once from MAILVET_* variables (and an optional TOML file).
 
-This is the only module that reads the environment. `load_settings()` is called by the
-entry points (CLI, web app factory) and the result is passed down.
+This is the only module that reads the environment. `load_settings()` is called once per
+command by the CLI (`cli._load`, for `mailvet run` too) and the result is passed down:
+to `bootstrap.build_deps`, which builds the ports the web app factory and the roles take.
 
 Precedence: defaults < TOML file (`MAILVET_CONFIG`, else ./config/mailvet.toml if present)
 < environment. Every field has its environment variable, derived from the structs: the
@@ -166,7 +167,7 @@ class StorageSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         ),
     ] = ""
     s3_retry_for: Annotated[
-        float, _m("seconds an operation keeps retrying while S3 is unreachable", ge=0)
+        float, _m("seconds a call keeps retrying while S3 or PostgreSQL is unreachable", ge=0)
     ] = 120.0
     link_seconds: Annotated[
         int,

@@ -5,7 +5,7 @@ endpoints) and resilience when S3 goes away."""
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,10 +19,12 @@ import urllib3
 from minio.error import S3Error, ServerError
 from structlog.testing import capture_logs
 
+from mailvet.adapters.retry import RetryPolicy
 from mailvet.adapters.storage.s3 import S3Storage, StorageUnavailable, is_transient
 from mailvet.domain.ports import ObjectStorage
 from tests.contracts.storage import BAD_KEYS, StorageContract
 from tests.s3server import MotoS3
+from tests.unit.test_retry import Pauses
 from tests.waiting import until
 
 pytestmark = pytest.mark.integration
@@ -32,9 +34,17 @@ def new_bucket() -> str:
     return f"mailvet-{uuid.uuid4().hex[:16]}"  # moto's state is process-wide: one per test
 
 
-def make_storage(s3: MotoS3, bucket: str | None = None, **kwargs: Any) -> S3Storage:
-    kwargs.setdefault("retry_for", 5.0)
+def make_storage(
+    s3: MotoS3, bucket: str | None = None, *, retry_for: float = 5.0, **kwargs: Any
+) -> S3Storage:
+    """A storage on `s3`, retrying for `retry_for` seconds (or through `retry=` as given)."""
+    kwargs.setdefault("retry", RetryPolicy(retry_for=retry_for))
     return S3Storage(s3.endpoint, s3.access_key, s3.secret_key, bucket or new_bucket(), **kwargs)
+
+
+def recorded(pauses: Pauses, **changes: Any) -> RetryPolicy:
+    """A policy whose pauses are recorded and return at once, on a clock only they move."""
+    return RetryPolicy(**{"jitter": False, "sleep": pauses, "clock": pauses.clock, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +177,6 @@ def test_endpoint_forms() -> None:
         parsed("http://s3.example.com", secure=True)
     with pytest.raises(ValueError):
         S3Storage("host:9000", "a", "b", "No_Such")  # not a valid bucket name
-    with pytest.raises(ValueError):
-        S3Storage("host:9000", "a", "b", "some-bucket", retry_for=-1)
 
 
 async def test_presigned_get_is_served(storage: S3Storage) -> None:
@@ -256,18 +264,19 @@ async def test_survives_s3_coming_back(flaky: MotoS3, op: str) -> None:
 
 
 async def test_gives_up_after_retry_for(flaky: MotoS3) -> None:
-    storage = make_storage(flaky, retry_for=1.0)
+    pauses = Pauses()
+    storage = make_storage(flaky, retry=recorded(pauses, retry_for=1.0))
     await storage.put_bytes("k", b"v")
     await asyncio.to_thread(flaky.stop)
 
-    started = time.monotonic()
     with capture_logs() as logs, pytest.raises(StorageUnavailable) as caught:
         await storage.get_bytes("k")
-    elapsed = time.monotonic() - started
 
-    assert elapsed >= 1.0  # it gave up only once retry_for had passed
+    # it gave up only once retry_for had passed: 0.2 + 0.4, then the 0.8 cut to what was left
+    assert pauses.taken == pytest.approx([0.2, 0.4, 0.4])
+    assert caught.value.elapsed == pytest.approx(1.0)
     assert caught.value.op == "get_bytes"
-    assert caught.value.attempts == len(retries(logs)) + 1 >= 3
+    assert caught.value.attempts == len(retries(logs)) + 1 == 4
     assert flaky.endpoint in str(caught.value)
     assert "Connection refused" in str(caught.value)
     assert isinstance(caught.value.__cause__, urllib3.exceptions.MaxRetryError)
@@ -310,50 +319,97 @@ async def test_transfer_cut_by_a_crash_is_redone(flaky: MotoS3, tmp_path: Path) 
     assert copy.read_bytes() == content
 
 
-class CutStream:
-    """Stands in for a GET response whose connection is reset halfway."""
+class CuttingProxy:
+    """A TCP proxy in front of S3 that cuts the answers to the first `cuts` GETs of one
+    object: after `after` bytes of the answer (headers and part of the body) it closes the
+    connection, as a network that drops halfway would."""
 
-    def __init__(self, real: Any) -> None:
-        self.real = real
+    def __init__(self, upstream: MotoS3, request_line: bytes, cuts: int, after: int) -> None:
+        self.upstream = upstream
+        self.request_line = request_line
+        self.cuts_left = cuts
+        self.after = after
+        self.cut = 0
+        self._server: asyncio.Server | None = None
 
-    def stream(self, amt: int) -> Iterator[bytes]:
-        yield self.real.read(1000)
-        raise urllib3.exceptions.ProtocolError("Connection broken: reset by peer")
+    @property
+    def endpoint(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the proxy has not been started")
+        return f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
 
-    def close(self) -> None:
-        self.real.close()
+    async def __aenter__(self) -> CuttingProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
 
-    def release_conn(self) -> None:
-        self.real.release_conn()
+    async def __aexit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream.port)
+        first = await reader.readline()
+        cut = self.cuts_left > 0 and first.startswith(self.request_line)
+        if cut:
+            self.cuts_left -= 1
+            self.cut += 1
+        up_writer.write(first)
+        limit = self.after if cut else None
+        sending = asyncio.create_task(_pump(reader, up_writer, None))
+        try:
+            await _pump(up_reader, writer, limit)
+        finally:
+            sending.cancel()
+            for side in (writer, up_writer):
+                side.close()
+                with contextlib.suppress(OSError):
+                    await side.wait_closed()
 
 
-@pytest.mark.parametrize("cuts", [1, 100])
-async def test_cut_download_leaves_no_partial_file(
-    storage: S3Storage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cuts: int
+async def _pump(
+    source: asyncio.StreamReader, sink: asyncio.StreamWriter, limit: int | None
 ) -> None:
-    await storage.put_bytes("k", b"x" * 100_000)
+    """Copy `source` to `sink` until EOF, or until `limit` bytes have gone."""
+    sent = 0
+    while limit is None or sent < limit:
+        data = await source.read(65536 if limit is None else min(65536, limit - sent))
+        if not data:
+            break
+        sink.write(data)
+        await sink.drain()
+        sent += len(data)
+
+
+@pytest.mark.parametrize("cuts", [1, 3])
+async def test_cut_download_leaves_no_partial_file(s3: MotoS3, tmp_path: Path, cuts: int) -> None:
+    """Cut once: tried again, then complete. Cut on each of the policy's 3 tries: given up,
+    and the old file is untouched. Either way no partial file is left beside it."""
+    bucket = new_bucket()
+    await make_storage(s3, bucket).put_bytes("k", b"x" * 100_000)
     target = tmp_path / "out"
     target.write_bytes(b"previous")
-    real_get_object = storage.client.get_object
-    left = [cuts]
-
-    def get_object(*args: Any, **kwargs: Any) -> Any:
-        response = real_get_object(*args, **kwargs)
-        if left[0] > 0:
-            left[0] -= 1
-            return CutStream(response)
-        return response
-
-    monkeypatch.setattr(storage.client, "get_object", get_object)
-    storage.retry_for = 0.5
-
-    if cuts == 1:  # cut once: retried, then complete
-        await storage.get_file("k", target)
-        assert target.read_bytes() == b"x" * 100_000
-    else:  # cut every time: given up, and the old file is untouched
-        with pytest.raises(StorageUnavailable):
+    pauses = Pauses()
+    request = f"GET /{bucket}/k HTTP/".encode()
+    async with CuttingProxy(s3, request, cuts=cuts, after=4000) as proxy:
+        storage = S3Storage(
+            proxy.endpoint,
+            s3.access_key,
+            s3.secret_key,
+            bucket,
+            retry=recorded(pauses, retry_for=60.0, max_attempts=3),
+        )
+        if cuts == 1:
             await storage.get_file("k", target)
-        assert target.read_bytes() == b"previous"
+            assert target.read_bytes() == b"x" * 100_000
+            assert len(pauses.taken) == 1
+        else:
+            with pytest.raises(StorageUnavailable) as caught:
+                await storage.get_file("k", target)
+            assert caught.value.attempts == 3 and "IncompleteRead" in str(caught.value)
+            assert target.read_bytes() == b"previous"
+        storage.close()
+    assert proxy.cut == cuts  # each try was cut halfway, nothing else was
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 

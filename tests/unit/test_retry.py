@@ -1,9 +1,11 @@
 """The one retry policy (adapters/retry.py) and S3Storage, which retries through it: a
-transient failure is tried again, a permanent one is not, and time runs out. No test sleeps:
-the policy's pauses go to a recording `sleep` that returns at once."""
+transient failure is tried again, a permanent one is not, and time runs out. No test sleeps
+nor reads the real time: the policy's pauses go to a recording `sleep` that returns at once,
+and its clock is one that only those pauses (and a try that says it took time) move."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,30 +15,50 @@ from structlog.testing import capture_logs
 
 from mailvet.adapters.retry import RetriesExhausted, RetryPolicy
 from mailvet.adapters.storage.s3 import S3Storage, StorageUnavailable
+from mailvet.bootstrap import build_deps, build_retry_policy
+from mailvet.settings import Settings, load_settings
 
 pytestmark = pytest.mark.unit
 
 
 class Pauses:
-    """A `sleep` that records each pause and returns at once."""
+    """A `sleep` that records each pause and returns at once, and the clock it moves."""
 
     def __init__(self) -> None:
         self.taken: list[float] = []
+        self.now = 1000.0
 
     async def __call__(self, seconds: float) -> None:
         self.taken.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
 
 
 class Flaky:
-    """A call that fails with the given errors, one per try, then answers `result`."""
+    """A call that fails with the given errors, one per try, then answers `result`; each try
+    takes `takes` seconds of the `pauses` clock."""
 
-    def __init__(self, *errors: BaseException, result: object = "done") -> None:
+    def __init__(
+        self,
+        *errors: BaseException,
+        result: object = "done",
+        takes: float = 0.0,
+        pauses: Pauses | None = None,
+    ) -> None:
         self.errors = list(errors)
         self.result = result
         self.tries = 0
+        self.takes = takes
+        self.pauses = pauses
+        self.started: list[float] = []  # the clock's reading at each try
 
     def __call__(self) -> object:
         self.tries += 1
+        if self.pauses is not None:
+            self.started.append(self.pauses.now - 1000.0)
+            self.pauses.now += self.takes
         if self.errors:
             raise self.errors.pop(0)
         return self.result
@@ -50,7 +72,8 @@ def transient(exc: BaseException) -> bool:
 
 
 def policy(pauses: Pauses, **changes: Any) -> RetryPolicy:
-    return RetryPolicy(**{"retry_for": 60.0, "jitter": False, "sleep": pauses, **changes})
+    settings: dict[str, Any] = {"retry_for": 60.0, "jitter": False}
+    return RetryPolicy(**{**settings, "sleep": pauses, "clock": pauses.clock, **changes})
 
 
 # --- the policy -----------------------------------------------------------------------------
@@ -108,7 +131,20 @@ async def test_pauses_stay_under_max_delay_and_the_time_left() -> None:
     await policy(pauses, retry_for=5.0, first_delay=30.0).run(
         Flaky(ConnectionResetError()).call, transient=transient
     )
-    assert len(pauses.taken) == 1 and 4.0 < pauses.taken[0] <= 5.0
+    assert pauses.taken == [5.0]
+
+
+async def test_the_last_try_starts_at_the_deadline() -> None:
+    """Tries take time too: each pause is cut to what is left, and no try starts after
+    `retry_for`; the try that ends past it is the last."""
+    pauses = Pauses()
+    errors = [ConnectionResetError() for _ in range(5)]
+    flaky = Flaky(*errors, takes=1.5, pauses=pauses)
+    with pytest.raises(RetriesExhausted) as caught:
+        await policy(pauses, retry_for=5.0, first_delay=1.0).run(flaky.call, transient=transient)
+    assert flaky.started == [0.0, 2.5, 5.0]  # tries of 1.5 s, pauses of 1.0 then 1.0 (cut)
+    assert pauses.taken == [1.0, 1.0]
+    assert caught.value.attempts == 3 and caught.value.elapsed == 6.5
 
 
 async def test_jittered_pauses_are_drawn_below_the_backoff() -> None:
@@ -187,8 +223,37 @@ async def test_s3_a_vanished_bucket_is_made_again_by_the_next_operation() -> Non
     assert s3._bucket_ready is False
 
 
-def test_s3_retry_for_is_the_policys() -> None:
-    s3 = S3Storage("127.0.0.1:9", "a", "b", "some-bucket", retry_for=7.0)
-    assert s3.retry.retry_for == 7.0 and s3.retry_for == 7.0
-    s3.retry_for = 0.5
-    assert s3.retry.retry_for == 0.5
+def test_s3_retries_through_the_policy_it_is_given() -> None:
+    given = RetryPolicy(retry_for=7.0)
+    assert S3Storage("127.0.0.1:9", "a", "b", "some-bucket", retry=given).retry is given
+    assert S3Storage("127.0.0.1:9", "a", "b", "some-bucket").retry == RetryPolicy()
+
+
+# --- one policy per process (bootstrap) -------------------------------------------------------
+
+
+def s3_settings(tmp_path: Path, **env: str) -> Settings:
+    """S3 storage (nothing is sent: the storage connects on first use), embedded SQLite."""
+    return load_settings({"MAILVET_DATA_DIR": str(tmp_path), "MAILVET_STORAGE": "s3", **env})
+
+
+def test_the_policy_comes_from_the_settings(tmp_path: Path) -> None:
+    assert build_retry_policy(s3_settings(tmp_path, MAILVET_S3_RETRY_FOR="7.5")).retry_for == 7.5
+    # an adapter built without a policy (a test, a tool) waits as long as the default setting
+    assert RetryPolicy().retry_for == Settings().storage.s3_retry_for
+
+
+async def test_build_deps_hands_its_one_policy_to_the_storage(tmp_path: Path) -> None:
+    deps = await build_deps(s3_settings(tmp_path, MAILVET_S3_RETRY_FOR="7.5"), syntax_pool=None)
+    try:
+        assert isinstance(deps.storage, S3Storage)
+        assert deps.storage.retry == RetryPolicy(retry_for=7.5)
+    finally:
+        await deps.close()
+
+    given = RetryPolicy(retry_for=3.0)  # overridable, like every adapter
+    deps = await build_deps(s3_settings(tmp_path), syntax_pool=None, retry=given)
+    try:
+        assert isinstance(deps.storage, S3Storage) and deps.storage.retry is given
+    finally:
+        await deps.close()

@@ -7,18 +7,24 @@ tried again after an exponential, jittered pause (`first_delay`, doubled each ti
 so that the last try starts at that deadline, never after it. Then `RetriesExhausted` is
 raised from the last error. Any other error is raised at once, untouched.
 
-The pause goes through `sleep`, so a test passes one that records the pauses and returns at
-once (and `jitter=False` makes them exact).
+Time is read from `clock` and the pause goes through `sleep`, so a test passes a clock that
+only its sleep moves forward: the pauses are recorded, return at once, and the deadline is
+met in that clock's time (`jitter=False` makes the pauses exact). The default, 120 s, is
+MAILVET_S3_RETRY_FOR's; `bootstrap.build_retry_policy` builds the one policy of a process
+from the settings, and build_deps hands it to both adapters. tenacity is imported by the
+first call made through a policy, not when one is built.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-import tenacity
+if TYPE_CHECKING:
+    import tenacity
 
 T = TypeVar("T")
 
@@ -38,12 +44,13 @@ class RetriesExhausted(Exception):
 
 @dataclass(frozen=True, kw_only=True)
 class RetryPolicy:
-    retry_for: float  # seconds after the first try that a new try may start
+    retry_for: float = 120.0  # seconds after the first try that a new try may start
     first_delay: float = 0.2  # seconds of the first pause (before jitter)...
     max_delay: float = 5.0  # ...doubled each time up to this
     jitter: bool = True  # each pause drawn between 0 and its value (AWS's "full jitter")
     max_attempts: int | None = None  # also stop after this many tries
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    clock: Callable[[], float] = time.monotonic  # seconds, for the deadline
 
     def __post_init__(self) -> None:
         if self.retry_for < 0:
@@ -59,13 +66,20 @@ class RetryPolicy:
         on_retry: OnRetry | None = None,
     ) -> T:
         """`await call()`, tried again after each transient error while time is left."""
+        import tenacity  # here, not at the top: building a policy (bootstrap) imports nothing
+
+        started = self.clock()
+
+        def elapsed() -> float:
+            return self.clock() - started
+
         retrying = tenacity.AsyncRetrying(
             retry=tenacity.retry_if_exception(transient),
-            stop=self._stop(),
-            wait=self._wait(),
+            stop=self._stop(elapsed),
+            wait=self._wait(elapsed),
             sleep=self.sleep,
             before_sleep=_tell(on_retry) if on_retry is not None else None,
-            retry_error_callback=_give_up,
+            retry_error_callback=_give_up(elapsed),
         )
 
         async def attempt() -> T:  # tenacity awaits only what a coroutine function returns
@@ -74,13 +88,17 @@ class RetryPolicy:
         result: T = await retrying(attempt)
         return result
 
-    def _stop(self) -> tenacity.stop.stop_base:
-        stop: tenacity.stop.stop_base = tenacity.stop_after_delay(self.retry_for)
-        if self.max_attempts is not None:
-            stop = stop | tenacity.stop_after_attempt(self.max_attempts)
+    def _stop(self, elapsed: Callable[[], float]) -> Callable[[tenacity.RetryCallState], bool]:
+        def stop(state: tenacity.RetryCallState) -> bool:
+            if self.max_attempts is not None and state.attempt_number >= self.max_attempts:
+                return True
+            return elapsed() >= self.retry_for
+
         return stop
 
-    def _wait(self) -> Callable[[tenacity.RetryCallState], float]:
+    def _wait(self, elapsed: Callable[[], float]) -> Callable[[tenacity.RetryCallState], float]:
+        import tenacity
+
         backoff: tenacity.wait.wait_base = (
             tenacity.wait_random_exponential(multiplier=self.first_delay, max=self.max_delay)
             if self.jitter
@@ -88,8 +106,7 @@ class RetryPolicy:
         )
 
         def wait(state: tenacity.RetryCallState) -> float:
-            left = self.retry_for - (state.seconds_since_start or 0.0)
-            return max(0.0, min(backoff(state), left))
+            return max(0.0, min(backoff(state), self.retry_for - elapsed()))
 
         return wait
 
@@ -104,8 +121,11 @@ def _tell(on_retry: OnRetry) -> Callable[[tenacity.RetryCallState], None]:
     return before_sleep
 
 
-def _give_up(state: tenacity.RetryCallState) -> NoReturn:
-    error = state.outcome.exception() if state.outcome is not None else None
-    if error is None:  # never: only failed tries are retried
-        raise RuntimeError("retries ran out without a failed try")
-    raise RetriesExhausted(state.attempt_number, state.seconds_since_start or 0.0, error) from error
+def _give_up(elapsed: Callable[[], float]) -> Callable[[tenacity.RetryCallState], NoReturn]:
+    def give_up(state: tenacity.RetryCallState) -> NoReturn:
+        error = state.outcome.exception() if state.outcome is not None else None
+        if error is None:  # never: only failed tries are retried
+            raise RuntimeError("retries ran out without a failed try")
+        raise RetriesExhausted(state.attempt_number, elapsed(), error) from error
+
+    return give_up

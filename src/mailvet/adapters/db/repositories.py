@@ -12,7 +12,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from sqlalchemy import CursorResult, Result, Update, delete, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 from mailvet.adapters.db.database import WRITE_INTENT, Database
@@ -23,19 +23,16 @@ from mailvet.domain.job import ACTIVE_STATUSES, Job, JobStatus, check_transition
 from mailvet.domain.ports import JobNotFound
 from mailvet.logs import logger
 
-SessionSource = Database | async_sessionmaker[AsyncSession]
-
 P = ParamSpec("P")
 R = TypeVar("R")
-
-# how long a repository call keeps retrying while the database is unreachable
-RETRY_FOR_SECONDS = 90.0
 
 
 def _transient(exc: BaseException) -> bool:
     """Lost or refused connections (server restart, network): worth trying again."""
     if isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError):
-        return bool(exc.connection_invalidated) or isinstance(exc, OperationalError | InterfaceError)
+        return bool(exc.connection_invalidated) or isinstance(
+            exc, OperationalError | InterfaceError
+        )
     return isinstance(exc, ConnectionError | OSError)
 
 
@@ -55,7 +52,7 @@ def _retrying(
             )
 
         try:
-            return await self._retry.run(
+            return await self.retry.run(
                 lambda: method(self, *args, **kwargs), transient=_transient, on_retry=warn
             )
         except RetriesExhausted as exc:
@@ -71,22 +68,19 @@ def utc_now() -> datetime:
 class SqlJobRepository:
     def __init__(
         self,
-        source: SessionSource,
+        database: Database,
         *,
         now: Callable[[], datetime] = utc_now,
         retry: RetryPolicy | None = None,
     ) -> None:
         # SQLite has one writer at a time: queue this process's writers on a lock instead of
         # letting them sleep in SQLite's busy handler (1..100 ms naps per conflict).
-        self._write_lock: asyncio.Lock | None = None
-        if isinstance(source, Database):
-            self._sessions: Callable[[], AsyncSession] = source.session_maker
-            if source.engine.dialect.name == "sqlite":
-                self._write_lock = asyncio.Lock()
-        else:
-            self._sessions = source
+        self._write_lock = asyncio.Lock() if database.engine.dialect.name == "sqlite" else None
+        self._sessions = database.session_maker
         self._now = now
-        self._retry = retry or RetryPolicy(retry_for=RETRY_FOR_SECONDS)
+        # how a call is tried again while the database is unreachable (build_deps passes the
+        # process's one policy; default: RetryPolicy())
+        self.retry = retry or RetryPolicy()
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncSession]:
@@ -181,14 +175,14 @@ class SqlJobRepository:
         async with self._sessions() as session:
             return [job_from_row(row) for row in (await session.execute(query)).scalars()]
 
-
     @_retrying
     async def list_active(self) -> list[Job]:
         active = [status.value for status in ACTIVE_STATUSES]
-        query = select(JobRow).where(JobRow.status.in_(active)).order_by(JobRow.created_at, JobRow.id)
+        query = (
+            select(JobRow).where(JobRow.status.in_(active)).order_by(JobRow.created_at, JobRow.id)
+        )
         async with self._sessions() as session:
             return [job_from_row(row) for row in (await session.execute(query)).scalars()]
-
 
     @_retrying
     async def keep_verdicts(self, job_id: str, verdicts: Mapping[int, bytes]) -> None:
@@ -219,6 +213,7 @@ class SqlJobRepository:
         )
         async with self._write() as session:
             await session.execute(query.execution_options(synchronize_session=False))
+
 
 def _update_job(job_id: str, values: dict[str, Any]) -> Update:
     return (

@@ -6,7 +6,8 @@ for a missing key, `delete_prefix` with plain S3 prefix semantics (`a/b` also ma
 The minio client is synchronous: each call runs in a worker thread (`asyncio.to_thread`).
 When S3 cannot be reached (connection refused or reset, timeouts, 5xx, throttling) an
 operation is retried through the storage's RetryPolicy (adapters/retry.py: exponential
-backoff for up to `retry_for` seconds), then StorageUnavailable is raised. The client's own
+backoff for up to its `retry_for` seconds; the process's one policy, from build_deps), then
+StorageUnavailable is raised. The client's own
 urllib3 retries are off so that this backoff is the only one. Answers that retrying cannot
 change (NoSuchKey, NoSuchBucket, AccessDenied, bad requests) are not retried.
 
@@ -18,7 +19,6 @@ multipart UploadPartCopy (compose) by itself for sources over 5 GiB.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import http.client
 import io
 import os
@@ -58,7 +58,7 @@ _TRANSIENT_CODES = frozenset(
 
 
 class StorageUnavailable(Exception):
-    """S3 kept being unreachable (or failing with server errors) for `retry_for` seconds."""
+    """S3 kept being unreachable (or failing with server errors) for the policy's time."""
 
     def __init__(self, op: str, endpoint: str, attempts: int, elapsed: float, error: str):
         self.op = op
@@ -95,7 +95,6 @@ class S3Storage:
         *,
         secure: bool = False,
         region: str = "us-east-1",
-        retry_for: float = 60.0,
         retry: RetryPolicy | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
@@ -106,12 +105,12 @@ class S3Storage:
 
         `public_endpoint`, in the same forms, is the address browsers reach S3 at when it
         differs from ours (e.g. `minio:9000` inside compose): download links name it.
-        `retry` (default: the standard backoff over `retry_for` seconds) says how an
-        operation is tried again while S3 is unreachable; `ca_file` is the CA bundle for
+        `retry` (default: `RetryPolicy()`) says how an operation is tried again while S3
+        is unreachable; `ca_file` is the CA bundle for
         TLS (default: certifi's)."""
         self.endpoint, self.secure = _split_endpoint(endpoint, secure)
         check_bucket_name(bucket, strict=True)
-        self.retry = retry or RetryPolicy(retry_for=retry_for)
+        self.retry = retry or RetryPolicy()
         self.bucket = bucket
         self.region = region
         self._http = urllib3.PoolManager(
@@ -228,15 +227,6 @@ class S3Storage:
     async def _ready(self) -> None:
         if not self._bucket_ready:
             await self.ensure_bucket()
-
-    @property
-    def retry_for(self) -> float:
-        """Seconds an operation keeps being retried while S3 is unreachable."""
-        return self.retry.retry_for
-
-    @retry_for.setter
-    def retry_for(self, seconds: float) -> None:
-        self.retry = dataclasses.replace(self.retry, retry_for=seconds)
 
     async def _run(self, op: str, call: Callable[[], T], key: str = "") -> T:
         """Run `call` in a thread; retry it with backoff while S3 is unreachable."""
