@@ -22,10 +22,7 @@ from mailvet.tabular.xlsx import head_records
 SAMPLE_BYTES = 64 * 1024  # binary check, delimiter sniffing
 
 
-SNIFF_LINES = 100  # lines handed to csv.Sniffer (its regexes are not linear)
-
-
-SNIFF_CHARS = 32 * 1024
+SNIFF_LINES = 1000  # sample lines read with each candidate delimiter
 
 
 DELIMITERS = ",;\t|"
@@ -197,34 +194,39 @@ def _utf16_by_nul_bytes(head: bytes) -> str:
 
 
 def _sniff_delimiter(lines: list[str]) -> str:
-    """One of , ; TAB |: csv.Sniffer restricted to them, else the most consistent count."""
-    sample_lines = [line for line in lines[:SNIFF_LINES] if line.strip()]
-    # csv.Sniffer splits at "\n" only: a CR-only file (old Mac exports) would be one line
-    sample = "".join(line.rstrip("\r\n") + "\n" for line in sample_lines)[:SNIFF_CHARS]
-    if not any(d in sample for d in DELIMITERS):
-        return ","  # one column
-    try:
-        delimiter = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
-    except csv.Error:
-        delimiter = ""
-    if delimiter in DELIMITERS and delimiter:
-        return delimiter
-    return _count_delimiter(sample_lines)
-
-
-def _count_delimiter(lines: list[str]) -> str:
-    """The candidate found the same non-zero number of times on the most lines."""
-    best: tuple[tuple[int, int], str] | None = None
-    for delimiter in DELIMITERS:
-        counts = collections.Counter(line.count(delimiter) for line in lines)
-        counts.pop(0, None)
-        if not counts:
+    """One of , ; TAB |: the one under which csv rules (quotes respected, as the records are
+    read later) give the most sample records the same number of cells, two or more; ties go
+    to the one whose count the first record has too, then to more cells, then to the order
+    of DELIMITERS; "," when none splits a record.  (csv.Sniffer was used before: its quote
+    heuristics took a "'" of a small file for a quote character, and a quoted '"' beside
+    a TAB for a TAB-separated file.)"""
+    sample = lines[:SNIFF_LINES]
+    best: tuple[tuple[int, bool, int, int], str] | None = None
+    for rank, delimiter in enumerate(DELIMITERS):
+        if not any(delimiter in line for line in sample):
             continue
-        per_line, n_lines = max(counts.items(), key=lambda item: (item[1], item[0]))
-        key = (n_lines, per_line)
+        counts = _cell_counts(sample, delimiter)
+        split = collections.Counter(n for n in counts if n > 1)
+        if not split:
+            continue
+        cells, agree = max(split.items(), key=lambda item: (item[1], item[0]))
+        key = (agree, counts[0] == cells, cells, -rank)
         if best is None or key > best[0]:
             best = (key, delimiter)
     return best[1] if best else ","
+
+
+def _cell_counts(lines: list[str], delimiter: str) -> list[int]:
+    """The number of cells of each non-blank record of `lines` read with `delimiter`
+    (the records before a csv.Error, e.g. a cell over the field limit)."""
+    counts: list[int] = []
+    try:
+        for row in csv.reader(lines, delimiter=delimiter, quotechar='"'):
+            if row:
+                counts.append(len(row))
+    except csv.Error:
+        pass
+    return counts
 
 
 def _csv_head_records(path: Path, layout: FileLayout) -> list[tuple[int, list[str]]]:

@@ -42,6 +42,44 @@ def test_semicolon_with_commas_inside_quotes(tmp_path: Path) -> None:
     assert out.read_bytes() == expected_csv(records, extras_for(emails), ";").encode()
 
 
+@pytest.mark.parametrize("sep", [",", ";", "|"])
+def test_a_quoted_cell_holding_a_quote_and_a_tab(tmp_path: Path, sep: str) -> None:
+    """csv.Sniffer read these as TAB separated (a quote beside a TAB)."""
+    records = [
+        ("header", f"note{sep}email", "\n"),
+        ("data", f'"said ""hi""\tthen"{sep}ann@example.com', "\n"),
+    ]
+    layout, emails, out = run(tmp_path, raw_of(records).encode())
+    assert layout.delimiter == sep and layout.email_index == 1
+    assert emails == ["ann@example.com"]
+    assert out.read_bytes() == expected_csv(records, extras_for(emails), sep).encode()
+
+
+@pytest.mark.parametrize(
+    ("data", "sep"),
+    [
+        (b"email,name,note\nann@example.com,Ann,;'\nbob@example.com,Bob,'\n", ","),
+        (
+            b"note|email|extra|n\n\"x|y\"|ann@example.com|rock 'n' roll|1,5\n"
+            b"1,5|bob@example.com|n/a|\"x|y\"\na;b|cy@example.com|1,5|'a;b'\n",
+            "|",
+        ),
+        # found by tests/pipeline/test_validate_fuzz.py (were read as ';', TAB, TAB separated)
+        (b"email,name,id\n\n0@example.com,,;'\n\n,,'\n\n", ","),
+        (b'name,id,email\n\n"""\t",@,\n\n', ","),
+        (b'note,x y,email\r"""\t",@,0..0\r\r', ","),
+    ],
+)
+def test_apostrophes_and_quotes_inside_cells_keep_the_delimiter(
+    tmp_path: Path, data: bytes, sep: str
+) -> None:
+    """The delimiter is the one that gives the records (read with csv's quoting, as they are
+    read later) one number of cells; csv.Sniffer took a "'" for a quote character."""
+    src = tmp_path / "in.csv"
+    src.write_bytes(data)
+    assert detect_layout(src).delimiter == sep
+
+
 def test_one_column_file_uses_comma(tmp_path: Path) -> None:
     records = [
         ("header", "email", "\n"),
@@ -160,7 +198,8 @@ _CELLS = ("Paris", "x", "Smith, John", "1,5", "ok", "a b", "Doe, Jane", "12,50 E
 def test_line_endings_do_not_change_the_layout(tmp_path: Path) -> None:
     """400 random ;/TAB/| tables (cells with commas in them), each written with LF, CRLF and
     CR-only line ends (old Mac exports): the same delimiter and email column every time
-    (csv.Sniffer splits at LF only: CR-only files were misdetected 398 times in 400)."""
+    (csv.Sniffer, used before, splits at LF only: CR-only files were misdetected 398 times
+    in 400)."""
     rng = random.Random(7)
     src = tmp_path / "in.csv"
     wrong: list[tuple[int, str, str, int]] = []
