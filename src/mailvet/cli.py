@@ -135,6 +135,26 @@ async def _fetch_to(jobs: JobLookup, storage: ObjectStorage, job_id: str, out: P
             raise OutputPathError(message) from None
 
 
+async def _check_fetched_kind(
+    jobs: JobLookup, storage: ObjectStorage, job_id: str, out: Path
+) -> None:
+    """OutputPathError when out's name asks for another kind than the job's stored result."""
+    from mailvet.output_path import OutputPathError
+    from mailvet.pipeline.submit import completed_job, read_summary
+    from mailvet.tabular import kind_of_name
+
+    wanted = kind_of_name(out.name)
+    if wanted is None:
+        return
+    await completed_job(jobs, job_id)  # ResultNotReady first, as without a kind
+    stored = (await read_summary(storage, job_id)).result_kind
+    if stored != wanted:
+        what = "an XLSX workbook" if stored == "xlsx" else "a CSV file"
+        raise OutputPathError(
+            f"{out.name}: the result of job {job_id} is {what}; name the output .{stored}"
+        )
+
+
 def _refuse_shared_services(settings: Settings) -> None:
     """`validate` runs every service in this process on the embedded database; settings
     that name shared services (a cluster's bus, database or bucket) are refused, so that it
@@ -388,6 +408,9 @@ def submit(
     input: Annotated[Path, typer.Argument(help="CSV, TXT or XLSX file.")],
     email_column: Annotated[str | None, typer.Option(help="Name or number of the email column.")] = None,
     checks: Annotated[Check | None, typer.Option(help="syntax, dns or smtp [default: smtp].")] = None,
+    sheet: Annotated[
+        str | None, typer.Option(help="XLSX: the sheet to read [default: the one with addresses].")
+    ] = None,
 ) -> None:
     """Upload a list to the running services; prints the job id."""
     settings = _settings()
@@ -405,7 +428,7 @@ def submit(
         try:
             return await submit_file(
                 store.jobs, build_storage(settings), bus, input,
-                email_column=email_column, checks=checks or settings.engine.checks,
+                email_column=email_column, checks=checks or settings.engine.checks, sheet=sheet,
             )
         finally:
             await bus.stop()
@@ -453,7 +476,10 @@ def fetch(
     job_id: Annotated[str, typer.Argument()],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the result.")],
 ) -> None:
-    """Download a completed job's result file."""
+    """Download a completed job's result file.
+
+    The output's name must not ask for another kind than the result's (`-o result.csv` of
+    an XLSX result is refused: the stored workbook is not converted)."""
     settings = _load()
     _configure_logs(settings, lazy=True)
     _check_output(output)
@@ -466,6 +492,7 @@ def fetch(
         try:
             storage = build_storage(settings)
             apply_pending()  # the S3 adapter logs through structlog directly
+            await _check_fetched_kind(store.jobs, storage, job_id, output)
             return await _fetch_to(store.jobs, storage, job_id, output)
         finally:
             await store.close()
