@@ -12,12 +12,28 @@ from typing import Any
 
 from mailvet.tabular.chunks import text_parts
 from mailvet.tabular.csv_cutter import csv_records
-from mailvet.tabular.layout import HEADER_RECORDS, FileLayout
+from mailvet.tabular.layout import FileLayout
 from mailvet.tabular.reading import text_lines
 from mailvet.tabular.workbook import Workbooks
-from mailvet.tabular.xlsx import XLSX_SCAN_ROWS, cell_str, is_blank_row, limits_of, sheet_rows
+from mailvet.tabular.xlsx import (
+    cell_str,
+    is_blank_row,
+    limits_of,
+    sample_width,
+    sheet_rows,
+    used_width,
+)
 
 PRE, HEADER, BLANK, DATA = 0, 1, 2, 3  # record roles of the generic record stream
+
+
+def role_at(layout: FileLayout, index: int) -> int:
+    """PRE, HEADER or DATA: the role of a non-blank record, `index` being its number from 0
+    (blank records counted)."""
+    if index < layout.skip_records:
+        header = layout.has_header and index == layout.skip_records - 1
+        return HEADER if header else PRE
+    return DATA
 
 
 def iter_records(
@@ -34,7 +50,8 @@ def iter_records(
         elif layout.has_header:
             width = len(layout.header)
         else:
-            width = _xlsx_sample_width(path, layout, books)
+            with sheet_rows(path, layout.sheet, path.name, limits_of(layout), books) as rows:
+                width = sample_width(rows)
         with sheet_rows(path, layout.sheet, path.name, limits_of(layout), books) as rows:
             pending = 0  # empty rows are emitted only once a non-empty row follows
             for index, row in enumerate(rows):
@@ -44,13 +61,8 @@ def iter_records(
                 for _ in range(pending):
                     yield BLANK, ()
                 pending = 0
-                if index < skip:
-                    if index == header_at:
-                        yield HEADER, fit_row(row, width)
-                    else:
-                        yield PRE, fit_row(row, 0)
-                else:
-                    yield DATA, fit_row(row, width)
+                role = DATA if index >= skip else role_at(layout, index)
+                yield role, fit_row(row, 0 if role == PRE else width)
         return
     if layout.kind == "txt":
         with text_lines(path, layout) as lines:
@@ -82,24 +94,8 @@ def fit_row(row: Sequence[Any], width: int) -> Sequence[Any]:
     """Pad an XLSX row to width; drop empty cells beyond it (styled but empty cells
     make openpyxl return trailing Nones, which would push the extra columns right)."""
     if len(row) > width and row[-1] is None:
-        end = len(row)
-        while end > width and row[end - 1] is None:
-            end -= 1
-        return row[:end]
+        return row[: max(width, used_width(row))]
     return pad_row(row, width)
-
-
-def _xlsx_sample_width(path: Path, layout: FileLayout, books: Workbooks | None) -> int:
-    """Widest of the first non-empty rows of a header-less sheet (trailing Nones cut)."""
-    width = seen = 0
-    with sheet_rows(path, layout.sheet, path.name, limits_of(layout), books) as rows:
-        for row in itertools.islice(rows, XLSX_SCAN_ROWS):
-            if not is_blank_row(row):
-                width = max(width, len(fit_row(row, 0)))
-                seen += 1
-                if seen >= HEADER_RECORDS:
-                    break
-    return width
 
 
 def iter_emails(path: Path, layout: FileLayout) -> Iterator[str]:

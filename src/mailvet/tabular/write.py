@@ -1,5 +1,6 @@
 """Writing a whole result file (:func:`write_result`): CSV/TXT → CSV through the chunk
-renderer, XLSX → CSV, any input → XLSX."""
+renderer, XLSX → CSV from the sheet's rows, XLSX → XLSX as the input workbook with the
+cells added (mailvet.tabular.xlsx_result).  A CSV or TXT list has a CSV result only."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from typing import Any, Literal
 from mailvet.tabular.chunks import text_parts
 from mailvet.tabular.encoding import OUTPUT_ERRORS, output_encoding
 from mailvet.tabular.layout import FileLayout
-from mailvet.tabular.records import BLANK, DATA, HEADER, PRE, iter_records
+from mailvet.tabular.records import BLANK, DATA, HEADER, iter_records, role_at
 from mailvet.tabular.render import formula_safe, render_chunk, render_header
 from mailvet.tabular.workbook import Workbooks, borrowed
-from mailvet.tabular.xlsx import cell_str, is_blank_row, limits_of, sample_width, write_sheet
+from mailvet.tabular.xlsx import cell_str, is_blank_row, limits_of, sample_width
 from mailvet.tabular.xlsx_result import rewrite_workbook
 
 WRITE_BATCH = 2048  # output records joined per write() call
@@ -61,6 +62,34 @@ def result_kind(layout: FileLayout, wanted: str | None) -> Literal["csv", "xlsx"
 _MISSING: Any = object()
 
 
+class _Extras:
+    """The items of extra_rows handed out in order, one per data row: ValueError when they
+    run out (take) or when some are left at the end (finish); `written` counts those given."""
+
+    def __init__(self, extra_rows: Iterable[Sequence[Any]]) -> None:
+        self._items = iter(extra_rows)
+        self.written = 0
+
+    def take(self) -> Sequence[Any]:
+        more = next(self._items, _MISSING)
+        if more is _MISSING:
+            raise _too_few(self.written)
+        self.written += 1
+        return more
+
+    def take_many(self, rows: int) -> list[Sequence[Any]]:
+        cells = list(itertools.islice(self._items, rows))
+        if len(cells) < rows:
+            raise _too_few(self.written + len(cells))
+        self.written += rows
+        return cells
+
+    def finish(self) -> int:
+        if next(self._items, _MISSING) is not _MISSING:
+            raise _too_many(self.written)
+        return self.written
+
+
 def _too_few(rows: int) -> ValueError:
     return ValueError(
         f"extra_rows has fewer items than the file's data rows (ran out after {rows})"
@@ -85,28 +114,31 @@ def write_result(
 
     ``extra_rows`` is consumed lazily, one item per data row (WRITE_BATCH rows at a
     time); ValueError if it yields fewer or more items than there are data rows (the
-    partial output is removed).  CSV input → CSV keeps the input bytes (see the module
-    docstring).  CSV/TXT → CSV is the chunked rendering (render_header, render_chunk)
-    of the whole file.
+    partial output is removed), or if XLSX is asked for a CSV or TXT list.  CSV/TXT → CSV
+    is the chunked rendering (render_header, render_chunk) of the whole file, which keeps
+    a CSV input's bytes (see the package docstring).
     """
     in_path, out_path = Path(in_path), Path(out_path)
     if in_path.resolve() == out_path.resolve():
         raise ValueError("write_result cannot overwrite its input file")
     kind = out_kind or result_kind(layout, None)
+    if kind == "xlsx" and layout.kind != "xlsx":
+        raise ValueError(f"a {layout.kind.upper()} list has a CSV result only, not XLSX")
+    extras = _Extras(extra_rows)
     try:
-        if kind == "csv" and layout.kind != "xlsx":
-            return _write_text(in_path, layout, out_path, extra_header, extra_rows)
-        # an XLSX list is opened once (width and rows); a caller's `books` stays open
-        keeper = contextlib.nullcontext(books) if books is not None else Workbooks()
-        with keeper as kept:
-            if kind == "xlsx" and layout.kind == "xlsx":
-                return _write_workbook(in_path, layout, out_path, extra_header, extra_rows, kept)
-            rows = _ResultRows(in_path, layout, extra_header, extra_rows, kept, kind == "csv")
-            if kind == "csv":
-                _write_csv_plain(out_path, rows)
-            else:
-                write_sheet(out_path, layout.sheet or "Sheet1", rows)
-            return rows.written
+        if layout.kind != "xlsx":
+            _write_text(in_path, layout, out_path, extra_header, extras)
+        else:
+            # the workbook is opened once (width and rows); a caller's `books` stays open
+            keeper = contextlib.nullcontext(books) if books is not None else Workbooks()
+            with keeper as kept:
+                if kind == "xlsx":
+                    _write_workbook(in_path, layout, out_path, extra_header, extras, kept)
+                else:
+                    _write_csv_plain(
+                        out_path, _csv_rows(in_path, layout, extra_header, extras, kept)
+                    )
+        return extras.finish()
     except BaseException:
         out_path.unlink(missing_ok=True)
         raise
@@ -117,13 +149,11 @@ def _write_text(
     layout: FileLayout,
     out_path: Path,
     extra_header: Sequence[str],
-    extra_rows: Iterable[Sequence[str]],
-) -> int:
+    extras: _Extras,
+) -> None:
     """CSV/TXT → CSV: the header part and chunks of WRITE_BATCH rows, rendered and encoded
     exactly as the pipeline's workers do it."""
     codec, bom = output_encoding(layout)
-    extras = iter(extra_rows)
-    written = 0
     with (
         contextlib.closing(text_parts(in_path, layout, WRITE_BATCH, True)) as parts,
         open(out_path, "wb") as out,
@@ -131,14 +161,8 @@ def _write_text(
         header, _ = next(parts)
         out.write(bom + render_header(header, layout, extra_header).encode(codec, OUTPUT_ERRORS))
         for text, rows in parts:
-            cells = list(itertools.islice(extras, rows))
-            if len(cells) < rows:
-                raise _too_few(written + len(cells))
+            cells = extras.take_many(rows)
             out.write(render_chunk(text, layout, cells).encode(codec, OUTPUT_ERRORS))
-            written += rows
-    if next(extras, _MISSING) is not _MISSING:
-        raise _too_many(written)
-    return written
 
 
 def _write_workbook(
@@ -146,82 +170,40 @@ def _write_workbook(
     layout: FileLayout,
     out_path: Path,
     extra_header: Sequence[str],
-    extra_rows: Iterable[Sequence[str]],
+    extras: _Extras,
     books: Workbooks,
-) -> int:
+) -> None:
     """XLSX → XLSX: the input workbook with the cells added to its address sheet and every
     other part as it was (mailvet.tabular.xlsx_result), the workbook opened once."""
-    extras = iter(extra_rows)
-    written = 0
-    skip = layout.skip_records
-    header_at = skip - 1 if layout.has_header else -1
 
     def role_of(index: int, values: list[Any]) -> int:
-        if is_blank_row(values):
-            return BLANK
-        if index < skip:
-            return HEADER if index == header_at else PRE
-        return DATA
+        return BLANK if is_blank_row(values) else role_at(layout, index)
 
     def cells_for(role: int) -> Sequence[Any]:
-        nonlocal written
-        if role == HEADER:
-            return extra_header
-        more = next(extras, _MISSING)
-        if more is _MISSING:
-            raise _too_few(written)
-        written += 1
-        return list(map(str, more))
+        return extra_header if role == HEADER else list(map(str, extras.take()))
 
     with borrowed(books, in_path, in_path.name, limits_of(layout)) as book:
         width = len(layout.header) if layout.has_header else sample_width(book.rows(layout.sheet))
         rewrite_workbook(book, out_path, layout.sheet, role_of, cells_for, width)
-    if next(extras, _MISSING) is not _MISSING:
-        raise _too_many(written)
-    return written
 
 
-class _ResultRows:
-    """The rows of a rewritten result (XLSX input, or any input to XLSX), in order: every
-    record's cells, the extra names appended to the header and one item of extra_rows to
-    every data row.  A TXT input loses its preamble and blank lines and gets an "email"
-    header when it has none.  ValueError when extra_rows has fewer or more items than the
-    file has data rows; `written` counts the data rows given out."""
-
-    def __init__(
-        self,
-        in_path: Path,
-        layout: FileLayout,
-        extra_header: Sequence[str],
-        extra_rows: Iterable[Sequence[Any]],
-        books: Workbooks | None = None,
-        text_safe: bool = False,
-    ) -> None:
-        self._books = books
-        self._text_safe = text_safe  # CSV: the extra cells formula-safe (render.formula_safe)
-        self._in_path = in_path
-        self._layout = layout
-        self._extra_header = extra_header
-        self._extras = iter(extra_rows)
-        self.written = 0
-
-    def __iter__(self) -> Iterator[Iterable[Any]]:
-        layout, extras, extra_header = self._layout, self._extras, self._extra_header
-        if layout.kind == "txt" and not layout.has_header:
-            yield ("email", *extra_header)
-        for role, cells in iter_records(self._in_path, layout, True, self._books):
-            if role == DATA:
-                more = next(extras, _MISSING)
-                if more is _MISSING:
-                    raise _too_few(self.written)
-                self.written += 1
-                yield itertools.chain(cells, map(formula_safe, more) if self._text_safe else more)
-            elif role == HEADER:
-                yield itertools.chain(cells, extra_header)
-            elif layout.kind != "txt":
-                yield cells
-        if next(extras, _MISSING) is not _MISSING:
-            raise _too_many(self.written)
+def _csv_rows(
+    in_path: Path,
+    layout: FileLayout,
+    extra_header: Sequence[str],
+    extras: _Extras,
+    books: Workbooks,
+) -> Iterator[Iterable[Any]]:
+    """XLSX → CSV: the rows of the sheet, in order, the extra names appended to the header
+    and an item of extras, formula-safe (render.formula_safe), to every data row; the
+    workbook's own cells as they are."""
+    for role, cells in iter_records(in_path, layout, True, books):
+        if role == DATA:
+            yield itertools.chain(cells, map(formula_safe, extras.take()))
+        elif role == HEADER:
+            yield itertools.chain(cells, extra_header)
+        else:
+            yield cells
 
 
 def _write_csv_plain(out_path: Path, rows: Iterable[Iterable[Any]]) -> None:

@@ -149,18 +149,6 @@ def test_xlsx_results_hold_formula_like_cells_as_text(tmp_path: Path) -> None:
         assert all(c.data_type == "s" for c in appended), [c.data_type for c in appended]
 
 
-def test_csv_lists_written_as_xlsx_hold_formula_like_cells_as_text(tmp_path: Path) -> None:
-    from openpyxl import load_workbook
-
-    source = tmp_path / "in.csv"
-    source.write_text("email\na@example.com\n")
-    layout = detect_layout(source, filename="in.csv")
-    out = tmp_path / "out.xlsx"
-    write_result(source, layout, out, ("mailvet_mx",), [("=cmd|x",)], out_kind="xlsx")
-    cell = load_workbook(out).active.cell(row=2, column=2)
-    assert (cell.value, cell.data_type) == ("=cmd|x", "s")
-
-
 def test_an_xlsx_list_written_as_csv_gets_formula_safe_cells(tmp_path: Path) -> None:
     """XLSX in, CSV out (-o result.csv): the appended cells get the quote; the workbook's own
     cells are written as the spreadsheet shows them."""

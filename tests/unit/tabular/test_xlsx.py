@@ -7,8 +7,18 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from mailvet.tabular import FileLayout, detect_layout, iter_emails, result_kind, write_result
-from mailvet.tabular import InputError, Workbooks, XlsxLimits, count_rows, kind_of_name
+from mailvet.tabular import (
+    FileLayout,
+    InputError,
+    Workbooks,
+    XlsxLimits,
+    count_rows,
+    detect_layout,
+    iter_emails,
+    kind_of_name,
+    result_kind,
+    write_result,
+)
 from mailvet.tabular.workbook import Workbook, open_workbook
 from tests.unit.tabular.support import EXTRA_HEADER, bad, extras_for, make_xlsx, read_xlsx, run
 
@@ -108,13 +118,14 @@ def test_xlsx_from_storage_temp_file_without_suffix(tmp_path: Path) -> None:
     assert layout.kind == "xlsx" and list(iter_emails(src, layout)) == ["a@example.com"]
 
 
-def test_csv_to_xlsx(tmp_path: Path) -> None:
-    layout, emails, out = run(tmp_path, b"id,email\n1,a@example.com\n2\n", out_kind="xlsx")
-    assert read_xlsx(out) == [
-        ("id", "email", "status", "note"),
-        ("1", "a@example.com", "ok", "n0"),
-        ("2", None, "bad", "n1"),
-    ]
+@pytest.mark.parametrize("name", ["in.csv", "in.txt"])
+def test_a_csv_or_txt_list_has_no_xlsx_result(tmp_path: Path, name: str) -> None:
+    src = tmp_path / name
+    src.write_bytes(b"email\na@example.com\n")
+    out = tmp_path / "out.xlsx"
+    with pytest.raises(ValueError, match="CSV result only, not XLSX"):
+        write_result(src, detect_layout(src), out, EXTRA_HEADER, [["ok", "n0"]], out_kind="xlsx")
+    assert not out.exists()
 
 
 def test_result_kind() -> None:
