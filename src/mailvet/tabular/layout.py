@@ -7,8 +7,14 @@ from typing import Literal
 
 import msgspec
 
-MAX_XLSX_EXPANDED = 1 << 30  # default of MAILVET_MAX_XLSX_EXPANDED_BYTES
-MAX_CELL = 131_072  # default of MAILVET_MAX_CELL_BYTES: csv's own field size limit
+from mailvet.settings import EngineSettings
+
+# The defaults of MAILVET_MAX_CELL_BYTES and MAILVET_MAX_XLSX_EXPANDED_BYTES, written once in
+# settings.EngineSettings, are the layer's when no limits are given (settings imports
+# nothing of this package, which would make it costly to import).
+_SETTINGS = EngineSettings()
+MAX_CELL = _SETTINGS.max_cell_bytes
+MAX_XLSX_EXPANDED = _SETTINGS.max_xlsx_expanded_bytes
 
 
 class InputError(Exception):
@@ -26,9 +32,11 @@ class FileLayout(msgspec.Struct, frozen=True, kw_only=True):
     email_index: int = 0  # 0-based column of the email address
     skip_records: int = 1  # records before the first data row (preamble + header)
     sheet: str | None = None  # xlsx sheet name
-    max_cell: int = MAX_CELL  # longest CSV/TXT cell, in characters (tabular.limits)
-    # bytes an XLSX workbook may inflate to, per opening (tabular.workbook; XLSX cells are
-    # held to max_cell UTF-8 bytes)
+    # longest cell (MAILVET_MAX_CELL_BYTES, kept from detection for every later reader):
+    # characters of the decoded text in a CSV/TXT list (tabular.limits, the record cutter),
+    # UTF-8 bytes in an XLSX workbook (tabular.workbook, through xlsx.limits_of)
+    max_cell: int = MAX_CELL
+    # bytes an XLSX workbook may inflate to, per opening (MAILVET_MAX_XLSX_EXPANDED_BYTES)
     max_expanded: int = MAX_XLSX_EXPANDED
 
     @property

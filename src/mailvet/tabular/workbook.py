@@ -30,7 +30,7 @@ from xml.parsers import expat
 
 import msgspec
 
-from mailvet.tabular.layout import InputError, one_line
+from mailvet.tabular.layout import MAX_CELL, MAX_XLSX_EXPANDED, InputError, one_line
 
 MAX_ROWS = 1_048_576  # the limits of the format (Excel's); refs beyond are refused
 MAX_COLUMNS = 16_384
@@ -41,10 +41,10 @@ class XlsxLimits(msgspec.Struct, frozen=True, kw_only=True):
     """Limits on one workbook (settings MAILVET_MAX_CELL_BYTES, MAILVET_MAX_XLSX_EXPANDED_BYTES)."""
 
     # one cell's text in UTF-8 bytes (Excel holds at most 32,767 characters, 128 KiB at most
-    # in UTF-8; the CSV/TXT default of MAILVET_MAX_CELL_BYTES is the same 131,072)
-    max_cell_bytes: int = 131_072
+    # in UTF-8: the default fits them; it is also the CSV/TXT cell limit, FileLayout.max_cell)
+    max_cell_bytes: int = MAX_CELL
     # bytes inflated from the zip for one opening, all parts together
-    max_expanded_bytes: int = 1024 * 1024 * 1024
+    max_expanded_bytes: int = MAX_XLSX_EXPANDED
 
 
 DEFAULT_LIMITS = XlsxLimits()
