@@ -176,11 +176,15 @@ def _write_workbook(
     """XLSX → XLSX: the input workbook with the cells added to its address sheet and every
     other part as it was (mailvet.tabular.xlsx_result), the workbook opened once."""
 
+    skip, take = layout.skip_records, extras.take
+
     def role_of(index: int, values: list[Any]) -> int:
-        return BLANK if is_blank_row(values) else role_at(layout, index)
+        if is_blank_row(values):
+            return BLANK
+        return DATA if index >= skip else role_at(layout, index)
 
     def cells_for(role: int) -> Sequence[Any]:
-        return extra_header if role == HEADER else list(map(str, extras.take()))
+        return extra_header if role == HEADER else list(map(str, take()))
 
     with borrowed(books, in_path, in_path.name, limits_of(layout)) as book:
         width = len(layout.header) if layout.has_header else sample_width(book.rows(layout.sheet))
