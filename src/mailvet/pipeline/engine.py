@@ -85,6 +85,7 @@ def verdict_from_probe(base: Verdict, result: ProbeResult, catch_all: bool | Non
 
 
 Reached = Callable[[list[int], list[Verdict]], None]
+REACHED_BATCH = 20  # a domain's mailboxes asked in one probe call, reported when it returns
 ROUTE_LOOKUPS = 32  # routes looked up at once (the resolver allows more queries than this)
 _UNSET: Any = object()  # Memo.peek's "not known yet"
 
@@ -133,8 +134,9 @@ class Engine:
     async def check_many(
         self, addresses: Sequence[str], checks: Check, *, reached: Reached | None = None
     ) -> list[Verdict]:
-        """One verdict per address, in order. `reached(indexes, verdicts)` is told each
-        domain's network verdicts as they come (a worker keeps them in its journal)."""
+        """One verdict per address, in order. `reached(indexes, verdicts)` is told the
+        network verdicts as they come, up to REACHED_BATCH of a domain at a time (a worker
+        keeps them in its journal)."""
         cells = [address.strip() for address in addresses]
         syntaxes = [check_syntax(cell) for cell in cells]
         out = [offline_verdict(syntax, cell) for syntax, cell in zip(syntaxes, cells, strict=True)]
@@ -163,14 +165,16 @@ class Engine:
                 groups[syntax.ascii_domain].append((key, out[first], syntax.local))
 
         async def group(domain: str, items: list[tuple[tuple[str, Check], Verdict, str]]) -> None:
-            verdicts = await self._domain_group(domain, items, checks)
-            indexes: list[int] = []
-            for (key, _, _), verdict in zip(items, verdicts, strict=True):
-                for index in todo[key]:
-                    out[index] = verdict
-                    indexes.append(index)
-            if reached is not None:
-                reached(indexes, [out[index] for index in indexes])
+            def part(positions: list[int], verdicts: list[Verdict]) -> None:
+                indexes: list[int] = []
+                for position, verdict in zip(positions, verdicts, strict=True):
+                    for index in todo[items[position][0]]:
+                        out[index] = verdict
+                        indexes.append(index)
+                if reached is not None:
+                    reached(indexes, [out[index] for index in indexes])
+
+            await self._domain_group(domain, items, checks, part)
 
         await asyncio.gather(*(group(domain, items) for domain, items in groups.items()))
         for key, future in shared.items():
@@ -180,13 +184,22 @@ class Engine:
         return out
 
     async def _domain_group(
-        self, domain: str, items: list[tuple[tuple[str, Check], Verdict, str]], checks: Check
+        self,
+        domain: str,
+        items: list[tuple[tuple[str, Check], Verdict, str]],
+        checks: Check,
+        report: Reached,
     ) -> list[Verdict]:
-        """The network verdicts of one domain's addresses; each is also filed (memo and the
-        futures other chunks wait on) or, on failure, its waiters get the exception."""
+        """The network verdicts of one domain's addresses, each told to `report` (by
+        position in `items`) as it is reached; each is also filed (memo and the futures
+        other chunks wait on) or, on failure, its waiters get the exception."""
         try:
             verdicts = await self._domain_verdicts(
-                domain, [base for _, base, _ in items], [local for _, _, local in items], checks
+                domain,
+                [base for _, base, _ in items],
+                [local for _, _, local in items],
+                checks,
+                report,
             )
         except BaseException as exc:
             for key, _, _ in items:
@@ -203,27 +216,59 @@ class Engine:
         return verdicts
 
     async def _domain_verdicts(
-        self, domain: str, bases: list[Verdict], locals_: list[str], checks: Check
+        self,
+        domain: str,
+        bases: list[Verdict],
+        locals_: list[str],
+        checks: Check,
+        report: Reached,
     ) -> list[Verdict]:
+        """The verdicts of one domain's addresses; every position is told to `report`
+        once, as soon as its verdict is known (mailbox answers REACHED_BATCH at a time)."""
         async with self._route_slots:
             route = await self._resolver.mail_route(domain)
+        everyone = list(range(len(bases)))
         if route.kind not in (RouteKind.MX, RouteKind.IMPLICIT):
-            return [_verdict(_ROUTE_REASON[route.kind], base) for base in bases]
+            out = [_verdict(_ROUTE_REASON[route.kind], base) for base in bases]
+            report(everyone, out)
+            return out
         mx = _reported_mx(route)
         out = [msgspec.structs.replace(base, mx=mx) for base in bases]
         if checks is Check.DNS:
+            report(everyone, out)
             return out
         # disposable or a typo domain: the mailbox answer would not change the advice
         asked = [i for i, base in enumerate(bases) if base.reason is Reason.NOT_CHECKED]
+        told = [i for i, base in enumerate(bases) if base.reason is not Reason.NOT_CHECKED]
+        if told:
+            report(told, [out[i] for i in told])
         if not asked:
             return out
-        # a non-ASCII mailbox needs SMTPUTF8: the prober says not_supported without it
-        recipients = [f"{locals_[i]}@{domain}" for i in asked]
         catch_all_task = asyncio.ensure_future(self._is_catch_all(domain, route))
-        results = await self._prober.probe(route.hosts, recipients)
-        catch_all = await catch_all_task
-        for i, result in zip(asked, results, strict=True):
-            out[i] = verdict_from_probe(out[i], result, catch_all)
+
+        async def probe(part: list[int]) -> None:
+            # a non-ASCII mailbox needs SMTPUTF8: the prober says not_supported without it
+            results = await self._prober.probe(
+                route.hosts, [f"{locals_[i]}@{domain}" for i in part]
+            )
+            catch_all = await catch_all_task
+            for i, result in zip(part, results, strict=True):
+                out[i] = verdict_from_probe(out[i], result, catch_all)
+            report(part, [out[i] for i in part])
+
+        # parts asked at once (the prober queues them in order at the server): a big domain's
+        # verdicts are reported as they come, so a worker killed mid-domain keeps most of them
+        parts = [asked[n : n + REACHED_BATCH] for n in range(0, len(asked), REACHED_BATCH)]
+        if len(parts) == 1:
+            await probe(parts[0])
+            return out
+        tasks = [asyncio.ensure_future(probe(part)) for part in parts]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
         return out
 
     async def _is_catch_all(self, domain: str, route: MailRoute) -> bool | None:

@@ -22,8 +22,8 @@ from mailvet.domain.verdict import Verdict
 
 log = structlog.get_logger(__name__)
 
-FLUSH_ROWS = 100  # verdicts that make a write at once
-FLUSH_SECONDS = 0.1  # the longest a reached verdict waits to be written
+FLUSH_ROWS = 50  # verdicts that make a write at once
+FLUSH_SECONDS = 0.05  # the longest a reached verdict waits to be written
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Verdict)
