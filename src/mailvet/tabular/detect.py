@@ -195,11 +195,13 @@ def _utf16_by_nul_bytes(head: bytes) -> str:
 
 def _sniff_delimiter(lines: list[str]) -> str:
     """One of , ; TAB |: the one under which csv rules (quotes respected, as the records are
-    read later) give the most sample records the same number of cells, two or more; ties go
-    to the one whose count the first record has too, then to more cells, then to the order
-    of DELIMITERS; "," when none splits a record.  (csv.Sniffer was used before: its quote
-    heuristics took a "'" of a small file for a quote character, and a quoted '"' beside
-    a TAB for a TAB-separated file.)"""
+    read later) split the most sample records into two cells or more and give the most of
+    them one number of cells (the sum of the two counts: a list whose trailing empty cells
+    are left off has fewer records of one width, but still splits them all); ties go to
+    the one whose count the first record has too, then to more cells, then to the order of
+    DELIMITERS; "," when none splits a record.  (csv.Sniffer was used before: its quote
+    heuristics took a "'" of a small file for a quote character, and a quoted '"' beside a
+    TAB for a TAB-separated file.)"""
     sample = lines[:SNIFF_LINES]
     best: tuple[tuple[int, bool, int, int], str] | None = None
     for rank, delimiter in enumerate(DELIMITERS):
@@ -210,7 +212,7 @@ def _sniff_delimiter(lines: list[str]) -> str:
         if not split:
             continue
         cells, agree = max(split.items(), key=lambda item: (item[1], item[0]))
-        key = (agree, counts[0] == cells, cells, -rank)
+        key = (agree + sum(split.values()), counts[0] == cells, cells, -rank)
         if best is None or key > best[0]:
             best = (key, delimiter)
     return best[1] if best else ","

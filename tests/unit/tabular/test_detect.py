@@ -80,6 +80,23 @@ def test_apostrophes_and_quotes_inside_cells_keep_the_delimiter(
     assert detect_layout(src).delimiter == sep
 
 
+def test_rows_without_their_trailing_cells_keep_the_delimiter(tmp_path: Path) -> None:
+    """A '|' list whose rows leave off an empty last cell, a TAB in one cell of most rows:
+    more records have two cells each read with TAB than four read with '|', but '|' splits
+    every record (was read as TAB separated)."""
+    data = (
+        b"name|note|email|city\n"
+        b"Ann|tab\there|ann@example.com\n"
+        b"Bob|tab\there|bob@example.com\n"
+        b"Cy|tab\there|cy@example.com|Nice\n"
+        b"Di|tab\there|di@example.com|Lyon\n"
+        b"Ed|x|ed@example.com\n"
+    )
+    layout, emails, _ = run(tmp_path, data)
+    assert layout.delimiter == "|" and layout.email_index == 2 and layout.has_header
+    assert emails == [f"{n}@example.com" for n in ("ann", "bob", "cy", "di", "ed")]
+
+
 def test_one_column_file_uses_comma(tmp_path: Path) -> None:
     records = [
         ("header", "email", "\n"),
