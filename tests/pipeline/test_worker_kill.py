@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 
 import pytest
 
+from mailvet import metrics
 from mailvet.adapters.bus.memory import MemoryBus
 from mailvet.adapters.db.memory import MemoryJobRepository
 from mailvet.adapters.storage.memory import MemoryStorage
@@ -23,7 +24,6 @@ from mailvet.pipeline.worker import Worker
 from mailvet.settings import load_settings
 from tests.mailworld.smtp_server import SmtpBehaviour
 from tests.mailworld.world import MailWorld
-from tests.waiting import until
 
 pytestmark = pytest.mark.pipeline
 
@@ -124,8 +124,13 @@ async def kill_and_redo(
     first_journal = ProcessJournal(jobs) if journal else None
     deps, first = await worker_process(world, jobs, first_journal)
     tasks = [asyncio.ensure_future(first.handle(chunk)) for chunk in chunks]
-    # kill -9 once the servers have been sent a third of the job (a hang guard only)
-    await _rcpts_sent(world, before, total // 3)
+    # kill -9 once the worker has sent a third of the job's RCPTs (the timeout: a hang guard)
+    written = RcptsWritten(total // 3)
+    previous = metrics.use(written)
+    try:
+        await asyncio.wait_for(written.reached.wait(), 60)
+    finally:
+        metrics.use(previous)
     if first_journal is not None:
         first_journal.killed = True  # from here on the first process does nothing
     for task in tasks:
@@ -153,12 +158,21 @@ async def kill_and_redo(
     return total, twice, statuses
 
 
-async def _rcpts_sent(world: MailWorld, before: dict[str, int], rows: int) -> None:
-    # the servers live in the world's thread: no event to await
-    await until(
-        lambda: sum(len(world.smtp(ip).stats.recipients) - before[ip] for ip in SERVERS) >= rows,
-        timeout=60,
-    )
+class RcptsWritten(metrics.PrometheusRecorder):
+    """The worker's metrics: `reached` is set once it has written `wanted` RCPT commands
+    (the servers count in the world's thread; this counts in the worker's own loop)."""
+
+    def __init__(self, wanted: int) -> None:
+        super().__init__()
+        self.wanted = wanted
+        self.written = 0
+        self.reached = asyncio.Event()
+
+    def smtp_command(self, command: str) -> None:
+        if command == "RCPT":
+            self.written += 1
+            if self.written >= self.wanted:
+                self.reached.set()
 
 
 async def _results(bus: MessageBus) -> list[ChunkDone]:
