@@ -123,9 +123,16 @@ class EngineSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     syntax_processes: Annotated[
         int, _m("processes for syntax-only chunks; -1: one per CPU, 0: none", ge=-1)
     ] = -1
-    worker_concurrency: Annotated[int, _m("chunks in progress at once per worker", ge=1)] = 16
+    worker_concurrency: Annotated[
+        int,
+        _m(
+            "syntax-only chunks in progress at once per worker (CPU slots); network chunks:"
+            " 8 times as many",
+            ge=1,
+        ),
+    ] = 16
     dispatch_backlog: Annotated[
-        int, _m("chunks the orchestrator keeps waiting in the work queue", ge=1)
+        int, _m("chunks the orchestrator keeps waiting in each work queue", ge=1)
     ] = 8
     verdict_cache_size: Annotated[int, _m("addresses remembered per worker (dedupe)", ge=1)] = (
         200_000
