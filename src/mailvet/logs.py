@@ -113,7 +113,7 @@ class LibraryChatter(logging.Filter):
         elif any(keep in message for keep in self.KEEP):
             return True
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        return logging.DEBUG >= self.floor
+        return self.floor <= logging.DEBUG
 
     def _closing_callback(self, message: str, args: object) -> bool:
         if message != self.CALLBACK_ERROR or not isinstance(args, tuple) or len(args) != 3:

@@ -309,7 +309,7 @@ def _record(name: str, level: int, msg: str, *args: object) -> logging.LogRecord
 def test_library_chatter_of_a_reconnection_is_debug(
     record: logging.LogRecord, kept_level: int
 ) -> None:
-    from mailvet.adapters.bus.rabbit import LibraryChatter
+    from mailvet.logs import LibraryChatter
 
     assert LibraryChatter().filter(record) is True
     assert record.levelno == kept_level
@@ -321,7 +321,8 @@ def test_the_chatter_of_library_loggers_made_later_is_demoted_too(
 ) -> None:
     """The filter is on the handler, so loggers created after the bus (or after logging was
     configured) are covered; another handler gets it from quiet_library_chatter()."""
-    from mailvet.adapters.bus.rabbit import LibraryChatter, RabbitBus
+    from mailvet.adapters.bus.rabbit import RabbitBus
+    from mailvet.logs import LibraryChatter
 
     other = logging.StreamHandler()
     logging.getLogger().addHandler(other)
