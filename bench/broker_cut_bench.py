@@ -128,7 +128,9 @@ def main() -> int:
         cluster.extra_env = {**cluster.extra_env, "MAILVET_RABBITMQ_URL": proxy.url}
         try:
             for role in ROLES:
-                cluster.start(role, **({"MAILVET_LOG_LEVEL": "debug"} if role in args.debug else {}))
+                cluster.start(
+                    role, **({"MAILVET_LOG_LEVEL": "debug"} if role in args.debug else {})
+                )
             while len(figures) < args.cuts:
                 job_id = cluster.submit(source)
                 cluster.wait_for(job_id, lambda j: int(j["rows_done"]) >= 1_000)  # type: ignore[call-overload]
@@ -138,8 +140,13 @@ def main() -> int:
                         break
                     figures.append(cut)
                     back, progress = cut
-                    shown = ", ".join(f"{role} {back.get(role, float('nan')):.3f}" for role in ROLES)
-                    print(f"cut {len(figures)}: reconnected (s) {shown}; progress {progress:.3f} s", flush=True)
+                    shown = ", ".join(
+                        f"{role} {back.get(role, float('nan')):.3f}" for role in ROLES
+                    )
+                    print(
+                        f"cut {len(figures)}: reconnected (s) {shown}; progress {progress:.3f} s",
+                        flush=True,
+                    )
                     time.sleep(1.0)  # let the roles settle before the next cut
                 cluster.wait_done(job_id, timeout=600)
         finally:

@@ -58,7 +58,15 @@ def syntax_figures(rows: int, database_url: str, s3: MotoS3, root: Path) -> tupl
     embedded_dir = root / "embedded"
     embedded_dir.mkdir()
     run = run_child(
-        [*mailvet_command(), "validate", str(source), "-o", str(embedded_dir / "out.csv"), "--checks", "syntax"],
+        [
+            *mailvet_command(),
+            "validate",
+            str(source),
+            "-o",
+            str(embedded_dir / "out.csv"),
+            "--checks",
+            "syntax",
+        ],
         clean_env({"MAILVET_DATA_DIR": str(embedded_dir / "data")}),
         embedded_dir,
         embedded_dir / "validate",
@@ -66,8 +74,12 @@ def syntax_figures(rows: int, database_url: str, s3: MotoS3, root: Path) -> tupl
     assert run.returncode == 0, run.stderr
     in_process = rows / run.wall
     print(f"syntax-only, {rows:,} rows ({source.name})")
-    print(f"  six roles as processes (RabbitMQ+PostgreSQL+moto S3): {wall:6.2f} s  {distributed:>9,.0f} rows/s")
-    print(f"  one process (mailvet validate, embedded default):     {run.wall:6.2f} s  {in_process:>9,.0f} rows/s")
+    print(
+        f"  six roles as processes (RabbitMQ+PostgreSQL+moto S3): {wall:6.2f} s  {distributed:>9,.0f} rows/s"
+    )
+    print(
+        f"  one process (mailvet validate, embedded default):     {run.wall:6.2f} s  {in_process:>9,.0f} rows/s"
+    )
     return distributed, in_process
 
 
@@ -78,7 +90,10 @@ def smtp_figures(addresses: int, database_url: str, s3: MotoS3, root: Path) -> t
     server = world.add_smtp(
         "127.0.0.70",
         SmtpBehaviour(
-            mailboxes={"postmaster": "250 2.1.5 OK", **{f"user{i}": "250 2.1.5 OK" for i in range(addresses)}},
+            mailboxes={
+                "postmaster": "250 2.1.5 OK",
+                **{f"user{i}": "250 2.1.5 OK" for i in range(addresses)},
+            },
             latency=0.04,
             max_connections=20,
         ),
@@ -89,7 +104,11 @@ def smtp_figures(addresses: int, database_url: str, s3: MotoS3, root: Path) -> t
     world.start()
     try:
         for workers in (1, 2):
-            env = {**world.env(), "MAILVET_CHUNK_SIZE": "100", "MAILVET_SMTP_RECIPIENTS_PER_TRANSACTION": "5"}
+            env = {
+                **world.env(),
+                "MAILVET_CHUNK_SIZE": "100",
+                "MAILVET_SMTP_RECIPIENTS_PER_TRANSACTION": "5",
+            }
             cluster = Cluster(root / f"smtp{workers}", database_url, s3.endpoint, extra_env=env)
             cluster.root.mkdir()
             try:
@@ -103,11 +122,15 @@ def smtp_figures(addresses: int, database_url: str, s3: MotoS3, root: Path) -> t
                 wall, job = timed_job(cluster, source, "--checks", "smtp")
                 assert job["status"] == "file_completed", job
                 figures.append(addresses / wall)
-                print(f"smtp-bound, {addresses:,} addresses, {workers} worker process(es): {wall:6.2f} s  {addresses / wall:>7,.0f} addresses/s")
+                print(
+                    f"smtp-bound, {addresses:,} addresses, {workers} worker process(es): {wall:6.2f} s  {addresses / wall:>7,.0f} addresses/s"
+                )
             finally:
                 cluster.stop()
                 delete_rabbit_objects(cluster.prefix)
-        print(f"  server: max concurrent connections {server.stats.max_concurrent}, limit violations {server.stats.violations}")
+        print(
+            f"  server: max concurrent connections {server.stats.max_concurrent}, limit violations {server.stats.violations}"
+        )
     finally:
         world.stop()
     return figures[0], figures[1]
@@ -120,7 +143,10 @@ def main() -> int:
     args = parser.parse_args()
     s3 = MotoS3().start()
     try:
-        with fresh_database() as database_url, tempfile.TemporaryDirectory(prefix="mvbench-") as folder:
+        with (
+            fresh_database() as database_url,
+            tempfile.TemporaryDirectory(prefix="mvbench-") as folder,
+        ):
             root = Path(folder)
             distributed, _ = syntax_figures(args.rows, database_url, s3, root)
             one, two = smtp_figures(args.smtp_addresses, database_url, s3, root)
@@ -129,8 +155,12 @@ def main() -> int:
     ok_syntax = distributed >= 20_000
     ok_scale = two > one
     print("targets:")
-    print(f"  [{'ok' if ok_syntax else 'MISSED'}] distributed syntax-only: {distributed:,.0f} rows/s (target >= 20,000)")
-    print(f"  [{'ok' if ok_scale else 'MISSED'}] second worker: {one:,.0f} -> {two:,.0f} addresses/s ({two / one:.2f}x)")
+    print(
+        f"  [{'ok' if ok_syntax else 'MISSED'}] distributed syntax-only: {distributed:,.0f} rows/s (target >= 20,000)"
+    )
+    print(
+        f"  [{'ok' if ok_scale else 'MISSED'}] second worker: {one:,.0f} -> {two:,.0f} addresses/s ({two / one:.2f}x)"
+    )
     return 0 if ok_syntax and ok_scale else 1
 
 

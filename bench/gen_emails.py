@@ -68,21 +68,58 @@ Washington, D.C.|Portland, OR|Portland, ME|Kraków|Łódź|Malmö|Reykjavík|Zag
 CITIES_LIST = [c for c in CITIES.split("|") if c] + [""]
 
 POPULAR = [  # (domain, weight in % of rows)
-    ("gmail.com", 20.0), ("yahoo.com", 6.0), ("hotmail.com", 5.0), ("outlook.com", 4.0),
-    ("icloud.com", 2.0), ("aol.com", 1.5), ("gmx.de", 1.5), ("web.de", 1.5), ("live.com", 1.0),
-    ("t-online.de", 0.7), ("msn.com", 0.5), ("comcast.net", 0.5), ("yahoo.co.uk", 0.5),
-    ("hotmail.co.uk", 0.5), ("protonmail.com", 0.5), ("orange.fr", 0.5), ("mail.ru", 0.5),
-    ("qq.com", 0.5), ("yandex.ru", 0.3), ("btinternet.com", 0.3), ("gmx.net", 0.3),
-    ("me.com", 0.3), ("free.fr", 0.3), ("googlemail.com", 0.2), ("proton.me", 0.2),
-    ("mailinator.com", 0.15), ("guerrillamail.com", 0.1), ("10minutemail.com", 0.05),
-    ("gmial.com", 0.1), ("hotmial.com", 0.05), ("yaho.com", 0.05), ("gmail.con", 0.05),
+    ("gmail.com", 20.0),
+    ("yahoo.com", 6.0),
+    ("hotmail.com", 5.0),
+    ("outlook.com", 4.0),
+    ("icloud.com", 2.0),
+    ("aol.com", 1.5),
+    ("gmx.de", 1.5),
+    ("web.de", 1.5),
+    ("live.com", 1.0),
+    ("t-online.de", 0.7),
+    ("msn.com", 0.5),
+    ("comcast.net", 0.5),
+    ("yahoo.co.uk", 0.5),
+    ("hotmail.co.uk", 0.5),
+    ("protonmail.com", 0.5),
+    ("orange.fr", 0.5),
+    ("mail.ru", 0.5),
+    ("qq.com", 0.5),
+    ("yandex.ru", 0.3),
+    ("btinternet.com", 0.3),
+    ("gmx.net", 0.3),
+    ("me.com", 0.3),
+    ("free.fr", 0.3),
+    ("googlemail.com", 0.2),
+    ("proton.me", 0.2),
+    ("mailinator.com", 0.15),
+    ("guerrillamail.com", 0.1),
+    ("10minutemail.com", 0.05),
+    ("gmial.com", 0.1),
+    ("hotmial.com", 0.05),
+    ("yaho.com", 0.05),
+    ("gmail.con", 0.05),
 ]
 POPULAR_SHARE = sum(w for _, w in POPULAR)  # ~49.8 %
 
 IDN = [
-    "münchen.de", "bücher.de", "köln.de", "düsseldorf.de", "zürich.ch", "straße.de",
-    "café.fr", "españa.es", "müller-bau.de", "größe.de", "ñandú.com.ar", "привет.рф",
-    "例え.jp", "xn--mnchen-3ya.de", "xn--bcher-kva.de", "xn--caf-dma.fr",
+    "münchen.de",
+    "bücher.de",
+    "köln.de",
+    "düsseldorf.de",
+    "zürich.ch",
+    "straße.de",
+    "café.fr",
+    "españa.es",
+    "müller-bau.de",
+    "größe.de",
+    "ñandú.com.ar",
+    "привет.рф",
+    "例え.jp",
+    "xn--mnchen-3ya.de",
+    "xn--bcher-kva.de",
+    "xn--caf-dma.fr",
 ]
 
 WORDS = """alpha apex arc atlas aurora axis beacon birch blue bold bright brook cedar
@@ -98,13 +135,52 @@ wolf zen zenith""".split()
 SUFFIXES = """tech labs systems group media solutions consulting partners digital works
 software logistics capital health energy design studio foods motors bau gmbh ventures
 analytics networks cloud data shop store legal finance realty""".split()
-TLDS = [(".com", 55), (".net", 10), (".org", 9), (".de", 10), (".co.uk", 8), (".io", 4), (".fr", 2), (".nl", 2)]
+TLDS = [
+    (".com", 55),
+    (".net", 10),
+    (".org", 9),
+    (".de", 10),
+    (".co.uk", 8),
+    (".io", 4),
+    (".fr", 2),
+    (".nl", 2),
+]
 
-ROLES = ["info", "sales", "support", "admin", "contact", "office", "hr", "billing", "postmaster",
-         "abuse", "noreply", "marketing", "team", "hello", "jobs", "Postmaster", "INFO", "Abuse"]
+ROLES = [
+    "info",
+    "sales",
+    "support",
+    "admin",
+    "contact",
+    "office",
+    "hr",
+    "billing",
+    "postmaster",
+    "abuse",
+    "noreply",
+    "marketing",
+    "team",
+    "hello",
+    "jobs",
+    "Postmaster",
+    "INFO",
+    "Abuse",
+]
 TAGS = ["news", "shop", "promo", "2023", "spam", "amazon", "work", "list"]
-UNICODE_LOCALS = ["josé", "müller", "françois", "zoë", "søren", "björn", "łukasz", "renée",
-                  "jürgen", "ñoño", "андрей", "田中"]
+UNICODE_LOCALS = [
+    "josé",
+    "müller",
+    "françois",
+    "zoë",
+    "søren",
+    "björn",
+    "łukasz",
+    "renée",
+    "jürgen",
+    "ñoño",
+    "андрей",
+    "田中",
+]
 
 
 def _company_domains(rng: random.Random, n: int) -> list[str]:
@@ -169,7 +245,11 @@ class _Gen:
         elif r < 0.80:
             loc = f"{first}-{last}"
         elif r < 0.86:
-            loc = f"{first}.{last}+{rng.choice(TAGS)}" if rng.random() < 0.5 else f"{first}+{rng.choice(TAGS)}"
+            loc = (
+                f"{first}.{last}+{rng.choice(TAGS)}"
+                if rng.random() < 0.5
+                else f"{first}+{rng.choice(TAGS)}"
+            )
         elif r < 0.93:
             loc = f"{first}{rng.randint(1, 999)}"
         elif r < 0.97:

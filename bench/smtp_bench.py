@@ -66,7 +66,9 @@ def build_world(n: int, latency: float, server_connections: int) -> MailWorld:
 def write_input(path: Path, n: int, unknown: int, seed: int) -> dict[str, tuple[str, str]]:
     """The CSV (id,email); returns address -> expected (status, reason)."""
     expected = {f"user{i}@{DOMAIN}": ("deliverable", "accepted") for i in range(n)}
-    expected.update({f"nobody{i}@{DOMAIN}": ("undeliverable", "mailbox_not_found") for i in range(unknown)})
+    expected.update(
+        {f"nobody{i}@{DOMAIN}": ("undeliverable", "mailbox_not_found") for i in range(unknown)}
+    )
     addresses = list(expected)
     random.Random(seed).shuffle(addresses)
     with open(path, "w", newline="", encoding="utf-8") as f:
@@ -76,7 +78,9 @@ def write_input(path: Path, n: int, unknown: int, seed: int) -> dict[str, tuple[
     return expected
 
 
-def check_output(path: Path, expected: dict[str, tuple[str, str]]) -> tuple[int, Counter[str], list[str]]:
+def check_output(
+    path: Path, expected: dict[str, tuple[str, str]]
+) -> tuple[int, Counter[str], list[str]]:
     wrong = 0
     seen: Counter[str] = Counter()
     examples: list[str] = []
@@ -91,7 +95,9 @@ def check_output(path: Path, expected: dict[str, tuple[str, str]]) -> tuple[int,
             if got != want:
                 wrong += 1
                 if len(examples) < 10:
-                    examples.append(f"{row['email']}: got {got}, want {want} (smtp_code={row['mailvet_smtp_code']})")
+                    examples.append(
+                        f"{row['email']}: got {got}, want {want} (smtp_code={row['mailvet_smtp_code']})"
+                    )
     if rows != len(expected):
         wrong += abs(len(expected) - rows)
         examples.append(f"output has {rows} rows, input {len(expected)}")
@@ -99,13 +105,23 @@ def check_output(path: Path, expected: dict[str, tuple[str, str]]) -> tuple[int,
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--addresses", type=int, default=3000, help="known mailboxes user0..user{N-1}")
     ap.add_argument("--unknown", type=int, default=10, help="extra unknown addresses (550 5.1.1)")
-    ap.add_argument("--latency", type=float, default=0.04, help="server round-trip latency, seconds")
-    ap.add_argument("--server-connections", type=int, default=5, help="server's max concurrent connections")
-    ap.add_argument("--per-host", type=int, default=None,
-                    help=f"MAILVET_SMTP_PER_HOST_CONNECTIONS (default: unset, mailvet's {DEFAULT_PER_HOST})")
+    ap.add_argument(
+        "--latency", type=float, default=0.04, help="server round-trip latency, seconds"
+    )
+    ap.add_argument(
+        "--server-connections", type=int, default=5, help="server's max concurrent connections"
+    )
+    ap.add_argument(
+        "--per-host",
+        type=int,
+        default=None,
+        help=f"MAILVET_SMTP_PER_HOST_CONNECTIONS (default: unset, mailvet's {DEFAULT_PER_HOST})",
+    )
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
 
@@ -131,9 +147,13 @@ def main() -> int:
         dns_errors = list(world.dns.errors)
 
     total = len(expected)
-    print(f"server       : {MX_HOST} ({MX_IP}) latency={args.latency}s max_connections={args.server_connections} pipelining=on")
-    print(f"per-host     : {args.per_host if args.per_host is not None else f'{DEFAULT_PER_HOST} (mailvet default, env unset)'}"
-          " (MAILVET_SMTP_PER_HOST_CONNECTIONS)")
+    print(
+        f"server       : {MX_HOST} ({MX_IP}) latency={args.latency}s max_connections={args.server_connections} pipelining=on"
+    )
+    print(
+        f"per-host     : {args.per_host if args.per_host is not None else f'{DEFAULT_PER_HOST} (mailvet default, env unset)'}"
+        " (MAILVET_SMTP_PER_HOST_CONNECTIONS)"
+    )
     print(f"addresses    : {total:,} ({args.addresses:,} known + {args.unknown} unknown)")
     if run.returncode != 0:
         print(f"mailvet failed (exit {run.returncode}):\n{run.stderr[-3000:]}")
@@ -141,7 +161,9 @@ def main() -> int:
         return 1
     rate = total / run.wall
     wrong, seen, examples = check_output(out, expected)
-    print(f"wall         : {run.wall:.2f}s  (child CPU user {run.user:.2f}s + sys {run.system:.2f}s, peak RSS {run.maxrss_mb:.0f} MiB)")
+    print(
+        f"wall         : {run.wall:.2f}s  (child CPU user {run.user:.2f}s + sys {run.system:.2f}s, peak RSS {run.maxrss_mb:.0f} MiB)"
+    )
     print(f"addresses/s  : {rate:,.0f}")
     print(f"verdicts     : {', '.join(f'{k}={v:,}' for k, v in sorted(seen.items()))}")
     print(f"wrong        : {wrong}")
@@ -153,13 +175,19 @@ def main() -> int:
         f"connections_total={stats.connections_total} rcpt_total={stats.rcpt_total}"
     )
     if stats.transactions:
-        print(f"               {stats.rcpt_total / stats.transactions:.1f} RCPT per transaction, "
-              f"{stats.transactions / max(stats.connections_total, 1):.1f} transactions per connection")
+        print(
+            f"               {stats.rcpt_total / stats.transactions:.1f} RCPT per transaction, "
+            f"{stats.transactions / max(stats.connections_total, 1):.1f} transactions per connection"
+        )
     if dns_errors:
         print(f"dns errors   : {len(dns_errors)} ({dns_errors[0]!r})")
 
     checks = [
-        ("throughput", rate >= TARGET_ADDR_PER_S, f"{rate:,.0f} addresses/s (target >= {TARGET_ADDR_PER_S})"),
+        (
+            "throughput",
+            rate >= TARGET_ADDR_PER_S,
+            f"{rate:,.0f} addresses/s (target >= {TARGET_ADDR_PER_S})",
+        ),
         ("violations", stats.violations == 0, f"{stats.violations} (target 0)"),
         ("verdicts", wrong == 0, f"{wrong} wrong (target 0)"),
     ]

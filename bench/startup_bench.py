@@ -64,7 +64,9 @@ def line(name: str, runs: list[ChildRun], target: float | None) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", type=int, default=9)
     args = ap.parse_args()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -79,9 +81,20 @@ def main() -> int:
         tmp = Path(tmp_s)
         env = clean_env({"MAILVET_DATA_DIR": str(tmp / "data")})
         ten = tmp / "ten.csv"
-        ten.write_text("email\n" + "".join(f"user{i}@example.com\n" for i in range(10)), encoding="utf-8")
-        validate = mailvet + ["validate", str(ten), "-o", str(tmp / "ten.out.csv"), "--checks", "syntax"]
-        first = run_child(validate, env, tmp, OUT_DIR / "startup_first_validate")  # also compiles .pyc
+        ten.write_text(
+            "email\n" + "".join(f"user{i}@example.com\n" for i in range(10)), encoding="utf-8"
+        )
+        validate = mailvet + [
+            "validate",
+            str(ten),
+            "-o",
+            str(tmp / "ten.out.csv"),
+            "--checks",
+            "syntax",
+        ]
+        first = run_child(
+            validate, env, tmp, OUT_DIR / "startup_first_validate"
+        )  # also compiles .pyc
         if first.returncode != 0:
             print(f"the first validate failed:\n{first.stderr[-2000:]}")
             return 1
@@ -91,13 +104,23 @@ def main() -> int:
             (job_id,) = conn.execute("SELECT id FROM jobs ORDER BY created_at LIMIT 1").fetchone()
 
         results = {
-            "check": runs_of(mailvet + ["check", "a@example.com", "--checks", "syntax"], env, tmp, "check", args.runs),
+            "check": runs_of(
+                mailvet + ["check", "a@example.com", "--checks", "syntax"],
+                env,
+                tmp,
+                "check",
+                args.runs,
+            ),
             "status": runs_of(mailvet + ["status", job_id], env, tmp, "status", args.runs),
             "validate": runs_of(validate, env, tmp, "validate", args.runs),
         }
         floors = {
-            "python -c pass": runs_of([sys.executable, "-c", "pass"], env, tmp, "python", args.runs),
-            "a two-command Typer app": runs_of([sys.executable, "-c", TYPER_FLOOR, "check", "x"], env, tmp, "typer", args.runs),
+            "python -c pass": runs_of(
+                [sys.executable, "-c", "pass"], env, tmp, "python", args.runs
+            ),
+            "a two-command Typer app": runs_of(
+                [sys.executable, "-c", TYPER_FLOOR, "check", "x"], env, tmp, "typer", args.runs
+            ),
         }
 
     print(f"runs         : {args.runs} per command, each a fresh interpreter")
@@ -115,7 +138,13 @@ def main() -> int:
     checks = []
     for key, runs in results.items():
         median = statistics.median(r.wall for r in runs)
-        checks.append((labels[key], median <= TARGETS[key], f"median {median:.3f}s (target <= {TARGETS[key]:.2f}s)"))
+        checks.append(
+            (
+                labels[key],
+                median <= TARGETS[key],
+                f"median {median:.3f}s (target <= {TARGETS[key]:.2f}s)",
+            )
+        )
     return report_targets(checks)
 
 

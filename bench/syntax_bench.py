@@ -89,7 +89,9 @@ def reference_verdicts(emails: list[str]) -> tuple[str, list[str | None]] | None
     return "mailvet.domain.address.reference_check", out
 
 
-def compare(out_path: Path, ids: list[str], emails: list[str], lib: list[str | None]) -> tuple[int, list[str]]:
+def compare(
+    out_path: Path, ids: list[str], emails: list[str], lib: list[str | None]
+) -> tuple[int, list[str]]:
     mismatches = 0
     examples: list[str] = []
 
@@ -137,7 +139,9 @@ def run_size(rows: int, args: argparse.Namespace) -> list[tuple[str, bool, str]]
     gen_s = time.perf_counter() - t0
     size_mb = src.stat().st_size / 2**20
     print(f"\n=== {rows:,} rows ===")
-    print(f"input        : {src} ({size_mb:.1f} MiB, {'generated' if generated else 'cached'} in {gen_s:.1f}s)")
+    print(
+        f"input        : {src} ({size_mb:.1f} MiB, {'generated' if generated else 'cached'} in {gen_s:.1f}s)"
+    )
 
     ids, emails = read_emails(src)
     stripped = [e.strip() for e in emails]
@@ -152,8 +156,11 @@ def run_size(rows: int, args: argparse.Namespace) -> list[tuple[str, bool, str]]
         tiny = tmp / "tiny.csv"
         tiny.write_text("id,email\n1,a@example.com\n", encoding="utf-8")
         warm = run_child(
-            cmd_base + ["validate", str(tiny), "-o", str(tmp / "tiny.out.csv"), "--checks", "syntax"],
-            env, tmp, OUT_DIR / "syntax_warmup",
+            cmd_base
+            + ["validate", str(tiny), "-o", str(tmp / "tiny.out.csv"), "--checks", "syntax"],
+            env,
+            tmp,
+            OUT_DIR / "syntax_warmup",
         )
 
         out_path = OUT_DIR / f"{src.stem}.mailvet.csv"
@@ -162,7 +169,9 @@ def run_size(rows: int, args: argparse.Namespace) -> list[tuple[str, bool, str]]
 
         if args.profile:
             prof = OUT_DIR / f"syntax_{rows}.prof"
-            pcmd = [sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "mailvet"] + cmd[len(cmd_base):]
+            pcmd = [sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "mailvet"] + cmd[
+                len(cmd_base) :
+            ]
             pcmd[pcmd.index(str(out_path))] = str(tmp / "profile.out.csv")
             prun = run_child(pcmd, env, tmp, OUT_DIR / "syntax_profile")
 
@@ -172,30 +181,44 @@ def run_size(rows: int, args: argparse.Namespace) -> list[tuple[str, bool, str]]
 
     rate = rows / run.wall
     print(f"mailvet      : {' '.join(cmd[1:] if len(cmd_base) == 1 else cmd)}")
-    print(f"fixed cost   : {warm.wall:.2f}s wall for a 1-row file (startup + job machinery), rc={warm.returncode}")
-    print(f"wall         : {run.wall:.2f}s  (child CPU user {run.user:.2f}s + sys {run.system:.2f}s)")
-    print(f"CPU, all     : {run.tree_cpu:.2f}s  (mailvet and its pool workers, sampled every 50 ms;"
-          f" {1e6 * run.tree_cpu / rows:.1f} us a row: the figure a busy machine changes least)")
+    print(
+        f"fixed cost   : {warm.wall:.2f}s wall for a 1-row file (startup + job machinery), rc={warm.returncode}"
+    )
+    print(
+        f"wall         : {run.wall:.2f}s  (child CPU user {run.user:.2f}s + sys {run.system:.2f}s)"
+    )
+    print(
+        f"CPU, all     : {run.tree_cpu:.2f}s  (mailvet and its pool workers, sampled every 50 ms;"
+        f" {1e6 * run.tree_cpu / rows:.1f} us a row: the figure a busy machine changes least)"
+    )
     print(f"rows/s       : {rate:,.0f}  (end to end, start-up included)")
-    print(f"peak RSS     : {run.tree_rss_mb:.1f} MiB  (PSS summed over mailvet and its pool workers, sampled every 50 ms;"
-          f" the mailvet process alone: {run.maxrss_mb:.1f} MiB)")
+    print(
+        f"peak RSS     : {run.tree_rss_mb:.1f} MiB  (PSS summed over mailvet and its pool workers, sampled every 50 ms;"
+        f" the mailvet process alone: {run.maxrss_mb:.1f} MiB)"
+    )
 
     lib_s, lib = library_loop(emails)
     lib_rate = rows / lib_s
     speedup = rate / lib_rate
     n_invalid = sum(r is None for r in lib)
-    print(f"email-validator loop : {lib_s:.2f}s, {lib_rate:,.0f} rows/s  ({n_invalid:,} raised = {100 * n_invalid / rows:.1f}%)")
+    print(
+        f"email-validator loop : {lib_s:.2f}s, {lib_rate:,.0f} rows/s  ({n_invalid:,} raised = {100 * n_invalid / rows:.1f}%)"
+    )
     valid_domains = {n.rpartition("@")[2] for n in lib if n is not None}
     print(
         f"distinct     : {len(set(stripped)):,} addresses; {len(valid_domains):,} domains among valid ones"
         f" ({len(domains):,} lower-cased domain strings incl. invalid)"
     )
-    print(f"speed-up     : {speedup:.2f}x  (mailvet end-to-end rows/s / email-validator loop rows/s)")
+    print(
+        f"speed-up     : {speedup:.2f}x  (mailvet end-to-end rows/s / email-validator loop rows/s)"
+    )
 
     reference = reference_verdicts(emails)
     if reference is None:
-        print("verdicts vs : the plain email-validator loop (mailvet.domain.address.reference_check "
-              "is not in this tree yet: the old comparison)")
+        print(
+            "verdicts vs : the plain email-validator loop (mailvet.domain.address.reference_check "
+            "is not in this tree yet: the old comparison)"
+        )
         expected = lib
     else:
         print(f"verdicts vs : {reference[0]} (the new rules through the library alone)")
@@ -208,19 +231,47 @@ def run_size(rows: int, args: argparse.Namespace) -> list[tuple[str, bool, str]]
     if args.profile:
         import pstats
 
-        print(f"\nprofile      : {prof} (wall under cProfile {prun.wall:.1f}s, rc={prun.returncode})")
-        print("\ncProfile of the mailvet child (main thread; asyncio.to_thread work shows as waits):")
+        print(
+            f"\nprofile      : {prof} (wall under cProfile {prun.wall:.1f}s, rc={prun.returncode})"
+        )
+        print(
+            "\ncProfile of the mailvet child (main thread; asyncio.to_thread work shows as waits):"
+        )
         pstats.Stats(str(prof)).sort_stats("cumulative").print_stats(25)
         pstats.Stats(str(prof)).sort_stats("tottime").print_stats(20)
 
     checks = []
     wanted = TARGET_ROWS_PER_S.get(rows)
     if wanted is not None:
-        checks.append((f"{rows:,} rows: throughput", rate >= wanted, f"{rate:,.0f} rows/s (target >= {wanted:,})"))
-    checks.append((f"{rows:,} rows: peak RSS", run.tree_rss_mb <= TARGET_RSS_MB, f"{run.tree_rss_mb:.1f} MiB, all processes (target <= {TARGET_RSS_MB})"))
+        checks.append(
+            (
+                f"{rows:,} rows: throughput",
+                rate >= wanted,
+                f"{rate:,.0f} rows/s (target >= {wanted:,})",
+            )
+        )
+    checks.append(
+        (
+            f"{rows:,} rows: peak RSS",
+            run.tree_rss_mb <= TARGET_RSS_MB,
+            f"{run.tree_rss_mb:.1f} MiB, all processes (target <= {TARGET_RSS_MB})",
+        )
+    )
     if rows == min(args.sizes):
-        checks.append((f"{rows:,} rows: speed-up", speedup >= TARGET_SPEEDUP, f"{speedup:.2f}x (target >= {TARGET_SPEEDUP:g}x)"))
-    checks.append((f"{rows:,} rows: agreement", mismatches == 0, f"{mismatches} differing verdicts (target 0)"))
+        checks.append(
+            (
+                f"{rows:,} rows: speed-up",
+                speedup >= TARGET_SPEEDUP,
+                f"{speedup:.2f}x (target >= {TARGET_SPEEDUP:g}x)",
+            )
+        )
+    checks.append(
+        (
+            f"{rows:,} rows: agreement",
+            mismatches == 0,
+            f"{mismatches} differing verdicts (target 0)",
+        )
+    )
     return checks
 
 
@@ -234,12 +285,15 @@ def print_load(label: str) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--rows", default="200000,1000000", help="comma-separated sizes")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--regen", action="store_true", help="regenerate the cached CSV")
     ap.add_argument(
-        "--profile", action="store_true",
+        "--profile",
+        action="store_true",
         help="also run mailvet once under cProfile (main thread only) and print the top functions",
     )
     args = ap.parse_args()

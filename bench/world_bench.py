@@ -77,14 +77,18 @@ TARGET_CPU_PER_1000 = 2.0
 DEFAULT_PER_HOST = 3  # mailvet's default (SmtpSettings.per_host_connections)
 
 
-def run_child(cmd: list[str], env: dict[str, str], cwd: Path, log_prefix: Path, limit: float) -> ChildRun:
+def run_child(
+    cmd: list[str], env: dict[str, str], cwd: Path, log_prefix: Path, limit: float
+) -> ChildRun:
     """_common.run_child (wall time, and the child's own rusage from os.wait4), but the child
     is killed after *limit* seconds (returncode -9), so a stuck probe cannot hang the bench."""
     out_path = log_prefix.with_suffix(".stdout.txt")
     err_path = log_prefix.with_suffix(".stderr.txt")
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL
+        )
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
@@ -242,7 +246,10 @@ def describe_world(plan: WorldPlan) -> list[str]:
     top10 = sum(d.addresses for d in plan.domains[:10])
     two_mx = sum(len(d.mx) > 1 for d in plan.domains)
     own = sum(any(host.endswith("." + d.name) for _, host in d.mx) for d in plan.domains)
-    backups = sum(d.kind in (Kind.REFUSED, Kind.BLACKHOLE) and d.answering_ip is not None for d in plan.domains)
+    backups = sum(
+        d.kind in (Kind.REFUSED, Kind.BLACKHOLE) and d.answering_ip is not None
+        for d in plan.domains
+    )
     shared = Counter(d.answering_ip for d in plan.domains if d.answering_ip)
     busiest_ip, busiest_n = shared.most_common(1)[0]
     return [
@@ -251,11 +258,15 @@ def describe_world(plan: WorldPlan) -> list[str]:
         f"{len(plan.servers)} server addresses, {len(plan.hosts):,} MX host names",
         "               servers: " + ", ".join(f"{kinds[k]} {k.value}" for k in Kind),
         (
-            "               domains: " + ", ".join(f"{dkinds[k]} {k.value}" for k in Kind)
+            "               domains: "
+            + ", ".join(f"{dkinds[k]} {k.value}" for k in Kind)
             + f" ({backups} dead-MX domains with a live backup); {two_mx} with 2 MX;"
             f" {own} name their own MX; busiest server {busiest_ip} hosts {busiest_n} domains"
         ),
-        "               expected: " + ", ".join(f"{'/'.join(k)}={v:,}" for k, v in sorted(Counter(plan.expected.values()).items())),
+        "               expected: "
+        + ", ".join(
+            f"{'/'.join(k)}={v:,}" for k, v in sorted(Counter(plan.expected.values()).items())
+        ),
     ]
 
 
@@ -297,47 +308,104 @@ def server_figures(plan: WorldPlan, stats: dict[str, SmtpStats]) -> dict[str, in
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--addresses", type=int, default=100_000)
     ap.add_argument("--domains", type=int, default=2_000)
     ap.add_argument("--servers", type=int, default=150)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--exponent", type=float, default=1.1, help="Zipf exponent of domain sizes")
-    ap.add_argument("--retry-delay", type=float, default=2.0, help="MAILVET_SMTP_RETRY_DELAY (greylisting)")
+    ap.add_argument(
+        "--retry-delay", type=float, default=2.0, help="MAILVET_SMTP_RETRY_DELAY (greylisting)"
+    )
     ap.add_argument("--smtp-timeout", type=float, default=3.0, help="MAILVET_SMTP_TIMEOUT")
-    ap.add_argument("--tarpit-latency", type=float, default=30.0, help="reply delay of tar-pit servers")
-    ap.add_argument("--per-host", type=int, default=None, help="MAILVET_SMTP_PER_HOST_CONNECTIONS (default: unset)")
-    ap.add_argument("--max-connections", type=int, default=None, help="MAILVET_SMTP_MAX_CONNECTIONS (default: unset)")
-    ap.add_argument("--src", type=Path, default=None,
-                    help="run the mailvet package found in this src folder (PYTHONPATH) instead of the"
-                         " venv's, e.g. an export of a commit: git archive HEAD src | tar -x -C /tmp/head")
-    ap.add_argument("--log-level", default=None, help="MAILVET_LOG_LEVEL for the child (its stderr goes to bench/out/world_run.stderr.txt)")
-    ap.add_argument("--dns", choices=("fast", "world"), default="fast",
-                    help="answer DNS from precomputed replies in a thread of its own (fast, what a caching"
-                         " resolver does) or from the world's own dnslib server in its event loop (world)")
-    ap.add_argument("--dns-timeout", type=float, default=5.0, help="MAILVET_DNS_TIMEOUT (mailvet's default: 5)")
-    ap.add_argument("--dns-rcvbuf", type=int, default=8 << 20,
-                    help="receive buffer of the world's DNS UDP socket, bytes (0: leave the default)")
-    ap.add_argument("--env", action="append", default=[], metavar="MAILVET_X=VALUE",
-                    help="one more setting for mailvet (repeatable), e.g. MAILVET_WORKER_CONCURRENCY=64")
-    ap.add_argument("--py-spy", type=Path, default=None, metavar="PATH",
-                    help="run mailvet under this py-spy executable; collapsed stacks (every thread, idle"
-                         " excluded) go to bench/out/world_profile.txt (CPU figures then include py-spy)")
-    ap.add_argument("--time-limit", type=float, default=900.0, help="kill mailvet after this many seconds")
+    ap.add_argument(
+        "--tarpit-latency", type=float, default=30.0, help="reply delay of tar-pit servers"
+    )
+    ap.add_argument(
+        "--per-host",
+        type=int,
+        default=None,
+        help="MAILVET_SMTP_PER_HOST_CONNECTIONS (default: unset)",
+    )
+    ap.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="MAILVET_SMTP_MAX_CONNECTIONS (default: unset)",
+    )
+    ap.add_argument(
+        "--src",
+        type=Path,
+        default=None,
+        help="run the mailvet package found in this src folder (PYTHONPATH) instead of the"
+        " venv's, e.g. an export of a commit: git archive HEAD src | tar -x -C /tmp/head",
+    )
+    ap.add_argument(
+        "--log-level",
+        default=None,
+        help="MAILVET_LOG_LEVEL for the child (its stderr goes to bench/out/world_run.stderr.txt)",
+    )
+    ap.add_argument(
+        "--dns",
+        choices=("fast", "world"),
+        default="fast",
+        help="answer DNS from precomputed replies in a thread of its own (fast, what a caching"
+        " resolver does) or from the world's own dnslib server in its event loop (world)",
+    )
+    ap.add_argument(
+        "--dns-timeout", type=float, default=5.0, help="MAILVET_DNS_TIMEOUT (mailvet's default: 5)"
+    )
+    ap.add_argument(
+        "--dns-rcvbuf",
+        type=int,
+        default=8 << 20,
+        help="receive buffer of the world's DNS UDP socket, bytes (0: leave the default)",
+    )
+    ap.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="MAILVET_X=VALUE",
+        help="one more setting for mailvet (repeatable), e.g. MAILVET_WORKER_CONCURRENCY=64",
+    )
+    ap.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="run mailvet under this py-spy executable; collapsed stacks (every thread, idle"
+        " excluded) go to bench/out/world_profile.txt (CPU figures then include py-spy)",
+    )
+    ap.add_argument(
+        "--time-limit", type=float, default=900.0, help="kill mailvet after this many seconds"
+    )
     args = ap.parse_args()
     if args.tarpit_latency <= args.smtp_timeout:
         ap.error("--tarpit-latency must exceed --smtp-timeout")
 
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     t0 = time.perf_counter()
-    plan = generate(args.addresses, args.domains, args.servers, args.seed,
-                    exponent=args.exponent, tarpit_latency=args.tarpit_latency)
+    plan = generate(
+        args.addresses,
+        args.domains,
+        args.servers,
+        args.seed,
+        exponent=args.exponent,
+        tarpit_latency=args.tarpit_latency,
+    )
     bound = schedule_bound(plan, retry_delay=args.retry_delay, smtp_timeout=args.smtp_timeout)
     per_host = args.per_host if args.per_host is not None else DEFAULT_PER_HOST
-    client_bound = schedule_bound(plan, retry_delay=args.retry_delay, smtp_timeout=args.smtp_timeout,
-                                  client_sessions=per_host)
+    client_bound = schedule_bound(
+        plan, retry_delay=args.retry_delay, smtp_timeout=args.smtp_timeout, client_sessions=per_host
+    )
     world = build_world(plan)
-    fast = FastDns(world.zone, dns_names(plan), receive_buffer=args.dns_rcvbuf) if args.dns == "fast" else None
+    fast = (
+        FastDns(world.zone, dns_names(plan), receive_buffer=args.dns_rcvbuf)
+        if args.dns == "fast"
+        else None
+    )
     clock = RcptClock(world, [ip for ip, spec in plan.servers.items() if spec.kind in LIVE])
     gen_seconds = time.perf_counter() - t0
 
@@ -357,12 +425,14 @@ def main() -> int:
                 fast.start()
                 dns_port = fast.port
                 extra["MAILVET_DNS_SERVERS"] = f"127.0.0.1:{dns_port}"
-            extra.update({
-                "MAILVET_DATA_DIR": str(tmp / "data"),
-                "MAILVET_DNS_TIMEOUT": str(args.dns_timeout),
-                "MAILVET_SMTP_TIMEOUT": str(args.smtp_timeout),
-                "MAILVET_SMTP_RETRY_DELAY": str(args.retry_delay),
-            })
+            extra.update(
+                {
+                    "MAILVET_DATA_DIR": str(tmp / "data"),
+                    "MAILVET_DNS_TIMEOUT": str(args.dns_timeout),
+                    "MAILVET_SMTP_TIMEOUT": str(args.smtp_timeout),
+                    "MAILVET_SMTP_RETRY_DELAY": str(args.retry_delay),
+                }
+            )
             if args.per_host is not None:
                 extra["MAILVET_SMTP_PER_HOST_CONNECTIONS"] = str(args.per_host)
             if args.log_level is not None:
@@ -379,8 +449,19 @@ def main() -> int:
             cmd = command + ["validate", str(src), "-o", str(out), "--checks", "smtp"]
             if args.py_spy is not None:
                 profile = OUT_DIR / "world_profile.txt"
-                cmd = [str(args.py_spy), "record", "--nonblocking", "-r", "200", "-f", "raw",
-                       "-o", str(profile), "--", *cmd]
+                cmd = [
+                    str(args.py_spy),
+                    "record",
+                    "--nonblocking",
+                    "-r",
+                    "200",
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(profile),
+                    "--",
+                    *cmd,
+                ]
             lag = LoopLag()
             lag.start(world)
             self_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -393,27 +474,41 @@ def main() -> int:
             if fast is not None:
                 fast.stop()
             world.stop()
-        stats = {ip: world.smtp(ip).stats for ip, s in plan.servers.items() if s.kind is not Kind.REFUSED}
+        stats = {
+            ip: world.smtp(ip).stats for ip, s in plan.servers.items() if s.kind is not Kind.REFUSED
+        }
         dns_errors = list(world.dns.errors)
 
     total = len(plan.expected)
-    print(f"measured     : {started}; machine: 2 cores shared with other work (figures vary run to run)")
-    print(f"mailvet code : {args.src.resolve() if args.src else REPO_ROOT / 'src'} (as on disk at that time)")
+    print(
+        f"measured     : {started}; machine: 2 cores shared with other work (figures vary run to run)"
+    )
+    print(
+        f"mailvet code : {args.src.resolve() if args.src else REPO_ROOT / 'src'} (as on disk at that time)"
+    )
     for line in describe_world(plan):
         print(line)
-    print(f"mailvet      : per-host connections {per_host}{'' if args.per_host is not None else ' (default, env unset)'}, "
-          f"max connections {args.max_connections or 'default'}, SMTP timeout {args.smtp_timeout:g}s, "
-          f"retry delay {args.retry_delay:g}s; {' '.join(args.env) + '; ' if args.env else ''}tar-pit latency {args.tarpit_latency:g}s; world built in {gen_seconds:.1f}s")
-    print("bound model  : per live server T = L*(2 + ceil(N/(C*R))): greeting+EHLO, then pipelined"
-          " transactions of R RCPTs, one L each, C sessions at once;")
-    print("               N = its addresses + 1 catch-all probe per domain; servers in parallel, no global"
-          " connection cap; + SMTP timeout behind tar-pits/black holes; + retry delay once")
+    print(
+        f"mailvet      : per-host connections {per_host}{'' if args.per_host is not None else ' (default, env unset)'}, "
+        f"max connections {args.max_connections or 'default'}, SMTP timeout {args.smtp_timeout:g}s, "
+        f"retry delay {args.retry_delay:g}s; {' '.join(args.env) + '; ' if args.env else ''}tar-pit latency {args.tarpit_latency:g}s; world built in {gen_seconds:.1f}s"
+    )
+    print(
+        "bound model  : per live server T = L*(2 + ceil(N/(C*R))): greeting+EHLO, then pipelined"
+        " transactions of R RCPTs, one L each, C sessions at once;"
+    )
+    print(
+        "               N = its addresses + 1 catch-all probe per domain; servers in parallel, no global"
+        " connection cap; + SMTP timeout behind tar-pits/black holes; + retry delay once"
+    )
     for line in describe_bound(bound, "bound        "):
         print(line)
     for line in describe_bound(client_bound, f"bound C<={per_host}   "):
         print(line)
     if run.returncode != 0:
-        killed = f" (killed after --time-limit {args.time_limit:g}s)" if run.returncode == -9 else ""
+        killed = (
+            f" (killed after --time-limit {args.time_limit:g}s)" if run.returncode == -9 else ""
+        )
         print(f"mailvet failed (exit {run.returncode}){killed}:\n{run.stderr[-3000:]}")
         return 1
 
@@ -422,7 +517,9 @@ def main() -> int:
     cpu = run.user + run.system
     cpu_per_1000 = cpu / total * 1000
     ratio = run.wall / bound.seconds
-    world_cpu = (self_after.ru_utime + self_after.ru_stime) - (self_before.ru_utime + self_before.ru_stime)
+    world_cpu = (self_after.ru_utime + self_after.ru_stime) - (
+        self_before.ru_utime + self_before.ru_stime
+    )
     violations = fig.get("violations", 0)
     print()
     print(f"{'figure':<34}{'measured':>16}   target")
@@ -430,23 +527,47 @@ def main() -> int:
         ("wall time", f"{run.wall:,.1f} s", ""),
         ("schedule bound", f"{bound.seconds:,.1f} s", ""),
         ("wall / bound", f"{ratio:.2f}x", f"<= {TARGET_RATIO}x"),
-        (f"wall / bound with C<={per_host}", f"{run.wall / client_bound.seconds:.2f}x", "(information)"),
+        (
+            f"wall / bound with C<={per_host}",
+            f"{run.wall / client_bound.seconds:.2f}x",
+            "(information)",
+        ),
         ("addresses/s", f"{total / run.wall:,.0f}", ""),
         ("child CPU (user+sys)", f"{cpu:,.1f} s", ""),
         ("CPU s per 1,000 addresses", f"{cpu_per_1000:.2f}", f"<= {TARGET_CPU_PER_1000}"),
-        ("mail world CPU (this process)", f"{world_cpu:,.1f} s", f"({world_cpu / run.wall:.0%} of a core)"),
+        (
+            "mail world CPU (this process)",
+            f"{world_cpu:,.1f} s",
+            f"({world_cpu / run.wall:.0%} of a core)",
+        ),
         ("peak RSS of mailvet", f"{run.maxrss_mb:,.0f} MiB", ""),
         ("421 after the cap was learned", f"{violations:,}", "0"),
-        ("421 learning a cap (first/server)", f"{fig.get('cap_learned', 0):,}",
-         "caps of those servers: " + ", ".join(f"C={c}: {n}" for c, n in sorted(Counter(
-             plan.servers[ip].max_connections for ip, st in stats.items() if st.violations).items()))),
+        (
+            "421 learning a cap (first/server)",
+            f"{fig.get('cap_learned', 0):,}",
+            "caps of those servers: "
+            + ", ".join(
+                f"C={c}: {n}"
+                for c, n in sorted(
+                    Counter(
+                        plan.servers[ip].max_connections
+                        for ip, st in stats.items()
+                        if st.violations
+                    ).items()
+                )
+            ),
+        ),
         ("  servers with more than one 421", f"{fig.get('servers_with_violations', 0)}", "0"),
         ("servers over their cap", f"{fig.get('over_cap_servers', 0)}", "0"),
         ("servers that reached their cap", f"{fig.get('at_cap_servers', 0)}", ""),
         ("RCPTs refused 452 (over R)", f"{fig.get('rcpt_over_limit', 0):,}", "(client learns R)"),
         ("  servers with 452s", f"{fig.get('rcpt_over_limit_servers', 0)}", ""),
         ("protocol errors", f"{fig.get('protocol_errors', 0):,}", "0"),
-        ("connections / transactions", f"{fig.get('connections', 0):,} / {fig.get('transactions', 0):,}", ""),
+        (
+            "connections / transactions",
+            f"{fig.get('connections', 0):,} / {fig.get('transactions', 0):,}",
+            "",
+        ),
         ("RCPTs sent (incl. catch-all, retries)", f"{fig.get('rcpt', 0):,}", ""),
         ("wrong verdicts", f"{wrong:,}", "0"),
     ]
@@ -455,16 +576,20 @@ def main() -> int:
     for ip, st in sorted(stats.items()):
         if st.violations > 1:
             spec = plan.servers[ip]
-            print(f"421s         : {ip} (C={spec.max_connections}, L={spec.latency * 1000:.0f} ms) turned away"
-                  f" {st.violations} of {st.connections_total} connections; peak {st.max_concurrent} at once")
+            print(
+                f"421s         : {ip} (C={spec.max_connections}, L={spec.latency * 1000:.0f} ms) turned away"
+                f" {st.violations} of {st.connections_total} connections; peak {st.max_concurrent} at once"
+            )
     print("verdicts     : " + ", ".join(f"{'/'.join(k)}={v:,}" for k, v in sorted(seen.items())))
     if mismatches:
         by_domain = {d.name: d.answering_ip for d in plan.domains}
         turned_away = {ip for ip, st in stats.items() if st.violations}
         wrong_ips = Counter(by_domain.get(a.rpartition("@")[2]) for a in wrong_addresses)
         on_flooded = sum(n for ip, n in wrong_ips.items() if ip in turned_away)
-        print(f"mismatches (expected -> got); {on_flooded:,} of {sum(wrong_ips.values()):,} are on servers"
-              f" that turned connections away with 421, {len(wrong_ips)} servers involved:")
+        print(
+            f"mismatches (expected -> got); {on_flooded:,} of {sum(wrong_ips.values()):,} are on servers"
+            f" that turned connections away with 421, {len(wrong_ips)} servers involved:"
+        )
         for (want, got), n in mismatches.most_common(12):
             print(f"    {want:<34} -> {got:<30} {n:,}")
         print("  by server (wrong verdicts; the server's C, R, L; what it saw):")
@@ -473,9 +598,11 @@ def main() -> int:
                 print(f"    (no live server)  {n:,} wrong")
                 continue
             spec, st = plan.servers[ip], stats[ip]
-            print(f"    {ip:<12} {n:>6,} wrong  {spec.kind.value}, C={spec.max_connections} R={spec.max_recipients}"
-                  f" L={spec.latency * 1000:.0f} ms; 421s={st.violations} 452s={st.rcpt_total - len(st.recipients)}"
-                  f" connections={st.connections_total} transactions={st.transactions} peak={st.max_concurrent}")
+            print(
+                f"    {ip:<12} {n:>6,} wrong  {spec.kind.value}, C={spec.max_connections} R={spec.max_recipients}"
+                f" L={spec.latency * 1000:.0f} ms; 421s={st.violations} 452s={st.rcpt_total - len(st.recipients)}"
+                f" connections={st.connections_total} transactions={st.transactions} peak={st.max_concurrent}"
+            )
         for line in examples:
             print(f"    e.g. {line}")
     dns_first, dns_last = clock.first.pop("dns", spawned), clock.last.pop("dns", spawned)
@@ -486,31 +613,52 @@ def main() -> int:
     if ends:
         bound_of = {load.ip: load for load in bound.loads}
         first_rcpt = min(clock.first.values()) - spawned
-        print(f"timeline     : (s after spawn) DNS queries {dns_queries:,} from {dns_first - spawned:.1f} to"
-              f" {dns_last - spawned:.1f}; RCPTs from {first_rcpt:.1f} to {ends[0][0]:.1f}; job ended at {run.wall:.1f}")
+        print(
+            f"timeline     : (s after spawn) DNS queries {dns_queries:,} from {dns_first - spawned:.1f} to"
+            f" {dns_last - spawned:.1f}; RCPTs from {first_rcpt:.1f} to {ends[0][0]:.1f}; job ended at {run.wall:.1f}"
+        )
         busy = run.wall - (dns_first - spawned)
-        print(f"               start-up (spawn to first DNS query) {dns_first - spawned:.1f}s is outside the"
-              f" bound's model; without it wall/bound = {busy / bound.seconds:.2f}x; load average now"
-              f" {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-        print("               servers that finished last: first RCPT, last RCPT, the server's own T:")
+        print(
+            f"               start-up (spawn to first DNS query) {dns_first - spawned:.1f}s is outside the"
+            f" bound's model; without it wall/bound = {busy / bound.seconds:.2f}x; load average now"
+            f" {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        )
+        print(
+            "               servers that finished last: first RCPT, last RCPT, the server's own T:"
+        )
         for end, ip in ends[:5]:
             load = bound_of.get(ip)
-            print(f"    {ip:<12} {plan.servers[ip].kind.value:<12} first {clock.first[ip] - spawned:6.1f}  last {end:6.1f}"
-                  f"  T {load.seconds if load else 0:6.2f}  ({load.probes if load else 0:,} probes,"
-                  f" {load.rate if load else 0:,.0f}/s allowed)")
-    server_name = "the bench's FastDns front (--dns fast)" if fast is not None else "the world's dnslib server"
+            print(
+                f"    {ip:<12} {plan.servers[ip].kind.value:<12} first {clock.first[ip] - spawned:6.1f}  last {end:6.1f}"
+                f"  T {load.seconds if load else 0:6.2f}  ({load.probes if load else 0:,} probes,"
+                f" {load.rate if load else 0:,.0f}/s allowed)"
+            )
+    server_name = (
+        "the bench's FastDns front (--dns fast)"
+        if fast is not None
+        else "the world's dnslib server"
+    )
     print(f"world loop   : late wake-ups of the mail world's event loop: {lag.summary()}")
-    print(f"dns          : {dns_queries:,} queries answered by {server_name};"
-          f" {dns_drops if dns_drops is not None else '?'} UDP queries dropped by its socket (receive buffer full;"
-          f" {f'{rcvbuf:,} bytes' if rcvbuf else 'default size'})")
+    print(
+        f"dns          : {dns_queries:,} queries answered by {server_name};"
+        f" {dns_drops if dns_drops is not None else '?'} UDP queries dropped by its socket (receive buffer full;"
+        f" {f'{rcvbuf:,} bytes' if rcvbuf else 'default size'})"
+    )
     if dns_errors:
         print(f"dns errors   : {len(dns_errors)} ({dns_errors[0]!r})")
     print("targets:")
     checks = [
         ("wall/bound", ratio <= TARGET_RATIO, f"{ratio:.2f}x (target <= {TARGET_RATIO}x)"),
-        ("cpu", cpu_per_1000 <= TARGET_CPU_PER_1000,
-         f"{cpu_per_1000:.2f} CPU-s per 1,000 addresses (target <= {TARGET_CPU_PER_1000})"),
-        ("violations", violations == 0 and not fig.get("over_cap_servers"), f"{violations} (target 0)"),
+        (
+            "cpu",
+            cpu_per_1000 <= TARGET_CPU_PER_1000,
+            f"{cpu_per_1000:.2f} CPU-s per 1,000 addresses (target <= {TARGET_CPU_PER_1000})",
+        ),
+        (
+            "violations",
+            violations == 0 and not fig.get("over_cap_servers"),
+            f"{violations} (target 0)",
+        ),
         ("verdicts", wrong == 0, f"{wrong} wrong (target 0)"),
     ]
     for name, ok, detail in checks:

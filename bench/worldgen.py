@@ -195,7 +195,9 @@ def _local_part(rng: random.Random, serial: int) -> str:
 
 def _draw_servers(rng: random.Random, count: int, tarpit_latency: float) -> list[ServerSpec]:
     if count < 5:
-        raise ValueError("need at least 5 servers (normal, greylisting, tar-pit, refused, black hole)")
+        raise ValueError(
+            "need at least 5 servers (normal, greylisting, tar-pit, refused, black hole)"
+        )
     grey = _share(count, 0.03, 1)
     tarpit = _share(count, 0.01, 1)
     dead = _share(count, 0.02, 2)
@@ -514,7 +516,9 @@ class FastDns:
     def start(self, host: str = "127.0.0.1") -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), self._receive_buffer)
+            sock.setsockopt(
+                socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), self._receive_buffer
+            )
         except OSError:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._receive_buffer)
         sock.bind((host, 0))

@@ -38,7 +38,9 @@ class FakeProber:
 
     def __init__(
         self,
-        answer: Callable[[str], Reply] = lambda rcpt: UNKNOWN if rcpt.startswith("mailvet-") else ACCEPT,
+        answer: Callable[[str], Reply] = lambda rcpt: (
+            UNKNOWN if rcpt.startswith("mailvet-") else ACCEPT
+        ),
         delay: float = 0.0,
     ) -> None:
         self._answer = answer

@@ -49,7 +49,9 @@ def _load() -> Settings:
         fail(str(exc))
 
 
-def _configure_logs(settings: Settings, default_level: str | None = None, *, lazy: bool = False) -> None:
+def _configure_logs(
+    settings: Settings, default_level: str | None = None, *, lazy: bool = False
+) -> None:
     from mailvet.logs import configure_logging
 
     # unset: warning-level text for a command, info-level JSON lines for a service
@@ -211,9 +213,15 @@ async def _validate(
         marker = RunMarker(folder, job_id) if folder is not None else None
         try:
             await submit_file(
-                deps.jobs, deps.storage, deps.bus, source,
-                email_column=email_column, checks=checks, job_id=job_id,
-                sheet=sheet, result_kind=result_kind,
+                deps.jobs,
+                deps.storage,
+                deps.bus,
+                source,
+                email_column=email_column,
+                checks=checks,
+                job_id=job_id,
+                sheet=sheet,
+                result_kind=result_kind,
             )
             status = await _follow(deps.jobs, job_id)
             if status.is_error:
@@ -333,7 +341,9 @@ def _print_summary(summary: Summary, out: Path) -> None:
 def check(
     address: Annotated[str, typer.Argument(help="One email address.")],
     json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
-    checks: Annotated[Check | None, typer.Option(help="syntax, dns or smtp [default: smtp].")] = None,
+    checks: Annotated[
+        Check | None, typer.Option(help="syntax, dns or smtp [default: smtp].")
+    ] = None,
 ) -> None:
     """Validate one address and print the verdict."""
     import msgspec
@@ -406,8 +416,12 @@ def run(
 @app.command()
 def submit(
     input: Annotated[Path, typer.Argument(help="CSV, TXT or XLSX file.")],
-    email_column: Annotated[str | None, typer.Option(help="Name or number of the email column.")] = None,
-    checks: Annotated[Check | None, typer.Option(help="syntax, dns or smtp [default: smtp].")] = None,
+    email_column: Annotated[
+        str | None, typer.Option(help="Name or number of the email column.")
+    ] = None,
+    checks: Annotated[
+        Check | None, typer.Option(help="syntax, dns or smtp [default: smtp].")
+    ] = None,
     sheet: Annotated[
         str | None, typer.Option(help="XLSX: the sheet to read [default: the one with addresses].")
     ] = None,
@@ -427,8 +441,13 @@ def submit(
         bus = build_bus(settings)
         try:
             return await submit_file(
-                store.jobs, build_storage(settings), bus, input,
-                email_column=email_column, checks=checks or settings.engine.checks, sheet=sheet,
+                store.jobs,
+                build_storage(settings),
+                bus,
+                input,
+                email_column=email_column,
+                checks=checks or settings.engine.checks,
+                sheet=sheet,
             )
         finally:
             await bus.stop()
@@ -468,7 +487,9 @@ def status(
 
         typer.echo(msgspec.json.encode(record).decode())
     else:
-        typer.echo(f"{job.id}  {job.status.value}  {job.rows_done:,}/{job.rows_total:,} rows  {job.error}".rstrip())
+        typer.echo(
+            f"{job.id}  {job.status.value}  {job.rows_done:,}/{job.rows_total:,} rows  {job.error}".rstrip()
+        )
 
 
 @app.command()

@@ -54,7 +54,9 @@ def run(settings: Settings, *, probe_domain: str = "gmail.com", out: TextIO | No
     try:
         findings = asyncio.run(check_all(settings, probe_domain))
     except Exception as exc:  # a bug or unforeseen library error: no traceback
-        findings = [Finding("fail", "doctor", f"could not run the checks ({type(exc).__name__}: {exc})")]
+        findings = [
+            Finding("fail", "doctor", f"could not run the checks ({type(exc).__name__}: {exc})")
+        ]
     for finding in findings:
         print(finding.line(), file=stream)
     failed = [f for f in findings if f.level == "fail"]
@@ -149,7 +151,11 @@ async def check_helo(settings: Settings, raw: dns.asyncresolver.Resolver) -> lis
     fix_name = "set MAILVET_HELO_NAME to the DNS name of this host's public address"
     add = f"add an A record {helo} -> this host's public address, or {fix_name}"
     if not _is_fqdn(helo):
-        return [Finding("fail", name, f"{helo or '(empty)'} is not a fully-qualified domain name", fix_name)]
+        return [
+            Finding(
+                "fail", name, f"{helo or '(empty)'} is not a fully-qualified domain name", fix_name
+            )
+        ]
     addresses: list[str] = []
     trouble = ""
     for rdtype in ("A", "AAAA"):

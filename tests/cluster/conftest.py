@@ -20,7 +20,9 @@ ROWS = 20_000
 
 def _services_up() -> str | None:
     try:
-        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", connect_timeout=3).close()
+        psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=postgres", connect_timeout=3
+        ).close()
     except psycopg.OperationalError as exc:
         return f"PostgreSQL: {exc}"
     import socket
@@ -109,7 +111,9 @@ def world_env(world: MailWorld) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def undisturbed(bulk_world: MailWorld, job_file: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+def undisturbed(
+    bulk_world: MailWorld, job_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> bytes:
     """The result of the same list through `mailvet validate` (one process, embedded)."""
     import subprocess
 
@@ -120,7 +124,10 @@ def undisturbed(bulk_world: MailWorld, job_file: Path, tmp_path_factory: pytest.
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILVET_")}
     env.update(world_env(bulk_world), MAILVET_DATA_DIR=str(root / "data"))
     done = subprocess.run(
-        [MAILVET, "validate", str(job_file), "-o", str(out)], env=env, capture_output=True, timeout=300
+        [MAILVET, "validate", str(job_file), "-o", str(out)],
+        env=env,
+        capture_output=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     return out.read_bytes()

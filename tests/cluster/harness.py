@@ -146,7 +146,9 @@ class Cluster:
             time.sleep(0.005)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([MAILVET, *args], env=self.env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [MAILVET, *args], env=self.env, capture_output=True, text=True, timeout=120
+        )
         if check and done.returncode != 0:
             raise AssertionError(f"mailvet {' '.join(args)}: {done.returncode}\n{done.stderr}")
         return done
@@ -198,7 +200,9 @@ class Cluster:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=5) as r:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.web_port}{path}", timeout=5
+                ) as r:
                     return r.status, r.read()
             except urllib.error.HTTPError as exc:
                 return exc.code, exc.read()

@@ -72,7 +72,9 @@ def test_rabbitmq_restart_mid_job(
     cluster.wait_for(job_id, busy)
     subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=120)
     subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, timeout=120)
-    subprocess.run(["rabbitmqctl", "-q", "await_startup", "--timeout", "60"], check=True, timeout=90)
+    subprocess.run(
+        ["rabbitmqctl", "-q", "await_startup", "--timeout", "60"], check=True, timeout=90
+    )
     finish_and_compare(cluster, job_id, undisturbed, tmp_path)
     assert all(proc.poll() is None for proc in cluster.procs.values())  # nobody had to restart
 
@@ -83,9 +85,13 @@ def test_postgresql_restart_mid_job(
     cluster.start_all()
     job_id = cluster.submit(job_file)
     cluster.wait_for(job_id, busy)
-    version = subprocess.run(["ls", "/etc/postgresql"], capture_output=True, text=True).stdout.split()[-1]
+    version = subprocess.run(
+        ["ls", "/etc/postgresql"], capture_output=True, text=True
+    ).stdout.split()[-1]
     subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"], check=True, timeout=120
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+        check=True,
+        timeout=120,
     )
     finish_and_compare(cluster, job_id, undisturbed, tmp_path)
     assert all(proc.poll() is None for proc in cluster.procs.values())

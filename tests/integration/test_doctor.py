@@ -53,7 +53,9 @@ def world() -> Iterator[MailWorld]:
         zone.add(f"mx.{name}", a=[ip])
     world.add_smtp("127.0.0.24", SmtpBehaviour(hostname="mx.probe-ok.com"))
     world.add_smtp("127.0.0.26", SmtpBehaviour(blackhole=True))
-    world.add_smtp("127.0.0.27", SmtpBehaviour(greeting="554 5.7.1 {host} your IP is on a blocklist"))
+    world.add_smtp(
+        "127.0.0.27", SmtpBehaviour(greeting="554 5.7.1 {host} your IP is on a blocklist")
+    )
     world.add_smtp("127.0.0.28", SmtpBehaviour(greeting="421 4.3.2 Service busy, try later"))
     zone.add("probe-private.com", mx=[(10, "mx.probe-ok.com")])
     # a dead first MX, a greeting second one: the check goes on to the next address
@@ -62,13 +64,19 @@ def world() -> Iterator[MailWorld]:
         yield world
 
 
-def diagnose(world: MailWorld, probe: str = "probe-ok.com", **env: str) -> tuple[int, list[tuple[str, ...]], str]:
+def diagnose(
+    world: MailWorld, probe: str = "probe-ok.com", **env: str
+) -> tuple[int, list[tuple[str, ...]], str]:
     environ = {**world.env(), "MAILVET_DNS_TIMEOUT": "1.0", "MAILVET_HELO_NAME": HELO, **env}
     out = io.StringIO()
     code = doctor.run(load_settings(environ), probe_domain=probe, out=out)
     text = out.getvalue()
     lines = text.splitlines()
-    assert lines[-1] == ("nothing to fix" if code == 0 else f"{sum(line.startswith('fail') for line in lines)} problem(s) to fix")
+    assert lines[-1] == (
+        "nothing to fix"
+        if code == 0
+        else f"{sum(line.startswith('fail') for line in lines)} problem(s) to fix"
+    )
     parsed = []
     for line in lines[:-1]:
         match = LINE.match(line)
@@ -109,15 +117,27 @@ def test_null_reverse_path_is_fine(world: MailWorld) -> None:
 @pytest.mark.parametrize(
     ("mail_from", "level", "finding", "fix"),
     [
-        ("verify@no-such-sender-zz.com", "fail", "does not exist (NXDOMAIN)", "a domain that has MX"),
+        (
+            "verify@no-such-sender-zz.com",
+            "fail",
+            "does not exist (NXDOMAIN)",
+            "a domain that has MX",
+        ),
         ("verify@nullmx-sender.com", "fail", "Null MX", "MAILVET_MAIL_FROM empty"),
-        ("verify@aonly-sender.com", "warn", "no MX, only an address record", "publish an MX record"),
+        (
+            "verify@aonly-sender.com",
+            "warn",
+            "no MX, only an address record",
+            "publish an MX record",
+        ),
         ("verify@deadmx-sender.com", "fail", "no MX host has an address", "add A records"),
         ("verify@slowdns-sender.com", "fail", "timed out", "MAILVET_DNS_SERVERS"),
         ("not-an-address", "fail", "not an address", "MAILVET_MAIL_FROM"),
     ],
 )
-def test_bad_mail_from(world: MailWorld, mail_from: str, level: str, finding: str, fix: str) -> None:
+def test_bad_mail_from(
+    world: MailWorld, mail_from: str, level: str, finding: str, fix: str
+) -> None:
     code, findings, text = diagnose(world, MAILVET_MAIL_FROM=mail_from)
     assert code == (0 if level == "warn" else 1), text
     [(got_level, _, got_finding, got_fix)] = by_check(findings, "MAIL FROM")
@@ -149,7 +169,11 @@ def test_helo_whose_ptr_names_another_host(world: MailWorld) -> None:
 @pytest.mark.parametrize(
     ("helo", "finding", "fix"),
     [
-        ("ghost.mailvet-test.com", "ghost.mailvet-test.com does not exist (NXDOMAIN)", "add an A record"),
+        (
+            "ghost.mailvet-test.com",
+            "ghost.mailvet-test.com does not exist (NXDOMAIN)",
+            "add an A record",
+        ),
         ("noaddress.mailvet-test.com", "has no A/AAAA record", "add an A record"),
         ("localhost", "localhost is not a fully-qualified domain name", "MAILVET_HELO_NAME"),
         ("mailhost", "mailhost is not a fully-qualified domain name", "MAILVET_HELO_NAME"),
@@ -197,15 +221,22 @@ def test_a_dead_first_mx_is_not_a_blocked_port(world: MailWorld) -> None:
 
 
 def test_private_probe_mx_is_skipped_unless_allowed(world: MailWorld) -> None:
-    code, findings, text = diagnose(world, probe="probe-private.com", MAILVET_SMTP_ALLOW_PRIVATE="false")
+    code, findings, text = diagnose(
+        world, probe="probe-private.com", MAILVET_SMTP_ALLOW_PRIVATE="false"
+    )
     assert code == 1, text
     [(level, _, finding, _fix)] = by_check(findings, f"outbound port {world.smtp_port}")
-    assert (level, finding) == ("fail", "the MX hosts of probe-private.com have only private addresses")
+    assert (level, finding) == (
+        "fail",
+        "the MX hosts of probe-private.com have only private addresses",
+    )
     assert by_check(findings, "allow_private") == []
 
 
 def test_unreachable_dns_is_a_finding_not_a_traceback(world: MailWorld) -> None:
-    code, findings, text = diagnose(world, MAILVET_DNS_SERVERS="127.0.0.1:9", MAILVET_DNS_TIMEOUT="0.3")
+    code, findings, text = diagnose(
+        world, MAILVET_DNS_SERVERS="127.0.0.1:9", MAILVET_DNS_TIMEOUT="0.3"
+    )
     assert code == 1, text
     assert "Traceback" not in text
     assert {level for level, check, *_ in findings if check != "allow_private"} == {"fail"}

@@ -602,7 +602,6 @@ class CutProxy:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
-
 async def test_a_lost_broker_is_one_warning_and_work_resumes_at_once(
     rabbit: Rabbit, json_logs: None, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -31,8 +31,14 @@ def world() -> Iterator[MailWorld]:
         "batch": ("127.0.0.31", SmtpBehaviour(mailboxes=users, latency=0.02)),
         "slowgrey": ("127.0.0.32", SmtpBehaviour(mailboxes=users, greylist_attempts=1)),
         "helo": ("127.0.0.33", SmtpBehaviour(mailboxes=users, ehlo=False, pipelining=False)),
-        "mailfrom": ("127.0.0.34", SmtpBehaviour(mailboxes=users, mail_from_reply="550 5.7.1 Sender blocked")),
-        "tempfrom": ("127.0.0.35", SmtpBehaviour(mailboxes=users, mail_from_reply="451 4.3.0 Try later")),
+        "mailfrom": (
+            "127.0.0.34",
+            SmtpBehaviour(mailboxes=users, mail_from_reply="550 5.7.1 Sender blocked"),
+        ),
+        "tempfrom": (
+            "127.0.0.35",
+            SmtpBehaviour(mailboxes=users, mail_from_reply="451 4.3.0 Try later"),
+        ),
     }
     for name, (ip, behaviour) in servers.items():
         world.zone.add(f"mx.{name}.com", a=[ip])
@@ -76,7 +82,9 @@ async def test_many_recipients_share_few_pipelined_transactions(world: MailWorld
 
 async def test_helo_fallback_without_pipelining(world: MailWorld) -> None:
     prober = make_prober(world)
-    results = await prober.probe(["mx.helo.com"], ["user1@helo.com", "user2@helo.com", "zz@helo.com"])
+    results = await prober.probe(
+        ["mx.helo.com"], ["user1@helo.com", "user2@helo.com", "zz@helo.com"]
+    )
     await prober.close()
     assert [r.reply.code for r in results if r.reply] == [250, 250, 550]
     assert world.smtp("127.0.0.33").stats.protocol_errors == 0
@@ -99,7 +107,9 @@ async def test_refused_sender_is_an_smtp_error_not_a_mailbox_verdict(world: Mail
     temp = await prober.probe(["mx.tempfrom.com"], ["user1@tempfrom.com"])
     await prober.close()
     assert results[0].failure is ProbeFailure.SMTP_ERROR
-    assert temp[0].failure is ProbeFailure.SMTP_ERROR and temp[0].reply and temp[0].reply.code == 451
+    assert (
+        temp[0].failure is ProbeFailure.SMTP_ERROR and temp[0].reply and temp[0].reply.code == 451
+    )
     assert world.smtp("127.0.0.35").stats.transactions == 0
 
 
@@ -125,7 +135,9 @@ def rude_world() -> Iterator[MailWorld]:
     world.stop()
 
 
-async def test_421_mid_session_puts_the_rest_back_on_a_new_connection(rude_world: MailWorld) -> None:
+async def test_421_mid_session_puts_the_rest_back_on_a_new_connection(
+    rude_world: MailWorld,
+) -> None:
     prober = make_prober(rude_world, MAILVET_SMTP_RECIPIENTS_PER_TRANSACTION="5")
     recipients = [f"user{i}@rude.com" for i in range(40)]
     results = await prober.probe(["mx.rude.com"], recipients)
@@ -149,12 +161,27 @@ async def test_garbage_greeting_is_not_a_mailbox_verdict(rude_world: MailWorld) 
 @pytest.mark.parametrize(
     ("address", "public"),
     [
-        ("127.0.0.1", False), ("10.1.2.3", False), ("172.16.0.9", False), ("192.168.1.1", False),
-        ("169.254.169.254", False), ("100.64.0.1", False), ("0.0.0.0", False),  # noqa: S104 - data
-        ("224.0.0.251", False), ("240.0.0.1", False), ("255.255.255.255", False),
-        ("::1", False), ("::", False), ("fe80::1", False), ("fc00::1", False), ("ff02::1", False),
-        ("::ffff:127.0.0.1", False), ("::ffff:10.0.0.1", False), ("not-an-ip", False),
-        ("8.8.8.8", True), ("2607:f8b0:4004:c07::1a", True), ("::ffff:8.8.8.8", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.9", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("0.0.0.0", False),  # noqa: S104 - data
+        ("224.0.0.251", False),
+        ("240.0.0.1", False),
+        ("255.255.255.255", False),
+        ("::1", False),
+        ("::", False),
+        ("fe80::1", False),
+        ("fc00::1", False),
+        ("ff02::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:10.0.0.1", False),
+        ("not-an-ip", False),
+        ("8.8.8.8", True),
+        ("2607:f8b0:4004:c07::1a", True),
+        ("::ffff:8.8.8.8", True),
     ],
 )
 def test_only_public_addresses_are_probed(address: str, public: bool) -> None:
@@ -290,8 +317,9 @@ async def test_sixty_dead_mx_hosts_cost_five_attempts(polite_world: MailWorld) -
 
 
 async def test_the_address_deadline_bounds_a_black_hole(polite_world: MailWorld) -> None:
-    prober = make_prober(polite_world, MAILVET_SMTP_ADDRESS_DEADLINE="0.5",
-                         MAILVET_SMTP_TIMEOUT="5")
+    prober = make_prober(
+        polite_world, MAILVET_SMTP_ADDRESS_DEADLINE="0.5", MAILVET_SMTP_TIMEOUT="5"
+    )
     started = time.monotonic()
     (result,) = await prober.probe(["mx7.deep.com"], ["user1@deep.com"])
     elapsed = time.monotonic() - started
@@ -342,7 +370,9 @@ async def test_sessions_start_slowly_so_a_lower_cap_costs_one_421(polite_world: 
     assert stats.violations == 1  # the one 421 that told us the cap
 
 
-async def test_a_small_job_does_not_wait_behind_a_big_one_at_a_server(polite_world: MailWorld) -> None:
+async def test_a_small_job_does_not_wait_behind_a_big_one_at_a_server(
+    polite_world: MailWorld,
+) -> None:
     prober = make_prober(
         polite_world,
         MAILVET_SMTP_PER_HOST_CONNECTIONS="1",
@@ -359,7 +389,11 @@ async def test_a_small_job_does_not_wait_behind_a_big_one_at_a_server(polite_wor
     small = [f"user{i}@fair.com" for i in range(300, 305)]
     await asyncio.gather(job("big", big), job("small", small))
     await prober.close()
-    sent = [r for r in polite_world.smtp("127.0.0.69").stats.recipients if not r.startswith("postmaster@")]
+    sent = [
+        r
+        for r in polite_world.smtp("127.0.0.69").stats.recipients
+        if not r.startswith("postmaster@")
+    ]
     assert sorted(sent) == sorted(big + small)
     # one session, 5 RCPTs a transaction: the small job's batch comes second, not 41st
     assert max(sent.index(r) for r in small) < 15

@@ -210,7 +210,13 @@ async def test_null_reverse_path_on_the_wire(world: MailWorld) -> None:
 async def test_ehlo_keywords_from_the_multi_line_reply(world: MailWorld) -> None:
     session = await open_session(world, "utf8")
     await session.close()
-    assert session.extensions == {"PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"}
+    assert session.extensions == {
+        "PIPELINING",
+        "SIZE",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+    }
     plain = await open_session(world, "plain")
     await plain.close()
     assert plain.extensions == {"PIPELINING", "SIZE", "ENHANCEDSTATUSCODES"}

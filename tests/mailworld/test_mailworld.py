@@ -442,7 +442,10 @@ async def test_smtputf8_advertised_and_required_for_unicode(
     make_world: Callable[..., MailWorld],
 ) -> None:
     fresh = make_world(
-        {"127.0.0.2": SmtpBehaviour(smtputf8=True, mailboxes={"jörg": OK}), "127.0.0.3": SmtpBehaviour()}
+        {
+            "127.0.0.2": SmtpBehaviour(smtputf8=True, mailboxes={"jörg": OK}),
+            "127.0.0.3": SmtpBehaviour(),
+        }
     )
     client = await RawSmtp.connect("127.0.0.2", fresh.smtp_port)
     await client.reply()
@@ -466,7 +469,9 @@ async def test_smtputf8_advertised_and_required_for_unicode(
 async def test_garbled_rcpt_reply_is_garbage_in_step(make_world: Callable[..., MailWorld]) -> None:
     fresh = make_world({"127.0.0.2": SmtpBehaviour(default_reply=OK, garble_rcpt={"Bad"})})
     client = await greeted("127.0.0.2", fresh.smtp_port)
-    await client.send("MAIL FROM:<>", "RCPT TO:<a@x.com>", "RCPT TO:<bad@x.com>", "RCPT TO:<b@x.com>")
+    await client.send(
+        "MAIL FROM:<>", "RCPT TO:<a@x.com>", "RCPT TO:<bad@x.com>", "RCPT TO:<b@x.com>"
+    )
     lines = [await client.raw_line() for _ in range(4)]
     assert lines == [b"250 2.1.0 OK\r\n", f"{OK}\r\n".encode(), GARBAGE, f"{OK}\r\n".encode()]
     await client.close()
@@ -475,7 +480,9 @@ async def test_garbled_rcpt_reply_is_garbage_in_step(make_world: Callable[..., M
 async def test_truncated_rcpt_reply_then_hang_up(make_world: Callable[..., MailWorld]) -> None:
     fresh = make_world({"127.0.0.2": SmtpBehaviour(default_reply=OK, truncate_rcpt={"cut"})})
     client = await greeted("127.0.0.2", fresh.smtp_port)
-    await client.send("MAIL FROM:<>", "RCPT TO:<a@x.com>", "RCPT TO:<cut@x.com>", "RCPT TO:<b@x.com>")
+    await client.send(
+        "MAIL FROM:<>", "RCPT TO:<a@x.com>", "RCPT TO:<cut@x.com>", "RCPT TO:<b@x.com>"
+    )
     assert await client.raw_line() == b"250 2.1.0 OK\r\n"
     assert await client.raw_line() == f"{OK}\r\n".encode()
     assert await asyncio.wait_for(client.reader.read(), 2.0) == OK.encode()  # no CRLF, then EOF
@@ -483,10 +490,14 @@ async def test_truncated_rcpt_reply_then_hang_up(make_world: Callable[..., MailW
     assert fresh.smtp("127.0.0.2").stats.recipients == ["a@x.com", "cut@x.com"]
 
 
-async def test_stalled_rcpt_reply_silences_the_session(make_world: Callable[..., MailWorld]) -> None:
+async def test_stalled_rcpt_reply_silences_the_session(
+    make_world: Callable[..., MailWorld],
+) -> None:
     fresh = make_world({"127.0.0.2": SmtpBehaviour(default_reply=OK, stall_rcpt={"slow"})})
     client = await greeted("127.0.0.2", fresh.smtp_port)
-    await client.send("MAIL FROM:<>", "RCPT TO:<a@x.com>", "RCPT TO:<slow@x.com>", "RCPT TO:<b@x.com>")
+    await client.send(
+        "MAIL FROM:<>", "RCPT TO:<a@x.com>", "RCPT TO:<slow@x.com>", "RCPT TO:<b@x.com>"
+    )
     assert await client.raw_line() == b"250 2.1.0 OK\r\n"
     assert await client.raw_line() == f"{OK}\r\n".encode()
     with pytest.raises(TimeoutError):
@@ -527,7 +538,10 @@ async def test_error_limit_hangs_up_after_n_refusals(make_world: Callable[..., M
     fresh = make_world({"127.0.0.2": SmtpBehaviour(mailboxes={"ok": OK}, error_limit=2)})
     client = await greeted("127.0.0.2", fresh.smtp_port)
     await client.send(
-        "MAIL FROM:<>", "RCPT TO:<x@x.com>", "RCPT TO:<ok@x.com>", "RCPT TO:<y@x.com>",
+        "MAIL FROM:<>",
+        "RCPT TO:<x@x.com>",
+        "RCPT TO:<ok@x.com>",
+        "RCPT TO:<y@x.com>",
         "RCPT TO:<ok@x.com>",
     )
     replies = [(await client.reply())[-1][:3] for _ in range(5)]

@@ -363,8 +363,12 @@ def standard_world() -> MailWorld:
     nopipe = _accepting("gina", "hank", ehlo=False, pipelining=False, latency=0.01)
     _mx_domain(world, "nopipe-mail.com", "127.0.0.13", nopipe)
 
-    _mx_domain(world, "refuse-all-mail.com", "127.0.0.14",
-               SmtpBehaviour(default_reply="550 Rejected: <{rcpt}> not permitted"))
+    _mx_domain(
+        world,
+        "refuse-all-mail.com",
+        "127.0.0.14",
+        SmtpBehaviour(default_reply="550 Rejected: <{rcpt}> not permitted"),
+    )
     _mx_domain(world, "unknown-all-mail.com", "127.0.0.15", SmtpBehaviour())  # 5.1.1 for all
     tempcatch = _accepting("kim", default_reply="451 4.3.0 <{rcpt}>: Temporary lookup failure")
     _mx_domain(world, "tempcatch-mail.com", "127.0.0.16", tempcatch)

@@ -57,7 +57,9 @@ def validate(tmp_path: Path, env: dict[str, str]) -> tuple[int, str]:
     source = tmp_path / "list.csv"
     source.write_text("email\na@example.com\nb@example.org\n")
     result = CliRunner().invoke(
-        app, ["validate", str(source), "-o", str(tmp_path / "out.csv"), "--checks", "syntax"], env=env
+        app,
+        ["validate", str(source), "-o", str(tmp_path / "out.csv"), "--checks", "syntax"],
+        env=env,
     )
     return result.exit_code, result.output
 
@@ -122,7 +124,9 @@ def test_a_killed_validate_is_abandoned_by_the_next_run_and_nothing_else(tmp_pat
     }
     child = subprocess.Popen(
         [sys.executable, "-m", "mailvet", "validate", str(source), "--checks", "dns"],
-        env=hang, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=hang,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     folder = runs_folder(url)
     assert folder is not None

@@ -63,7 +63,9 @@ def test_every_scenario_gets_its_verdict(
         assert stats.violations == 0, ip
         assert stats.protocol_errors == 0, ip
     assert mail_world.smtp("127.0.0.2").stats.max_concurrent <= 3
-    assert all(name == "probe.mailvet-test.com" for name in mail_world.smtp("127.0.0.2").stats.helo_names)
+    assert all(
+        name == "probe.mailvet-test.com" for name in mail_world.smtp("127.0.0.2").stats.helo_names
+    )
     assert mail_world.smtp("127.0.0.17").stats.tls_sessions >= 1  # STARTTLS was used
 
 

@@ -47,7 +47,9 @@ def test_doctor_is_registered_and_exits_with_the_doctors_answer(monkeypatch, tmp
     monkeypatch.setattr(mailvet.doctor, "run", recording_run)
     env = {"MAILVET_DATA_DIR": str(tmp_path)}
     assert CliRunner().invoke(app, ["doctor"], env=env).exit_code == 3
-    assert CliRunner().invoke(app, ["doctor", "--probe-domain", "example.org"], env=env).exit_code == 3
+    assert (
+        CliRunner().invoke(app, ["doctor", "--probe-domain", "example.org"], env=env).exit_code == 3
+    )
     assert calls == [(str(tmp_path), "gmail.com"), (str(tmp_path), "example.org")]
 
 

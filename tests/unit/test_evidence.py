@@ -11,7 +11,9 @@ pytestmark = pytest.mark.unit
 
 ACCEPT = Reply(250, "2.1.5", "OK")
 UNKNOWN_USER = parse_reply(550, ["5.1.1 <bob@x.com>: Recipient address rejected: User unknown"])
-UNKNOWN_PM = parse_reply(550, ["5.1.1 <postmaster@x.com>: Recipient address rejected: User unknown"])
+UNKNOWN_PM = parse_reply(
+    550, ["5.1.1 <postmaster@x.com>: Recipient address rejected: User unknown"]
+)
 REJECTED = parse_reply(550, ["Rejected"])
 GREY = parse_reply(450, ["4.2.0 Greylisted, try again later"])
 
@@ -37,5 +39,7 @@ GREY = parse_reply(450, ["4.2.0 Greylisted, try again later"])
         (GREY, ACCEPT, Outcome.TEMPORARY),
     ],
 )
-def test_refusal_read_with_the_control(reply: Reply, control: Reply | None, expected: Outcome) -> None:
+def test_refusal_read_with_the_control(
+    reply: Reply, control: Reply | None, expected: Outcome
+) -> None:
     assert rcpt_outcome(reply, control) is expected

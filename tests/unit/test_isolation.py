@@ -31,8 +31,11 @@ servers = ["192.0.2.53"]
 def test_the_session_runs_in_an_empty_folder(settings_of_our_own: Path) -> None:
     assert Path.cwd() == settings_of_our_own
     assert not (Path.cwd() / "config").exists()
-    assert not [name for name in os.environ if name.startswith("MAILVET_")
-                and not name.startswith("MAILVET_TEST_")]
+    assert not [
+        name
+        for name in os.environ
+        if name.startswith("MAILVET_") and not name.startswith("MAILVET_TEST_")
+    ]
 
 
 def test_a_hostile_config_in_the_working_directory_changes_no_result(tmp_path: Path) -> None:
@@ -43,10 +46,22 @@ def test_a_hostile_config_in_the_working_directory_changes_no_result(tmp_path: P
 
     # the settings and CLI tests, started from the folder that holds the file
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "unit",
-         str(REPO / "tests" / "unit" / "test_settings.py"),
-         str(REPO / "tests" / "unit" / "test_cli_misc.py")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "unit",
+            str(REPO / "tests" / "unit" / "test_settings.py"),
+            str(REPO / "tests" / "unit" / "test_cli_misc.py"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]

@@ -14,9 +14,17 @@ pytestmark = pytest.mark.unit
 
 @pytest.mark.parametrize(
     ("domain", "suggestion"),
-    [("gmial.com", "gmail.com"), ("gmail.con", "gmail.com"), ("hotmial.com", "hotmail.com"),
-     ("yahooo.com", "yahoo.com"), ("outlok.com", "outlook.com"), ("gmail.com", ""),
-     ("good-mail.com", ""), ("mycompany.com", ""), ("yahoo.co.uk", "")],
+    [
+        ("gmial.com", "gmail.com"),
+        ("gmail.con", "gmail.com"),
+        ("hotmial.com", "hotmail.com"),
+        ("yahooo.com", "yahoo.com"),
+        ("outlok.com", "outlook.com"),
+        ("gmail.com", ""),
+        ("good-mail.com", ""),
+        ("mycompany.com", ""),
+        ("yahoo.co.uk", ""),
+    ],
 )
 def test_typo_suggestions(domain: str, suggestion: str) -> None:
     assert suggest_domain(domain) == suggestion
@@ -32,9 +40,18 @@ def test_lists() -> None:
 
 @pytest.mark.parametrize(
     ("local", "role"),
-    [("info", True), ("Sales", True), ("support+eu", True), ("noreply", True),
-     ("postmaster", True), ("alice", False), ("informal", False), ("information", True),
-     ("donotreply", True), ("no.reply", True)],
+    [
+        ("info", True),
+        ("Sales", True),
+        ("support+eu", True),
+        ("noreply", True),
+        ("postmaster", True),
+        ("alice", False),
+        ("informal", False),
+        ("information", True),
+        ("donotreply", True),
+        ("no.reply", True),
+    ],
 )
 def test_roles(local: str, role: bool) -> None:
     assert is_role(local) is role
@@ -45,12 +62,21 @@ def test_offline_verdict_fills_flags_and_suggestion() -> None:
     # a typo of a popular provider is a contact to fix, not a disposable one to drop
     assert verdict.columns()[:4] == ("risky", "suspected_typo", "info@gmial.com", "info@gmail.com")
     assert verdict.role
-    assert offline_verdict(check_syntax("no-at-sign")).columns()[:3] == ("undeliverable", "invalid_syntax", "")
+    assert offline_verdict(check_syntax("no-at-sign")).columns()[:3] == (
+        "undeliverable",
+        "invalid_syntax",
+        "",
+    )
 
 
 def test_job_state_machine() -> None:
-    path = [JobStatus.PENDING_START, JobStatus.FILE_ACCEPTED, JobStatus.FILE_QUEUED,
-            JobStatus.IN_PROGRESS, JobStatus.COMPLETED]
+    path = [
+        JobStatus.PENDING_START,
+        JobStatus.FILE_ACCEPTED,
+        JobStatus.FILE_QUEUED,
+        JobStatus.IN_PROGRESS,
+        JobStatus.COMPLETED,
+    ]
     for current, new in pairwise(path):
         check_transition(current, new)
     with pytest.raises(IllegalTransition):
@@ -62,11 +88,17 @@ def test_job_state_machine() -> None:
 
 @pytest.mark.parametrize(
     ("cell", "suggestion"),
-    [("ann@gmail,com", "ann@gmail.com"), ("ann@gmailcom", "ann@gmail.com"),
-     ("ann@gmail..com", "ann@gmail.com"), ("no-at-sign", "")],
+    [
+        ("ann@gmail,com", "ann@gmail.com"),
+        ("ann@gmailcom", "ann@gmail.com"),
+        ("ann@gmail..com", "ann@gmail.com"),
+        ("no-at-sign", ""),
+    ],
 )
 def test_a_typo_that_breaks_syntax_still_gets_its_suggestion(cell: str, suggestion: str) -> None:
     (verdict,) = syntax_verdicts([f" {cell} "])
     assert (verdict.status, verdict.reason, verdict.suggestion) == (
-        "undeliverable", "invalid_syntax", suggestion
+        "undeliverable",
+        "invalid_syntax",
+        suggestion,
     )

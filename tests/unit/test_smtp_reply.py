@@ -80,35 +80,55 @@ CASES: list[tuple[str, str, Outcome]] = [
     ("exchange", "550 5.1.8 Access denied, bad outbound sender", SND),
     ("postfix", "450 4.1.8 <verify@x.com>: Sender address rejected: Domain not found", SND),
     ("postfix", "550 5.1.8 <verify@x.com>: Sender address rejected: Domain not found", SND),
-    ("postfix", "550 5.1.0 <verify@x.com>: Sender address rejected: User unknown in local recipient table", SND),
+    (
+        "postfix",
+        "550 5.1.0 <verify@x.com>: Sender address rejected: User unknown in local recipient table",
+        SND,
+    ),
     ("postfix", "554 5.7.1 <verify@x.com>: Sender address rejected: Access denied", SND),
     ("postfix", "504 5.5.2 <verify>: Sender address rejected: need fully-qualified address", SND),
     ("postfix", "504 5.5.2 <localhost>: Helo command rejected: need fully-qualified hostname", SND),
-    ("postfix", "550 5.7.27 <verify@x.com>: Sender address rejected: Domain x.com does not accept mail (nullMX)", SND),
+    (
+        "postfix",
+        "550 5.7.27 <verify@x.com>: Sender address rejected: Domain x.com does not accept mail (nullMX)",
+        SND,
+    ),
     (
         "exim",
-        ("550-Verification failed for <verify@mailvet-test.com>\n"
-        "550-Unrouteable address\n"
-        "550 Sender verify failed"),
+        (
+            "550-Verification failed for <verify@mailvet-test.com>\n"
+            "550-Unrouteable address\n"
+            "550 Sender verify failed"
+        ),
         SND,
     ),
     (
         "exim callout",
-        ("550-Verification failed for <verify@mailvet-test.com>\n"
-        "550-Called:   192.0.2.25\n"
-        "550-Sent:     RCPT TO:<verify@mailvet-test.com>\n"
-        "550-Response: 550 5.1.1 User unknown\n"
-        "550 Sender verify failed"),
+        (
+            "550-Verification failed for <verify@mailvet-test.com>\n"
+            "550-Called:   192.0.2.25\n"
+            "550-Sent:     RCPT TO:<verify@mailvet-test.com>\n"
+            "550-Response: 550 5.1.1 User unknown\n"
+            "550 Sender verify failed"
+        ),
         SND,
     ),
     ("exim", "550 Sender verify failed", SND),
-    ("sendmail", "553 5.1.8 <verify@x.com>... Domain of sender address verify@x.com does not exist", SND),
+    (
+        "sendmail",
+        "553 5.1.8 <verify@x.com>... Domain of sender address verify@x.com does not exist",
+        SND,
+    ),
     ("sendmail", "451 4.1.8 Domain of sender address verify@x.com does not resolve", SND),
     ("qmail", "553 sorry, your envelope sender is in my badmailfrom list (#5.7.1)", SND),
     ("generic", "550 5.7.1 Null sender is not allowed", SND),
     ("aol", "550 Is not accepting mail from this sender", SND),
     ("sender verification (various)", "550 Sender must exist", SND),
-    ("sender verification (various)", "550 The destination mail system rejected your return address", SND),
+    (
+        "sender verification (various)",
+        "550 The destination mail system rejected your return address",
+        SND,
+    ),
     # -- policy refusals with no x.7 code --
     ("postfix", "554 5.7.1 <x@y.com>: Relay access denied", POL),
     ("sendmail", "553 5.0.0 Relaying denied", POL),
@@ -122,27 +142,43 @@ CASES: list[tuple[str, str, Outcome]] = [
     ("sendmail", "550 5.0.0 Message rejected by site administrator", POL),
     ("exchange", "550 5.7.1 Unable to relay", POL),
     ("exchange", "550 5.7.606 Access denied, banned sending IP [192.0.2.1]", POL),
-    ("exchange", "550 5.7.1 Service unavailable, Client host [192.0.2.1] blocked using Spamhaus", POL),
+    (
+        "exchange",
+        "550 5.7.1 Service unavailable, Client host [192.0.2.1] blocked using Spamhaus",
+        POL,
+    ),
     ("exchange", "571 Delivery not authorized, message refused", POL),
     ("qmail", "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)", POL),
-    ("yahoo", "553 5.7.1 [BL21] Connections will not be accepted from 192.0.2.1, because the ip is in Spamhaus's list", POL),
+    (
+        "yahoo",
+        "553 5.7.1 [BL21] Connections will not be accepted from 192.0.2.1, because the ip is in Spamhaus's list",
+        POL,
+    ),
     ("yahoo", "554 5.7.9 Message not accepted for policy reasons", POL),
     (
         "gmail",
-        ("550-5.7.1 [192.0.2.1] The IP you're using to send mail is not authorized to\n"
-        "550-5.7.1 send email directly to our servers. Please use the SMTP relay at your\n"
-        "550 5.7.1 service provider instead. x1-2.3 - gsmtp"),
+        (
+            "550-5.7.1 [192.0.2.1] The IP you're using to send mail is not authorized to\n"
+            "550-5.7.1 send email directly to our servers. Please use the SMTP relay at your\n"
+            "550 5.7.1 service provider instead. x1-2.3 - gsmtp"
+        ),
         POL,
     ),
-    ("postfix", "550 5.7.1 Client host rejected: cannot find your reverse hostname, [192.0.2.1]", POL),
+    (
+        "postfix",
+        "550 5.7.1 Client host rejected: cannot find your reverse hostname, [192.0.2.1]",
+        POL,
+    ),
     ("generic", "530 5.7.0 Authentication required", POL),
     ("sender verification (various)", "550 Not sent - no reverse lookup", POL),
     ("mimecast", "550 Administrative prohibition - envelope blocked", POL),
     # RFC 5321's own example text names every cause at once: not mailbox evidence
     (
         "rfc5321",
-        ("550 Requested action not taken: mailbox unavailable (for example, mailbox not found, "
-        "no access, or command rejected for policy reasons)"),
+        (
+            "550 Requested action not taken: mailbox unavailable (for example, mailbox not found, "
+            "no access, or command rejected for policy reasons)"
+        ),
         POL,
     ),
     # a policy line of a multi-line reply counts, wherever the enhanced code is
@@ -152,32 +188,54 @@ CASES: list[tuple[str, str, Outcome]] = [
         POL,
     ),
     # -- mailbox-specific evidence --
-    ("postfix", "550 5.1.1 <x@y.com>: Recipient address rejected: User unknown in local recipient table", NF),
-    ("postfix", "550 5.1.1 <x@y.com>: Recipient address rejected: User unknown in virtual mailbox table", NF),
+    (
+        "postfix",
+        "550 5.1.1 <x@y.com>: Recipient address rejected: User unknown in local recipient table",
+        NF,
+    ),
+    (
+        "postfix",
+        "550 5.1.1 <x@y.com>: Recipient address rejected: User unknown in virtual mailbox table",
+        NF,
+    ),
     # Postfix's relay_recipient_maps: "relay" here names a table, not a refusal to relay
-    ("postfix", "550 5.1.1 <x@y.com>: Recipient address rejected: User unknown in relay recipient table", NF),
+    (
+        "postfix",
+        "550 5.1.1 <x@y.com>: Recipient address rejected: User unknown in relay recipient table",
+        NF,
+    ),
     ("postfix", "551 User not local; please try <x@elsewhere.com>", NF),
     (
         "gmail",
-        ("550-5.1.1 The email account that you tried to reach does not exist. Please try\n"
-        "550-5.1.1 double-checking the recipient's email address for typos or\n"
-        "550-5.1.1 unnecessary spaces. Learn more at\n"
-        "550 5.1.1  https://support.google.com/mail/?p=NoSuchUser x1-2.3 - gsmtp"),
+        (
+            "550-5.1.1 The email account that you tried to reach does not exist. Please try\n"
+            "550-5.1.1 double-checking the recipient's email address for typos or\n"
+            "550-5.1.1 unnecessary spaces. Learn more at\n"
+            "550 5.1.1  https://support.google.com/mail/?p=NoSuchUser x1-2.3 - gsmtp"
+        ),
         NF,
     ),
     (
         "gmail",
-        ("550-5.2.1 The email account that you tried to reach is disabled. Learn more at\n"
-        "550 5.2.1  https://support.google.com/mail/?p=DisabledUser x1-2.3 - gsmtp"),
+        (
+            "550-5.2.1 The email account that you tried to reach is disabled. Learn more at\n"
+            "550 5.2.1  https://support.google.com/mail/?p=DisabledUser x1-2.3 - gsmtp"
+        ),
         DIS,
     ),
     (
         "gmail",
-        ("452-4.2.2 The email account that you tried to reach is over quota. Please direct\n"
-        "452 4.2.2 the recipient to https://support.google.com/mail/?p=OverQuotaTemp x1-2.3 - gsmtp"),
+        (
+            "452-4.2.2 The email account that you tried to reach is over quota. Please direct\n"
+            "452 4.2.2 the recipient to https://support.google.com/mail/?p=OverQuotaTemp x1-2.3 - gsmtp"
+        ),
         FULL,
     ),
-    ("office365", "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup", NF),
+    (
+        "office365",
+        "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
+        NF,
+    ),
     ("exchange", "550 5.1.1 RESOLVER.ADR.RecipNotFound; not found", NF),
     ("exchange", "550 5.1.1 User unknown", NF),
     ("sendmail", "550 5.1.1 <x@y.com>... User unknown", NF),
@@ -187,31 +245,57 @@ CASES: list[tuple[str, str, Outcome]] = [
     ("vpopmail/chkuser", "511 sorry, no mailbox here by that name (#5.1.1 - chkuser)", NF),
     ("exim", "550 Unrouteable address", NF),
     ("exim", "550 Unknown user", NF),
-    ("yahoo", "554 delivery error: dd This user doesn't have a yahoo.com account (x@yahoo.com) [0] - mta1.mail.yahoo.com", NF),
-    ("yahoo", "554 delivery error: dd Sorry your message to x@yahoo.com cannot be delivered. This mailbox is disabled (554.30)", DIS),
+    (
+        "yahoo",
+        "554 delivery error: dd This user doesn't have a yahoo.com account (x@yahoo.com) [0] - mta1.mail.yahoo.com",
+        NF,
+    ),
+    (
+        "yahoo",
+        "554 delivery error: dd Sorry your message to x@yahoo.com cannot be delivered. This mailbox is disabled (554.30)",
+        DIS,
+    ),
     ("yahoo/aol", "552 1 Requested mail action aborted, mailbox not found", NF),
     ("aol", "550 Mailbox not found", NF),
-    ("mimecast", "550 Invalid Recipient - https://community.mimecast.com/docs/DOC-1369#550 [xyz.us1]", NF),
-    ("mail.ru", "550 Message was not accepted -- invalid mailbox.  Local mailbox x@mail.ru is unavailable: user not found", NF),
+    (
+        "mimecast",
+        "550 Invalid Recipient - https://community.mimecast.com/docs/DOC-1369#550 [xyz.us1]",
+        NF,
+    ),
+    (
+        "mail.ru",
+        "550 Message was not accepted -- invalid mailbox.  Local mailbox x@mail.ru is unavailable: user not found",
+        NF,
+    ),
     ("icloud", "550 5.1.1 <x@icloud.com>: user does not exist", NF),
     ("sendmail", "550 5.0.0 <x@y.com>... User unknown", NF),
     (
         "postfix reject_unverified_recipient",
-        ("550 5.1.1 <x@y.com>: Recipient address rejected: undeliverable address: host mx.y.com"
-        "[192.0.2.5] said: 550 5.1.1 User unknown (in reply to RCPT TO command)"),
+        (
+            "550 5.1.1 <x@y.com>: Recipient address rejected: undeliverable address: host mx.y.com"
+            "[192.0.2.5] said: 550 5.1.1 User unknown (in reply to RCPT TO command)"
+        ),
         NF,
     ),
     ("generic", "550 Requested action not taken: mailbox blocked because user unknown", NF),
     ("generic", "550 Mailbox blocked", DIS),
     ("generic", "550 The user account has been closed", DIS),
     # multi-line replies with the enhanced code only on the last line
-    ("generic", "550-Requested action not taken:\n550-see https://example.com/help\n550 5.1.1 no such user", NF),
+    (
+        "generic",
+        "550-Requested action not taken:\n550-see https://example.com/help\n550 5.1.1 no such user",
+        NF,
+    ),
     ("generic", "550-Mailbox unavailable\n550 5.2.1 this account is not accepting mail", DIS),
     # -- unrecognised permanent refusals: REJECTED (the lead's postmaster control decides) --
     ("outlook.com", "550 5.5.0 Requested action not taken: mailbox unavailable (S2017062302)", REJ),
     ("rfc5321", "550 Requested action not taken: mailbox unavailable", REJ),
     ("postfix", "550 5.1.2 <x@y.com>: Recipient address rejected: Domain not found", REJ),
-    ("gmail", "553-5.1.2 We weren't able to find the recipient domain.\n553 5.1.2 x1-2.3 - gsmtp", REJ),
+    (
+        "gmail",
+        "553-5.1.2 We weren't able to find the recipient domain.\n553 5.1.2 x1-2.3 - gsmtp",
+        REJ,
+    ),
     ("generic", "554 5.4.4 Unable to route", REJ),
     ("generic", "551 go away", REJ),
     # -- protocol --
@@ -219,7 +303,11 @@ CASES: list[tuple[str, str, Outcome]] = [
     ("generic", "555 5.5.4 RCPT TO parameters not recognized", PRO),
     # -- temporary --
     ("postfix", "450 4.7.1 Client host rejected: cannot find your hostname, [192.0.2.1]", TMP),
-    ("postfix", "450 4.1.1 <x@y.com>: Recipient address rejected: unverified address: connection timed out", TMP),
+    (
+        "postfix",
+        "450 4.1.1 <x@y.com>: Recipient address rejected: unverified address: connection timed out",
+        TMP,
+    ),
     ("yahoo", "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred", CLO),
     ("generic", "354 Start mail input", PRO),
 ]
@@ -227,7 +315,10 @@ CASES: list[tuple[str, str, Outcome]] = [
 
 @pytest.mark.parametrize(
     ("reply", "outcome"),
-    [pytest.param(reply, outcome, id=f"{origin}: {reply[:50]}") for origin, reply, outcome in CASES],
+    [
+        pytest.param(reply, outcome, id=f"{origin}: {reply[:50]}")
+        for origin, reply, outcome in CASES
+    ],
 )
 def test_classify(reply: str, outcome: Outcome) -> None:
     assert classify_rcpt(wire(reply)) is outcome
@@ -251,7 +342,9 @@ def test_enhanced_code_must_match_the_class_of_the_reply_code() -> None:
 
 
 def test_multi_line_reply_keeps_its_lines_and_finds_the_code_on_any_line() -> None:
-    reply = parse_reply(550, ["Requested action not taken:", " see the help page", "5.1.1 no such user"])
+    reply = parse_reply(
+        550, ["Requested action not taken:", " see the help page", "5.1.1 no such user"]
+    )
     assert reply.enhanced == "5.1.1"
     assert reply.text == "Requested action not taken:\nsee the help page\nno such user"
 

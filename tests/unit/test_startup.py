@@ -30,8 +30,16 @@ from mailvet.settings import load_settings
 
 pytestmark = pytest.mark.unit
 
-HEAVY = ("litestar", "sqlalchemy", "advanced_alchemy", "alembic", "faststream", "aio_pika", "minio",
-         "openpyxl")
+HEAVY = (
+    "litestar",
+    "sqlalchemy",
+    "advanced_alchemy",
+    "alembic",
+    "faststream",
+    "aio_pika",
+    "minio",
+    "openpyxl",
+)
 # what a command may pay for only when it talks to the network or runs the pipeline
 NETWORK = ("dns", "structlog", "mailvet.adapters.smtp", "mailvet.pipeline.engine")
 
@@ -58,7 +66,10 @@ def run_fresh(args: list[str], env: dict[str, str] | None = None) -> tuple[int, 
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MAILVET_")}
     done = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(args)],
-        env={**clean, **(env or {})}, capture_output=True, text=True, timeout=60,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     report = json.loads(done.stderr.strip().splitlines()[-1])
     modules = set(report["modules"])
@@ -112,7 +123,11 @@ def test_status_on_the_embedded_database_reads_the_row_without_sqlalchemy(tmp_pa
     )
     assert code == 0, out
     assert json.loads(out) == {
-        "id": "a" * 32, "status": "pending_start", "rows_done": 0, "rows_total": 0, "error": ""
+        "id": "a" * 32,
+        "status": "pending_start",
+        "rows_done": 0,
+        "rows_total": 0,
+        "error": "",
     }
     assert imported(modules, HEAVY + NETWORK) == []
 
@@ -219,8 +234,16 @@ async def test_a_syntax_only_pipeline_builds_no_resolver_and_no_prober(tmp_path:
         await deps.close()
 
 
-CELLS = ["a@example.com", " Ann@EXAMPLE.com ", "info@gmial.com", "x@mailinator.com", "no-at",
-         '"quoted"@example.org', "jo@bücher.de", ""]
+CELLS = [
+    "a@example.com",
+    " Ann@EXAMPLE.com ",
+    "info@gmial.com",
+    "x@mailinator.com",
+    "no-at",
+    '"quoted"@example.org',
+    "jo@bücher.de",
+    "",
+]
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -283,11 +306,18 @@ async def test_intake_starts_the_pool_for_a_big_syntax_only_file(
     calls: list[str] = []
     jobs, storage, bus = MemoryJobRepository(), MemoryStorage(), MemoryBus()
     source = tmp_path / "list.csv"
-    source.write_text("email,name\n" + "".join(f"user{i}@example.com,Person {i}\n" for i in range(rows)))
+    source.write_text(
+        "email,name\n" + "".join(f"user{i}@example.com,Person {i}\n" for i in range(rows))
+    )
     job_id = await submit_file(jobs, storage, bus, source, checks=checks)
     intake = Intake(
-        jobs, storage, bus, chunk_size=1000, syntax_chunk_size=10_000,
-        warm_syntax_pool=lambda: calls.append("warm"), scratch=tmp_path / "scratch",
+        jobs,
+        storage,
+        bus,
+        chunk_size=1000,
+        syntax_chunk_size=10_000,
+        warm_syntax_pool=lambda: calls.append("warm"),
+        scratch=tmp_path / "scratch",
     )
     await intake.handle(JobSubmitted(job_id=job_id))
     assert (await jobs.get(job_id)).status is JobStatus.FILE_ACCEPTED

@@ -39,8 +39,14 @@ def csv_text(rnd: random.Random, addresses: list[str], sep: str, quote: str, ter
 
 def chunk_of(text: str, layout: FileLayout, rows: int) -> RowChunk:
     return RowChunk(
-        job_id="j", chunk_id=0, first_row=0, rows=rows, checks=Check.SYNTAX,
-        emails=[], text=text, layout=encode_file_layout(layout),
+        job_id="j",
+        chunk_id=0,
+        first_row=0,
+        rows=rows,
+        checks=Check.SYNTAX,
+        emails=[],
+        text=text,
+        layout=encode_file_layout(layout),
     )
 
 
@@ -71,7 +77,7 @@ def test_txt_chunk_as_the_verdicts_one_by_one() -> None:
 
 def test_render_chunk_with_tails_given_as_with_cells() -> None:
     layout = FileLayout(kind="csv", email_index=1)
-    text = "1,a@x.com\r\n\r\n2,b@y.org\r\n3,\"c,d\"@z\r\n"
+    text = '1,a@x.com\r\n\r\n2,b@y.org\r\n3,"c,d"@z\r\n'
     cells = [["risky", "x;y"], ["ok", ""], ["bad", "n"]]
     tails = ["," + ",".join(row) for row in cells]
     assert render_chunk(text, layout, (), tails=tails) == render_chunk(text, layout, cells)

@@ -183,7 +183,9 @@ def _hand_plan(*, tarpit: bool = False, grey: bool = True) -> WorldPlan:
     plan.hosts = {"mx.a.com": "127.0.1.1", "mx.b.com": "127.0.1.2", "mx.c.com": "127.0.1.3"}
     plan.domains = [
         DomainSpec("a.com", 1, 999, Kind.NORMAL, [(10, "mx.a.com")], "127.0.1.1"),
-        DomainSpec("b.com", 2, 150, Kind.GREYLIST if grey else Kind.NORMAL, [(10, "mx.b.com")], "127.0.1.2"),
+        DomainSpec(
+            "b.com", 2, 150, Kind.GREYLIST if grey else Kind.NORMAL, [(10, "mx.b.com")], "127.0.1.2"
+        ),
     ]
     if tarpit:
         plan.domains.append(DomainSpec("c.com", 3, 5, Kind.TARPIT, [(10, "mx.c.com")], None))
@@ -195,7 +197,12 @@ def test_bound_is_the_slowest_server_plus_the_retry_delay() -> None:
     # a.com: 999 + 1 catch-all probe over 2 sessions x 50 RCPTs: 10 transactions of one
     # latency each after greeting and EHLO: 0.1 * (2 + 10)
     slowest = bound.slowest
-    assert (slowest.ip, slowest.probes, slowest.sessions, slowest.batch) == ("127.0.1.1", 1000, 2, 50)
+    assert (slowest.ip, slowest.probes, slowest.sessions, slowest.batch) == (
+        "127.0.1.1",
+        1000,
+        2,
+        50,
+    )
     assert slowest.seconds == pytest.approx(1.2)
     assert slowest.rate == pytest.approx(1000.0)
     # b.com: 151 probes, 1 session, R=200 capped at 100: 2 transactions, 0.2 * (2 + 2)
@@ -231,9 +238,9 @@ def test_fast_dns_answers_what_the_world_answers_with_the_query_id(plan: WorldPl
     query.header.id = 4242
     reply = DNSRecord.parse(fast.answer(bytes(query.pack())))
     assert reply.header.id == 4242 and reply.header.rcode == RCODE.NOERROR
-    assert sorted((rr.rdata.preference, str(rr.rdata.label).rstrip(".")) for rr in reply.rr) == sorted(
-        domain.mx
-    )
+    assert sorted(
+        (rr.rdata.preference, str(rr.rdata.label).rstrip(".")) for rr in reply.rr
+    ) == sorted(domain.mx)
     host = domain.mx[0][1]
     a_query = DNSRecord.question(host, "A")
     a_query.header.rd = 0
@@ -243,7 +250,9 @@ def test_fast_dns_answers_what_the_world_answers_with_the_query_id(plan: WorldPl
     nodata = DNSRecord.parse(fast.answer(bytes(DNSRecord.question(host, "AAAA").pack())))
     assert nodata.header.rcode == RCODE.NOERROR and not nodata.rr
     # not precomputed: the world's resolver answers it in full
-    missing = DNSRecord.parse(fast.answer(bytes(DNSRecord.question("no-such-name.com", "A").pack())))
+    missing = DNSRecord.parse(
+        fast.answer(bytes(DNSRecord.question("no-such-name.com", "A").pack()))
+    )
     assert missing.header.rcode == RCODE.NXDOMAIN
     txt = DNSRecord.parse(fast.answer(bytes(DNSRecord.question(domain.name, "TXT").pack())))
     assert txt.header.rcode == RCODE.NOERROR and txt.q.qtype == QTYPE.TXT

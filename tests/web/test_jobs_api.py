@@ -123,9 +123,7 @@ async def client(deps: Deps) -> AsyncIterator[AsyncTestClient[Litestar]]:
 
 
 @pytest.fixture
-async def live_client(
-    deps: Deps, pipeline: Pipeline
-) -> AsyncIterator[AsyncTestClient[Litestar]]:
+async def live_client(deps: Deps, pipeline: Pipeline) -> AsyncIterator[AsyncTestClient[Litestar]]:
     """The API over a running pipeline."""
     async for client in client_for(create_app(deps)):
         yield client
@@ -147,9 +145,7 @@ async def upload(
     )
 
 
-async def wait_final(
-    client: AsyncTestClient[Litestar], deps: Deps, job_id: str
-) -> dict[str, Any]:
+async def wait_final(client: AsyncTestClient[Litestar], deps: Deps, job_id: str) -> dict[str, Any]:
     """The API's view of the job once the repository says it is final."""
     assert isinstance(deps.jobs, WatchedJobs)
     await asyncio.wait_for(deps.jobs.final(job_id), 30)
@@ -334,9 +330,7 @@ async def test_empty_file(client: AsyncTestClient[Litestar], deps: Deps, data_di
 async def test_bad_checks(client: AsyncTestClient[Litestar], deps: Deps, data_dir: Path) -> None:
     response = await upload(client, checks="everything")
     assert response.status_code == 400
-    assert response.json() == {
-        "error": "checks must be one of syntax, dns, smtp, not 'everything'"
-    }
+    assert response.json() == {"error": "checks must be one of syntax, dns, smtp, not 'everything'"}
     assert await deps.jobs.list_jobs() == []
     assert scratch_files(data_dir) == []
 
@@ -400,9 +394,7 @@ async def test_too_large_streamed_without_content_length(deps: Deps, data_dir: P
     chunks = [part("file", "big.csv"), b"email\n"] + [b"a@example.com\n" * 100] * 100 + [END]
     app = create_app(deps, max_upload_bytes=10_000)
     async for _ in client_for(app):  # runs the app's lifespan around the raw ASGI call
-        status, body = await post_in_chunks(
-            app, "/api/jobs", MULTIPART, chunks
-        )
+        status, body = await post_in_chunks(app, "/api/jobs", MULTIPART, chunks)
         assert status == 413
         assert msgspec.json.decode(body) == {
             "error": "the upload is larger than the limit of 10000 bytes"
@@ -419,9 +411,7 @@ async def test_chunked_upload_within_the_limit(deps: Deps, data_dir: Path) -> No
     chunks += [NEXT + part("checks") + b"dns" + END]
     app = create_app(deps)
     async for _ in client_for(app):
-        status, body = await post_in_chunks(
-            app, "/api/jobs", MULTIPART, chunks
-        )
+        status, body = await post_in_chunks(app, "/api/jobs", MULTIPART, chunks)
     assert status == 201, body
     job_id = msgspec.json.decode(body)["id"]
     job = await deps.jobs.get(job_id)

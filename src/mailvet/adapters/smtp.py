@@ -76,7 +76,15 @@ def is_public_address(address: str) -> bool:
 
 class _Request:
     __slots__ = (
-        "deadline", "domain", "future", "host", "job", "losses", "pool", "recipient", "solo",
+        "deadline",
+        "domain",
+        "future",
+        "host",
+        "job",
+        "losses",
+        "pool",
+        "recipient",
+        "solo",
         "tries",
     )
 
@@ -388,9 +396,10 @@ class ServerPool:
         delay = self._settings.retry_delay
         for request in self._requests():
             if request.tries >= self._settings.retries:
-                self._resolve(request, ProbeResult(
-                    mx=request.host, reply=reply, failure=ProbeFailure.TEMPORARY
-                ))
+                self._resolve(
+                    request,
+                    ProbeResult(mx=request.host, reply=reply, failure=ProbeFailure.TEMPORARY),
+                )
             else:
                 request.tries += 1
                 request.deadline += delay  # the wait is not part of the attempt
@@ -425,9 +434,7 @@ class ServerPool:
         batch = usable
         solo = batch[0].solo
         control_domains = (
-            []
-            if solo
-            else [d for d in dict.fromkeys(r.domain for r in batch) if d not in controls]
+            [] if solo else [d for d in dict.fromkeys(r.domain for r in batch) if d not in controls]
         )
         # the controls count toward a server's RCPT limit, once it is known
         known = self.rcpt_limit
@@ -557,7 +564,10 @@ class SmtpProber:
         try:
             try:
                 return await SmtpSession.open(
-                    address, settings.port, settings.helo_name, settings.timeout,
+                    address,
+                    settings.port,
+                    settings.helo_name,
+                    settings.timeout,
                     starttls=settings.starttls,
                     tls_verify=settings.tls_verify,
                     tls_server_name=host,
@@ -565,7 +575,10 @@ class SmtpProber:
             except TlsFailed:
                 # a broken TLS handshake must not cost the probe: once more in the clear
                 return await SmtpSession.open(
-                    address, settings.port, settings.helo_name, settings.timeout,
+                    address,
+                    settings.port,
+                    settings.helo_name,
+                    settings.timeout,
                     starttls=False,
                 )
         except SessionRefused as exc:
@@ -641,8 +654,10 @@ class SmtpProber:
                 pending = still
         now = time.monotonic()
         for index in pending:
-            results[index] = last if deadlines[index] > now else ProbeResult(
-                mx=last.mx, failure=ProbeFailure.TIMEOUT
+            results[index] = (
+                last
+                if deadlines[index] > now
+                else ProbeResult(mx=last.mx, failure=ProbeFailure.TIMEOUT)
             )
         return [result if result is not None else last for result in results]
 

@@ -71,6 +71,7 @@ _TRAILING_ENHANCED = re.compile(r"\(#([245])\.(\d{1,3})\.(\d{1,3})\b")
 # <anything in angle brackets> and bare local@domain: blanked before words are matched
 _ADDRESS = re.compile(r"<[^<>]*>|[^\s<>()\[\]\"',;]+@[^\s<>()\[\]\"',;]+")
 
+
 def _words(*alternatives: str) -> re.Pattern[str]:
     """Alternatives that each start at a word boundary, matched on lower-cased text.
 
@@ -132,7 +133,9 @@ _POLICY_WORDS = _words(
     r"(?:spf|dmarc)\b",
     r"rate limit",
 )
-_MAILBOX_STATE = r"(?:disabled|inactive|deactivated|suspended|locked|closed|blocked|frozen|terminated)"
+_MAILBOX_STATE = (
+    r"(?:disabled|inactive|deactivated|suspended|locked|closed|blocked|frozen|terminated)"
+)
 _MAILBOX_SUBJECT = r"(?:mailbox|account|inbox|user|recipient|addressee)"
 # "mailbox blocked" is the mailbox's state, not a policy refusal of us
 _MAILBOX_BLOCKED = _words(
@@ -158,7 +161,11 @@ _DISABLED_WORDS = _words(
     rf"{_MAILBOX_STATE}\s+{_MAILBOX_SUBJECT}\b",
 )
 _FULL_WORDS = _words(
-    r"full\b", r"(?:over ?)?quota", r"exceeded storage", r"insufficient (?:space|storage)", r"over ?limit"
+    r"full\b",
+    r"(?:over ?)?quota",
+    r"exceeded storage",
+    r"insufficient (?:space|storage)",
+    r"over ?limit",
 )
 _RECIPIENTS = _words(r"recipients")
 

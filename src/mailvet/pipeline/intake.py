@@ -80,7 +80,9 @@ class Intake:
             log.info("intake_rejected", job_id=job.id, error=str(exc))
             return
         except ObjectNotFound:
-            await self._jobs.set_status(job.id, JobStatus.ERROR_FILE, "the uploaded file is missing")
+            await self._jobs.set_status(
+                job.id, JobStatus.ERROR_FILE, "the uploaded file is missing"
+            )
             return
         # syntax checks cost microseconds a row: bigger chunks keep per-message costs small
         size = self._syntax_chunk_size if job.file.checks is Check.SYNTAX else self._chunk_size

@@ -131,7 +131,9 @@ class ResultGenerator:
 
     async def _chunks(self, job: Job) -> AsyncIterator[ChunkOutput]:
         for chunk_id in range(job.chunks_total):
-            yield decode_output(await self._stored(job.id, object_keys.chunk_results(job.id, chunk_id)))
+            yield decode_output(
+                await self._stored(job.id, object_keys.chunk_results(job.id, chunk_id))
+            )
 
     async def _write(self, job: Job) -> Summary:
         stored = decode_stored_layout(job.layout)
@@ -150,7 +152,9 @@ class ResultGenerator:
                         reasons.update(chunk.reasons)
                         written += chunk.rows
             else:
-                written = await self._write_workbook(job, stored.layout, out, kind, statuses, reasons)
+                written = await self._write_workbook(
+                    job, stored.layout, out, kind, statuses, reasons
+                )
             await self._storage.put_file(object_keys.completed(job.id), out)
         summary = Summary(
             rows=written, by_status=dict(statuses), by_reason=dict(reasons), result_kind=kind

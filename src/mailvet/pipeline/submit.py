@@ -93,9 +93,7 @@ def result_name(original: str, kind: str) -> str:
     return f"{stem}.mailvet.{kind}"
 
 
-async def fetch_result(
-    jobs: JobLookup, storage: ObjectStorage, job_id: str, out: Path
-) -> Summary:
+async def fetch_result(jobs: JobLookup, storage: ObjectStorage, job_id: str, out: Path) -> Summary:
     """Write the finished result to `out` atomically; ResultNotReady before completion."""
     await completed_job(jobs, job_id)
     temp = out.with_name(f".{out.name}.{job_id}.part")

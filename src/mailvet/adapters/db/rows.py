@@ -9,8 +9,21 @@ from mailvet.domain.verdict import Check
 
 # the columns job_from_row reads (the names of the JobRow attributes)
 JOB_COLUMNS = (
-    "id", "filename", "email_column", "checks", "status", "error", "rows_total", "rows_done",
-    "chunks_total", "layout", "owner", "created_at", "updated_at", "sheet", "result_kind",
+    "id",
+    "filename",
+    "email_column",
+    "checks",
+    "status",
+    "error",
+    "rows_total",
+    "rows_done",
+    "chunks_total",
+    "layout",
+    "owner",
+    "created_at",
+    "updated_at",
+    "sheet",
+    "result_kind",
 )
 
 

@@ -84,8 +84,11 @@ class SqliteJobRepository:
         try:
             # mode=rw: never create the file just to look at it
             conn = sqlite3.connect(
-                f"file:{path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_S,
-                isolation_level=None, check_same_thread=False,
+                f"file:{path}?mode=rw",
+                uri=True,
+                timeout=BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,
             )
         except sqlite3.Error:
             return None
@@ -121,10 +124,21 @@ class SqliteJobRepository:
     async def add(self, job: Job) -> None:
         now = self._now()
         values = (
-            job.id, job.file.filename, job.file.email_column, job.file.checks.value,
-            job.status.value, job.error, job.rows_total, job.rows_done, job.chunks_total,
-            job.layout, job.owner, _stored(job.created_at or now), _stored(now),
-            job.file.sheet, job.file.result_kind,
+            job.id,
+            job.file.filename,
+            job.file.email_column,
+            job.file.checks.value,
+            job.status.value,
+            job.error,
+            job.rows_total,
+            job.rows_done,
+            job.chunks_total,
+            job.layout,
+            job.owner,
+            _stored(job.created_at or now),
+            _stored(now),
+            job.file.sheet,
+            job.file.result_kind,
         )
         marks = ", ".join("?" * len(JOB_COLUMNS))
 
