@@ -82,7 +82,8 @@ def _rss_kib(pid: int) -> int:
 
 
 class TreeRssSampler:
-    """Samples the summed PSS (RSS without double-counted shared pages) of a process tree every `interval` s; `.peak_mb` at the end.
+    """Samples the summed PSS (RSS without double-counted shared pages) of a process tree every
+    `interval` s; `.peak_mb` at the end.
     (A fork server's workers are not the child's own children: os.wait4 misses them.)"""
 
     def __init__(self, pid: int, interval: float = 0.05) -> None:

@@ -75,10 +75,12 @@ def syntax_figures(rows: int, database_url: str, s3: MotoS3, root: Path) -> tupl
     in_process = rows / run.wall
     print(f"syntax-only, {rows:,} rows ({source.name})")
     print(
-        f"  six roles as processes (RabbitMQ+PostgreSQL+moto S3): {wall:6.2f} s  {distributed:>9,.0f} rows/s"
+        "  six roles as processes (RabbitMQ+PostgreSQL+moto S3): "
+        f"{wall:6.2f} s  {distributed:>9,.0f} rows/s"
     )
     print(
-        f"  one process (mailvet validate, embedded default):     {run.wall:6.2f} s  {in_process:>9,.0f} rows/s"
+        "  one process (mailvet validate, embedded default): "
+        f"    {run.wall:6.2f} s  {in_process:>9,.0f} rows/s"
     )
     return distributed, in_process
 
@@ -123,13 +125,15 @@ def smtp_figures(addresses: int, database_url: str, s3: MotoS3, root: Path) -> t
                 assert job["status"] == "file_completed", job
                 figures.append(addresses / wall)
                 print(
-                    f"smtp-bound, {addresses:,} addresses, {workers} worker process(es): {wall:6.2f} s  {addresses / wall:>7,.0f} addresses/s"
+                    f"smtp-bound, {addresses:,} addresses, {workers} worker process(es): "
+                    f"{wall:6.2f} s  {addresses / wall:>7,.0f} addresses/s"
                 )
             finally:
                 cluster.stop()
                 delete_rabbit_objects(cluster.prefix)
         print(
-            f"  server: max concurrent connections {server.stats.max_concurrent}, limit violations {server.stats.violations}"
+            f"  server: max concurrent connections {server.stats.max_concurrent}, "
+            f"limit violations {server.stats.violations}"
         )
     finally:
         world.stop()
@@ -156,10 +160,12 @@ def main() -> int:
     ok_scale = two > one
     print("targets:")
     print(
-        f"  [{'ok' if ok_syntax else 'MISSED'}] distributed syntax-only: {distributed:,.0f} rows/s (target >= 20,000)"
+        f"  [{'ok' if ok_syntax else 'MISSED'}] distributed syntax-only: {distributed:,.0f} rows/s "
+        "(target >= 20,000)"
     )
     print(
-        f"  [{'ok' if ok_scale else 'MISSED'}] second worker: {one:,.0f} -> {two:,.0f} addresses/s ({two / one:.2f}x)"
+        f"  [{'ok' if ok_scale else 'MISSED'}] second worker: {one:,.0f} -> {two:,.0f} addresses/s "
+        f"({two / one:.2f}x)"
     )
     return 0 if ok_syntax and ok_scale else 1
 

@@ -239,7 +239,8 @@ class _Gen:
         elif r < 0.62:
             loc = f"{first[0]}{last}{rng.randint(1, 99)}"
         elif r < 0.71:  # initials + digits
-            loc = f"{first[0]}{last[0]}{rng.randint(1950, 2010) if rng.random() < 0.5 else rng.randint(1, 9999)}"
+            digits = rng.randint(1950, 2010) if rng.random() < 0.5 else rng.randint(1, 9999)
+            loc = f"{first[0]}{last[0]}{digits}"
         elif r < 0.76:
             loc = f"{first}_{last}"
         elif r < 0.80:
@@ -326,7 +327,13 @@ class _Gen:
             return ""
         if kind == 22:
             return f"{loc}@{dom},{first}@{dom}"
-        return f"{loc}@{rng.randint(1, 255)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}"
+        a, b, c, d = (
+            rng.randint(1, 255),
+            rng.randint(0, 255),
+            rng.randint(0, 255),
+            rng.randint(0, 255),
+        )
+        return f"{loc}@{a}.{b}.{c}.{d}"
 
 
 def csv_path(out_dir: Path, rows: int, seed: int) -> Path:

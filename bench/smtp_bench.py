@@ -96,7 +96,8 @@ def check_output(
                 wrong += 1
                 if len(examples) < 10:
                     examples.append(
-                        f"{row['email']}: got {got}, want {want} (smtp_code={row['mailvet_smtp_code']})"
+                        f"{row['email']}: got {got}, want {want} "
+                        f"(smtp_code={row['mailvet_smtp_code']})"
                     )
     if rows != len(expected):
         wrong += abs(len(expected) - rows)
@@ -148,12 +149,15 @@ def main() -> int:
 
     total = len(expected)
     print(
-        f"server       : {MX_HOST} ({MX_IP}) latency={args.latency}s max_connections={args.server_connections} pipelining=on"
+        f"server       : {MX_HOST} ({MX_IP}) latency={args.latency}s "
+        f"max_connections={args.server_connections} pipelining=on"
     )
-    print(
-        f"per-host     : {args.per_host if args.per_host is not None else f'{DEFAULT_PER_HOST} (mailvet default, env unset)'}"
-        " (MAILVET_SMTP_PER_HOST_CONNECTIONS)"
+    per_host = (
+        args.per_host
+        if args.per_host is not None
+        else f"{DEFAULT_PER_HOST} (mailvet default, env unset)"
     )
+    print(f"per-host     : {per_host} (MAILVET_SMTP_PER_HOST_CONNECTIONS)")
     print(f"addresses    : {total:,} ({args.addresses:,} known + {args.unknown} unknown)")
     if run.returncode != 0:
         print(f"mailvet failed (exit {run.returncode}):\n{run.stderr[-3000:]}")
@@ -162,7 +166,8 @@ def main() -> int:
     rate = total / run.wall
     wrong, seen, examples = check_output(out, expected)
     print(
-        f"wall         : {run.wall:.2f}s  (child CPU user {run.user:.2f}s + sys {run.system:.2f}s, peak RSS {run.maxrss_mb:.0f} MiB)"
+        f"wall         : {run.wall:.2f}s  (child CPU user {run.user:.2f}s + sys {run.system:.2f}s, "
+        f"peak RSS {run.maxrss_mb:.0f} MiB)"
     )
     print(f"addresses/s  : {rate:,.0f}")
     print(f"verdicts     : {', '.join(f'{k}={v:,}' for k, v in sorted(seen.items()))}")
@@ -177,7 +182,8 @@ def main() -> int:
     if stats.transactions:
         print(
             f"               {stats.rcpt_total / stats.transactions:.1f} RCPT per transaction, "
-            f"{stats.transactions / max(stats.connections_total, 1):.1f} transactions per connection"
+            f"{stats.transactions / max(stats.connections_total, 1):.1f} transactions per "
+            "connection"
         )
     if dns_errors:
         print(f"dns errors   : {len(dns_errors)} ({dns_errors[0]!r})")

@@ -140,7 +140,8 @@ def run_size(rows: int, args: argparse.Namespace) -> list[tuple[str, bool, str]]
     size_mb = src.stat().st_size / 2**20
     print(f"\n=== {rows:,} rows ===")
     print(
-        f"input        : {src} ({size_mb:.1f} MiB, {'generated' if generated else 'cached'} in {gen_s:.1f}s)"
+        f"input        : {src} ({size_mb:.1f} MiB, {'generated' if generated else 'cached'} in "
+        f"{gen_s:.1f}s)"
     )
 
     ids, emails = read_emails(src)
@@ -182,7 +183,8 @@ def run_size(rows: int, args: argparse.Namespace) -> list[tuple[str, bool, str]]
     rate = rows / run.wall
     print(f"mailvet      : {' '.join(cmd[1:] if len(cmd_base) == 1 else cmd)}")
     print(
-        f"fixed cost   : {warm.wall:.2f}s wall for a 1-row file (startup + job machinery), rc={warm.returncode}"
+        f"fixed cost   : {warm.wall:.2f}s wall for a 1-row file (startup + job machinery), "
+        f"rc={warm.returncode}"
     )
     print(
         f"wall         : {run.wall:.2f}s  (child CPU user {run.user:.2f}s + sys {run.system:.2f}s)"
@@ -193,7 +195,8 @@ def run_size(rows: int, args: argparse.Namespace) -> list[tuple[str, bool, str]]
     )
     print(f"rows/s       : {rate:,.0f}  (end to end, start-up included)")
     print(
-        f"peak RSS     : {run.tree_rss_mb:.1f} MiB  (PSS summed over mailvet and its pool workers, sampled every 50 ms;"
+        f"peak RSS     : {run.tree_rss_mb:.1f} MiB  (PSS summed over mailvet and its pool workers, "
+        "sampled every 50 ms;"
         f" the mailvet process alone: {run.maxrss_mb:.1f} MiB)"
     )
 
@@ -202,11 +205,13 @@ def run_size(rows: int, args: argparse.Namespace) -> list[tuple[str, bool, str]]
     speedup = rate / lib_rate
     n_invalid = sum(r is None for r in lib)
     print(
-        f"email-validator loop : {lib_s:.2f}s, {lib_rate:,.0f} rows/s  ({n_invalid:,} raised = {100 * n_invalid / rows:.1f}%)"
+        f"email-validator loop : {lib_s:.2f}s, {lib_rate:,.0f} rows/s  "
+        f"({n_invalid:,} raised = {100 * n_invalid / rows:.1f}%)"
     )
     valid_domains = {n.rpartition("@")[2] for n in lib if n is not None}
     print(
-        f"distinct     : {len(set(stripped)):,} addresses; {len(valid_domains):,} domains among valid ones"
+        f"distinct     : {len(set(stripped)):,} addresses; "
+        f"{len(valid_domains):,} domains among valid ones"
         f" ({len(domains):,} lower-cased domain strings incl. invalid)"
     )
     print(

@@ -1,4 +1,5 @@
-"""`mailvet validate --checks smtp` on a generated multi-domain mail world, against its schedule bound.
+"""`mailvet validate --checks smtp` on a generated multi-domain mail world, against its
+schedule bound.
 
     .venv/bin/python bench/world_bench.py [--addresses 100000] [--domains 2000] [--servers 150]
         [--seed 7] [--exponent 1.1] [--retry-delay 2] [--smtp-timeout 3] [--tarpit-latency 30]
@@ -190,7 +191,8 @@ class LoopLag:
             return "not measured"
         lags = sorted(self.lags)
         p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
-        return f"p50 {lags[len(lags) // 2] * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms"
+        p50, top = lags[len(lags) // 2], lags[-1]
+        return f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {top * 1000:.0f} ms"
 
 
 def udp_drops(port: int) -> int | None:
@@ -253,7 +255,8 @@ def describe_world(plan: WorldPlan) -> list[str]:
     shared = Counter(d.answering_ip for d in plan.domains if d.answering_ip)
     busiest_ip, busiest_n = shared.most_common(1)[0]
     return [
-        f"world        : {total:,} addresses, {len(plan.domains):,} domains (Zipf s={plan.exponent}; "
+        f"world        : {total:,} addresses, {len(plan.domains):,} domains "
+        f"(Zipf s={plan.exponent}; "
         f"largest {plan.domains[0].addresses:,}, top 10 hold {top10 / total:.0%}), "
         f"{len(plan.servers)} server addresses, {len(plan.hosts):,} MX host names",
         "               servers: " + ", ".join(f"{kinds[k]} {k.value}" for k in Kind),
@@ -273,8 +276,10 @@ def describe_world(plan: WorldPlan) -> list[str]:
 def describe_bound(bound: Bound, label: str) -> list[str]:
     s = bound.slowest
     return [
-        f"{label}: {bound.seconds:.2f}s = slowest server {s.ip} ({s.kind.value}, {s.domains} domains, "
-        f"{s.probes:,} probes, C={s.sessions} sessions x R={s.batch} RCPT / L={s.latency * 1000:.0f} ms "
+        f"{label}: {bound.seconds:.2f}s = slowest server {s.ip} ({s.kind.value}, "
+        f"{s.domains} domains, "
+        f"{s.probes:,} probes, C={s.sessions} sessions x R={s.batch} RCPT / "
+        f"L={s.latency * 1000:.0f} ms "
         f"= {s.rate:,.0f} probes/s -> {s.seconds:.2f}s)"
         + (f", timeout floor {bound.timeout_floor:.2f}s" if bound.timeout_floor > s.seconds else "")
         + f" + greylisting retry delay {bound.retry_delay:g}s",
@@ -481,24 +486,31 @@ def main() -> int:
 
     total = len(plan.expected)
     print(
-        f"measured     : {started}; machine: 2 cores shared with other work (figures vary run to run)"
+        f"measured     : {started}; machine: 2 cores shared with other work "
+        "(figures vary run to run)"
     )
     print(
-        f"mailvet code : {args.src.resolve() if args.src else REPO_ROOT / 'src'} (as on disk at that time)"
+        f"mailvet code : {args.src.resolve() if args.src else REPO_ROOT / 'src'} "
+        "(as on disk at that time)"
     )
     for line in describe_world(plan):
         print(line)
     print(
-        f"mailvet      : per-host connections {per_host}{'' if args.per_host is not None else ' (default, env unset)'}, "
-        f"max connections {args.max_connections or 'default'}, SMTP timeout {args.smtp_timeout:g}s, "
-        f"retry delay {args.retry_delay:g}s; {' '.join(args.env) + '; ' if args.env else ''}tar-pit latency {args.tarpit_latency:g}s; world built in {gen_seconds:.1f}s"
+        "mailvet      : per-host connections "
+        f"{per_host}{'' if args.per_host is not None else ' (default, env unset)'}, "
+        f"max connections {args.max_connections or 'default'}, "
+        f"SMTP timeout {args.smtp_timeout:g}s, "
+        f"retry delay {args.retry_delay:g}s; "
+        f"{' '.join(args.env) + '; ' if args.env else ''}tar-pit latency {args.tarpit_latency:g}s; "
+        f"world built in {gen_seconds:.1f}s"
     )
     print(
         "bound model  : per live server T = L*(2 + ceil(N/(C*R))): greeting+EHLO, then pipelined"
         " transactions of R RCPTs, one L each, C sessions at once;"
     )
     print(
-        "               N = its addresses + 1 catch-all probe per domain; servers in parallel, no global"
+        "               N = its addresses + 1 catch-all probe per domain; servers in parallel, "
+        "no global"
         " connection cap; + SMTP timeout behind tar-pits/black holes; + retry delay once"
     )
     for line in describe_bound(bound, "bound        "):
@@ -577,8 +589,10 @@ def main() -> int:
         if st.violations > 1:
             spec = plan.servers[ip]
             print(
-                f"421s         : {ip} (C={spec.max_connections}, L={spec.latency * 1000:.0f} ms) turned away"
-                f" {st.violations} of {st.connections_total} connections; peak {st.max_concurrent} at once"
+                f"421s         : {ip} (C={spec.max_connections}, L={spec.latency * 1000:.0f} ms) "
+                "turned away"
+                f" {st.violations} of {st.connections_total} connections; "
+                f"peak {st.max_concurrent} at once"
             )
     print("verdicts     : " + ", ".join(f"{'/'.join(k)}={v:,}" for k, v in sorted(seen.items())))
     if mismatches:
@@ -587,7 +601,8 @@ def main() -> int:
         wrong_ips = Counter(by_domain.get(a.rpartition("@")[2]) for a in wrong_addresses)
         on_flooded = sum(n for ip, n in wrong_ips.items() if ip in turned_away)
         print(
-            f"mismatches (expected -> got); {on_flooded:,} of {sum(wrong_ips.values()):,} are on servers"
+            f"mismatches (expected -> got); {on_flooded:,} of {sum(wrong_ips.values()):,} are on "
+            "servers"
             f" that turned connections away with 421, {len(wrong_ips)} servers involved:"
         )
         for (want, got), n in mismatches.most_common(12):
@@ -599,9 +614,12 @@ def main() -> int:
                 continue
             spec, st = plan.servers[ip], stats[ip]
             print(
-                f"    {ip:<12} {n:>6,} wrong  {spec.kind.value}, C={spec.max_connections} R={spec.max_recipients}"
-                f" L={spec.latency * 1000:.0f} ms; 421s={st.violations} 452s={st.rcpt_total - len(st.recipients)}"
-                f" connections={st.connections_total} transactions={st.transactions} peak={st.max_concurrent}"
+                f"    {ip:<12} {n:>6,} wrong  {spec.kind.value}, "
+                f"C={spec.max_connections} R={spec.max_recipients}"
+                f" L={spec.latency * 1000:.0f} ms; 421s={st.violations} "
+                f"452s={st.rcpt_total - len(st.recipients)}"
+                f" connections={st.connections_total} transactions={st.transactions} "
+                f"peak={st.max_concurrent}"
             )
         for line in examples:
             print(f"    e.g. {line}")
@@ -614,12 +632,15 @@ def main() -> int:
         bound_of = {load.ip: load for load in bound.loads}
         first_rcpt = min(clock.first.values()) - spawned
         print(
-            f"timeline     : (s after spawn) DNS queries {dns_queries:,} from {dns_first - spawned:.1f} to"
-            f" {dns_last - spawned:.1f}; RCPTs from {first_rcpt:.1f} to {ends[0][0]:.1f}; job ended at {run.wall:.1f}"
+            f"timeline     : (s after spawn) DNS queries {dns_queries:,} from "
+            f"{dns_first - spawned:.1f} to"
+            f" {dns_last - spawned:.1f}; RCPTs from {first_rcpt:.1f} to {ends[0][0]:.1f}; "
+            f"job ended at {run.wall:.1f}"
         )
         busy = run.wall - (dns_first - spawned)
         print(
-            f"               start-up (spawn to first DNS query) {dns_first - spawned:.1f}s is outside the"
+            "               start-up (spawn to first DNS query) "
+            f"{dns_first - spawned:.1f}s is outside the"
             f" bound's model; without it wall/bound = {busy / bound.seconds:.2f}x; load average now"
             f" {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
@@ -629,7 +650,8 @@ def main() -> int:
         for end, ip in ends[:5]:
             load = bound_of.get(ip)
             print(
-                f"    {ip:<12} {plan.servers[ip].kind.value:<12} first {clock.first[ip] - spawned:6.1f}  last {end:6.1f}"
+                f"    {ip:<12} {plan.servers[ip].kind.value:<12} first "
+                f"{clock.first[ip] - spawned:6.1f}  last {end:6.1f}"
                 f"  T {load.seconds if load else 0:6.2f}  ({load.probes if load else 0:,} probes,"
                 f" {load.rate if load else 0:,.0f}/s allowed)"
             )
@@ -641,7 +663,8 @@ def main() -> int:
     print(f"world loop   : late wake-ups of the mail world's event loop: {lag.summary()}")
     print(
         f"dns          : {dns_queries:,} queries answered by {server_name};"
-        f" {dns_drops if dns_drops is not None else '?'} UDP queries dropped by its socket (receive buffer full;"
+        f" {dns_drops if dns_drops is not None else '?'} UDP queries dropped by its socket "
+        "(receive buffer full;"
         f" {f'{rcvbuf:,} bytes' if rcvbuf else 'default size'})"
     )
     if dns_errors:

@@ -307,7 +307,8 @@ class _ProgressBar:
         self._last = now
         filled = int(self.WIDTH * done / total) if total else (self.WIDTH if status.is_final else 0)
         rate = done / max(now - self._start, 1e-6)
-        line = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {done:,}/{total:,} rows  {rate:,.0f} rows/s"
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        line = f"[{bar}] {done:,}/{total:,} rows  {rate:,.0f} rows/s"
         if self._tty:
             sys.stderr.write(f"\r{line}")
         else:
@@ -487,9 +488,8 @@ def status(
 
         typer.echo(msgspec.json.encode(record).decode())
     else:
-        typer.echo(
-            f"{job.id}  {job.status.value}  {job.rows_done:,}/{job.rows_total:,} rows  {job.error}".rstrip()
-        )
+        rows = f"{job.rows_done:,}/{job.rows_total:,} rows"
+        typer.echo(f"{job.id}  {job.status.value}  {rows}  {job.error}".rstrip())
 
 
 @app.command()

@@ -90,7 +90,8 @@ CASES: list[tuple[str, str, Outcome]] = [
     ("postfix", "504 5.5.2 <localhost>: Helo command rejected: need fully-qualified hostname", SND),
     (
         "postfix",
-        "550 5.7.27 <verify@x.com>: Sender address rejected: Domain x.com does not accept mail (nullMX)",
+        "550 5.7.27 <verify@x.com>: Sender address rejected: Domain x.com does not accept mail "
+        "(nullMX)",
         SND,
     ),
     (
@@ -151,7 +152,8 @@ CASES: list[tuple[str, str, Outcome]] = [
     ("qmail", "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)", POL),
     (
         "yahoo",
-        "553 5.7.1 [BL21] Connections will not be accepted from 192.0.2.1, because the ip is in Spamhaus's list",
+        "553 5.7.1 [BL21] Connections will not be accepted from 192.0.2.1, "
+        "because the ip is in Spamhaus's list",
         POL,
     ),
     ("yahoo", "554 5.7.9 Message not accepted for policy reasons", POL),
@@ -184,7 +186,8 @@ CASES: list[tuple[str, str, Outcome]] = [
     # a policy line of a multi-line reply counts, wherever the enhanced code is
     (
         "generic",
-        "550-Your message was refused\n550-Your IP address is listed on a blocklist\n550 5.1.1 Goodbye",
+        "550-Your message was refused\n550-Your IP address is listed on a blocklist\n550 5.1.1 "
+        "Goodbye",
         POL,
     ),
     # -- mailbox-specific evidence --
@@ -227,7 +230,8 @@ CASES: list[tuple[str, str, Outcome]] = [
         "gmail",
         (
             "452-4.2.2 The email account that you tried to reach is over quota. Please direct\n"
-            "452 4.2.2 the recipient to https://support.google.com/mail/?p=OverQuotaTemp x1-2.3 - gsmtp"
+            "452 4.2.2 the recipient to https://support.google.com/mail/?p=OverQuotaTemp x1-2.3 - "
+            "gsmtp"
         ),
         FULL,
     ),
@@ -247,12 +251,14 @@ CASES: list[tuple[str, str, Outcome]] = [
     ("exim", "550 Unknown user", NF),
     (
         "yahoo",
-        "554 delivery error: dd This user doesn't have a yahoo.com account (x@yahoo.com) [0] - mta1.mail.yahoo.com",
+        "554 delivery error: dd This user doesn't have a yahoo.com account (x@yahoo.com) "
+        "[0] - mta1.mail.yahoo.com",
         NF,
     ),
     (
         "yahoo",
-        "554 delivery error: dd Sorry your message to x@yahoo.com cannot be delivered. This mailbox is disabled (554.30)",
+        "554 delivery error: dd Sorry your message to x@yahoo.com cannot be delivered. This "
+        "mailbox is disabled (554.30)",
         DIS,
     ),
     ("yahoo/aol", "552 1 Requested mail action aborted, mailbox not found", NF),
@@ -264,7 +270,8 @@ CASES: list[tuple[str, str, Outcome]] = [
     ),
     (
         "mail.ru",
-        "550 Message was not accepted -- invalid mailbox.  Local mailbox x@mail.ru is unavailable: user not found",
+        "550 Message was not accepted -- invalid mailbox.  Local mailbox x@mail.ru is unavailable: "
+        "user not found",
         NF,
     ),
     ("icloud", "550 5.1.1 <x@icloud.com>: user does not exist", NF),
