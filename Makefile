@@ -1,6 +1,7 @@
 # Two commands on a fresh machine:
 #   make demo   install into ./.venv and validate the bundled sample list (embedded default)
-#   make test   install, start the services the tests need, run the whole test suite
+#   make test   install, make check (lint, format, types), start the services the tests
+#               need, run the whole test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,7 +19,7 @@ install: $(BIN)/mailvet
 demo: install
 	$(BIN)/python scripts/demo.py
 
-test: install
+test: check
 	./scripts/ensure-services.sh
 	MAILVET_TEST_SERVICES=required $(BIN)/python -m pytest
 
