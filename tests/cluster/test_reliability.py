@@ -133,9 +133,15 @@ def test_malformed_messages_are_dead_lettered_and_the_job_goes_on(
                     await channel.default_exchange.publish(
                         aio_pika.Message(body), routing_key=f"{cluster.prefix}.{queue}"
                     )
-            await asyncio.sleep(2)
-            dead = await channel.declare_queue(f"{cluster.prefix}.dead", passive=True)
-            return int(dead.declaration_result.message_count or 0)
+            # the dead-letter queue's length is seen only by asking for it: ask until all are there
+            expected = 3 * len(queues)
+            async with asyncio.timeout(60):
+                while True:
+                    dead = await channel.declare_queue(f"{cluster.prefix}.dead", passive=True)
+                    count = int(dead.declaration_result.message_count or 0)
+                    if count >= expected:
+                        return count
+                    await asyncio.sleep(0.05)
 
     dead_letters = asyncio.run(poison())
     finish_and_compare(cluster, job_id, undisturbed, tmp_path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -109,6 +110,7 @@ class Engine:
         cache_size: int = 200_000,
         verdict_ttl: float = 3600.0,
         unknown_ttl: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._resolver = resolver
         self._prober = prober
@@ -121,8 +123,10 @@ class Engine:
         def catch_all_life(answer: bool | None) -> float:
             return unknown_ttl if answer is None else verdict_ttl
 
-        self._catch_all: Memo[str, bool | None] = Memo(cache_size, ttl=catch_all_life)
-        self._verdicts: Memo[tuple[str, Check], Verdict] = Memo(cache_size, ttl=verdict_life)
+        self._catch_all: Memo[str, bool | None] = Memo(cache_size, ttl=catch_all_life, clock=clock)
+        self._verdicts: Memo[tuple[str, Check], Verdict] = Memo(
+            cache_size, ttl=verdict_life, clock=clock
+        )
         self._in_flight: dict[tuple[str, Check], asyncio.Future[Verdict]] = {}
         # a job's first chunks ask for thousands of routes at once; the prober's host lookups
         # (the step before a domain's first RCPT) must not queue behind all of them
