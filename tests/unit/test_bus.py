@@ -45,7 +45,7 @@ async def test_handlers_can_publish_and_idle_waits_for_the_chain(bus: MemoryBus)
 
     async def intake(message: Message) -> None:
         assert isinstance(message, JobSubmitted)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # a handler that takes a while (the behaviour under test)
         await bus.publish("publisher", message)
 
     async def publisher(message: Message) -> None:
@@ -77,7 +77,7 @@ async def test_concurrency(bus: MemoryBus) -> None:
     await bus.start()
     for n in range(7):
         await bus.publish("work", JobSubmitted(job_id=str(n)))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # a negative check: give a 4th handler the chance to start
     assert (running, most) == (3, 3)
 
     gate.set()
@@ -90,7 +90,7 @@ async def test_back_pressure_with_a_bound(bus: MemoryBus) -> None:
     await bus.publish("work", JobSubmitted(job_id="1"))
     await bus.publish("work", JobSubmitted(job_id="2"))
     third = asyncio.create_task(bus.publish("work", JobSubmitted(job_id="3")))
-    await asyncio.sleep(0.02)
+    await asyncio.sleep(0.02)  # a negative check: the 3rd publish had its chance to finish
     assert not third.done()  # the queue is full: the publisher waits
 
     assert await bus.pull("work") == JobSubmitted(job_id="1")
@@ -164,7 +164,7 @@ async def test_delete_queue_drops_messages_and_consumers(bus: MemoryBus) -> None
     await bus.start()
     await bus.delete_queue("temp")
     await bus.publish("temp", JobSubmitted(job_id="j2"))
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # a negative check: a deleted queue had its chance to deliver
     assert seen == []
     assert await bus.pull("temp") == JobSubmitted(job_id="j2")
     await bus.delete_queue("never-existed")
@@ -221,7 +221,7 @@ async def test_stop_is_clean_and_start_resumes() -> None:
 
     assert all(t.done() for t in tasks_before)
     await bus.publish("fast", JobSubmitted(job_id="later"))
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # a negative check: a stopped bus had its chance to deliver
     assert seen == []  # nobody consumes while stopped
     await bus.start()
     await asyncio.wait_for(bus.join("fast"), 1)
