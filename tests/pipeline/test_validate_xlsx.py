@@ -10,21 +10,10 @@ import openpyxl
 import pytest
 from typer.testing import CliRunner
 
-from mailvet.cli import app
 from mailvet.domain.verdict import RESULT_COLUMNS
+from tests.pipeline.cli_runs import validate
 
 pytestmark = pytest.mark.pipeline
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {"MAILVET_DATA_DIR": str(tmp_path / "data")}
-
-
-def validate(runner: CliRunner, env: dict[str, str], *args: str) -> tuple[int, str]:
-    result = runner.invoke(app, ["validate", *args, "--checks", "syntax"], env=env)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.output
 
 
 def workbook(path: Path) -> Path:
