@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the real services the tests talk to are up on this machine (start or install them).
-# PostgreSQL on 127.0.0.1:5432 (trust auth) and RabbitMQ on 127.0.0.1:5672 (guest/guest). The mail world,
+# PostgreSQL on 127.0.0.1:5432 (trust auth), RabbitMQ on 127.0.0.1:5672 (guest/guest) and Debian's chromium. The mail world,
 # S3 (moto) and the rest are
 # started by the tests themselves.
 set -euo pipefail
@@ -45,3 +45,12 @@ ensure_rabbitmq() {
 }
 
 ensure_rabbitmq
+
+# the browser tests drive Debian's chromium through Playwright (never `playwright install`)
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ]; then return 0; fi
+  echo "installing chromium..." >&2
+  as_root apt-get install -y -q chromium >/dev/null
+}
+
+ensure_chromium

@@ -197,6 +197,69 @@ class BusSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     delivery_limit: Annotated[int, _m("deliveries before a message is dead-lettered", ge=1)] = 5
 
 
+class WebSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The SaaS in the browser: accounts, sessions, credits, security."""
+
+    ENV_PREFIX: ClassVar[str] = "MAILVET_"
+
+    secret_key: Annotated[
+        str,
+        _m(
+            "signs sessions and CSRF tokens, encrypts TOTP secrets; required outside the"
+            " embedded default (empty there: one is made and kept in the data folder)"
+        ),
+    ] = ""
+    public_url: Annotated[
+        str, _m("where users reach the web app (links in mail; https: HSTS, Secure cookies)")
+    ] = "http://127.0.0.1:8000"
+    credits: Annotated[
+        Literal["on", "off"], _m("charge credits for validation (off: everything is free)")
+    ] = "on"
+    free_credits: Annotated[int, _m("credits granted at sign-up", ge=0)] = 100
+    retention_days: Annotated[
+        float, _m("uploaded lists and results are deleted after this many days", gt=0)
+    ] = 30.0
+    web_rate_limit: Annotated[
+        str, _m("app-wide limit per IP for pages and forms, `N/unit` comma-separated")
+    ] = "200/minute,400/hour"
+    cors_origins: Annotated[
+        tuple[str, ...], _m("origins allowed to call /api/* from a browser (CORS)")
+    ] = ()
+    session_max_age: Annotated[int, _m("seconds a sign-in lasts", ge=60)] = 14 * 24 * 3600
+    recaptcha_site_key: Annotated[str, _m("reCAPTCHA v2 site key; empty: no captcha")] = ""
+    recaptcha_secret_key: Annotated[str, _m("reCAPTCHA v2 secret key")] = ""
+    recaptcha_verify_url: Annotated[str, _m("reCAPTCHA siteverify endpoint")] = (
+        "https://www.google.com/recaptcha/api/siteverify"
+    )
+    google_discovery_url: Annotated[str, _m("OpenID discovery document of Google sign-in")] = (
+        "https://accounts.google.com/.well-known/openid-configuration"
+    )
+    google_client_id: Annotated[str, _m("OAuth client id; empty: no Google sign-in")] = ""
+    google_client_secret: Annotated[str, _m("OAuth client secret")] = ""
+    privacy_text: Annotated[str, _m("text of the privacy page (Markdown-free plain text)")] = ""
+    terms_text: Annotated[str, _m("text of the terms page (plain text)")] = ""
+
+
+class MailerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Outgoing mail of the SaaS (codes, resets, notices), sent from a durable outbox."""
+
+    ENV_PREFIX: ClassVar[str] = "MAILVET_MAILER_"
+
+    backend: Annotated[
+        Literal["smtp", "log", "memory"],
+        _m("smtp: a mail server; log: the message goes to the log", env="MAILVET_MAILER"),
+    ] = "log"
+    host: Annotated[str, _m("SMTP server")] = "127.0.0.1"
+    port: Annotated[int, _m("SMTP port", ge=1, le=PORT)] = 587
+    username: Annotated[str, _m("SMTP user; empty: no AUTH")] = ""
+    password: Annotated[str, _m("SMTP password")] = ""
+    starttls: Annotated[bool, _m("STARTTLS required (else used only when offered)")] = False
+    sender: Annotated[str, _m("From: of the mail", env="MAILVET_MAILER_FROM")] = (
+        "mailvet <no-reply@localhost>"
+    )
+    timeout: Annotated[float, _m("seconds for one delivery attempt", gt=0)] = 30.0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     ENV_PREFIX: ClassVar[str] = "MAILVET_"
 
@@ -226,6 +289,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     engine: EngineSettings = EngineSettings()
     storage: StorageSettings = StorageSettings()
     rabbit: BusSettings = BusSettings()
+    web: WebSettings = WebSettings()
+    mailer: MailerSettings = MailerSettings()
 
     @property
     def database(self) -> str:
