@@ -16,8 +16,9 @@ from sqlalchemy import Connection, delete, inspect, select
 
 from mailvet.adapters.db import migrate
 from mailvet.adapters.db.database import make_database
-from mailvet.adapters.db.models import JobChunkRow, JobRow, metadata
+from mailvet.adapters.db.models import JobChunkRow, JobRow
 from mailvet.adapters.db.repositories import SqlJobRepository
+from mailvet.adapters.db.schema import metadata
 from mailvet.domain.job import FileInfo, Job, JobStatus
 from mailvet.domain.verdict import Check
 from tests.pg import scratch_database
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 PG = "host=127.0.0.1 port=5432 user=postgres dbname={}"
 PG_ADMIN = PG.format("postgres")
-TABLES = {"jobs", "job_chunks", "job_verdicts"}
+TABLES = set(metadata.tables)
 T = TypeVar("T")
 
 
@@ -139,7 +140,7 @@ def test_upgrading_again_is_a_no_op(url: str) -> None:
 def test_current_reports_the_head(url: str) -> None:
     assert migrate.current(url) is None
     head = migrate.head()
-    assert head == "0003"
+    assert head == "0007"
 
     migrate.upgrade(url)
 

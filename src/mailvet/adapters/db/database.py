@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from mailvet.adapters.db.models import metadata
+from mailvet.adapters.db.schema import metadata
 
 # Execution option a writer passes so that SQLite starts its transaction with BEGIN IMMEDIATE
 # (take the write lock first: a read-then-write transaction cannot fail on lock upgrade).

@@ -14,7 +14,7 @@ from alembic import context
 from sqlalchemy import Connection, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from mailvet.adapters.db.models import metadata
+from mailvet.adapters.db.schema import metadata
 
 config = context.config
 
