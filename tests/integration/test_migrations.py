@@ -46,7 +46,8 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path}/nested/mailvet.db"
     name = request.getfixturevalue("postgres_database")
     with psycopg.connect(PG.format(name), autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS job_verdicts, job_chunks, jobs, alembic_version CASCADE")
+        tables = ", ".join([*TABLES, "alembic_version"])  # every table of every area
+        conn.execute(f"DROP TABLE IF EXISTS {tables} CASCADE")
     return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 
 
