@@ -18,6 +18,8 @@ class JobStatus(enum.StrEnum):
     COMPLETED = "file_completed"
     ERROR_FILE = "error_df"  # unreadable file, no email column, uploaded file missing
     ERROR_INTERNAL = "error_internal"  # a step failed, or the run that owned the job died
+    # the owner's credits do not cover the list's cost (the shortfall in `error`)
+    ERROR_INSUFFICIENT_CREDITS = "error_insufficient_credits"
 
     @property
     def is_error(self) -> bool:
@@ -66,6 +68,14 @@ class FileInfo(msgspec.Struct, frozen=True, kw_only=True):
     result_kind: str | None = None
 
 
+class JobCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """A completed job's rows per status and per reason, and the credits it was charged."""
+
+    statuses: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    charged: int = 0
+
+
 class Job(msgspec.Struct, kw_only=True):
     id: str
     file: FileInfo
@@ -76,5 +86,10 @@ class Job(msgspec.Struct, kw_only=True):
     chunks_total: int = 0
     layout: bytes = b""  # the detected file layout (msgpack), opaque to the domain
     owner: str = ""
+    # distinct syntactically valid addresses (counted when the job pays) and the credits
+    # reserved for them; the result's counts once completed
+    unique_addresses: int = 0
+    cost: int = 0
+    counts: JobCounts | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None

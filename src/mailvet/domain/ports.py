@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
-from mailvet.domain.job import Job, JobStatus
+from mailvet.domain.job import Job, JobCounts, JobStatus
 from mailvet.domain.messages import Message
 from mailvet.domain.smtp_reply import Reply
 
@@ -37,6 +37,14 @@ class JobRepository(Protocol):
     async def set_counts(
         self, job_id: str, *, rows_total: int, chunks_total: int, layout: bytes
     ) -> None: ...
+
+    async def set_cost(self, job_id: str, *, unique_addresses: int, cost: int) -> None:
+        """The job's distinct valid addresses and the credits reserved for them."""
+        ...
+
+    async def set_result_counts(self, job_id: str, counts: JobCounts) -> None:
+        """The completed result's counts per status and reason, and the credits charged."""
+        ...
 
     async def record_chunk(self, job_id: str, chunk_id: int, rows: int) -> bool:
         """Remember that a chunk's results are stored; False if it was already recorded.

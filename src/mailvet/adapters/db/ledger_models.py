@@ -1,7 +1,43 @@
-"""ORM models of the credit ledger (append-only entries, reservations); used by services/credits.py.
+"""ORM models of the credit ledger; used by services/credits.py.
 
-Registered on `models.metadata` (imported by adapters/db/schema.py, which the migrations and
-`Database.create_all` read).
+`ledger_entries` is append-only: every change of an account's credits is a row with a signed
+amount (the kinds are domain.credits.EntryKind); `key` (unique) makes a step idempotent.
+`credit_balances` holds one row per account: the row a writer locks (PostgreSQL
+`SELECT ... FOR UPDATE`) so that concurrent spends of one account run one after the other,
+and the cached sum of the account's entries (tests/service/test_credits.py proves them
+equal). Registered on `models.metadata` (imported by adapters/db/schema.py, which the
+migrations and `Database.create_all` read).
 """
 
 from __future__ import annotations
+
+import datetime
+
+from sqlalchemy import Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mailvet.adapters.db.models import Base, UtcDateTime
+
+
+class LedgerEntryRow(Base):
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex
+    account_id: Mapped[str] = mapped_column(String(32), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    amount: Mapped[int] = mapped_column(Integer)  # signed: + adds credits, - takes them
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    key: Mapped[str | None] = mapped_column(String(255), nullable=True, unique=True)
+    reason: Mapped[str] = mapped_column(String(1024), default="")
+    actor: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+
+
+class CreditBalanceRow(Base):
+    """One per account that has had an entry: the lock of its writers and the cached sum."""
+
+    __tablename__ = "credit_balances"
+
+    account_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    balance: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from mailvet.domain.job import ACTIVE_STATUSES, Job, JobStatus, check_transition
+from mailvet.domain.job import ACTIVE_STATUSES, Job, JobCounts, JobStatus, check_transition
 from mailvet.domain.ports import JobNotFound
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
@@ -48,6 +48,14 @@ class MemoryJobRepository:
         job = self._job(job_id)
         job.rows_total, job.chunks_total, job.layout = rows_total, chunks_total, layout
         job.updated_at = self._now()
+
+    async def set_cost(self, job_id: str, *, unique_addresses: int, cost: int) -> None:
+        job = self._job(job_id)
+        job.unique_addresses, job.cost, job.updated_at = unique_addresses, cost, self._now()
+
+    async def set_result_counts(self, job_id: str, counts: JobCounts) -> None:
+        job = self._job(job_id)
+        job.counts, job.updated_at = counts, self._now()
 
     async def record_chunk(self, job_id: str, chunk_id: int, rows: int) -> bool:
         job = self._job(job_id)

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import DateTime, Dialect, ForeignKey, Index, Integer, LargeBinary, MetaData, String
+from sqlalchemy import (
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -79,6 +89,11 @@ class JobRow(Base):
     chunks_total: Mapped[int] = mapped_column(Integer, default=0)
     layout: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
     owner: Mapped[str] = mapped_column(String(255), default="", index=True)
+    # credits (revision 0005): distinct valid addresses, credits reserved, and the result's
+    # counts per status and reason (domain.job.JobCounts as JSON) once completed
+    unique_addresses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cost: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    counts: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), default=_utc_now)
     updated_at: Mapped[datetime.datetime] = mapped_column(
         UtcDateTime(), default=_utc_now, onupdate=_utc_now

@@ -17,9 +17,9 @@ from sqlalchemy.sql.dml import Insert
 
 from mailvet.adapters.db.database import WRITE_INTENT, Database
 from mailvet.adapters.db.models import JobChunkRow, JobRow, JobVerdictRow
-from mailvet.adapters.db.rows import job_from_row
+from mailvet.adapters.db.rows import encode_counts, job_from_row
 from mailvet.adapters.retry import RetriesExhausted, RetryPolicy
-from mailvet.domain.job import ACTIVE_STATUSES, Job, JobStatus, check_transition
+from mailvet.domain.job import ACTIVE_STATUSES, Job, JobCounts, JobStatus, check_transition
 from mailvet.domain.ports import JobNotFound
 from mailvet.logs import logger
 
@@ -107,6 +107,9 @@ class SqlJobRepository:
             chunks_total=job.chunks_total,
             layout=job.layout,
             owner=job.owner,
+            unique_addresses=job.unique_addresses,
+            cost=job.cost,
+            counts=None if job.counts is None else encode_counts(job.counts),
             created_at=job.created_at or now,
             updated_at=now,
         )
@@ -146,6 +149,20 @@ class SqlJobRepository:
             "layout": layout,
             "updated_at": self._now(),
         }
+        async with self._write() as session:
+            if _rowcount(await session.execute(_update_job(job_id, values))) == 0:
+                raise JobNotFound(job_id)
+
+    @_retrying
+    async def set_cost(self, job_id: str, *, unique_addresses: int, cost: int) -> None:
+        values = {"unique_addresses": unique_addresses, "cost": cost, "updated_at": self._now()}
+        async with self._write() as session:
+            if _rowcount(await session.execute(_update_job(job_id, values))) == 0:
+                raise JobNotFound(job_id)
+
+    @_retrying
+    async def set_result_counts(self, job_id: str, counts: JobCounts) -> None:
+        values = {"counts": encode_counts(counts), "updated_at": self._now()}
         async with self._write() as session:
             if _rowcount(await session.execute(_update_job(job_id, values))) == 0:
                 raise JobNotFound(job_id)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailvet.domain.job import FileInfo, Job, JobStatus
+import msgspec
+
+from mailvet.domain.job import FileInfo, Job, JobCounts, JobStatus
 from mailvet.domain.verdict import Check
 
 # the columns job_from_row reads (the names of the JobRow attributes)
@@ -24,6 +26,9 @@ JOB_COLUMNS = (
     "updated_at",
     "sheet",
     "result_kind",
+    "unique_addresses",
+    "cost",
+    "counts",
 )
 
 
@@ -45,6 +50,18 @@ def job_from_row(row: Any) -> Job:
         chunks_total=row.chunks_total,
         layout=bytes(row.layout),
         owner=row.owner,
+        unique_addresses=row.unique_addresses,
+        cost=row.cost,
+        counts=decode_counts(row.counts),
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def encode_counts(counts: JobCounts) -> str:
+    """The `jobs.counts` text of a JobCounts (JSON)."""
+    return msgspec.json.encode(counts).decode()
+
+
+def decode_counts(text: str | None) -> JobCounts | None:
+    return None if text is None else msgspec.json.decode(text, type=JobCounts)

@@ -22,8 +22,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
-from mailvet.adapters.db.rows import JOB_COLUMNS, job_from_row
-from mailvet.domain.job import ACTIVE_STATUSES, Job, JobStatus, check_transition
+from mailvet.adapters.db.rows import JOB_COLUMNS, encode_counts, job_from_row
+from mailvet.domain.job import ACTIVE_STATUSES, Job, JobCounts, JobStatus, check_transition
 from mailvet.domain.ports import JobNotFound
 
 BUSY_TIMEOUT_S = 30.0
@@ -139,6 +139,9 @@ class SqliteJobRepository:
             _stored(now),
             job.file.sheet,
             job.file.result_kind,
+            job.unique_addresses,
+            job.cost,
+            None if job.counts is None else encode_counts(job.counts),
         )
         marks = ", ".join("?" * len(JOB_COLUMNS))
 
@@ -189,6 +192,24 @@ class SqliteJobRepository:
                 (rows_total, chunks_total, layout, now, job_id),
             )
             if done.rowcount == 0:
+                raise JobNotFound(job_id)
+
+        await self._write(change)
+
+    async def set_cost(self, job_id: str, *, unique_addresses: int, cost: int) -> None:
+        await self._update(job_id, unique_addresses=unique_addresses, cost=cost)
+
+    async def set_result_counts(self, job_id: str, counts: JobCounts) -> None:
+        await self._update(job_id, counts=encode_counts(counts))
+
+    async def _update(self, job_id: str, **values: object) -> None:
+        """Set the named columns (constant names from the callers above) and updated_at."""
+        names = ", ".join(f"{name} = ?" for name in values)
+        bound = (*values.values(), _stored(self._now()), job_id)
+
+        def change(conn: sqlite3.Connection) -> None:
+            sql = f"UPDATE jobs SET {names}, updated_at = ? WHERE id = ?"  # noqa: S608
+            if conn.execute(sql, bound).rowcount == 0:
                 raise JobNotFound(job_id)
 
         await self._write(change)

@@ -1,4 +1,5 @@
-"""credit_ledger: the append-only credit ledger
+"""credit_ledger: the append-only credit ledger, each account's balance row, and the
+jobs' unique_addresses, cost and counts
 
 Revision ID: 0005
 Revises: 0004
@@ -9,6 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+from alembic import op
+
 # revision identifiers, used by Alembic.
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -17,8 +21,43 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "ledger_entries",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("account_id", sa.String(length=32), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("amount", sa.Integer(), nullable=False),
+        sa.Column("job_id", sa.String(length=64), nullable=True),
+        sa.Column("key", sa.String(length=255), nullable=True),
+        sa.Column("reason", sa.String(length=1024), nullable=False),
+        sa.Column("actor", sa.String(length=255), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_ledger_entries"),
+        sa.UniqueConstraint("key", name="uq_ledger_entries_key"),
+    )
+    op.create_index("ix_ledger_entries_account_id", "ledger_entries", ["account_id"], unique=False)
+    op.create_index("ix_ledger_entries_job_id", "ledger_entries", ["job_id"], unique=False)
+    op.create_table(
+        "credit_balances",
+        sa.Column("account_id", sa.String(length=32), nullable=False),
+        sa.Column("balance", sa.Integer(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("account_id", name="pk_credit_balances"),
+    )
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(
+            sa.Column("unique_addresses", sa.Integer(), server_default="0", nullable=False)
+        )
+        batch.add_column(sa.Column("cost", sa.Integer(), server_default="0", nullable=False))
+        batch.add_column(sa.Column("counts", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("counts")
+        batch.drop_column("cost")
+        batch.drop_column("unique_addresses")
+    op.drop_table("credit_balances")
+    op.drop_index("ix_ledger_entries_job_id", table_name="ledger_entries")
+    op.drop_index("ix_ledger_entries_account_id", table_name="ledger_entries")
+    op.drop_table("ledger_entries")
