@@ -273,11 +273,16 @@ async def prepare_schema(url: str) -> None:
     (`mailvet db upgrade`, the compose file's one-shot migrator).
 
     A SQLite file already at the newest revision is recognised by one stdlib query (no
-    Alembic): the common case of every command after the first."""
+    Alembic): the common case of every command after the first. A new SQLite file is made
+    from the schema script in one step (adapters/db/sqlite_schema.py), not by Alembic."""
     from mailvet.adapters.db import migrate
 
     if url.startswith("sqlite"):
         if migrate.sqlite_is_current(url):
+            return
+        from mailvet.adapters.db.sqlite_schema import create_fresh
+
+        if await asyncio.to_thread(create_fresh, url):
             return
         await migrate.upgrade_async(url)
         return

@@ -1,0 +1,146 @@
+-- The embedded SQLite schema, as the Alembic migrations build it (a dump of a file
+-- they made). Written by `python -m mailvet.adapters.db.sqlite_schema`: do not edit.
+-- head: 0007
+-- migrations: 82cc6caed5d1fe5f30b1dceacd5574d2047270577dd353284965fad9d37d9bfa
+BEGIN TRANSACTION;
+CREATE TABLE accounts (
+	id VARCHAR(32) NOT NULL, 
+	email VARCHAR(320) NOT NULL, 
+	password_hash VARCHAR(255), 
+	first_name VARCHAR(200) NOT NULL, 
+	last_name VARCHAR(200) NOT NULL, 
+	newsletter BOOLEAN NOT NULL, 
+	role VARCHAR(16) NOT NULL, 
+	confirmed_at DATETIME, 
+	disabled BOOLEAN NOT NULL, 
+	google_sub VARCHAR(255), 
+	google_picture VARCHAR(2048), 
+	avatar_key VARCHAR(1024), 
+	totp_secret VARCHAR(512), 
+	totp_enabled BOOLEAN NOT NULL, 
+	totp_last_step INTEGER, 
+	password_changed_at DATETIME, 
+	created_at DATETIME NOT NULL, 
+	CONSTRAINT pk_accounts PRIMARY KEY (id), 
+	CONSTRAINT uq_accounts_email UNIQUE (email), 
+	CONSTRAINT uq_accounts_google_sub UNIQUE (google_sub)
+);
+CREATE TABLE alembic_version (
+	version_num VARCHAR(32) NOT NULL, 
+	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
+);
+INSERT INTO "alembic_version" VALUES('0007');
+CREATE TABLE credit_balances (
+	account_id VARCHAR(32) NOT NULL, 
+	balance INTEGER NOT NULL, 
+	updated_at DATETIME NOT NULL, 
+	CONSTRAINT pk_credit_balances PRIMARY KEY (account_id)
+);
+CREATE TABLE email_codes (
+	account_id VARCHAR(32) NOT NULL, 
+	purpose VARCHAR(32) NOT NULL, 
+	code_hash VARCHAR(64) NOT NULL, 
+	expires_at DATETIME NOT NULL, 
+	attempts INTEGER NOT NULL, 
+	sends INTEGER NOT NULL, 
+	last_sent_at DATETIME NOT NULL, 
+	CONSTRAINT pk_email_codes PRIMARY KEY (account_id, purpose), 
+	CONSTRAINT fk_email_codes_account_id_accounts FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE
+);
+CREATE TABLE job_chunks (
+	job_id VARCHAR(64) NOT NULL, 
+	chunk_id INTEGER NOT NULL, 
+	rows INTEGER NOT NULL, 
+	CONSTRAINT pk_job_chunks PRIMARY KEY (job_id, chunk_id), 
+	CONSTRAINT fk_job_chunks_job_id_jobs FOREIGN KEY(job_id) REFERENCES jobs (id) ON DELETE CASCADE
+);
+CREATE TABLE job_verdicts (
+	job_id VARCHAR(64) NOT NULL, 
+	"row" INTEGER NOT NULL, 
+	verdict BLOB NOT NULL, 
+	CONSTRAINT pk_job_verdicts PRIMARY KEY (job_id, "row"), 
+	CONSTRAINT fk_job_verdicts_job_id_jobs FOREIGN KEY(job_id) REFERENCES jobs (id) ON DELETE CASCADE
+);
+CREATE TABLE jobs (
+	id VARCHAR(64) NOT NULL, 
+	filename VARCHAR(1024) NOT NULL, 
+	email_column VARCHAR(1024), 
+	checks VARCHAR(16) NOT NULL, 
+	status VARCHAR(64) NOT NULL, 
+	error VARCHAR NOT NULL, 
+	rows_total INTEGER NOT NULL, 
+	rows_done INTEGER NOT NULL, 
+	chunks_total INTEGER NOT NULL, 
+	layout BLOB NOT NULL, 
+	owner VARCHAR(255) NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	updated_at DATETIME NOT NULL, sheet VARCHAR(1024), result_kind VARCHAR(16), unique_addresses INTEGER DEFAULT '0' NOT NULL, cost INTEGER DEFAULT '0' NOT NULL, counts TEXT, 
+	CONSTRAINT pk_jobs PRIMARY KEY (id)
+);
+CREATE TABLE ledger_entries (
+	id VARCHAR(32) NOT NULL, 
+	account_id VARCHAR(32) NOT NULL, 
+	kind VARCHAR(32) NOT NULL, 
+	amount INTEGER NOT NULL, 
+	job_id VARCHAR(64), 
+	"key" VARCHAR(255), 
+	reason VARCHAR(1024) NOT NULL, 
+	actor VARCHAR(255) NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	CONSTRAINT pk_ledger_entries PRIMARY KEY (id), 
+	CONSTRAINT uq_ledger_entries_key UNIQUE ("key")
+);
+CREATE TABLE mail_outbox (
+	id VARCHAR(32) NOT NULL, 
+	"to" VARCHAR(320) NOT NULL, 
+	template VARCHAR(64) NOT NULL, 
+	context JSON NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	attempts INTEGER NOT NULL, 
+	next_attempt_at DATETIME, 
+	claim VARCHAR(32), 
+	sent_at DATETIME, 
+	last_error TEXT NOT NULL, 
+	given_up_at DATETIME, 
+	CONSTRAINT pk_mail_outbox PRIMARY KEY (id)
+);
+CREATE TABLE password_resets (
+	token_hash VARCHAR(64) NOT NULL, 
+	account_id VARCHAR(32) NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	expires_at DATETIME NOT NULL, 
+	used_at DATETIME, 
+	CONSTRAINT pk_password_resets PRIMARY KEY (token_hash), 
+	CONSTRAINT fk_password_resets_account_id_accounts FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE
+);
+CREATE TABLE rate_counters (
+	"key" VARCHAR(255) NOT NULL, 
+	window_start INTEGER NOT NULL, 
+	count INTEGER NOT NULL, 
+	CONSTRAINT pk_rate_counters PRIMARY KEY ("key")
+);
+CREATE TABLE recovery_codes (
+	account_id VARCHAR(32) NOT NULL, 
+	code_hash VARCHAR(64) NOT NULL, 
+	CONSTRAINT pk_recovery_codes PRIMARY KEY (account_id, code_hash), 
+	CONSTRAINT fk_recovery_codes_account_id_accounts FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE
+);
+CREATE TABLE web_sessions (
+	token_hash VARCHAR(64) NOT NULL, 
+	account_id VARCHAR(32), 
+	data JSON NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	last_seen_at DATETIME NOT NULL, 
+	authenticated_at DATETIME, 
+	expires_at DATETIME NOT NULL, 
+	CONSTRAINT pk_web_sessions PRIMARY KEY (token_hash)
+);
+CREATE INDEX ix_jobs_created_at ON jobs (created_at);
+CREATE INDEX ix_jobs_owner ON jobs (owner);
+CREATE INDEX ix_password_resets_account_id ON password_resets (account_id);
+CREATE INDEX ix_ledger_entries_account_id ON ledger_entries (account_id);
+CREATE INDEX ix_ledger_entries_job_id ON ledger_entries (job_id);
+CREATE INDEX ix_mail_outbox_next_attempt_at ON mail_outbox (next_attempt_at);
+CREATE INDEX ix_web_sessions_account_id ON web_sessions (account_id);
+CREATE INDEX ix_web_sessions_expires_at ON web_sessions (expires_at);
+COMMIT;
