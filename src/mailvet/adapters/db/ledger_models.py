@@ -4,16 +4,16 @@
 amount (the kinds are domain.credits.EntryKind); `key` (unique) makes a step idempotent.
 `credit_balances` holds one row per account: the row a writer locks (PostgreSQL
 `SELECT ... FOR UPDATE`) so that concurrent spends of one account run one after the other,
-and the cached sum of the account's entries (tests/service/test_credits.py proves them
-equal). Registered on `models.metadata` (imported by adapters/db/schema.py, which the
-migrations and `Database.create_all` read).
+the cached sum of the account's entries (tests/service/test_credits.py proves them equal)
+and their number, which numbers the next entry (`seq`). Registered on `models.metadata`
+(imported by adapters/db/schema.py, which the migrations and `Database.create_all` read).
 """
 
 from __future__ import annotations
 
 import datetime
 
-from sqlalchemy import Integer, String
+from sqlalchemy import Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mailvet.adapters.db.models import Base, UtcDateTime
@@ -21,9 +21,12 @@ from mailvet.adapters.db.models import Base, UtcDateTime
 
 class LedgerEntryRow(Base):
     __tablename__ = "ledger_entries"
+    # (account, seq) is the account's order of entries: the history's order, gap-free
+    __table_args__ = (UniqueConstraint("account_id", "seq"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex
-    account_id: Mapped[str] = mapped_column(String(32), index=True)
+    account_id: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per account (credit_balances.entries)
     kind: Mapped[str] = mapped_column(String(32))
     amount: Mapped[int] = mapped_column(Integer)  # signed: + adds credits, - takes them
     job_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
@@ -40,4 +43,5 @@ class CreditBalanceRow(Base):
 
     account_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     balance: Mapped[int] = mapped_column(Integer, default=0)
+    entries: Mapped[int] = mapped_column(Integer, default=0)  # the last entry's seq
     updated_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())

@@ -25,6 +25,7 @@ def upgrade() -> None:
         "ledger_entries",
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("account_id", sa.String(length=32), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("amount", sa.Integer(), nullable=False),
         sa.Column("job_id", sa.String(length=64), nullable=True),
@@ -33,14 +34,15 @@ def upgrade() -> None:
         sa.Column("actor", sa.String(length=255), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_ledger_entries"),
+        sa.UniqueConstraint("account_id", "seq", name="uq_ledger_entries_account_id"),
         sa.UniqueConstraint("key", name="uq_ledger_entries_key"),
     )
-    op.create_index("ix_ledger_entries_account_id", "ledger_entries", ["account_id"], unique=False)
     op.create_index("ix_ledger_entries_job_id", "ledger_entries", ["job_id"], unique=False)
     op.create_table(
         "credit_balances",
         sa.Column("account_id", sa.String(length=32), nullable=False),
         sa.Column("balance", sa.Integer(), nullable=False),
+        sa.Column("entries", sa.Integer(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("account_id", name="pk_credit_balances"),
     )
@@ -59,5 +61,4 @@ def downgrade() -> None:
         batch.drop_column("unique_addresses")
     op.drop_table("credit_balances")
     op.drop_index("ix_ledger_entries_job_id", table_name="ledger_entries")
-    op.drop_index("ix_ledger_entries_account_id", table_name="ledger_entries")
     op.drop_table("ledger_entries")

@@ -1,0 +1,412 @@
+"""Credits: the use cases of the ledger on the database (rules in domain/credits.py).
+
+Every function takes the caller's unit of work (`session`, an AsyncSession inside
+`session.begin()`) and does not commit: sign-up adds the account, its grant and its mail in
+one transaction. The writers (everything but `balance` and `history`) first lock the
+account's `credit_balances` row (made on the account's first entry): PostgreSQL
+`SELECT ... FOR UPDATE`, so concurrent spends of one account run one after the other and
+each sees what the one before committed; SQLite serialises writers: a transaction whose
+first statement is the lock's INSERT takes the write lock there; one that read before must
+start with BEGIN IMMEDIATE (`await begin_write(session)` first thing, the WRITE_INTENT
+execution option). Then the idempotency key is looked up, the
+domain decides, and one entry is appended with the cached balance moved by its amount.
+
+`SqlCreditLedger` is the pipeline's CreditLedger on these functions (one transaction per
+call).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.dml import Insert
+
+from mailvet.adapters.db.database import WRITE_INTENT, Database
+from mailvet.adapters.db.ledger_models import CreditBalanceRow, LedgerEntryRow
+from mailvet.domain import credits as rules
+from mailvet.domain.credits import Balance, Entry, EntryKind, Reservation, Shortfall
+from mailvet.domain.job import Job
+from mailvet.logs import logger
+
+REASON_MAX = 1024
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class HistoryPage(msgspec.Struct, frozen=True):
+    """One page of an account's entries, newest first; `total`: entries in all."""
+
+    entries: list[Entry]
+    total: int
+    offset: int
+    limit: int
+
+    @property
+    def has_more(self) -> bool:
+        return self.offset + len(self.entries) < self.total
+
+
+async def begin_write(session: AsyncSession) -> None:
+    """Start the session's transaction as a writer (SQLite: BEGIN IMMEDIATE). Call it before
+    anything else in the session."""
+    await session.connection(execution_options=WRITE_INTENT)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+async def balance(session: AsyncSession, account_id: str) -> Balance:
+    """The spendable balance (the sum of the entries) and what running jobs hold of it."""
+    total = await _sum(session, account_id)
+    return Balance(total, await _reserved(session, account_id))
+
+
+async def cached_balance(session: AsyncSession, account_id: str) -> int | None:
+    """The cached sum of the account's balance row (None before its first entry): what a
+    check compares with the sum of the entries (`balance`)."""
+    query = select(CreditBalanceRow.balance).where(CreditBalanceRow.account_id == account_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def history(
+    session: AsyncSession, account_id: str, *, limit: int = 50, offset: int = 0
+) -> HistoryPage:
+    """The account's entries, newest first (in the order they were made: `seq`)."""
+    if limit < 1 or offset < 0:
+        raise ValueError("limit >= 1 and offset >= 0")
+    count = select(func.count()).where(LedgerEntryRow.account_id == account_id)
+    total = (await session.execute(count)).scalar_one()
+    query = (
+        select(LedgerEntryRow)
+        .where(LedgerEntryRow.account_id == account_id)
+        .order_by(LedgerEntryRow.seq.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = (await session.execute(query)).scalars()
+    return HistoryPage([_entry(row) for row in rows], total, offset, limit)
+
+
+async def job_reservation(session: AsyncSession, job_id: str) -> Reservation | None:
+    row = await _by_key(session, rules.reserve_key(job_id))
+    return None if row is None else Reservation(job_id, -row.amount)
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+async def grant(
+    session: AsyncSession,
+    account_id: str,
+    amount: int,
+    *,
+    kind: EntryKind,
+    now: datetime,
+    reason: str = "",
+    actor: str = "",
+    key: str | None = None,
+) -> bool:
+    """Add `amount` credits (sign-up grant, purchase, refund). With `key` (an idempotency
+    key: a payment id, "signup:<account>") a repeated call changes nothing: False."""
+    rules.check_grant(kind, amount)
+    await _lock(session, account_id, now)
+    if key is not None and await _by_key(session, key) is not None:
+        return False
+    await _append(session, account_id, kind, amount, now, key=key, reason=reason, actor=actor)
+    return True
+
+
+async def adjust(
+    session: AsyncSession,
+    account_id: str,
+    amount: int,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+) -> Shortfall | None:
+    """An administrator adds (amount > 0) or removes credits, saying who and why; removing
+    more than the balance is refused with the shortfall."""
+    if not actor or not reason:
+        raise ValueError("an adjustment says who made it and why")
+    if amount == 0:
+        raise ValueError("an adjustment changes the balance")
+    available = await _lock(session, account_id, now)
+    if amount < 0 and (short := rules.spend(available, -amount)):
+        return short
+    await _append(
+        session, account_id, EntryKind.ADMIN_ADJUSTMENT, amount, now, reason=reason, actor=actor
+    )
+    logger(__name__).info("credits_adjusted", account_id=account_id, amount=amount, actor=actor)
+    return None
+
+
+async def reserve_for_job(
+    session: AsyncSession, account_id: str, job_id: str, cost: int, now: datetime
+) -> Reservation | Shortfall:
+    """Take the job's cost, or say what is missing. Once per job: a repeated call returns
+    the first reservation (a job costing nothing reserves without an entry)."""
+    available = await _lock(session, account_id, now)
+    done = await _by_key(session, rules.reserve_key(job_id))
+    if done is not None:
+        return Reservation(job_id, -done.amount)
+    if short := rules.spend(available, cost):
+        return short
+    if cost > 0:
+        await _append(
+            session,
+            account_id,
+            EntryKind.JOB_RESERVE,
+            -cost,
+            now,
+            job_id=job_id,
+            key=rules.reserve_key(job_id),
+        )
+    return Reservation(job_id, cost)
+
+
+async def settle_job(
+    session: AsyncSession, job_id: str, *, charged: int, now: datetime
+) -> int | None:
+    """Give back what the job was not charged (its reservation minus `charged`); the refund,
+    or None when there is nothing to settle: no reservation, or settled before."""
+    reserved = await _by_key(session, rules.reserve_key(job_id))
+    if reserved is None:
+        return None
+    await _lock(session, reserved.account_id, now)
+    if await _by_key(session, rules.settle_key(job_id)) is not None:
+        return None
+    refund = rules.settlement_refund(-reserved.amount, charged)
+    await _append(
+        session,
+        reserved.account_id,
+        EntryKind.JOB_SETTLE,
+        refund,
+        now,
+        job_id=job_id,
+        key=rules.settle_key(job_id),
+    )
+    return refund
+
+
+async def release_job(session: AsyncSession, job_id: str, *, now: datetime) -> int | None:
+    """A job that failed after reserving: everything goes back (settled with nothing
+    charged)."""
+    return await settle_job(session, job_id, charged=0, now=now)
+
+
+async def charge_single(
+    session: AsyncSession, account_id: str, check_id: str, *, now: datetime
+) -> Shortfall | None:
+    """One credit for one address checked (`check_id`: unique per check, made by the
+    caller); the shortfall when the balance is empty. Repeated: charged once."""
+    available = await _lock(session, account_id, now)
+    if await _by_key(session, rules.single_key(check_id)) is not None:
+        return None
+    if short := rules.spend(available, 1):
+        return short
+    await _append(
+        session, account_id, EntryKind.SINGLE_CHECK, -1, now, key=rules.single_key(check_id)
+    )
+    return None
+
+
+async def refund_single(session: AsyncSession, check_id: str, *, now: datetime) -> bool:
+    """Give back the credit of a single check (once; False if nothing was charged or it was
+    refunded before)."""
+    charge = await _by_key(session, rules.single_key(check_id))
+    if charge is None:
+        return False
+    await _lock(session, charge.account_id, now)
+    if await _by_key(session, rules.single_refund_key(check_id)) is not None:
+        return False
+    await _append(
+        session,
+        charge.account_id,
+        EntryKind.SINGLE_REFUND,
+        1,
+        now,
+        key=rules.single_refund_key(check_id),
+    )
+    return True
+
+
+async def settle_single(
+    session: AsyncSession, check_id: str, *, reason: str, now: datetime
+) -> bool:
+    """After a single check: refund it when its verdict's reason is a refunded one
+    (domain.credits.REFUNDED_REASONS). True if refunded now."""
+    if not rules.is_refunded(reason):
+        return False
+    return await refund_single(session, check_id, now=now)
+
+
+# --- the pipeline's port -------------------------------------------------------------------
+
+
+class SqlCreditLedger:
+    """CreditLedger on the database: the owner of a job pays (a job without an owner, such
+    as `mailvet validate`'s, is free). The Database is made on first use by `database`
+    (build_deps passes make_database of the settings' URL) and disposed by `close` when it
+    was made here."""
+
+    def __init__(
+        self,
+        database: Callable[[], Database],
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        owns_database: bool = True,
+    ) -> None:
+        self._make = database
+        self._database: Database | None = None
+        self._clock = clock
+        self._owns = owns_database
+
+    def _db(self) -> Database:
+        if self._database is None:
+            self._database = self._make()
+        return self._database
+
+    def charges(self, job: Job) -> bool:
+        return bool(job.owner)
+
+    async def reserve(self, job: Job, cost: int) -> Shortfall | None:
+        if not self.charges(job):
+            return None
+        async with self._db().session_maker() as session, session.begin():
+            await begin_write(session)
+            got = await reserve_for_job(session, job.owner, job.id, cost, self._clock())
+        return got if isinstance(got, Shortfall) else None
+
+    async def settle(self, job_id: str, charged: int) -> None:
+        async with self._db().session_maker() as session, session.begin():
+            await begin_write(session)
+            await settle_job(session, job_id, charged=charged, now=self._clock())
+
+    async def close(self) -> None:
+        if self._database is not None and self._owns:
+            await self._database.dispose()
+        self._database = None
+
+
+# --- rows ----------------------------------------------------------------------------------
+
+
+async def _lock(session: AsyncSession, account_id: str, now: datetime) -> int:
+    """Make sure the account's balance row exists and lock it for this transaction; its
+    cached balance. Its first statement writes (SQLite takes the write lock there, waiting
+    for another writer, unless the caller's transaction read before: then the caller
+    opens it with WRITE_INTENT, see `begin_write`)."""
+    values = {"account_id": account_id, "balance": 0, "entries": 0, "updated_at": now}
+    await session.execute(_insert_ignoring_duplicates(session).values(**values))
+    query = (
+        select(CreditBalanceRow.balance)
+        .where(CreditBalanceRow.account_id == account_id)
+        .with_for_update()
+    )
+    return (await session.execute(query)).scalar_one()
+
+
+async def _append(
+    session: AsyncSession,
+    account_id: str,
+    kind: EntryKind,
+    amount: int,
+    now: datetime,
+    *,
+    job_id: str | None = None,
+    key: str | None = None,
+    reason: str = "",
+    actor: str = "",
+) -> None:
+    moved = (
+        update(CreditBalanceRow)
+        .where(CreditBalanceRow.account_id == account_id)
+        .values(
+            balance=CreditBalanceRow.balance + amount,
+            entries=CreditBalanceRow.entries + 1,
+            updated_at=now,
+        )
+        .returning(CreditBalanceRow.entries)
+        .execution_options(synchronize_session=False)
+    )
+    seq = (await session.execute(moved)).scalar_one()
+    session.add(
+        LedgerEntryRow(
+            id=uuid.uuid4().hex,
+            account_id=account_id,
+            seq=seq,
+            kind=kind.value,
+            amount=amount,
+            job_id=job_id,
+            key=key,
+            reason=reason[:REASON_MAX],
+            actor=actor[:255],
+            created_at=now,
+        )
+    )
+    await session.flush()
+
+
+async def _by_key(session: AsyncSession, key: str) -> LedgerEntryRow | None:
+    query = select(LedgerEntryRow).where(LedgerEntryRow.key == key)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def _sum(session: AsyncSession, account_id: str) -> int:
+    query = select(func.coalesce(func.sum(LedgerEntryRow.amount), 0)).where(
+        LedgerEntryRow.account_id == account_id
+    )
+    return int((await session.execute(query)).scalar_one())
+
+
+async def _reserved(session: AsyncSession, account_id: str) -> int:
+    settle = aliased(LedgerEntryRow)
+    settled = (
+        select(settle.id)
+        .where(settle.kind == EntryKind.JOB_SETTLE.value, settle.job_id == LedgerEntryRow.job_id)
+        .exists()
+    )
+    query = select(func.coalesce(func.sum(-LedgerEntryRow.amount), 0)).where(
+        LedgerEntryRow.account_id == account_id,
+        LedgerEntryRow.kind == EntryKind.JOB_RESERVE.value,
+        ~settled,
+    )
+    return int((await session.execute(query)).scalar_one())
+
+
+def _entry(row: LedgerEntryRow) -> Entry:
+    return Entry(
+        id=row.id,
+        account_id=row.account_id,
+        kind=EntryKind(row.kind),
+        amount=row.amount,
+        created_at=row.created_at,
+        job_id=row.job_id,
+        key=row.key,
+        reason=row.reason,
+        actor=row.actor,
+    )
+
+
+def _insert_ignoring_duplicates(session: AsyncSession) -> Insert:
+    dialect = session.get_bind().dialect.name
+    table: Any = CreditBalanceRow
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(table).on_conflict_do_nothing()
+    raise NotImplementedError(f"the credit ledger does not support {dialect}")
