@@ -1,39 +1,158 @@
-"""The web role: `create_app(deps)` builds the Litestar app over the composition root's ports.
+"""The web role: `create_app(deps, web=...)` builds the Litestar app over the composition
+root's ports and, with a `WebContext`, the SaaS shell around them.
 
-The app does not own the deps: the caller builds them (`build_deps`), starts and stops the
+Without `web` the app is the job API (/api/jobs) and /health, JSON only, as before the
+SaaS (the pipeline tests use it so). With `web` (built by `web.context.build_web_context`)
+it also serves the pages: Jinja templates (web/templates/, autoescaped), the vendored
+static files (web/static/), server-side sessions (web/sessions.py), CSRF on every form
+(only /api/* and the payment webhook are exempt), the app-wide per-IP rate limit
+(web/throttle.py), CORS on /api/* alone and the public pages. Every answer carries the
+security headers (web/security.py); errors are HTML for browsers, JSON otherwise
+(web/errors.py). `areas` are the route handlers of the other SaaS areas (accounts, app,
+admin ...), mounted beside the public pages with the same sessions, CSRF and limits.
+
+The app does not own the deps or the context: the caller builds them, starts and stops the
 bus, and closes them. Startup does nothing heavy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from litestar import Litestar
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import CacheControlHeader, State
+from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+from litestar.types import ControllerRouterHandler, Middleware
 
 from mailvet.bootstrap import Deps
+from mailvet.pipeline.engine import Engine
+from mailvet.web.context import WebContext
 from mailvet.web.deps import provide_ports
 from mailvet.web.errors import EXCEPTION_HANDLERS
 from mailvet.web.health import health_routes
 from mailvet.web.jobs import jobs_router
 from mailvet.web.jobs.upload import MAX_UPLOAD_BYTES
+from mailvet.web.public import PublicController
+from mailvet.web.security import ApiCors, security_headers
+from mailvet.web.sessions import request_account, session_middleware, take_flashes
+from mailvet.web.throttle import PerIpLimit
 
-__all__ = ["MAX_UPLOAD_BYTES", "create_app"]
+__all__ = ["HTMX", "HTMX_SSE", "MAX_UPLOAD_BYTES", "create_app"]
+
+WEB_DIR = Path(__file__).parent
+TEMPLATES_DIR = WEB_DIR / "templates"
+STATIC_DIR = WEB_DIR / "static"
+STATIC_PATH = "/static"
+HTMX = "vendor/htmx-2.0.11.min.js"  # web/static/VENDORED.md
+HTMX_SSE = "vendor/htmx-ext-sse-2.2.4.min.js"
+CSRF_COOKIE = "mailvet_csrf"
+# exempt from CSRF: the API (API keys in a header, no cookies: web/sessions.py) and the
+# payment provider's webhook (signed by the provider)
+CSRF_EXEMPT = ["^/api/", "^/billing/stripe/webhook$"]
 
 
 def create_app(
-    deps: Deps, *, max_upload_bytes: int = MAX_UPLOAD_BYTES, roles: Sequence[str] = ("web",)
+    deps: Deps,
+    *,
+    web: WebContext | None = None,
+    areas: Sequence[ControllerRouterHandler] = (),
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    roles: Sequence[str] = ("web",),
 ) -> Litestar:
     """`roles`: what this process runs (`mailvet run all`: every role), for /health."""
+    handlers: list[ControllerRouterHandler] = [
+        *health_routes(deps, roles),
+        jobs_router(max_upload_bytes),
+    ]
+    dependencies = provide_ports(deps)
+    https = deps.settings.web.public_url.lower().startswith("https://")
+    recaptcha = bool(deps.settings.web.recaptcha_site_key)
+    extra: dict[str, Any] = {}
+    middleware: list[Middleware] = []
+    if web is not None:
+        handlers += [PublicController, _static_files(), *areas]
+        dependencies |= _provide_web(web, deps.engine)
+        middleware = [
+            PerIpLimit(web),
+            ApiCors(web.settings.web.cors_origins),
+            session_middleware(web),
+        ]
+        extra = {
+            "template_config": template_config(),
+            "csrf_config": CSRFConfig(
+                secret=web.secret_key,
+                cookie_name=CSRF_COOKIE,
+                cookie_secure=web.https,
+                cookie_httponly=True,  # pages carry the token (csrf_input, hx-headers)
+                exclude=CSRF_EXEMPT,
+            ),
+            "state": State({"web": web}),
+        }
     return Litestar(
-        route_handlers=[*health_routes(deps, roles), jobs_router(max_upload_bytes)],
-        dependencies=provide_ports(deps),
+        route_handlers=handlers,
+        dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=middleware,
+        before_send=[security_headers(https=https, recaptcha=recaptcha)],
         # mailvet configures logging itself (structlog); Litestar's default would take over
         # the root logger. Unexpected errors are logged by the 500 handler.
         logging_config=None,
         openapi_config=OpenAPIConfig(
             title="mailvet", version="1", path="/schema", render_plugins=[ScalarRenderPlugin()]
         ),
+        **extra,
+    )
+
+
+def _provide_web(web: WebContext, engine: Engine) -> dict[str, Provide]:
+    def provide_web() -> WebContext:
+        return web
+
+    def provide_engine() -> Engine:
+        return engine
+
+    return {
+        "web": Provide(provide_web, sync_to_thread=False),
+        "engine": Provide(provide_engine, sync_to_thread=False),
+    }
+
+
+def _static_files() -> ControllerRouterHandler:
+    return create_static_files_router(
+        path=STATIC_PATH,
+        directories=[STATIC_DIR],
+        name="static",
+        cache_control=CacheControlHeader(max_age=3600),
+        include_in_schema=False,
+    )
+
+
+def static_url(file_path: str) -> str:
+    return f"{STATIC_PATH}/{file_path}"
+
+
+def template_config() -> TemplateConfig[JinjaTemplateEngine]:
+    """Every template of every area (web/templates/<area>/...), autoescaped, with the
+    shell's globals: `static_url(path)`, `HTMX`, `HTMX_SSE`, `signed_in(request)` (a
+    `SignedIn` or None) and `flashes(request)` (the pending messages, taken)."""
+
+    def add_globals(engine: JinjaTemplateEngine) -> None:
+        engine.engine.globals.update(
+            static_url=static_url,
+            HTMX=HTMX,
+            HTMX_SSE=HTMX_SSE,
+            signed_in=request_account,
+            flashes=take_flashes,
+        )
+
+    return TemplateConfig(
+        directory=TEMPLATES_DIR, engine=JinjaTemplateEngine, engine_callback=add_globals
     )

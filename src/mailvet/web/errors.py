@@ -1,14 +1,25 @@
-"""Exception handlers: every error leaves the app as JSON `{"error": "..."}`."""
+"""Exception handlers: JSON `{"error": "..."}` for /api and JSON clients, an HTML page for
+browsers.
+
+A request gets the HTML page when it is not under /api/ and its Accept header asks for
+text/html (browsers do; httpx, curl and fetch() without one do not). Everything else keeps
+the JSON shape the job API has always had. Both carry the status and, for 429, the
+Retry-After of the refusal. `LoginRequired` (web/sessions.py) sends a browser to /login
+with where it was going; a JSON client gets 401.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 import structlog
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, PermissionDeniedException, ValidationException
+from litestar.response import Redirect, Template
 from litestar.status_codes import (
+    HTTP_303_SEE_OTHER,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
     HTTP_500_INTERNAL_SERVER_ERROR,
@@ -17,8 +28,24 @@ from litestar.types import ExceptionHandlersMap
 
 from mailvet.domain.ports import JobNotFound
 from mailvet.pipeline.submit import ResultNotReady
+from mailvet.web.sessions import LoginRequired
 
 log = structlog.get_logger(__name__)
+
+ERROR_TEMPLATE = "errors/error.html"
+TITLES = {
+    400: "Bad request",
+    401: "Sign in required",
+    403: "Forbidden",
+    404: "Page not found",
+    405: "Method not allowed",
+    408: "Request timeout",
+    409: "Conflict",
+    413: "Too large",
+    429: "Too many requests",
+    500: "Something went wrong",
+}
+CSRF_FAILED = "CSRF token verification failed"
 
 
 class ErrorBody(msgspec.Struct):
@@ -31,21 +58,71 @@ def error_response(
     return Response(ErrorBody(error=message), status_code=status_code, headers=headers)
 
 
-def _job_not_found(_: Request[Any, Any, Any], exc: JobNotFound) -> Response[ErrorBody]:
+def wants_html(request: Request[Any, Any, Any]) -> bool:
+    if request.url.path.startswith("/api/"):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _answer(
+    request: Request[Any, Any, Any],
+    status_code: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> Response[Any]:
+    if not wants_html(request) or request.app.template_engine is None:
+        return error_response(status_code, message, headers)
+    return Template(
+        ERROR_TEMPLATE,
+        context={
+            "status_code": status_code,
+            "title": TITLES.get(status_code, "Error"),
+            "message": _page_message(status_code, message),
+            "retry_after": (headers or {}).get("Retry-After", ""),
+        },
+        status_code=status_code,
+        headers=headers,
+    )
+
+
+def _page_message(status_code: int, message: str) -> str:
+    """What a person reads: the API's wording where it is plain, a sentence where not."""
+    if message == CSRF_FAILED:
+        return (
+            "This form has expired or did not come from this site. Reload the page and try again."
+        )
+    if status_code == HTTP_404_NOT_FOUND:
+        return "There is nothing at this address."
+    if status_code == HTTP_500_INTERNAL_SERVER_ERROR:
+        return "The server failed to answer. It has been logged; please try again."
+    return message
+
+
+def _job_not_found(request: Request[Any, Any, Any], exc: JobNotFound) -> Response[Any]:
     job_id = str(exc.args[0]) if exc.args else ""
-    return error_response(HTTP_404_NOT_FOUND, f"no such job: {job_id}" if job_id else "no such job")
+    message = f"no such job: {job_id}" if job_id else "no such job"
+    return _answer(request, HTTP_404_NOT_FOUND, message)
 
 
-def _result_not_ready(_: Request[Any, Any, Any], exc: ResultNotReady) -> Response[ErrorBody]:
-    return error_response(HTTP_409_CONFLICT, exc.brief)  # the job's error is in its status
+def _result_not_ready(request: Request[Any, Any, Any], exc: ResultNotReady) -> Response[Any]:
+    return _answer(request, HTTP_409_CONFLICT, exc.brief)  # the job's error is in its status
 
 
-def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
-    """Litestar's own errors (400 validation, 404 route, 405, 413 ...) in our shape."""
+def _login_required(request: Request[Any, Any, Any], exc: LoginRequired) -> Response[Any]:
+    if wants_html(request):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return Redirect(f"/login?next={quote(target, safe='')}", status_code=HTTP_303_SEE_OTHER)
+    return _answer(request, exc.status_code, exc.detail, exc.headers)
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """Litestar's own errors (400 validation, 403 CSRF, 404 route, 405, 413, 429 ...)."""
     message = exc.detail
     if isinstance(exc, ValidationException) and (details := _details(exc.extra)):
         message = f"{message}: {details}"
-    return error_response(exc.status_code, message, exc.headers)
+    if isinstance(exc, PermissionDeniedException) and message == CSRF_FAILED:
+        log.info("web_csrf_refused", method=request.method, path=request.url.path)
+    return _answer(request, exc.status_code, message, exc.headers)
 
 
 def _details(extra: object) -> str:
@@ -60,7 +137,7 @@ def _details(extra: object) -> str:
     return "; ".join(found)
 
 
-def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error(
         "web_request_failed",
         method=request.method,
@@ -68,12 +145,13 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
         error=type(exc).__name__,
         exc_info=exc,
     )
-    return error_response(HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
+    return _answer(request, HTTP_500_INTERNAL_SERVER_ERROR, "internal error")
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     JobNotFound: _job_not_found,
     ResultNotReady: _result_not_ready,
+    LoginRequired: _login_required,
     HTTPException: _http_error,
     Exception: _internal_error,
 }

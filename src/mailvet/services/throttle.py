@@ -1,0 +1,80 @@
+"""Shared rate-limit counters: one row per key in `rate_counters`, counted atomically.
+
+Why the database and not Redis: the web replicas already share the database (SQLite on the
+embedded default, PostgreSQL in distributed mode); Redis would be one more service to run,
+back up and start in CI, and the embedded default has none. One hit is one statement,
+`INSERT ... ON CONFLICT (key) DO UPDATE ... RETURNING count`, atomic on both databases (on
+PostgreSQL the row lock serialises concurrent hits of one key; SQLite serialises writers),
+so two replicas never both see the last free slot. Fixed windows (domain/throttle.py): the
+row keeps the start of its window, and the first hit of a new window starts the count at 1.
+
+`hit`, `peek` and `reset` take the caller's unit of work and do not commit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import case, delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailvet.adapters.db.session_models import COUNTER_KEY_LENGTH, RateCounterRow
+from mailvet.domain.throttle import Throttle, judge, window_start
+
+__all__ = ["Throttle", "hit", "peek", "reset"]
+
+
+async def hit(
+    session: AsyncSession, key: str, *, limit: int, window_seconds: int, now: datetime
+) -> Throttle:
+    """Count one hit of `key` in the window holding `now` and say whether it is within
+    `limit`. Refused hits are counted too (a client hammering a closed door stays shut out
+    until the window ends, not for one request)."""
+    _check_key(key)
+    start = window_start(now, window_seconds)
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    row = RateCounterRow
+    values = insert(row).values(key=key, window_start=start, count=1)
+    statement = values.on_conflict_do_update(
+        index_elements=[row.key],
+        set_={
+            # every SET reads the row as it was: a new window restarts at 1
+            "count": case(
+                (row.window_start == values.excluded.window_start, row.count + 1), else_=1
+            ),
+            "window_start": values.excluded.window_start,
+        },
+    ).returning(row.count)
+    count = (await session.execute(statement)).scalar_one()
+    return judge(count, limit, now, window_seconds)
+
+
+async def peek(
+    session: AsyncSession, key: str, *, limit: int, window_seconds: int, now: datetime
+) -> Throttle:
+    """Would one more hit of `key` be allowed? Counts nothing (`count` is what is there)."""
+    _check_key(key)
+    found = (
+        await session.execute(
+            select(RateCounterRow.window_start, RateCounterRow.count).where(
+                RateCounterRow.key == key
+            )
+        )
+    ).one_or_none()
+    count = 0
+    if found is not None and found[0] == window_start(now, window_seconds):
+        count = found[1]
+    after = judge(count + 1, limit, now, window_seconds)
+    return Throttle(allowed=after.allowed, count=count, limit=limit, retry_after=after.retry_after)
+
+
+async def reset(session: AsyncSession, key: str) -> None:
+    """Forget the hits of `key` (a successful sign-in clears its failures)."""
+    await session.execute(delete(RateCounterRow).where(RateCounterRow.key == key))
+
+
+def _check_key(key: str) -> None:
+    if not key or len(key) > COUNTER_KEY_LENGTH:
+        raise ValueError(f"a counter key is 1 to {COUNTER_KEY_LENGTH} characters")

@@ -1,0 +1,142 @@
+"""What the SaaS pages need beyond the pipeline's ports: `WebContext`, built once per process.
+
+`build_web_context(settings)` opens the database of the accounts, ledger, outbox, sessions
+and counters (the same URL as the jobs: the embedded SQLite file, migrated on first use, or
+PostgreSQL migrated by `mailvet db upgrade`), settles the secret key, and makes the password
+hasher. Tests pass their own pieces as keywords (a cheap hasher, a moving clock, a database
+they created). The caller closes it (`await context.close()`).
+
+The secret key (CSRF tokens, TOTP encryption, mailed-link signatures): MAILVET_SECRET_KEY;
+outside the embedded default (PostgreSQL or RabbitMQ: several processes that must agree on
+it) the process refuses to start without it; on the embedded default one is generated once
+and kept in `<data_dir>/secret_key` (mode 0600), so sign-ins survive a restart.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from litestar.di import NamedDependency
+from litestar.params import SkipValidation
+
+from mailvet.pipeline.engine import Engine
+from mailvet.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
+
+    from mailvet.adapters.db.database import Database
+
+SECRET_KEY_FILE = "secret_key"  # noqa: S105  (a file name, not a secret)
+SECRET_KEY_MIN_LENGTH = 32
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class WebContext:
+    """Handlers take it as `web: Web` (and the pipeline's engine as `engine: EngineDep`);
+    open a unit of work with `async with web.database.session_maker() as session,
+    session.begin():`."""
+
+    settings: Settings
+    database: Database
+    secret_key: str
+    hasher: PasswordHasher
+    clock: Clock = utc_now
+    closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+    @property
+    def https(self) -> bool:
+        """Users reach the app over https: Secure cookies and HSTS."""
+        return self.settings.web.public_url.lower().startswith("https://")
+
+    async def close(self) -> None:
+        for close in reversed(self.closers):
+            await close()
+        self.closers.clear()
+
+
+def is_embedded(settings: Settings) -> bool:
+    """The embedded default: one process on a SQLite file and the in-memory bus."""
+    return settings.database.startswith("sqlite") and settings.bus == "memory"
+
+
+def resolve_secret_key(settings: Settings) -> str:
+    """MAILVET_SECRET_KEY, or on the embedded default the one kept in the data folder (made
+    on first use). SettingsError outside the embedded default without one, or when it is
+    too short to be a key."""
+    given = settings.web.secret_key
+    if given:
+        if len(given) < SECRET_KEY_MIN_LENGTH:
+            raise SettingsError(
+                f"MAILVET_SECRET_KEY must be at least {SECRET_KEY_MIN_LENGTH} characters"
+            )
+        return given
+    if not is_embedded(settings):
+        raise SettingsError(
+            "MAILVET_SECRET_KEY is required outside the embedded default (PostgreSQL or"
+            " RabbitMQ): every web process must sign with the same key"
+        )
+    return _kept_secret(Path(settings.data_dir) / SECRET_KEY_FILE)
+
+
+def _kept_secret(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        kept = path.read_text(encoding="ascii").strip()
+        if len(kept) < SECRET_KEY_MIN_LENGTH:
+            raise SettingsError(f"{path} does not hold a secret key; delete it") from None
+        return kept
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(key + "\n")
+    return key
+
+
+async def build_web_context(
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    hasher: PasswordHasher | None = None,
+    clock: Clock | None = None,
+) -> WebContext:
+    """The context of `settings`, or with the pieces given. Checks the secret key first (a
+    refusal opens nothing); a database built here is closed by `WebContext.close`."""
+    secret_key = resolve_secret_key(settings)
+    closers: list[Callable[[], Awaitable[Any]]] = []
+    if database is None:
+        from mailvet.adapters.db.database import make_database
+        from mailvet.bootstrap import prepare_schema
+
+        await prepare_schema(settings.database)
+        database = make_database(settings.database)
+        closers.append(database.dispose)
+    if hasher is None:
+        from argon2 import PasswordHasher
+
+        hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory parameters
+    return WebContext(
+        settings=settings,
+        database=database,
+        secret_key=secret_key,
+        hasher=hasher,
+        clock=clock or utc_now,
+        closers=closers,
+    )
+
+
+# handler parameter annotations (the value is the object create_app was given, not validated)
+Web = NamedDependency[SkipValidation[WebContext]]
+EngineDep = NamedDependency[SkipValidation[Engine]]

@@ -1,0 +1,144 @@
+"""Response headers every answer carries, and CORS on /api/* alone.
+
+`security_headers(context)` is a `before_send` hook: unlike `response_headers` or a
+middleware it also reaches 404s for unknown paths, error pages and static files
+(LIBRARIES-SAAS.md 1.10). A header a handler set itself is left as it is.
+
+- Content-Security-Policy: scripts only from this origin (`script-src 'self'`: no inline
+  script or `on...=` handler can run, so an escaping bug elsewhere does not become script),
+  no plugins, no framing (`frame-ancestors 'none'`, and X-Frame-Options DENY for old
+  browsers), forms post only here; reCAPTCHA's script and frame origins when it is set up.
+- X-Content-Type-Options nosniff, Referrer-Policy strict-origin-when-cross-origin,
+  Permissions-Policy denying sensors and payment APIs, Cross-Origin-Opener-Policy.
+- Strict-Transport-Security when MAILVET_PUBLIC_URL is https (a plain-http install must
+  not pin browsers to https).
+
+CORS: browsers may call /api/* from the origins in MAILVET_CORS_ORIGINS (API keys in a
+header, never cookies: no credentials); every other path sends no CORS header, so other
+origins cannot read pages. Litestar's `cors_config` is app-wide, hence `ApiCors`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from litestar.datastructures import Headers, MutableScopeHeaders
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp, BeforeMessageSendHookHandler, Message, Receive, Scope, Send
+
+    from mailvet.web.context import WebContext
+
+HSTS = "max-age=31536000; includeSubDomains"
+RECAPTCHA_SCRIPTS = "https://www.google.com/recaptcha/ https://www.gstatic.com/recaptcha/"
+RECAPTCHA_FRAMES = "https://www.google.com/recaptcha/ https://recaptcha.google.com/recaptcha/"
+AVATAR_IMAGES = (
+    "https://*.googleusercontent.com https://www.gravatar.com https://secure.gravatar.com"
+)
+API_PREFIX = "/api/"
+
+
+def content_security_policy(*, recaptcha: bool = False) -> str:
+    scripts = "'self'" + (f" {RECAPTCHA_SCRIPTS}" if recaptcha else "")
+    frames = RECAPTCHA_FRAMES if recaptcha else "'none'"
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src {scripts}",
+            "style-src 'self'",
+            f"img-src 'self' data: {AVATAR_IMAGES}",
+            "font-src 'self'",
+            "connect-src 'self'",
+            f"frame-src {frames}",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
+def header_set(*, https: bool, recaptcha: bool = False) -> dict[str, str]:
+    headers = {
+        "Content-Security-Policy": content_security_policy(recaptcha=recaptcha),
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "strict-origin-when-cross-origin",
+        "Permissions-Policy": (
+            "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
+        ),
+        "Cross-Origin-Opener-Policy": "same-origin",
+    }
+    if https:
+        headers["Strict-Transport-Security"] = HSTS
+    return headers
+
+
+def security_headers(*, https: bool, recaptcha: bool = False) -> BeforeMessageSendHookHandler:
+    fixed = header_set(https=https, recaptcha=recaptcha)
+
+    async def before_send(message: Message, scope: Scope) -> None:
+        if message["type"] != "http.response.start":
+            return
+        headers = MutableScopeHeaders.from_message(message)
+        for name, value in fixed.items():
+            if name not in headers:
+                headers[name] = value
+
+    return before_send
+
+
+def context_security_headers(context: WebContext) -> BeforeMessageSendHookHandler:
+    return security_headers(
+        https=context.https, recaptcha=bool(context.settings.web.recaptcha_site_key)
+    )
+
+
+class ApiCors(ASGIMiddleware):
+    """CORS for /api/* from `origins` (exact matches; `*` allows any origin)."""
+
+    scopes = (ScopeType.HTTP,)
+    ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+    ALLOW_HEADERS = "authorization, content-type, x-api-key"
+
+    def __init__(self, origins: tuple[str, ...]) -> None:
+        self.origins = frozenset(origins)
+
+    def _allowed(self, origin: str) -> bool:
+        return "*" in self.origins or origin in self.origins
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        origin = Headers.from_scope(scope).get("origin")
+        if not scope["path"].startswith(API_PREFIX) or not origin or not self.origins:
+            await next_app(scope, receive, send)
+            return
+        allowed = self._allowed(origin)
+        if scope.get("method") == "OPTIONS" and allowed:
+            await _preflight(send, origin)
+            return
+
+        async def send_with_origin(message: Message) -> None:
+            if message["type"] == "http.response.start" and allowed:
+                headers = MutableScopeHeaders.from_message(message)
+                headers["Access-Control-Allow-Origin"] = origin
+                headers["Vary"] = "Origin"
+            await send(message)
+
+        await next_app(scope, receive, send_with_origin)
+
+
+async def _preflight(send: Send, origin: str) -> None:
+    headers: list[tuple[bytes, bytes]] = [
+        (b"access-control-allow-origin", origin.encode("latin-1")),
+        (b"access-control-allow-methods", ApiCors.ALLOW_METHODS.encode()),
+        (b"access-control-allow-headers", ApiCors.ALLOW_HEADERS.encode()),
+        (b"access-control-max-age", b"600"),
+        (b"vary", b"Origin"),
+        (b"content-length", b"0"),
+    ]
+    start: Any = {"type": "http.response.start", "status": 204, "headers": headers}
+    await send(start)
+    body: Any = {"type": "http.response.body", "body": b"", "more_body": False}
+    await send(body)

@@ -1,0 +1,96 @@
+"""Rate limits in the web role: the app-wide limit per IP, and helpers for per-form limits.
+
+The counters are rows of the database every replica shares (services/throttle.py says why
+not Redis), so two web processes behind one load balancer count one client once. A refusal
+is `TooManyRequestsException` with `Retry-After`; web/errors.py renders it as an HTML page
+for browsers and as JSON for /api and JSON clients.
+
+`PerIpLimit` (MAILVET_WEB_RATE_LIMIT, default `200/minute,400/hour`) counts every request
+but /static and /health. The client is `request.client.host`: behind a reverse proxy, let
+uvicorn take it from X-Forwarded-For (`--forwarded-allow-ips`), never trust the header here.
+
+Per-form limits (login, sign-up, forgot password, the home page's demo check):
+`await enforce(context, f"login-ip:{client_ip(request)}", limit=30, window_seconds=60)` in
+its own transaction, or `raise_if_refused(await throttle.hit(session, ...))` inside the
+caller's unit of work.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
+from litestar.exceptions import TooManyRequestsException
+from litestar.middleware import ASGIMiddleware
+
+from mailvet.domain.throttle import Rate, Throttle, parse_rates
+from mailvet.services import throttle
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp, Receive, Scope, Send
+
+    from mailvet.web.context import WebContext
+
+EXCLUDE_PATHS = ("^/static", "^/health$")
+
+
+def client_ip(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    client = connection.client
+    return client.host if client is not None else "unknown"
+
+
+def raise_if_refused(answer: Throttle) -> None:
+    if not answer.allowed:
+        raise TooManyRequestsException(
+            "too many requests: try again later",
+            headers={"Retry-After": str(answer.retry_after)},
+        )
+
+
+async def enforce(context: WebContext, key: str, *, limit: int, window_seconds: int) -> Throttle:
+    """Count one hit of `key` in a transaction of its own; 429 when over `limit`."""
+    async with context.database.session_maker() as session, session.begin():
+        answer = await throttle.hit(
+            session, key, limit=limit, window_seconds=window_seconds, now=context.clock()
+        )
+    raise_if_refused(answer)
+    return answer
+
+
+async def hit_rates(context: WebContext, key: str, rates: tuple[Rate, ...]) -> Throttle | None:
+    """One hit of `key` against each rate, in one transaction; the first refusal (the
+    longest wait) or None when every rate allows it."""
+    refused: Throttle | None = None
+    async with context.database.session_maker() as session, session.begin():
+        now = context.clock()
+        for rate in rates:
+            answer = await throttle.hit(
+                session,
+                f"{key}:{rate.window_seconds}",
+                limit=rate.limit,
+                window_seconds=rate.window_seconds,
+                now=now,
+            )
+            if not answer.allowed and (refused is None or answer.retry_after > refused.retry_after):
+                refused = answer
+    return refused
+
+
+class PerIpLimit(ASGIMiddleware):
+    """MAILVET_WEB_RATE_LIMIT per client IP, on every route but /static and /health."""
+
+    scopes = (ScopeType.HTTP,)
+    exclude_path_pattern = EXCLUDE_PATHS
+
+    def __init__(self, context: WebContext) -> None:
+        self.context = context
+        self.rates = parse_rates(context.settings.web.web_rate_limit)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        if self.rates:
+            ip = client_ip(ASGIConnection[Any, Any, Any, Any](scope))
+            refused = await hit_rates(self.context, f"web-ip:{ip}", self.rates)
+            if refused is not None:
+                raise_if_refused(refused)
+        await next_app(scope, receive, send)
