@@ -150,6 +150,11 @@ class OutboxSender:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
 
+    @property
+    def running(self) -> bool:
+        """True while `run_forever` runs (and `wake()` reaches it)."""
+        return self._wake is not None
+
     async def run_once(self) -> int:
         """Claim up to a batch of due rows, deliver them at once, record each outcome;
         returns the number sent."""

@@ -31,6 +31,8 @@ class SmtpMailer:
     password: str = ""
     starttls: bool = False
     timeout: float = 30.0
+    # a PEM bundle to trust instead of the system's (a private mail server; the tests)
+    cert_bundle: str | None = None
 
     @classmethod
     def from_settings(cls, settings: MailerSettings) -> SmtpMailer:
@@ -57,6 +59,7 @@ class SmtpMailer:
                 use_tls=implicit,
                 start_tls=False if implicit else (True if self.starttls else None),
                 timeout=self.timeout,
+                cert_bundle=self.cert_bundle,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [refused.code for refused in exc.recipients]

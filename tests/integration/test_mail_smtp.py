@@ -1,0 +1,234 @@
+"""Mail through real SMTP: the outbox sender and the SMTP mailer against the local mail
+catcher (aiosmtpd on 127.0.0.1): plain, AUTH, STARTTLS required, refusals, an outage."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from mailvet.adapters.db.database import Database, make_database
+from mailvet.adapters.db.outbox_models import OutboxRow
+from mailvet.adapters.mail.log import plain_text
+from mailvet.adapters.mail.render import render
+from mailvet.adapters.mail.smtp import SmtpMailer
+from mailvet.domain.mail import MailDeliveryError, OutgoingMail
+from mailvet.services.outbox import OutboxSender, enqueue
+from mailvet.settings import MailerSettings, Settings, WebSettings
+from tests import mailcatcher
+from tests.mailcatcher import MailCatcher, free_port
+
+pytestmark = pytest.mark.integration
+mail_catcher = mailcatcher.mail_catcher  # the shared fixture, used here as others will
+
+T0 = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
+CODE = OutgoingMail(to="ann@example.com", template="confirm_code", context={"code": "481516"})
+
+
+def settings_for(port: int, **mailer: object) -> Settings:
+    return Settings(
+        web=WebSettings(public_url="https://mailvet.example"),
+        mailer=MailerSettings(
+            backend="smtp",
+            host="127.0.0.1",
+            port=port,
+            sender="mailvet <no-reply@mailvet.example>",
+            timeout=5.0,
+            **mailer,  # type: ignore[arg-type]
+        ),
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime.datetime:
+        return self.now
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[Database]:
+    db = make_database(f"sqlite+aiosqlite:///{tmp_path}/mailvet.db")
+    await db.create_all()
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture
+def catcher_factory() -> Iterator[list[MailCatcher]]:
+    made: list[MailCatcher] = []
+    yield made
+    for catcher in made:
+        catcher.close()
+
+
+def started(made: list[MailCatcher], **options: object) -> MailCatcher:
+    catcher = MailCatcher(**options)  # type: ignore[arg-type]
+    made.append(catcher)
+    catcher.start()
+    return catcher
+
+
+async def put(database: Database, mail: OutgoingMail, clock: Clock) -> str:
+    async with database.session_maker() as session, session.begin():
+        return await enqueue(session, mail, now=clock())
+
+
+async def row(database: Database, row_id: str) -> OutboxRow:
+    async with database.session_maker() as session:
+        found = await session.get(OutboxRow, row_id)
+        assert found is not None
+        return found
+
+
+def sender(
+    database: Database, settings: Settings, clock: Clock, *, cert_bundle: str | None = None
+) -> OutboxSender:
+    smtp = dataclasses.replace(SmtpMailer.from_settings(settings.mailer), cert_bundle=cert_bundle)
+    return OutboxSender(database, smtp, settings, clock)
+
+
+async def test_mail_goes_through_plain_smtp(database: Database, mail_catcher: MailCatcher) -> None:
+    clock = Clock()
+    row_id = await put(database, CODE, clock)
+
+    assert await sender(database, settings_for(mail_catcher.port), clock).run_once() == 1
+
+    [message] = await mail_catcher.wait_for(1)
+    [received] = mail_catcher.received
+    assert received.rcpt_tos == ("ann@example.com",)
+    assert received.mail_from == "no-reply@mailvet.example"
+    assert message["To"] == "ann@example.com"
+    assert message["Message-ID"] == f"<{row_id}@mailvet.example>"
+    assert message.get_content_type() == "multipart/alternative"
+    assert "481516" in plain_text(message)
+    assert (await row(database, row_id)).sent_at == T0
+
+
+async def test_auth_is_used_when_a_user_is_set(
+    database: Database, catcher_factory: list[MailCatcher]
+) -> None:
+    catcher = started(catcher_factory, credentials=("mailvet", "s3cret"))
+    clock = Clock()
+    await put(database, CODE, clock)
+    good = settings_for(catcher.port, username="mailvet", password="s3cret")
+
+    assert await sender(database, good, clock).run_once() == 1
+    await catcher.wait_for(1)
+    assert catcher.logins == ["mailvet"]
+
+
+async def test_wrong_credentials_keep_the_mail_for_later(
+    database: Database, catcher_factory: list[MailCatcher]
+) -> None:
+    catcher = started(catcher_factory, credentials=("mailvet", "s3cret"))
+    clock = Clock()
+    row_id = await put(database, CODE, clock)
+    bad = settings_for(catcher.port, username="mailvet", password="wrong")
+
+    assert await sender(database, bad, clock).run_once() == 0
+
+    stored = await row(database, row_id)
+    assert "SMTPAuthenticationError 535" in stored.last_error
+    assert stored.given_up_at is None and stored.next_attempt_at is not None
+    assert catcher.messages == []
+
+
+async def test_starttls_required_but_not_offered_keeps_the_mail(
+    database: Database, mail_catcher: MailCatcher
+) -> None:
+    clock = Clock()
+    row_id = await put(database, CODE, clock)
+    strict = settings_for(mail_catcher.port, starttls=True)
+
+    assert await sender(database, strict, clock).run_once() == 0
+
+    stored = await row(database, row_id)
+    assert "STARTTLS" in stored.last_error
+    assert (stored.attempts, stored.given_up_at, stored.sent_at) == (1, None, None)
+    assert stored.next_attempt_at == T0 + datetime.timedelta(seconds=30)
+    assert stored.context == {"code": "481516"}  # still there to send later
+    assert mail_catcher.messages == []
+
+
+async def test_starttls_required_and_offered_encrypts(
+    database: Database, catcher_factory: list[MailCatcher]
+) -> None:
+    catcher = started(catcher_factory, starttls=True)
+    assert catcher.cert_file is not None
+    clock = Clock()
+    await put(database, CODE, clock)
+    strict = settings_for(catcher.port, starttls=True)
+
+    # an untrusted certificate is a failure (kept for later), not a silent downgrade
+    assert await sender(database, strict, clock).run_once() == 0
+    assert catcher.messages == []
+
+    clock.now += datetime.timedelta(minutes=1)
+    trusting = sender(database, strict, clock, cert_bundle=str(catcher.cert_file))
+    assert await trusting.run_once() == 1
+    await catcher.wait_for(1)
+
+
+async def test_an_outage_loses_nothing_and_the_mail_goes_when_the_server_is_back(
+    database: Database, catcher_factory: list[MailCatcher]
+) -> None:
+    catcher = started(catcher_factory)
+    catcher.stop()  # down: nothing listens on its port
+    clock = Clock()
+    ids = [await put(database, CODE, clock) for _ in range(3)]
+    outbox = sender(database, settings_for(catcher.port), clock)
+
+    assert await outbox.run_once() == 0
+    for row_id in ids:
+        stored = await row(database, row_id)
+        assert stored.attempts == 1 and stored.given_up_at is None
+        assert "SMTPConnectError" in stored.last_error
+
+    catcher.start()  # back, on the same port
+    assert await outbox.run_once() == 0  # not due yet: the retry waits its delay
+    clock.now += datetime.timedelta(seconds=30)
+    assert await outbox.run_once() == 3
+
+    messages = await catcher.wait_for(3)
+    assert sorted(str(m["Message-ID"]) for m in messages) == sorted(
+        f"<{row_id}@mailvet.example>" for row_id in ids
+    )
+
+
+async def test_a_refused_recipient_is_given_up_and_a_deferred_one_kept(
+    database: Database, catcher_factory: list[MailCatcher]
+) -> None:
+    catcher = started(
+        catcher_factory,
+        refuse={
+            "gone@example.com": "550 5.1.1 <gone@example.com>: no such user",
+            "busy@example.com": "450 4.2.1 try again later",
+        },
+    )
+    clock = Clock()
+    gone = await put(database, OutgoingMail("gone@example.com", "password_changed", {}), clock)
+    busy = await put(database, OutgoingMail("busy@example.com", "password_changed", {}), clock)
+
+    assert await sender(database, settings_for(catcher.port), clock).run_once() == 0
+
+    refused, deferred = await row(database, gone), await row(database, busy)
+    assert refused.given_up_at == T0 and "550" in refused.last_error
+    assert deferred.given_up_at is None and "450" in deferred.last_error
+    assert deferred.next_attempt_at == T0 + datetime.timedelta(seconds=30)
+
+
+async def test_the_smtp_mailer_reports_a_down_server_as_temporary() -> None:
+    mailer = SmtpMailer(host="127.0.0.1", port=free_port(), timeout=2.0)
+    message = render(CODE, settings_for(25))
+
+    with pytest.raises(MailDeliveryError) as failure:
+        await mailer.send(message)
+
+    assert failure.value.temporary
