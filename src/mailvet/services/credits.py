@@ -154,23 +154,22 @@ async def reserve_for_job(
     session: AsyncSession, account_id: str, job_id: str, cost: int, now: datetime
 ) -> Reservation | Shortfall:
     """Take the job's cost, or say what is missing. Once per job: a repeated call returns
-    the first reservation (a job costing nothing reserves without an entry)."""
+    the first reservation (a job costing nothing too: its entry of 0 is the record)."""
     available = await _lock(session, account_id, now)
     done = await _by_key(session, rules.reserve_key(job_id))
     if done is not None:
         return Reservation(job_id, -done.amount)
     if short := rules.spend(available, cost):
         return short
-    if cost > 0:
-        await _append(
-            session,
-            account_id,
-            EntryKind.JOB_RESERVE,
-            -cost,
-            now,
-            job_id=job_id,
-            key=rules.reserve_key(job_id),
-        )
+    await _append(
+        session,
+        account_id,
+        EntryKind.JOB_RESERVE,
+        -cost,
+        now,
+        job_id=job_id,
+        key=rules.reserve_key(job_id),
+    )
     return Reservation(job_id, cost)
 
 
