@@ -1,7 +1,9 @@
 """Intake: read the uploaded file, find the email column, count rows, accept the job.
 
 JobSubmitted -> (job file_accepted, file moved to validation/in-progress/) -> JobAccepted.
-An unreadable file ends the job as error_df with a one-line reason.
+An unreadable file ends the job as error_df with a one-line reason. A job that pays
+(its CreditLedger charges it) reserves its cost first, the distinct valid addresses
+(pipeline/cost.py), or ends as error_insufficient_credits with the shortfall.
 """
 
 from __future__ import annotations
@@ -12,13 +14,22 @@ from pathlib import Path
 
 import structlog
 
-from mailvet.domain.job import JobStatus
+from mailvet.domain.credits import CreditLedger, FreeLedger
+from mailvet.domain.job import Job, JobStatus
 from mailvet.domain.messages import JobAccepted, JobSubmitted
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectNotFound, ObjectStorage
 from mailvet.domain.verdict import Check
 from mailvet.pipeline import object_keys, queues
+from mailvet.pipeline.cost import unique_valid_addresses
 from mailvet.pipeline.job_files import StoredLayout, encode_stored_layout, local_copy
-from mailvet.tabular import InputError, Workbooks, XlsxLimits, count_rows, detect_layout
+from mailvet.tabular import (
+    FileLayout,
+    InputError,
+    Workbooks,
+    XlsxLimits,
+    count_rows,
+    detect_layout,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +49,7 @@ class Intake:
         warm_syntax_pool: Callable[[], None] | None = None,
         xlsx_limits: XlsxLimits | None = None,
         scratch: Path,
+        ledger: CreditLedger | None = None,
     ) -> None:
         self._jobs = jobs
         self._storage = storage
@@ -47,6 +59,7 @@ class Intake:
         self._warm_syntax_pool = warm_syntax_pool
         self._xlsx_limits = xlsx_limits
         self._scratch = scratch  # where the input's local copy goes (job_files)
+        self._ledger = ledger or FreeLedger()
 
     async def handle(self, message: JobSubmitted) -> None:
         job = await self._jobs.get(message.job_id)
@@ -75,6 +88,8 @@ class Intake:
                         books,
                     )
                     rows = await asyncio.to_thread(count_rows, path, layout, books)
+                if not await self._reserved(job, path, layout):
+                    return
         except InputError as exc:
             await self._jobs.set_status(job.id, JobStatus.ERROR_FILE, str(exc))
             log.info("intake_rejected", job_id=job.id, error=str(exc))
@@ -96,3 +111,17 @@ class Intake:
         await self._jobs.set_status(job.id, JobStatus.FILE_ACCEPTED)
         log.info("job_accepted", job_id=job.id, rows=rows, chunks=chunks, kind=layout.kind)
         await self._bus.publish(queues.PUBLISHER, JobAccepted(job_id=job.id))
+
+    async def _reserved(self, job: Job, path: Path, layout: FileLayout) -> bool:
+        """Reserve the job's cost if it pays; False when the credits fall short (the job
+        has ended as error_insufficient_credits with the shortfall)."""
+        if not self._ledger.charges(job):
+            return True
+        cost = await asyncio.to_thread(unique_valid_addresses, path, layout)
+        await self._jobs.set_cost(job.id, unique_addresses=cost, cost=cost)
+        short = await self._ledger.reserve(job, cost)
+        if short is None:
+            return True
+        await self._jobs.set_status(job.id, JobStatus.ERROR_INSUFFICIENT_CREDITS, short.message())
+        log.info("intake_insufficient_credits", job_id=job.id, cost=cost, missing=short.missing)
+        return False
