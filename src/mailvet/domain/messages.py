@@ -68,7 +68,9 @@ class ChunkDone(Message, frozen=True, kw_only=True, tag="chunk_done"):
 
     `form` says what `data` holds: "text" = the chunk's output rows, encoded as in the result
     file; "cells" = msgpack list of the mailvet_* cell tuples, one per row (XLSX results).
-    `statuses`/`reasons` count the chunk's verdicts for the job summary.
+    `statuses`/`reasons` count the chunk's verdicts for the job summary; `refunded` lists
+    the normalized addresses of the rows whose verdict gives the credit back
+    (domain.credits.REFUNDED_REASONS), for the job's settlement.
     """
 
     job_id: str
@@ -79,6 +81,7 @@ class ChunkDone(Message, frozen=True, kw_only=True, tag="chunk_done"):
     data: bytes
     statuses: dict[str, int] = {}
     reasons: dict[str, int] = {}
+    refunded: list[str] = []
 
 
 AnyMessage = JobSubmitted | JobAccepted | ChunksOpened | JobQueued | RowChunk | ChunkDone

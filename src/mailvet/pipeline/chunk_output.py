@@ -16,6 +16,7 @@ from operator import itemgetter
 
 import msgspec
 
+from mailvet.domain.credits import REFUNDED_REASONS
 from mailvet.domain.messages import RowChunk
 from mailvet.domain.offline import never_in_cells, syntax_columns, syntax_tails
 from mailvet.domain.verdict import STATUS_OF, Reason, Verdict
@@ -34,6 +35,9 @@ class ChunkOutput(msgspec.Struct, frozen=True, array_like=True):
     data: bytes
     statuses: dict[str, int]
     reasons: dict[str, int]
+    # normalized addresses of the rows whose verdict is refunded (domain.credits), so the
+    # result generator can settle the job's credits by distinct address
+    refunded: list[str] = []
 
 
 def encode_file_layout(layout: FileLayout) -> bytes:
@@ -58,16 +62,22 @@ def render(chunk: RowChunk, verdicts: Sequence[Verdict]) -> ChunkOutput:
 
 def render_cells(chunk: RowChunk, cells: list[tuple[str, ...]]) -> ChunkOutput:
     """Render a chunk's RESULT_COLUMNS cells (one tuple a row) in the form its result file
-    needs, with the counts of statuses and reasons (the enums are str: keys equal values)."""
+    needs, with the counts of statuses and reasons (the enums are str: keys equal values)
+    and the normalized addresses of its refunded rows."""
     statuses = Counter(map(itemgetter(0), cells))
     reasons = Counter(map(itemgetter(1), cells))
+    refunded = (
+        [cell[2] for cell in cells if cell[1] in REFUNDED_REASONS]
+        if not REFUNDED_REASONS.isdisjoint(reasons)
+        else []
+    )
     if chunk.text:
         layout = decode_file_layout(chunk.layout)
         codec, _ = output_encoding(layout)
         data = render_chunk(chunk.text, layout, cells).encode(codec, "replace")
-        return ChunkOutput(TEXT, len(cells), data, dict(statuses), dict(reasons))
+        return ChunkOutput(TEXT, len(cells), data, dict(statuses), dict(reasons), refunded)
     return ChunkOutput(
-        CELLS, len(cells), msgspec.msgpack.encode(cells), dict(statuses), dict(reasons)
+        CELLS, len(cells), msgspec.msgpack.encode(cells), dict(statuses), dict(reasons), refunded
     )
 
 

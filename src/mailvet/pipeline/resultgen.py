@@ -8,7 +8,9 @@ Workers send CSV/TXT chunks already rendered, so the result file is the rendered
 followed by the chunks in order; writing starts with the first chunk and follows the chunks
 as they become available. XLSX results are rewritten row by row with the cells appended.
 The result is published to validation/completed/, and the job completed, only once the last
-chunk is in.
+chunk is in. Before it is completed, the job's counts are stored and its credits settled:
+charged for its distinct addresses less those refunded (domain.credits.job_charge); a job
+that fails after its reservation gets it all back.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import msgspec
 import structlog
 
 from mailvet import metrics
-from mailvet.domain.job import Job, JobStatus
+from mailvet.domain.credits import CreditLedger, FreeLedger, job_charge
+from mailvet.domain.job import Job, JobCounts, JobStatus
 from mailvet.domain.messages import ChunkDone, JobQueued, Message
 from mailvet.domain.ports import JobRepository, ObjectNotFound, ObjectStorage
 from mailvet.domain.verdict import RESULT_COLUMNS
@@ -46,17 +49,30 @@ class JobAbandoned(Exception):
 
 
 class ResultGenerator:
-    def __init__(self, jobs: JobRepository, storage: ObjectStorage, *, scratch: Path) -> None:
+    def __init__(
+        self,
+        jobs: JobRepository,
+        storage: ObjectStorage,
+        *,
+        scratch: Path,
+        ledger: CreditLedger | None = None,
+    ) -> None:
         self._jobs = jobs
         self._storage = storage
         self._scratch = scratch  # the input's copy and the growing result (job_files)
+        self._ledger = ledger or FreeLedger()
         self._writers: dict[str, asyncio.Task[None]] = {}
         self._arrived: dict[str, asyncio.Event] = {}
 
     async def handle(self, message: Message) -> None:
         if isinstance(message, ChunkDone):
             output = ChunkOutput(
-                message.form, message.rows, message.data, message.statuses, message.reasons
+                message.form,
+                message.rows,
+                message.data,
+                message.statuses,
+                message.reasons,
+                message.refunded,
             )
             await self._storage.put_bytes(
                 object_keys.chunk_results(message.job_id, message.chunk_id), encode_output(output)
@@ -87,7 +103,8 @@ class ResultGenerator:
 
     async def _complete(self, job: Job) -> None:
         try:
-            summary = await self._write(job)
+            refunded: set[str] = set()  # normalized addresses whose credit goes back
+            summary = await self._write(job, refunded)
             while (job := await self._jobs.get(job.id)).status is not JobStatus.IN_PROGRESS:
                 if job.status is JobStatus.FILE_QUEUED:
                     await self._jobs.set_status(job.id, JobStatus.IN_PROGRESS)
@@ -95,12 +112,15 @@ class ResultGenerator:
                     raise JobAbandoned(job.status.value)
                 else:  # the publisher is finishing its bookkeeping
                     await asyncio.sleep(0.02)
+            await self._settle(job, summary, refunded)
             await self._jobs.set_status(job.id, JobStatus.COMPLETED)
             metrics.job_finished(JobStatus.COMPLETED.value, job.created_at)  # before any await
             await self._storage.delete_prefix(object_keys.job_work(job.id))
             log.info("job_completed", job_id=job.id, rows=summary.rows, **summary.by_status)
         except JobAbandoned as exc:
             log.info("job_abandoned", job_id=job.id, status=str(exc))
+            if JobStatus(str(exc)).is_error:
+                await self._release(job)
         except Exception as exc:
             log.exception("result_failed", job_id=job.id)
             current = await self._jobs.get(job.id)
@@ -109,9 +129,30 @@ class ResultGenerator:
                     job.id, JobStatus.ERROR_INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
                 )
                 metrics.job_finished(JobStatus.ERROR_INTERNAL.value, current.created_at)
+            if current.status is not JobStatus.COMPLETED:
+                await self._release(job)
         finally:
             self._writers.pop(job.id, None)
             self._arrived.pop(job.id, None)
+
+    async def _settle(self, job: Job, summary: Summary, refunded: set[str]) -> None:
+        """Store the result's counts and settle the job's credits (once: a settlement
+        repeated by a redelivery changes nothing)."""
+        pays = self._ledger.charges(job)
+        charged = job_charge(job.cost, refunded) if pays else 0
+        counts = JobCounts(statuses=summary.by_status, reasons=summary.by_reason, charged=charged)
+        await self._jobs.set_result_counts(job.id, counts)
+        if pays:
+            await self._ledger.settle(job.id, charged)
+            log.info("job_settled", job_id=job.id, cost=job.cost, charged=charged)
+
+    async def _release(self, job: Job) -> None:
+        """A job that failed gives its whole reservation back."""
+        if self._ledger.charges(job):
+            try:
+                await self._ledger.settle(job.id, 0)
+            except Exception:
+                log.exception("credit_release_failed", job_id=job.id)
 
     async def _stored(self, job_id: str, key: str) -> bytes:
         """The object at `key`, waiting until a chunk handler (maybe elsewhere) has stored it."""
@@ -135,7 +176,7 @@ class ResultGenerator:
                 await self._stored(job.id, object_keys.chunk_results(job.id, chunk_id))
             )
 
-    async def _write(self, job: Job) -> Summary:
+    async def _write(self, job: Job, refunded: set[str]) -> Summary:
         stored = decode_stored_layout(job.layout)
         kind = result_kind(stored.layout, job.file.result_kind)
         statuses: Counter[str] = Counter()
@@ -150,10 +191,11 @@ class ResultGenerator:
                         handle.write(chunk.data)
                         statuses.update(chunk.statuses)
                         reasons.update(chunk.reasons)
+                        refunded.update(chunk.refunded)
                         written += chunk.rows
             else:
                 written = await self._write_workbook(
-                    job, stored.layout, out, kind, statuses, reasons
+                    job, stored.layout, out, kind, statuses, reasons, refunded
                 )
             await self._storage.put_file(object_keys.completed(job.id), out)
         summary = Summary(
@@ -170,6 +212,7 @@ class ResultGenerator:
         kind: Literal["csv", "xlsx"],
         statuses: Counter[str],
         reasons: Counter[str],
+        refunded: set[str],
     ) -> int:
         """Results not rendered in chunks (XLSX): the input is rewritten row by row with the
         cells appended."""
@@ -184,6 +227,7 @@ class ResultGenerator:
                 )
                 statuses.update(chunk.statuses)
                 reasons.update(chunk.reasons)
+                refunded.update(chunk.refunded)
                 yield from decode_cells(chunk.data)
 
         async with local_copy(

@@ -90,6 +90,7 @@ class Worker:
                 data=output.data,
                 statuses=output.statuses,
                 reasons=output.reasons,
+                refunded=output.refunded,
             ),
         )
         if self._log is not None and chunk.checks is not Check.SYNTAX:
