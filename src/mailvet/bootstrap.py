@@ -18,6 +18,8 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from mailvet.domain.credits import CreditLedger, FreeLedger, Shortfall
+from mailvet.domain.job import Job
 from mailvet.domain.ports import (
     JobRepository,
     MailRoute,
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from mailvet.adapters.retry import RetryPolicy
     from mailvet.pipeline.engine import Engine
     from mailvet.pipeline.submit import JobLookup
+    from mailvet.services.credits import SqlCreditLedger
 
 Closer = Callable[[], Awaitable[Any]]
 J = TypeVar("J")
@@ -52,6 +55,8 @@ class Deps:
     engine: Engine
     syntax_pool: Executor | None = None
     closers: list[Closer] = field(default_factory=list)
+    # what intake reserves a job's credits through and the result generator settles them
+    ledger: CreditLedger = field(default_factory=FreeLedger)
 
     async def close(self) -> None:
         for close in reversed(self.closers):
@@ -346,6 +351,46 @@ class LazyProber:
             await self._prober.close()
 
 
+class LazyCreditLedger:
+    """The credit ledger on `settings.database`, its engine (and SQLAlchemy) made when the
+    first paying job reserves: a job without an owner (`mailvet validate`) pays nothing
+    and never builds it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._ledger: SqlCreditLedger | None = None
+
+    def _get(self) -> SqlCreditLedger:
+        if self._ledger is None:
+            from mailvet.adapters.db.database import make_database
+            from mailvet.services.credits import SqlCreditLedger
+
+            url = self._settings.database
+            self._ledger = SqlCreditLedger(lambda: make_database(url))
+        return self._ledger
+
+    def charges(self, job: Job) -> bool:
+        return bool(job.owner)
+
+    async def reserve(self, job: Job, cost: int) -> Shortfall | None:
+        return await self._get().reserve(job, cost) if self.charges(job) else None
+
+    async def settle(self, job_id: str, charged: int) -> None:
+        await self._get().settle(job_id, charged)
+
+    async def close(self) -> None:
+        if self._ledger is not None:
+            await self._ledger.close()
+
+
+def build_ledger(settings: Settings) -> tuple[CreditLedger, list[Closer]]:
+    """FreeLedger when MAILVET_CREDITS=off; else the database's ledger (built lazily)."""
+    if settings.web.credits == "off":
+        return FreeLedger(), []
+    ledger = LazyCreditLedger(settings)
+    return ledger, [ledger.close]
+
+
 def build_engine(settings: Settings, resolver: Resolver, prober: SmtpProber) -> Engine:
     from mailvet.pipeline.engine import Engine
 
@@ -369,12 +414,14 @@ async def build_deps(
     prober: SmtpProber | None = None,
     syntax_pool: Executor | None | bool = True,
     retry: RetryPolicy | None = None,
+    ledger: CreditLedger | None = None,
 ) -> Deps:
     """Build every port from settings unless given; `await deps.close()` releases them.
 
     `syntax_pool`: True builds the process pool from settings; None or False runs syntax
     checks in this process; an Executor is used as given. `retry`: the one policy the S3
-    storage and the SQL repository retry through (default: build_retry_policy's).
+    storage and the SQL repository retry through (default: build_retry_policy's). `ledger`:
+    the credit ledger (default: build_ledger's).
     """
     retry = retry or build_retry_policy(settings)
     store = await build_job_store(settings, jobs=jobs, retry=retry)
@@ -383,6 +430,9 @@ async def build_deps(
     prober = prober or LazyProber(settings, resolver)
     engine = build_engine(settings, resolver, prober)
     closers.append(engine.close)
+    if ledger is None:
+        ledger, ledger_closers = build_ledger(settings)
+        closers.extend(ledger_closers)
     pool: Executor | None
     if syntax_pool is True:
         built = build_syntax_pool(settings)
@@ -401,4 +451,5 @@ async def build_deps(
         engine=engine,
         syntax_pool=pool,
         closers=closers,
+        ledger=ledger,
     )

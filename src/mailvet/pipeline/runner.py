@@ -80,6 +80,7 @@ class Pipeline:
                     max_expanded_bytes=engine_settings.max_xlsx_expanded_bytes,
                 ),
                 scratch=scratch,
+                ledger=deps.ledger,
             )
             bus.subscribe(queues.INTAKE, cast(Handler, intake.handle), concurrency=2)
         if "publisher" in self.roles:
@@ -103,7 +104,7 @@ class Pipeline:
                 queues.WORK_CPU, cast(Handler, worker.handle), concurrency=worker.cpu_slots
             )
         if "resultgen" in self.roles:
-            self._resultgen = ResultGenerator(jobs, storage, scratch=scratch)
+            self._resultgen = ResultGenerator(jobs, storage, scratch=scratch, ledger=deps.ledger)
             bus.subscribe(queues.RESULTS, self._resultgen.handle, concurrency=4)
 
     async def _give_up(self, message: Message, exc: Exception) -> None:
@@ -118,6 +119,8 @@ class Pipeline:
                 await self.deps.jobs.set_status(
                     job_id, JobStatus.ERROR_INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
                 )
+            if job.status is not JobStatus.COMPLETED and self.deps.ledger.charges(job):
+                await self.deps.ledger.settle(job_id, 0)  # a failed job pays nothing
         except Exception:
             log.exception("fail_job_failed", job_id=job_id)
 
