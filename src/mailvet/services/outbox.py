@@ -223,17 +223,22 @@ class OutboxSender:
 
     async def _claim(self) -> list[_Claimed]:
         now = self._clock()
+        due = (
+            OutboxRow.next_attempt_at <= now,
+            OutboxRow.sent_at.is_(None),
+            OutboxRow.given_up_at.is_(None),
+        )
+        # a plain read first: an idle outbox polled twice a second takes no write lock
+        async with self._database.session_maker() as session:
+            if (await session.scalar(select(OutboxRow.id).where(*due).limit(1))) is None:
+                return []
         claim = uuid.uuid4().hex
         async with self._database.session_maker() as session, session.begin():
             await session.connection(execution_options=WRITE_INTENT)  # SQLite: BEGIN IMMEDIATE
             rows = (
                 await session.scalars(
                     select(OutboxRow)
-                    .where(
-                        OutboxRow.next_attempt_at <= now,
-                        OutboxRow.sent_at.is_(None),
-                        OutboxRow.given_up_at.is_(None),
-                    )
+                    .where(*due)
                     .order_by(OutboxRow.next_attempt_at)
                     .limit(self._batch_size)
                     .with_for_update(skip_locked=True)  # PostgreSQL; SQLite: serialised writers
