@@ -41,6 +41,7 @@ class Received:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     message: EmailMessage
+    tls: bool  # the session had switched to TLS (STARTTLS) before the message
 
 
 class _Handler:
@@ -61,7 +62,14 @@ class _Handler:
         assert isinstance(raw, bytes)
         message = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
-        self._catcher._receive(Received(str(envelope.mail_from), tuple(envelope.rcpt_tos), message))
+        self._catcher._receive(
+            Received(
+                str(envelope.mail_from),
+                tuple(envelope.rcpt_tos),
+                message,
+                tls=session.ssl is not None,
+            )
+        )
         return "250 OK: queued"
 
 

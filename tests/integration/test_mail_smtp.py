@@ -100,8 +100,9 @@ async def test_mail_goes_through_plain_smtp(database: Database, mail_catcher: Ma
 
     assert await sender(database, settings_for(mail_catcher.port), clock).run_once() == 1
 
-    [message] = await mail_catcher.wait_for(1)
+    [message] = await mail_catcher.wait_for(lambda m: m["To"] == "ann@example.com")
     [received] = mail_catcher.received
+    assert not received.tls  # the catcher offers no STARTTLS
     assert received.rcpt_tos == ("ann@example.com",)
     assert received.mail_from == "no-reply@mailvet.example"
     assert message["To"] == "ann@example.com"
@@ -174,6 +175,21 @@ async def test_starttls_required_and_offered_encrypts(
     trusting = sender(database, strict, clock, cert_bundle=str(catcher.cert_file))
     assert await trusting.run_once() == 1
     await catcher.wait_for(1)
+    assert [item.tls for item in catcher.received] == [True]
+
+
+async def test_starttls_is_used_when_offered_if_not_required(
+    database: Database, catcher_factory: list[MailCatcher]
+) -> None:
+    """Opportunistic: encrypted whenever offered, a self-made certificate accepted."""
+    offering = started(catcher_factory, starttls=True)
+    clock = Clock()
+    await put(database, CODE, clock)
+
+    assert await sender(database, settings_for(offering.port), clock).run_once() == 1
+
+    await offering.wait_for(1)
+    assert [item.tls for item in offering.received] == [True]
 
 
 async def test_an_outage_loses_nothing_and_the_mail_goes_when_the_server_is_back(
@@ -232,3 +248,18 @@ async def test_the_smtp_mailer_reports_a_down_server_as_temporary() -> None:
         await mailer.send(message)
 
     assert failure.value.temporary
+
+
+async def test_the_catcher_waits_for_what_it_is_told_and_times_out(
+    mail_catcher: MailCatcher,
+) -> None:
+    mailer = SmtpMailer(host="127.0.0.1", port=mail_catcher.port)
+    settings = settings_for(mail_catcher.port)
+    for to in ("ann@example.com", "bob@example.com"):
+        await mailer.send(render(OutgoingMail(to, "password_changed", {}), settings))
+
+    [bob] = await mail_catcher.wait_for(lambda m: m["To"] == "bob@example.com")
+    assert bob["To"] == "bob@example.com"
+    assert len(await mail_catcher.wait_for(2)) == 2
+    with pytest.raises(TimeoutError):
+        await mail_catcher.wait_for(3, timeout=0.05)

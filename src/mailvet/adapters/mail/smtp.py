@@ -1,10 +1,15 @@
 """The SMTP mailer: hands each message to the configured mail server with aiosmtplib.
 
 One connection per message (the outbox sends few, and a connection kept open would need its
-own health checks). STARTTLS is required when MAILVET_MAILER_STARTTLS is on (a server that
-does not offer it fails the attempt, temporarily: the mail stays in the outbox), else used
-whenever the server offers it; port 465 means TLS from the first byte. AUTH is used when a
-user name is set; certificates are checked against the system's trust store.
+own health checks). TLS:
+- MAILVET_MAILER_STARTTLS on: STARTTLS is required and the server's certificate is checked
+  against the system's trust store (or `cert_bundle`); a server that does not offer it, or
+  whose certificate does not check out, fails the attempt, temporarily: the mail stays in the
+  outbox. Port 465 means TLS from the first byte, checked the same way.
+- off: opportunistic (RFC 7435): STARTTLS whenever the server offers it, without checking the
+  certificate (it keeps a passive listener out; an active one could strip STARTTLS anyway,
+  which is what "required" is for), so a local relay with a self-made certificate works.
+AUTH is used when a user name is set (over TLS whenever the server offers it).
 
 Every failure is a MailDeliveryError: permanent only when the server refuses the recipient
 with a 5xx reply (that address cannot receive mail as it is); everything else (no route,
@@ -58,6 +63,7 @@ class SmtpMailer:
                 password=self.password if self.username else None,
                 use_tls=implicit,
                 start_tls=False if implicit else (True if self.starttls else None),
+                validate_certs=implicit or self.starttls,
                 timeout=self.timeout,
                 cert_bundle=self.cert_bundle,
             )
