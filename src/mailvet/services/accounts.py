@@ -1,0 +1,1111 @@
+"""Accounts: the use cases of signing up, confirming, signing in and looking after an account.
+
+The rules are in domain/accounts.py and domain/passwords.py; this module applies them to the
+database. Every method takes the caller's unit of work (`session`, an AsyncSession inside
+`session.begin()`) and does not commit: a sign-up adds the account, its credit grant
+(services.credits) and its mail (services.outbox) in one transaction.
+
+What the callers can rely on:
+
+* no enumeration: `signup`, `resend_code` and `request_password_reset` answer the same
+  whether the address has an account or not; `login` says only "invalid" for an unknown
+  address or a wrong password, and verifies a dummy hash for an unknown one so the time
+  taken tells nothing; an address that has an account gets an "account_exists" mail instead;
+* single use under concurrency: a code, a recovery code, a TOTP step and a reset token are
+  each consumed by one conditional UPDATE/DELETE whose row count decides (two replicas
+  racing with the same code: one wins);
+* throttling (services.throttle, counters shared by all replicas): 5 failed sign-ins per
+  address per 15 minutes (the count is kept per address, known or not), 30 sign-in attempts
+  per IP per minute, 5 failed second factors per account per 15 minutes, 3 reset mails and 3
+  "account exists" mails per address per hour (silently: the answer stays the same);
+* secrets at rest: argon2id password hashes (hashed off the event loop), keyed SHA-256
+  digests of codes and tokens (HMAC, so a stolen table gives no 6-digit code by brute force),
+  the TOTP secret as a Fernet token; both keys derived from `settings.web.secret_key` with
+  HKDF (changing the key voids pending codes, resets and TOTP secrets).
+
+Web code: `AccountService.from_settings(settings, hasher=..., storage=...)` once at start-up
+(bootstrap), then `await service.signup(session, ...)` etc. in the controllers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import hashlib
+import hmac
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailvet.adapters.db.account_models import (
+    AccountRow,
+    EmailCodeRow,
+    PasswordResetRow,
+    RecoveryCodeRow,
+)
+from mailvet.adapters.db.database import WRITE_INTENT
+from mailvet.adapters.db.models import JobRow
+from mailvet.domain import accounts as rules
+from mailvet.domain.accounts import Account, CodeOutcome, CodeState, ResendVerdict, Role
+from mailvet.domain.credits import EntryKind
+from mailvet.domain.mail import OutgoingMail
+from mailvet.domain.passwords import MAX_BYTES, normalize_password, password_problem
+from mailvet.logs import logger
+from mailvet.pipeline import object_keys
+from mailvet.services import credits as ledger
+from mailvet.services import outbox, sessions, throttle
+
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
+    from cryptography.fernet import Fernet
+
+    from mailvet.domain.identity import GoogleIdentity
+    from mailvet.domain.ports import ObjectStorage
+    from mailvet.settings import Settings
+
+CONFIRM = "confirm"  # purpose of the sign-up code (email_codes.purpose)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A throttle of services.throttle: at most `limit` hits per `window_seconds` per key."""
+
+    prefix: str
+    limit: int
+    window_seconds: int
+
+    def key(self, subject: str) -> str:
+        return f"{self.prefix}:{subject}"[:200]
+
+    async def hit(
+        self, session: AsyncSession, subject: str, now: datetime.datetime
+    ) -> throttle.Throttle:
+        return await throttle.hit(
+            session,
+            self.key(subject),
+            limit=self.limit,
+            window_seconds=self.window_seconds,
+            now=now,
+        )
+
+    async def peek(
+        self, session: AsyncSession, subject: str, now: datetime.datetime
+    ) -> throttle.Throttle:
+        return await throttle.peek(
+            session,
+            self.key(subject),
+            limit=self.limit,
+            window_seconds=self.window_seconds,
+            now=now,
+        )
+
+    async def reset(self, session: AsyncSession, subject: str) -> None:
+        await throttle.reset(session, self.key(subject))
+
+
+LOGIN_FAILURES = Limit("login-fail", 5, 15 * 60)  # per address (known or not), failures only
+LOGIN_PER_IP = Limit("login-ip", 30, 60)  # every attempt
+SECOND_FACTOR_FAILURES = Limit("2fa-fail", 5, 15 * 60)  # per account
+EXISTS_MAILS = Limit("signup-exists", 3, 3600)  # "account exists" mails per address
+RESET_MAILS = Limit("reset-mail", 3, 3600)  # reset links per address
+CLI_ACTOR = "cli"
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+# --- errors and results -----------------------------------------------------------------------
+
+
+class AccountError(Exception):
+    """A request the account cannot carry out; `message` is for the user."""
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field  # the form field it is about ("" for the whole form)
+
+
+class InvalidInput(AccountError):
+    pass
+
+
+class AccountExists(AccountError):
+    """Only `create_account` (the CLI, admins) says this; sign-up never does."""
+
+
+class NoSuchAccount(AccountError):
+    pass
+
+
+class InvalidToken(AccountError):
+    """A reset link that is unknown, used or expired."""
+
+
+class LoginOutcome(msgspec.Struct, frozen=True):
+    """`status`: "ok" (sign in now), "second_factor" (ask for TOTP or a recovery code, keep
+    `account.id` as pending), "invalid" (unknown address or wrong password, the same),
+    "disabled" (right password, account disabled), "throttled" (429, `retry_after`)."""
+
+    status: str
+    account: Account | None = None
+    retry_after: int = 0
+
+
+class ConfirmOutcome(msgspec.Struct, frozen=True):
+    outcome: CodeOutcome
+    attempts_left: int = 0
+    account_id: str | None = None  # set when accepted
+
+
+class SecondFactorOutcome(msgspec.Struct, frozen=True):
+    ok: bool
+    used_recovery_code: bool = False
+    recovery_codes_left: int = 0
+    retry_after: int = 0  # > 0: throttled
+
+
+class TotpSetup(msgspec.Struct, frozen=True):
+    """What the enable page shows: the secret as text for manual entry, the otpauth URI for
+    the QR code."""
+
+    secret: str
+    uri: str
+
+
+class GoogleOutcome(msgspec.Struct, frozen=True):
+    """`status`: "ok", "second_factor" (TOTP is on), "disabled", "email_not_verified" (no
+    account has this Google identity and the address is not verified: nothing created or
+    linked), "invalid_email" (not an address an account can have). `created`/`linked` say
+    what happened."""
+
+    status: str
+    account: Account | None = None
+    created: bool = False
+    linked: bool = False
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountKeys:
+    """Keys derived from the application's secret key: one for the digests of codes and
+    tokens, one (Fernet) for the TOTP secrets."""
+
+    digest_key: bytes
+    fernet: Fernet
+
+    @classmethod
+    def from_secret(cls, secret_key: str) -> AccountKeys:
+        if not secret_key:
+            raise ValueError("the secret key is empty")
+        from cryptography.fernet import Fernet
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        def derive(info: bytes) -> bytes:
+            kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info)
+            return kdf.derive(secret_key.encode("utf-8", "surrogatepass"))
+
+        fernet = Fernet(base64.urlsafe_b64encode(derive(b"mailvet accounts: totp secrets")))
+        return cls(digest_key=derive(b"mailvet accounts: digests"), fernet=fernet)
+
+    def digest(self, purpose: str, value: str) -> str:
+        message = f"{purpose}\x00{value}".encode()
+        return hmac.new(self.digest_key, message, hashlib.sha256).hexdigest()
+
+    def encrypt(self, text: str) -> str:
+        return self.fernet.encrypt(text.encode()).decode("ascii")
+
+    def decrypt(self, token: str) -> str:
+        return self.fernet.decrypt(token.encode("ascii")).decode()
+
+
+# --- plain queries (also for other areas) -------------------------------------------------------
+
+
+def to_account(row: AccountRow) -> Account:
+    return Account(
+        id=row.id,
+        email=row.email,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        newsletter=row.newsletter,
+        role=Role(row.role),
+        confirmed=row.confirmed_at is not None,
+        disabled=row.disabled,
+        totp_enabled=row.totp_enabled,
+        google_sub=row.google_sub,
+        google_picture=row.google_picture,
+        avatar_key=row.avatar_key,
+        has_password=row.password_hash is not None,
+        created_at=row.created_at,
+    )
+
+
+async def get_account(session: AsyncSession, account_id: str) -> Account | None:
+    row = await session.get(AccountRow, account_id)
+    return None if row is None else to_account(row)
+
+
+async def find_account(session: AsyncSession, email: str) -> Account | None:
+    """The account of an address as typed (normalized here); None also for a malformed one."""
+    row = await _row_by_email(session, email)
+    return None if row is None else to_account(row)
+
+
+async def search_accounts(
+    session: AsyncSession, query: str = "", *, limit: int = 50, offset: int = 0
+) -> list[Account]:
+    """Accounts whose address or name contains `query` (case-insensitive), newest first."""
+    statement = select(AccountRow).order_by(AccountRow.created_at.desc(), AccountRow.id)
+    text = query.strip().casefold()[:200]
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        statement = statement.where(
+            or_(
+                AccountRow.email.like(pattern, escape="\\"),
+                func.lower(AccountRow.first_name).like(pattern, escape="\\"),
+                func.lower(AccountRow.last_name).like(pattern, escape="\\"),
+            )
+        )
+    rows = await session.execute(statement.limit(max(1, min(limit, 500))).offset(max(0, offset)))
+    return [to_account(row) for row in rows.scalars()]
+
+
+async def create_account(
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str | None,
+    first_name: str = "",
+    last_name: str = "",
+    newsletter: bool = False,
+    admin: bool = False,
+    confirmed: bool = False,
+    credits: int | None = None,
+    free_credits: int = 0,
+    hasher: PasswordHasher,
+    now: datetime.datetime,
+    google_sub: str | None = None,
+    google_picture: str | None = None,
+) -> Account:
+    """Add an account. `credits` None: the sign-up grant of `free_credits` (through the
+    ledger, once per account); a number: the account starts with exactly that many (the CLI,
+    no sign-up grant). `password` None: Google only. Raises InvalidInput, AccountExists."""
+    address = _email(email)
+    password_hash = None
+    if password is not None:
+        _check_password(password, address)
+        password_hash = await _hash(hasher, password)
+    if credits is not None and credits < 0:
+        raise InvalidInput("An account cannot start with negative credits.", field="credits")
+    await _write_intent(session)
+    if await _row_by_email(session, address) is not None:
+        raise AccountExists("An account with this address exists.", field="email")
+    row = AccountRow(
+        id=uuid.uuid4().hex,
+        email=address,
+        password_hash=password_hash,
+        first_name=rules.clean_name(first_name),
+        last_name=rules.clean_name(last_name),
+        newsletter=newsletter,
+        role=(Role.ADMIN if admin else Role.USER).value,
+        confirmed_at=now if confirmed else None,
+        disabled=False,
+        google_sub=google_sub,
+        google_picture=google_picture,
+        avatar_key=None,
+        totp_secret=None,
+        totp_enabled=False,
+        totp_last_step=None,
+        password_changed_at=now if password_hash else None,
+        created_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    if credits is None:
+        if free_credits > 0:
+            await ledger.grant(
+                session,
+                row.id,
+                free_credits,
+                kind=EntryKind.SIGNUP_GRANT,
+                now=now,
+                reason="sign-up grant",
+                key=f"signup:{row.id}",
+            )
+    elif credits > 0:
+        await ledger.adjust(
+            session, row.id, credits, actor=CLI_ACTOR, reason="starting credits", now=now
+        )
+    logger(__name__).info("account_created", account_id=row.id, admin=admin)
+    return to_account(row)
+
+
+# --- the service ----------------------------------------------------------------------------------
+
+
+class AccountService:
+    """The account use cases with what they need: the password hasher (argon2id), the keys,
+    the public URL (links in mail), the sign-up grant, the object storage (account deletion)
+    and the clock."""
+
+    def __init__(
+        self,
+        *,
+        hasher: PasswordHasher,
+        keys: AccountKeys,
+        public_url: str,
+        free_credits: int,
+        storage: ObjectStorage | None = None,
+        clock: Callable[[], datetime.datetime] = utc_now,
+    ) -> None:
+        self.hasher = hasher
+        self.keys = keys
+        self.public_url = public_url.rstrip("/")
+        self.free_credits = free_credits
+        self.storage = storage
+        self.clock = clock
+        self._dummy_hash: str | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        storage: ObjectStorage | None = None,
+        hasher: PasswordHasher | None = None,
+        secret_key: str | None = None,
+        clock: Callable[[], datetime.datetime] = utc_now,
+    ) -> AccountService:
+        """`secret_key` overrides settings.web.secret_key (the embedded default's generated
+        key); `hasher` defaults to argon2-cffi's PasswordHasher (argon2id, RFC 9106 low
+        memory)."""
+        if hasher is None:
+            from argon2 import PasswordHasher
+
+            hasher = PasswordHasher()
+        return cls(
+            hasher=hasher,
+            keys=AccountKeys.from_secret(secret_key or settings.web.secret_key),
+            public_url=settings.web.public_url,
+            free_credits=settings.web.free_credits,
+            storage=storage,
+            clock=clock,
+        )
+
+    # --- sign-up and the e-mailed code --------------------------------------------------------
+
+    async def signup(
+        self,
+        session: AsyncSession,
+        *,
+        email: str,
+        password: str,
+        first_name: str = "",
+        last_name: str = "",
+        newsletter: bool = False,
+    ) -> str:
+        """Sign up; returns the normalized address whatever happened (the confirm page asks
+        for the code sent there). New address: the account, its sign-up grant and a mail
+        with the code. Known address: nothing changes, its owner gets "account_exists".
+        Raises InvalidInput for a malformed address or an unacceptable password (judged
+        before the address is looked up, so it tells nothing about existence)."""
+        now = self.clock()
+        address = _email(email)
+        _check_password(password, address)
+        await _write_intent(session)
+        if await _row_by_email(session, address) is not None:
+            await self._hash(password)  # the same work as a new account
+            if (await EXISTS_MAILS.hit(session, self._subject(address), now)).allowed:
+                await outbox.enqueue(session, OutgoingMail(address, "account_exists", {}), now=now)
+            return address
+        account = await create_account(
+            session,
+            email=address,
+            password=password,
+            first_name=first_name,
+            last_name=last_name,
+            newsletter=newsletter,
+            free_credits=self.free_credits,
+            hasher=self.hasher,
+            now=now,
+        )
+        await self._send_code(session, account.id, address, sends=1, now=now)
+        return address
+
+    async def confirm(self, session: AsyncSession, *, email: str, code: str) -> ConfirmOutcome:
+        """Check the sign-up code typed for `email`. Unknown address, confirmed account or no
+        code: WRONG, as for a wrong code (nothing to tell apart)."""
+        now = self.clock()
+        await _write_intent(session)
+        row = await _row_by_email(session, email)
+        if row is None or row.confirmed_at is not None:
+            return ConfirmOutcome(CodeOutcome.WRONG, rules.CODE_MAX_WRONG - 1)
+        code_row = await session.get(EmailCodeRow, (row.id, CONFIRM), populate_existing=True)
+        if code_row is None:
+            return ConfirmOutcome(CodeOutcome.WRONG, rules.CODE_MAX_WRONG - 1)
+        typed = rules.clean_code(code)
+        digest = self._code_digest(row.id, typed or "")
+        matches = typed is not None and hmac.compare_digest(digest, code_row.code_hash)
+        verdict = rules.judge_code(_code_state(code_row), matches=matches, now=now)
+        where = (EmailCodeRow.account_id == row.id, EmailCodeRow.purpose == CONFIRM)
+        if verdict.outcome is CodeOutcome.ACCEPTED:
+            taken = await session.execute(
+                delete(EmailCodeRow)
+                .where(*where)
+                .where(EmailCodeRow.code_hash == digest)
+                .where(EmailCodeRow.attempts < rules.CODE_MAX_WRONG)
+                .execution_options(synchronize_session=False)
+            )
+            if _rowcount(taken) != 1:  # a concurrent entry voided or used it meanwhile
+                return ConfirmOutcome(CodeOutcome.VOIDED, 0)
+            row.confirmed_at = now
+            await session.flush()
+            logger(__name__).info("account_confirmed", account_id=row.id)
+            return ConfirmOutcome(CodeOutcome.ACCEPTED, verdict.attempts_left, row.id)
+        if verdict.outcome is not CodeOutcome.EXPIRED:
+            await session.execute(
+                update(EmailCodeRow)
+                .where(*where)
+                .values(attempts=EmailCodeRow.attempts + 1)
+                .execution_options(synchronize_session=False)
+            )
+        return ConfirmOutcome(verdict.outcome, verdict.attempts_left)
+
+    async def resend_code(self, session: AsyncSession, *, email: str) -> ResendVerdict:
+        """Mail a new code (the old one stops working) when the rules allow it. An unknown or
+        confirmed address is answered "allowed" and gets nothing."""
+        now = self.clock()
+        await _write_intent(session)
+        row = await _row_by_email(session, email)
+        if row is None or row.confirmed_at is not None:
+            return ResendVerdict(True)
+        code_row = await session.get(EmailCodeRow, (row.id, CONFIRM), populate_existing=True)
+        verdict = rules.judge_resend(None if code_row is None else _code_state(code_row), now=now)
+        if verdict.allowed:
+            await self._send_code(session, row.id, row.email, sends=verdict.sends, now=now)
+        return verdict
+
+    async def _send_code(
+        self,
+        session: AsyncSession,
+        account_id: str,
+        address: str,
+        *,
+        sends: int,
+        now: datetime.datetime,
+    ) -> None:
+        code = rules.new_code()
+        values = {
+            "code_hash": self._code_digest(account_id, code),
+            "expires_at": now + rules.CODE_LIFETIME,
+            "attempts": 0,
+            "sends": sends,
+            "last_sent_at": now,
+        }
+        code_row = await session.get(EmailCodeRow, (account_id, CONFIRM))
+        if code_row is None:
+            session.add(EmailCodeRow(account_id=account_id, purpose=CONFIRM, **values))
+        else:
+            for name, value in values.items():
+                setattr(code_row, name, value)
+        await session.flush()
+        await outbox.enqueue(
+            session, OutgoingMail(address, "confirm_code", {"code": code}), now=now
+        )
+
+    def _code_digest(self, account_id: str, code: str) -> str:
+        return self.keys.digest(f"code:{CONFIRM}", f"{account_id}:{code}")
+
+    # --- signing in ---------------------------------------------------------------------------
+
+    async def login(
+        self, session: AsyncSession, *, email: str, password: str, ip: str | None = None
+    ) -> LoginOutcome:
+        """Check an address and password. The per-IP limit counts every attempt, the
+        per-address one failures only (a success clears them)."""
+        now = self.clock()
+        await _write_intent(session)
+        if ip:
+            per_ip = await LOGIN_PER_IP.hit(session, ip, now)
+            if not per_ip.allowed:
+                return LoginOutcome("throttled", retry_after=per_ip.retry_after)
+        subject = self._subject(email.strip().casefold()[: rules.MAX_EMAIL_LENGTH + 1])
+        ahead = await LOGIN_FAILURES.peek(session, subject, now)
+        if not ahead.allowed:
+            return LoginOutcome("throttled", retry_after=ahead.retry_after)
+        row = await _row_by_email(session, email)
+        if row is None or row.password_hash is None:
+            await self._verify(self._dummy(), password)  # the same time as a real check
+            ok = False
+        else:
+            ok = await self._verify(row.password_hash, password)
+        if not ok or row is None:
+            await LOGIN_FAILURES.hit(session, subject, now)
+            return LoginOutcome("invalid")
+        await LOGIN_FAILURES.reset(session, subject)
+        if row.disabled:
+            return LoginOutcome("disabled")
+        if self.hasher.check_needs_rehash(row.password_hash or ""):
+            row.password_hash = await self._hash(password)
+            await session.flush()
+        account = to_account(row)
+        if row.totp_enabled:
+            return LoginOutcome("second_factor", account)
+        logger(__name__).info("signed_in", account_id=row.id)
+        return LoginOutcome("ok", account)
+
+    async def verify_password(self, session: AsyncSession, account_id: str, password: str) -> bool:
+        """Reauthentication: is this the account's password? (Counts as a sign-in failure
+        when not, so it cannot be used to guess.)"""
+        now = self.clock()
+        await _write_intent(session)
+        row = await session.get(AccountRow, account_id)
+        if row is None or row.password_hash is None:
+            return False
+        subject = self._subject(row.email)
+        if not (await LOGIN_FAILURES.peek(session, subject, now)).allowed:
+            return False
+        if await self._verify(row.password_hash, password):
+            return True
+        await LOGIN_FAILURES.hit(session, subject, now)
+        return False
+
+    async def verify_second_factor(
+        self, session: AsyncSession, *, account_id: str, code: str
+    ) -> SecondFactorOutcome:
+        """A TOTP code (not a replay: its step must be newer than the last one used) or an
+        unused recovery code (used up here)."""
+        now = self.clock()
+        await _write_intent(session)
+        ahead = await SECOND_FACTOR_FAILURES.peek(session, account_id, now)
+        if not ahead.allowed:
+            return SecondFactorOutcome(False, retry_after=ahead.retry_after)
+        row = await session.get(AccountRow, account_id, populate_existing=True)
+        if row is None or row.disabled or not row.totp_enabled or row.totp_secret is None:
+            return SecondFactorOutcome(False)
+        if await self._take_totp_step(session, row, code, now):
+            await SECOND_FACTOR_FAILURES.reset(session, account_id)
+            return SecondFactorOutcome(
+                True, recovery_codes_left=await self.recovery_codes_left(session, account_id)
+            )
+        if await self._take_recovery_code(session, account_id, code):
+            await SECOND_FACTOR_FAILURES.reset(session, account_id)
+            left = await self.recovery_codes_left(session, account_id)
+            logger(__name__).info("recovery_code_used", account_id=account_id, left=left)
+            return SecondFactorOutcome(True, used_recovery_code=True, recovery_codes_left=left)
+        await SECOND_FACTOR_FAILURES.hit(session, account_id, now)
+        return SecondFactorOutcome(False)
+
+    async def _take_totp_step(
+        self, session: AsyncSession, row: AccountRow, code: str, now: datetime.datetime
+    ) -> bool:
+        if row.totp_secret is None:
+            return False
+        step = rules.totp_step(self.keys.decrypt(row.totp_secret), code, now=now)
+        if step is None or rules.replayed(step, row.totp_last_step):
+            return False
+        taken = await session.execute(
+            update(AccountRow)
+            .where(AccountRow.id == row.id)
+            .where(or_(AccountRow.totp_last_step.is_(None), AccountRow.totp_last_step < step))
+            .values(totp_last_step=step)
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(taken) != 1:
+            return False  # the same code (or a newer one) was taken concurrently
+        row.totp_last_step = step
+        return True
+
+    async def _take_recovery_code(self, session: AsyncSession, account_id: str, code: str) -> bool:
+        typed = rules.normalize_recovery_code(code)
+        if typed is None:
+            return False
+        taken = await session.execute(
+            delete(RecoveryCodeRow)
+            .where(RecoveryCodeRow.account_id == account_id)
+            .where(RecoveryCodeRow.code_hash == self._recovery_digest(account_id, typed))
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(taken) == 1
+
+    def _recovery_digest(self, account_id: str, normalized: str) -> str:
+        return self.keys.digest("recovery", f"{account_id}:{normalized}")
+
+    # --- TOTP ---------------------------------------------------------------------------------
+
+    async def start_totp(self, session: AsyncSession, account_id: str) -> TotpSetup:
+        """A new secret, kept encrypted and not yet in force until `enable_totp` confirms a
+        code of it. Raises AccountError when TOTP is already on."""
+        row = await self._row(session, account_id)
+        if row.totp_enabled:
+            raise AccountError("Two-factor authentication is already on.")
+        secret = rules.new_totp_secret()
+        row.totp_secret = self.keys.encrypt(secret)
+        row.totp_last_step = None
+        await session.flush()
+        return TotpSetup(secret=secret, uri=rules.totp_uri(secret, row.email))
+
+    async def enable_totp(
+        self, session: AsyncSession, account_id: str, code: str
+    ) -> list[str] | None:
+        """Turn TOTP on when `code` is a current code of the pending secret; the 10 recovery
+        codes to show once (None: wrong code, nothing changed)."""
+        now = self.clock()
+        await _write_intent(session)
+        row = await self._row(session, account_id)
+        if row.totp_enabled or row.totp_secret is None:
+            return None
+        if not await self._take_totp_step(session, row, code, now):
+            return None
+        row.totp_enabled = True
+        await session.flush()
+        codes = await self.regenerate_recovery_codes(session, account_id)
+        await outbox.enqueue(session, OutgoingMail(row.email, "two_factor_enabled", {}), now=now)
+        logger(__name__).info("two_factor_enabled", account_id=account_id)
+        return codes
+
+    async def disable_totp(self, session: AsyncSession, account_id: str, code: str) -> bool:
+        """Turn TOTP off; needs a current code (or an unused recovery code)."""
+        now = self.clock()
+        await _write_intent(session)
+        row = await self._row(session, account_id)
+        if not row.totp_enabled:
+            return False
+        proven = await self._take_totp_step(
+            session, row, code, now
+        ) or await self._take_recovery_code(session, account_id, code)
+        if not proven:
+            return False
+        row.totp_enabled = False
+        row.totp_secret = None
+        row.totp_last_step = None
+        await session.execute(
+            delete(RecoveryCodeRow).where(RecoveryCodeRow.account_id == account_id)
+        )
+        await session.flush()
+        await outbox.enqueue(session, OutgoingMail(row.email, "two_factor_disabled", {}), now=now)
+        logger(__name__).info("two_factor_disabled", account_id=account_id)
+        return True
+
+    async def regenerate_recovery_codes(self, session: AsyncSession, account_id: str) -> list[str]:
+        """Ten new recovery codes (the old ones stop working), shown once."""
+        codes = rules.new_recovery_codes()
+        await session.execute(
+            delete(RecoveryCodeRow).where(RecoveryCodeRow.account_id == account_id)
+        )
+        for code in codes:
+            digest = self._recovery_digest(account_id, rules.normalize_recovery_code(code) or "")
+            session.add(RecoveryCodeRow(account_id=account_id, code_hash=digest))
+        await session.flush()
+        return codes
+
+    async def recovery_codes_left(self, session: AsyncSession, account_id: str) -> int:
+        query = (
+            select(func.count())
+            .select_from(RecoveryCodeRow)
+            .where(RecoveryCodeRow.account_id == account_id)
+        )
+        return int((await session.execute(query)).scalar_one())
+
+    # --- passwords ----------------------------------------------------------------------------
+
+    async def change_password(
+        self,
+        session: AsyncSession,
+        *,
+        account_id: str,
+        current_password: str | None,
+        new_password: str,
+        keep_session_hash: str | None = None,
+    ) -> int:
+        """Set a new password (the current one is asked for when there is one; a Google-only
+        account sets its first). Ends the account's other sessions (all but
+        `keep_session_hash`, the caller's) and mails a notice; returns how many ended."""
+        now = self.clock()
+        await _write_intent(session)
+        row = await self._row(session, account_id)
+        if row.password_hash is not None and not await self.verify_password(
+            session, account_id, current_password or ""
+        ):
+            raise InvalidInput("The current password is not right.", field="current_password")
+        _check_password(new_password, row.email)
+        row.password_hash = await self._hash(new_password)
+        row.password_changed_at = now
+        await session.flush()
+        ended = await sessions.end_all_sessions(
+            session, account_id, except_token_hash=keep_session_hash
+        )
+        await outbox.enqueue(session, OutgoingMail(row.email, "password_changed", {}), now=now)
+        logger(__name__).info("password_changed", account_id=account_id, sessions_ended=ended)
+        return ended
+
+    async def request_password_reset(self, session: AsyncSession, *, email: str) -> None:
+        """Mail a reset link if the address has an enabled account; the same (nothing) for the
+        caller either way. At most 3 links per address per hour."""
+        now = self.clock()
+        await _write_intent(session)
+        row = await _row_by_email(session, email)
+        if row is None or row.disabled:
+            return
+        if not (await RESET_MAILS.hit(session, self._subject(row.email), now)).allowed:
+            return
+        token = secrets.token_urlsafe(32)
+        session.add(
+            PasswordResetRow(
+                token_hash=self.keys.digest("reset", token),
+                account_id=row.id,
+                created_at=now,
+                expires_at=now + rules.RESET_LIFETIME,
+                used_at=None,
+            )
+        )
+        await session.flush()
+        link = f"{self.public_url}/reset-password?token={token}"
+        await outbox.enqueue(
+            session, OutgoingMail(row.email, "password_reset", {"link": link}), now=now
+        )
+        logger(__name__).info("password_reset_sent", account_id=row.id)
+
+    async def reset_token_usable(self, session: AsyncSession, token: str) -> bool:
+        """Does the link still work? (The reset page shows its form only then.)"""
+        reset = await self._reset_row(session, token)
+        return reset is not None and rules.reset_usable(
+            expires_at=reset.expires_at, used_at=reset.used_at, now=self.clock()
+        )
+
+    async def reset_password(self, session: AsyncSession, *, token: str, new_password: str) -> str:
+        """Set the password through a reset link: the link is used up, every other link of
+        the account too, every session of the account ends, a notice is mailed. Returns the
+        account id. Raises InvalidToken (unknown, used, expired) or InvalidInput (the
+        password; the link stays usable)."""
+        now = self.clock()
+        await _write_intent(session)
+        reset = await self._reset_row(session, token)
+        if reset is None or not rules.reset_usable(
+            expires_at=reset.expires_at, used_at=reset.used_at, now=now
+        ):
+            raise InvalidToken("This link has expired or was used. Ask for a new one.")
+        row = await self._row(session, reset.account_id)
+        _check_password(new_password, row.email)
+        taken = await session.execute(
+            update(PasswordResetRow)
+            .where(PasswordResetRow.token_hash == reset.token_hash)
+            .where(PasswordResetRow.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(taken) != 1:
+            raise InvalidToken("This link has expired or was used. Ask for a new one.")
+        await session.execute(
+            update(PasswordResetRow)
+            .where(PasswordResetRow.account_id == row.id, PasswordResetRow.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        row.password_hash = await self._hash(new_password)
+        row.password_changed_at = now
+        await session.flush()
+        await LOGIN_FAILURES.reset(session, self._subject(row.email))
+        ended = await sessions.end_all_sessions(session, row.id)
+        await outbox.enqueue(session, OutgoingMail(row.email, "password_changed", {}), now=now)
+        logger(__name__).info("password_reset", account_id=row.id, sessions_ended=ended)
+        return row.id
+
+    async def _reset_row(self, session: AsyncSession, token: str) -> PasswordResetRow | None:
+        if not token or len(token) > 200:
+            return None
+        return await session.get(
+            PasswordResetRow, self.keys.digest("reset", token), populate_existing=True
+        )
+
+    # --- the account page and admins -------------------------------------------------------------
+
+    async def update_profile(
+        self,
+        session: AsyncSession,
+        account_id: str,
+        *,
+        first_name: str,
+        last_name: str,
+        newsletter: bool,
+    ) -> Account:
+        row = await self._row(session, account_id)
+        row.first_name = rules.clean_name(first_name)
+        row.last_name = rules.clean_name(last_name)
+        row.newsletter = newsletter
+        await session.flush()
+        return to_account(row)
+
+    async def set_avatar_key(
+        self, session: AsyncSession, account_id: str, key: str | None
+    ) -> str | None:
+        """Record the avatar's storage key (None: no avatar); returns the previous key (the
+        caller deletes that object)."""
+        row = await self._row(session, account_id)
+        previous, row.avatar_key = row.avatar_key, key
+        await session.flush()
+        return previous
+
+    async def set_disabled(self, session: AsyncSession, account_id: str, disabled: bool) -> None:
+        """An administrator disables (its sessions end) or enables an account."""
+        row = await self._row(session, account_id)
+        row.disabled = disabled
+        await session.flush()
+        if disabled:
+            await sessions.end_all_sessions(session, account_id)
+        logger(__name__).info(
+            "account_disabled" if disabled else "account_enabled", account_id=account_id
+        )
+
+    async def delete_account(self, session: AsyncSession, account_id: str) -> None:
+        """Delete an account: its files (uploads, results, avatar) and sessions go, its codes
+        and reset links with the row; its job rows stay, without their file names (counts and
+        dates remain for the operator); ledger entries stay (no personal data in them).
+
+        The files are deleted first, before the caller commits: a failed commit leaves an
+        account without its files, never files without an account."""
+        row = await self._row(session, account_id)
+        jobs = (
+            (await session.execute(select(JobRow.id).where(JobRow.owner == account_id)))
+            .scalars()
+            .all()
+        )
+        if self.storage is not None:
+            for job_id in jobs:
+                for prefix in job_file_prefixes(job_id):
+                    await self.storage.delete_prefix(prefix)
+            if row.avatar_key:
+                await self.storage.delete_prefix(row.avatar_key)
+        await session.execute(
+            update(JobRow)
+            .where(JobRow.owner == account_id)
+            .values(filename="", email_column=None, sheet=None)
+            .execution_options(synchronize_session=False)
+        )
+        await sessions.end_all_sessions(session, account_id)
+        await session.delete(row)
+        await session.flush()
+        logger(__name__).info("account_deleted", account_id=account_id, jobs=len(jobs))
+
+    # --- Google ---------------------------------------------------------------------------------
+
+    async def google_sign_in(
+        self,
+        session: AsyncSession,
+        *,
+        sub: str,
+        email: str,
+        email_verified: bool,
+        picture: str | None = None,
+        first_name: str = "",
+        last_name: str = "",
+    ) -> GoogleOutcome:
+        """Sign in with a validated Google ID token's claims. The account with this Google
+        identity; else, only when Google verified the address, the account of that address
+        (linked now) or a new one (confirmed, with the sign-up grant).
+
+        Linking to an account that was never confirmed drops its password and TOTP and ends
+        its sessions: whoever signed up with someone else's address cannot keep a way in
+        once the owner of the mailbox arrives."""
+        now = self.clock()
+        await _write_intent(session)
+        sub = sub.strip()
+        if not sub or len(sub) > 255:
+            return GoogleOutcome("email_not_verified")
+        picture = (
+            picture if picture and len(picture) <= 2048 and picture.startswith("https://") else None
+        )
+        found = (
+            await session.execute(select(AccountRow).where(AccountRow.google_sub == sub))
+        ).scalar_one_or_none()
+        if found is not None:
+            if picture:
+                found.google_picture = picture
+            return self._google_outcome(found)
+        if not email_verified:
+            return GoogleOutcome("email_not_verified")
+        try:
+            address = rules.normalize_email(email)
+        except rules.InvalidEmail:
+            return GoogleOutcome("invalid_email")
+        row = await _row_by_email(session, address)
+        if row is None:
+            account = await create_account(
+                session,
+                email=address,
+                password=None,
+                first_name=first_name,
+                last_name=last_name,
+                confirmed=True,
+                free_credits=self.free_credits,
+                hasher=self.hasher,
+                now=now,
+                google_sub=sub,
+                google_picture=picture,
+            )
+            return GoogleOutcome("ok", account, created=True)
+        if row.google_sub is not None:  # the address's account belongs to another identity
+            return GoogleOutcome("email_not_verified")
+        if row.confirmed_at is None:
+            row.password_hash = None
+            row.totp_enabled, row.totp_secret, row.totp_last_step = False, None, None
+            await session.execute(
+                delete(RecoveryCodeRow).where(RecoveryCodeRow.account_id == row.id)
+            )
+            await sessions.end_all_sessions(session, row.id)
+            row.confirmed_at = now
+        row.google_sub = sub
+        row.google_picture = picture
+        await session.flush()
+        logger(__name__).info("google_linked", account_id=row.id)
+        outcome = self._google_outcome(row)
+        return GoogleOutcome(outcome.status, outcome.account, linked=True)
+
+    async def sign_in_with_google(
+        self, session: AsyncSession, identity: GoogleIdentity
+    ) -> GoogleOutcome:
+        """`google_sign_in` with what `OidcClient.complete` returned."""
+        return await self.google_sign_in(
+            session,
+            sub=identity.sub,
+            email=identity.email,
+            email_verified=identity.email_verified,
+            picture=identity.picture or None,
+            first_name=identity.given_name,
+            last_name=identity.family_name,
+        )
+
+    def _google_outcome(self, row: AccountRow) -> GoogleOutcome:
+        if row.disabled:
+            return GoogleOutcome("disabled")
+        return GoogleOutcome("second_factor" if row.totp_enabled else "ok", to_account(row))
+
+    async def unlink_google(self, session: AsyncSession, account_id: str) -> bool:
+        """Disconnect Google; refused (False) while it is the only way in (no password)."""
+        row = await self._row(session, account_id)
+        if row.password_hash is None:
+            return False
+        row.google_sub = None
+        row.google_picture = None
+        await session.flush()
+        return True
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def _subject(self, address: str) -> str:
+        """A throttle key's subject for an address: its digest (no address in the table)."""
+        return self.keys.digest("address", address)
+
+    async def _row(self, session: AsyncSession, account_id: str) -> AccountRow:
+        row = await session.get(AccountRow, account_id, populate_existing=True)
+        if row is None:
+            raise NoSuchAccount("There is no such account.")
+        return row
+
+    async def _hash(self, password: str) -> str:
+        return await _hash(self.hasher, password)
+
+    async def _verify(self, password_hash: str, password: str) -> bool:
+        from argon2.exceptions import InvalidHashError, VerificationError
+
+        secret = _password_bytes(password)
+        if secret is None:
+            return False
+        try:
+            return await asyncio.to_thread(self.hasher.verify, password_hash, secret)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
+        return self._dummy_hash
+
+
+def job_file_prefixes(job_id: str) -> tuple[str, ...]:
+    """Every storage prefix a job's files live under (upload, work files, result, summary)."""
+    return (
+        object_keys.uploaded(job_id),
+        object_keys.job_work(job_id),
+        object_keys.completed(job_id),
+    )
+
+
+# --- module helpers ----------------------------------------------------------------------
+
+
+def _email(raw: str) -> str:
+    try:
+        return rules.normalize_email(raw)
+    except rules.InvalidEmail as exc:
+        raise InvalidInput(str(exc), field="email") from exc
+
+
+def _check_password(password: str, address: str) -> None:
+    problem = password_problem(password, email=address)
+    if problem is not None:
+        raise InvalidInput(problem.message, field="password")
+
+
+def _password_bytes(password: str) -> bytes | None:
+    """What is hashed: the NFKC form in UTF-8; None when too long to be a password of ours
+    (hashing megabytes is what an attacker would like)."""
+    if len(password) > MAX_BYTES:
+        return None
+    return normalize_password(password).encode("utf-8", "surrogatepass")
+
+
+async def _hash(hasher: PasswordHasher, password: str) -> str:
+    secret = _password_bytes(password)
+    if secret is None:
+        raise InvalidInput("The password is too long.", field="password")
+    return await asyncio.to_thread(hasher.hash, secret)
+
+
+async def _row_by_email(session: AsyncSession, email: str) -> AccountRow | None:
+    try:
+        address = rules.normalize_email(email)
+    except rules.InvalidEmail:
+        return None
+    query = (
+        select(AccountRow)
+        .where(AccountRow.email == address)
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def _write_intent(session: AsyncSession) -> None:
+    """SQLite: begin with BEGIN IMMEDIATE (WRITE_INTENT) when nothing ran yet in this
+    transaction, so a read-then-write use case cannot fail on upgrading its lock. When a
+    statement ran already the transaction has begun as it did (asking again would only warn)."""
+    transaction = session.sync_session.get_transaction()
+    if transaction is not None and getattr(transaction, "_connections", None):
+        return
+    await session.connection(execution_options=WRITE_INTENT)
+
+
+def _code_state(row: EmailCodeRow) -> CodeState:
+    return CodeState(
+        expires_at=row.expires_at,
+        attempts=row.attempts,
+        sends=row.sends,
+        last_sent_at=row.last_sent_at,
+    )
+
+
+def _rowcount(result: Any) -> int:
+    count = getattr(result, "rowcount", 0)
+    return int(count) if isinstance(count, int) else 0
