@@ -39,6 +39,7 @@ NEGATIVE_TTL_DEFAULT = 300.0
 """Seconds a negative answer is remembered when its SOA cannot be read (bounded by max_ttl)."""
 
 _FAILURES = (RouteKind.TIMEOUT, RouteKind.FAILED)
+ROUTE_SHARE = 3  # route lookups hold at most 1/ROUTE_SHARE of `max_in_flight` (hosts the rest)
 
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?"
 _HOST_NAME = re.compile(rf"(?=[^\n]{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
@@ -134,6 +135,11 @@ class DnsResolver:
         # a chunk asks for thousands of names at once; resolvers (and their UDP buffers) drop
         # such bursts, and a dropped query is a timeout: keep a bounded number outstanding
         self._in_flight = asyncio.Semaphore(max(1, settings.max_in_flight))
+        # a job's first chunks ask for thousands of new routes at once; the host lookups (the
+        # step right before a domain's first RCPT) must not queue behind all of them: route
+        # lookups that need a query take at most a share of the queries outstanding (a known
+        # route, or one another caller is already looking up, takes no slot)
+        self._route_slots = asyncio.Semaphore(max(1, settings.max_in_flight // ROUTE_SHARE))
         self._failure_ttl = settings.failure_ttl
         self._max_ttl = settings.max_ttl
         # shuffles MX hosts of equal preference (RFC 5321 5.1): no secret, no need of a CSPRNG
@@ -192,6 +198,10 @@ class DnsResolver:
 
     async def _lookup_route(self, domain: str) -> _Known[_Sorted]:
         metrics.dns_cache_miss("route")
+        async with self._route_slots:
+            return await self._route_queries(domain)
+
+    async def _route_queries(self, domain: str) -> _Known[_Sorted]:
         kind, records, ttl = await self._query(domain, "MX")
         if kind is None:
             mx = sorted(

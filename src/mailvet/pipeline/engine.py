@@ -87,7 +87,6 @@ def verdict_from_probe(base: Verdict, result: ProbeResult, catch_all: bool | Non
 
 Reached = Callable[[list[int], list[Verdict]], None]
 REACHED_BATCH = 20  # a domain's mailboxes asked in one probe call, reported when it returns
-ROUTE_LOOKUPS = 32  # routes looked up at once (the resolver allows more queries than this)
 _UNSET: Any = object()  # Memo.peek's "not known yet"
 
 
@@ -128,9 +127,6 @@ class Engine:
             cache_size, ttl=verdict_life, clock=clock
         )
         self._in_flight: dict[tuple[str, Check], asyncio.Future[Verdict]] = {}
-        # a job's first chunks ask for thousands of routes at once; the prober's host lookups
-        # (the step before a domain's first RCPT) must not queue behind all of them
-        self._route_slots = asyncio.Semaphore(ROUTE_LOOKUPS)
 
     async def check(self, address: str, checks: Check = Check.SMTP) -> Verdict:
         return (await self.check_many([address], checks))[0]
@@ -229,8 +225,9 @@ class Engine:
     ) -> list[Verdict]:
         """The verdicts of one domain's addresses; every position is told to `report`
         once, as soon as its verdict is known (mailbox answers REACHED_BATCH at a time)."""
-        async with self._route_slots:
-            route = await self._resolver.mail_route(domain)
+        # no gate here: a chunk has hundreds of domains, a job tens of thousands of (chunk,
+        # domain) groups, nearly all with a known route; the resolver bounds its own queries
+        route = await self._resolver.mail_route(domain)
         everyone = list(range(len(bases)))
         if route.kind not in (RouteKind.MX, RouteKind.IMPLICIT):
             out = [_verdict(_ROUTE_REASON[route.kind], base) for base in bases]
