@@ -23,16 +23,23 @@ from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.exceptions import TooManyRequestsException
 from litestar.middleware import ASGIMiddleware
+from litestar.types import Scope
 
 from mailvet.domain.throttle import Rate, Throttle, parse_rates
 from mailvet.services import throttle
 
 if TYPE_CHECKING:
-    from litestar.types import ASGIApp, Receive, Scope, Send
+    from litestar.types import ASGIApp, Receive, Send
 
     from mailvet.web.context import WebContext
 
-EXCLUDE_PATHS = ("^/static", "^/health$")
+EXEMPT_PREFIXES = ("/static/",)
+EXEMPT_PATHS = frozenset({"/health"})
+
+
+def _exempt(scope: Scope) -> bool:
+    path = str(scope.get("path", ""))
+    return path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES)
 
 
 def client_ip(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
@@ -81,9 +88,9 @@ class PerIpLimit(ASGIMiddleware):
     """MAILVET_WEB_RATE_LIMIT per client IP, on every route but /static and /health."""
 
     scopes = (ScopeType.HTTP,)
-    exclude_path_pattern = EXCLUDE_PATHS
 
     def __init__(self, context: WebContext) -> None:
+        self.should_bypass_for_scope = _exempt
         self.context = context
         self.rates = parse_rates(context.settings.web.web_rate_limit)
 

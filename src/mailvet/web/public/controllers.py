@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import structlog
 from litestar import Controller, Request, get, post
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, FromQuery
 from litestar.response import Template
 from litestar.status_codes import HTTP_200_OK, HTTP_429_TOO_MANY_REQUESTS
 
@@ -48,7 +48,7 @@ class PublicController(Controller):
     include_in_schema = False
 
     @get("/", name="home")
-    async def home(self, web: Web, email: str = "") -> Template:
+    async def home(self, web: Web, email: FromQuery[str] = "") -> Template:
         return Template("public/home.html", context=_home_context(web, email[:MAX_ADDRESS]))
 
     @post("/demo", name="demo", status_code=HTTP_200_OK)
