@@ -133,13 +133,68 @@ class RcptClock:
         world.zone.lookup = timed_lookup  # type: ignore[method-assign]
 
     def _wrap(self, ip: str, reply: Callable[[str], str]) -> Callable[[str], str]:
+        first, last = self.first, self.last
+
         def timed(address: str) -> str:
             now = time.perf_counter()
-            self.first.setdefault(ip, now)
-            self.last[ip] = now
+            first.setdefault(ip, now)
+            last[ip] = now
+            domain = "@" + address.rpartition("@")[2].lower()  # "@": apart from the IPs
+            first.setdefault(domain, now)
+            last[domain] = now
             return reply(address)
 
         return timed
+
+
+class ServerSampler:
+    """Every PERIOD seconds (in the world's loop), each live server's RCPTs answered so far
+    and sessions open now: how a server's work was spread over the run."""
+
+    PERIOD = 0.5
+
+    def __init__(self, world: MailWorld, ips: list[str]) -> None:
+        self._servers = {ip: world.smtp(ip) for ip in ips}
+        self.samples: list[tuple[float, dict[str, tuple[int, int]]]] = []
+        self._stop = False
+
+    async def run(self) -> None:
+        while not self._stop:
+            now = time.perf_counter()
+            self.samples.append(
+                (
+                    now,
+                    {
+                        ip: (server.stats.rcpt_total, server._active)
+                        for ip, server in self._servers.items()
+                    },
+                )
+            )
+            await asyncio.sleep(self.PERIOD)
+
+    def start(self, world: MailWorld) -> None:
+        loop = getattr(world, "_loop", None)
+        if loop is not None:
+            self._future = asyncio.run_coroutine_threadsafe(self.run(), loop)
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def strip(self, ip: str, spawned: float, step: float = 1.0) -> str:
+        """'t:rcpts/sessions' per `step` seconds for one server (RCPTs answered in that
+        second, the most sessions open at a sample in it)."""
+        bins: dict[int, list[int]] = {}
+        before = 0
+        for at, figures in self.samples:
+            rcpts, active = figures[ip]
+            slot = int((at - spawned) // step)
+            entry = bins.setdefault(slot, [0, 0])
+            entry[0] += rcpts - before
+            entry[1] = max(entry[1], active)
+            before = rcpts
+        return " ".join(
+            f"{slot}:{rcpts}/{active}" for slot, (rcpts, active) in sorted(bins.items())
+        )
 
 
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux: past net.core.rmem_max (root)
@@ -312,6 +367,51 @@ def server_figures(plan: WorldPlan, stats: dict[str, SmtpStats]) -> dict[str, in
     return dict(f)
 
 
+def domain_timeline(
+    plan: WorldPlan, bound: Bound, clock: RcptClock, fast: FastDns | None, spawned: float
+) -> list[str]:
+    """The domains whose last RCPT came last: when their MX was first asked for (--dns fast
+    only), their first and last RCPT, beside their share of their server's T (the domain's
+    probes at the server's allowed rate)."""
+    rate = {load.ip: load.rate for load in bound.loads}
+    asked = fast.first_by_name if fast is not None else {}
+    ends = sorted(
+        ((t - spawned, key[1:]) for key, t in clock.last.items() if key.startswith("@")),
+        reverse=True,
+    )
+    by_name = {d.name: d for d in plan.domains}
+    lines = [
+        "               domains that finished last: MX asked, first RCPT, last RCPT,"
+        " its share of its server's T:"
+    ]
+    for end, name in ends[:8]:
+        domain = by_name[name]
+        ip = domain.answering_ip or "-"
+        dns = asked.get(name)
+        share = (domain.addresses + 1) / rate[ip] if ip in rate else 0.0
+        first = clock.first["@" + name] - spawned
+        lines.append(
+            f"    {name:<28} {domain.kind.value:<12} {domain.addresses:>6,} addr on {ip:<12}"
+            f" MX {dns - spawned if dns else -1:5.1f}  first {first:5.1f}"
+            f"  last {end:5.1f}  share {share:5.2f}"
+        )
+    starts = sorted(clock.first[key] - spawned for key in clock.first if key.startswith("@"))
+    if starts:
+        pick = [starts[int(q * (len(starts) - 1))] for q in (0.1, 0.5, 0.9, 1.0)]
+        lines.append(
+            "               first RCPT of a domain: 10% by {:.1f}s, 50% by {:.1f}s,"
+            " 90% by {:.1f}s, all by {:.1f}s".format(*pick)
+        )
+    if asked:
+        mx_times = sorted(asked[d.name] - spawned for d in plan.domains if d.name in asked)
+        pick = [mx_times[int(q * (len(mx_times) - 1))] for q in (0.1, 0.5, 0.9, 1.0)]
+        lines.append(
+            "               first MX query of a domain: 10% by {:.1f}s, 50% by {:.1f}s,"
+            " 90% by {:.1f}s, all by {:.1f}s".format(*pick)
+        )
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -411,7 +511,9 @@ def main() -> int:
         if args.dns == "fast"
         else None
     )
-    clock = RcptClock(world, [ip for ip, spec in plan.servers.items() if spec.kind in LIVE])
+    live_ips = [ip for ip, spec in plan.servers.items() if spec.kind in LIVE]
+    clock = RcptClock(world, live_ips)
+    sampler = ServerSampler(world, live_ips)
     gen_seconds = time.perf_counter() - t0
 
     OUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -469,11 +571,13 @@ def main() -> int:
                 ]
             lag = LoopLag()
             lag.start(world)
+            sampler.start(world)
             self_before = resource.getrusage(resource.RUSAGE_SELF)
             spawned = time.perf_counter()
             run = run_child(cmd, clean_env(extra), tmp, OUT_DIR / "world_run", args.time_limit)
             self_after = resource.getrusage(resource.RUSAGE_SELF)
             lag.stop()
+            sampler.stop()
             dns_drops = udp_drops(dns_port)
         finally:
             if fast is not None:
@@ -627,10 +731,13 @@ def main() -> int:
     dns_queries = clock.dns_queries
     if fast is not None:
         dns_first, dns_last, dns_queries = fast.first or spawned, fast.last or spawned, fast.queries
-    ends = sorted(((t - spawned, ip) for ip, t in clock.last.items()), reverse=True)
+    ends = sorted(
+        ((t - spawned, ip) for ip, t in clock.last.items() if not ip.startswith("@")),
+        reverse=True,
+    )
     if ends:
         bound_of = {load.ip: load for load in bound.loads}
-        first_rcpt = min(clock.first.values()) - spawned
+        first_rcpt = min(t for ip, t in clock.first.items() if not ip.startswith("@")) - spawned
         print(
             f"timeline     : (s after spawn) DNS queries {dns_queries:,} from "
             f"{dns_first - spawned:.1f} to"
@@ -655,6 +762,12 @@ def main() -> int:
                 f"  T {load.seconds if load else 0:6.2f}  ({load.probes if load else 0:,} probes,"
                 f" {load.rate if load else 0:,.0f}/s allowed)"
             )
+        print("               RCPTs answered per second / most sessions open (t:n/s):")
+        for _, ip in ends[:3]:
+            spec = plan.servers[ip]
+            print(f"    {ip:<12} C={spec.max_connections} {sampler.strip(ip, spawned)}")
+        for line in domain_timeline(plan, bound, clock, fast, spawned):
+            print(line)
     server_name = (
         "the bench's FastDns front (--dns fast)"
         if fast is not None

@@ -471,6 +471,7 @@ class FastDns:
         self.queries = 0
         self.first: float | None = None  # time.perf_counter() of the first and last query
         self.last: float | None = None
+        self.first_by_name: dict[str, float] = {}  # lower-cased name -> its first query
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -482,6 +483,18 @@ class FastDns:
         while query[end] != 0:
             end += 1 + query[end]
         return bytes(query[12 : end + 1]).lower(), int.from_bytes(query[end + 1 : end + 3], "big")
+
+    def _note_name(self, query: bytes, now: float) -> None:
+        """Remember when a name was first asked about (any type)."""
+        try:
+            wire, _ = self._key(query)
+        except IndexError:
+            return
+        labels, at = [], 0
+        while at < len(wire) and wire[at]:
+            labels.append(wire[at + 1 : at + 1 + wire[at]].decode("ascii", "replace"))
+            at += 1 + wire[at]
+        self.first_by_name.setdefault(".".join(labels), now)
 
     def _full(self, query: bytes) -> bytes | None:
         """The world resolver's answer to *query* (None: no reply, as the world would)."""
@@ -541,6 +554,7 @@ class FastDns:
             self.first = self.first or now
             self.last = now
             self.queries += 1
+            self._note_name(query, now)
             reply = self.answer(query)
             if reply is not None:
                 sock.sendto(reply, client)
