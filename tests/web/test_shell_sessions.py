@@ -6,13 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from litestar import Litestar
+from litestar import Litestar, get
 from litestar.testing import AsyncTestClient
 
+from mailvet.services.accounts import create_account
 from mailvet.services.sessions import hash_token
+from mailvet.web.sessions import requires_admin
 from tests.web.shell_helpers import (
+    cheap_hasher,
     client,
     csrf_token,
+    look,
+    session_area,
     session_cookie,
     session_rows,
     set_cookie_headers,
@@ -189,3 +194,41 @@ async def test_an_unchanged_session_is_not_rewritten_on_every_request(tmp_path: 
         await whoami(c)
         (touched,) = await session_rows(s.url)
         assert touched.last_seen_at == s.clock.now
+
+
+async def test_requires_admin_reads_the_role_from_the_account(tmp_path: Path) -> None:
+    @get("/admin-only", guards=[requires_admin])
+    async def admin_only() -> str:
+        return "admin"
+
+    async with shell(tmp_path, areas=[session_area(), admin_only]) as s:
+        async with look(s.url) as database, database.session_maker() as session, session.begin():
+            admin = await create_account(
+                session,
+                email="root@example.com",
+                password=None,
+                admin=True,
+                confirmed=True,
+                credits=0,
+                hasher=cheap_hasher(),
+                now=s.clock.now,
+            )
+            user = await create_account(
+                session,
+                email="ann@example.com",
+                password=None,
+                credits=0,
+                hasher=cheap_hasher(),
+                now=s.clock.now,
+            )
+        async with client(s.app) as c:
+            token = await csrf_token(c)
+            assert (await c.get("/admin-only")).status_code == 401
+            await post(c, f"/t/sign-in/{user.id}", token)
+            refused = await c.get("/admin-only", headers={"accept": "text/html"})
+            assert refused.status_code == 403
+            assert "administrators only" in refused.text
+            await post(c, f"/t/sign-in/{admin.id}", token)
+            assert (await c.get("/admin-only")).text == "admin"
+            await post(c, f"/t/sign-in/{'e' * 32}", token)  # an id with no account
+            assert (await c.get("/admin-only")).status_code == 403
