@@ -91,10 +91,11 @@ async def captcha(siteverify_server: tuple[FakeSiteverify, str]) -> AsyncIterato
         expected_hostname=HOSTNAME,
         timeout=2.0,
     )
+    port: Captcha = client  # the adapter is the port (checked by mypy)
     try:
         yield client
     finally:
-        await client.aclose()
+        await port.aclose()
 
 
 async def test_a_solved_token_passes_once_and_the_secret_and_ip_are_sent(
@@ -200,6 +201,8 @@ async def test_no_captcha_and_the_memory_twin() -> None:
     assert none.site_key == ""
     assert await none.verify("", None)
     memory = MemoryCaptcha()
+    port: Captcha = memory
+    assert port.site_key == "memory-site-key"
     assert await memory.verify("human", "198.51.100.1")
     assert not await memory.verify("bot", None)
     assert memory.calls == [("human", "198.51.100.1"), ("bot", None)]

@@ -4,6 +4,7 @@ checked), and each way a sign-in must be refused."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -14,7 +15,7 @@ import pytest
 
 from mailvet.adapters.oidc import GoogleOidc, build_oidc
 from mailvet.adapters.tls import client_tls
-from mailvet.domain.identity import REFUSALS, GoogleIdentity, SignInRefused
+from mailvet.domain.identity import REFUSALS, GoogleIdentity, OidcClient, SignInRefused
 from mailvet.settings import WebSettings
 from tests.fake_oidc import (  # noqa: F401 (fixtures)
     FakeOidcProvider,
@@ -52,10 +53,11 @@ async def oidc(fake_oidc: FakeOidcProvider, ticker: Ticker) -> AsyncIterator[Goo
         client_secret=fake_oidc.client_secret,
         monotonic=ticker,
     )
+    port: OidcClient = client  # the adapter is the port (checked by mypy)
     try:
         yield client
     finally:
-        await client.aclose()
+        await port.aclose()
 
 
 async def approve(url: str) -> dict[str, str]:
@@ -146,6 +148,15 @@ async def test_discovery_and_keys_are_cached_until_their_ttl(
     ticker.now += 3601
     await sign_in(oidc)
     assert (fake_oidc.discovery_hits, fake_oidc.jwks_hits) == (2, 2)
+
+
+async def test_concurrent_first_sign_ins_fetch_the_documents_once(
+    oidc: GoogleOidc, fake_oidc: FakeOidcProvider
+) -> None:
+    identities = await asyncio.gather(*(sign_in(oidc) for _ in range(8)))
+    assert {identity.sub for identity in identities} == {fake_oidc.user.sub}
+    assert (fake_oidc.discovery_hits, fake_oidc.jwks_hits) == (1, 1)
+    assert len(fake_oidc.token_requests) == 8
 
 
 async def test_a_rotated_key_is_fetched_when_a_token_names_it(
