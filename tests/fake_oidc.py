@@ -64,6 +64,7 @@ class Knobs:
     bad_signature: bool = False  # signed by a key it never published (same kid)
     omit_id_token: bool = False  # a token response without id_token
     error_without_error_key: bool = False  # /token answers 400 {"status_code", "detail"}
+    token_not_json: bool = False  # /token answers 200 with an HTML page
     deny: bool = False  # /authorize sends the user back with error=access_denied
     down: bool = False  # discovery and JWKS answer 503
     extra_claims: dict[str, Any] = field(default_factory=dict)  # merged in last
@@ -205,7 +206,10 @@ class FakeOidcProvider:
                 answered=status,
             )
         )
-        return Response(body, status_code=status, headers={"Cache-Control": "no-store"})
+        media_type = "text/html" if isinstance(body, str) else "application/json"
+        return Response(
+            body, status_code=status, media_type=media_type, headers={"Cache-Control": "no-store"}
+        )
 
     def _basic_client(self, authorization: str | None) -> str | None:
         if not authorization or not authorization.lower().startswith("basic "):
@@ -220,6 +224,8 @@ class FakeOidcProvider:
     def _token_answer(self, client_id: str | None, form: dict[str, str]) -> tuple[int, Any]:
         if self.knobs.error_without_error_key:
             return 400, {"status_code": 400, "detail": "Bad Request"}
+        if self.knobs.token_not_json:
+            return 200, "<html><body>Sign-in is down</body></html>"
         if client_id is None:
             return 401, {"error": "invalid_client"}
         if form.get("grant_type") != "authorization_code":

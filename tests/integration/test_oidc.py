@@ -213,6 +213,7 @@ def _unverified(provider: FakeOidcProvider) -> None:
         (_set(bad_signature=True), "bad_signature"),
         (_set(omit_id_token=True), "no_id_token"),
         (_set(error_without_error_key=True), "token_refused"),
+        (_set(token_not_json=True), "provider_error"),
     ],
 )
 async def test_a_wrong_token_is_refused(

@@ -75,13 +75,15 @@ def _refusal(reason: Refusal, detail: str = "") -> SignInRefused:
 def _check_token_response(response: httpx.Response) -> httpx.Response:
     """authlib's access_token_response hook: a non-2xx answer is a refusal whatever its body
     says (authlib raises only for a JSON object with an "error" key, and would return any
-    other 4xx body as the token)."""
-    if response.is_success:
-        return response
+    other 4xx body as the token), and a 2xx answer must be a JSON object."""
     try:
         body = response.json()
     except ValueError:
         body = None
+    if response.is_success:
+        if not isinstance(body, dict):  # authlib would fail on it with a TypeError
+            raise _ProviderRefused("provider_error", "the token answer is not a JSON object")
+        return response
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         return response  # a proper OAuth error: authlib raises OAuthError with it
     reason: Refusal = "provider_error" if response.status_code >= 500 else "token_refused"
