@@ -11,10 +11,12 @@ from litestar.testing import AsyncTestClient
 
 from mailvet.services.accounts import create_account
 from mailvet.services.sessions import hash_token
+from mailvet.web.context import housekeeping_once
 from mailvet.web.sessions import requires_admin
 from tests.web.shell_helpers import (
     cheap_hasher,
     client,
+    counter_total,
     csrf_token,
     look,
     session_area,
@@ -232,3 +234,20 @@ async def test_requires_admin_reads_the_role_from_the_account(tmp_path: Path) ->
             assert (await c.get("/admin-only")).text == "admin"
             await post(c, f"/t/sign-in/{'e' * 32}", token)  # an id with no account
             assert (await c.get("/admin-only")).status_code == 403
+
+
+async def test_housekeeping_deletes_expired_sessions_and_stale_counters(tmp_path: Path) -> None:
+    env = {"MAILVET_SESSION_MAX_AGE": "3600", "MAILVET_WEB_RATE_LIMIT": "100/minute"}
+    async with shell(tmp_path, env) as s:
+        async with client(s.app) as c:
+            await post(c, f"/t/sign-in/{ACCOUNT}", await csrf_token(c))
+            s.clock.advance(minutes=30)
+            c.cookies.delete("mailvet_session")
+            await post(c, f"/t/sign-in/{OTHER}", await csrf_token(c))
+        s.clock.advance(minutes=31)  # the first expired, the second lives
+        assert await housekeeping_once(s.web) == (1, 0)
+        assert [row.account_id for row in await session_rows(s.url)] == [OTHER]
+        s.clock.advance(days=3)
+        assert await housekeeping_once(s.web) == (1, 1)  # the client's one counter row
+        assert await session_rows(s.url) == []
+        assert await counter_total(s.url) == 0

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailvet.adapters.db.session_models import COUNTER_KEY_LENGTH, RateCounterRow
 from mailvet.domain.throttle import Throttle, judge, window_start
 
-__all__ = ["Throttle", "hit", "peek", "reset"]
+__all__ = ["Throttle", "hit", "peek", "purge_stale", "reset"]
 
 
 async def hit(
@@ -78,3 +78,16 @@ async def reset(session: AsyncSession, key: str) -> None:
 def _check_key(key: str) -> None:
     if not key or len(key) > COUNTER_KEY_LENGTH:
         raise ValueError(f"a counter key is 1 to {COUNTER_KEY_LENGTH} characters")
+
+
+async def purge_stale(session: AsyncSession, *, now: datetime, older_than: int = 2 * 86400) -> int:
+    """Delete counters whose window began more than `older_than` seconds ago (longer than
+    any window in use: a day); returns how many. A periodic task calls it."""
+    cutoff = int(now.timestamp()) - older_than
+    result = await session.execute(
+        delete(RateCounterRow)
+        .where(RateCounterRow.window_start < cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    count = getattr(result, "rowcount", 0)
+    return int(count) if isinstance(count, int) else 0

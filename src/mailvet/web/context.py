@@ -140,3 +140,36 @@ async def build_web_context(
 # handler parameter annotations (the value is the object create_app was given, not validated)
 Web = NamedDependency[SkipValidation[WebContext]]
 EngineDep = NamedDependency[SkipValidation[Engine]]
+
+
+HOUSEKEEPING_EVERY = 3600.0
+
+
+async def housekeeping_once(context: WebContext) -> tuple[int, int]:
+    """Delete expired sessions and stale rate counters; returns how many of each."""
+    from mailvet.adapters.db.database import WRITE_INTENT
+    from mailvet.services import sessions, throttle
+
+    async with context.database.session_maker() as session, session.begin():
+        await session.connection(execution_options=WRITE_INTENT)
+        now = context.clock()
+        ended = await sessions.purge_expired(session, now=now)
+        counters = await throttle.purge_stale(session, now=now)
+    return ended, counters
+
+
+async def run_housekeeping(context: WebContext, every: float = HOUSEKEEPING_EVERY) -> None:
+    """`housekeeping_once` now and every `every` seconds, until cancelled (a task of the web
+    role). A failed round is logged and the next one tried."""
+    import asyncio
+
+    import structlog
+
+    log = structlog.get_logger(__name__)
+    while True:
+        try:
+            ended, counters = await housekeeping_once(context)
+            log.info("web_housekeeping", sessions_ended=ended, counters_deleted=counters)
+        except Exception as exc:  # the database may be down for a while
+            log.warning("web_housekeeping_failed", error=type(exc).__name__)
+        await asyncio.sleep(every)

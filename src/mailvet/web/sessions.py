@@ -45,6 +45,7 @@ from litestar.middleware.session.base import (
     SessionMiddleware,
 )
 
+from mailvet.adapters.db.database import WRITE_INTENT
 from mailvet.services import sessions as stored_sessions
 
 if TYPE_CHECKING:
@@ -141,7 +142,14 @@ class DatabaseSessionBackend(BaseSessionBackend[SessionCookieConfig]):
         stored = state.stored
         token: str | None = None  # a new cookie to set
         clear = False
+        if stored is None and not data and not state.rotate:
+            if state.sent_cookie:  # an unknown token, and nothing to keep: drop it
+                self._set_cookie(message, "", 0)
+            return
+        if not _writes(state, data, now):
+            return
         async with self.context.database.session_maker() as session, session.begin():
+            await session.connection(execution_options=WRITE_INTENT)  # SQLite: BEGIN IMMEDIATE
             if state.rotate:
                 if state.account_id is None and not data:
                     if stored is not None:
@@ -175,8 +183,6 @@ class DatabaseSessionBackend(BaseSessionBackend[SessionCookieConfig]):
                     now=now,
                     max_age=max_age,
                 )
-            else:
-                clear = state.sent_cookie
         if token is not None:
             self._set_cookie(message, token, max_age)
         elif clear:
@@ -195,6 +201,16 @@ class DatabaseSessionBackend(BaseSessionBackend[SessionCookieConfig]):
             samesite=self.config.samesite,
         )
         MutableScopeHeaders.from_message(message).add("set-cookie", cookie.to_header(header=""))
+
+
+def _writes(state: _SessionState, data: dict[str, Any], now: datetime) -> bool:
+    """Whether storing this request's session touches the database at all."""
+    stored = state.stored
+    if state.rotate or stored is None:
+        return True
+    if not data and stored.account_id is None:
+        return True  # emptied: the row goes
+    return data != stored.data or now - stored.last_seen_at >= TOUCH_EVERY
 
 
 def session_middleware(context: WebContext) -> DefineMiddleware:

@@ -12,7 +12,7 @@ uvicorn take it from X-Forwarded-For (`--forwarded-allow-ips`), never trust the 
 Per-form limits (login, sign-up, forgot password, the home page's demo check):
 `await enforce(context, f"login-ip:{client_ip(request)}", limit=30, window_seconds=60)` in
 its own transaction, or `raise_if_refused(await throttle.hit(session, ...))` inside the
-caller's unit of work.
+caller's unit of work (on SQLite begun with `WRITE_INTENT`, as every writer).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from litestar.exceptions import TooManyRequestsException
 from litestar.middleware import ASGIMiddleware
 from litestar.types import Scope
 
+from mailvet.adapters.db.database import WRITE_INTENT
 from mailvet.domain.throttle import Rate, Throttle, parse_rates
 from mailvet.services import throttle
 
@@ -58,6 +59,7 @@ def raise_if_refused(answer: Throttle) -> None:
 async def enforce(context: WebContext, key: str, *, limit: int, window_seconds: int) -> Throttle:
     """Count one hit of `key` in a transaction of its own; 429 when over `limit`."""
     async with context.database.session_maker() as session, session.begin():
+        await session.connection(execution_options=WRITE_INTENT)  # SQLite: BEGIN IMMEDIATE
         answer = await throttle.hit(
             session, key, limit=limit, window_seconds=window_seconds, now=context.clock()
         )
@@ -70,6 +72,7 @@ async def hit_rates(context: WebContext, key: str, rates: tuple[Rate, ...]) -> T
     longest wait) or None when every rate allows it."""
     refused: Throttle | None = None
     async with context.database.session_maker() as session, session.begin():
+        await session.connection(execution_options=WRITE_INTENT)  # SQLite: BEGIN IMMEDIATE
         now = context.clock()
         for rate in rates:
             answer = await throttle.hit(

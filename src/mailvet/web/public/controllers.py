@@ -17,6 +17,7 @@ from litestar.params import Body, FromQuery
 from litestar.response import Template
 from litestar.status_codes import HTTP_200_OK, HTTP_429_TOO_MANY_REQUESTS
 
+from mailvet.adapters.db.database import WRITE_INTENT
 from mailvet.domain.verdict import RESULT_COLUMNS, Check, Reason, Verdict
 from mailvet.services import throttle
 from mailvet.web.context import EngineDep, Web
@@ -69,6 +70,7 @@ class PublicController(Controller):
             context["demo_error"] = f"An address has at most {MAX_ADDRESS} characters."
         else:
             async with web.database.session_maker() as session, session.begin():
+                await session.connection(execution_options=WRITE_INTENT)
                 answer = await throttle.hit(
                     session,
                     f"demo-ip:{client_ip(request)}",
