@@ -195,3 +195,13 @@ async def test_without_cors_origins_the_api_sends_no_cors_header(tmp_path: Path)
     async with shell(tmp_path) as s, client(s.app) as c:
         answer = await c.get("/api/jobs/nope", headers={"origin": "https://app.example.com"})
         assert "access-control-allow-origin" not in answer.headers
+
+
+async def test_only_the_api_reference_page_may_load_its_cdn_script(tmp_path: Path) -> None:
+    async with shell(tmp_path) as s, client(s.app) as c:
+        reference = await c.get("/schema", headers=HTML)
+        assert reference.status_code == 200
+        assert "https://cdn.jsdelivr.net" in reference.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in reference.headers["content-security-policy"]
+        home = await c.get("/", headers=HTML)
+        assert "cdn.jsdelivr.net" not in home.headers["content-security-policy"]

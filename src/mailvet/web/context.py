@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from litestar.di import NamedDependency
 from litestar.params import SkipValidation
 
+from mailvet.domain.throttle import parse_rates
 from mailvet.pipeline.engine import Engine
 from mailvet.settings import Settings, SettingsError
 
@@ -115,6 +116,10 @@ async def build_web_context(
     """The context of `settings`, or with the pieces given. Checks the secret key first (a
     refusal opens nothing); a database built here is closed by `WebContext.close`."""
     secret_key = resolve_secret_key(settings)
+    try:
+        parse_rates(settings.web.web_rate_limit)
+    except ValueError as exc:
+        raise SettingsError(f"MAILVET_WEB_RATE_LIMIT: {exc}") from None
     closers: list[Callable[[], Awaitable[Any]]] = []
     if database is None:
         from mailvet.adapters.db.database import make_database

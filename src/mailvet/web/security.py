@@ -16,6 +16,9 @@ middleware it also reaches 404s for unknown paths, error pages and static files
 CORS: browsers may call /api/* from the origins in MAILVET_CORS_ORIGINS (API keys in a
 header, never cookies: no credentials); every other path sends no CORS header, so other
 origins cannot read pages. Litestar's `cors_config` is app-wide, hence `ApiCors`.
+
+The API reference page (/schema, Litestar's Scalar renderer) loads its script from a CDN:
+it alone gets a policy that allows cdn.jsdelivr.net (SCHEMA_CSP); it shows no user data.
 """
 
 from __future__ import annotations
@@ -60,6 +63,25 @@ def content_security_policy(*, recaptcha: bool = False) -> str:
     )
 
 
+# The API reference at /schema (Litestar's Scalar page) is the one page that loads a
+# script and styles from a CDN; it shows no user data. It gets its own policy.
+SCHEMA_PATH = "/schema"
+SCHEMA_CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self' https://cdn.jsdelivr.net",
+        "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com",
+        "font-src 'self' data: https://fonts.gstatic.com https://cdn.jsdelivr.net",
+        "img-src 'self' data: https://cdn.jsdelivr.net",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
 def header_set(*, https: bool, recaptcha: bool = False) -> dict[str, str]:
     headers = {
         "Content-Security-Policy": content_security_policy(recaptcha=recaptcha),
@@ -78,12 +100,15 @@ def header_set(*, https: bool, recaptcha: bool = False) -> dict[str, str]:
 
 def security_headers(*, https: bool, recaptcha: bool = False) -> BeforeMessageSendHookHandler:
     fixed = header_set(https=https, recaptcha=recaptcha)
+    schema = {**fixed, "Content-Security-Policy": SCHEMA_CSP}
 
     async def before_send(message: Message, scope: Scope) -> None:
         if message["type"] != "http.response.start":
             return
         headers = MutableScopeHeaders.from_message(message)
-        for name, value in fixed.items():
+        path = str(scope.get("path", ""))
+        chosen = schema if path == SCHEMA_PATH or path.startswith(SCHEMA_PATH + "/") else fixed
+        for name, value in chosen.items():
             if name not in headers:
                 headers[name] = value
 
