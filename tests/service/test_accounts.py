@@ -283,6 +283,21 @@ async def test_the_right_code_confirms_the_account_once(
     assert (again.outcome, again.account_id) == (CodeOutcome.WRONG, None)
 
 
+@BOTH
+async def test_racing_entries_of_the_right_code_confirm_once(
+    db: Database, service: AccountService
+) -> None:
+    await signup(db, service)
+    code = await last_code(db)
+
+    got = await asyncio.gather(
+        *(run(db, service.confirm, email=EMAIL, code=code) for _ in range(6))
+    )
+
+    assert [g.outcome for g in got].count(CodeOutcome.ACCEPTED) == 1
+    assert (await row_of(db)).confirmed_at == T0
+
+
 async def test_five_wrong_codes_void_it(db: Database, service: AccountService) -> None:
     await signup(db, service)
     code = await last_code(db)
@@ -665,6 +680,27 @@ async def test_a_reset_link_sets_the_password_once_and_ends_every_session(
     with pytest.raises(InvalidToken):
         await run(db, service.reset_password, token=token, new_password="yet another secret")
     assert not await run(db, service.reset_token_usable, token)
+
+
+@BOTH
+async def test_racing_uses_of_one_reset_link_set_one_password(
+    db: Database, service: AccountService
+) -> None:
+    await confirmed_account(db, service)
+    await run(db, service.request_password_reset, email=EMAIL)
+    token = token_of((await mails(db, "password_reset"))[0])
+
+    async def use(n: int) -> str | None:
+        try:
+            await run(db, service.reset_password, token=token, new_password=f"new secret no {n}")
+        except InvalidToken:
+            return None
+        return f"new secret no {n}"
+
+    won = [p for p in await asyncio.gather(*(use(n) for n in range(5))) if p]
+
+    assert len(won) == 1
+    assert (await login(db, service, won[0])).status == "ok"
 
 
 async def test_forgot_password_answers_the_same_for_an_unknown_address(
