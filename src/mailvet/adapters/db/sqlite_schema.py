@@ -115,7 +115,7 @@ def _replay(database: Path, text: str) -> None:
 def _log_stale(script: Path) -> None:
     import structlog
 
-    structlog.get_logger(__name__).warning(
+    structlog.get_logger(__name__).info(
         "sqlite_schema_script_stale",
         script=str(script),
         hint="python -m mailvet.adapters.db.sqlite_schema",

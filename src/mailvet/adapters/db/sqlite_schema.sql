@@ -1,7 +1,7 @@
 -- The embedded SQLite schema, as the Alembic migrations build it (a dump of a file
 -- they made). Written by `python -m mailvet.adapters.db.sqlite_schema`: do not edit.
 -- head: 0007
--- migrations: 82cc6caed5d1fe5f30b1dceacd5574d2047270577dd353284965fad9d37d9bfa
+-- migrations: 78776f95955c09005ff62f59cd850537ce7c6928f03fe86d892b495d48d82554
 BEGIN TRANSACTION;
 CREATE TABLE accounts (
 	id VARCHAR(32) NOT NULL, 
@@ -33,6 +33,7 @@ INSERT INTO "alembic_version" VALUES('0007');
 CREATE TABLE credit_balances (
 	account_id VARCHAR(32) NOT NULL, 
 	balance INTEGER NOT NULL, 
+	entries INTEGER NOT NULL, 
 	updated_at DATETIME NOT NULL, 
 	CONSTRAINT pk_credit_balances PRIMARY KEY (account_id)
 );
@@ -80,6 +81,7 @@ CREATE TABLE jobs (
 CREATE TABLE ledger_entries (
 	id VARCHAR(32) NOT NULL, 
 	account_id VARCHAR(32) NOT NULL, 
+	seq INTEGER NOT NULL, 
 	kind VARCHAR(32) NOT NULL, 
 	amount INTEGER NOT NULL, 
 	job_id VARCHAR(64), 
@@ -88,6 +90,7 @@ CREATE TABLE ledger_entries (
 	actor VARCHAR(255) NOT NULL, 
 	created_at DATETIME NOT NULL, 
 	CONSTRAINT pk_ledger_entries PRIMARY KEY (id), 
+	CONSTRAINT uq_ledger_entries_account_id UNIQUE (account_id, seq), 
 	CONSTRAINT uq_ledger_entries_key UNIQUE ("key")
 );
 CREATE TABLE mail_outbox (
@@ -138,7 +141,6 @@ CREATE TABLE web_sessions (
 CREATE INDEX ix_jobs_created_at ON jobs (created_at);
 CREATE INDEX ix_jobs_owner ON jobs (owner);
 CREATE INDEX ix_password_resets_account_id ON password_resets (account_id);
-CREATE INDEX ix_ledger_entries_account_id ON ledger_entries (account_id);
 CREATE INDEX ix_ledger_entries_job_id ON ledger_entries (job_id);
 CREATE INDEX ix_mail_outbox_next_attempt_at ON mail_outbox (next_attempt_at);
 CREATE INDEX ix_web_sessions_account_id ON web_sessions (account_id);
