@@ -107,13 +107,31 @@ def session_area() -> ControllerRouterHandler:
             )
         return {"ended": ended}
 
+    @post("/end-all-and-flash", status_code=200)
+    async def end_all_and_flash(request: Request[Any, Any, Any], web: Web) -> dict[str, int]:
+        signed = request_account(request)
+        assert signed is not None
+        async with web.database.session_maker() as session, session.begin():
+            ended = await end_all_sessions(session, signed.account_id)  # this one too
+        flash(request, "signed out everywhere")
+        return {"ended": ended}
+
     @get("/boom")
     async def boom() -> str:
         raise RuntimeError("broken on purpose")
 
     return Router(
         path="/t",
-        route_handlers=[do_sign_in, do_sign_out, do_flash, whoami, private, end_others, boom],
+        route_handlers=[
+            do_sign_in,
+            do_sign_out,
+            do_flash,
+            whoami,
+            private,
+            end_others,
+            end_all_and_flash,
+            boom,
+        ],
     )
 
 

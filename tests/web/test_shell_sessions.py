@@ -10,7 +10,7 @@ from litestar import Litestar, get
 from litestar.testing import AsyncTestClient
 
 from mailvet.services.accounts import create_account
-from mailvet.services.sessions import hash_token
+from mailvet.services.sessions import end_all_sessions, hash_token
 from mailvet.web.context import housekeeping_once
 from mailvet.web.sessions import requires_admin
 from tests.web.shell_helpers import (
@@ -251,3 +251,26 @@ async def test_housekeeping_deletes_expired_sessions_and_stale_counters(tmp_path
         assert await housekeeping_once(s.web) == (1, 1)  # the client's one counter row
         assert await session_rows(s.url) == []
         assert await counter_total(s.url) == 0
+
+
+async def test_a_session_ended_during_a_request_is_not_written_back(tmp_path: Path) -> None:
+    async with shell(tmp_path) as s, client(s.app) as c:
+        token = await csrf_token(c)
+        await post(c, f"/t/sign-in/{ACCOUNT}", token)
+        answer = await c.post("/t/end-all-and-flash", headers={"x-csrftoken": token})
+        assert answer.json() == {"ended": 1}
+        assert session_cookie(answer.headers) is None
+        assert await session_rows(s.url) == []  # the flash did not bring the row back
+        assert await whoami(c) is None
+
+
+async def test_a_session_ended_elsewhere_leaves_an_anonymous_fresh_one(tmp_path: Path) -> None:
+    async with shell(tmp_path) as s, client(s.app) as c:
+        token = await csrf_token(c)
+        signed = await post(c, f"/t/sign-in/{ACCOUNT}", token)
+        async with look(s.url) as database, database.session_maker() as session, session.begin():
+            assert await end_all_sessions(session, ACCOUNT) == 1  # from another browser
+        fresh = await post(c, "/t/flash", token)
+        assert fresh and fresh != signed
+        assert [row.account_id for row in await session_rows(s.url)] == [None]
+        assert await whoami(c) is None

@@ -170,10 +170,11 @@ class DatabaseSessionBackend(BaseSessionBackend[SessionCookieConfig]):
                     await stored_sessions.end(session, stored.token_hash)
                     clear = True
                 elif data != stored.data or now - stored.last_seen_at >= TOUCH_EVERY:
-                    kept = await stored_sessions.save(
-                        session, stored.token_hash, data=data, now=now
-                    )
-                    clear = not kept  # ended meanwhile (sign out everywhere): stays ended
+                    # False when it was ended meanwhile (sign out everywhere, or a sign-in
+                    # of the same browser rotated it): it stays ended. The cookie is left
+                    # alone: clearing it here could undo that sign-in's new cookie; an
+                    # unknown token is cleared on its next request anyway.
+                    await stored_sessions.save(session, stored.token_hash, data=data, now=now)
             elif data:
                 token, _ = await stored_sessions.create(
                     session,
