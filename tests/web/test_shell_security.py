@@ -205,3 +205,12 @@ async def test_only_the_api_reference_page_may_load_its_cdn_script(tmp_path: Pat
         assert "frame-ancestors 'none'" in reference.headers["content-security-policy"]
         home = await c.get("/", headers=HTML)
         assert "cdn.jsdelivr.net" not in home.headers["content-security-policy"]
+
+
+async def test_an_htmx_request_gets_an_error_fragment(tmp_path: Path) -> None:
+    async with shell(tmp_path) as s, client(s.app) as c:
+        await c.get("/")
+        refused = await c.post("/demo", data={"email": "a@b.co"}, headers={"hx-request": "true"})
+        assert refused.status_code == 403
+        assert refused.text.lstrip().startswith('<div class="flash flash-error" role="alert">')
+        assert "<html" not in refused.text

@@ -2,7 +2,8 @@
 browsers.
 
 A request gets the HTML page when it is not under /api/ and its Accept header asks for
-text/html (browsers do; httpx, curl and fetch() without one do not). Everything else keeps
+text/html (browsers do; httpx, curl and fetch() without one do not); an htmx request gets
+an HTML fragment (errors/fragment.html) to swap in. Everything else keeps
 the JSON shape the job API has always had. Both carry the status and, for 429, the
 Retry-After of the refusal. `LoginRequired` (web/sessions.py) sends a browser to /login
 with where it was going; a JSON client gets 401.
@@ -33,6 +34,7 @@ from mailvet.web.sessions import LoginRequired
 log = structlog.get_logger(__name__)
 
 ERROR_TEMPLATE = "errors/error.html"
+ERROR_FRAGMENT = "errors/fragment.html"  # htmx requests: swapped into the page
 TITLES = {
     400: "Bad request",
     401: "Sign in required",
@@ -61,7 +63,11 @@ def error_response(
 def wants_html(request: Request[Any, Any, Any]) -> bool:
     if request.url.path.startswith("/api/"):
         return False
-    return "text/html" in request.headers.get("accept", "")
+    return _is_htmx(request) or "text/html" in request.headers.get("accept", "")
+
+
+def _is_htmx(request: Request[Any, Any, Any]) -> bool:
+    return request.headers.get("hx-request") == "true"
 
 
 def _answer(
@@ -73,7 +79,7 @@ def _answer(
     if not wants_html(request) or request.app.template_engine is None:
         return error_response(status_code, message, headers)
     return Template(
-        ERROR_TEMPLATE,
+        ERROR_FRAGMENT if _is_htmx(request) else ERROR_TEMPLATE,
         context={
             "status_code": status_code,
             "title": TITLES.get(status_code, "Error"),
