@@ -1,0 +1,162 @@
+"""What every sign-in page shares: rendering a form again with its errors, the per-IP
+limits of the forms, the session keys of a sign-in in progress, and signing in.
+
+Session keys (server-side data, web/sessions.py):
+- `pending_confirm_email`: the address the confirm page asks the code of (set by sign-up and
+  by the sign-in of an unconfirmed account);
+- `pending_2fa_account`: password (or Google) passed, the second factor not yet; with its
+  deadline `pending_2fa_until` (POSIX seconds) and where to go next (`pending_next`);
+- `oauth`: the state, nonce and PKCE verifier of a Google sign-in under way (web/auth/google.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from litestar import Request
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_429_TOO_MANY_REQUESTS
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailvet.domain.accounts import Account
+from mailvet.services import throttle
+from mailvet.web.auth.ports import AuthPorts
+from mailvet.web.context import WebContext
+from mailvet.web.sessions import flash, sign_in
+
+PENDING_CONFIRM = "pending_confirm_email"
+PENDING_2FA = "pending_2fa_account"
+PENDING_2FA_UNTIL = "pending_2fa_until"
+PENDING_NEXT = "pending_next"
+SECOND_FACTOR_WITHIN = timedelta(minutes=10)  # the password step stays good this long
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+@dataclass(frozen=True)
+class IpLimit:
+    """A per-IP limit of one form: `limit` posts per `window_seconds`."""
+
+    prefix: str
+    limit: int
+    window_seconds: int
+
+
+# the sign-in's own 30 per IP per minute is services.accounts.LOGIN_PER_IP
+SIGNUP_PER_IP = IpLimit("signup-ip", 10, 3600)
+CONFIRM_PER_IP = IpLimit("confirm-ip", 30, 15 * 60)
+RESEND_PER_IP = IpLimit("resend-ip", 20, 3600)
+FORGOT_PER_IP = IpLimit("forgot-ip", 10, 3600)
+RESET_PER_IP = IpLimit("reset-ip", 30, 15 * 60)
+
+
+@contextlib.asynccontextmanager
+async def unit_of_work(web: WebContext) -> AsyncIterator[AsyncSession]:
+    """One transaction: committed when the block ends, rolled back if it raises."""
+    async with web.database.session_maker() as session, session.begin():
+        yield session
+
+
+async def hit(web: WebContext, request: Request[Any, Any, Any], rule: IpLimit) -> throttle.Throttle:
+    """Count one post of this client against `rule` (its own transaction: a refused form
+    still counts)."""
+    from mailvet.web.throttle import client_ip
+
+    async with unit_of_work(web) as session:
+        return await throttle.hit(
+            session,
+            f"{rule.prefix}:{client_ip(request)}"[:200],
+            limit=rule.limit,
+            window_seconds=rule.window_seconds,
+            now=web.clock(),
+        )
+
+
+def page(
+    name: str,
+    context: Mapping[str, Any],
+    *,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> Template:
+    return Template(
+        f"auth/{name}", context=dict(context), status_code=status_code, headers=dict(headers or {})
+    )
+
+
+def too_many(name: str, context: Mapping[str, Any], retry_after: int, message: str) -> Template:
+    """The form again, refused: 429 with Retry-After and the wait in words."""
+    wait = _wait_text(retry_after)
+    return page(
+        name,
+        {**context, "error": f"{message} Try again in {wait}.", "retry_after": retry_after},
+        status_code=HTTP_429_TOO_MANY_REQUESTS,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def _wait_text(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} seconds"
+    if seconds < 2 * 3600:
+        return f"{(seconds + 59) // 60} minutes"
+    return f"{(seconds + 3599) // 3600} hours"
+
+
+def see_other(path: str) -> Redirect:
+    return Redirect(path, status_code=HTTP_303_SEE_OTHER)
+
+
+def base_context(auth: AuthPorts) -> dict[str, Any]:
+    """What the sign-in templates read besides their own fields."""
+    return {
+        "captcha_site_key": auth.captcha.site_key,
+        "google": auth.oidc is not None,
+        "error": "",
+        "errors": {},
+        "retry_after": 0,
+    }
+
+
+def complete_sign_in(
+    request: Request[Any, Any, Any], account: Account, *, now: datetime, next_path: str
+) -> Redirect:
+    """Both factors passed: a fresh session token signed in as `account` (web/sessions.py),
+    the pending state dropped, and on to `next_path`. An unconfirmed account is signed in
+    too (it may look around but not validate) and reminded of its code."""
+    for key in (PENDING_2FA, PENDING_2FA_UNTIL, PENDING_NEXT):
+        request.session.pop(key, None)
+    sign_in(request, account.id, authenticated_at=now)
+    if not account.confirmed:
+        request.session[PENDING_CONFIRM] = account.email
+        flash(
+            request,
+            "Confirm your email address to validate lists: enter the code we sent you"
+            " on the confirmation page.",
+        )
+    return see_other(next_path)
+
+
+def start_second_factor(
+    request: Request[Any, Any, Any], account: Account, *, now: datetime, next_path: str
+) -> Redirect:
+    request.session[PENDING_2FA] = account.id
+    request.session[PENDING_2FA_UNTIL] = (now + SECOND_FACTOR_WITHIN).timestamp()
+    request.session[PENDING_NEXT] = next_path
+    return see_other("/login/two-factor")
+
+
+def pending_second_factor(request: Request[Any, Any, Any], now: datetime) -> str | None:
+    """The account waiting for its second factor, if its password step is recent enough."""
+    account_id = request.session.get(PENDING_2FA)
+    until = request.session.get(PENDING_2FA_UNTIL)
+    if not isinstance(account_id, str) or not isinstance(until, int | float):
+        return None
+    if now.timestamp() > until:
+        for key in (PENDING_2FA, PENDING_2FA_UNTIL, PENDING_NEXT):
+            request.session.pop(key, None)
+        return None
+    return account_id

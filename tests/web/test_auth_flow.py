@@ -1,0 +1,233 @@
+"""The whole way in: sign up, the code from the mail, confirm, sign in, turn on TOTP with the
+shown secret, sign out, sign in with TOTP (a replayed code refused), a recovery code once,
+and the account's security pages."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyotp
+import pytest
+
+from tests.web.auth_helpers import (
+    NEW_PASSWORD,
+    PASSWORD,
+    AuthApp,
+    Browser,
+    auth_app,
+    browser,
+    confirmed_account,
+    log_in,
+    sign_up,
+)
+
+pytestmark = pytest.mark.pipeline
+
+EMAIL = "ann.lee@example.com"
+SECRET = re.compile(r'<code id="totp-secret">([A-Z2-7 ]+)</code>')
+RECOVERY = re.compile(r"<li><code>([a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4})</code></li>")
+
+
+def totp_now(secret: str, s: AuthApp) -> str:
+    return pyotp.TOTP(secret).at(s.clock.now)
+
+
+async def turn_on_totp(s: AuthApp, b: Browser) -> tuple[str, list[str]]:
+    """From the two-factor page: the secret shown and the recovery codes shown once."""
+    page = await b.get("/app/account/two-factor")
+    assert "is <strong>off</strong>" in page.text
+    setup = await b.post("/app/account/two-factor/setup")  # signed in just now: no password
+    assert setup.status_code == 200, setup.text
+    assert "<svg" in setup.text and "<script" not in setup.text.split("</head>")[1]
+    assert setup.headers["cache-control"] == "no-store"
+    found = SECRET.search(setup.text)
+    assert found is not None
+    secret = found.group(1).replace(" ", "")
+    wrong = await b.post("/app/account/two-factor/enable", {"code": "000000"})
+    assert wrong.status_code == 400
+    again = SECRET.search(wrong.text)  # the same secret shown again
+    assert again is not None and again.group(1).replace(" ", "") == secret
+    enabled = await b.post("/app/account/two-factor/enable", {"code": totp_now(secret, s)})
+    assert enabled.status_code == 200, enabled.text
+    codes = RECOVERY.findall(enabled.text)
+    assert len(codes) == 10
+    assert 'download="mailvet-recovery-codes.txt"' in enabled.text
+    assert all(code in enabled.text.split('href="data:text/plain')[1] for code in codes)
+    return secret, codes
+
+
+async def test_sign_up_confirm_sign_in_totp_and_recovery(tmp_path: Path) -> None:
+    async with auth_app(tmp_path) as s, browser(s.app) as b:
+        form = await b.get("/signup")
+        for label in ("Email", "Password", "First name", "Last name"):
+            assert f">{label}</label>" in form.text
+        answer = await sign_up(b, EMAIL, newsletter="on")
+        assert answer.status_code == 303 and answer.headers["location"] == "/confirm"
+        confirm = await b.follow(answer)
+        assert f"<strong>{EMAIL}</strong>" in confirm.text
+        assert ">Confirmation code</label>" in confirm.text
+        row = await s.account_row(EMAIL)
+        assert row is not None and row.confirmed_at is None and row.newsletter
+
+        # an unconfirmed account can sign in, and is pointed at /confirm
+        signed = await log_in(b, EMAIL)
+        assert signed.status_code == 303 and signed.headers["location"] == "/app"
+        security = await b.get("/app/account/two-factor")
+        assert 'id="confirm-banner"' in security.text and 'href="/confirm"' in security.text
+
+        code = await s.code_for(EMAIL)
+        done = await b.post("/confirm", {"code": code})
+        assert done.status_code == 303 and done.headers["location"] == "/app"
+        row = await s.account_row(EMAIL)
+        assert row is not None and row.confirmed_at is not None
+        security = await b.get("/app/account/two-factor")
+        assert 'id="confirm-banner"' not in security.text
+
+        secret, codes = await turn_on_totp(s, b)
+        mails = await s.mail_to(EMAIL)
+        assert any("Two-factor authentication is on" in m["Subject"] for m in mails)
+        row = await s.account_row(EMAIL)
+        assert row is not None and row.totp_enabled and secret not in (row.totp_secret or "")
+
+        out = await b.post("/logout")
+        assert out.status_code == 303 and await b.whoami() is None
+
+        # password, then the TOTP code
+        s.clock.advance(seconds=60)
+        first = await log_in(b, EMAIL)
+        assert first.status_code == 303
+        assert first.headers["location"] == "/login/two-factor"
+        assert await b.whoami() is None  # not signed in before the second factor
+        page = await b.get("/login/two-factor")
+        assert ">Authentication code</label>" in page.text
+        code = totp_now(secret, s)
+        second = await b.post("/login/two-factor", {"code": code})
+        assert second.status_code == 303 and second.headers["location"] == "/app"
+        assert await b.whoami() == "signed in"
+        await b.post("/logout")
+
+        # the same code again, within its window: refused
+        await log_in(b, EMAIL)
+        replay = await b.post("/login/two-factor", {"code": code})
+        assert replay.status_code == 400
+        assert "not right" in replay.text
+        assert await b.whoami() is None
+
+        # a recovery code works once (any case, spaces)
+        recovered = await b.post("/login/two-factor", {"code": codes[0].upper()})
+        assert recovered.status_code == 303
+        assert recovered.headers["location"] == "/app"  # another area's page
+        landing = await b.get("/")
+        assert "recovery code; 9 left" in landing.text
+        await b.post("/logout")
+        await log_in(b, EMAIL)
+        again = await b.post("/login/two-factor", {"code": codes[0]})
+        assert again.status_code == 400
+        assert await b.whoami() is None
+
+
+async def test_two_factor_off_needs_a_current_code_and_a_recent_sign_in(tmp_path: Path) -> None:
+    async with auth_app(tmp_path) as s, browser(s.app) as b:
+        await confirmed_account(s, b, EMAIL)
+        await log_in(b, EMAIL)
+        secret, _codes = await turn_on_totp(s, b)
+        s.clock.advance(minutes=11)  # the sign-in is now older than 10 minutes
+        page = await b.get("/app/account/two-factor")
+        assert 'id="disable-password"' in page.text  # the password is asked again
+        code = totp_now(secret, s)
+        refused = await b.post("/app/account/two-factor/disable", {"code": code})
+        assert refused.status_code == 400 and "password is not right" in refused.text
+        wrong = await b.post(
+            "/app/account/two-factor/disable", {"code": code, "password": "not the password"}
+        )
+        assert wrong.status_code == 400
+        # the password renews the sign-in; a wrong code still keeps TOTP on
+        bad_code = await b.post(
+            "/app/account/two-factor/disable", {"code": "123456", "password": PASSWORD}
+        )
+        assert bad_code.status_code == 400 and "code is not right" in bad_code.text
+        assert 'id="disable-password"' not in bad_code.text
+        off = await b.post("/app/account/two-factor/disable", {"code": code})
+        assert off.status_code == 303
+        row = await s.account_row(EMAIL)
+        assert row is not None and not row.totp_enabled and row.totp_secret is None
+        mails = await s.mail_to(EMAIL)
+        assert any("Two-factor authentication is off" in m["Subject"] for m in mails)
+
+
+async def test_new_recovery_codes_replace_the_old_ones(tmp_path: Path) -> None:
+    async with auth_app(tmp_path) as s, browser(s.app) as b:
+        await confirmed_account(s, b, EMAIL)
+        await log_in(b, EMAIL)
+        secret, old = await turn_on_totp(s, b)
+        fresh = await b.post("/app/account/two-factor/recovery-codes")
+        assert fresh.status_code == 200
+        new = RECOVERY.findall(fresh.text)
+        assert len(new) == 10 and not set(new) & set(old)
+        await b.post("/logout")
+        await log_in(b, EMAIL)
+        assert (await b.post("/login/two-factor", {"code": old[1]})).status_code == 400
+        assert (await b.post("/login/two-factor", {"code": new[1]})).status_code == 303
+        assert secret  # unchanged by new recovery codes
+        overview = await b.get("/app/account/two-factor")
+        assert "9 unused recovery codes" in overview.text
+
+
+async def test_change_password_ends_the_other_sessions(tmp_path: Path) -> None:
+    async with auth_app(tmp_path) as s, browser(s.app) as b:
+        other = b.fresh()
+        await confirmed_account(s, b, EMAIL)
+        assert (await log_in(other, EMAIL)).status_code == 303
+        await log_in(b, EMAIL)
+        page = await b.get("/app/account/password")
+        assert ">Current password</label>" in page.text
+        assert ">New password</label>" in page.text
+        wrong = await b.post(
+            "/app/account/password",
+            {"current_password": "nope nope nope", "new_password": NEW_PASSWORD},
+        )
+        assert wrong.status_code == 400 and "not right" in wrong.text
+        weak = await b.post(
+            "/app/account/password", {"current_password": PASSWORD, "new_password": "password123"}
+        )
+        assert weak.status_code == 400
+        before = b.cookie("mailvet_session")
+        changed = await b.post(
+            "/app/account/password", {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+        )
+        assert changed.status_code == 303
+        assert b.cookie("mailvet_session") not in (None, before)  # a fresh session token
+        landing = await b.follow(changed)
+        assert "signed out on 1 other device" in landing.text
+        assert await b.whoami() == "signed in"
+        assert await other.whoami() is None
+        assert (await log_in(other, EMAIL)).status_code == 400
+        assert (await log_in(other, EMAIL, NEW_PASSWORD)).status_code == 303
+        mails = await s.mail_to(EMAIL)
+        assert any("password was changed" in m["Subject"] for m in mails)
+
+
+async def test_sign_out_everywhere(tmp_path: Path) -> None:
+    async with auth_app(tmp_path) as s, browser(s.app) as b:
+        other = b.fresh()
+        await confirmed_account(s, b, EMAIL)
+        await log_in(other, EMAIL)
+        await log_in(b, EMAIL)
+        out = await b.post("/logout/everywhere")
+        assert out.status_code == 303
+        assert await b.whoami() is None
+        assert await other.whoami() is None
+        mails = await s.mail_to(EMAIL)
+        assert any("signed out of mailvet everywhere" in m["Subject"] for m in mails)
+
+
+async def test_pages_of_a_signed_in_account_need_a_sign_in(tmp_path: Path) -> None:
+    async with auth_app(tmp_path) as s, browser(s.app) as b:
+        for path in ("/app/account/two-factor", "/app/account/password"):
+            answer = await b.get(path)
+            assert answer.status_code == 303
+            assert answer.headers["location"].startswith("/login?next=")
+        assert (await b.post("/logout/everywhere")).status_code in (303, 401)
+        two_factor = await b.get("/login/two-factor")  # nothing pending
+        assert two_factor.status_code == 303 and two_factor.headers["location"] == "/login"
