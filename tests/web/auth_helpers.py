@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pyotp
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select
@@ -36,6 +37,8 @@ HTML = {"accept": "text/html,application/xhtml+xml"}
 PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "a different long pass phrase"
 CODE_IN_MAIL = re.compile(r"\b(\d{6})\b")
+SECRET = re.compile(r'<code id="totp-secret">([A-Z2-7 ]+)</code>')
+RECOVERY = re.compile(r"<li><code>([a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4})</code></li>")
 LINK_IN_MAIL = re.compile(r"https://testserver\.local/reset-password\?token=[A-Za-z0-9_\-]+")
 
 
@@ -236,3 +239,31 @@ async def confirmed_account(s: AuthApp, b: Browser, email: str, **names: str) ->
 
 def query_of(url: str) -> dict[str, str]:
     return {name: values[0] for name, values in parse_qs(urlsplit(url).query).items()}
+
+
+def totp_now(secret: str, s: AuthApp) -> str:
+    return pyotp.TOTP(secret).at(s.clock.now)
+
+
+async def turn_on_totp(s: AuthApp, b: Browser) -> tuple[str, list[str]]:
+    """From the two-factor page: the secret shown and the recovery codes shown once."""
+    page = await b.get("/app/account/two-factor")
+    assert "is <strong>off</strong>" in page.text
+    setup = await b.post("/app/account/two-factor/setup")  # signed in just now: no password
+    assert setup.status_code == 200, setup.text
+    assert "<svg" in setup.text and "<script" not in setup.text.split("</head>")[1]
+    assert setup.headers["cache-control"] == "no-store"
+    found = SECRET.search(setup.text)
+    assert found is not None
+    secret = found.group(1).replace(" ", "")
+    wrong = await b.post("/app/account/two-factor/enable", {"code": "000000"})
+    assert wrong.status_code == 400
+    again = SECRET.search(wrong.text)  # the same secret shown again
+    assert again is not None and again.group(1).replace(" ", "") == secret
+    enabled = await b.post("/app/account/two-factor/enable", {"code": totp_now(secret, s)})
+    assert enabled.status_code == 200, enabled.text
+    codes = RECOVERY.findall(enabled.text)
+    assert len(codes) == 10
+    assert 'download="mailvet-recovery-codes.txt"' in enabled.text
+    assert all(code in enabled.text.split('href="data:text/plain')[1] for code in codes)
+    return secret, codes

@@ -4,57 +4,26 @@ and the account's security pages."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import pyotp
 import pytest
 
 from tests.web.auth_helpers import (
     NEW_PASSWORD,
     PASSWORD,
-    AuthApp,
-    Browser,
+    RECOVERY,
     auth_app,
     browser,
     confirmed_account,
     log_in,
     sign_up,
+    totp_now,
+    turn_on_totp,
 )
 
 pytestmark = pytest.mark.pipeline
 
 EMAIL = "ann.lee@example.com"
-SECRET = re.compile(r'<code id="totp-secret">([A-Z2-7 ]+)</code>')
-RECOVERY = re.compile(r"<li><code>([a-z2-9]{4}-[a-z2-9]{4}-[a-z2-9]{4})</code></li>")
-
-
-def totp_now(secret: str, s: AuthApp) -> str:
-    return pyotp.TOTP(secret).at(s.clock.now)
-
-
-async def turn_on_totp(s: AuthApp, b: Browser) -> tuple[str, list[str]]:
-    """From the two-factor page: the secret shown and the recovery codes shown once."""
-    page = await b.get("/app/account/two-factor")
-    assert "is <strong>off</strong>" in page.text
-    setup = await b.post("/app/account/two-factor/setup")  # signed in just now: no password
-    assert setup.status_code == 200, setup.text
-    assert "<svg" in setup.text and "<script" not in setup.text.split("</head>")[1]
-    assert setup.headers["cache-control"] == "no-store"
-    found = SECRET.search(setup.text)
-    assert found is not None
-    secret = found.group(1).replace(" ", "")
-    wrong = await b.post("/app/account/two-factor/enable", {"code": "000000"})
-    assert wrong.status_code == 400
-    again = SECRET.search(wrong.text)  # the same secret shown again
-    assert again is not None and again.group(1).replace(" ", "") == secret
-    enabled = await b.post("/app/account/two-factor/enable", {"code": totp_now(secret, s)})
-    assert enabled.status_code == 200, enabled.text
-    codes = RECOVERY.findall(enabled.text)
-    assert len(codes) == 10
-    assert 'download="mailvet-recovery-codes.txt"' in enabled.text
-    assert all(code in enabled.text.split('href="data:text/plain')[1] for code in codes)
-    return secret, codes
 
 
 async def test_sign_up_confirm_sign_in_totp_and_recovery(tmp_path: Path) -> None:

@@ -1,0 +1,140 @@
+"""The limits of the sign-in forms: 5 failed passwords per account per 15 minutes, 30
+attempts per IP per minute, the second factor's 5 failures, sign-ups per IP, and the
+confirmation code's own rules (5 wrong entries void it; resent 60 s apart, at most 5
+times). Every refusal is 429 with Retry-After."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.web.auth_helpers import (
+    PASSWORD,
+    auth_app,
+    browser,
+    confirmed_account,
+    log_in,
+    sign_up,
+    totp_now,
+    turn_on_totp,
+)
+
+pytestmark = pytest.mark.pipeline
+
+EMAIL = "ann.lee@example.com"
+OTHER = "bob.stone@example.com"
+
+
+def refused(answer: httpx.Response, *, at_most: int) -> int:
+    assert answer.status_code == 429, (answer.status_code, answer.text[:500])
+    wait = int(answer.headers["retry-after"])
+    assert 0 < wait <= at_most
+    assert "Try again in" in answer.text
+    return wait
+
+
+async def test_five_failed_passwords_lock_the_account_for_15_minutes(tmp_path: Path) -> None:
+    async with auth_app(tmp_path) as s, browser(s.app) as b:
+        await confirmed_account(s, b, EMAIL)
+        await confirmed_account(s, b, OTHER)
+        for _ in range(5):
+            wrong = await log_in(b, EMAIL, "not the password at all")
+            assert wrong.status_code == 400
+        # now even the right password waits, and says how long
+        locked = await log_in(b, EMAIL, PASSWORD)
+        refused(locked, at_most=15 * 60)
+        assert await b.whoami() is None
+        # another account from the same IP is not locked
+        assert (await log_in(b.fresh(), OTHER)).status_code == 303
+        s.clock.advance(minutes=15)
+        assert (await log_in(b, EMAIL)).status_code == 303
+
+
+async def test_thirty_attempts_per_ip_per_minute(tmp_path: Path) -> None:
+    async with auth_app(tmp_path) as s, browser(s.app) as b:
+        await confirmed_account(s, b, EMAIL)
+        for n in range(30):  # different addresses: only the per-IP count grows
+            answer = await b.post(
+                "/login", {"email": f"nobody{n}@example.com", "password": "whatever it is"}
+            )
+            assert answer.status_code == 400, n
+        wait = refused(await log_in(b, EMAIL), at_most=60)
+        s.clock.advance(seconds=wait)
+        assert (await log_in(b, EMAIL)).status_code == 303
+
+
+async def test_five_wrong_second_factors_lock_the_account(tmp_path: Path) -> None:
+    async with auth_app(tmp_path) as s, browser(s.app) as b:
+        await confirmed_account(s, b, EMAIL)
+        await log_in(b, EMAIL)
+        secret, _ = await turn_on_totp(s, b)
+        await b.post("/logout")
+        s.clock.advance(seconds=60)
+        await log_in(b, EMAIL)
+        for _ in range(5):
+            assert (await b.post("/login/two-factor", {"code": "000000"})).status_code == 400
+        right = totp_now(secret, s)
+        refused(await b.post("/login/two-factor", {"code": right}), at_most=15 * 60)
+        assert await b.whoami() is None
+
+
+async def test_sign_ups_per_ip(tmp_path: Path) -> None:
+    async with auth_app(tmp_path) as s, browser(s.app) as b:
+        for n in range(10):
+            answer = await sign_up(b, f"person{n}@example.com")
+            assert answer.status_code == 303, n
+        refused(await sign_up(b, "one.more@example.com"), at_most=3600)
+        assert await s.account_row("one.more@example.com") is None
+
+
+async def test_the_code_resends_60_seconds_apart_and_the_old_code_stops(tmp_path: Path) -> None:
+    async with auth_app(tmp_path) as s, browser(s.app) as b:
+        await sign_up(b, EMAIL)
+        first = await s.code_for(EMAIL)
+        too_soon = await b.post("/confirm/resend")
+        refused(too_soon, at_most=60)
+        s.clock.advance(seconds=60)
+        resent = await b.post("/confirm/resend")
+        assert resent.status_code == 303 and resent.headers["location"] == "/confirm"
+        page = await b.follow(resent)
+        assert "We sent a new code" in page.text
+        second = await s.code_for(EMAIL)
+        if second != first:  # one in a million they are equal
+            assert (await b.post("/confirm", {"code": first})).status_code == 400
+        for _ in range(4):  # 5 resends in all
+            s.clock.advance(seconds=61)
+            assert (await b.post("/confirm/resend")).status_code == 303
+        s.clock.advance(seconds=61)
+        refused(await b.post("/confirm/resend"), at_most=24 * 3600)
+        done = await b.post("/confirm", {"code": await s.code_for(EMAIL)})
+        assert done.status_code == 303
+
+
+async def test_five_wrong_codes_void_it(tmp_path: Path) -> None:
+    async with auth_app(tmp_path) as s, browser(s.app) as b:
+        await sign_up(b, EMAIL)
+        code = await s.code_for(EMAIL)
+        wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+        first = await b.post("/confirm", {"code": wrong})
+        assert first.status_code == 400 and "4 more tries" in first.text
+        for _ in range(4):
+            await b.post("/confirm", {"code": wrong})
+        voided = await b.post("/confirm", {"code": code})
+        assert voided.status_code == 400 and "no longer works" in voided.text
+        row = await s.account_row(EMAIL)
+        assert row is not None and row.confirmed_at is None
+        # a new code (a minute later) works
+        s.clock.advance(seconds=60)
+        assert (await b.post("/confirm/resend")).status_code == 303
+        assert (await b.post("/confirm", {"code": await s.code_for(EMAIL)})).status_code == 303
+
+
+async def test_an_expired_code_asks_for_a_new_one(tmp_path: Path) -> None:
+    async with auth_app(tmp_path) as s, browser(s.app) as b:
+        await sign_up(b, EMAIL)
+        code = await s.code_for(EMAIL)
+        s.clock.advance(minutes=15)
+        late = await b.post("/confirm", {"code": code})
+        assert late.status_code == 400 and "expired" in late.text
