@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -314,6 +315,19 @@ async def test_run_forever_sends_on_wake_and_stops(database: Database, clock: Cl
     assert task.done() and task.exception() is None
 
 
+@pytest.fixture
+def every_level() -> Iterator[None]:
+    """Log lines of every level reach capture_logs (an earlier test may have configured
+    structlog to drop info lines); the configuration is restored afterwards."""
+    config = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        yield
+    finally:
+        structlog.configure(**config)
+
+
+@pytest.mark.usefixtures("every_level")
 async def test_the_log_holds_no_address_or_code(database: Database, clock: Clock) -> None:
     mailer = MemoryMailer(fail_times=1)
     await put(database, CODE, clock)
