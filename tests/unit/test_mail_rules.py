@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import logging
+from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
@@ -220,6 +222,18 @@ async def test_the_memory_mailer_keeps_what_it_sent_and_fails_when_told() -> Non
     assert mailer.to("ann@example.com") == [message]
 
 
+@pytest.fixture
+def every_level() -> Iterator[None]:
+    """Every level reaches capture_logs, whatever an earlier test configured; restored."""
+    config = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        yield
+    finally:
+        structlog.configure(**config)
+
+
+@pytest.mark.usefixtures("every_level")
 async def test_the_log_mailer_writes_the_code_at_warning() -> None:
     with structlog.testing.capture_logs() as logs:
         await LogMailer().send(render(mail(), SETTINGS, message_id="r1"))
