@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailvet.adapters.db import migrate
 from mailvet.adapters.db.database import Database, make_database
 from mailvet.adapters.db.ledger_models import LedgerEntryRow
-from mailvet.domain.credits import EntryKind, Reservation, Shortfall
+from mailvet.domain.credits import EntryKind, LedgerBook, Reservation, Shortfall
 from mailvet.domain.job import FileInfo, Job
 from mailvet.services import credits
 
@@ -249,3 +250,52 @@ async def test_the_pipeline_ledger_charges_owned_jobs_only(db: Database) -> None
     await ledger.settle(owned.id, 0)  # once only
     assert await balance_of(db, ALICE) == (4, 0, 4)
     await ledger.close()
+
+
+@pytest.mark.parametrize("seed", range(2))
+async def test_the_service_decides_as_the_reference_book(db: Database, seed: int) -> None:
+    """Random steps (replays included) on the SQL service and on domain.credits.LedgerBook:
+    the same answers, the same balances, after every step."""
+    rng = random.Random(seed)
+    book = LedgerBook()
+    accounts = (ALICE, BOB)
+    for _ in range(40):
+        account = rng.choice(accounts)
+        job = f"job{rng.randrange(6)}"
+        check = f"check{rng.randrange(6)}"
+        kind = rng.randrange(6)
+        async with db.session_maker() as session, session.begin():
+            if kind == 0:
+                amount, key = rng.randint(1, 30), rng.choice([None, "k1", "k2"])
+                got: object = await credits.grant(
+                    session, account, amount, kind=EntryKind.PURCHASE, now=T0, key=key
+                )
+                want: object = book.grant(account, amount, kind=EntryKind.PURCHASE, now=T0, key=key)
+            elif kind == 1:
+                cost = rng.randint(0, 40)
+                got = await credits.reserve_for_job(session, account, job, cost, T0)
+                want = book.reserve_for_job(account, job, cost, T0)
+            elif kind == 2:
+                charged = rng.randint(0, 50)
+                got = await credits.settle_job(session, job, charged=charged, now=T0)
+                want = book.settle_job(job, charged=charged, now=T0)
+            elif kind == 3:
+                got = await credits.charge_single(session, account, check, now=T0)
+                want = book.charge_single(account, check, T0)
+            elif kind == 4:
+                got = await credits.refund_single(session, check, now=T0)
+                want = book.refund_single(check, T0)
+            else:
+                amount = rng.choice([-20, -5, 5, 20])
+                got = await credits.adjust(
+                    session, account, amount, actor="admin", reason="test", now=T0
+                )
+                want = book.adjust(account, amount, actor="admin", reason="test", now=T0)
+        assert got == want
+        async with db.session_maker() as session:
+            for each in accounts:
+                now = await credits.balance(session, each)
+                assert now == book.balance(each)
+                assert await credits.cached_balance(session, each) in (now.balance, None)
+                assert now.balance >= 0
+    assert await entries(db) == len(book.entries)
