@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.mailcatcher import mail_catcher  # noqa: F401  (the fixture, for every test)
 from tests.mailworld.world import MailWorld, standard_world
 
 
