@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import openpyxl
 import pytest
 
 from mailvet.adapters.db.database import Database, make_database
@@ -328,3 +329,28 @@ async def test_build_ledger_follows_mailvet_credits(tmp_path: Path) -> None:
     assert await lazy.reserve(anonymous, 5) is None
     for close in closers:
         await close()
+
+
+async def test_an_xlsx_list_settles_the_same_way(db: Database, tmp_path: Path) -> None:
+    """XLSX results travel as cells, not rendered text: the refunds come along as well."""
+    await fund(db, 10)
+    world = World(db)
+    deps = await world.deps(world.sql, tmp_path)
+    source = tmp_path / "list.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["email"])
+    for line in LIST.splitlines()[1:]:
+        if line:
+            sheet.append([line.rstrip(",") or None])
+    book.save(source)
+    try:
+        job = await run_job(world, deps, source)
+    finally:
+        await deps.close()
+
+    assert job.status is JobStatus.COMPLETED
+    assert job.cost == 4
+    assert job.counts is not None and job.counts.charged == 3
+    assert await balance(db) == (7, 0)
