@@ -673,28 +673,41 @@ def _deadline(request: _Request, allowed: float) -> float:
 
 
 async def _wait(requests: Sequence[_Request], allowed: float) -> None:
-    """Wait for every request's answer. A timer per request answers TIMEOUT when its
-    deadline passes (the pool then skips it); a retry or a live server pushes the deadline
-    back, and the timer is re-armed."""
+    """Wait for every request's answer. One timer for the lot answers TIMEOUT to each
+    request whose deadline has passed (the pool then skips it) and is set again for the
+    next one due; a retry or a live server pushes a deadline back. (A timer per request
+    was a hundred thousand timers for a big job.)"""
     loop = asyncio.get_running_loop()
+    handle: asyncio.TimerHandle | None = None
 
-    def expire(request: _Request) -> None:
-        if request.future.done():
-            return
-        due = _deadline(request, allowed)
-        if due > time.monotonic():
-            loop.call_at(due, expire, request)
-            return
-        request.future.set_result(ProbeResult(mx=request.host, failure=ProbeFailure.TIMEOUT))
+    def expire() -> None:
+        nonlocal handle
+        now = time.monotonic()
+        due = math.inf
+        for request in requests:
+            if request.future.done():
+                continue
+            deadline = _deadline(request, allowed)
+            if deadline > now:
+                due = min(due, deadline)
+            else:
+                request.future.set_result(
+                    ProbeResult(mx=request.host, failure=ProbeFailure.TIMEOUT)
+                )
+        handle = loop.call_at(due, expire) if due < math.inf else None
 
-    handles = [loop.call_at(request.deadline, expire, request) for request in requests]
+    if not requests:
+        return
+    handle = loop.call_at(min(request.deadline for request in requests), expire)
     try:
-        if len(requests) == 1:
-            await requests[0].future
-        else:
-            await asyncio.gather(*(request.future for request in requests))
+        for request in requests:  # one wake-up for the answers of a whole transaction
+            await request.future
+    except asyncio.CancelledError:
+        for request in requests:  # nobody waits for them: the pool skips them
+            request.future.cancel()
+        raise
     finally:
-        for handle in handles:
+        if handle is not None:
             handle.cancel()
 
 
