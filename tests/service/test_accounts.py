@@ -298,6 +298,24 @@ async def test_racing_entries_of_the_right_code_confirm_once(
     assert (await row_of(db)).confirmed_at == T0
 
 
+@BOTH
+async def test_a_flood_of_parallel_guesses_gets_five_of_them_judged(
+    db: Database, service: AccountService
+) -> None:
+    await signup(db, service)
+    code = await last_code(db)
+    guesses = [f"{(int(code) + n) % 1_000_000:06d}" for n in range(1, 13)]
+
+    got = await asyncio.gather(
+        *(run(db, service.confirm, email=EMAIL, code=guess) for guess in guesses)
+    )
+
+    outcomes = [g.outcome for g in got]
+    assert outcomes.count(CodeOutcome.WRONG) == 4  # judged one after the other
+    assert outcomes.count(CodeOutcome.VOIDED) == 8
+    assert (await run(db, service.confirm, email=EMAIL, code=code)).outcome is CodeOutcome.VOIDED
+
+
 async def test_five_wrong_codes_void_it(db: Database, service: AccountService) -> None:
     await signup(db, service)
     code = await last_code(db)
@@ -412,6 +430,18 @@ async def test_five_failures_lock_the_address_for_15_minutes(
 
     clock.advance(seconds=locked.retry_after)
     assert (await login(db, service)).status == "ok"
+
+
+@BOTH
+async def test_parallel_guesses_of_a_password_get_five_tries(
+    db: Database, service: AccountService
+) -> None:
+    await signup(db, service)
+
+    got = await asyncio.gather(*(login(db, service, f"guess number {n}") for n in range(10)))
+
+    statuses = sorted(g.status for g in got)
+    assert statuses == ["invalid"] * 5 + ["throttled"] * 5
 
 
 async def test_thirty_attempts_per_ip_per_minute(

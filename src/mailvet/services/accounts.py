@@ -452,35 +452,46 @@ class AccountService:
         row = await _row_by_email(session, email)
         if row is None or row.confirmed_at is not None:
             return ConfirmOutcome(CodeOutcome.WRONG, rules.CODE_MAX_WRONG - 1)
-        code_row = await session.get(EmailCodeRow, (row.id, CONFIRM), populate_existing=True)
-        if code_row is None:
-            return ConfirmOutcome(CodeOutcome.WRONG, rules.CODE_MAX_WRONG - 1)
-        typed = rules.clean_code(code)
-        digest = self._code_digest(row.id, typed or "")
-        matches = typed is not None and hmac.compare_digest(digest, code_row.code_hash)
-        verdict = rules.judge_code(_code_state(code_row), matches=matches, now=now)
+        # Count the entry first, atomically (the row stays locked until commit on
+        # PostgreSQL): entries racing in parallel are judged one after the other, so a
+        # flood of guesses gets no more than CODE_MAX_WRONG of them.
         where = (EmailCodeRow.account_id == row.id, EmailCodeRow.purpose == CONFIRM)
-        if verdict.outcome is CodeOutcome.ACCEPTED:
-            taken = await session.execute(
-                delete(EmailCodeRow)
-                .where(*where)
-                .where(EmailCodeRow.code_hash == digest)
-                .where(EmailCodeRow.attempts < rules.CODE_MAX_WRONG)
-                .execution_options(synchronize_session=False)
-            )
-            if _rowcount(taken) != 1:  # a concurrent entry voided or used it meanwhile
-                return ConfirmOutcome(CodeOutcome.VOIDED, 0)
-            row.confirmed_at = now
-            await session.flush()
-            logger(__name__).info("account_confirmed", account_id=row.id)
-            return ConfirmOutcome(CodeOutcome.ACCEPTED, verdict.attempts_left, row.id)
-        if verdict.outcome is not CodeOutcome.EXPIRED:
+        counted = (
             await session.execute(
                 update(EmailCodeRow)
                 .where(*where)
                 .values(attempts=EmailCodeRow.attempts + 1)
+                .returning(
+                    EmailCodeRow.code_hash,
+                    EmailCodeRow.expires_at,
+                    EmailCodeRow.attempts,
+                    EmailCodeRow.sends,
+                    EmailCodeRow.last_sent_at,
+                )
                 .execution_options(synchronize_session=False)
             )
+        ).one_or_none()
+        if counted is None:
+            return ConfirmOutcome(CodeOutcome.WRONG, rules.CODE_MAX_WRONG - 1)
+        stored_hash, expires_at, attempts, sends, last_sent_at = counted
+        state = CodeState(
+            expires_at=_aware(expires_at),
+            attempts=attempts - 1,  # before this entry
+            sends=sends,
+            last_sent_at=_aware(last_sent_at),
+        )
+        typed = rules.clean_code(code)
+        digest = self._code_digest(row.id, typed or "")
+        matches = typed is not None and hmac.compare_digest(digest, stored_hash)
+        verdict = rules.judge_code(state, matches=matches, now=now)
+        if verdict.outcome is CodeOutcome.ACCEPTED:
+            await session.execute(
+                delete(EmailCodeRow).where(*where).execution_options(synchronize_session=False)
+            )
+            row.confirmed_at = now
+            await session.flush()
+            logger(__name__).info("account_confirmed", account_id=row.id)
+            return ConfirmOutcome(CodeOutcome.ACCEPTED, verdict.attempts_left, row.id)
         return ConfirmOutcome(verdict.outcome, verdict.attempts_left)
 
     async def resend_code(self, session: AsyncSession, *, email: str) -> ResendVerdict:
@@ -533,8 +544,9 @@ class AccountService:
     async def login(
         self, session: AsyncSession, *, email: str, password: str, ip: str | None = None
     ) -> LoginOutcome:
-        """Check an address and password. The per-IP limit counts every attempt, the
-        per-address one failures only (a success clears them)."""
+        """Check an address and password. Both limits count every attempt before the
+        password is checked (an atomic increment: racing requests cannot all pass under the
+        limit); a success then clears the address's count, so only failures add up there."""
         now = self.clock()
         await _write_intent(session)
         if ip:
@@ -542,7 +554,7 @@ class AccountService:
             if not per_ip.allowed:
                 return LoginOutcome("throttled", retry_after=per_ip.retry_after)
         subject = self._subject(email.strip().casefold()[: rules.MAX_EMAIL_LENGTH + 1])
-        ahead = await LOGIN_FAILURES.peek(session, subject, now)
+        ahead = await LOGIN_FAILURES.hit(session, subject, now)
         if not ahead.allowed:
             return LoginOutcome("throttled", retry_after=ahead.retry_after)
         row = await _row_by_email(session, email)
@@ -552,7 +564,6 @@ class AccountService:
         else:
             ok = await self._verify(row.password_hash, password)
         if not ok or row is None:
-            await LOGIN_FAILURES.hit(session, subject, now)
             return LoginOutcome("invalid")
         await LOGIN_FAILURES.reset(session, subject)
         if row.disabled:
@@ -575,11 +586,11 @@ class AccountService:
         if row is None or row.password_hash is None:
             return False
         subject = self._subject(row.email)
-        if not (await LOGIN_FAILURES.peek(session, subject, now)).allowed:
+        if not (await LOGIN_FAILURES.hit(session, subject, now)).allowed:
             return False
         if await self._verify(row.password_hash, password):
+            await LOGIN_FAILURES.reset(session, subject)
             return True
-        await LOGIN_FAILURES.hit(session, subject, now)
         return False
 
     async def verify_second_factor(
@@ -589,7 +600,7 @@ class AccountService:
         unused recovery code (used up here)."""
         now = self.clock()
         await _write_intent(session)
-        ahead = await SECOND_FACTOR_FAILURES.peek(session, account_id, now)
+        ahead = await SECOND_FACTOR_FAILURES.hit(session, account_id, now)  # cleared on success
         if not ahead.allowed:
             return SecondFactorOutcome(False, retry_after=ahead.retry_after)
         row = await session.get(AccountRow, account_id, populate_existing=True)
@@ -605,7 +616,6 @@ class AccountService:
             left = await self.recovery_codes_left(session, account_id)
             logger(__name__).info("recovery_code_used", account_id=account_id, left=left)
             return SecondFactorOutcome(True, used_recovery_code=True, recovery_codes_left=left)
-        await SECOND_FACTOR_FAILURES.hit(session, account_id, now)
         return SecondFactorOutcome(False)
 
     async def _take_totp_step(
@@ -1095,6 +1105,11 @@ async def _write_intent(session: AsyncSession) -> None:
     if transaction is not None and getattr(transaction, "_connections", None):
         return
     await session.connection(execution_options=WRITE_INTENT)
+
+
+def _aware(value: datetime.datetime) -> datetime.datetime:
+    """A time read by a Core statement (no UtcDateTime processing on SQLite): UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
 
 
 def _code_state(row: EmailCodeRow) -> CodeState:
