@@ -20,6 +20,7 @@ from tests.web.auth_helpers import (
     totp_now,
     turn_on_totp,
 )
+from tests.web.shell_helpers import look
 
 pytestmark = pytest.mark.pipeline
 
@@ -200,3 +201,44 @@ async def test_pages_of_a_signed_in_account_need_a_sign_in(tmp_path: Path) -> No
         assert (await b.post("/logout/everywhere")).status_code in (303, 401)
         two_factor = await b.get("/login/two-factor")  # nothing pending
         assert two_factor.status_code == 303 and two_factor.headers["location"] == "/login"
+
+
+async def test_sign_in_issues_a_fresh_session_token(tmp_path: Path) -> None:
+    async with auth_app(tmp_path) as s, browser(s.app) as b:
+        await confirmed_account(s, b, EMAIL)
+        await sign_up(b, "someone.else@example.com")  # an anonymous session with data
+        before = b.cookie("mailvet_session")
+        assert before
+        assert (await log_in(b, EMAIL)).status_code == 303
+        after = b.cookie("mailvet_session")
+        assert after and after != before
+        old = b.fresh()
+        old.set_cookie("mailvet_session", before)
+        assert await old.whoami() is None
+        assert (await b.get("/static/auth.css")).status_code == 200
+
+
+async def test_the_password_step_expires_before_the_second_factor(tmp_path: Path) -> None:
+    async with auth_app(tmp_path) as s, browser(s.app) as b:
+        await confirmed_account(s, b, EMAIL)
+        await log_in(b, EMAIL)
+        secret, _ = await turn_on_totp(s, b)
+        await b.post("/logout")
+        await log_in(b, EMAIL)
+        s.clock.advance(minutes=10, seconds=1)
+        late = await b.post("/login/two-factor", {"code": totp_now(secret, s)})
+        assert late.status_code == 303 and late.headers["location"] == "/login"
+        assert await b.whoami() is None
+        assert (await b.get("/login/two-factor")).headers["location"] == "/login"
+
+
+async def test_a_disabled_account_cannot_sign_in(tmp_path: Path) -> None:
+    async with auth_app(tmp_path) as s, browser(s.app) as b:
+        await confirmed_account(s, b, EMAIL)
+        row = await s.account_row(EMAIL)
+        assert row is not None
+        async with look(s.url) as database, database.session_maker() as session, session.begin():
+            await s.ports.accounts.set_disabled(session, row.id, True)
+        refused = await log_in(b, EMAIL)
+        assert refused.status_code == 403 and "disabled" in refused.text
+        assert await b.whoami() is None
