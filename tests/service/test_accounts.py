@@ -101,7 +101,9 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
         await database.dispose()
 
 
-BOTH = pytest.mark.parametrize("db", ["sqlite", "postgresql"], indirect=True)
+BOTH = pytest.mark.parametrize(
+    "db", ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)], indirect=True
+)
 
 
 @pytest.fixture
