@@ -124,15 +124,18 @@ def _check_output(out: Path) -> None:
         fail(str(exc))
 
 
-async def _fetch_to(jobs: JobLookup, storage: ObjectStorage, job_id: str, out: Path) -> Summary:
+async def _fetch_to(
+    jobs: JobLookup, storage: ObjectStorage, job_id: str, out: Path, *, take: bool = False
+) -> Summary:
     """The job's result written to `out` through a temporary file and one rename
-    (mailvet.output_path); OutputPathError when `out` cannot take it."""
+    (mailvet.output_path); OutputPathError when `out` cannot take it. `take`: the stored
+    result is deleted next, so it may be moved out rather than copied."""
     from mailvet.output_path import OutputPathError, output_file
     from mailvet.pipeline.submit import fetch_result
 
     with output_file(out) as temp:
         try:
-            return await fetch_result(jobs, storage, job_id, temp)
+            return await fetch_result(jobs, storage, job_id, temp, take=take)
         except (IsADirectoryError, PermissionError, NotADirectoryError) as exc:
             message = f"{out}: cannot write the result there ({exc.strerror})"
             raise OutputPathError(message) from None
@@ -228,7 +231,7 @@ async def _validate(
             if status.is_error:
                 job = await deps.jobs.get(job_id)
                 fail(job.error or status.value)
-            summary = await _fetch_to(deps.jobs, deps.storage, job_id, out)
+            summary = await _fetch_to(deps.jobs, deps.storage, job_id, out, take=True)
             await deps.storage.delete_prefix(object_keys.completed(job_id))
             return summary
         finally:

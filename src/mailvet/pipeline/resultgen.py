@@ -32,7 +32,12 @@ from mailvet.domain.ports import JobRepository, ObjectNotFound, ObjectStorage
 from mailvet.domain.verdict import RESULT_COLUMNS
 from mailvet.pipeline import object_keys
 from mailvet.pipeline.chunk_output import ChunkOutput, decode_cells, decode_output, encode_output
-from mailvet.pipeline.job_files import decode_stored_layout, local_copy, scratch_folder
+from mailvet.pipeline.job_files import (
+    decode_stored_layout,
+    local_copy,
+    scratch_folder,
+    store_file,
+)
 from mailvet.pipeline.submit import Summary
 from mailvet.tabular import FileLayout, result_kind, write_result
 
@@ -197,7 +202,7 @@ class ResultGenerator:
                 written = await self._write_workbook(
                     job, stored.layout, out, kind, statuses, reasons, refunded
                 )
-            await self._storage.put_file(object_keys.completed(job.id), out)
+            await store_file(self._storage, object_keys.completed(job.id), out)  # moved in
         summary = Summary(
             rows=written, by_status=dict(statuses), by_reason=dict(reasons), result_kind=kind
         )

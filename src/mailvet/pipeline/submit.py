@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -93,13 +95,27 @@ def result_name(original: str, kind: str) -> str:
     return f"{stem}.mailvet.{kind}"
 
 
-async def fetch_result(jobs: JobLookup, storage: ObjectStorage, job_id: str, out: Path) -> Summary:
-    """Write the finished result to `out` atomically; ResultNotReady before completion."""
+async def fetch_result(
+    jobs: JobLookup, storage: ObjectStorage, job_id: str, out: Path, *, take: bool = False
+) -> Summary:
+    """Write the finished result to `out` atomically; ResultNotReady before completion.
+
+    `take`: the caller deletes the stored result next (`mailvet validate`), so `out` may
+    share its file instead of a copy (job_files.take_file); `out`, if it exists, lends the
+    result its permission bits."""
     await completed_job(jobs, job_id)
+    summary = await read_summary(storage, job_id)
     temp = out.with_name(f".{out.name}.{job_id}.part")
     try:
-        await storage.get_file(object_keys.completed(job_id), temp)
+        if take:
+            from mailvet.pipeline.job_files import take_file  # (imports tabular: not for status)
+
+            await take_file(storage, object_keys.completed(job_id), temp)
+            with contextlib.suppress(OSError):
+                shutil.copymode(out, temp)  # not the store's private mode
+        else:
+            await storage.get_file(object_keys.completed(job_id), temp)
         os.replace(temp, out)
     finally:
         temp.unlink(missing_ok=True)
-    return await read_summary(storage, job_id)
+    return summary

@@ -1,8 +1,15 @@
-"""ObjectStorage on a local directory: each key is a file under `root`."""
+"""ObjectStorage on a local directory: each key is a file under `root`.
+
+A stored file is never written again: every write makes a new file and renames it into place.
+So a reader may read an object's file in place (`local_file`), and a file may be moved into
+the store (`adopt_file`) or linked out of it (`take_file`) instead of copied, within one file system
+(pipeline/job_files.py uses these when the storage has them: no copy of a big list or result).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 import tempfile
@@ -37,6 +44,28 @@ class LocalStorage:
             if source.is_file():  # the destination (or its directory) is what is wrong
                 raise
             raise ObjectNotFound(key) from None
+
+    def local_file(self, key: str) -> Path:
+        """The file holding `key`, to be read in place and never written (ObjectNotFound
+        if there is none). An object stored again meanwhile is a new file: what is open
+        keeps reading the old one."""
+        path = self.path_of(key)
+        if not path.is_file():
+            raise ObjectNotFound(key)
+        return path
+
+    async def adopt_file(self, key: str, path: Path) -> None:
+        """put_file that takes `path` itself, renamed into place when it is on the store's
+        file system (copied otherwise): `path` is gone afterwards."""
+        target = self.path_of(key)
+        await asyncio.to_thread(_adopt, Path(path), target)
+
+    async def take_file(self, key: str, path: Path) -> None:
+        """get_file for a caller that deletes the object next: `path` becomes another name of
+        the object's own file (a hard link; a copy on another file system). `path` must not
+        exist (FileExistsError); the object is kept until deleted."""
+        source = self.local_file(key)
+        await asyncio.to_thread(_take, source, Path(path))
 
     async def put_bytes(self, key: str, data: bytes) -> None:
         target = self.path_of(key)
@@ -78,6 +107,26 @@ def _write_atomic(target: Path, write: Callable[[str], object]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _adopt(path: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(path, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:  # not another file system: a real failure
+            raise
+        _write_atomic(target, lambda tmp: shutil.copyfile(path, tmp))
+        path.unlink()
+
+
+def _take(source: Path, path: Path) -> None:
+    try:
+        os.link(source, path)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            raise  # FileExistsError, a missing folder...: as get_file would fail
+        shutil.copyfile(source, path)  # another file system, or one without hard links
 
 
 def _delete_matching(directory: Path, start: str) -> None:
