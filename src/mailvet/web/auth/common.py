@@ -27,6 +27,7 @@ from mailvet.services import throttle
 from mailvet.web.auth.ports import AuthPorts
 from mailvet.web.context import WebContext
 from mailvet.web.sessions import flash, sign_in
+from mailvet.web.throttle import client_ip
 
 PENDING_CONFIRM = "pending_confirm_email"
 PENDING_2FA = "pending_2fa_account"
@@ -63,8 +64,6 @@ async def unit_of_work(web: WebContext) -> AsyncIterator[AsyncSession]:
 async def hit(web: WebContext, request: Request[Any, Any, Any], rule: IpLimit) -> throttle.Throttle:
     """Count one post of this client against `rule` (its own transaction: a refused form
     still counts)."""
-    from mailvet.web.throttle import client_ip
-
     async with unit_of_work(web) as session:
         return await throttle.hit(
             session,
