@@ -606,6 +606,11 @@ async def test_disabling_totp_needs_a_current_code(
     account_id, secret, _ = await totp_on(db, service, clock)
     assert not await run(db, service.disable_totp, account_id, "123456x")
     assert (await row_of(db)).totp_enabled
+    for _ in range(4):  # guessing is throttled: a fifth wrong code closes the door
+        assert not await run(db, service.disable_totp, account_id, "000000x")
+    right = pyotp.TOTP(secret).at(clock.now)
+    assert not await run(db, service.disable_totp, account_id, right)
+    clock.advance(minutes=15)
 
     assert await run(db, service.disable_totp, account_id, pyotp.TOTP(secret).at(clock.now))
 

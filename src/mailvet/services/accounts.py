@@ -687,17 +687,22 @@ class AccountService:
         return codes
 
     async def disable_totp(self, session: AsyncSession, account_id: str, code: str) -> bool:
-        """Turn TOTP off; needs a current code (or an unused recovery code)."""
+        """Turn TOTP off; needs a current code (or an unused recovery code). Wrong codes
+        count with the sign-in's second factors (5 per 15 minutes), so a session that was
+        taken over cannot guess its way to switching 2FA off."""
         now = self.clock()
         await _write_intent(session)
         row = await self._row(session, account_id)
         if not row.totp_enabled:
+            return False
+        if not (await SECOND_FACTOR_FAILURES.hit(session, account_id, now)).allowed:
             return False
         proven = await self._take_totp_step(
             session, row, code, now
         ) or await self._take_recovery_code(session, account_id, code)
         if not proven:
             return False
+        await SECOND_FACTOR_FAILURES.reset(session, account_id)
         row.totp_enabled = False
         row.totp_secret = None
         row.totp_last_step = None
