@@ -39,6 +39,7 @@ from mailvet.web.deps import provide_ports
 from mailvet.web.errors import EXCEPTION_HANDLERS
 from mailvet.web.health import health_routes
 from mailvet.web.jobs import jobs_router
+from mailvet.web.jobs.pages import JobsArea, app_router
 from mailvet.web.jobs.upload import MAX_UPLOAD_BYTES
 from mailvet.web.public import PublicController
 from mailvet.web.security import ApiCors, security_headers
@@ -78,7 +79,8 @@ def create_app(
     extra: dict[str, Any] = {}
     middleware: list[Middleware] = []
     if web is not None:
-        handlers += [PublicController, _static_files(), *areas]
+        lists = JobsArea()  # the /app lists area (web/jobs/pages.py) and its progress poller
+        handlers += [PublicController, _static_files(), app_router(lists, max_upload_bytes), *areas]
         dependencies |= _provide_web(web, deps.engine)
         middleware = [
             PerIpLimit(web),
@@ -95,6 +97,7 @@ def create_app(
                 exclude=CSRF_EXEMPT,
             ),
             "state": State({"web": web}),
+            "on_shutdown": [lists.aclose],
         }
     return Litestar(
         route_handlers=handlers,

@@ -1,0 +1,256 @@
+"""An account's lists: the dashboard's page of jobs, one owned job, the live progress of
+many jobs in one query, deleting a job, lists uploaded but not started yet (drafts), and
+the retention purge.
+
+Ownership is decided here, in the query: `owned_job` and `owned_jobs_page` read only rows
+whose `owner` is the account, so another account's id, guessed or not, is simply not
+found (the pages answer 404). Every function takes the caller's unit of work (`session`)
+and does not commit; the file deletions go through `ObjectStorage` first, so a failed commit
+leaves a row without files (deleted again next time), never files nobody can reach.
+
+Retention (issue 8 §3, MAILVET_RETENTION_DAYS): `purge_expired` deletes the uploaded list,
+the work files and the result of every job created more than `retention_days` ago that is
+not running, and blanks its file name, column and sheet; the row keeps its counts, cost and
+dates (the operator's and the customer's statistics). A blank file name marks a purged job
+(as `services.accounts.delete_account` leaves them). Drafts live under `drafts/<day>/`, so
+the purge drops whole days of them without listing the storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+
+import msgspec
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailvet.adapters.db.database import Database
+from mailvet.adapters.db.models import JobRow
+from mailvet.adapters.db.rows import JOB_COLUMNS, job_from_row
+from mailvet.domain.job import ACTIVE_STATUSES, Job, JobStatus
+from mailvet.domain.ports import ObjectStorage
+from mailvet.logs import logger
+from mailvet.pipeline import object_keys
+
+JOB_ID = re.compile(r"[0-9a-f]{32}")  # uuid4 hex, as pipeline.submit.new_job_id makes them
+PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+DRAFTS = "drafts/"
+DRAFT_DAYS_KEPT = 1  # a list uploaded but not started is kept at least this many days
+DRAFT_DAYS_SWEPT = 7  # and the purge sweeps this many days before that
+PURGE_BATCH = 200
+RETENTION_EVERY = 3600.0
+# what the dashboard reads of a job: all but the layout, the biggest column, not needed there
+_PAGE_COLUMNS = [getattr(JobRow, name) for name in JOB_COLUMNS if name != "layout"]
+
+
+class JobPage(msgspec.Struct, frozen=True):
+    """One page of an account's jobs, newest first; `total`: the account's jobs in all."""
+
+    jobs: list[Job]
+    total: int
+    offset: int
+    limit: int
+
+    @property
+    def has_more(self) -> bool:
+        return self.offset + len(self.jobs) < self.total
+
+
+class Progress(msgspec.Struct, frozen=True):
+    """What the live job page shows of a job."""
+
+    job_id: str
+    status: JobStatus
+    rows_done: int
+    rows_total: int
+    error: str
+
+
+class JobRunning(Exception):
+    """A job between submission and its end cannot be deleted (its services use the files)."""
+
+
+def job_file_prefixes(job_id: str) -> tuple[str, ...]:
+    """Every storage prefix of a job's files (upload, work files, result and summary)."""
+    return (
+        object_keys.uploaded(job_id),
+        object_keys.job_work(job_id),
+        object_keys.completed(job_id),
+    )
+
+
+def is_job_id(job_id: str) -> bool:
+    return bool(JOB_ID.fullmatch(job_id))
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+async def owned_jobs_page(
+    session: AsyncSession, owner: str, *, offset: int = 0, limit: int = PAGE_SIZE
+) -> JobPage:
+    """The account's jobs, newest first (the layout column, the biggest, is not read)."""
+    limit = max(1, min(limit, MAX_PAGE_SIZE))
+    offset = max(0, offset)
+    total = await session.scalar(
+        select(func.count()).select_from(JobRow).where(JobRow.owner == owner)
+    )
+    rows = await session.execute(
+        select(*_PAGE_COLUMNS)
+        .where(JobRow.owner == owner)
+        .order_by(JobRow.created_at.desc(), JobRow.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    jobs = [job_from_row(SimpleNamespace(**row._asdict(), layout=b"")) for row in rows]
+    return JobPage(jobs=jobs, total=int(total or 0), offset=offset, limit=limit)
+
+
+async def owned_job(session: AsyncSession, owner: str, job_id: str) -> Job | None:
+    """The job if `owner` owns it; None for anyone else, an id that cannot exist included."""
+    if not owner or not is_job_id(job_id):
+        return None
+    row = await session.scalar(select(JobRow).where(JobRow.id == job_id, JobRow.owner == owner))
+    return None if row is None else job_from_row(row)
+
+
+async def progress_of(session: AsyncSession, job_ids: Sequence[str]) -> dict[str, Progress]:
+    """The progress of every job in `job_ids` that exists, in one query."""
+    if not job_ids:
+        return {}
+    rows = await session.execute(
+        select(JobRow.id, JobRow.status, JobRow.rows_done, JobRow.rows_total, JobRow.error).where(
+            JobRow.id.in_(list(job_ids))
+        )
+    )
+    return {
+        job_id: Progress(job_id, JobStatus(status), done, total, error)
+        for job_id, status, done, total, error in rows
+    }
+
+
+# --- deleting ------------------------------------------------------------------------------
+
+
+async def delete_job(
+    session: AsyncSession, storage: ObjectStorage, owner: str, job_id: str
+) -> bool:
+    """Delete an owned job that is not running: its files, then its row. False when the
+    account owns no such job; JobRunning while the pipeline works on it."""
+    job = await owned_job(session, owner, job_id)
+    if job is None:
+        return False
+    if job.status in ACTIVE_STATUSES:
+        raise JobRunning(job_id)
+    for prefix in job_file_prefixes(job_id):
+        await storage.delete_prefix(prefix)
+    row = await session.get(JobRow, job_id)
+    if row is not None:
+        await session.delete(row)
+        await session.flush()
+    logger(__name__).info("job_deleted", job_id=job_id)
+    return True
+
+
+# --- drafts: uploaded, previewed, not started ----------------------------------------------
+
+
+def draft_key(created: datetime, draft_id: str) -> str:
+    """Where a draft's file is stored: under the day it was uploaded (UTC)."""
+    return f"{DRAFTS}{created:%Y%m%d}/{draft_id}"
+
+
+def swept_draft_days(now: datetime) -> list[str]:
+    """The prefixes of the days of drafts the purge deletes (old enough, not too old to
+    have been swept already by an earlier run)."""
+    first = DRAFT_DAYS_KEPT + 1
+    return [
+        f"{DRAFTS}{now - timedelta(days=days):%Y%m%d}/"
+        for days in range(first, first + DRAFT_DAYS_SWEPT)
+    ]
+
+
+# --- retention -----------------------------------------------------------------------------
+
+
+async def purge_expired(
+    session: AsyncSession,
+    storage: ObjectStorage,
+    *,
+    now: datetime,
+    retention_days: float,
+    batch: int = PURGE_BATCH,
+) -> int:
+    """Delete the files of jobs created more than `retention_days` before `now` (not
+    running, not purged yet) and blank their file names; the counts stay. Returns how many
+    jobs were purged (at most `batch`: call again while it returns `batch`). Also drops the
+    drafts of a few days before yesterday."""
+    cutoff = now - timedelta(days=retention_days)
+    ids = list(
+        (
+            await session.execute(
+                select(JobRow.id)
+                .where(
+                    JobRow.created_at < cutoff,
+                    JobRow.filename != "",
+                    JobRow.status.not_in([status.value for status in ACTIVE_STATUSES]),
+                )
+                .order_by(JobRow.created_at)
+                .limit(batch)
+            )
+        ).scalars()
+    )
+    for job_id in ids:
+        for prefix in job_file_prefixes(job_id):
+            await storage.delete_prefix(prefix)
+    if ids:
+        await session.execute(
+            update(JobRow)
+            .where(JobRow.id.in_(ids))
+            .values(filename="", email_column=None, sheet=None, layout=b"")
+            .execution_options(synchronize_session=False)
+        )
+    for prefix in swept_draft_days(now):
+        await storage.delete_prefix(prefix)
+    return len(ids)
+
+
+async def purge_once(
+    database: Database, storage: ObjectStorage, *, now: datetime, retention_days: float
+) -> int:
+    """`purge_expired` in batches, one transaction each, until nothing is left."""
+    from mailvet.adapters.db.database import WRITE_INTENT
+
+    purged = 0
+    while True:
+        async with database.session_maker() as session, session.begin():
+            await session.connection(execution_options=WRITE_INTENT)
+            done = await purge_expired(session, storage, now=now, retention_days=retention_days)
+        purged += done
+        if done < PURGE_BATCH:
+            return purged
+
+
+async def run_retention(
+    database: Database,
+    storage: ObjectStorage,
+    *,
+    retention_days: float,
+    clock: Callable[[], datetime],
+    every: float = RETENTION_EVERY,
+) -> None:
+    """`purge_once` now and every `every` seconds until cancelled (a task of the web role;
+    replicas may all run it: each purge is idempotent). A failed round is logged."""
+    log = logger(__name__)
+    while True:
+        try:
+            purged = await purge_once(database, storage, now=clock(), retention_days=retention_days)
+            log.info("retention_purged", jobs=purged)
+        except Exception as exc:  # the database or the storage may be down for a while
+            log.warning("retention_failed", error=type(exc).__name__)
+        await asyncio.sleep(every)

@@ -1,0 +1,709 @@
+"""The signed-in lists area under /app: dashboard, new list, live job page, downloads.
+
+Thin handlers over services/jobs.py (ownership and queries), services/credits.py (balance,
+single checks), pipeline/submit.py (starting a job) and the tabular detection (preview).
+
+- `GET /app`: balance, the account's jobs (paginated, newest first) with their status
+  labels (web/jobs/labels.py), progress and download links, and the single-address check.
+- `POST /app/check`: one address, one credit (refunded when the verdict is one the ledger
+  refunds); unconfirmed accounts are refused.
+- `GET /app/jobs/new`, `POST /app/jobs/new`: upload a CSV/TXT/XLSX list through the app
+  (web/jobs/upload.py streams it); it is kept as a draft in object storage (services.jobs
+  draft_key) and in the session (this browser, this account), then
+- `GET /app/jobs/new/<draft>`: the preview (first rows, detected column, header row and
+  sheet, all changeable by the column and sheet choices), the cost and the balance;
+- `POST /app/jobs/new/<draft>/start`: submits the job with the chosen column and sheet
+  (confirmed accounts only) and leads to
+- `GET /app/jobs/<id>`: live progress over Server-Sent Events (`/events`, the process's
+  ProgressHub), the counts as an SVG chart drawn here, downloads, and "delete this job".
+- `GET /app/jobs/<id>/download/<segment>`: redirects to a short-lived link: the storage's
+  pre-signed URL for the whole result when it has them, else
+  `/app/jobs/<id>/file/<segment>?expires=&sig=` (web/jobs/links.py), which streams the
+  result or the segment (web/jobs/segments.py) in the file's own format.
+
+Every job route reads the job through `services.jobs.owned_job`: another account's job,
+its events and its files are a 404 like an id that does not exist.
+
+The upload post is exempt from Litestar's CSRF middleware only because the middleware
+would parse (and hold) the whole multipart body to find the token; the handler checks the
+same token itself (`_csrf_token`, sent first in the form) before anything is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import os
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import structlog
+from litestar import Controller, Request, Response, Router, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.middleware.csrf import CSRF_SECRET_BYTES, generate_csrf_hash
+from litestar.params import FromPath, FromQuery, SkipValidation
+from litestar.response import Redirect, ServerSentEvent, Stream, Template
+from litestar.response.sse import ServerSentEventMessage
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_303_SEE_OTHER,
+    HTTP_307_TEMPORARY_REDIRECT,
+    HTTP_400_BAD_REQUEST,
+    HTTP_403_FORBIDDEN,
+    HTTP_409_CONFLICT,
+)
+
+from mailvet.adapters.db.database import WRITE_INTENT
+from mailvet.domain.accounts import Account
+from mailvet.domain.job import Job, JobStatus
+from mailvet.domain.ports import ObjectNotFound, ObjectStorage
+from mailvet.pipeline.job_files import local_copy
+from mailvet.pipeline.submit import fetch_result, new_job_id, result_name, submit_file
+from mailvet.services import credits
+from mailvet.services import jobs as job_service
+from mailvet.services.accounts import get_account
+from mailvet.services.jobs import JobRunning, Progress, draft_key
+from mailvet.tabular import InputError, XlsxLimits
+from mailvet.web.context import EngineDep, Web, WebContext
+from mailvet.web.deps import AppSettings, Bus, Jobs, Storage
+from mailvet.web.jobs.chart import chart_of
+from mailvet.web.jobs.controller import PresignedStorage, attachment
+from mailvet.web.jobs.labels import progress_percent, status_label
+from mailvet.web.jobs.links import download_url, link_valid
+from mailvet.web.jobs.preview import build_preview
+from mailvet.web.jobs.progress import ProgressHub
+from mailvet.web.jobs.segments import ALL, SEGMENT_TITLES, SEGMENTS, segment_name, write_segment
+from mailvet.web.jobs.upload import MAX_UPLOAD_BYTES, receive_upload, scratch_dir
+from mailvet.web.sessions import flash, request_account, requires_login
+from mailvet.web.throttle import enforce
+
+log = structlog.get_logger(__name__)
+
+DRAFTS_KEY = "job_drafts"  # session: draft id -> {"name": file name, "day": YYYYMMDD}
+MAX_DRAFTS = 5
+MAX_ADDRESS = 320
+CHECKS_PER_MINUTE = 30  # single checks per account
+KEEPALIVE_SECONDS = 15.0
+MEDIA_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+CSRF_FIELD = "_csrf_token"
+_READ_CHUNK = 1024 * 1024
+
+
+class JobsArea:
+    """What the area keeps per process: the progress poller, made on first use."""
+
+    def __init__(self) -> None:
+        self._hub: ProgressHub | None = None
+
+    def hub(self, web: WebContext) -> ProgressHub:
+        if self._hub is None:
+            self._hub = ProgressHub(web.database)
+        return self._hub
+
+    async def aclose(self) -> None:
+        """Stop the poller (an `on_shutdown` hook of the app)."""
+        if self._hub is not None:
+            await self._hub.close()
+
+
+Area = NamedDependency[SkipValidation[JobsArea]]
+
+
+def app_router(area: JobsArea | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> Router:
+    """The /app lists area for `create_app(..., areas=[...])`; register `area.aclose` as
+    an `on_shutdown` hook when you pass your own `area`."""
+    kept = area or JobsArea()
+
+    def provide_area() -> JobsArea:
+        return kept
+
+    return Router(
+        path="/app",
+        route_handlers=[ListsController],
+        guards=[requires_login],
+        dependencies={"area": Provide(provide_area, sync_to_thread=False)},
+        request_max_body_size=max_upload_bytes,
+        include_in_schema=False,
+    )
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _account_id(request: Request[Any, Any, Any]) -> str:
+    signed = request_account(request)
+    if signed is None:  # requires_login ran first
+        raise PermissionDeniedException("sign in first")
+    return signed.account_id
+
+
+@contextlib.asynccontextmanager
+async def _reading(web: WebContext) -> AsyncIterator[Any]:
+    async with web.database.session_maker() as session:
+        yield session
+
+
+async def _owned(web: WebContext, owner: str, job_id: str) -> Job:
+    async with _reading(web) as session:
+        job = await job_service.owned_job(session, owner, job_id)
+    if job is None:
+        raise NotFoundException("no such job")
+    return job
+
+
+def _credits_on(web: WebContext) -> bool:
+    return web.settings.web.credits == "on"
+
+
+def _drafts(request: Request[Any, Any, Any]) -> dict[str, dict[str, str]]:
+    raw = request.session.get(DRAFTS_KEY)
+    return dict(raw) if isinstance(raw, dict) else {}
+
+
+def _draft(request: Request[Any, Any, Any], draft_id: str) -> dict[str, str]:
+    found = _drafts(request).get(draft_id)
+    if not isinstance(found, dict) or "name" not in found or "day" not in found:
+        raise NotFoundException("no such upload (it may have been started or removed)")
+    return found
+
+
+def _draft_storage_key(draft: dict[str, str], draft_id: str) -> str:
+    return f"{job_service.DRAFTS}{draft['day']}/{draft_id}"
+
+
+def csrf_matches(request: Request[Any, Any, Any], given: str | None) -> bool:
+    """The token of a form equals the CSRF cookie's, both signed with the app's secret (what
+    Litestar's CSRF middleware checks)."""
+    config = request.app.csrf_config
+    if config is None:
+        return True
+    cookie = request.cookies.get(config.cookie_name)
+    if not given or not cookie:
+        return False
+    return (
+        _csrf_secret(given, config.secret) is not None
+        and hmac.compare_digest(given[: CSRF_SECRET_BYTES * 2], cookie[: CSRF_SECRET_BYTES * 2])
+        and _csrf_secret(cookie, config.secret) is not None
+    )
+
+
+def _csrf_secret(token: str, secret: str) -> str | None:
+    size = CSRF_SECRET_BYTES * 2
+    if len(token) < size:
+        return None
+    value, signed = token[:size], token[size:]
+    return value if hmac.compare_digest(signed, generate_csrf_hash(value, secret)) else None
+
+
+def _xlsx_limits(settings: Any) -> XlsxLimits:
+    return XlsxLimits(
+        max_cell_bytes=settings.engine.max_cell_bytes,
+        max_expanded_bytes=settings.engine.max_xlsx_expanded_bytes,
+    )
+
+
+def _job_view(job: Job) -> dict[str, Any]:
+    return {
+        "job": job,
+        "label": status_label(job.status),
+        "percent": progress_percent(job.status, job.rows_done, job.rows_total),
+        "completed": job.status is JobStatus.COMPLETED,
+        "failed": job.status.is_error,
+    }
+
+
+def _progress_view(progress: Progress) -> dict[str, Any]:
+    return {
+        "progress": progress,
+        "label": status_label(progress.status),
+        "percent": progress_percent(progress.status, progress.rows_done, progress.rows_total),
+    }
+
+
+class ListsController(Controller):
+    path = "/"
+
+    # --- dashboard --------------------------------------------------------------------------
+
+    @get("/", name="dashboard")
+    async def dashboard(
+        self, request: Request[Any, Any, Any], web: Web, page: FromQuery[int] = 1
+    ) -> Template:
+        return await _dashboard(request, web, page=page)
+
+    @post("/check", name="single_check", status_code=HTTP_200_OK)
+    async def single_check(
+        self, request: Request[Any, Any, Any], web: Web, engine: EngineDep
+    ) -> Template:
+        owner = _account_id(request)
+        form = await request.form()
+        address = str(form.get("email", "")).strip()
+        result: dict[str, Any] = {"check_email": address[:MAX_ADDRESS]}
+        status = HTTP_200_OK
+        async with _reading(web) as session:
+            account = await get_account(session, owner)
+        if account is None:
+            raise PermissionDeniedException("no account")
+        if not address:
+            result["check_error"] = "Enter an email address."
+            status = HTTP_400_BAD_REQUEST
+        elif len(address) > MAX_ADDRESS:
+            result["check_error"] = f"An address has at most {MAX_ADDRESS} characters."
+            status = HTTP_400_BAD_REQUEST
+        elif not account.confirmed:
+            result["check_error"] = "Confirm your email address before you check addresses."
+            status = HTTP_403_FORBIDDEN
+        else:
+            await enforce(web, f"check-account:{owner}", limit=CHECKS_PER_MINUTE, window_seconds=60)
+            error = await _check_one(web, engine, account, address, result)
+            if error:
+                result["check_error"] = error
+                status = HTTP_409_CONFLICT
+        if request.headers.get("hx-request") == "true":
+            return Template("jobs/_check_result.html", context=result, status_code=status)
+        return await _dashboard(request, web, page=1, extra=result, status_code=status)
+
+    # --- new list ---------------------------------------------------------------------------
+
+    @get("/jobs/new", name="new_list")
+    async def new_list(self, request: Request[Any, Any, Any], web: Web) -> Template:
+        async with _reading(web) as session:
+            account = await get_account(session, _account_id(request))
+        return Template("jobs/new.html", context={"account": account, "error": ""})
+
+    @post("/jobs/new", name="upload_list", exclude_from_csrf=True, status_code=HTTP_303_SEE_OTHER)
+    async def upload_list(
+        self,
+        request: Request[Any, Any, Any],
+        web: Web,
+        storage: Storage,
+        settings: AppSettings,
+    ) -> Redirect:
+        owner = _account_id(request)
+        upload = await receive_upload(
+            request, scratch_dir(settings), idle_seconds=settings.web_upload_idle_seconds
+        )
+        try:
+            if not csrf_matches(request, upload.fields.get(CSRF_FIELD)):
+                raise PermissionDeniedException("CSRF token verification failed")
+            now = web.clock()
+            draft_id = new_job_id()
+            await storage.put_file(draft_key(now, draft_id), upload.path)
+        finally:
+            upload.path.unlink(missing_ok=True)
+        drafts = _drafts(request)
+        drafts[draft_id] = {"name": upload.filename, "day": f"{now:%Y%m%d}"}
+        while len(drafts) > MAX_DRAFTS:
+            oldest = next(iter(drafts))
+            await storage.delete_prefix(_draft_storage_key(drafts.pop(oldest), oldest))
+        request.session[DRAFTS_KEY] = drafts
+        log.info("list_uploaded", draft=draft_id, bytes=upload.size, account_id=owner)
+        return Redirect(f"/app/jobs/new/{draft_id}", status_code=HTTP_303_SEE_OTHER)
+
+    @get("/jobs/new/{draft_id:str}", name="preview_list")
+    async def preview_list(
+        self,
+        request: Request[Any, Any, Any],
+        web: Web,
+        storage: Storage,
+        settings: AppSettings,
+        draft_id: FromPath[str],
+        column: FromQuery[str] = "",
+        sheet: FromQuery[str] = "",
+    ) -> Template:
+        return await _preview(request, web, storage, settings, draft_id, column=column, sheet=sheet)
+
+    @post("/jobs/new/{draft_id:str}/start", name="start_list", status_code=HTTP_303_SEE_OTHER)
+    async def start_list(
+        self,
+        request: Request[Any, Any, Any],
+        web: Web,
+        jobs: Jobs,
+        storage: Storage,
+        bus: Bus,
+        settings: AppSettings,
+        draft_id: FromPath[str],
+    ) -> Redirect | Template:
+        owner = _account_id(request)
+        draft = _draft(request, draft_id)
+        form = await request.form()
+        column = str(form.get("email_column", "")).strip()[:64]
+        sheet = str(form.get("sheet", ""))[:1024]
+        async with _reading(web) as session:
+            account = await get_account(session, owner)
+        if account is None or not account.confirmed:
+            return await _preview(
+                request,
+                web,
+                storage,
+                settings,
+                draft_id,
+                column=column,
+                sheet=sheet,
+                error="Confirm your email address before you start a validation.",
+                status_code=HTTP_403_FORBIDDEN,
+            )
+        key = _draft_storage_key(draft, draft_id)
+        try:
+            async with local_copy(storage, key, scratch_dir(settings)) as path:
+                await submit_file(
+                    jobs,
+                    storage,
+                    bus,
+                    path,
+                    filename=draft["name"],
+                    email_column=column or None,
+                    checks=settings.engine.checks,
+                    owner=owner,
+                    job_id=draft_id,
+                    sheet=sheet or None,
+                )
+        except ObjectNotFound:
+            raise NotFoundException("this upload is no longer stored; upload it again") from None
+        await storage.delete_prefix(key)
+        drafts = _drafts(request)
+        drafts.pop(draft_id, None)
+        request.session[DRAFTS_KEY] = drafts
+        log.info("job_started", job_id=draft_id, account_id=owner)
+        return Redirect(f"/app/jobs/{draft_id}", status_code=HTTP_303_SEE_OTHER)
+
+    # --- one job ----------------------------------------------------------------------------
+
+    @get("/jobs/{job_id:str}", name="job_page")
+    async def job_page(
+        self, request: Request[Any, Any, Any], web: Web, job_id: FromPath[str]
+    ) -> Template:
+        job = await _owned(web, _account_id(request), job_id)
+        return Template("jobs/job.html", context=_job_context(job))
+
+    @get("/jobs/{job_id:str}/events", name="job_events")
+    async def job_events(
+        self,
+        request: Request[Any, Any, Any],
+        web: Web,
+        area: Area,
+        job_id: FromPath[str],
+    ) -> ServerSentEvent:
+        owner = _account_id(request)
+        await _owned(web, owner, job_id)
+        hub = area.hub(web)
+        engine = request.app.template_engine
+        if engine is None:  # never: the SaaS app has its templates
+            raise RuntimeError("no template engine")
+        render = engine.get_template("jobs/_progress.html").render
+        return ServerSentEvent(_events(web, hub, owner, job_id, render))
+
+    @get("/jobs/{job_id:str}/download/{segment:str}", name="job_download")
+    async def job_download(
+        self,
+        request: Request[Any, Any, Any],
+        web: Web,
+        storage: Storage,
+        settings: AppSettings,
+        job_id: FromPath[str],
+        segment: FromPath[str],
+    ) -> Redirect:
+        owner = _account_id(request)
+        job = await _owned(web, owner, job_id)
+        if segment != ALL and segment not in SEGMENTS:
+            raise NotFoundException("no such download")
+        if job.status is not JobStatus.COMPLETED or not job.file.filename:
+            raise NotFoundException("this job has no result to download")
+        seconds = settings.storage.link_seconds
+        if segment == ALL and isinstance(storage, PresignedStorage):
+            from mailvet.pipeline import object_keys
+
+            url = storage.presigned_get(
+                object_keys.completed(job.id), expires=timedelta(seconds=seconds)
+            )
+            return Redirect(url, status_code=HTTP_303_SEE_OTHER)
+        url = download_url(
+            web.secret_key,
+            account_id=owner,
+            job_id=job.id,
+            segment=segment,
+            now=web.clock(),
+            seconds=seconds,
+        )
+        return Redirect(url, status_code=HTTP_303_SEE_OTHER)
+
+    @get("/jobs/{job_id:str}/file/{segment:str}", name="job_file")
+    async def job_file(
+        self,
+        request: Request[Any, Any, Any],
+        web: Web,
+        jobs: Jobs,
+        storage: Storage,
+        settings: AppSettings,
+        job_id: FromPath[str],
+        segment: FromPath[str],
+        expires: FromQuery[int] = 0,
+        sig: FromQuery[str] = "",
+    ) -> Response[Any]:
+        owner = _account_id(request)
+        job = await _owned(web, owner, job_id)
+        if not link_valid(
+            web.secret_key,
+            account_id=owner,
+            job_id=job.id,
+            segment=segment,
+            expires=expires,
+            sig=sig,
+            now=web.clock(),
+        ):
+            # expired or not ours: send the owner through a fresh link
+            return Redirect(
+                f"/app/jobs/{job.id}/download/{segment}", status_code=HTTP_307_TEMPORARY_REDIRECT
+            )
+        if segment != ALL and segment not in SEGMENTS:
+            raise NotFoundException("no such download")
+        return await _stream_result(jobs, storage, settings, job, segment)
+
+    @post("/jobs/{job_id:str}/delete", name="delete_job", status_code=HTTP_303_SEE_OTHER)
+    async def delete_job(
+        self,
+        request: Request[Any, Any, Any],
+        web: Web,
+        storage: Storage,
+        job_id: FromPath[str],
+    ) -> Redirect:
+        owner = _account_id(request)
+        await _owned(web, owner, job_id)
+        try:
+            async with web.database.session_maker() as session, session.begin():
+                await session.connection(execution_options=WRITE_INTENT)
+                await job_service.delete_job(session, storage, owner, job_id)
+        except JobRunning:
+            flash(request, "This job is still running: delete it once it has finished.", "error")
+            return Redirect(f"/app/jobs/{job_id}", status_code=HTTP_303_SEE_OTHER)
+        flash(request, "The job and its files are deleted.", "success")
+        return Redirect("/app", status_code=HTTP_303_SEE_OTHER)
+
+
+# --- the pieces of the handlers -------------------------------------------------------------
+
+
+async def _dashboard(
+    request: Request[Any, Any, Any],
+    web: WebContext,
+    *,
+    page: int,
+    extra: dict[str, Any] | None = None,
+    status_code: int = HTTP_200_OK,
+) -> Template:
+    owner = _account_id(request)
+    page = max(1, page)
+    size = job_service.PAGE_SIZE
+    async with _reading(web) as session:
+        account = await get_account(session, owner)
+        balance = await credits.balance(session, owner) if _credits_on(web) else None
+        jobs_page = await job_service.owned_jobs_page(
+            session, owner, offset=(page - 1) * size, limit=size
+        )
+    context: dict[str, Any] = {
+        "account": account,
+        "balance": balance,
+        "credits_on": _credits_on(web),
+        "rows": [_job_view(job) for job in jobs_page.jobs],
+        "page": page,
+        "pages": max(1, -(-jobs_page.total // size)),
+        "total": jobs_page.total,
+        "has_more": jobs_page.has_more,
+        "check_email": "",
+        "check_error": "",
+        "verdict": None,
+        "charged": False,
+    }
+    context.update(extra or {})
+    return Template("jobs/dashboard.html", context=context, status_code=status_code)
+
+
+async def _check_one(
+    web: WebContext, engine: Any, account: Account, address: str, result: dict[str, Any]
+) -> str:
+    """Charge one credit, check, refund when the ledger says so; an error text or ""."""
+    check_id = uuid.uuid4().hex
+    charging = _credits_on(web)
+    if charging:
+        async with web.database.session_maker() as session, session.begin():
+            await credits.begin_write(session)
+            short = await credits.charge_single(session, account.id, check_id, now=web.clock())
+        if short is not None:
+            return (
+                f"A check costs 1 credit and your balance is {short.available}."
+                " Buy credits or upload a list once you have some."
+            )
+    try:
+        verdict = await engine.check(address, web.settings.engine.checks)
+    except Exception:
+        if charging:
+            async with web.database.session_maker() as session, session.begin():
+                await credits.begin_write(session)
+                await credits.refund_single(session, check_id, now=web.clock())
+        raise
+    refunded = False
+    if charging:
+        async with web.database.session_maker() as session, session.begin():
+            await credits.begin_write(session)
+            refunded = await credits.settle_single(
+                session, check_id, reason=verdict.reason, now=web.clock()
+            )
+    result["verdict"] = verdict
+    result["charged"] = charging and not refunded
+    log.info("single_checked", status=verdict.status, reason=verdict.reason, charged=charging)
+    return ""
+
+
+async def _preview(
+    request: Request[Any, Any, Any],
+    web: WebContext,
+    storage: ObjectStorage,
+    settings: Any,
+    draft_id: str,
+    *,
+    column: str,
+    sheet: str,
+    error: str = "",
+    status_code: int = HTTP_200_OK,
+) -> Template:
+    owner = _account_id(request)
+    draft = _draft(request, draft_id)
+    context: dict[str, Any] = {
+        "draft_id": draft_id,
+        "filename": draft["name"],
+        "preview": None,
+        "error": error,
+        "input_error": "",
+        "chosen_column": column,
+        "chosen_sheet": sheet,
+    }
+    try:
+        async with local_copy(
+            storage, _draft_storage_key(draft, draft_id), scratch_dir(settings)
+        ) as path:
+            preview = await asyncio.to_thread(
+                build_preview,
+                path,
+                filename=draft["name"],
+                email_column=column or None,
+                sheet=sheet or None,
+                limits=_xlsx_limits(settings),
+            )
+        context["preview"] = preview
+    except InputError as exc:
+        context["input_error"] = str(exc)
+        status_code = max(status_code, 422) if status_code == HTTP_200_OK else status_code
+    except ObjectNotFound:
+        raise NotFoundException("this upload is no longer stored; upload it again") from None
+    async with _reading(web) as session:
+        account = await get_account(session, owner)
+        balance = await credits.balance(session, owner) if _credits_on(web) else None
+    context |= {
+        "account": account,
+        "balance": balance,
+        "credits_on": _credits_on(web),
+        "short": (
+            balance is not None
+            and context["preview"] is not None
+            and context["preview"].cost > balance.balance
+        ),
+    }
+    return Template("jobs/preview.html", context=context, status_code=status_code)
+
+
+def _job_context(job: Job) -> dict[str, Any]:
+    context = _job_view(job)
+    context["chart"] = chart_of(job.counts) if job.counts is not None else None
+    context["segments"] = [
+        {"segment": segment, "title": title} for segment, title in SEGMENT_TITLES.items()
+    ]
+    context["downloadable"] = job.status is JobStatus.COMPLETED and bool(job.file.filename)
+    return context
+
+
+async def _events(
+    web: WebContext, hub: ProgressHub, owner: str, job_id: str, render: Any
+) -> AsyncIterator[ServerSentEventMessage]:
+    """The job's progress fragment on every change; the final one with the chart and the
+    downloads, then `done` (the page closes the stream, sse-close)."""
+    async with hub.watch(job_id) as updates:
+        while True:
+            try:
+                progress = await asyncio.wait_for(anext(updates), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield ServerSentEventMessage(comment="keep-alive", data=None)
+                continue
+            if progress.status.is_final:
+                job = await _owned(web, owner, job_id)
+                html = render(**_job_context(job), final=True)
+                yield ServerSentEventMessage(data=html, event="progress")
+                yield ServerSentEventMessage(data="done", event="done")
+                return
+            html = render(**_progress_view(progress), final=False)
+            yield ServerSentEventMessage(data=html, event="progress")
+
+
+async def _stream_result(
+    jobs: Any, storage: ObjectStorage, settings: Any, job: Job, segment: str
+) -> Response[Any]:
+    directory = scratch_dir(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / f"result-{job.id}-{uuid.uuid4().hex}"
+    try:
+        summary = await fetch_result(jobs, storage, job.id, out)
+    except BaseException as exc:
+        out.unlink(missing_ok=True)
+        if isinstance(exc, ObjectNotFound):
+            raise NotFoundException("the result of this job is no longer stored") from None
+        raise
+    kind: Literal["csv", "xlsx"] = "xlsx" if summary.result_kind == "xlsx" else "csv"
+    name = result_name(job.file.filename, kind)
+    if segment != ALL:
+        from mailvet.pipeline.job_files import decode_stored_layout
+
+        part = out.with_name(out.name + f".{segment}")
+        try:
+            layout = decode_stored_layout(job.layout).layout
+            await asyncio.to_thread(
+                write_segment, out, part, kind=kind, layout=layout, segment=segment
+            )
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        finally:
+            out.unlink(missing_ok=True)
+        out = part
+        name = segment_name(job.file.filename, kind, segment)
+    handle = out.open("rb")
+    with contextlib.suppress(OSError):
+        out.unlink()  # POSIX: the open handle still reads it; elsewhere _chunks deletes it
+    return Stream(
+        _chunks(handle, out),
+        media_type=MEDIA_TYPES[kind],
+        headers={
+            "content-disposition": attachment(name),
+            "content-length": str(os.fstat(handle.fileno()).st_size),
+            "cache-control": "no-store",
+        },
+    )
+
+
+async def _chunks(handle: Any, path: Path) -> AsyncIterator[bytes]:
+    try:
+        while chunk := await asyncio.to_thread(handle.read, _READ_CHUNK):
+            yield chunk
+    finally:
+        await asyncio.to_thread(_discard, handle, path)
+
+
+def _discard(handle: Any, path: Path) -> None:
+    handle.close()
+    path.unlink(missing_ok=True)

@@ -1,0 +1,37 @@
+// Drag and drop onto the upload form (web/templates/jobs/new.html): a dropped file goes
+// into the form's file field, which the form then posts as usual. Without this script the
+// field alone works the same.
+"use strict";
+(function () {
+  function setUp(form) {
+    var input = form.querySelector('input[type="file"]');
+    if (!input) {
+      return;
+    }
+    ["dragenter", "dragover"].forEach(function (name) {
+      form.addEventListener(name, function (event) {
+        event.preventDefault();
+        form.classList.add("dragging");
+      });
+    });
+    ["dragleave", "drop"].forEach(function (name) {
+      form.addEventListener(name, function () {
+        form.classList.remove("dragging");
+      });
+    });
+    form.addEventListener("drop", function (event) {
+      event.preventDefault();
+      var files = event.dataTransfer && event.dataTransfer.files;
+      if (!files || files.length !== 1) {
+        return;
+      }
+      var transfer = new DataTransfer();
+      transfer.items.add(files[0]);
+      input.files = transfer.files;
+      input.dispatchEvent(new Event("change", { bubbles: true }));
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("form[data-dropzone]").forEach(setUp);
+  });
+})();
