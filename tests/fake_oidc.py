@@ -1,5 +1,6 @@
 """A local OpenID provider standing in for Google sign-in in the tests: a Litestar app served
-by uvicorn on 127.0.0.1 (an ephemeral port), in the test's own event loop.
+by uvicorn on 127.0.0.1 (an ephemeral port) from a thread with its own event loop
+(tests/local_http.py), so any test's loop, a browser or a web process can reach it.
 
 It serves the discovery document, the JWKS (one RSA key, `rotate_key()` for a new one),
 `/authorize` (approves at once: a 302 back to `redirect_uri` with `code` and `state`, or
@@ -7,7 +8,8 @@ It serves the discovery document, the JWKS (one RSA key, `rotate_key()` for a ne
 bound to their client and redirect_uri, PKCE S256 checked), which signs an ID token for
 `provider.user`. `provider.knobs` makes the next tokens wrong in one way each: another
 nonce, audience or issuer, expired, an unverified address, a signature by a key it never
-published, no ID token at all, or an error answer without an "error" key.
+published, no ID token at all, an error answer without an "error" key, a token answer
+that is not JSON; `knobs.down` makes discovery and JWKS answer 503.
 
 One provider serves the whole test session from a thread of its own (fixture
 `fake_oidc_server`); the fixture `fake_oidc` hands it to a test reset to its first state.
@@ -313,8 +315,7 @@ class FakeOidcProvider:
 
 @contextlib.contextmanager
 def running_fake_oidc() -> Iterator[FakeOidcProvider]:
-    """The provider, listening on 127.0.0.1 until the block ends (tests.local_http: a thread
-    of its own)."""
+    """The provider, listening on 127.0.0.1 until the block ends."""
     providers: list[FakeOidcProvider] = []
 
     def make_app(base_url: str) -> Litestar:
