@@ -242,3 +242,19 @@ async def test_a_disabled_account_cannot_sign_in(tmp_path: Path) -> None:
         refused = await log_in(b, EMAIL)
         assert refused.status_code == 403 and "disabled" in refused.text
         assert await b.whoami() is None
+
+
+async def test_confirm_from_another_browser_asks_for_the_address(tmp_path: Path) -> None:
+    async with auth_app(tmp_path) as s, browser(s.app) as b:
+        await sign_up(b, EMAIL)
+        code = await s.code_for(EMAIL)
+        phone = b.fresh()  # the mail opened elsewhere: no sign-up in this session
+        page = await phone.get("/confirm")
+        assert ">Email</label>" in page.text and ">Confirmation code</label>" in page.text
+        assert page.text.count(">Email</label>") == 1
+        missing = await phone.post("/confirm", {"code": code})
+        assert missing.status_code == 400 and "address you signed up with" in missing.text
+        done = await phone.post("/confirm", {"email": EMAIL.upper(), "code": code})
+        assert done.status_code == 303 and done.headers["location"] == "/login"
+        row = await s.account_row(EMAIL)
+        assert row is not None and row.confirmed_at is not None
