@@ -74,8 +74,6 @@ def create_app(
         jobs_router(max_upload_bytes),
     ]
     dependencies = provide_ports(deps)
-    https = deps.settings.web.public_url.lower().startswith("https://")
-    recaptcha = bool(deps.settings.web.recaptcha_site_key)
     extra: dict[str, Any] = {}
     middleware: list[Middleware] = []
     if web is not None:
@@ -104,7 +102,7 @@ def create_app(
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=middleware,
-        before_send=[security_headers(https=https, recaptcha=recaptcha)],
+        before_send=[security_headers(lambda: deps.settings)],
         # mailvet configures logging itself (structlog); Litestar's default would take over
         # the root logger. Unexpected errors are logged by the 500 handler.
         logging_config=None,

@@ -23,6 +23,7 @@ it alone gets a policy that allows cdn.jsdelivr.net (SCHEMA_CSP); it shows no us
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from litestar.datastructures import Headers, MutableScopeHeaders
@@ -32,7 +33,7 @@ from litestar.middleware import ASGIMiddleware
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, BeforeMessageSendHookHandler, Message, Receive, Scope, Send
 
-    from mailvet.web.context import WebContext
+    from mailvet.settings import Settings
 
 HSTS = "max-age=31536000; includeSubDomains"
 RECAPTCHA_SCRIPTS = "https://www.google.com/recaptcha/ https://www.gstatic.com/recaptcha/"
@@ -98,27 +99,30 @@ def header_set(*, https: bool, recaptcha: bool = False) -> dict[str, str]:
     return headers
 
 
-def security_headers(*, https: bool, recaptcha: bool = False) -> BeforeMessageSendHookHandler:
-    fixed = header_set(https=https, recaptcha=recaptcha)
-    schema = {**fixed, "Content-Security-Policy": SCHEMA_CSP}
+def security_headers(settings_of: Callable[[], Settings]) -> BeforeMessageSendHookHandler:
+    """The hook; `settings_of()` is read at the first answer (create_app runs before the
+    composition root may have built everything)."""
+    chosen: dict[bool, dict[str, str]] = {}
 
     async def before_send(message: Message, scope: Scope) -> None:
         if message["type"] != "http.response.start":
             return
-        headers = MutableScopeHeaders.from_message(message)
+        if not chosen:
+            web = settings_of().web
+            pages = header_set(
+                https=web.public_url.lower().startswith("https://"),
+                recaptcha=bool(web.recaptcha_site_key),
+            )
+            chosen[False] = pages
+            chosen[True] = {**pages, "Content-Security-Policy": SCHEMA_CSP}
         path = str(scope.get("path", ""))
-        chosen = schema if path == SCHEMA_PATH or path.startswith(SCHEMA_PATH + "/") else fixed
-        for name, value in chosen.items():
+        reference = path == SCHEMA_PATH or path.startswith(SCHEMA_PATH + "/")
+        headers = MutableScopeHeaders.from_message(message)
+        for name, value in chosen[reference].items():
             if name not in headers:
                 headers[name] = value
 
     return before_send
-
-
-def context_security_headers(context: WebContext) -> BeforeMessageSendHookHandler:
-    return security_headers(
-        https=context.https, recaptcha=bool(context.settings.web.recaptcha_site_key)
-    )
 
 
 class ApiCors(ASGIMiddleware):

@@ -33,7 +33,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
-import structlog
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.enums import ScopeType
@@ -53,8 +52,6 @@ if TYPE_CHECKING:
     from litestar.types import Message, Scopes, ScopeSession
 
     from mailvet.web.context import WebContext
-
-log = structlog.get_logger(__name__)
 
 SESSION_COOKIE = "mailvet_session"
 TOUCH_EVERY = timedelta(minutes=5)

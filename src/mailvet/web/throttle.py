@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.exceptions import TooManyRequestsException
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, Send
 
     from mailvet.web.context import WebContext
+
+log = structlog.get_logger(__name__)
 
 EXEMPT_PREFIXES = ("/static/",)
 EXEMPT_PATHS = frozenset({"/health"})
@@ -101,6 +104,7 @@ class PerIpLimit(ASGIMiddleware):
         if self.rates:
             ip = client_ip(ASGIConnection[Any, Any, Any, Any](scope))
             refused = await hit_rates(self.context, f"web-ip:{ip}", self.rates)
-            if refused is not None:
+            if refused is not None:  # the address is personal data: not logged
+                log.info("web_rate_limited", limit=refused.limit, retry_after=refused.retry_after)
                 raise_if_refused(refused)
         await next_app(scope, receive, send)
