@@ -1,0 +1,87 @@
+"""What the administrators' pages read beyond one account: every job (paginated, with its
+owner's address) and the balances of a page of accounts in one query.
+
+Every function takes the caller's session and only reads. The changes an administrator
+makes go through the services that own them: `AccountService.set_disabled` (accounts) and
+`credits.adjust` (the ledger, with who and why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailvet.adapters.db.account_models import AccountRow
+from mailvet.adapters.db.ledger_models import CreditBalanceRow
+from mailvet.adapters.db.models import JobRow
+from mailvet.adapters.db.rows import job_from_row
+from mailvet.domain.job import Job, JobStatus
+
+MAX_PAGE = 200
+
+
+class OwnedJob(msgspec.Struct, frozen=True):
+    """A job and its owner's address ("" for a job of no account, or a deleted one)."""
+
+    job: Job
+    owner_email: str
+
+
+class AllJobsPage(msgspec.Struct, frozen=True):
+    jobs: list[OwnedJob]
+    total: int
+    offset: int
+    limit: int
+
+    @property
+    def has_more(self) -> bool:
+        return self.offset + len(self.jobs) < self.total
+
+
+async def all_jobs_page(
+    session: AsyncSession,
+    *,
+    offset: int = 0,
+    limit: int = 50,
+    status: JobStatus | None = None,
+    owner: str | None = None,
+) -> AllJobsPage:
+    """Every job (or those in `status`, or of the account `owner`), newest first."""
+    limit = max(1, min(limit, MAX_PAGE))
+    offset = max(0, offset)
+    filters = []
+    if status is not None:
+        filters.append(JobRow.status == status.value)
+    if owner is not None:
+        filters.append(JobRow.owner == owner)
+    total = (await session.execute(select(func.count(JobRow.id)).where(*filters))).scalar_one()
+    query = (
+        select(JobRow, AccountRow.email)
+        .outerjoin(AccountRow, AccountRow.id == JobRow.owner)
+        .where(*filters)
+        .order_by(JobRow.created_at.desc(), JobRow.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = (await session.execute(query)).all()
+    jobs = [OwnedJob(job_from_row(row), email or "") for row, email in rows]
+    return AllJobsPage(jobs, total, offset, limit)
+
+
+async def count_accounts(session: AsyncSession) -> int:
+    return (await session.execute(select(func.count(AccountRow.id)))).scalar_one()
+
+
+async def balances_of(session: AsyncSession, account_ids: Sequence[str]) -> dict[str, int]:
+    """The cached balance of each account (services.credits keeps it equal to the sum of
+    the entries; 0 for an account that never had one)."""
+    if not account_ids:
+        return {}
+    query = select(CreditBalanceRow.account_id, CreditBalanceRow.balance).where(
+        CreditBalanceRow.account_id.in_(list(account_ids))
+    )
+    found = {account_id: amount for account_id, amount in (await session.execute(query)).all()}
+    return {account_id: found.get(account_id, 0) for account_id in account_ids}

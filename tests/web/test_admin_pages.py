@@ -1,0 +1,163 @@
+"""The administrators' pages (/admin): only an admin gets in; users found by address or name,
+disabled (signed out, cannot sign in) and enabled again; credits granted and removed with a
+reason through the ledger (never below zero); every job with its state, paginated and
+filtered by state."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from mailvet.adapters.db.ledger_models import LedgerEntryRow
+from mailvet.adapters.db.models import JobRow
+from mailvet.domain.credits import EntryKind
+from mailvet.services import credits
+from mailvet.services.accounts import create_account
+from tests.web.account_helpers import account_app, writing
+from tests.web.auth_helpers import PASSWORD, AuthApp, browser, confirmed_account, log_in
+from tests.web.shell_helpers import cheap_hasher, look
+
+pytestmark = pytest.mark.pipeline
+
+ADMIN = "root@example.com"
+USER = "ann.lee@example.com"
+
+
+async def make_admin(s: AuthApp) -> str:
+    async with writing(s.url) as session:
+        account = await create_account(
+            session,
+            email=ADMIN,
+            password=PASSWORD,
+            admin=True,
+            confirmed=True,
+            credits=0,
+            hasher=cheap_hasher(),
+            now=s.clock(),
+        )
+    return account.id
+
+
+async def test_only_an_admin_gets_in(tmp_path: Path) -> None:
+    async with account_app(tmp_path) as (s, _), browser(s.app) as b:
+        anonymous = await b.get("/admin")
+        assert anonymous.status_code in (302, 303) and "/login" in anonymous.headers["location"]
+        await confirmed_account(s, b, USER)
+        await log_in(b, USER)
+        for path in ("/admin", "/admin/jobs", f"/admin/users/{uuid.uuid4().hex}"):
+            assert (await b.get(path)).status_code == 403, path
+        row = await s.account_row(USER)
+        assert row is not None
+        posted = await b.post(f"/admin/users/{row.id}/credits", {"amount": "5", "reason": "x"})
+        assert posted.status_code == 403
+        async with look(s.url) as database, database.session_maker() as session:
+            assert (await credits.balance(session, row.id)).balance == 100  # the sign-up grant
+
+
+async def test_find_disable_enable_and_adjust_credits(tmp_path: Path) -> None:
+    async with account_app(tmp_path) as (s, _), browser(s.app) as admin:
+        user = admin.fresh()
+        await confirmed_account(s, user, USER, first_name="Zoë", last_name="<b>Quill</b>")
+        await log_in(user, USER)
+        admin_id = await make_admin(s)
+        await log_in(admin, ADMIN)
+        row = await s.account_row(USER)
+        assert row is not None
+        listing = await admin.get("/admin")
+        assert listing.status_code == 200 and "2 accounts in all." in listing.text
+        found = await admin.get("/admin?q=quill")
+        assert f'href="/admin/users/{row.id}"' in found.text
+        assert "&lt;b&gt;Quill&lt;/b&gt;" in found.text and "<b>Quill</b>" not in found.text
+        assert ADMIN not in found.text
+        assert "No account matches." in (await admin.get("/admin?q=nobody")).text
+
+        page = await admin.get(f"/admin/users/{row.id}")
+        assert page.status_code == 200 and '<dd id="user-balance">100 credits' in page.text
+        granted = await admin.post(
+            f"/admin/users/{row.id}/credits", {"amount": "+250", "reason": "goodwill  gesture"}
+        )
+        assert granted.status_code == 303
+        removed = await admin.post(
+            f"/admin/users/{row.id}/credits", {"amount": "-50", "reason": "double grant"}
+        )
+        assert removed.status_code == 303
+        too_much = await admin.post(
+            f"/admin/users/{row.id}/credits", {"amount": "-1000", "reason": "oops"}
+        )
+        assert too_much.status_code == 400 and "The balance is 300" in too_much.text
+        no_reason = await admin.post(f"/admin/users/{row.id}/credits", {"amount": "5"})
+        assert no_reason.status_code == 400 and "Say why" in no_reason.text
+        not_number = await admin.post(
+            f"/admin/users/{row.id}/credits", {"amount": "ten", "reason": "x"}
+        )
+        assert not_number.status_code == 400 and "whole number" in not_number.text
+        async with look(s.url) as database, database.session_maker() as session:
+            assert (await credits.balance(session, row.id)).balance == 300
+            entries = (
+                await session.execute(
+                    select(LedgerEntryRow)
+                    .where(LedgerEntryRow.kind == EntryKind.ADMIN_ADJUSTMENT.value)
+                    .order_by(LedgerEntryRow.seq)
+                )
+            ).scalars()
+            assert [(e.amount, e.reason, e.actor) for e in entries] == [
+                (250, "goodwill gesture", admin_id),
+                (-50, "double grant", admin_id),
+            ]
+        page = await admin.get(f"/admin/users/{row.id}")
+        assert '<dd id="user-balance">300 credits' in page.text and "goodwill gesture" in page.text
+
+        assert await user.whoami() == "signed in"
+        off = await admin.post(f"/admin/users/{row.id}/disable")
+        assert off.status_code == 303
+        assert await user.whoami() is None  # its session ended
+        refused = await log_in(user, USER)
+        assert refused.status_code == 403
+        on = await admin.post(f"/admin/users/{row.id}/enable")
+        assert on.status_code == 303
+        assert (await log_in(user, USER)).status_code == 303
+
+        myself = await admin.post(f"/admin/users/{admin_id}/disable")
+        assert myself.status_code == 400 and "cannot disable yourself" in myself.text
+        assert (await admin.get(f"/admin/users/{'0' * 32}")).status_code == 404
+        assert (await admin.get("/admin/users/not-an-id")).status_code == 404
+
+
+async def test_every_job_with_its_state_paginated(tmp_path: Path) -> None:
+    async with account_app(tmp_path) as (s, _), browser(s.app) as admin:
+        await make_admin(s)
+        await log_in(admin, ADMIN)
+        owner = await s.account_row(ADMIN)
+        assert owner is not None
+        start = datetime(2026, 11, 1, tzinfo=UTC)
+        async with writing(s.url) as session:
+            for n in range(55):
+                session.add(
+                    JobRow(
+                        id=uuid.uuid4().hex,
+                        filename=f"list-{n:02d}.csv",
+                        checks="smtp",
+                        status="file_completed" if n % 5 else "error_df",
+                        owner=owner.id if n % 2 else "",
+                        rows_total=10,
+                        rows_done=10 if n % 5 else 4,
+                        created_at=start + timedelta(hours=n),
+                    )
+                )
+        first = await admin.get("/admin/jobs")
+        assert first.status_code == 200 and "55 jobs." in first.text
+        assert first.text.count("<tr data-job=") == 50
+        assert "list-54.csv" in first.text and "list-04.csv" not in first.text  # newest first
+        assert 'rel="next" href="/admin/jobs?status=&amp;page=2"' in first.text
+        assert "Completed" in first.text and "Failed" in first.text
+        assert f">{ADMIN}</a>" in first.text and "(no account)" in first.text
+        second = await admin.get("/admin/jobs?page=2")
+        assert second.text.count("<tr data-job=") == 5 and "list-00.csv" in second.text
+        failed = await admin.get("/admin/jobs?status=error_df")
+        assert "11 jobs in this state." in failed.text
+        assert failed.text.count("<tr data-job=") == 11 and "Completed</span>" not in failed.text
+        assert (await admin.get("/admin/jobs?page=0")).status_code == 400
