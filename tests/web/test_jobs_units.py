@@ -1,0 +1,168 @@
+"""The pure pieces of the lists area: status labels, progress, the chart's geometry and
+escaping, signed links, segments of CSV results (bytes, BOM, encodings), and the progress
+poller reading every watched job in one query."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from jinja2 import Environment, FileSystemLoader
+from sqlalchemy import event
+
+from mailvet.adapters.db.database import make_database
+from mailvet.adapters.db.repositories import SqlJobRepository
+from mailvet.domain.job import FileInfo, Job, JobCounts, JobStatus
+from mailvet.domain.verdict import RESULT_COLUMNS
+from mailvet.tabular import FileLayout, detect_layout
+from mailvet.web.app import TEMPLATES_DIR
+from mailvet.web.jobs.chart import chart_of
+from mailvet.web.jobs.labels import progress_percent, status_label
+from mailvet.web.jobs.links import download_url, link_valid
+from mailvet.web.jobs.progress import ProgressHub
+from mailvet.web.jobs.segments import write_segment
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+KEY = "k" * 40
+
+
+def test_status_labels_are_the_original_ones() -> None:
+    assert [status_label(s) for s in JobStatus] == [
+        "Pending Start",
+        "File Accepted",
+        "File Queued",
+        "Processing",
+        "Completed",
+        "Failed",
+        "Failed",
+        "Failed",
+    ]
+
+
+def test_progress_reaches_100_only_when_completed() -> None:
+    assert progress_percent(JobStatus.IN_PROGRESS, 10, 10) == 99
+    assert progress_percent(JobStatus.IN_PROGRESS, 1, 3) == 33
+    assert progress_percent(JobStatus.FILE_QUEUED, 0, 0) == 0
+    assert progress_percent(JobStatus.COMPLETED, 0, 0) == 100
+
+
+def test_the_chart_scales_bars_per_group_and_escapes_labels() -> None:
+    counts = JobCounts(
+        statuses={"undeliverable": 1, "deliverable": 4},
+        reasons={"accepted": 4, '<script>alert("x")</script>': 1},
+    )
+    chart = chart_of(counts)
+    statuses, reasons = chart.groups
+    assert [(b.label, b.count, b.width) for b in statuses.bars] == [
+        ("deliverable", 4, 300),
+        ("undeliverable", 1, 75),
+    ]
+    assert [b.label for b in reasons.bars] == ["accepted", '<script>alert("x")</script>']
+    assert chart.total == 5
+    env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True)
+    svg = env.get_template("jobs/_chart.html").render(chart=chart)
+    assert "<script>" not in svg and "&lt;script&gt;" in svg
+    assert svg.count("<rect ") == 4
+
+
+def test_a_link_is_bound_to_account_job_segment_and_time() -> None:
+    url = download_url(KEY, account_id="a", job_id="j", segment="risky", now=NOW, seconds=60)
+    query = dict(part.split("=") for part in url.split("?")[1].split("&"))
+    expires, sig = int(query["expires"]), query["sig"]
+    assert url.startswith("/app/jobs/j/file/risky?")
+
+    def valid(
+        key: str = KEY,
+        account: str = "a",
+        job: str = "j",
+        segment: str = "risky",
+        at: datetime = NOW,
+    ) -> bool:
+        return link_valid(
+            key, account_id=account, job_id=job, segment=segment, expires=expires, sig=sig, now=at
+        )
+
+    assert valid(at=NOW + timedelta(seconds=60))
+    assert not valid(at=NOW + timedelta(seconds=61))
+    assert not valid(account="b") and not valid(job="k") and not valid(segment="all")
+    assert not valid(key="other" * 10)
+
+
+def result_row(cells: list[str], status: str, reason: str) -> list[str]:
+    return [*cells, status, reason, *[""] * (len(RESULT_COLUMNS) - 2)]
+
+
+def test_a_csv_segment_keeps_bytes_bom_and_encoding(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_bytes("\ufeffnom;courriel\r\nÉlodie;e@x.fr\r\n".encode("utf-8"))
+    layout = detect_layout(source, filename="in.csv")
+    extra = ";" * (len(RESULT_COLUMNS) - 2)
+    result = tmp_path / "result"
+    header = "nom;courriel;" + ";".join(RESULT_COLUMNS) + "\r\n"
+    rows = [
+        f"Élodie;e@x.fr;deliverable;accepted{extra}\r\n",
+        f'"Zoé\r\nbis";z@x.fr;undeliverable;mailbox_not_found{extra}\r\n',
+        "\r\n",
+        f"short;deliverable;accepted{extra}\n",
+    ]
+    result.write_bytes(b"\xef\xbb\xbf" + (header + "".join(rows)).encode("utf-8"))
+    out = tmp_path / "out"
+    kept = write_segment(result, out, kind="csv", layout=layout, segment="deliverable")
+    assert kept == 2
+    assert out.read_bytes() == b"\xef\xbb\xbf" + (header + rows[0] + rows[3]).encode("utf-8")
+    kept = write_segment(result, out, kind="csv", layout=layout, segment="undeliverable")
+    assert out.read_bytes() == b"\xef\xbb\xbf" + (header + rows[1]).encode("utf-8")
+
+
+def test_a_latin1_csv_segment_stays_latin1(tmp_path: Path) -> None:
+    layout = FileLayout(kind="csv", encoding="cp1252", header=["email"], skip_records=1)
+    extra = "," * (len(RESULT_COLUMNS) - 2)
+    head = "email,mailvet_status\r\n"
+    rows = [f"ré@x.fr,risky,catch_all{extra}\r\n", f"b@x.fr,unknown,timeout{extra}\r\n"]
+    result = tmp_path / "result"
+    result.write_bytes((head + "".join(rows)).encode("cp1252"))
+    out = tmp_path / "out"
+    assert write_segment(result, out, kind="csv", layout=layout, segment="risky") == 1
+    assert out.read_bytes() == (head + rows[0]).encode("cp1252")
+    assert write_segment(result, out, kind="csv", layout=layout, segment="undeliverable") == 0
+    assert out.read_bytes() == head.encode("cp1252")
+    # a cell that is no reason is not a verdict: the row is in no segment
+    result.write_bytes((head + rows[0].replace("catch_all", "role")).encode("cp1252"))
+    assert write_segment(result, out, kind="csv", layout=layout, segment="risky") == 0
+
+
+async def test_the_poller_reads_every_watched_job_in_one_query(tmp_path: Path) -> None:
+    database = make_database(f"sqlite+aiosqlite:///{tmp_path / 'jobs.db'}")
+    await database.create_all()
+    jobs = SqlJobRepository(database)
+    hub = ProgressHub(database, poll_seconds=0.01)
+    queries: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if "FROM jobs" in statement:
+            queries.append(statement)
+
+    try:
+        ids = [uuid.uuid4().hex for _ in range(30)]
+        for job_id in ids:
+            await jobs.add(Job(id=job_id, file=FileInfo(filename="a.csv")))
+        event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+        async with contextlib.AsyncExitStack() as stack:
+            streams = [await stack.enter_async_context(hub.watch(job_id)) for job_id in ids]
+            firsts = await asyncio.gather(*(anext(s) for s in streams))
+            assert {p.job_id for p in firsts} == set(ids)
+            assert all(p.status is JobStatus.PENDING_START for p in firsts)
+            assert len(queries) == hub.polls  # one query per tick for 30 watchers
+            await jobs.set_status(ids[3], JobStatus.FILE_ACCEPTED)
+            changed = await anext(streams[3])
+            assert changed.status is JobStatus.FILE_ACCEPTED
+        assert hub.watched == set()
+    finally:
+        await hub.close()
+        await database.dispose()
