@@ -14,6 +14,7 @@ from typing import Any
 
 import argon2
 from litestar import Litestar, Request, Router, get, post
+from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.testing import AsyncTestClient
 from litestar.types import ControllerRouterHandler
@@ -135,6 +136,22 @@ def session_area() -> ControllerRouterHandler:
     )
 
 
+def api_area() -> ControllerRouterHandler:
+    """Stands for the API under /api/* in the shell's tests (the SaaS app has no anonymous job
+    API any more; the keyed API comes later): a POST that takes anything, and a lookup that
+    is never found."""
+
+    @post("/echo", status_code=201)
+    async def echo() -> dict[str, bool]:
+        return {"ok": True}
+
+    @get("/things/{thing_id:str}")
+    async def thing(thing_id: FromPath[str]) -> dict[str, str]:
+        raise NotFoundException(f"no such thing: {thing_id}")
+
+    return Router(path="/api/t", route_handlers=[echo, thing])
+
+
 @asynccontextmanager
 async def shell(
     data_dir: Path,
@@ -160,7 +177,9 @@ async def shell(
     try:
         web = await build_web_context(settings, hasher=cheap_hasher(), clock=clock)
         try:
-            app = create_app(deps, web=web, areas=[session_area()] if areas is None else areas)
+            app = create_app(
+                deps, web=web, areas=[session_area(), api_area()] if areas is None else areas
+            )
             yield Shell(app=app, web=web, deps=deps, clock=clock, url=settings.database)
         finally:
             await web.close()

@@ -87,11 +87,11 @@ async def test_a_token_of_another_browser_is_refused(tmp_path: Path) -> None:
 
 async def test_the_api_is_exempt_from_csrf(tmp_path: Path) -> None:
     async with shell(tmp_path) as s, client(s.app) as c:
-        answer = await c.post(
-            "/api/jobs",
-            files={"file": ("list.csv", b"email\nann@example.com\n", "text/csv")},
-        )
+        await c.get("/")  # a browser with its CSRF cookie, sending no token
+        answer = await c.post("/api/t/echo", json={"a": "b"})
         assert answer.status_code == 201, answer.text
+        page = await c.post("/t/flash")  # the same request to a page is refused
+        assert page.status_code == 403
 
 
 async def test_every_form_of_the_public_pages_has_a_token_and_labels(tmp_path: Path) -> None:
@@ -158,9 +158,9 @@ async def test_error_pages_are_html_for_browsers_and_json_otherwise(tmp_path: Pa
         assert page.headers["content-type"].startswith("text/html")
         assert "Page not found" in page.text
         assert (await c.get("/missing")).json() == {"error": "Not Found"}
-        api = await c.get("/api/jobs/nope", headers=HTML)  # /api: JSON whatever it accepts
+        api = await c.get("/api/t/things/nope", headers=HTML)  # /api: JSON whatever it accepts
         assert api.status_code == 404
-        assert api.json() == {"error": "no such job: nope"}
+        assert api.json() == {"error": "no such thing: nope"}
         boom = await c.get("/t/boom", headers=HTML)
         assert boom.status_code == 500
         assert "broken on purpose" not in boom.text  # nothing of the exception leaks
@@ -172,14 +172,15 @@ async def test_cors_answers_only_on_the_api_and_only_to_listed_origins(tmp_path:
     async with shell(tmp_path, env) as s, client(s.app) as c:
         ok = {"origin": "https://app.example.com"}
         evil = {"origin": "https://evil.example.net"}
-        api = await c.get("/api/jobs/nope", headers=ok)
+        api = await c.get("/api/t/things/nope", headers=ok)
         assert api.headers["access-control-allow-origin"] == "https://app.example.com"
         assert (
-            "access-control-allow-origin" not in (await c.get("/api/jobs/x", headers=evil)).headers
+            "access-control-allow-origin"
+            not in (await c.get("/api/t/things/x", headers=evil)).headers
         )
         assert "access-control-allow-origin" not in (await c.get("/", headers=ok)).headers
         preflight = await c.options(
-            "/api/jobs",
+            "/api/t/echo",
             headers={**ok, "access-control-request-method": "POST"},
         )
         assert preflight.status_code == 204
@@ -193,7 +194,7 @@ async def test_cors_answers_only_on_the_api_and_only_to_listed_origins(tmp_path:
 
 async def test_without_cors_origins_the_api_sends_no_cors_header(tmp_path: Path) -> None:
     async with shell(tmp_path) as s, client(s.app) as c:
-        answer = await c.get("/api/jobs/nope", headers={"origin": "https://app.example.com"})
+        answer = await c.get("/api/t/things/nope", headers={"origin": "https://app.example.com"})
         assert "access-control-allow-origin" not in answer.headers
 
 

@@ -95,7 +95,7 @@ async def test_two_app_instances_share_the_per_ip_limit(tmp_path: Path) -> None:
                 assert refused.headers["retry-after"] == "50"
                 assert refused.headers["content-type"].startswith("text/html")
                 assert "Too many requests" in refused.text
-                api = await a.get("/api/jobs/x")
+                api = await a.get("/api/t/things/x")
                 assert api.status_code == 429
                 assert api.json() == {"error": "too many requests: try again later"}
                 assert api.headers["retry-after"] == "50"
