@@ -1,10 +1,12 @@
 """The web role: `create_app(deps, web=...)` builds the Litestar app over the composition
 root's ports and, with a `WebContext`, the SaaS shell around them.
 
-Without `web` the app is the job API (/api/jobs) and /health, JSON only, as before the
-SaaS (the pipeline tests use it so). With `web` (built by `web.context.build_web_context`)
-it also serves the pages: Jinja templates (web/templates/, autoescaped), the vendored
-static files (web/static/), server-side sessions (web/sessions.py), CSRF on every form
+Without `web` the app is the anonymous job API (/api/jobs) and /health, JSON only, as
+before the SaaS (the pipeline tests use it so). With `web` (built by
+`web.context.build_web_context`) there is no anonymous job API: the account's lists are
+under /app (web/jobs/pages.py, only the owner sees a job); it also serves the pages:
+Jinja templates (web/templates/, autoescaped), the vendored static files (web/static/),
+server-side sessions (web/sessions.py), CSRF on every form
 (only /api/* and the payment webhook are exempt), the app-wide per-IP rate limit
 (web/throttle.py), CORS on /api/* alone and the public pages. Every answer carries the
 security headers (web/security.py); errors are HTML for browsers, JSON otherwise
@@ -69,10 +71,7 @@ def create_app(
     roles: Sequence[str] = ("web",),
 ) -> Litestar:
     """`roles`: what this process runs (`mailvet run all`: every role), for /health."""
-    handlers: list[ControllerRouterHandler] = [
-        *health_routes(deps, roles),
-        jobs_router(max_upload_bytes),
-    ]
+    handlers: list[ControllerRouterHandler] = [*health_routes(deps, roles)]
     dependencies = provide_ports(deps)
     extra: dict[str, Any] = {}
     middleware: list[Middleware] = []
@@ -97,6 +96,10 @@ def create_app(
             "state": State({"web": web}),
             "on_shutdown": [lists.aclose],
         }
+    else:
+        # the anonymous JSON job API, only in the app without accounts (the pipeline tests);
+        # the SaaS has the account's lists under /app instead (the keyed API comes later)
+        handlers.append(jobs_router(max_upload_bytes))
     return Litestar(
         route_handlers=handlers,
         dependencies=dependencies,
