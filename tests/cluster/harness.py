@@ -145,9 +145,12 @@ class Cluster:
                 raise AssertionError(f"{name} never logged {text!r}")
             time.sleep(0.005)
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`mailvet ARGS` with this cluster's settings; `input`: its stdin (a password)."""
         done = subprocess.run(
-            [MAILVET, *args], env=self.env, capture_output=True, text=True, timeout=120
+            [MAILVET, *args], env=self.env, input=input, capture_output=True, text=True, timeout=120
         )
         if check and done.returncode != 0:
             raise AssertionError(f"mailvet {' '.join(args)}: {done.returncode}\n{done.stderr}")
@@ -195,13 +198,15 @@ class Cluster:
             timeout,
         )
 
-    def http_get(self, path: str, timeout: float = 30.0) -> tuple[int, bytes]:
-        """GET from the web role, waiting for it to listen."""
+    def http_get(
+        self, path: str, timeout: float = 30.0, port: int | None = None
+    ) -> tuple[int, bytes]:
+        """GET from the web role (on `port`, default web_port), waiting for it to listen."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.web_port}{path}", timeout=5
+                    f"http://127.0.0.1:{port or self.web_port}{path}", timeout=5
                 ) as r:
                     return r.status, r.read()
             except urllib.error.HTTPError as exc:
