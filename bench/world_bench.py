@@ -762,8 +762,14 @@ def main() -> int:
                 f"  T {load.seconds if load else 0:6.2f}  ({load.probes if load else 0:,} probes,"
                 f" {load.rate if load else 0:,.0f}/s allowed)"
             )
-        print("               RCPTs answered per second / most sessions open (t:n/s):")
-        for _, ip in ends[:3]:
+        print(
+            "               RCPTs answered per second / most sessions open (t:n/s), the last"
+            " servers and the bound's:"
+        )
+        shown = [ip for _, ip in ends[:3]]
+        if bound.slowest.ip not in shown:
+            shown.append(bound.slowest.ip)  # the server the bound is made of
+        for ip in shown:
             spec = plan.servers[ip]
             print(f"    {ip:<12} C={spec.max_connections} {sampler.strip(ip, spawned)}")
         for line in domain_timeline(plan, bound, clock, fast, spawned):
