@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mailvet.web.app import SCALAR, SCALAR_CSS
 from mailvet.web.security import HSTS
 from tests.web.shell_helpers import client, csrf_token, shell
 
@@ -198,14 +199,19 @@ async def test_without_cors_origins_the_api_sends_no_cors_header(tmp_path: Path)
         assert "access-control-allow-origin" not in answer.headers
 
 
-async def test_only_the_api_reference_page_may_load_its_cdn_script(tmp_path: Path) -> None:
+async def test_the_api_reference_page_loads_only_vendored_files(tmp_path: Path) -> None:
     async with shell(tmp_path) as s, client(s.app) as c:
         reference = await c.get("/schema", headers=HTML)
         assert reference.status_code == 200
-        assert "https://cdn.jsdelivr.net" in reference.headers["content-security-policy"]
-        assert "frame-ancestors 'none'" in reference.headers["content-security-policy"]
+        policy = reference.headers["content-security-policy"]
+        assert "script-src 'self';" in policy and "https:" not in policy
+        assert "frame-ancestors 'none'" in policy
+        assert f'src="/static/{SCALAR}"' in reference.text
+        assert f'href="/static/{SCALAR_CSS}"' in reference.text
+        assert "https://" not in reference.text  # no CDN script, style or favicon
+        assert (await c.get(f"/static/{SCALAR}")).status_code == 200
         home = await c.get("/", headers=HTML)
-        assert "cdn.jsdelivr.net" not in home.headers["content-security-policy"]
+        assert "'unsafe-inline'" not in home.headers["content-security-policy"]
 
 
 async def test_an_htmx_request_gets_an_error_fragment(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mailvet.web.app import HTMX, HTMX_SSE, STATIC_DIR
+from mailvet.web.app import HTMX, HTMX_SSE, SCALAR, SCALAR_CSS, STATIC_DIR
 from tests.web.shell_helpers import client, shell
 
 pytestmark = pytest.mark.pipeline
@@ -23,8 +23,12 @@ def recorded() -> dict[str, str]:
 @pytest.mark.unit
 def test_every_vendored_file_has_the_recorded_sha256() -> None:
     table = recorded()
-    vendored = {str(p.relative_to(STATIC_DIR)) for p in (STATIC_DIR / "vendor").glob("*.js")}
-    assert set(table) == vendored == {HTMX, HTMX_SSE}
+    vendored = {
+        str(p.relative_to(STATIC_DIR))
+        for p in (STATIC_DIR / "vendor").iterdir()
+        if p.suffix in (".js", ".css")
+    }
+    assert set(table) == vendored == {HTMX, HTMX_SSE, SCALAR, SCALAR_CSS}
     for name, sha in table.items():
         assert hashlib.sha256((STATIC_DIR / name).read_bytes()).hexdigest() == sha, name
 

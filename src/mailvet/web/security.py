@@ -17,8 +17,10 @@ CORS: browsers may call /api/* from the origins in MAILVET_CORS_ORIGINS (API key
 header, never cookies: no credentials); every other path sends no CORS header, so other
 origins cannot read pages. Litestar's `cors_config` is app-wide, hence `ApiCors`.
 
-The API reference page (/schema, Litestar's Scalar renderer) loads its script from a CDN:
-it alone gets a policy that allows cdn.jsdelivr.net (SCHEMA_CSP); it shows no user data.
+The API reference page (/schema, Litestar's Scalar renderer with the vendored Scalar bundle)
+alone gets a policy that allows inline styles (SCHEMA_CSP: Scalar injects its stylesheet as
+a <style> element and Litestar's page has one); scripts still come from this origin only,
+and it shows no user data.
 """
 
 from __future__ import annotations
@@ -64,16 +66,18 @@ def content_security_policy(*, recaptcha: bool = False) -> str:
     )
 
 
-# The API reference at /schema (Litestar's Scalar page) is the one page that loads a
-# script and styles from a CDN; it shows no user data. It gets its own policy.
+# The API reference at /schema (Litestar's Scalar page, web/static/vendor/scalar-*) is the one
+# page with inline styles: the bundle injects its stylesheet as a <style> element. Its
+# fonts' @font-face rules point at fonts.scalar.com, which this policy refuses: the page
+# falls back to the system fonts. It shows no user data.
 SCHEMA_PATH = "/schema"
 SCHEMA_CSP = "; ".join(
     [
         "default-src 'self'",
-        "script-src 'self' https://cdn.jsdelivr.net",
-        "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com",
-        "font-src 'self' data: https://fonts.gstatic.com https://cdn.jsdelivr.net",
-        "img-src 'self' data: https://cdn.jsdelivr.net",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "font-src 'self' data:",
+        "img-src 'self' data:",
         "connect-src 'self'",
         "object-src 'none'",
         "base-uri 'none'",
