@@ -2,11 +2,13 @@
 #   make demo   install into ./.venv and validate the bundled sample list (embedded default)
 #   make test   install, make check (lint, format, types), start the services the tests
 #               need, run the whole test suite
+#   make serve  the SaaS on the embedded default at http://127.0.0.1:8000 (mail to the log;
+#               the first start creates an admin account and prints its password once)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test check bench clean
+.PHONY: install demo serve test check bench clean
 
 $(BIN)/mailvet: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +20,9 @@ install: $(BIN)/mailvet
 
 demo: install
 	$(BIN)/python scripts/demo.py
+
+serve: install
+	$(BIN)/python scripts/serve.py
 
 test: check
 	./scripts/ensure-services.sh

@@ -67,6 +67,16 @@ def list_csv(rows: list[tuple[str, str]]) -> bytes:
     return out.getvalue().encode()
 
 
+def png() -> bytes:
+    from PIL import Image, ImageDraw
+
+    out = io.BytesIO()
+    picture = Image.new("RGB", (64, 64), (40, 90, 170))
+    ImageDraw.Draw(picture).ellipse((14, 14, 50, 50), fill=(250, 200, 60))
+    picture.save(out, "PNG")
+    return out.getvalue()
+
+
 def result_rows(path: Path) -> list[list[str]]:
     text = path.read_bytes().decode("utf-8-sig")
     return list(csv.reader(io.StringIO(text, newline="")))
@@ -272,6 +282,14 @@ async def test_account_page_and_admin(harness: Harness) -> None:
     await page.get_by_label("First name").fill("Ada")
     await page.get_by_role("button", name="Save the details").click()
     await expect(page.locator("#account-name")).to_have_text("Ada Smith")
+    picture: FilePayload = {"name": "me.png", "mimeType": "image/png", "buffer": png()}
+    await page.get_by_label("Picture", exact=True).set_input_files(files=[picture])
+    await page.get_by_role("button", name="Upload the picture").click()
+    avatar = page.locator("#account-picture")
+    await expect(avatar).to_have_attribute("src", re.compile(r"^/app/account/picture\?v="))
+    await page.wait_for_function(
+        "() => document.querySelector('#account-picture').naturalWidth === 64"
+    )
     await h.shot(page, "account")
     await page.goto("/admin")
     await page.get_by_label("Search").fill("hal@")
