@@ -99,6 +99,8 @@ async def test_a_new_google_account_is_made_confirmed(
         page = await b.get("/app/account/password")
         assert "Set a password" in page.text and 'href="/auth/google?next=' in page.text
         assert ">Current password</label>" not in page.text
+        setup = await b.post("/app/account/two-factor/setup")
+        assert setup.status_code == 400 and "Sign in with Google again first" in setup.text
         again = await google_sign_in(b)
         assert again.status_code == 303
         set_first = await b.post("/app/account/password", {"new_password": "my first pass phrase"})

@@ -29,7 +29,15 @@ from mailvet.domain import accounts as rules
 from mailvet.domain.accounts import Account
 from mailvet.services import accounts as account_service
 from mailvet.services.accounts import AccountError, InvalidInput
-from mailvet.web.auth.common import NO_STORE, page, see_other, unit_of_work
+from mailvet.web.auth.common import (
+    NO_STORE,
+    page,
+    reauth_refusal,
+    reauthenticate,
+    reauthentication_due,
+    see_other,
+    unit_of_work,
+)
 from mailvet.web.auth.ports import Auth, AuthPorts
 from mailvet.web.auth.schemas import CodeForm, PasswordChangeForm, ReauthForm
 from mailvet.web.context import Web, WebContext
@@ -37,7 +45,6 @@ from mailvet.web.sessions import (
     LoginRequired,
     current_token_hash,
     flash,
-    recently_authenticated,
     request_account,
     requires_login,
     sign_in,
@@ -47,7 +54,6 @@ log = structlog.get_logger(__name__)
 
 TWO_FACTOR = "/app/account/two-factor"
 PASSWORD_PAGE = "/app/account/password"  # noqa: S105 (a path)
-REAUTH_FAILED = "The password is not right."
 CODES_FILE = "mailvet-recovery-codes.txt"
 
 
@@ -62,36 +68,12 @@ async def _account(request: Request[Any, Any, Any], web: WebContext) -> Account:
     return account
 
 
-def _reauth_due(request: Request[Any, Any, Any], web: WebContext) -> bool:
-    return not recently_authenticated(request, now=web.clock())
-
-
-async def _reauthenticate(
-    request: Request[Any, Any, Any],
-    web: WebContext,
-    auth: AuthPorts,
-    account: Account,
-    password: str,
-) -> bool:
-    """True when the sign-in is recent, or `password` is the account's (the sign-in's time
-    is renewed then). A wrong password counts as a failed sign-in (services/accounts.py)."""
-    if not _reauth_due(request, web):
-        return True
-    if not account.has_password or not password:
-        return False
-    async with unit_of_work(web) as session:
-        ok = await auth.accounts.verify_password(session, account.id, password)
-    if ok:
-        sign_in(request, account.id, authenticated_at=web.clock())
-    return ok
-
-
 def _context(
     request: Request[Any, Any, Any], web: WebContext, account: Account, **more: Any
 ) -> dict[str, Any]:
     return {
         "account": account,
-        "reauth": _reauth_due(request, web),
+        "reauth": reauthentication_due(request, web),
         "reauth_google": f"/auth/google?next={quote(request.url.path, safe='')}",
         "error": "",
         "errors": {},
@@ -117,8 +99,8 @@ class TwoFactorController(Controller):
         form = await ReauthForm.read(request)
         if account.totp_enabled:
             return see_other(TWO_FACTOR)
-        if not await _reauthenticate(request, web, auth, account, form.password):
-            return await _settings_page(request, web, auth, account, REAUTH_FAILED)
+        if not await reauthenticate(request, web, auth, account, form.password):
+            return await _settings_page(request, web, auth, account, reauth_refusal(account))
         try:
             async with unit_of_work(web) as session:
                 setup = await auth.accounts.start_totp(session, account.id)
@@ -160,8 +142,8 @@ class TwoFactorController(Controller):
         form = await ReauthForm.read(request)
         if not account.totp_enabled:
             return see_other(TWO_FACTOR)
-        if not await _reauthenticate(request, web, auth, account, form.password):
-            return await _settings_page(request, web, auth, account, REAUTH_FAILED)
+        if not await reauthenticate(request, web, auth, account, form.password):
+            return await _settings_page(request, web, auth, account, reauth_refusal(account))
         async with unit_of_work(web) as session:
             codes = await auth.accounts.regenerate_recovery_codes(session, account.id)
         log.info("recovery_codes_regenerated", account_id=account.id)
@@ -175,8 +157,8 @@ class TwoFactorController(Controller):
         form = await CodeForm.read(request)
         if not account.totp_enabled:
             return see_other(TWO_FACTOR)
-        if not await _reauthenticate(request, web, auth, account, form.password):
-            return await _settings_page(request, web, auth, account, REAUTH_FAILED)
+        if not await reauthenticate(request, web, auth, account, form.password):
+            return await _settings_page(request, web, auth, account, reauth_refusal(account))
         async with unit_of_work(web) as session:
             off = await auth.accounts.disable_totp(session, account.id, form.code)
         if not off:
@@ -253,8 +235,10 @@ async def _settings_page(
         async with web.database.session_maker() as session:
             left = await auth.accounts.recovery_codes_left(session, account.id)
     context = _context(request, web, account, codes_left=left)
-    context["error"] = error
-    context["errors"] = errors or ({"password": error} if error else {})
+    # a password refused shows at its field; without a password, over the page
+    by_field = bool(error) and account.has_password
+    context["error"] = "" if by_field else error
+    context["errors"] = errors or ({"password": error} if by_field else {})
     failed = bool(error or errors)
     return page(
         "two_factor_settings.html",

@@ -1,5 +1,6 @@
 """What every sign-in page shares: rendering a form again with its errors, the per-IP
-limits of the forms, the session keys of a sign-in in progress, and signing in.
+limits of the forms, the session keys of a sign-in in progress, signing in, and the
+re-authentication of sensitive changes (`reauthenticate`, for other areas too).
 
 Session keys (server-side data, web/sessions.py):
 - `pending_confirm_email`: the address the confirm page asks the code of (set by sign-up and
@@ -26,7 +27,7 @@ from mailvet.domain.accounts import Account
 from mailvet.services import throttle
 from mailvet.web.auth.ports import AuthPorts
 from mailvet.web.context import WebContext
-from mailvet.web.sessions import flash, sign_in
+from mailvet.web.sessions import flash, recently_authenticated, sign_in
 from mailvet.web.throttle import client_ip
 
 PENDING_CONFIRM = "pending_confirm_email"
@@ -159,3 +160,41 @@ def pending_second_factor(request: Request[Any, Any, Any], now: datetime) -> str
             request.session.pop(key, None)
         return None
     return account_id
+
+
+# --- re-authentication (also for other areas: API keys, deleting the account) -------------------
+
+
+def reauthentication_due(request: Request[Any, Any, Any], web: WebContext) -> bool:
+    """The sign-in is older than 10 minutes: a sensitive change asks for the password (or,
+    without one, a Google sign-in) again."""
+    return not recently_authenticated(request, now=web.clock())
+
+
+async def reauthenticate(
+    request: Request[Any, Any, Any],
+    web: WebContext,
+    auth: AuthPorts,
+    account: Account,
+    password: str,
+) -> bool:
+    """May `account` make a sensitive change now? True when its sign-in is recent, or when
+    `password` is its password (the sign-in's time is renewed then, under a fresh session
+    token). A wrong password counts as a failed sign-in (services/accounts.py), so this
+    cannot be used to guess. An account without a password re-authenticates by signing in
+    with Google again (/auth/google?next=...), which renews the time itself."""
+    if not reauthentication_due(request, web):
+        return True
+    if not account.has_password or not password:
+        return False
+    async with unit_of_work(web) as session:
+        ok = await auth.accounts.verify_password(session, account.id, password)
+    if ok:
+        sign_in(request, account.id, authenticated_at=web.clock())
+    return ok
+
+
+def reauth_refusal(account: Account) -> str:
+    if account.has_password:
+        return "The password is not right."
+    return "Sign in with Google again first: your sign-in is over 10 minutes old."
