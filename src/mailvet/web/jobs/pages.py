@@ -56,6 +56,7 @@ from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_403_FORBIDDEN,
     HTTP_409_CONFLICT,
+    HTTP_422_UNPROCESSABLE_ENTITY,
 )
 
 from mailvet.adapters.db.database import WRITE_INTENT
@@ -600,7 +601,8 @@ async def _preview(
         context["preview"] = preview
     except InputError as exc:
         context["input_error"] = str(exc)
-        status_code = max(status_code, 422) if status_code == HTTP_200_OK else status_code
+        if status_code == HTTP_200_OK:
+            status_code = HTTP_422_UNPROCESSABLE_ENTITY
     except ObjectNotFound:
         raise NotFoundException("this upload is no longer stored; upload it again") from None
     async with _reading(web) as session:
