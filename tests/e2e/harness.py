@@ -152,9 +152,10 @@ class Harness:
         )
         return watched
 
-    async def shot(self, page: Page, name: str) -> None:
+    async def shot(self, page: Page, name: str, *, full: bool = False) -> None:
+        """Save what the page shows (`full`: the whole page, slower) as screenshots/NAME.png."""
         SCREENSHOTS.mkdir(exist_ok=True)
-        await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+        await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full)
 
     async def mail(self, to: str, subject: str) -> EmailMessage:
         """The last message to `to` whose subject contains `subject` (waits for it)."""

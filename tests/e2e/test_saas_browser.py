@@ -111,7 +111,7 @@ async def upload(h: Harness, page: Page, name: str, content: bytes) -> str:
     await page.get_by_label("File").set_input_files(files=[chosen])
     await page.get_by_role("button", name="Upload and preview").click()
     await expect(page.locator("#cost")).to_be_visible()
-    await h.shot(page, "preview")
+    await h.shot(page, "preview", full=True)
     await page.get_by_role("button", name="Start validation").click()
     await expect(page).to_have_url(re.compile(r"/app/jobs/[0-9a-f]{32}$"))
     return "/" + page.url.split("/", 3)[3]
@@ -144,14 +144,14 @@ async def test_sign_up_totp_upload_progress_downloads_and_ownership(
     await page.get_by_role("button", name="Turn on two-factor authentication").click()
     secret = (await page.locator("#totp-secret").inner_text()).replace(" ", "")
     await expect(page.locator(".qr svg")).to_be_visible()
-    await h.shot(page, "two-factor-setup")
+    await h.shot(page, "two-factor-setup", full=True)
     totp = pyotp.TOTP(secret)
     await page.get_by_label("Authentication code").fill(totp.at(h.clock()))
     await page.get_by_role("button", name="Turn on", exact=True).click()
     await expect(page.locator(".recovery-codes li")).to_have_count(10)
     await h.shot(page, "recovery-codes")
     await page.get_by_role("button", name="Sign out", exact=True).click()
-    await expect(page.get_by_role("link", name="Sign in")).to_be_visible()
+    await expect(page.get_by_role("link", name="Sign in", exact=True)).to_be_visible()
 
     # the password, then a code of a newer step (the first one cannot be used again)
     h.clock.advance(seconds=31)
@@ -168,7 +168,7 @@ async def test_sign_up_totp_upload_progress_downloads_and_ownership(
     await expect(page.locator("#rows-done")).to_have_text(str(len(LIST_ROWS) - 1))
     await expect(page.locator("#rows-total")).to_have_text(str(len(LIST_ROWS) - 1))
     await expect(page.locator(".job-progress")).to_contain_text("(100%)")
-    await h.shot(page, "job-completed")
+    await h.shot(page, "job-completed", full=True)
     whole = result_rows(await download(page, "all", tmp_path))
     status = len(LIST_ROWS[0])  # the result columns follow the list's own
     assert whole[0][:status] == list(LIST_ROWS[0])
@@ -290,7 +290,7 @@ async def test_account_page_and_admin(harness: Harness) -> None:
     await page.wait_for_function(
         "() => document.querySelector('#account-picture').naturalWidth === 64"
     )
-    await h.shot(page, "account")
+    await h.shot(page, "account", full=True)
     await page.goto("/admin")
     await page.get_by_label("Search").fill("hal@")
     await page.get_by_role("button", name="Search").click()
@@ -302,7 +302,7 @@ async def test_account_page_and_admin(harness: Harness) -> None:
     await page.get_by_role("button", name="Adjust the balance").click()
     await expect(page.locator("#user-balance")).to_contain_text("125 credits")
     await expect(page.locator("table.entries")).to_contain_text("a goodwill gesture")
-    await h.shot(page, "admin-user")
+    await h.shot(page, "admin-user", full=True)
     assert page.url.endswith(f"/admin/users/{user.id}")
     await page.goto("/admin/jobs")
     await expect(page.locator("table.jobs")).to_be_visible()
