@@ -114,6 +114,18 @@ class Cluster:
         for role in roles:
             self.start(role)
 
+    def start_web_replicas(self, count: int = 2, timeout: float = 60.0) -> list[str]:
+        """`count` more `mailvet run web` processes (web1, web2, ...), each on a port of its
+        own; their base URLs once each one answers /health."""
+        ports = [free_port() for _ in range(count)]
+        for number, port in enumerate(ports, 1):
+            self.start("web", f"web{number}", MAILVET_WEB_PORT=str(port))
+        for port in ports:
+            status, body = self.http_get("/health", timeout=timeout, port=port)
+            if status != 200:
+                raise AssertionError(f"web on port {port}: {status} {body!r}")
+        return [f"http://127.0.0.1:{port}" for port in ports]
+
     def kill(self, name: str) -> None:
         """kill -9: no chance to finish or hand anything back."""
         proc = self.procs.pop(name)
