@@ -6,7 +6,9 @@ and recorded once per (job, chunk), so a redelivered chunk changes nothing.
 
 Workers send CSV/TXT chunks already rendered, so the result file is the rendered header
 followed by the chunks in order; writing starts with the first chunk and follows the chunks
-as they become available. XLSX results are rewritten row by row with the cells appended.
+as they become available (those handled in this process while it writes their job are handed
+to the writer in memory, a few at a time, instead of read back from storage). XLSX results
+are rewritten row by row with the cells appended.
 The result is published to validation/completed/, and the job completed, only once the last
 chunk is in. Before it is completed, the job's counts are stored and its credits settled:
 charged for its distinct addresses less those refunded (domain.credits.job_charge); a job
@@ -31,7 +33,13 @@ from mailvet.domain.messages import ChunkDone, JobQueued, Message
 from mailvet.domain.ports import JobRepository, ObjectNotFound, ObjectStorage
 from mailvet.domain.verdict import RESULT_COLUMNS
 from mailvet.pipeline import object_keys
-from mailvet.pipeline.chunk_output import ChunkOutput, decode_cells, decode_output, encode_output
+from mailvet.pipeline.chunk_output import (
+    TEXT,
+    ChunkOutput,
+    decode_cells,
+    decode_output,
+    encode_output,
+)
 from mailvet.pipeline.job_files import (
     decode_stored_layout,
     local_copy,
@@ -46,6 +54,8 @@ log = structlog.get_logger(__name__)
 
 # how often a writer waiting for a chunk looks again (chunks stored by another process)
 CHUNK_POLL_SECONDS = 0.25
+# chunk outputs kept in memory a job for its writer in this process (beyond: read back)
+HELD_CHUNKS = 8
 _WRITABLE = (JobStatus.FILE_ACCEPTED, JobStatus.FILE_QUEUED, JobStatus.IN_PROGRESS)
 
 
@@ -68,6 +78,10 @@ class ResultGenerator:
         self._ledger = ledger or FreeLedger()
         self._writers: dict[str, asyncio.Task[None]] = {}
         self._arrived: dict[str, asyncio.Event] = {}
+        # chunks handled here while this process writes their job: the writer takes them
+        # from memory instead of reading back what was just stored (HELD_CHUNKS a job)
+        self._held: dict[str, dict[int, ChunkOutput]] = {}
+        self._next: dict[str, int] = {}  # the chunk each writer here waits for
 
     async def handle(self, message: Message) -> None:
         if isinstance(message, ChunkDone):
@@ -83,8 +97,16 @@ class ResultGenerator:
                 object_keys.chunk_results(message.job_id, message.chunk_id), encode_output(output)
             )
             await self._jobs.record_chunk(message.job_id, message.chunk_id, message.rows)
-            self._arrived.setdefault(message.job_id, asyncio.Event()).set()
             await self._advance(message.job_id)
+            held = self._held.get(message.job_id)  # its writer runs here: hand it over
+            if (
+                held is not None
+                and output.form == TEXT
+                and len(held) < HELD_CHUNKS
+                and message.chunk_id >= self._next.get(message.job_id, 0)
+            ):
+                held[message.chunk_id] = output
+            self._arrived.setdefault(message.job_id, asyncio.Event()).set()
         elif isinstance(message, JobQueued):
             await self._advance(message.job_id)
 
@@ -104,6 +126,7 @@ class ResultGenerator:
         if job.status is JobStatus.FILE_QUEUED:
             job = await self._jobs.set_status(job_id, JobStatus.IN_PROGRESS)
         if job.status in _WRITABLE and job_id not in self._writers:
+            self._held[job_id] = {}
             self._writers[job_id] = asyncio.create_task(self._complete(job), name=f"write-{job_id}")
 
     async def _complete(self, job: Job) -> None:
@@ -139,6 +162,8 @@ class ResultGenerator:
         finally:
             self._writers.pop(job.id, None)
             self._arrived.pop(job.id, None)
+            self._held.pop(job.id, None)
+            self._next.pop(job.id, None)
 
     async def _settle(self, job: Job, summary: Summary, refunded: set[str]) -> None:
         """Store the result's counts and settle the job's credits (once: a settlement
@@ -159,11 +184,15 @@ class ResultGenerator:
             except Exception:
                 log.exception("credit_release_failed", job_id=job.id)
 
-    async def _stored(self, job_id: str, key: str) -> bytes:
-        """The object at `key`, waiting until a chunk handler (maybe elsewhere) has stored it."""
+    async def _stored(self, job_id: str, key: str, chunk_id: int | None = None) -> bytes:
+        """The object at `key`, waiting until a chunk handler (maybe elsewhere) has stored it.
+        With `chunk_id`: b"" once that chunk is held for this writer (see _chunks)."""
         event = self._arrived.setdefault(job_id, asyncio.Event())
+        held = self._held.get(job_id, {})
         while True:
             event.clear()
+            if chunk_id is not None and chunk_id in held:
+                return b""
             try:
                 return await self._storage.get_bytes(key)
             except ObjectNotFound:
@@ -176,10 +205,16 @@ class ResultGenerator:
                     raise JobAbandoned(status.value) from None
 
     async def _chunks(self, job: Job) -> AsyncIterator[ChunkOutput]:
+        """The job's chunk outputs in order: handed over in memory by this process's chunk
+        handler when it kept them (held), else read back from storage."""
+        held = self._held.get(job.id, {})
         for chunk_id in range(job.chunks_total):
-            yield decode_output(
-                await self._stored(job.id, object_keys.chunk_results(job.id, chunk_id))
-            )
+            self._next[job.id] = chunk_id
+            key = object_keys.chunk_results(job.id, chunk_id)
+            data = b"" if chunk_id in held else await self._stored(job.id, key, chunk_id)
+            self._next[job.id] = chunk_id + 1  # from now on not held
+            output = held.pop(chunk_id, None)
+            yield decode_output(data) if output is None else output
 
     async def _write(self, job: Job, refunded: set[str]) -> Summary:
         stored = decode_stored_layout(job.layout)
