@@ -263,12 +263,14 @@ class Engine:
         task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, desk: _Desk, name: tuple[str, str, Check], checks: Check) -> None:
-        """The desk's work: its route once, then every batch of addresses as it comes,
-        until no address waits and no probe call is under way."""
+        """The desk's work: every batch of addresses as it comes, until no address waits
+        and no probe call is under way. The route is asked for each batch (the resolver's
+        memo answers at once while it is fresh: a desk kept busy for hours must not keep a
+        route past its TTL)."""
         items: list[_Item] = []
         try:
-            route = await self._resolver.mail_route(desk.domain)
             while True:
+                route = await self._resolver.mail_route(desk.domain)
                 items, desk.items = desk.items, []
                 live = []
                 for item in items:
@@ -315,11 +317,16 @@ class Engine:
             if len(told) == len(items):
                 return
             items = [item for item in items if item[1].reason is Reason.NOT_CHECKED]
-        if desk.catch_all is None:
-            desk.catch_all = asyncio.ensure_future(self._is_catch_all(desk.domain, route))
+        answer = desk.catch_all
+        if answer is None or (
+            answer.done()
+            and self._catch_all_check
+            and self._catch_all.peek(desk.domain, _UNSET) is _UNSET
+        ):  # first asked, or what the memo knew has expired (an open question: seconds)
+            answer = desk.catch_all = asyncio.ensure_future(self._is_catch_all(desk.domain, route))
         for n in range(0, len(items), REACHED_BATCH):
             desk.parts += 1
-            self._start(self._probe(desk, route, desk.catch_all, items[n : n + REACHED_BATCH]))
+            self._start(self._probe(desk, route, answer, items[n : n + REACHED_BATCH]))
 
     async def _probe(
         self,
