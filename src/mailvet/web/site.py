@@ -113,22 +113,27 @@ async def build_site(
     if web is None:
         web = await build_web_context(deps.settings, hasher=hasher, clock=clock)
         closers.append(web.close)
-    ports = build_auth_ports(web, storage=deps.storage, captcha=captcha, oidc=oidc)
-    closers.append(ports.aclose)
-    app = create_app(
-        deps,
-        web=web,
-        areas=[auth_router(ports), account_router(ports), admin_router(ports)],
-        roles=roles,
-    )
-    site = Site(
-        app=app,
-        web=web,
-        ports=ports,
-        mailer=mailer if mailer is not None else build_mailer(deps.settings.mailer),
-        storage=deps.storage,
-        closers=closers,
-    )
+    try:
+        ports = build_auth_ports(web, storage=deps.storage, captcha=captcha, oidc=oidc)
+        closers.append(ports.aclose)
+        app = create_app(
+            deps,
+            web=web,
+            areas=[auth_router(ports), account_router(ports), admin_router(ports)],
+            roles=roles,
+        )
+        site = Site(
+            app=app,
+            web=web,
+            ports=ports,
+            mailer=mailer if mailer is not None else build_mailer(deps.settings.mailer),
+            storage=deps.storage,
+            closers=closers,
+        )
+    except BaseException:
+        for close in reversed(closers):
+            await close()
+        raise
     app.on_startup.append(site.start)
     app.on_shutdown.append(site.close)
     return site
