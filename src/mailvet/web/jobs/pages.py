@@ -352,6 +352,10 @@ class ListsController(Controller):
                 error="Confirm your email address before you start a validation.",
                 status_code=HTTP_403_FORBIDDEN,
             )
+        async with _reading(web) as session:
+            started = await job_service.owned_job(session, owner, draft_id)
+        if started is not None:  # started already (the button pressed twice)
+            return Redirect(f"/app/jobs/{draft_id}", status_code=HTTP_303_SEE_OTHER)
         key = _draft_storage_key(draft, draft_id)
         try:
             async with local_copy(storage, key, scratch_dir(settings)) as path:
