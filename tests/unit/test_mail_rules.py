@@ -108,41 +108,29 @@ def test_the_delay_doubles_up_to_its_cap() -> None:
         policy.delay(0)
 
 
-def test_a_failed_message_is_retried_until_a_day_or_the_attempts_are_spent() -> None:
+def test_a_temporary_failure_is_retried_without_end_and_a_permanent_one_given_up() -> None:
     policy = RetryPolicy()
-    at = policy.next_attempt(attempts=1, queued_at=T0, now=T0, temporary=True)
-    assert at == T0 + datetime.timedelta(seconds=30)
-
-    # the day: an attempt that would come more than a day after queuing is not made
-    late = T0 + datetime.timedelta(hours=23, minutes=30)
-    assert policy.next_attempt(attempts=9, queued_at=T0, now=late, temporary=True) is None
-    early = T0 + datetime.timedelta(hours=22)
-    assert policy.next_attempt(attempts=9, queued_at=T0, now=early, temporary=True) == (
-        early + datetime.timedelta(hours=1)
+    assert policy.next_attempt(attempts=1, now=T0, temporary=True) == T0 + datetime.timedelta(
+        seconds=30
     )
-
-    # the attempts
-    assert policy.next_attempt(attempts=30, queued_at=T0, now=T0, temporary=True) is None
-    few = RetryPolicy(max_attempts=3)
-    assert few.next_attempt(attempts=2, queued_at=T0, now=T0, temporary=True) is not None
-    assert few.next_attempt(attempts=3, queued_at=T0, now=T0, temporary=True) is None
-
-    # a permanent failure at once
-    assert policy.next_attempt(attempts=1, queued_at=T0, now=T0, temporary=False) is None
+    # a week into an outage: still tried again, an hour later (the cap)
+    late = T0 + datetime.timedelta(days=7)
+    assert policy.next_attempt(attempts=200, now=late, temporary=True) == (
+        late + datetime.timedelta(hours=1)
+    )
+    assert policy.next_attempt(attempts=1, now=T0, temporary=False) is None
 
 
-def test_the_whole_schedule_spans_at_most_a_day() -> None:
+def test_a_long_outage_is_ridden_out_hourly() -> None:
     policy = RetryPolicy()
     now, attempts = T0, 0
-    while True:
+    while now - T0 < datetime.timedelta(days=3):
         attempts += 1
-        at = policy.next_attempt(attempts=attempts, queued_at=T0, now=now, temporary=True)
-        if at is None:
-            break
+        at = policy.next_attempt(attempts=attempts, now=now, temporary=True)
+        assert at is not None
+        assert at - now <= datetime.timedelta(hours=1)
         now = at
-    assert now - T0 <= policy.max_age
-    assert attempts <= policy.max_attempts
-    assert attempts > 20  # a long outage is ridden out, not given up in the first hour
+    assert 70 < attempts < 80  # 7 doublings (about an hour), then once an hour
 
 
 @pytest.mark.parametrize("template", sorted(TEMPLATE_FIELDS))

@@ -103,18 +103,17 @@ class Mailer(Protocol):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When a failed message is tried again, and when it is given up.
+    """When a failed message is tried again.
 
-    The n-th failed attempt (n >= 1) waits `first_delay * 2**(n-1)`, at most `max_delay`.
-    A message is given up (recorded in the outbox with its last error, never deleted) after
-    `max_attempts` attempts, when its next attempt would come later than `max_age` after it
-    was queued, or at once after a permanent failure.
+    The n-th failed attempt (n >= 1) waits `first_delay * 2**(n-1)`, at most `max_delay`
+    (1 hour). A temporary failure is tried again for as long as it takes: an SMTP outage
+    over a weekend delays the mail, it never loses it. Only a permanent failure (the server
+    refuses the recipient with 5xx, a stored row that is not a valid mail) gives the message
+    up, at once, on record (its row keeps the error; it is never deleted for failing).
     """
 
     first_delay: datetime.timedelta = datetime.timedelta(seconds=30)
     max_delay: datetime.timedelta = datetime.timedelta(hours=1)
-    max_attempts: int = 30
-    max_age: datetime.timedelta = datetime.timedelta(days=1)
 
     def delay(self, attempts: int) -> datetime.timedelta:
         """The wait after the `attempts`-th failed attempt."""
@@ -125,17 +124,10 @@ class RetryPolicy:
         return min(self.first_delay * (1 << exponent), self.max_delay)
 
     def next_attempt(
-        self,
-        *,
-        attempts: int,
-        queued_at: datetime.datetime,
-        now: datetime.datetime,
-        temporary: bool,
+        self, *, attempts: int, now: datetime.datetime, temporary: bool
     ) -> datetime.datetime | None:
-        """When to try again after the `attempts`-th attempt failed at `now`; None: give up."""
-        if not temporary or attempts >= self.max_attempts:
+        """When to try again after the `attempts`-th attempt failed at `now`; None: give up
+        (a permanent failure only)."""
+        if not temporary:
             return None
-        at = now + self.delay(attempts)
-        if at - queued_at > self.max_age:
-            return None
-        return at
+        return now + self.delay(attempts)

@@ -287,9 +287,7 @@ class OutboxSender:
 
     async def _failed(self, item: _Claimed, error: str, *, temporary: bool) -> None:
         now = self._clock()
-        retry_at = self._policy.next_attempt(
-            attempts=item.attempts, queued_at=item.created_at, now=now, temporary=temporary
-        )
+        retry_at = self._policy.next_attempt(attempts=item.attempts, now=now, temporary=temporary)
         fields: dict[str, Any] = {"last_error": error[:MAX_ERROR], "next_attempt_at": retry_at}
         if retry_at is None:
             fields.update(given_up_at=now, context={})
