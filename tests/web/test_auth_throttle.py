@@ -6,11 +6,18 @@ times). Every refusal is 429 with Retry-After."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
+from litestar import Litestar
+from litestar.connection import ASGIConnection
+from litestar.testing import AsyncTestClient
+from litestar.types import Receive, Scope, Send
 
+from mailvet.web.throttle import client_ip
 from tests.web.auth_helpers import (
+    HTML,
     PASSWORD,
     auth_app,
     browser,
@@ -20,6 +27,7 @@ from tests.web.auth_helpers import (
     totp_now,
     turn_on_totp,
 )
+from tests.web.shell_helpers import CSRF_INPUT, HTTPS
 
 pytestmark = pytest.mark.pipeline
 
@@ -138,3 +146,60 @@ async def test_an_expired_code_asks_for_a_new_one(tmp_path: Path) -> None:
         s.clock.advance(minutes=15)
         late = await b.post("/confirm", {"code": code})
         assert late.status_code == 400 and "expired" in late.text
+
+
+@pytest.mark.unit
+def test_an_ipv6_client_is_counted_by_its_64() -> None:
+    def key(host: str) -> str:
+        scope: dict[str, Any] = {"type": "http", "client": (host, 1234), "headers": []}
+        return client_ip(ASGIConnection[Any, Any, Any, Any](cast("Scope", scope)))
+
+    assert key("2001:db8:1:2:aaaa::1") == key("2001:db8:1:2:ffff:1:2:3") == "2001:db8:1:2::/64"
+    assert key("2001:db8:1:3::1") == "2001:db8:1:3::/64"
+    assert key("::ffff:192.0.2.7") == key("192.0.2.7") == "192.0.2.7"
+    assert key("192.0.2.8") == "192.0.2.8"
+    assert key("testclient") == "testclient"
+
+
+class FromHeader:
+    """The app as reached from the client address in the `x-client` header (the test
+    client always says "testclient")."""
+
+    def __init__(self, app: Litestar) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"x-client":
+                    scope = cast("Scope", {**scope, "client": (value.decode(), 1234)})
+        await self.app(scope, receive, send)
+
+
+async def test_rotating_ipv6_addresses_of_one_64_share_the_sign_in_limit(
+    tmp_path: Path,
+) -> None:
+    async with (
+        auth_app(tmp_path) as s,
+        AsyncTestClient(cast("Litestar", FromHeader(s.app)), base_url=HTTPS) as c,
+    ):
+        token = CSRF_INPUT.search((await c.get("/login", headers=HTML)).text)
+        assert token is not None
+        for n in range(31):  # a new source address of the same /64 each time
+            answer = await c.post(
+                "/login",
+                data={
+                    "_csrf_token": token.group(1),
+                    "email": f"nobody{n}@example.com",
+                    "password": "whatever it is",
+                },
+                headers={**HTML, "x-client": f"2001:db8:1:2::{n + 1:x}"},
+            )
+            assert answer.status_code == (429 if n == 30 else 400), n
+        # another /64 is another client
+        other = await c.post(
+            "/login",
+            data={"_csrf_token": token.group(1), "email": EMAIL, "password": "whatever it is"},
+            headers={**HTML, "x-client": "2001:db8:1:3::1"},
+        )
+        assert other.status_code == 400

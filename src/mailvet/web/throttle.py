@@ -6,7 +6,7 @@ is `TooManyRequestsException` with `Retry-After`; web/errors.py renders it as an
 for browsers and as JSON for /api and JSON clients.
 
 `PerIpLimit` (MAILVET_WEB_RATE_LIMIT, default `200/minute,400/hour`) counts every request
-but /static and /health. The client is `request.client.host`: behind a reverse proxy, let
+but /static and /health. The client is `request.client.host`, an IPv6 one counted by its /64 (`client_ip`): behind a reverse proxy, let
 uvicorn take it from X-Forwarded-For (`--forwarded-allow-ips`), never trust the header here.
 
 Per-form limits (login, sign-up, forgot password, the home page's demo check):
@@ -17,6 +17,7 @@ caller's unit of work (on SQLite begun with `WRITE_INTENT`, as every writer).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -46,9 +47,33 @@ def _exempt(scope: Scope) -> bool:
     return path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES)
 
 
-def client_ip(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+IPV6_PREFIX = 64  # an IPv6 client is counted by its /64: one site's subnet, one client
+
+
+def remote_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The client's address as the connection gives it (for a captcha's `remoteip`)."""
     client = connection.client
     return client.host if client is not None else "unknown"
+
+
+def client_ip(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The client as the per-IP limits count it: an IPv4 address, or the /64 network of an
+    IPv6 one (`2001:db8:1:2::/64`; an IPv4-mapped address counts as its IPv4). A site gets
+    a /64 (or more) for itself and can rotate through its 2**64 source addresses: keyed by
+    the full address, each request would be a new client."""
+    return rate_subject(remote_address(connection))
+
+
+def rate_subject(host: str) -> str:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:100]  # not an address (a test client's name, "unknown")
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{address}/{IPV6_PREFIX}", strict=False))
+    return str(address)
 
 
 def raise_if_refused(answer: Throttle) -> None:

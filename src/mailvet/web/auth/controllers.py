@@ -75,7 +75,7 @@ from mailvet.web.sessions import (
     requires_login,
     sign_out,
 )
-from mailvet.web.throttle import client_ip
+from mailvet.web.throttle import client_ip, remote_address
 
 log = structlog.get_logger(__name__)
 
@@ -112,7 +112,7 @@ class SignupController(Controller):
         limited = await hit(web, request, SIGNUP_PER_IP)
         if not limited.allowed:
             return too_many("signup.html", context, limited.retry_after, "Too many sign-ups.")
-        if not await auth.captcha.verify(form.captcha, client_ip(request)):
+        if not await auth.captcha.verify(form.captcha, remote_address(request)):
             return page(
                 "signup.html",
                 {**context, "error": CAPTCHA_FAILED},
@@ -226,13 +226,12 @@ class LoginController(Controller):
         form = await LoginForm.read(request)
         target = safe_next(form.next)
         context = {**base_context(auth), "values": {"email": form.email}, "next": target}
-        ip = client_ip(request)
         now = web.clock()
         async with unit_of_work(web) as session:
-            per_ip = await account_service.LOGIN_PER_IP.hit(session, ip, now)
+            per_ip = await account_service.LOGIN_PER_IP.hit(session, client_ip(request), now)
         if not per_ip.allowed:
             return too_many("login.html", context, per_ip.retry_after, "Too many sign-in attempts.")
-        if not await auth.captcha.verify(form.captcha, ip):
+        if not await auth.captcha.verify(form.captcha, remote_address(request)):
             return page(
                 "login.html", {**context, "error": CAPTCHA_FAILED}, status_code=HTTP_400_BAD_REQUEST
             )
