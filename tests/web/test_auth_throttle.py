@@ -12,6 +12,7 @@ import httpx
 import pytest
 from litestar import Litestar
 from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
 from litestar.testing import AsyncTestClient
 from litestar.types import Receive, Scope, Send
 
@@ -169,7 +170,7 @@ class FromHeader:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == ScopeType.HTTP:
             for name, value in scope["headers"]:
                 if name == b"x-client":
                     scope = cast("Scope", {**scope, "client": (value.decode(), 1234)})

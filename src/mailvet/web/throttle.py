@@ -6,8 +6,9 @@ is `TooManyRequestsException` with `Retry-After`; web/errors.py renders it as an
 for browsers and as JSON for /api and JSON clients.
 
 `PerIpLimit` (MAILVET_WEB_RATE_LIMIT, default `200/minute,400/hour`) counts every request
-but /static and /health. The client is `request.client.host`, an IPv6 one counted by its /64 (`client_ip`): behind a reverse proxy, let
-uvicorn take it from X-Forwarded-For (`--forwarded-allow-ips`), never trust the header here.
+but /static and /health. The client is `request.client.host`, an IPv6 one counted by its
+/64 (`client_ip`): behind a reverse proxy, let uvicorn take it from X-Forwarded-For
+(`--forwarded-allow-ips`), never trust the header here.
 
 Per-form limits (login, sign-up, forgot password, the home page's demo check):
 `await enforce(context, f"login-ip:{client_ip(request)}", limit=30, window_seconds=60)` in
