@@ -21,6 +21,9 @@ single checks), pipeline/submit.py (starting a job) and the tabular detection (p
   `/app/jobs/<id>/file/<segment>?expires=&sig=` (web/jobs/links.py), which streams the
   result or the segment (web/jobs/segments.py) in the file's own format.
 
+Body limits: the upload (its own router) takes up to MAX_UPLOAD_BYTES, every other /app post
+FORM_BODY_LIMIT; an anonymous request is refused (`SignedInOnly`) before any body is read.
+
 Every job route reads the job through `services.jobs.owned_job`: another account's job,
 its events and its files are a 404 like an id that does not exist.
 
@@ -43,7 +46,9 @@ from typing import Any, Literal
 
 import structlog
 from litestar import Controller, Request, Response, Router, get, post
+from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
+from litestar.enums import ScopeType
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.middleware.csrf import CSRF_SECRET_BYTES, generate_csrf_hash
 from litestar.params import FromPath, FromQuery, SkipValidation
@@ -58,6 +63,7 @@ from litestar.status_codes import (
     HTTP_409_CONFLICT,
     HTTP_422_UNPROCESSABLE_ENTITY,
 )
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from mailvet.adapters.db.database import WRITE_INTENT
 from mailvet.domain.accounts import Account
@@ -80,7 +86,7 @@ from mailvet.web.jobs.preview import build_preview
 from mailvet.web.jobs.progress import ProgressHub
 from mailvet.web.jobs.segments import ALL, SEGMENT_TITLES, SEGMENTS, segment_name, write_segment
 from mailvet.web.jobs.upload import MAX_UPLOAD_BYTES, receive_upload, scratch_dir
-from mailvet.web.sessions import flash, request_account, requires_login
+from mailvet.web.sessions import LoginRequired, flash, request_account, requires_login
 from mailvet.web.throttle import enforce
 
 log = structlog.get_logger(__name__)
@@ -95,6 +101,8 @@ MEDIA_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
 CSRF_FIELD = "_csrf_token"
+# every /app post but the upload (its own limit, MAX_UPLOAD_BYTES): a few short form fields
+FORM_BODY_LIMIT = 64 * 1024
 _READ_CHUNK = 1024 * 1024
 
 
@@ -126,14 +134,35 @@ def app_router(area: JobsArea | None = None, max_upload_bytes: int = MAX_UPLOAD_
     def provide_area() -> JobsArea:
         return kept
 
-    return Router(
-        path="/app",
-        route_handlers=[ListsController],
-        guards=[requires_login],
-        dependencies={"area": Provide(provide_area, sync_to_thread=False)},
+    uploads = Router(
+        path="/jobs/new",
+        route_handlers=[UploadController],
         request_max_body_size=max_upload_bytes,
         include_in_schema=False,
     )
+    return Router(
+        path="/app",
+        route_handlers=[ListsController, uploads],
+        guards=[requires_login],
+        middleware=[SignedInOnly],
+        dependencies={"area": Provide(provide_area, sync_to_thread=False)},
+        request_max_body_size=FORM_BODY_LIMIT,
+        include_in_schema=False,
+    )
+
+
+class SignedInOnly:
+    """Refuses an anonymous request before anything reads its body: route middleware wraps
+    Litestar's CSRF middleware, which parses a form to find its token, and guards run only
+    after that. `requires_login` stays on the router for what this does not cover."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP and request_account(ASGIConnection(scope)) is None:
+            raise LoginRequired("sign in first")
+        await self.app(scope, receive, send)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -279,35 +308,6 @@ class ListsController(Controller):
         async with _reading(web) as session:
             account = await get_account(session, _account_id(request))
         return Template("jobs/new.html", context={"account": account, "error": ""})
-
-    @post("/jobs/new", name="upload_list", exclude_from_csrf=True, status_code=HTTP_303_SEE_OTHER)
-    async def upload_list(
-        self,
-        request: Request[Any, Any, Any],
-        web: Web,
-        storage: Storage,
-        settings: AppSettings,
-    ) -> Redirect:
-        owner = _account_id(request)
-        upload = await receive_upload(
-            request, scratch_dir(settings), idle_seconds=settings.web_upload_idle_seconds
-        )
-        try:
-            if not csrf_matches(request, upload.fields.get(CSRF_FIELD)):
-                raise PermissionDeniedException("CSRF token verification failed")
-            now = web.clock()
-            draft_id = new_job_id()
-            await storage.put_file(draft_key(now, draft_id), upload.path)
-        finally:
-            upload.path.unlink(missing_ok=True)
-        drafts = _drafts(request)
-        drafts[draft_id] = {"name": upload.filename, "day": f"{now:%Y%m%d}"}
-        while len(drafts) > MAX_DRAFTS:
-            oldest = next(iter(drafts))
-            await storage.delete_prefix(_draft_storage_key(drafts.pop(oldest), oldest))
-        request.session[DRAFTS_KEY] = drafts
-        log.info("list_uploaded", draft=draft_id, bytes=upload.size, account_id=owner)
-        return Redirect(f"/app/jobs/new/{draft_id}", status_code=HTTP_303_SEE_OTHER)
 
     @get("/jobs/new/{draft_id:str}", name="preview_list")
     async def preview_list(
@@ -491,6 +491,41 @@ class ListsController(Controller):
             return Redirect(f"/app/jobs/{job_id}", status_code=HTTP_303_SEE_OTHER)
         flash(request, "The job and its files are deleted.", "success")
         return Redirect("/app", status_code=HTTP_303_SEE_OTHER)
+
+
+class UploadController(Controller):
+    """The upload post alone, under a router with the upload's body limit."""
+
+    path = "/"
+
+    @post("/", name="upload_list", exclude_from_csrf=True, status_code=HTTP_303_SEE_OTHER)
+    async def upload_list(
+        self,
+        request: Request[Any, Any, Any],
+        web: Web,
+        storage: Storage,
+        settings: AppSettings,
+    ) -> Redirect:
+        owner = _account_id(request)
+        upload = await receive_upload(
+            request, scratch_dir(settings), idle_seconds=settings.web_upload_idle_seconds
+        )
+        try:
+            if not csrf_matches(request, upload.fields.get(CSRF_FIELD)):
+                raise PermissionDeniedException("CSRF token verification failed")
+            now = web.clock()
+            draft_id = new_job_id()
+            await storage.put_file(draft_key(now, draft_id), upload.path)
+        finally:
+            upload.path.unlink(missing_ok=True)
+        drafts = _drafts(request)
+        drafts[draft_id] = {"name": upload.filename, "day": f"{now:%Y%m%d}"}
+        while len(drafts) > MAX_DRAFTS:
+            oldest = next(iter(drafts))
+            await storage.delete_prefix(_draft_storage_key(drafts.pop(oldest), oldest))
+        request.session[DRAFTS_KEY] = drafts
+        log.info("list_uploaded", draft=draft_id, bytes=upload.size, account_id=owner)
+        return Redirect(f"/app/jobs/new/{draft_id}", status_code=HTTP_303_SEE_OTHER)
 
 
 # --- the pieces of the handlers -------------------------------------------------------------
