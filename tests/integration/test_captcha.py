@@ -128,6 +128,17 @@ async def test_a_token_solved_on_another_site_is_refused(
     assert await captcha.verify("ours", None)
 
 
+async def test_a_yes_without_a_hostname_is_refused(
+    captcha: Recaptcha, siteverify: FakeSiteverify
+) -> None:
+    siteverify.body = {"success": True, "challenge_ts": "2026-12-01T15:00:00Z"}
+    assert await captcha.check("solved-token", None) == CaptchaCheck(
+        "wrong_hostname", "no hostname"
+    )
+    siteverify.body = {"success": True, "hostname": None}
+    assert not await captcha.verify("solved-token", None)
+
+
 async def test_a_missing_token_is_refused_without_asking(
     captcha: Recaptcha, siteverify: FakeSiteverify
 ) -> None:

@@ -7,6 +7,7 @@ with its cheapest parameters."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -988,3 +989,27 @@ async def test_profile_changes_keep_names_sane(db: Database, service: AccountSer
     )
     assert got.first_name == '"><img src=x onerror=alert(1)>'  # kept; templates escape it
     assert len(got.last_name) == rules.MAX_NAME_LENGTH and got.newsletter
+
+
+async def test_the_dummy_hash_of_an_unknown_address_is_made_off_the_event_loop(
+    db: Database, clock: Clock
+) -> None:
+    class Watched(PasswordHasher):
+        threads: list[int] = []
+
+        def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+            self.threads.append(threading.get_ident())
+            return super().hash(password, salt=salt)
+
+    watched = Watched.from_parameters(argon2.profiles.CHEAPEST)
+    assert isinstance(watched, Watched)
+    service = AccountService(
+        hasher=watched,
+        keys=AccountKeys.from_secret("test secret key"),
+        public_url="https://mailvet.example/",
+        free_credits=0,
+        clock=clock,
+    )
+    got = await run(db, service.login, email="nobody@example.com", password=PASSWORD)
+    assert got.status == "invalid"
+    assert watched.threads and threading.get_ident() not in watched.threads

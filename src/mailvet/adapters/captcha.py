@@ -2,8 +2,9 @@
 
 `Recaptcha` posts the widget's token (form field `g-recaptcha-response`) to the siteverify
 endpoint (`settings.web.recaptcha_verify_url`) with the secret key and the client's address,
-and passes only on `"success": true` (and, when the answer names one, the hostname of our
-public URL: a token solved on another site is refused). Every other outcome refuses, with
+and passes only on `"success": true` and, when an expected hostname is set (that of our
+public URL), an answer naming that hostname: a token solved on another site, or a yes that
+names no site, is refused. Every other outcome refuses, with
 its reason in `CaptchaCheck` and the log: a missing token, a network error or timeout, a
 non-200 answer, a body that is not the expected JSON. A captcha that cannot be checked
 never lets a request through.
@@ -118,6 +119,8 @@ class Recaptcha:
             return CaptchaCheck("rejected", ",".join(names)[:200])
         hostname = body.get("hostname")
         expected = self.expected_hostname
+        if expected and not isinstance(hostname, str):  # a yes for no site is no yes for ours
+            return CaptchaCheck("wrong_hostname", "no hostname")
         if expected and isinstance(hostname, str) and hostname.lower() != expected.lower():
             return CaptchaCheck("wrong_hostname", hostname[:100])
         return CaptchaCheck("passed")
