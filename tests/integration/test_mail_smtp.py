@@ -12,12 +12,13 @@ import pytest
 
 from mailvet.adapters.db.database import Database, make_database
 from mailvet.adapters.db.outbox_models import OutboxRow
+from mailvet.adapters.mail import build_mailer
 from mailvet.adapters.mail.log import plain_text
 from mailvet.adapters.mail.render import render
 from mailvet.adapters.mail.smtp import SmtpMailer
 from mailvet.domain.mail import MailDeliveryError, OutgoingMail
 from mailvet.services.outbox import OutboxSender, enqueue
-from mailvet.settings import MailerSettings, Settings, WebSettings
+from mailvet.settings import MailerSettings, Settings, SettingsError, WebSettings
 from tests import mailcatcher
 from tests.mailcatcher import MailCatcher, free_port
 
@@ -115,25 +116,40 @@ async def test_mail_goes_through_plain_smtp(database: Database, mail_catcher: Ma
 async def test_auth_is_used_when_a_user_is_set(
     database: Database, catcher_factory: list[MailCatcher]
 ) -> None:
-    catcher = started(catcher_factory, credentials=("mailvet", "s3cret"))
+    catcher = started(catcher_factory, credentials=("mailvet", "s3cret"), starttls=True)
     clock = Clock()
     await put(database, CODE, clock)
-    good = settings_for(catcher.port, username="mailvet", password="s3cret")
+    good = settings_for(catcher.port, username="mailvet", password="s3cret", starttls=True)
 
-    assert await sender(database, good, clock).run_once() == 1
+    bundle = str(catcher.cert_file)
+    assert await sender(database, good, clock, cert_bundle=bundle).run_once() == 1
     await catcher.wait_for(1)
     assert catcher.logins == ["mailvet"]
+    assert [item.tls for item in catcher.received] == [True]
+
+
+def test_credentials_without_verified_tls_are_refused_at_start() -> None:
+    for port in (25, 587, 2525):
+        with pytest.raises(SettingsError, match="STARTTLS"):
+            SmtpMailer.from_settings(settings_for(port, username="mailvet").mailer)
+        with pytest.raises(SettingsError, match="STARTTLS"):
+            build_mailer(settings_for(port, username="mailvet", password="s3cret").mailer)
+    # verified TLS: STARTTLS required, or TLS from the first byte
+    assert SmtpMailer.from_settings(settings_for(587, username="u", starttls=True).mailer)
+    assert SmtpMailer.from_settings(settings_for(465, username="u").mailer)
+    assert SmtpMailer.from_settings(settings_for(25).mailer)  # no credentials to protect
 
 
 async def test_wrong_credentials_keep_the_mail_for_later(
     database: Database, catcher_factory: list[MailCatcher]
 ) -> None:
-    catcher = started(catcher_factory, credentials=("mailvet", "s3cret"))
+    catcher = started(catcher_factory, credentials=("mailvet", "s3cret"), starttls=True)
     clock = Clock()
     row_id = await put(database, CODE, clock)
-    bad = settings_for(catcher.port, username="mailvet", password="wrong")
+    bad = settings_for(catcher.port, username="mailvet", password="wrong", starttls=True)
 
-    assert await sender(database, bad, clock).run_once() == 0
+    bundle = str(catcher.cert_file)
+    assert await sender(database, bad, clock, cert_bundle=bundle).run_once() == 0
 
     stored = await row(database, row_id)
     assert "SMTPAuthenticationError 535" in stored.last_error
