@@ -91,7 +91,7 @@ from mailvet.web.throttle import enforce
 
 log = structlog.get_logger(__name__)
 
-DRAFTS_KEY = "job_drafts"  # session: draft id -> {"name": file name, "day": YYYYMMDD}
+DRAFTS_KEY = "job_drafts"  # session: draft id -> {"name": file name, "day": YYYYMMDD, "owner"}
 MAX_DRAFTS = 5
 MAX_ADDRESS = 320
 CHECKS_PER_MINUTE = 30  # single checks per account
@@ -193,14 +193,34 @@ def _credits_on(web: WebContext) -> bool:
     return web.settings.web.credits == "on"
 
 
-def _drafts(request: Request[Any, Any, Any]) -> dict[str, dict[str, str]]:
+def _drafts(request: Request[Any, Any, Any], owner: str) -> dict[str, dict[str, str]]:
+    """The drafts `owner` uploaded in this browser; another account's (signed in here
+    before, without signing out) are not theirs to see or start."""
     raw = request.session.get(DRAFTS_KEY)
-    return dict(raw) if isinstance(raw, dict) else {}
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        draft_id: draft
+        for draft_id, draft in raw.items()
+        if isinstance(draft, dict) and draft.get("owner") == owner
+    }
 
 
-def _draft(request: Request[Any, Any, Any], draft_id: str) -> dict[str, str]:
-    found = _drafts(request).get(draft_id)
-    if not isinstance(found, dict) or "name" not in found or "day" not in found:
+async def _keep_drafts(
+    request: Request[Any, Any, Any], storage: ObjectStorage, drafts: dict[str, dict[str, str]]
+) -> None:
+    """Store `drafts` as the session's only ones: the files of any other account's drafts
+    still in the session are deleted."""
+    raw = request.session.get(DRAFTS_KEY)
+    for draft_id, draft in raw.items() if isinstance(raw, dict) else ():
+        if draft_id not in drafts and isinstance(draft, dict) and "day" in draft:
+            await storage.delete_prefix(_draft_storage_key(draft, draft_id))
+    request.session[DRAFTS_KEY] = drafts
+
+
+def _draft(request: Request[Any, Any, Any], owner: str, draft_id: str) -> dict[str, str]:
+    found = _drafts(request, owner).get(draft_id)
+    if found is None or "name" not in found or "day" not in found:
         raise NotFoundException("no such upload (it may have been started or removed)")
     return found
 
@@ -334,7 +354,7 @@ class ListsController(Controller):
         draft_id: FromPath[str],
     ) -> Redirect | Template:
         owner = _account_id(request)
-        draft = _draft(request, draft_id)
+        draft = _draft(request, owner, draft_id)
         form = await request.form()
         column = str(form.get("email_column", "")).strip()[:64]
         sheet = str(form.get("sheet", ""))[:1024]
@@ -374,9 +394,9 @@ class ListsController(Controller):
         except ObjectNotFound:
             raise NotFoundException("this upload is no longer stored; upload it again") from None
         await storage.delete_prefix(key)
-        drafts = _drafts(request)
+        drafts = _drafts(request, owner)
         drafts.pop(draft_id, None)
-        request.session[DRAFTS_KEY] = drafts
+        await _keep_drafts(request, storage, drafts)
         log.info("job_started", job_id=draft_id, account_id=owner)
         return Redirect(f"/app/jobs/{draft_id}", status_code=HTTP_303_SEE_OTHER)
 
@@ -518,12 +538,11 @@ class UploadController(Controller):
             await storage.put_file(draft_key(now, draft_id), upload.path)
         finally:
             upload.path.unlink(missing_ok=True)
-        drafts = _drafts(request)
-        drafts[draft_id] = {"name": upload.filename, "day": f"{now:%Y%m%d}"}
+        drafts = _drafts(request, owner)
+        drafts[draft_id] = {"name": upload.filename, "day": f"{now:%Y%m%d}", "owner": owner}
         while len(drafts) > MAX_DRAFTS:
-            oldest = next(iter(drafts))
-            await storage.delete_prefix(_draft_storage_key(drafts.pop(oldest), oldest))
-        request.session[DRAFTS_KEY] = drafts
+            drafts.pop(next(iter(drafts)))
+        await _keep_drafts(request, storage, drafts)
         log.info("list_uploaded", draft=draft_id, bytes=upload.size, account_id=owner)
         return Redirect(f"/app/jobs/new/{draft_id}", status_code=HTTP_303_SEE_OTHER)
 
@@ -615,7 +634,7 @@ async def _preview(
     status_code: int = HTTP_200_OK,
 ) -> Template:
     owner = _account_id(request)
-    draft = _draft(request, draft_id)
+    draft = _draft(request, owner, draft_id)
     context: dict[str, Any] = {
         "draft_id": draft_id,
         "filename": draft["name"],
