@@ -153,14 +153,20 @@ def _server(app: Any, host: str, port: int, *, health_only: bool) -> uvicorn.Ser
         def capture_signals(self) -> Iterator[None]:
             yield
 
-    # log_config=None: uvicorn's loggers go to the root logger, as JSON lines (mailvet.logs);
-    # the health app has no lifespan, and its probes are not worth an access line each
+    # log_config=None: uvicorn's loggers go to the root logger, as JSON lines (mailvet.logs).
+    # uvicorn's access line holds the query string (a reset link's token) and the client's
+    # IP: off; the web app logs its own line without either (web/access_log.py). The health
+    # app has no lifespan, and its probes are not worth an access line each.
+    if not health_only:
+        from mailvet.web.access_log import AccessLog
+
+        app = AccessLog(app)
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_config=None,
-        access_log=not health_only,
+        access_log=False,
         lifespan="off" if health_only else "auto",
     )
     return Server(config)
