@@ -1,0 +1,165 @@
+"""The SaaS on the distributed stack, shared by the tests that need it: the five back-end
+roles and two `mailvet run web` processes (the same MAILVET_SECRET_KEY, ports of their
+own) as separate processes on a fresh PostgreSQL database, RabbitMQ and moto S3
+(tests/cluster/harness.py), probing a mail world of their own, with the accounts made by
+`mailvet users create ... --confirmed --credits N` while the web processes start.
+
+Starting it costs about ten process starts, so tests/cluster/test_web_replicas.py and
+tests/e2e/test_distributed_browser.py share one: their `web_stack` fixtures call
+`shared_web_stack(request)`, which starts it for the first and stops it after the last
+selected test that uses a fixture named `web_stack` (so `pytest one_of_them.py` stops it
+at that module's end, and nothing stays running behind the rest of the suite).
+
+The app-wide limit of both processes is RATE_LIMIT requests per IP per day: a test that
+counts gets a loopback address of its own (127.0.1.x) for its clients; a day's window
+(aligned on the epoch) cannot restart during a test but at midnight UTC.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.cluster.harness import (
+    BACK_END,
+    PG_ADMIN,
+    Cluster,
+    delete_rabbit_objects,
+    fresh_database,
+)
+from tests.mailworld.smtp_server import SmtpBehaviour
+from tests.mailworld.world import MailWorld
+from tests.s3server import MotoS3
+
+FIXTURE = "web_stack"
+PASSWORD = "correct horse battery staple"
+CREDITS = 1_000
+RATE_LIMIT = 100  # per IP per day
+CHUNK_SIZE = 60
+DOMAIN = "replica-mail.com"
+MX_HOST = "127.0.0.72"
+USERS = 240  # user0..user239@DOMAIN: the even ones have a mailbox
+NAMED = ("ann", "bob", "cy")  # these have one too; any other local part gets 550 5.1.1
+# the accounts: the replica test's owner, the browser test's owner, and a stranger to both
+ACCOUNTS = ("ann.replica@example.com", "dina.replica@example.com", "eve.replica@example.com")
+_KEY = pytest.StashKey["WebStack"]()
+
+
+@dataclass
+class WebStack:
+    cluster: Cluster
+    urls: list[str]  # web 1, web 2
+    s3_host: str  # host:port of the object storage (pre-signed links go there)
+    accounts: dict[str, str]  # address -> account id
+    _closing: ExitStack = field(default_factory=ExitStack)
+
+    def close(self) -> None:
+        self._closing.close()
+
+
+def mail_world() -> MailWorld:
+    world = MailWorld()
+    world.zone.add(DOMAIN, mx=[(10, f"mx.{DOMAIN}")])
+    world.zone.add(f"mx.{DOMAIN}", a=[MX_HOST])
+    ok = "250 2.1.5 OK"
+    mailboxes = {name: ok for name in ("postmaster", *NAMED)}
+    mailboxes |= {f"user{i}": ok for i in range(0, USERS, 2)}
+    world.add_smtp(MX_HOST, SmtpBehaviour(mailboxes=mailboxes, latency=0.02, max_connections=8))
+    return world
+
+
+def make_account(cluster: Cluster, email: str) -> str:
+    made = cluster.cli(
+        *("users", "create", email, "--confirmed", "--credits", str(CREDITS)), input=PASSWORD
+    )
+    return made.stdout.strip()
+
+
+def start_web_stack(root: Path) -> WebStack:
+    closing = ExitStack()
+    try:
+        world = mail_world()
+        world.start()
+        closing.callback(world.stop)
+        s3 = MotoS3().start()
+        closing.callback(s3.stop)
+        database_url = closing.enter_context(fresh_database())
+        env = {
+            **world.env(),
+            "MAILVET_DNS_TIMEOUT": "2",
+            "MAILVET_CHUNK_SIZE": str(CHUNK_SIZE),
+            "MAILVET_SECRET_KEY": secrets.token_urlsafe(32),
+            "MAILVET_WEB_RATE_LIMIT": f"{RATE_LIMIT}/day",
+            "MAILVET_MAILER": "log",
+        }
+        cluster = Cluster(root, database_url, s3.endpoint, env)
+        closing.callback(delete_rabbit_objects, cluster.prefix)
+        closing.callback(cluster.stop)
+        cluster.start_all(BACK_END)
+        with ThreadPoolExecutor(len(ACCOUNTS)) as pool:  # while the web processes start
+            making = {email: pool.submit(make_account, cluster, email) for email in ACCOUNTS}
+            urls = cluster.start_web_replicas(2)
+            accounts = {email: future.result() for email, future in making.items()}
+        for name in BACK_END:
+            cluster.wait_for_log(name, "service_started")
+    except BaseException:
+        closing.close()
+        raise
+    return WebStack(cluster, urls, s3.endpoint, accounts, closing)
+
+
+def services_problem() -> str | None:
+    try:
+        psycopg.connect(PG_ADMIN, connect_timeout=3).close()
+        socket.create_connection(("127.0.0.1", 5672), timeout=3).close()
+    except (psycopg.OperationalError, OSError) as exc:
+        return f"PostgreSQL or RabbitMQ not reachable: {exc}"
+    return None
+
+
+def shared_web_stack(request: pytest.FixtureRequest) -> WebStack:
+    """The stack for a module-scoped `web_stack` fixture: started on first use, closed when
+    the module ends if no later selected test uses it (else by that test's module)."""
+    stack = request.config.stash.get(_KEY, None)
+    if stack is None:
+        problem = services_problem()
+        if problem is not None:
+            if os.environ.get("MAILVET_TEST_SERVICES") == "required":
+                pytest.fail(problem)
+            pytest.skip(problem)
+        folders: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+        stack = start_web_stack(folders.mktemp("web-stack"))
+        request.config.stash[_KEY] = stack
+        request.config.add_cleanup(stack.close)  # idempotent: after a crash, at exit
+
+    def close_unless_needed_later() -> None:
+        items = request.session.items
+        mine = [
+            n for n, item in enumerate(items) if getattr(item, "module", None) is request.module
+        ]
+        later = items[mine[-1] + 1 :] if mine else []
+        running = request.config.stash.get(_KEY, None)
+        if running is not None and not any(_will_use(item) for item in later):
+            del request.config.stash[_KEY]
+            running.close()
+
+    request.addfinalizer(close_unless_needed_later)
+    return stack
+
+
+def _will_use(item: pytest.Item) -> bool:
+    """Whether a selected test will set the stack up: it asks for the fixture and is not
+    skipped by a mark (a browser test without chromium is skipped before its fixtures)."""
+    if FIXTURE not in getattr(item, "fixturenames", ()):
+        return False
+    if any(True for _ in item.iter_markers("skip")):
+        return False
+    return not any(mark.args and mark.args[0] is True for mark in item.iter_markers("skipif"))
