@@ -45,6 +45,7 @@ from mailvet.services.accounts import (
     AccountService,
     InvalidInput,
     InvalidToken,
+    PasswordChange,
     create_account,
     find_account,
     get_account,
@@ -643,15 +644,14 @@ async def test_changing_the_password_ends_the_other_sessions(
     account_id = await confirmed_account(db, service)
     mine = await web_session(db, account_id)
     await web_session(db, account_id)
-    with pytest.raises(InvalidInput) as wrong:
-        await run(
-            db,
-            service.change_password,
-            account_id=account_id,
-            current_password="not the password",
-            new_password="a brand new secret",
-        )
-    assert wrong.value.field == "current_password"
+    wrong = await run(
+        db,
+        service.change_password,
+        account_id=account_id,
+        current_password="not the password",
+        new_password="a brand new secret",
+    )
+    assert wrong == PasswordChange("wrong_password")
     with pytest.raises(InvalidInput):
         await run(
             db,
@@ -661,7 +661,7 @@ async def test_changing_the_password_ends_the_other_sessions(
             new_password="1234567890",
         )
 
-    ended = await run(
+    changed = await run(
         db,
         service.change_password,
         account_id=account_id,
@@ -670,7 +670,8 @@ async def test_changing_the_password_ends_the_other_sessions(
         keep_session_hash=mine,
     )
 
-    assert ended == 1 and await live_sessions(db, account_id) == 1
+    assert changed == PasswordChange("changed", sessions_ended=1)
+    assert await live_sessions(db, account_id) == 1
     assert (await login(db, service)).status == "invalid"
     assert (await login(db, service, "a brand new secret")).status == "ok"
     assert len(await mails(db, "password_changed")) == 1
@@ -684,6 +685,35 @@ async def test_the_password_again_is_the_reauthentication(
     for _ in range(5):
         assert not await run(db, service.verify_password, account_id, "guess guess guess")
     assert not await run(db, service.verify_password, account_id, PASSWORD)  # throttled too
+
+
+async def test_wrong_current_passwords_count_as_failed_sign_ins(
+    db: Database, service: AccountService, clock: Clock
+) -> None:
+    """Review S1: a taken-over session guessing the current password on the password page
+    is locked out as /login would be, and /login with the right password is refused too."""
+    account_id = await confirmed_account(db, service)
+    for _ in range(5):
+        got = await run(
+            db,
+            service.change_password,
+            account_id=account_id,
+            current_password="guess guess guess",
+            new_password="a brand new secret",
+        )
+        assert got.status == "wrong_password"
+    locked = await run(
+        db,
+        service.change_password,
+        account_id=account_id,
+        current_password=PASSWORD,
+        new_password="a brand new secret",
+    )
+    assert locked.status == "throttled" and 0 < locked.retry_after <= 15 * 60
+    assert (await login(db, service)).status == "throttled"
+    assert (await run(db, service.check_password, account_id, PASSWORD)).retry_after > 0
+    clock.advance(minutes=15)
+    assert (await login(db, service)).status == "ok"
 
 
 def token_of(mail: OutboxRow) -> str:

@@ -258,3 +258,35 @@ async def test_confirm_from_another_browser_asks_for_the_address(tmp_path: Path)
         assert done.status_code == 303 and done.headers["location"] == "/login"
         row = await s.account_row(EMAIL)
         assert row is not None and row.confirmed_at is not None
+
+
+async def test_guessing_the_current_password_locks_the_account_like_sign_in(
+    tmp_path: Path,
+) -> None:
+    """Review S1: the password page's and the re-authentication's wrong passwords are
+    counted (a stolen session cannot guess without end) and lock /login too."""
+    async with auth_app(tmp_path) as s, browser(s.app) as b:
+        await confirmed_account(s, b, EMAIL)
+        await log_in(b, EMAIL)
+        await b.get("/app/account/password")
+        for _ in range(3):
+            wrong = await b.post(
+                "/app/account/password",
+                {"current_password": "nope nope nope", "new_password": NEW_PASSWORD},
+            )
+            assert wrong.status_code == 400 and "not right" in wrong.text
+        s.clock.advance(minutes=11)  # the sign-in is old: turning 2FA on asks the password
+        for _ in range(2):
+            wrong = await b.post("/app/account/two-factor/setup", {"password": "nope nope nope"})
+            assert wrong.status_code == 400 and "not right" in wrong.text
+        locked = await b.post(
+            "/app/account/password", {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+        )
+        assert locked.status_code == 429 and "Try again in" in locked.text
+        assert 0 < int(locked.headers["retry-after"]) <= 15 * 60
+        reauth = await b.post("/app/account/two-factor/setup", {"password": PASSWORD})
+        assert reauth.status_code == 429 and "Too many wrong passwords" in reauth.text
+        elsewhere = b.fresh()
+        assert (await log_in(elsewhere, EMAIL)).status_code == 429
+        s.clock.advance(minutes=15)
+        assert (await log_in(elsewhere, EMAIL)).status_code == 303

@@ -166,6 +166,23 @@ class ConfirmOutcome(msgspec.Struct, frozen=True):
     account_id: str | None = None  # set when accepted
 
 
+class PasswordCheck(msgspec.Struct, frozen=True):
+    """`ok`: the password is the account's; `retry_after` > 0: refused unchecked, the
+    address's sign-in failures are spent for that many seconds."""
+
+    ok: bool
+    retry_after: int = 0
+
+
+class PasswordChange(msgspec.Struct, frozen=True):
+    """`status`: "changed" (`sessions_ended` other sessions ended), "wrong_password" (the
+    current password is not right; counted), "throttled" (`retry_after` seconds)."""
+
+    status: str
+    sessions_ended: int = 0
+    retry_after: int = 0
+
+
 class SecondFactorOutcome(msgspec.Struct, frozen=True):
     ok: bool
     used_recovery_code: bool = False
@@ -577,21 +594,31 @@ class AccountService:
         logger(__name__).info("signed_in", account_id=row.id)
         return LoginOutcome("ok", account)
 
-    async def verify_password(self, session: AsyncSession, account_id: str, password: str) -> bool:
-        """Reauthentication: is this the account's password? (Counts as a sign-in failure
-        when not, so it cannot be used to guess.)"""
+    async def check_password(
+        self, session: AsyncSession, account_id: str, password: str
+    ) -> PasswordCheck:
+        """Reauthentication: is this the account's password? A wrong one counts as a failed
+        sign-in of the account's address (LOGIN_FAILURES: 5 per 15 minutes, shared with
+        /login), so a taken-over session cannot guess; once over the limit even the right
+        one is refused (`retry_after` > 0). The count is written in `session`: the caller
+        commits it whatever the answer (never raise after a wrong password)."""
         now = self.clock()
         await _write_intent(session)
         row = await session.get(AccountRow, account_id)
         if row is None or row.password_hash is None:
-            return False
+            return PasswordCheck(False)
         subject = self._subject(row.email)
-        if not (await LOGIN_FAILURES.hit(session, subject, now)).allowed:
-            return False
+        ahead = await LOGIN_FAILURES.hit(session, subject, now)
+        if not ahead.allowed:
+            return PasswordCheck(False, retry_after=ahead.retry_after)
         if await self._verify(row.password_hash, password):
             await LOGIN_FAILURES.reset(session, subject)
-            return True
-        return False
+            return PasswordCheck(True)
+        return PasswordCheck(False)
+
+    async def verify_password(self, session: AsyncSession, account_id: str, password: str) -> bool:
+        """`check_password(...).ok` (the caller commits, see there)."""
+        return (await self.check_password(session, account_id, password)).ok
 
     async def verify_second_factor(
         self, session: AsyncSession, *, account_id: str, code: str
@@ -744,17 +771,23 @@ class AccountService:
         current_password: str | None,
         new_password: str,
         keep_session_hash: str | None = None,
-    ) -> int:
+    ) -> PasswordChange:
         """Set a new password (the current one is asked for when there is one; a Google-only
         account sets its first). Ends the account's other sessions (all but
-        `keep_session_hash`, the caller's) and mails a notice; returns how many ended."""
+        `keep_session_hash`, the caller's) and mails a notice.
+
+        A wrong current password is an answer ("wrong_password", or "throttled" once the
+        sign-in failures of the address are spent), not an exception: its count is in
+        `session`, which the caller commits (a raise would roll the count back and let a
+        stolen session guess without end). Raises InvalidInput for the new password only."""
         now = self.clock()
         await _write_intent(session)
         row = await self._row(session, account_id)
-        if row.password_hash is not None and not await self.verify_password(
-            session, account_id, current_password or ""
-        ):
-            raise InvalidInput("The current password is not right.", field="current_password")
+        if row.password_hash is not None:
+            check = await self.check_password(session, account_id, current_password or "")
+            if not check.ok:
+                status = "throttled" if check.retry_after else "wrong_password"
+                return PasswordChange(status, retry_after=check.retry_after)
         _check_password(new_password, row.email)
         row.password_hash = await self._hash(new_password)
         row.password_changed_at = now
@@ -764,7 +797,7 @@ class AccountService:
         )
         await outbox.enqueue(session, OutgoingMail(row.email, "password_changed", {}), now=now)
         logger(__name__).info("password_changed", account_id=account_id, sessions_ended=ended)
-        return ended
+        return PasswordChange("changed", sessions_ended=ended)
 
     async def request_password_reset(self, session: AsyncSession, *, email: str) -> None:
         """Mail a reset link if the address has an enabled account; the same (nothing) for the

@@ -23,20 +23,21 @@ from urllib.parse import quote
 import structlog
 from litestar import Controller, Request, get, post
 from litestar.response import Redirect, Template
-from litestar.status_codes import HTTP_200_OK, HTTP_400_BAD_REQUEST
+from litestar.status_codes import HTTP_200_OK, HTTP_400_BAD_REQUEST, HTTP_429_TOO_MANY_REQUESTS
 
 from mailvet.domain import accounts as rules
 from mailvet.domain.accounts import Account
 from mailvet.services import accounts as account_service
-from mailvet.services.accounts import AccountError, InvalidInput
+from mailvet.services.accounts import AccountError, InvalidInput, PasswordCheck
 from mailvet.web.auth.common import (
     NO_STORE,
     page,
     reauth_refusal,
-    reauthenticate,
+    reauthentication,
     reauthentication_due,
     see_other,
     unit_of_work,
+    wait_text,
 )
 from mailvet.web.auth.ports import Auth, AuthPorts
 from mailvet.web.auth.schemas import CodeForm, PasswordChangeForm, ReauthForm
@@ -99,8 +100,9 @@ class TwoFactorController(Controller):
         form = await ReauthForm.read(request)
         if account.totp_enabled:
             return see_other(TWO_FACTOR)
-        if not await reauthenticate(request, web, auth, account, form.password):
-            return await _settings_page(request, web, auth, account, reauth_refusal(account))
+        check = await reauthentication(request, web, auth, account, form.password)
+        if not check.ok:
+            return await _refused(request, web, auth, account, check)
         try:
             async with unit_of_work(web) as session:
                 setup = await auth.accounts.start_totp(session, account.id)
@@ -142,8 +144,9 @@ class TwoFactorController(Controller):
         form = await ReauthForm.read(request)
         if not account.totp_enabled:
             return see_other(TWO_FACTOR)
-        if not await reauthenticate(request, web, auth, account, form.password):
-            return await _settings_page(request, web, auth, account, reauth_refusal(account))
+        check = await reauthentication(request, web, auth, account, form.password)
+        if not check.ok:
+            return await _refused(request, web, auth, account, check)
         async with unit_of_work(web) as session:
             codes = await auth.accounts.regenerate_recovery_codes(session, account.id)
         log.info("recovery_codes_regenerated", account_id=account.id)
@@ -157,8 +160,9 @@ class TwoFactorController(Controller):
         form = await CodeForm.read(request)
         if not account.totp_enabled:
             return see_other(TWO_FACTOR)
-        if not await reauthenticate(request, web, auth, account, form.password):
-            return await _settings_page(request, web, auth, account, reauth_refusal(account))
+        check = await reauthentication(request, web, auth, account, form.password)
+        if not check.ok:
+            return await _refused(request, web, auth, account, check)
         async with unit_of_work(web) as session:
             off = await auth.accounts.disable_totp(session, account.id, form.code)
         if not off:
@@ -194,8 +198,9 @@ class PasswordSettingsController(Controller):
             context["error"] = "Sign in with Google again before you set a password."
             return page("password.html", context, status_code=HTTP_400_BAD_REQUEST)
         try:
+            # committed also when the current password is wrong: the failure is counted
             async with unit_of_work(web) as session:
-                ended = await auth.accounts.change_password(
+                changed = await auth.accounts.change_password(
                     session,
                     account_id=account.id,
                     current_password=form.current_password if account.has_password else None,
@@ -203,9 +208,23 @@ class PasswordSettingsController(Controller):
                     keep_session_hash=current_token_hash(request),
                 )
         except InvalidInput as problem:
-            field = problem.field if problem.field == "current_password" else "new_password"
-            context["errors"] = {field: problem.message}
+            context["errors"] = {"new_password": problem.message}
             return page("password.html", context, status_code=HTTP_400_BAD_REQUEST)
+        if changed.status == "throttled":
+            wait = changed.retry_after
+            context["errors"] = {
+                "current_password": f"Too many wrong passwords. Try again in {wait_text(wait)}."
+            }
+            return page(
+                "password.html",
+                context,
+                status_code=HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Retry-After": str(wait)},
+            )
+        if changed.status != "changed":
+            context["errors"] = {"current_password": "The current password is not right."}
+            return page("password.html", context, status_code=HTTP_400_BAD_REQUEST)
+        ended = changed.sessions_ended
         # a fresh session token, as at a sign-in; the other sessions are gone
         sign_in(request, account.id, authenticated_at=web.clock())
         others = "" if not ended else f" You were signed out on {_sessions(ended)}."
@@ -220,6 +239,20 @@ def _sessions(count: int) -> str:
     return "1 other device or browser" if count == 1 else f"{count} other devices or browsers"
 
 
+async def _refused(
+    request: Request[Any, Any, Any],
+    web: WebContext,
+    auth: AuthPorts,
+    account: Account,
+    check: PasswordCheck,
+) -> Template:
+    """The two-factor page again after a refused re-authentication: 400, or 429 with
+    Retry-After once the account's sign-in failures are spent."""
+    return await _settings_page(
+        request, web, auth, account, reauth_refusal(account, check), retry_after=check.retry_after
+    )
+
+
 async def _settings_page(
     request: Request[Any, Any, Any],
     web: WebContext,
@@ -228,6 +261,7 @@ async def _settings_page(
     error: str = "",
     *,
     errors: dict[str, str] | None = None,
+    retry_after: int = 0,
 ) -> Template:
     """The two-factor page (400 with `error` about the password or `errors` by field)."""
     left = 0
@@ -240,6 +274,13 @@ async def _settings_page(
     context["error"] = "" if by_field else error
     context["errors"] = errors or ({"password": error} if by_field else {})
     failed = bool(error or errors)
+    if retry_after:
+        return page(
+            "two_factor_settings.html",
+            context,
+            status_code=HTTP_429_TOO_MANY_REQUESTS,
+            headers={"Retry-After": str(retry_after)},
+        )
     return page(
         "two_factor_settings.html",
         context,

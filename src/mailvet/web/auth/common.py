@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailvet.domain.accounts import Account
 from mailvet.services import throttle
+from mailvet.services.accounts import PasswordCheck
 from mailvet.web.auth.ports import AuthPorts
 from mailvet.web.context import WebContext
 from mailvet.web.sessions import flash, recently_authenticated, sign_in
@@ -89,7 +90,7 @@ def page(
 
 def too_many(name: str, context: Mapping[str, Any], retry_after: int, message: str) -> Template:
     """The form again, refused: 429 with Retry-After and the wait in words."""
-    wait = _wait_text(retry_after)
+    wait = wait_text(retry_after)
     return page(
         name,
         {**context, "error": f"{message} Try again in {wait}.", "retry_after": retry_after},
@@ -98,7 +99,8 @@ def too_many(name: str, context: Mapping[str, Any], retry_after: int, message: s
     )
 
 
-def _wait_text(seconds: int) -> str:
+def wait_text(seconds: int) -> str:
+    """A Retry-After in words: "45 seconds", "15 minutes", "3 hours"."""
     if seconds < 120:
         return f"{seconds} seconds"
     if seconds < 2 * 3600:
@@ -171,6 +173,30 @@ def reauthentication_due(request: Request[Any, Any, Any], web: WebContext) -> bo
     return not recently_authenticated(request, now=web.clock())
 
 
+async def reauthentication(
+    request: Request[Any, Any, Any],
+    web: WebContext,
+    auth: AuthPorts,
+    account: Account,
+    password: str,
+) -> PasswordCheck:
+    """May `account` make a sensitive change now? ok when its sign-in is recent, or when
+    `password` is its password (the sign-in's time is renewed then, under a fresh session
+    token). A wrong password counts as a failed sign-in of the account (committed here,
+    whatever the answer), so this cannot be used to guess: after 5 the answer is refused
+    with `retry_after`, as /login is. An account without a password re-authenticates by
+    signing in with Google again (/auth/google?next=...), which renews the time itself."""
+    if not reauthentication_due(request, web):
+        return PasswordCheck(True)
+    if not account.has_password or not password:
+        return PasswordCheck(False)
+    async with unit_of_work(web) as session:
+        check = await auth.accounts.check_password(session, account.id, password)
+    if check.ok:
+        sign_in(request, account.id, authenticated_at=web.clock())
+    return check
+
+
 async def reauthenticate(
     request: Request[Any, Any, Any],
     web: WebContext,
@@ -178,23 +204,13 @@ async def reauthenticate(
     account: Account,
     password: str,
 ) -> bool:
-    """May `account` make a sensitive change now? True when its sign-in is recent, or when
-    `password` is its password (the sign-in's time is renewed then, under a fresh session
-    token). A wrong password counts as a failed sign-in (services/accounts.py), so this
-    cannot be used to guess. An account without a password re-authenticates by signing in
-    with Google again (/auth/google?next=...), which renews the time itself."""
-    if not reauthentication_due(request, web):
-        return True
-    if not account.has_password or not password:
-        return False
-    async with unit_of_work(web) as session:
-        ok = await auth.accounts.verify_password(session, account.id, password)
-    if ok:
-        sign_in(request, account.id, authenticated_at=web.clock())
-    return ok
+    """`reauthentication(...).ok`, for callers that need no Retry-After."""
+    return (await reauthentication(request, web, auth, account, password)).ok
 
 
-def reauth_refusal(account: Account) -> str:
+def reauth_refusal(account: Account, check: PasswordCheck | None = None) -> str:
+    if check is not None and check.retry_after:
+        return f"Too many wrong passwords. Try again in {wait_text(check.retry_after)}."
     if account.has_password:
         return "The password is not right."
     return "Sign in with Google again first: your sign-in is over 10 minutes old."
