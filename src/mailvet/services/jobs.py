@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 import msgspec
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailvet.adapters.db.database import Database
@@ -155,6 +155,17 @@ async def delete_job(
         await session.flush()
     logger(__name__).info("job_deleted", job_id=job_id)
     return True
+
+
+async def discard_unstarted(session: AsyncSession, job_id: str) -> bool:
+    """Remove a job row that never reached intake (still pending_start, its file not
+    stored): what starting a draft undoes when it fails after inserting the row."""
+    result = await session.execute(
+        delete(JobRow)
+        .where(JobRow.id == job_id, JobRow.status == JobStatus.PENDING_START.value)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 # --- drafts: uploaded, previewed, not started ----------------------------------------------

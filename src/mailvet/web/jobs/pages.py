@@ -67,10 +67,12 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from mailvet.adapters.db.database import WRITE_INTENT
 from mailvet.domain.accounts import Account
-from mailvet.domain.job import Job, JobStatus
-from mailvet.domain.ports import ObjectNotFound, ObjectStorage
+from mailvet.domain.job import FileInfo, Job, JobStatus
+from mailvet.domain.messages import JobSubmitted
+from mailvet.domain.ports import JobRepository, MessageBus, ObjectNotFound, ObjectStorage
+from mailvet.pipeline import object_keys, queues
 from mailvet.pipeline.job_files import local_copy
-from mailvet.pipeline.submit import fetch_result, new_job_id, result_name, submit_file
+from mailvet.pipeline.submit import fetch_result, new_job_id, result_name
 from mailvet.services import credits
 from mailvet.services import jobs as job_service
 from mailvet.services.accounts import get_account
@@ -207,13 +209,16 @@ def _drafts(request: Request[Any, Any, Any], owner: str) -> dict[str, dict[str, 
 
 
 async def _keep_drafts(
-    request: Request[Any, Any, Any], storage: ObjectStorage, drafts: dict[str, dict[str, str]]
+    request: Request[Any, Any, Any],
+    storage: ObjectStorage,
+    owner: str,
+    drafts: dict[str, dict[str, str]],
 ) -> None:
-    """Store `drafts` as the session's only ones: the files of any other account's drafts
-    still in the session are deleted."""
+    """Store `drafts` as the session's only ones: the files of another account's drafts
+    still in the session are deleted (the owner's own are the caller's to delete)."""
     raw = request.session.get(DRAFTS_KEY)
     for draft_id, draft in raw.items() if isinstance(raw, dict) else ():
-        if draft_id not in drafts and isinstance(draft, dict) and "day" in draft:
+        if isinstance(draft, dict) and draft.get("owner") != owner and "day" in draft:
             await storage.delete_prefix(_draft_storage_key(draft, draft_id))
     request.session[DRAFTS_KEY] = drafts
 
@@ -354,7 +359,14 @@ class ListsController(Controller):
         draft_id: FromPath[str],
     ) -> Redirect | Template:
         owner = _account_id(request)
-        draft = _draft(request, owner, draft_id)
+        job_page = Redirect(f"/app/jobs/{draft_id}", status_code=HTTP_303_SEE_OTHER)
+        try:
+            draft = _draft(request, owner, draft_id)
+        except NotFoundException:
+            async with _reading(web) as session:
+                if await job_service.owned_job(session, owner, draft_id) is not None:
+                    return job_page  # started already, by an earlier press of the button
+            raise
         form = await request.form()
         column = str(form.get("email_column", "")).strip()[:64]
         sheet = str(form.get("sheet", ""))[:1024]
@@ -372,33 +384,25 @@ class ListsController(Controller):
                 error="Confirm your email address before you start a validation.",
                 status_code=HTTP_403_FORBIDDEN,
             )
-        async with _reading(web) as session:
-            started = await job_service.owned_job(session, owner, draft_id)
-        if started is not None:  # started already (the button pressed twice)
-            return Redirect(f"/app/jobs/{draft_id}", status_code=HTTP_303_SEE_OTHER)
-        key = _draft_storage_key(draft, draft_id)
-        try:
-            async with local_copy(storage, key, scratch_dir(settings)) as path:
-                await submit_file(
-                    jobs,
-                    storage,
-                    bus,
-                    path,
-                    filename=draft["name"],
-                    email_column=column or None,
-                    checks=settings.engine.checks,
-                    owner=owner,
-                    job_id=draft_id,
-                    sheet=sheet or None,
-                )
-        except ObjectNotFound:
-            raise NotFoundException("this upload is no longer stored; upload it again") from None
-        await storage.delete_prefix(key)
+        job = Job(
+            id=draft_id,
+            owner=owner,
+            file=FileInfo(
+                filename=draft["name"],
+                email_column=column or None,
+                checks=settings.engine.checks,
+                sheet=sheet or None,
+            ),
+        )
+        started = await _start_draft(
+            web, jobs, storage, bus, job, draft_key=_draft_storage_key(draft, draft_id)
+        )
         drafts = _drafts(request, owner)
         drafts.pop(draft_id, None)
-        await _keep_drafts(request, storage, drafts)
-        log.info("job_started", job_id=draft_id, account_id=owner)
-        return Redirect(f"/app/jobs/{draft_id}", status_code=HTTP_303_SEE_OTHER)
+        await _keep_drafts(request, storage, owner, drafts)
+        if started:
+            log.info("job_started", job_id=draft_id, account_id=owner)
+        return job_page
 
     # --- one job ----------------------------------------------------------------------------
 
@@ -541,13 +545,45 @@ class UploadController(Controller):
         drafts = _drafts(request, owner)
         drafts[draft_id] = {"name": upload.filename, "day": f"{now:%Y%m%d}", "owner": owner}
         while len(drafts) > MAX_DRAFTS:
-            drafts.pop(next(iter(drafts)))
-        await _keep_drafts(request, storage, drafts)
+            oldest = next(iter(drafts))
+            await storage.delete_prefix(_draft_storage_key(drafts.pop(oldest), oldest))
+        await _keep_drafts(request, storage, owner, drafts)
         log.info("list_uploaded", draft=draft_id, bytes=upload.size, account_id=owner)
         return Redirect(f"/app/jobs/new/{draft_id}", status_code=HTTP_303_SEE_OTHER)
 
 
 # --- the pieces of the handlers -------------------------------------------------------------
+
+
+async def _start_draft(
+    web: WebContext,
+    jobs: JobRepository,
+    storage: ObjectStorage,
+    bus: MessageBus,
+    job: Job,
+    *,
+    draft_key: str,
+) -> bool:
+    """Start a draft as `job` (its id is the draft's): the job row is inserted first, which
+    claims the draft (a second press of the button, in another request or another replica,
+    finds the row and returns False), then the file moves to the job's upload key and intake
+    hears of it. If the move or the publish fails the row is removed again, so the customer
+    can press Start once more; NotFoundException when the draft's file is gone."""
+    try:
+        await jobs.add(job)
+    except ValueError:  # the row exists: this draft is started (or being started) already
+        return False
+    try:
+        await storage.move(draft_key, object_keys.uploaded(job.id))
+        await bus.publish(queues.INTAKE, JobSubmitted(job_id=job.id))
+    except BaseException as exc:
+        async with web.database.session_maker() as session, session.begin():
+            await session.connection(execution_options=WRITE_INTENT)
+            await job_service.discard_unstarted(session, job.id)
+        if isinstance(exc, ObjectNotFound):
+            raise NotFoundException("this upload is no longer stored; upload it again") from None
+        raise
+    return True
 
 
 async def _dashboard(
