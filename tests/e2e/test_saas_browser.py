@@ -111,6 +111,7 @@ async def upload(h: Harness, page: Page, name: str, content: bytes) -> str:
     await page.get_by_label("File").set_input_files(files=[chosen])
     await page.get_by_role("button", name="Upload and preview").click()
     await expect(page.locator("#cost")).to_be_visible()
+    assert await page.locator("img[src=x]").count() == 0  # the cells are text
     await h.shot(page, "preview", full=True)
     await page.get_by_role("button", name="Start validation").click()
     await expect(page).to_have_url(re.compile(r"/app/jobs/[0-9a-f]{32}$"))
@@ -204,6 +205,9 @@ async def test_google_sign_in_creates_a_connected_account(harness: Harness) -> N
     h.oidc.user = FakeUser(sub="g-555", email="gina@example.com", given_name="Gina")
     w = await h.page()
     page = w.page
+    for path, name in [("/", "home"), ("/pricing", "pricing"), ("/docs", "docs")]:
+        await page.goto(path)
+        await h.shot(page, name)
     await page.goto("/login")
     await h.shot(page, "login")
     await page.get_by_role("link", name="Sign in with Google").click()
@@ -251,6 +255,13 @@ async def test_hostile_names_and_file_names_stay_text(harness: Harness) -> None:
     email = "mallory@example.com"
     w = await h.page()
     page = w.page
+    await page.goto("/signup")  # an error text that repeats what was typed
+    await page.get_by_label("Email").fill(XSS_IMG + "@example.com")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign up", exact=True).click()
+    await expect(page.get_by_label("Email")).to_have_value(XSS_IMG + "@example.com")
+    await expect(page.locator(".field-error").first).to_be_visible()
+    assert await page.locator("img[src=x]").count() == 0
     await sign_up(h, page, email, XSS_IMG, XSS_SCRIPT)
     await sign_in(page, email)
     await expect(page).to_have_url(re.compile(r"/app$"))
