@@ -110,6 +110,7 @@ async def test_find_disable_enable_and_adjust_credits(tmp_path: Path) -> None:
             ]
         page = await admin.get(f"/admin/users/{row.id}")
         assert '<dd id="user-balance">300 credits' in page.text and "goodwill gesture" in page.text
+        assert f'<a href="/admin/users/{admin_id}">{ADMIN}</a></td>' in page.text  # who
 
         assert await user.whoami() == "signed in"
         off = await admin.post(f"/admin/users/{row.id}/disable")

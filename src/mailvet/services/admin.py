@@ -85,3 +85,11 @@ async def balances_of(session: AsyncSession, account_ids: Sequence[str]) -> dict
     )
     found = {account_id: amount for account_id, amount in (await session.execute(query)).all()}
     return {account_id: found.get(account_id, 0) for account_id in account_ids}
+
+
+async def emails_of(session: AsyncSession, account_ids: Sequence[str]) -> dict[str, str]:
+    """The address of each of these accounts that exists (the ledger's actors are ids)."""
+    if not account_ids:
+        return {}
+    query = select(AccountRow.id, AccountRow.email).where(AccountRow.id.in_(list(account_ids)))
+    return {account_id: email for account_id, email in (await session.execute(query)).all()}

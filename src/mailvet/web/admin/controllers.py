@@ -195,12 +195,15 @@ async def _user_page(
     balance = await credits.balance(session, account.id)
     entries = await credits.history(session, account.id, limit=ENTRIES_SHOWN)
     jobs = await admin_queries.all_jobs_page(session, limit=ENTRIES_SHOWN, owner=account.id)
+    actors = {entry.actor for entry in entries.entries if ACCOUNT_ID.fullmatch(entry.actor)}
+    actor_emails = await admin_queries.emails_of(session, sorted(actors))
     return _page(
         "user.html",
         {
             "account": account,
             "balance": balance,
             "entries": entries,
+            "actor_emails": actor_emails,
             "jobs": [_job_row(entry) for entry in jobs.jobs],
             "jobs_total": jobs.total,
             "is_self": account.id == _admin_id(request),
