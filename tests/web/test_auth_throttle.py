@@ -5,6 +5,7 @@ times). Every refusal is 429 with Retry-After."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,6 +21,7 @@ from mailvet.web.throttle import client_ip
 from tests.web.auth_helpers import (
     HTML,
     PASSWORD,
+    Browser,
     auth_app,
     browser,
     confirmed_account,
@@ -98,9 +100,14 @@ async def test_sign_ups_per_ip(tmp_path: Path) -> None:
         assert await s.account_row("one.more@example.com") is None
 
 
+async def signed_up_and_in(b: Browser, email: str) -> None:
+    assert (await sign_up(b, email)).status_code == 303
+    assert (await log_in(b, email)).status_code == 303  # unconfirmed: signed in, reminded
+
+
 async def test_the_code_resends_60_seconds_apart_and_the_old_code_stops(tmp_path: Path) -> None:
     async with auth_app(tmp_path) as s, browser(s.app) as b:
-        await sign_up(b, EMAIL)
+        await signed_up_and_in(b, EMAIL)  # how its code stands: told to the account
         first = await s.code_for(EMAIL)
         too_soon = await b.post("/confirm/resend")
         refused(too_soon, at_most=60)
@@ -123,7 +130,7 @@ async def test_the_code_resends_60_seconds_apart_and_the_old_code_stops(tmp_path
 
 async def test_five_wrong_codes_void_it(tmp_path: Path) -> None:
     async with auth_app(tmp_path) as s, browser(s.app) as b:
-        await sign_up(b, EMAIL)
+        await signed_up_and_in(b, EMAIL)  # how its code stands: told to the account
         code = await s.code_for(EMAIL)
         wrong = f"{(int(code) + 1) % 1_000_000:06d}"
         first = await b.post("/confirm", {"code": wrong})
@@ -142,7 +149,7 @@ async def test_five_wrong_codes_void_it(tmp_path: Path) -> None:
 
 async def test_an_expired_code_asks_for_a_new_one(tmp_path: Path) -> None:
     async with auth_app(tmp_path) as s, browser(s.app) as b:
-        await sign_up(b, EMAIL)
+        await signed_up_and_in(b, EMAIL)  # how its code stands: told to the account
         code = await s.code_for(EMAIL)
         s.clock.advance(minutes=15)
         late = await b.post("/confirm", {"code": code})
@@ -204,3 +211,39 @@ async def test_rotating_ipv6_addresses_of_one_64_share_the_sign_in_limit(
             headers={**HTML, "x-client": "2001:db8:1:3::1"},
         )
         assert other.status_code == 400
+
+
+def code_error(answer: httpx.Response, address: str) -> tuple[int, str]:
+    found = re.search(r'<p class="field-error"[^>]*>(.*?)</p>', answer.text, re.S)
+    return answer.status_code, (found.group(1) if found else "").replace(address, "<address>")
+
+
+async def test_confirm_and_resend_tell_a_stranger_nothing_about_an_address(
+    tmp_path: Path,
+) -> None:
+    """Review S3/S4: from a browser that is not the account's, an address waiting for its
+    code and an address without an account answer alike, entry after entry and resend after
+    resend (no countdown, no voided code, no 429 for a resend too soon)."""
+    async with auth_app(tmp_path) as s, browser(s.app) as owner:
+        await sign_up(owner, EMAIL)  # waits for its code
+        answers: dict[str, list[tuple[int, str]]] = {}
+        for address in (EMAIL, "nobody.here@example.com"):
+            stranger = owner.fresh()
+            await stranger.get("/confirm")
+            seen = []
+            for _ in range(6):
+                wrong = await stranger.post("/confirm", {"email": address, "code": "000001"})
+                seen.append(code_error(wrong, address))
+            for _ in range(3):  # the first within the minute of the sign-up's code
+                resent = await stranger.post("/confirm/resend", {"email": address})
+                page = await stranger.follow(resent)
+                notes = re.findall(r'class="flash[^"]*"[^>]*>(.*?)<', page.text, re.S)
+                seen.append((resent.status_code, resent.headers.get("location", "")))
+                seen.append((page.status_code, " ".join(notes).replace(address, "<address>")))
+            answers[address] = seen
+        known, unknown = answers.values()
+        assert known == unknown
+        assert known[0][0] == 400 and "more tr" not in known[0][1]
+        assert known[6] == (303, "/confirm")
+        assert "If an account is waiting for a code at <address>" in known[7][1]
+        assert (await s.account_row(EMAIL)) is not None

@@ -11,6 +11,10 @@ What a page may tell:
   "forgot password" (the same page either way);
 - sign-in says "the email or password is not right" for both an unknown address and a
   wrong password;
+- the confirm page tells how a code stands (tries left, voided, expired) and refuses a
+  resend with 429 only to the signed-in account itself; to anyone else (the sign-up's own
+  browser included, which is not signed in) a wrong code and a resend answer the same
+  whether an account waits for the address or not;
 - limits answer 429 with Retry-After and the wait in words: 30 sign-in attempts per IP per
   minute (the password step and the second factor together), 5 failed passwords per
   address and 5 failed second factors per account per 15 minutes (services/accounts.py),
@@ -81,6 +85,10 @@ log = structlog.get_logger(__name__)
 
 CAPTCHA_FAILED = "Please confirm that you are not a robot."
 BAD_LOGIN = "The email or password is not right."
+CODE_NOT_RIGHT = (
+    "This code is not right, or it no longer works: a code works for 15 minutes and"
+    f" {CODE_MAX_WRONG} tries. Use the code of the latest mail, or ask for a new one below."
+)
 
 
 class SignupController(Controller):
@@ -151,6 +159,7 @@ class SignupController(Controller):
         email, redirect = await _confirm_address(request, web)
         if redirect is not None:
             return redirect
+        own = await _signed_in_unconfirmed(request, web) is not None
         context = {**base_context(auth), "email": email, "typed_email": form.email}
         address = email or _normalized(form.email)
         if not address:
@@ -171,7 +180,10 @@ class SignupController(Controller):
         if not email:  # remember what was typed, for the resend button
             request.session[PENDING_CONFIRM] = address
             context["email"] = address
-        context["errors"] = {"code": _code_problem(outcome.outcome, outcome.attempts_left)}
+        # the tries left, a voided or an expired code only to the account itself: to anyone
+        # else they would tell an address waiting for its code from one that is not
+        problem = _code_problem(outcome.outcome, outcome.attempts_left) if own else CODE_NOT_RIGHT
+        context["errors"] = {"code": problem}
         return page("confirm.html", context, status_code=HTTP_400_BAD_REQUEST)
 
     @post("/confirm/resend", status_code=HTTP_200_OK)
@@ -192,11 +204,21 @@ class SignupController(Controller):
             return too_many("confirm.html", context, limited.retry_after, "Too many new codes.")
         async with unit_of_work(web) as session:
             verdict = await auth.accounts.resend_code(session, email=address)
+        request.session[PENDING_CONFIRM] = address
+        if await _signed_in_unconfirmed(request, web) is None:
+            # the same answer whatever the verdict: a refusal (a code sent less than a
+            # minute ago, or no resends left) would tell that an account waits for it
+            flash(
+                request,
+                f"If an account is waiting for a code at {address}, we sent it a new one"
+                " (the previous one no longer works). Codes go at most a minute apart and"
+                " 5 times a day.",
+            )
+            return see_other("/confirm")
         if not verdict.allowed:
             return too_many(
                 "confirm.html", context, verdict.retry_after, "A new code cannot be sent yet."
             )
-        request.session[PENDING_CONFIRM] = address
         flash(request, f"We sent a new code to {address}. The previous one no longer works.")
         return see_other("/confirm")
 
@@ -419,6 +441,17 @@ async def _confirm_address(
             return account.email, None
     pending = request.session.get(PENDING_CONFIRM)
     return (pending if isinstance(pending, str) else ""), None
+
+
+async def _signed_in_unconfirmed(request: Request[Any, Any, Any], web: WebContext) -> str | None:
+    """The address of the signed-in account when it waits for its code (only its owner can
+    be signed in as it: the pages may tell it how its code stands)."""
+    signed = request_account(request)
+    if signed is None:
+        return None
+    async with web.database.session_maker() as session:
+        account = await account_service.get_account(session, signed.account_id)
+    return account.email if account is not None and not account.confirmed else None
 
 
 def _normalized(typed: str) -> str:
