@@ -247,6 +247,22 @@ async def purge_once(
             return purged
 
 
+async def sweep_pending_checks(database: Database, *, now: datetime) -> int:
+    """Refund the single checks left pending (services/single_checks.py), in batches, one
+    transaction each."""
+    from mailvet.adapters.db.database import WRITE_INTENT
+    from mailvet.services import single_checks
+
+    refunded = 0
+    while True:
+        async with database.session_maker() as session, session.begin():
+            await session.connection(execution_options=WRITE_INTENT)
+            done = await single_checks.sweep(session, now=now)
+        refunded += done
+        if done < single_checks.SWEEP_BATCH:
+            return refunded
+
+
 async def run_retention(
     database: Database,
     storage: ObjectStorage,
@@ -255,8 +271,9 @@ async def run_retention(
     clock: Callable[[], datetime],
     every: float = RETENTION_EVERY,
 ) -> None:
-    """`purge_once` now and every `every` seconds until cancelled (a task of the web role;
-    replicas may all run it: each purge is idempotent). A failed round is logged."""
+    """`purge_once` and `sweep_pending_checks` now and every `every` seconds until cancelled
+    (a task of the web role; replicas may all run it: both are idempotent). A failed round
+    is logged."""
     log = logger(__name__)
     while True:
         try:
@@ -264,4 +281,9 @@ async def run_retention(
             log.info("retention_purged", jobs=purged)
         except Exception as exc:  # the database or the storage may be down for a while
             log.warning("retention_failed", error=type(exc).__name__)
+        try:
+            refunded = await sweep_pending_checks(database, now=clock())
+            log.info("pending_checks_swept", refunded=refunded)
+        except Exception as exc:
+            log.warning("pending_checks_sweep_failed", error=type(exc).__name__)
         await asyncio.sleep(every)

@@ -45,3 +45,15 @@ class CreditBalanceRow(Base):
     balance: Mapped[int] = mapped_column(Integer, default=0)
     entries: Mapped[int] = mapped_column(Integer, default=0)  # the last entry's seq
     updated_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+
+
+class PendingCheckRow(Base):
+    """A single check charged and not settled yet (services/single_checks.py): written in
+    the charge's transaction, deleted in the settlement's; what is left after a crash, a
+    cancellation or a failed settlement is refunded by the sweeper."""
+
+    __tablename__ = "pending_checks"
+
+    check_id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex
+    account_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), index=True)

@@ -73,7 +73,7 @@ from mailvet.domain.ports import JobRepository, MessageBus, ObjectNotFound, Obje
 from mailvet.pipeline import object_keys, queues
 from mailvet.pipeline.job_files import local_copy
 from mailvet.pipeline.submit import fetch_result, new_job_id, result_name
-from mailvet.services import credits
+from mailvet.services import credits, single_checks
 from mailvet.services import jobs as job_service
 from mailvet.services.accounts import get_account
 from mailvet.services.jobs import JobRunning, Progress, draft_key
@@ -98,6 +98,8 @@ MAX_DRAFTS = 5
 MAX_ADDRESS = 320
 CHECKS_PER_MINUTE = 30  # single checks per account
 KEEPALIVE_SECONDS = 15.0
+SETTLE_TRIES = 3  # a single check's settlement, before the sweeper's turn
+SETTLE_PAUSE = 0.2  # seconds, times the attempt
 MEDIA_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -624,37 +626,47 @@ async def _dashboard(
 async def _check_one(
     web: WebContext, engine: Any, account: Account, address: str, result: dict[str, Any]
 ) -> str:
-    """Charge one credit, check, refund when the ledger says so; an error text or ""."""
+    """Charge one credit, check, refund when the ledger says so; an error text or "".
+    The settlement runs whatever happens to the check (services/single_checks.py)."""
     check_id = uuid.uuid4().hex
     charging = _credits_on(web)
     if charging:
         async with web.database.session_maker() as session, session.begin():
             await credits.begin_write(session)
-            short = await credits.charge_single(session, account.id, check_id, now=web.clock())
+            short = await single_checks.charge(session, account.id, check_id, now=web.clock())
         if short is not None:
             return (
                 f"A check costs 1 credit and your balance is {short.available}."
                 " Buy credits or upload a list once you have some."
             )
+    reason: str | None = None  # no verdict: refunded
+    refunded = False
     try:
         verdict = await engine.check(address, web.settings.engine.checks)
-    except Exception:
+        reason = verdict.reason
+    finally:
         if charging:
-            async with web.database.session_maker() as session, session.begin():
-                await credits.begin_write(session)
-                await credits.refund_single(session, check_id, now=web.clock())
-        raise
-    refunded = False
-    if charging:
-        async with web.database.session_maker() as session, session.begin():
-            await credits.begin_write(session)
-            refunded = await credits.settle_single(
-                session, check_id, reason=verdict.reason, now=web.clock()
-            )
+            # shielded: a cancelled request still settles (its own task finishes it)
+            refunded = await asyncio.shield(_settle_check(web, check_id, reason))
     result["verdict"] = verdict
     result["charged"] = charging and not refunded
     log.info("single_checked", status=verdict.status, reason=verdict.reason, charged=charging)
     return ""
+
+
+async def _settle_check(web: WebContext, check_id: str, reason: str | None) -> bool:
+    """`single_checks.settle`, tried SETTLE_TRIES times; when it still fails the check stays
+    pending and the sweeper refunds it."""
+    for attempt in range(1, SETTLE_TRIES + 1):
+        try:
+            async with web.database.session_maker() as session, session.begin():
+                await credits.begin_write(session)
+                return await single_checks.settle(session, check_id, reason=reason, now=web.clock())
+        except Exception as exc:
+            log.warning("single_check_settle_failed", attempt=attempt, error=type(exc).__name__)
+            if attempt < SETTLE_TRIES:
+                await asyncio.sleep(SETTLE_PAUSE * attempt)
+    return False
 
 
 async def _preview(

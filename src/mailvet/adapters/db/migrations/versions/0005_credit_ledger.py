@@ -1,5 +1,5 @@
-"""credit_ledger: the append-only credit ledger, each account's balance row, and the
-jobs' unique_addresses, cost and counts
+"""credit_ledger: the append-only credit ledger, each account's balance row, the single
+checks charged and not settled yet, and the jobs' unique_addresses, cost and counts
 
 Revision ID: 0005
 Revises: 0004
@@ -46,6 +46,14 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("account_id", name="pk_credit_balances"),
     )
+    op.create_table(
+        "pending_checks",
+        sa.Column("check_id", sa.String(length=32), nullable=False),
+        sa.Column("account_id", sa.String(length=32), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("check_id", name="pk_pending_checks"),
+    )
+    op.create_index("ix_pending_checks_created_at", "pending_checks", ["created_at"], unique=False)
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(
             sa.Column("unique_addresses", sa.Integer(), server_default="0", nullable=False)
@@ -59,6 +67,8 @@ def downgrade() -> None:
         batch.drop_column("counts")
         batch.drop_column("cost")
         batch.drop_column("unique_addresses")
+    op.drop_index("ix_pending_checks_created_at", table_name="pending_checks")
+    op.drop_table("pending_checks")
     op.drop_table("credit_balances")
     op.drop_index("ix_ledger_entries_job_id", table_name="ledger_entries")
     op.drop_table("ledger_entries")
