@@ -28,6 +28,8 @@ from mailvet.settings import Settings, SettingsError
 if TYPE_CHECKING:
     import uvicorn
 
+    from mailvet.web.site import Site
+
 log = structlog.get_logger(__name__)
 
 ALL_ROLES = ("web", *ROLES)
@@ -47,6 +49,11 @@ async def serve(settings: Settings, roles: Sequence[str]) -> None:
             "MAILVET_BUS=memory keeps messages inside one process: use `mailvet run all`, "
             "or MAILVET_BUS=rabbit to run roles separately"
         )
+    if "web" in roles:
+        from mailvet.web.context import resolve_secret_key
+
+        # outside the embedded default without MAILVET_SECRET_KEY: refused before any port
+        resolve_secret_key(settings)
     listening = listen(settings, roles)  # a taken port fails before any connection is made
     metrics.enable()  # count from the start; served on /metrics
     try:
@@ -54,12 +61,22 @@ async def serve(settings: Settings, roles: Sequence[str]) -> None:
     except BaseException:
         _close(listening)
         raise
+    site: Site | None = None
+    if "web" in roles:
+        from mailvet.web.site import build_site
+
+        try:
+            site = await build_site(deps, roles=roles)  # the SaaS: pages, outbox, housekeeping
+        except BaseException:
+            _close(listening)
+            await deps.close()
+            raise
     back_end = [role for role in roles if role in ROLES]
     pipeline = Pipeline(deps, back_end)
     await pipeline.start()
     log.info("service_started", roles=list(roles))
     stop = asyncio.Event()
-    servers = http_servers(deps, settings, roles)
+    servers = http_servers(deps, settings, roles, web_app=site.app if site else None)
     running = [
         asyncio.create_task(server.serve(sockets=[listening[server.config.port]]))
         for server in servers
@@ -76,6 +93,8 @@ async def serve(settings: Settings, roles: Sequence[str]) -> None:
             server.should_exit = True  # stop listening, finish open requests
         await asyncio.gather(*running, return_exceptions=True)
         await pipeline.stop()
+        if site is not None:
+            await site.close()
         await deps.close()
         log.info("service_stopped", roles=list(roles))
 
@@ -127,13 +146,16 @@ def _close(sockets: dict[int, socket.socket]) -> None:
         sock.close()
 
 
-def http_servers(deps: Deps, settings: Settings, roles: Sequence[str]) -> list[uvicorn.Server]:
-    """The web app (web role) and the health/metrics app (MAILVET_HEALTH_PORT not 0)."""
+def http_servers(
+    deps: Deps, settings: Settings, roles: Sequence[str], *, web_app: Any = None
+) -> list[uvicorn.Server]:
+    """The web app (web role: `web_app`, the SaaS of web/site.py; without it the job API
+    alone) and the health/metrics app (MAILVET_HEALTH_PORT not 0)."""
     servers = []
     if "web" in roles:
         from mailvet.web.app import create_app
 
-        app: Any = create_app(deps, roles=roles)
+        app: Any = web_app if web_app is not None else create_app(deps, roles=roles)
         servers.append(_server(app, settings.web_host, settings.web_port, health_only=False))
     if settings.health_port:
         from mailvet.health import health_app
