@@ -25,7 +25,8 @@ the server offers it.
   (Postfix's error limit) gets at most N-1 refusals per session afterwards.
 - Controls: the first transaction of a session for a domain also asks `postmaster@domain`;
   its reply travels with each result (see domain/evidence.py).
-- Catch-all probes (`solo=True`) run in a transaction of their own, before queued recipients.
+- Catch-all probes (`solo=True`) run in a transaction of their own, before queued recipients
+  (though not two in a row while recipients wait).
 - Fairness: each job (domain/work.py `current_job`) has its own queue at a server, and the
   sessions take a batch from each job in turn.
 - 4xx (greylisting): asked again after `retry_delay`, at most `retries` times.
@@ -200,6 +201,7 @@ class ServerPool:
         self._settings = prober.settings
         self._queue = _JobQueues()
         self._solo: deque[_Request] = deque()
+        self._solo_last = False  # the last transaction taken was a catch-all probe
         self._sessions = 0  # session tasks, connected or connecting
         self._established = 0  # sessions past the greeting, now
         self.proven = 0  # the most sessions the server has had open with us at once
@@ -314,11 +316,22 @@ class ServerPool:
         self._spawn()
 
     def _take_batch(self, limit: int) -> list[_Request]:
-        while self._solo:
-            request = self._solo.popleft()
-            if not request.future.done():
-                return [request]
-        return self._queue.take(limit)
+        """A catch-all probe first, but not two in a row while recipients wait: a server
+        hosting hundreds of domains gets a catch-all probe (a transaction of one RCPT) for
+        each as it comes, and served first they held its queued recipients for most of a
+        job (the world bench's 324-domain server answered 6-15 RCPTs a second for 25 s)."""
+        if not self._solo_last or not self._queue:
+            while self._solo:
+                request = self._solo.popleft()
+                if not request.future.done():
+                    self._solo_last = True
+                    return [request]
+        batch = self._queue.take(limit)
+        if batch or not self._solo:
+            self._solo_last = False
+            return batch
+        self._solo_last = False
+        return self._take_batch(limit)  # only done recipients were queued: a solo after all
 
     # -- sessions -----------------------------------------------------------------------
 
