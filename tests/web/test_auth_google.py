@@ -195,3 +195,55 @@ async def test_no_google_sign_in_when_it_is_not_set_up(tmp_path: Path) -> None:
         assert "/auth/google" not in (await b.get("/signup")).text
         assert (await b.get("/auth/google")).status_code == 404
         assert (await b.get("/auth/google/callback?code=x&state=y")).status_code == 404
+
+
+async def test_connect_google_links_the_signed_in_account_and_never_switches(
+    google_app: AuthApp, fake_oidc: FakeOidcProvider
+) -> None:
+    """Review S6: "Connect Google" from the account page links the Google identity to the
+    signed-in account (whatever the Google address), makes no account and keeps the browser
+    signed in as itself; an identity another account has is refused."""
+    s = google_app
+    me, other = "me@example.com", "bob.stone@example.com"
+    async with browser(s.app) as b:
+        await confirmed_account(s, b, me)
+        await confirmed_account(s, b.fresh(), other)
+        assert (await log_in(b, me)).status_code == 303
+        mine = b.cookie("mailvet_session")
+        done = await google_sign_in_to(b, "/auth/google?next=/app/account")
+        assert done.status_code == 303 and done.headers["location"] == "/app/account"
+        assert "now connected" in (await b.get("/")).text
+        assert b.cookie("mailvet_session") == mine  # still the same sign-in
+        row = await s.account_row(me)
+        assert row is not None and row.google_sub == fake_oidc.user.sub
+        assert row.google_picture == fake_oidc.user.picture
+        assert await s.account_row(fake_oidc.user.email) is None  # no account made
+        # signed out, Google now signs in as that account
+        await b.post("/logout")
+        assert (await google_sign_in(b)).status_code == 303
+        assert await s.account_row(fake_oidc.user.email) is None
+
+        # another account cannot take the identity over
+        bob = b.fresh()
+        assert (await log_in(bob, other)).status_code == 303
+        refused = await google_sign_in_to(bob, "/auth/google?next=/app/account")
+        assert refused.headers["location"] == "/app/account"
+        assert "connected to another mailvet account" in (await bob.get("/")).text
+        bob_row = await s.account_row(other)
+        assert bob_row is not None and bob_row.google_sub is None
+        assert await bob.whoami() == "signed in"
+        again = await s.account_row(me)
+        assert again is not None and again.google_sub == fake_oidc.user.sub
+
+        # a sign-in over 10 minutes old connects nothing (a way in is a sensitive change)
+        fake_oidc.user.sub, fake_oidc.user.email = "208234567890123456789", "bob@gmail.example"
+        s.clock.advance(minutes=11)
+        stale = await google_sign_in_to(bob, "/auth/google?next=/app/account")
+        assert stale.headers["location"] == "/app/account"
+        assert "sign in again first" in (await bob.get("/")).text
+        bob_row = await s.account_row(other)
+        assert bob_row is not None and bob_row.google_sub is None
+
+
+async def google_sign_in_to(b: Browser, path: str) -> httpx.Response:
+    return await b.get(local(await at_provider(await to_provider(b, path))))

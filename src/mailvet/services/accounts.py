@@ -190,6 +190,14 @@ class SecondFactorOutcome(msgspec.Struct, frozen=True):
     retry_after: int = 0  # > 0: throttled
 
 
+class GoogleLink(msgspec.Struct, frozen=True):
+    """What "Connect Google" did (`AccountService.link_google`): `status` "linked",
+    "already", "taken", "other_identity" or "disabled"; `account` when linked or already."""
+
+    status: str
+    account: Account | None = None
+
+
 class TotpSetup(msgspec.Struct, frozen=True):
     """What the enable page shows: the secret as text for manual entry, the otpauth URI for
     the QR code."""
@@ -972,9 +980,7 @@ class AccountService:
         sub = sub.strip()
         if not sub or len(sub) > 255:
             return GoogleOutcome("email_not_verified")
-        picture = (
-            picture if picture and len(picture) <= 2048 and picture.startswith("https://") else None
-        )
+        picture = _google_picture(picture)
         found = (
             await session.execute(select(AccountRow).where(AccountRow.google_sub == sub))
         ).scalar_one_or_none()
@@ -1035,6 +1041,37 @@ class AccountService:
             last_name=identity.family_name,
         )
 
+    async def link_google(
+        self, session: AsyncSession, account_id: str, identity: GoogleIdentity
+    ) -> GoogleLink:
+        """ "Connect Google" from a signed-in account: link the checked identity to THAT
+        account, never sign in as (or create) another. "linked"; "already" (this identity
+        is the account's own: a fresh Google sign-in, the re-authentication of an account
+        without a password); "taken" (the identity is another account's: nothing changes);
+        "other_identity" (the account has another Google identity: disconnect it first);
+        "disabled"."""
+        await _write_intent(session)
+        sub = identity.sub.strip()
+        row = await self._row(session, account_id)
+        if row.disabled:
+            return GoogleLink("disabled")
+        if not sub or len(sub) > 255:
+            return GoogleLink("taken")
+        if row.google_sub == sub:
+            return GoogleLink("already", to_account(row))
+        owner = (
+            await session.execute(select(AccountRow.id).where(AccountRow.google_sub == sub))
+        ).scalar_one_or_none()
+        if owner is not None:
+            return GoogleLink("taken")
+        if row.google_sub is not None:
+            return GoogleLink("other_identity")
+        row.google_sub = sub
+        row.google_picture = _google_picture(identity.picture)
+        await session.flush()
+        logger(__name__).info("google_connected", account_id=row.id)
+        return GoogleLink("linked", to_account(row))
+
     def _google_outcome(self, row: AccountRow) -> GoogleOutcome:
         if row.disabled:
             return GoogleOutcome("disabled")
@@ -1094,6 +1131,13 @@ def job_file_prefixes(job_id: str) -> tuple[str, ...]:
 
 
 # --- module helpers ----------------------------------------------------------------------
+
+
+def _google_picture(picture: str | None) -> str | None:
+    """The ID token's picture URL as kept: an https URL of sane length, else none."""
+    if picture and len(picture) <= 2048 and picture.startswith("https://"):
+        return picture
+    return None
 
 
 def _email(raw: str) -> str:

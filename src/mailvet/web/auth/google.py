@@ -5,10 +5,14 @@ The `state`, `nonce` and PKCE `code_verifier` of the authorization request are k
 browser's server-side session (never in a cookie or the URL) and taken out at the callback,
 so each can be used once and only by the browser that started: a callback whose state is
 not the one this session sent is refused (adapters/oidc.py compares them), as is one with
-nothing pending. The checked identity goes to `AccountService.google_sign_in`: the account
-of that Google identity; else, only for an address Google verified, the account of the
-address (linked now) or a new one. An unverified address never creates or links anything
-(the adapter refuses it before the service is asked). The page tells only that it failed;
+nothing pending. Signed out, the checked identity goes to
+`AccountService.sign_in_with_google`: the account of that Google identity; else, only for an
+address Google verified, the account of the address (linked now) or a new one. Signed in
+("Connect Google" on the account page, or Google again as a re-authentication), it goes to
+`link_google`: linked to the signed-in account itself (refused when another account has it,
+and when the sign-in is over 10 minutes old), never a switch to another account. An
+unverified address never creates or links anything (the adapter refuses it before the
+service is asked). The page tells only that it failed;
 the reason goes to the log.
 
 The redirect URI is MAILVET_PUBLIC_URL + /auth/google/callback: the one registered with the
@@ -26,18 +30,31 @@ from litestar.params import QueryParameter
 from litestar.response import Redirect
 from litestar.status_codes import HTTP_302_FOUND
 
-from mailvet.domain.identity import SignInRefused
-from mailvet.web.auth.common import complete_sign_in, see_other, start_second_factor, unit_of_work
-from mailvet.web.auth.ports import Auth
+from mailvet.domain.identity import GoogleIdentity, SignInRefused
+from mailvet.services.accounts import get_account
+from mailvet.web.auth.common import (
+    complete_sign_in,
+    reauthentication_due,
+    see_other,
+    start_second_factor,
+    unit_of_work,
+)
+from mailvet.web.auth.ports import Auth, AuthPorts
 from mailvet.web.auth.schemas import safe_next
-from mailvet.web.context import Web
-from mailvet.web.sessions import flash
+from mailvet.web.context import Web, WebContext
+from mailvet.web.sessions import flash, request_account
 
 log = structlog.get_logger(__name__)
 
 OAUTH_KEY = "oauth"
 CALLBACK_PATH = "/auth/google/callback"
 FAILED = "Signing in with Google did not work. Try again, or sign in with your password."
+CONNECT_STALE = "To connect Google, sign in again first: your sign-in is over 10 minutes old."
+CONNECT_REFUSED = {
+    "taken": "This Google account is connected to another mailvet account.",
+    "other_identity": "Another Google account is connected. Disconnect it first.",
+    "disabled": "This account is disabled.",
+}
 
 
 def redirect_uri(public_url: str) -> str:
@@ -105,17 +122,12 @@ class GoogleController(Controller):
             flash(request, FAILED, "error")
             return see_other("/login")
         now = web.clock()
-        async with unit_of_work(web) as session:
-            outcome = await auth.accounts.google_sign_in(
-                session,
-                sub=identity.sub,
-                email=identity.email,
-                email_verified=identity.email_verified,
-                picture=identity.picture or None,
-                first_name=identity.given_name,
-                last_name=identity.family_name,
-            )
         target = safe_next(str(pending.get("next", "")))
+        signed = request_account(request)
+        if signed is not None:
+            return await _connect(request, web, auth, signed.account_id, identity, target)
+        async with unit_of_work(web) as session:
+            outcome = await auth.accounts.sign_in_with_google(session, identity)
         if outcome.account is None or outcome.status not in ("ok", "second_factor"):
             log.info("google_sign_in_refused", status=outcome.status)
             message = "This account is disabled." if outcome.status == "disabled" else FAILED
@@ -129,3 +141,39 @@ class GoogleController(Controller):
         elif outcome.linked:
             flash(request, "Your Google account is now connected to this account.", "success")
         return answer
+
+
+async def _connect(
+    request: Request[Any, Any, Any],
+    web: WebContext,
+    auth: AuthPorts,
+    account_id: str,
+    identity: GoogleIdentity,
+    target: str,
+) -> Redirect:
+    """A signed-in browser came back from Google: "Connect Google" (link the identity to
+    this account) or, when it is the account's own identity already, a fresh sign-in (the
+    re-authentication of an account without a password). Never another account.
+
+    Connecting a new identity is a sensitive change (it is a way in from then on): it needs
+    a sign-in of the last 10 minutes, as the password pages do."""
+    now = web.clock()
+    if reauthentication_due(request, web):
+        async with web.database.session_maker() as session:
+            account = await get_account(session, account_id)
+        if account is None or account.google_sub != identity.sub:
+            flash(request, CONNECT_STALE, "error")
+            return see_other(target)
+    async with unit_of_work(web) as session:
+        link = await auth.accounts.link_google(session, account_id, identity)
+    if link.account is None:
+        log.info("google_connect_refused", account_id=account_id, status=link.status)
+        flash(request, CONNECT_REFUSED.get(link.status, FAILED), "error")
+        return see_other(target)
+    if link.status == "linked":
+        flash(request, "Your Google account is now connected to this account.", "success")
+        return see_other(target)
+    # its own identity: Google was asked again, so the sign-in is renewed
+    if link.account.totp_enabled:
+        return start_second_factor(request, link.account, now=now, next_path=target)
+    return complete_sign_in(request, link.account, now=now, next_path=target)
