@@ -1,6 +1,7 @@
 """Dashboard with 1,000 jobs: server time of `GET /app` (issue 8 §7: at most 100 ms, paginated).
 
-    python bench/dashboard_bench.py [--jobs 1000] [--requests 50] [--database-url URL]
+    python bench/dashboard_bench.py [--jobs 1000] [--others 20000] [--requests 50]
+                                    [--database-url URL]
 
 One account owns `--jobs` jobs (every state, counts on the completed ones) in a fresh
 embedded SQLite file, or in the PostgreSQL database of `--database-url` (migrated here;
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -29,7 +31,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent))
 
 import httpx  # noqa: E402
-from sqlalchemy import event, insert  # noqa: E402
+from sqlalchemy import event, insert, select  # noqa: E402
 
 from mailvet.adapters.bus.memory import MemoryBus  # noqa: E402
 from mailvet.adapters.db.models import JobRow  # noqa: E402
@@ -50,7 +52,9 @@ from tests.web.shell_helpers import CSRF_INPUT, cheap_hasher, session_area  # no
 STATES = list(JobStatus)
 
 
-async def run(jobs: int, requests: int, database_url: str | None, data_dir: Path) -> None:
+async def run(
+    jobs: int, others: int, requests: int, database_url: str | None, data_dir: Path
+) -> None:
     env = {"MAILVET_DATA_DIR": str(data_dir), "MAILVET_WEB_RATE_LIMIT": ""}
     if database_url:
         env["MAILVET_DATABASE_URL"] = database_url
@@ -92,7 +96,7 @@ async def run(jobs: int, requests: int, database_url: str | None, data_dir: Path
                 )
             )
             rows = []
-            for n in range(jobs):
+            for n in range(jobs + others):
                 status = STATES[n % len(STATES)]
                 rows.append(
                     {
@@ -105,7 +109,7 @@ async def run(jobs: int, requests: int, database_url: str | None, data_dir: Path
                         "rows_done": 1000 if status is JobStatus.COMPLETED else n % 1000,
                         "chunks_total": 1,
                         "layout": layout,
-                        "owner": account.id,
+                        "owner": account.id if n < jobs else f"other-{n % 500:03d}",
                         "cost": 950,
                         "unique_addresses": 950,
                         "counts": counts if status is JobStatus.COMPLETED else None,
@@ -113,7 +117,8 @@ async def run(jobs: int, requests: int, database_url: str | None, data_dir: Path
                         "updated_at": now - timedelta(minutes=n),
                     }
                 )
-            await session.execute(insert(JobRow), rows)
+            for first in range(0, len(rows), 5000):
+                await session.execute(insert(JobRow), rows[first : first + 5000])
         app = create_app(deps, web=web, areas=[session_area()])
         transport = httpx.ASGITransport(app=cast(Any, app))
         async with httpx.AsyncClient(
@@ -149,19 +154,37 @@ async def run(jobs: int, requests: int, database_url: str | None, data_dir: Path
             event.listen(web.database.engine.sync_engine, "before_cursor_execute", count)
             await client.get("/app")
             print(f"queries of one dashboard request: {len(queries)}")
+            await _print_plan(web.database.engine, account.id)
+            print("load average: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     finally:
         await web.close()
         await deps.close()
 
 
+async def _print_plan(engine: Any, owner: str) -> None:
+    """The database's plan of the dashboard's page query."""
+    query = (
+        select(JobRow.id)
+        .where(JobRow.owner == owner)
+        .order_by(JobRow.created_at.desc(), JobRow.id)
+        .limit(PAGE_SIZE)
+    )
+    compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
+    explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
+    async with engine.connect() as connection:
+        plan = (await connection.exec_driver_sql(explain + str(compiled))).all()
+    print("plan of the page query: " + " | ".join(str(row[-1]) for row in plan))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--others", type=int, default=20000)
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        asyncio.run(run(args.jobs, args.requests, args.database_url, Path(folder)))
+        asyncio.run(run(args.jobs, args.others, args.requests, args.database_url, Path(folder)))
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ def test_upgrade_creates_the_tables(url: str) -> None:
     assert snapshot["jobs"]["pk"] == ["id"]
     assert snapshot["jobs"]["indexes"] == [
         ("ix_jobs_created_at", ("created_at",)),
-        ("ix_jobs_owner", ("owner",)),
+        ("ix_jobs_owner_created_at", ("owner", "created_at")),
     ]
     assert snapshot["job_chunks"]["pk"] == ["job_id", "chunk_id"]
     [fk] = snapshot["job_chunks"]["fks"]

@@ -74,7 +74,11 @@ class JobRow(Base):
     """A validation job; `created_at`/`updated_at` are UTC and set by the repository on write."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_created_at", "created_at"),
+        # an account's jobs newest first (the dashboard's page): found and ordered by the index
+        Index("ix_jobs_owner_created_at", "owner", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # uuid4 hex, made by the caller
     filename: Mapped[str] = mapped_column(String(1024))
@@ -88,7 +92,7 @@ class JobRow(Base):
     rows_done: Mapped[int] = mapped_column(Integer, default=0)
     chunks_total: Mapped[int] = mapped_column(Integer, default=0)
     layout: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
-    owner: Mapped[str] = mapped_column(String(255), default="", index=True)
+    owner: Mapped[str] = mapped_column(String(255), default="")  # ix_jobs_owner_created_at
     # credits (revision 0005): distinct valid addresses, credits reserved, and the result's
     # counts per status and reason (domain.job.JobCounts as JSON) once completed
     unique_addresses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

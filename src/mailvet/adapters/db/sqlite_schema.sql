@@ -1,7 +1,7 @@
 -- The embedded SQLite schema, as the Alembic migrations build it (a dump of a file
 -- they made). Written by `python -m mailvet.adapters.db.sqlite_schema`: do not edit.
 -- head: 0007
--- migrations: 78776f95955c09005ff62f59cd850537ce7c6928f03fe86d892b495d48d82554
+-- migrations: 5d4dbabd2e647e73e68fb9b9ac8969d9cfee159e0ccbb72c4a261560974b236d
 BEGIN TRANSACTION;
 CREATE TABLE accounts (
 	id VARCHAR(32) NOT NULL, 
@@ -116,6 +116,12 @@ CREATE TABLE password_resets (
 	CONSTRAINT pk_password_resets PRIMARY KEY (token_hash), 
 	CONSTRAINT fk_password_resets_account_id_accounts FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE
 );
+CREATE TABLE pending_checks (
+	check_id VARCHAR(32) NOT NULL, 
+	account_id VARCHAR(32) NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	CONSTRAINT pk_pending_checks PRIMARY KEY (check_id)
+);
 CREATE TABLE rate_counters (
 	"key" VARCHAR(255) NOT NULL, 
 	window_start INTEGER NOT NULL, 
@@ -139,9 +145,10 @@ CREATE TABLE web_sessions (
 	CONSTRAINT pk_web_sessions PRIMARY KEY (token_hash)
 );
 CREATE INDEX ix_jobs_created_at ON jobs (created_at);
-CREATE INDEX ix_jobs_owner ON jobs (owner);
 CREATE INDEX ix_password_resets_account_id ON password_resets (account_id);
 CREATE INDEX ix_ledger_entries_job_id ON ledger_entries (job_id);
+CREATE INDEX ix_pending_checks_created_at ON pending_checks (created_at);
+CREATE INDEX ix_jobs_owner_created_at ON jobs (owner, created_at);
 CREATE INDEX ix_mail_outbox_next_attempt_at ON mail_outbox (next_attempt_at);
 CREATE INDEX ix_web_sessions_account_id ON web_sessions (account_id);
 CREATE INDEX ix_web_sessions_expires_at ON web_sessions (expires_at);

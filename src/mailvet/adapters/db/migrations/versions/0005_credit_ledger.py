@@ -1,5 +1,6 @@
 """credit_ledger: the append-only credit ledger, each account's balance row, the single
-checks charged and not settled yet, and the jobs' unique_addresses, cost and counts
+checks charged and not settled yet, the jobs' unique_addresses, cost and counts, and the
+jobs(owner, created_at) index (for ix_jobs_owner)
 
 Revision ID: 0005
 Revises: 0004
@@ -60,10 +61,15 @@ def upgrade() -> None:
         )
         batch.add_column(sa.Column("cost", sa.Integer(), server_default="0", nullable=False))
         batch.add_column(sa.Column("counts", sa.Text(), nullable=True))
+        # the dashboard's page query (owner = ?, newest first); it also serves owner = ? alone
+        batch.drop_index("ix_jobs_owner")
+        batch.create_index("ix_jobs_owner_created_at", ["owner", "created_at"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
+        batch.drop_index("ix_jobs_owner_created_at")
+        batch.create_index("ix_jobs_owner", ["owner"], unique=False)
         batch.drop_column("counts")
         batch.drop_column("cost")
         batch.drop_column("unique_addresses")
