@@ -100,6 +100,7 @@ def detect_layout(
     sheet: str | None = None,
     limits: XlsxLimits | None = None,
     books: Workbooks | None = None,
+    header_row: int | None = None,
 ) -> FileLayout:
     """Find kind, encoding, delimiter, header and email column of an uploaded list.
 
@@ -108,7 +109,10 @@ def detect_layout(
     names the file in error messages.  ``sheet`` picks an XLSX workbook's sheet (without
     it every sheet is searched, see _detect_xlsx); ``limits`` bound what reading a workbook
     may cost, and are kept in its layout for the later readers; ``books`` keeps the workbook
-    open for them (see Workbooks).  Raises :class:`InputError`.
+    open for them (see Workbooks).  ``header_row`` overrides the header detection of a
+    CSV or XLSX list: the 1-based record number of the header (its preamble before it),
+    0 for none (see _chosen_header); a one-column TXT list keeps its own rule.
+    Raises :class:`InputError`.
     """
     path = Path(path)
     name = _display_name(path, filename)
@@ -123,7 +127,9 @@ def detect_layout(
         raise InputError(f"{name} is empty")
 
     if head.startswith(ZIP_MAGIC) or ext in XLSX_EXTENSIONS:
-        return _detect_xlsx(path, name, email_column, sheet, limits or XlsxLimits(), books)
+        return _detect_xlsx(
+            path, name, email_column, sheet, limits or XlsxLimits(), books, header_row
+        )
 
     encoding, bom_len = "", 0
     for bom, codec in BOMS:
@@ -160,7 +166,7 @@ def detect_layout(
     records = _csv_head_records(path, layout)
     if not records:
         raise InputError(f"{name} is empty")
-    header_pos, email_index = _analyse(records, email_column, name)
+    header_pos, email_index = _analyse(records, email_column, name, header_row)
     if header_pos is None:
         return msgspec.structs.replace(
             layout, has_header=False, header=[], email_index=email_index, skip_records=0
@@ -300,10 +306,55 @@ def _auto_header(records: Sequence[tuple[int, Sequence[str]]]) -> tuple[int | No
     return 0, _best_column(records[1:])
 
 
+def _chosen_header(
+    records: Sequence[tuple[int, Sequence[str]]],
+    email_column: str | None,
+    name: str,
+    header_row: int,
+) -> tuple[int | None, int]:
+    """_analyse with the header chosen by the customer: record number `header_row` (1-based,
+    blank records counted, as FileLayout.skip_records counts them), 0 for no header; the
+    email column is the one named or numbered, else the one of the rows below that holds
+    the most addresses."""
+    header_pos: int | None = None
+    data = records
+    if header_row > 0:
+        found = [pos for pos, (index, _) in enumerate(records) if index == header_row - 1]
+        if not found:
+            raise InputError(
+                f"row {header_row} cannot be the header of {name}: it is blank or not among"
+                f" its first {HEADER_RECORDS} rows"
+            )
+        header_pos = found[0]
+        data = records[header_pos + 1 :]
+    wanted = (email_column or "").strip()
+    if not wanted:
+        col = _best_column(data)
+        if col is None:
+            raise InputError("could not find an email column below the header row")
+        return header_pos, col
+    if _DIGITS.fullmatch(wanted):
+        number = int(wanted)
+        width = max(len(cells) for _, cells in records)
+        if not 1 <= number <= width:
+            raise InputError(f"column {number} is out of range: {name} has {width} columns")
+        return header_pos, number - 1
+    if header_pos is not None:
+        for col, cell in enumerate(records[header_pos][1]):
+            if cell.strip().casefold() == wanted.casefold():
+                return header_pos, col
+    raise InputError(f"no column named {one_line(wanted)!r} in the header row of {name}")
+
+
 def _analyse(
-    records: Sequence[tuple[int, Sequence[str]]], email_column: str | None, name: str
+    records: Sequence[tuple[int, Sequence[str]]],
+    email_column: str | None,
+    name: str,
+    header_row: int | None = None,
 ) -> tuple[int | None, int]:
     """(position of the header in records, or None; email column) — or InputError."""
+    if header_row is not None:
+        return _chosen_header(records, email_column, name, header_row)
     if email_column is None or not email_column.strip():
         header_pos, col = _auto_header(records)
         if col is None:
@@ -368,6 +419,7 @@ def _detect_xlsx(
     sheet: str | None,
     limits: XlsxLimits,
     books: Workbooks | None,
+    header_row: int | None = None,
 ) -> FileLayout:
     """The sheet named `sheet`, else the one whose email column holds the most addresses
     among the first rows of every sheet (ties: the sheet shown at opening, then workbook
@@ -383,7 +435,7 @@ def _detect_xlsx(
                 errors.append(InputError(empty))
                 continue
             try:
-                header_pos, email_index = _analyse(records, email_column, name)
+                header_pos, email_index = _analyse(records, email_column, name, header_row)
             except InputError as exc:
                 errors.append(exc)
                 continue
