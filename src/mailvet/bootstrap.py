@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from mailvet.domain.credits import CreditLedger, FreeLedger, Shortfall
 from mailvet.domain.job import Job
+from mailvet.domain.job_events import JobEvents, NoJobEvents
 from mailvet.domain.ports import (
     JobRepository,
     MailRoute,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from mailvet.pipeline.engine import Engine
     from mailvet.pipeline.submit import JobLookup
     from mailvet.services.credits import SqlCreditLedger
+    from mailvet.services.job_mail import JobMail
 
 Closer = Callable[[], Awaitable[Any]]
 J = TypeVar("J")
@@ -57,6 +59,8 @@ class Deps:
     closers: list[Closer] = field(default_factory=list)
     # what intake reserves a job's credits through and the result generator settles them
     ledger: CreditLedger = field(default_factory=FreeLedger)
+    # what the result generator tells of a completed job (the owner's mail)
+    events: JobEvents = field(default_factory=NoJobEvents)
 
     async def close(self) -> None:
         for close in reversed(self.closers):
@@ -391,6 +395,31 @@ def build_ledger(settings: Settings) -> tuple[CreditLedger, list[Closer]]:
     return ledger, [ledger.close]
 
 
+class LazyJobEvents:
+    """The owner's "job completed" mail (services/job_mail.py) on `settings.database`, made
+    when the first job with an owner completes: a job without one (`mailvet validate`)
+    imports nothing for it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._mail: JobMail | None = None
+
+    async def job_completed(self, job: Job) -> None:
+        if not job.owner:
+            return
+        if self._mail is None:
+            from mailvet.adapters.db.database import make_database
+            from mailvet.services.job_mail import JobMail
+
+            url = self._settings.database
+            self._mail = JobMail(lambda: make_database(url))
+        await self._mail.job_completed(job)
+
+    async def close(self) -> None:
+        if self._mail is not None:
+            await self._mail.close()
+
+
 def build_engine(settings: Settings, resolver: Resolver, prober: SmtpProber) -> Engine:
     from mailvet.pipeline.engine import Engine
 
@@ -415,13 +444,15 @@ async def build_deps(
     syntax_pool: Executor | None | bool = True,
     retry: RetryPolicy | None = None,
     ledger: CreditLedger | None = None,
+    events: JobEvents | None = None,
 ) -> Deps:
     """Build every port from settings unless given; `await deps.close()` releases them.
 
     `syntax_pool`: True builds the process pool from settings; None or False runs syntax
     checks in this process; an Executor is used as given. `retry`: the one policy the S3
     storage and the SQL repository retry through (default: build_retry_policy's). `ledger`:
-    the credit ledger (default: build_ledger's).
+    the credit ledger (default: build_ledger's). `events`: what a completed job is told to
+    (default: LazyJobEvents, the owner's mail).
     """
     retry = retry or build_retry_policy(settings)
     store = await build_job_store(settings, jobs=jobs, retry=retry)
@@ -433,6 +464,10 @@ async def build_deps(
     if ledger is None:
         ledger, ledger_closers = build_ledger(settings)
         closers.extend(ledger_closers)
+    if events is None:
+        lazy_events = LazyJobEvents(settings)
+        closers.append(lazy_events.close)
+        events = lazy_events
     pool: Executor | None
     if syntax_pool is True:
         built = build_syntax_pool(settings)
@@ -452,4 +487,5 @@ async def build_deps(
         syntax_pool=pool,
         closers=closers,
         ledger=ledger,
+        events=events,
     )

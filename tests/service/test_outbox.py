@@ -345,3 +345,21 @@ async def test_finished_rows_are_purged_and_pending_ones_kept(
     async with database.session_maker() as session:
         assert await session.get(OutboxRow, sent_id) is None
         assert await session.get(OutboxRow, pending_id) is not None
+
+
+async def test_a_keyed_mail_is_queued_once(database: Database, clock: Clock) -> None:
+    done = OutgoingMail(to="ann@example.com", template="job_completed", context={"job_id": "j1"})
+    async with database.session_maker() as session, session.begin():
+        first = await enqueue(session, done, now=clock(), key="job_completed:j1")
+        again = await enqueue(session, done, now=clock(), key="job_completed:j1")
+    async with database.session_maker() as session, session.begin():
+        later = await enqueue(session, done, now=clock(), key="job_completed:j1")
+        other = await enqueue(session, done, now=clock(), key="job_completed:j2")
+        plain = [await enqueue(session, done, now=clock()) for _ in range(2)]  # no key
+    assert first == again == later != other
+    async with database.session_maker() as session:
+        rows = (await session.scalars(select(OutboxRow))).all()
+    assert sorted(row.id for row in rows) == sorted([first, other, *plain])
+    with pytest.raises(ValueError, match="key"):
+        async with database.session_maker() as session, session.begin():
+            await enqueue(session, done, key="k" * 201)

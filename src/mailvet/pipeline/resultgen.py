@@ -29,6 +29,7 @@ import structlog
 from mailvet import metrics
 from mailvet.domain.credits import CreditLedger, FreeLedger, job_charge
 from mailvet.domain.job import Job, JobCounts, JobStatus
+from mailvet.domain.job_events import JobEvents, NoJobEvents
 from mailvet.domain.messages import ChunkDone, JobQueued, Message
 from mailvet.domain.ports import JobRepository, ObjectNotFound, ObjectStorage
 from mailvet.domain.verdict import RESULT_COLUMNS
@@ -71,8 +72,10 @@ class ResultGenerator:
         *,
         scratch: Path,
         ledger: CreditLedger | None = None,
+        events: JobEvents | None = None,
     ) -> None:
         self._jobs = jobs
+        self._events = events or NoJobEvents()  # told of each completion (the owner's mail)
         self._storage = storage
         self._scratch = scratch  # the input's copy and the growing result (job_files)
         self._ledger = ledger or FreeLedger()
@@ -143,6 +146,10 @@ class ResultGenerator:
             await self._settle(job, summary, refunded)
             await self._jobs.set_status(job.id, JobStatus.COMPLETED)
             metrics.job_finished(JobStatus.COMPLETED.value, job.created_at)  # before any await
+            try:
+                await self._events.job_completed(job)
+            except Exception:  # the job is complete all the same
+                log.exception("job_event_failed", job_id=job.id)
             await self._storage.delete_prefix(object_keys.job_work(job.id))
             log.info("job_completed", job_id=job.id, rows=summary.rows, **summary.by_status)
         except JobAbandoned as exc:

@@ -104,7 +104,9 @@ class Pipeline:
                 queues.WORK_CPU, cast(Handler, worker.handle), concurrency=worker.cpu_slots
             )
         if "resultgen" in self.roles:
-            self._resultgen = ResultGenerator(jobs, storage, scratch=scratch, ledger=deps.ledger)
+            self._resultgen = ResultGenerator(
+                jobs, storage, scratch=scratch, ledger=deps.ledger, events=deps.events
+            )
             bus.subscribe(queues.RESULTS, self._resultgen.handle, concurrency=4)
 
     async def _give_up(self, message: Message, exc: Exception) -> None:

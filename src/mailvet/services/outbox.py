@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailvet.adapters.db.database import WRITE_INTENT, Database
@@ -46,6 +48,7 @@ from mailvet.settings import Settings
 LEASE_MARGIN = datetime.timedelta(minutes=1)
 PURGE_EVERY = datetime.timedelta(hours=1)
 MAX_ERROR = 2000
+KEY_LENGTH = 200  # OutboxRow.key
 _ADDRESS_LIKE = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
 
 
@@ -54,30 +57,52 @@ def _utc_now() -> datetime.datetime:
 
 
 async def enqueue(
-    session: AsyncSession, mail: OutgoingMail, *, now: datetime.datetime | None = None
+    session: AsyncSession,
+    mail: OutgoingMail,
+    *,
+    now: datetime.datetime | None = None,
+    key: str | None = None,
 ) -> str:
     """Add `mail` to the outbox in `session`'s transaction (not committed here); returns the
-    row's id. Due at once (`now`, default the current time); the sender's `wake()` makes it
-    go without waiting for the next poll."""
+    row's id. Due at once (`now`, default the current time); the sender polls for it.
+
+    `key`: an idempotency key (at most 200 characters, unique in the outbox): when a row
+    with it exists already, nothing is added and that row's id is returned (an event
+    delivered twice, such as a job's completion, mails once). The insert is an `ON CONFLICT
+    DO NOTHING`, so two transactions racing with one key add one row."""
     at = now or _utc_now()
     row_id = uuid.uuid4().hex
-    session.add(
-        OutboxRow(
-            id=row_id,
-            to=mail.to,
-            template=mail.template,
-            context=dict(mail.context),
-            created_at=at,
-            attempts=0,
-            next_attempt_at=at,
-            claim=None,
-            sent_at=None,
-            last_error="",
-            given_up_at=None,
-        )
+    values: dict[str, Any] = {
+        "id": row_id,
+        "to": mail.to,
+        "template": mail.template,
+        "context": dict(mail.context),
+        "created_at": at,
+        "attempts": 0,
+        "next_attempt_at": at,
+        "claim": None,
+        "sent_at": None,
+        "last_error": "",
+        "given_up_at": None,
+        "key": key,
+    }
+    if key is None:
+        session.add(OutboxRow(**values))
+        await session.flush()
+        return row_id
+    if not key or len(key) > KEY_LENGTH:
+        raise ValueError(f"an outbox key is 1 to {KEY_LENGTH} characters")
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    added = await session.execute(
+        insert(OutboxRow)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[OutboxRow.key])
+        .returning(OutboxRow.id)
     )
-    await session.flush()
-    return row_id
+    if added.scalar_one_or_none() is not None:
+        return row_id
+    existing = await session.scalar(select(OutboxRow.id).where(OutboxRow.key == key))
+    return str(existing)
 
 
 async def purge_finished(session: AsyncSession, *, before: datetime.datetime) -> int:

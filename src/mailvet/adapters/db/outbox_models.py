@@ -7,7 +7,8 @@ A row is pending while `next_attempt_at` is set: it is due once that time has pa
 claims a due row by moving `next_attempt_at` to the end of its lease and writing its
 `claim`; it then sends, and marks the row sent (`sent_at`, the context emptied: it held the
 code or link) or failed (`last_error`, and the next attempt or `given_up_at`). A sender that
-dies mid-send leaves the row to come due again when the lease ends.
+dies mid-send leaves the row to come due again when the lease ends. A row may carry a unique
+`key`: enqueueing the same key again adds nothing.
 """
 
 from __future__ import annotations
@@ -40,3 +41,6 @@ class OutboxRow(Base):
     sent_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_error: Mapped[str] = mapped_column(Text, default="")
     given_up_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # an idempotency key (None: none): one row per key, so a mail asked for again by a
+    # redelivered event ("job_completed:<job id>") is not queued twice
+    key: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)

@@ -35,7 +35,9 @@ def upgrade() -> None:
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=False),
         sa.Column("given_up_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("key", sa.String(length=200), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_mail_outbox"),
+        sa.UniqueConstraint("key", name="uq_mail_outbox_key"),
     )
     op.create_index(
         "ix_mail_outbox_next_attempt_at", "mail_outbox", ["next_attempt_at"], unique=False
