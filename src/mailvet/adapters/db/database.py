@@ -31,6 +31,23 @@ WRITE_INTENT = {"mailvet_write": True}
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+async def write_intent(session: AsyncSession) -> None:
+    """Begin `session`'s transaction as a writer (WRITE_INTENT: SQLite's BEGIN IMMEDIATE)
+    when nothing ran in it yet, so a read-then-write use case cannot fail on upgrading its
+    lock. When a statement ran already the transaction has begun as it did (asking again
+    would only warn)."""
+    transaction = session.sync_session.get_transaction()
+    if transaction is not None and getattr(transaction, "_connections", None):
+        return
+    await session.connection(execution_options=WRITE_INTENT)
+
+
+def rowcount(result: object) -> int:
+    """The rows an UPDATE or DELETE matched (0 when the driver does not say)."""
+    count = getattr(result, "rowcount", 0)
+    return int(count) if isinstance(count, int) else 0
+
+
 @dataclass(frozen=True)
 class Database:
     engine: AsyncEngine
