@@ -55,6 +55,12 @@ class HistoryPage(msgspec.Struct, frozen=True):
         return self.offset + len(self.entries) < self.total
 
 
+class Repeated(msgspec.Struct, frozen=True):
+    """A keyed step whose key was used before: nothing changed this time."""
+
+    key: str
+
+
 async def begin_write(session: AsyncSession) -> None:
     """Start the session's transaction as a writer (SQLite: BEGIN IMMEDIATE). Call it before
     anything else in the session."""
@@ -136,15 +142,56 @@ async def adjust(
 ) -> Shortfall | None:
     """An administrator adds (amount > 0) or removes credits, saying who and why; removing
     more than the balance is refused with the shortfall."""
+    got = await _adjust(session, account_id, amount, actor=actor, reason=reason, now=now)
+    return got if isinstance(got, Shortfall) else None
+
+
+async def adjust_once(
+    session: AsyncSession,
+    account_id: str,
+    amount: int,
+    *,
+    key: str,
+    actor: str,
+    reason: str,
+    now: datetime,
+) -> Shortfall | Repeated | None:
+    """`adjust` keyed by an idempotency key (the admin page's one-time form nonce): the
+    same key again changes nothing and says so (Repeated), so a double click or a re-sent
+    POST writes one entry. A refused removal uses no key (the form can be sent again)."""
+    if not key:
+        raise ValueError("adjust_once takes a key")
+    return await _adjust(session, account_id, amount, actor=actor, reason=reason, now=now, key=key)
+
+
+async def _adjust(
+    session: AsyncSession,
+    account_id: str,
+    amount: int,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    key: str | None = None,
+) -> Shortfall | Repeated | None:
     if not actor or not reason:
         raise ValueError("an adjustment says who made it and why")
     if amount == 0:
         raise ValueError("an adjustment changes the balance")
     available = await _lock(session, account_id, now)
+    if key is not None and await _by_key(session, key) is not None:
+        return Repeated(key)
     if amount < 0 and (short := rules.spend(available, -amount)):
         return short
     await _append(
-        session, account_id, EntryKind.ADMIN_ADJUSTMENT, amount, now, reason=reason, actor=actor
+        session,
+        account_id,
+        EntryKind.ADMIN_ADJUSTMENT,
+        amount,
+        now,
+        key=key,
+        reason=reason,
+        actor=actor,
     )
     logger(__name__).info("credits_adjusted", account_id=account_id, amount=amount, actor=actor)
     return None

@@ -5,8 +5,10 @@
   (`services.accounts.search_accounts`), with their balances;
 - /admin/users/{id}: one user: state, balance, the latest ledger entries and jobs; disable
   (its sessions end) or enable it (`AccountService.set_disabled`); grant or remove credits
-  with a reason (`services.credits.adjust`: an admin adjustment entry saying who and why;
-  removing more than the balance is refused);
+  with a reason (`services.credits.adjust_once`: an admin adjustment entry saying who and
+  why; removing more than the balance is refused). Each rendering of the credits form
+  carries a new one-time nonce, the entry's idempotency key: the same form sent twice (a
+  double click, a re-sent POST) writes one entry;
 - /admin/jobs: every job with its state, newest first, filtered by state (paginated).
 
 An administrator cannot disable their own account (the last way in could go).
@@ -31,7 +33,7 @@ from mailvet.domain.job import JobStatus
 from mailvet.services import accounts as account_service
 from mailvet.services import admin as admin_queries
 from mailvet.services import credits
-from mailvet.web.admin.schemas import CreditsForm
+from mailvet.web.admin.schemas import NONCE_FIELD, CreditsForm, new_nonce
 from mailvet.web.auth.common import NO_STORE, see_other, unit_of_work
 from mailvet.web.auth.ports import Auth
 from mailvet.web.context import Web, WebContext
@@ -108,19 +110,24 @@ class AdminController(Controller):
             problems = form.problems()
             if problems:
                 return await _user_page(session, request, account, errors=problems)
-            short = await credits.adjust(
+            got = await credits.adjust_once(
                 session,
                 account.id,
                 form.amount,
+                key=form.ledger_key(account.id),
                 actor=admin,
                 reason=form.reason,
                 now=web.clock(),
             )
-            if isinstance(short, Shortfall):
-                message = f"The balance is {short.available}: {short.needed} cannot be removed."
+            if isinstance(got, Shortfall):
+                message = f"The balance is {got.available}: {got.needed} cannot be removed."
                 return await _user_page(session, request, account, errors={"amount": message})
-        what = "granted" if form.amount > 0 else "removed"
-        flash(request, f"{abs(form.amount)} credits {what}.", "success")
+        if isinstance(got, credits.Repeated):  # a double click, a re-sent POST
+            log.info("admin_adjustment_repeated", account_id=account.id, actor=admin)
+            flash(request, "This form was sent before: the balance did not change again.", "info")
+        else:
+            what = "granted" if form.amount > 0 else "removed"
+            flash(request, f"{abs(form.amount)} credits {what}.", "success")
         return see_other(f"/admin/users/{account.id}")
 
     @get("/jobs", name="admin_jobs")
@@ -207,6 +214,8 @@ async def _user_page(
             "jobs": [_job_row(entry) for entry in jobs.jobs],
             "jobs_total": jobs.total,
             "is_self": account.id == _admin_id(request),
+            "nonce_field": NONCE_FIELD,
+            "nonce": new_nonce(),
             "errors": errors or {},
         },
         status_code=HTTP_400_BAD_REQUEST if errors else HTTP_200_OK,
