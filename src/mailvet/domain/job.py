@@ -66,6 +66,8 @@ class FileInfo(msgspec.Struct, frozen=True, kw_only=True):
     sheet: str | None = None  # the XLSX sheet to read (None: the column search picks one)
     # the result's kind when the caller wants one ("csv", "xlsx"); None: that of the input
     result_kind: str | None = None
+    # the header's record number chosen on the preview (1-based, 0: none); None: detected
+    header_row: int | None = None
 
 
 class JobCounts(msgspec.Struct, frozen=True, kw_only=True):

@@ -86,6 +86,7 @@ class Intake:
                         job.file.sheet,
                         self._xlsx_limits,
                         books,
+                        job.file.header_row,
                     )
                     rows = await asyncio.to_thread(count_rows, path, layout, books)
                 if not await self._reserved(job, path, layout):

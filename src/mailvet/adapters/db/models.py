@@ -98,6 +98,8 @@ class JobRow(Base):
     unique_addresses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cost: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     counts: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the header row chosen on the preview (FileInfo.header_row); None: detected
+    header_row: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), default=_utc_now)
     updated_at: Mapped[datetime.datetime] = mapped_column(
         UtcDateTime(), default=_utc_now, onupdate=_utc_now

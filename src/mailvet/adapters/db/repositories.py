@@ -99,6 +99,7 @@ class SqlJobRepository:
             email_column=job.file.email_column,
             sheet=job.file.sheet,
             result_kind=job.file.result_kind,
+            header_row=job.file.header_row,
             checks=job.file.checks.value,
             status=job.status.value,
             error=job.error,

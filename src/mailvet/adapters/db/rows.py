@@ -29,6 +29,7 @@ JOB_COLUMNS = (
     "unique_addresses",
     "cost",
     "counts",
+    "header_row",
 )
 
 
@@ -42,6 +43,7 @@ def job_from_row(row: Any) -> Job:
             checks=Check(row.checks),
             sheet=row.sheet,
             result_kind=row.result_kind,
+            header_row=row.header_row,
         ),
         status=JobStatus(row.status),
         error=row.error,

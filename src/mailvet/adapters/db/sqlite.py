@@ -142,6 +142,7 @@ class SqliteJobRepository:
             job.unique_addresses,
             job.cost,
             None if job.counts is None else encode_counts(job.counts),
+            job.file.header_row,
         )
         marks = ", ".join("?" * len(JOB_COLUMNS))
 

@@ -1,7 +1,7 @@
 -- The embedded SQLite schema, as the Alembic migrations build it (a dump of a file
 -- they made). Written by `python -m mailvet.adapters.db.sqlite_schema`: do not edit.
 -- head: 0007
--- migrations: 5d4dbabd2e647e73e68fb9b9ac8969d9cfee159e0ccbb72c4a261560974b236d
+-- migrations: 8bdeab1fdca6b886cdbe2c3c3a3fc29278266bd0a7725e01b9cab7e7948ec52b
 BEGIN TRANSACTION;
 CREATE TABLE accounts (
 	id VARCHAR(32) NOT NULL, 
@@ -75,7 +75,7 @@ CREATE TABLE jobs (
 	layout BLOB NOT NULL, 
 	owner VARCHAR(255) NOT NULL, 
 	created_at DATETIME NOT NULL, 
-	updated_at DATETIME NOT NULL, sheet VARCHAR(1024), result_kind VARCHAR(16), unique_addresses INTEGER DEFAULT '0' NOT NULL, cost INTEGER DEFAULT '0' NOT NULL, counts TEXT, 
+	updated_at DATETIME NOT NULL, sheet VARCHAR(1024), result_kind VARCHAR(16), unique_addresses INTEGER DEFAULT '0' NOT NULL, cost INTEGER DEFAULT '0' NOT NULL, counts TEXT, header_row INTEGER, 
 	CONSTRAINT pk_jobs PRIMARY KEY (id)
 );
 CREATE TABLE ledger_entries (
@@ -105,7 +105,9 @@ CREATE TABLE mail_outbox (
 	sent_at DATETIME, 
 	last_error TEXT NOT NULL, 
 	given_up_at DATETIME, 
-	CONSTRAINT pk_mail_outbox PRIMARY KEY (id)
+	"key" VARCHAR(200), 
+	CONSTRAINT pk_mail_outbox PRIMARY KEY (id), 
+	CONSTRAINT uq_mail_outbox_key UNIQUE ("key")
 );
 CREATE TABLE password_resets (
 	token_hash VARCHAR(64) NOT NULL, 

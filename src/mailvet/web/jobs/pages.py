@@ -11,8 +11,10 @@ single checks), pipeline/submit.py (starting a job) and the tabular detection (p
   (web/jobs/upload.py streams it); it is kept as a draft in object storage (services.jobs
   draft_key) and in the session (this browser, this account), then
 - `GET /app/jobs/new/<draft>`: the preview (first rows, detected column, header row and
-  sheet, all changeable by the column and sheet choices), the cost and the balance;
-- `POST /app/jobs/new/<draft>/start`: submits the job with the chosen column and sheet
+  sheet, all changeable by the column, header row and sheet choices), the cost and the
+  balance;
+- `POST /app/jobs/new/<draft>/start`: submits the job with the chosen column, header row
+  and sheet
   (confirmed accounts only) and leads to
 - `GET /app/jobs/<id>`: live progress over Server-Sent Events (`/events`, the process's
   ProgressHub), the counts as an SVG chart drawn here, downloads, and "delete this job".
@@ -84,7 +86,7 @@ from mailvet.web.jobs.chart import chart_of
 from mailvet.web.jobs.controller import PresignedStorage, attachment
 from mailvet.web.jobs.labels import progress_percent, status_label
 from mailvet.web.jobs.links import download_url, link_valid
-from mailvet.web.jobs.preview import build_preview
+from mailvet.web.jobs.preview import HEADER_CHOICES, build_preview
 from mailvet.web.jobs.progress import ProgressHub
 from mailvet.web.jobs.segments import ALL, SEGMENT_TITLES, SEGMENTS, segment_name, write_segment
 from mailvet.web.jobs.upload import MAX_UPLOAD_BYTES, receive_upload, scratch_dir
@@ -260,6 +262,15 @@ def _csrf_secret(token: str, secret: str) -> str | None:
     return value if hmac.compare_digest(signed, generate_csrf_hash(value, secret)) else None
 
 
+def _header_row(raw: str) -> int | None:
+    """The header row chosen on the preview (0: none), None for detection (also for
+    anything not on offer)."""
+    raw = raw.strip()
+    if raw.isdigit() and len(raw) <= 3 and int(raw) <= HEADER_CHOICES:
+        return int(raw)
+    return None
+
+
 def _xlsx_limits(settings: Any) -> XlsxLimits:
     return XlsxLimits(
         max_cell_bytes=settings.engine.max_cell_bytes,
@@ -346,8 +357,18 @@ class ListsController(Controller):
         draft_id: FromPath[str],
         column: FromQuery[str] = "",
         sheet: FromQuery[str] = "",
+        header_row: FromQuery[str] = "",
     ) -> Template:
-        return await _preview(request, web, storage, settings, draft_id, column=column, sheet=sheet)
+        return await _preview(
+            request,
+            web,
+            storage,
+            settings,
+            draft_id,
+            column=column,
+            sheet=sheet,
+            header_row=_header_row(header_row),
+        )
 
     @post("/jobs/new/{draft_id:str}/start", name="start_list", status_code=HTTP_303_SEE_OTHER)
     async def start_list(
@@ -372,6 +393,7 @@ class ListsController(Controller):
         form = await request.form()
         column = str(form.get("email_column", "")).strip()[:64]
         sheet = str(form.get("sheet", ""))[:1024]
+        header_row = _header_row(str(form.get("header_row", "")))
         async with _reading(web) as session:
             account = await get_account(session, owner)
         if account is None or not account.confirmed:
@@ -383,6 +405,7 @@ class ListsController(Controller):
                 draft_id,
                 column=column,
                 sheet=sheet,
+                header_row=header_row,
                 error="Confirm your email address before you start a validation.",
                 status_code=HTTP_403_FORBIDDEN,
             )
@@ -394,6 +417,7 @@ class ListsController(Controller):
                 email_column=column or None,
                 checks=settings.engine.checks,
                 sheet=sheet or None,
+                header_row=header_row,
             ),
         )
         started = await _start_draft(
@@ -678,6 +702,7 @@ async def _preview(
     *,
     column: str,
     sheet: str,
+    header_row: int | None = None,
     error: str = "",
     status_code: int = HTTP_200_OK,
 ) -> Template:
@@ -691,6 +716,7 @@ async def _preview(
         "input_error": "",
         "chosen_column": column,
         "chosen_sheet": sheet,
+        "chosen_header_row": header_row,
     }
     try:
         async with local_copy(
@@ -703,6 +729,7 @@ async def _preview(
                 email_column=column or None,
                 sheet=sheet or None,
                 limits=_xlsx_limits(settings),
+                header_row=header_row,
             )
         context["preview"] = preview
     except InputError as exc:

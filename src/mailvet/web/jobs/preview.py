@@ -1,8 +1,8 @@
 """What the new-list page shows of an upload before it starts: the detected layout (email
 column, header row, XLSX sheet), the first rows and the cost (blocking: run in a thread).
 
-Detection is the pipeline's own (tabular.detect_layout, with the column and sheet the
-customer chose), so what the preview shows is what intake will read; the cost is the one
+Detection is the pipeline's own (tabular.detect_layout, with the column, sheet and header
+row the customer chose), so what the preview shows is what intake will read; the cost is the one
 intake reserves (pipeline.cost.unique_valid_addresses).
 """
 
@@ -22,6 +22,7 @@ from mailvet.tabular.xlsx import cell_str
 PREVIEW_ROWS = 10
 MAX_PREVIEW_CELL = 200  # characters of a cell shown
 MAX_PREVIEW_COLUMNS = 50
+HEADER_CHOICES = 10  # the header row can be any of the first ten records, or none
 
 
 class Column(msgspec.Struct, frozen=True):
@@ -35,6 +36,7 @@ class Preview(msgspec.Struct, frozen=True, kw_only=True):
     sheet: str | None
     has_header: bool
     header_row: int  # 1-based number of the header record (0: no header)
+    header_rows: list[int]  # what the header choice offers (0: none, then 1 ...)
     header: list[str]
     email_column: int  # 1-based
     columns: list[Column]
@@ -49,10 +51,11 @@ def build_preview(
     email_column: str | None,
     sheet: str | None,
     limits: XlsxLimits | None = None,
+    header_row: int | None = None,
 ) -> Preview:
     """InputError (one line, for the page) when the file cannot be read as a list."""
     with Workbooks() as books:
-        layout = detect_layout(path, email_column, filename, sheet, limits, books)
+        layout = detect_layout(path, email_column, filename, sheet, limits, books, header_row)
         sheets: list[str] = []
         if layout.kind == "xlsx":
             with borrowed(books, path, filename, limits) as book:
@@ -70,6 +73,7 @@ def build_preview(
         sheet=layout.sheet,
         has_header=layout.has_header,
         header_row=layout.skip_records if layout.has_header else 0,
+        header_rows=list(range(HEADER_CHOICES + 1)),
         header=[_shown(cell) for cell in layout.header[:MAX_PREVIEW_COLUMNS]],
         email_column=layout.email_index + 1,
         columns=columns,

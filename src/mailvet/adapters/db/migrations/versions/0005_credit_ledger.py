@@ -1,6 +1,6 @@
 """credit_ledger: the append-only credit ledger, each account's balance row, the single
-checks charged and not settled yet, the jobs' unique_addresses, cost and counts, and the
-jobs(owner, created_at) index (for ix_jobs_owner)
+checks charged and not settled yet, the jobs' unique_addresses, cost, counts and chosen header
+row, and the jobs(owner, created_at) index (for ix_jobs_owner)
 
 Revision ID: 0005
 Revises: 0004
@@ -61,6 +61,7 @@ def upgrade() -> None:
         )
         batch.add_column(sa.Column("cost", sa.Integer(), server_default="0", nullable=False))
         batch.add_column(sa.Column("counts", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("header_row", sa.Integer(), nullable=True))
         # the dashboard's page query (owner = ?, newest first); it also serves owner = ? alone
         batch.drop_index("ix_jobs_owner")
         batch.create_index("ix_jobs_owner_created_at", ["owner", "created_at"], unique=False)
@@ -70,6 +71,7 @@ def downgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.drop_index("ix_jobs_owner_created_at")
         batch.create_index("ix_jobs_owner", ["owner"], unique=False)
+        batch.drop_column("header_row")
         batch.drop_column("counts")
         batch.drop_column("cost")
         batch.drop_column("unique_addresses")
