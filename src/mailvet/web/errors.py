@@ -29,6 +29,7 @@ from litestar.types import ExceptionHandlersMap
 
 from mailvet.domain.ports import JobNotFound
 from mailvet.pipeline.submit import ResultNotReady
+from mailvet.web.forms import is_htmx
 from mailvet.web.sessions import LoginRequired
 
 log = structlog.get_logger(__name__)
@@ -63,11 +64,7 @@ def error_response(
 def wants_html(request: Request[Any, Any, Any]) -> bool:
     if request.url.path.startswith("/api/"):
         return False
-    return _is_htmx(request) or "text/html" in request.headers.get("accept", "")
-
-
-def _is_htmx(request: Request[Any, Any, Any]) -> bool:
-    return request.headers.get("hx-request") == "true"
+    return is_htmx(request) or "text/html" in request.headers.get("accept", "")
 
 
 def _answer(
@@ -79,7 +76,7 @@ def _answer(
     if not wants_html(request) or request.app.template_engine is None:
         return error_response(status_code, message, headers)
     return Template(
-        ERROR_FRAGMENT if _is_htmx(request) else ERROR_TEMPLATE,
+        ERROR_FRAGMENT if is_htmx(request) else ERROR_TEMPLATE,
         context={
             "status_code": status_code,
             "title": TITLES.get(status_code, "Error"),

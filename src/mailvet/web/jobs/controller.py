@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 import re
-import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
 import structlog
 from litestar import Controller, Request, Response, Router, get, post
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath
-from litestar.response import Redirect, Stream
+from litestar.response import Redirect
 from litestar.status_codes import HTTP_201_CREATED, HTTP_307_TEMPORARY_REDIRECT
 
 from mailvet.domain.job import Job, JobStatus
@@ -27,23 +21,23 @@ from mailvet.pipeline import object_keys
 from mailvet.pipeline.submit import (
     Summary,
     completed_job,
-    fetch_result,
     read_summary,
     result_name,
     submit_file,
 )
 from mailvet.web.deps import AppSettings, Bus, Jobs, Storage
+from mailvet.web.jobs.results import (
+    RESULT_MEDIA_TYPES,
+    fetch_to_scratch,
+    result_kind,
+    stream_file,
+)
 from mailvet.web.jobs.schemas import JobCreated, JobView
 from mailvet.web.jobs.upload import MAX_UPLOAD_BYTES, receive_upload, scratch_dir
 
 log = structlog.get_logger(__name__)
 
 JOB_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")  # what the jobs table can hold (ids are uuid4 hex)
-RESULT_MEDIA_TYPES = {
-    "csv": "text/csv; charset=utf-8",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-}
-_READ_CHUNK = 1024 * 1024
 
 
 @runtime_checkable
@@ -104,27 +98,12 @@ class JobController(Controller):
             expires = timedelta(seconds=settings.storage.link_seconds)
             url = storage.presigned_get(object_keys.completed(job.id), expires=expires)
             return Redirect(url, status_code=HTTP_307_TEMPORARY_REDIRECT)
-        directory = scratch_dir(settings)
-        directory.mkdir(parents=True, exist_ok=True)
-        out = directory / f"result-{job.id}-{uuid.uuid4().hex}"
-        try:
-            summary = await fetch_result(jobs, storage, job.id, out)
-        except BaseException as exc:
-            out.unlink(missing_ok=True)
-            if isinstance(exc, ObjectNotFound):
-                raise NotFoundException(f"the result of job {job.id} is no longer stored") from None
-            raise
-        handle = out.open("rb")
-        with contextlib.suppress(OSError):
-            out.unlink()  # POSIX: the open handle still reads it; elsewhere _chunks deletes it
-        kind = summary.result_kind if summary.result_kind in RESULT_MEDIA_TYPES else "csv"
-        return Stream(
-            _chunks(handle, out),
+        out, summary = await fetch_to_scratch(jobs, storage, settings, job)
+        kind = result_kind(summary)
+        return stream_file(
+            out,
             media_type=RESULT_MEDIA_TYPES[kind],
-            headers={
-                "content-disposition": attachment(result_name(job.file.filename, kind)),
-                "content-length": str(os.fstat(handle.fileno()).st_size),
-            },
+            headers={"content-disposition": attachment(result_name(job.file.filename, kind))},
         )
 
     @get("/{job_id:str}/summary")
@@ -177,17 +156,3 @@ def attachment(filename: str) -> str:
     if fallback != filename:
         value += f"; filename*=UTF-8''{quote(filename, safe='')}"
     return value
-
-
-async def _chunks(handle: BinaryIO, path: Path) -> AsyncIterator[bytes]:
-    try:
-        while chunk := await asyncio.to_thread(handle.read, _READ_CHUNK):
-            yield chunk
-    finally:
-        # in one thread call: once started, a second cancellation cannot skip the unlink
-        await asyncio.to_thread(_discard, handle, path)
-
-
-def _discard(handle: BinaryIO, path: Path) -> None:
-    handle.close()
-    path.unlink(missing_ok=True)

@@ -30,20 +30,18 @@ Every job route reads the job through `services.jobs.owned_job`: another account
 its events and its files are a 404 like an id that does not exist.
 
 The upload post is exempt from Litestar's CSRF middleware only because the middleware
-would parse (and hold) the whole multipart body to find the token; the handler checks the
-same token itself (`_csrf_token`, sent first in the form) before anything is kept.
+would parse (and hold) the whole multipart body to find the token; the handler has the
+token (`_csrf_token`, sent first in the form) checked by that same middleware
+(web/jobs/csrf.py) when the file part begins, before a byte of the file is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 import structlog
@@ -52,9 +50,8 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
 from litestar.enums import ScopeType
 from litestar.exceptions import NotFoundException, PermissionDeniedException
-from litestar.middleware.csrf import CSRF_SECRET_BYTES, generate_csrf_hash
 from litestar.params import FromPath, FromQuery, SkipValidation
-from litestar.response import Redirect, ServerSentEvent, Stream, Template
+from litestar.response import Redirect, ServerSentEvent, Template
 from litestar.response.sse import ServerSentEventMessage
 from litestar.status_codes import (
     HTTP_200_OK,
@@ -74,20 +71,25 @@ from mailvet.domain.messages import JobSubmitted
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectNotFound, ObjectStorage
 from mailvet.pipeline import object_keys, queues
 from mailvet.pipeline.job_files import local_copy
-from mailvet.pipeline.submit import fetch_result, new_job_id, result_name
+from mailvet.pipeline.submit import new_job_id, result_name
 from mailvet.services import credits, single_checks
 from mailvet.services import jobs as job_service
 from mailvet.services.accounts import get_account
 from mailvet.services.jobs import JobRunning, Progress, draft_key
 from mailvet.tabular import InputError, XlsxLimits
+from mailvet.web.auth.schemas import Fields
 from mailvet.web.context import EngineDep, Web, WebContext
 from mailvet.web.deps import AppSettings, Bus, Jobs, Storage
+from mailvet.web.errors import CSRF_FAILED
+from mailvet.web.forms import MAX_ADDRESS, is_htmx
 from mailvet.web.jobs.chart import chart_of
 from mailvet.web.jobs.controller import PresignedStorage, attachment
+from mailvet.web.jobs.csrf import token_valid
 from mailvet.web.jobs.labels import progress_percent, status_label
 from mailvet.web.jobs.links import download_url, link_valid
 from mailvet.web.jobs.preview import HEADER_CHOICES, build_preview
 from mailvet.web.jobs.progress import ProgressHub
+from mailvet.web.jobs.results import RESULT_MEDIA_TYPES, fetch_to_scratch, stream_file
 from mailvet.web.jobs.segments import ALL, SEGMENT_TITLES, SEGMENTS, segment_name, write_segment
 from mailvet.web.jobs.upload import MAX_UPLOAD_BYTES, receive_upload, scratch_dir
 from mailvet.web.sessions import LoginRequired, flash, request_account, requires_login
@@ -97,19 +99,13 @@ log = structlog.get_logger(__name__)
 
 DRAFTS_KEY = "job_drafts"  # session: draft id -> {"name": file name, "day": YYYYMMDD, "owner"}
 MAX_DRAFTS = 5
-MAX_ADDRESS = 320
 CHECKS_PER_MINUTE = 30  # single checks per account
 KEEPALIVE_SECONDS = 15.0
 SETTLE_TRIES = 3  # a single check's settlement, before the sweeper's turn
 SETTLE_PAUSE = 0.2  # seconds, times the attempt
-MEDIA_TYPES = {
-    "csv": "text/csv; charset=utf-8",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-}
 CSRF_FIELD = "_csrf_token"
 # every /app post but the upload (its own limit, MAX_UPLOAD_BYTES): a few short form fields
 FORM_BODY_LIMIT = 64 * 1024
-_READ_CHUNK = 1024 * 1024
 
 
 class JobsArea:
@@ -238,30 +234,6 @@ def _draft_storage_key(draft: dict[str, str], draft_id: str) -> str:
     return f"{job_service.DRAFTS}{draft['day']}/{draft_id}"
 
 
-def csrf_matches(request: Request[Any, Any, Any], given: str | None) -> bool:
-    """The token of a form equals the CSRF cookie's, both signed with the app's secret (what
-    Litestar's CSRF middleware checks)."""
-    config = request.app.csrf_config
-    if config is None:
-        return True
-    cookie = request.cookies.get(config.cookie_name)
-    if not given or not cookie:
-        return False
-    return (
-        _csrf_secret(given, config.secret) is not None
-        and hmac.compare_digest(given[: CSRF_SECRET_BYTES * 2], cookie[: CSRF_SECRET_BYTES * 2])
-        and _csrf_secret(cookie, config.secret) is not None
-    )
-
-
-def _csrf_secret(token: str, secret: str) -> str | None:
-    size = CSRF_SECRET_BYTES * 2
-    if len(token) < size:
-        return None
-    value, signed = token[:size], token[size:]
-    return value if hmac.compare_digest(signed, generate_csrf_hash(value, secret)) else None
-
-
 def _header_row(raw: str) -> int | None:
     """The header row chosen on the preview (0: none), None for detection (also for
     anything not on offer)."""
@@ -312,8 +284,8 @@ class ListsController(Controller):
         self, request: Request[Any, Any, Any], web: Web, engine: EngineDep
     ) -> Template:
         owner = _account_id(request)
-        form = await request.form()
-        address = str(form.get("email", "")).strip()
+        form = await Fields.of(request)
+        address = form.text("email", MAX_ADDRESS + 1).strip()
         result: dict[str, Any] = {"check_email": address[:MAX_ADDRESS]}
         status = HTTP_200_OK
         async with _reading(web) as session:
@@ -335,7 +307,7 @@ class ListsController(Controller):
             if error:
                 result["check_error"] = error
                 status = HTTP_409_CONFLICT
-        if request.headers.get("hx-request") == "true":
+        if is_htmx(request):
             return Template("jobs/_check_result.html", context=result, status_code=status)
         return await _dashboard(request, web, page=1, extra=result, status_code=status)
 
@@ -390,10 +362,10 @@ class ListsController(Controller):
                 if await job_service.owned_job(session, owner, draft_id) is not None:
                     return job_page  # started already, by an earlier press of the button
             raise
-        form = await request.form()
-        column = str(form.get("email_column", "")).strip()[:64]
-        sheet = str(form.get("sheet", ""))[:1024]
-        header_row = _header_row(str(form.get("header_row", "")))
+        form = await Fields.of(request)
+        column = form.text("email_column", 64).strip()
+        sheet = form.text("sheet", 1024)
+        header_row = _header_row(form.text("header_row", 8))
         async with _reading(web) as session:
             account = await get_account(session, owner)
         if account is None or not account.confirmed:
@@ -474,8 +446,6 @@ class ListsController(Controller):
             raise NotFoundException("this job has no result to download")
         seconds = settings.storage.link_seconds
         if segment == ALL and isinstance(storage, PresignedStorage):
-            from mailvet.pipeline import object_keys
-
             url = storage.presigned_get(
                 object_keys.completed(job.id), expires=timedelta(seconds=seconds)
             )
@@ -557,12 +527,18 @@ class UploadController(Controller):
         settings: AppSettings,
     ) -> Redirect:
         owner = _account_id(request)
+
+        async def check_token(fields: dict[str, str]) -> None:
+            if not await token_valid(request, fields.get(CSRF_FIELD)):
+                raise PermissionDeniedException(CSRF_FAILED)
+
         upload = await receive_upload(
-            request, scratch_dir(settings), idle_seconds=settings.web_upload_idle_seconds
+            request,
+            scratch_dir(settings),
+            idle_seconds=settings.web_upload_idle_seconds,
+            before_file=check_token,
         )
         try:
-            if not csrf_matches(request, upload.fields.get(CSRF_FIELD)):
-                raise PermissionDeniedException("CSRF token verification failed")
             now = web.clock()
             draft_id = new_job_id()
             await storage.put_file(draft_key(now, draft_id), upload.path)
@@ -789,16 +765,7 @@ async def _events(
 async def _stream_result(
     jobs: Any, storage: ObjectStorage, settings: Any, job: Job, segment: str
 ) -> Response[Any]:
-    directory = scratch_dir(settings)
-    directory.mkdir(parents=True, exist_ok=True)
-    out = directory / f"result-{job.id}-{uuid.uuid4().hex}"
-    try:
-        summary = await fetch_result(jobs, storage, job.id, out)
-    except BaseException as exc:
-        out.unlink(missing_ok=True)
-        if isinstance(exc, ObjectNotFound):
-            raise NotFoundException("the result of this job is no longer stored") from None
-        raise
+    out, summary = await fetch_to_scratch(jobs, storage, settings, job)
     kind: Literal["csv", "xlsx"] = "xlsx" if summary.result_kind == "xlsx" else "csv"
     name = result_name(job.file.filename, kind)
     if segment != ALL:
@@ -817,28 +784,8 @@ async def _stream_result(
             out.unlink(missing_ok=True)
         out = part
         name = segment_name(job.file.filename, kind, segment)
-    handle = out.open("rb")
-    with contextlib.suppress(OSError):
-        out.unlink()  # POSIX: the open handle still reads it; elsewhere _chunks deletes it
-    return Stream(
-        _chunks(handle, out),
-        media_type=MEDIA_TYPES[kind],
-        headers={
-            "content-disposition": attachment(name),
-            "content-length": str(os.fstat(handle.fileno()).st_size),
-            "cache-control": "no-store",
-        },
+    return stream_file(
+        out,
+        media_type=RESULT_MEDIA_TYPES[kind],
+        headers={"content-disposition": attachment(name), "cache-control": "no-store"},
     )
-
-
-async def _chunks(handle: Any, path: Path) -> AsyncIterator[bytes]:
-    try:
-        while chunk := await asyncio.to_thread(handle.read, _READ_CHUNK):
-            yield chunk
-    finally:
-        await asyncio.to_thread(_discard, handle, path)
-
-
-def _discard(handle: Any, path: Path) -> None:
-    handle.close()
-    path.unlink(missing_ok=True)

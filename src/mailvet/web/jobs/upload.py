@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Literal
@@ -73,11 +74,14 @@ async def receive_upload(
     directory: Path,
     *,
     idle_seconds: float = UPLOAD_IDLE_SECONDS,
+    before_file: Callable[[dict[str, str]], Awaitable[None]] | None = None,
 ) -> Upload:
     """Stream the multipart body of `request` into `directory`; ClientException (400) for
     a body that is not a usable upload, RequestEntityTooLarge (413) past the body limit,
-    UploadStalled (408) when no byte came for `idle_seconds`. Nothing is left in
-    `directory` when it raises."""
+    UploadStalled (408) when no byte came for `idle_seconds`. `before_file` is given the
+    fields received so far when the file part begins, before a byte of it is kept, and may
+    raise to refuse the upload (the lists area checks its CSRF token so). Nothing is left
+    in `directory` when it raises."""
     media_type, options = request.content_type
     if media_type != "multipart/form-data":
         raise ClientException(
@@ -86,7 +90,7 @@ async def receive_upload(
     boundary = options.get("boundary")
     if not boundary:
         raise ClientException("multipart/form-data without a boundary")
-    receiver = _Receiver(directory)
+    receiver = _Receiver(directory, before_file)
     try:
         try:
             with PushMultipartParser(boundary, max_segment_count=MAX_PARTS) as parser:
@@ -145,8 +149,13 @@ def _size(limit: int | None) -> str:
 class _Receiver:
     """Takes the parser's events: a segment header, body chunks, None at its end."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        before_file: Callable[[dict[str, str]], Awaitable[None]] | None = None,
+    ) -> None:
         self._directory = directory
+        self._before_file = before_file
         self._fields: dict[str, str] = {}
         self._path: Path | None = None
         self._handle: BinaryIO | None = None
@@ -159,6 +168,9 @@ class _Receiver:
 
     async def feed(self, event: MultipartSegment | bytes | bytearray | None) -> None:
         if isinstance(event, MultipartSegment):
+            if event.name == FILE_FIELD and self._before_file is not None:
+                check, self._before_file = self._before_file, None
+                await check(dict(self._fields))
             self._start(event)
         elif event:
             await self._data(event)

@@ -21,6 +21,7 @@ from mailvet.adapters.db.database import WRITE_INTENT
 from mailvet.domain.verdict import RESULT_COLUMNS, Check, Reason, Verdict
 from mailvet.services import throttle
 from mailvet.web.context import EngineDep, Web
+from mailvet.web.forms import MAX_ADDRESS, is_htmx
 from mailvet.web.public.texts import REASON_TEXT, STEPS, docs_job_statuses, docs_statuses
 from mailvet.web.throttle import client_ip
 
@@ -28,16 +29,11 @@ log = structlog.get_logger(__name__)
 
 DEMO_LIMIT = 5  # checks per IP
 DEMO_WINDOW = 24 * 3600
-MAX_ADDRESS = 320
 
 
 @dataclass
 class DemoForm:
     email: str = ""
-
-
-def _is_htmx(request: Request[Any, Any, Any]) -> bool:
-    return request.headers.get("hx-request") == "true"
 
 
 def _paragraphs(text: str) -> list[str]:
@@ -89,7 +85,7 @@ class PublicController(Controller):
                 context["demo_error"] = (
                     f"That was the {DEMO_LIMIT} free checks of today. Sign up to check more."
                 )
-        name = "public/_demo_result.html" if _is_htmx(request) else "public/home.html"
+        name = "public/_demo_result.html" if is_htmx(request) else "public/home.html"
         return Template(name, context=context, status_code=status, headers=headers)
 
     @get("/pricing", name="pricing")

@@ -1,0 +1,78 @@
+"""Sending a job's result (or a segment of it) through the app: fetched from storage into
+the scratch folder, then streamed from an open handle and deleted (the JSON job API,
+controller.py, and the lists area, pages.py, both do it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
+
+from litestar.exceptions import NotFoundException
+from litestar.response import Stream
+
+from mailvet.domain.job import Job
+from mailvet.domain.ports import JobRepository, ObjectNotFound, ObjectStorage
+from mailvet.pipeline.submit import Summary, fetch_result
+from mailvet.settings import Settings
+from mailvet.web.jobs.upload import scratch_dir
+
+RESULT_MEDIA_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+READ_CHUNK = 1024 * 1024
+
+
+def result_kind(summary: Summary) -> str:
+    """ "xlsx" or "csv": the media type key of a result."""
+    return summary.result_kind if summary.result_kind in RESULT_MEDIA_TYPES else "csv"
+
+
+async def fetch_to_scratch(
+    jobs: JobRepository, storage: ObjectStorage, settings: Settings, job: Job
+) -> tuple[Path, Summary]:
+    """The job's result in a new scratch file (the caller streams or deletes it); 404 when
+    it is no longer stored. Nothing is left behind when it raises."""
+    directory = scratch_dir(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / f"result-{job.id}-{uuid.uuid4().hex}"
+    try:
+        summary = await fetch_result(jobs, storage, job.id, out)
+    except BaseException as exc:
+        out.unlink(missing_ok=True)
+        if isinstance(exc, ObjectNotFound):
+            raise NotFoundException("the result of this job is no longer stored") from None
+        raise
+    return out, summary
+
+
+def stream_file(path: Path, *, media_type: str, headers: dict[str, str]) -> Stream:
+    """Stream `path` and delete it: it is unlinked at once where the open handle still
+    reads it (POSIX), else once sent; its size is the Content-Length."""
+    handle = path.open("rb")
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return Stream(
+        _chunks(handle, path),
+        media_type=media_type,
+        headers={**headers, "content-length": str(os.fstat(handle.fileno()).st_size)},
+    )
+
+
+async def _chunks(handle: BinaryIO, path: Path) -> AsyncIterator[bytes]:
+    try:
+        while chunk := await asyncio.to_thread(handle.read, READ_CHUNK):
+            yield chunk
+    finally:
+        # in one thread call: once started, a second cancellation cannot skip the unlink
+        await asyncio.to_thread(_discard, handle, path)
+
+
+def _discard(handle: BinaryIO, path: Path) -> None:
+    handle.close()
+    path.unlink(missing_ok=True)
