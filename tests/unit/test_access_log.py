@@ -4,6 +4,8 @@ client's IP; uvicorn's own access line off."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,6 +32,19 @@ def boom() -> str:
     raise RuntimeError("down")
 
 
+@pytest.fixture
+def every_level() -> Iterator[None]:
+    """Info lines reach capture_logs (an earlier test may have configured structlog to drop
+    them); the configuration is restored afterwards."""
+    config = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        yield
+    finally:
+        structlog.configure(**config)
+
+
+@pytest.mark.usefixtures("every_level")
 async def test_a_request_is_logged_without_its_query_or_the_client() -> None:
     app = Litestar([reset_page, boom], logging_config=None)
     with structlog.testing.capture_logs() as logs:
