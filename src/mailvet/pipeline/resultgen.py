@@ -10,9 +10,12 @@ as they become available (those handled in this process while it writes their jo
 to the writer in memory, a few at a time, instead of read back from storage). XLSX results
 are rewritten row by row with the cells appended.
 The result is published to validation/completed/, and the job completed, only once the last
-chunk is in. Before it is completed, the job's counts are stored and its credits settled:
-charged for its distinct addresses less those refunded (domain.credits.job_charge); a job
-that fails after its reservation gets it all back.
+chunk is in. Before it is completed, the job's counts are stored with its charge: its
+distinct addresses less those refunded (domain.credits.job_charge); once it is completed its
+credits are settled with that charge. A job that fails gets its whole reservation back, and
+since a job is completed before it is settled, never after a settlement: a job is never
+charged and failed. A settlement that fails after the completion (or a release that fails)
+is made later by services.credits.sweep_unsettled_jobs, from the stored counts.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ log = structlog.get_logger(__name__)
 CHUNK_POLL_SECONDS = 0.25
 # chunk outputs kept in memory a job for its writer in this process (beyond: read back)
 HELD_CHUNKS = 8
+# how long stop() waits for writers whose job is completed to settle it
+FINISH_SECONDS = 5.0
 _WRITABLE = (JobStatus.FILE_ACCEPTED, JobStatus.FILE_QUEUED, JobStatus.IN_PROGRESS)
 
 
@@ -85,6 +90,9 @@ class ResultGenerator:
         # from memory instead of reading back what was just stored (HELD_CHUNKS a job)
         self._held: dict[str, dict[int, ChunkOutput]] = {}
         self._next: dict[str, int] = {}  # the chunk each writer here waits for
+        # jobs ended (completed or failed), their writer settling or releasing their credits:
+        # set once done (stop() waits for it)
+        self._finishing: dict[str, asyncio.Event] = {}
 
     async def handle(self, message: Message) -> None:
         if isinstance(message, ChunkDone):
@@ -119,9 +127,16 @@ class ResultGenerator:
             await self._advance(job.id)
 
     async def stop(self) -> None:
+        """Cancel the writers; one whose job has ended first settles or releases its credits
+        (for FINISH_SECONDS at most)."""
+        settling = [asyncio.ensure_future(done.wait()) for done in self._finishing.values()]
+        if settling:
+            await asyncio.wait(settling, timeout=FINISH_SECONDS)
+            for waiter in settling:
+                waiter.cancel()
         for task in list(self._writers.values()):
             task.cancel()
-        await asyncio.gather(*self._writers.values(), return_exceptions=True)
+        await asyncio.gather(*self._writers.values(), *settling, return_exceptions=True)
 
     async def _advance(self, job_id: str) -> None:
         """Move a queued job to in-progress, and make sure its result is being written."""
@@ -143,9 +158,15 @@ class ResultGenerator:
                     raise JobAbandoned(job.status.value)
                 else:  # the publisher is finishing its bookkeeping
                     await asyncio.sleep(0.02)
-            await self._settle(job, summary, refunded)
+            charged = await self._store_counts(job, summary, refunded)
+            # completed before settled: a failure in between leaves a completed job with
+            # its reservation held (settled later: services.credits.sweep_unsettled_jobs),
+            # never a job charged and failed
             await self._jobs.set_status(job.id, JobStatus.COMPLETED)
-            metrics.job_finished(JobStatus.COMPLETED.value, job.created_at)  # before any await
+            self._finishing[job.id] = asyncio.Event()  # stop() lets it settle
+            metrics.job_finished(JobStatus.COMPLETED.value, job.created_at)
+            await self._settle(job, charged)
+            self._finishing.pop(job.id).set()
             try:
                 await self._events.job_completed(job)
             except Exception:  # the job is complete all the same
@@ -153,10 +174,12 @@ class ResultGenerator:
             await self._storage.delete_prefix(object_keys.job_work(job.id))
             log.info("job_completed", job_id=job.id, rows=summary.rows, **summary.by_status)
         except JobAbandoned as exc:
+            self._finishing.setdefault(job.id, asyncio.Event())  # stop() lets it release
             log.info("job_abandoned", job_id=job.id, status=str(exc))
             if JobStatus(str(exc)).is_error:
                 await self._release(job)
         except Exception as exc:
+            self._finishing.setdefault(job.id, asyncio.Event())  # stop() lets it release
             log.exception("result_failed", job_id=job.id)
             current = await self._jobs.get(job.id)
             if not current.status.is_final:
@@ -164,24 +187,39 @@ class ResultGenerator:
                     job.id, JobStatus.ERROR_INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
                 )
                 metrics.job_finished(JobStatus.ERROR_INTERNAL.value, current.created_at)
-            if current.status is not JobStatus.COMPLETED:
+            if current.status is JobStatus.COMPLETED:  # it failed after (or while) completing
+                if current.counts is not None:
+                    await self._settle(current, current.counts.charged)
+            else:
                 await self._release(job)
         finally:
+            if (settling := self._finishing.pop(job.id, None)) is not None:
+                settling.set()
             self._writers.pop(job.id, None)
             self._arrived.pop(job.id, None)
             self._held.pop(job.id, None)
             self._next.pop(job.id, None)
 
-    async def _settle(self, job: Job, summary: Summary, refunded: set[str]) -> None:
-        """Store the result's counts and settle the job's credits (once: a settlement
-        repeated by a redelivery changes nothing)."""
-        pays = self._ledger.charges(job)
-        charged = job_charge(job.cost, refunded) if pays else 0
+    async def _store_counts(self, job: Job, summary: Summary, refunded: set[str]) -> int:
+        """Store the result's counts with what the job is charged (the charge that settles
+        it, also for a settlement made later from these counts); the charge."""
+        charged = job_charge(job.cost, refunded) if self._ledger.charges(job) else 0
         counts = JobCounts(statuses=summary.by_status, reasons=summary.by_reason, charged=charged)
         await self._jobs.set_result_counts(job.id, counts)
-        if pays:
+        return charged
+
+    async def _settle(self, job: Job, charged: int) -> None:
+        """Settle a completed job's credits (once: a settlement repeated by a redelivery, or
+        made meanwhile by the sweeper, changes nothing). The job is complete whatever
+        happens here: a failure is logged and the reservation stays for the sweeper."""
+        if not self._ledger.charges(job):
+            return
+        try:
             await self._ledger.settle(job.id, charged)
-            log.info("job_settled", job_id=job.id, cost=job.cost, charged=charged)
+        except Exception:
+            log.exception("credit_settle_failed", job_id=job.id, charged=charged)
+            return
+        log.info("job_settled", job_id=job.id, cost=job.cost, charged=charged)
 
     async def _release(self, job: Job) -> None:
         """A job that failed gives its whole reservation back."""

@@ -12,7 +12,10 @@ execution option). Then the idempotency key is looked up, the
 domain decides, and one entry is appended with the cached balance moved by its amount.
 
 `SqlCreditLedger` is the pipeline's CreditLedger on these functions (one transaction per
-call).
+call). `sweep_unsettled_jobs` settles the jobs that ended without their settlement (a
+failure right after a job completed or failed): completed ones are charged what their
+counts say, failed ones nothing, so no job stays charged for a failure nor holds its
+reservation forever.
 """
 
 from __future__ import annotations
@@ -23,16 +26,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.dml import Insert
 
 from mailvet.adapters.db.database import WRITE_INTENT, Database
 from mailvet.adapters.db.ledger_models import CreditBalanceRow, LedgerEntryRow
+from mailvet.adapters.db.models import JobRow
+from mailvet.adapters.db.rows import decode_counts
 from mailvet.domain import credits as rules
 from mailvet.domain.credits import Balance, Entry, EntryKind, Reservation, Shortfall
-from mailvet.domain.job import Job
+from mailvet.domain.job import Job, JobStatus
 from mailvet.logs import logger
 
 REASON_MAX = 1024
@@ -342,6 +347,80 @@ class SqlCreditLedger:
         if self._database is not None and self._owns:
             await self._database.dispose()
         self._database = None
+
+
+# --- jobs that ended without their settlement ---------------------------------------------
+
+SWEEP_BATCH = 100
+
+
+class Unsettled(msgspec.Struct, frozen=True):
+    """A job that ended with its reservation unsettled, and what settling it charges."""
+
+    job_id: str
+    charged: int
+
+
+async def unsettled_jobs(
+    session: AsyncSession, *, limit: int = SWEEP_BATCH, after: str = ""
+) -> list[Unsettled]:
+    """Reservations of jobs that have ended, completed or failed, without a settlement (by
+    job id, from `after` on): what a failure between a job's end and its settlement leaves
+    (the result generator settles right after the job completes; a failed job's release
+    can fail too). A completed job is charged what its counts say (stored before it
+    completed, the charge the result generator settles with); a failed one nothing."""
+    settle = aliased(LedgerEntryRow)
+    settled = (
+        select(settle.id)
+        .where(settle.kind == EntryKind.JOB_SETTLE.value, settle.job_id == LedgerEntryRow.job_id)
+        .exists()
+    )
+    failed = [status.value for status in JobStatus if status.is_error]
+    query = (
+        select(JobRow.id, JobRow.status, JobRow.counts)
+        .select_from(LedgerEntryRow)
+        .join(JobRow, JobRow.id == LedgerEntryRow.job_id)
+        .where(
+            LedgerEntryRow.kind == EntryKind.JOB_RESERVE.value,
+            LedgerEntryRow.job_id > after,
+            ~settled,
+            or_(
+                JobRow.status.in_(failed),
+                and_(JobRow.status == JobStatus.COMPLETED.value, JobRow.counts.is_not(None)),
+            ),
+        )
+        .order_by(JobRow.id)
+        .limit(limit)
+    )
+    found: list[Unsettled] = []
+    for job_id, status, counts in (await session.execute(query)).all():
+        done = decode_counts(counts) if status == JobStatus.COMPLETED.value else None
+        found.append(Unsettled(job_id, done.charged if done is not None else 0))
+    return found
+
+
+async def sweep_unsettled_jobs(database: Database, *, now: datetime) -> int:
+    """Settle every job that ended without its settlement (`unsettled_jobs`), one
+    transaction each; how many were settled. Idempotent (settle_job's key): replicas may
+    run it at once, and a result generator settling the same job meanwhile settles it with
+    the same charge."""
+    settled = 0
+    after = ""
+    while True:
+        async with database.session_maker() as session:
+            found = await unsettled_jobs(session, after=after)
+        for job in found:
+            async with database.session_maker() as session, session.begin():
+                await begin_write(session)
+                refund = await settle_job(session, job.job_id, charged=job.charged, now=now)
+            if refund is not None:
+                settled += 1
+                logger(__name__).info(
+                    "job_settled_late", job_id=job.job_id, charged=job.charged, refund=refund
+                )
+        if len(found) < SWEEP_BATCH:
+            return settled
+        after = found[-1].job_id
 
 
 # --- rows ----------------------------------------------------------------------------------
