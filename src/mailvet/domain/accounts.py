@@ -11,9 +11,10 @@
 * recovery codes: 10 of them, 12 letters and digits without look-alikes, shown as
   `abcd-efgh-jkmn`, matched whatever the case, spaces or dashes (`new_recovery_codes`,
   `normalize_recovery_code`);
-* password-reset links live 1 hour (`RESET_LIFETIME`, the issue allows at most 24 h);
-* a sensitive change needs the password again when the sign-in is over 10 minutes old
-  (`needs_reauthentication`).
+* password-reset links live 1 hour (`RESET_LIFETIME`, the issue allows at most 24 h).
+
+(A sensitive change needs the password again when the sign-in is over 10 minutes old: that
+rule is web/sessions.py's `REAUTH_WITHIN` / `recently_authenticated`, the one place it lives.)
 
 Times are aware UTC datetimes passed in by the caller; nothing here reads the clock.
 """
@@ -232,23 +233,12 @@ def normalize_recovery_code(raw: str) -> str | None:
     return text
 
 
-def looks_like_recovery_code(raw: str) -> bool:
-    return normalize_recovery_code(raw) is not None
-
-
-# --- resets and reauthentication -------------------------------------------------------------
+# --- resets -------------------------------------------------------------
 
 RESET_LIFETIME = datetime.timedelta(hours=1)
-REAUTH_AFTER = datetime.timedelta(minutes=10)
 
 
 def reset_usable(
     *, expires_at: datetime.datetime, used_at: datetime.datetime | None, now: datetime.datetime
 ) -> bool:
     return used_at is None and now < expires_at
-
-
-def needs_reauthentication(authenticated_at: datetime.datetime, now: datetime.datetime) -> bool:
-    """True when the sign-in is older than 10 minutes: ask for the password again before
-    changing the password, disabling 2FA or creating an API key."""
-    return now - authenticated_at > REAUTH_AFTER

@@ -38,7 +38,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 from sqlalchemy import delete, func, or_, select, update
@@ -50,7 +50,7 @@ from mailvet.adapters.db.account_models import (
     PasswordResetRow,
     RecoveryCodeRow,
 )
-from mailvet.adapters.db.database import WRITE_INTENT
+from mailvet.adapters.db.database import rowcount, write_intent
 from mailvet.adapters.db.models import JobRow
 from mailvet.domain import accounts as rules
 from mailvet.domain.accounts import Account, CodeOutcome, CodeState, ResendVerdict, Role
@@ -60,7 +60,9 @@ from mailvet.domain.passwords import MAX_BYTES, normalize_password, password_pro
 from mailvet.logs import logger
 from mailvet.pipeline import object_keys
 from mailvet.services import credits as ledger
-from mailvet.services import outbox, sessions, throttle
+from mailvet.services import outbox, sessions
+from mailvet.services.credits import utc_now
+from mailvet.services.throttle import Limit
 
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
@@ -73,53 +75,12 @@ if TYPE_CHECKING:
 CONFIRM = "confirm"  # purpose of the sign-up code (email_codes.purpose)
 
 
-@dataclass(frozen=True)
-class Limit:
-    """A throttle of services.throttle: at most `limit` hits per `window_seconds` per key."""
-
-    prefix: str
-    limit: int
-    window_seconds: int
-
-    def key(self, subject: str) -> str:
-        return f"{self.prefix}:{subject}"[:200]
-
-    async def hit(
-        self, session: AsyncSession, subject: str, now: datetime.datetime
-    ) -> throttle.Throttle:
-        return await throttle.hit(
-            session,
-            self.key(subject),
-            limit=self.limit,
-            window_seconds=self.window_seconds,
-            now=now,
-        )
-
-    async def peek(
-        self, session: AsyncSession, subject: str, now: datetime.datetime
-    ) -> throttle.Throttle:
-        return await throttle.peek(
-            session,
-            self.key(subject),
-            limit=self.limit,
-            window_seconds=self.window_seconds,
-            now=now,
-        )
-
-    async def reset(self, session: AsyncSession, subject: str) -> None:
-        await throttle.reset(session, self.key(subject))
-
-
 LOGIN_FAILURES = Limit("login-fail", 5, 15 * 60)  # per address (known or not), failures only
 LOGIN_PER_IP = Limit("login-ip", 30, 60)  # every attempt
 SECOND_FACTOR_FAILURES = Limit("2fa-fail", 5, 15 * 60)  # per account
 EXISTS_MAILS = Limit("signup-exists", 3, 3600)  # "account exists" mails per address
 RESET_MAILS = Limit("reset-mail", 3, 3600)  # reset links per address
 CLI_ACTOR = "cli"
-
-
-def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 # --- errors and results -----------------------------------------------------------------------
@@ -334,7 +295,7 @@ async def create_account(
         password_hash = await _hash(hasher, password)
     if credits is not None and credits < 0:
         raise InvalidInput("An account cannot start with negative credits.", field="credits")
-    await _write_intent(session)
+    await write_intent(session)
     if await _row_by_email(session, address) is not None:
         raise AccountExists("An account with this address exists.", field="email")
     row = AccountRow(
@@ -449,7 +410,7 @@ class AccountService:
         now = self.clock()
         address = _email(email)
         _check_password(password, address)
-        await _write_intent(session)
+        await write_intent(session)
         if await _row_by_email(session, address) is not None:
             await self._hash(password)  # the same work as a new account
             if (await EXISTS_MAILS.hit(session, self._subject(address), now)).allowed:
@@ -473,7 +434,7 @@ class AccountService:
         """Check the sign-up code typed for `email`. Unknown address, confirmed account or no
         code: WRONG, as for a wrong code (nothing to tell apart)."""
         now = self.clock()
-        await _write_intent(session)
+        await write_intent(session)
         row = await _row_by_email(session, email)
         if row is None or row.confirmed_at is not None:
             return ConfirmOutcome(CodeOutcome.WRONG, rules.CODE_MAX_WRONG - 1)
@@ -523,7 +484,7 @@ class AccountService:
         """Mail a new code (the old one stops working) when the rules allow it. An unknown or
         confirmed address is answered "allowed" and gets nothing."""
         now = self.clock()
-        await _write_intent(session)
+        await write_intent(session)
         row = await _row_by_email(session, email)
         if row is None or row.confirmed_at is not None:
             return ResendVerdict(True)
@@ -573,7 +534,7 @@ class AccountService:
         password is checked (an atomic increment: racing requests cannot all pass under the
         limit); a success then clears the address's count, so only failures add up there."""
         now = self.clock()
-        await _write_intent(session)
+        await write_intent(session)
         if ip:
             per_ip = await LOGIN_PER_IP.hit(session, ip, now)
             if not per_ip.allowed:
@@ -611,7 +572,7 @@ class AccountService:
         one is refused (`retry_after` > 0). The count is written in `session`: the caller
         commits it whatever the answer (never raise after a wrong password)."""
         now = self.clock()
-        await _write_intent(session)
+        await write_intent(session)
         row = await session.get(AccountRow, account_id)
         if row is None or row.password_hash is None:
             return PasswordCheck(False)
@@ -634,7 +595,7 @@ class AccountService:
         """A TOTP code (not a replay: its step must be newer than the last one used) or an
         unused recovery code (used up here)."""
         now = self.clock()
-        await _write_intent(session)
+        await write_intent(session)
         ahead = await SECOND_FACTOR_FAILURES.hit(session, account_id, now)  # cleared on success
         if not ahead.allowed:
             return SecondFactorOutcome(False, retry_after=ahead.retry_after)
@@ -668,7 +629,7 @@ class AccountService:
             .values(totp_last_step=step)
             .execution_options(synchronize_session=False)
         )
-        if _rowcount(taken) != 1:
+        if rowcount(taken) != 1:
             return False  # the same code (or a newer one) was taken concurrently
         row.totp_last_step = step
         return True
@@ -683,7 +644,7 @@ class AccountService:
             .where(RecoveryCodeRow.code_hash == self._recovery_digest(account_id, typed))
             .execution_options(synchronize_session=False)
         )
-        return _rowcount(taken) == 1
+        return rowcount(taken) == 1
 
     def _recovery_digest(self, account_id: str, normalized: str) -> str:
         return self.keys.digest("recovery", f"{account_id}:{normalized}")
@@ -708,7 +669,7 @@ class AccountService:
         """Turn TOTP on when `code` is a current code of the pending secret; the 10 recovery
         codes to show once (None: wrong code, nothing changed)."""
         now = self.clock()
-        await _write_intent(session)
+        await write_intent(session)
         row = await self._row(session, account_id)
         if row.totp_enabled or row.totp_secret is None:
             return None
@@ -726,7 +687,7 @@ class AccountService:
         count with the sign-in's second factors (5 per 15 minutes), so a session that was
         taken over cannot guess its way to switching 2FA off."""
         now = self.clock()
-        await _write_intent(session)
+        await write_intent(session)
         row = await self._row(session, account_id)
         if not row.totp_enabled:
             return False
@@ -789,7 +750,7 @@ class AccountService:
         `session`, which the caller commits (a raise would roll the count back and let a
         stolen session guess without end). Raises InvalidInput for the new password only."""
         now = self.clock()
-        await _write_intent(session)
+        await write_intent(session)
         row = await self._row(session, account_id)
         if row.password_hash is not None:
             check = await self.check_password(session, account_id, current_password or "")
@@ -811,7 +772,7 @@ class AccountService:
         """Mail a reset link if the address has an enabled account; the same (nothing) for the
         caller either way. At most 3 links per address per hour."""
         now = self.clock()
-        await _write_intent(session)
+        await write_intent(session)
         row = await _row_by_email(session, email)
         if row is None or row.disabled:
             return
@@ -847,7 +808,7 @@ class AccountService:
         account id. Raises InvalidToken (unknown, used, expired) or InvalidInput (the
         password; the link stays usable)."""
         now = self.clock()
-        await _write_intent(session)
+        await write_intent(session)
         reset = await self._reset_row(session, token)
         if reset is None or not rules.reset_usable(
             expires_at=reset.expires_at, used_at=reset.used_at, now=now
@@ -862,7 +823,7 @@ class AccountService:
             .values(used_at=now)
             .execution_options(synchronize_session=False)
         )
-        if _rowcount(taken) != 1:
+        if rowcount(taken) != 1:
             raise InvalidToken("This link has expired or was used. Ask for a new one.")
         await session.execute(
             update(PasswordResetRow)
@@ -976,7 +937,7 @@ class AccountService:
         its sessions: whoever signed up with someone else's address cannot keep a way in
         once the owner of the mailbox arrives."""
         now = self.clock()
-        await _write_intent(session)
+        await write_intent(session)
         sub = sub.strip()
         if not sub or len(sub) > 255:
             return GoogleOutcome("email_not_verified")
@@ -1050,7 +1011,7 @@ class AccountService:
         without a password); "taken" (the identity is another account's: nothing changes);
         "other_identity" (the account has another Google identity: disconnect it first);
         "disabled"."""
-        await _write_intent(session)
+        await write_intent(session)
         sub = identity.sub.strip()
         row = await self._row(session, account_id)
         if row.disabled:
@@ -1181,16 +1142,6 @@ async def _row_by_email(session: AsyncSession, email: str) -> AccountRow | None:
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def _write_intent(session: AsyncSession) -> None:
-    """SQLite: begin with BEGIN IMMEDIATE (WRITE_INTENT) when nothing ran yet in this
-    transaction, so a read-then-write use case cannot fail on upgrading its lock. When a
-    statement ran already the transaction has begun as it did (asking again would only warn)."""
-    transaction = session.sync_session.get_transaction()
-    if transaction is not None and getattr(transaction, "_connections", None):
-        return
-    await session.connection(execution_options=WRITE_INTENT)
-
-
 def _aware(value: datetime.datetime) -> datetime.datetime:
     """A time read by a Core statement (no UtcDateTime processing on SQLite): UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
@@ -1203,8 +1154,3 @@ def _code_state(row: EmailCodeRow) -> CodeState:
         sends=row.sends,
         last_sent_at=row.last_sent_at,
     )
-
-
-def _rowcount(result: Any) -> int:
-    count = getattr(result, "rowcount", 0)
-    return int(count) if isinstance(count, int) else 0

@@ -13,14 +13,15 @@ it in `LazyJobEvents`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from mailvet.adapters.db.account_models import AccountRow
-from mailvet.adapters.db.database import WRITE_INTENT, Database
+from mailvet.adapters.db.database import Database, write_intent
 from mailvet.domain.job import Job
 from mailvet.domain.mail import OutgoingMail, is_header_safe
 from mailvet.logs import logger
 from mailvet.services import outbox
+from mailvet.services.credits import utc_now
 
 MAX_FILENAME = 200  # the file name shown in the mail, cut to this
 
@@ -36,7 +37,7 @@ class JobMail:
         self,
         database: Callable[[], Database],
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utc_now,
         owns_database: bool = True,
     ) -> None:
         self._make = database
@@ -50,7 +51,7 @@ class JobMail:
         if self._database is None:
             self._database = self._make()
         async with self._database.session_maker() as session, session.begin():
-            await session.connection(execution_options=WRITE_INTENT)  # SQLite: BEGIN IMMEDIATE
+            await write_intent(session)  # SQLite: BEGIN IMMEDIATE
             account = await session.get(AccountRow, job.owner)
             if account is None:
                 return

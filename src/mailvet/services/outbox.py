@@ -39,10 +39,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailvet.adapters.db.database import WRITE_INTENT, Database
+from mailvet.adapters.db.database import Database, rowcount, write_intent
 from mailvet.adapters.db.outbox_models import OutboxRow
 from mailvet.domain.mail import MailDeliveryError, Mailer, OutgoingMail, RetryPolicy
 from mailvet.logs import logger
+from mailvet.services.credits import utc_now
 from mailvet.settings import Settings
 
 LEASE_MARGIN = datetime.timedelta(minutes=1)
@@ -50,10 +51,6 @@ PURGE_EVERY = datetime.timedelta(hours=1)
 MAX_ERROR = 2000
 KEY_LENGTH = 200  # OutboxRow.key
 _ADDRESS_LIKE = re.compile(r"[^\s<>\"']+@[^\s<>\"']+")
-
-
-def _utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 async def enqueue(
@@ -70,7 +67,7 @@ async def enqueue(
     with it exists already, nothing is added and that row's id is returned (an event
     delivered twice, such as a job's completion, mails once). The insert is an `ON CONFLICT
     DO NOTHING`, so two transactions racing with one key add one row."""
-    at = now or _utc_now()
+    at = now or utc_now()
     row_id = uuid.uuid4().hex
     values: dict[str, Any] = {
         "id": row_id,
@@ -113,7 +110,7 @@ async def purge_finished(session: AsyncSession, *, before: datetime.datetime) ->
             or_(OutboxRow.sent_at < before, OutboxRow.given_up_at < before),
         )
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    return rowcount(result)
 
 
 def scrub(error: str) -> str:
@@ -156,7 +153,7 @@ class OutboxSender:
         database: Database,
         mailer: Mailer,
         settings: Settings,
-        clock: Callable[[], datetime.datetime] = _utc_now,
+        clock: Callable[[], datetime.datetime] = utc_now,
         *,
         policy: RetryPolicy | None = None,
         batch_size: int = 10,
@@ -259,7 +256,7 @@ class OutboxSender:
                 return []
         claim = uuid.uuid4().hex
         async with self._database.session_maker() as session, session.begin():
-            await session.connection(execution_options=WRITE_INTENT)  # SQLite: BEGIN IMMEDIATE
+            await write_intent(session)  # SQLite: BEGIN IMMEDIATE
             rows = (
                 await session.scalars(
                     select(OutboxRow)
@@ -331,19 +328,19 @@ class OutboxSender:
     async def _record(self, item: _Claimed, **fields: Any) -> None:
         """Write the outcome if the row still carries this claim."""
         async with self._database.session_maker() as session, session.begin():
-            await session.connection(execution_options=WRITE_INTENT)
+            await write_intent(session)
             result = await session.execute(
                 update(OutboxRow)
                 .where(OutboxRow.id == item.id, OutboxRow.claim == item.claim)
                 .values(claim=None, **fields)
             )
-        if not getattr(result, "rowcount", 0):
+        if not rowcount(result):
             self._log.warning("outbox.claim_lost", outbox_id=item.id, template=item.template)
 
     async def _purge(self) -> None:
         before = self._clock() - datetime.timedelta(days=self._settings.web.retention_days)
         async with self._database.session_maker() as session, session.begin():
-            await session.connection(execution_options=WRITE_INTENT)
+            await write_intent(session)
             purged = await purge_finished(session, before=before)
         if purged:
             self._log.info("outbox.purged", rows=purged)

@@ -8,11 +8,14 @@ PostgreSQL the row lock serialises concurrent hits of one key; SQLite serialises
 so two replicas never both see the last free slot. Fixed windows (domain/throttle.py): the
 row keeps the start of its window, and the first hit of a new window starts the count at 1.
 
-`hit`, `peek` and `reset` take the caller's unit of work and do not commit.
+`hit`, `peek` and `reset` take the caller's unit of work and do not commit. A named rule is
+a `Limit` (prefix, limit, window): `await LOGIN_FAILURES.hit(session, subject, now)`; in its
+own transaction from web code, `web.throttle.count(context, rule, subject)`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import case, delete, select
@@ -20,10 +23,37 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailvet.adapters.db.database import rowcount
 from mailvet.adapters.db.session_models import COUNTER_KEY_LENGTH, RateCounterRow
 from mailvet.domain.throttle import Throttle, judge, window_start
 
-__all__ = ["Throttle", "hit", "peek", "purge_stale", "reset"]
+__all__ = ["Limit", "Throttle", "hit", "peek", "purge_stale", "reset"]
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A named throttle: at most `limit` hits per `window_seconds` per subject, counted
+    under the key `prefix:subject` (the prefix alone for an empty subject; cut to 200
+    characters)."""
+
+    prefix: str
+    limit: int
+    window_seconds: int
+
+    def key(self, subject: str) -> str:
+        return (f"{self.prefix}:{subject}" if subject else self.prefix)[:200]
+
+    async def hit(self, session: AsyncSession, subject: str, now: datetime) -> Throttle:
+        return await hit(
+            session,
+            self.key(subject),
+            limit=self.limit,
+            window_seconds=self.window_seconds,
+            now=now,
+        )
+
+    async def reset(self, session: AsyncSession, subject: str) -> None:
+        await reset(session, self.key(subject))
 
 
 async def hit(
@@ -89,5 +119,4 @@ async def purge_stale(session: AsyncSession, *, now: datetime, older_than: int =
         .where(RateCounterRow.window_start < cutoff)
         .execution_options(synchronize_session=False)
     )
-    count = getattr(result, "rowcount", 0)
-    return int(count) if isinstance(count, int) else 0
+    return rowcount(result)

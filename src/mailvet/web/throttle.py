@@ -10,10 +10,10 @@ but /static and /health. The client is `request.client.host`, an IPv6 one counte
 /64 (`client_ip`): behind a reverse proxy, let uvicorn take it from X-Forwarded-For
 (`--forwarded-allow-ips`), never trust the header here.
 
-Per-form limits (login, sign-up, forgot password, the home page's demo check):
-`await enforce(context, f"login-ip:{client_ip(request)}", limit=30, window_seconds=60)` in
-its own transaction, or `raise_if_refused(await throttle.hit(session, ...))` inside the
-caller's unit of work (on SQLite begun with `WRITE_INTENT`, as every writer).
+Per-form limits (login, sign-up, forgot password, the home page's demo check) are
+`services.throttle.Limit`s: `await count(context, SIGNUP_PER_IP, client_ip(request))` in a
+transaction of its own (`enforce(...)` raises the 429 itself), or `await rule.hit(session,
+subject, now)` inside the caller's unit of work (begun with `write_intent`, as every writer).
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from litestar.exceptions import TooManyRequestsException
 from litestar.middleware import ASGIMiddleware
 from litestar.types import Scope
 
-from mailvet.adapters.db.database import WRITE_INTENT
+from mailvet.adapters.db.database import write_intent
 from mailvet.domain.throttle import Rate, Throttle, parse_rates
 from mailvet.services import throttle
+from mailvet.services.throttle import Limit
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, Send
@@ -85,13 +86,17 @@ def raise_if_refused(answer: Throttle) -> None:
         )
 
 
+async def count(context: WebContext, rule: Limit, subject: str) -> Throttle:
+    """Count one hit of `rule` for `subject` in a transaction of its own (a refused form
+    still counts; the caller's own unit of work may roll back)."""
+    async with context.database.session_maker() as session, session.begin():
+        await write_intent(session)  # SQLite: BEGIN IMMEDIATE
+        return await rule.hit(session, subject, context.clock())
+
+
 async def enforce(context: WebContext, key: str, *, limit: int, window_seconds: int) -> Throttle:
     """Count one hit of `key` in a transaction of its own; 429 when over `limit`."""
-    async with context.database.session_maker() as session, session.begin():
-        await session.connection(execution_options=WRITE_INTENT)  # SQLite: BEGIN IMMEDIATE
-        answer = await throttle.hit(
-            session, key, limit=limit, window_seconds=window_seconds, now=context.clock()
-        )
+    answer = await count(context, Limit(key, limit, window_seconds), "")
     raise_if_refused(answer)
     return answer
 
@@ -101,7 +106,7 @@ async def hit_rates(context: WebContext, key: str, rates: tuple[Rate, ...]) -> T
     longest wait) or None when every rate allows it."""
     refused: Throttle | None = None
     async with context.database.session_maker() as session, session.begin():
-        await session.connection(execution_options=WRITE_INTENT)  # SQLite: BEGIN IMMEDIATE
+        await write_intent(session)  # SQLite: BEGIN IMMEDIATE
         now = context.clock()
         for rate in rates:
             answer = await throttle.hit(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,10 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailvet.domain.accounts import Account
 from mailvet.services import throttle
 from mailvet.services.accounts import PasswordCheck
+from mailvet.services.throttle import Limit
 from mailvet.web.auth.ports import AuthPorts
 from mailvet.web.context import WebContext
 from mailvet.web.sessions import flash, recently_authenticated, sign_in
-from mailvet.web.throttle import client_ip
+from mailvet.web.throttle import client_ip, count
 
 PENDING_CONFIRM = "pending_confirm_email"
 PENDING_2FA = "pending_2fa_account"
@@ -39,21 +39,13 @@ SECOND_FACTOR_WITHIN = timedelta(minutes=10)  # the password step stays good thi
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-@dataclass(frozen=True)
-class IpLimit:
-    """A per-IP limit of one form: `limit` posts per `window_seconds`."""
-
-    prefix: str
-    limit: int
-    window_seconds: int
-
-
 # the sign-in's own 30 per IP per minute is services.accounts.LOGIN_PER_IP
-SIGNUP_PER_IP = IpLimit("signup-ip", 10, 3600)
-CONFIRM_PER_IP = IpLimit("confirm-ip", 30, 15 * 60)
-RESEND_PER_IP = IpLimit("resend-ip", 20, 3600)
-FORGOT_PER_IP = IpLimit("forgot-ip", 10, 3600)
-RESET_PER_IP = IpLimit("reset-ip", 30, 15 * 60)
+# per-IP limits of the forms (services.throttle.Limit; counted with web.throttle.count)
+SIGNUP_PER_IP = Limit("signup-ip", 10, 3600)
+CONFIRM_PER_IP = Limit("confirm-ip", 30, 15 * 60)
+RESEND_PER_IP = Limit("resend-ip", 20, 3600)
+FORGOT_PER_IP = Limit("forgot-ip", 10, 3600)
+RESET_PER_IP = Limit("reset-ip", 30, 15 * 60)
 
 
 @contextlib.asynccontextmanager
@@ -63,17 +55,10 @@ async def unit_of_work(web: WebContext) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def hit(web: WebContext, request: Request[Any, Any, Any], rule: IpLimit) -> throttle.Throttle:
-    """Count one post of this client against `rule` (its own transaction: a refused form
-    still counts)."""
-    async with unit_of_work(web) as session:
-        return await throttle.hit(
-            session,
-            f"{rule.prefix}:{client_ip(request)}"[:200],
-            limit=rule.limit,
-            window_seconds=rule.window_seconds,
-            now=web.clock(),
-        )
+async def hit(web: WebContext, request: Request[Any, Any, Any], rule: Limit) -> throttle.Throttle:
+    """Count one post of this client (web.throttle.client_ip: an IPv6 one by its /64)
+    against `rule`, in a transaction of its own: a refused form still counts."""
+    return await count(web, rule, client_ip(request))
 
 
 def page(

@@ -79,7 +79,7 @@ from mailvet.web.sessions import (
     requires_login,
     sign_out,
 )
-from mailvet.web.throttle import client_ip, remote_address
+from mailvet.web.throttle import remote_address
 
 log = structlog.get_logger(__name__)
 
@@ -249,8 +249,7 @@ class LoginController(Controller):
         target = safe_next(form.next)
         context = {**base_context(auth), "values": {"email": form.email}, "next": target}
         now = web.clock()
-        async with unit_of_work(web) as session:
-            per_ip = await account_service.LOGIN_PER_IP.hit(session, client_ip(request), now)
+        per_ip = await hit(web, request, account_service.LOGIN_PER_IP)
         if not per_ip.allowed:
             return too_many("login.html", context, per_ip.retry_after, "Too many sign-in attempts.")
         if not await auth.captcha.verify(form.captcha, remote_address(request)):
@@ -297,8 +296,7 @@ class LoginController(Controller):
             return see_other("/login")
         form = await CodeForm.read(request)
         context = base_context(auth)
-        async with unit_of_work(web) as session:
-            per_ip = await account_service.LOGIN_PER_IP.hit(session, client_ip(request), now)
+        per_ip = await hit(web, request, account_service.LOGIN_PER_IP)
         if not per_ip.allowed:
             return too_many(
                 "two_factor.html", context, per_ip.retry_after, "Too many sign-in attempts."
