@@ -1,7 +1,7 @@
 """The signed-in lists area under /app: dashboard, new list, live job page, downloads.
 
-Thin handlers over services/jobs.py (ownership and queries), services/credits.py (balance,
-single checks), pipeline/submit.py (starting a job) and the tabular detection (preview).
+Thin handlers over services/jobs.py (ownership and queries), services/credits.py (balance),
+services/single_checks.py (a single check's credit) and the tabular detection (preview).
 
 - `GET /app`: balance, the account's jobs (paginated, newest first) with their status
   labels (web/jobs/labels.py), progress and download links, and the single-address check.
@@ -9,13 +9,13 @@ single checks), pipeline/submit.py (starting a job) and the tabular detection (p
   refunds); unconfirmed accounts are refused.
 - `GET /app/jobs/new`, `POST /app/jobs/new`: upload a CSV/TXT/XLSX list through the app
   (web/jobs/upload.py streams it); it is kept as a draft in object storage (services.jobs
-  draft_key) and in the session (this browser, this account), then
+  draft_key) and in the session (this browser, its owner's id in the entry), then
 - `GET /app/jobs/new/<draft>`: the preview (first rows, detected column, header row and
   sheet, all changeable by the column, header row and sheet choices), the cost and the
   balance;
-- `POST /app/jobs/new/<draft>/start`: submits the job with the chosen column, header row
-  and sheet
-  (confirmed accounts only) and leads to
+- `POST /app/jobs/new/<draft>/start`: starts the job with the chosen column, header row
+  and sheet (confirmed accounts only; `_start_draft`: the job row claims the draft, so a
+  second press makes no second job), and leads to
 - `GET /app/jobs/<id>`: live progress over Server-Sent Events (`/events`, the process's
   ProgressHub), the counts as an SVG chart drawn here, downloads, and "delete this job".
 - `GET /app/jobs/<id>/download/<segment>`: redirects to a short-lived link: the storage's
