@@ -86,6 +86,11 @@ CLI_ACTOR = "cli"
 # --- errors and results -----------------------------------------------------------------------
 
 
+# a job row pending_start younger than this is a Start under way (its file goes to intake
+# next): it blocks the account's deletion; an older one never got there
+STARTING_FOR = datetime.timedelta(hours=1)
+
+
 class AccountError(Exception):
     """A request the account cannot carry out; `message` is for the user."""
 
@@ -109,6 +114,10 @@ class NoSuchAccount(AccountError):
 
 class InvalidToken(AccountError):
     """A reset link that is unknown, used or expired."""
+
+
+class AccountBusy(AccountError):
+    """The account cannot be deleted now: one of its lists is being validated."""
 
 
 class LoginOutcome(msgspec.Struct, frozen=True):
@@ -892,8 +901,27 @@ class AccountService:
         dates remain for the operator); ledger entries stay (no personal data in them).
 
         The files are deleted first, before the caller commits: a failed commit leaves an
-        account without its files, never files without an account."""
+        account without its files, never files without an account.
+
+        Refused (AccountBusy, nothing deleted) while a job of the account is running or
+        being started (pending_start for less than STARTING_FOR): the pipeline would write
+        its result after the files went, under a row the retention purge skips."""
+        from mailvet.domain.job import ACTIVE_STATUSES, JobStatus
+
         row = await self._row(session, account_id)
+        running = select(JobRow.id).where(
+            JobRow.owner == account_id,
+            or_(
+                JobRow.status.in_([status.value for status in ACTIVE_STATUSES]),
+                (JobRow.status == JobStatus.PENDING_START.value)
+                & (JobRow.created_at > self.clock() - STARTING_FOR),
+            ),
+        )
+        if (await session.execute(running.limit(1))).first() is not None:
+            raise AccountBusy(
+                "A list of yours is still being validated: delete the account once it has"
+                " finished (its page shows the progress)."
+            )
         jobs = (
             (await session.execute(select(JobRow.id).where(JobRow.owner == account_id)))
             .scalars()

@@ -1,0 +1,182 @@
+"""Deleting an account while one of its lists is being validated is refused (review C2):
+the pipeline would go on writing its result after the files were deleted, under a job row
+without a file name that the retention purge never reaches. Nothing is deleted then; once
+the job has ended, the deletion goes through. A start left pending for long (a crash
+between the job row and intake) does not block a deletion for ever."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import argon2
+import pytest
+from argon2 import PasswordHasher
+
+from mailvet.adapters.db import migrate
+from mailvet.adapters.db.database import Database, make_database
+from mailvet.adapters.db.models import JobRow
+from mailvet.adapters.storage.memory import MemoryStorage
+from mailvet.domain.job import JobStatus
+from mailvet.pipeline import object_keys
+from mailvet.services.accounts import (
+    AccountBusy,
+    AccountKeys,
+    AccountService,
+    create_account,
+    get_account,
+)
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+HASHER = PasswordHasher.from_parameters(argon2.profiles.CHEAPEST)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    url = f"sqlite+aiosqlite:///{tmp_path}/mailvet.db"
+    await migrate.upgrade_async(url)
+    database = make_database(url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def storage() -> MemoryStorage:
+    return MemoryStorage()
+
+
+@pytest.fixture
+def service(clock: Clock, storage: MemoryStorage) -> AccountService:
+    return AccountService(
+        hasher=HASHER,
+        keys=AccountKeys.from_secret("a test secret key of enough length"),
+        public_url="https://mailvet.test",
+        free_credits=100,
+        storage=storage,
+        clock=clock,
+    )
+
+
+async def an_account(db: Database) -> str:
+    async with db.session_maker() as session, session.begin():
+        account = await create_account(
+            session,
+            email="ann@example.com",
+            password="correct horse battery",
+            confirmed=True,
+            hasher=HASHER,
+            now=T0,
+        )
+    return account.id
+
+
+async def a_job(
+    db: Database, storage: MemoryStorage, owner: str, status: JobStatus, *, created: datetime = T0
+) -> str:
+    job_id = uuid.uuid4().hex
+    async with db.session_maker() as session, session.begin():
+        session.add(
+            JobRow(
+                id=job_id,
+                filename="customers.csv",
+                checks="smtp",
+                status=status.value,
+                owner=owner,
+                rows_total=3,
+                created_at=created,
+                updated_at=created,
+            )
+        )
+    await storage.put_bytes(object_keys.in_progress_input(job_id), b"email\na@b.com\n")
+    return job_id
+
+
+async def set_status(db: Database, job_id: str, status: JobStatus) -> None:
+    async with db.session_maker() as session, session.begin():
+        row = await session.get(JobRow, job_id)
+        assert row is not None
+        row.status = status.value
+
+
+async def delete(db: Database, service: AccountService, account_id: str) -> None:
+    async with db.session_maker() as session, session.begin():
+        await service.delete_account(session, account_id)
+
+
+async def exists(db: Database, account_id: str) -> bool:
+    async with db.session_maker() as session:
+        return await get_account(session, account_id) is not None
+
+
+@pytest.mark.parametrize(
+    "status", [JobStatus.FILE_ACCEPTED, JobStatus.FILE_QUEUED, JobStatus.IN_PROGRESS]
+)
+async def test_an_account_with_a_running_job_is_not_deleted(
+    db: Database, service: AccountService, storage: MemoryStorage, status: JobStatus
+) -> None:
+    account_id = await an_account(db)
+    done = await a_job(db, storage, account_id, JobStatus.COMPLETED)
+    running = await a_job(db, storage, account_id, status)
+    before = dict(storage.objects)
+
+    with pytest.raises(AccountBusy) as refused:
+        await delete(db, service, account_id)
+
+    assert "still being validated" in refused.value.message
+    assert await exists(db, account_id)
+    assert storage.objects == before  # not one file deleted, the finished job's neither
+    async with db.session_maker() as session:
+        rows = [await session.get(JobRow, job_id) for job_id in (done, running)]
+        assert [row.filename for row in rows if row is not None] == ["customers.csv"] * 2
+
+    await set_status(db, running, JobStatus.COMPLETED)
+    await delete(db, service, account_id)
+    assert not await exists(db, account_id)
+    assert storage.objects == {}
+
+
+async def test_a_start_under_way_blocks_a_deletion_and_a_stale_one_does_not(
+    db: Database, service: AccountService, storage: MemoryStorage, clock: Clock
+) -> None:
+    """A job row pending_start is a Start being carried out (its file is handed to intake
+    next): refused. One left pending for an hour never reached intake: no obstacle."""
+    account_id = await an_account(db)
+    await a_job(db, storage, account_id, JobStatus.PENDING_START)
+    clock.now = T0 + timedelta(minutes=10)
+    with pytest.raises(AccountBusy):
+        await delete(db, service, account_id)
+
+    clock.now = T0 + timedelta(hours=1, seconds=1)
+    await delete(db, service, account_id)
+    assert not await exists(db, account_id)
+
+
+async def test_failed_jobs_do_not_block_a_deletion(
+    db: Database, service: AccountService, storage: MemoryStorage
+) -> None:
+    account_id = await an_account(db)
+    for status in (JobStatus.ERROR_FILE, JobStatus.ERROR_INTERNAL):
+        await a_job(db, storage, account_id, status)
+    await a_job(db, storage, uuid.uuid4().hex, JobStatus.IN_PROGRESS)  # someone else's
+    await delete(db, service, account_id)
+    assert not await exists(db, account_id)
+    assert len(storage.objects) == 1  # the other account's file stays
