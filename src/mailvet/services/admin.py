@@ -3,7 +3,7 @@ owner's address) and the balances of a page of accounts in one query.
 
 Every function takes the caller's session and only reads. The changes an administrator
 makes go through the services that own them: `AccountService.set_disabled` (accounts) and
-`credits.adjust` (the ledger, with who and why).
+`credits.adjust_once` (the ledger, with who and why, keyed by the form's one-time nonce).
 """
 
 from __future__ import annotations
