@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 from email_validator.rfc_constants import ATEXT_RE, DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
 
+from mailvet.domain import risk as _risk
 from mailvet.domain.address import (
     LOWERED_LOCALS,
     NOT_PLAIN,
@@ -280,3 +281,41 @@ def syntax_tails(
             add(f"{head}{normalized}{sep}{mid}{role}{end}{ascii_email}")
         add_reason(reason)
     return tails, reasons, started
+
+
+def clear_risk_caches() -> None:
+    _risk._repair_domain.cache_clear()
+
+
+def _clear_caches() -> None:
+    _DOMAIN_PARTS.clear()
+    _TAIL_PARTS.clear()
+
+
+CACHES = (_clear_caches, cached_domain.cache_clear, domain_risk.cache_clear, clear_risk_caches)
+"""What empties this process's per-domain caches (bench/offline_cpu.py: a fresh worker)."""
+
+
+def fast_path_miss(cell: str) -> str:
+    """Why syntax_tails sends `cell` the slow way ("" when it does not): for the bench."""
+    local, at, domain = cell.rpartition("@")
+    if not at:
+        return "no @-sign"
+    part = _domain_part(domain)
+    if part is None:
+        if NOT_PLAIN.search(cell):
+            return "quotes, brackets or angle brackets"
+        if not domain.isascii():
+            return "non-ASCII domain, not NFC-plain or invalid"
+        if domain != domain.strip():
+            return "blank in the domain"
+        return "invalid domain"
+    if len(local) > part.max_local:
+        return "too long"
+    if DOT_ATOM_TEXT.match(local) is None:
+        if not local.isascii():
+            return "non-ASCII local part"
+        if not local:
+            return "empty local part"
+        return "local part not a dot-atom"
+    return ""
