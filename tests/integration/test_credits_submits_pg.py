@@ -1,4 +1,5 @@
-"""Concurrent jobs and checks of one account never overdraw it, on PostgreSQL (issue 8 §2).
+"""Concurrent jobs and checks of one account never overdraw it, on PostgreSQL (issue 8 §2);
+and an admin's credits form sent many times at once adjusts once (review C3).
 
 Many lists of one account are submitted at once through the pipeline's own entry
 (pipeline/submit.py's submit_file, then Intake.handle, which counts each list's distinct
@@ -223,3 +224,27 @@ async def test_many_concurrent_submits_and_checks_never_overdraw_one_account(
     async with second.session_maker() as session:
         assert (await credits.balance(session, ANN)).balance == final
         assert (await credits.history(session, ANN, limit=1)).total == len(entries)
+
+
+async def test_an_admin_form_posted_at_once_on_two_replicas_adjusts_once(
+    replicas: tuple[Database, Database],
+) -> None:
+    """The admin page's credits form (its one-time nonce as the key) sent ten times at
+    once through two engines: one entry, the other nine told it was sent before."""
+    bob = uuid.UUID(int=2).hex
+    key = f"admin-adjust:{bob}:{uuid.uuid4().hex}"
+
+    async def post(n: int) -> Shortfall | credits.Repeated | None:
+        async with replicas[n % 2].session_maker() as session, session.begin():
+            await begin_write(session)
+            return await credits.adjust_once(
+                session, bob, 250, key=key, actor="admin", reason="goodwill", now=T0
+            )
+
+    answers = await asyncio.gather(*(post(n) for n in range(10)))
+
+    assert answers.count(None) == 1
+    assert answers.count(credits.Repeated(key)) == 9
+    async with replicas[0].session_maker() as session:
+        assert (await credits.balance(session, bob)).balance == 250
+        assert (await credits.history(session, bob)).total == 1
