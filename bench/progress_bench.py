@@ -1,7 +1,7 @@
 """Live progress: the delay from a progress write in the database to a Server-Sent Events
 client seeing it (issue 8 §3 and §7: within a second, also across web replicas).
 
-    python bench/progress_bench.py [--rows 3000] [--chunk-size 100] [--latency 0.05]
+    python bench/progress_bench.py [--rows 3000] [--chunk-size 100] [--latency 0.1]
                                    [--skip-embedded]
 
 1. Distributed: the five back-end roles and two `mailvet run web` processes as separate
@@ -14,13 +14,14 @@ client seeing it (issue 8 §3 and §7: within a second, also across web replicas
    storage, the in-process bus), one stream.
 
 How a write is timed: triggers on `jobs` (added to the bench's own database) log every
-insert and every update that changes `rows_done` or `status` with the time it runs
-(`clock_timestamp()` in PostgreSQL, `julianday('now')` in SQLite, milliseconds): that is
+insert and every update that changes `rows_done`, `rows_total` or `status`, with the time
+it runs (`clock_timestamp()` in PostgreSQL, `julianday('now')` in SQLite, milliseconds):
 the worker's chunk record (record_chunk's last statement before its commit) or a status
-change; the host's clock, which this script reads too. Each `progress` event is matched
-to the first logged state it shows (rows done and status label); its delay is its arrival
-time minus that write's time. The first event of a stream (the state when the page
-opens) is left out when its write came before the stream was opened.
+change, on the host's clock, which this script reads too. Each `progress` event is
+matched to the first logged state it shows (rows done, rows total, status label); its
+delay is its arrival time minus that write's time. An event showing a state written
+before its stream was requested (the state when the page opens) is left out; one written
+after the request but before the server subscribed counts, set-up included.
 Printed per stream: events, median and max delay. Targets: the median and the max of
 every stream at most 1 s.
 Needs PostgreSQL (127.0.0.1:5432) and RabbitMQ (127.0.0.1:5672) running.
@@ -72,20 +73,22 @@ TARGET_SECONDS = 1.0
 CSRF_INPUT = re.compile(r'name="_csrf_token" value="([^"]+)"')
 COLUMN_INPUT = re.compile(r'name="email_column" value="(\d+)"')
 ROWS_DONE = re.compile(r'id="rows-done">(\d+)<')
+ROWS_TOTAL = re.compile(r'id="rows-total">(\d+)<')
 STATUS_LABEL = re.compile(r'id="job-status">([^<]+)<')
 EVENT = re.compile(r"^event: (\w+)$")
 
 PG_LOG = """
 CREATE TABLE IF NOT EXISTS bench_progress (
-    job_id text NOT NULL, rows_done integer NOT NULL, status text NOT NULL,
-    at double precision NOT NULL);
+    job_id text NOT NULL, rows_done integer NOT NULL, rows_total integer NOT NULL,
+    status text NOT NULL, at double precision NOT NULL);
 CREATE OR REPLACE FUNCTION bench_progress_log() RETURNS trigger AS $$
 BEGIN
     IF TG_OP = 'INSERT' OR NEW.rows_done IS DISTINCT FROM OLD.rows_done
-        OR NEW.status IS DISTINCT FROM OLD.status
+        OR NEW.rows_total IS DISTINCT FROM OLD.rows_total OR NEW.status IS DISTINCT FROM OLD.status
     THEN
-        INSERT INTO bench_progress
-        VALUES (NEW.id, NEW.rows_done, NEW.status, extract(epoch FROM clock_timestamp()));
+        INSERT INTO bench_progress VALUES (
+            NEW.id, NEW.rows_done, NEW.rows_total, NEW.status,
+            extract(epoch FROM clock_timestamp()));
     END IF;
     RETURN NEW;
 END $$ LANGUAGE plpgsql;
@@ -95,20 +98,26 @@ CREATE TRIGGER bench_progress AFTER INSERT OR UPDATE ON jobs
 """
 SQLITE_LOG = """
 CREATE TABLE IF NOT EXISTS bench_progress (
-    job_id TEXT NOT NULL, rows_done INTEGER NOT NULL, status TEXT NOT NULL, at REAL NOT NULL);
+    job_id TEXT NOT NULL, rows_done INTEGER NOT NULL, rows_total INTEGER NOT NULL,
+    status TEXT NOT NULL, at REAL NOT NULL);
 CREATE TRIGGER IF NOT EXISTS bench_progress_new AFTER INSERT ON jobs
 BEGIN
     INSERT INTO bench_progress
-    VALUES (NEW.id, NEW.rows_done, NEW.status, (julianday('now') - 2440587.5) * 86400.0);
+    VALUES (NEW.id, NEW.rows_done, NEW.rows_total, NEW.status,
+            (julianday('now') - 2440587.5) * 86400.0);
 END;
 CREATE TRIGGER IF NOT EXISTS bench_progress AFTER UPDATE ON jobs
-WHEN NEW.rows_done IS NOT OLD.rows_done OR NEW.status IS NOT OLD.status
+WHEN NEW.rows_done IS NOT OLD.rows_done OR NEW.rows_total IS NOT OLD.rows_total
+    OR NEW.status IS NOT OLD.status
 BEGIN
     INSERT INTO bench_progress
-    VALUES (NEW.id, NEW.rows_done, NEW.status, (julianday('now') - 2440587.5) * 86400.0);
+    VALUES (NEW.id, NEW.rows_done, NEW.rows_total, NEW.status,
+            (julianday('now') - 2440587.5) * 86400.0);
 END;
 """
-READ_LOG = "SELECT rows_done, status, at FROM bench_progress WHERE job_id = {} ORDER BY at"
+READ_LOG = (
+    "SELECT rows_done, rows_total, status, at FROM bench_progress WHERE job_id = {} ORDER BY at"
+)
 
 
 @dataclass
@@ -117,6 +126,7 @@ class Seen:
 
     at: float
     rows_done: int
+    rows_total: int
     label: str
 
 
@@ -193,8 +203,8 @@ async def _token(client: httpx.AsyncClient, path: str) -> str:
 
 
 async def _read(client: httpx.AsyncClient, job_path: str, stream: Stream) -> None:
+    stream.opened = time.time()  # before the request: a write after it is never left out
     async with client.stream("GET", f"{job_path}/events") as answer:
-        stream.opened = time.time()
         if answer.status_code != 200:
             raise SystemExit(f"{stream.name}: events answered {answer.status_code}")
         event, data = "message", []
@@ -208,10 +218,11 @@ async def _read(client: httpx.AsyncClient, job_path: str, stream: Stream) -> Non
                 text = "\n".join(data)
                 if event == "done":
                     return
-                rows = ROWS_DONE.search(text)
+                done, total = ROWS_DONE.search(text), ROWS_TOTAL.search(text)
                 label = STATUS_LABEL.search(text)
-                if event == "progress" and rows and label:
-                    stream.seen.append(Seen(arrived, int(rows.group(1)), label.group(1)))
+                if event == "progress" and done and total and label:
+                    shown = (int(done.group(1)), int(total.group(1)), label.group(1))
+                    stream.seen.append(Seen(arrived, *shown))
                 event, data = "message", []
 
 
@@ -238,6 +249,8 @@ async def watch_a_job(urls: list[str], name: str, content: bytes) -> tuple[str, 
             data={"_csrf_token": token},
             files={"file": (name, content, "text/csv")},
         )
+        if uploaded.status_code != 303:
+            raise SystemExit(f"upload: {uploaded.status_code} {uploaded.text[:2000]}")
         preview = uploaded.headers["location"]
         column = COLUMN_INPUT.search((await last.get(preview)).text)
         if column is None:
@@ -245,6 +258,8 @@ async def watch_a_job(urls: list[str], name: str, content: bytes) -> tuple[str, 
         started = await last.post(
             f"{preview}/start", data={"_csrf_token": token, "email_column": column.group(1)}
         )
+        if started.status_code != 303:
+            raise SystemExit(f"start: {started.status_code} {started.text[:2000]}")
         job_path = started.headers["location"]
         streams = [Stream(f"web {n + 1} ({url})") for n, url in enumerate(urls)]
         await asyncio.gather(
@@ -256,15 +271,16 @@ async def watch_a_job(urls: list[str], name: str, content: bytes) -> tuple[str, 
             await client.aclose()
 
 
-def figures_of(stream: Stream, writes: list[tuple[int, str, float]], label: str) -> Figures:
+def figures_of(stream: Stream, writes: list[tuple[int, int, str, float]], label: str) -> Figures:
     delays: list[float] = []
     left_out = unmatched = 0
     for seen in stream.seen:
         write = next(
             (
                 at
-                for rows, status, at in writes
-                if rows == seen.rows_done and status_label(JobStatus(status)) == seen.label
+                for done, total, status, at in writes
+                if (done, total) == (seen.rows_done, seen.rows_total)
+                and status_label(JobStatus(status)) == seen.label
             ),
             None,
         )
@@ -302,7 +318,7 @@ def distributed(args: argparse.Namespace, source: Path, root: Path) -> list[Figu
                 for name in BACK_END:
                     cluster.wait_for_log(name, "service_started")
                 started = time.monotonic()
-                job_id, streams = asyncio.run(watch_a_job(urls, source.name, source.read_bytes()))
+                job_id, streams = _watched(urls, source, [cluster.root / "web2.log"])
                 wall = time.monotonic() - started
                 with psycopg.connect(dsn) as db:
                     writes = db.execute(READ_LOG.format("%s"), (job_id,)).fetchall()
@@ -349,7 +365,7 @@ def embedded(args: argparse.Namespace, source: Path, root: Path) -> list[Figures
             url = f"http://127.0.0.1:{port}"
             _wait_healthy(url)
             started = time.monotonic()
-            job_id, streams = asyncio.run(watch_a_job([url], source.name, source.read_bytes()))
+            job_id, streams = _watched([url], source, [root / "embedded.log"])
             wall = time.monotonic() - started
         finally:
             process.send_signal(signal.SIGTERM)
@@ -361,6 +377,17 @@ def embedded(args: argparse.Namespace, source: Path, root: Path) -> list[Figures
         world.stop()
     print(f"embedded: job {job_id}, {len(writes)} logged writes, {wall:.1f} s to completion")
     return [figures_of(stream, writes, "embedded (mailvet run all)") for stream in streams]
+
+
+def _watched(urls: list[str], source: Path, logs: list[Path]) -> tuple[str, list[Stream]]:
+    """watch_a_job, with the end of the web logs when it fails (they go with the folder)."""
+    try:
+        return asyncio.run(watch_a_job(urls, source.name, source.read_bytes()))
+    except BaseException:
+        for log in logs:
+            lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+            print(f"--- {log.name}, last lines:", *lines[-30:], sep="\n", file=sys.stderr)
+        raise
 
 
 def _wait_healthy(url: str, timeout: float = 60.0) -> None:
@@ -380,7 +407,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=3_000)
     parser.add_argument("--chunk-size", type=int, default=100)
-    parser.add_argument("--latency", type=float, default=0.05, help="mail server, s a reply")
+    parser.add_argument("--latency", type=float, default=0.1, help="mail server, s a reply")
     parser.add_argument("--skip-embedded", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mvprogress-") as folder:
