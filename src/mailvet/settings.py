@@ -251,7 +251,9 @@ class MailerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     ] = "log"
     host: Annotated[str, _m("SMTP server")] = "127.0.0.1"
     port: Annotated[int, _m("SMTP port", ge=1, le=PORT)] = 587
-    username: Annotated[str, _m("SMTP user; empty: no AUTH")] = ""
+    username: Annotated[
+        str, _m("SMTP user; empty: no AUTH (a user needs STARTTLS on, or port 465)")
+    ] = ""
     password: Annotated[str, _m("SMTP password")] = ""
     starttls: Annotated[bool, _m("STARTTLS required (else used only when offered)")] = False
     sender: Annotated[str, _m("From: of the mail", env="MAILVET_MAILER_FROM")] = (
