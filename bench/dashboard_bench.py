@@ -119,6 +119,10 @@ async def run(
                 )
             for first in range(0, len(rows), 5000):
                 await session.execute(insert(JobRow), rows[first : first + 5000])
+        if web.database.engine.dialect.name == "postgresql":  # statistics, as a live table has
+            async with web.database.engine.connect() as connection:
+                await connection.exec_driver_sql("ANALYZE jobs")
+                await connection.commit()
         app = create_app(deps, web=web, areas=[session_area()])
         transport = httpx.ASGITransport(app=cast(Any, app))
         async with httpx.AsyncClient(
