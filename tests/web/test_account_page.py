@@ -215,3 +215,34 @@ async def test_a_google_only_account_deletes_after_a_recent_sign_in(tmp_path: Pa
         s.clock.advance(minutes=-10)  # back to a minute after the sign-in
         done = await b.post("/app/account/delete", {"understood": "on"})
         assert done.status_code == 303 and await s.account_row(EMAIL) is None
+
+
+async def test_an_account_with_a_running_list_is_not_deleted(tmp_path: Path) -> None:
+    """The page says why (a list is being validated) instead of failing; nothing goes."""
+    async with account_app(tmp_path) as (s, storage), browser(s.app) as b:
+        await confirmed_account(s, b, EMAIL)
+        await log_in(b, EMAIL)
+        row = await s.account_row(EMAIL)
+        assert row is not None
+        job_id = uuid.uuid4().hex
+        async with writing(s.url) as session:
+            session.add(
+                JobRow(
+                    id=job_id,
+                    filename="customers.csv",
+                    email_column="email",
+                    checks="syntax",
+                    status="file_validation_in_progress",
+                    owner=row.id,
+                    rows_total=3,
+                    rows_done=1,
+                )
+            )
+        await storage.put_bytes(object_keys.uploaded(job_id), b"email\na@example.com\n")
+
+        refused = await b.post("/app/account/delete", {"password": PASSWORD, "understood": "on"})
+        assert refused.status_code == 400
+        assert "still being validated" in refused.text
+        assert await s.account_row(EMAIL) is not None
+        assert await b.whoami() is not None
+        assert storage.objects  # the list's file is still there

@@ -271,9 +271,9 @@ async def run_retention(
     clock: Callable[[], datetime],
     every: float = RETENTION_EVERY,
 ) -> None:
-    """`purge_once` and `sweep_pending_checks` now and every `every` seconds until cancelled
-    (a task of the web role; replicas may all run it: both are idempotent). A failed round
-    is logged."""
+    """`purge_once`, `sweep_pending_checks` and `sweep_unsettled_jobs` now and every `every`
+    seconds until cancelled (a task of the web role; replicas may all run it: each is
+    idempotent). A failed round is logged."""
     log = logger(__name__)
     while True:
         try:
@@ -286,4 +286,11 @@ async def run_retention(
             log.info("pending_checks_swept", refunded=refunded)
         except Exception as exc:
             log.warning("pending_checks_sweep_failed", error=type(exc).__name__)
+        try:  # settlements a failure left undone (services/credits.py)
+            from mailvet.services.credits import sweep_unsettled_jobs
+
+            settled = await sweep_unsettled_jobs(database, now=clock())
+            log.info("unsettled_jobs_swept", settled=settled)
+        except Exception as exc:
+            log.warning("unsettled_jobs_sweep_failed", error=type(exc).__name__)
         await asyncio.sleep(every)

@@ -207,8 +207,11 @@ class AccountController(Controller):
             errors[DELETE_FIELD] = "Sign in with Google again first (the link above)."
         if errors:
             return _page(request, web, auth, account, errors=errors)
-        async with unit_of_work(web) as session:
-            await auth.accounts.delete_account(session, account.id)
+        try:
+            async with unit_of_work(web) as session:
+                await auth.accounts.delete_account(session, account.id)
+        except account_service.AccountBusy as exc:  # a job of the account is running
+            return _page(request, web, auth, account, errors={DELETE_FIELD: exc.message})
         sign_out(request)
         flash(request, "Your account and its files are deleted.", "success")
         return see_other("/")
