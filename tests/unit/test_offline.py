@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
+from email_validator import EmailNotValidError
+from email_validator.syntax import validate_email_domain_name
 
-from mailvet.domain.address import check_syntax
+from mailvet.domain.address import cached_domain, check_syntax
 from mailvet.domain.offline import never_in_cells, offline_verdict, syntax_columns, syntax_tails
 from tests.unit.test_address import corpus
 
@@ -163,3 +166,37 @@ def test_no_cell_holds_a_character_never_in_cells() -> None:
     held = {c for row in one_by_one(cells) for cell in row for c in cell}
     assert held & never == set()
     assert {"@", ".", "+"} <= held  # the corpus does reach the characters addresses hold
+
+
+def _library_domain(domain: str) -> tuple[str, str] | None:
+    try:
+        info = validate_email_domain_name(domain, test_environment=False, globally_deliverable=True)
+    except EmailNotValidError:
+        return None
+    return info["domain"], info["ascii_domain"]
+
+
+def test_the_domain_shortcuts_answer_as_the_library() -> None:
+    """cached_domain decides plain names and surely invalid ASCII ones without the library:
+    over letters, digits, "-", "." and a few refused characters, every length and label
+    shape around the limits, it answers as the library does."""
+    rng = random.Random(5)
+    names = {"".join(t) for k in range(7) for t in itertools.product("a0-.", repeat=k)}
+    for _ in range(20_000):
+        names.add(
+            "".join(rng.choices("abz09-._ ;,", k=rng.randint(0, 24)))
+            + rng.choice(["", ".com", ".c0", ".co.uk", "-", ".xn--p1ai"])
+        )
+    for _ in range(500):
+        labels = (rng.choice("ax-") * rng.randint(0, 66) for _ in range(rng.randint(1, 6)))
+        names.add(".".join(labels) + rng.choice(["", ".com"]))
+        names.add("a" * rng.randint(240, 260) + rng.choice(["", ".com"]))
+    names |= {"localhost", "a.test", "x.local", "x.invalid", "x.onion", "home.arpa", "a--b.com"}
+    wrong = []
+    for name in names:
+        result = cached_domain(name)
+        expected = _library_domain(name)
+        got = None if result.error else (result.domain, result.ascii_domain)
+        if got != expected:
+            wrong.append(name)
+    assert wrong == []
