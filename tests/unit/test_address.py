@@ -301,13 +301,13 @@ def test_plain_addresses_and_names_around_them_never_reach_the_full_library_chec
         "José Núñez <jose@exämple.com>",
         "bad..dots@x.com",
         "a@localhost",
+        "ü@x.com",  # Unicode local parts take the library's local-part steps, not its walk
     ]
     for cell in plain:
         check_syntax(cell)
     assert seen == []
     check_syntax('"test"@iana.org')  # quotes go to the library
-    check_syntax("ü@x.com")  # and so do Unicode local parts
-    assert seen == ['"test"@iana.org', "ü@x.com"]
+    assert seen == ['"test"@iana.org']
 
 
 def random_host(rng: random.Random) -> str:

@@ -9,7 +9,7 @@ import pytest
 from email_validator import EmailNotValidError
 from email_validator.syntax import validate_email_domain_name
 
-from mailvet.domain.address import cached_domain, check_syntax
+from mailvet.domain.address import cached_domain, check_syntax, reference_check
 from mailvet.domain.offline import never_in_cells, offline_verdict, syntax_columns, syntax_tails
 from tests.unit.test_address import corpus
 
@@ -200,3 +200,41 @@ def test_the_domain_shortcuts_answer_as_the_library() -> None:
         if got != expected:
             wrong.append(name)
     assert wrong == []
+
+
+UNICODE_PIECES = (
+    'aZ0._-+é\u0301\u212aKß田中ñ\u200b\u200d\u202e\u00a0 ١𝔘\ufeffＡ。．@"<>ä\u0308Åå\u030a'
+)
+UNICODE_DOMAINS = [
+    "gmail.com",
+    "münchen.de",
+    "xn--mnchen-3ya.de",
+    "GMAIL.COM",
+    "例え.jp",
+    "a.b",
+    "localhost",
+    "x" * 60 + ".com",
+    "e\u0301x.com",
+    "\u0301x.com",
+    "",
+]
+
+
+def test_unicode_local_parts_get_the_reference_verdict() -> None:
+    """Non-ASCII local parts take the library's local-part steps (cached), not its whole
+    walk: NFC changes (combining marks, the Kelvin sign that becomes ASCII), RFC 2142 names,
+    unsafe characters, lengths around 254 octets, every kind of domain."""
+    rng = random.Random(9)
+    cells = ["\u212aabuse@x.com", "jose\u0301@gmail.com", "ab\u200b@x.com", "josé@例え.jp"]
+    for _ in range(15_000):
+        local = "".join(rng.choices(UNICODE_PIECES, k=rng.randint(1, 12)))
+        roll = rng.random()
+        if roll < 0.1:
+            local = "é" * rng.randint(60, 130)
+        elif roll < 0.15:
+            local = rng.choice(["POSTMASTER", "\u212aabuse", "Abuse"]) + rng.choice(["", "é"])
+        cells.append(f"{local}@{rng.choice(UNICODE_DOMAINS)}")
+    wrong = [c for c in cells if check_syntax(c)[:5] != reference_check(c)[:5]]
+    assert wrong == []
+    assert sum(check_syntax(c).valid for c in cells) > 1_000  # both sides are hit
+    assert syntax_columns(cells) == one_by_one(cells)

@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from email_validator.rfc_constants import DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
-from email_validator.syntax import validate_email_domain_name
+from email_validator.syntax import validate_email_domain_name, validate_email_local_part
 
 try:  # the RFC 2142 names the library lower-cases
     from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
@@ -257,4 +257,43 @@ def check_syntax(address: str) -> Syntax:
         if too_long:
             return Syntax(False, error="The email address is too long.")
         return Syntax(True, normalized, local, dom.domain, dom.ascii_domain)
+    if "@" not in local and domain and (domain.isascii() or plain_unicode_domain(domain)):
+        return _unicode_local_syntax(address, local, domain)
     return reference_check(address)
+
+
+@lru_cache(maxsize=16384)
+def _library_local(local: str) -> tuple[str, str | None] | None:
+    """(local_part, ascii_local_part) as validate_email makes them for an unquoted local
+    part (checked, NFC-normalized and checked again, RFC 2142 names lower-cased), or None
+    when it refuses it; cached: the library walks a Unicode local part character by
+    character."""
+    try:
+        info = validate_email_local_part(local, allow_smtputf8=True, strict=False)
+        normalized = unicodedata.normalize("NFC", local)
+        if normalized != local:
+            info = validate_email_local_part(normalized, allow_smtputf8=True, strict=False)
+    except EmailNotValidError:
+        return None
+    part, ascii_part = info["local_part"], info["ascii_local_part"]
+    if ascii_part is not None and ascii_part.lower() in LOWERED_LOCALS:
+        return part.lower(), ascii_part.lower()
+    return part, ascii_part
+
+
+def _unicode_local_syntax(address: str, local: str, domain: str) -> Syntax:
+    """A non-ASCII local part without quotes, brackets or a second @-sign, at a domain that
+    the library splits off as we do: validate_email's own steps (local part, domain, the
+    three lengths) on the parts, each cached, instead of its whole walk (~90 us)."""
+    parts = _library_local(local)
+    if parts is None:
+        return Syntax(False, error="The part before the @-sign is not valid.")
+    dom = cached_domain(domain.lower() if domain.isascii() else domain)
+    if dom.error:
+        return Syntax(False, error=dom.error)
+    part, ascii_part = parts
+    normalized = f"{part}@{dom.domain}"
+    forms = (address, normalized, f"{ascii_part or part}@{dom.ascii_domain}")
+    if any(len(form.encode("utf-8")) > EMAIL_MAX_LENGTH for form in forms):
+        return Syntax(False, error="The email address is too long.")
+    return Syntax(True, normalized, part, dom.domain, dom.ascii_domain)
