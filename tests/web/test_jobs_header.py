@@ -72,3 +72,24 @@ async def test_a_job_started_with_a_chosen_header_row_is_read_with_it(tmp_path: 
         layout = decode_stored_layout(job.layout).layout
         assert (layout.header, layout.skip_records) == (["Name", "Reach at"], 2)
         assert re.search(r"Completed", (await browser.get(job_path)).text)
+
+
+NUMBERED = b"id,email\r\n" + b"".join(b"%d,user%d@example.com\r\n" % (i, i) for i in range(1, 8))
+
+
+async def test_a_numbered_list_started_as_detected_is_read_as_previewed(tmp_path: Path) -> None:
+    """Start posts the email column by number; an id column holding that number must not be
+    taken for the header (the detected header row goes with the number)."""
+    async with lists_app(tmp_path / "data") as lists:
+        browser = await lists.browser(await lists.account("ann@example.org"))
+        preview = (await browser.upload("numbered.csv", NUMBERED)).headers["location"]
+        page = await browser.get(preview)
+        assert '<input type="hidden" name="header_row" value="1">' in page.text
+        started = await browser.post(f"{preview}/start", {"email_column": "2", "header_row": "1"})
+        assert started.status_code == 303, started.text
+        job_path = started.headers["location"]
+        assert (await browser.events(job_path))[-1][0] == "done"
+        job = await lists.deps.jobs.get(job_path.rsplit("/", 1)[1])
+        assert job.rows_total == 7 and job.cost == 7, job
+        layout = decode_stored_layout(job.layout).layout
+        assert (layout.header, layout.skip_records) == (["id", "email"], 1)
