@@ -238,3 +238,25 @@ def test_unicode_local_parts_get_the_reference_verdict() -> None:
     assert wrong == []
     assert sum(check_syntax(c).valid for c in cells) > 1_000  # both sides are hit
     assert syntax_columns(cells) == one_by_one(cells)
+
+
+def test_quoted_local_parts_get_the_reference_verdict() -> None:
+    """`"inner"@domain` is unquoted here when inner is plain ASCII (a dot-atom: the address
+    without quotes; anything else needs them: invalid); escapes and the rest go to the library."""
+    rng = random.Random(4)
+    pieces = 'aZ0._-+ @,;:<>[]()\\"\tü.'
+    domains = [*UNICODE_DOMAINS, "[1.2.3.4]", "b.com>"]
+    cells = []
+    for _ in range(15_000):
+        inner = "".join(rng.choices(pieces, k=rng.randint(0, 10)))
+        roll = rng.random()
+        if roll < 0.1:
+            inner = "x" * rng.randint(180, 250)
+        elif roll < 0.2:
+            inner = rng.choice(["Postmaster", "ABUSE", "a.b", "test", "a..b", ""])
+        at = rng.choice(["@", "@", "@", "", "x@"])
+        cells.append(f'"{inner}"{at}{rng.choice(domains)}')
+    wrong = [c for c in cells if check_syntax(c)[:5] != reference_check(c)[:5]]
+    assert wrong == []
+    assert sum(check_syntax(c).valid for c in cells) > 500  # both sides are hit
+    assert syntax_columns(cells) == one_by_one(cells)

@@ -227,6 +227,8 @@ def check_syntax(address: str) -> Syntax:
         inside = _inside_angle_brackets(address)
         if inside is None:
             return Syntax(False, error=BAD_DISPLAY_NAME)
+        if inside == address and address.startswith('"'):
+            return _quoted_local_syntax(address)
         if inside == address or NOT_PLAIN.search(inside) is not None:
             return reference_check(address)  # quotes, escapes, brackets: the library decides
         # a display-name cell around a plain address: `reference_check` judges exactly
@@ -260,6 +262,31 @@ def check_syntax(address: str) -> Syntax:
     if "@" not in local and domain and (domain.isascii() or plain_unicode_domain(domain)):
         return _unicode_local_syntax(address, local, domain)
     return reference_check(address)
+
+
+def _quoted_local_syntax(address: str) -> Syntax:
+    """`"inner"@domain` with an ASCII inner part free of quotes and backslashes, at a domain
+    without brackets: the library unquotes it; a dot-atom inside is the address `inner@domain`
+    (but for the length as written, two quotes longer), anything else needs its quotes
+    (or is refused), so it is invalid. Other quoted forms go to the library."""
+    local, _, domain = address.rpartition("@")
+    inner = local[1:-1]
+    if (
+        len(local) < 2
+        or not local.endswith('"')
+        or not inner.isascii()
+        or '"' in inner
+        or "\\" in inner
+        or NOT_PLAIN.search(domain) is not None
+        or not (domain.isascii() or plain_unicode_domain(domain))
+    ):
+        return reference_check(address)
+    if _dot_atom(inner) is None:
+        return Syntax(False, error=NEEDS_QUOTES)
+    syntax = check_syntax(f"{inner}@{domain}")
+    if syntax.valid and len(address.encode("utf-8")) > EMAIL_MAX_LENGTH:
+        return Syntax(False, error="The email address is too long.")
+    return syntax
 
 
 @lru_cache(maxsize=16384)
