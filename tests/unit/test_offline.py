@@ -260,3 +260,15 @@ def test_quoted_local_parts_get_the_reference_verdict() -> None:
     assert wrong == []
     assert sum(check_syntax(c).valid for c in cells) > 500  # both sides are hit
     assert syntax_columns(cells) == one_by_one(cells)
+
+
+def test_domain_literals_get_the_reference_verdict() -> None:
+    rng = random.Random(6)
+    pieces = 'aZ0._-+ @,;:<>[]()\\"\tü.1'
+    cells = ["a@[1.2.3.4]", "a@[IPv6:::1]", '"a"@[1.2.3.4]', "<a@[1.2.3.4]>", "Ann <a@[1.2.3.4]>"]
+    for _ in range(5_000):
+        local = "".join(rng.choices(pieces, k=rng.randint(0, 8)))
+        literal = "".join(rng.choices("0123456789.:abcIPv6[]@ ", k=rng.randint(0, 12)))
+        cells.append(f"{local}{rng.choice(['@', '@', ''])}[{literal}]")
+    assert [c for c in cells if check_syntax(c)[:5] != reference_check(c)[:5]] == []
+    assert syntax_columns(cells) == one_by_one(cells)

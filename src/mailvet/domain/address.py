@@ -59,6 +59,7 @@ class Syntax(NamedTuple):
 
 NEEDS_QUOTES = "The part before the @-sign needs quotes; quoted local parts are not accepted."
 BAD_DISPLAY_NAME = "The display name before the angle brackets is not valid."
+NO_DOMAIN_LITERAL = "A bracketed IP address after the @-sign is not allowed."
 
 # RFC 5322 3.2.3 specials that an unquoted display name cannot hold (the period is allowed:
 # RFC 5322 4.1 obs-phrase), plus the quote and backslash that only a quoted one can.
@@ -229,6 +230,13 @@ def check_syntax(address: str) -> Syntax:
             return Syntax(False, error=BAD_DISPLAY_NAME)
         if inside == address and address.startswith('"'):
             return _quoted_local_syntax(address)
+        if inside == address and address.endswith("]"):
+            # `local@[1.2.3.4]`: with no quote, angle bracket or @-sign in the local part the
+            # library splits at that @-sign and refuses the domain literal (whatever it
+            # holds) unless it refused the local part first
+            local, _, domain = address.rpartition("@")
+            if domain.startswith("[") and "@" not in local and NOT_PLAIN.search(local) is None:
+                return Syntax(False, error=NO_DOMAIN_LITERAL)
         if inside == address or NOT_PLAIN.search(inside) is not None:
             return reference_check(address)  # quotes, escapes, brackets: the library decides
         # a display-name cell around a plain address: `reference_check` judges exactly
