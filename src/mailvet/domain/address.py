@@ -21,8 +21,11 @@ The rules (docs/syntax.md lists them with every deliberate exclusion):
 exactly its verdict (`tests/unit/test_address.py` checks this on a large generated corpus).
 Plain addresses take a fast path: the local part is matched with the library's own dot-atom
 expression and the domain is validated by the library once per distinct domain string
-(cached).  Everything else (quotes, angle brackets, backslashes, brackets, parentheses,
-Unicode local parts, domains that NFC would change) goes to `reference_check`.
+(cached); lower-case ASCII domains are mostly decided without it (`_lower_ascii_domain`).
+Unicode local parts take the library's own local-part steps (cached per local part), plainly
+quoted ASCII local parts are unquoted here, and domain literals are refused here.  Everything
+else (escapes, other quoted forms, brackets, parentheses, domains that NFC would change) goes
+to `reference_check`.
 """
 
 from __future__ import annotations
