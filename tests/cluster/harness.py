@@ -91,6 +91,8 @@ class Cluster:
             "MAILVET_DATABASE_URL": self.database_url,
             "MAILVET_DATA_DIR": str(self.root / "data"),
             "MAILVET_LOG_LEVEL": "info",
+            # outside the embedded default the web role refuses to start without one
+            "MAILVET_SECRET_KEY": "cluster-test-secret-key-of-32-characters-or-more",
             "PYTHONUNBUFFERED": "1",
             "MAILVET_WEB_PORT": str(self.web_port),
             # the roles share this host: no health server unless a test gives a role a port
