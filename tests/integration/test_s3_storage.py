@@ -331,6 +331,9 @@ class CuttingProxy:
         self.after = after
         self.cut = 0
         self._server: asyncio.Server | None = None
+        # the connections being served: cancelled and awaited on exit, so that none is left
+        # pending (with its sockets open) when the test's event loop closes
+        self._handlers: set[asyncio.Task[None]] = set()
 
     @property
     def endpoint(self) -> str:
@@ -345,26 +348,42 @@ class CuttingProxy:
     async def __aexit__(self, *exc: object) -> None:
         if self._server is not None:
             self._server.close()
+            handlers = list(self._handlers)
+            for handler in handlers:
+                handler.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
             await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream.port)
-        first = await reader.readline()
-        cut = self.cuts_left > 0 and first.startswith(self.request_line)
-        if cut:
-            self.cuts_left -= 1
-            self.cut += 1
-        up_writer.write(first)
-        limit = self.after if cut else None
-        sending = asyncio.create_task(_pump(reader, up_writer, None))
+        me = asyncio.current_task()
+        assert me is not None
+        self._handlers.add(me)
+        sides = [writer]
+        sending: asyncio.Task[None] | None = None
         try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream.port)
+            sides.append(up_writer)
+            first = await reader.readline()
+            cut = self.cuts_left > 0 and first.startswith(self.request_line)
+            if cut:
+                self.cuts_left -= 1
+                self.cut += 1
+            up_writer.write(first)
+            limit = self.after if cut else None
+            sending = asyncio.create_task(_pump(reader, up_writer, None))
             await _pump(up_reader, writer, limit)
+        except (OSError, asyncio.CancelledError):
+            pass  # a client gone, or the proxy closing: the sockets are closed below
         finally:
-            sending.cancel()
-            for side in (writer, up_writer):
+            if sending is not None:
+                sending.cancel()
+                with contextlib.suppress(OSError, asyncio.CancelledError):
+                    await sending
+            for side in sides:
                 side.close()
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError, asyncio.CancelledError):
                     await side.wait_closed()
+            self._handlers.discard(me)
 
 
 async def _pump(
