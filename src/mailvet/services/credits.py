@@ -23,15 +23,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
-from sqlalchemy.sql.dml import Insert
 
-from mailvet.adapters.db.database import WRITE_INTENT, Database
+from mailvet.adapters.db.database import WRITE_INTENT, Database, dialect_insert
 from mailvet.adapters.db.ledger_models import CreditBalanceRow, LedgerEntryRow
 from mailvet.adapters.db.models import JobRow
 from mailvet.adapters.db.rows import decode_counts
@@ -432,7 +430,9 @@ async def _lock(session: AsyncSession, account_id: str, now: datetime) -> int:
     for another writer, unless the caller's transaction read before: then the caller
     opens it with WRITE_INTENT, see `begin_write`)."""
     values = {"account_id": account_id, "balance": 0, "entries": 0, "updated_at": now}
-    await session.execute(_insert_ignoring_duplicates(session).values(**values))
+    await session.execute(
+        dialect_insert(session, CreditBalanceRow).values(**values).on_conflict_do_nothing()
+    )
     query = (
         select(CreditBalanceRow.balance)
         .where(CreditBalanceRow.account_id == account_id)
@@ -521,17 +521,3 @@ def _entry(row: LedgerEntryRow) -> Entry:
         reason=row.reason,
         actor=row.actor,
     )
-
-
-def _insert_ignoring_duplicates(session: AsyncSession) -> Insert:
-    dialect = session.get_bind().dialect.name
-    table: Any = CreditBalanceRow
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.insert(table).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        from sqlalchemy.dialects import sqlite
-
-        return sqlite.insert(table).on_conflict_do_nothing()
-    raise NotImplementedError(f"the credit ledger does not support {dialect}")

@@ -35,11 +35,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailvet.adapters.db.database import Database, rowcount, write_intent
+from mailvet.adapters.db.database import Database, dialect_insert, rowcount, write_intent
 from mailvet.adapters.db.outbox_models import OutboxRow
 from mailvet.domain.mail import MailDeliveryError, Mailer, OutgoingMail, RetryPolicy
 from mailvet.logs import logger
@@ -89,9 +87,8 @@ async def enqueue(
         return row_id
     if not key or len(key) > KEY_LENGTH:
         raise ValueError(f"an outbox key is 1 to {KEY_LENGTH} characters")
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     added = await session.execute(
-        insert(OutboxRow)
+        dialect_insert(session, OutboxRow)
         .values(**values)
         .on_conflict_do_nothing(index_elements=[OutboxRow.key])
         .returning(OutboxRow.id)

@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import case, delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailvet.adapters.db.database import rowcount
+from mailvet.adapters.db.database import dialect_insert, rowcount
 from mailvet.adapters.db.session_models import COUNTER_KEY_LENGTH, RateCounterRow
 from mailvet.domain.throttle import Throttle, judge, window_start
 
@@ -64,9 +62,8 @@ async def hit(
     until the window ends, not for one request)."""
     _check_key(key)
     start = window_start(now, window_seconds)
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     row = RateCounterRow
-    values = insert(row).values(key=key, window_start=start, count=1)
+    values = dialect_insert(session, row).values(key=key, window_start=start, count=1)
     statement = values.on_conflict_do_update(
         index_elements=[row.key],
         set_={

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
@@ -22,6 +22,13 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from mailvet.adapters.db.schema import metadata
+from mailvet.settings import SettingsError
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+# the databases mailvet runs on (make_database refuses any other)
+BACKENDS = ("sqlite", "postgresql")
 
 # Execution option a writer passes so that SQLite starts its transaction with BEGIN IMMEDIATE
 # (take the write lock first: a read-then-write transaction cannot fail on lock upgrade).
@@ -40,6 +47,18 @@ async def write_intent(session: AsyncSession) -> None:
     if transaction is not None and getattr(transaction, "_connections", None):
         return
     await session.connection(execution_options=WRITE_INTENT)
+
+
+def dialect_insert(session: AsyncSession, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """INSERT into `table` in the session's dialect, which has `on_conflict_do_nothing` and
+    `on_conflict_do_update` (idempotent writes keyed by a unique column)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
 
 
 def rowcount(result: object) -> int:
@@ -71,6 +90,11 @@ def make_database(url: str) -> Database:
     `postgresql+psycopg://...` gets a pool that tests each connection before use.
     """
     parsed = make_url(url)
+    if parsed.get_backend_name() not in BACKENDS:
+        raise SettingsError(
+            "MAILVET_DATABASE_URL: mailvet runs on SQLite (sqlite+aiosqlite:///path) or"
+            f" PostgreSQL (postgresql+psycopg://...), not {parsed.get_backend_name()}"
+        )
     sqlite = parsed.get_backend_name() == "sqlite"
     # a server restart leaves dead connections in the pool: test each one before use
     engine = create_async_engine(url, pool_pre_ping=not sqlite)

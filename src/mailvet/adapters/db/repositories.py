@@ -13,9 +13,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 from sqlalchemy import CursorResult, Result, Update, delete, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.dml import Insert
 
-from mailvet.adapters.db.database import WRITE_INTENT, Database
+from mailvet.adapters.db.database import WRITE_INTENT, Database, dialect_insert
 from mailvet.adapters.db.models import JobChunkRow, JobRow, JobVerdictRow
 from mailvet.adapters.db.rows import encode_counts, job_from_row
 from mailvet.adapters.retry import RetriesExhausted, RetryPolicy
@@ -172,7 +171,9 @@ class SqlJobRepository:
     async def record_chunk(self, job_id: str, chunk_id: int, rows: int) -> bool:
         try:
             async with self._write() as session:
-                insert = _insert_ignoring_duplicates(session)
+                # whether the row went in is read from RETURNING: psycopg under SQLAlchemy
+                # reports an INSERT's rowcount as -1
+                insert = dialect_insert(session, JobChunkRow).on_conflict_do_nothing()
                 added = await session.execute(
                     insert.values(job_id=job_id, chunk_id=chunk_id, rows=rows).returning(
                         JobChunkRow.chunk_id
@@ -210,7 +211,9 @@ class SqlJobRepository:
             {"job_id": job_id, "row": row, "verdict": verdict} for row, verdict in verdicts.items()
         ]
         async with self._write() as session:
-            await session.execute(_insert_ignoring_duplicates(session, JobVerdictRow), values)
+            await session.execute(
+                dialect_insert(session, JobVerdictRow).on_conflict_do_nothing(), values
+            )
 
     @_retrying
     async def kept_verdicts(self, job_id: str, first_row: int, rows: int) -> dict[int, bytes]:
@@ -240,26 +243,6 @@ def _update_job(job_id: str, values: dict[str, Any]) -> Update:
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-
-
-def _insert_ignoring_duplicates(
-    session: AsyncSession, table: type[JobChunkRow] | type[JobVerdictRow] = JobChunkRow
-) -> Insert:
-    """INSERT ... ON CONFLICT DO NOTHING for the dialects mailvet runs on.
-
-    Whether a row went in is read from RETURNING: drivers do not all keep an INSERT's rowcount
-    (psycopg under SQLAlchemy reports -1).
-    """
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.insert(table).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        from sqlalchemy.dialects import sqlite
-
-        return sqlite.insert(table).on_conflict_do_nothing()
-    raise NotImplementedError(f"record_chunk does not support {dialect}")
 
 
 def _rowcount(result: Result[Any]) -> int:
