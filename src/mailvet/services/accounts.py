@@ -52,6 +52,7 @@ from mailvet.adapters.db.account_models import (
 )
 from mailvet.adapters.db.database import rowcount, write_intent
 from mailvet.adapters.db.models import JobRow
+from mailvet.clock import utc_now
 from mailvet.domain import accounts as rules
 from mailvet.domain.accounts import Account, CodeOutcome, CodeState, ResendVerdict, Role
 from mailvet.domain.credits import EntryKind
@@ -61,7 +62,6 @@ from mailvet.logs import logger
 from mailvet.pipeline import object_keys
 from mailvet.services import credits as ledger
 from mailvet.services import outbox, sessions
-from mailvet.services.credits import utc_now
 from mailvet.services.throttle import Limit
 
 if TYPE_CHECKING:

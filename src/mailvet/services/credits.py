@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import msgspec
 from sqlalchemy import and_, func, or_, select, update
@@ -33,16 +33,13 @@ from mailvet.adapters.db.database import WRITE_INTENT, Database, dialect_insert
 from mailvet.adapters.db.ledger_models import CreditBalanceRow, LedgerEntryRow
 from mailvet.adapters.db.models import JobRow
 from mailvet.adapters.db.rows import decode_counts
+from mailvet.clock import utc_now
 from mailvet.domain import credits as rules
 from mailvet.domain.credits import Balance, Entry, EntryKind, Reservation, Shortfall
 from mailvet.domain.job import Job, JobStatus
 from mailvet.logs import logger
 
 REASON_MAX = 1024
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class HistoryPage(msgspec.Struct, frozen=True):

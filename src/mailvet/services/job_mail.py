@@ -17,11 +17,11 @@ from datetime import datetime
 
 from mailvet.adapters.db.account_models import AccountRow
 from mailvet.adapters.db.database import Database, write_intent
+from mailvet.clock import utc_now
 from mailvet.domain.job import Job
 from mailvet.domain.mail import OutgoingMail, is_header_safe
 from mailvet.logs import logger
 from mailvet.services import outbox
-from mailvet.services.credits import utc_now
 
 MAX_FILENAME = 200  # the file name shown in the mail, cut to this
 

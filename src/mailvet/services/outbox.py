@@ -39,9 +39,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailvet.adapters.db.database import Database, dialect_insert, rowcount, write_intent
 from mailvet.adapters.db.outbox_models import OutboxRow
+from mailvet.clock import utc_now
 from mailvet.domain.mail import MailDeliveryError, Mailer, OutgoingMail, RetryPolicy
 from mailvet.logs import logger
-from mailvet.services.credits import utc_now
 from mailvet.settings import Settings
 
 LEASE_MARGIN = datetime.timedelta(minutes=1)

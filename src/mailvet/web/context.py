@@ -18,13 +18,13 @@ import os
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from litestar.di import NamedDependency
 from litestar.params import SkipValidation
 
+from mailvet.clock import Clock, utc_now
 from mailvet.domain.throttle import parse_rates
 from mailvet.pipeline.engine import Engine
 from mailvet.settings import Settings, SettingsError
@@ -36,11 +36,6 @@ if TYPE_CHECKING:
 
 SECRET_KEY_FILE = "secret_key"  # noqa: S105  (a file name, not a secret)
 SECRET_KEY_MIN_LENGTH = 32
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

@@ -29,11 +29,12 @@ if TYPE_CHECKING:
     from litestar import Litestar
 
     from mailvet.bootstrap import Deps
+    from mailvet.clock import Clock
     from mailvet.domain.identity import Captcha, OidcClient
     from mailvet.domain.mail import Mailer
     from mailvet.domain.ports import ObjectStorage
     from mailvet.web.auth.ports import AuthPorts
-    from mailvet.web.context import Clock, WebContext
+    from mailvet.web.context import WebContext
 
 log = structlog.get_logger(__name__)
 

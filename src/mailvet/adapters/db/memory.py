@@ -7,14 +7,11 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from mailvet.clock import utc_now
 from mailvet.domain.job import ACTIVE_STATUSES, Job, JobCounts, JobStatus, check_transition
 from mailvet.domain.ports import JobNotFound
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class MemoryJobRepository:

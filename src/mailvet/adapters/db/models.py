@@ -23,6 +23,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from mailvet.clock import utc_now
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -62,10 +64,6 @@ class UtcDateTime(TypeDecorator[datetime.datetime]):
         return value
 
 
-def _utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
 class Base(DeclarativeBase):
     metadata = metadata
 
@@ -100,9 +98,9 @@ class JobRow(Base):
     counts: Mapped[str | None] = mapped_column(Text, nullable=True)
     # the header row chosen on the preview (FileInfo.header_row); None: detected
     header_row: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), default=_utc_now)
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), default=utc_now)
     updated_at: Mapped[datetime.datetime] = mapped_column(
-        UtcDateTime(), default=_utc_now, onupdate=_utc_now
+        UtcDateTime(), default=utc_now, onupdate=utc_now
     )
 
 

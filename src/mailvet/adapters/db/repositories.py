@@ -7,7 +7,7 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from sqlalchemy import CursorResult, Result, Update, delete, select, update
@@ -18,6 +18,7 @@ from mailvet.adapters.db.database import WRITE_INTENT, Database, dialect_insert
 from mailvet.adapters.db.models import JobChunkRow, JobRow, JobVerdictRow
 from mailvet.adapters.db.rows import encode_counts, job_from_row
 from mailvet.adapters.retry import RetriesExhausted, RetryPolicy
+from mailvet.clock import utc_now
 from mailvet.domain.job import ACTIVE_STATUSES, Job, JobCounts, JobStatus, check_transition
 from mailvet.domain.ports import JobNotFound
 from mailvet.logs import logger
@@ -58,10 +59,6 @@ def _retrying(
             raise exc.error from None
 
     return call
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class SqlJobRepository:

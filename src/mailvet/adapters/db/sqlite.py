@@ -23,6 +23,7 @@ from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from mailvet.adapters.db.rows import JOB_COLUMNS, encode_counts, job_from_row
+from mailvet.clock import utc_now
 from mailvet.domain.job import ACTIVE_STATUSES, Job, JobCounts, JobStatus, check_transition
 from mailvet.domain.ports import JobNotFound
 
@@ -40,10 +41,6 @@ def sqlite_path(url: str) -> Path | None:
         return None
     path = rest.split("?")[0]
     return None if path in ("", ":memory:") else Path(path)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _stored(value: datetime) -> str:
