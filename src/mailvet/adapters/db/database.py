@@ -8,6 +8,8 @@ migrations and for tests that run the SQL repository on SQLite.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,6 +82,16 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def unit_of_work(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:
+        """One transaction, committed when the block ends and rolled back if it raises;
+        `write=True` begins it as a writer (`write_intent`: SQLite's BEGIN IMMEDIATE), for a
+        use case that reads and then writes."""
+        async with self.session_maker() as session, session.begin():
+            if write:
+                await write_intent(session)
+            yield session
 
 
 def make_database(url: str) -> Database:

@@ -13,7 +13,7 @@ Session keys (server-side data, web/sessions.py):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,11 +48,11 @@ FORGOT_PER_IP = Limit("forgot-ip", 10, 3600)
 RESET_PER_IP = Limit("reset-ip", 30, 15 * 60)
 
 
-@contextlib.asynccontextmanager
-async def unit_of_work(web: WebContext) -> AsyncIterator[AsyncSession]:
-    """One transaction: committed when the block ends, rolled back if it raises."""
-    async with web.database.session_maker() as session, session.begin():
-        yield session
+def unit_of_work(
+    web: WebContext, *, write: bool = False
+) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
+    """One transaction of the web context's database (`Database.unit_of_work`)."""
+    return web.database.unit_of_work(write=write)
 
 
 async def hit(web: WebContext, request: Request[Any, Any, Any], rule: Limit) -> throttle.Throttle:
