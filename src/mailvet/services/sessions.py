@@ -21,6 +21,7 @@ import msgspec
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailvet.adapters.db.database import rowcount
 from mailvet.adapters.db.session_models import WebSessionRow
 
 TOKEN_BYTES = 32
@@ -92,7 +93,7 @@ async def save(
         .values(data=dict(data), last_seen_at=now)
         .execution_options(synchronize_session=False)
     )
-    return _rowcount(result) > 0
+    return rowcount(result) > 0
 
 
 async def rotate(
@@ -137,7 +138,7 @@ async def end_all_sessions(
     if except_token_hash is not None:
         statement = statement.where(WebSessionRow.token_hash != except_token_hash)
     result = await session.execute(statement.execution_options(synchronize_session=False))
-    return _rowcount(result)
+    return rowcount(result)
 
 
 async def sessions_of(session: AsyncSession, account_id: str, *, now: datetime) -> int:
@@ -157,12 +158,7 @@ async def purge_expired(session: AsyncSession, *, now: datetime) -> int:
         .where(WebSessionRow.expires_at <= now)
         .execution_options(synchronize_session=False)
     )
-    return _rowcount(result)
-
-
-def _rowcount(result: object) -> int:
-    count = getattr(result, "rowcount", 0)
-    return int(count) if isinstance(count, int) else 0
+    return rowcount(result)
 
 
 def _stored(row: WebSessionRow) -> StoredSession:

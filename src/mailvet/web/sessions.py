@@ -44,7 +44,6 @@ from litestar.middleware.session.base import (
     SessionMiddleware,
 )
 
-from mailvet.adapters.db.database import WRITE_INTENT
 from mailvet.services import sessions as stored_sessions
 
 if TYPE_CHECKING:
@@ -145,8 +144,7 @@ class DatabaseSessionBackend(BaseSessionBackend[SessionCookieConfig]):
             return
         if not _writes(state, data, now):
             return
-        async with self.context.database.session_maker() as session, session.begin():
-            await session.connection(execution_options=WRITE_INTENT)  # SQLite: BEGIN IMMEDIATE
+        async with self.context.database.unit_of_work(write=True) as session:
             if state.rotate:
                 if state.account_id is None and not data:
                     if stored is not None:
