@@ -62,6 +62,7 @@ async def test_the_demo_checks_at_the_dns_level_five_times_a_day(tmp_path: Path)
         assert refused.status_code == 429
         assert int(refused.headers["retry-after"]) > 0
         assert "5 free checks of today" in refused.text
+        assert "or try again in " in refused.text  # the wait in words (auth.common.wait_text)
         s.clock.advance(days=1)
         again = await c.post("/demo", data={"email": "b@example.com", "_csrf_token": token})
         assert again.status_code == 200

@@ -17,18 +17,17 @@ from litestar.params import Body, FromQuery
 from litestar.response import Template
 from litestar.status_codes import HTTP_200_OK, HTTP_429_TOO_MANY_REQUESTS
 
-from mailvet.adapters.db.database import WRITE_INTENT
 from mailvet.domain.verdict import RESULT_COLUMNS, Check, Reason, Verdict
-from mailvet.services import throttle
+from mailvet.services.throttle import Limit
+from mailvet.web.auth.common import wait_text
 from mailvet.web.context import EngineDep, Web
 from mailvet.web.forms import MAX_ADDRESS, is_htmx
 from mailvet.web.public.texts import REASON_TEXT, STEPS, docs_job_statuses, docs_statuses
-from mailvet.web.throttle import client_ip
+from mailvet.web.throttle import client_ip, count
 
 log = structlog.get_logger(__name__)
 
-DEMO_LIMIT = 5  # checks per IP
-DEMO_WINDOW = 24 * 3600
+DEMO_PER_IP = Limit("demo-ip", 5, 24 * 3600)  # checks per client IP a day
 
 
 @dataclass
@@ -65,15 +64,7 @@ class PublicController(Controller):
         elif len(address) > MAX_ADDRESS:
             context["demo_error"] = f"An address has at most {MAX_ADDRESS} characters."
         else:
-            async with web.database.session_maker() as session, session.begin():
-                await session.connection(execution_options=WRITE_INTENT)
-                answer = await throttle.hit(
-                    session,
-                    f"demo-ip:{client_ip(request)}",
-                    limit=DEMO_LIMIT,
-                    window_seconds=DEMO_WINDOW,
-                    now=web.clock(),
-                )
+            answer = await count(web, DEMO_PER_IP, client_ip(request))
             if answer.allowed:
                 verdict = await engine.check(address, _demo_level(web))
                 context["verdict"] = verdict
@@ -83,7 +74,8 @@ class PublicController(Controller):
                 status = HTTP_429_TOO_MANY_REQUESTS
                 headers["Retry-After"] = str(answer.retry_after)
                 context["demo_error"] = (
-                    f"That was the {DEMO_LIMIT} free checks of today. Sign up to check more."
+                    f"That was the {DEMO_PER_IP.limit} free checks of today."
+                    f" Sign up to check more, or try again in {wait_text(answer.retry_after)}."
                 )
         name = "public/_demo_result.html" if is_htmx(request) else "public/home.html"
         return Template(name, context=context, status_code=status, headers=headers)
@@ -128,7 +120,7 @@ def _home_context(web: Any, email: str) -> dict[str, Any]:
     verdict: Verdict | None = None
     return {
         "free_credits": web.settings.web.free_credits,
-        "demo_limit": DEMO_LIMIT,
+        "demo_limit": DEMO_PER_IP.limit,
         "demo_email": email,
         "verdict": verdict,
         "demo_error": "",
