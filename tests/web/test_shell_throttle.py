@@ -7,7 +7,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailvet.adapters.db.session_models import RateCounterRow
 from mailvet.domain.throttle import Rate, judge, parse_rates, seconds_left, window_start
 from mailvet.services import throttle
 from mailvet.web.app import create_app
@@ -61,17 +64,29 @@ async def test_hits_count_per_key_and_window_and_reset_clears(tmp_path: Path) ->
         assert answers[2].retry_after == 60
         assert other.allowed and other.count == 1
         async with database.session_maker() as session, session.begin():
-            full = await throttle.peek(session, "k", limit=2, window_seconds=60, now=T0)
+            full = await stored_count(session, "k")
             later = T0 + timedelta(seconds=60)
-            fresh = await throttle.peek(session, "k", limit=2, window_seconds=60, now=later)
             next_window = await throttle.hit(session, "k", limit=2, window_seconds=60, now=later)
-        assert not full.allowed and full.count == 3
-        assert fresh.allowed and fresh.count == 0
+            restarted = await stored_count(session, "k")
+        assert full == (3, int(T0.timestamp()))  # the refused hit is counted too
         assert next_window.allowed and next_window.count == 1
+        assert restarted == (1, int(later.timestamp()))
         async with database.session_maker() as session, session.begin():
             await throttle.reset(session, "k")
-            after_reset = await throttle.peek(session, "k", limit=2, window_seconds=60, now=later)
-        assert after_reset.count == 0
+            after_reset = await stored_count(session, "k")
+        assert after_reset is None
+
+
+async def stored_count(session: AsyncSession, key: str) -> tuple[int, int] | None:
+    """The counter row of `key` as stored: (count, window start)."""
+    found = (
+        await session.execute(
+            select(RateCounterRow.count, RateCounterRow.window_start).where(
+                RateCounterRow.key == key
+            )
+        )
+    ).one_or_none()
+    return None if found is None else (found[0], found[1])
 
 
 async def test_two_app_instances_share_the_per_ip_limit(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ PostgreSQL the row lock serialises concurrent hits of one key; SQLite serialises
 so two replicas never both see the last free slot. Fixed windows (domain/throttle.py): the
 row keeps the start of its window, and the first hit of a new window starts the count at 1.
 
-`hit`, `peek` and `reset` take the caller's unit of work and do not commit. A named rule is
+`hit` and `reset` take the caller's unit of work and do not commit. A named rule is
 a `Limit` (prefix, limit, window): `await LOGIN_FAILURES.hit(session, subject, now)`; in its
 own transaction from web code, `web.throttle.count(context, rule, subject)`.
 """
@@ -18,28 +18,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, delete, select
+from sqlalchemy import case, delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailvet.adapters.db.database import dialect_insert, rowcount
 from mailvet.adapters.db.session_models import COUNTER_KEY_LENGTH, RateCounterRow
 from mailvet.domain.throttle import Throttle, judge, window_start
 
-__all__ = ["Limit", "Throttle", "hit", "peek", "purge_stale", "reset"]
+__all__ = ["Limit", "Throttle", "hit", "purge_stale", "reset"]
 
 
 @dataclass(frozen=True)
 class Limit:
     """A named throttle: at most `limit` hits per `window_seconds` per subject, counted
-    under the key `prefix:subject` (the prefix alone for an empty subject; cut to 200
-    characters)."""
+    under the key `prefix:subject` (the prefix alone for an empty subject; cut to
+    COUNTER_KEY_LENGTH characters)."""
 
     prefix: str
     limit: int
     window_seconds: int
 
     def key(self, subject: str) -> str:
-        return (f"{self.prefix}:{subject}" if subject else self.prefix)[:200]
+        return (f"{self.prefix}:{subject}" if subject else self.prefix)[:COUNTER_KEY_LENGTH]
 
     async def hit(self, session: AsyncSession, subject: str, now: datetime) -> Throttle:
         return await hit(
@@ -76,25 +76,6 @@ async def hit(
     ).returning(row.count)
     count = (await session.execute(statement)).scalar_one()
     return judge(count, limit, now, window_seconds)
-
-
-async def peek(
-    session: AsyncSession, key: str, *, limit: int, window_seconds: int, now: datetime
-) -> Throttle:
-    """Would one more hit of `key` be allowed? Counts nothing (`count` is what is there)."""
-    _check_key(key)
-    found = (
-        await session.execute(
-            select(RateCounterRow.window_start, RateCounterRow.count).where(
-                RateCounterRow.key == key
-            )
-        )
-    ).one_or_none()
-    count = 0
-    if found is not None and found[0] == window_start(now, window_seconds):
-        count = found[1]
-    after = judge(count + 1, limit, now, window_seconds)
-    return Throttle(allowed=after.allowed, count=count, limit=limit, retry_after=after.retry_after)
 
 
 async def reset(session: AsyncSession, key: str) -> None:
