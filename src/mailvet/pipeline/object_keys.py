@@ -34,3 +34,8 @@ def completed(job_id: str) -> str:
 
 def summary(job_id: str) -> str:
     return f"{COMPLETED}{job_id}.summary.json"
+
+
+def job_prefixes(job_id: str) -> tuple[str, ...]:
+    """Every prefix a job's files live under (upload, work files, result and summary)."""
+    return (uploaded(job_id), job_work(job_id), completed(job_id))

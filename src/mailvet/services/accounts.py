@@ -23,8 +23,9 @@ What the callers can rely on:
   the TOTP secret as a Fernet token; both keys derived from `settings.web.secret_key` with
   HKDF (changing the key voids pending codes, resets and TOTP secrets).
 
-Web code: `AccountService.from_settings(settings, hasher=..., storage=...)` once at start-up
-(bootstrap), then `await service.signup(session, ...)` etc. in the controllers.
+Web code: one `AccountService(...)` per process, built by `web.auth.ports.build_auth_ports`
+from the web context (its hasher, secret key and clock), then `await service.signup(session,
+...)` etc. in the controllers.
 """
 
 from __future__ import annotations
@@ -70,7 +71,6 @@ if TYPE_CHECKING:
 
     from mailvet.domain.identity import GoogleIdentity
     from mailvet.domain.ports import ObjectStorage
-    from mailvet.settings import Settings
 
 CONFIRM = "confirm"  # purpose of the sign-up code (email_codes.purpose)
 
@@ -373,32 +373,6 @@ class AccountService:
         self.clock = clock
         self._dummy_hash: str | None = None
 
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        storage: ObjectStorage | None = None,
-        hasher: PasswordHasher | None = None,
-        secret_key: str | None = None,
-        clock: Callable[[], datetime.datetime] = utc_now,
-    ) -> AccountService:
-        """`secret_key` overrides settings.web.secret_key (the embedded default's generated
-        key); `hasher` defaults to argon2-cffi's PasswordHasher (argon2id, RFC 9106 low
-        memory)."""
-        if hasher is None:
-            from argon2 import PasswordHasher
-
-            hasher = PasswordHasher()
-        return cls(
-            hasher=hasher,
-            keys=AccountKeys.from_secret(secret_key or settings.web.secret_key),
-            public_url=settings.web.public_url,
-            free_credits=settings.web.free_credits,
-            storage=storage,
-            clock=clock,
-        )
-
     # --- sign-up and the e-mailed code --------------------------------------------------------
 
     async def signup(
@@ -470,10 +444,10 @@ class AccountService:
             return ConfirmOutcome(CodeOutcome.WRONG, rules.CODE_MAX_WRONG - 1)
         stored_hash, expires_at, attempts, sends, last_sent_at = counted
         state = CodeState(
-            expires_at=_aware(expires_at),
+            expires_at=expires_at,
             attempts=attempts - 1,  # before this entry
             sends=sends,
-            last_sent_at=_aware(last_sent_at),
+            last_sent_at=last_sent_at,
         )
         typed = rules.clean_code(code)
         digest = self._code_digest(row.id, typed or "")
@@ -907,6 +881,7 @@ class AccountService:
         being started (pending_start for less than STARTING_FOR): the pipeline would write
         its result after the files went, under a row the retention purge skips."""
         from mailvet.domain.job import ACTIVE_STATUSES, JobStatus
+        from mailvet.services.jobs import forget_files
 
         row = await self._row(session, account_id)
         running = select(JobRow.id).where(
@@ -929,16 +904,11 @@ class AccountService:
         )
         if self.storage is not None:
             for job_id in jobs:
-                for prefix in job_file_prefixes(job_id):
+                for prefix in object_keys.job_prefixes(job_id):
                     await self.storage.delete_prefix(prefix)
             if row.avatar_key:
                 await self.storage.delete_prefix(row.avatar_key)
-        await session.execute(
-            update(JobRow)
-            .where(JobRow.owner == account_id)
-            .values(filename="", email_column=None, sheet=None)
-            .execution_options(synchronize_session=False)
-        )
+        await forget_files(session, JobRow.owner == account_id)
         await sessions.end_all_sessions(session, account_id)
         await session.delete(row)
         await session.flush()
@@ -1110,15 +1080,6 @@ class AccountService:
         return self._dummy_hash
 
 
-def job_file_prefixes(job_id: str) -> tuple[str, ...]:
-    """Every storage prefix a job's files live under (upload, work files, result, summary)."""
-    return (
-        object_keys.uploaded(job_id),
-        object_keys.job_work(job_id),
-        object_keys.completed(job_id),
-    )
-
-
 # --- module helpers ----------------------------------------------------------------------
 
 
@@ -1168,11 +1129,6 @@ async def _row_by_email(session: AsyncSession, email: str) -> AccountRow | None:
         .execution_options(populate_existing=True)
     )
     return (await session.execute(query)).scalar_one_or_none()
-
-
-def _aware(value: datetime.datetime) -> datetime.datetime:
-    """A time read by a Core statement (no UtcDateTime processing on SQLite): UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
 
 
 def _code_state(row: EmailCodeRow) -> CodeState:

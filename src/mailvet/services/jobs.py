@@ -27,6 +27,7 @@ from types import SimpleNamespace
 import msgspec
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from mailvet.adapters.db.database import Database
 from mailvet.adapters.db.models import JobRow
@@ -73,15 +74,6 @@ class Progress(msgspec.Struct, frozen=True):
 
 class JobRunning(Exception):
     """A job between submission and its end cannot be deleted (its services use the files)."""
-
-
-def job_file_prefixes(job_id: str) -> tuple[str, ...]:
-    """Every storage prefix of a job's files (upload, work files, result and summary)."""
-    return (
-        object_keys.uploaded(job_id),
-        object_keys.job_work(job_id),
-        object_keys.completed(job_id),
-    )
 
 
 def is_job_id(job_id: str) -> bool:
@@ -147,7 +139,7 @@ async def delete_job(
         return False
     if job.status in ACTIVE_STATUSES:
         raise JobRunning(job_id)
-    for prefix in job_file_prefixes(job_id):
+    for prefix in object_keys.job_prefixes(job_id):
         await storage.delete_prefix(prefix)
     row = await session.get(JobRow, job_id)
     if row is not None:
@@ -166,6 +158,18 @@ async def discard_unstarted(session: AsyncSession, job_id: str) -> bool:
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+async def forget_files(session: AsyncSession, where: ColumnElement[bool]) -> None:
+    """Blank what the rows matching `where` said about their files (name, column, sheet,
+    layout) once the files are deleted: the retention purge and an account's deletion. A
+    blank file name marks such a job; its counts, cost and dates stay."""
+    await session.execute(
+        update(JobRow)
+        .where(where)
+        .values(filename="", email_column=None, sheet=None, layout=b"")
+        .execution_options(synchronize_session=False)
+    )
 
 
 # --- drafts: uploaded, previewed, not started ----------------------------------------------
@@ -217,15 +221,10 @@ async def purge_expired(
         ).scalars()
     )
     for job_id in ids:
-        for prefix in job_file_prefixes(job_id):
+        for prefix in object_keys.job_prefixes(job_id):
             await storage.delete_prefix(prefix)
     if ids:
-        await session.execute(
-            update(JobRow)
-            .where(JobRow.id.in_(ids))
-            .values(filename="", email_column=None, sheet=None, layout=b"")
-            .execution_options(synchronize_session=False)
-        )
+        await forget_files(session, JobRow.id.in_(ids))
     for prefix in swept_draft_days(now):
         await storage.delete_prefix(prefix)
     return len(ids)
