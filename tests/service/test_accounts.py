@@ -32,6 +32,7 @@ from mailvet.adapters.db.ledger_models import LedgerEntryRow
 from mailvet.adapters.db.models import JobRow
 from mailvet.adapters.db.outbox_models import OutboxRow
 from mailvet.adapters.db.schema import metadata
+from mailvet.adapters.db.session_models import WebSessionRow
 from mailvet.adapters.storage.memory import MemoryStorage
 from mailvet.domain import accounts as rules
 from mailvet.domain.accounts import CodeOutcome
@@ -635,7 +636,11 @@ async def web_session(db: Database, account_id: str) -> str:
 
 
 async def live_sessions(db: Database, account_id: str) -> int:
-    return int(await run(db, sessions.sessions_of, account_id, now=T0))
+    async with db.session_maker() as session:
+        query = select(func.count()).where(
+            WebSessionRow.account_id == account_id, WebSessionRow.expires_at > T0
+        )
+        return int((await session.execute(query)).scalar_one())
 
 
 async def test_changing_the_password_ends_the_other_sessions(

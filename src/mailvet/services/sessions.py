@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailvet.adapters.db.database import rowcount
@@ -139,16 +139,6 @@ async def end_all_sessions(
         statement = statement.where(WebSessionRow.token_hash != except_token_hash)
     result = await session.execute(statement.execution_options(synchronize_session=False))
     return rowcount(result)
-
-
-async def sessions_of(session: AsyncSession, account_id: str, *, now: datetime) -> int:
-    """How many live sessions `account_id` has (the account page shows it)."""
-    rows = await session.execute(
-        select(WebSessionRow.token_hash).where(
-            WebSessionRow.account_id == account_id, WebSessionRow.expires_at > now
-        )
-    )
-    return len(rows.all())
 
 
 async def purge_expired(session: AsyncSession, *, now: datetime) -> int:

@@ -322,5 +322,5 @@ async def requires_admin(
     context: WebContext = connection.app.state["web"]
     async with context.database.session_maker() as session:
         account = await get_account(session, signed.account_id)
-    if account is None or account.disabled or account.role != "admin":
+    if account is None or account.disabled or not account.is_admin:
         raise PermissionDeniedException("administrators only")

@@ -47,13 +47,14 @@ def build_auth_ports(
     (account deletion removes the account's files there)."""
     from mailvet.adapters.captcha import build_captcha
     from mailvet.adapters.oidc import build_oidc
-    from mailvet.services.accounts import AccountService
+    from mailvet.services.accounts import AccountKeys, AccountService
 
-    accounts = AccountService.from_settings(
-        web.settings,
-        storage=storage,
+    accounts = AccountService(
         hasher=web.hasher,
-        secret_key=web.secret_key,
+        keys=AccountKeys.from_secret(web.secret_key),
+        public_url=web.settings.web.public_url,
+        free_credits=web.settings.web.free_credits,
+        storage=storage,
         clock=web.clock,
     )
     return AuthPorts(
