@@ -111,7 +111,6 @@ async def run(
                         "layout": layout,
                         "owner": account.id if n < jobs else f"other-{n % 500:03d}",
                         "cost": 950,
-                        "unique_addresses": 950,
                         "counts": counts if status is JobStatus.COMPLETED else None,
                         "created_at": now - timedelta(minutes=n),
                         "updated_at": now - timedelta(minutes=n),

@@ -88,9 +88,8 @@ class Job(msgspec.Struct, kw_only=True):
     chunks_total: int = 0
     layout: bytes = b""  # the detected file layout (msgpack), opaque to the domain
     owner: str = ""
-    # distinct syntactically valid addresses (counted when the job pays) and the credits
-    # reserved for them; the result's counts once completed
-    unique_addresses: int = 0
+    # the credits reserved: its distinct syntactically valid addresses (counted when the job
+    # pays); the result's counts once completed
     cost: int = 0
     counts: JobCounts | None = None
     created_at: datetime | None = None

@@ -38,8 +38,8 @@ class JobRepository(Protocol):
         self, job_id: str, *, rows_total: int, chunks_total: int, layout: bytes
     ) -> None: ...
 
-    async def set_cost(self, job_id: str, *, unique_addresses: int, cost: int) -> None:
-        """The job's distinct valid addresses and the credits reserved for them."""
+    async def set_cost(self, job_id: str, cost: int) -> None:
+        """The credits reserved for the job (its distinct valid addresses)."""
         ...
 
     async def set_result_counts(self, job_id: str, counts: JobCounts) -> None:

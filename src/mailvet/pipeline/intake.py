@@ -119,7 +119,7 @@ class Intake:
         if not self._ledger.charges(job):
             return True
         cost = await asyncio.to_thread(unique_valid_addresses, path, layout)
-        await self._jobs.set_cost(job.id, unique_addresses=cost, cost=cost)
+        await self._jobs.set_cost(job.id, cost)
         short = await self._ledger.reserve(job, cost)
         if short is None:
             return True

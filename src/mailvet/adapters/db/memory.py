@@ -46,9 +46,9 @@ class MemoryJobRepository:
         job.rows_total, job.chunks_total, job.layout = rows_total, chunks_total, layout
         job.updated_at = self._now()
 
-    async def set_cost(self, job_id: str, *, unique_addresses: int, cost: int) -> None:
+    async def set_cost(self, job_id: str, cost: int) -> None:
         job = self._job(job_id)
-        job.unique_addresses, job.cost, job.updated_at = unique_addresses, cost, self._now()
+        job.cost, job.updated_at = cost, self._now()
 
     async def set_result_counts(self, job_id: str, counts: JobCounts) -> None:
         job = self._job(job_id)

@@ -91,9 +91,8 @@ class JobRow(Base):
     chunks_total: Mapped[int] = mapped_column(Integer, default=0)
     layout: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
     owner: Mapped[str] = mapped_column(String(255), default="")  # ix_jobs_owner_created_at
-    # credits (revision 0005): distinct valid addresses, credits reserved, and the result's
-    # counts per status and reason (domain.job.JobCounts as JSON) once completed
-    unique_addresses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # credits (revision 0005): credits reserved (the distinct valid addresses), and the
+    # result's counts per status and reason (domain.job.JobCounts as JSON) once completed
     cost: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     counts: Mapped[str | None] = mapped_column(Text, nullable=True)
     # the header row chosen on the preview (FileInfo.header_row); None: detected

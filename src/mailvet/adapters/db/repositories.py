@@ -104,7 +104,6 @@ class SqlJobRepository:
             chunks_total=job.chunks_total,
             layout=job.layout,
             owner=job.owner,
-            unique_addresses=job.unique_addresses,
             cost=job.cost,
             counts=None if job.counts is None else encode_counts(job.counts),
             created_at=job.created_at or now,
@@ -151,8 +150,8 @@ class SqlJobRepository:
                 raise JobNotFound(job_id)
 
     @_retrying
-    async def set_cost(self, job_id: str, *, unique_addresses: int, cost: int) -> None:
-        values = {"unique_addresses": unique_addresses, "cost": cost, "updated_at": self._now()}
+    async def set_cost(self, job_id: str, cost: int) -> None:
+        values = {"cost": cost, "updated_at": self._now()}
         async with self._write() as session:
             if _rowcount(await session.execute(_update_job(job_id, values))) == 0:
                 raise JobNotFound(job_id)

@@ -136,7 +136,6 @@ class SqliteJobRepository:
             _stored(now),
             job.file.sheet,
             job.file.result_kind,
-            job.unique_addresses,
             job.cost,
             None if job.counts is None else encode_counts(job.counts),
             job.file.header_row,
@@ -194,8 +193,8 @@ class SqliteJobRepository:
 
         await self._write(change)
 
-    async def set_cost(self, job_id: str, *, unique_addresses: int, cost: int) -> None:
-        await self._update(job_id, unique_addresses=unique_addresses, cost=cost)
+    async def set_cost(self, job_id: str, cost: int) -> None:
+        await self._update(job_id, cost=cost)
 
     async def set_result_counts(self, job_id: str, counts: JobCounts) -> None:
         await self._update(job_id, counts=encode_counts(counts))

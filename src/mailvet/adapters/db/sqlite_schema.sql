@@ -1,7 +1,7 @@
 -- The embedded SQLite schema, as the Alembic migrations build it (a dump of a file
 -- they made). Written by `python -m mailvet.adapters.db.sqlite_schema`: do not edit.
 -- head: 0007
--- migrations: 8bdeab1fdca6b886cdbe2c3c3a3fc29278266bd0a7725e01b9cab7e7948ec52b
+-- migrations: 2d3a2fac09accd50a3f2b9361321274048f19b6e14c29e43b725aa89d184b49a
 BEGIN TRANSACTION;
 CREATE TABLE accounts (
 	id VARCHAR(32) NOT NULL, 
@@ -75,7 +75,7 @@ CREATE TABLE jobs (
 	layout BLOB NOT NULL, 
 	owner VARCHAR(255) NOT NULL, 
 	created_at DATETIME NOT NULL, 
-	updated_at DATETIME NOT NULL, sheet VARCHAR(1024), result_kind VARCHAR(16), unique_addresses INTEGER DEFAULT '0' NOT NULL, cost INTEGER DEFAULT '0' NOT NULL, counts TEXT, header_row INTEGER, 
+	updated_at DATETIME NOT NULL, sheet VARCHAR(1024), result_kind VARCHAR(16), cost INTEGER DEFAULT '0' NOT NULL, counts TEXT, header_row INTEGER, 
 	CONSTRAINT pk_jobs PRIMARY KEY (id)
 );
 CREATE TABLE ledger_entries (

@@ -1,6 +1,6 @@
 """credit_ledger: the append-only credit ledger, each account's balance row, the single
-checks charged and not settled yet, the jobs' unique_addresses, cost, counts and chosen header
-row, and the jobs(owner, created_at) index (for ix_jobs_owner)
+checks charged and not settled yet, the jobs' cost, counts and chosen header row, and the
+jobs(owner, created_at) index (for ix_jobs_owner)
 
 Revision ID: 0005
 Revises: 0004
@@ -56,9 +56,6 @@ def upgrade() -> None:
     )
     op.create_index("ix_pending_checks_created_at", "pending_checks", ["created_at"], unique=False)
     with op.batch_alter_table("jobs") as batch:
-        batch.add_column(
-            sa.Column("unique_addresses", sa.Integer(), server_default="0", nullable=False)
-        )
         batch.add_column(sa.Column("cost", sa.Integer(), server_default="0", nullable=False))
         batch.add_column(sa.Column("counts", sa.Text(), nullable=True))
         batch.add_column(sa.Column("header_row", sa.Integer(), nullable=True))
@@ -74,7 +71,6 @@ def downgrade() -> None:
         batch.drop_column("header_row")
         batch.drop_column("counts")
         batch.drop_column("cost")
-        batch.drop_column("unique_addresses")
     op.drop_index("ix_pending_checks_created_at", table_name="pending_checks")
     op.drop_table("pending_checks")
     op.drop_table("credit_balances")
