@@ -15,9 +15,10 @@ What the callers can rely on:
   each consumed by one conditional UPDATE/DELETE whose row count decides (two replicas
   racing with the same code: one wins);
 * throttling (services.throttle, counters shared by all replicas): 5 failed sign-ins per
-  address per 15 minutes (the count is kept per address, known or not), 30 sign-in attempts
-  per IP per minute, 5 failed second factors per account per 15 minutes, 3 reset mails and 3
-  "account exists" mails per address per hour (silently: the answer stays the same);
+  address per 15 minutes (the count is kept per address, known or not), 5 failed second
+  factors per account per 15 minutes, 3 reset mails and 3 "account exists" mails per
+  address per hour (silently: the answer stays the same); the per-IP limits of the forms
+  are the web's (web/auth/common.py);
 * secrets at rest: argon2id password hashes (hashed off the event loop), keyed SHA-256
   digests of codes and tokens (HMAC, so a stolen table gives no 6-digit code by brute force),
   the TOTP secret as a Fernet token; both keys derived from `settings.web.secret_key` with
@@ -76,7 +77,6 @@ CONFIRM = "confirm"  # purpose of the sign-up code (email_codes.purpose)
 
 
 LOGIN_FAILURES = Limit("login-fail", 5, 15 * 60)  # per address (known or not), failures only
-LOGIN_PER_IP = Limit("login-ip", 30, 60)  # every attempt
 SECOND_FACTOR_FAILURES = Limit("2fa-fail", 5, 15 * 60)  # per account
 EXISTS_MAILS = Limit("signup-exists", 3, 3600)  # "account exists" mails per address
 RESET_MAILS = Limit("reset-mail", 3, 3600)  # reset links per address
@@ -510,18 +510,13 @@ class AccountService:
 
     # --- signing in ---------------------------------------------------------------------------
 
-    async def login(
-        self, session: AsyncSession, *, email: str, password: str, ip: str | None = None
-    ) -> LoginOutcome:
-        """Check an address and password. Both limits count every attempt before the
-        password is checked (an atomic increment: racing requests cannot all pass under the
-        limit); a success then clears the address's count, so only failures add up there."""
+    async def login(self, session: AsyncSession, *, email: str, password: str) -> LoginOutcome:
+        """Check an address and password. The address's limit counts every attempt before
+        the password is checked (an atomic increment: racing requests cannot all pass under
+        the limit); a success then clears the count, so only failures add up. The per-IP
+        limit of the form is the web's (web.auth.common.LOGIN_PER_IP)."""
         now = self.clock()
         await write_intent(session)
-        if ip:
-            per_ip = await LOGIN_PER_IP.hit(session, ip, now)
-            if not per_ip.allowed:
-                return LoginOutcome("throttled", retry_after=per_ip.retry_after)
         subject = self._subject(email.strip().casefold()[: rules.MAX_EMAIL_LENGTH + 1])
         ahead = await LOGIN_FAILURES.hit(session, subject, now)
         if not ahead.allowed:

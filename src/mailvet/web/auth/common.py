@@ -39,8 +39,8 @@ SECOND_FACTOR_WITHIN = timedelta(minutes=10)  # the password step stays good thi
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-# the sign-in's own 30 per IP per minute is services.accounts.LOGIN_PER_IP
 # per-IP limits of the forms (services.throttle.Limit; counted with web.throttle.count)
+LOGIN_PER_IP = Limit("login-ip", 30, 60)  # every sign-in attempt: password and second factor
 SIGNUP_PER_IP = Limit("signup-ip", 10, 3600)
 CONFIRM_PER_IP = Limit("confirm-ip", 30, 15 * 60)
 RESEND_PER_IP = Limit("resend-ip", 20, 3600)

@@ -46,6 +46,7 @@ from mailvet.services.sessions import end_all_sessions
 from mailvet.web.auth.common import (
     CONFIRM_PER_IP,
     FORGOT_PER_IP,
+    LOGIN_PER_IP,
     NO_STORE,
     PENDING_CONFIRM,
     PENDING_NEXT,
@@ -249,7 +250,7 @@ class LoginController(Controller):
         target = safe_next(form.next)
         context = {**base_context(auth), "values": {"email": form.email}, "next": target}
         now = web.clock()
-        per_ip = await hit(web, request, account_service.LOGIN_PER_IP)
+        per_ip = await hit(web, request, LOGIN_PER_IP)
         if not per_ip.allowed:
             return too_many("login.html", context, per_ip.retry_after, "Too many sign-in attempts.")
         if not await auth.captcha.verify(form.captcha, remote_address(request)):
@@ -258,9 +259,7 @@ class LoginController(Controller):
             )
         async with unit_of_work(web) as session:
             # the per-IP attempt is counted above, before the captcha
-            outcome = await auth.accounts.login(
-                session, email=form.email, password=form.password, ip=None
-            )
+            outcome = await auth.accounts.login(session, email=form.email, password=form.password)
         if outcome.status == "throttled":
             return too_many("login.html", context, outcome.retry_after, "Too many failed sign-ins.")
         if outcome.status == "disabled":
@@ -296,7 +295,7 @@ class LoginController(Controller):
             return see_other("/login")
         form = await CodeForm.read(request)
         context = base_context(auth)
-        per_ip = await hit(web, request, account_service.LOGIN_PER_IP)
+        per_ip = await hit(web, request, LOGIN_PER_IP)
         if not per_ip.allowed:
             return too_many(
                 "two_factor.html", context, per_ip.retry_after, "Too many sign-in attempts."
