@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from mailvet.domain.accounts import Account
 from mailvet.domain.verdict import Check
 from mailvet.services import credits, single_checks
 from mailvet.services.jobs import sweep_pending_checks
 from mailvet.web.context import WebContext
-from mailvet.web.jobs.pages import _check_one
 from tests.web.jobs_helpers import lists_app
 
 pytestmark = pytest.mark.pipeline
@@ -45,13 +45,17 @@ async def _pending(web: WebContext, account_id: str) -> list[str]:
         return await single_checks.pending(session, account_id)
 
 
+async def _check_one(web: WebContext, engine: Any, account: Account, address: str) -> Any:
+    return await single_checks.check_address(
+        web.database, engine, account, address, Check.SMTP, charging=True, clock=web.clock
+    )
+
+
 async def test_a_cancelled_check_is_refunded(tmp_path: Path) -> None:
     async with lists_app(tmp_path / "data", pipeline=False) as lists:
         account = await lists.account("ann@example.com", credits=5)
         engine = StuckEngine()
-        checking = asyncio.create_task(
-            _check_one(lists.web, engine, account, "bob@example.com", {})
-        )
+        checking = asyncio.create_task(_check_one(lists.web, engine, account, "bob@example.com"))
         await engine.started.wait()
         assert await _balance(lists.web, account.id) == 4
         assert len(await _pending(lists.web, account.id)) == 1
@@ -71,7 +75,7 @@ async def test_a_failed_check_is_refunded(tmp_path: Path) -> None:
         account = await lists.account("ann@example.com", credits=5)
         engine = StuckEngine(error=RuntimeError("resolver gone"))
         with pytest.raises(RuntimeError):
-            await _check_one(lists.web, engine, account, "bob@example.com", {})
+            await _check_one(lists.web, engine, account, "bob@example.com")
         assert await _balance(lists.web, account.id) == 5
         assert await _pending(lists.web, account.id) == []
 
@@ -82,11 +86,10 @@ async def test_the_sweeper_refunds_what_was_left_pending_once(tmp_path: Path) ->
         account = await lists.account("ann@example.com", credits=5)
         now = datetime.now(UTC)
         for check_id in ("a" * 32, "b" * 32):
-            async with web.database.session_maker() as session, session.begin():
-                await credits.begin_write(session)
+            async with web.database.unit_of_work(write=True) as session:
                 assert await single_checks.charge(session, account.id, check_id, now=now) is None
-        async with web.database.session_maker() as session, session.begin():
-            await credits.begin_write(session)  # b settled: a deliverable verdict is charged
+        # b settled: a deliverable verdict is charged
+        async with web.database.unit_of_work(write=True) as session:
             assert not await single_checks.settle(session, "b" * 32, reason="", now=now)
         assert await _balance(web, account.id) == 3
         assert await _pending(web, account.id) == ["a" * 32]
@@ -97,7 +100,24 @@ async def test_the_sweeper_refunds_what_was_left_pending_once(tmp_path: Path) ->
         assert await _balance(web, account.id) == 4
         assert await _pending(web, account.id) == []
         assert await sweep_pending_checks(web.database, now=later) == 0
-        async with web.database.session_maker() as session, session.begin():
-            await credits.begin_write(session)  # the check's own settlement, too late: nothing
+        # the check's own settlement, too late: nothing
+        async with web.database.unit_of_work(write=True) as session:
             assert not await single_checks.settle(session, "a" * 32, reason=None, now=later)
         assert await _balance(web, account.id) == 4
+
+
+async def test_an_unconfirmed_account_or_an_empty_balance_is_refused_before_a_check(
+    tmp_path: Path,
+) -> None:
+    async with lists_app(tmp_path / "data", pipeline=False) as lists:
+        engine = StuckEngine(error=AssertionError("never checked"))
+        unconfirmed = await lists.account("ann@example.com", credits=5, confirmed=False)
+        outcome = await _check_one(lists.web, engine, unconfirmed, "bob@example.com")
+        assert outcome == single_checks.CheckOutcome(None, refused=single_checks.UNCONFIRMED)
+        assert await _balance(lists.web, unconfirmed.id) == 5
+        empty = await lists.account("bea@example.com", credits=0)
+        outcome = await _check_one(lists.web, engine, empty, "bob@example.com")
+        assert outcome.verdict is None and not outcome.charged
+        assert outcome.short is not None and outcome.short.available == 0
+        assert not engine.started.is_set()
+        assert await _pending(lists.web, empty.id) == []

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any, Literal
@@ -65,7 +64,6 @@ from litestar.status_codes import (
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from mailvet.adapters.db.database import WRITE_INTENT
-from mailvet.domain.accounts import Account
 from mailvet.domain.job import FileInfo, Job, JobStatus
 from mailvet.domain.messages import JobSubmitted
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectNotFound, ObjectStorage
@@ -101,8 +99,6 @@ DRAFTS_KEY = "job_drafts"  # session: draft id -> {"name": file name, "day": YYY
 MAX_DRAFTS = 5
 CHECKS_PER_MINUTE = 30  # single checks per account
 KEEPALIVE_SECONDS = 15.0
-SETTLE_TRIES = 3  # a single check's settlement, before the sweeper's turn
-SETTLE_PAUSE = 0.2  # seconds, times the attempt
 CSRF_FIELD = "_csrf_token"
 # every /app post but the upload (its own limit, MAX_UPLOAD_BYTES): a few short form fields
 FORM_BODY_LIMIT = 64 * 1024
@@ -298,15 +294,28 @@ class ListsController(Controller):
         elif len(address) > MAX_ADDRESS:
             result["check_error"] = f"An address has at most {MAX_ADDRESS} characters."
             status = HTTP_400_BAD_REQUEST
-        elif not account.confirmed:
+        elif not single_checks.may_validate(account):
             result["check_error"] = "Confirm your email address before you check addresses."
             status = HTTP_403_FORBIDDEN
         else:
             await enforce(web, f"check-account:{owner}", limit=CHECKS_PER_MINUTE, window_seconds=60)
-            error = await _check_one(web, engine, account, address, result)
-            if error:
-                result["check_error"] = error
+            outcome = await single_checks.check_address(
+                web.database,
+                engine,
+                account,
+                address,
+                web.settings.engine.checks,
+                charging=_credits_on(web),
+                clock=web.clock,
+            )
+            if outcome.short is not None:
+                result["check_error"] = (
+                    f"A check costs 1 credit and your balance is {outcome.short.available}."
+                    " Buy credits or upload a list once you have some."
+                )
                 status = HTTP_409_CONFLICT
+            result["verdict"] = outcome.verdict
+            result["charged"] = outcome.charged
         if is_htmx(request):
             return Template("jobs/_check_result.html", context=result, status_code=status)
         return await _dashboard(request, web, page=1, extra=result, status_code=status)
@@ -368,7 +377,7 @@ class ListsController(Controller):
         header_row = _header_row(form.text("header_row", 8))
         async with _reading(web) as session:
             account = await get_account(session, owner)
-        if account is None or not account.confirmed:
+        if account is None or not single_checks.may_validate(account):
             return await _preview(
                 request,
                 web,
@@ -621,52 +630,6 @@ async def _dashboard(
     }
     context.update(extra or {})
     return Template("jobs/dashboard.html", context=context, status_code=status_code)
-
-
-async def _check_one(
-    web: WebContext, engine: Any, account: Account, address: str, result: dict[str, Any]
-) -> str:
-    """Charge one credit, check, refund when the ledger says so; an error text or "".
-    The settlement runs whatever happens to the check (services/single_checks.py)."""
-    check_id = uuid.uuid4().hex
-    charging = _credits_on(web)
-    if charging:
-        async with web.database.session_maker() as session, session.begin():
-            await credits.begin_write(session)
-            short = await single_checks.charge(session, account.id, check_id, now=web.clock())
-        if short is not None:
-            return (
-                f"A check costs 1 credit and your balance is {short.available}."
-                " Buy credits or upload a list once you have some."
-            )
-    reason: str | None = None  # no verdict: refunded
-    refunded = False
-    try:
-        verdict = await engine.check(address, web.settings.engine.checks)
-        reason = verdict.reason
-    finally:
-        if charging:
-            # shielded: a cancelled request still settles (its own task finishes it)
-            refunded = await asyncio.shield(_settle_check(web, check_id, reason))
-    result["verdict"] = verdict
-    result["charged"] = charging and not refunded
-    log.info("single_checked", status=verdict.status, reason=verdict.reason, charged=charging)
-    return ""
-
-
-async def _settle_check(web: WebContext, check_id: str, reason: str | None) -> bool:
-    """`single_checks.settle`, tried SETTLE_TRIES times; when it still fails the check stays
-    pending and the sweeper refunds it."""
-    for attempt in range(1, SETTLE_TRIES + 1):
-        try:
-            async with web.database.session_maker() as session, session.begin():
-                await credits.begin_write(session)
-                return await single_checks.settle(session, check_id, reason=reason, now=web.clock())
-        except Exception as exc:
-            log.warning("single_check_settle_failed", attempt=attempt, error=type(exc).__name__)
-            if attempt < SETTLE_TRIES:
-                await asyncio.sleep(SETTLE_PAUSE * attempt)
-    return False
 
 
 async def _preview(
