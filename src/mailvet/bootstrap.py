@@ -35,6 +35,7 @@ from mailvet.settings import Settings, SettingsError
 if TYPE_CHECKING:
     from multiprocessing.context import BaseContext
 
+    from mailvet.adapters.db.database import Database
     from mailvet.adapters.retry import RetryPolicy
     from mailvet.pipeline.engine import Engine
     from mailvet.pipeline.submit import JobLookup
@@ -90,12 +91,17 @@ def build_retry_policy(settings: Settings) -> RetryPolicy:
 
 
 async def build_job_store(
-    settings: Settings, *, jobs: JobRepository | None = None, retry: RetryPolicy | None = None
+    settings: Settings,
+    *,
+    jobs: JobRepository | None = None,
+    retry: RetryPolicy | None = None,
+    database: SharedDatabase | None = None,
 ) -> JobStore[JobRepository]:
     """The job repository of `settings.database` (schema checked, the embedded SQLite file
     migrated, first), or `jobs` as given. SQLite: the stdlib repository (no SQLAlchemy to
     import or set up); PostgreSQL: the SQL repository, retrying through `retry` (default:
-    build_retry_policy's)."""
+    build_retry_policy's), on `database`'s engine when given (its maker closes it), else on
+    one of its own, closed with the store."""
     if jobs is not None:
         return JobStore(jobs)
     from mailvet.adapters.db.migrate import HEAD
@@ -107,12 +113,13 @@ async def build_job_store(
         if embedded is None:
             raise SettingsError(f"cannot open the job database {sqlite_path(settings.database)}")
         return JobStore(embedded, [embedded.close])
-    from mailvet.adapters.db.database import make_database
     from mailvet.adapters.db.repositories import SqlJobRepository
 
-    database = make_database(settings.database)
     policy = retry or build_retry_policy(settings)
-    return JobStore(SqlJobRepository(database, retry=policy), [database.dispose])
+    if database is not None:
+        return JobStore(SqlJobRepository(database.get(), retry=policy))
+    own = SharedDatabase(settings.database)
+    return JobStore(SqlJobRepository(own.get(), retry=policy), [own.close])
 
 
 async def build_job_reader(
@@ -355,22 +362,46 @@ class LazyProber:
             await self._prober.close()
 
 
-class LazyCreditLedger:
-    """The credit ledger on `settings.database`, its engine (and SQLAlchemy) made when the
-    first paying job reserves: a job without an owner (`mailvet validate`) pays nothing
-    and never builds it."""
+class SharedDatabase:
+    """The one SQLAlchemy Database of `url` in this process, made (importing SQLAlchemy) on
+    the first `get` and disposed once by `close`: the SQL job repository, the credit ledger
+    and the completion mail share its engine instead of each making one for the same URL."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._database: Database | None = None
+
+    @property
+    def built(self) -> bool:
+        return self._database is not None
+
+    def get(self) -> Database:
+        if self._database is None:
+            from mailvet.adapters.db.database import make_database
+
+            self._database = make_database(self.url)
+        return self._database
+
+    async def close(self) -> None:
+        database, self._database = self._database, None
+        if database is not None:
+            await database.dispose()
+
+
+class LazyCreditLedger:
+    """The credit ledger on the shared database, made (with SQLAlchemy) when the first
+    paying job reserves: a job without an owner (`mailvet validate`) pays nothing and never
+    builds it."""
+
+    def __init__(self, database: SharedDatabase) -> None:
+        self._database = database
         self._ledger: SqlCreditLedger | None = None
 
     def _get(self) -> SqlCreditLedger:
         if self._ledger is None:
-            from mailvet.adapters.db.database import make_database
             from mailvet.services.credits import SqlCreditLedger
 
-            url = self._settings.database
-            self._ledger = SqlCreditLedger(lambda: make_database(url))
+            self._ledger = SqlCreditLedger(self._database.get())
         return self._ledger
 
     def charges(self, job: Job) -> bool:
@@ -379,45 +410,36 @@ class LazyCreditLedger:
     async def reserve(self, job: Job, cost: int) -> Shortfall | None:
         return await self._get().reserve(job, cost) if self.charges(job) else None
 
-    async def settle(self, job_id: str, charged: int) -> None:
-        await self._get().settle(job_id, charged)
-
-    async def close(self) -> None:
-        if self._ledger is not None:
-            await self._ledger.close()
+    async def settle(self, job: Job, charged: int) -> None:
+        if self.charges(job):
+            await self._get().settle(job, charged)
 
 
-def build_ledger(settings: Settings) -> tuple[CreditLedger, list[Closer]]:
-    """FreeLedger when MAILVET_CREDITS=off; else the database's ledger (built lazily)."""
+def build_ledger(settings: Settings, database: SharedDatabase) -> CreditLedger:
+    """FreeLedger when MAILVET_CREDITS=off; else the ledger on `database` (built lazily;
+    whoever made `database` closes it)."""
     if settings.web.credits == "off":
-        return FreeLedger(), []
-    ledger = LazyCreditLedger(settings)
-    return ledger, [ledger.close]
+        return FreeLedger()
+    return LazyCreditLedger(database)
 
 
 class LazyJobEvents:
-    """The owner's "job completed" mail (services/job_mail.py) on `settings.database`, made
+    """The owner's "job completed" mail (services/job_mail.py) on the shared database, made
     when the first job with an owner completes: a job without one (`mailvet validate`)
-    imports nothing for it."""
+    imports nothing for it and mails nobody."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+    def __init__(self, database: SharedDatabase) -> None:
+        self._database = database
         self._mail: JobMail | None = None
 
     async def job_completed(self, job: Job) -> None:
         if not job.owner:
             return
         if self._mail is None:
-            from mailvet.adapters.db.database import make_database
             from mailvet.services.job_mail import JobMail
 
-            url = self._settings.database
-            self._mail = JobMail(lambda: make_database(url))
+            self._mail = JobMail(self._database.get())
         await self._mail.job_completed(job)
-
-    async def close(self) -> None:
-        if self._mail is not None:
-            await self._mail.close()
 
 
 def build_engine(settings: Settings, resolver: Resolver, prober: SmtpProber) -> Engine:
@@ -455,19 +477,19 @@ async def build_deps(
     (default: LazyJobEvents, the owner's mail).
     """
     retry = retry or build_retry_policy(settings)
-    store = await build_job_store(settings, jobs=jobs, retry=retry)
-    closers = list(store.closers)
+    # one engine for the URL, shared and disposed last (closers run in reverse)
+    database = SharedDatabase(settings.database)
+    closers: list[Closer] = [database.close]
+    store = await build_job_store(settings, jobs=jobs, retry=retry, database=database)
+    closers.extend(store.closers)
     resolver = resolver or LazyResolver(settings)
     prober = prober or LazyProber(settings, resolver)
     engine = build_engine(settings, resolver, prober)
     closers.append(engine.close)
     if ledger is None:
-        ledger, ledger_closers = build_ledger(settings)
-        closers.extend(ledger_closers)
+        ledger = build_ledger(settings, database)
     if events is None:
-        lazy_events = LazyJobEvents(settings)
-        closers.append(lazy_events.close)
-        events = lazy_events
+        events = LazyJobEvents(database)
     pool: Executor | None
     if syntax_pool is True:
         built = build_syntax_pool(settings)

@@ -41,7 +41,7 @@ from mailvet.pipeline import queues
 from mailvet.pipeline.intake import Intake
 from mailvet.pipeline.submit import submit_file
 from mailvet.services import credits, single_checks
-from mailvet.services.credits import SqlCreditLedger, begin_write
+from mailvet.services.credits import SqlCreditLedger
 from tests.fakes import RecordingBus
 from tests.pg import scratch_database, url_of
 
@@ -98,7 +98,7 @@ def intake_on(database: Database, storage: MemoryStorage, bus: RecordingBus, tmp
         chunk_size=50,
         syntax_chunk_size=500,
         scratch=tmp,
-        ledger=SqlCreditLedger(lambda: database, owns_database=False, clock=lambda: T0),
+        ledger=SqlCreditLedger(database, clock=lambda: T0),
     )
 
 
@@ -142,16 +142,14 @@ async def test_many_concurrent_submits_and_checks_never_overdraw_one_account(
         await go.wait()
         database = replicas[n % 2]
         check_id = uuid.uuid4().hex
-        async with database.session_maker() as session, session.begin():
-            await begin_write(session)
+        async with database.unit_of_work(write=True) as session:
             short = await single_checks.charge(session, ANN, check_id, now=T0)
         if short is None:  # the verdict: deliverable, charged; settled twice at once
             await asyncio.gather(settle(database, check_id), settle(replicas[1 - n % 2], check_id))
         return short
 
     async def settle(database: Database, check_id: str) -> None:
-        async with database.session_maker() as session, session.begin():
-            await begin_write(session)
+        async with database.unit_of_work(write=True) as session:
             await single_checks.settle(session, check_id, reason="accepted", now=T0)
 
     deliveries = [deliver(message, n % 2) for n, message in enumerate(submitted)]
@@ -235,8 +233,7 @@ async def test_an_admin_form_posted_at_once_on_two_replicas_adjusts_once(
     key = f"admin-adjust:{bob}:{uuid.uuid4().hex}"
 
     async def post(n: int) -> Shortfall | credits.Repeated | None:
-        async with replicas[n % 2].session_maker() as session, session.begin():
-            await begin_write(session)
+        async with replicas[n % 2].unit_of_work(write=True) as session:
             return await credits.adjust_once(
                 session, bob, 250, key=key, actor="admin", reason="goodwill", now=T0
             )

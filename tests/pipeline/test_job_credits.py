@@ -16,7 +16,7 @@ import pytest
 
 from mailvet.adapters.db.database import Database, make_database
 from mailvet.adapters.storage.memory import MemoryStorage
-from mailvet.bootstrap import Deps, LazyCreditLedger, build_deps, build_ledger
+from mailvet.bootstrap import Deps, LazyCreditLedger, SharedDatabase, build_deps, build_ledger
 from mailvet.domain.credits import CreditLedger, EntryKind, FreeLedger, Shortfall
 from mailvet.domain.job import FileInfo, Job, JobStatus
 from mailvet.domain.messages import ChunkDone, JobAccepted, JobSubmitted, Message
@@ -82,9 +82,10 @@ class RecordingLedger:
         self.reserves.append((job.id, cost))
         return await self.inner.reserve(job, cost)
 
-    async def settle(self, job_id: str, charged: int) -> None:
-        self.settles.append((job_id, charged))
-        await self.inner.settle(job_id, charged)
+    async def settle(self, job: Job, charged: int) -> None:
+        if self.inner.charges(job):  # recorded: what the ledger settles (a free job: nothing)
+            self.settles.append((job.id, charged))
+        await self.inner.settle(job, charged)
         self.settled.set()
         if self._crash:
             self._crash = False
@@ -119,7 +120,7 @@ class World:
         self.bus = RecordingBus(
             roundtrip=True, duplicate=lambda message: isinstance(message, duplicate)
         )
-        self.sql = SqlCreditLedger(lambda: db, owns_database=False, clock=lambda: T0)
+        self.sql = SqlCreditLedger(db, clock=lambda: T0)
 
     async def deps(self, ledger: CreditLedger, tmp_path: Path, **env: str) -> Deps:
         settings = load_settings(
@@ -314,21 +315,25 @@ async def test_a_job_without_an_owner_is_free_and_not_even_counted(
     assert job.cost == 0
     assert (ledger.reserves, ledger.settles) == ([], [])
     assert job.counts is not None and job.counts.charged == 0
+    async with db.session_maker() as session:
+        assert (await credits.history(session, "")).total == 0  # the ledger wrote nothing
 
 
 async def test_build_ledger_follows_mailvet_credits(tmp_path: Path) -> None:
     off = load_settings({"MAILVET_CREDITS": "off", "MAILVET_DATA_DIR": str(tmp_path)})
-    free, closers = build_ledger(off)
-    assert isinstance(free, FreeLedger) and closers == []
+    database = SharedDatabase(off.database)
+    free = build_ledger(off, database)
+    assert isinstance(free, FreeLedger)
 
     on = load_settings({"MAILVET_DATA_DIR": str(tmp_path)})
-    lazy, closers = build_ledger(on)
+    lazy = build_ledger(on, database)
     assert isinstance(lazy, LazyCreditLedger)
     anonymous = Job(id="j", file=FileInfo(filename="a.csv"))
     assert not lazy.charges(anonymous)
     assert await lazy.reserve(anonymous, 5) is None
-    for close in closers:
-        await close()
+    await lazy.settle(anonymous, 0)
+    assert not database.built  # a free job made no engine
+    await database.close()
 
 
 async def test_an_xlsx_list_settles_the_same_way(db: Database, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from mailvet.adapters.db.outbox_models import OutboxRow
 from mailvet.adapters.mail.log import plain_text
 from mailvet.adapters.mail.memory import MemoryMailer
 from mailvet.adapters.storage.memory import MemoryStorage
-from mailvet.bootstrap import Deps, LazyJobEvents, build_deps
+from mailvet.bootstrap import Deps, LazyJobEvents, SharedDatabase, build_deps
 from mailvet.domain.job import FileInfo, Job, JobStatus
 from mailvet.domain.job_events import JobEvents
 from mailvet.domain.messages import ChunkDone
@@ -109,7 +109,7 @@ async def test_a_completed_job_of_an_account_mails_its_owner_once(
     db: Database, tmp_path: Path
 ) -> None:
     owner = await account(db, "ann.lee@example.com")
-    mail = JobMail(lambda: db, owns_database=False, clock=lambda: T0)
+    mail = JobMail(db, clock=lambda: T0)
     # every chunk's result delivered twice: the completion is seen more than once
     bus = RecordingBus(roundtrip=True, duplicate=lambda message: isinstance(message, ChunkDone))
     deps = await deps_for(tmp_path, mail, bus)
@@ -137,7 +137,7 @@ async def test_a_completed_job_of_an_account_mails_its_owner_once(
 
 
 async def test_no_mail_without_an_owner_or_an_account(db: Database, tmp_path: Path) -> None:
-    mail = JobMail(lambda: db, owns_database=False)
+    mail = JobMail(db)
     job = Job(id="j" * 32, file=FileInfo(filename="x.csv"), status=JobStatus.COMPLETED)
     await mail.job_completed(job)  # no owner
     gone = Job(id="k" * 32, file=FileInfo(filename="x.csv"), owner="f" * 32)
@@ -148,10 +148,11 @@ async def test_no_mail_without_an_owner_or_an_account(db: Database, tmp_path: Pa
 async def test_the_embedded_default_builds_nothing_for_a_job_without_an_owner(
     tmp_path: Path,
 ) -> None:
-    events = LazyJobEvents(settings_for(tmp_path))
+    database = SharedDatabase(settings_for(tmp_path).database)
+    events = LazyJobEvents(database)
     await events.job_completed(Job(id="j" * 32, file=FileInfo(filename="x.csv")))
-    assert events._mail is None
-    await events.close()
+    assert events._mail is None and not database.built
+    await database.close()
     deps = await build_deps(
         settings_for(tmp_path),
         jobs=WatchedJobs(),

@@ -9,14 +9,16 @@ reads both), the job repository failing where a test says."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import pytest
 from sqlalchemy import select
 
+from mailvet import metrics
 from mailvet.adapters.db.database import Database, make_database
 from mailvet.adapters.db.ledger_models import LedgerEntryRow
 from mailvet.adapters.db.repositories import SqlJobRepository
@@ -25,6 +27,7 @@ from mailvet.bootstrap import Deps, build_deps
 from mailvet.domain.credits import CreditLedger, EntryKind, Shortfall
 from mailvet.domain.job import FileInfo, Job, JobStatus
 from mailvet.domain.job_events import NoJobEvents
+from mailvet.domain.messages import JobAccepted
 from mailvet.domain.ports import MailRoute, RouteKind
 from mailvet.domain.smtp_reply import Reply
 from mailvet.pipeline.runner import Pipeline
@@ -117,15 +120,15 @@ class FlakyLedger:
     async def reserve(self, job: Job, cost: int) -> Shortfall | None:
         return await self.inner.reserve(job, cost)
 
-    async def settle(self, job_id: str, charged: int) -> None:
-        self.settles.append((job_id, charged))
+    async def settle(self, job: Job, charged: int) -> None:
+        self.settles.append((job.id, charged))
         self.entered.set()
         if self.hold:
             await self.gate.wait()
         if self.settle_fails:
             self.settle_fails -= 1
             raise RuntimeError("the ledger's database went away")
-        await self.inner.settle(job_id, charged)
+        await self.inner.settle(job, charged)
 
 
 @pytest.fixture
@@ -141,7 +144,7 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 
 
 def sql_ledger(db: Database) -> SqlCreditLedger:
-    return SqlCreditLedger(lambda: db, owns_database=False, clock=lambda: T0)
+    return SqlCreditLedger(db, clock=lambda: T0)
 
 
 @asynccontextmanager
@@ -263,7 +266,7 @@ async def test_a_settlement_that_fails_after_the_completion_is_made_by_the_sweep
     assert await credits.sweep_unsettled_jobs(db, now=T0) == 1
     assert await balance(db) == (10 - CHARGED, 0)
     assert await credits.sweep_unsettled_jobs(db, now=T0) == 0
-    await ledger.settle(job.id, CHARGED)  # the generator's settlement, replayed
+    await ledger.settle(job, CHARGED)  # the generator's settlement, replayed
     assert await balance(db) == (10 - CHARGED, 0)
     assert [kind for kind, _ in await entries(db)] == ["signup_grant", "job_reserve", "job_settle"]
 
@@ -318,3 +321,60 @@ async def test_the_sweeper_leaves_running_and_settled_jobs_alone(
     assert await credits.sweep_unsettled_jobs(db, now=T0) == 1
     assert await balance(db) == (10, 0)
     assert await credits.sweep_unsettled_jobs(db, now=T0) == 0
+
+
+class FinishedJobs:
+    """A metrics recorder that keeps the statuses of the finished jobs (and nothing else)."""
+
+    def __init__(self) -> None:
+        self.statuses: list[str] = []
+
+    def job_finished(self, status: str, seconds: float) -> None:
+        self.statuses.append(status)
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args, **kwargs: None  # every other figure: dropped
+
+
+async def test_a_job_the_bus_gives_up_on_fails_counted_and_gives_everything_back(
+    db: Database, tmp_path: Path
+) -> None:
+    """The bus drops one of a running job's messages for good: the job ends error_internal,
+    counted among the finished jobs (as a failure in the result generator is), and its
+    reservation goes back, once (the same end as the result generator's, pipeline.fail_job)."""
+    jobs = FlakyJobs(db)
+    ledger = FlakyLedger(sql_ledger(db))
+    job = Job(id="g" * 32, file=FileInfo(filename="list.csv"), owner=ANN)
+    await jobs.add(job)
+    for status in (JobStatus.FILE_ACCEPTED, JobStatus.FILE_QUEUED, JobStatus.IN_PROGRESS):
+        await jobs.set_status(job.id, status)
+    assert await ledger.reserve(await jobs.get(job.id), 2) is None
+    settings = load_settings({"MAILVET_DATA_DIR": str(tmp_path)})
+    deps = await build_deps(
+        settings,
+        jobs=jobs,
+        storage=MemoryStorage(),
+        bus=RecordingBus(),
+        resolver=FakeResolver(route),
+        prober=FakeProber(answer),
+        syntax_pool=None,
+        ledger=ledger,
+        events=NoJobEvents(),
+    )
+    finished = FinishedJobs()
+    previous = metrics.use(cast(metrics.Recorder, finished))
+    try:
+        pipeline = Pipeline(deps)
+        dropped = JobAccepted(job_id=job.id)
+        await pipeline._give_up(dropped, RuntimeError("dead-lettered"))
+        await pipeline._give_up(dropped, RuntimeError("dead-lettered"))  # told twice
+    finally:
+        metrics.use(previous)
+        await deps.close()
+
+    failed = await jobs.get(job.id)
+    assert failed.status is JobStatus.ERROR_INTERNAL
+    assert failed.error == "internal error: RuntimeError: dead-lettered"
+    assert finished.statuses == [JobStatus.ERROR_INTERNAL.value]
+    assert await balance(db) == (10, 0)
+    assert [kind for kind, _ in await entries(db)] == ["signup_grant", "job_reserve", "job_settle"]

@@ -238,7 +238,7 @@ async def test_the_cached_balance_equals_the_sum_after_every_kind_of_step(db: Da
 
 async def test_the_pipeline_ledger_charges_owned_jobs_only(db: Database) -> None:
     await funded(db, ALICE, 10)
-    ledger = credits.SqlCreditLedger(lambda: db, owns_database=False, clock=lambda: T0)
+    ledger = credits.SqlCreditLedger(db, clock=lambda: T0)
     owned = Job(id=uuid.uuid4().hex, file=FileInfo(filename="a.csv"), owner=ALICE)
     anonymous = Job(id=uuid.uuid4().hex, file=FileInfo(filename="a.csv"))
 
@@ -246,10 +246,10 @@ async def test_the_pipeline_ledger_charges_owned_jobs_only(db: Database) -> None
     assert await ledger.reserve(anonymous, 1000) is None
     assert await ledger.reserve(owned, 11) == Shortfall(11, 10)
     assert await ledger.reserve(owned, 8) is None
-    await ledger.settle(owned.id, 6)
-    await ledger.settle(owned.id, 0)  # once only
+    await ledger.settle(anonymous, 0)  # nothing to settle: the ledger passes it over
+    await ledger.settle(owned, 6)
+    await ledger.settle(owned, 0)  # once only
     assert await balance_of(db, ALICE) == (4, 0, 4)
-    await ledger.close()
 
 
 @pytest.mark.parametrize("seed", range(2))

@@ -65,7 +65,7 @@ async def test_the_free_ledger_charges_nothing() -> None:
     job = Job(id="j", file=FileInfo(filename="a.csv"), owner="someone")
     assert not ledger.charges(job)
     assert await ledger.reserve(job, 10**9) is None
-    await ledger.settle("j", 10**9)
+    await ledger.settle(job, 10**9)
 
 
 def test_the_book_settles_a_job_once_and_keeps_the_first_reservation() -> None:

@@ -311,9 +311,9 @@ class CreditLedger(Protocol):
         A job reserved before keeps its first reservation (redelivery)."""
         ...
 
-    async def settle(self, job_id: str, charged: int) -> None:
+    async def settle(self, job: Job, charged: int) -> None:
         """Give back what the job was not charged; once per job (later calls do nothing),
-        and nothing for a job that reserved nothing."""
+        and nothing for a job that reserved nothing or does not pay (`charges`)."""
         ...
 
 
@@ -326,5 +326,5 @@ class FreeLedger:
     async def reserve(self, job: Job, cost: int) -> Shortfall | None:
         return None
 
-    async def settle(self, job_id: str, charged: int) -> None:
+    async def settle(self, job: Job, charged: int) -> None:
         return None

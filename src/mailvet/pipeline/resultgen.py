@@ -69,6 +69,40 @@ class JobAbandoned(Exception):
     """The job ended (failed) while its result was being written."""
 
 
+async def settle_credits(ledger: CreditLedger, job: Job, charged: int) -> None:
+    """Settle a job's credits with `charged` (0: a failed job gives its whole reservation
+    back). Once: a settlement repeated by a redelivery, or made meanwhile by the sweeper,
+    changes nothing; a job that does not pay is the ledger's to pass over. The job's state
+    stays as it is whatever happens here: a failure is logged and the reservation stays for
+    the sweeper (services.credits.sweep_unsettled_jobs)."""
+    try:
+        await ledger.settle(job, charged)
+    except Exception:
+        log.exception("credit_settle_failed", job_id=job.id, charged=charged)
+        return
+    log.info("job_settled", job_id=job.id, cost=job.cost, charged=charged)
+
+
+async def fail_job(
+    jobs: JobRepository, ledger: CreditLedger, job_id: str, exc: BaseException
+) -> None:
+    """A job that cannot finish because of `exc` ends as ERROR_INTERNAL (unless it has
+    ended already), counted in the metrics, and its credits are settled: a job that failed
+    after (or while) completing with the charge its stored counts say, any other with
+    nothing charged."""
+    current = await jobs.get(job_id)
+    if not current.status.is_final:
+        await jobs.set_status(
+            job_id, JobStatus.ERROR_INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+        )
+        metrics.job_finished(JobStatus.ERROR_INTERNAL.value, current.created_at)
+    if current.status is JobStatus.COMPLETED:
+        if current.counts is not None:
+            await settle_credits(ledger, current, current.counts.charged)
+    else:
+        await settle_credits(ledger, current, 0)
+
+
 class ResultGenerator:
     def __init__(
         self,
@@ -177,21 +211,11 @@ class ResultGenerator:
             self._finishing.setdefault(job.id, asyncio.Event())  # stop() lets it release
             log.info("job_abandoned", job_id=job.id, status=str(exc))
             if JobStatus(str(exc)).is_error:
-                await self._release(job)
+                await self._settle(job, 0)  # a failed job gives its reservation back
         except Exception as exc:
             self._finishing.setdefault(job.id, asyncio.Event())  # stop() lets it release
             log.exception("result_failed", job_id=job.id)
-            current = await self._jobs.get(job.id)
-            if not current.status.is_final:
-                await self._jobs.set_status(
-                    job.id, JobStatus.ERROR_INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
-                )
-                metrics.job_finished(JobStatus.ERROR_INTERNAL.value, current.created_at)
-            if current.status is JobStatus.COMPLETED:  # it failed after (or while) completing
-                if current.counts is not None:
-                    await self._settle(current, current.counts.charged)
-            else:
-                await self._release(job)
+            await fail_job(self._jobs, self._ledger, job.id, exc)
         finally:
             if (settling := self._finishing.pop(job.id, None)) is not None:
                 settling.set()
@@ -202,32 +226,15 @@ class ResultGenerator:
 
     async def _store_counts(self, job: Job, summary: Summary, refunded: set[str]) -> int:
         """Store the result's counts with what the job is charged (the charge that settles
-        it, also for a settlement made later from these counts); the charge."""
-        charged = job_charge(job.cost, refunded) if self._ledger.charges(job) else 0
+        it, also for a settlement made later from these counts); the charge. A free job's
+        cost is 0 (intake does not count it), so is its charge."""
+        charged = job_charge(job.cost, refunded)
         counts = JobCounts(statuses=summary.by_status, reasons=summary.by_reason, charged=charged)
         await self._jobs.set_result_counts(job.id, counts)
         return charged
 
     async def _settle(self, job: Job, charged: int) -> None:
-        """Settle a completed job's credits (once: a settlement repeated by a redelivery, or
-        made meanwhile by the sweeper, changes nothing). The job is complete whatever
-        happens here: a failure is logged and the reservation stays for the sweeper."""
-        if not self._ledger.charges(job):
-            return
-        try:
-            await self._ledger.settle(job.id, charged)
-        except Exception:
-            log.exception("credit_settle_failed", job_id=job.id, charged=charged)
-            return
-        log.info("job_settled", job_id=job.id, cost=job.cost, charged=charged)
-
-    async def _release(self, job: Job) -> None:
-        """A job that failed gives its whole reservation back."""
-        if self._ledger.charges(job):
-            try:
-                await self._ledger.settle(job.id, 0)
-            except Exception:
-                log.exception("credit_release_failed", job_id=job.id)
+        await settle_credits(self._ledger, job, charged)
 
     async def _stored(self, job_id: str, key: str, chunk_id: int | None = None) -> bytes:
         """The object at `key`, waiting until a chunk handler (maybe elsewhere) has stored it.

@@ -12,14 +12,13 @@ from typing import cast
 import structlog
 
 from mailvet.bootstrap import Deps
-from mailvet.domain.job import JobStatus
 from mailvet.domain.messages import Message
 from mailvet.domain.ports import Handler, MessageBus, VerdictJournal
 from mailvet.pipeline import queues
 from mailvet.pipeline.intake import Intake
 from mailvet.pipeline.orchestrator import Orchestrator
 from mailvet.pipeline.publisher import Publisher
-from mailvet.pipeline.resultgen import ResultGenerator
+from mailvet.pipeline.resultgen import ResultGenerator, fail_job
 from mailvet.pipeline.worker import Worker
 from mailvet.tabular import XlsxLimits
 
@@ -116,13 +115,7 @@ class Pipeline:
         if not job_id:
             return
         try:
-            job = await self.deps.jobs.get(job_id)
-            if not job.status.is_final:
-                await self.deps.jobs.set_status(
-                    job_id, JobStatus.ERROR_INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
-                )
-            if job.status is not JobStatus.COMPLETED and self.deps.ledger.charges(job):
-                await self.deps.ledger.settle(job_id, 0)  # a failed job pays nothing
+            await fail_job(self.deps.jobs, self.deps.ledger, job_id, exc)
         except Exception:
             log.exception("fail_job_failed", job_id=job_id)
 

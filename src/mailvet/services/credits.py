@@ -21,7 +21,6 @@ reservation forever.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 
 import msgspec
@@ -33,7 +32,7 @@ from mailvet.adapters.db.database import WRITE_INTENT, Database, dialect_insert
 from mailvet.adapters.db.ledger_models import CreditBalanceRow, LedgerEntryRow
 from mailvet.adapters.db.models import JobRow
 from mailvet.adapters.db.rows import decode_counts
-from mailvet.clock import utc_now
+from mailvet.clock import Clock, utc_now
 from mailvet.domain import credits as rules
 from mailvet.domain.credits import Balance, Entry, EntryKind, Reservation, Shortfall
 from mailvet.domain.job import Job, JobStatus
@@ -300,27 +299,13 @@ async def settle_single(
 
 
 class SqlCreditLedger:
-    """CreditLedger on the database: the owner of a job pays (a job without an owner, such
-    as `mailvet validate`'s, is free). The Database is made on first use by `database`
-    (build_deps passes make_database of the settings' URL) and disposed by `close` when it
-    was made here."""
+    """CreditLedger on `database` (one transaction per call): the owner of a job pays; a job
+    without an owner, such as `mailvet validate`'s, is free. Whoever made `database`
+    disposes it (build_deps: bootstrap.SharedDatabase)."""
 
-    def __init__(
-        self,
-        database: Callable[[], Database],
-        *,
-        clock: Callable[[], datetime] = utc_now,
-        owns_database: bool = True,
-    ) -> None:
-        self._make = database
-        self._database: Database | None = None
+    def __init__(self, database: Database, *, clock: Clock = utc_now) -> None:
+        self._database = database
         self._clock = clock
-        self._owns = owns_database
-
-    def _db(self) -> Database:
-        if self._database is None:
-            self._database = self._make()
-        return self._database
 
     def charges(self, job: Job) -> bool:
         return bool(job.owner)
@@ -328,20 +313,15 @@ class SqlCreditLedger:
     async def reserve(self, job: Job, cost: int) -> Shortfall | None:
         if not self.charges(job):
             return None
-        async with self._db().session_maker() as session, session.begin():
-            await begin_write(session)
+        async with self._database.unit_of_work(write=True) as session:
             got = await reserve_for_job(session, job.owner, job.id, cost, self._clock())
         return got if isinstance(got, Shortfall) else None
 
-    async def settle(self, job_id: str, charged: int) -> None:
-        async with self._db().session_maker() as session, session.begin():
-            await begin_write(session)
-            await settle_job(session, job_id, charged=charged, now=self._clock())
-
-    async def close(self) -> None:
-        if self._database is not None and self._owns:
-            await self._database.dispose()
-        self._database = None
+    async def settle(self, job: Job, charged: int) -> None:
+        if not self.charges(job):
+            return
+        async with self._database.unit_of_work(write=True) as session:
+            await settle_job(session, job.id, charged=charged, now=self._clock())
 
 
 # --- jobs that ended without their settlement ---------------------------------------------

@@ -5,19 +5,16 @@ in the outbox under the key `job_completed:<job id>`: a completion seen again (a
 a restarted result generator) queues nothing more. A job without an owner, or whose account
 is gone, mails nobody.
 
-The database (settings.database) is made on the first owned job's completion, so a process
-that completes only jobs without an owner never imports SQLAlchemy for it (bootstrap wraps
-it in `LazyJobEvents`).
+bootstrap's `LazyJobEvents` makes this on the first owned job's completion (on the process's
+shared database), so a process that completes only jobs without an owner never imports
+SQLAlchemy for it; that is also where a job without an owner is passed over.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-
 from mailvet.adapters.db.account_models import AccountRow
-from mailvet.adapters.db.database import Database, write_intent
-from mailvet.clock import utc_now
+from mailvet.adapters.db.database import Database
+from mailvet.clock import Clock, utc_now
 from mailvet.domain.job import Job
 from mailvet.domain.mail import OutgoingMail, is_header_safe
 from mailvet.logs import logger
@@ -33,25 +30,12 @@ def completion_key(job_id: str) -> str:
 class JobMail:
     """Queues the completion mail of a job's owner (see the module docstring)."""
 
-    def __init__(
-        self,
-        database: Callable[[], Database],
-        *,
-        clock: Callable[[], datetime] = utc_now,
-        owns_database: bool = True,
-    ) -> None:
-        self._make = database
-        self._database: Database | None = None
+    def __init__(self, database: Database, *, clock: Clock = utc_now) -> None:
+        self._database = database  # disposed by whoever made it
         self._clock = clock
-        self._owns = owns_database
 
     async def job_completed(self, job: Job) -> None:
-        if not job.owner:
-            return
-        if self._database is None:
-            self._database = self._make()
-        async with self._database.session_maker() as session, session.begin():
-            await write_intent(session)  # SQLite: BEGIN IMMEDIATE
+        async with self._database.unit_of_work(write=True) as session:
             account = await session.get(AccountRow, job.owner)
             if account is None:
                 return
@@ -66,8 +50,3 @@ class JobMail:
                 key=completion_key(job.id),
             )
         logger(__name__).info("job_completed_mail_queued", job_id=job.id, account_id=job.owner)
-
-    async def close(self) -> None:
-        database, self._database = self._database, None
-        if database is not None and self._owns:
-            await database.dispose()
