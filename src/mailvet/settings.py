@@ -25,10 +25,12 @@ import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, cast
+from urllib.parse import urlsplit
 
 import msgspec
 import msgspec.inspect as mi
 
+from mailvet.domain.throttle import Rate, parse_rates
 from mailvet.domain.verdict import Check
 
 
@@ -55,6 +57,7 @@ def _m(
 
 
 PORT = 65_535
+IMPLICIT_TLS_PORT = 465  # SMTP with TLS from the first byte (RFC 8314)
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 
@@ -239,6 +242,32 @@ class WebSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     privacy_text: Annotated[str, _m("text of the privacy page (Markdown-free plain text)")] = ""
     terms_text: Annotated[str, _m("text of the terms page (plain text)")] = ""
 
+    def __post_init__(self) -> None:
+        try:
+            parse_rates(self.web_rate_limit)
+        except ValueError as exc:
+            raise ValueError(f"web_rate_limit: {exc}") from None
+
+    @property
+    def rates(self) -> tuple[Rate, ...]:
+        """MAILVET_WEB_RATE_LIMIT as rates (checked when the settings were made)."""
+        return parse_rates(self.web_rate_limit)
+
+    @property
+    def https(self) -> bool:
+        """Users reach the app over https: Secure cookies and HSTS."""
+        return self.public_url.lower().startswith("https://")
+
+    @property
+    def base_url(self) -> str:
+        """MAILVET_PUBLIC_URL without its trailing `/`: links are `base_url + "/path"`."""
+        return self.public_url.rstrip("/")
+
+    @property
+    def host(self) -> str:
+        """The host name of MAILVET_PUBLIC_URL ("" when it has none)."""
+        return urlsplit(self.public_url).hostname or ""
+
 
 class MailerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Outgoing mail of the SaaS (codes, resets, notices), sent from a durable outbox."""
@@ -260,6 +289,14 @@ class MailerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         "mailvet <no-reply@localhost>"
     )
     timeout: Annotated[float, _m("seconds for one delivery attempt", gt=0)] = 30.0
+
+    def __post_init__(self) -> None:
+        if self.username and not (self.starttls or self.port == IMPLICIT_TLS_PORT):
+            raise ValueError(
+                "username: a user name needs MAILVET_MAILER_STARTTLS on: the password would"
+                " go over unverified (or stripped) TLS. Turn STARTTLS on, use port"
+                f" {IMPLICIT_TLS_PORT} (TLS from the first byte), or set no user name"
+            )
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -461,6 +498,11 @@ def _explain(message: str, given: Mapping[str, tuple[str, object]], path: Path |
         unknown = text.split("`")[1] if text.count("`") >= 2 else text
         table = f"[{key}] " if key else ""
         return f"unknown setting {table}{unknown} in {path}"
+    field, colon, reason = text.partition(": ")
+    checked = next((v for v in variables() if colon and v.key == f"{key}.{field}"), None)
+    if checked is not None:  # a group's own check (__post_init__): "field: why"
+        source = given[checked.key][0] if checked.key in given else checked.name
+        return f"{source}: {reason}"
     if var is None or key not in given:
         return f"bad setting: {message}"
     source, value = given[key]

@@ -18,7 +18,7 @@ from mailvet.adapters.mail.render import render
 from mailvet.adapters.mail.smtp import SmtpMailer
 from mailvet.domain.mail import MailDeliveryError, OutgoingMail
 from mailvet.services.outbox import OutboxSender, enqueue
-from mailvet.settings import MailerSettings, Settings, SettingsError, WebSettings
+from mailvet.settings import MailerSettings, Settings, SettingsError, WebSettings, load_settings
 from tests import mailcatcher
 from tests.mailcatcher import MailCatcher, free_port
 
@@ -130,13 +130,19 @@ async def test_auth_is_used_when_a_user_is_set(
 
 def test_credentials_without_verified_tls_are_refused_at_start() -> None:
     for port in (25, 587, 2525):
+        env = {"MAILVET_MAILER_PORT": str(port), "MAILVET_MAILER_USERNAME": "mailvet"}
+        with pytest.raises(SettingsError, match="MAILVET_MAILER_USERNAME: .*STARTTLS"):
+            load_settings(env)
         with pytest.raises(SettingsError, match="STARTTLS"):
-            SmtpMailer.from_settings(settings_for(port, username="mailvet").mailer)
-        with pytest.raises(SettingsError, match="STARTTLS"):
-            build_mailer(settings_for(port, username="mailvet", password="s3cret").mailer)
+            load_settings({**env, "MAILVET_MAILER_PASSWORD": "s3cret"})
+        with pytest.raises(ValueError, match="STARTTLS"):  # the settings made in code too
+            settings_for(port, username="mailvet")
     # verified TLS: STARTTLS required, or TLS from the first byte
     assert SmtpMailer.from_settings(settings_for(587, username="u", starttls=True).mailer)
     assert SmtpMailer.from_settings(settings_for(465, username="u").mailer)
+    assert isinstance(
+        build_mailer(settings_for(465, username="u", password="p").mailer), SmtpMailer
+    )
     assert SmtpMailer.from_settings(settings_for(25).mailer)  # no credentials to protect
 
 

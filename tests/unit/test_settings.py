@@ -89,8 +89,16 @@ MAILVET_HEALTH_PORT MAILVET_HEALTH_HOST MAILVET_WEB_HOST MAILVET_WEB_PORT
 """.split()
 
 
+# fields whose group checks them together (__post_init__): a value that passes, and what
+# the other fields must be for it
+CHECKED_VALUES: dict[str, tuple[str, object]] = {"web.web_rate_limit": ("7/minute", "7/minute")}
+COMPANIONS: dict[str, dict[str, str]] = {"mailer.username": {"MAILVET_MAILER_STARTTLS": "true"}}
+
+
 def other_value(var: Variable) -> tuple[str, object]:
     """An environment string for `var` that is not its default, and the value it gives."""
+    if var.key in CHECKED_VALUES:
+        return CHECKED_VALUES[var.key]
     kind = var.type.types[0] if isinstance(var.type, mi.UnionType) else var.type
     if isinstance(kind, mi.BoolType):
         return ("false", False) if var.default is True else ("true", True)
@@ -144,7 +152,7 @@ def test_every_field_has_its_own_variable() -> None:
 def test_each_variable_sets_its_field(var: Variable) -> None:
     raw, value = other_value(var)
     for name in var.names:
-        settings = load_settings({name: raw})
+        settings = load_settings({**COMPANIONS.get(var.key, {}), name: raw})
         assert field_value(settings, var) == value, name
         assert field_value(settings, var) != field_value(load_settings({}), var)
 
@@ -210,6 +218,14 @@ def test_markdown_from_the_command_line(capsys: pytest.CaptureFixture[str]) -> N
             {"MAILVET_DNS_MAX_IN_FLIGHT": ""},
             "MAILVET_DNS_MAX_IN_FLIGHT must be an integer >= 1, got ''",
         ),
+        (
+            {"MAILVET_WEB_RATE_LIMIT": "200/minute,lots/hour"},
+            "MAILVET_WEB_RATE_LIMIT: not a rate (N/second|minute|hour|day): 'lots/hour'",
+        ),
+        (
+            {"MAILVET_MAILER_USERNAME": "mailvet", "MAILVET_MAILER_PORT": "587"},
+            "MAILVET_MAILER_USERNAME: a user name needs MAILVET_MAILER_STARTTLS on",
+        ),
     ],
 )
 def test_values_that_make_no_sense_are_one_clear_line(env: dict[str, str], message: str) -> None:
@@ -217,6 +233,16 @@ def test_values_that_make_no_sense_are_one_clear_line(env: dict[str, str], messa
         load_settings(env)
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
+
+
+def test_a_group_check_names_the_file_and_key(tmp_path: Path) -> None:
+    config = tmp_path / "m.toml"
+    config.write_text('[mailer]\nusername = "mailvet"\n')
+    with pytest.raises(SettingsError, match=r"^\[mailer\] username in .*m\.toml: a user name"):
+        load_settings({}, config)
+    # STARTTLS required, or TLS from the first byte: a user name is fine
+    assert load_settings({"MAILVET_MAILER_PORT": "465"}, config).mailer.username == "mailvet"
+    assert load_settings({"MAILVET_MAILER_STARTTLS": "true"}, config).mailer.starttls
 
 
 def test_a_bad_value_in_the_file_names_the_file_and_key(tmp_path: Path) -> None:
@@ -332,3 +358,15 @@ def test_the_deployment_files_name_only_variables_that_exist() -> None:
     image = re.findall(r"^\s+(MAILVET_\w+)=", (root / "Containerfile").read_text(), re.M)
     assert compose and image
     assert set(compose) - known == set() and set(image) - known == set()
+
+
+def test_the_public_url_facts_are_worked_out_once() -> None:
+    web = load_settings({"MAILVET_PUBLIC_URL": "HTTPS://Mailvet.example:8443/"}).web
+    assert web.https and web.base_url == "HTTPS://Mailvet.example:8443"
+    assert web.host == "mailvet.example"
+    plain = load_settings({}).web
+    assert not plain.https and plain.base_url == "http://127.0.0.1:8000"
+    assert plain.host == "127.0.0.1"
+    rates = load_settings({"MAILVET_WEB_RATE_LIMIT": "4/minute, 100/hour"}).web.rates
+    assert [(rate.limit, rate.window_seconds) for rate in rates] == [(4, 60), (100, 3600)]
+    assert load_settings({"MAILVET_WEB_RATE_LIMIT": ""}).web.rates == ()

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import urlsplit
 
 import httpx
 import structlog
@@ -175,5 +174,5 @@ def build_captcha(web: WebSettings) -> Captcha:
         site_key=web.recaptcha_site_key,
         secret_key=web.recaptcha_secret_key,
         verify_url=web.recaptcha_verify_url,
-        expected_hostname=urlsplit(web.public_url).hostname,
+        expected_hostname=web.host or None,
     )

@@ -25,7 +25,6 @@ from litestar.di import NamedDependency
 from litestar.params import SkipValidation
 
 from mailvet.clock import Clock, utc_now
-from mailvet.domain.throttle import parse_rates
 from mailvet.pipeline.engine import Engine
 from mailvet.settings import Settings, SettingsError
 
@@ -41,8 +40,7 @@ SECRET_KEY_MIN_LENGTH = 32
 @dataclass
 class WebContext:
     """Handlers take it as `web: Web` (and the pipeline's engine as `engine: EngineDep`);
-    open a unit of work with `async with web.database.session_maker() as session,
-    session.begin():`."""
+    open a unit of work with `async with web.database.unit_of_work(write=...) as session:`."""
 
     settings: Settings
     database: Database
@@ -53,8 +51,8 @@ class WebContext:
 
     @property
     def https(self) -> bool:
-        """Users reach the app over https: Secure cookies and HSTS."""
-        return self.settings.web.public_url.lower().startswith("https://")
+        """`settings.web.https`, for web/sessions.py until it reads that itself."""
+        return self.settings.web.https
 
     async def close(self) -> None:
         for close in reversed(self.closers):
@@ -111,10 +109,6 @@ async def build_web_context(
     """The context of `settings`, or with the pieces given. Checks the secret key first (a
     refusal opens nothing); a database built here is closed by `WebContext.close`."""
     secret_key = resolve_secret_key(settings)
-    try:
-        parse_rates(settings.web.web_rate_limit)
-    except ValueError as exc:
-        raise SettingsError(f"MAILVET_WEB_RATE_LIMIT: {exc}") from None
     closers: list[Callable[[], Awaitable[Any]]] = []
     if database is None:
         from mailvet.adapters.db.database import make_database
@@ -147,11 +141,9 @@ HOUSEKEEPING_EVERY = 3600.0
 
 async def housekeeping_once(context: WebContext) -> tuple[int, int]:
     """Delete expired sessions and stale rate counters; returns how many of each."""
-    from mailvet.adapters.db.database import WRITE_INTENT
     from mailvet.services import sessions, throttle
 
-    async with context.database.session_maker() as session, session.begin():
-        await session.connection(execution_options=WRITE_INTENT)
+    async with context.database.unit_of_work(write=True) as session:
         now = context.clock()
         ended = await sessions.purge_expired(session, now=now)
         counters = await throttle.purge_stale(session, now=now)

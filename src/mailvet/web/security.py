@@ -114,7 +114,7 @@ def security_headers(settings_of: Callable[[], Settings]) -> BeforeMessageSendHo
         if not chosen:
             web = settings_of().web
             pages = header_set(
-                https=web.public_url.lower().startswith("https://"),
+                https=web.https,
                 recaptcha=bool(web.recaptcha_site_key),
             )
             chosen[False] = pages

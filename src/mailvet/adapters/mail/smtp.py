@@ -10,9 +10,9 @@ own health checks). TLS:
   certificate (it keeps a passive listener out; an active one could strip STARTTLS anyway,
   which is what "required" is for), so a local relay with a self-made certificate works.
 AUTH is used when a user name is set, and only over TLS whose certificate is checked:
-STARTTLS on, or port 465. A user name with STARTTLS off is refused when the mailer is made
-(at start-up, SettingsError): opportunistic TLS would hand MAILVET_MAILER_PASSWORD to anyone
-who strips STARTTLS or shows any certificate.
+STARTTLS on, or port 465. A user name with STARTTLS off is refused with the settings
+(`MailerSettings.__post_init__`, a SettingsError at start-up): opportunistic TLS would hand
+MAILVET_MAILER_PASSWORD to anyone who strips STARTTLS or shows any certificate.
 
 Every failure is a MailDeliveryError: permanent only when the server refuses the recipient
 with a 5xx reply (that address cannot receive mail as it is); everything else (no route,
@@ -26,9 +26,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 
 from mailvet.domain.mail import MailDeliveryError
-from mailvet.settings import MailerSettings, SettingsError
-
-IMPLICIT_TLS_PORT = 465
+from mailvet.settings import IMPLICIT_TLS_PORT, MailerSettings
 
 
 @dataclass(frozen=True)
@@ -41,14 +39,6 @@ class SmtpMailer:
     timeout: float = 30.0
     # a PEM bundle to trust instead of the system's (a private mail server; the tests)
     cert_bundle: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.username and not (self.starttls or self.port == IMPLICIT_TLS_PORT):
-            raise SettingsError(
-                "MAILVET_MAILER_USERNAME is set but MAILVET_MAILER_STARTTLS is off: the"
-                " password would go over unverified (or stripped) TLS. Turn STARTTLS on, use"
-                f" port {IMPLICIT_TLS_PORT} (TLS from the first byte), or set no user name."
-            )
 
     @classmethod
     def from_settings(cls, settings: MailerSettings) -> SmtpMailer:
