@@ -221,3 +221,16 @@ async def test_an_htmx_request_gets_an_error_fragment(tmp_path: Path) -> None:
         assert refused.status_code == 403
         assert refused.text.lstrip().startswith('<div class="flash flash-error" role="alert">')
         assert "<html" not in refused.text
+
+
+async def test_a_refusal_page_gives_the_wait_in_words(tmp_path: Path) -> None:
+    # the clock starts 30 s into an hour: the second page of the hour waits 3570 s
+    async with shell(tmp_path, {"MAILVET_WEB_RATE_LIMIT": "1/hour"}) as s, client(s.app) as c:
+        assert (await c.get("/pricing")).status_code == 200
+        page = await c.get("/pricing", headers=HTML)
+        assert page.status_code == 429 and page.headers["retry-after"] == "3570"
+        assert "Try again in 60 minutes." in page.text
+        fragment = await c.get("/pricing", headers={"hx-request": "true"})
+        assert fragment.status_code == 429
+        assert "Try again in 60 minutes." in fragment.text and "<html" not in fragment.text
+        assert "3570 seconds" not in page.text + fragment.text

@@ -26,7 +26,6 @@ from typing import Any
 from litestar import Litestar
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import CacheControlHeader, State
-from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -35,7 +34,7 @@ from litestar.template.config import TemplateConfig
 from litestar.types import ControllerRouterHandler, Middleware
 
 from mailvet.bootstrap import Deps
-from mailvet.pipeline.engine import Engine
+from mailvet.web.auth.common import wait_text
 from mailvet.web.context import WebContext
 from mailvet.web.deps import provide_ports
 from mailvet.web.errors import EXCEPTION_HANDLERS
@@ -44,7 +43,7 @@ from mailvet.web.jobs import jobs_router
 from mailvet.web.jobs.pages import JobsArea, app_router
 from mailvet.web.jobs.upload import MAX_UPLOAD_BYTES
 from mailvet.web.public import PublicController
-from mailvet.web.security import ApiCors, security_headers
+from mailvet.web.security import API_PREFIX, ApiCors, security_headers
 from mailvet.web.sessions import request_account, session_middleware, take_flashes
 from mailvet.web.throttle import PerIpLimit
 
@@ -61,7 +60,7 @@ SCALAR_CSS = "vendor/scalar-api-reference-1.76.0.css"
 CSRF_COOKIE = "mailvet_csrf"
 # exempt from CSRF: the API (API keys in a header, no cookies: web/sessions.py) and the
 # payment provider's webhook (signed by the provider)
-CSRF_EXEMPT = ["^/api/", "^/billing/stripe/webhook$"]
+CSRF_EXEMPT = [f"^{API_PREFIX}", "^/billing/stripe/webhook$"]
 
 
 def create_app(
@@ -74,13 +73,12 @@ def create_app(
 ) -> Litestar:
     """`roles`: what this process runs (`mailvet run all`: every role), for /health."""
     handlers: list[ControllerRouterHandler] = [*health_routes(deps, roles)]
-    dependencies = provide_ports(deps)
+    dependencies = provide_ports(deps, web)
     extra: dict[str, Any] = {}
     middleware: list[Middleware] = []
     if web is not None:
         lists = JobsArea()  # the /app lists area (web/jobs/pages.py) and its progress poller
         handlers += [PublicController, _static_files(), app_router(lists, max_upload_bytes), *areas]
-        dependencies |= _provide_web(web, deps.engine)
         middleware = [
             PerIpLimit(web),
             ApiCors(web.settings.web.cors_origins),
@@ -91,7 +89,7 @@ def create_app(
             "csrf_config": CSRFConfig(
                 secret=web.secret_key,
                 cookie_name=CSRF_COOKIE,
-                cookie_secure=web.https,
+                cookie_secure=web.settings.web.https,
                 cookie_httponly=True,  # pages carry the token (csrf_input, hx-headers)
                 exclude=CSRF_EXEMPT,
             ),
@@ -118,19 +116,6 @@ def create_app(
     )
 
 
-def _provide_web(web: WebContext, engine: Engine) -> dict[str, Provide]:
-    def provide_web() -> WebContext:
-        return web
-
-    def provide_engine() -> Engine:
-        return engine
-
-    return {
-        "web": Provide(provide_web, sync_to_thread=False),
-        "engine": Provide(provide_engine, sync_to_thread=False),
-    }
-
-
 def _static_files() -> ControllerRouterHandler:
     return create_static_files_router(
         path=STATIC_PATH,
@@ -153,7 +138,8 @@ def static_url(file_path: str) -> str:
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     """Every template of every area (web/templates/<area>/...), autoescaped, with the
     shell's globals: `static_url(path)`, `HTMX`, `HTMX_SSE`, `signed_in(request)` (a
-    `SignedIn` or None) and `flashes(request)` (the pending messages, taken)."""
+    `SignedIn` or None) and `flashes(request)` (the pending messages, taken); and the filter
+    `wait_text` (a Retry-After in words: `{{ retry_after | wait_text }}`)."""
 
     def add_globals(engine: JinjaTemplateEngine) -> None:
         engine.engine.globals.update(
@@ -163,6 +149,7 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
             signed_in=request_account,
             flashes=take_flashes,
         )
+        engine.engine.filters["wait_text"] = wait_text
 
     return TemplateConfig(
         directory=TEMPLATES_DIR, engine=JinjaTemplateEngine, engine_callback=add_globals

@@ -1,11 +1,15 @@
 """Dependency injection: the ports of `Deps`, handed to controllers by name.
 
-Handlers ask for `jobs`, `storage`, `bus` or `settings` with the annotated types below; the
-values are the composition root's objects, passed through without validation (they are
-ports, not request data).
+Handlers ask for `jobs`, `storage`, `bus` or `settings` with the annotated types below, and
+in the SaaS for `web` and `engine` (`Web`/`EngineDep`, in web/context.py); the values are
+the composition root's objects, passed through without validation (they are ports, not
+request data).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from litestar.di import NamedDependency, Provide
 from litestar.params import SkipValidation
@@ -13,6 +17,7 @@ from litestar.params import SkipValidation
 from mailvet.bootstrap import Deps
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectStorage
 from mailvet.settings import Settings
+from mailvet.web.context import WebContext
 
 Jobs = NamedDependency[SkipValidation[JobRepository]]
 Storage = NamedDependency[SkipValidation[ObjectStorage]]
@@ -20,24 +25,15 @@ Bus = NamedDependency[SkipValidation[MessageBus]]
 AppSettings = NamedDependency[SkipValidation[Settings]]
 
 
-def provide_ports(deps: Deps) -> dict[str, Provide]:
-    """One provider per port, each returning the object the caller built."""
-
-    def jobs() -> JobRepository:
-        return deps.jobs
-
-    def storage() -> ObjectStorage:
-        return deps.storage
-
-    def bus() -> MessageBus:
-        return deps.bus
-
-    def settings() -> Settings:
-        return deps.settings
-
-    return {
-        "jobs": Provide(jobs, sync_to_thread=False),
-        "storage": Provide(storage, sync_to_thread=False),
-        "bus": Provide(bus, sync_to_thread=False),
-        "settings": Provide(settings, sync_to_thread=False),
+def provide_ports(deps: Deps, web: WebContext | None = None) -> dict[str, Provide]:
+    """One provider per port, each returning the object the caller built; with `web` (the
+    SaaS) the web context and the pipeline's engine too."""
+    providers: dict[str, Callable[[], Any]] = {
+        "jobs": lambda: deps.jobs,
+        "storage": lambda: deps.storage,
+        "bus": lambda: deps.bus,
+        "settings": lambda: deps.settings,
     }
+    if web is not None:
+        providers |= {"web": lambda: web, "engine": lambda: deps.engine}
+    return {name: Provide(get, sync_to_thread=False) for name, get in providers.items()}

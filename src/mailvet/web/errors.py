@@ -30,6 +30,7 @@ from litestar.types import ExceptionHandlersMap
 from mailvet.domain.ports import JobNotFound
 from mailvet.pipeline.submit import ResultNotReady
 from mailvet.web.forms import is_htmx
+from mailvet.web.security import API_PREFIX
 from mailvet.web.sessions import LoginRequired
 
 log = structlog.get_logger(__name__)
@@ -62,7 +63,7 @@ def error_response(
 
 
 def wants_html(request: Request[Any, Any, Any]) -> bool:
-    if request.url.path.startswith("/api/"):
+    if request.url.path.startswith(API_PREFIX):
         return False
     return is_htmx(request) or "text/html" in request.headers.get("accept", "")
 
@@ -81,11 +82,16 @@ def _answer(
             "status_code": status_code,
             "title": TITLES.get(status_code, "Error"),
             "message": _page_message(status_code, message),
-            "retry_after": (headers or {}).get("Retry-After", ""),
+            "retry_after": _seconds((headers or {}).get("Retry-After", "")),
         },
         status_code=status_code,
         headers=headers,
     )
+
+
+def _seconds(retry_after: str) -> int:
+    """A Retry-After in seconds (0 when absent or an HTTP date: the page then names no wait)."""
+    return int(retry_after) if retry_after.isdigit() else 0
 
 
 def _page_message(status_code: int, message: str) -> str:
