@@ -19,17 +19,24 @@ from mailvet.adapters.db.repositories import SqlJobRepository
 from mailvet.domain.job import FileInfo, Job, JobCounts, JobStatus
 from mailvet.domain.verdict import RESULT_COLUMNS
 from mailvet.tabular import FileLayout, detect_layout
+from mailvet.tabular.segments import write_segment
 from mailvet.web.app import TEMPLATES_DIR
 from mailvet.web.jobs.chart import chart_of
 from mailvet.web.jobs.labels import progress_percent, status_label
 from mailvet.web.jobs.links import download_url, link_valid
 from mailvet.web.jobs.progress import ProgressHub
-from mailvet.web.jobs.segments import write_segment
+from mailvet.web.jobs.results import segment_name
 
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 KEY = "k" * 40
+
+
+def test_segment_names_follow_the_result_name() -> None:
+    assert segment_name("list.csv", "csv", "deliverable") == "list.mailvet.deliverable.csv"
+    assert segment_name("in/a.b.xlsx", "xlsx", "risky") == "a.b.mailvet.risky.xlsx"
+    assert segment_name("", "csv", "unknown") == "result.mailvet.unknown.csv"
 
 
 def test_status_labels_are_the_original_ones() -> None:

@@ -11,6 +11,8 @@ header) are kept as they are; blank records after it are dropped.
   encoding and BOM: a segment is byte for byte the lines of the full result it keeps.
 - XLSX: the address sheet is written again (openpyxl, write-only) with the kept rows'
   values; the other sheets and the cell styles are not carried over.
+
+The lists area (web/jobs/pages.py) names and titles the segments (web/jobs/labels.py).
 """
 
 from __future__ import annotations
@@ -39,23 +41,14 @@ SEGMENTS: dict[str, frozenset[str]] = {
         {Status.DELIVERABLE.value, Status.RISKY.value, Status.UNKNOWN.value}
     ),
 }
-SEGMENT_TITLES: dict[str, str] = {
-    ALL: "Whole result",
-    Status.DELIVERABLE.value: "Deliverable only",
-    Status.UNDELIVERABLE.value: "Undeliverable only",
-    Status.RISKY.value: "Risky",
-    Status.UNKNOWN.value: "Unknown",
-    EXCEPT_UNDELIVERABLE: "Everything except undeliverable",
-}
 _STATUSES = frozenset(status.value for status in Status)
 _REASONS = frozenset(reason.value for reason in Reason)
 _WIDTH = len(RESULT_COLUMNS)
 
 
-def segment_name(original: str, kind: str, segment: str) -> str:
-    """`list.csv`, deliverable -> `list.mailvet.deliverable.csv`."""
-    stem = original.rsplit(".", 1)[0] if "." in original else original
-    return f"{stem or 'result'}.mailvet.{segment}.{kind}"
+def is_segment(segment: str) -> bool:
+    """Whether `segment` names a download: the whole result (ALL) or one of SEGMENTS."""
+    return segment == ALL or segment in SEGMENTS
 
 
 def write_segment(
@@ -66,8 +59,8 @@ def write_segment(
     layout: FileLayout,
     segment: str,
 ) -> int:
-    """Write the rows of `result` in `segment` to `out`; the data rows kept. `layout`: the
-    input list's (how the result was written)."""
+    """Write the rows of `result` in `segment` (one of SEGMENTS) to `out`; the data rows
+    kept. `layout`: the input list's (how the result was written)."""
     keep = SEGMENTS[segment]
     if kind == "xlsx":
         return _xlsx_segment(result, out, layout, keep)

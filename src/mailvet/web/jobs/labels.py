@@ -1,8 +1,11 @@
-"""What the pages call a job's state: the labels of the original system, and its progress."""
+"""What the pages call a job's state (the labels of the original system), its progress and
+its downloads (the segments of tabular/segments.py)."""
 
 from __future__ import annotations
 
 from mailvet.domain.job import JobStatus
+from mailvet.domain.verdict import Status
+from mailvet.tabular.segments import ALL, EXCEPT_UNDELIVERABLE
 
 STATUS_LABELS: dict[JobStatus, str] = {
     JobStatus.PENDING_START: "Pending Start",
@@ -28,3 +31,13 @@ def progress_percent(status: JobStatus, rows_done: int, rows_total: int) -> int:
     if rows_total <= 0:
         return 0
     return min(99, rows_done * 100 // rows_total)
+
+
+SEGMENT_TITLES: dict[str, str] = {
+    ALL: "Whole result",
+    Status.DELIVERABLE.value: "Deliverable only",
+    Status.UNDELIVERABLE.value: "Undeliverable only",
+    Status.RISKY.value: "Risky",
+    Status.UNKNOWN.value: "Unknown",
+    EXCEPT_UNDELIVERABLE: "Everything except undeliverable",
+}

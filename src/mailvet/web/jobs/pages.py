@@ -21,7 +21,7 @@ services/single_checks.py (a single check's credit) and the tabular detection (p
 - `GET /app/jobs/<id>/download/<segment>`: redirects to a short-lived link: the storage's
   pre-signed URL for the whole result when it has them, else
   `/app/jobs/<id>/file/<segment>?expires=&sig=` (web/jobs/links.py), which streams the
-  result or the segment (web/jobs/segments.py) in the file's own format.
+  result or the segment (tabular/segments.py) in the file's own format.
 
 Body limits: the upload (its own router) takes up to MAX_UPLOAD_BYTES, every other /app post
 FORM_BODY_LIMIT; an anonymous request is refused (`SignedInOnly`) before any body is read.
@@ -41,7 +41,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from litestar import Controller, Request, Response, Router, get, post
@@ -68,13 +68,14 @@ from mailvet.domain.job import FileInfo, Job, JobStatus
 from mailvet.domain.messages import JobSubmitted
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectNotFound, ObjectStorage
 from mailvet.pipeline import object_keys, queues
-from mailvet.pipeline.job_files import local_copy
+from mailvet.pipeline.job_files import decode_stored_layout, local_copy
 from mailvet.pipeline.submit import new_job_id, result_name
 from mailvet.services import credits, single_checks
 from mailvet.services import jobs as job_service
 from mailvet.services.accounts import get_account
 from mailvet.services.jobs import JobRunning, Progress, draft_key
 from mailvet.tabular import InputError, XlsxLimits
+from mailvet.tabular.segments import ALL, is_segment, write_segment
 from mailvet.web.auth.schemas import Fields
 from mailvet.web.context import EngineDep, Web, WebContext
 from mailvet.web.deps import AppSettings, Bus, Jobs, Storage
@@ -83,12 +84,17 @@ from mailvet.web.forms import MAX_ADDRESS, is_htmx
 from mailvet.web.jobs.chart import chart_of
 from mailvet.web.jobs.controller import PresignedStorage, attachment
 from mailvet.web.jobs.csrf import token_valid
-from mailvet.web.jobs.labels import progress_percent, status_label
+from mailvet.web.jobs.labels import SEGMENT_TITLES, progress_percent, status_label
 from mailvet.web.jobs.links import download_url, link_valid
 from mailvet.web.jobs.preview import HEADER_CHOICES, build_preview
 from mailvet.web.jobs.progress import ProgressHub
-from mailvet.web.jobs.results import RESULT_MEDIA_TYPES, fetch_to_scratch, stream_file
-from mailvet.web.jobs.segments import ALL, SEGMENT_TITLES, SEGMENTS, segment_name, write_segment
+from mailvet.web.jobs.results import (
+    RESULT_MEDIA_TYPES,
+    fetch_to_scratch,
+    result_kind,
+    segment_name,
+    stream_file,
+)
 from mailvet.web.jobs.upload import MAX_UPLOAD_BYTES, receive_upload, scratch_dir
 from mailvet.web.sessions import LoginRequired, flash, request_account, requires_login
 from mailvet.web.throttle import enforce
@@ -228,6 +234,11 @@ def _draft(request: Request[Any, Any, Any], owner: str, draft_id: str) -> dict[s
 
 def _draft_storage_key(draft: dict[str, str], draft_id: str) -> str:
     return f"{job_service.DRAFTS}{draft['day']}/{draft_id}"
+
+
+def _segment_or_404(segment: str) -> None:
+    if not is_segment(segment):
+        raise NotFoundException("no such download")
 
 
 def _header_row(raw: str) -> int | None:
@@ -449,8 +460,7 @@ class ListsController(Controller):
     ) -> Redirect:
         owner = _account_id(request)
         job = await _owned(web, owner, job_id)
-        if segment != ALL and segment not in SEGMENTS:
-            raise NotFoundException("no such download")
+        _segment_or_404(segment)
         if job.status is not JobStatus.COMPLETED or not job.file.filename:
             raise NotFoundException("this job has no result to download")
         seconds = settings.storage.link_seconds
@@ -497,8 +507,7 @@ class ListsController(Controller):
             return Redirect(
                 f"/app/jobs/{job.id}/download/{segment}", status_code=HTTP_307_TEMPORARY_REDIRECT
             )
-        if segment != ALL and segment not in SEGMENTS:
-            raise NotFoundException("no such download")
+        _segment_or_404(segment)
         return await _stream_result(jobs, storage, settings, job, segment)
 
     @post("/jobs/{job_id:str}/delete", name="delete_job", status_code=HTTP_303_SEE_OTHER)
@@ -729,11 +738,9 @@ async def _stream_result(
     jobs: Any, storage: ObjectStorage, settings: Any, job: Job, segment: str
 ) -> Response[Any]:
     out, summary = await fetch_to_scratch(jobs, storage, settings, job)
-    kind: Literal["csv", "xlsx"] = "xlsx" if summary.result_kind == "xlsx" else "csv"
+    kind = result_kind(summary)
     name = result_name(job.file.filename, kind)
     if segment != ALL:
-        from mailvet.pipeline.job_files import decode_stored_layout
-
         part = out.with_name(out.name + f".{segment}")
         try:
             layout = decode_stored_layout(job.layout).layout

@@ -10,14 +10,14 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 from litestar.exceptions import NotFoundException
 from litestar.response import Stream
 
 from mailvet.domain.job import Job
 from mailvet.domain.ports import JobRepository, ObjectNotFound, ObjectStorage
-from mailvet.pipeline.submit import Summary, fetch_result
+from mailvet.pipeline.submit import Summary, fetch_result, result_name
 from mailvet.settings import Settings
 from mailvet.web.jobs.upload import scratch_dir
 
@@ -28,9 +28,14 @@ RESULT_MEDIA_TYPES = {
 READ_CHUNK = 1024 * 1024
 
 
-def result_kind(summary: Summary) -> str:
+def result_kind(summary: Summary) -> Literal["csv", "xlsx"]:
     """ "xlsx" or "csv": the media type key of a result."""
-    return summary.result_kind if summary.result_kind in RESULT_MEDIA_TYPES else "csv"
+    return "xlsx" if summary.result_kind == "xlsx" else "csv"
+
+
+def segment_name(original: str, kind: str, segment: str) -> str:
+    """`list.csv`, deliverable -> `list.mailvet.deliverable.csv` (as `result_name`)."""
+    return result_name(original, f"{segment}.{kind}")
 
 
 async def fetch_to_scratch(
