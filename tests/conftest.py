@@ -94,3 +94,19 @@ def json_logs() -> Iterator[None]:
                 root.removeHandler(handler)
         root.setLevel(level)
         structlog.configure(**config)
+
+
+@pytest.fixture
+def every_level() -> Iterator[None]:
+    """Log lines of every level reach structlog's capture_logs (an earlier test may have
+    configured structlog to drop info lines); the configuration is restored afterwards."""
+    import logging
+
+    import structlog
+
+    config = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        yield
+    finally:
+        structlog.configure(**config)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mailvet.adapters.bus.memory import MemoryBus
@@ -14,6 +16,21 @@ from mailvet.domain.job import Job, JobStatus
 from mailvet.domain.messages import Message
 from mailvet.domain.ports import MailRoute, ProbeResult, RouteKind
 from mailvet.domain.smtp_reply import Reply
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class MovingClock:
+    """A wall clock (mailvet.clock.Clock) that stands still until the test moves it."""
+
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
 
 
 class FakeResolver:
