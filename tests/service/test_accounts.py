@@ -672,10 +672,12 @@ async def test_the_password_again_is_the_reauthentication(
     db: Database, service: AccountService
 ) -> None:
     account_id = await confirmed_account(db, service)
-    assert await run(db, service.verify_password, account_id, PASSWORD)
+    assert (await run(db, service.check_password, account_id, PASSWORD)).ok
     for _ in range(5):
-        assert not await run(db, service.verify_password, account_id, "guess guess guess")
-    assert not await run(db, service.verify_password, account_id, PASSWORD)  # throttled too
+        wrong = await run(db, service.check_password, account_id, "guess guess guess")
+        assert not wrong.ok and wrong.retry_after == 0
+    throttled = await run(db, service.check_password, account_id, PASSWORD)
+    assert not throttled.ok and throttled.retry_after > 0  # refused unchecked
 
 
 async def test_wrong_current_passwords_count_as_failed_sign_ins(

@@ -196,6 +196,29 @@ async def test_deleting_the_account(tmp_path: Path) -> None:
         assert refused.status_code == 400
 
 
+async def test_deleting_after_too_many_wrong_passwords_is_refused_with_retry_after(
+    tmp_path: Path,
+) -> None:
+    """The deletion's password counts as a sign-in of the address: once five are wrong the
+    right one is refused too, 429 with Retry-After (as the other re-authentications)."""
+    async with account_app(tmp_path) as (s, _storage), browser(s.app) as b:
+        await confirmed_account(s, b, EMAIL)
+        await log_in(b, EMAIL)
+        for _ in range(5):
+            wrong = await b.post(
+                "/app/account/delete", {"password": "not the password", "understood": "on"}
+            )
+            assert wrong.status_code == 400 and "The password is not right." in wrong.text
+        refused = await b.post("/app/account/delete", {"password": PASSWORD, "understood": "on"})
+        assert refused.status_code == 429
+        assert 0 < int(refused.headers["retry-after"]) <= 15 * 60
+        assert "Too many wrong passwords. Try again in" in refused.text
+        assert await s.account_row(EMAIL) is not None
+        s.clock.advance(minutes=15)
+        gone = await b.post("/app/account/delete", {"password": PASSWORD, "understood": "on"})
+        assert gone.status_code == 303 and await s.account_row(EMAIL) is None
+
+
 async def test_a_google_only_account_deletes_after_a_recent_sign_in(tmp_path: Path) -> None:
     async with account_app(tmp_path) as (s, _storage), browser(s.app) as b:
         await confirmed_account(s, b, EMAIL)

@@ -563,10 +563,6 @@ class AccountService:
             return PasswordCheck(True)
         return PasswordCheck(False)
 
-    async def verify_password(self, session: AsyncSession, account_id: str, password: str) -> bool:
-        """`check_password(...).ok` (the caller commits, see there)."""
-        return (await self.check_password(session, account_id, password)).ok
-
     async def verify_second_factor(
         self, session: AsyncSession, *, account_id: str, code: str
     ) -> SecondFactorOutcome:

@@ -26,7 +26,7 @@ from urllib.parse import quote
 import structlog
 from litestar import Controller, Request, get, post
 from litestar.response import Redirect, Response, Template
-from litestar.status_codes import HTTP_200_OK, HTTP_400_BAD_REQUEST
+from litestar.status_codes import HTTP_200_OK, HTTP_400_BAD_REQUEST, HTTP_429_TOO_MANY_REQUESTS
 
 from mailvet.adapters.images import MAX_AVATAR_BYTES, ImageRefused, process_avatar
 from mailvet.domain.accounts import Account
@@ -34,14 +34,19 @@ from mailvet.domain.identity import gravatar_url
 from mailvet.domain.ports import ObjectNotFound, ObjectStorage
 from mailvet.services import accounts as account_service
 from mailvet.web.account.schemas import DeleteForm, ProfileForm, read_picture
-from mailvet.web.auth.common import NO_STORE, see_other, unit_of_work
+from mailvet.web.auth.common import (
+    NO_STORE,
+    reauth_refusal,
+    reauthentication_due,
+    see_other,
+    unit_of_work,
+)
 from mailvet.web.auth.ports import Auth, AuthPorts
 from mailvet.web.context import Web, WebContext
 from mailvet.web.deps import Storage
 from mailvet.web.sessions import (
     LoginRequired,
     flash,
-    recently_authenticated,
     request_account,
     requires_login,
     sign_out,
@@ -55,7 +60,6 @@ AVATAR_PREFIX = "avatars"
 # the picture's form: the file, its multipart framing and the CSRF field
 PICTURE_BODY_LIMIT = MAX_AVATAR_BYTES + 64 * 1024
 NO_PICTURE = "Choose a picture to upload."
-WRONG_PASSWORD = "The password is not right."  # noqa: S105 (a message)
 DELETE_FIELD = "delete"  # the error key of the deletion form
 
 
@@ -193,20 +197,23 @@ class AccountController(Controller):
         account = await signed_in_account(request, web)
         form = await DeleteForm.read(request)
         errors: dict[str, str] = {}
+        retry_after = 0
         if not form.understood:
             errors["understood"] = "Tick the box to confirm that everything goes."
         if account.has_password:
             if not form.password:
                 errors[DELETE_FIELD] = "Enter your password."
             elif not errors:
+                # committed whatever the answer: a wrong password counts as a failed sign-in
                 async with unit_of_work(web) as session:
-                    right = await auth.accounts.verify_password(session, account.id, form.password)
-                if not right:
-                    errors[DELETE_FIELD] = WRONG_PASSWORD
-        elif not recently_authenticated(request, now=web.clock()):
+                    check = await auth.accounts.check_password(session, account.id, form.password)
+                if not check.ok:
+                    errors[DELETE_FIELD] = reauth_refusal(account, check)
+                    retry_after = check.retry_after
+        elif reauthentication_due(request, web):
             errors[DELETE_FIELD] = "Sign in with Google again first (the link above)."
         if errors:
-            return _page(request, web, auth, account, errors=errors)
+            return _page(request, web, auth, account, errors=errors, retry_after=retry_after)
         try:
             async with unit_of_work(web) as session:
                 await auth.accounts.delete_account(session, account.id)
@@ -231,8 +238,15 @@ def _page(
     account: Account,
     *,
     errors: dict[str, str] | None = None,
+    retry_after: int = 0,
 ) -> Template:
-    """The account page (400 when a form of it has `errors`)."""
+    """The account page (400 when a form of it has `errors`; 429 with Retry-After when
+    `retry_after` is set: the sign-in failures of the address are spent)."""
+    status = HTTP_400_BAD_REQUEST if errors else HTTP_200_OK
+    headers = dict(NO_STORE)
+    if retry_after:
+        status = HTTP_429_TOO_MANY_REQUESTS
+        headers["Retry-After"] = str(retry_after)
     return Template(
         "account/account.html",
         context={
@@ -241,10 +255,10 @@ def _page(
             "has_avatar": bool(account.avatar_key),
             "google_configured": auth.oidc is not None,
             "connect_google": f"/auth/google?next={quote(ACCOUNT_PAGE, safe='')}",
-            "reauth": not recently_authenticated(request, now=web.clock()),
+            "reauth": reauthentication_due(request, web),
             "max_picture_mb": MAX_AVATAR_BYTES // (1024 * 1024),
             "errors": errors or {},
         },
-        status_code=HTTP_400_BAD_REQUEST if errors else HTTP_200_OK,
-        headers=NO_STORE,
+        status_code=status,
+        headers=headers,
     )

@@ -37,7 +37,6 @@ from mailvet.web.auth.common import (
     reauthentication_due,
     see_other,
     unit_of_work,
-    wait_text,
 )
 from mailvet.web.auth.ports import Auth, AuthPorts
 from mailvet.web.auth.schemas import CodeForm, PasswordChangeForm, ReauthForm
@@ -213,7 +212,7 @@ class PasswordSettingsController(Controller):
         if changed.status == "throttled":
             wait = changed.retry_after
             context["errors"] = {
-                "current_password": f"Too many wrong passwords. Try again in {wait_text(wait)}."
+                "current_password": reauth_refusal(account, PasswordCheck(False, wait))
             }
             return page(
                 "password.html",

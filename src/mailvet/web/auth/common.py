@@ -1,6 +1,7 @@
 """What every sign-in page shares: rendering a form again with its errors, the per-IP
 limits of the forms, the session keys of a sign-in in progress, signing in, and the
-re-authentication of sensitive changes (`reauthenticate`, for other areas too).
+re-authentication of sensitive changes (`reauthentication`, `reauthentication_due` and
+`reauth_refusal`, for other areas too: the account page's deletion uses them).
 
 Session keys (server-side data, web/sessions.py):
 - `pending_confirm_email`: the address the confirm page asks the code of (set by sign-up and
@@ -180,17 +181,6 @@ async def reauthentication(
     if check.ok:
         sign_in(request, account.id, authenticated_at=web.clock())
     return check
-
-
-async def reauthenticate(
-    request: Request[Any, Any, Any],
-    web: WebContext,
-    auth: AuthPorts,
-    account: Account,
-    password: str,
-) -> bool:
-    """`reauthentication(...).ok`, for callers that need no Retry-After."""
-    return (await reauthentication(request, web, auth, account, password)).ok
 
 
 def reauth_refusal(account: Account, check: PasswordCheck | None = None) -> str:
