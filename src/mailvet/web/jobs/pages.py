@@ -64,6 +64,7 @@ from litestar.status_codes import (
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from mailvet.adapters.db.database import WRITE_INTENT
+from mailvet.domain import credits as credits_rules
 from mailvet.domain.job import FileInfo, Job, JobStatus
 from mailvet.domain.messages import JobSubmitted
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectNotFound, ObjectStorage
@@ -101,7 +102,7 @@ from mailvet.web.throttle import enforce
 
 log = structlog.get_logger(__name__)
 
-DRAFTS_KEY = "job_drafts"  # session: draft id -> {"name": file name, "day": YYYYMMDD, "owner"}
+DRAFTS_KEY = "job_drafts"  # session: draft id -> {"name": file name, "key": draft_key, "owner"}
 MAX_DRAFTS = 5
 CHECKS_PER_MINUTE = 30  # single checks per account
 KEEPALIVE_SECONDS = 15.0
@@ -219,21 +220,22 @@ async def _keep_drafts(
     """Store `drafts` as the session's only ones: the files of another account's drafts
     still in the session are deleted (the owner's own are the caller's to delete)."""
     raw = request.session.get(DRAFTS_KEY)
-    for draft_id, draft in raw.items() if isinstance(raw, dict) else ():
-        if isinstance(draft, dict) and draft.get("owner") != owner and "day" in draft:
-            await storage.delete_prefix(_draft_storage_key(draft, draft_id))
+    for draft in raw.values() if isinstance(raw, dict) else ():
+        if isinstance(draft, dict) and draft.get("owner") != owner and _is_draft_key(draft):
+            await storage.delete_prefix(draft["key"])
     request.session[DRAFTS_KEY] = drafts
 
 
 def _draft(request: Request[Any, Any, Any], owner: str, draft_id: str) -> dict[str, str]:
     found = _drafts(request, owner).get(draft_id)
-    if found is None or "name" not in found or "day" not in found:
+    if found is None or "name" not in found or not _is_draft_key(found):
         raise NotFoundException("no such upload (it may have been started or removed)")
     return found
 
 
-def _draft_storage_key(draft: dict[str, str], draft_id: str) -> str:
-    return f"{job_service.DRAFTS}{draft['day']}/{draft_id}"
+def _is_draft_key(draft: dict[str, str]) -> bool:
+    """Whether the entry holds its file's key (`draft_key`, kept at upload)."""
+    return str(draft.get("key", "")).startswith(job_service.DRAFTS)
 
 
 def _segment_or_404(segment: str) -> None:
@@ -412,9 +414,7 @@ class ListsController(Controller):
                 header_row=header_row,
             ),
         )
-        started = await _start_draft(
-            web, jobs, storage, bus, job, draft_key=_draft_storage_key(draft, draft_id)
-        )
+        started = await _start_draft(web, jobs, storage, bus, job, draft_key=draft["key"])
         drafts = _drafts(request, owner)
         drafts.pop(draft_id, None)
         await _keep_drafts(request, storage, owner, drafts)
@@ -556,17 +556,17 @@ class UploadController(Controller):
             idle_seconds=settings.web_upload_idle_seconds,
             before_file=check_token,
         )
+        draft_id = new_job_id()
+        key = draft_key(web.clock(), draft_id)
         try:
-            now = web.clock()
-            draft_id = new_job_id()
-            await storage.put_file(draft_key(now, draft_id), upload.path)
+            await storage.put_file(key, upload.path)
         finally:
             upload.path.unlink(missing_ok=True)
         drafts = _drafts(request, owner)
-        drafts[draft_id] = {"name": upload.filename, "day": f"{now:%Y%m%d}", "owner": owner}
+        drafts[draft_id] = {"name": upload.filename, "key": key, "owner": owner}
         while len(drafts) > MAX_DRAFTS:
             oldest = next(iter(drafts))
-            await storage.delete_prefix(_draft_storage_key(drafts.pop(oldest), oldest))
+            await storage.delete_prefix(drafts.pop(oldest)["key"])
         await _keep_drafts(request, storage, owner, drafts)
         log.info("list_uploaded", draft=draft_id, bytes=upload.size, account_id=owner)
         return Redirect(f"/app/jobs/new/{draft_id}", status_code=HTTP_303_SEE_OTHER)
@@ -667,9 +667,7 @@ async def _preview(
         "chosen_header_row": header_row,
     }
     try:
-        async with local_copy(
-            storage, _draft_storage_key(draft, draft_id), scratch_dir(settings)
-        ) as path:
+        async with local_copy(storage, draft["key"], scratch_dir(settings)) as path:
             preview = await asyncio.to_thread(
                 build_preview,
                 path,
@@ -694,9 +692,9 @@ async def _preview(
         "balance": balance,
         "credits_on": _credits_on(web),
         "short": (
-            balance is not None
-            and context["preview"] is not None
-            and context["preview"].cost > balance.balance
+            credits_rules.spend(balance.balance, context["preview"].cost)
+            if balance is not None and context["preview"] is not None
+            else None
         ),
     }
     return Template("jobs/preview.html", context=context, status_code=status_code)
