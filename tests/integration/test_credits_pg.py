@@ -15,6 +15,7 @@ from mailvet.adapters.db.database import Database, make_database
 from mailvet.adapters.db.ledger_models import CreditBalanceRow, LedgerEntryRow
 from mailvet.domain.credits import EntryKind, Reservation, Shortfall
 from mailvet.services import credits
+from tests.ledger_model import cached_balance, entries_sum
 from tests.pg import scratch_database, url_of
 
 pytestmark = pytest.mark.integration
@@ -50,9 +51,9 @@ async def totals(db: Database, account: str) -> tuple[int, int, int | None, int]
         got = await credits.balance(session, account)
         count = select(func.count()).where(LedgerEntryRow.account_id == account)
         return (
-            got.balance,
+            await entries_sum(session, account),
             got.reserved,
-            await credits.cached_balance(session, account),
+            await cached_balance(session, account),
             (await session.execute(count)).scalar_one(),
         )
 

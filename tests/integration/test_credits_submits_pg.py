@@ -43,6 +43,7 @@ from mailvet.pipeline.submit import submit_file
 from mailvet.services import credits, single_checks
 from mailvet.services.credits import SqlCreditLedger
 from tests.fakes import RecordingBus
+from tests.ledger_model import cached_balance, entries_sum
 from tests.pg import scratch_database, url_of
 
 pytestmark = pytest.mark.integration
@@ -187,7 +188,8 @@ async def test_many_concurrent_submits_and_checks_never_overdraw_one_account(
     # the ledger: exact, never overdrawn, each step once
     async with first.session_maker() as session:
         total = await credits.balance(session, ANN)
-        cached = await credits.cached_balance(session, ANN)
+        cached = await cached_balance(session, ANN)
+        summed = await entries_sum(session, ANN)
         rows = (
             await session.execute(
                 select(LedgerEntryRow)
@@ -198,7 +200,7 @@ async def test_many_concurrent_submits_and_checks_never_overdraw_one_account(
         entries = list(rows)
         assert await single_checks.pending(session, ANN) == []  # every check settled
     final = GRANT - sum(reserved.values()) - len(charged)
-    assert total.balance == final == cached
+    assert total.balance == final == cached == summed
     assert final >= 0
     assert total.reserved == sum(reserved.values())  # the accepted jobs hold their cost
     assert [entry.seq for entry in entries] == list(range(1, len(entries) + 1))

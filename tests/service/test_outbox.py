@@ -5,27 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import logging
-from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
 import structlog
 from sqlalchemy import select, update
 
-from mailvet.adapters.db.database import Database, make_database
+from mailvet.adapters.db.database import Database
 from mailvet.adapters.db.outbox_models import OutboxRow
 from mailvet.adapters.mail.log import plain_text
 from mailvet.adapters.mail.memory import MemoryMailer
 from mailvet.domain.mail import OutgoingMail
 from mailvet.services.outbox import OutboxSender, enqueue, purge_finished
 from mailvet.settings import MailerSettings, Settings, WebSettings
+from tests import outbox_helpers
+from tests.fakes import T0, MovingClock
+from tests.outbox_helpers import put, row
 from tests.waiting import until
 
 pytestmark = pytest.mark.pipeline
 
-T0 = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
 SETTINGS = Settings(
     web=WebSettings(public_url="https://mailvet.example"),
     mailer=MailerSettings(backend="memory", sender="mailvet <no-reply@mailvet.example>"),
@@ -33,52 +32,22 @@ SETTINGS = Settings(
 CODE = OutgoingMail(to="ann@example.com", template="confirm_code", context={"code": "481516"})
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime.datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += datetime.timedelta(**delta)
+database = outbox_helpers.database
 
 
 @pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    db = make_database(f"sqlite+aiosqlite:///{tmp_path}/mailvet.db")
-    await db.create_all()
-    try:
-        yield db
-    finally:
-        await db.dispose()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-async def put(database: Database, mail: OutgoingMail, clock: Clock) -> str:
-    async with database.session_maker() as session, session.begin():
-        return await enqueue(session, mail, now=clock())
-
-
-async def row(database: Database, row_id: str) -> OutboxRow:
-    async with database.session_maker() as session:
-        found = await session.get(OutboxRow, row_id)
-        assert found is not None
-        return found
+def clock() -> MovingClock:
+    return MovingClock(T0)
 
 
 def sender(
-    database: Database, mailer: MemoryMailer, clock: Clock, **options: object
+    database: Database, mailer: MemoryMailer, clock: MovingClock, **options: object
 ) -> OutboxSender:
     return OutboxSender(database, mailer, SETTINGS, clock, **options)  # type: ignore[arg-type]
 
 
 async def test_mail_enqueued_in_a_transaction_exists_only_if_it_commits(
-    database: Database, clock: Clock
+    database: Database, clock: MovingClock
 ) -> None:
     class Abandon(Exception):
         pass
@@ -101,7 +70,9 @@ async def test_mail_enqueued_in_a_transaction_exists_only_if_it_commits(
     assert (stored.attempts, stored.next_attempt_at, stored.sent_at) == (0, T0, None)
 
 
-async def test_a_due_message_is_sent_once_and_recorded(database: Database, clock: Clock) -> None:
+async def test_a_due_message_is_sent_once_and_recorded(
+    database: Database, clock: MovingClock
+) -> None:
     mailer = MemoryMailer()
     row_id = await put(database, CODE, clock)
     clock.advance(seconds=1)
@@ -120,7 +91,7 @@ async def test_a_due_message_is_sent_once_and_recorded(database: Database, clock
 
 
 async def test_a_temporary_failure_is_tried_again_after_the_delay(
-    database: Database, clock: Clock
+    database: Database, clock: MovingClock
 ) -> None:
     mailer = MemoryMailer(fail_times=2)
     row_id = await put(database, CODE, clock)
@@ -146,7 +117,7 @@ async def test_a_temporary_failure_is_tried_again_after_the_delay(
     assert (stored.attempts, stored.last_error, stored.given_up_at) == (3, "", None)
 
 
-async def test_an_smtp_outage_of_days_loses_no_mail(database: Database, clock: Clock) -> None:
+async def test_an_smtp_outage_of_days_loses_no_mail(database: Database, clock: MovingClock) -> None:
     """Issue 8 §4: a relay down from Friday night to Monday delays the mail, hourly retries
     at most, and delivers it (with its code) once it answers again."""
     mailer = MemoryMailer(fail_times=10_000)
@@ -174,7 +145,9 @@ async def test_an_smtp_outage_of_days_loses_no_mail(database: Database, clock: C
     assert stored.sent_at is not None
 
 
-async def test_a_permanent_failure_is_given_up_at_once(database: Database, clock: Clock) -> None:
+async def test_a_permanent_failure_is_given_up_at_once(
+    database: Database, clock: MovingClock
+) -> None:
     mailer = MemoryMailer(fail_times=1, temporary=False)
     row_id = await put(database, CODE, clock)
 
@@ -198,7 +171,7 @@ class DiesAfterSending(MemoryMailer):
 
 
 async def test_a_crash_between_send_and_mark_sends_again_after_the_lease(
-    database: Database, clock: Clock
+    database: Database, clock: MovingClock
 ) -> None:
     """At least once, by design: the server had the message, the row was not marked; after
     the lease the message goes again, with the same Message-ID so the copy can be dropped."""
@@ -224,7 +197,7 @@ async def test_a_crash_between_send_and_mark_sends_again_after_the_lease(
 
 
 async def test_a_stored_row_that_is_not_a_valid_mail_is_given_up_unsent(
-    database: Database, clock: Clock
+    database: Database, clock: MovingClock
 ) -> None:
     row_id = await put(database, CODE, clock)
     async with database.session_maker() as session, session.begin():
@@ -246,7 +219,9 @@ class Hangs(MemoryMailer):
         await asyncio.Event().wait()
 
 
-async def test_a_send_that_hangs_is_cut_off_and_kept(database: Database, clock: Clock) -> None:
+async def test_a_send_that_hangs_is_cut_off_and_kept(
+    database: Database, clock: MovingClock
+) -> None:
     quick = Settings(mailer=MailerSettings(backend="memory", timeout=0.05))
     row_id = await put(database, CODE, clock)
 
@@ -258,7 +233,7 @@ async def test_a_send_that_hangs_is_cut_off_and_kept(database: Database, clock: 
 
 
 async def test_a_batch_goes_at_once_and_every_message_once(
-    database: Database, clock: Clock
+    database: Database, clock: MovingClock
 ) -> None:
     mailer = MemoryMailer()
     ids = [
@@ -277,21 +252,28 @@ async def test_a_batch_goes_at_once_and_every_message_once(
     )
 
 
-async def test_run_forever_sends_on_wake_and_stops(database: Database, clock: Clock) -> None:
+async def test_run_forever_sends_on_its_poll_and_stops(
+    database: Database, clock: MovingClock
+) -> None:
     mailer = MemoryMailer()
-    # an hour between polls: only wake() can make it send during this test
+    # an hour between polls: set, the stop ends the pause at once
     outbox = sender(database, mailer, clock, poll_interval=3600)
+    await put(database, CODE, clock)
     stop = asyncio.Event()
     task = asyncio.create_task(outbox.run_forever(stop))
     try:
-        await until(lambda: outbox.running)
-        await put(database, CODE, clock)
-        outbox.wake()
         await until(lambda: len(mailer.sent) == 1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+    assert task.done() and task.exception() is None
 
-        # from another thread too (a web request handled on another loop)
+    # a short poll picks up mail enqueued while it runs
+    outbox = sender(database, mailer, clock, poll_interval=0.01)
+    stop = asyncio.Event()
+    task = asyncio.create_task(outbox.run_forever(stop))
+    try:
         await put(database, CODE, clock)
-        await asyncio.to_thread(outbox.wake)
         await until(lambda: len(mailer.sent) == 2)
     finally:
         stop.set()
@@ -299,20 +281,8 @@ async def test_run_forever_sends_on_wake_and_stops(database: Database, clock: Cl
     assert task.done() and task.exception() is None
 
 
-@pytest.fixture
-def every_level() -> Iterator[None]:
-    """Log lines of every level reach capture_logs (an earlier test may have configured
-    structlog to drop info lines); the configuration is restored afterwards."""
-    config = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    try:
-        yield
-    finally:
-        structlog.configure(**config)
-
-
 @pytest.mark.usefixtures("every_level")
-async def test_the_log_holds_no_address_or_code(database: Database, clock: Clock) -> None:
+async def test_the_log_holds_no_address_or_code(database: Database, clock: MovingClock) -> None:
     mailer = MemoryMailer(fail_times=1)
     await put(database, CODE, clock)
     outbox = sender(database, mailer, clock)
@@ -330,7 +300,7 @@ async def test_the_log_holds_no_address_or_code(database: Database, clock: Clock
 
 
 async def test_finished_rows_are_purged_and_pending_ones_kept(
-    database: Database, clock: Clock
+    database: Database, clock: MovingClock
 ) -> None:
     mailer = MemoryMailer()
     sent_id = await put(database, CODE, clock)
@@ -347,7 +317,7 @@ async def test_finished_rows_are_purged_and_pending_ones_kept(
         assert await session.get(OutboxRow, pending_id) is not None
 
 
-async def test_a_keyed_mail_is_queued_once(database: Database, clock: Clock) -> None:
+async def test_a_keyed_mail_is_queued_once(database: Database, clock: MovingClock) -> None:
     done = OutgoingMail(to="ann@example.com", template="job_completed", context={"job_id": "j1"})
     async with database.session_maker() as session, session.begin():
         first = await enqueue(session, done, now=clock(), key="job_completed:j1")

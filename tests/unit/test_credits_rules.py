@@ -1,4 +1,5 @@
-"""The ledger's rules (domain/credits.py): costs, charges, settlements and the reference book."""
+"""The ledger's rules (domain/credits.py): costs, charges, settlements, and the reference book
+(tests/ledger_model.py) that drives them."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from mailvet.domain.credits import (
     Balance,
     EntryKind,
     FreeLedger,
-    LedgerBook,
     Reservation,
     Shortfall,
+    check_adjustment,
     is_refunded,
     job_charge,
     job_cost,
@@ -24,6 +25,7 @@ from mailvet.domain.credits import (
 )
 from mailvet.domain.job import FileInfo, Job
 from mailvet.domain.verdict import STATUS_OF, Reason, Status
+from tests.ledger_model import LedgerBook
 
 pytestmark = pytest.mark.unit
 
@@ -58,6 +60,14 @@ def test_spending_needs_the_credits() -> None:
     assert short == Shortfall(needed=8, available=5) and short.missing == 3
     with pytest.raises(ValueError):
         spend(5, -1)
+
+
+def test_an_adjustment_says_who_and_why_and_changes_the_balance() -> None:
+    check_adjustment(-5, "admin", "goodwill")
+    check_adjustment(5, "admin", "goodwill")
+    for amount, actor, reason in ((0, "admin", "why"), (5, "", "why"), (5, "admin", "")):
+        with pytest.raises(ValueError):
+            check_adjustment(amount, actor, reason)
 
 
 async def test_the_free_ledger_charges_nothing() -> None:

@@ -1,10 +1,10 @@
 """Credits: the rules of the append-only ledger (one credit validates one address).
 
 Every change of an account's credits is an entry with a signed amount; nothing is ever
-updated or deleted. The spendable balance is the sum of the entries; a job's reservation is
-an entry of minus its cost, and its settlement gives back what was not charged, so while a
-job runs its cost is already out of the balance (`Balance.reserved` says how much of that
-is held by jobs not settled yet).
+updated or deleted. The spendable balance is the sum of the entries (kept as each account's
+cached balance); a job's reservation is an entry of minus its cost, and its settlement
+gives back what was not charged, so while a job runs its cost is already out of the
+balance (`Balance.reserved` says how much of that is held by jobs not settled yet).
 
 - A job costs the number of distinct, syntactically valid addresses of its file
   (`job_cost`). It reserves that when its file is accepted, or fails with the shortfall.
@@ -15,10 +15,9 @@ is held by jobs not settled yet).
 - Idempotency: every entry of a job or a single check carries a unique key
   (`reserve_key`, `settle_key`, ...): a replayed step changes nothing.
 
-`LedgerBook` is the reference ledger in memory (the same decisions as the SQL service in
-mailvet.services.credits); `CreditLedger` is the port the pipeline reserves and settles
-through, `FreeLedger` the one that charges nothing (MAILVET_CREDITS=off, or a job without
-an owner such as `mailvet validate`).
+The ledger itself is mailvet.services.credits (on the database); `CreditLedger` is the port
+the pipeline reserves and settles through, `FreeLedger` the one that charges nothing
+(MAILVET_CREDITS=off, or a job without an owner such as `mailvet validate`).
 """
 
 from __future__ import annotations
@@ -153,147 +152,13 @@ def check_grant(kind: EntryKind, amount: int) -> None:
         raise ValueError("a grant adds credits")
 
 
-def reserved_of(entries: Iterable[Entry]) -> int:
-    """Credits held by reservations without a settlement, among `entries`."""
-    held: dict[str, int] = {}
-    settled: set[str] = set()
-    for entry in entries:
-        if entry.kind is EntryKind.JOB_RESERVE and entry.job_id is not None:
-            held[entry.job_id] = -entry.amount
-        elif entry.kind is EntryKind.JOB_SETTLE and entry.job_id is not None:
-            settled.add(entry.job_id)
-    return sum(cost for job_id, cost in held.items() if job_id not in settled)
-
-
-class LedgerBook:
-    """The ledger of every account in memory: the reference the SQL service follows (and
-    what the rules' property tests drive). `entries` is the append-only record."""
-
-    def __init__(self) -> None:
-        self.entries: list[Entry] = []
-        self._keys: dict[str, Entry] = {}
-
-    def _append(self, entry: Entry) -> None:
-        if entry.key is not None:
-            self._keys[entry.key] = entry
-        self.entries.append(entry)
-
-    def _entry(
-        self,
-        account_id: str,
-        kind: EntryKind,
-        amount: int,
-        now: datetime,
-        *,
-        job_id: str | None = None,
-        key: str | None = None,
-        reason: str = "",
-        actor: str = "",
-    ) -> Entry:
-        return Entry(
-            id=f"e{len(self.entries)}",
-            account_id=account_id,
-            kind=kind,
-            amount=amount,
-            created_at=now,
-            job_id=job_id,
-            key=key,
-            reason=reason,
-            actor=actor,
-        )
-
-    def of(self, account_id: str) -> list[Entry]:
-        return [entry for entry in self.entries if entry.account_id == account_id]
-
-    def balance(self, account_id: str) -> Balance:
-        mine = self.of(account_id)
-        return Balance(sum(entry.amount for entry in mine), reserved_of(mine))
-
-    def grant(
-        self,
-        account_id: str,
-        amount: int,
-        *,
-        kind: EntryKind,
-        now: datetime,
-        reason: str = "",
-        actor: str = "",
-        key: str | None = None,
-    ) -> bool:
-        """Add credits; False (nothing changed) when `key` was used before."""
-        check_grant(kind, amount)
-        if key is not None and key in self._keys:
-            return False
-        entry = self._entry(account_id, kind, amount, now, key=key, reason=reason, actor=actor)
-        self._append(entry)
-        return True
-
-    def adjust(
-        self, account_id: str, amount: int, *, actor: str, reason: str, now: datetime
-    ) -> Shortfall | None:
-        """An administrator's change of either sign; a removal past the balance is refused."""
-        if not actor or not reason:
-            raise ValueError("an adjustment says who made it and why")
-        if amount == 0:
-            raise ValueError("an adjustment changes the balance")
-        if amount < 0 and (short := spend(self.balance(account_id).balance, -amount)):
-            return short
-        entry = self._entry(
-            account_id, EntryKind.ADMIN_ADJUSTMENT, amount, now, reason=reason, actor=actor
-        )
-        self._append(entry)
-        return None
-
-    def reserve_for_job(
-        self, account_id: str, job_id: str, cost: int, now: datetime
-    ) -> Reservation | Shortfall:
-        done = self._keys.get(reserve_key(job_id))
-        if done is not None:  # replayed: the reservation made the first time
-            return Reservation(job_id, -done.amount)
-        if short := spend(self.balance(account_id).balance, cost):
-            return short
-        entry = self._entry(
-            account_id, EntryKind.JOB_RESERVE, -cost, now, job_id=job_id, key=reserve_key(job_id)
-        )
-        self._append(entry)
-        return Reservation(job_id, cost)
-
-    def settle_job(self, job_id: str, *, charged: int, now: datetime) -> int | None:
-        """Give back what the job was not charged; the refund, or None when there is nothing
-        to settle (no reservation, or settled before)."""
-        reserved = self._keys.get(reserve_key(job_id))
-        if reserved is None or settle_key(job_id) in self._keys:
-            return None
-        refund = settlement_refund(-reserved.amount, charged)
-        entry = self._entry(
-            reserved.account_id,
-            EntryKind.JOB_SETTLE,
-            refund,
-            now,
-            job_id=job_id,
-            key=settle_key(job_id),
-        )
-        self._append(entry)
-        return refund
-
-    def charge_single(self, account_id: str, check_id: str, now: datetime) -> Shortfall | None:
-        if single_key(check_id) in self._keys:
-            return None
-        if short := spend(self.balance(account_id).balance, 1):
-            return short
-        entry = self._entry(account_id, EntryKind.SINGLE_CHECK, -1, now, key=single_key(check_id))
-        self._append(entry)
-        return None
-
-    def refund_single(self, check_id: str, now: datetime) -> bool:
-        charge = self._keys.get(single_key(check_id))
-        if charge is None or single_refund_key(check_id) in self._keys:
-            return False
-        entry = self._entry(
-            charge.account_id, EntryKind.SINGLE_REFUND, 1, now, key=single_refund_key(check_id)
-        )
-        self._append(entry)
-        return True
+def check_adjustment(amount: int, actor: str, reason: str) -> None:
+    """An administrator's adjustment says who made it and why, and changes the balance
+    (either sign; a removal past the balance is `spend`'s to refuse)."""
+    if not actor or not reason:
+        raise ValueError("an adjustment says who made it and why")
+    if amount == 0:
+        raise ValueError("an adjustment changes the balance")
 
 
 # --- the port the pipeline uses ----------------------------------------------------------

@@ -1,15 +1,16 @@
 """Credits: the use cases of the ledger on the database (rules in domain/credits.py).
 
-Every function takes the caller's unit of work (`session`, an AsyncSession inside
-`session.begin()`) and does not commit: sign-up adds the account, its grant and its mail in
-one transaction. The writers (everything but `balance` and `history`) first lock the
-account's `credit_balances` row (made on the account's first entry): PostgreSQL
-`SELECT ... FOR UPDATE`, so concurrent spends of one account run one after the other and
-each sees what the one before committed; SQLite serialises writers: a transaction whose
-first statement is the lock's INSERT takes the write lock there; one that read before must
-start with BEGIN IMMEDIATE (`await begin_write(session)` first thing, the WRITE_INTENT
-execution option). Then the idempotency key is looked up, the
-domain decides, and one entry is appended with the cached balance moved by its amount.
+Every function takes the caller's unit of work (`session`, an AsyncSession inside a
+transaction: `Database.unit_of_work`) and does not commit: sign-up adds the account, its
+grant and its mail in one transaction. The writers (everything but `balance` and `history`)
+first lock the account's `credit_balances` row (made on the account's first entry):
+PostgreSQL `SELECT ... FOR UPDATE`, so concurrent spends of one account run one after the
+other and each sees what the one before committed; SQLite serialises writers: a transaction
+whose first statement is the lock's INSERT takes the write lock there; one that read before
+must begin as a writer (`unit_of_work(write=True)`, or `database.write_intent(session)`
+first thing: BEGIN IMMEDIATE). Then the idempotency key is looked up, the domain decides,
+and one entry is appended with the cached balance (the row's `balance`, what `balance`
+answers) moved by its amount.
 
 `SqlCreditLedger` is the pipeline's CreditLedger on these functions (one transaction per
 call). `sweep_unsettled_jobs` settles the jobs that ended without their settlement (a
@@ -24,11 +25,11 @@ import uuid
 from datetime import datetime
 
 import msgspec
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from mailvet.adapters.db.database import WRITE_INTENT, Database, dialect_insert
+from mailvet.adapters.db.database import Database, dialect_insert, write_intent
 from mailvet.adapters.db.ledger_models import CreditBalanceRow, LedgerEntryRow
 from mailvet.adapters.db.models import JobRow
 from mailvet.adapters.db.rows import decode_counts
@@ -60,26 +61,21 @@ class Repeated(msgspec.Struct, frozen=True):
     key: str
 
 
-async def begin_write(session: AsyncSession) -> None:
-    """Start the session's transaction as a writer (SQLite: BEGIN IMMEDIATE). Call it before
-    anything else in the session."""
-    await session.connection(execution_options=WRITE_INTENT)
+# database.write_intent under its former name, for web/admin/controllers.py, which still
+# calls credits.begin_write (delete once it calls write_intent or unit_of_work)
+begin_write = write_intent
 
 
 # --- reading -------------------------------------------------------------------------------
 
 
 async def balance(session: AsyncSession, account_id: str) -> Balance:
-    """The spendable balance (the sum of the entries) and what running jobs hold of it."""
-    total = await _sum(session, account_id)
-    return Balance(total, await _reserved(session, account_id))
-
-
-async def cached_balance(session: AsyncSession, account_id: str) -> int | None:
-    """The cached sum of the account's balance row (None before its first entry): what a
-    check compares with the sum of the entries (`balance`)."""
+    """The spendable balance and what running jobs hold of it. The balance is the one every
+    spend is decided on: the account's balance row, which each entry moves by its amount
+    (0 before the first entry), so reading it costs no sum over the entries."""
     query = select(CreditBalanceRow.balance).where(CreditBalanceRow.account_id == account_id)
-    return (await session.execute(query)).scalar_one_or_none()
+    cached = (await session.execute(query)).scalar_one_or_none()
+    return Balance(cached or 0, await _reserved(session, account_id))
 
 
 async def history(
@@ -99,11 +95,6 @@ async def history(
     )
     rows = (await session.execute(query)).scalars()
     return HistoryPage([_entry(row) for row in rows], total, offset, limit)
-
-
-async def job_reservation(session: AsyncSession, job_id: str) -> Reservation | None:
-    row = await _by_key(session, rules.reserve_key(job_id))
-    return None if row is None else Reservation(job_id, -row.amount)
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -173,10 +164,7 @@ async def _adjust(
     now: datetime,
     key: str | None = None,
 ) -> Shortfall | Repeated | None:
-    if not actor or not reason:
-        raise ValueError("an adjustment says who made it and why")
-    if amount == 0:
-        raise ValueError("an adjustment changes the balance")
+    rules.check_adjustment(amount, actor, reason)
     available = await _lock(session, account_id, now)
     if key is not None and await _by_key(session, key) is not None:
         return Repeated(key)
@@ -241,12 +229,6 @@ async def settle_job(
         key=rules.settle_key(job_id),
     )
     return refund
-
-
-async def release_job(session: AsyncSession, job_id: str, *, now: datetime) -> int | None:
-    """A job that failed after reserving: everything goes back (settled with nothing
-    charged)."""
-    return await settle_job(session, job_id, charged=0, now=now)
 
 
 async def charge_single(
@@ -344,12 +326,6 @@ async def unsettled_jobs(
     (the result generator settles right after the job completes; a failed job's release
     can fail too). A completed job is charged what its counts say (stored before it
     completed, the charge the result generator settles with); a failed one nothing."""
-    settle = aliased(LedgerEntryRow)
-    settled = (
-        select(settle.id)
-        .where(settle.kind == EntryKind.JOB_SETTLE.value, settle.job_id == LedgerEntryRow.job_id)
-        .exists()
-    )
     failed = [status.value for status in JobStatus if status.is_error]
     query = (
         select(JobRow.id, JobRow.status, JobRow.counts)
@@ -358,7 +334,7 @@ async def unsettled_jobs(
         .where(
             LedgerEntryRow.kind == EntryKind.JOB_RESERVE.value,
             LedgerEntryRow.job_id > after,
-            ~settled,
+            _unsettled(),
             or_(
                 JobRow.status.in_(failed),
                 and_(JobRow.status == JobStatus.COMPLETED.value, JobRow.counts.is_not(None)),
@@ -385,8 +361,7 @@ async def sweep_unsettled_jobs(database: Database, *, now: datetime) -> int:
         async with database.session_maker() as session:
             found = await unsettled_jobs(session, after=after)
         for job in found:
-            async with database.session_maker() as session, session.begin():
-                await begin_write(session)
+            async with database.unit_of_work(write=True) as session:
                 refund = await settle_job(session, job.job_id, charged=job.charged, now=now)
             if refund is not None:
                 settled += 1
@@ -405,7 +380,7 @@ async def _lock(session: AsyncSession, account_id: str, now: datetime) -> int:
     """Make sure the account's balance row exists and lock it for this transaction; its
     cached balance. Its first statement writes (SQLite takes the write lock there, waiting
     for another writer, unless the caller's transaction read before: then the caller
-    opens it with WRITE_INTENT, see `begin_write`)."""
+    begins it as a writer: `database.write_intent`)."""
     values = {"account_id": account_id, "balance": 0, "entries": 0, "updated_at": now}
     await session.execute(
         dialect_insert(session, CreditBalanceRow).values(**values).on_conflict_do_nothing()
@@ -464,24 +439,20 @@ async def _by_key(session: AsyncSession, key: str) -> LedgerEntryRow | None:
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def _sum(session: AsyncSession, account_id: str) -> int:
-    query = select(func.coalesce(func.sum(LedgerEntryRow.amount), 0)).where(
-        LedgerEntryRow.account_id == account_id
+def _unsettled() -> ColumnElement[bool]:
+    """The condition on a reservation (LedgerEntryRow) that its job has no settlement."""
+    settle = aliased(LedgerEntryRow)
+    settled = select(settle.id).where(
+        settle.kind == EntryKind.JOB_SETTLE.value, settle.job_id == LedgerEntryRow.job_id
     )
-    return int((await session.execute(query)).scalar_one())
+    return ~settled.exists()
 
 
 async def _reserved(session: AsyncSession, account_id: str) -> int:
-    settle = aliased(LedgerEntryRow)
-    settled = (
-        select(settle.id)
-        .where(settle.kind == EntryKind.JOB_SETTLE.value, settle.job_id == LedgerEntryRow.job_id)
-        .exists()
-    )
     query = select(func.coalesce(func.sum(-LedgerEntryRow.amount), 0)).where(
         LedgerEntryRow.account_id == account_id,
         LedgerEntryRow.kind == EntryKind.JOB_RESERVE.value,
-        ~settled,
+        _unsettled(),
     )
     return int((await session.execute(query)).scalar_one())
 

@@ -27,6 +27,7 @@ locks a person out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import re
 import uuid
@@ -37,7 +38,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailvet.adapters.db.database import Database, dialect_insert, rowcount, write_intent
+from mailvet.adapters.db.database import Database, dialect_insert, rowcount
 from mailvet.adapters.db.outbox_models import OutboxRow
 from mailvet.clock import utc_now
 from mailvet.domain.mail import MailDeliveryError, Mailer, OutgoingMail, RetryPolicy
@@ -121,7 +122,6 @@ class _Claimed:
     id: str
     claim: str
     attempts: int  # this attempt included
-    created_at: datetime.datetime
     template: str
     mail: OutgoingMail | None  # None: the stored row is not a valid mail (see `invalid`)
     invalid: str = ""
@@ -131,18 +131,16 @@ def _claimed(row: OutboxRow, claim: str) -> _Claimed:
     try:
         mail = OutgoingMail(to=row.to, template=row.template, context=dict(row.context))
     except (ValueError, TypeError) as exc:
-        return _Claimed(
-            row.id, claim, row.attempts, row.created_at, row.template, None, f"invalid: {exc}"
-        )
-    return _Claimed(row.id, claim, row.attempts, row.created_at, row.template, mail)
+        return _Claimed(row.id, claim, row.attempts, row.template, None, f"invalid: {exc}")
+    return _Claimed(row.id, claim, row.attempts, row.template, mail)
 
 
 class OutboxSender:
     """Delivers the outbox's due mail through `mailer` (see the module docstring).
 
     `run_once()` claims and delivers one batch and returns how many were sent;
-    `run_forever(stop)` does so until `stop` is set, every `poll_interval` seconds or at once
-    after `wake()`, and deletes finished rows older than MAILVET_RETENTION_DAYS every hour.
+    `run_forever(stop)` does so every `poll_interval` seconds until `stop` is set, and deletes
+    finished rows older than MAILVET_RETENTION_DAYS every hour.
     """
 
     def __init__(
@@ -166,13 +164,6 @@ class OutboxSender:
         self._attempt_timeout = settings.mailer.timeout
         self.lease = datetime.timedelta(seconds=self._attempt_timeout) + LEASE_MARGIN
         self._log = logger("mailvet.outbox")
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
-
-    @property
-    def running(self) -> bool:
-        """True while `run_forever` runs (and `wake()` reaches it)."""
-        return self._wake is not None
 
     async def run_once(self) -> int:
         """Claim up to a batch of due rows, deliver them at once, record each outcome;
@@ -187,77 +178,46 @@ class OutboxSender:
         outcomes = await asyncio.gather(*(self._deliver(item) for item in batch))
         return sum(outcomes), len(batch)
 
-    def wake(self) -> None:
-        """Have `run_forever` look at the outbox now (after a commit that enqueued mail).
-        Safe from any thread; does nothing while the sender is not running."""
-        loop, event = self._loop, self._wake
-        if loop is None or event is None or loop.is_closed():
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            event.set()
-        else:
-            loop.call_soon_threadsafe(event.set)
-
     async def run_forever(self, stop: asyncio.Event | None = None) -> None:
         """Deliver until `stop` is set (or the task is cancelled). A failed round (database
         unreachable) is logged and tried again at the next poll."""
-        self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
         next_purge = self._clock()
-        try:
-            while stop is None or not stop.is_set():
-                claimed = 0
-                try:
-                    _sent, claimed = await self._run_batch()
-                    if self._clock() >= next_purge:
-                        await self._purge()
-                        next_purge = self._clock() + PURGE_EVERY
-                except Exception as exc:
-                    self._log.error(
-                        "outbox.round_failed", error=scrub(f"{type(exc).__name__}: {exc}")
-                    )
-                if claimed >= self._batch_size:
-                    continue  # a full batch: more may be due
-                await self._pause(self._wake, stop)
-        finally:
-            self._loop = self._wake = None
+        while stop is None or not stop.is_set():
+            claimed = 0
+            try:
+                _sent, claimed = await self._run_batch()
+                if self._clock() >= next_purge:
+                    await self._purge()
+                    next_purge = self._clock() + PURGE_EVERY
+            except Exception as exc:
+                self._log.error("outbox.round_failed", error=scrub(f"{type(exc).__name__}: {exc}"))
+            if claimed >= self._batch_size:
+                continue  # a full batch: more may be due
+            await self._pause(stop)
 
-    async def _pause(self, wake: asyncio.Event, stop: asyncio.Event | None) -> None:
-        waiters = [asyncio.ensure_future(wake.wait())]
-        if stop is not None:
-            waiters.append(asyncio.ensure_future(stop.wait()))
-        try:
-            await asyncio.wait(
-                waiters, timeout=self._poll_interval, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
-            wake.clear()
+    async def _pause(self, stop: asyncio.Event | None) -> None:
+        """Wait for the next poll, or less when `stop` is set meanwhile."""
+        if stop is None:
+            await asyncio.sleep(self._poll_interval)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), self._poll_interval)
 
     async def _claim(self) -> list[_Claimed]:
         now = self._clock()
-        due = (
-            OutboxRow.next_attempt_at <= now,
-            OutboxRow.sent_at.is_(None),
-            OutboxRow.given_up_at.is_(None),
-        )
+        # pending while next_attempt_at is set (sent and given-up rows have it NULL, which no
+        # comparison matches): the index on next_attempt_at serves this alone
+        due = OutboxRow.next_attempt_at <= now
         # a plain read first: an idle outbox polled twice a second takes no write lock
-        async with self._database.session_maker() as session:
-            if (await session.scalar(select(OutboxRow.id).where(*due).limit(1))) is None:
+        async with self._database.unit_of_work() as session:
+            if (await session.scalar(select(OutboxRow.id).where(due).limit(1))) is None:
                 return []
         claim = uuid.uuid4().hex
-        async with self._database.session_maker() as session, session.begin():
-            await write_intent(session)  # SQLite: BEGIN IMMEDIATE
+        async with self._database.unit_of_work(write=True) as session:  # SQLite: BEGIN IMMEDIATE
             rows = (
                 await session.scalars(
                     select(OutboxRow)
-                    .where(*due)
+                    .where(due)
                     .order_by(OutboxRow.next_attempt_at)
                     .limit(self._batch_size)
                     .with_for_update(skip_locked=True)  # PostgreSQL; SQLite: serialised writers
@@ -324,8 +284,7 @@ class OutboxSender:
 
     async def _record(self, item: _Claimed, **fields: Any) -> None:
         """Write the outcome if the row still carries this claim."""
-        async with self._database.session_maker() as session, session.begin():
-            await write_intent(session)
+        async with self._database.unit_of_work(write=True) as session:
             result = await session.execute(
                 update(OutboxRow)
                 .where(OutboxRow.id == item.id, OutboxRow.claim == item.claim)
@@ -336,8 +295,7 @@ class OutboxSender:
 
     async def _purge(self) -> None:
         before = self._clock() - datetime.timedelta(days=self._settings.web.retention_days)
-        async with self._database.session_maker() as session, session.begin():
-            await write_intent(session)
+        async with self._database.unit_of_work(write=True) as session:
             purged = await purge_finished(session, before=before)
         if purged:
             self._log.info("outbox.purged", rows=purged)
