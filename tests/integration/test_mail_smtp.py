@@ -5,27 +5,26 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
-from mailvet.adapters.db.database import Database, make_database
-from mailvet.adapters.db.outbox_models import OutboxRow
+from mailvet.adapters.db.database import Database
 from mailvet.adapters.mail import build_mailer
 from mailvet.adapters.mail.log import plain_text
 from mailvet.adapters.mail.render import render
 from mailvet.adapters.mail.smtp import SmtpMailer
 from mailvet.domain.mail import MailDeliveryError, OutgoingMail
-from mailvet.services.outbox import OutboxSender, enqueue
+from mailvet.services.outbox import OutboxSender
 from mailvet.settings import MailerSettings, Settings, SettingsError, WebSettings, load_settings
-from tests import mailcatcher
+from tests import mailcatcher, outbox_helpers
+from tests.fakes import T0, MovingClock
 from tests.mailcatcher import MailCatcher, free_port
+from tests.outbox_helpers import put, row
 
 pytestmark = pytest.mark.integration
 mail_catcher = mailcatcher.mail_catcher  # the shared fixture, used here as others will
 
-T0 = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
 CODE = OutgoingMail(to="ann@example.com", template="confirm_code", context={"code": "481516"})
 
 
@@ -43,22 +42,7 @@ def settings_for(port: int, **mailer: object) -> Settings:
     )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime.datetime:
-        return self.now
-
-
-@pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    db = make_database(f"sqlite+aiosqlite:///{tmp_path}/mailvet.db")
-    await db.create_all()
-    try:
-        yield db
-    finally:
-        await db.dispose()
+database = outbox_helpers.database
 
 
 @pytest.fixture
@@ -76,27 +60,15 @@ def started(made: list[MailCatcher], **options: object) -> MailCatcher:
     return catcher
 
 
-async def put(database: Database, mail: OutgoingMail, clock: Clock) -> str:
-    async with database.session_maker() as session, session.begin():
-        return await enqueue(session, mail, now=clock())
-
-
-async def row(database: Database, row_id: str) -> OutboxRow:
-    async with database.session_maker() as session:
-        found = await session.get(OutboxRow, row_id)
-        assert found is not None
-        return found
-
-
 def sender(
-    database: Database, settings: Settings, clock: Clock, *, cert_bundle: str | None = None
+    database: Database, settings: Settings, clock: MovingClock, *, cert_bundle: str | None = None
 ) -> OutboxSender:
     smtp = dataclasses.replace(SmtpMailer.from_settings(settings.mailer), cert_bundle=cert_bundle)
     return OutboxSender(database, smtp, settings, clock)
 
 
 async def test_mail_goes_through_plain_smtp(database: Database, mail_catcher: MailCatcher) -> None:
-    clock = Clock()
+    clock = MovingClock()
     row_id = await put(database, CODE, clock)
 
     assert await sender(database, settings_for(mail_catcher.port), clock).run_once() == 1
@@ -117,7 +89,7 @@ async def test_auth_is_used_when_a_user_is_set(
     database: Database, catcher_factory: list[MailCatcher]
 ) -> None:
     catcher = started(catcher_factory, credentials=("mailvet", "s3cret"), starttls=True)
-    clock = Clock()
+    clock = MovingClock()
     await put(database, CODE, clock)
     good = settings_for(catcher.port, username="mailvet", password="s3cret", starttls=True)
 
@@ -150,7 +122,7 @@ async def test_wrong_credentials_keep_the_mail_for_later(
     database: Database, catcher_factory: list[MailCatcher]
 ) -> None:
     catcher = started(catcher_factory, credentials=("mailvet", "s3cret"), starttls=True)
-    clock = Clock()
+    clock = MovingClock()
     row_id = await put(database, CODE, clock)
     bad = settings_for(catcher.port, username="mailvet", password="wrong", starttls=True)
 
@@ -166,7 +138,7 @@ async def test_wrong_credentials_keep_the_mail_for_later(
 async def test_starttls_required_but_not_offered_keeps_the_mail(
     database: Database, mail_catcher: MailCatcher
 ) -> None:
-    clock = Clock()
+    clock = MovingClock()
     row_id = await put(database, CODE, clock)
     strict = settings_for(mail_catcher.port, starttls=True)
 
@@ -185,7 +157,7 @@ async def test_starttls_required_and_offered_encrypts(
 ) -> None:
     catcher = started(catcher_factory, starttls=True)
     assert catcher.cert_file is not None
-    clock = Clock()
+    clock = MovingClock()
     await put(database, CODE, clock)
     strict = settings_for(catcher.port, starttls=True)
 
@@ -205,7 +177,7 @@ async def test_starttls_is_used_when_offered_if_not_required(
 ) -> None:
     """Opportunistic: encrypted whenever offered, a self-made certificate accepted."""
     offering = started(catcher_factory, starttls=True)
-    clock = Clock()
+    clock = MovingClock()
     await put(database, CODE, clock)
 
     assert await sender(database, settings_for(offering.port), clock).run_once() == 1
@@ -219,7 +191,7 @@ async def test_an_outage_loses_nothing_and_the_mail_goes_when_the_server_is_back
 ) -> None:
     catcher = started(catcher_factory)
     catcher.stop()  # down: nothing listens on its port
-    clock = Clock()
+    clock = MovingClock()
     ids = [await put(database, CODE, clock) for _ in range(3)]
     outbox = sender(database, settings_for(catcher.port), clock)
 
@@ -250,7 +222,7 @@ async def test_a_refused_recipient_is_given_up_and_a_deferred_one_kept(
             "busy@example.com": "450 4.2.1 try again later",
         },
     )
-    clock = Clock()
+    clock = MovingClock()
     gone = await put(database, OutgoingMail("gone@example.com", "password_changed", {}), clock)
     busy = await put(database, OutgoingMail("busy@example.com", "password_changed", {}), clock)
 

@@ -4,8 +4,6 @@ client's IP; uvicorn's own access line off."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,18 +28,6 @@ def reset_page(token: FromQuery[str] = "") -> str:
 @get("/boom", sync_to_thread=False)
 def boom() -> str:
     raise RuntimeError("down")
-
-
-@pytest.fixture
-def every_level() -> Iterator[None]:
-    """Info lines reach capture_logs (an earlier test may have configured structlog to drop
-    them); the configuration is restored afterwards."""
-    config = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    try:
-        yield
-    finally:
-        structlog.configure(**config)
 
 
 @pytest.mark.usefixtures("every_level")
