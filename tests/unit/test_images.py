@@ -10,8 +10,10 @@ import zlib
 import pytest
 from PIL import Image, ImageCms
 
+from mailvet.adapters import images
 from mailvet.adapters.images import (
     MAX_AVATAR_BYTES,
+    MAX_SIDE,
     Avatar,
     ImageRefused,
     process_avatar,
@@ -27,6 +29,11 @@ def encoded(picture: Image.Image, kind: str, **options: object) -> bytes:
     buffer = io.BytesIO()
     picture.save(buffer, kind, **options)
     return buffer.getvalue()
+
+
+def lossless(data: bytes) -> Avatar:
+    """What process_avatar makes of `data`, encoded as PNG: the pixels compare exactly."""
+    return images._processed(data, MAX_SIDE, images._png)
 
 
 def opened(avatar: Avatar) -> Image.Image:
@@ -81,7 +88,6 @@ def test_an_exif_laden_jpeg_comes_out_without_exif_gps_xmp_or_comment() -> None:
 
     avatar = process_avatar(upload)
 
-    assert (avatar.content_type, avatar.extension) == ("image/webp", "webp")
     assert sniff(avatar.data) == "WEBP"
     result = opened(avatar)
     assert result.format == "WEBP"
@@ -109,8 +115,8 @@ def test_png_text_chunks_go_and_transparency_stays() -> None:
     text.add_itxt("Comment", "SecretComment", zip=True)
     picture = Image.new("RGBA", (64, 48), (255, 0, 0, 0))
     picture.paste((0, 0, 255, 255), (0, 0, 32, 48))
-    avatar = process_avatar(encoded(picture, "PNG", pnginfo=text), output="png")
-    assert (avatar.content_type, sniff(avatar.data)) == ("image/png", "PNG")
+    avatar = lossless(encoded(picture, "PNG", pnginfo=text))
+    assert sniff(avatar.data) == "PNG"
     result = opened(avatar)
     assert result.mode == "RGBA"
     assert result.getpixel((10, 10)) == (0, 0, 255, 255)
@@ -123,7 +129,7 @@ def test_an_embedded_colour_profile_is_applied_and_dropped() -> None:
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     upload = encoded(Image.new("RGB", (40, 40), (200, 30, 60)), "PNG", icc_profile=profile)
     assert Image.open(io.BytesIO(upload)).info["icc_profile"]
-    avatar = process_avatar(upload, output="png")
+    avatar = lossless(upload)
     result = opened(avatar)
     assert "icc_profile" not in result.info
     red, green, blue = result.getpixel((20, 20))  # type: ignore[misc]
@@ -149,7 +155,7 @@ def test_every_colour_mode_comes_out_rgb(picture: Image.Image) -> None:
 def test_a_sixteen_bit_png_is_stretched_to_eight_bits() -> None:
     raw = b"".join(struct.pack("<H", x * 1000) for _ in range(8) for x in range(64))
     picture = Image.frombytes("I;16", (64, 8), raw)
-    result = opened(process_avatar(encoded(picture, "PNG"), output="png"))
+    result = opened(lossless(encoded(picture, "PNG")))
     assert result.mode == "RGB"
     assert result.getpixel((0, 0)) == (0, 0, 0)
     assert result.getpixel((63, 0)) == (255, 255, 255)
@@ -159,7 +165,7 @@ def test_only_the_first_frame_of_an_animation_is_kept() -> None:
     frames = [Image.new("RGB", (80, 80), colour) for colour in ("red", "blue", "green")]
     upload = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
     assert getattr(Image.open(io.BytesIO(upload)), "n_frames", 1) == 3
-    result = opened(process_avatar(upload, output="png"))
+    result = opened(lossless(upload))
     assert getattr(result, "n_frames", 1) == 1
     assert result.getpixel((40, 40)) == (255, 0, 0)
 

@@ -12,7 +12,8 @@ type is sniffed from the bytes) and returns a new image, or raises `ImageRefused
 - only the first frame of an animation is kept; the EXIF orientation is applied, an ICC
   profile converted to sRGB, then the pixels are copied into a fresh image (no EXIF, GPS,
   XMP, comments, text chunks or profile survive), shrunk to at most 512 px a side (aspect
-  kept) and encoded as WebP (or PNG on request).
+  kept) and encoded as WebP (`image/webp`; the tests compare pixels through the private
+  lossless `_png` encoder).
 
 CPU-bound: call it off the event loop (`await asyncio.to_thread(process_avatar, data)`).
 """
@@ -20,6 +21,7 @@ CPU-bound: call it off the event loop (`await asyncio.to_thread(process_avatar, 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, cast
 
@@ -32,9 +34,6 @@ MAX_SIDE = 512
 
 Kind = Literal["PNG", "JPEG", "WEBP", "GIF"]
 Reason = Literal["too_large", "unsupported_type", "too_many_pixels", "damaged"]
-Output = Literal["webp", "png"]
-
-CONTENT_TYPES: dict[Output, str] = {"webp": "image/webp", "png": "image/png"}
 
 
 class ImageRefused(ValueError):
@@ -54,9 +53,7 @@ class ImageRefused(ValueError):
 
 @dataclass(frozen=True)
 class Avatar:
-    data: bytes
-    content_type: str
-    extension: str  # "webp" or "png", for the storage key
+    data: bytes  # WebP
     width: int
     height: int
 
@@ -74,8 +71,23 @@ def sniff(data: bytes) -> Kind | None:
     return None
 
 
-def process_avatar(data: bytes, *, output: Output = "webp", max_side: int = MAX_SIDE) -> Avatar:
-    """The cleaned, re-encoded avatar of `data`; ImageRefused(reason) otherwise."""
+def process_avatar(data: bytes, *, max_side: int = MAX_SIDE) -> Avatar:
+    """The cleaned avatar of `data`, encoded as WebP; ImageRefused(reason) otherwise."""
+    return _processed(data, max_side, _webp)
+
+
+def _webp(picture: Image.Image, out: io.BytesIO) -> None:
+    picture.save(out, "WEBP", quality=85, method=4)
+
+
+def _png(picture: Image.Image, out: io.BytesIO) -> None:
+    """Lossless: the tests compare the cleaned pixels."""
+    picture.save(out, "PNG", optimize=True)
+
+
+def _processed(
+    data: bytes, max_side: int, encode: Callable[[Image.Image, io.BytesIO], None]
+) -> Avatar:
     from PIL import Image, UnidentifiedImageError
 
     if len(data) > MAX_AVATAR_BYTES:
@@ -99,17 +111,8 @@ def process_avatar(data: bytes, *, output: Output = "webp", max_side: int = MAX_
             raise ImageRefused("too_many_pixels")
         clean = _clean_pixels(picture, max_side)
     buffer = io.BytesIO()
-    if output == "webp":
-        clean.save(buffer, "WEBP", quality=85, method=4)
-    else:
-        clean.save(buffer, "PNG", optimize=True)
-    return Avatar(
-        data=buffer.getvalue(),
-        content_type=CONTENT_TYPES[output],
-        extension=output,
-        width=clean.width,
-        height=clean.height,
-    )
+    encode(clean, buffer)
+    return Avatar(data=buffer.getvalue(), width=clean.width, height=clean.height)
 
 
 def _clean_pixels(picture: Image.Image, max_side: int) -> Image.Image:
