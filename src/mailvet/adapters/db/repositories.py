@@ -8,13 +8,13 @@ import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import CursorResult, Result, Update, delete, select, update
+from sqlalchemy import Update, delete, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailvet.adapters.db.database import WRITE_INTENT, Database, dialect_insert
+from mailvet.adapters.db.database import Database, dialect_insert, rowcount
 from mailvet.adapters.db.models import JobChunkRow, JobRow, JobVerdictRow
 from mailvet.adapters.db.rows import encode_counts, job_from_row
 from mailvet.adapters.retry import RetriesExhausted, RetryPolicy
@@ -72,6 +72,7 @@ class SqlJobRepository:
         # SQLite has one writer at a time: queue this process's writers on a lock instead of
         # letting them sleep in SQLite's busy handler (1..100 ms naps per conflict).
         self._write_lock = asyncio.Lock() if database.engine.dialect.name == "sqlite" else None
+        self._database = database
         self._sessions = database.session_maker
         self._now = now
         # how a call is tried again while the database is unreachable (build_deps passes the
@@ -82,8 +83,7 @@ class SqlJobRepository:
     async def _write(self) -> AsyncIterator[AsyncSession]:
         """One transaction that means to write (SQLite: BEGIN IMMEDIATE); commits on exit."""
         lock = self._write_lock or contextlib.nullcontext()
-        async with lock, self._sessions() as session, session.begin():
-            await session.connection(execution_options=WRITE_INTENT)
+        async with lock, self._database.unit_of_work(write=True) as session:
             yield session
 
     @_retrying
@@ -146,21 +146,21 @@ class SqlJobRepository:
             "updated_at": self._now(),
         }
         async with self._write() as session:
-            if _rowcount(await session.execute(_update_job(job_id, values))) == 0:
+            if rowcount(await session.execute(_update_job(job_id, values))) == 0:
                 raise JobNotFound(job_id)
 
     @_retrying
     async def set_cost(self, job_id: str, cost: int) -> None:
         values = {"cost": cost, "updated_at": self._now()}
         async with self._write() as session:
-            if _rowcount(await session.execute(_update_job(job_id, values))) == 0:
+            if rowcount(await session.execute(_update_job(job_id, values))) == 0:
                 raise JobNotFound(job_id)
 
     @_retrying
     async def set_result_counts(self, job_id: str, counts: JobCounts) -> None:
         values = {"counts": encode_counts(counts), "updated_at": self._now()}
         async with self._write() as session:
-            if _rowcount(await session.execute(_update_job(job_id, values))) == 0:
+            if rowcount(await session.execute(_update_job(job_id, values))) == 0:
                 raise JobNotFound(job_id)
 
     @_retrying
@@ -178,7 +178,7 @@ class SqlJobRepository:
                 if added.scalar_one_or_none() is None:
                     return False  # recorded before: progress already counted
                 values = {"rows_done": JobRow.rows_done + rows, "updated_at": self._now()}
-                if _rowcount(await session.execute(_update_job(job_id, values))) == 0:
+                if rowcount(await session.execute(_update_job(job_id, values))) == 0:
                     raise JobNotFound(job_id)  # when foreign keys are not enforced
                 return True
         except IntegrityError as exc:  # foreign key: no such job
@@ -239,7 +239,3 @@ def _update_job(job_id: str, values: dict[str, Any]) -> Update:
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-
-
-def _rowcount(result: Result[Any]) -> int:
-    return cast("CursorResult[Any]", result).rowcount
