@@ -17,10 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailvet.adapters.db.account_models import AccountRow
 from mailvet.adapters.db.ledger_models import CreditBalanceRow
 from mailvet.adapters.db.models import JobRow
-from mailvet.adapters.db.rows import job_from_row
 from mailvet.domain.job import Job, JobStatus
-
-MAX_PAGE = 200
+from mailvet.services.jobs import job_of_page_row, page_query, page_total
+from mailvet.services.paging import Page, window
 
 
 class OwnedJob(msgspec.Struct, frozen=True):
@@ -30,17 +29,6 @@ class OwnedJob(msgspec.Struct, frozen=True):
     owner_email: str
 
 
-class AllJobsPage(msgspec.Struct, frozen=True):
-    jobs: list[OwnedJob]
-    total: int
-    offset: int
-    limit: int
-
-    @property
-    def has_more(self) -> bool:
-        return self.offset + len(self.jobs) < self.total
-
-
 async def all_jobs_page(
     session: AsyncSession,
     *,
@@ -48,27 +36,21 @@ async def all_jobs_page(
     limit: int = 50,
     status: JobStatus | None = None,
     owner: str | None = None,
-) -> AllJobsPage:
-    """Every job (or those in `status`, or of the account `owner`), newest first."""
-    limit = max(1, min(limit, MAX_PAGE))
-    offset = max(0, offset)
-    filters = []
-    if status is not None:
-        filters.append(JobRow.status == status.value)
-    if owner is not None:
-        filters.append(JobRow.owner == owner)
-    total = (await session.execute(select(func.count(JobRow.id)).where(*filters))).scalar_one()
+) -> Page[OwnedJob]:
+    """Every job (or those in `status`, or of the account `owner`), newest first, with its
+    owner's address: `services.jobs.jobs_page` and the accounts joined."""
+    offset, limit = window(offset, limit)
     query = (
-        select(JobRow, AccountRow.email)
+        page_query(owner=owner, status=status)
+        .add_columns(AccountRow.email)
         .outerjoin(AccountRow, AccountRow.id == JobRow.owner)
-        .where(*filters)
-        .order_by(JobRow.created_at.desc(), JobRow.id)
-        .limit(limit)
         .offset(offset)
+        .limit(limit)
     )
     rows = (await session.execute(query)).all()
-    jobs = [OwnedJob(job_from_row(row), email or "") for row, email in rows]
-    return AllJobsPage(jobs, total, offset, limit)
+    jobs = [OwnedJob(job_of_page_row(row), row.email or "") for row in rows]
+    total = await page_total(session, owner=owner, status=status)
+    return Page(jobs, total, offset, limit)
 
 
 async def count_accounts(session: AsyncSession) -> int:

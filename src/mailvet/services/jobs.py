@@ -2,7 +2,7 @@
 many jobs in one query, deleting a job, lists uploaded but not started yet (drafts), and
 the retention purge.
 
-Ownership is decided here, in the query: `owned_job` and `owned_jobs_page` read only rows
+Ownership is decided here, in the query: `owned_job` and `jobs_page(owner=...)` read only rows
 whose `owner` is the account, so another account's id, guessed or not, is simply not
 found (the pages answer 404). Every function takes the caller's unit of work (`session`)
 and does not commit; the file deletions go through `ObjectStorage` first, so a failed commit
@@ -23,9 +23,10 @@ import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from types import SimpleNamespace
+from typing import Any
 
 import msgspec
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Row, Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -36,30 +37,18 @@ from mailvet.domain.job import ACTIVE_STATUSES, Job, JobStatus
 from mailvet.domain.ports import ObjectStorage
 from mailvet.logs import logger
 from mailvet.pipeline import object_keys
+from mailvet.services.paging import Page, window
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")  # uuid4 hex, as pipeline.submit.new_job_id makes them
 PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 DRAFTS = "drafts/"
 DRAFT_DAYS_KEPT = 1  # a list uploaded but not started is kept at least this many days
 DRAFT_DAYS_SWEPT = 7  # and the purge sweeps this many days before that
 PURGE_BATCH = 200
 RETENTION_EVERY = 3600.0
-# what the dashboard reads of a job: all but the layout, the biggest column, not needed there
-_PAGE_COLUMNS = [getattr(JobRow, name) for name in JOB_COLUMNS if name != "layout"]
-
-
-class JobPage(msgspec.Struct, frozen=True):
-    """One page of an account's jobs, newest first; `total`: the account's jobs in all."""
-
-    jobs: list[Job]
-    total: int
-    offset: int
-    limit: int
-
-    @property
-    def has_more(self) -> bool:
-        return self.offset + len(self.jobs) < self.total
+# what a page of jobs reads of each: all but the layout, the biggest column, not shown there
+_PAGE_NAMES = [name for name in JOB_COLUMNS if name != "layout"]
+_PAGE_COLUMNS = [getattr(JobRow, name) for name in _PAGE_NAMES]
 
 
 class Progress(msgspec.Struct, frozen=True):
@@ -83,24 +72,55 @@ def is_job_id(job_id: str) -> bool:
 # --- reading -------------------------------------------------------------------------------
 
 
-async def owned_jobs_page(
-    session: AsyncSession, owner: str, *, offset: int = 0, limit: int = PAGE_SIZE
-) -> JobPage:
-    """The account's jobs, newest first (the layout column, the biggest, is not read)."""
-    limit = max(1, min(limit, MAX_PAGE_SIZE))
-    offset = max(0, offset)
-    total = await session.scalar(
-        select(func.count()).select_from(JobRow).where(JobRow.owner == owner)
-    )
-    rows = await session.execute(
+def page_query(*, owner: str | None = None, status: JobStatus | None = None) -> Select[Any]:
+    """The jobs (of the account `owner`, in `status`, when given), newest first, read as
+    `job_of_page_row` takes them (every column but the layout, the biggest)."""
+    return (
         select(*_PAGE_COLUMNS)
-        .where(JobRow.owner == owner)
+        .where(*_page_filters(owner, status))
         .order_by(JobRow.created_at.desc(), JobRow.id)
-        .offset(offset)
-        .limit(limit)
     )
-    jobs = [job_from_row(SimpleNamespace(**row._asdict(), layout=b"")) for row in rows]
-    return JobPage(jobs=jobs, total=int(total or 0), offset=offset, limit=limit)
+
+
+async def page_total(
+    session: AsyncSession, *, owner: str | None = None, status: JobStatus | None = None
+) -> int:
+    """How many jobs `page_query` finds in all."""
+    total = await session.scalar(
+        select(func.count()).select_from(JobRow).where(*_page_filters(owner, status))
+    )
+    return int(total or 0)
+
+
+def job_of_page_row(row: Row[Any]) -> Job:
+    """A job from a row of `page_query` (its layout left empty)."""
+    values = row._mapping
+    return job_from_row(SimpleNamespace(**{name: values[name] for name in _PAGE_NAMES}, layout=b""))
+
+
+async def jobs_page(
+    session: AsyncSession,
+    *,
+    owner: str | None = None,
+    status: JobStatus | None = None,
+    offset: int = 0,
+    limit: int = PAGE_SIZE,
+) -> Page[Job]:
+    """The jobs of `owner` (every job when None; in `status` when given), newest first."""
+    offset, limit = window(offset, limit)
+    rows = await session.execute(page_query(owner=owner, status=status).offset(offset).limit(limit))
+    jobs = [job_of_page_row(row) for row in rows]
+    total = await page_total(session, owner=owner, status=status)
+    return Page(jobs, total, offset, limit)
+
+
+def _page_filters(owner: str | None, status: JobStatus | None) -> list[ColumnElement[bool]]:
+    filters: list[ColumnElement[bool]] = []
+    if owner is not None:
+        filters.append(JobRow.owner == owner)
+    if status is not None:
+        filters.append(JobRow.status == status.value)
+    return filters
 
 
 async def owned_job(session: AsyncSession, owner: str, job_id: str) -> Job | None:

@@ -140,7 +140,7 @@ class AdminController(Controller):
         return _page(
             "jobs.html",
             {
-                "jobs": [_job_row(entry) for entry in found.jobs],
+                "jobs": [_job_row(entry) for entry in found.items],
                 "page": page,
                 "has_more": found.has_more,
                 "total": found.total,
@@ -211,7 +211,7 @@ async def _user_page(
             "balance": balance,
             "entries": entries,
             "actor_emails": actor_emails,
-            "jobs": [_job_row(entry) for entry in jobs.jobs],
+            "jobs": [_job_row(entry) for entry in jobs.items],
             "jobs_total": jobs.total,
             "is_self": account.id == _admin_id(request),
             "nonce_field": NONCE_FIELD,

@@ -620,14 +620,14 @@ async def _dashboard(
     async with _reading(web) as session:
         account = await get_account(session, owner)
         balance = await credits.balance(session, owner) if _credits_on(web) else None
-        jobs_page = await job_service.owned_jobs_page(
-            session, owner, offset=(page - 1) * size, limit=size
+        jobs_page = await job_service.jobs_page(
+            session, owner=owner, offset=(page - 1) * size, limit=size
         )
     context: dict[str, Any] = {
         "account": account,
         "balance": balance,
         "credits_on": _credits_on(web),
-        "rows": [_job_view(job) for job in jobs_page.jobs],
+        "rows": [_job_view(job) for job in jobs_page.items],
         "page": page,
         "pages": max(1, -(-jobs_page.total // size)),
         "total": jobs_page.total,
