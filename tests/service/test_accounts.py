@@ -629,6 +629,23 @@ async def live_sessions(db: Database, account_id: str) -> int:
         return int((await session.execute(query)).scalar_one())
 
 
+async def test_signing_out_everywhere_ends_every_session_and_mails_a_notice(
+    db: Database, service: AccountService
+) -> None:
+    account_id = await confirmed_account(db, service)
+    other_id = await confirmed_account(db, service, "someone.else@example.com")
+    for _ in range(2):
+        await web_session(db, account_id)
+    await web_session(db, other_id)
+
+    assert await run(db, service.sign_out_everywhere, account_id) == 2
+
+    assert await live_sessions(db, account_id) == 0
+    assert await live_sessions(db, other_id) == 1
+    notices = await mails(db, "sessions_ended")
+    assert [mail.to for mail in notices] == [rules.normalize_email(EMAIL)]
+
+
 async def test_changing_the_password_ends_the_other_sessions(
     db: Database, service: AccountService
 ) -> None:

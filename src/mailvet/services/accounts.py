@@ -162,7 +162,8 @@ class SecondFactorOutcome(msgspec.Struct, frozen=True):
 
 class GoogleLink(msgspec.Struct, frozen=True):
     """What "Connect Google" did (`AccountService.link_google`): `status` "linked",
-    "already", "taken", "other_identity" or "disabled"; `account` when linked or already."""
+    "already", "taken", "other_identity", "disabled" or "stale" (a new identity, and the
+    sign-in is not recent); `account` when linked or already."""
 
     status: str
     account: Account | None = None
@@ -637,6 +638,15 @@ class AccountService:
         await session.flush()
         return TotpSetup(secret=secret, uri=rules.totp_uri(secret, row.email))
 
+    async def pending_totp(self, session: AsyncSession, account_id: str) -> TotpSetup | None:
+        """The setup `start_totp` made, while no code of it has turned TOTP on (the enable
+        page shows the same QR code again after a wrong code); None: nothing pending."""
+        row = await session.get(AccountRow, account_id)
+        if row is None or row.totp_enabled or row.totp_secret is None:
+            return None
+        secret = self.keys.decrypt(row.totp_secret)
+        return TotpSetup(secret=secret, uri=rules.totp_uri(secret, row.email))
+
     async def enable_totp(
         self, session: AsyncSession, account_id: str, code: str
     ) -> list[str] | None:
@@ -849,6 +859,17 @@ class AccountService:
         await session.flush()
         return previous
 
+    async def sign_out_everywhere(self, session: AsyncSession, account_id: str) -> int:
+        """ "Sign out everywhere": every session of the account ends (the caller's too) and
+        a notice is mailed; returns how many ended."""
+        row = await self._row(session, account_id)
+        ended = await sessions.end_all_sessions(session, account_id)
+        await outbox.enqueue(
+            session, OutgoingMail(row.email, "sessions_ended", {}), now=self.clock()
+        )
+        logger(__name__).info("signed_out_everywhere", account_id=account_id, sessions=ended)
+        return ended
+
     async def set_disabled(self, session: AsyncSession, account_id: str, disabled: bool) -> None:
         """An administrator disables (its sessions end) or enables an account."""
         row = await self._row(session, account_id)
@@ -992,17 +1013,21 @@ class AccountService:
         )
 
     async def link_google(
-        self, session: AsyncSession, account_id: str, identity: GoogleIdentity
+        self, session: AsyncSession, account_id: str, identity: GoogleIdentity, *, recent: bool
     ) -> GoogleLink:
         """ "Connect Google" from a signed-in account: link the checked identity to THAT
         account, never sign in as (or create) another. "linked"; "already" (this identity
         is the account's own: a fresh Google sign-in, the re-authentication of an account
         without a password); "taken" (the identity is another account's: nothing changes);
         "other_identity" (the account has another Google identity: disconnect it first);
-        "disabled"."""
+        "disabled"; "stale": connecting a new identity is a sensitive change (a way in from
+        then on), so it needs a `recent` sign-in (the last 10 minutes), as the password
+        pages do."""
         await write_intent(session)
         sub = identity.sub.strip()
         row = await self._row(session, account_id)
+        if not recent and row.google_sub != sub:
+            return GoogleLink("stale")
         if row.disabled:
             return GoogleLink("disabled")
         if not sub or len(sub) > 255:

@@ -237,6 +237,14 @@ def request_account(connection: ASGIConnection[Any, Any, Any, Any]) -> SignedIn 
     return SignedIn(state.account_id, state.authenticated_at)
 
 
+def signed_in_id(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The signed-in account's id, behind `requires_login` (LoginRequired without one)."""
+    signed = request_account(connection)
+    if signed is None:  # requires_login stops it first
+        raise LoginRequired("sign in first")
+    return signed.account_id
+
+
 def current_token_hash(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     """The stored id of this request's session (for `end_all_sessions(except_token_hash=)`)."""
     state = _state_of(connection.scope)

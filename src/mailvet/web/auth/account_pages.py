@@ -25,7 +25,6 @@ from litestar import Controller, Request, get, post
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_400_BAD_REQUEST, HTTP_429_TOO_MANY_REQUESTS
 
-from mailvet.domain import accounts as rules
 from mailvet.domain.accounts import Account
 from mailvet.services import accounts as account_service
 from mailvet.services.accounts import AccountError, InvalidInput, PasswordCheck
@@ -120,15 +119,16 @@ class TwoFactorController(Controller):
         async with unit_of_work(web) as session:
             codes = await auth.accounts.enable_totp(session, account.id, form.code)
         if codes is None:
-            pending = await _pending_secret(web, auth, account)
+            async with web.database.session_maker() as session:
+                pending = await auth.accounts.pending_totp(session, account.id)
             if pending is None:  # nothing set up (or set up in another tab and lost)
                 return see_other(TWO_FACTOR)
             return _setup_page(
                 request,
                 web,
                 account,
-                pending,
-                rules.totp_uri(pending, account.email),
+                pending.secret,
+                pending.uri,
                 errors={"code": "This code is not right. Type the code your app shows now."},
                 status_code=HTTP_400_BAD_REQUEST,
             )
@@ -285,17 +285,6 @@ async def _settings_page(
         context,
         status_code=HTTP_400_BAD_REQUEST if failed else HTTP_200_OK,
     )
-
-
-async def _pending_secret(web: WebContext, auth: AuthPorts, account: Account) -> str | None:
-    """The secret `start_totp` made and keeps encrypted until a code of it turns TOTP on
-    (to show the same QR code again after a wrong code)."""
-    from mailvet.adapters.db.account_models import AccountRow
-
-    async with web.database.session_maker() as session:
-        row = await session.get(AccountRow, account.id)
-        token = None if row is None or row.totp_enabled else row.totp_secret
-    return None if token is None else auth.accounts.keys.decrypt(token)
 
 
 def _setup_page(

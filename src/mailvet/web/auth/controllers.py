@@ -38,11 +38,8 @@ from litestar.status_codes import (
 )
 
 from mailvet.domain.accounts import CODE_MAX_WRONG, CodeOutcome, InvalidEmail, normalize_email
-from mailvet.domain.mail import OutgoingMail
 from mailvet.services import accounts as account_service
-from mailvet.services import outbox
 from mailvet.services.accounts import InvalidInput, InvalidToken
-from mailvet.services.sessions import end_all_sessions
 from mailvet.web.auth.common import (
     CONFIRM_PER_IP,
     FORGOT_PER_IP,
@@ -74,11 +71,11 @@ from mailvet.web.auth.schemas import (
 )
 from mailvet.web.context import Web, WebContext
 from mailvet.web.sessions import (
-    LoginRequired,
     flash,
     request_account,
     requires_login,
     sign_out,
+    signed_in_id,
 )
 from mailvet.web.throttle import remote_address
 
@@ -330,18 +327,11 @@ class LoginController(Controller):
         return see_other("/")
 
     @post("/logout/everywhere", status_code=HTTP_200_OK, guards=[requires_login])
-    async def logout_everywhere(self, request: Request[Any, Any, Any], web: Web) -> Redirect:
-        signed = request_account(request)
-        if signed is None:  # requires_login stops it first
-            raise LoginRequired("sign in first")
+    async def logout_everywhere(
+        self, request: Request[Any, Any, Any], web: Web, auth: Auth
+    ) -> Redirect:
         async with unit_of_work(web) as session:
-            ended = await end_all_sessions(session, signed.account_id)
-            account = await account_service.get_account(session, signed.account_id)
-            if account is not None:
-                await outbox.enqueue(
-                    session, OutgoingMail(account.email, "sessions_ended", {}), now=web.clock()
-                )
-        log.info("signed_out_everywhere", account_id=signed.account_id, sessions=ended)
+            await auth.accounts.sign_out_everywhere(session, signed_in_id(request))
         sign_out(request)
         flash(request, "You are signed out on every device and browser.")
         return see_other("/")

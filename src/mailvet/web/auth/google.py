@@ -31,7 +31,6 @@ from litestar.response import Redirect
 from litestar.status_codes import HTTP_302_FOUND
 
 from mailvet.domain.identity import GoogleIdentity, SignInRefused
-from mailvet.services.accounts import get_account
 from mailvet.web.auth.common import (
     complete_sign_in,
     reauthentication_due,
@@ -51,6 +50,7 @@ CALLBACK_PATH = "/auth/google/callback"
 FAILED = "Signing in with Google did not work. Try again, or sign in with your password."
 CONNECT_STALE = "To connect Google, sign in again first: your sign-in is over 10 minutes old."
 CONNECT_REFUSED = {
+    "stale": CONNECT_STALE,
     "taken": "This Google account is connected to another mailvet account.",
     "other_identity": "Another Google account is connected. Disconnect it first.",
     "disabled": "This account is disabled.",
@@ -155,17 +155,12 @@ async def _connect(
     this account) or, when it is the account's own identity already, a fresh sign-in (the
     re-authentication of an account without a password). Never another account.
 
-    Connecting a new identity is a sensitive change (it is a way in from then on): it needs
-    a sign-in of the last 10 minutes, as the password pages do."""
+    Connecting a new identity needs a sign-in of the last 10 minutes (`link_google` answers
+    "stale" otherwise)."""
     now = web.clock()
-    if reauthentication_due(request, web):
-        async with web.database.session_maker() as session:
-            account = await get_account(session, account_id)
-        if account is None or account.google_sub != identity.sub:
-            flash(request, CONNECT_STALE, "error")
-            return see_other(target)
+    recent = not reauthentication_due(request, web)
     async with unit_of_work(web) as session:
-        link = await auth.accounts.link_google(session, account_id, identity)
+        link = await auth.accounts.link_google(session, account_id, identity, recent=recent)
     if link.account is None:
         log.info("google_connect_refused", account_id=account_id, status=link.status)
         flash(request, CONNECT_REFUSED.get(link.status, FAILED), "error")
