@@ -6,12 +6,12 @@ DNS and SMTP for the addresses it leaves `not_checked` (or `disposable`).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from email_validator.rfc_constants import ATEXT_RE, DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
 
-from mailvet.domain import risk as _risk
 from mailvet.domain.address import (
     LOWERED_LOCALS,
     NOT_PLAIN,
@@ -20,6 +20,7 @@ from mailvet.domain.address import (
     check_syntax,
     plain_unicode_domain,
 )
+from mailvet.domain.risk import clear_caches as clear_risk_caches
 from mailvet.domain.risk import domain_risk, is_role, role_spellings, suggest_address
 from mailvet.domain.verdict import STATUS_OF, Reason, Verdict
 
@@ -134,6 +135,22 @@ def _domain_part(domain: str) -> _DomainPart | None:
 _TRUE_FALSE = ("false", "true")
 
 
+def plain_domain(domain: str) -> _DomainPart | None:
+    """The shared part of the plain addresses at `domain` (as written; cached per process),
+    or None when an address there is not plain. A plain address is `local@domain` with an
+    ASCII dot-atom `local` of at most `max_local` characters: its normalized form is
+    `local` (lower-cased when in LOWERED_LOCALS) + `at_domain`, exactly as check_syntax
+    gives it. What syntax_columns and the cost count (pipeline/cost.py) share."""
+    parts = _DOMAIN_PARTS
+    try:
+        return parts[domain]
+    except KeyError:
+        if len(parts) >= _DOMAIN_PARTS_MAX:
+            parts.clear()
+        part = parts[domain] = _domain_part(domain)
+        return part
+
+
 def syntax_columns(addresses: Iterable[str]) -> list[tuple[str, ...]]:
     """`offline_verdict(check_syntax(cell), cell).columns()` of every address (stripped
     first), computed per distinct domain for plain addresses."""
@@ -146,12 +163,10 @@ def syntax_columns(addresses: Iterable[str]) -> list[tuple[str, ...]]:
     for address in addresses:
         cell = address.strip()
         local, _, domain = cell.rpartition("@")
-        try:
+        try:  # plain_domain, inline: a call per row costs here
             part = parts[domain]
         except KeyError:
-            if len(parts) >= _DOMAIN_PARTS_MAX:
-                parts.clear()
-            part = parts[domain] = _domain_part(domain)
+            part = plain_domain(domain)
         if (
             part is None
             or not local.isascii()
@@ -230,14 +245,15 @@ def _tail_part(domain: str, sep: str) -> _TailPart | None:
 
 
 def syntax_tails(
-    addresses: Iterable[str], sep: str, starts: str = ""
+    addresses: Iterable[str], sep: str, starts: str = "", *, misses: Counter[str] | None = None
 ) -> tuple[list[str], list[str], bool]:
     """(tails, reasons, started): for every address (stripped first) `sep + sep.join(columns)`
     of `offline_verdict(check_syntax(cell), cell).columns()`, and the verdict's reason: the
     text a CSV row gets appended when no cell needs quoting (the caller checks); `started`:
     some cell begins with one of the characters of `starts` (a spreadsheet's formula starts,
     say). Only the cells holding an address can: on the fast path they begin with the local
-    part's first character."""
+    part's first character. `misses` (bench/offline_cpu.py --why) counts why cells went the
+    slow way, in words."""
     parts = _TAIL_PARTS.setdefault(sep, {})
     roles = role_spellings()
     insensitive = LOWERED_LOCALS
@@ -258,6 +274,8 @@ def syntax_tails(
             part = parts[domain] = _tail_part(domain, sep)
         # a dot-atom is ASCII: no isascii() needed
         if part is None or len(local) > part[7] or dot_atom(local) is None:
+            if misses is not None:
+                misses[_miss(address, local, domain, part)] += 1
             cell = address.strip()
             verdict = offline_verdict(check_syntax(cell), cell)
             columns = verdict.columns()
@@ -283,27 +301,21 @@ def syntax_tails(
     return tails, reasons, started
 
 
-def clear_risk_caches() -> None:
-    _risk._repair_domain.cache_clear()
-
-
-def _clear_caches() -> None:
+def clear_caches() -> None:
+    """Empty this process's per-domain caches, as a freshly forked worker has them (for a
+    bench; the lists stay loaded)."""
     _DOMAIN_PARTS.clear()
     _TAIL_PARTS.clear()
+    cached_domain.cache_clear()
+    clear_risk_caches()
 
 
-CACHES = (_clear_caches, cached_domain.cache_clear, domain_risk.cache_clear, clear_risk_caches)
-"""What empties this process's per-domain caches (bench/offline_cpu.py: a fresh worker)."""
-
-
-def fast_path_miss(cell: str) -> str:
-    """Why syntax_tails sends `cell` the slow way ("" when it does not): for the bench."""
-    local, at, domain = cell.rpartition("@")
-    if not at:
+def _miss(address: str, local: str, domain: str, part: _TailPart | None) -> str:
+    """Why syntax_tails sent `address` the slow way, the first reason that applies."""
+    if "@" not in address:
         return "no @-sign"
-    part = _domain_part(domain)
     if part is None:
-        if NOT_PLAIN.search(cell):
+        if NOT_PLAIN.search(address):
             return "quotes, brackets or angle brackets"
         if not domain.isascii():
             return "non-ASCII domain, not NFC-plain or invalid"
@@ -312,10 +324,8 @@ def fast_path_miss(cell: str) -> str:
         return "invalid domain"
     if len(local) > part.max_local:
         return "too long"
-    if DOT_ATOM_TEXT.match(local) is None:
-        if not local.isascii():
-            return "non-ASCII local part"
-        if not local:
-            return "empty local part"
-        return "local part not a dot-atom"
-    return ""
+    if not local.isascii():
+        return "non-ASCII local part"
+    if not local:
+        return "empty local part"
+    return "local part not a dot-atom"
