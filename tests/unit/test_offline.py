@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import Counter
 
 import pytest
 from email_validator import EmailNotValidError
 from email_validator.syntax import validate_email_domain_name
 
 from mailvet.domain.address import cached_domain, check_syntax, reference_check
-from mailvet.domain.offline import never_in_cells, offline_verdict, syntax_columns, syntax_tails
+from mailvet.domain.offline import (
+    clear_caches,
+    never_in_cells,
+    offline_verdict,
+    syntax_columns,
+    syntax_tails,
+)
+from mailvet.domain.risk import domain_risk
 from tests.unit.test_address import corpus
 
 
@@ -272,3 +280,42 @@ def test_domain_literals_get_the_reference_verdict() -> None:
         cells.append(f"{local}{rng.choice(['@', '@', ''])}[{literal}]")
     assert [c for c in cells if check_syntax(c)[:5] != reference_check(c)[:5]] == []
     assert syntax_columns(cells) == one_by_one(cells)
+
+
+def test_the_cells_off_the_fast_path_are_counted_with_their_reason() -> None:
+    cells = [
+        "ann@example.com",  # the fast path
+        "Bob.Smith@Example.com",  # the fast path
+        "a" * 250 + "@example.com",
+        "x@ example.com",
+        "ä@example.com",
+        "ann@[192.0.2.1]",
+        "nope",
+        "@example.com",
+        "a..b@example.com",
+        "ann@exa_mple.com",
+    ]
+    misses: Counter[str] = Counter()
+    tails, _, _ = syntax_tails(cells, ",", misses=misses)
+    assert tails == syntax_tails(cells, ",")[0]  # counting changes nothing
+    assert misses == Counter(
+        {
+            "too long": 1,
+            "blank in the domain": 1,
+            "non-ASCII local part": 1,
+            "quotes, brackets or angle brackets": 1,
+            "no @-sign": 1,
+            "empty local part": 1,
+            "local part not a dot-atom": 1,
+            "invalid domain": 1,
+        }
+    )
+
+
+def test_clear_caches_leaves_them_as_a_fresh_process_has_them() -> None:
+    syntax_columns(["ann@example.com", "ann@gmial.com", "x@gmail,com"])
+    assert cached_domain.cache_info().currsize > 0
+    clear_caches()
+    assert cached_domain.cache_info().currsize == 0
+    assert domain_risk.cache_info().currsize == 0
+    assert syntax_columns(["ann@gmial.com"]) == one_by_one(["ann@gmial.com"])

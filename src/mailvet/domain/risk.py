@@ -660,3 +660,10 @@ def is_role(local_part: str) -> bool:
     if "+" in base:
         base = base[: base.index("+")]
     return base in (_ROLE_SPELLINGS or _role_spellings())
+
+
+def clear_caches() -> None:
+    """Empty the per-domain caches (`domain_risk`, the typo repairs), as a fresh process
+    has them; the lists stay loaded."""
+    domain_risk.cache_clear()
+    _repair_domain.cache_clear()
