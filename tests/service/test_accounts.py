@@ -877,14 +877,14 @@ async def google(db: Database, service: AccountService, **claims: Any) -> Any:
     claims.setdefault("sub", "google-1")
     claims.setdefault("email", EMAIL)
     claims.setdefault("email_verified", True)
-    return await run(db, service.google_sign_in, **claims)
+    return await run(db, service.sign_in_with_google, GoogleIdentity(**claims))
 
 
 async def test_google_creates_a_confirmed_account_without_password(
     db: Database, service: AccountService
 ) -> None:
     got = await google(
-        db, service, picture="https://lh3.example/p.png", first_name="Ann", last_name="Smith"
+        db, service, picture="https://lh3.example/p.png", given_name="Ann", family_name="Smith"
     )
 
     assert got.status == "ok" and got.created and got.account is not None

@@ -40,7 +40,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 from sqlalchemy import delete, func, or_, select, update
@@ -577,17 +577,30 @@ class AccountService:
         row = await session.get(AccountRow, account_id, populate_existing=True)
         if row is None or row.disabled or not row.totp_enabled or row.totp_secret is None:
             return SecondFactorOutcome(False)
-        if await self._take_totp_step(session, row, code, now):
-            await SECOND_FACTOR_FAILURES.reset(session, account_id)
-            return SecondFactorOutcome(
-                True, recovery_codes_left=await self.recovery_codes_left(session, account_id)
-            )
-        if await self._take_recovery_code(session, account_id, code):
-            await SECOND_FACTOR_FAILURES.reset(session, account_id)
-            left = await self.recovery_codes_left(session, account_id)
+        proof = await self._prove_second_factor(session, row, code, now)
+        if proof is None:
+            return SecondFactorOutcome(False)
+        left = await self.recovery_codes_left(session, account_id)
+        if proof == "recovery":
             logger(__name__).info("recovery_code_used", account_id=account_id, left=left)
-            return SecondFactorOutcome(True, used_recovery_code=True, recovery_codes_left=left)
-        return SecondFactorOutcome(False)
+        return SecondFactorOutcome(
+            True, used_recovery_code=proof == "recovery", recovery_codes_left=left
+        )
+
+    async def _prove_second_factor(
+        self, session: AsyncSession, row: AccountRow, code: str, now: datetime.datetime
+    ) -> Literal["totp", "recovery"] | None:
+        """Take `code` as a TOTP step or else as an unused recovery code; which one it was
+        (None: neither). A success clears the account's SECOND_FACTOR_FAILURES count, which
+        the caller hit before."""
+        if await self._take_totp_step(session, row, code, now):
+            proof: Literal["totp", "recovery"] = "totp"
+        elif await self._take_recovery_code(session, row.id, code):
+            proof = "recovery"
+        else:
+            return None
+        await SECOND_FACTOR_FAILURES.reset(session, row.id)
+        return proof
 
     async def _take_totp_step(
         self, session: AsyncSession, row: AccountRow, code: str, now: datetime.datetime
@@ -677,22 +690,18 @@ class AccountService:
             return False
         if not (await SECOND_FACTOR_FAILURES.hit(session, account_id, now)).allowed:
             return False
-        proven = await self._take_totp_step(
-            session, row, code, now
-        ) or await self._take_recovery_code(session, account_id, code)
-        if not proven:
+        if await self._prove_second_factor(session, row, code, now) is None:
             return False
-        await SECOND_FACTOR_FAILURES.reset(session, account_id)
-        row.totp_enabled = False
-        row.totp_secret = None
-        row.totp_last_step = None
-        await session.execute(
-            delete(RecoveryCodeRow).where(RecoveryCodeRow.account_id == account_id)
-        )
+        await self._drop_second_factor(session, row)
         await session.flush()
         await outbox.enqueue(session, OutgoingMail(row.email, "two_factor_disabled", {}), now=now)
         logger(__name__).info("two_factor_disabled", account_id=account_id)
         return True
+
+    async def _drop_second_factor(self, session: AsyncSession, row: AccountRow) -> None:
+        """TOTP off, its secret and the recovery codes gone."""
+        row.totp_enabled, row.totp_secret, row.totp_last_step = False, None, None
+        await session.execute(delete(RecoveryCodeRow).where(RecoveryCodeRow.account_id == row.id))
 
     async def regenerate_recovery_codes(self, session: AsyncSession, account_id: str) -> list[str]:
         """Ten new recovery codes (the old ones stop working), shown once."""
@@ -741,14 +750,9 @@ class AccountService:
             if not check.ok:
                 status = "throttled" if check.retry_after else "wrong_password"
                 return PasswordChange(status, retry_after=check.retry_after)
-        _check_password(new_password, row.email)
-        row.password_hash = await self._hash(new_password)
-        row.password_changed_at = now
-        await session.flush()
-        ended = await sessions.end_all_sessions(
-            session, account_id, except_token_hash=keep_session_hash
+        ended = await self._set_password(
+            session, row, new_password, now=now, keep_session_hash=keep_session_hash
         )
-        await outbox.enqueue(session, OutgoingMail(row.email, "password_changed", {}), now=now)
         logger(__name__).info("password_changed", account_id=account_id, sessions_ended=ended)
         return PasswordChange("changed", sessions_ended=ended)
 
@@ -815,14 +819,32 @@ class AccountService:
             .values(used_at=now)
             .execution_options(synchronize_session=False)
         )
+        await LOGIN_FAILURES.reset(session, self._subject(row.email))
+        ended = await self._set_password(session, row, new_password, now=now)
+        logger(__name__).info("password_reset", account_id=row.id, sessions_ended=ended)
+        return row.id
+
+    async def _set_password(
+        self,
+        session: AsyncSession,
+        row: AccountRow,
+        new_password: str,
+        *,
+        now: datetime.datetime,
+        keep_session_hash: str | None = None,
+    ) -> int:
+        """The new password in force: checked, hashed, its time set; every session of the
+        account ends but `keep_session_hash`'s, a notice is mailed; returns how many ended.
+        Raises InvalidInput for the password."""
+        _check_password(new_password, row.email)
         row.password_hash = await self._hash(new_password)
         row.password_changed_at = now
         await session.flush()
-        await LOGIN_FAILURES.reset(session, self._subject(row.email))
-        ended = await sessions.end_all_sessions(session, row.id)
+        ended = await sessions.end_all_sessions(
+            session, row.id, except_token_hash=keep_session_hash
+        )
         await outbox.enqueue(session, OutgoingMail(row.email, "password_changed", {}), now=now)
-        logger(__name__).info("password_reset", account_id=row.id, sessions_ended=ended)
-        return row.id
+        return ended
 
     async def _reset_row(self, session: AsyncSession, token: str) -> PasswordResetRow | None:
         if not token or len(token) > 200:
@@ -928,18 +950,11 @@ class AccountService:
 
     # --- Google ---------------------------------------------------------------------------------
 
-    async def google_sign_in(
-        self,
-        session: AsyncSession,
-        *,
-        sub: str,
-        email: str,
-        email_verified: bool,
-        picture: str | None = None,
-        first_name: str = "",
-        last_name: str = "",
+    async def sign_in_with_google(
+        self, session: AsyncSession, identity: GoogleIdentity
     ) -> GoogleOutcome:
-        """Sign in with a validated Google ID token's claims. The account with this Google
+        """Sign in with what `OidcClient.complete` returned (a validated ID token's claims,
+        passed through as Google gave them). The account with this Google
         identity; else, only when Google verified the address, the account of that address
         (linked now) or a new one (confirmed, with the sign-up grant).
 
@@ -948,10 +963,10 @@ class AccountService:
         once the owner of the mailbox arrives."""
         now = self.clock()
         await write_intent(session)
-        sub = sub.strip()
+        sub = identity.sub.strip()
         if not sub or len(sub) > 255:
             return GoogleOutcome("email_not_verified")
-        picture = _google_picture(picture)
+        picture = _google_picture(identity.picture)
         found = (
             await session.execute(select(AccountRow).where(AccountRow.google_sub == sub))
         ).scalar_one_or_none()
@@ -959,10 +974,10 @@ class AccountService:
             if picture:
                 found.google_picture = picture
             return self._google_outcome(found)
-        if not email_verified:
+        if not identity.email_verified:
             return GoogleOutcome("email_not_verified")
         try:
-            address = rules.normalize_email(email)
+            address = rules.normalize_email(identity.email)
         except rules.InvalidEmail:
             return GoogleOutcome("invalid_email")
         row = await _row_by_email(session, address)
@@ -971,8 +986,8 @@ class AccountService:
                 session,
                 email=address,
                 password=None,
-                first_name=first_name,
-                last_name=last_name,
+                first_name=identity.given_name,
+                last_name=identity.family_name,
                 confirmed=True,
                 free_credits=self.free_credits,
                 hasher=self.hasher,
@@ -985,10 +1000,7 @@ class AccountService:
             return GoogleOutcome("email_not_verified")
         if row.confirmed_at is None:
             row.password_hash = None
-            row.totp_enabled, row.totp_secret, row.totp_last_step = False, None, None
-            await session.execute(
-                delete(RecoveryCodeRow).where(RecoveryCodeRow.account_id == row.id)
-            )
+            await self._drop_second_factor(session, row)
             await sessions.end_all_sessions(session, row.id)
             row.confirmed_at = now
         row.google_sub = sub
@@ -997,20 +1009,6 @@ class AccountService:
         logger(__name__).info("google_linked", account_id=row.id)
         outcome = self._google_outcome(row)
         return GoogleOutcome(outcome.status, outcome.account, linked=True)
-
-    async def sign_in_with_google(
-        self, session: AsyncSession, identity: GoogleIdentity
-    ) -> GoogleOutcome:
-        """`google_sign_in` with what `OidcClient.complete` returned."""
-        return await self.google_sign_in(
-            session,
-            sub=identity.sub,
-            email=identity.email,
-            email_verified=identity.email_verified,
-            picture=identity.picture or None,
-            first_name=identity.given_name,
-            last_name=identity.family_name,
-        )
 
     async def link_google(
         self, session: AsyncSession, account_id: str, identity: GoogleIdentity, *, recent: bool
