@@ -5,17 +5,23 @@ failed, the process died) is refunded by the sweeper once it is old enough, once
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
+import structlog.testing
 
+from mailvet.adapters.storage.memory import MemoryStorage
 from mailvet.domain.accounts import Account
 from mailvet.domain.verdict import Check
 from mailvet.services import credits, single_checks
-from mailvet.services.jobs import sweep_pending_checks
+from mailvet.services.jobs import run_retention, sweep_pending_checks
 from mailvet.web.context import WebContext
+from tests.waiting import until
 from tests.web.jobs_helpers import lists_app
 
 pytestmark = pytest.mark.pipeline
@@ -121,3 +127,40 @@ async def test_an_unconfirmed_account_or_an_empty_balance_is_refused_before_a_ch
         assert outcome.short is not None and outcome.short.available == 0
         assert not engine.started.is_set()
         assert await _pending(lists.web, empty.id) == []
+
+
+class BrokenStorage(MemoryStorage):
+    """Storage that is down: every deletion fails."""
+
+    async def delete_prefix(self, prefix: str) -> None:
+        raise ConnectionError("storage down")
+
+
+async def test_a_failed_purge_round_does_not_stop_the_sweep_of_pending_checks(
+    tmp_path: Path,
+) -> None:
+    async with lists_app(tmp_path / "data", pipeline=False) as lists:
+        web = lists.web
+        account = await lists.account("ann@example.com", credits=5)
+        now = datetime.now(UTC)
+        async with web.database.unit_of_work(write=True) as session:
+            assert await single_checks.charge(session, account.id, "c" * 32, now=now) is None
+        later = now + single_checks.PENDING_FOR + timedelta(seconds=1)
+        with structlog.testing.capture_logs() as logs:
+            retention = asyncio.create_task(
+                run_retention(web.database, BrokenStorage(), retention_days=30, clock=lambda: later)
+            )
+            try:
+                await until(lambda: retention.done() or "unsettled_jobs_swept" in _events(logs))
+            finally:
+                retention.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await retention
+        assert _events(logs)[:2] == ["retention_failed", "pending_checks_swept"]
+        assert logs[1]["refunded"] == 1
+        assert await _balance(web, account.id) == 5
+        assert await _pending(web, account.id) == []
+
+
+def _events(logs: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [entry["event"] for entry in logs]

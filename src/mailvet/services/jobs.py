@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -30,13 +30,14 @@ from sqlalchemy import Row, Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from mailvet.adapters.db.database import Database
+from mailvet.adapters.db.database import Database, rowcount
 from mailvet.adapters.db.models import JobRow
 from mailvet.adapters.db.rows import JOB_COLUMNS, job_from_row
 from mailvet.domain.job import ACTIVE_STATUSES, Job, JobStatus
 from mailvet.domain.ports import ObjectStorage
 from mailvet.logs import logger
 from mailvet.pipeline import object_keys
+from mailvet.services import credits, single_checks
 from mailvet.services.paging import Page, window
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")  # uuid4 hex, as pipeline.submit.new_job_id makes them
@@ -177,7 +178,7 @@ async def discard_unstarted(session: AsyncSession, job_id: str) -> bool:
         .where(JobRow.id == job_id, JobRow.status == JobStatus.PENDING_START.value)
         .execution_options(synchronize_session=False)
     )
-    return bool(getattr(result, "rowcount", 0))
+    return bool(rowcount(result))
 
 
 async def forget_files(session: AsyncSession, where: ColumnElement[bool]) -> None:
@@ -250,36 +251,39 @@ async def purge_expired(
     return len(ids)
 
 
+async def in_batches(
+    database: Database, step: Callable[[AsyncSession], Awaitable[int]], batch: int
+) -> int:
+    """`step` in write transactions of its own (`Database.unit_of_work(write=True)`), again
+    while it did a whole `batch`; how much it did in all."""
+    done_all = 0
+    while True:
+        async with database.unit_of_work(write=True) as session:
+            done = await step(session)
+        done_all += done
+        if done < batch:
+            return done_all
+
+
 async def purge_once(
     database: Database, storage: ObjectStorage, *, now: datetime, retention_days: float
 ) -> int:
     """`purge_expired` in batches, one transaction each, until nothing is left."""
-    from mailvet.adapters.db.database import WRITE_INTENT
 
-    purged = 0
-    while True:
-        async with database.session_maker() as session, session.begin():
-            await session.connection(execution_options=WRITE_INTENT)
-            done = await purge_expired(session, storage, now=now, retention_days=retention_days)
-        purged += done
-        if done < PURGE_BATCH:
-            return purged
+    async def step(session: AsyncSession) -> int:
+        return await purge_expired(session, storage, now=now, retention_days=retention_days)
+
+    return await in_batches(database, step, PURGE_BATCH)
 
 
 async def sweep_pending_checks(database: Database, *, now: datetime) -> int:
     """Refund the single checks left pending (services/single_checks.py), in batches, one
     transaction each."""
-    from mailvet.adapters.db.database import WRITE_INTENT
-    from mailvet.services import single_checks
 
-    refunded = 0
-    while True:
-        async with database.session_maker() as session, session.begin():
-            await session.connection(execution_options=WRITE_INTENT)
-            done = await single_checks.sweep(session, now=now)
-        refunded += done
-        if done < single_checks.SWEEP_BATCH:
-            return refunded
+    async def step(session: AsyncSession) -> int:
+        return await single_checks.sweep(session, now=now)
+
+    return await in_batches(database, step, single_checks.SWEEP_BATCH)
 
 
 async def run_retention(
@@ -290,26 +294,36 @@ async def run_retention(
     clock: Callable[[], datetime],
     every: float = RETENTION_EVERY,
 ) -> None:
-    """`purge_once`, `sweep_pending_checks` and `sweep_unsettled_jobs` now and every `every`
-    seconds until cancelled (a task of the web role; replicas may all run it: each is
-    idempotent). A failed round is logged."""
+    """`purge_once`, `sweep_pending_checks` and `sweep_unsettled_jobs` (settlements a
+    failure left undone, services/credits.py) now and every `every` seconds until cancelled
+    (a task of the web role; replicas may all run it: each is idempotent). A failed round
+    is logged; the next one still runs (the database or the storage may be down a while)."""
     log = logger(__name__)
+    # (logged when done, with the count as, logged when it fails, the round)
+    rounds: list[tuple[str, str, str, Callable[[], Awaitable[int]]]] = [
+        (
+            "retention_purged",
+            "jobs",
+            "retention_failed",
+            lambda: purge_once(database, storage, now=clock(), retention_days=retention_days),
+        ),
+        (
+            "pending_checks_swept",
+            "refunded",
+            "pending_checks_sweep_failed",
+            lambda: sweep_pending_checks(database, now=clock()),
+        ),
+        (
+            "unsettled_jobs_swept",
+            "settled",
+            "unsettled_jobs_sweep_failed",
+            lambda: credits.sweep_unsettled_jobs(database, now=clock()),
+        ),
+    ]
     while True:
-        try:
-            purged = await purge_once(database, storage, now=clock(), retention_days=retention_days)
-            log.info("retention_purged", jobs=purged)
-        except Exception as exc:  # the database or the storage may be down for a while
-            log.warning("retention_failed", error=type(exc).__name__)
-        try:
-            refunded = await sweep_pending_checks(database, now=clock())
-            log.info("pending_checks_swept", refunded=refunded)
-        except Exception as exc:
-            log.warning("pending_checks_sweep_failed", error=type(exc).__name__)
-        try:  # settlements a failure left undone (services/credits.py)
-            from mailvet.services.credits import sweep_unsettled_jobs
-
-            settled = await sweep_unsettled_jobs(database, now=clock())
-            log.info("unsettled_jobs_swept", settled=settled)
-        except Exception as exc:
-            log.warning("unsettled_jobs_sweep_failed", error=type(exc).__name__)
+        for done_event, field, failed_event, run in rounds:
+            try:
+                log.info(done_event, **{field: await run()})
+            except Exception as exc:
+                log.warning(failed_event, error=type(exc).__name__)
         await asyncio.sleep(every)
