@@ -104,8 +104,7 @@ class AdminController(Controller):
     ) -> Template | Redirect:
         form = await CreditsForm.read(request)
         admin = _admin_id(request)
-        async with unit_of_work(web) as session:
-            await credits.begin_write(session)  # SQLite: BEGIN IMMEDIATE, before any read
+        async with unit_of_work(web, write=True) as session:
             account = await _account(session, account_id)
             problems = form.problems()
             if problems:
@@ -179,8 +178,7 @@ async def _set_disabled(
     *,
     disabled: bool,
 ) -> Template | Redirect:
-    async with unit_of_work(web) as session:
-        await credits.begin_write(session)  # SQLite: BEGIN IMMEDIATE, before any read
+    async with unit_of_work(web, write=True) as session:
         account = await _account(session, account_id)
         if disabled and account.id == _admin_id(request):
             return await _user_page(

@@ -63,7 +63,6 @@ from litestar.status_codes import (
 )
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from mailvet.adapters.db.database import WRITE_INTENT
 from mailvet.domain import credits as credits_rules
 from mailvet.domain.job import FileInfo, Job, JobStatus
 from mailvet.domain.messages import JobSubmitted
@@ -521,8 +520,7 @@ class ListsController(Controller):
         owner = _account_id(request)
         await _owned(web, owner, job_id)
         try:
-            async with web.database.session_maker() as session, session.begin():
-                await session.connection(execution_options=WRITE_INTENT)
+            async with web.database.unit_of_work(write=True) as session:
                 await job_service.delete_job(session, storage, owner, job_id)
         except JobRunning:
             flash(request, "This job is still running: delete it once it has finished.", "error")
@@ -597,8 +595,7 @@ async def _start_draft(
         await storage.move(draft_key, object_keys.uploaded(job.id))
         await bus.publish(queues.INTAKE, JobSubmitted(job_id=job.id))
     except BaseException as exc:
-        async with web.database.session_maker() as session, session.begin():
-            await session.connection(execution_options=WRITE_INTENT)
+        async with web.database.unit_of_work(write=True) as session:
             await job_service.discard_unstarted(session, job.id)
         if isinstance(exc, ObjectNotFound):
             raise NotFoundException("this upload is no longer stored; upload it again") from None
