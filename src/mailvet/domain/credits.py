@@ -94,6 +94,11 @@ def single_refund_key(check_id: str) -> str:
     return f"single-refund:{check_id}"
 
 
+def adjust_key(account_id: str, nonce: str) -> str:
+    """An administrator's adjustment, keyed by its form's one-time nonce."""
+    return f"admin-adjust:{account_id}:{nonce}"
+
+
 class Balance(msgspec.Struct, frozen=True):
     """`balance`: spendable credits (the sum of the entries); `reserved`: how much of what
     was taken out is held by jobs that are not settled yet."""

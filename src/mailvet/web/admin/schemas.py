@@ -9,6 +9,7 @@ from typing import Any, Self
 import msgspec
 from litestar import Request
 
+from mailvet.domain.credits import adjust_key
 from mailvet.services.credits import REASON_MAX
 from mailvet.web.auth.schemas import Fields
 
@@ -46,7 +47,7 @@ class CreditsForm(msgspec.Struct, frozen=True, kw_only=True):
         )
 
     def ledger_key(self, account_id: str) -> str:
-        return f"admin-adjust:{account_id}:{self.nonce}"
+        return adjust_key(account_id, self.nonce)
 
     def problems(self) -> dict[str, str]:
         found: dict[str, str] = {}
