@@ -37,7 +37,7 @@ async def db() -> AsyncIterator[Database]:
 
 async def test_racing_enqueues_of_one_key_add_one_row(db: Database) -> None:
     async def put() -> str:
-        async with db.session_maker() as session, session.begin():
+        async with db.unit_of_work() as session:
             return await enqueue(session, DONE, key="job_completed:j1")
 
     ids = await asyncio.gather(*(put() for _ in range(8)))

@@ -89,7 +89,7 @@ class SlowMailer(MemoryMailer):
 
 
 async def fill(database: Database, count: int) -> list[str]:
-    async with database.session_maker() as session, session.begin():
+    async with database.unit_of_work() as session:
         return [
             await enqueue(
                 session,
@@ -138,7 +138,7 @@ async def test_postgres_claims_skip_rows_another_sender_holds(
     now = datetime.datetime.now(datetime.UTC)
 
     # a claim in flight in another process: five rows locked, not committed
-    async with replicas[0].session_maker() as holder, holder.begin():
+    async with replicas[0].unit_of_work() as holder:
         held = (
             await holder.scalars(
                 select(OutboxRow.id)

@@ -53,7 +53,7 @@ async def test_mail_enqueued_in_a_transaction_exists_only_if_it_commits(
         pass
 
     with pytest.raises(Abandon):
-        async with database.session_maker() as session, session.begin():
+        async with database.unit_of_work() as session:
             await enqueue(session, CODE, now=clock())
             raise Abandon  # the sign-up failed: its mail must not go either
     async with database.session_maker() as session:
@@ -200,7 +200,7 @@ async def test_a_stored_row_that_is_not_a_valid_mail_is_given_up_unsent(
     database: Database, clock: MovingClock
 ) -> None:
     row_id = await put(database, CODE, clock)
-    async with database.session_maker() as session, session.begin():
+    async with database.unit_of_work() as session:
         hostile = {"to": "ann@example.com\r\nBcc: eve@evil.example"}
         await session.execute(update(OutboxRow).where(OutboxRow.id == row_id).values(**hostile))
     mailer = MemoryMailer()
@@ -308,7 +308,7 @@ async def test_finished_rows_are_purged_and_pending_ones_kept(
     clock.advance(days=40)
     pending_id = await put(database, CODE, clock)
 
-    async with database.session_maker() as session, session.begin():
+    async with database.unit_of_work() as session:
         purged = await purge_finished(session, before=clock() - datetime.timedelta(days=30))
 
     assert purged == 1
@@ -319,10 +319,10 @@ async def test_finished_rows_are_purged_and_pending_ones_kept(
 
 async def test_a_keyed_mail_is_queued_once(database: Database, clock: MovingClock) -> None:
     done = OutgoingMail(to="ann@example.com", template="job_completed", context={"job_id": "j1"})
-    async with database.session_maker() as session, session.begin():
+    async with database.unit_of_work() as session:
         first = await enqueue(session, done, now=clock(), key="job_completed:j1")
         again = await enqueue(session, done, now=clock(), key="job_completed:j1")
-    async with database.session_maker() as session, session.begin():
+    async with database.unit_of_work() as session:
         later = await enqueue(session, done, now=clock(), key="job_completed:j1")
         other = await enqueue(session, done, now=clock(), key="job_completed:j2")
         plain = [await enqueue(session, done, now=clock()) for _ in range(2)]  # no key
@@ -331,5 +331,5 @@ async def test_a_keyed_mail_is_queued_once(database: Database, clock: MovingCloc
         rows = (await session.scalars(select(OutboxRow))).all()
     assert sorted(row.id for row in rows) == sorted([first, other, *plain])
     with pytest.raises(ValueError, match="key"):
-        async with database.session_maker() as session, session.begin():
+        async with database.unit_of_work() as session:
             await enqueue(session, done, key="k" * 201)

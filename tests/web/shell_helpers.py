@@ -8,7 +8,7 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from mailvet.web.sessions import (
     sign_in,
     sign_out,
 )
-from tests.fakes import FakeProber, FakeResolver, WatchedJobs
+from tests.fakes import FakeProber, FakeResolver, MovingClock, WatchedJobs
 
 HTTPS = "https://testserver.local"
 CSRF_INPUT = re.compile(r'name="_csrf_token" value="([^"]+)"')
@@ -49,14 +49,10 @@ def cheap_hasher() -> argon2.PasswordHasher:
 
 
 @dataclass
-class Clock:
+class Clock(MovingClock):
+    """tests.fakes.MovingClock, starting at START (30 s into a minute and an hour)."""
+
     now: datetime = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @dataclass
@@ -102,7 +98,7 @@ def session_area() -> ControllerRouterHandler:
     async def end_others(request: Request[Any, Any, Any], web: Web) -> dict[str, int]:
         signed = request_account(request)
         assert signed is not None
-        async with web.database.session_maker() as session, session.begin():
+        async with web.database.unit_of_work() as session:
             ended = await end_all_sessions(
                 session, signed.account_id, except_token_hash=current_token_hash(request)
             )
@@ -112,7 +108,7 @@ def session_area() -> ControllerRouterHandler:
     async def end_all_and_flash(request: Request[Any, Any, Any], web: Web) -> dict[str, int]:
         signed = request_account(request)
         assert signed is not None
-        async with web.database.session_maker() as session, session.begin():
+        async with web.database.unit_of_work() as session:
             ended = await end_all_sessions(session, signed.account_id)  # this one too
         flash(request, "signed out everywhere")
         return {"ended": ended}
