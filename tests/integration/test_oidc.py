@@ -189,10 +189,6 @@ def _set(**values: object) -> Callable[[FakeOidcProvider], None]:
     return change
 
 
-def _unverified(provider: FakeOidcProvider) -> None:
-    provider.user.email_verified = False
-
-
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
@@ -202,9 +198,6 @@ def _unverified(provider: FakeOidcProvider) -> None:
         (_set(audience=["someone-else.apps.example"]), "wrong_audience"),
         (_set(issuer="https://evil.example"), "wrong_issuer"),
         (_set(expired=True), "expired"),
-        (_unverified, "email_unverified"),
-        (_set(drop_claims=("email_verified",)), "email_unverified"),
-        (_set(extra_claims={"email_verified": "false"}), "email_unverified"),
         (_set(drop_claims=("email",)), "no_email"),
         (_set(drop_claims=("sub",)), "bad_claims"),
         (_set(extra_claims={"sub": ""}), "bad_claims"),
@@ -240,11 +233,23 @@ async def test_several_audiences_need_our_client_as_the_authorized_party(
     assert refused.value.reason == "wrong_audience"
 
 
-async def test_a_picture_that_is_not_https_is_dropped(
+async def test_the_verified_flag_and_the_picture_are_passed_through(
     oidc: GoogleOidc, fake_oidc: FakeOidcProvider
 ) -> None:
+    """The adapter states what Google said; the accounts service decides what an
+    unverified address or a non-https picture may do (tests/service/test_accounts.py)."""
     fake_oidc.user.picture = "javascript:alert(1)"
-    assert (await sign_in(oidc)).picture == ""
+    assert (await sign_in(oidc)).picture == "javascript:alert(1)"
+    fake_oidc.user.email_verified = False
+    assert (await sign_in(oidc)).email_verified is False
+    fake_oidc.user.email_verified = True
+    either = (({"email_verified": "false"}, False), ({"email_verified": "true"}, True))
+    for claims, verified in either:
+        fake_oidc.knobs.extra_claims = claims
+        assert (await sign_in(oidc)).email_verified is verified
+    fake_oidc.knobs.extra_claims = {}
+    fake_oidc.knobs.drop_claims = ("email_verified",)
+    assert (await sign_in(oidc)).email_verified is False
 
 
 async def test_a_token_is_expired_by_our_clock_past_the_leeway(

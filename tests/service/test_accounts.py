@@ -913,6 +913,16 @@ async def test_google_never_creates_or_links_through_an_unverified_address(
     assert (await row_of(db)).google_sub is None
 
 
+async def test_a_linked_google_identity_signs_in_whatever_email_verified_says(
+    db: Database, service: AccountService
+) -> None:
+    created = await google(db, service)
+    assert created.status == "ok" and created.account is not None
+    got = await google(db, service, email_verified=False)
+    assert got.status == "ok" and not got.created and not got.linked
+    assert got.account.id == created.account.id
+
+
 async def test_google_links_a_confirmed_account_by_its_verified_address(
     db: Database, service: AccountService
 ) -> None:

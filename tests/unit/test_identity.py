@@ -20,7 +20,7 @@ def test_gravatar_hashes_the_trimmed_lowercased_address_with_sha256() -> None:
 
 
 def test_a_refusal_carries_its_reason() -> None:
-    refused = SignInRefused("email_unverified")
-    assert refused.reason == "email_unverified" and str(refused) == "email_unverified"
+    refused = SignInRefused("no_email")
+    assert refused.reason == "no_email" and str(refused) == "no_email"
     assert str(SignInRefused("provider_error", "503")) == "provider_error: 503"
     assert len(set(REFUSALS)) == len(REFUSALS) and "state_mismatch" in REFUSALS

@@ -7,7 +7,8 @@ framework integrations), so this module fetches the discovery document and the J
 token names a key it does not hold: Google rotates its keys) and checks the ID token:
 signature (RS256 only), `iss` (the discovery document's issuer, and Google's historical
 `accounts.google.com`), `aud` (our client id; `azp` too when there are several audiences),
-`exp`, `iat`, `nbf`, `nonce`, `sub`, and Google's `email_verified`.
+`exp`, `iat`, `nbf`, `nonce`, `sub`. Google's `email_verified` and `picture` are passed on
+as given: what they allow is the accounts service's rule.
 
 Two of authlib's habits are guarded against (LIBRARIES-SAAS.md §3): `fetch_token` raises only
 for a JSON body with an "error" key, so a non-2xx answer of any other shape is refused here
@@ -260,22 +261,21 @@ class GoogleOidc:
         if not isinstance(email, str) or "@" not in email:
             raise _refusal("no_email")
         verified = claims.get("email_verified")
-        # Google sends a JSON boolean; some of its older tokens carried the string "true"
-        if verified is not True and verified != "true":
-            raise _refusal("email_unverified")
 
         def text(name: str) -> str:
             value = claims.get(name)
             return value if isinstance(value, str) else ""
 
-        picture = text("picture")
+        # the claims as Google gave them: what an unverified address or a picture URL may
+        # do is the accounts service's rule (services/accounts.py, sign_in_with_google)
         return GoogleIdentity(
             sub=claims["sub"],
             email=email,
-            email_verified=True,
+            # Google sends a JSON boolean; some of its older tokens carried the string "true"
+            email_verified=verified is True or verified == "true",
             given_name=text("given_name"),
             family_name=text("family_name"),
-            picture=picture if picture.startswith("https://") else "",
+            picture=text("picture"),
         )
 
     # -- discovery and keys -----------------------------------------------------------------

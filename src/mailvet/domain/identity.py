@@ -38,7 +38,6 @@ Refusal = Literal[
     "nonce_mismatch",
     "bad_claims",  # a claim is missing or malformed (sub, iat, nbf in the future, ...)
     "no_email",
-    "email_unverified",  # Google has not verified the address: never link or create on it
 ]
 REFUSALS: tuple[Refusal, ...] = get_args(Refusal)
 
@@ -53,10 +52,11 @@ class SignInRefused(Exception):
 
 
 class GoogleIdentity(msgspec.Struct, frozen=True, kw_only=True):
-    """The checked claims of a Google ID token. `email` is as Google gave it (the accounts
-    service casefolds it); `email_verified` is always True when it comes out of
-    `OidcClient.complete` (an unverified address is refused there), kept so that the
-    accounts service can state its own rule."""
+    """The checked claims of a Google ID token, as Google gave them: `email` (the accounts
+    service casefolds it), `email_verified` (False also when the claim is missing) and
+    `picture` (any URL: the accounts service keeps only an https one). What an unverified
+    address may do is the accounts service's rule: an account already linked to `sub`
+    signs in, nothing is created or linked on it."""
 
     sub: str
     email: str

@@ -74,11 +74,41 @@ def downgrade(url: str, revision: str) -> None:
 
 
 def current(url: str) -> str | None:
-    """The revision the database at `url` is at; None if never migrated (or no such file)."""
+    """The revision the database at `url` is at; None if never migrated (or no such file).
+
+    On PostgreSQL this is one query on `alembic_version` through psycopg, with no Alembic
+    import, engine or event loop: every role and every `users create` checks the schema at
+    start-up (bootstrap.prepare_schema), as `sqlite_is_current` does for a SQLite file."""
     path = sqlite_path(url)
     if path is not None and not path.exists():
         return None  # do not create the file just to look at it
+    if url.startswith("postgresql"):
+        return _postgres_current(url)
     return asyncio.run(_current(url))
+
+
+def _postgres_current(url: str) -> str | None:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    params = {
+        "host": parsed.host,
+        "port": parsed.port,
+        "user": parsed.username,
+        "password": parsed.password,
+        "dbname": parsed.database,
+        **{key: str(value) for key, value in parsed.query.items()},
+    }
+    given = {key: value for key, value in params.items() if value is not None}
+    with psycopg.connect(autocommit=True, **given) as conn:
+        try:
+            rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        except psycopg.errors.UndefinedTable:
+            return None  # never migrated
+    if len(rows) > 1:  # Alembic's own answer to a branched history
+        raise RuntimeError(f"the database has several schema heads: {sorted(r[0] for r in rows)}")
+    return str(rows[0][0]) if rows else None
 
 
 def head() -> str | None:

@@ -11,8 +11,8 @@ address Google verified, the account of the address (linked now) or a new one. S
 ("Connect Google" on the account page, or Google again as a re-authentication), it goes to
 `link_google`: linked to the signed-in account itself (refused when another account has it,
 and when the sign-in is over 10 minutes old), never a switch to another account. An
-unverified address never creates or links anything (the adapter refuses it before the
-service is asked). The page tells only that it failed;
+unverified address never creates or links anything (the service's rule; an account
+already linked to that Google identity still signs in). The page tells only that it failed;
 the reason goes to the log.
 
 The redirect URI is MAILVET_PUBLIC_URL + /auth/google/callback: the one registered with the
