@@ -11,14 +11,17 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailvet.adapters.db.ledger_models import LedgerEntryRow
 from mailvet.adapters.db.models import JobRow
 from mailvet.domain.credits import EntryKind
+from mailvet.services import admin as admin_service
 from mailvet.services import credits
 from mailvet.services.accounts import create_account
 from tests.web.account_helpers import account_app, writing
@@ -227,3 +230,24 @@ async def test_a_credits_form_sent_twice_adjusts_once(tmp_path: Path) -> None:
         async with look(s.url) as database, database.session_maker() as session:
             assert (await credits.balance(session, row.id)).balance == 0
         assert [amount for amount, _, _ in await adjustments(s)] == [1000, 1000, 400, -2500]
+
+
+class Switches:
+    """An account service that records what it was asked to disable or enable."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bool]] = []
+
+    async def set_disabled(self, session: AsyncSession, account_id: str, disabled: bool) -> None:
+        self.calls.append((account_id, disabled))
+
+
+async def test_an_administrator_cannot_disable_themself_but_may_enable() -> None:
+    switches = Switches()
+    session = cast(AsyncSession, object())  # the fake never uses it
+    with pytest.raises(admin_service.SelfDisable):
+        await admin_service.set_disabled(switches, session, "a" * 32, True, actor="a" * 32)
+    assert switches.calls == []
+    await admin_service.set_disabled(switches, session, "a" * 32, False, actor="a" * 32)
+    await admin_service.set_disabled(switches, session, "b" * 32, True, actor="a" * 32)
+    assert switches.calls == [("a" * 32, False), ("b" * 32, True)]

@@ -1,14 +1,17 @@
 """What the administrators' pages read beyond one account: every job (paginated, with its
 owner's address) and the balances of a page of accounts in one query.
 
-Every function takes the caller's session and only reads. The changes an administrator
-makes go through the services that own them: `AccountService.set_disabled` (accounts) and
-`credits.adjust_once` (the ledger, with who and why, keyed by the form's one-time nonce).
+Every function takes the caller's session; the readers only read. The changes an
+administrator makes go through the services that own them: `AccountService.set_disabled`
+(accounts; through `set_disabled` here, which refuses an administrator disabling their own
+account: the last way in could go) and `credits.adjust_once` (the ledger, with who and why,
+keyed by the form's one-time nonce).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import msgspec
 from sqlalchemy import func, select
@@ -20,6 +23,33 @@ from mailvet.adapters.db.models import JobRow
 from mailvet.domain.job import Job, JobStatus
 from mailvet.services.jobs import job_of_page_row, page_query, page_total
 from mailvet.services.paging import Page, window
+
+
+class SelfDisable(Exception):
+    """An administrator asked to disable their own account."""
+
+
+class AccountSwitch(Protocol):
+    """What disables and enables an account (services.accounts.AccountService)."""
+
+    async def set_disabled(
+        self, session: AsyncSession, account_id: str, disabled: bool
+    ) -> None: ...
+
+
+async def set_disabled(
+    accounts: AccountSwitch,
+    session: AsyncSession,
+    account_id: str,
+    disabled: bool,
+    *,
+    actor: str,
+) -> None:
+    """`actor` (an administrator's id) disables or enables `account_id`; SelfDisable,
+    nothing changed, when it is their own account they would disable."""
+    if disabled and account_id == actor:
+        raise SelfDisable(account_id)
+    await accounts.set_disabled(session, account_id, disabled)
 
 
 class OwnedJob(msgspec.Struct, frozen=True):

@@ -180,11 +180,14 @@ async def _set_disabled(
 ) -> Template | Redirect:
     async with unit_of_work(web, write=True) as session:
         account = await _account(session, account_id)
-        if disabled and account.id == _admin_id(request):
+        try:
+            await admin_queries.set_disabled(
+                service, session, account.id, disabled, actor=_admin_id(request)
+            )
+        except admin_queries.SelfDisable:
             return await _user_page(
                 session, request, account, errors={"disable": "You cannot disable yourself."}
             )
-        await service.set_disabled(session, account.id, disabled)
     log.info("admin_set_disabled", account_id=account.id, disabled=disabled)
     flash(request, "The account is disabled." if disabled else "The account is enabled.", "success")
     return see_other(f"/admin/users/{account.id}")
