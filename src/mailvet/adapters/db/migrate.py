@@ -89,6 +89,7 @@ def current(url: str) -> str | None:
 
 def _postgres_current(url: str) -> str | None:
     import psycopg
+    from psycopg.conninfo import make_conninfo
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
@@ -100,8 +101,8 @@ def _postgres_current(url: str) -> str | None:
         "dbname": parsed.database,
         **{key: str(value) for key, value in parsed.query.items()},
     }
-    given = {key: value for key, value in params.items() if value is not None}
-    with psycopg.connect(autocommit=True, **given) as conn:
+    conninfo = make_conninfo("", **{key: v for key, v in params.items() if v is not None})
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         try:
             rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
         except psycopg.errors.UndefinedTable:
