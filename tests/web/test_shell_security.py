@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mailvet.web.app import SCALAR, SCALAR_CSS
-from mailvet.web.security import HSTS
+from mailvet.web.app import SCALAR, SCALAR_CSS, TEMPLATES_DIR
+from mailvet.web.security import HSTS, RECAPTCHA_SCRIPTS
 from tests.web.shell_helpers import client, csrf_token, shell
 
 pytestmark = pytest.mark.pipeline
@@ -150,6 +150,31 @@ async def test_templates_carry_no_inline_script_or_handler(tmp_path: Path) -> No
                 assert 'src="/static/' in script, (path, script)
             assert not re.search(r"\son[a-z]+\s*=", text), path
             assert "<style" not in text and "style=" not in text, path
+
+
+POST_FORM = re.compile(r"<form\b[^>]*\bmethod=\"post\"[^>]*>(.*?)</form>", re.S | re.I)
+
+
+def test_every_template_posts_with_a_token_and_holds_no_inline_code() -> None:
+    """Every template, not only the pages a crawl reaches: each POST form carries the CSRF
+    token (csrf_input), and nothing the CSP forbids is written inline."""
+    templates = sorted(TEMPLATES_DIR.rglob("*.html"))
+    assert len(templates) >= 30
+    forms = 0
+    for path in templates:
+        text = path.read_text(encoding="utf-8")
+        name = str(path.relative_to(TEMPLATES_DIR))
+        for body in POST_FORM.findall(text):
+            forms += 1
+            assert "csrf_input" in body, name
+        for script in re.findall(r"<script\b[^>]*>", text):
+            source = re.search(r"\ssrc=\"([^\"]+)\"", script)
+            assert source is not None, (name, script)  # no inline script
+            vendored = source[1].startswith("{{ static_url(")
+            assert vendored or source[1].startswith(RECAPTCHA_SCRIPTS.split()[0]), (name, script)
+        assert not re.search(r"\s(?:hx-)?on[a-z:-]*\s*=", text), name
+        assert "<style" not in text and "style=" not in text, name
+    assert forms >= 20
 
 
 async def test_error_pages_are_html_for_browsers_and_json_otherwise(tmp_path: Path) -> None:
