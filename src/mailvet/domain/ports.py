@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -85,6 +86,31 @@ class ObjectStorage(Protocol):
     async def exists(self, key: str) -> bool: ...
 
     async def delete_prefix(self, prefix: str) -> None: ...
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """An ObjectStorage whose objects are local files never written again once stored
+    (adapters/storage/local.py): read in place, moved in, linked out (pipeline/job_files.py)."""
+
+    def local_file(self, key: str) -> Path:
+        """The object's file, to read in place (ObjectNotFound if there is none)."""
+        ...
+
+    async def adopt_file(self, key: str, path: Path) -> None:
+        """Store `path` itself under `key` (moved, not copied): `path` is gone after."""
+        ...
+
+    async def take_file(self, key: str, path: Path) -> None:
+        """get_file for a caller that deletes the object next (`path` may share its file)."""
+        ...
+
+
+@runtime_checkable
+class PresignedStorage(Protocol):
+    """An ObjectStorage that can hand out a time-limited download link (S3Storage)."""
+
+    def presigned_get(self, key: str, expires: timedelta = ...) -> str: ...
 
 
 # --- message bus -------------------------------------------------------------------------

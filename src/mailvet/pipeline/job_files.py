@@ -11,11 +11,10 @@ import contextlib
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import msgspec
 
-from mailvet.domain.ports import ObjectStorage
+from mailvet.domain.ports import LocalFiles, ObjectStorage
 from mailvet.tabular import FileLayout
 
 
@@ -41,23 +40,6 @@ def scratch_folder(scratch: Path) -> Iterator[Path]:
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="job-", dir=scratch) as folder:
         yield Path(folder)
-
-
-@runtime_checkable
-class LocalFiles(Protocol):
-    """A storage whose objects are local files that are never written again once stored."""
-
-    def local_file(self, key: str) -> Path:
-        """The object's file, to read in place (ObjectNotFound if there is none)."""
-        ...
-
-    async def adopt_file(self, key: str, path: Path) -> None:
-        """Store `path` itself under `key` (moved, not copied): `path` is gone after."""
-        ...
-
-    async def take_file(self, key: str, path: Path) -> None:
-        """get_file for a caller that deletes the object next (`path` may share its file)."""
-        ...
 
 
 @contextlib.asynccontextmanager

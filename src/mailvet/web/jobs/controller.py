@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 from urllib.parse import quote
 
 import structlog
@@ -15,7 +15,7 @@ from litestar.response import Redirect
 from litestar.status_codes import HTTP_201_CREATED, HTTP_307_TEMPORARY_REDIRECT
 
 from mailvet.domain.job import Job, JobStatus
-from mailvet.domain.ports import JobNotFound, JobRepository, ObjectNotFound
+from mailvet.domain.ports import JobNotFound, JobRepository, ObjectNotFound, PresignedStorage
 from mailvet.domain.verdict import Check
 from mailvet.pipeline import object_keys
 from mailvet.pipeline.submit import (
@@ -38,13 +38,6 @@ from mailvet.web.jobs.upload import MAX_UPLOAD_BYTES, receive_upload, scratch_di
 log = structlog.get_logger(__name__)
 
 JOB_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")  # what the jobs table can hold (ids are uuid4 hex)
-
-
-@runtime_checkable
-class PresignedStorage(Protocol):
-    """Storage that can hand out a time-limited download link (S3Storage)."""
-
-    def presigned_get(self, key: str, expires: timedelta = ...) -> str: ...
 
 
 class JobController(Controller):

@@ -66,7 +66,13 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from mailvet.domain import credits as credits_rules
 from mailvet.domain.job import FileInfo, Job, JobStatus
 from mailvet.domain.messages import JobSubmitted
-from mailvet.domain.ports import JobRepository, MessageBus, ObjectNotFound, ObjectStorage
+from mailvet.domain.ports import (
+    JobRepository,
+    MessageBus,
+    ObjectNotFound,
+    ObjectStorage,
+    PresignedStorage,
+)
 from mailvet.pipeline import object_keys, queues
 from mailvet.pipeline.job_files import decode_stored_layout, local_copy
 from mailvet.pipeline.submit import new_job_id, result_name
@@ -82,7 +88,7 @@ from mailvet.web.deps import AppSettings, Bus, Jobs, Storage
 from mailvet.web.errors import CSRF_FAILED
 from mailvet.web.forms import MAX_ADDRESS, is_htmx
 from mailvet.web.jobs.chart import chart_of
-from mailvet.web.jobs.controller import PresignedStorage, attachment
+from mailvet.web.jobs.controller import attachment
 from mailvet.web.jobs.csrf import token_valid
 from mailvet.web.jobs.labels import SEGMENT_TITLES, progress_percent, status_label
 from mailvet.web.jobs.links import download_url, link_valid
