@@ -18,7 +18,7 @@ from typing import Any, cast
 import pytest
 
 from mailvet.adapters.smtp import _Request, _wait
-from mailvet.adapters.smtp_session import SessionTimeout, SmtpSession
+from mailvet.adapters.smtp_session import SessionTimeout, SmtpSession, buffered
 from mailvet.domain.ports import ProbeFailure, ProbeResult
 
 pytestmark = pytest.mark.unit
@@ -118,3 +118,15 @@ async def test_a_cancelled_wait_leaves_no_request_waiting() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert all(request.future.cancelled() for request in requests)  # the pool skips them
+
+
+async def test_the_private_stream_buffer_is_still_where_the_session_reads_it() -> None:
+    # smtp_session.buffered reads StreamReader._buffer: a Python that renames it would
+    # silently switch off the STARTTLS injection check and the untimed buffered lines
+    reader = asyncio.StreamReader()
+    assert isinstance(getattr(reader, "_buffer", None), bytearray)
+    assert buffered(reader) == b""
+    reader.feed_data(b"250-first\r\n250 second\r\n")
+    assert buffered(reader) == b"250-first\r\n250 second\r\n"
+    assert await reader.readline() == b"250-first\r\n"
+    assert buffered(reader) == b"250 second\r\n"
