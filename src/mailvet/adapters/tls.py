@@ -1,8 +1,8 @@
 """Outgoing HTTPS of the adapters (Google sign-in, reCAPTCHA): one verified TLS context per
 process, and the rule for which URLs may carry a secret.
 
-Loading the CA bundle costs 20-130 ms a client on this kind of machine, and a context is
-safe to share. The bundle is certifi's, the one httpx uses by default.
+Loading the CA bundle parses all of certifi's certificates (the one bundle httpx uses by
+default), which is worth doing once rather than per client; a context is safe to share.
 """
 
 from __future__ import annotations
