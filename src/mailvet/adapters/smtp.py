@@ -321,17 +321,21 @@ class ServerPool:
         each as it comes, and served first they held its queued recipients for most of a
         job (the world bench's 324-domain server answered 6-15 RCPTs a second for 25 s)."""
         if not self._solo_last or not self._queue:
-            while self._solo:
-                request = self._solo.popleft()
-                if not request.future.done():
-                    self._solo_last = True
-                    return [request]
-        batch = self._queue.take(limit)
-        if batch or not self._solo:
-            self._solo_last = False
-            return batch
+            solo = self._take_solo()
+            if solo:
+                return solo
         self._solo_last = False
-        return self._take_batch(limit)  # only done recipients were queued: a solo after all
+        # only done recipients queued (or none at all): a solo after all
+        return self._queue.take(limit) or self._take_solo()
+
+    def _take_solo(self) -> list[_Request]:
+        """The next catch-all probe still wanted, alone, or [] when none is."""
+        while self._solo:
+            request = self._solo.popleft()
+            if not request.future.done():
+                self._solo_last = True
+                return [request]
+        return []
 
     # -- sessions -----------------------------------------------------------------------
 
