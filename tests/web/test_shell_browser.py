@@ -15,24 +15,13 @@ import pytest
 import uvicorn
 from litestar import Litestar
 
+from tests.browser import ARGS, CHROMIUM
 from tests.waiting import until
 from tests.web.shell_helpers import shell
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed"),
-]
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
 ]
 
 
