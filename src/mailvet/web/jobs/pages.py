@@ -73,6 +73,7 @@ from mailvet.domain.ports import (
     ObjectStorage,
     PresignedStorage,
 )
+from mailvet.domain.verdict import Reason
 from mailvet.pipeline import object_keys, queues
 from mailvet.pipeline.job_files import decode_stored_layout, local_copy
 from mailvet.pipeline.submit import new_job_id, result_name
@@ -102,6 +103,7 @@ from mailvet.web.jobs.results import (
     stream_file,
 )
 from mailvet.web.jobs.upload import MAX_UPLOAD_BYTES, receive_upload, scratch_dir
+from mailvet.web.public.texts import REASON_TEXT
 from mailvet.web.sessions import LoginRequired, flash, request_account, requires_login
 from mailvet.web.throttle import enforce
 
@@ -334,6 +336,8 @@ class ListsController(Controller):
                 status = HTTP_409_CONFLICT
             result["verdict"] = outcome.verdict
             result["charged"] = outcome.charged
+            if outcome.verdict is not None:
+                result["reason_text"] = REASON_TEXT.get(Reason(outcome.verdict.reason), "")
         if is_htmx(request):
             return Template("jobs/_check_result.html", context=result, status_code=status)
         return await _dashboard(request, web, page=1, extra=result, status_code=status)
@@ -638,6 +642,7 @@ async def _dashboard(
         "check_email": "",
         "check_error": "",
         "verdict": None,
+        "reason_text": "",
         "charged": False,
     }
     context.update(extra or {})
