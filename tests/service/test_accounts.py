@@ -526,10 +526,11 @@ async def test_sign_in_with_totp_and_no_replay(
     first = await login(db, service)
     assert first.status == "second_factor" and first.account.id == account_id
     code = totp.at(clock.now)
-    assert (await run(db, service.verify_second_factor, account_id=account_id, code=code)).ok
+    passed = await run(db, service.verify_second_factor, account_id=account_id, code=code)
+    assert passed.ok and passed.account is not None and passed.account.id == account_id
     # the same code again, within its window: refused
     replay = await run(db, service.verify_second_factor, account_id=account_id, code=code)
-    assert not replay.ok
+    assert not replay.ok and replay.account is None
     # the previous step's code is within the drift but older than the one used: refused
     older = totp.at(clock.now - timedelta(seconds=30))
     assert not (await run(db, service.verify_second_factor, account_id=account_id, code=older)).ok

@@ -154,10 +154,13 @@ class PasswordChange(msgspec.Struct, frozen=True):
 
 
 class SecondFactorOutcome(msgspec.Struct, frozen=True):
+    """`ok`: the code is right and `account` (enabled, TOTP on) signs in now."""
+
     ok: bool
     used_recovery_code: bool = False
     recovery_codes_left: int = 0
     retry_after: int = 0  # > 0: throttled
+    account: Account | None = None  # when ok
 
 
 class GoogleLink(msgspec.Struct, frozen=True):
@@ -584,7 +587,10 @@ class AccountService:
         if proof == "recovery":
             logger(__name__).info("recovery_code_used", account_id=account_id, left=left)
         return SecondFactorOutcome(
-            True, used_recovery_code=proof == "recovery", recovery_codes_left=left
+            True,
+            used_recovery_code=proof == "recovery",
+            recovery_codes_left=left,
+            account=to_account(row),
         )
 
     async def _prove_second_factor(

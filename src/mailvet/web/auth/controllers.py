@@ -144,7 +144,7 @@ class SignupController(Controller):
     async def confirm_page(
         self, request: Request[Any, Any, Any], web: Web, auth: Auth
     ) -> Template | Redirect:
-        email, redirect = await _confirm_address(request, web)
+        email, _own, redirect = await _confirm_address(request, web)
         if redirect is not None:
             return redirect
         return page("confirm.html", {**base_context(auth), "email": email})
@@ -154,10 +154,9 @@ class SignupController(Controller):
         self, request: Request[Any, Any, Any], web: Web, auth: Auth
     ) -> Template | Redirect:
         form = await CodeForm.read(request)
-        email, redirect = await _confirm_address(request, web)
+        email, own, redirect = await _confirm_address(request, web)
         if redirect is not None:
             return redirect
-        own = await _signed_in_unconfirmed(request, web) is not None
         context = {**base_context(auth), "email": email, "typed_email": form.email}
         address = email or _normalized(form.email)
         if not address:
@@ -189,7 +188,7 @@ class SignupController(Controller):
         self, request: Request[Any, Any, Any], web: Web, auth: Auth
     ) -> Template | Redirect:
         form = await EmailForm.read(request)
-        email, redirect = await _confirm_address(request, web)
+        email, own, redirect = await _confirm_address(request, web)
         if redirect is not None:
             return redirect
         address = email or _normalized(form.email)
@@ -203,7 +202,7 @@ class SignupController(Controller):
         async with unit_of_work(web) as session:
             verdict = await auth.accounts.resend_code(session, email=address)
         request.session[PENDING_CONFIRM] = address
-        if await _signed_in_unconfirmed(request, web) is None:
+        if not own:
             # the same answer whatever the verdict: a refusal (a code sent less than a
             # minute ago, or no resends left) would tell that an account waits for it
             flash(
@@ -301,12 +300,12 @@ class LoginController(Controller):
             outcome = await auth.accounts.verify_second_factor(
                 session, account_id=account_id, code=form.code
             )
-            account = await account_service.get_account(session, account_id)
         if outcome.retry_after > 0:
             return too_many(
                 "two_factor.html", context, outcome.retry_after, "Too many wrong codes."
             )
-        if not outcome.ok or account is None or account.disabled:
+        account = outcome.account
+        if not outcome.ok or account is None:
             context["errors"] = {"code": "This code is not right (or was used already)."}
             return page("two_factor.html", context, status_code=HTTP_400_BAD_REQUEST)
         target = safe_next(str(request.session.get(PENDING_NEXT, "")))
@@ -414,8 +413,10 @@ class PasswordResetController(Controller):
 
 async def _confirm_address(
     request: Request[Any, Any, Any], web: WebContext
-) -> tuple[str, Redirect | None]:
-    """The address the confirm page is about: the signed-in account's (a confirmed one has
+) -> tuple[str, bool, Redirect | None]:
+    """The address the confirm page is about, whether it is the signed-in account's own,
+    and where to go instead. The signed-in account's address (`own`: only its owner can be
+    signed in as it, so the page may tell it how its code stands; a confirmed one has
     nothing to do here: on to the dashboard), else the one of the sign-up in this session,
     else "" (the page asks for it)."""
     signed = request_account(request)
@@ -424,21 +425,10 @@ async def _confirm_address(
             account = await account_service.get_account(session, signed.account_id)
         if account is not None:
             if account.confirmed:
-                return account.email, see_other("/app")
-            return account.email, None
+                return account.email, False, see_other("/app")
+            return account.email, True, None
     pending = request.session.get(PENDING_CONFIRM)
-    return (pending if isinstance(pending, str) else ""), None
-
-
-async def _signed_in_unconfirmed(request: Request[Any, Any, Any], web: WebContext) -> str | None:
-    """The address of the signed-in account when it waits for its code (only its owner can
-    be signed in as it: the pages may tell it how its code stands)."""
-    signed = request_account(request)
-    if signed is None:
-        return None
-    async with web.database.session_maker() as session:
-        account = await account_service.get_account(session, signed.account_id)
-    return account.email if account is not None and not account.confirmed else None
+    return (pending if isinstance(pending, str) else ""), False, None
 
 
 def _normalized(typed: str) -> str:
