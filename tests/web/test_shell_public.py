@@ -10,6 +10,7 @@ from markupsafe import escape
 
 from mailvet.domain.job import JobStatus
 from mailvet.domain.verdict import RESULT_COLUMNS, Check, Reason, Status
+from mailvet.web.jobs.labels import status_label
 from mailvet.web.public.texts import JOB_STATUS_TEXT, REASON_TEXT, STATUS_TEXT, docs_statuses
 from tests.web.shell_helpers import client, csrf_token, shell
 
@@ -39,8 +40,8 @@ async def test_the_docs_page_lists_every_status_reason_column_and_job_state(
         assert f'id="reason-{reason.value}"' in page
     for column in RESULT_COLUMNS:
         assert f"<code>{column}</code>" in page
-    for state, (label, _) in JOB_STATUS_TEXT.items():
-        assert f"<td>{label}</td><td><code>{state.value}</code></td>" in page
+    for state in JobStatus:
+        assert f"<td>{status_label(state)}</td><td><code>{state.value}</code></td>" in page
 
 
 async def test_the_demo_checks_at_the_dns_level_five_times_a_day(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import msgspec
 
 from mailvet.domain.job import JobStatus
 from mailvet.domain.verdict import STATUS_OF, Reason, Status
+from mailvet.web.jobs.labels import status_label
 
 STATUS_TEXT: dict[Status, str] = {
     Status.DELIVERABLE: "The mail server accepted the mailbox.",
@@ -47,21 +48,17 @@ REASON_TEXT: dict[Reason, str] = {
     Reason.NOT_CHECKED: "not checked at the level asked (for example syntax only)",
 }
 
-# the labels the dashboard shows (the product we replace showed them so)
-JOB_STATUS_TEXT: dict[JobStatus, tuple[str, str]] = {
-    JobStatus.PENDING_START: ("Pending Start", "uploaded, waiting to be read"),
-    JobStatus.FILE_ACCEPTED: ("File Accepted", "read: its rows and cost are known"),
-    JobStatus.FILE_QUEUED: ("File Queued", "its parts wait for a worker"),
-    JobStatus.IN_PROGRESS: ("Processing", "addresses are being checked"),
-    JobStatus.COMPLETED: ("Completed", "the result is ready to download"),
-    JobStatus.ERROR_FILE: ("Failed", "the file could not be read or has no email column"),
-    JobStatus.ERROR_INTERNAL: (
-        "Failed",
-        "a step failed; nothing was charged for what was not done",
-    ),
+# what each job state means (its label, as the dashboard shows it: web/jobs/labels.py)
+JOB_STATUS_TEXT: dict[JobStatus, str] = {
+    JobStatus.PENDING_START: "uploaded, waiting to be read",
+    JobStatus.FILE_ACCEPTED: "read: its rows and cost are known",
+    JobStatus.FILE_QUEUED: "its parts wait for a worker",
+    JobStatus.IN_PROGRESS: "addresses are being checked",
+    JobStatus.COMPLETED: "the result is ready to download",
+    JobStatus.ERROR_FILE: "the file could not be read or has no email column",
+    JobStatus.ERROR_INTERNAL: "a step failed; nothing was charged for what was not done",
     JobStatus.ERROR_INSUFFICIENT_CREDITS: (
-        "Failed",
-        "the list costs more credits than the account holds (the shortfall is shown)",
+        "the list costs more credits than the account holds (the shortfall is shown)"
     ),
 }
 
@@ -126,4 +123,7 @@ def docs_statuses() -> list[StatusDoc]:
 
 
 def docs_job_statuses() -> list[JobStatusDoc]:
-    return [JobStatusDoc(status.value, *JOB_STATUS_TEXT[status]) for status in JobStatus]
+    return [
+        JobStatusDoc(status.value, status_label(status), JOB_STATUS_TEXT[status])
+        for status in JobStatus
+    ]
