@@ -167,9 +167,7 @@ def test_the_code_and_the_job_link_are_in_the_mail() -> None:
 
 def test_user_strings_are_escaped_in_html_and_never_reach_a_header() -> None:
     hostile = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
-    message = render(
-        mail("job_completed", job_id="j1", filename=hostile, first_name=hostile), SETTINGS
-    )
+    message = render(mail("job_completed", job_id="j1", filename=hostile), SETTINGS)
     html = message.get_body(preferencelist=("html",))
     assert isinstance(html, EmailMessage)
     content = html.get_content()

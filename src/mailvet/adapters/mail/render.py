@@ -36,7 +36,7 @@ SUBJECTS: dict[str, str] = {
     "sessions_ended": "You were signed out of mailvet everywhere",
 }
 
-OPTIONAL: dict[str, str] = {"first_name": "", "filename": "", "reason": ""}
+OPTIONAL: dict[str, str] = {"filename": ""}  # job_completed without a file name
 
 
 @functools.cache
