@@ -10,9 +10,9 @@ leaves a row without files (deleted again next time), never files nobody can rea
 
 Retention (issue 8 §3, MAILVET_RETENTION_DAYS): `purge_expired` deletes the uploaded list,
 the work files and the result of every job created more than `retention_days` ago that is
-not running, and blanks its file name, column and sheet; the row keeps its counts, cost and
-dates (the operator's and the customer's statistics). A blank file name marks a purged job
-(as `services.accounts.delete_account` leaves them). Drafts live under `drafts/<day>/`, so
+not running, and blanks its file name, column, sheet and layout (`forget_files`, which
+`services.accounts.delete_account` also calls); the row keeps its counts, cost and dates
+(the operator's and the customer's statistics). A blank file name marks a purged job. Drafts live under `drafts/<day>/`, so
 the purge drops whole days of them without listing the storage.
 """
 
