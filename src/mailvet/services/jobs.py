@@ -12,8 +12,9 @@ Retention (issue 8 §3, MAILVET_RETENTION_DAYS): `purge_expired` deletes the upl
 the work files and the result of every job created more than `retention_days` ago that is
 not running, and blanks its file name, column, sheet and layout (`forget_files`, which
 `services.accounts.delete_account` also calls); the row keeps its counts, cost and dates
-(the operator's and the customer's statistics). A blank file name marks a purged job. Drafts live under `drafts/<day>/`, so
-the purge drops whole days of them without listing the storage.
+(the operator's and the customer's statistics). A blank file name marks a purged job.
+Drafts live under `drafts/<day>/`, so the purge drops whole days of them without listing
+the storage.
 """
 
 from __future__ import annotations
