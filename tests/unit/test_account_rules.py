@@ -149,6 +149,7 @@ def test_a_totp_code_is_matched_to_its_step_within_one_step_of_drift() -> None:
     assert rules.totp_step(secret, "abcdef", now=T0) is None
     spaced = totp.at(T0)
     assert rules.totp_step(secret, f" {spaced[:3]} {spaced[3:]} ", now=T0) == step
+    assert rules.totp_step(secret, f"{spaced[:3]}-{spaced[3:]}", now=T0) == step  # as mailed codes
 
 
 def test_a_step_used_once_or_older_is_a_replay() -> None:

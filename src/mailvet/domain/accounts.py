@@ -191,9 +191,10 @@ def totp_uri(secret: str, email: str) -> str:
 
 
 def totp_step(secret: str, code: str, *, now: datetime.datetime) -> int | None:
-    """The time step whose code `code` is (within the drift), or None."""
-    digits = code.strip().replace(" ", "")
-    if len(digits) != 6 or not (digits.isascii() and digits.isdigit()):
+    """The time step whose code `code` is (within the drift), or None. Typed as the mailed
+    code is (`clean_code`: spaces and dashes ignored)."""
+    digits = clean_code(code)
+    if digits is None:
         return None
     totp = pyotp.TOTP(secret)
     base = totp.timecode(now)
