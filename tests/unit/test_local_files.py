@@ -14,9 +14,9 @@ import pytest
 from mailvet.adapters.storage.local import LocalStorage
 from mailvet.adapters.storage.memory import MemoryStorage
 from mailvet.domain.job import FileInfo, Job, JobStatus
-from mailvet.domain.ports import ObjectNotFound
+from mailvet.domain.ports import LocalFiles, ObjectNotFound
 from mailvet.pipeline import object_keys
-from mailvet.pipeline.job_files import LocalFiles, local_copy, store_file, take_file
+from mailvet.pipeline.job_files import local_copy, store_file, take_file
 from mailvet.pipeline.submit import fetch_result
 
 pytestmark = pytest.mark.unit

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from tests.browser import ARGS, CHROMIUM
 from tests.fakes import FakeProber
 from tests.web.jobs_helpers import answer, lists_app
-from tests.web.test_shell_browser import ARGS, CHROMIUM
 
 pytestmark = [
     pytest.mark.e2e,
