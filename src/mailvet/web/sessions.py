@@ -45,11 +45,13 @@ from litestar.middleware.session.base import (
 )
 
 from mailvet.services import sessions as stored_sessions
+from mailvet.services.accounts import get_account
 
 if TYPE_CHECKING:
     from litestar.handlers.base import BaseRouteHandler
     from litestar.types import Message, Scopes, ScopeSession
 
+    from mailvet.domain.accounts import Account
     from mailvet.web.context import WebContext
 
 SESSION_COOKIE = "mailvet_session"
@@ -243,6 +245,18 @@ def signed_in_id(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     if signed is None:  # requires_login stops it first
         raise LoginRequired("sign in first")
     return signed.account_id
+
+
+async def signed_in_account(
+    connection: ASGIConnection[Any, Any, Any, Any], web: WebContext
+) -> Account:
+    """The signed-in account of a page behind `requires_login`, as stored now
+    (LoginRequired when there is none, or it was deleted meanwhile)."""
+    async with web.database.unit_of_work() as session:
+        account = await get_account(session, signed_in_id(connection))
+    if account is None:  # deleted meanwhile
+        raise LoginRequired("sign in first")
+    return account
 
 
 def current_token_hash(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:

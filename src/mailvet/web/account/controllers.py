@@ -45,11 +45,10 @@ from mailvet.web.auth.ports import Auth, AuthPorts
 from mailvet.web.context import Web, WebContext
 from mailvet.web.deps import Storage
 from mailvet.web.sessions import (
-    LoginRequired,
     flash,
-    request_account,
     requires_login,
     sign_out,
+    signed_in_account,
 )
 
 log = structlog.get_logger(__name__)
@@ -76,17 +75,6 @@ def picture_url(account: Account) -> str:
     if account.google_picture:
         return account.google_picture
     return gravatar_url(account.email, size=160)
-
-
-async def signed_in_account(request: Request[Any, Any, Any], web: WebContext) -> Account:
-    signed = request_account(request)
-    if signed is None:  # requires_login stops it first
-        raise LoginRequired("sign in first")
-    async with web.database.session_maker() as session:
-        account = await account_service.get_account(session, signed.account_id)
-    if account is None:  # deleted meanwhile
-        raise LoginRequired("sign in first")
-    return account
 
 
 class AccountController(Controller):

@@ -26,7 +26,6 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_400_BAD_REQUEST, HTTP_429_TOO_MANY_REQUESTS
 
 from mailvet.domain.accounts import Account
-from mailvet.services import accounts as account_service
 from mailvet.services.accounts import AccountError, InvalidInput, PasswordCheck
 from mailvet.web.auth.common import (
     NO_STORE,
@@ -41,12 +40,11 @@ from mailvet.web.auth.ports import Auth, AuthPorts
 from mailvet.web.auth.schemas import CodeForm, PasswordChangeForm, ReauthForm
 from mailvet.web.context import Web, WebContext
 from mailvet.web.sessions import (
-    LoginRequired,
     current_token_hash,
     flash,
-    request_account,
     requires_login,
     sign_in,
+    signed_in_account,
 )
 
 log = structlog.get_logger(__name__)
@@ -54,17 +52,6 @@ log = structlog.get_logger(__name__)
 TWO_FACTOR = "/app/account/two-factor"
 PASSWORD_PAGE = "/app/account/password"  # noqa: S105 (a path)
 CODES_FILE = "mailvet-recovery-codes.txt"
-
-
-async def _account(request: Request[Any, Any, Any], web: WebContext) -> Account:
-    signed = request_account(request)
-    if signed is None:  # requires_login stops it first
-        raise LoginRequired("sign in first")
-    async with web.database.session_maker() as session:
-        account = await account_service.get_account(session, signed.account_id)
-    if account is None:  # deleted meanwhile
-        raise LoginRequired("sign in first")
-    return account
 
 
 def _context(
@@ -87,14 +74,14 @@ class TwoFactorController(Controller):
 
     @get("/", name="two_factor_settings")
     async def overview(self, request: Request[Any, Any, Any], web: Web, auth: Auth) -> Template:
-        account = await _account(request, web)
+        account = await signed_in_account(request, web)
         return await _settings_page(request, web, auth, account)
 
     @post("/setup", status_code=HTTP_200_OK)
     async def setup(
         self, request: Request[Any, Any, Any], web: Web, auth: Auth
     ) -> Template | Redirect:
-        account = await _account(request, web)
+        account = await signed_in_account(request, web)
         form = await ReauthForm.read(request)
         if account.totp_enabled:
             return see_other(TWO_FACTOR)
@@ -112,7 +99,7 @@ class TwoFactorController(Controller):
     async def enable(
         self, request: Request[Any, Any, Any], web: Web, auth: Auth
     ) -> Template | Redirect:
-        account = await _account(request, web)
+        account = await signed_in_account(request, web)
         form = await CodeForm.read(request)
         if account.totp_enabled:
             return see_other(TWO_FACTOR)
@@ -139,7 +126,7 @@ class TwoFactorController(Controller):
     async def regenerate(
         self, request: Request[Any, Any, Any], web: Web, auth: Auth
     ) -> Template | Redirect:
-        account = await _account(request, web)
+        account = await signed_in_account(request, web)
         form = await ReauthForm.read(request)
         if not account.totp_enabled:
             return see_other(TWO_FACTOR)
@@ -155,7 +142,7 @@ class TwoFactorController(Controller):
     async def disable(
         self, request: Request[Any, Any, Any], web: Web, auth: Auth
     ) -> Template | Redirect:
-        account = await _account(request, web)
+        account = await signed_in_account(request, web)
         form = await CodeForm.read(request)
         if not account.totp_enabled:
             return see_other(TWO_FACTOR)
@@ -183,14 +170,14 @@ class PasswordSettingsController(Controller):
 
     @get("/", name="password_settings")
     async def form(self, request: Request[Any, Any, Any], web: Web) -> Template:
-        account = await _account(request, web)
+        account = await signed_in_account(request, web)
         return page("password.html", _context(request, web, account))
 
     @post("/", status_code=HTTP_200_OK)
     async def change(
         self, request: Request[Any, Any, Any], web: Web, auth: Auth
     ) -> Template | Redirect:
-        account = await _account(request, web)
+        account = await signed_in_account(request, web)
         form = await PasswordChangeForm.read(request)
         context = _context(request, web, account)
         if not account.has_password and context["reauth"]:
