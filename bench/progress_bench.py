@@ -61,21 +61,23 @@ from tests.cluster.harness import (  # noqa: E402
     free_port,
     fresh_database,
 )
+from tests.cluster.web_stack import (  # noqa: E402
+    COLUMN_INPUT,
+    CSRF_INPUT,
+    ROWS_DONE,
+    STATUS_LABEL,
+)
 from tests.mailworld.smtp_server import SmtpBehaviour  # noqa: E402
 from tests.mailworld.world import MailWorld  # noqa: E402
 from tests.s3server import MotoS3  # noqa: E402
+from tests.sse import SseParser  # noqa: E402
 
 PASSWORD = "correct horse battery staple"  # noqa: S105  (the bench account's, in its own database)
 EMAIL = "bench.progress@example.com"
 DOMAIN = "progress-mail.com"
 MX_HOST = "127.0.0.71"
 TARGET_SECONDS = 1.0
-CSRF_INPUT = re.compile(r'name="_csrf_token" value="([^"]+)"')
-COLUMN_INPUT = re.compile(r'name="email_column" value="(\d+)"')
-ROWS_DONE = re.compile(r'id="rows-done">(\d+)<')
 ROWS_TOTAL = re.compile(r'id="rows-total">(\d+)<')
-STATUS_LABEL = re.compile(r'id="job-status">([^<]+)<')
-EVENT = re.compile(r"^event: (\w+)$")
 
 PG_LOG = """
 CREATE TABLE IF NOT EXISTS bench_progress (
@@ -207,23 +209,20 @@ async def _read(client: httpx.AsyncClient, job_path: str, stream: Stream) -> Non
     async with client.stream("GET", f"{job_path}/events") as answer:
         if answer.status_code != 200:
             raise SystemExit(f"{stream.name}: events answered {answer.status_code}")
-        event, data = "message", []
+        parser = SseParser()
         async for line in answer.aiter_lines():
-            if found := EVENT.match(line):
-                event = found.group(1)
-            elif line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-            elif line == "":
-                arrived = time.time()
-                text = "\n".join(data)
-                if event == "done":
-                    return
-                done, total = ROWS_DONE.search(text), ROWS_TOTAL.search(text)
-                label = STATUS_LABEL.search(text)
-                if event == "progress" and done and total and label:
-                    shown = (int(done.group(1)), int(total.group(1)), label.group(1))
-                    stream.seen.append(Seen(arrived, *shown))
-                event, data = "message", []
+            got = parser.feed(line)
+            if got is None:
+                continue
+            arrived = time.time()
+            event, text = got
+            if event == "done":
+                return
+            done, total = ROWS_DONE.search(text), ROWS_TOTAL.search(text)
+            label = STATUS_LABEL.search(text)
+            if event == "progress" and done and total and label:
+                shown = (int(done.group(1)), int(total.group(1)), label.group(1))
+                stream.seen.append(Seen(arrived, *shown))
 
 
 async def watch_a_job(urls: list[str], name: str, content: bytes) -> tuple[str, list[Stream]]:

@@ -7,40 +7,20 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from tests.cluster.harness import Cluster, delete_rabbit_objects, fresh_database
 from tests.mailworld.smtp_server import SmtpBehaviour
 from tests.mailworld.world import MailWorld
 from tests.s3server import MotoS3
+from tests.services import postgres_problem, rabbit_problem, require
 
 ROWS = 20_000
 
 
-def _services_up() -> str | None:
-    try:
-        psycopg.connect(
-            "host=127.0.0.1 port=5432 user=postgres dbname=postgres", connect_timeout=3
-        ).close()
-    except psycopg.OperationalError as exc:
-        return f"PostgreSQL: {exc}"
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", 5672), timeout=3).close()
-    except OSError as exc:
-        return f"RabbitMQ: {exc}"
-    return None
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _require_services() -> None:
-    problem = _services_up()
-    if problem:
-        if os.environ.get("MAILVET_TEST_SERVICES") == "required":
-            pytest.fail(f"service not reachable: {problem}")
-        pytest.skip(f"service not reachable: {problem}")
+    require(postgres_problem(), rabbit_problem())
 
 
 @pytest.fixture(scope="session")

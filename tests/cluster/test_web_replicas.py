@@ -34,24 +34,24 @@ import pytest
 from mailvet.domain.verdict import RESULT_COLUMNS
 from tests.cluster.web_stack import (
     ACCOUNTS,
+    COLUMN_INPUT,
     CREDITS,
     DOMAIN,
-    PASSWORD,
     RATE_LIMIT,
+    ROWS_DONE,
+    STATUS_LABEL,
     USERS,
     WebStack,
+    csrf_token,
     shared_web_stack,
+    sign_in,
 )
+from tests.sse import SseParser
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 OWNER, _, OTHER = ACCOUNTS
 ROWS = USERS
-CSRF_INPUT = re.compile(r'name="_csrf_token" value="([^"]+)"')
-COLUMN_INPUT = re.compile(r'name="email_column" value="(\d+)"')
-ROWS_DONE = re.compile(r'id="rows-done">(\d+)<')
-STATUS_LABEL = re.compile(r'id="job-status">([^<]+)<')
-EVENT = re.compile(r"^event: (\w+)$")
 
 
 @pytest.fixture(scope="module")
@@ -85,41 +85,18 @@ def replicas(web_stack: WebStack) -> Iterator[Replicas]:
         client.close()
 
 
-def csrf_token(client: httpx.Client, path: str = "/login") -> str:
-    page = client.get(path)
-    assert page.status_code == 200, page.text
-    found = CSRF_INPUT.search(page.text)
-    assert found is not None, page.text
-    return found.group(1)
-
-
-def sign_in(client: httpx.Client, email: str) -> None:
-    token = csrf_token(client)
-    answer = client.post(
-        "/login", data={"_csrf_token": token, "email": email, "password": PASSWORD}
-    )
-    assert answer.status_code == 303, answer.text
-    assert answer.headers["location"] == "/app"
-
-
 def events(client: httpx.Client, path: str) -> list[tuple[str, str]]:
     """(event, data) of a job page's stream until its `done` event."""
     seen: list[tuple[str, str]] = []
     with client.stream("GET", f"{path}/events") as stream:
         assert stream.status_code == 200
         assert stream.headers["content-type"].startswith("text/event-stream")
-        event, data = "message", []
+        parser = SseParser()
         for line in stream.iter_lines():
-            if found := EVENT.match(line):
-                event = found.group(1)
-            elif line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-            elif line == "":
-                if data:
-                    seen.append((event, "\n".join(data)))
-                    if event == "done":
-                        return seen
-                event, data = "message", []
+            if (event := parser.feed(line)) is not None:
+                seen.append(event)
+                if event[0] == "done":
+                    return seen
     raise AssertionError(f"the stream ended before `done`: {seen}")
 
 

@@ -1,8 +1,10 @@
 """The SaaS on the distributed stack, shared by the tests that need it: the five back-end
 roles and two `mailvet run web` processes (the same MAILVET_SECRET_KEY, ports of their
 own) as separate processes on a fresh PostgreSQL database, RabbitMQ and moto S3
-(tests/cluster/harness.py), probing a mail world of their own, with the accounts made by
-`mailvet users create ... --confirmed --credits N` while the web processes start.
+(tests/cluster/harness.py), probing a mail world of their own. While the web processes
+start, the first account is made by `mailvet users create ... --confirmed --credits N` (the
+command under test) and the other two in this process by services.accounts.create_account
+(a `users create` costs about 3 CPU-s on a 2-core machine busy starting seven roles).
 
 Starting it costs about ten process starts, so tests/cluster/test_web_replicas.py and
 tests/e2e/test_distributed_browser.py share one: their `web_stack` fixtures call
@@ -17,20 +19,24 @@ counts gets a loopback address of its own (127.0.1.x) for its clients; a day's w
 
 from __future__ import annotations
 
-import os
+import asyncio
+import re
 import secrets
-import socket
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
+import httpx
 import pytest
+from argon2 import PasswordHasher
 
+from mailvet.adapters.db.database import make_database
+from mailvet.clock import utc_now
+from mailvet.services.accounts import create_account
 from tests.cluster.harness import (
     BACK_END,
-    PG_ADMIN,
     Cluster,
     delete_rabbit_objects,
     fresh_database,
@@ -38,8 +44,14 @@ from tests.cluster.harness import (
 from tests.mailworld.smtp_server import SmtpBehaviour
 from tests.mailworld.world import MailWorld
 from tests.s3server import MotoS3
+from tests.services import postgres_problem, rabbit_problem, require
 
 FIXTURE = "web_stack"
+CSRF_INPUT = re.compile(r'name="_csrf_token" value="([^"]+)"')
+COLUMN_INPUT = re.compile(r'name="email_column" value="(\d+)"')
+ROWS_DONE = re.compile(r'id="rows-done">(\d+)<')
+STATUS_LABEL = re.compile(r'id="job-status">([^<]+)<')
+BALANCE = re.compile(r'<strong id="balance">(\d+)</strong>')
 PASSWORD = "correct horse battery staple"
 CREDITS = 1_000
 RATE_LIMIT = 100  # per IP per day
@@ -48,7 +60,8 @@ DOMAIN = "replica-mail.com"
 MX_HOST = "127.0.0.72"
 USERS = 240  # user0..user239@DOMAIN: the even ones have a mailbox
 NAMED = ("ann", "bob", "cy")  # these have one too; any other local part gets 550 5.1.1
-# the accounts: the replica test's owner, the browser test's owner, and a stranger to both
+# the accounts: the replica test's owner (made by `users create`), the browser test's owner,
+# and a stranger to both
 ACCOUNTS = ("ann.replica@example.com", "dina.replica@example.com", "eve.replica@example.com")
 _KEY = pytest.StashKey["WebStack"]()
 
@@ -76,11 +89,58 @@ def mail_world() -> MailWorld:
     return world
 
 
-def make_account(cluster: Cluster, email: str) -> str:
+def make_account(cluster: Cluster, email: str, credits: int = CREDITS) -> str:
+    """`mailvet users create EMAIL --confirmed --credits N` with PASSWORD; the account id."""
     made = cluster.cli(
-        *("users", "create", email, "--confirmed", "--credits", str(CREDITS)), input=PASSWORD
+        *("users", "create", email, "--confirmed", "--credits", str(credits)), input=PASSWORD
     )
     return made.stdout.strip()
+
+
+def csrf_token(client: httpx.Client, path: str = "/login") -> str:
+    """The CSRF token of the form on `path` (the client keeps the cookie that goes with it)."""
+    page = client.get(path)
+    assert page.status_code == 200, page.text
+    found = CSRF_INPUT.search(page.text)
+    assert found is not None, page.text
+    return found.group(1)
+
+
+def sign_in(client: httpx.Client, email: str, password: str = PASSWORD) -> None:
+    """Sign in through the login form; the client keeps the session cookie."""
+    token = csrf_token(client)
+    answer = client.post(
+        "/login", data={"_csrf_token": token, "email": email, "password": password}
+    )
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == "/app"
+
+
+def make_accounts_here(database_url: str, emails: Sequence[str]) -> dict[str, str]:
+    """Confirmed accounts with PASSWORD and CREDITS, made in this process as `users create`
+    makes them (one transaction); address -> account id."""
+
+    async def make() -> dict[str, str]:
+        database = make_database(database_url)
+        try:
+            async with database.unit_of_work(write=True) as session:
+                made = {}
+                for email in emails:
+                    account = await create_account(
+                        session,
+                        email=email,
+                        password=PASSWORD,
+                        confirmed=True,
+                        credits=CREDITS,
+                        hasher=PasswordHasher(),
+                        now=utc_now(),
+                    )
+                    made[email] = account.id
+                return made
+        finally:
+            await database.dispose()
+
+    return asyncio.run(make())
 
 
 def start_web_stack(root: Path) -> WebStack:
@@ -104,10 +164,12 @@ def start_web_stack(root: Path) -> WebStack:
         closing.callback(delete_rabbit_objects, cluster.prefix)
         closing.callback(cluster.stop)
         cluster.start_all(BACK_END)
-        with ThreadPoolExecutor(len(ACCOUNTS)) as pool:  # while the web processes start
-            making = {email: pool.submit(make_account, cluster, email) for email in ACCOUNTS}
+        first, *others = ACCOUNTS
+        with ThreadPoolExecutor(1) as pool:  # while the web processes start
+            making = pool.submit(make_account, cluster, first)
+            accounts = make_accounts_here(database_url, others)
             urls = cluster.start_web_replicas(2)
-            accounts = {email: future.result() for email, future in making.items()}
+            accounts[first] = making.result()
         for name in BACK_END:
             cluster.wait_for_log(name, "service_started")
     except BaseException:
@@ -116,25 +178,12 @@ def start_web_stack(root: Path) -> WebStack:
     return WebStack(cluster, urls, s3.endpoint, accounts, closing)
 
 
-def services_problem() -> str | None:
-    try:
-        psycopg.connect(PG_ADMIN, connect_timeout=3).close()
-        socket.create_connection(("127.0.0.1", 5672), timeout=3).close()
-    except (psycopg.OperationalError, OSError) as exc:
-        return f"PostgreSQL or RabbitMQ not reachable: {exc}"
-    return None
-
-
 def shared_web_stack(request: pytest.FixtureRequest) -> WebStack:
     """The stack for a module-scoped `web_stack` fixture: started on first use, closed when
     the module ends if no later selected test uses it (else by that test's module)."""
     stack = request.config.stash.get(_KEY, None)
     if stack is None:
-        problem = services_problem()
-        if problem is not None:
-            if os.environ.get("MAILVET_TEST_SERVICES") == "required":
-                pytest.fail(problem)
-            pytest.skip(problem)
+        require(postgres_problem(), rabbit_problem())
         folders: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
         stack = start_web_stack(folders.mktemp("web-stack"))
         request.config.stash[_KEY] = stack

@@ -36,6 +36,7 @@ from mailvet.pipeline.runner import Pipeline
 from mailvet.services.accounts import create_account
 from mailvet.settings import load_settings
 from mailvet.web.site import Site, build_site
+from tests.browser import ARGS, CHROMIUM
 from tests.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidcProvider
 from tests.fakes import FakeProber, FakeResolver
 from tests.mailcatcher import MailCatcher
@@ -43,17 +44,6 @@ from tests.waiting import until
 from tests.web.jobs_helpers import answer
 from tests.web.shell_helpers import cheap_hasher
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 PASSWORD = "correct horse battery staple"
 CODE = re.compile(r"\b(\d{6})\b")

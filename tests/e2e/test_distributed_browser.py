@@ -3,7 +3,7 @@ distributed stack: the five back-end roles and two `mailvet run web` processes (
 MAILVET_SECRET_KEY) as separate processes on PostgreSQL, RabbitMQ and moto S3, probing a
 local mail world (tests/cluster/web_stack.py: the stack the replica tests use too).
 
-The account is made with `mailvet users create --confirmed --credits N`; it signs in on
+The account is made as `mailvet users create --confirmed --credits N` makes it; it signs in on
 web 1, and the browser's cookie (cookies are per host, not per port) signs it in on web 2,
 whose dashboard shows the balance; the list is uploaded, previewed and started on web 2;
 its job page is open on both processes, and each one's live progress reaches 100% and
@@ -39,6 +39,7 @@ from playwright.async_api import (
 )
 
 from mailvet.domain.verdict import RESULT_COLUMNS
+from tests.browser import ARGS, CHROMIUM
 from tests.cluster.web_stack import (
     ACCOUNTS,
     CREDITS,
@@ -47,7 +48,7 @@ from tests.cluster.web_stack import (
     WebStack,
     shared_web_stack,
 )
-from tests.e2e.harness import ARGS, CHROMIUM, SCREENSHOTS
+from tests.e2e.harness import SCREENSHOTS
 from tests.e2e.test_saas_browser import download, list_csv, result_rows, sign_in
 
 pytestmark = [

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import socket
 import subprocess
 import typing
 import uuid
@@ -27,10 +25,11 @@ from structlog.testing import capture_logs
 
 from mailvet.adapters.bus.rabbit import RabbitBus
 from mailvet.domain.messages import AnyMessage, JobSubmitted, Message
+from tests.services import AMQP_URL, rabbit_problem, require
+from tests.waiting import until
 
 pytestmark = pytest.mark.integration
 
-AMQP_URL = os.environ.get("MAILVET_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 # every port queue name the tests use: deleted (if present) after each test
 QUEUES = ("intake", "work", "src", "dst", "other", "blocked")
 SECRET = "secret.person@example.com"
@@ -38,15 +37,7 @@ SECRET = "secret.person@example.com"
 
 @pytest.fixture(scope="session")
 def amqp_url() -> str:
-    parts = urlsplit(AMQP_URL)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 5672
-    try:
-        socket.create_connection((host, port), timeout=3).close()
-    except OSError as exc:
-        reason = f"RabbitMQ is not reachable at {host}:{port}: {exc}"
-        if os.environ.get("MAILVET_TEST_SERVICES") == "required":  # set by make test / CI
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require(rabbit_problem(AMQP_URL))
     return AMQP_URL
 
 
@@ -168,13 +159,6 @@ def collector() -> tuple[list[Message], Callable[[Message], Awaitable[None]]]:
         seen.append(message)
 
     return seen, handle
-
-
-async def until(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    """Poll what the handlers record (they run in aio-pika's tasks, not the test's)."""
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
 
 
 # --- publish / subscribe -------------------------------------------------------------------
@@ -538,7 +522,7 @@ async def test_reconnects_after_the_broker_closes_the_connection(
     assert closed >= 1
 
     await bus.publish("intake", JobSubmitted(job_id="after"))  # waits for the reconnection
-    await until(lambda: len(seen) == 2, within=10)  # the consumer came back by itself
+    await until(lambda: len(seen) == 2, timeout=10)  # the consumer came back by itself
     assert seen[1] == JobSubmitted(job_id="after")
     assert await bus.ping()
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.strip()]

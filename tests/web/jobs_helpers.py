@@ -32,6 +32,7 @@ from mailvet.settings import load_settings
 from mailvet.web.app import create_app
 from mailvet.web.context import WebContext, build_web_context
 from tests.fakes import ACCEPT, UNKNOWN, FakeProber, FakeResolver
+from tests.sse import SseParser
 from tests.waiting import until
 from tests.web.shell_helpers import CSRF_INPUT, cheap_hasher, session_area
 
@@ -47,9 +48,6 @@ def answer(recipient: str) -> Reply:
     if recipient.startswith("later"):
         return TRY_LATER
     return ACCEPT
-
-
-EVENT = re.compile(r"^event: (\w+)$")
 
 
 class _Server(uvicorn.Server):
@@ -128,18 +126,12 @@ class Browser:
         async with self.client.stream("GET", f"{job_path}/events") as stream:
             assert stream.status_code == 200
             assert stream.headers["content-type"].startswith("text/event-stream")
-            event, data = "message", []
+            parser = SseParser()
             async for line in stream.aiter_lines():
-                if found := EVENT.match(line):
-                    event = found.group(1)
-                elif line.startswith("data:"):
-                    data.append(line[5:].removeprefix(" "))
-                elif line == "":
-                    if data:
-                        seen.append((event, "\n".join(data)))
-                        if event == "done":
-                            return seen
-                    event, data = "message", []
+                if (event := parser.feed(line)) is not None:
+                    seen.append(event)
+                    if event[0] == "done":
+                        return seen
         return seen
 
 
