@@ -34,8 +34,8 @@ def _take(iterator: Iterator[Chunk], count: int) -> list[Chunk]:
 
 async def _iterate(iterator: Iterator[Chunk]) -> AsyncIterator[Chunk]:
     """Run a blocking file iterator in a thread, CHUNKS_PER_READ items per trip: each trip
-    waits for a turn of the event loop, and a network job's loop is busy (a 100,000-row
-    list took 7-30 s to publish one 1,000-row chunk per trip)."""
+    waits for a turn of the event loop, and a network job's loop is busy (one chunk per trip
+    made a long list's publishing wait on the loop once per chunk)."""
     while items := await asyncio.to_thread(_take, iterator, CHUNKS_PER_READ):
         for item in items:
             yield item
