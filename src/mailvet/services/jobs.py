@@ -15,6 +15,18 @@ not running, and blanks its file name, column, sheet and layout (`forget_files`,
 (the operator's and the customer's statistics). A blank file name marks a purged job.
 Drafts live under `drafts/<day>/`, so the purge drops whole days of them without listing
 the storage.
+
+Unsubmitted jobs (issue 8: no row lost): starting a draft inserts the job row (still
+pending_start), moves the draft to the job's upload key and publishes JobSubmitted; a web
+process that dies in between leaves a row nobody submits. `sweep_unsubmitted` finishes such
+starts once they are UNSUBMITTED_GRACE old: the file stored (uploaded, or moved on by
+intake already) -> JobSubmitted again (intake skips a job past pending_start, and reserves
+credits once per job id); the draft still stored -> moved, then published; neither -> the
+job fails (error_df) with a clear message, holding no credit (intake reserves only once it
+has read the file). A resubmitted row's `updated_at` is moved on, so a job is published at
+most once per grace period; a failed publish is tried again at the next round.
+`run_retention` runs it every RECOVERY_EVERY seconds, with the sweep of completions whose
+mail was never queued (services/job_mail.py).
 """
 
 from __future__ import annotations
@@ -35,10 +47,11 @@ from mailvet.adapters.db.database import Database, rowcount
 from mailvet.adapters.db.models import JobRow
 from mailvet.adapters.db.rows import JOB_COLUMNS, job_from_row
 from mailvet.domain.job import ACTIVE_STATUSES, Job, JobStatus
-from mailvet.domain.ports import ObjectStorage
+from mailvet.domain.messages import JobSubmitted
+from mailvet.domain.ports import MessageBus, ObjectNotFound, ObjectStorage
 from mailvet.logs import logger
-from mailvet.pipeline import object_keys
-from mailvet.services import credits, single_checks
+from mailvet.pipeline import object_keys, queues
+from mailvet.services import credits, job_mail, single_checks
 from mailvet.services.paging import Page, window
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")  # uuid4 hex, as pipeline.submit.new_job_id makes them
@@ -48,6 +61,14 @@ DRAFT_DAYS_KEPT = 1  # a list uploaded but not started is kept at least this man
 DRAFT_DAYS_SWEPT = 7  # and the purge sweeps this many days before that
 PURGE_BATCH = 200
 RETENTION_EVERY = 3600.0
+# a job row still pending_start this long after its last change was left by a start that
+# did not finish (the web request takes seconds); its start is finished by the sweep
+UNSUBMITTED_GRACE = timedelta(minutes=5)
+# how far back the sweep looks (by created_at, the index): older rows are not looked at
+UNSUBMITTED_WINDOW = timedelta(days=7)
+UNSUBMITTED_BATCH = 100
+RECOVERY_EVERY = 60.0  # the unsubmitted jobs' and the unmailed completions' sweeps
+NOT_STORED = "the uploaded list was not stored; upload it again"
 # what a page of jobs reads of each: all but the layout, the biggest column, not shown there
 _PAGE_NAMES = [name for name in JOB_COLUMNS if name != "layout"]
 _PAGE_COLUMNS = [getattr(JobRow, name) for name in _PAGE_NAMES]
@@ -287,44 +308,234 @@ async def sweep_pending_checks(database: Database, *, now: datetime) -> int:
     return await in_batches(database, step, single_checks.SWEEP_BATCH)
 
 
+async def sweep_unmailed_completions(
+    database: Database, *, now: datetime, retention_days: float
+) -> int:
+    """Queue the completion mail the result generator did not (services/job_mail.py
+    `queue_unmailed`), in batches, one transaction each."""
+
+    async def step(session: AsyncSession) -> int:
+        return await job_mail.queue_unmailed(session, now=now, retention_days=retention_days)
+
+    return await in_batches(database, step, job_mail.SWEEP_BATCH)
+
+
+# --- starts that did not finish -------------------------------------------------------------
+
+
+class Unsubmitted(msgspec.Struct, frozen=True):
+    """A job row left pending_start (see the module docstring)."""
+
+    job_id: str
+    created_at: datetime
+
+
+async def unsubmitted_jobs(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    grace: timedelta = UNSUBMITTED_GRACE,
+    limit: int = UNSUBMITTED_BATCH,
+) -> list[Unsubmitted]:
+    """Jobs still pending_start and unchanged for `grace`, created within
+    UNSUBMITTED_WINDOW (found through the created_at index), oldest first."""
+    rows = await session.execute(
+        select(JobRow.id, JobRow.created_at)
+        .where(
+            JobRow.created_at >= now - UNSUBMITTED_WINDOW,
+            JobRow.status == JobStatus.PENDING_START.value,
+            JobRow.updated_at < now - grace,
+        )
+        .order_by(JobRow.created_at, JobRow.id)
+        .limit(limit)
+    )
+    return [Unsubmitted(job_id, created) for job_id, created in rows]
+
+
+def draft_keys(job_id: str, created: datetime) -> list[str]:
+    """Where the draft of a job created at `created` may still be: the draft's id is the
+    job's, stored under the day it was uploaded, that day or one the purge keeps before."""
+    days = range(DRAFT_DAYS_KEPT + 2)
+    return [draft_key(created - timedelta(days=back), job_id) for back in days]
+
+
+async def _stored_draft(storage: ObjectStorage, job: Unsubmitted) -> str | None:
+    for key in draft_keys(job.job_id, job.created_at):
+        if await storage.exists(key):
+            return key
+    return None
+
+
+async def _still_unsubmitted(database: Database, job_id: str) -> bool:
+    async with database.unit_of_work() as session:
+        status = await session.scalar(select(JobRow.status).where(JobRow.id == job_id))
+    return status == JobStatus.PENDING_START.value
+
+
+async def _touch_unsubmitted(database: Database, job_id: str, now: datetime) -> bool:
+    """Mark a resubmitted job (updated_at = `now`) if it is still pending_start."""
+    async with database.unit_of_work(write=True) as session:
+        result = await session.execute(
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.status == JobStatus.PENDING_START.value)
+            .values(updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return bool(rowcount(result))
+
+
+async def _fail_unsubmitted(database: Database, job_id: str, now: datetime) -> bool:
+    """End a job whose file is nowhere as error_df (NOT_STORED), if still pending_start."""
+    async with database.unit_of_work(write=True) as session:
+        result = await session.execute(
+            update(JobRow)
+            .where(JobRow.id == job_id, JobRow.status == JobStatus.PENDING_START.value)
+            .values(status=JobStatus.ERROR_FILE.value, error=NOT_STORED, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return bool(rowcount(result))
+
+
+async def finish_start(
+    database: Database,
+    storage: ObjectStorage,
+    bus: MessageBus,
+    job: Unsubmitted,
+    *,
+    now: datetime,
+) -> str:
+    """Finish the start of one unsubmitted job; what was done: "submitted" (JobSubmitted
+    published again), "failed" (no file anywhere: error_df), "gone" (the row was deleted or
+    moved on meanwhile: nothing to do), "retry" (the draft moved away under our feet: the
+    next round looks again). A publish that raises is the caller's to log; the row is left
+    as it was, so the next round tries again."""
+    job_id = job.job_id
+    if not await _still_unsubmitted(database, job_id):
+        return "gone"
+    stored = await storage.exists(object_keys.uploaded(job_id)) or await storage.exists(
+        object_keys.in_progress_input(job_id)  # intake moved it on before a crash
+    )
+    if not stored:
+        draft = await _stored_draft(storage, job)
+        if draft is None:
+            return "failed" if await _fail_unsubmitted(database, job_id, now) else "gone"
+        try:
+            await storage.move(draft, object_keys.uploaded(job_id))
+        except ObjectNotFound:  # another hand moved it (the start finishing late)
+            return "retry"
+        if not await _still_unsubmitted(database, job_id):  # the start was undone meanwhile
+            await storage.move(object_keys.uploaded(job_id), draft)  # the draft as it was
+            return "gone"
+    elif not await _still_unsubmitted(database, job_id):  # deleted while we looked
+        return "gone"
+    await bus.publish(queues.INTAKE, JobSubmitted(job_id=job_id))
+    await _touch_unsubmitted(database, job_id, now)
+    return "submitted"
+
+
+async def sweep_unsubmitted(
+    database: Database,
+    storage: ObjectStorage,
+    bus: MessageBus,
+    *,
+    now: datetime,
+    grace: timedelta = UNSUBMITTED_GRACE,
+) -> int:
+    """Finish the starts left unfinished (`unsubmitted_jobs`, one batch a round, each job
+    on its own: one that fails is logged and left for the next round); how many jobs were
+    submitted again or failed."""
+    async with database.unit_of_work() as session:
+        found = await unsubmitted_jobs(session, now=now, grace=grace)
+    log = logger(__name__)
+    done = 0
+    for job in found:
+        try:
+            outcome = await finish_start(database, storage, bus, job, now=now)
+        except Exception as exc:
+            log.warning("unsubmitted_job_retry", job_id=job.job_id, error=type(exc).__name__)
+            continue
+        if outcome in ("submitted", "failed"):
+            done += 1
+            log.info(f"unsubmitted_job_{outcome}", job_id=job.job_id)
+    return done
+
+
+class _Round(msgspec.Struct, frozen=True):
+    done_event: str  # logged when done, with the count as `field`
+    field: str
+    failed_event: str  # logged when it raises
+    run: Callable[[], Awaitable[int]]
+    every: float
+
+
 async def run_retention(
     database: Database,
     storage: ObjectStorage,
     *,
     retention_days: float,
     clock: Callable[[], datetime],
+    bus: MessageBus | None = None,
     every: float = RETENTION_EVERY,
+    recover_every: float = RECOVERY_EVERY,
 ) -> None:
     """`purge_once`, `sweep_pending_checks` and `sweep_unsettled_jobs` (settlements a
-    failure left undone, services/credits.py) now and every `every` seconds until cancelled
-    (a task of the web role; replicas may all run it: each is idempotent). A failed round
-    is logged; the next one still runs (the database or the storage may be down a while)."""
+    failure left undone, services/credits.py) now and every `every` seconds, and
+    `sweep_unmailed_completions` and (given the `bus`) `sweep_unsubmitted` now and every
+    `recover_every` seconds, until cancelled (a task of the web role; replicas may all run
+    it: each is idempotent). A failed round is logged; the next one still runs (the
+    database, the storage or the broker may be down a while)."""
     log = logger(__name__)
-    # (logged when done, with the count as, logged when it fails, the round)
-    rounds: list[tuple[str, str, str, Callable[[], Awaitable[int]]]] = [
-        (
+    rounds = [
+        _Round(
             "retention_purged",
             "jobs",
             "retention_failed",
             lambda: purge_once(database, storage, now=clock(), retention_days=retention_days),
+            every,
         ),
-        (
+        _Round(
             "pending_checks_swept",
             "refunded",
             "pending_checks_sweep_failed",
             lambda: sweep_pending_checks(database, now=clock()),
+            every,
         ),
-        (
+        _Round(
             "unsettled_jobs_swept",
             "settled",
             "unsettled_jobs_sweep_failed",
             lambda: credits.sweep_unsettled_jobs(database, now=clock()),
+            every,
+        ),
+        _Round(
+            "unmailed_completions_swept",
+            "queued",
+            "unmailed_completions_sweep_failed",
+            lambda: sweep_unmailed_completions(
+                database, now=clock(), retention_days=retention_days
+            ),
+            recover_every,
         ),
     ]
+    if bus is not None:
+        rounds.append(
+            _Round(
+                "unsubmitted_jobs_swept",
+                "jobs",
+                "unsubmitted_jobs_sweep_failed",
+                lambda: sweep_unsubmitted(database, storage, bus, now=clock()),
+                recover_every,
+            )
+        )
+    loop = asyncio.get_running_loop()
+    due = [loop.time()] * len(rounds)
     while True:
-        for done_event, field, failed_event, run in rounds:
+        for index, one in enumerate(rounds):
+            if loop.time() < due[index]:
+                continue
+            due[index] = loop.time() + one.every
             try:
-                log.info(done_event, **{field: await run()})
+                log.info(one.done_event, **{one.field: await one.run()})
             except Exception as exc:
-                log.warning(failed_event, error=type(exc).__name__)
-        await asyncio.sleep(every)
+                log.warning(one.failed_event, error=type(exc).__name__)
+        await asyncio.sleep(max(0.0, min(due) - loop.time()))

@@ -7,7 +7,9 @@ create_app mounts itself, and the web role's background work, started and stoppe
 app's lifespan (so it runs in the loop that serves it):
 - the mail outbox sender (services/outbox.py) through the mailer of MAILVET_MAILER;
 - the housekeeping of sessions and rate counters (web/context.py);
-- the retention purge of lists and results (services/jobs.py, MAILVET_RETENTION_DAYS).
+- the retention purge of lists and results (services/jobs.py, MAILVET_RETENTION_DAYS), with
+  the sweeps that finish what a crash left undone: job starts never submitted (through the
+  process's bus) and completion mail never queued.
 
 Every piece can be given instead (tests: a cheap hasher, a moving clock, the fake OpenID
 provider's client, the memory mailer). The caller owns `deps`; `Site.close()` (also run on
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from mailvet.clock import Clock
     from mailvet.domain.identity import Captcha, OidcClient
     from mailvet.domain.mail import Mailer
-    from mailvet.domain.ports import ObjectStorage
+    from mailvet.domain.ports import MessageBus, ObjectStorage
     from mailvet.web.auth.ports import AuthPorts
     from mailvet.web.context import WebContext
 
@@ -46,6 +48,7 @@ class Site:
     ports: AuthPorts
     mailer: Mailer
     storage: ObjectStorage
+    bus: MessageBus
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
@@ -68,6 +71,7 @@ class Site:
                     self.storage,
                     retention_days=web.settings.web.retention_days,
                     clock=web.clock,
+                    bus=self.bus,
                 ),
                 name="retention",
             ),
@@ -129,6 +133,7 @@ async def build_site(
             ports=ports,
             mailer=mailer if mailer is not None else build_mailer(deps.settings.mailer),
             storage=deps.storage,
+            bus=deps.bus,
             closers=closers,
         )
     except BaseException:
