@@ -388,6 +388,44 @@ async def test_a_code_is_resent_60_s_apart_at_most_5_times_and_replaces_the_old_
     ).outcome is CodeOutcome.ACCEPTED
 
 
+async def test_spent_resends_and_a_dead_code_renew_a_day_after_the_last_mail(
+    db: Database, service: AccountService, clock: Clock
+) -> None:
+    """All 5 resends used, the last code voided by wrong entries and then expired: the owner
+    is told when to ask again, and a day after the last mail gets a code that works."""
+    await signup(db, service)
+    for _ in range(rules.CODE_MAX_RESENDS):
+        clock.advance(seconds=60)
+        assert (await run(db, service.resend_code, email=EMAIL)).allowed
+    code = await last_code(db)
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    for _ in range(rules.CODE_MAX_WRONG):
+        await run(db, service.confirm, email=EMAIL, code=wrong)
+    voided = await run(db, service.confirm, email=EMAIL, code=code)
+    assert voided.outcome is CodeOutcome.VOIDED
+    clock.advance(minutes=15)
+    expired = await run(db, service.confirm, email=EMAIL, code=code)
+    assert expired.outcome is CodeOutcome.VOIDED  # voided stays voided, expired or not
+    day = int(rules.CODE_SENDS_RESET.total_seconds())
+    refused = await run(db, service.resend_code, email=EMAIL)
+    assert (refused.allowed, refused.spent) == (False, True)
+    assert refused.retry_after == day - 15 * 60
+    clock.advance(seconds=refused.retry_after - 1)
+    again = await run(db, service.resend_code, email=EMAIL)  # refusals move nothing
+    assert (again.allowed, again.spent, again.retry_after) == (False, True, 1)
+    assert len(await mails(db, "confirm_code")) == 1 + rules.CODE_MAX_RESENDS
+
+    clock.advance(seconds=1)
+    renewed = await run(db, service.resend_code, email=EMAIL)
+    assert (renewed.allowed, renewed.sends) == (True, 1)
+    assert len(await mails(db, "confirm_code")) == 2 + rules.CODE_MAX_RESENDS
+    fresh = await last_code(db)
+    assert (await run(db, service.confirm, email=EMAIL, code=fresh)).outcome is (
+        CodeOutcome.ACCEPTED
+    )
+    assert (await row_of(db)).confirmed_at is not None
+
+
 async def test_resending_to_an_unknown_address_says_the_same_and_sends_nothing(
     db: Database, service: AccountService
 ) -> None:

@@ -108,7 +108,7 @@ def test_the_fifth_wrong_entry_voids_the_code() -> None:
 def test_a_code_is_resent_at_least_60_seconds_apart() -> None:
     assert rules.judge_resend(None, now=T0).allowed
     soon = rules.judge_resend(state(), now=T0 + timedelta(seconds=20))
-    assert (soon.allowed, soon.retry_after) == (False, 40)
+    assert (soon.allowed, soon.retry_after, soon.spent) == (False, 40, False)
     almost = rules.judge_resend(state(), now=T0 + timedelta(seconds=59, milliseconds=500))
     assert (almost.allowed, almost.retry_after) == (False, 1)
     later = rules.judge_resend(state(), now=T0 + timedelta(seconds=60))
@@ -125,7 +125,7 @@ def test_a_code_is_resent_at_most_five_times() -> None:
     assert current.sends == 6  # the first mail and five resends
     now += timedelta(minutes=10)
     refused = rules.judge_resend(current, now=now)
-    assert not refused.allowed
+    assert not refused.allowed and refused.spent
     assert refused.retry_after == int(
         (rules.CODE_SENDS_RESET - timedelta(minutes=10)).total_seconds()
     )

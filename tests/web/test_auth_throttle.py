@@ -1,7 +1,8 @@
 """The limits of the sign-in forms: 5 failed passwords per account per 15 minutes, 30
 attempts per IP per minute, the second factor's 5 failures, sign-ups per IP, and the
 confirmation code's own rules (5 wrong entries void it; resent 60 s apart, at most 5
-times). Every refusal is 429 with Retry-After."""
+times, the allowance renewed a day after the last mail). Every refusal is 429 with
+Retry-After."""
 
 from __future__ import annotations
 
@@ -126,6 +127,34 @@ async def test_the_code_resends_60_seconds_apart_and_the_old_code_stops(tmp_path
         refused(await b.post("/confirm/resend"), at_most=24 * 3600)
         done = await b.post("/confirm", {"code": await s.code_for(EMAIL)})
         assert done.status_code == 303
+
+
+async def test_spent_resends_say_when_the_allowance_renews_and_it_does(tmp_path: Path) -> None:
+    """Resends used up and the code voided: the account is not stuck; the refusal says why
+    and when (wait_text), and a day after the last mail a new code confirms it."""
+    async with auth_app(tmp_path) as s, browser(s.app) as b:
+        await signed_up_and_in(b, EMAIL)
+        for _ in range(5):
+            s.clock.advance(seconds=61)
+            assert (await b.post("/confirm/resend")).status_code == 303
+        code = await s.code_for(EMAIL)
+        wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+        for _ in range(5):
+            await b.post("/confirm", {"code": wrong})
+        s.clock.advance(minutes=20)
+        spent = await b.post("/confirm/resend")
+        wait = refused(spent, at_most=24 * 3600)
+        assert wait == 24 * 3600 - 20 * 60
+        assert "The 5 new codes allowed are used up" in spent.text
+        assert "Try again in 24 hours." in spent.text
+        s.clock.advance(seconds=wait)
+        renewed = await b.post("/confirm/resend")
+        assert renewed.status_code == 303
+        assert "We sent a new code" in (await b.follow(renewed)).text
+        done = await b.post("/confirm", {"code": await s.code_for(EMAIL)})
+        assert done.status_code == 303
+        row = await s.account_row(EMAIL)
+        assert row is not None and row.confirmed_at is not None
 
 
 async def test_five_wrong_codes_void_it(tmp_path: Path) -> None:

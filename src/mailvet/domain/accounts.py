@@ -159,12 +159,18 @@ def judge_code(state: CodeState, *, matches: bool, now: datetime.datetime) -> Co
 
 class ResendVerdict(msgspec.Struct, frozen=True):
     allowed: bool
-    retry_after: int = 0  # seconds; 0 with allowed=False: no more resends for now
+    retry_after: int = 0  # seconds until a resend is allowed again
     sends: int = 0  # the sends count to store when allowed (this mail included)
+    # refused because the allowance is spent (not merely too soon): it renews
+    # CODE_SENDS_RESET after the last mail, `retry_after` from now
+    spent: bool = False
 
 
 def judge_resend(state: CodeState | None, *, now: datetime.datetime) -> ResendVerdict:
-    """May another code be mailed now? (None: no code yet, so yes.)"""
+    """May another code be mailed now? (None: no code yet, so yes.) Never refused for good:
+    an account whose resends are spent and whose code has expired or been voided gets a
+    fresh allowance CODE_SENDS_RESET after its last mail (refusals move nothing), so a
+    person is kept waiting at most a day, and told how long (`retry_after`)."""
     if state is None or now - state.last_sent_at >= CODE_SENDS_RESET:
         return ResendVerdict(True, sends=1)
     wait = state.last_sent_at + CODE_RESEND_INTERVAL - now
@@ -172,7 +178,7 @@ def judge_resend(state: CodeState | None, *, now: datetime.datetime) -> ResendVe
         return ResendVerdict(False, retry_after=math.ceil(wait.total_seconds()))
     if state.sends > CODE_MAX_RESENDS:  # the first mail and 5 resends are gone
         fresh = state.last_sent_at + CODE_SENDS_RESET - now
-        return ResendVerdict(False, retry_after=math.ceil(fresh.total_seconds()))
+        return ResendVerdict(False, retry_after=math.ceil(fresh.total_seconds()), spent=True)
     return ResendVerdict(True, sends=state.sends + 1)
 
 

@@ -37,7 +37,14 @@ from litestar.status_codes import (
     HTTP_403_FORBIDDEN,
 )
 
-from mailvet.domain.accounts import CODE_MAX_WRONG, CodeOutcome, InvalidEmail, normalize_email
+from mailvet.domain.accounts import (
+    CODE_MAX_RESENDS,
+    CODE_MAX_WRONG,
+    CodeOutcome,
+    InvalidEmail,
+    ResendVerdict,
+    normalize_email,
+)
 from mailvet.services import accounts as account_service
 from mailvet.services.accounts import InvalidInput, InvalidToken
 from mailvet.web.auth.common import (
@@ -213,9 +220,7 @@ class SignupController(Controller):
             )
             return see_other("/confirm")
         if not verdict.allowed:
-            return too_many(
-                "confirm.html", context, verdict.retry_after, "A new code cannot be sent yet."
-            )
+            return too_many("confirm.html", context, verdict.retry_after, _resend_refusal(verdict))
         flash(request, f"We sent a new code to {address}. The previous one no longer works.")
         return see_other("/confirm")
 
@@ -436,6 +441,16 @@ def _normalized(typed: str) -> str:
         return normalize_email(typed)
     except InvalidEmail:
         return ""
+
+
+def _resend_refusal(verdict: ResendVerdict) -> str:
+    """Why the account's own resend is refused (too_many adds when to ask again)."""
+    if verdict.spent:
+        return (
+            f"The {CODE_MAX_RESENDS} new codes allowed are used up; the allowance renews"
+            " a day after the last one."
+        )
+    return "A new code cannot be sent yet."
 
 
 def _code_problem(outcome: CodeOutcome, attempts_left: int) -> str:
