@@ -205,6 +205,37 @@ async def test_a_row_deleted_while_the_draft_moves_gets_its_draft_back(left: Lef
     assert left.storage.objects == {draft: LIST}  # the customer can start it again
 
 
+class RacingStorage(MemoryStorage):
+    """Storage under which another replica's sweep moves the draft to the upload key just as
+    this one has found no file at the upload key."""
+
+    def __init__(self, job_id: str, draft: str) -> None:
+        super().__init__()
+        self._upload, self._draft = object_keys.uploaded(job_id), draft
+
+    async def exists(self, key: str) -> bool:
+        found = await super().exists(key)
+        if key == self._upload and not found and self._draft in self.objects:
+            await self.move(self._draft, self._upload)
+        return found
+
+
+async def test_a_draft_moved_by_another_replica_meanwhile_does_not_fail_the_job(
+    left: Left,
+) -> None:
+    job_id = await left.job("b" * 32)
+    draft = draft_key(T0, job_id)
+    left.storage = RacingStorage(job_id, draft)
+    await left.storage.put_bytes(draft, LIST)
+    left.later()
+    assert await left.sweep() == 0  # neither failed nor published: looked at again
+    assert (await left.status(job_id))[0] is JobStatus.PENDING_START
+    left.clock.advance(seconds=60)
+    assert await left.sweep() == 1
+    assert left.submitted() == [job_id]
+    assert left.storage.objects == {object_keys.uploaded(job_id): LIST}
+
+
 async def test_intake_takes_a_resubmitted_job_once(
     left: Left, database: Database, tmp_path: Path
 ) -> None:

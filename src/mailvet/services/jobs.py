@@ -359,6 +359,13 @@ def draft_keys(job_id: str, created: datetime) -> list[str]:
     return [draft_key(created - timedelta(days=back), job_id) for back in days]
 
 
+async def _file_stored(storage: ObjectStorage, job_id: str) -> bool:
+    """The job's file is at its upload key, or intake moved it on (before a crash)."""
+    return await storage.exists(object_keys.uploaded(job_id)) or await storage.exists(
+        object_keys.in_progress_input(job_id)
+    )
+
+
 async def _stored_draft(storage: ObjectStorage, job: Unsubmitted) -> str | None:
     for key in draft_keys(job.job_id, job.created_at):
         if await storage.exists(key):
@@ -406,18 +413,19 @@ async def finish_start(
 ) -> str:
     """Finish the start of one unsubmitted job; what was done: "submitted" (JobSubmitted
     published again), "failed" (no file anywhere: error_df), "gone" (the row was deleted or
-    moved on meanwhile: nothing to do), "retry" (the draft moved away under our feet: the
-    next round looks again). A publish that raises is the caller's to log; the row is left
-    as it was, so the next round tries again."""
+    moved on meanwhile: nothing to do), "retry" (the draft moved under our feet, by another
+    replica's sweep or the start finishing late: the next round looks again). A job is failed
+    only when, after the draft was not found, its file is still not stored either (a move
+    stores the new key before it drops the old one). A publish that raises is the caller's
+    to log; the row is left as it was, so the next round tries again."""
     job_id = job.job_id
     if not await _still_unsubmitted(database, job_id):
         return "gone"
-    stored = await storage.exists(object_keys.uploaded(job_id)) or await storage.exists(
-        object_keys.in_progress_input(job_id)  # intake moved it on before a crash
-    )
-    if not stored:
+    if not await _file_stored(storage, job_id):
         draft = await _stored_draft(storage, job)
         if draft is None:
+            if await _file_stored(storage, job_id):  # moved by another hand as we looked
+                return "retry"
             return "failed" if await _fail_unsubmitted(database, job_id, now) else "gone"
         try:
             await storage.move(draft, object_keys.uploaded(job_id))
