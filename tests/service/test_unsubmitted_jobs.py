@@ -269,6 +269,7 @@ async def test_intake_takes_a_resubmitted_job_once(
     assert [entry.kind for entry in entries] == ["signup_grant", "job_reserve"]
 
 
+@pytest.mark.usefixtures("every_level")  # an earlier test may drop info lines
 async def test_the_retention_task_runs_the_recovery_sweeps_more_often(left: Left) -> None:
     """run_retention (the web role's task) runs the purge every `every` seconds and the
     recovery sweeps every `recover_every`: a stuck start waits minutes, not an hour."""
