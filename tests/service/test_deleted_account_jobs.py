@@ -85,5 +85,4 @@ async def test_deleting_an_account_blanks_its_jobs_files_layout_included(db: Dat
     assert row is not None
     assert (row.filename, row.email_column, row.sheet, row.layout) == ("", None, None, b"")
     assert (row.rows_total, row.rows_done) == (3, 3)
-    for prefix in object_keys.job_prefixes(job_id):
-        assert not await storage.exists(prefix)
+    assert storage.objects == {}  # every file under the job's prefixes went

@@ -137,7 +137,7 @@ class BrokenStorage(MemoryStorage):
 
 
 async def test_a_failed_purge_round_does_not_stop_the_sweep_of_pending_checks(
-    tmp_path: Path,
+    tmp_path: Path, every_level: None
 ) -> None:
     async with lists_app(tmp_path / "data", pipeline=False) as lists:
         web = lists.web
