@@ -9,7 +9,7 @@ import contextlib
 import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,8 +21,9 @@ from structlog.testing import capture_logs
 
 from mailvet.adapters.retry import RetryPolicy
 from mailvet.adapters.storage.s3 import S3Storage, StorageUnavailable, is_transient
-from mailvet.domain.ports import ObjectStorage
+from mailvet.domain.ports import ObjectNotFound, ObjectStorage, PresignedUpload
 from tests.contracts.storage import BAD_KEYS, StorageContract
+from tests.s3form import policy_of, post_form
 from tests.s3server import MotoS3
 from tests.unit.test_retry import Pauses
 from tests.waiting import until
@@ -225,6 +226,111 @@ def test_presigned_get_expiry_bounds() -> None:
         parse_qs(urlsplit(a).query)["X-Amz-Signature"]
         != parse_qs(urlsplit(b).query)["X-Amz-Signature"]
     )
+
+
+# --- direct uploads: the pre-signed POST (PresignedUpload) ------------------------------
+
+REDIRECT = "https://app.example.com/app/jobs/new/d1/uploaded?expires=99&sig=abc"
+
+
+def test_an_upload_policy_holds_the_key_the_size_and_the_redirect() -> None:
+    storage = S3Storage(
+        "minio:9000", "a", "b", "some-bucket", public_endpoint="https://files.example.com"
+    )
+    before = datetime.now(UTC)
+    form = storage.presigned_post(
+        "drafts/20261201/d1",
+        max_bytes=1000,
+        redirect=REDIRECT,
+        expires=timedelta(hours=1),
+        metadata=["filename"],
+    )
+    assert isinstance(storage, PresignedUpload)
+    assert form.url == "https://files.example.com/some-bucket"
+    names = [name for name, _ in form.fields]
+    assert names[:3] == ["key", "success_action_redirect", "x-amz-meta-filename"]
+    assert set(names[3:]) == {
+        "x-amz-algorithm",
+        "x-amz-credential",
+        "x-amz-date",
+        "policy",
+        "x-amz-signature",
+    }
+    assert form.metadata == {"filename": "x-amz-meta-filename"}
+    assert dict(form.fields)["x-amz-meta-filename"] == ""  # the page fills it in
+    document = policy_of(form.fields)
+    expiration = datetime.fromisoformat(document["expiration"])
+    assert before + timedelta(minutes=59) < expiration <= datetime.now(UTC) + timedelta(hours=1)
+    conditions = document["conditions"]
+    assert ["eq", "$bucket", "some-bucket"] in conditions
+    assert ["eq", "$key", "drafts/20261201/d1"] in conditions
+    assert ["content-length-range", 1, 1000] in conditions
+    assert ["starts-with", "$success_action_redirect", REDIRECT] in conditions
+    assert ["starts-with", "$x-amz-meta-filename", ""] in conditions
+    # nothing else may vary: no starts-with on the key, no other field left open
+    opened = [c for c in conditions if c[0] == "starts-with"]
+    assert len(opened) == 2
+    signed = dict(form.fields)
+    assert ["eq", "$x-amz-credential", signed["x-amz-credential"]] in conditions
+    assert ["eq", "$x-amz-date", signed["x-amz-date"]] in conditions
+
+
+def test_an_upload_policy_refuses_what_it_cannot_sign() -> None:
+    storage = S3Storage("127.0.0.1:1", "a", "b", "some-bucket")
+    good: dict[str, Any] = {
+        "max_bytes": 10,
+        "redirect": REDIRECT,
+        "expires": timedelta(hours=1),
+    }
+    storage.presigned_post("drafts/x", **good)
+    for key in BAD_KEYS:
+        with pytest.raises(ValueError):
+            storage.presigned_post(key, **good)
+    bad_changes: list[dict[str, Any]] = [
+        {"expires": timedelta(0)},
+        {"expires": timedelta(days=7, seconds=1)},
+        {"max_bytes": 0},
+        {"redirect": "/app/jobs/new/d1/uploaded"},  # S3 would send the browser to itself
+        {"redirect": "javascript:alert(1)"},
+        {"metadata": ["file name"]},
+        {"metadata": ["x\r\nx-amz-acl"]},
+        {"metadata": [""]},
+    ]
+    for change in bad_changes:
+        with pytest.raises(ValueError):
+            storage.presigned_post("drafts/x", **{**good, **change})
+    with pytest.raises(TypeError):
+        storage.presigned_post("drafts/x", **{**good, "expires": 3600})
+
+
+async def test_a_browser_upload_lands_at_the_key_with_its_metadata(storage: S3Storage) -> None:
+    await storage.ensure_bucket()
+    form = storage.presigned_post(
+        "drafts/20261201/d2",
+        max_bytes=1000,
+        redirect=REDIRECT,
+        expires=timedelta(minutes=5),
+        metadata=["filename"],
+    )
+    answer = await post_form(
+        form.url,
+        form.fields,
+        ("ignored.csv", b"email\nann@example.com\n"),
+        values={"x-amz-meta-filename": "na%C3%AFve%20list.csv"},
+    )
+    assert answer.status_code == 303, answer.text
+    location = urlsplit(answer.headers["location"])
+    assert location.netloc == "app.example.com"
+    assert parse_qs(location.query)["key"] == ["drafts/20261201/d2"]
+    assert parse_qs(location.query)["sig"] == ["abc"]  # the app's own query is kept
+    stored = await storage.stat("drafts/20261201/d2")
+    assert stored.size == len(b"email\nann@example.com\n")
+    assert stored.metadata == {"filename": "na%C3%AFve%20list.csv"}
+    assert await storage.get_bytes("drafts/20261201/d2") == b"email\nann@example.com\n"
+    with pytest.raises(ObjectNotFound):
+        await storage.stat("drafts/20261201/none")
+    with pytest.raises(ValueError):
+        await storage.stat("../escape")
 
 
 # --- resilience ---------------------------------------------------------------------------

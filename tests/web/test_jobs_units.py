@@ -1,6 +1,7 @@
 """The pure pieces of the lists area: status labels, progress, the chart's geometry and
-escaping, signed links, segments of CSV results (bytes, BOM, encodings), and the progress
-poller reading every watched job in one query."""
+escaping, signed links (downloads, direct-upload callbacks), the new-list page's
+form-action, a direct upload's file name, segments of CSV results (bytes, BOM, encodings),
+and the progress poller reading every watched job in one query."""
 
 from __future__ import annotations
 
@@ -23,9 +24,11 @@ from mailvet.tabular.segments import write_segment
 from mailvet.web.app import TEMPLATES_DIR
 from mailvet.web.jobs.chart import chart_of
 from mailvet.web.jobs.labels import progress_percent, status_label
-from mailvet.web.jobs.links import download_url, link_valid
+from mailvet.web.jobs.links import download_url, link_valid, upload_link, uploaded_path
 from mailvet.web.jobs.progress import ProgressHub
 from mailvet.web.jobs.results import segment_name
+from mailvet.web.jobs.upload import MAX_FILENAME_CHARS, metadata_filename
+from mailvet.web.security import content_security_policy, origin_of
 
 pytestmark = pytest.mark.unit
 
@@ -99,6 +102,72 @@ def test_a_link_is_bound_to_account_job_segment_and_time() -> None:
     assert not valid(at=NOW + timedelta(seconds=61))
     assert not valid(account="b") and not valid(job="k") and not valid(segment="all")
     assert not valid(key="other" * 10)
+
+
+def test_an_upload_callback_is_bound_to_account_draft_key_and_time() -> None:
+    path = uploaded_path(KEY, account_id="a", draft_id="d", key="drafts/x/d", now=NOW, seconds=60)
+    assert path.startswith("/app/jobs/new/d/uploaded?")
+    query = dict(part.split("=") for part in path.split("?")[1].split("&"))
+    expires, sig = int(query["expires"]), query["sig"]
+    # a download link's signature over the same words is not an upload's (keys of their own)
+    assert (
+        sig
+        != download_url(
+            KEY, account_id="a", job_id="d", segment="drafts/x/d", now=NOW, seconds=60
+        ).split("sig=")[1]
+    )
+
+    def state(
+        account: str = "a", draft: str = "d", key: str = "drafts/x/d", at: datetime = NOW, **kw: str
+    ) -> str:
+        return upload_link(
+            KEY,
+            account_id=account,
+            draft_id=draft,
+            key=key,
+            expires=expires,
+            sig=kw.get("sig", sig),
+            now=at,
+        )
+
+    assert state() == "valid" and state(at=NOW + timedelta(seconds=60)) == "valid"
+    assert state(at=NOW + timedelta(seconds=61)) == "expired"
+    assert state(account="b") == state(draft="e") == state(key="drafts/x/e") == "forged"
+    assert state(sig="é" * 64) == state(sig="") == "forged"  # never a TypeError
+
+
+def test_the_new_list_policy_widens_form_action_by_exact_origins_only() -> None:
+    assert "form-action 'self';" in content_security_policy()
+    policy = content_security_policy(form_action=["https://files.example.com:9000"])
+    assert "form-action 'self' https://files.example.com:9000;" in policy
+    assert origin_of("http://127.0.0.1:9000/bucket?x=1") == "http://127.0.0.1:9000"
+    for bad in [
+        "https://files.example.com/bucket",
+        "https://files.example.com; script-src *",
+        "https://*.example.com",
+        "javascript:alert(1)",
+        "'unsafe-inline'",
+        "",
+    ]:
+        with pytest.raises(ValueError):
+            content_security_policy(form_action=[bad])
+
+
+@pytest.mark.parametrize(
+    ("stored", "name"),
+    [
+        ("Kontakte%20M%C3%A4rz.csv", "Kontakte März.csv"),
+        ("%2E%2E%2F%2E%2E%2Fetc%2Fpasswd", "passwd"),
+        ("a%5Cb%5Cc.csv", "c.csv"),
+        ("%00%1B%0D%0Alist.csv", "list.csv"),
+        ("M\xc3\xa4rz.csv", "März.csv"),  # raw UTF-8, read back as Latin-1
+        ("", "upload"),
+        ("%2F", "upload"),
+        ("x" * 10_000, "x" * MAX_FILENAME_CHARS),
+    ],
+)
+def test_a_direct_upload_name_is_cleaned_as_an_uploaded_one(stored: str, name: str) -> None:
+    assert metadata_filename(stored) == name
 
 
 def result_row(cells: list[str], status: str, reason: str) -> list[str]:

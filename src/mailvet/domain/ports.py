@@ -113,6 +113,50 @@ class PresignedStorage(Protocol):
     def presigned_get(self, key: str, expires: timedelta = ...) -> str: ...
 
 
+class UploadForm(msgspec.Struct, frozen=True, kw_only=True):
+    """A browser form that uploads one file straight into storage: post `fields` to `url`
+    in their order, the file last (as `file_field`), as multipart/form-data. `metadata`
+    names, for each piece of metadata the page may fill in, the field among `fields` (sent
+    empty) that carries it."""
+
+    url: str
+    fields: tuple[tuple[str, str], ...]
+    metadata: Mapping[str, str] = msgspec.field(default_factory=dict)
+    file_field: str = "file"
+
+
+class StoredObject(msgspec.Struct, frozen=True, kw_only=True):
+    """What storage says of an object: its size in bytes and the metadata it came with."""
+
+    size: int
+    metadata: Mapping[str, str] = msgspec.field(default_factory=dict)
+
+
+@runtime_checkable
+class PresignedUpload(Protocol):
+    """An ObjectStorage browsers can upload to themselves (S3Storage: a pre-signed POST),
+    which then tells what arrived."""
+
+    def presigned_post(
+        self,
+        key: str,
+        *,
+        max_bytes: int,
+        redirect: str,
+        expires: timedelta,
+        metadata: Sequence[str] = (),
+    ) -> UploadForm:
+        """A form that stores one file of 1..`max_bytes` bytes at `key` exactly, then sends
+        the browser to `redirect` (storage appends its own query: `bucket`, `key`, `etag`);
+        valid for `expires`. The browser may fill the `metadata` names with any value."""
+        ...
+
+    async def stat(self, key: str) -> StoredObject:
+        """The object's size and metadata (the `metadata` names of its form); ObjectNotFound
+        if there is none."""
+        ...
+
+
 # --- message bus -------------------------------------------------------------------------
 
 Handler = Callable[[Message], Awaitable[None]]

@@ -7,7 +7,9 @@ middleware it also reaches 404s for unknown paths, error pages and static files
 - Content-Security-Policy: scripts only from this origin (`script-src 'self'`: no inline
   script or `on...=` handler can run, so an escaping bug elsewhere does not become script),
   no plugins, no framing (`frame-ancestors 'none'`, and X-Frame-Options DENY for old
-  browsers), forms post only here; reCAPTCHA's script and frame origins when it is set up.
+  browsers), forms post only here (the new-list page also to S3 when lists go straight
+  there: its own policy, `content_security_policy(form_action=...)`, which this hook
+  leaves alone); reCAPTCHA's script and frame origins when it is set up.
 - X-Content-Type-Options nosniff, Referrer-Policy strict-origin-when-cross-origin,
   Permissions-Policy denying sensors and payment APIs, Cross-Origin-Opener-Policy.
 - Strict-Transport-Security when MAILVET_PUBLIC_URL is https (a plain-http install must
@@ -25,8 +27,9 @@ and it shows no user data.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from litestar.datastructures import Headers, MutableScopeHeaders
 from litestar.enums import ScopeType
@@ -46,9 +49,12 @@ AVATAR_IMAGES = (
 API_PREFIX = "/api/"
 
 
-def content_security_policy(*, recaptcha: bool = False) -> str:
+def content_security_policy(*, recaptcha: bool = False, form_action: Sequence[str] = ()) -> str:
+    """The pages' policy; `form_action`: origins beside this one that forms may post to
+    (the new-list page's S3 origin when lists go straight to S3, set by that page alone)."""
     scripts = "'self'" + (f" {RECAPTCHA_SCRIPTS}" if recaptcha else "")
     frames = RECAPTCHA_FRAMES if recaptcha else "'none'"
+    forms = " ".join(["'self'", *(_origin_source(origin) for origin in form_action)])
     return "; ".join(
         [
             "default-src 'self'",
@@ -60,10 +66,26 @@ def content_security_policy(*, recaptcha: bool = False) -> str:
             f"frame-src {frames}",
             "object-src 'none'",
             "base-uri 'none'",
-            "form-action 'self'",
+            f"form-action {forms}",
             "frame-ancestors 'none'",
         ]
     )
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host[:port]` of an absolute http(s) URL (ValueError for anything else)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an absolute http(s) URL: {url!r}")
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def _origin_source(origin: str) -> str:
+    """An origin as a CSP source; one that could widen the policy (a space, a quote, a
+    `;`, a wildcard) is refused rather than written."""
+    if origin != origin_of(origin) or any(ch in origin for ch in " ;,'\"*"):
+        raise ValueError(f"not an origin for a policy: {origin!r}")
+    return origin
 
 
 # The API reference at /schema (Litestar's Scalar page, web/static/vendor/scalar-*) is the one

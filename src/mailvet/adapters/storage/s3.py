@@ -11,6 +11,9 @@ StorageUnavailable is raised. The client's own
 urllib3 retries are off so that this backoff is the only one. Answers that retrying cannot
 change (NoSuchKey, NoSuchBucket, AccessDenied, bad requests) are not retried.
 
+Beyond the port: pre-signed GET links (PresignedStorage) and pre-signed POST forms with
+`stat` (PresignedUpload), signed locally for `public_endpoint`, the address browsers use.
+
 Limits: `move` is a server-side copy then a delete (S3 has no rename): if it fails between
 the two, both keys exist until it is retried, never neither. minio switches the copy to a
 multipart UploadPartCopy (compose) by itself for sources over 5 GiB.
@@ -24,9 +27,9 @@ import io
 import os
 import secrets
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -36,19 +39,21 @@ import structlog
 import urllib3
 from minio import Minio
 from minio.commonconfig import CopySource
+from minio.datatypes import PostPolicy
 from minio.deleteobjects import DeleteError, DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 from minio.helpers import check_bucket_name
 
 from mailvet.adapters.retry import RetriesExhausted, RetryPolicy
 from mailvet.adapters.storage.key_check import check_key
-from mailvet.domain.ports import ObjectNotFound
+from mailvet.domain.ports import ObjectNotFound, StoredObject, UploadForm
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
 MAX_PRESIGN_EXPIRY = timedelta(days=7)  # the SigV4 limit
+META = "x-amz-meta-"  # user metadata: the form field, and the header a stat answers with
 CHUNK = 1024 * 1024
 
 # S3 error codes worth retrying even when the HTTP status is not 5xx (e.g. 400 RequestTimeout).
@@ -132,6 +137,7 @@ class S3Storage:
         )
         self._bucket_ready = False
         self._signer = self.client
+        host, public_secure = self.endpoint, self.secure
         if public_endpoint:  # signing is local: this client never sends a request
             host, public_secure = _split_endpoint(public_endpoint, self.secure)
             self._signer = Minio(
@@ -142,6 +148,8 @@ class S3Storage:
                 region=region,
                 http_client=self._http,
             )
+        # where browsers post uploads (path style: the bucket in the path, as minio signs)
+        self.public_url = f"{'https' if public_secure else 'http'}://{host}"
 
     def close(self) -> None:
         """Close pooled connections (the storage stays usable: they reopen on demand)."""
@@ -221,6 +229,62 @@ class S3Storage:
         if not timedelta(seconds=1) <= expires <= MAX_PRESIGN_EXPIRY:
             raise ValueError(f"presigned link expiry must be 1 s to 7 days, not {expires}")
         return self._signer.presigned_get_object(self.bucket, key, expires=expires)
+
+    def presigned_post(
+        self,
+        key: str,
+        *,
+        max_bytes: int,
+        redirect: str,
+        expires: timedelta,
+        metadata: Sequence[str] = (),
+    ) -> UploadForm:
+        """A browser form (S3 POST Object) that stores one file of 1..`max_bytes` bytes at
+        `key` and then sends the browser to `redirect` (303, S3 appending `bucket`, `key`
+        and `etag` to its query), signed for `expires` (1 s to 7 days) on the public
+        endpoint. Each `metadata` name is a field `x-amz-meta-<name>` sent empty, which the
+        page may fill with anything (`starts-with ""`). Computed locally (no request).
+
+        The policy holds the key exactly and the size range; the redirect is a
+        `starts-with` of the whole URL, as minio's PostPolicy refuses an `eq` condition on
+        it: only text after the URL could pass, which the app's own signed query ignores.
+        S3 enforces the policy, S3 look-alikes may not (moto does not): the app checks the
+        stored object itself (`stat`)."""
+        check_key(key)
+        if not isinstance(expires, timedelta):
+            raise TypeError("expires must be a timedelta")
+        if not timedelta(seconds=1) <= expires <= MAX_PRESIGN_EXPIRY:
+            raise ValueError(f"presigned upload expiry must be 1 s to 7 days, not {expires}")
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be at least 1, not {max_bytes}")
+        if not redirect.startswith(("http://", "https://")):
+            raise ValueError(f"the redirect must be an absolute http(s) URL: {redirect!r}")
+        names = [_meta_name(name) for name in metadata]
+        # minio's PostPolicy writes its expiration as naive UTC
+        policy = PostPolicy(self.bucket, (datetime.now(UTC) + expires).replace(tzinfo=None))
+        policy.add_equals_condition("key", key)
+        policy.add_starts_with_condition("success_action_redirect", redirect)
+        policy.add_content_length_range_condition(1, max_bytes)
+        for name in names:
+            policy.add_starts_with_condition(META + name, "")
+        signed = self._signer.presigned_post_policy(policy)
+        # the form's fields in S3's order: what the policy names, then its signature; the
+        # file goes last (S3 ignores any field after it)
+        fields = [("key", key), ("success_action_redirect", redirect)]
+        fields += [(META + name, "") for name in names]
+        fields += list(signed.items())
+        return UploadForm(
+            url=f"{self.public_url}/{self.bucket}",
+            fields=tuple(fields),
+            metadata={name: META + name for name in names},
+        )
+
+    async def stat(self, key: str) -> StoredObject:
+        """The object's size and user metadata (`x-amz-meta-<name>` as `<name>`, names in
+        lower case); ObjectNotFound if there is none."""
+        check_key(key)
+        await self._ready()
+        return await self._run("stat", lambda: self._stat(key), key)
 
     # --- retries -------------------------------------------------------------------------
 
@@ -310,6 +374,16 @@ class S3Storage:
             raise
         return True
 
+    def _stat(self, key: str) -> StoredObject:
+        with _not_found_as(key):
+            found = self.client.stat_object(self.bucket, key)
+        metadata = {
+            name.lower().removeprefix(META): str(value)
+            for name, value in (found.metadata or {}).items()
+            if name.lower().startswith(META)
+        }
+        return StoredObject(size=int(found.size or 0), metadata=metadata)
+
     def _delete_prefix(self, prefix: str) -> None:
         listing = self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
         doomed = (DeleteObject(str(obj.object_name)) for obj in listing)
@@ -317,6 +391,14 @@ class S3Storage:
         errors = list(self.client.remove_objects(self.bucket, doomed))
         if errors:
             raise DeletePrefixError(prefix, errors)
+
+
+def _meta_name(name: str) -> str:
+    """A user metadata name as S3 keeps it (lower case; letters, digits, `-`, `_`)."""
+    cleaned = name.strip().lower()
+    if not cleaned or not all(ch.isascii() and (ch.isalnum() or ch in "-_") for ch in cleaned):
+        raise ValueError(f"not a metadata name: {name!r}")
+    return cleaned
 
 
 @contextmanager

@@ -9,7 +9,16 @@ services/single_checks.py (a single check's credit) and the tabular detection (p
   refunds); unconfirmed accounts are refused.
 - `GET /app/jobs/new`, `POST /app/jobs/new`: upload a CSV/TXT/XLSX list through the app
   (web/jobs/upload.py streams it); it is kept as a draft in object storage (services.jobs
-  draft_key) and in the session (this browser, its owner's id in the entry), then
+  draft_key) and in the session (this browser, its owner's id in the entry: `_add_draft`),
+  then
+- or, when the storage takes uploads itself (`PresignedUpload`: S3), the page's form posts
+  the file straight to S3 under a pre-signed POST policy (the draft's exact key, 1 byte to
+  the upload limit, the redirect below, an hour), jobs.js putting the file's name in its
+  metadata field; S3 sends the browser to
+- `GET /app/jobs/new/<draft>/uploaded?expires=&sig=` (signed over the account, the draft
+  and its key: web/jobs/links.py): the signed-in owner's upload is checked there (the key S3
+  names, the object's size, since S3 look-alikes may not enforce the policy) and kept as
+  the same draft (`_add_draft`); a replay changes nothing. Then
 - `GET /app/jobs/new/<draft>`: the preview (first rows, detected column, header row and
   sheet, all changeable by the column, header row and sheet choices), the cost and the
   balance;
@@ -42,6 +51,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 from litestar import Controller, Request, Response, Router, get, post
@@ -59,6 +69,7 @@ from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_403_FORBIDDEN,
     HTTP_409_CONFLICT,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_422_UNPROCESSABLE_ENTITY,
 )
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -72,6 +83,7 @@ from mailvet.domain.ports import (
     ObjectNotFound,
     ObjectStorage,
     PresignedStorage,
+    PresignedUpload,
 )
 from mailvet.domain.verdict import Reason
 from mailvet.pipeline import object_keys, queues
@@ -92,7 +104,7 @@ from mailvet.web.jobs.chart import chart_of
 from mailvet.web.jobs.controller import attachment
 from mailvet.web.jobs.csrf import token_valid
 from mailvet.web.jobs.labels import SEGMENT_TITLES, progress_percent, status_label
-from mailvet.web.jobs.links import download_url, link_valid
+from mailvet.web.jobs.links import download_url, link_valid, upload_link, uploaded_path
 from mailvet.web.jobs.preview import HEADER_CHOICES, build_preview
 from mailvet.web.jobs.progress import ProgressHub
 from mailvet.web.jobs.results import (
@@ -102,8 +114,15 @@ from mailvet.web.jobs.results import (
     segment_name,
     stream_file,
 )
-from mailvet.web.jobs.upload import MAX_UPLOAD_BYTES, receive_upload, scratch_dir
+from mailvet.web.jobs.upload import (
+    MAX_UPLOAD_BYTES,
+    metadata_filename,
+    receive_upload,
+    scratch_dir,
+    size_text,
+)
 from mailvet.web.public.texts import REASON_TEXT
+from mailvet.web.security import content_security_policy, origin_of
 from mailvet.web.sessions import LoginRequired, flash, request_account, requires_login
 from mailvet.web.throttle import enforce
 
@@ -116,6 +135,9 @@ KEEPALIVE_SECONDS = 15.0
 CSRF_FIELD = "_csrf_token"
 # every /app post but the upload (its own limit, MAX_UPLOAD_BYTES): a few short form fields
 FORM_BODY_LIMIT = 64 * 1024
+UPLOAD_FORM_SECONDS = 3600  # a direct upload's POST policy: the form is good for an hour
+UPLOAD_GRACE_SECONDS = 3600  # and its callback an hour more (a big file may still be arriving)
+FILENAME_META = "filename"  # the metadata a direct upload brings its file name in
 
 
 class JobsArea:
@@ -136,6 +158,7 @@ class JobsArea:
 
 
 Area = NamedDependency[SkipValidation[JobsArea]]
+UploadLimit = NamedDependency[int]
 
 
 def app_router(area: JobsArea | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> Router:
@@ -145,6 +168,9 @@ def app_router(area: JobsArea | None = None, max_upload_bytes: int = MAX_UPLOAD_
 
     def provide_area() -> JobsArea:
         return kept
+
+    def provide_upload_limit() -> int:
+        return max_upload_bytes
 
     uploads = Router(
         path="/jobs/new",
@@ -157,7 +183,10 @@ def app_router(area: JobsArea | None = None, max_upload_bytes: int = MAX_UPLOAD_
         route_handlers=[ListsController, uploads],
         guards=[requires_login],
         middleware=[SignedInOnly],
-        dependencies={"area": Provide(provide_area, sync_to_thread=False)},
+        dependencies={
+            "area": Provide(provide_area, sync_to_thread=False),
+            "upload_limit": Provide(provide_upload_limit, sync_to_thread=False),
+        },
         request_max_body_size=FORM_BODY_LIMIT,
         include_in_schema=False,
     )
@@ -231,6 +260,25 @@ async def _keep_drafts(
         if isinstance(draft, dict) and draft.get("owner") != owner and _is_draft_key(draft):
             await storage.delete_prefix(draft["key"])
     request.session[DRAFTS_KEY] = drafts
+
+
+async def _add_draft(
+    request: Request[Any, Any, Any],
+    storage: ObjectStorage,
+    owner: str,
+    draft_id: str,
+    *,
+    key: str,
+    name: str,
+) -> None:
+    """Keep the file stored at `key` as `owner`'s draft `draft_id` in this session; past
+    MAX_DRAFTS the oldest draft and its file go."""
+    drafts = _drafts(request, owner)
+    drafts[draft_id] = {"name": name, "key": key, "owner": owner}
+    while len(drafts) > MAX_DRAFTS:
+        oldest = next(iter(drafts))
+        await storage.delete_prefix(drafts.pop(oldest)["key"])
+    await _keep_drafts(request, storage, owner, drafts)
 
 
 def _draft(request: Request[Any, Any, Any], owner: str, draft_id: str) -> dict[str, str]:
@@ -345,10 +393,89 @@ class ListsController(Controller):
     # --- new list ---------------------------------------------------------------------------
 
     @get("/jobs/new", name="new_list")
-    async def new_list(self, request: Request[Any, Any, Any], web: Web) -> Template:
+    async def new_list(
+        self,
+        request: Request[Any, Any, Any],
+        web: Web,
+        storage: Storage,
+        settings: AppSettings,
+        upload_limit: UploadLimit,
+    ) -> Template:
+        return await _new_list(request, web, storage, settings, upload_limit)
+
+    @get("/jobs/new/{draft_id:str}/uploaded", name="list_uploaded")
+    async def list_uploaded(
+        self,
+        request: Request[Any, Any, Any],
+        web: Web,
+        storage: Storage,
+        settings: AppSettings,
+        upload_limit: UploadLimit,
+        draft_id: FromPath[str],
+        expires: FromQuery[int] = 0,
+        sig: FromQuery[str] = "",
+        key: FromQuery[str] = "",
+    ) -> Redirect | Template:
+        """Where S3 sends the browser after a direct upload (`key` is S3's addition)."""
+        owner = _account_id(request)
+        if not isinstance(storage, PresignedUpload):
+            raise NotFoundException("uploads go through the app here")
+
+        async def refused(reason: str, error: str, status_code: int) -> Template:
+            log.warning("direct_upload_refused", draft=draft_id, account_id=owner, reason=reason)
+            return await _new_list(
+                request, web, storage, settings, upload_limit, error=error, status_code=status_code
+            )
+
+        state = upload_link(
+            web.secret_key,
+            account_id=owner,
+            draft_id=draft_id,
+            key=key,
+            expires=expires,
+            sig=sig,
+            now=web.clock(),
+        )
+        if state == "forged" or not _is_draft_key({"key": key}):
+            return await refused(
+                "signature",
+                "This upload could not be checked (the link is not this account's):"
+                " upload the list again.",
+                HTTP_403_FORBIDDEN,
+            )
+        preview = Redirect(f"/app/jobs/new/{draft_id}", status_code=HTTP_303_SEE_OTHER)
+        if draft_id in _drafts(request, owner):
+            return preview  # a replay: the draft is kept already
         async with _reading(web) as session:
-            account = await get_account(session, _account_id(request))
-        return Template("jobs/new.html", context={"account": account, "error": ""})
+            if await job_service.owned_job(session, owner, draft_id) is not None:
+                return Redirect(f"/app/jobs/{draft_id}", status_code=HTTP_303_SEE_OTHER)
+        if state == "expired":
+            await storage.delete_prefix(key)
+            return await refused(
+                "expired", "This upload took too long: upload the list again.", HTTP_400_BAD_REQUEST
+            )
+        try:
+            stored = await storage.stat(key)
+        except ObjectNotFound:
+            return await refused(
+                "missing",
+                "The file did not arrive (or it is gone already): upload the list again.",
+                HTTP_400_BAD_REQUEST,
+            )
+        if not 1 <= stored.size <= upload_limit:
+            await storage.delete_prefix(key)
+            too_big = stored.size > upload_limit
+            return await refused(
+                "too_large" if too_big else "empty",
+                f"The upload is larger than the limit of {size_text(upload_limit)}."
+                if too_big
+                else "The uploaded file is empty.",
+                HTTP_413_REQUEST_ENTITY_TOO_LARGE if too_big else HTTP_400_BAD_REQUEST,
+            )
+        name = metadata_filename(stored.metadata.get(FILENAME_META, ""))
+        await _add_draft(request, storage, owner, draft_id, key=key, name=name)
+        log.info("list_uploaded", draft=draft_id, bytes=stored.size, account_id=owner, direct=True)
+        return preview
 
     @get("/jobs/new/{draft_id:str}", name="preview_list")
     async def preview_list(
@@ -570,12 +697,7 @@ class UploadController(Controller):
             await storage.put_file(key, upload.path)
         finally:
             upload.path.unlink(missing_ok=True)
-        drafts = _drafts(request, owner)
-        drafts[draft_id] = {"name": upload.filename, "key": key, "owner": owner}
-        while len(drafts) > MAX_DRAFTS:
-            oldest = next(iter(drafts))
-            await storage.delete_prefix(drafts.pop(oldest)["key"])
-        await _keep_drafts(request, storage, owner, drafts)
+        await _add_draft(request, storage, owner, draft_id, key=key, name=upload.filename)
         log.info("list_uploaded", draft=draft_id, bytes=upload.size, account_id=owner)
         return Redirect(f"/app/jobs/new/{draft_id}", status_code=HTTP_303_SEE_OTHER)
 
@@ -611,6 +733,73 @@ async def _start_draft(
             raise NotFoundException("this upload is no longer stored; upload it again") from None
         raise
     return True
+
+
+async def _new_list(
+    request: Request[Any, Any, Any],
+    web: WebContext,
+    storage: ObjectStorage,
+    settings: Any,
+    upload_limit: int,
+    *,
+    error: str = "",
+    status_code: int = HTTP_200_OK,
+) -> Template:
+    """The new-list page; its form posts to S3 when the storage takes uploads itself (a
+    fresh draft id and key each time: nothing is kept until the callback), else here."""
+    owner = _account_id(request)
+    async with _reading(web) as session:
+        account = await get_account(session, owner)
+    context: dict[str, Any] = {"account": account, "error": error, "direct": None}
+    if not isinstance(storage, PresignedUpload):
+        return Template("jobs/new.html", context=context, status_code=status_code)
+    draft_id = new_job_id()
+    now = web.clock()
+    key = draft_key(now, draft_id)
+    callback = uploaded_path(
+        web.secret_key,
+        account_id=owner,
+        draft_id=draft_id,
+        key=key,
+        now=now,
+        seconds=UPLOAD_FORM_SECONDS + UPLOAD_GRACE_SECONDS,
+    )
+    form = storage.presigned_post(
+        key,
+        max_bytes=upload_limit,
+        redirect=_app_origin(request, settings) + callback,
+        expires=timedelta(seconds=UPLOAD_FORM_SECONDS),
+        metadata=[FILENAME_META],
+    )
+    context |= {"direct": form, "filename_field": form.metadata[FILENAME_META]}
+    policy = content_security_policy(
+        recaptcha=bool(settings.web.recaptcha_site_key), form_action=[origin_of(form.url)]
+    )
+    return Template(
+        "jobs/new.html",
+        context=context,
+        status_code=status_code,
+        headers={"Content-Security-Policy": policy, "Cache-Control": "no-store"},
+    )
+
+
+def _app_origin(request: Request[Any, Any, Any], settings: Any) -> str:
+    """Where S3 sends the browser back: MAILVET_PUBLIC_URL's scheme and host, with the port
+    the browser reached this page at when it came to that same host (replicas answering on
+    ports of their own, as in tests/cluster), else the public URL's own. Only the port is
+    taken from the request, and only for the public host: a forged Host header cannot send
+    anyone elsewhere (and would only reach the sender's own page)."""
+    public = urlsplit(settings.web.base_url)
+    origin = f"{public.scheme}://{public.netloc}"
+    seen = urlsplit("//" + request.headers.get("host", ""))
+    try:
+        port = seen.port
+    except ValueError:  # not a port
+        return origin
+    if port is None or port == public.port or seen.hostname != public.hostname:
+        return origin
+    host = public.hostname or ""
+    return f"{public.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 async def _dashboard(

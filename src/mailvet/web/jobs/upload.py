@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Literal
+from urllib.parse import unquote
 
 from litestar import Request
 from litestar.exceptions import ClientException, HTTPException
@@ -38,6 +39,7 @@ MAX_FIELD_BYTES = 1024  # any form field other than the file
 MAX_PARTS = 16
 MAX_FILENAME_CHARS = 255
 FILE_FIELD = "file"
+DEFAULT_FILENAME = "upload"  # a file sent without a usable name
 UPLOAD_IDLE_SECONDS = 30.0  # default of MAILVET_WEB_UPLOAD_IDLE_SECONDS
 _WRITE_BATCH = MiB
 
@@ -63,6 +65,21 @@ def clean_filename(raw: str) -> str:
     name = PurePosixPath(raw.replace("\\", "/")).name
     name = "".join(ch for ch in name if ch.isprintable()).strip()
     return name[-MAX_FILENAME_CHARS:]
+
+
+def upload_filename(raw: str) -> str:
+    """The name a draft keeps: `clean_filename`, DEFAULT_FILENAME when nothing is left."""
+    return clean_filename(raw) or DEFAULT_FILENAME
+
+
+def metadata_filename(raw: str) -> str:
+    """The file name a direct upload brought as storage metadata, as `upload_filename`
+    keeps it. jobs.js writes it percent-encoded (UTF-8), which S3 keeps as it is; a client
+    that sent raw UTF-8 instead comes back as the Latin-1 reading of its bytes, undone here."""
+    raw = raw[: 4 * 3 * MAX_FILENAME_CHARS]  # the longest a name can honestly be
+    with contextlib.suppress(UnicodeError):
+        raw = raw.encode("latin-1").decode("utf-8")
+    return upload_filename(unquote(raw, errors="replace"))
 
 
 class UploadStalled(HTTPException):
@@ -110,7 +127,7 @@ async def receive_upload(
         except RequestEntityTooLarge:
             limit = request.route_handler.resolve_request_max_body_size()
             raise RequestEntityTooLarge(
-                detail=f"the upload is larger than the limit of {_size(limit)}"
+                detail=f"the upload is larger than the limit of {size_text(limit)}"
             ) from None
         except ParserLimitReached as exc:
             if "header" in _first(exc):
@@ -138,7 +155,8 @@ def _first(exc: Exception) -> str:
     return str(exc.args[0]) if exc.args else type(exc).__name__
 
 
-def _size(limit: int | None) -> str:
+def size_text(limit: int | None) -> str:
+    """A byte limit as the pages say it (`200 MiB`, `1000 bytes`)."""
     if limit is None:
         return "none"
     if limit % MiB == 0:
@@ -197,7 +215,7 @@ class _Receiver:
             self._directory.mkdir(parents=True, exist_ok=True)
             self._path = self._directory / f"upload-{uuid.uuid4().hex}.part"
             self._handle = self._path.open("xb")
-            self._filename = clean_filename(filename) or "upload"
+            self._filename = upload_filename(filename)
             self._target = "file"
         elif filename is not None:
             self._target = "skip"  # another file: not ours to keep
