@@ -24,7 +24,7 @@ from mailvet.web.site import Site, build_site
 from tests.fakes import FakeProber, FakeResolver
 from tests.web.account_helpers import writing
 from tests.web.auth_helpers import PASSWORD
-from tests.web.shell_helpers import HTTPS, cheap_hasher
+from tests.web.shell_helpers import HTTPS, Clock, cheap_hasher
 
 
 @dataclass
@@ -53,8 +53,15 @@ class SiteUnderTest:
 
 @asynccontextmanager
 async def site_under_test(
-    data_dir: Path, env: Mapping[str, str] | None = None, *, mailer: Mailer | None = None
+    data_dir: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    mailer: Mailer | None = None,
+    mailer_from_settings: bool = False,
+    clock: Clock | None = None,
 ) -> AsyncIterator[SiteUnderTest]:
+    """`mailer` None: a MemoryMailer, or with `mailer_from_settings` the one
+    MAILVET_MAILER names (as `mailvet run web` builds it)."""
     settings = load_settings(
         {
             "MAILVET_DATA_DIR": str(data_dir),
@@ -73,9 +80,9 @@ async def site_under_test(
         syntax_pool=None,
     )
     try:
-        site = await build_site(
-            deps, hasher=cheap_hasher(), mailer=mailer if mailer is not None else MemoryMailer()
-        )
+        if mailer is None and not mailer_from_settings:
+            mailer = MemoryMailer()
+        site = await build_site(deps, hasher=cheap_hasher(), mailer=mailer, clock=clock)
         try:
             yield SiteUnderTest(site=site, deps=deps, storage=storage, url=settings.database)
         finally:
