@@ -121,7 +121,14 @@ class Cluster:
         own; their base URLs once each one answers /health."""
         ports = [free_port() for _ in range(count)]
         for number, port in enumerate(ports, 1):
-            self.start("web", f"web{number}", MAILVET_WEB_PORT=str(port))
+            # each replica is reached at its own address here (behind one load balancer
+            # they would share one): the links it makes, like S3's way back, lead to it
+            self.start(
+                "web",
+                f"web{number}",
+                MAILVET_WEB_PORT=str(port),
+                MAILVET_PUBLIC_URL=f"http://127.0.0.1:{port}",
+            )
         for port in ports:
             status, body = self.http_get("/health", timeout=timeout, port=port)
             if status != 200:

@@ -144,8 +144,28 @@ async def lists_app(
     storage: ObjectStorage | None = None,
     prober: FakeProber | None = None,
 ) -> AsyncIterator[ListsApp]:
+    # the socket first: MAILVET_PUBLIC_URL is the address the app really answers at (the
+    # links it makes, like S3's way back after a direct upload, lead to it)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        async with _lists_app_on(sock, base_url, data_dir, env, pipeline, storage, prober) as lists:
+            yield lists
+
+
+@contextlib.asynccontextmanager
+async def _lists_app_on(
+    sock: socket.socket,
+    base_url: str,
+    data_dir: Path,
+    env: Mapping[str, str] | None,
+    pipeline: bool,
+    storage: ObjectStorage | None,
+    prober: FakeProber | None,
+) -> AsyncIterator[ListsApp]:
     settings = load_settings(
-        {"MAILVET_DATA_DIR": str(data_dir), "MAILVET_PUBLIC_URL": "http://127.0.0.1", **(env or {})}
+        {"MAILVET_DATA_DIR": str(data_dir), "MAILVET_PUBLIC_URL": base_url, **(env or {})}
     )
     store = storage or MemoryStorage()
     deps = await build_deps(
@@ -163,25 +183,17 @@ async def lists_app(
             app = create_app(deps, web=web, areas=[session_area()])
             if runner is not None:
                 await runner.start()
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind(("127.0.0.1", 0))
-                sock.listen(128)
-                server = _Server(uvicorn.Config(app, log_config=None, access_log=False))
-                serving = asyncio.create_task(server.serve(sockets=[sock]))
-                await until(lambda: server.started or serving.done())
-                lists = ListsApp(
-                    base_url=f"http://127.0.0.1:{sock.getsockname()[1]}",
-                    web=web,
-                    deps=deps,
-                    storage=store,
-                )
-                try:
-                    yield lists
-                finally:
-                    for client in lists.clients:
-                        await client.aclose()
-                    server.should_exit = True
-                    await serving
+            server = _Server(uvicorn.Config(app, log_config=None, access_log=False))
+            serving = asyncio.create_task(server.serve(sockets=[sock]))
+            await until(lambda: server.started or serving.done())
+            lists = ListsApp(base_url=base_url, web=web, deps=deps, storage=store)
+            try:
+                yield lists
+            finally:
+                for client in lists.clients:
+                    await client.aclose()
+                server.should_exit = True
+                await serving
         finally:
             if runner is not None:
                 await runner.stop()

@@ -51,7 +51,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import structlog
 from litestar import Controller, Request, Response, Router, get, post
@@ -767,7 +766,8 @@ async def _new_list(
     form = storage.presigned_post(
         key,
         max_bytes=upload_limit,
-        redirect=_app_origin(request, settings) + callback,
+        redirect=settings.web.base_url
+        + callback,  # MAILVET_PUBLIC_URL: where S3 sends the browser back
         expires=timedelta(seconds=UPLOAD_FORM_SECONDS),
         metadata=[FILENAME_META],
     )
@@ -781,25 +781,6 @@ async def _new_list(
         status_code=status_code,
         headers={"Content-Security-Policy": policy, "Cache-Control": "no-store"},
     )
-
-
-def _app_origin(request: Request[Any, Any, Any], settings: Any) -> str:
-    """Where S3 sends the browser back: MAILVET_PUBLIC_URL's scheme and host, with the port
-    the browser reached this page at when it came to that same host (replicas answering on
-    ports of their own, as in tests/cluster), else the public URL's own. Only the port is
-    taken from the request, and only for the public host: a forged Host header cannot send
-    anyone elsewhere (and would only reach the sender's own page)."""
-    public = urlsplit(settings.web.base_url)
-    origin = f"{public.scheme}://{public.netloc}"
-    seen = urlsplit("//" + request.headers.get("host", ""))
-    try:
-        port = seen.port
-    except ValueError:  # not a port
-        return origin
-    if port is None or port == public.port or seen.hostname != public.hostname:
-        return origin
-    host = public.hostname or ""
-    return f"{public.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 async def _dashboard(
