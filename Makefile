@@ -26,7 +26,7 @@ serve: install
 
 test: check
 	./scripts/ensure-services.sh
-	MAILVET_TEST_SERVICES=required $(BIN)/python -m pytest
+	MAILVET_TEST_SERVICES=required $(BIN)/python -m pytest -n 2
 
 # the linters and type checker ([tool.ruff] and [tool.mypy] in pyproject.toml say what they check)
 $(BIN)/ruff: $(BIN)/mailvet

@@ -8,6 +8,7 @@ import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -110,3 +111,32 @@ def every_level() -> Iterator[None]:
         yield
     finally:
         structlog.configure(**config)
+
+
+# `make test` runs the suite in two processes (`pytest -n 2`, pytest-xdist). The tests of
+# PostgreSQL and RabbitMQ run one after another in ONE of them, in collection order, as a
+# serial run would: some restart PostgreSQL or RabbitMQ under every client, the rabbit-bus
+# tests declare fixed queue names, and the distributed-stack tests share one started stack
+# (tests/cluster/web_stack.py). They are told by their place: tests/cluster, tests/integration
+# and tests/e2e, files named *_pg.py, and the "postgresql" parameters of tests that run on
+# both databases. Every other test (in-process, on folders, ports and mail worlds of its own)
+# goes to whichever process is free. (xdist's own `--dist loadgroup` reads its groups
+# through an attribute pytest 9.2 no longer has, hence a scheduler of our own.)
+SERVICE_FOLDERS = ("tests/cluster/", "tests/integration/", "tests/e2e/")
+
+
+def runs_with_the_services(nodeid: str) -> bool:
+    path, _, rest = nodeid.partition("::")
+    _, _, params = rest.partition("[")
+    return path.startswith(SERVICE_FOLDERS) or path.endswith("_pg.py") or "postgresql" in params
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ServicesInOneProcess(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return "services" if runs_with_the_services(nodeid) else nodeid
+
+    return ServicesInOneProcess(config, log)
