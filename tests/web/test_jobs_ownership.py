@@ -13,6 +13,7 @@ import pytest
 
 from mailvet.domain.job import FileInfo, Job, JobStatus
 from mailvet.pipeline import object_keys
+from mailvet.web.jobs.labels import status_label
 from tests.web.jobs_helpers import lists_app
 from tests.web.test_jobs_flow import LIST, download, run_list
 
@@ -118,14 +119,20 @@ async def test_delete_this_job_now_removes_its_files_and_row(tmp_path: Path) -> 
         assert not await lists.storage.exists(object_keys.summary(job_id))
 
 
-async def test_a_running_job_is_not_deleted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("status", [JobStatus.PENDING_START, JobStatus.FILE_ACCEPTED])
+async def test_a_running_job_is_not_deleted(tmp_path: Path, status: JobStatus) -> None:
+    """Also while it starts (pending_start): intake may accept it at any moment and reserve
+    its credit, which a deleted job would never settle."""
     async with lists_app(tmp_path / "data", pipeline=False) as lists:
         account = await lists.account("owner@example.org")
         browser = await lists.browser(account)
         job_id = uuid.uuid4().hex
         await lists.deps.jobs.add(Job(id=job_id, file=FileInfo(filename="a.csv"), owner=account.id))
-        await lists.deps.jobs.set_status(job_id, JobStatus.FILE_ACCEPTED)
+        if status is not JobStatus.PENDING_START:
+            await lists.deps.jobs.set_status(job_id, status)
         answer = await browser.post(f"/app/jobs/{job_id}/delete")
         assert answer.status_code == 303 and answer.headers["location"] == f"/app/jobs/{job_id}"
         page = (await browser.get(f"/app/jobs/{job_id}")).text
-        assert "still running" in page and "File Accepted" in page and "sse-connect" in page
+        assert "still starting or running" in page and "sse-connect" in page
+        assert status_label(status) in page
+        assert (await lists.deps.jobs.get(job_id)).status is status  # not deleted

@@ -85,7 +85,10 @@ class Progress(msgspec.Struct, frozen=True):
 
 
 class JobRunning(Exception):
-    """A job between submission and its end cannot be deleted (its services use the files)."""
+    """A job before its end cannot be deleted: from its start (pending_start: the start, or
+    the sweep of unsubmitted jobs, is moving its file and telling intake) to completion or
+    failure, the services use its files and rows (deleting a job intake accepts meanwhile
+    would leave its credit reserved for a job that no longer exists)."""
 
 
 def is_job_id(job_id: str) -> bool:
@@ -175,12 +178,13 @@ async def progress_of(session: AsyncSession, job_ids: Sequence[str]) -> dict[str
 async def delete_job(
     session: AsyncSession, storage: ObjectStorage, owner: str, job_id: str
 ) -> bool:
-    """Delete an owned job that is not running: its files, then its row. False when the
-    account owns no such job; JobRunning while the pipeline works on it."""
+    """Delete an owned job that has ended (completed or failed: a final state, which never
+    changes again): its files, then its row. False when the account owns no such job;
+    JobRunning before its end, from pending_start on."""
     job = await owned_job(session, owner, job_id)
     if job is None:
         return False
-    if job.status in ACTIVE_STATUSES:
+    if not job.status.is_final:
         raise JobRunning(job_id)
     for prefix in object_keys.job_prefixes(job_id):
         await storage.delete_prefix(prefix)

@@ -659,7 +659,8 @@ class ListsController(Controller):
             async with web.database.unit_of_work(write=True) as session:
                 await job_service.delete_job(session, storage, owner, job_id)
         except JobRunning:
-            flash(request, "This job is still running: delete it once it has finished.", "error")
+            wait = "This job is still starting or running: delete it once it has finished."
+            flash(request, wait, "error")
             return Redirect(f"/app/jobs/{job_id}", status_code=HTTP_303_SEE_OTHER)
         flash(request, "The job and its files are deleted.", "success")
         return Redirect("/app", status_code=HTTP_303_SEE_OTHER)
