@@ -18,7 +18,6 @@ Screenshots of the pages go to tests/e2e/screenshots/distributed-*.png.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ from playwright.async_api import (
 )
 
 from mailvet.domain.verdict import RESULT_COLUMNS
-from tests.browser import ARGS, CHROMIUM
+from tests.browser import ARGS, CHROMIUM, NEEDS_CHROMIUM
 from tests.cluster.web_stack import (
     ACCOUNTS,
     CREDITS,
@@ -54,7 +53,7 @@ from tests.e2e.test_saas_browser import download, list_csv, result_rows, sign_in
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.asyncio(loop_scope="module"),
-    pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed"),
+    NEEDS_CHROMIUM,
     pytest.mark.timeout(300),
 ]
 

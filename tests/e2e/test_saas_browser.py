@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -30,13 +29,14 @@ import pytest_asyncio
 from playwright.async_api import FilePayload, Page, expect
 
 from mailvet.domain.verdict import RESULT_COLUMNS
+from tests.browser import NEEDS_CHROMIUM
 from tests.e2e.harness import PASSWORD, Harness, running_site, text_of
 from tests.fake_oidc import FakeUser, running_fake_oidc
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.asyncio(loop_scope="module"),
-    pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed"),
+    NEEDS_CHROMIUM,
 ]
 
 GRAVATAR = "www.gravatar.com"

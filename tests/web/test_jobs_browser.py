@@ -6,19 +6,18 @@ and closes; no CSP violation, no script from a hostile file name or cell."""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser import ARGS, CHROMIUM
+from tests.browser import ARGS, CHROMIUM, NEEDS_CHROMIUM
 from tests.fakes import FakeProber
 from tests.web.jobs_helpers import answer, lists_app
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed"),
+    NEEDS_CHROMIUM,
 ]
 
 HOSTILE = b'email,note\nann@example.com,"<img src=x onerror=alert(1)>"\ngone@example.com,x\n'

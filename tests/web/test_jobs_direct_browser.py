@@ -6,7 +6,6 @@ policy lets the form post to S3 (no CSP violation), and nothing of the name runs
 from __future__ import annotations
 
 import re
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,13 +15,13 @@ import pytest
 
 from mailvet.adapters.storage.s3 import S3Storage
 from mailvet.services import jobs as job_service
-from tests.browser import ARGS, CHROMIUM
+from tests.browser import ARGS, CHROMIUM, NEEDS_CHROMIUM
 from tests.s3server import MotoS3
 from tests.web.jobs_helpers import lists_app
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed"),
+    NEEDS_CHROMIUM,
 ]
 
 NAME = "Kontakte März <img src=x onerror=alert(1)>.csv"

@@ -5,7 +5,6 @@ hostile address fires no script."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,13 +14,13 @@ import pytest
 import uvicorn
 from litestar import Litestar
 
-from tests.browser import ARGS, CHROMIUM
+from tests.browser import ARGS, CHROMIUM, NEEDS_CHROMIUM
 from tests.waiting import until
 from tests.web.shell_helpers import shell
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed"),
+    NEEDS_CHROMIUM,
 ]
 
 
