@@ -257,7 +257,7 @@ async def test_a_redelivered_job_reserves_and_settles_once(db: Database, tmp_pat
     assert await balance(db) == (7, 0)
     async with db.session_maker() as session:
         page = await credits.history(session, ANN)
-    assert [entry.kind for entry in page.entries] == [
+    assert [entry.kind for entry in page.items] == [
         EntryKind.JOB_SETTLE,
         EntryKind.JOB_RESERVE,
         EntryKind.SIGNUP_GRANT,

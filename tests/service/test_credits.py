@@ -178,7 +178,7 @@ async def test_an_adjustment_says_who_and_why_and_cannot_overdraw(db: Database) 
     assert await balance_of(db, ALICE) == (3, 0, 3)
     async with db.session_maker() as session:
         page = await credits.history(session, ALICE)
-    [latest, removal, _grant] = page.entries
+    [latest, removal, _grant] = page.items
     assert (latest.kind, latest.amount, latest.actor, latest.reason) == (
         EntryKind.ADMIN_ADJUSTMENT,
         3,
@@ -198,12 +198,12 @@ async def test_history_is_newest_first_and_paginated(db: Database) -> None:
     async with db.session_maker() as session:
         first = await credits.history(session, ALICE, limit=4)
         second = await credits.history(session, ALICE, limit=4, offset=4)
-    assert [entry.job_id for entry in first.entries] == ["job5", "job4", "job3", "job2"]
+    assert [entry.job_id for entry in first.items] == ["job5", "job4", "job3", "job2"]
     assert first.total == 6 and first.has_more
-    assert [entry.job_id for entry in second.entries] == ["job1", None]
-    assert second.entries[1].kind is EntryKind.SIGNUP_GRANT
+    assert [entry.job_id for entry in second.items] == ["job1", None]
+    assert second.items[1].kind is EntryKind.SIGNUP_GRANT
     assert not second.has_more
-    assert all(entry.created_at.tzinfo is not None for entry in first.entries)
+    assert all(entry.created_at.tzinfo is not None for entry in first.items)
 
 
 async def test_concurrent_reserves_on_sqlite_never_overdraw(db: Database) -> None:

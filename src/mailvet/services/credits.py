@@ -29,7 +29,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from mailvet.adapters.db.database import Database, dialect_insert, write_intent
+from mailvet.adapters.db.database import Database, dialect_insert
 from mailvet.adapters.db.ledger_models import CreditBalanceRow, LedgerEntryRow
 from mailvet.adapters.db.models import JobRow
 from mailvet.adapters.db.rows import decode_counts
@@ -38,32 +38,15 @@ from mailvet.domain import credits as rules
 from mailvet.domain.credits import Balance, Entry, EntryKind, Reservation, Shortfall
 from mailvet.domain.job import Job, JobStatus
 from mailvet.logs import logger
+from mailvet.services.paging import Page
 
 REASON_MAX = 1024
-
-
-class HistoryPage(msgspec.Struct, frozen=True):
-    """One page of an account's entries, newest first; `total`: entries in all."""
-
-    entries: list[Entry]
-    total: int
-    offset: int
-    limit: int
-
-    @property
-    def has_more(self) -> bool:
-        return self.offset + len(self.entries) < self.total
 
 
 class Repeated(msgspec.Struct, frozen=True):
     """A keyed step whose key was used before: nothing changed this time."""
 
     key: str
-
-
-# database.write_intent under its former name, for web/admin/controllers.py, which still
-# calls credits.begin_write (delete once it calls write_intent or unit_of_work)
-begin_write = write_intent
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -80,8 +63,8 @@ async def balance(session: AsyncSession, account_id: str) -> Balance:
 
 async def history(
     session: AsyncSession, account_id: str, *, limit: int = 50, offset: int = 0
-) -> HistoryPage:
-    """The account's entries, newest first (in the order they were made: `seq`)."""
+) -> Page[Entry]:
+    """One page of the account's entries, newest first (in the order they were made: `seq`)."""
     if limit < 1 or offset < 0:
         raise ValueError("limit >= 1 and offset >= 0")
     count = select(func.count()).where(LedgerEntryRow.account_id == account_id)
@@ -94,7 +77,7 @@ async def history(
         .offset(offset)
     )
     rows = (await session.execute(query)).scalars()
-    return HistoryPage([_entry(row) for row in rows], total, offset, limit)
+    return Page([_entry(row) for row in rows], total, offset, limit)
 
 
 # --- writing -------------------------------------------------------------------------------

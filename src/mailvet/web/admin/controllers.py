@@ -203,7 +203,7 @@ async def _user_page(
     balance = await credits.balance(session, account.id)
     entries = await credits.history(session, account.id, limit=ENTRIES_SHOWN)
     jobs = await admin_queries.all_jobs_page(session, limit=ENTRIES_SHOWN, owner=account.id)
-    actors = {entry.actor for entry in entries.entries if ACCOUNT_ID.fullmatch(entry.actor)}
+    actors = {entry.actor for entry in entries.items if ACCOUNT_ID.fullmatch(entry.actor)}
     actor_emails = await admin_queries.emails_of(session, sorted(actors))
     return _page(
         "user.html",
