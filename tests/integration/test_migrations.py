@@ -119,6 +119,10 @@ def test_upgrade_creates_the_tables(url: str) -> None:
         ["id"],
     )
     assert fk["options"].get("ondelete") == "CASCADE"
+    # an API key is found by its public id (the primary key) and goes with its account
+    assert snapshot["api_keys"]["pk"] == ["id"]
+    [key_fk] = snapshot["api_keys"]["fks"]
+    assert (key_fk["referred_table"], key_fk["options"].get("ondelete")) == ("accounts", "CASCADE")
 
 
 def test_migrated_schema_matches_the_models(url: str) -> None:
@@ -141,7 +145,7 @@ def test_upgrading_again_is_a_no_op(url: str) -> None:
 def test_current_reports_the_head(url: str) -> None:
     assert migrate.current(url) is None
     head = migrate.head()
-    assert head == "0007"
+    assert head == "0008"
 
     migrate.upgrade(url)
 

@@ -1,7 +1,7 @@
 -- The embedded SQLite schema, as the Alembic migrations build it (a dump of a file
 -- they made). Written by `python -m mailvet.adapters.db.sqlite_schema`: do not edit.
--- head: 0007
--- migrations: 2d3a2fac09accd50a3f2b9361321274048f19b6e14c29e43b725aa89d184b49a
+-- head: 0008
+-- migrations: 4c8e01c8e22a93f5cd272f200343bffee3a22437eb8e3da4465325875f36659c
 BEGIN TRANSACTION;
 CREATE TABLE accounts (
 	id VARCHAR(32) NOT NULL, 
@@ -29,7 +29,20 @@ CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
-INSERT INTO "alembic_version" VALUES('0007');
+INSERT INTO "alembic_version" VALUES('0008');
+CREATE TABLE api_keys (
+	id VARCHAR(16) NOT NULL, 
+	account_id VARCHAR(32) NOT NULL, 
+	label VARCHAR(100) NOT NULL, 
+	secret_hash VARCHAR(64) NOT NULL, 
+	scopes VARCHAR(255) NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	expires_at DATETIME, 
+	last_used_at DATETIME, 
+	revoked_at DATETIME, 
+	CONSTRAINT pk_api_keys PRIMARY KEY (id), 
+	CONSTRAINT fk_api_keys_account_id_accounts FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE
+);
 CREATE TABLE credit_balances (
 	account_id VARCHAR(32) NOT NULL, 
 	balance INTEGER NOT NULL, 
@@ -154,4 +167,5 @@ CREATE INDEX ix_jobs_owner_created_at ON jobs (owner, created_at);
 CREATE INDEX ix_mail_outbox_next_attempt_at ON mail_outbox (next_attempt_at);
 CREATE INDEX ix_web_sessions_account_id ON web_sessions (account_id);
 CREATE INDEX ix_web_sessions_expires_at ON web_sessions (expires_at);
+CREATE INDEX ix_api_keys_account_id ON api_keys (account_id);
 COMMIT;
