@@ -14,6 +14,7 @@ from pathlib import Path
 import argon2
 import pytest
 from argon2 import PasswordHasher
+from sqlalchemy import text as text_sql
 
 from mailvet.adapters.db import migrate
 from mailvet.adapters.db.database import Database, make_database
@@ -180,3 +181,45 @@ async def test_failed_jobs_do_not_block_a_deletion(
     await delete(db, service, account_id)
     assert not await exists(db, account_id)
     assert len(storage.objects) == 1  # the other account's file stays
+
+
+async def test_the_accounts_api_keys_go_with_it_and_no_one_elses(
+    db: Database, service: AccountService, storage: MemoryStorage, tmp_path: Path
+) -> None:
+    """Deleted by delete_account itself, not only by the foreign key's cascade: checked on
+    a connection where SQLite enforces no foreign keys (its default outside make_database)."""
+    from sqlalchemy import select
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from mailvet.adapters.db.api_key_models import ApiKeyRow
+    from mailvet.domain.api_keys import Refusal
+    from mailvet.services import api_keys
+
+    account_id = await an_account(db)
+    async with db.session_maker() as session, session.begin():
+        other = await create_account(
+            session, email="bob@example.com", password=None, hasher=HASHER, now=T0
+        )
+        mine = await api_keys.create_key(session, account_id, label="CRM", now=T0)
+        kept = await api_keys.create_key(session, other.id, label="other", now=T0)
+    running = await a_job(db, storage, account_id, JobStatus.IN_PROGRESS)
+    with pytest.raises(AccountBusy):  # refused: the keys stay too
+        await delete(db, service, account_id)
+    assert isinstance(await api_keys.authenticate(db, mine.key, now=T0), api_keys.ApiPrincipal)
+    await set_status(db, running, JobStatus.COMPLETED)
+
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/mailvet.db")
+    unenforced = Database(engine=engine, session_maker=async_sessionmaker(engine))
+    try:
+        async with unenforced.session_maker() as session:
+            pragma = await session.execute(text_sql("PRAGMA foreign_keys"))
+            assert pragma.scalar() == 0
+        await delete(unenforced, service, account_id)
+    finally:
+        await unenforced.dispose()
+
+    async with db.session_maker() as session:
+        left = (await session.execute(select(ApiKeyRow.id))).scalars().all()
+    assert left == [kept.info.id]
+    assert await api_keys.authenticate(db, mine.key, now=T0) == Refusal.INVALID
+    assert isinstance(await api_keys.authenticate(db, kept.key, now=T0), api_keys.ApiPrincipal)

@@ -62,8 +62,8 @@ from mailvet.domain.mail import OutgoingMail
 from mailvet.domain.passwords import MAX_BYTES, normalize_password, password_problem
 from mailvet.logs import logger
 from mailvet.pipeline import object_keys
+from mailvet.services import api_keys, outbox, sessions
 from mailvet.services import credits as ledger
-from mailvet.services import outbox, sessions
 from mailvet.services.throttle import Limit
 
 if TYPE_CHECKING:
@@ -910,9 +910,10 @@ class AccountService:
         )
 
     async def delete_account(self, session: AsyncSession, account_id: str) -> None:
-        """Delete an account: its files (uploads, results, avatar) and sessions go, its codes
-        and reset links with the row; its job rows stay, without their file names (counts and
-        dates remain for the operator); ledger entries stay (no personal data in them).
+        """Delete an account: its files (uploads, results, avatar), sessions and API keys go,
+        its codes and reset links with the row; its job rows stay, without their file names
+        (counts and dates remain for the operator); ledger entries stay (no personal data in
+        them).
 
         The files are deleted first, before the caller commits: a failed commit leaves an
         account without its files, never files without an account.
@@ -950,6 +951,8 @@ class AccountService:
                 await self.storage.delete_prefix(row.avatar_key)
         await forget_files(session, JobRow.owner == account_id)
         await sessions.end_all_sessions(session, account_id)
+        # its API keys too (also ON DELETE CASCADE: deleted here, not left to the pragma)
+        await api_keys.delete_account_keys(session, account_id)
         await session.delete(row)
         await session.flush()
         logger(__name__).info("account_deleted", account_id=account_id, jobs=len(jobs))
