@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.browser import ARGS, CHROMIUM, NEEDS_CHROMIUM
+from tests.browser import NEEDS_CHROMIUM, watched_page
 from tests.fakes import FakeProber
 from tests.web.jobs_helpers import answer, lists_app
 
@@ -32,30 +31,9 @@ async def test_upload_start_and_watch_the_job_complete(tmp_path: Path) -> None:
     listing.write_bytes(HOSTILE)
     async with lists_app(tmp_path / "data", prober=prober) as lists, async_playwright() as p:
         account = await lists.account("owner@example.org")
-        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            context = await browser.new_context()
-            page = await context.new_page()
-            problems: list[str] = []
-            dialogs: list[str] = []
-            page.on(
-                "console",
-                lambda m: problems.append(m.text) if m.type in ("error", "warning") else None,
-            )
-            page.on("pageerror", lambda e: problems.append(str(e)))
-
-            async def refuse(dialog: Any) -> None:
-                dialogs.append(dialog.message)
-                await dialog.dismiss()
-
-            page.on("dialog", refuse)
-            await page.goto(lists.base_url + "/")
-            token = await page.locator('input[name="_csrf_token"]').first.get_attribute("value")
-            assert token
-            signed = await context.request.post(
-                f"{lists.base_url}/t/sign-in/{account.id}", headers={"x-csrftoken": token}
-            )
-            assert signed.status == 200
+        async with watched_page(p) as watched:
+            page, problems, dialogs = watched.page, watched.problems, watched.dialogs
+            await watched.sign_in(lists.base_url, account.id)
 
             await page.goto(lists.base_url + "/app/jobs/new")
             dropped = await page.evaluate(
@@ -92,5 +70,3 @@ async def test_upload_start_and_watch_the_job_complete(tmp_path: Path) -> None:
             await download.save_as(saved)
             assert saved.read_bytes().splitlines()[1].startswith(b"ann@example.com,")
             assert len(saved.read_bytes().splitlines()) == 2
-        finally:
-            await browser.close()

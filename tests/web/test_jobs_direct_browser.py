@@ -9,13 +9,12 @@ import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from mailvet.adapters.storage.s3 import S3Storage
 from mailvet.services import jobs as job_service
-from tests.browser import ARGS, CHROMIUM, NEEDS_CHROMIUM
+from tests.browser import NEEDS_CHROMIUM, watched_page
 from tests.s3server import MotoS3
 from tests.web.jobs_helpers import lists_app
 
@@ -41,36 +40,15 @@ async def test_a_dropped_list_goes_to_s3_and_its_name_comes_back(
         s3.endpoint, s3.access_key, s3.secret_key, f"mailvet-{uuid.uuid4().hex[:16]}"
     )
     await storage.ensure_bucket()
-    async with (
-        lists_app(tmp_path / "data", pipeline=False, storage=storage) as lists,
-        async_playwright() as p,
-    ):
-        account = await lists.account("owner@example.org")
-        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            context = await browser.new_context()
-            page = await context.new_page()
-            problems: list[str] = []
-
-            page.on(
-                "console",
-                lambda m: problems.append(m.text) if m.type in ("error", "warning") else None,
-            )
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            dialogs: list[str] = []
-
-            async def refuse(dialog: Any) -> None:
-                dialogs.append(dialog.message)
-                await dialog.dismiss()
-
-            page.on("dialog", refuse)
-            await page.goto(lists.base_url + "/")
-            token = await page.locator('input[name="_csrf_token"]').first.get_attribute("value")
-            assert token
-            signed = await context.request.post(
-                f"{lists.base_url}/t/sign-in/{account.id}", headers={"x-csrftoken": token}
-            )
-            assert signed.status == 200
+    try:
+        async with (
+            lists_app(tmp_path / "data", pipeline=False, storage=storage) as lists,
+            async_playwright() as p,
+            watched_page(p) as watched,
+        ):
+            page, problems, dialogs = watched.page, watched.problems, watched.dialogs
+            account = await lists.account("owner@example.org")
+            await watched.sign_in(lists.base_url, account.id)
 
             await page.goto(lists.base_url + "/app/jobs/new")
             assert await page.locator("form[data-dropzone]").get_attribute("action") == (
@@ -100,6 +78,5 @@ async def test_a_dropped_list_goes_to_s3_and_its_name_comes_back(
             )
             assert [m for m in problems if "Content Security Policy" in m] == []
             assert dialogs == []
-        finally:
-            await browser.close()
-            storage.close()
+    finally:
+        storage.close()

@@ -8,13 +8,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 import uvicorn
 from litestar import Litestar
 
-from tests.browser import ARGS, CHROMIUM, NEEDS_CHROMIUM
+from tests.browser import NEEDS_CHROMIUM, watched_page
 from tests.waiting import until
 from tests.web.shell_helpers import shell
 
@@ -45,37 +44,25 @@ async def test_htmx_runs_under_the_csp_and_the_demo_swaps_in(tmp_path: Path) -> 
     from playwright.async_api import async_playwright, expect
 
     env = {"MAILVET_PUBLIC_URL": "http://localhost"}
-    async with shell(tmp_path, env) as s, served(s.app) as base, async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            page = await browser.new_page()
-            problems: list[str] = []
-            dialogs: list[str] = []
-            page.on(
-                "console",
-                lambda m: problems.append(m.text) if m.type in ("error", "warning") else None,
-            )
-            page.on("pageerror", lambda e: problems.append(str(e)))
-
-            async def refuse(dialog: Any) -> None:
-                dialogs.append(dialog.message)
-                await dialog.dismiss()
-
-            page.on("dialog", refuse)
-            await page.goto(base + "/")
-            assert await page.evaluate("typeof window.htmx") == "object"
-            await page.get_by_label("Email").fill("Ann@Example.com")
-            await page.get_by_role("button", name="Check").click()
-            await expect(page.locator("#demo-result dl")).to_contain_text("mx.example.com")
-            assert page.url == base + "/"  # swapped in by htmx, no navigation
-            payload = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
-            await page.get_by_label("Email").fill(payload)
-            await page.get_by_role("button", name="Check").click()
-            await expect(page.locator("#demo-result")).to_contain_text("invalid_syntax")
-            await page.goto(base + "/?email=" + payload.replace("#", "%23"))
-            await expect(page.get_by_label("Email")).to_have_value(payload)
-            assert dialogs == []
-            assert [p for p in problems if "Content Security Policy" in p] == []
-            assert await page.locator("img[src=x]").count() == 0
-        finally:
-            await browser.close()
+    async with (
+        shell(tmp_path, env) as s,
+        served(s.app) as base,
+        async_playwright() as p,
+        watched_page(p) as watched,
+    ):
+        page, problems, dialogs = watched.page, watched.problems, watched.dialogs
+        await page.goto(base + "/")
+        assert await page.evaluate("typeof window.htmx") == "object"
+        await page.get_by_label("Email").fill("Ann@Example.com")
+        await page.get_by_role("button", name="Check").click()
+        await expect(page.locator("#demo-result dl")).to_contain_text("mx.example.com")
+        assert page.url == base + "/"  # swapped in by htmx, no navigation
+        payload = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
+        await page.get_by_label("Email").fill(payload)
+        await page.get_by_role("button", name="Check").click()
+        await expect(page.locator("#demo-result")).to_contain_text("invalid_syntax")
+        await page.goto(base + "/?email=" + payload.replace("#", "%23"))
+        await expect(page.get_by_label("Email")).to_have_value(payload)
+        assert dialogs == []
+        assert [p for p in problems if "Content Security Policy" in p] == []
+        assert await page.locator("img[src=x]").count() == 0
