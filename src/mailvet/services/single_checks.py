@@ -13,12 +13,23 @@ renders): the account must be confirmed (`may_validate`, also the rule for start
 list), one credit is charged (refused on a shortfall), the address checked, and the
 settlement runs in a `finally` shielded from cancellation, tried SETTLE_TRIES times before
 it is left to the sweeper.
+
+The public API (services/api_validation.py) uses the same path, with two additions:
+- `within` (seconds, the API's `timeout`): the check runs in a task of its own; when that
+  passes first the answer is unknown/timeout (refunded, like every timeout) and the check
+  goes on in the background, so the engine's verdict cache has its result for a later call;
+- `check_addresses`: several distinct addresses charged all-or-nothing in one transaction
+  (one SINGLE_CHECK entry and one pending row each, as if checked one by one), checked in
+  one engine call and settled in one transaction.
+Both say the balance left after the settlement (`remaining`), read in the settlement's
+transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -29,9 +40,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailvet.adapters.db.database import Database, rowcount
 from mailvet.adapters.db.ledger_models import PendingCheckRow
 from mailvet.clock import Clock
+from mailvet.domain import credits as rules
 from mailvet.domain.accounts import Account
+from mailvet.domain.address import check_syntax
 from mailvet.domain.credits import Shortfall
-from mailvet.domain.verdict import Check, Verdict
+from mailvet.domain.offline import offline_verdict
+from mailvet.domain.verdict import STATUS_OF, Check, Reason, Verdict
 from mailvet.logs import logger
 from mailvet.services import credits
 
@@ -48,14 +62,70 @@ class Checker(Protocol):
     async def check(self, address: str, checks: Check) -> Verdict: ...
 
 
+class BatchChecker(Checker, Protocol):
+    """What checks several addresses at once, one verdict each in order (Engine)."""
+
+    async def check_many(self, addresses: Sequence[str], checks: Check) -> list[Verdict]: ...
+
+
 class CheckOutcome(msgspec.Struct, frozen=True):
     """A single check's end: the verdict (None when refused or short), whether the credit
-    stayed charged, the shortfall that refused it, or why the account may not check."""
+    stayed charged, the shortfall that refused it, or why the account may not check;
+    `remaining`: the balance after the settlement (None when nothing was charged)."""
 
     verdict: Verdict | None
     charged: bool = False
     short: Shortfall | None = None
     refused: str | None = None
+    remaining: int | None = None
+
+
+class BatchOutcome(msgspec.Struct, frozen=True):
+    """Several checks' end: one verdict per address given, in order (empty when refused or
+    short), how many credits stayed charged, and the rest as in CheckOutcome."""
+
+    verdicts: list[Verdict]
+    charged: int = 0
+    short: Shortfall | None = None
+    refused: str | None = None
+    remaining: int | None = None
+
+
+# checks still running after their caller's timeout passed (finishing for the engine's
+# cache): referenced here so that they are not collected mid-way; each removes itself
+_BACKGROUND: set[asyncio.Task[Verdict]] = set()
+
+
+def timed_out(address: str) -> Verdict:
+    """The answer to a check whose timeout passed first: unknown/timeout, with what is known
+    without the network (normalized form, lists)."""
+    cell = address.strip()
+    base = offline_verdict(check_syntax(cell), cell)
+    reason = Reason.TIMEOUT
+    return msgspec.structs.replace(base, status=STATUS_OF[reason], reason=reason)
+
+
+def _finished(task: asyncio.Task[Verdict]) -> None:
+    _BACKGROUND.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger(__name__).warning("background_check_failed", error=type(task.exception()).__name__)
+
+
+async def _check_within(
+    engine: Checker, address: str, checks: Check, within: float | None
+) -> Verdict:
+    """`engine.check`, or unknown/timeout when `within` seconds pass first (the check goes
+    on in the background: its verdict lands in the engine's cache)."""
+    if within is None:
+        return await engine.check(address, checks)
+    task = asyncio.ensure_future(engine.check(address, checks))
+    _BACKGROUND.add(task)
+    task.add_done_callback(_finished)
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), within)
+    except TimeoutError:
+        logger(__name__).info("single_check_timed_out", within=within)
+        return timed_out(address)
 
 
 def may_validate(account: Account) -> bool:
@@ -72,10 +142,12 @@ async def check_address(
     *,
     charging: bool,
     clock: Clock,
+    within: float | None = None,
 ) -> CheckOutcome:
     """Check `address` for `account`: refused (UNCONFIRMED) before it is confirmed; when
     `charging`, one credit first (a shortfall refuses it), settled whatever happens to the
-    check (refunded when the ledger says so or there is no verdict)."""
+    check (refunded when the ledger says so or there is no verdict). With `within`
+    (seconds), unknown/timeout when it passes before the verdict (see `_check_within`)."""
     if not may_validate(account):
         return CheckOutcome(None, refused=UNCONFIRMED)
     check_id = uuid.uuid4().hex
@@ -85,19 +157,66 @@ async def check_address(
         if short is not None:
             return CheckOutcome(None, short=short)
     reason: str | None = None  # no verdict: refunded
-    refunded = False
+    settled = Settled(refunded=0)
     try:
-        verdict = await engine.check(address, checks)
+        verdict = await _check_within(engine, address, checks, within)
         reason = verdict.reason
     finally:
         if charging:
             # shielded: a cancelled request still settles (its own task finishes it)
-            refunded = await asyncio.shield(settle_retried(database, check_id, reason, clock))
-    charged = charging and not refunded
+            settled = await asyncio.shield(
+                settle_retried_many(database, account.id, [(check_id, reason)], clock)
+            )
+    charged = charging and not settled.refunded
     logger(__name__).info(
         "single_checked", status=verdict.status, reason=verdict.reason, charged=charging
     )
-    return CheckOutcome(verdict, charged=charged)
+    return CheckOutcome(verdict, charged=charged, remaining=settled.remaining)
+
+
+async def check_addresses(
+    database: Database,
+    engine: BatchChecker,
+    account: Account,
+    addresses: Sequence[str],
+    checks: Check,
+    *,
+    charging: bool,
+    clock: Clock,
+) -> BatchOutcome:
+    """Check several distinct addresses for `account` (the caller merges duplicates): one
+    credit each, all charged in one transaction or none (a shortfall of the whole count
+    refuses them all), checked in one engine call, settled in one transaction (each
+    refunded when the ledger says so; all when there is no verdict)."""
+    if not may_validate(account):
+        return BatchOutcome([], refused=UNCONFIRMED)
+    if not addresses:
+        return BatchOutcome([])
+    check_ids = [uuid.uuid4().hex for _ in addresses]
+    if charging:
+        short = await charge_many(database, account.id, check_ids, now=clock())
+        if short is not None:
+            return BatchOutcome([], short=short)
+    reasons: list[str | None] = [None] * len(addresses)  # no verdicts: all refunded
+    settled = Settled(refunded=0)
+    try:
+        verdicts = await engine.check_many(addresses, checks)
+        reasons = [verdict.reason for verdict in verdicts]
+    finally:
+        if charging:
+            pairs = list(zip(check_ids, reasons, strict=True))
+            settled = await asyncio.shield(settle_retried_many(database, account.id, pairs, clock))
+    charged = len(addresses) - settled.refunded if charging else 0
+    logger(__name__).info("batch_checked", addresses=len(addresses), charged=charged)
+    return BatchOutcome(verdicts, charged=charged, remaining=settled.remaining)
+
+
+class Settled(msgspec.Struct, frozen=True):
+    """A settlement: how many checks it refunded, and the balance after it (None when it
+    failed and the sweeper will settle)."""
+
+    refunded: int
+    remaining: int | None = None
 
 
 async def settle_retried(
@@ -118,6 +237,32 @@ async def settle_retried(
     return False
 
 
+async def settle_retried_many(
+    database: Database,
+    account_id: str,
+    checks: Sequence[tuple[str, str | None]],
+    clock: Clock,
+) -> Settled:
+    """`settle` of every (check id, reason) in one transaction of its own, with the
+    account's balance after it, tried SETTLE_TRIES times; when it still fails the checks
+    stay pending and the sweeper refunds them (remaining None)."""
+    for attempt in range(1, SETTLE_TRIES + 1):
+        try:
+            async with database.unit_of_work(write=True) as session:
+                refunded = 0
+                for check_id, reason in checks:
+                    refunded += await settle(session, check_id, reason=reason, now=clock())
+                left = await credits.balance(session, account_id)
+                return Settled(refunded=refunded, remaining=left.balance)
+        except Exception as exc:
+            logger(__name__).warning(
+                "single_check_settle_failed", attempt=attempt, error=type(exc).__name__
+            )
+            if attempt < SETTLE_TRIES:
+                await asyncio.sleep(SETTLE_PAUSE * attempt)
+    return Settled(refunded=0)
+
+
 async def charge(
     session: AsyncSession, account_id: str, check_id: str, *, now: datetime
 ) -> Shortfall | None:
@@ -128,6 +273,38 @@ async def charge(
         session.add(PendingCheckRow(check_id=check_id, account_id=account_id, created_at=now))
         await session.flush()
     return short
+
+
+class _Short(Exception):
+    """Raised inside charge_many's transaction to roll it back on a shortfall."""
+
+    def __init__(self, short: Shortfall) -> None:
+        super().__init__("short")
+        self.short = short
+
+
+async def charge_many(
+    database: Database, account_id: str, check_ids: Sequence[str], *, now: datetime
+) -> Shortfall | None:
+    """One credit for each check of `check_ids` (fresh ids), all recorded as pending in one
+    transaction of its own, or none: the shortfall when the balance is below their count
+    (the transaction rolled back: nothing recorded). The first charge locks the account's
+    balance row until the commit, so no other spend comes between; a look at the balance
+    before (no lock) refuses the plain shortfall without writing anything."""
+    needed = len(check_ids)
+    async with database.session_maker() as session:
+        seen = (await credits.balance(session, account_id)).balance
+    if short := rules.spend(seen, needed):
+        return short
+    try:
+        async with database.unit_of_work(write=True) as session:
+            for done, check_id in enumerate(check_ids):
+                short = await charge(session, account_id, check_id, now=now)
+                if short is not None:  # another spend came first: the balance was done + left
+                    raise _Short(Shortfall(needed=needed, available=done + short.available))
+    except _Short as refused:
+        return refused.short
+    return None
 
 
 async def settle(
