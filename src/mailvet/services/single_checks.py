@@ -249,9 +249,7 @@ async def settle_retried_many(
     for attempt in range(1, SETTLE_TRIES + 1):
         try:
             async with database.unit_of_work(write=True) as session:
-                refunded = 0
-                for check_id, reason in checks:
-                    refunded += await settle(session, check_id, reason=reason, now=clock())
+                refunded = await settle_many(session, checks, now=clock())
                 left = await credits.balance(session, account_id)
                 return Settled(refunded=refunded, remaining=left.balance)
         except Exception as exc:
@@ -299,9 +297,14 @@ async def charge_many(
     try:
         async with database.unit_of_work(write=True) as session:
             for done, check_id in enumerate(check_ids):
-                short = await charge(session, account_id, check_id, now=now)
+                short = await credits.charge_single(session, account_id, check_id, now=now)
                 if short is not None:  # another spend came first: the balance was done + left
                     raise _Short(Shortfall(needed=needed, available=done + short.available))
+            session.add_all(
+                PendingCheckRow(check_id=check_id, account_id=account_id, created_at=now)
+                for check_id in check_ids
+            )
+            await session.flush()
     except _Short as refused:
         return refused.short
     return None
@@ -323,6 +326,33 @@ async def settle(
     if reason is None:
         return await credits.refund_single(session, check_id, now=now)
     return await credits.settle_single(session, check_id, reason=reason, now=now)
+
+
+async def settle_many(
+    session: AsyncSession, checks: Sequence[tuple[str, str | None]], *, now: datetime
+) -> int:
+    """`settle` of every (check id, reason), their pending rows deleted in one statement;
+    how many were refunded now (those settled before are left alone)."""
+    reasons = dict(checks)
+    ids = list(reasons)
+    gone: list[str] = []
+    for start in range(0, len(ids), SWEEP_BATCH):  # bounded IN lists
+        part = ids[start : start + SWEEP_BATCH]
+        result = await session.execute(
+            delete(PendingCheckRow)
+            .where(PendingCheckRow.check_id.in_(part))
+            .returning(PendingCheckRow.check_id)
+            .execution_options(synchronize_session=False)
+        )
+        gone += result.scalars().all()
+    refunded = 0
+    for check_id in gone:
+        reason = reasons[check_id]
+        if reason is None:
+            refunded += await credits.refund_single(session, check_id, now=now)
+        else:
+            refunded += await credits.settle_single(session, check_id, reason=reason, now=now)
+    return refunded
 
 
 async def pending(session: AsyncSession, account_id: str) -> list[str]:
