@@ -22,7 +22,10 @@ from sqlalchemy import func, select
 
 from mailvet.adapters.db.ledger_models import LedgerEntryRow
 from mailvet.domain.job import FileInfo, Job
+from mailvet.services import api_keys
 from mailvet.web.app import CSRF_EXEMPT
+from tests.fakes import T0
+from tests.web.account_helpers import writing
 from tests.web.auth_helpers import HTML, Browser, log_in
 from tests.web.shell_helpers import HTTPS, look
 from tests.web.site_helpers import SiteUnderTest, site_under_test
@@ -138,9 +141,19 @@ async def test_every_state_changing_route_refuses_a_missing_or_wrong_token(
             objects = dict(s.storage.objects)
             entries = await ledger_entries(s.url)
 
-            params = {"job_id": job_id, "draft_id": draft_id, "account_id": ann.id}
+            async with writing(s.url) as session:  # an API key, to aim the forged revoke at
+                key = await api_keys.create_key(session, ann.id, label="kept", now=T0)
+            params = {
+                "job_id": job_id,
+                "draft_id": draft_id,
+                "account_id": ann.id,
+                "key_id": key.info.id,
+            }
             wrong = await forged_posts(s, user, admin, params, stranger.token)
             assert wrong == []
+            async with look(s.url) as database, database.session_maker() as session:
+                [kept] = await api_keys.list_keys(session, ann.id)  # none made, none revoked
+                assert kept.id == key.info.id and not kept.revoked
 
             # nothing changed: still signed in, the name, the job, no new job or file,
             # no ledger entry (check, start, admin credits), not disabled
