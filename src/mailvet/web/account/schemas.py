@@ -3,43 +3,28 @@
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Annotated, Any
 
-import msgspec
 from litestar import Request
 from litestar.datastructures import UploadFile
 
 from mailvet.adapters.images import MAX_AVATAR_BYTES
-from mailvet.web.auth.schemas import NAME_CHARS, PASSWORD_CHARS, Fields
+from mailvet.web.auth.schemas import NAME_CHARS, PASSWORD_CHARS, PostedForm, Text
 
 PICTURE_FIELD = "picture"
 
 
-class ProfileForm(msgspec.Struct, frozen=True, kw_only=True):
-    first_name: str
-    last_name: str
+class ProfileForm(PostedForm, frozen=True, kw_only=True):
+    first_name: Annotated[str, Text(NAME_CHARS)]
+    last_name: Annotated[str, Text(NAME_CHARS)]
     newsletter: bool
 
-    @classmethod
-    async def read(cls, request: Request[Any, Any, Any]) -> Self:
-        f = await Fields.of(request)
-        return cls(
-            first_name=f.text("first_name", NAME_CHARS),
-            last_name=f.text("last_name", NAME_CHARS),
-            newsletter=f.checked("newsletter"),
-        )
 
-
-class DeleteForm(msgspec.Struct, frozen=True, kw_only=True):
+class DeleteForm(PostedForm, frozen=True, kw_only=True):
     """Deleting the account: the password (accounts with one) and the ticked box."""
 
-    password: str
+    password: Annotated[str, Text(PASSWORD_CHARS)]
     understood: bool
-
-    @classmethod
-    async def read(cls, request: Request[Any, Any, Any]) -> Self:
-        f = await Fields.of(request)
-        return cls(password=f.text("password", PASSWORD_CHARS), understood=f.checked("understood"))
 
 
 async def read_picture(request: Request[Any, Any, Any]) -> bytes | None:

@@ -1,5 +1,6 @@
 """The sign-in forms as they arrive: each a frozen struct read from the urlencoded (or
-multipart) body by `read(request)`.
+multipart) body by `read(request)`, declared once as its fields with their limits
+(`PostedForm`: a `str` field annotated with `Text(limit)`, a `bool` field a checkbox).
 
 Reading by hand instead of Litestar's `data: Annotated[Form, Body(...)]`: a field missing or
 of the wrong shape is an empty string here, so a hostile or truncated post gets the page's
@@ -10,7 +11,9 @@ cut just past the policy's 1,024 bytes so the policy, not this module, refuses i
 
 from __future__ import annotations
 
-from typing import Any, Self
+from dataclasses import dataclass
+from functools import cache
+from typing import Annotated, Any, Self, get_type_hints
 
 import msgspec
 from litestar import Request
@@ -49,103 +52,83 @@ class Fields:
         return self.values.get(name, "") not in ("", "0", "off", "false")
 
 
-class SignupForm(msgspec.Struct, frozen=True, kw_only=True):
-    email: str
-    password: str
-    first_name: str
-    last_name: str
+@dataclass(frozen=True)
+class Text:
+    """A posted text value cut to `limit` characters; `name` is the posted name when it is
+    not the field's own."""
+
+    limit: int
+    name: str = ""
+
+
+@cache
+def posted_fields(form: type[PostedForm]) -> tuple[tuple[str, str, Text | None], ...]:
+    """(field, posted name, Text or None for a checkbox) for each field of a form."""
+    posted: list[tuple[str, str, Text | None]] = []
+    for field, hint in get_type_hints(form, include_extras=True).items():
+        text = next((m for m in getattr(hint, "__metadata__", ()) if isinstance(m, Text)), None)
+        if text is None and hint is not bool:
+            raise TypeError(f"{form.__name__}.{field}: a str with Text(limit) or a bool")
+        posted.append((field, (text.name if text else "") or field, text))
+    return tuple(posted)
+
+
+class PostedForm(msgspec.Struct, frozen=True, kw_only=True):
+    """A form read from the body by its fields' declarations (missing values are empty)."""
+
+    @classmethod
+    async def read(cls, request: Request[Any, Any, Any]) -> Self:
+        f = await Fields.of(request)
+        values = {
+            field: f.checked(name) if text is None else f.text(name, text.limit)
+            for field, name, text in posted_fields(cls)
+        }
+        return msgspec.convert(values, cls)
+
+
+class SignupForm(PostedForm, frozen=True, kw_only=True):
+    email: Annotated[str, Text(EMAIL_CHARS)]
+    password: Annotated[str, Text(PASSWORD_CHARS)]
+    first_name: Annotated[str, Text(NAME_CHARS)]
+    last_name: Annotated[str, Text(NAME_CHARS)]
     newsletter: bool
-    captcha: str
-
-    @classmethod
-    async def read(cls, request: Request[Any, Any, Any]) -> Self:
-        f = await Fields.of(request)
-        return cls(
-            email=f.text("email", EMAIL_CHARS),
-            password=f.text("password", PASSWORD_CHARS),
-            first_name=f.text("first_name", NAME_CHARS),
-            last_name=f.text("last_name", NAME_CHARS),
-            newsletter=f.checked("newsletter"),
-            captcha=f.text(TOKEN_FIELD, TOKEN_CHARS),
-        )
+    captcha: Annotated[str, Text(TOKEN_CHARS, name=TOKEN_FIELD)]
 
 
-class LoginForm(msgspec.Struct, frozen=True, kw_only=True):
-    email: str
-    password: str
-    next: str
-    captcha: str
-
-    @classmethod
-    async def read(cls, request: Request[Any, Any, Any]) -> Self:
-        f = await Fields.of(request)
-        return cls(
-            email=f.text("email", EMAIL_CHARS),
-            password=f.text("password", PASSWORD_CHARS),
-            next=f.text("next", NEXT_CHARS),
-            captcha=f.text(TOKEN_FIELD, TOKEN_CHARS),
-        )
+class LoginForm(PostedForm, frozen=True, kw_only=True):
+    email: Annotated[str, Text(EMAIL_CHARS)]
+    password: Annotated[str, Text(PASSWORD_CHARS)]
+    next: Annotated[str, Text(NEXT_CHARS)]
+    captcha: Annotated[str, Text(TOKEN_CHARS, name=TOKEN_FIELD)]
 
 
-class CodeForm(msgspec.Struct, frozen=True, kw_only=True):
+class CodeForm(PostedForm, frozen=True, kw_only=True):
     """A code typed (the e-mailed one, a TOTP or a recovery code), with the address when the
     page asked for it and the password when a re-authentication is due."""
 
-    code: str
-    email: str
-    password: str
-
-    @classmethod
-    async def read(cls, request: Request[Any, Any, Any]) -> Self:
-        f = await Fields.of(request)
-        return cls(
-            code=f.text("code", CODE_CHARS),
-            email=f.text("email", EMAIL_CHARS),
-            password=f.text("password", PASSWORD_CHARS),
-        )
+    code: Annotated[str, Text(CODE_CHARS)]
+    email: Annotated[str, Text(EMAIL_CHARS)]
+    password: Annotated[str, Text(PASSWORD_CHARS)]
 
 
-class EmailForm(msgspec.Struct, frozen=True, kw_only=True):
-    email: str
-
-    @classmethod
-    async def read(cls, request: Request[Any, Any, Any]) -> Self:
-        f = await Fields.of(request)
-        return cls(email=f.text("email", EMAIL_CHARS))
+class EmailForm(PostedForm, frozen=True, kw_only=True):
+    email: Annotated[str, Text(EMAIL_CHARS)]
 
 
-class ResetForm(msgspec.Struct, frozen=True, kw_only=True):
-    token: str
-    password: str
-
-    @classmethod
-    async def read(cls, request: Request[Any, Any, Any]) -> Self:
-        f = await Fields.of(request)
-        return cls(token=f.text("token", 256), password=f.text("password", PASSWORD_CHARS))
+class ResetForm(PostedForm, frozen=True, kw_only=True):
+    token: Annotated[str, Text(256)]
+    password: Annotated[str, Text(PASSWORD_CHARS)]
 
 
-class PasswordChangeForm(msgspec.Struct, frozen=True, kw_only=True):
-    current_password: str
-    new_password: str
-
-    @classmethod
-    async def read(cls, request: Request[Any, Any, Any]) -> Self:
-        f = await Fields.of(request)
-        return cls(
-            current_password=f.text("current_password", PASSWORD_CHARS),
-            new_password=f.text("new_password", PASSWORD_CHARS),
-        )
+class PasswordChangeForm(PostedForm, frozen=True, kw_only=True):
+    current_password: Annotated[str, Text(PASSWORD_CHARS)]
+    new_password: Annotated[str, Text(PASSWORD_CHARS)]
 
 
-class ReauthForm(msgspec.Struct, frozen=True, kw_only=True):
+class ReauthForm(PostedForm, frozen=True, kw_only=True):
     """Only the password of a re-authentication (the forms whose one field it is)."""
 
-    password: str
-
-    @classmethod
-    async def read(cls, request: Request[Any, Any, Any]) -> Self:
-        f = await Fields.of(request)
-        return cls(password=f.text("password", PASSWORD_CHARS))
+    password: Annotated[str, Text(PASSWORD_CHARS)]
 
 
 def safe_next(target: str, default: str = "/app") -> str:
