@@ -26,29 +26,37 @@ _DOWNLOAD = b"mailvet download link v1"
 _UPLOADED = b"mailvet upload callback v1"
 
 
+Check = Literal["valid", "expired", "forged"]
+
+
 def _sign(secret_key: str, context: bytes, *parts: str) -> str:
     key = hmac.new(secret_key.encode(), context, hashlib.sha256).digest()
     return hmac.new(key, "\n".join(parts).encode(), hashlib.sha256).hexdigest()
 
 
-def _valid(wanted: str, sig: str, expires: int, now: datetime) -> bool:
-    if expires < now.timestamp():
-        return False
-    return hmac.compare_digest(wanted.encode(), sig.encode())
+def _signed_query(
+    secret_key: str, context: bytes, parts: tuple[str, ...], now: datetime, seconds: int
+) -> str:
+    """`expires=&sig=` of a link for `parts` that works for `seconds` from `now`."""
+    expires = int(now.timestamp()) + seconds
+    sig = _sign(secret_key, context, *parts, str(expires))
+    return urlencode({"expires": expires, "sig": sig})
 
 
-def signature(secret_key: str, *, account_id: str, job_id: str, segment: str, expires: int) -> str:
-    return _sign(secret_key, _DOWNLOAD, account_id, job_id, segment, str(expires))
+def _check(
+    secret_key: str, context: bytes, parts: tuple[str, ...], expires: int, sig: str, now: datetime
+) -> Check:
+    """ "forged" unless `sig` signs `parts` and `expires`; else whether it is still in time."""
+    wanted = _sign(secret_key, context, *parts, str(expires))
+    if not hmac.compare_digest(wanted.encode(), sig.encode()):
+        return "forged"
+    return "expired" if expires < now.timestamp() else "valid"
 
 
 def download_url(
     secret_key: str, *, account_id: str, job_id: str, segment: str, now: datetime, seconds: int
 ) -> str:
-    expires = int(now.timestamp()) + seconds
-    sig = signature(
-        secret_key, account_id=account_id, job_id=job_id, segment=segment, expires=expires
-    )
-    query = urlencode({"expires": expires, "sig": sig})
+    query = _signed_query(secret_key, _DOWNLOAD, (account_id, job_id, segment), now, seconds)
     return f"/app/jobs/{job_id}/file/{segment}?{query}"
 
 
@@ -63,27 +71,15 @@ def link_valid(
     now: datetime,
 ) -> bool:
     """The signature is right and the link has not expired."""
-    wanted = signature(
-        secret_key, account_id=account_id, job_id=job_id, segment=segment, expires=expires
-    )
-    return _valid(wanted, sig, expires, now)
-
-
-def upload_signature(
-    secret_key: str, *, account_id: str, draft_id: str, key: str, expires: int
-) -> str:
-    return _sign(secret_key, _UPLOADED, account_id, draft_id, key, str(expires))
+    parts = (account_id, job_id, segment)
+    return _check(secret_key, _DOWNLOAD, parts, expires, sig, now) == "valid"
 
 
 def uploaded_path(
     secret_key: str, *, account_id: str, draft_id: str, key: str, now: datetime, seconds: int
 ) -> str:
     """The callback's path and query (the caller puts its origin in front)."""
-    expires = int(now.timestamp()) + seconds
-    sig = upload_signature(
-        secret_key, account_id=account_id, draft_id=draft_id, key=key, expires=expires
-    )
-    query = urlencode({"expires": expires, "sig": sig})
+    query = _signed_query(secret_key, _UPLOADED, (account_id, draft_id, key), now, seconds)
     return f"/app/jobs/new/{draft_id}/uploaded?{query}"
 
 
@@ -96,13 +92,8 @@ def upload_link(
     expires: int,
     sig: str,
     now: datetime,
-) -> Literal["valid", "expired", "forged"]:
+) -> Check:
     """Whether the callback was signed for this account, draft and key ("forged" if not),
     and whether it is still in time. An expired one is still known to be the account's: its
     object may be deleted."""
-    wanted = upload_signature(
-        secret_key, account_id=account_id, draft_id=draft_id, key=key, expires=expires
-    )
-    if not hmac.compare_digest(wanted.encode(), sig.encode()):
-        return "forged"
-    return "valid" if _valid(wanted, sig, expires, now) else "expired"
+    return _check(secret_key, _UPLOADED, (account_id, draft_id, key), expires, sig, now)
