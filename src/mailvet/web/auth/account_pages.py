@@ -85,9 +85,9 @@ class TwoFactorController(Controller):
         form = await ReauthForm.read(request)
         if account.totp_enabled:
             return see_other(TWO_FACTOR)
-        check = await reauthentication(request, web, auth, account, form.password)
-        if not check.ok:
-            return await _refused(request, web, auth, account, check)
+        refused = await _unless_reauthenticated(request, web, auth, account, form.password)
+        if refused is not None:
+            return refused
         try:
             async with unit_of_work(web) as session:
                 setup = await auth.accounts.start_totp(session, account.id)
@@ -130,9 +130,9 @@ class TwoFactorController(Controller):
         form = await ReauthForm.read(request)
         if not account.totp_enabled:
             return see_other(TWO_FACTOR)
-        check = await reauthentication(request, web, auth, account, form.password)
-        if not check.ok:
-            return await _refused(request, web, auth, account, check)
+        refused = await _unless_reauthenticated(request, web, auth, account, form.password)
+        if refused is not None:
+            return refused
         async with unit_of_work(web) as session:
             codes = await auth.accounts.regenerate_recovery_codes(session, account.id)
         log.info("recovery_codes_regenerated", account_id=account.id)
@@ -146,9 +146,9 @@ class TwoFactorController(Controller):
         form = await CodeForm.read(request)
         if not account.totp_enabled:
             return see_other(TWO_FACTOR)
-        check = await reauthentication(request, web, auth, account, form.password)
-        if not check.ok:
-            return await _refused(request, web, auth, account, check)
+        refused = await _unless_reauthenticated(request, web, auth, account, form.password)
+        if refused is not None:
+            return refused
         async with unit_of_work(web) as session:
             off = await auth.accounts.disable_totp(session, account.id, form.code)
         if not off:
@@ -225,15 +225,19 @@ def _sessions(count: int) -> str:
     return "1 other device or browser" if count == 1 else f"{count} other devices or browsers"
 
 
-async def _refused(
+async def _unless_reauthenticated(
     request: Request[Any, Any, Any],
     web: WebContext,
     auth: AuthPorts,
     account: Account,
-    check: PasswordCheck,
-) -> Template:
-    """The two-factor page again after a refused re-authentication: 400, or 429 with
-    Retry-After once the account's sign-in failures are spent."""
+    password: str,
+) -> Template | None:
+    """None when the sign-in is recent or `password` re-authenticates it (the two-factor
+    changes that ask for it); else the two-factor page again: 400, or 429 with Retry-After
+    once the account's sign-in failures are spent."""
+    check = await reauthentication(request, web, auth, account, password)
+    if check.ok:
+        return None
     return await _settings_page(
         request, web, auth, account, reauth_refusal(account, check), retry_after=check.retry_after
     )
