@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -74,6 +75,7 @@ from litestar.status_codes import (
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from mailvet.domain import credits as credits_rules
+from mailvet.domain.accounts import Account
 from mailvet.domain.job import FileInfo, Job, JobStatus
 from mailvet.domain.messages import JobSubmitted
 from mailvet.domain.ports import (
@@ -233,6 +235,38 @@ def _credits_on(web: WebContext) -> bool:
     return web.settings.web.credits == "on"
 
 
+async def _account(web: WebContext, owner: str) -> Account | None:
+    async with _reading(web) as session:
+        return await get_account(session, owner)
+
+
+async def _account_context(web: WebContext, owner: str) -> dict[str, Any]:
+    """The page's account, its balance (None with MAILVET_CREDITS=off) and credits_on."""
+    async with _reading(web) as session:
+        account = await get_account(session, owner)
+        balance = await credits.balance(session, owner) if _credits_on(web) else None
+    return {"account": account, "balance": balance, "credits_on": _credits_on(web)}
+
+
+async def _started(web: WebContext, owner: str, draft_id: str) -> bool:
+    """Whether the draft is `owner`'s job already (started by an earlier request)."""
+    async with _reading(web) as session:
+        return await job_service.owned_job(session, owner, draft_id) is not None
+
+
+_GONE = "this upload is no longer stored; upload it again"
+
+
+@dataclass(frozen=True)
+class _Choices:
+    """What the preview chose (from its query, or the start form): the address column
+    ("" to detect), the sheet ("" for the first) and the header row (None to detect)."""
+
+    column: str = ""
+    sheet: str = ""
+    header_row: int | None = None
+
+
 def _drafts(request: Request[Any, Any, Any], owner: str) -> dict[str, dict[str, str]]:
     """The drafts `owner` uploaded in this browser; another account's (signed in here
     before, without signing out) are not theirs to see or start."""
@@ -351,8 +385,7 @@ class ListsController(Controller):
         address = form.text("email", MAX_ADDRESS + 1).strip()
         result: dict[str, Any] = {"check_email": address[:MAX_ADDRESS]}
         status = HTTP_200_OK
-        async with _reading(web) as session:
-            account = await get_account(session, owner)
+        account = await _account(web, owner)
         if account is None:
             raise PermissionDeniedException("no account")
         if not address:
@@ -445,9 +478,8 @@ class ListsController(Controller):
         preview = Redirect(f"/app/jobs/new/{draft_id}", status_code=HTTP_303_SEE_OTHER)
         if draft_id in _drafts(request, owner):
             return preview  # a replay: the draft is kept already
-        async with _reading(web) as session:
-            if await job_service.owned_job(session, owner, draft_id) is not None:
-                return Redirect(f"/app/jobs/{draft_id}", status_code=HTTP_303_SEE_OTHER)
+        if await _started(web, owner, draft_id):
+            return Redirect(f"/app/jobs/{draft_id}", status_code=HTTP_303_SEE_OTHER)
         if state == "expired":
             await storage.delete_prefix(key)
             return await refused(
@@ -488,16 +520,8 @@ class ListsController(Controller):
         sheet: FromQuery[str] = "",
         header_row: FromQuery[str] = "",
     ) -> Template:
-        return await _preview(
-            request,
-            web,
-            storage,
-            settings,
-            draft_id,
-            column=column,
-            sheet=sheet,
-            header_row=_header_row(header_row),
-        )
+        choices = _Choices(column=column, sheet=sheet, header_row=_header_row(header_row))
+        return await _preview(request, web, storage, settings, draft_id, choices)
 
     @post("/jobs/new/{draft_id:str}/start", name="start_list", status_code=HTTP_303_SEE_OTHER)
     async def start_list(
@@ -515,16 +539,16 @@ class ListsController(Controller):
         try:
             draft = _draft(request, owner, draft_id)
         except NotFoundException:
-            async with _reading(web) as session:
-                if await job_service.owned_job(session, owner, draft_id) is not None:
-                    return job_page  # started already, by an earlier press of the button
+            if await _started(web, owner, draft_id):
+                return job_page  # started already, by an earlier press of the button
             raise
         form = await Fields.of(request)
-        column = form.text("email_column", 64).strip()
-        sheet = form.text("sheet", 1024)
-        header_row = _header_row(form.text("header_row", 8))
-        async with _reading(web) as session:
-            account = await get_account(session, owner)
+        choices = _Choices(
+            column=form.text("email_column", 64).strip(),
+            sheet=form.text("sheet", 1024),
+            header_row=_header_row(form.text("header_row", 8)),
+        )
+        account = await _account(web, owner)
         if account is None or not single_checks.may_validate(account):
             return await _preview(
                 request,
@@ -532,9 +556,7 @@ class ListsController(Controller):
                 storage,
                 settings,
                 draft_id,
-                column=column,
-                sheet=sheet,
-                header_row=header_row,
+                choices,
                 error="Confirm your email address before you start a validation.",
                 status_code=HTTP_403_FORBIDDEN,
             )
@@ -543,10 +565,10 @@ class ListsController(Controller):
             owner=owner,
             file=FileInfo(
                 filename=draft["name"],
-                email_column=column or None,
+                email_column=choices.column or None,
                 checks=settings.engine.checks,
-                sheet=sheet or None,
-                header_row=header_row,
+                sheet=choices.sheet or None,
+                header_row=choices.header_row,
             ),
         )
         started = await _start_draft(web, jobs, storage, bus, job, draft_key=draft["key"])
@@ -730,7 +752,7 @@ async def _start_draft(
         async with web.database.unit_of_work(write=True) as session:
             await job_service.discard_unstarted(session, job.id)
         if isinstance(exc, ObjectNotFound):
-            raise NotFoundException("this upload is no longer stored; upload it again") from None
+            raise NotFoundException(_GONE) from None
         raise
     return True
 
@@ -748,8 +770,7 @@ async def _new_list(
     """The new-list page; its form posts to S3 when the storage takes uploads itself (a
     fresh draft id and key each time: nothing is kept until the callback), else here."""
     owner = _account_id(request)
-    async with _reading(web) as session:
-        account = await get_account(session, owner)
+    account = await _account(web, owner)
     context: dict[str, Any] = {"account": account, "error": error, "direct": None}
     if not isinstance(storage, PresignedUpload):
         return Template("jobs/new.html", context=context, status_code=status_code)
@@ -795,16 +816,12 @@ async def _dashboard(
     owner = _account_id(request)
     page = max(1, page)
     size = job_service.PAGE_SIZE
+    context = await _account_context(web, owner)
     async with _reading(web) as session:
-        account = await get_account(session, owner)
-        balance = await credits.balance(session, owner) if _credits_on(web) else None
         jobs_page = await job_service.jobs_page(
             session, owner=owner, offset=(page - 1) * size, limit=size
         )
-    context: dict[str, Any] = {
-        "account": account,
-        "balance": balance,
-        "credits_on": _credits_on(web),
+    context |= {
         "rows": [_job_view(job) for job in jobs_page.items],
         "page": page,
         "pages": max(1, -(-jobs_page.total // size)),
@@ -826,10 +843,8 @@ async def _preview(
     storage: ObjectStorage,
     settings: Any,
     draft_id: str,
+    choices: _Choices,
     *,
-    column: str,
-    sheet: str,
-    header_row: int | None = None,
     error: str = "",
     status_code: int = HTTP_200_OK,
 ) -> Template:
@@ -841,9 +856,9 @@ async def _preview(
         "preview": None,
         "error": error,
         "input_error": "",
-        "chosen_column": column,
-        "chosen_sheet": sheet,
-        "chosen_header_row": header_row,
+        "chosen_column": choices.column,
+        "chosen_sheet": choices.sheet,
+        "chosen_header_row": choices.header_row,
     }
     try:
         async with local_copy(storage, draft["key"], scratch_dir(settings)) as path:
@@ -851,10 +866,10 @@ async def _preview(
                 build_preview,
                 path,
                 filename=draft["name"],
-                email_column=column or None,
-                sheet=sheet or None,
+                email_column=choices.column or None,
+                sheet=choices.sheet or None,
                 limits=_xlsx_limits(settings),
-                header_row=header_row,
+                header_row=choices.header_row,
             )
         context["preview"] = preview
     except InputError as exc:
@@ -862,14 +877,10 @@ async def _preview(
         if status_code == HTTP_200_OK:
             status_code = HTTP_422_UNPROCESSABLE_ENTITY
     except ObjectNotFound:
-        raise NotFoundException("this upload is no longer stored; upload it again") from None
-    async with _reading(web) as session:
-        account = await get_account(session, owner)
-        balance = await credits.balance(session, owner) if _credits_on(web) else None
+        raise NotFoundException(_GONE) from None
+    context |= await _account_context(web, owner)
+    balance = context["balance"]
     context |= {
-        "account": account,
-        "balance": balance,
-        "credits_on": _credits_on(web),
         "short": (
             credits_rules.spend(balance.balance, context["preview"].cost)
             if balance is not None and context["preview"] is not None
