@@ -35,6 +35,22 @@ def settings_of_our_own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
         yield folder
 
 
+@pytest.fixture(autouse=True)
+def _structlog_as_before() -> Iterator[None]:
+    """Every test starts with structlog as the test before it found it: a CLI run in this
+    process (CliRunner) or a role's start configures it for a process (mailvet.logs: the
+    level's filter, JSON lines), and a filter left at warning made a later test's
+    capture_logs miss the info lines it waits for, depending on which tests ran before it
+    (`make test` runs them in two processes, in an order of its own)."""
+    import structlog
+
+    config = structlog.get_config()
+    try:
+        yield
+    finally:
+        structlog.configure(**config)
+
+
 @pytest.fixture(scope="session")
 def mail_world() -> Iterator[MailWorld]:
     world = standard_world()
