@@ -21,7 +21,7 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
 
 from mailvet.adapters.db.ledger_models import LedgerEntryRow
-from mailvet.domain.job import FileInfo, Job
+from mailvet.domain.job import FileInfo, Job, JobStatus
 from mailvet.services import api_keys
 from mailvet.web.app import CSRF_EXEMPT
 from tests.fakes import T0
@@ -125,6 +125,8 @@ async def test_every_state_changing_route_refuses_a_missing_or_wrong_token(
         await s.account(ADMIN, admin=True, credits=0)
         job_id = uuid.uuid4().hex
         await s.deps.jobs.add(Job(id=job_id, file=FileInfo(filename="kept.csv"), owner=ann.id))
+        # ended (a job is deletable only then), so a forged delete would really delete it
+        await s.deps.jobs.set_status(job_id, JobStatus.ERROR_FILE, "unreadable")
         async with AsyncTestClient(s.site.app, base_url=HTTPS) as client:
             user = Browser(client)
             assert (await log_in(user, USER)).status_code == 303
