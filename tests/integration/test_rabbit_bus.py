@@ -448,8 +448,11 @@ async def test_transfer_loses_nothing_when_the_destination_fails(rabbit: Rabbit)
     await bus.publish("dst", JobSubmitted(job_id="other"))  # declared (and cached) by the bus
     async with await rabbit.connection.channel() as channel:
         await channel.queue_delete(rabbit.name("dst"))
-    with pytest.raises(aiormq.exceptions.PublishError):
+    with capture_logs() as logs, pytest.raises(aiormq.exceptions.PublishError):
         await bus.transfer("src", "dst")
+    # not a lost connection (that has its one warning, bus_connection_lost): this one warns
+    failed = [entry for entry in logs if entry["event"] == "transfer_failed"]
+    assert [entry["log_level"] for entry in failed] == ["warning"]
     await rabbit.wait_count("src", 1)  # requeued, not lost
     assert not await rabbit.exists("dst")
 

@@ -402,7 +402,10 @@ class RabbitBus:
             except BaseException as exc:
                 with contextlib.suppress(Exception):  # channel gone: the broker requeues it
                     await incoming.nack(requeue=True)
-                self._log.warning(
+                # a lost connection has its one warning (bus_connection_lost), and the move is
+                # tried again once it is back (_retrying): only another failure warns here
+                lost = isinstance(exc, _DISCONNECTED)
+                (self._log.debug if lost else self._log.warning)(
                     "transfer_failed",
                     src=self.queue_name(src),
                     dst=self.queue_name(dst),
