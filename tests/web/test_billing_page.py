@@ -67,6 +67,8 @@ async def test_the_page_shows_the_balance_and_the_entries_in_words(tmp_path: Pat
         assert "no-store" in page.headers["cache-control"]
         dashboard = await b.get("/app")
         assert 'href="/app/billing"' in dashboard.text
+        assert 'href="/app/api-keys"' in dashboard.text  # issue 8: links to API keys, billing
+        assert (await b.get("/app/api-keys")).status_code == 200
 
 
 async def test_the_history_is_paged(tmp_path: Path) -> None:
