@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailvet.adapters.db.account_models import AccountRow
 from mailvet.adapters.db.api_key_models import ApiKeyRow
-from mailvet.adapters.db.database import Database, rowcount
+from mailvet.adapters.db.database import Database, rowcount, write_intent
 from mailvet.domain import api_keys as rules
 from mailvet.domain.api_keys import ApiPrincipal, InvalidApiKeyInput, KeyState, Refusal
 from mailvet.logs import logger
@@ -106,6 +106,7 @@ async def create_key(
     live keys) and NoSuchAccount."""
     clean = rules.clean_label(label)
     granted = rules.parse_scopes(scopes)
+    await write_intent(session)  # reads, then writes: a writer from the start (SQLite)
     if await session.get(AccountRow, account_id) is None:
         raise NoSuchAccount("There is no such account.")
     live = select(func.count()).where(

@@ -110,6 +110,7 @@ async def build_site(
     from mailvet.adapters.mail import build_mailer
     from mailvet.web.account import account_router
     from mailvet.web.admin import admin_router
+    from mailvet.web.api import api_router
     from mailvet.web.api_keys import api_keys_router
     from mailvet.web.app import create_app
     from mailvet.web.auth import auth_router, build_auth_ports
@@ -130,6 +131,7 @@ async def build_site(
                 account_router(ports),
                 admin_router(ports),
                 api_keys_router(ports),
+                api_router(),
             ],
             roles=roles,
         )

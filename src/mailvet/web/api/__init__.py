@@ -1,0 +1,42 @@
+"""The public API, /api/v1: every route behind an API key (web/api/auth.py), its answers
+JSON and its refusals RFC 9457 problem details.
+
+`api_router()` is the area for `create_app(..., areas=[...])` (web/site.py). Each module
+here owns its routes and lists them in `ROUTES` (credits.py: `GET /api/v1/credits`); a new
+module (v1.py: validation, jobs) adds its `ROUTES` to `route_handlers` below and uses
+`Principal`, `requires_scope` and `ApiProblem` from auth.py. The router's guard authenticates
+every request before any handler or dependency runs; `principal` is then the key's
+`ApiPrincipal`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from litestar import Router
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.types import ControllerRouterHandler
+
+from mailvet.web.api import credits
+from mailvet.web.api.auth import (
+    ApiProblem,
+    authenticate_api_key,
+    problem_response,
+    provide_principal,
+)
+
+__all__ = ["API_V1", "api_router"]
+
+API_V1 = "/api/v1"
+
+
+def api_router(extra: Sequence[ControllerRouterHandler] = ()) -> Router:
+    """/api/v1 with its modules' routes, and `extra` ones (tests: a route needing a scope)."""
+    return Router(
+        path=API_V1,
+        route_handlers=[*credits.ROUTES, *extra],
+        guards=[authenticate_api_key],
+        dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
+        exception_handlers={ApiProblem: problem_response, HTTPException: problem_response},
+    )

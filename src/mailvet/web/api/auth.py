@@ -1,0 +1,263 @@
+"""Authentication of the public API (/api/v1): the request's API key, checked on every
+request, and the refusals as RFC 9457 problem details.
+
+A request sends its key as `Authorization: Bearer KEY` or `x-api-key: KEY` (both at once
+only if they are the same key). `authenticate_api_key` is the guard of the whole /api/v1
+router (web/api/__init__.py): it calls `services.api_keys.authenticate` (one primary-key read;
+a revocation or an expiry counts from the next request) and keeps the `ApiPrincipal` on the
+connection's state; handlers ask for it by name (`principal: Principal`). A route that needs
+a scope adds `guards=[requires_scope(Scope.VALIDATE)]` (route guards run after the
+router's). /api is outside the browser sessions and CSRF (web/app.py, web/sessions.py): a
+cookie never signs an API call in, so no CSRF token is needed and none is set.
+
+Refusals (`application/problem+json`, fields type, title, status, detail):
+- 401 no key (`WWW-Authenticate: Bearer`);
+- 403 a key that is not one of ours, revoked, expired, of a disabled account, or without
+  the scope the route needs.
+The detail says which, never anything about a key whose secret was not given.
+
+Another module's routes under /api/v1 (web/api/v1.py) use the same three names:
+`Principal`, `requires_scope` and `ApiProblem` (raise it for any other problem answer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
+from litestar.params import SkipValidation
+from litestar.status_codes import HTTP_401_UNAUTHORIZED, HTTP_403_FORBIDDEN
+
+from mailvet.domain.api_keys import ApiPrincipal, Refusal, Scope
+from mailvet.services import api_keys
+
+if TYPE_CHECKING:
+    from litestar.handlers.base import BaseRouteHandler
+
+    from mailvet.web.context import WebContext
+
+__all__ = [
+    "PROBLEM_JSON",
+    "ApiPrincipal",
+    "ApiProblem",
+    "Principal",
+    "ProblemDetails",
+    "authenticate_api_key",
+    "problem_response",
+    "provide_principal",
+    "refusal_responses",
+    "requires_scope",
+]
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPES = "/docs/api#problem-"  # a problem's type: this URI with its slug
+_STATE_KEY = "mailvet_api_principal"
+HEADER_LIMIT = 512  # a header longer than any key is refused unread
+
+_REFUSALS: dict[Refusal, tuple[int, str, str, str]] = {
+    # refusal: (status, slug, title, detail)
+    Refusal.MISSING: (
+        HTTP_401_UNAUTHORIZED,
+        "missing-api-key",
+        "API key required",
+        "Send your API key as 'Authorization: Bearer KEY' or 'x-api-key: KEY'.",
+    ),
+    Refusal.INVALID: (
+        HTTP_403_FORBIDDEN,
+        "invalid-api-key",
+        "Invalid API key",
+        "This API key is not valid.",
+    ),
+    Refusal.REVOKED: (
+        HTTP_403_FORBIDDEN,
+        "revoked-api-key",
+        "Revoked API key",
+        "This API key has been revoked.",
+    ),
+    Refusal.EXPIRED: (
+        HTTP_403_FORBIDDEN,
+        "expired-api-key",
+        "Expired API key",
+        "This API key has expired.",
+    ),
+    Refusal.DISABLED_ACCOUNT: (
+        HTTP_403_FORBIDDEN,
+        "disabled-account",
+        "Account disabled",
+        "The account of this API key is disabled.",
+    ),
+}
+
+
+class ProblemDetails(msgspec.Struct):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+
+
+class ApiProblem(HTTPException):
+    """An answer of the API that is a problem (`problem_response` renders it)."""
+
+    def __init__(
+        self,
+        status_code: int,
+        slug: str,
+        title: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail=detail, status_code=status_code, headers=headers)
+        self.slug = slug
+        self.title = title
+
+    @classmethod
+    def refused(cls, refusal: Refusal) -> ApiProblem:
+        status, slug, title, detail = _REFUSALS[refusal]
+        headers = {"WWW-Authenticate": 'Bearer realm="mailvet"'} if status == 401 else None
+        return cls(status, slug, title, detail, headers)
+
+
+def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Response[ProblemDetails]:
+    """The router's exception handler: ApiProblem as itself, Litestar's own HTTP errors
+    (404, 405, validation ...) as problems of their status (the message kept as detail)."""
+    if isinstance(exc, ApiProblem):
+        body = ProblemDetails(
+            type=PROBLEM_TYPES + exc.slug,
+            title=exc.title,
+            status=exc.status_code,
+            detail=exc.detail,
+        )
+        headers = exc.headers
+    elif isinstance(exc, HTTPException):
+        detail = exc.detail
+        if isinstance(exc, ValidationException) and isinstance(exc.extra, list):
+            detail = "; ".join(
+                [detail]
+                + [str(item.get("message")) for item in exc.extra if isinstance(item, dict)]
+            )
+        body = ProblemDetails(
+            type="about:blank", title=_title(exc.status_code), status=exc.status_code, detail=detail
+        )
+        headers = exc.headers
+    else:  # the app's 500 handler logs and answers
+        raise exc
+    return Response(body, status_code=body.status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The key a request sends (None: none). Raises ApiProblem(403) for two different keys
+    or a header too long to be a key."""
+    authorization = connection.headers.get("authorization")
+    header_key = connection.headers.get("x-api-key")
+    bearer = None
+    if authorization is not None:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            bearer = value.strip()
+    found = [key for key in (bearer, header_key) if key is not None and key.strip()]
+    if any(len(key) > HEADER_LIMIT for key in found):
+        raise ApiProblem.refused(Refusal.INVALID)
+    if len({key.strip() for key in found}) > 1:
+        raise ApiProblem(
+            HTTP_403_FORBIDDEN,
+            "invalid-api-key",
+            "Invalid API key",
+            "Two different API keys were sent: send one.",
+        )
+    return found[0] if found else None
+
+
+async def authenticate_api_key(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """The /api/v1 router's guard: an accepted key's principal on the connection, or a
+    401/403 problem."""
+    web: WebContext = connection.app.state["web"]
+    got = await api_keys.authenticate(web.database, presented_key(connection), now=web.clock())
+    if isinstance(got, Refusal):
+        log.info("api_key_refused", reason=got.value, path=connection.url.path)
+        raise ApiProblem.refused(got)
+    connection.state[_STATE_KEY] = got
+
+
+def requires_scope(
+    scope: Scope | str,
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+    """A route guard: the request's key must have `scope` (403 otherwise)."""
+    needed = Scope(scope)
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal = _principal_of(connection)
+        if not principal.allows(needed):
+            raise ApiProblem(
+                HTTP_403_FORBIDDEN,
+                "insufficient-scope",
+                "Insufficient scope",
+                f"This API key does not have the scope '{needed.value}'.",
+            )
+
+    return guard
+
+
+def _principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiPrincipal:
+    principal = connection.state.get(_STATE_KEY)
+    if not isinstance(principal, ApiPrincipal):  # a route outside the guarded router
+        raise ApiProblem.refused(Refusal.MISSING)
+    return principal
+
+
+def provide_principal(request: Request[Any, Any, Any]) -> ApiPrincipal:
+    """The `principal` dependency: who the request's key speaks for."""
+    return _principal_of(request)
+
+
+def refusal_responses() -> dict[int, ResponseSpec]:
+    """The OpenAPI `responses` of a keyed route: its 401 and 403 problems, with examples."""
+
+    def example(refusal: Refusal) -> Example:
+        status, slug, title, detail = _REFUSALS[refusal]
+        body = ProblemDetails(type=PROBLEM_TYPES + slug, title=title, status=status, detail=detail)
+        return Example(summary=title, value=msgspec.to_builtins(body))
+
+    forbidden = [example(r) for r in _REFUSALS if r is not Refusal.MISSING]
+    return {
+        HTTP_401_UNAUTHORIZED: ResponseSpec(
+            ProblemDetails,
+            description="No API key was sent.",
+            media_type=PROBLEM_JSON,
+            examples=[example(Refusal.MISSING)],
+        ),
+        HTTP_403_FORBIDDEN: ResponseSpec(
+            ProblemDetails,
+            description="The key is invalid, revoked, expired, of a disabled account or"
+            " without the scope the route needs.",
+            media_type=PROBLEM_JSON,
+            examples=forbidden,
+        ),
+    }
+
+
+# handler parameter annotation: `principal: Principal`
+Principal = NamedDependency[SkipValidation[ApiPrincipal]]
