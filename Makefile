@@ -43,6 +43,8 @@ bench: install
 	$(BIN)/python bench/smtp_bench.py
 	./scripts/ensure-services.sh
 	$(BIN)/python bench/distributed_bench.py
+	$(BIN)/python bench/dashboard_bench.py
+	$(BIN)/python bench/progress_bench.py
 
 clean:
 	rm -rf $(VENV) .mailvet examples/out bench/out
