@@ -1,0 +1,346 @@
+"""`POST /api/v1/validate` and `POST /api/v1/validate/batch`: one address or up to 1,000
+checked for the key's account (scope `validate`). The rules (price, refunds, duplicates,
+all-or-nothing, timeout) are services/api_validation.py's; these handlers decode the JSON
+body into its msgspec Structs, call one use case and map its refusals to problem details
+(web/api/auth.py `ApiProblem`):
+
+- 415 a body that is not `application/json` (or `*+json`), checked after the key (401/403
+  come first) and before the body is read;
+- 422 a body that does not decode strictly (msgspec, no coercion of "5" to 5): not JSON or
+  not UTF-8, wrong types, missing or blank `email`, an entry over 320 characters, an
+  unknown `checks`, a `timeout` outside (0, 30];
+- 413 a batch of more than 1,000 entries, or a body over MAX_SINGLE_BODY/MAX_BATCH_BODY
+  bytes (Litestar refuses it unread);
+- 402 not enough credits (a batch needs one per distinct address, all at once);
+- 403 an account not confirmed yet.
+
+`ROUTES` is what web/api/__init__.py's `api_router` mounts under /api/v1 (its router guard
+authenticates every request first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.exceptions import HTTPException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
+from litestar.params import JSONBody
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_400_BAD_REQUEST,
+    HTTP_402_PAYMENT_REQUIRED,
+    HTTP_403_FORBIDDEN,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+)
+
+from mailvet.domain.api_keys import Scope
+from mailvet.domain.verdict import Reason, Status
+from mailvet.services import api_validation as service
+from mailvet.services.api_validation import (
+    BatchRequest,
+    BatchResponse,
+    InvalidRequest,
+    MayNotValidate,
+    NotEnoughCredits,
+    Refused,
+    Result,
+    TooMany,
+    ValidateRequest,
+    ValidateResponse,
+)
+from mailvet.web.api.auth import (
+    PROBLEM_JSON,
+    PROBLEM_TYPES,
+    ApiProblem,
+    Principal,
+    ProblemDetails,
+    problem_response,
+    refusal_responses,
+    requires_scope,
+)
+from mailvet.web.context import EngineDep, Web
+
+__all__ = ["MAX_BATCH_BODY", "MAX_SINGLE_BODY", "ROUTES", "validate", "validate_batch"]
+
+# an entry is at most 320 characters, each at most 6 bytes of JSON ("\uXXXX"): the bodies of
+# the longest valid requests fit, anything far beyond is refused (413) before it is read
+MAX_SINGLE_BODY = 16 * 1024
+MAX_BATCH_BODY = service.MAX_BATCH * (6 * service.MAX_ADDRESS + 8) + 1024
+
+# a refusal of the service: (status, slug, title)
+_REFUSED: dict[type[Refused], tuple[int, str, str]] = {
+    InvalidRequest: (HTTP_422_UNPROCESSABLE_ENTITY, "invalid-body", "Invalid body"),
+    TooMany: (HTTP_413_REQUEST_ENTITY_TOO_LARGE, "batch-too-large", "Batch too large"),
+    NotEnoughCredits: (HTTP_402_PAYMENT_REQUIRED, "insufficient-credits", "Not enough credits"),
+    MayNotValidate: (HTTP_403_FORBIDDEN, "account-not-confirmed", "Account may not validate"),
+}
+
+
+def _problem(refused: Refused) -> ApiProblem:
+    status, slug, title = _REFUSED[type(refused)]
+    return ApiProblem(status, slug, title, refused.detail)
+
+
+def _strict_json(body: type[msgspec.Struct]) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
+    """before_request (after the router's key guard, before the handler's `data`): a JSON
+    body (415 otherwise) that decodes into `body` strictly (422 otherwise). Litestar's own
+    decoding of `data` is lax (it would take "5" for the number 5): this one is msgspec's
+    strict decoding of the same bytes, so a wrong type is refused whatever Litestar makes
+    of it."""
+
+    async def check(request: Request[Any, Any, Any]) -> None:
+        media, _ = request.content_type
+        if media != "application/json" and not media.endswith("+json"):
+            raise ApiProblem(
+                HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "Send the body as JSON with 'Content-Type: application/json'.",
+            )
+        raw = await request.body()  # over the route's request_max_body_size: 413
+        try:
+            msgspec.json.decode(raw, type=body)
+        except msgspec.ValidationError as exc:
+            raise ApiProblem(
+                HTTP_422_UNPROCESSABLE_ENTITY, "invalid-body", "Invalid body", str(exc)
+            ) from None
+        except msgspec.DecodeError:
+            raise ApiProblem(
+                HTTP_422_UNPROCESSABLE_ENTITY,
+                "invalid-body",
+                "Invalid body",
+                "The body is not valid JSON (UTF-8).",
+            ) from None
+
+    return check
+
+
+def _body_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[ProblemDetails]:
+    """These routes' errors: a body Litestar could not decode into the request Struct (its
+    400: malformed JSON, wrong types, a broken constraint) is a 422 problem; the rest as
+    the router answers them."""
+    if (
+        isinstance(exc, HTTPException)
+        and not isinstance(exc, ApiProblem)
+        and exc.status_code == HTTP_400_BAD_REQUEST
+    ):
+        detail = exc.detail
+        extra = exc.extra if isinstance(exc.extra, list) else []
+        found = [
+            f"{item.get('key')}: {item.get('message')}"
+            for item in extra
+            if isinstance(item, dict) and item.get("message")
+        ]
+        if found:
+            detail = "; ".join(found)
+        exc = ApiProblem(HTTP_422_UNPROCESSABLE_ENTITY, "invalid-body", "Invalid body", detail)
+    return problem_response(request, exc)
+
+
+# --- OpenAPI: answers and examples ---------------------------------------------------------
+
+_EXAMPLE_RESULT = Result(
+    email="Ann.Lee@Example.com",
+    status=Status.DELIVERABLE,
+    reason=Reason.ACCEPTED,
+    normalized="Ann.Lee@example.com",
+    ascii_email="Ann.Lee@example.com",
+    suggestion="",
+    disposable=False,
+    role=False,
+    free=False,
+    catch_all=False,
+    mx="mx1.example.com",
+    smtp_code=250,
+)
+_EXAMPLE_TYPO = Result(
+    email="bob@gmial.com",
+    status=Status.RISKY,
+    reason=Reason.SUSPECTED_TYPO,
+    normalized="bob@gmial.com",
+    ascii_email="bob@gmial.com",
+    suggestion="bob@gmail.com",
+    disposable=False,
+    role=False,
+    free=False,
+    catch_all=False,
+    mx="",
+    smtp_code=None,
+)
+
+
+def _example_problem(status: int, slug: str, title: str, detail: str) -> Example:
+    body = ProblemDetails(type=PROBLEM_TYPES + slug, title=title, status=status, detail=detail)
+    return Example(summary=title, value=msgspec.to_builtins(body))
+
+
+def _problems(*statuses: int) -> dict[int, ResponseSpec]:
+    examples: dict[int, list[Example]] = {
+        HTTP_402_PAYMENT_REQUIRED: [
+            _example_problem(
+                402,
+                "insufficient-credits",
+                "Not enough credits",
+                "this request needs 1 credits, the balance is 0",
+            )
+        ],
+        HTTP_413_REQUEST_ENTITY_TOO_LARGE: [
+            _example_problem(
+                413,
+                "batch-too-large",
+                "Batch too large",
+                "a batch holds at most 1000 addresses, this one has 1001",
+            )
+        ],
+        HTTP_415_UNSUPPORTED_MEDIA_TYPE: [
+            _example_problem(
+                415,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "Send the body as JSON with 'Content-Type: application/json'.",
+            )
+        ],
+        HTTP_422_UNPROCESSABLE_ENTITY: [
+            _example_problem(
+                422, "invalid-body", "Invalid body", "email: Expected `str`, got `int`"
+            )
+        ],
+    }
+    descriptions = {
+        HTTP_402_PAYMENT_REQUIRED: "Not enough credits for the addresses to check.",
+        HTTP_413_REQUEST_ENTITY_TOO_LARGE: "More than 1,000 entries, or a body too large.",
+        HTTP_415_UNSUPPORTED_MEDIA_TYPE: "The body is not JSON.",
+        HTTP_422_UNPROCESSABLE_ENTITY: "The body does not match the schema.",
+    }
+    return {
+        status: ResponseSpec(
+            ProblemDetails,
+            description=descriptions[status],
+            media_type=PROBLEM_JSON,
+            examples=examples[status],
+        )
+        for status in statuses
+    }
+
+
+_PRICE = (
+    " Every checked address costs one credit, at any level of checks; it is refunded when"
+    " the verdict is `unknown` for a reason you did not choose (`timeout`,"
+    " `connection_failed`, `greylisted`, `smtp_error`; not `not_checked`)."
+)
+
+
+@post(
+    "/validate",
+    status_code=HTTP_200_OK,
+    summary="Validate one address",
+    description="Check one address (`checks`: syntax, dns or smtp, the default). With"
+    " `timeout` (seconds, at most 30) the answer is unknown/timeout when the verdict takes"
+    " longer; the check finishes in the background and a later call gets its verdict." + _PRICE,
+    tags=["validation"],
+    guards=[requires_scope(Scope.VALIDATE)],
+    before_request=_strict_json(ValidateRequest),
+    request_max_body_size=MAX_SINGLE_BODY,
+    exception_handlers={HTTPException: _body_problem},
+    responses={
+        HTTP_200_OK: ResponseSpec(
+            ValidateResponse,
+            description="The verdict, and the balance after this check.",
+            examples=[
+                Example(
+                    summary="A deliverable address",
+                    value={
+                        **msgspec.to_builtins(_EXAMPLE_RESULT),
+                        "credits_remaining": 941,
+                    },
+                )
+            ],
+        ),
+        **refusal_responses(),
+        **_problems(
+            HTTP_402_PAYMENT_REQUIRED,
+            HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            HTTP_422_UNPROCESSABLE_ENTITY,
+        ),
+    },
+)
+async def validate(
+    data: JSONBody[ValidateRequest], web: Web, engine: EngineDep, principal: Principal
+) -> ValidateResponse:
+    try:
+        return await service.validate_one(
+            web.database,
+            engine,
+            principal.account_id,
+            data.email,
+            checks=data.checks,
+            within=data.timeout,
+            charging=service.charging(web.settings),
+            clock=web.clock,
+        )
+    except Refused as refused:
+        raise _problem(refused) from None
+
+
+@post(
+    "/validate/batch",
+    status_code=HTTP_200_OK,
+    summary="Validate up to 1,000 addresses",
+    description="Check a batch of addresses: one result per entry, in the order given"
+    " (duplicates included); entries with the same normalized address are checked and"
+    " charged once. The batch needs a credit per distinct address, all at once: when the"
+    " balance is short, nothing is checked or charged." + _PRICE,
+    tags=["validation"],
+    guards=[requires_scope(Scope.VALIDATE)],
+    before_request=_strict_json(BatchRequest),
+    request_max_body_size=MAX_BATCH_BODY,
+    exception_handlers={HTTPException: _body_problem},
+    responses={
+        HTTP_200_OK: ResponseSpec(
+            BatchResponse,
+            description="One result per entry, and the balance after the batch.",
+            examples=[
+                Example(
+                    summary="Two addresses",
+                    value=msgspec.to_builtins(
+                        BatchResponse(
+                            results=[_EXAMPLE_RESULT, _EXAMPLE_TYPO], credits_remaining=940
+                        )
+                    ),
+                )
+            ],
+        ),
+        **refusal_responses(),
+        **_problems(
+            HTTP_402_PAYMENT_REQUIRED,
+            HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            HTTP_422_UNPROCESSABLE_ENTITY,
+        ),
+    },
+)
+async def validate_batch(
+    data: JSONBody[BatchRequest], web: Web, engine: EngineDep, principal: Principal
+) -> BatchResponse:
+    try:
+        return await service.validate_batch(
+            web.database,
+            engine,
+            principal.account_id,
+            data.emails,
+            checks=data.checks,
+            charging=service.charging(web.settings),
+            clock=web.clock,
+        )
+    except Refused as refused:
+        raise _problem(refused) from None
+
+
+ROUTES = [validate, validate_batch]
