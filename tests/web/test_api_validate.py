@@ -76,7 +76,7 @@ class Api:
 async def api(
     tmp_path: Path, *, credits: int = 100, env: Mapping[str, str] | None = None
 ) -> AsyncIterator[Api]:
-    async with shell(tmp_path, env, areas=[api_router(extra=v1.ROUTES)]) as s:
+    async with shell(tmp_path, env, areas=[api_router()]) as s:
         async with look(s.url) as database:
             ann = await account_with(database, "ann@example.com", credits)
         async with AsyncTestClient(s.app, base_url=HTTPS) as client:

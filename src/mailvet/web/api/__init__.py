@@ -2,8 +2,9 @@
 JSON and its refusals RFC 9457 problem details.
 
 `api_router()` is the area for `create_app(..., areas=[...])` (web/site.py). Each module
-here owns its routes and lists them in `ROUTES` (credits.py: `GET /api/v1/credits`); a new
-module (v1.py: validation, jobs) adds its `ROUTES` to `route_handlers` below and uses
+here owns its routes and lists them in `ROUTES` (credits.py: `GET /api/v1/credits`; v1.py:
+`POST /api/v1/validate` and `/validate/batch`); a new module adds its `ROUTES` to
+`route_handlers` below and uses
 `Principal`, `requires_scope` and `ApiProblem` from auth.py. The router's guard authenticates
 every request before any handler or dependency runs; `principal` is then the key's
 `ApiPrincipal`.
@@ -18,7 +19,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.types import ControllerRouterHandler
 
-from mailvet.web.api import credits
+from mailvet.web.api import credits, v1
 from mailvet.web.api.auth import (
     ApiProblem,
     authenticate_api_key,
@@ -35,7 +36,7 @@ def api_router(extra: Sequence[ControllerRouterHandler] = ()) -> Router:
     """/api/v1 with its modules' routes, and `extra` ones (tests: a route needing a scope)."""
     return Router(
         path=API_V1,
-        route_handlers=[*credits.ROUTES, *extra],
+        route_handlers=[*credits.ROUTES, *v1.ROUTES, *extra],
         guards=[authenticate_api_key],
         dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
         exception_handlers={ApiProblem: problem_response, HTTPException: problem_response},
