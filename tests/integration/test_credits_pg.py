@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from mailvet.adapters.db import migrate
 from mailvet.adapters.db.database import Database, make_database
@@ -37,6 +38,9 @@ def pg_url() -> Iterator[str]:
 async def db(pg_url: str) -> AsyncIterator[Database]:
     database = make_database(pg_url)
     async with database.session_maker() as session, session.begin():  # a clean ledger
+        # the entries are append-only (migration 0009's triggers): this test's own cleanup
+        # switches triggers off for its session (a superuser's right), nothing else does
+        await session.execute(text("SET LOCAL session_replication_role = replica"))
         await session.execute(delete(LedgerEntryRow))
         await session.execute(delete(CreditBalanceRow))
     try:
@@ -133,3 +137,20 @@ async def test_a_settlement_replayed_at_once_refunds_once(db: Database) -> None:
 
     assert sorted(refunds, key=lambda r: r is None) == [30] + [None] * 9
     assert await totals(db, ALICE) == (30, 0, 30, 3)
+
+
+async def test_the_database_refuses_to_change_or_remove_an_entry(db: Database) -> None:
+    """Append-only is the database's rule, whoever connects (migration 0009)."""
+    async with db.session_maker() as session, session.begin():
+        await credits.grant(session, "acct-append", 5, kind=EntryKind.SIGNUP_GRANT, now=T0)
+    for statement in (
+        "UPDATE ledger_entries SET amount = 500",
+        "DELETE FROM ledger_entries",
+        "TRUNCATE ledger_entries",
+    ):
+        with pytest.raises(DBAPIError, match="ledger entries are append-only"):
+            async with db.session_maker() as session, session.begin():
+                await session.execute(text(statement))
+    async with db.session_maker() as session:
+        entries = (await credits.history(session, "acct-append")).items
+    assert [(entry.kind, entry.amount) for entry in entries] == [(EntryKind.SIGNUP_GRANT, 5)]

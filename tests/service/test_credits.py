@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailvet.adapters.db import migrate
@@ -304,3 +305,15 @@ async def test_the_service_decides_as_the_reference_book(db: Database, seed: int
                 assert await entries_sum(session, each) == now.balance
                 assert now.balance >= 0
     assert await entries(db) == len(book.entries)
+
+
+async def test_the_database_refuses_to_change_or_remove_an_entry(db: Database) -> None:
+    """Append-only is the database's rule (migration 0009's triggers), whoever connects."""
+    await funded(db, ALICE, 5)
+    for statement in ("UPDATE ledger_entries SET amount = 500", "DELETE FROM ledger_entries"):
+        with pytest.raises(DBAPIError, match="ledger entries are append-only"):
+            async with db.session_maker() as session, session.begin():
+                await session.execute(text(statement))
+    async with db.session_maker() as session:
+        entries = (await credits.history(session, ALICE)).items
+    assert [(entry.kind, entry.amount) for entry in entries] == [(EntryKind.SIGNUP_GRANT, 5)]

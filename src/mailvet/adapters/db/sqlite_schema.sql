@@ -1,7 +1,7 @@
 -- The embedded SQLite schema, as the Alembic migrations build it (a dump of a file
 -- they made). Written by `python -m mailvet.adapters.db.sqlite_schema`: do not edit.
--- head: 0008
--- migrations: 4c8e01c8e22a93f5cd272f200343bffee3a22437eb8e3da4465325875f36659c
+-- head: 0009
+-- migrations: e338151b5c061e7e65a5b74e2ddc5cf4d266e5cd10c6b817aa9b8b4e3a9ff11f
 BEGIN TRANSACTION;
 CREATE TABLE accounts (
 	id VARCHAR(32) NOT NULL, 
@@ -29,7 +29,7 @@ CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
-INSERT INTO "alembic_version" VALUES('0008');
+INSERT INTO "alembic_version" VALUES('0009');
 CREATE TABLE api_keys (
 	id VARCHAR(16) NOT NULL, 
 	account_id VARCHAR(32) NOT NULL, 
@@ -168,4 +168,6 @@ CREATE INDEX ix_mail_outbox_next_attempt_at ON mail_outbox (next_attempt_at);
 CREATE INDEX ix_web_sessions_account_id ON web_sessions (account_id);
 CREATE INDEX ix_web_sessions_expires_at ON web_sessions (expires_at);
 CREATE INDEX ix_api_keys_account_id ON api_keys (account_id);
+CREATE TRIGGER ledger_entries_no_update BEFORE UPDATE ON ledger_entries BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+CREATE TRIGGER ledger_entries_no_delete BEFORE DELETE ON ledger_entries BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
 COMMIT;
