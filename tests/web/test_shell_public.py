@@ -11,7 +11,13 @@ from markupsafe import escape
 from mailvet.domain.job import JobStatus
 from mailvet.domain.verdict import RESULT_COLUMNS, Check, Reason, Status
 from mailvet.web.jobs.labels import status_label
-from mailvet.web.public.texts import JOB_STATUS_TEXT, REASON_TEXT, STATUS_TEXT, docs_statuses
+from mailvet.web.public.texts import (
+    JOB_STATUS_TEXT,
+    REASON_TEXT,
+    STATUS_TEXT,
+    STEPS,
+    docs_statuses,
+)
 from tests.web.shell_helpers import client, csrf_token, shell
 
 pytestmark = pytest.mark.pipeline
@@ -42,6 +48,11 @@ async def test_the_docs_page_lists_every_status_reason_column_and_job_state(
         assert f"<code>{column}</code>" in page
     for state in JobStatus:
         assert f"<td>{status_label(state)}</td><td><code>{state.value}</code></td>" in page
+    # how a verdict is reached, step by step, and where the API is
+    for name, text in STEPS:
+        assert f"<li><strong>{escape(name)}</strong>: {escape(text)}</li>" in page
+    assert "<code>/api/v1</code>" in page and 'href="/schema"' in page
+    assert 'href="/app/api-keys"' in page
 
 
 async def test_the_demo_checks_at_the_dns_level_five_times_a_day(tmp_path: Path) -> None:
