@@ -262,7 +262,7 @@ def test_validate_never_serves(tmp_path: Path) -> None:
 
 def test_run_all_serves_metrics_on_the_health_port_only(tmp_path: Path) -> None:
     """`mailvet run all` (embedded bus): /health and /metrics on MAILVET_HEALTH_PORT, a bare
-    /health and no /metrics on the public web port."""
+    /health and no /metrics on the public web port, which serves the SaaS's pages."""
     import os
     import signal
     import subprocess
@@ -297,6 +297,7 @@ def test_run_all_serves_metrics_on_the_health_port_only(tmp_path: Path) -> None:
                 break
         health, scraped = get(health_port, "/health"), get(health_port, "/metrics")
         public, public_metrics = get(web_port, "/health"), get(web_port, "/metrics")
+        login = get(web_port, "/login")  # and the SaaS itself: run all includes the web role
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
@@ -304,3 +305,4 @@ def test_run_all_serves_metrics_on_the_health_port_only(tmp_path: Path) -> None:
     assert scraped[0] == 200 and "mailvet_rows_total" in scraped[1]
     assert public == (200, '{"status":"ok"}')
     assert public_metrics[0] == 404
+    assert login[0] == 200 and 'name="password"' in login[1] and "_csrf_token" in login[1]
