@@ -236,6 +236,21 @@ _PRICE = (
 )
 
 
+def _validation_responses(ok: ResponseSpec) -> dict[int, ResponseSpec]:
+    """What a validation route answers: its 200 (`ok`), the key's refusals and the
+    service's (402, 413, 415, 422), each with its example."""
+    return {
+        HTTP_200_OK: ok,
+        **refusal_responses(),
+        **_problems(
+            HTTP_402_PAYMENT_REQUIRED,
+            HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            HTTP_422_UNPROCESSABLE_ENTITY,
+        ),
+    }
+
+
 @post(
     "/validate",
     status_code=HTTP_200_OK,
@@ -248,8 +263,8 @@ _PRICE = (
     before_request=_strict_json(ValidateRequest),
     request_max_body_size=MAX_SINGLE_BODY,
     exception_handlers={HTTPException: _body_problem},
-    responses={
-        HTTP_200_OK: ResponseSpec(
+    responses=_validation_responses(
+        ResponseSpec(
             ValidateResponse,
             description="The verdict, and the balance after this check.",
             examples=[
@@ -262,14 +277,7 @@ _PRICE = (
                 )
             ],
         ),
-        **refusal_responses(),
-        **_problems(
-            HTTP_402_PAYMENT_REQUIRED,
-            HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-            HTTP_422_UNPROCESSABLE_ENTITY,
-        ),
-    },
+    ),
 )
 async def validate(
     data: JSONBody[ValidateRequest], web: Web, engine: EngineDep, principal: Principal
@@ -302,8 +310,8 @@ async def validate(
     before_request=_strict_json(BatchRequest),
     request_max_body_size=MAX_BATCH_BODY,
     exception_handlers={HTTPException: _body_problem},
-    responses={
-        HTTP_200_OK: ResponseSpec(
+    responses=_validation_responses(
+        ResponseSpec(
             BatchResponse,
             description="One result per entry, and the balance after the batch.",
             examples=[
@@ -317,14 +325,7 @@ async def validate(
                 )
             ],
         ),
-        **refusal_responses(),
-        **_problems(
-            HTTP_402_PAYMENT_REQUIRED,
-            HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-            HTTP_422_UNPROCESSABLE_ENTITY,
-        ),
-    },
+    ),
 )
 async def validate_batch(
     data: JSONBody[BatchRequest], web: Web, engine: EngineDep, principal: Principal
