@@ -1,17 +1,21 @@
-"""A scratch PostgreSQL database for tests (127.0.0.1:5432, trust auth)."""
+"""A scratch PostgreSQL database for tests (127.0.0.1:5432, trust auth), empty or migrated,
+and a Database handle on it."""
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
 
 import psycopg
-import pytest
 from psycopg import sql
 
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+from mailvet.adapters.db import migrate
+from mailvet.adapters.db.database import Database, make_database
+from tests.services import PG_ADMIN, require
+
+__all__ = ["PG_ADMIN", "migrated_database", "opened", "scratch_database", "url_of"]
 
 
 @contextmanager
@@ -19,14 +23,13 @@ def scratch_database(prefix: str) -> Iterator[str]:
     """Create a database named `<prefix>_<random>`, yield its name, drop it afterwards.
 
     If PostgreSQL is not reachable the test is skipped, or fails when
-    MAILVET_TEST_SERVICES=required (as `make test` and CI set it)."""
+    MAILVET_TEST_SERVICES=required (tests/services.py `require`)."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
-        if os.environ.get("MAILVET_TEST_SERVICES") == "required":
-            pytest.fail(f"PostgreSQL is not reachable at 127.0.0.1:5432: {exc}")
-        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432: {exc}")
+        require(f"PostgreSQL is not reachable at 127.0.0.1:5432: {exc}")
+        raise
     with admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
@@ -39,3 +42,25 @@ def scratch_database(prefix: str) -> Iterator[str]:
 
 def url_of(name: str) -> str:
     return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+@contextmanager
+def migrated_database(prefix: str) -> Iterator[str]:
+    """`scratch_database`, migrated to the head; yields its URL. The migration runs in a
+    thread of its own (Alembic's env runs an event loop), so a sync or an async fixture
+    can use it alike."""
+    with scratch_database(prefix) as name:
+        url = url_of(name)
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(migrate.upgrade, url).result()
+        yield url
+
+
+@asynccontextmanager
+async def opened(url: str) -> AsyncIterator[Database]:
+    """A Database on `url`, disposed of afterwards."""
+    database = make_database(url)
+    try:
+        yield database
+    finally:
+        await database.dispose()

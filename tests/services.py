@@ -12,8 +12,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from tests.pg import PG_ADMIN
-
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 AMQP_URL = os.environ.get("MAILVET_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 

@@ -13,14 +13,13 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import delete, event, select
 
-from mailvet.adapters.db import migrate
 from mailvet.adapters.db.account_models import AccountRow
 from mailvet.adapters.db.api_key_models import ApiKeyRow
-from mailvet.adapters.db.database import Database, make_database
+from mailvet.adapters.db.database import Database
 from mailvet.domain.api_keys import ApiPrincipal, Refusal
 from mailvet.services import api_keys
 from mailvet.services.accounts import create_account
-from tests.pg import scratch_database, url_of
+from tests.pg import migrated_database, opened
 
 pytestmark = pytest.mark.integration
 
@@ -31,19 +30,14 @@ CONCURRENT = 30
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    with scratch_database("mailvet_api_keys") as name:
-        url = url_of(name)
-        migrate.upgrade(url)
+    with migrated_database("mailvet_api_keys") as url:
         yield url
 
 
 @pytest.fixture
 async def db(pg_url: str) -> AsyncIterator[Database]:
-    database = make_database(pg_url)
-    try:
+    async with opened(pg_url) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 async def test_keys_on_postgresql(db: Database) -> None:

@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from mailvet.adapters.db import migrate
-from mailvet.adapters.db.database import Database, make_database
+from mailvet.adapters.db.database import Database
 from mailvet.domain.verdict import Check
 from mailvet.pipeline.engine import Engine
 from mailvet.services import api_validation as api
@@ -24,7 +23,7 @@ from tests.api_validation_helpers import (
     many_clients,
 )
 from tests.fakes import FakeResolver, MovingClock
-from tests.pg import scratch_database, url_of
+from tests.pg import migrated_database, opened
 
 pytestmark = pytest.mark.integration
 
@@ -33,19 +32,14 @@ CLOCK = MovingClock()
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    with scratch_database("mailvet_api_validation") as name:
-        url = url_of(name)
-        migrate.upgrade(url)
+    with migrated_database("mailvet_api_validation") as url:
         yield url
 
 
 @pytest.fixture
 async def db(pg_url: str) -> AsyncIterator[Database]:
-    database = make_database(pg_url)
-    try:
+    async with opened(pg_url) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import func, select
 
-from mailvet.adapters.db import migrate
-from mailvet.adapters.db.database import Database, make_database
+from mailvet.adapters.db.database import Database
 from mailvet.adapters.db.outbox_models import OutboxRow
 from mailvet.domain.mail import OutgoingMail
 from mailvet.services.outbox import enqueue
-from tests.pg import scratch_database, url_of
+from tests.pg import migrated_database, opened
 
 pytestmark = pytest.mark.integration
 
@@ -24,15 +22,9 @@ DONE = OutgoingMail(to="ann@example.com", template="job_completed", context={"jo
 
 @pytest.fixture
 async def db() -> AsyncIterator[Database]:
-    with scratch_database("mailvet_outbox_keys") as name:
-        url = url_of(name)
-        with ThreadPoolExecutor(1) as pool:
-            await asyncio.wrap_future(pool.submit(migrate.upgrade, url))
-        database = make_database(url)
-        try:
+    with migrated_database("mailvet_outbox_keys") as url:
+        async with opened(url) as database:
             yield database
-        finally:
-            await database.dispose()
 
 
 async def test_racing_enqueues_of_one_key_add_one_row(db: Database) -> None:

@@ -4,10 +4,8 @@ unsubmitted jobs' selection, each finding the row it must and passing over the o
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import argon2
@@ -15,8 +13,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
-from mailvet.adapters.db import migrate
-from mailvet.adapters.db.database import Database, make_database
+from mailvet.adapters.db.database import Database
 from mailvet.adapters.db.models import JobRow
 from mailvet.adapters.db.outbox_models import OutboxRow
 from mailvet.adapters.db.rows import job_from_row
@@ -32,7 +29,7 @@ from mailvet.services.jobs import (
     sweep_unsubmitted,
 )
 from tests.fakes import T0, RecordingBus
-from tests.pg import scratch_database, url_of
+from tests.pg import migrated_database, opened
 
 pytestmark = pytest.mark.integration
 
@@ -41,15 +38,9 @@ NOW = T0 + timedelta(days=3)
 
 @pytest.fixture
 async def db() -> AsyncIterator[Database]:
-    with scratch_database("mailvet_recovery") as name:
-        url = url_of(name)
-        with ThreadPoolExecutor(1) as pool:
-            await asyncio.wrap_future(pool.submit(migrate.upgrade, url))
-        database = make_database(url)
-        try:
+    with migrated_database("mailvet_recovery") as url:
+        async with opened(url) as database:
             yield database
-        finally:
-            await database.dispose()
 
 
 async def job_row(db: Database, *, owner: str, status: JobStatus, age: timedelta) -> str:
