@@ -7,7 +7,6 @@ between the job row and intake) does not block a deletion for ever."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,8 +15,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import text as text_sql
 
-from mailvet.adapters.db import migrate
-from mailvet.adapters.db.database import Database, make_database
+from mailvet.adapters.db.database import Database
 from mailvet.adapters.db.models import JobRow
 from mailvet.adapters.storage.memory import MemoryStorage
 from mailvet.domain.job import JobStatus
@@ -42,17 +40,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    url = f"sqlite+aiosqlite:///{tmp_path}/mailvet.db"
-    await migrate.upgrade_async(url)
-    database = make_database(url)
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture

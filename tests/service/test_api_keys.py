@@ -4,19 +4,16 @@ once and stored as a digest, listed without secrets, revoked owner-scoped, and c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import argon2
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import event, update
 
-from mailvet.adapters.db import migrate
 from mailvet.adapters.db.account_models import AccountRow
 from mailvet.adapters.db.api_key_models import ApiKeyRow
-from mailvet.adapters.db.database import Database, make_database
+from mailvet.adapters.db.database import Database
 from mailvet.domain.api_keys import ALL_SCOPES, ApiPrincipal, Refusal, Scope
 from mailvet.services import api_keys
 from mailvet.services.accounts import create_account
@@ -25,17 +22,6 @@ pytestmark = pytest.mark.unit
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 HASHER = PasswordHasher.from_parameters(argon2.profiles.CHEAPEST)
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    url = f"sqlite+aiosqlite:///{tmp_path}/mailvet.db"
-    await migrate.upgrade_async(url)
-    database = make_database(url)
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 async def an_account(db: Database, email: str = "ann@example.com") -> str:

@@ -6,12 +6,10 @@ and the exactness of concurrent spends."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 
 import pytest
 
-from mailvet.adapters.db import migrate
-from mailvet.adapters.db.database import Database, make_database
+from mailvet.adapters.db.database import Database
 from mailvet.domain.ports import ProbeResult
 from mailvet.domain.verdict import Check, Reason, Status
 from mailvet.pipeline.engine import Engine
@@ -37,17 +35,6 @@ from tests.waiting import until
 pytestmark = pytest.mark.unit
 
 CLOCK = MovingClock()
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    url = f"sqlite+aiosqlite:///{tmp_path}/mailvet.db"
-    await migrate.upgrade_async(url)
-    database = make_database(url)
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture

@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailvet.adapters.db import migrate
-from mailvet.adapters.db.database import Database, make_database
+from mailvet.adapters.db.database import Database
 from mailvet.adapters.db.ledger_models import LedgerEntryRow
 from mailvet.domain.credits import EntryKind, Reservation, Shortfall
 from mailvet.domain.job import FileInfo, Job
@@ -27,17 +25,6 @@ pytestmark = pytest.mark.unit
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 ALICE = "a" * 32
 BOB = "b" * 32
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    url = f"sqlite+aiosqlite:///{tmp_path}/mailvet.db"
-    await migrate.upgrade_async(url)  # the migrated schema, not create_all
-    database = make_database(url)
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 async def funded(db: Database, account: str, amount: int) -> None:

@@ -5,16 +5,13 @@ column, sheet and the stored layout are blanked as the retention purge blanks th
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import argon2
 import pytest
 from argon2 import PasswordHasher
 
-from mailvet.adapters.db import migrate
-from mailvet.adapters.db.database import Database, make_database
+from mailvet.adapters.db.database import Database
 from mailvet.adapters.db.models import JobRow
 from mailvet.adapters.storage.memory import MemoryStorage
 from mailvet.domain.job import JobStatus
@@ -25,17 +22,6 @@ pytestmark = pytest.mark.unit
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 HASHER = PasswordHasher.from_parameters(argon2.profiles.CHEAPEST)
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    url = f"sqlite+aiosqlite:///{tmp_path}/mailvet.db"
-    await migrate.upgrade_async(url)
-    database = make_database(url)
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 async def test_deleting_an_account_blanks_its_jobs_files_layout_included(db: Database) -> None:
