@@ -418,7 +418,7 @@ class LazyCreditLedger:
 def build_ledger(settings: Settings, database: SharedDatabase) -> CreditLedger:
     """FreeLedger when MAILVET_CREDITS=off; else the ledger on `database` (built lazily;
     whoever made `database` closes it)."""
-    if settings.web.credits == "off":
+    if not settings.web.charging:
         return FreeLedger()
     return LazyCreditLedger(database)
 

@@ -259,6 +259,11 @@ class WebSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         return self.public_url.lower().startswith("https://")
 
     @property
+    def charging(self) -> bool:
+        """Does validation cost credits? (MAILVET_CREDITS: on unless off)"""
+        return self.credits == "on"
+
+    @property
     def base_url(self) -> str:
         """MAILVET_PUBLIC_URL without its trailing `/`: links are `base_url + "/path"`."""
         return self.public_url.rstrip("/")

@@ -41,7 +41,6 @@ from mailvet.domain.credits import Shortfall
 from mailvet.domain.verdict import Check, Reason, Status, Verdict
 from mailvet.services import single_checks
 from mailvet.services.accounts import get_account
-from mailvet.settings import Settings
 
 MAX_BATCH = 1000
 MAX_TIMEOUT = 30.0  # seconds
@@ -152,11 +151,6 @@ class MayNotValidate(Refused):
 
 
 # --- use cases ---------------------------------------------------------------------------------
-
-
-def charging(settings: Settings) -> bool:
-    """Do checks cost credits? (MAILVET_CREDITS, on unless off)"""
-    return settings.web.credits == "on"
 
 
 def dedup_key(address: str) -> str:

@@ -65,7 +65,7 @@ class BillingController(Controller):
         return Template(
             "account/billing.html",
             context={
-                "credits_on": web.settings.web.credits == "on",
+                "credits_on": web.settings.web.charging,
                 "balance": balance,
                 "rows": [entry_row(entry) for entry in entries.items],
                 "page": number,

@@ -290,7 +290,7 @@ async def validate(
             data.email,
             checks=data.checks,
             within=data.timeout,
-            charging=service.charging(web.settings),
+            charging=web.settings.web.charging,
             clock=web.clock,
         )
     except Refused as refused:
@@ -337,7 +337,7 @@ async def validate_batch(
             principal.account_id,
             data.emails,
             checks=data.checks,
-            charging=service.charging(web.settings),
+            charging=web.settings.web.charging,
             clock=web.clock,
         )
     except Refused as refused:

@@ -231,10 +231,6 @@ async def _owned(web: WebContext, owner: str, job_id: str) -> Job:
     return job
 
 
-def _credits_on(web: WebContext) -> bool:
-    return web.settings.web.credits == "on"
-
-
 async def _account(web: WebContext, owner: str) -> Account | None:
     async with _reading(web) as session:
         return await get_account(session, owner)
@@ -244,8 +240,8 @@ async def _account_context(web: WebContext, owner: str) -> dict[str, Any]:
     """The page's account, its balance (None with MAILVET_CREDITS=off) and credits_on."""
     async with _reading(web) as session:
         account = await get_account(session, owner)
-        balance = await credits.balance(session, owner) if _credits_on(web) else None
-    return {"account": account, "balance": balance, "credits_on": _credits_on(web)}
+        balance = await credits.balance(session, owner) if web.settings.web.charging else None
+    return {"account": account, "balance": balance, "credits_on": web.settings.web.charging}
 
 
 async def _started(web: WebContext, owner: str, draft_id: str) -> bool:
@@ -405,7 +401,7 @@ class ListsController(Controller):
                 account,
                 address,
                 web.settings.engine.checks,
-                charging=_credits_on(web),
+                charging=web.settings.web.charging,
                 clock=web.clock,
             )
             if outcome.short is not None:

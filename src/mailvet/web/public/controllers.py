@@ -85,7 +85,7 @@ class PublicController(Controller):
         return Template(
             "public/pricing.html",
             context={
-                "credits_on": web.settings.web.credits == "on",
+                "credits_on": web.settings.web.charging,
                 "free_credits": web.settings.web.free_credits,
             },
         )
