@@ -6,6 +6,7 @@ the same port the mail goes out with its retry, and its code confirms the accoun
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import re
 from dataclasses import dataclass, field
@@ -81,6 +82,10 @@ async def down_then_back(
     assert (await b.get("/confirm")).status_code == 200
 
     await until(lambda: watched.failed, timeout=20)
+    # the sender writes the failure into the row after the mailer raised: wait for that write
+    async with asyncio.timeout(20):
+        while not (await outbox_rows(s.url))[0].last_error:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
     (row,) = await outbox_rows(s.url)
     assert row.to == EMAIL and row.sent_at is None and row.given_up_at is None
     assert row.last_error  # the connection was refused
