@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import uvicorn
 from playwright.async_api import Browser, BrowserContext, Page, Request, Route, async_playwright
+from playwright.async_api import Error as PlaywrightError
 
 from mailvet.adapters.bus.memory import MemoryBus
 from mailvet.bootstrap import build_deps
@@ -145,7 +146,13 @@ class Harness:
     async def shot(self, page: Page, name: str, *, full: bool = False) -> None:
         """Save what the page shows (`full`: the whole page, slower) as screenshots/NAME.png."""
         SCREENSHOTS.mkdir(exist_ok=True)
-        await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full)
+        path = str(SCREENSHOTS / f"{name}.png")
+        try:
+            await page.screenshot(path=path, full_page=full)
+        except PlaywrightError as exc:  # Chromium on a busy machine, now and then: once more
+            if "Unable to capture screenshot" not in str(exc):
+                raise
+            await page.screenshot(path=path, full_page=full)
 
     async def mail(self, to: str, subject: str) -> EmailMessage:
         """The last message to `to` whose subject contains `subject` (waits for it)."""
