@@ -225,6 +225,13 @@ class WebSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     web_rate_limit: Annotated[
         str, _m("app-wide limit per IP for pages and forms, `N/unit` comma-separated")
     ] = "200/minute,400/hour"
+    api_rate_limit: Annotated[
+        str,
+        _m(
+            "limit per API key (/api/v1 and the compatibility endpoints, across all web"
+            " processes), `N/unit` comma-separated; empty: no limit"
+        ),
+    ] = "100/second"
     cors_origins: Annotated[
         tuple[str, ...], _m("origins allowed to call /api/* from a browser (CORS)")
     ] = ()
@@ -247,11 +254,20 @@ class WebSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             parse_rates(self.web_rate_limit)
         except ValueError as exc:
             raise ValueError(f"web_rate_limit: {exc}") from None
+        try:
+            parse_rates(self.api_rate_limit)
+        except ValueError as exc:
+            raise ValueError(f"api_rate_limit: {exc}") from None
 
     @property
     def rates(self) -> tuple[Rate, ...]:
         """MAILVET_WEB_RATE_LIMIT as rates (checked when the settings were made)."""
         return parse_rates(self.web_rate_limit)
+
+    @property
+    def api_rates(self) -> tuple[Rate, ...]:
+        """MAILVET_API_RATE_LIMIT as rates (checked when the settings were made)."""
+        return parse_rates(self.api_rate_limit)
 
     @property
     def https(self) -> bool:

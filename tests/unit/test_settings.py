@@ -91,7 +91,10 @@ MAILVET_HEALTH_PORT MAILVET_HEALTH_HOST MAILVET_WEB_HOST MAILVET_WEB_PORT
 
 # fields whose group checks them together (__post_init__): a value that passes, and what
 # the other fields must be for it
-CHECKED_VALUES: dict[str, tuple[str, object]] = {"web.web_rate_limit": ("7/minute", "7/minute")}
+CHECKED_VALUES: dict[str, tuple[str, object]] = {
+    "web.web_rate_limit": ("7/minute", "7/minute"),
+    "web.api_rate_limit": ("50/second,900/hour", "50/second,900/hour"),
+}
 COMPANIONS: dict[str, dict[str, str]] = {"mailer.username": {"MAILVET_MAILER_STARTTLS": "true"}}
 
 
@@ -221,6 +224,10 @@ def test_markdown_from_the_command_line(capsys: pytest.CaptureFixture[str]) -> N
         (
             {"MAILVET_WEB_RATE_LIMIT": "200/minute,lots/hour"},
             "MAILVET_WEB_RATE_LIMIT: not a rate (N/second|minute|hour|day): 'lots/hour'",
+        ),
+        (
+            {"MAILVET_API_RATE_LIMIT": "100/sec"},
+            "MAILVET_API_RATE_LIMIT: not a rate (N/second|minute|hour|day): '100/sec'",
         ),
         (
             {"MAILVET_MAILER_USERNAME": "mailvet", "MAILVET_MAILER_PORT": "587"},
