@@ -1,6 +1,6 @@
 """An account's lists: the dashboard's page of jobs, one owned job, the live progress of
-many jobs in one query, deleting a job, lists uploaded but not started yet (drafts), and
-the retention purge.
+many jobs in one query, starting a job (`start_job`), deleting a job, lists uploaded but
+not started yet (drafts), and the retention purge.
 
 Ownership is decided here, in the query: `owned_job` and `jobs_page(owner=...)` read only rows
 whose `owner` is the account, so another account's id, guessed or not, is simply not
@@ -48,7 +48,7 @@ from mailvet.adapters.db.models import JobRow
 from mailvet.adapters.db.rows import JOB_COLUMNS, job_from_row
 from mailvet.domain.job import ACTIVE_STATUSES, Job, JobStatus
 from mailvet.domain.messages import JobSubmitted
-from mailvet.domain.ports import MessageBus, ObjectNotFound, ObjectStorage
+from mailvet.domain.ports import JobRepository, MessageBus, ObjectNotFound, ObjectStorage
 from mailvet.logs import logger
 from mailvet.pipeline import object_keys, queues
 from mailvet.services import credits, job_mail, single_checks
@@ -193,6 +193,37 @@ async def delete_job(
         await session.delete(row)
         await session.flush()
     logger(__name__).info("job_deleted", job_id=job_id)
+    return True
+
+
+async def start_job(
+    database: Database,
+    jobs: JobRepository,
+    storage: ObjectStorage,
+    bus: MessageBus,
+    job: Job,
+    *,
+    source_key: str,
+) -> bool:
+    """Start `job` from the file stored at `source_key` (a draft): the job row is inserted
+    first, which claims the job's id (a second start of the same draft, in another request
+    or another replica, finds the row and returns False), then the file moves to the job's
+    upload key and intake hears of it (JobSubmitted on queues.INTAKE). If the move or the
+    publish fails, the row is removed again (`discard_unstarted`) and the error raised
+    (ObjectNotFound when the file at `source_key` is gone), so the start can be tried once
+    more; a web process dying in between is `sweep_unsubmitted`'s to finish. What the
+    lists area's Start button and the API's POST /api/v1/jobs both call."""
+    try:
+        await jobs.add(job)
+    except ValueError:  # the row exists: this draft is started (or being started) already
+        return False
+    try:
+        await storage.move(source_key, object_keys.uploaded(job.id))
+        await bus.publish(queues.INTAKE, JobSubmitted(job_id=job.id))
+    except BaseException:
+        async with database.unit_of_work(write=True) as session:
+            await discard_unstarted(session, job.id)
+        raise
     return True
 
 

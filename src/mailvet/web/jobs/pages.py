@@ -77,7 +77,6 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from mailvet.domain import credits as credits_rules
 from mailvet.domain.accounts import Account
 from mailvet.domain.job import FileInfo, Job, JobStatus
-from mailvet.domain.messages import JobSubmitted
 from mailvet.domain.ports import (
     JobRepository,
     MessageBus,
@@ -87,7 +86,7 @@ from mailvet.domain.ports import (
     PresignedUpload,
 )
 from mailvet.domain.verdict import Reason
-from mailvet.pipeline import object_keys, queues
+from mailvet.pipeline import object_keys
 from mailvet.pipeline.job_files import decode_stored_layout, local_copy
 from mailvet.pipeline.submit import new_job_id, result_name
 from mailvet.services import credits, single_checks
@@ -732,25 +731,16 @@ async def _start_draft(
     *,
     draft_key: str,
 ) -> bool:
-    """Start a draft as `job` (its id is the draft's): the job row is inserted first, which
-    claims the draft (a second press of the button, in another request or another replica,
-    finds the row and returns False), then the file moves to the job's upload key and intake
-    hears of it. If the move or the publish fails the row is removed again, so the customer
-    can press Start once more; NotFoundException when the draft's file is gone."""
+    """Start a draft as `job` (its id is the draft's): services.jobs.start_job (the row
+    claims the draft, so a second press of the button returns False; a failed move or
+    publish removes the row again, so the customer can press Start once more);
+    NotFoundException when the draft's file is gone."""
     try:
-        await jobs.add(job)
-    except ValueError:  # the row exists: this draft is started (or being started) already
-        return False
-    try:
-        await storage.move(draft_key, object_keys.uploaded(job.id))
-        await bus.publish(queues.INTAKE, JobSubmitted(job_id=job.id))
-    except BaseException as exc:
-        async with web.database.unit_of_work(write=True) as session:
-            await job_service.discard_unstarted(session, job.id)
-        if isinstance(exc, ObjectNotFound):
-            raise NotFoundException(_GONE) from None
-        raise
-    return True
+        return await job_service.start_job(
+            web.database, jobs, storage, bus, job, source_key=draft_key
+        )
+    except ObjectNotFound:
+        raise NotFoundException(_GONE) from None
 
 
 async def _new_list(
