@@ -6,7 +6,10 @@ is `TooManyRequestsException` with `Retry-After`; web/errors.py renders it as an
 for browsers and as JSON for /api and JSON clients.
 
 `PerIpLimit` (MAILVET_WEB_RATE_LIMIT, default `200/minute,400/hour`) counts every request
-but /static and /health. The client is `request.client.host`, an IPv6 one counted by its
+but /static, /health and the keyed API (/api/v1 and the original's two compatibility
+routes), which is limited per key instead (MAILVET_API_RATE_LIMIT, services/api_limits.py):
+an integration's calls must not use up its office's page quota, nor the pages its calls'.
+The client is `request.client.host`, an IPv6 one counted by its
 /64 (`client_ip`): behind a reverse proxy, let uvicorn take it from X-Forwarded-For
 (`--forwarded-allow-ips`), never trust the header here.
 
@@ -40,8 +43,11 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-EXEMPT_PREFIXES = ("/static/",)
-EXEMPT_PATHS = frozenset({"/health"})
+# the keyed API (web/api/): limited per key, not per IP
+KEYED_API_PREFIX = "/api/v1/"
+KEYED_API_PATHS = frozenset({"/api/validate-email", "/api/get-credit-balance"})
+EXEMPT_PREFIXES = ("/static/", KEYED_API_PREFIX)
+EXEMPT_PATHS = frozenset({"/health"}) | KEYED_API_PATHS
 
 
 def _exempt(scope: Scope) -> bool:
@@ -122,7 +128,8 @@ async def hit_rates(context: WebContext, key: str, rates: tuple[Rate, ...]) -> T
 
 
 class PerIpLimit(ASGIMiddleware):
-    """MAILVET_WEB_RATE_LIMIT per client IP, on every route but /static and /health."""
+    """MAILVET_WEB_RATE_LIMIT per client IP, on every route but /static, /health and the
+    keyed API."""
 
     scopes = (ScopeType.HTTP,)
 

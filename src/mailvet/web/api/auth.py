@@ -10,10 +10,18 @@ a scope adds `guards=[requires_scope(Scope.VALIDATE)]` (route guards run after t
 router's). /api is outside the browser sessions and CSRF (web/app.py, web/sessions.py): a
 cookie never signs an API call in, so no CSRF token is needed and none is set.
 
+An accepted key is then held to MAILVET_API_RATE_LIMIT (default `100/second`), counted per
+key across every web process by quota leases (services/api_limits.py: no database write
+per request; `key_limiter` keeps the app's limiter). The same guard serves the
+compatibility routes at /api (web/api/compat.py), so a key's calls there and under /api/v1
+count together. The keyed API is outside the per-IP limit of the pages (web/throttle.py).
+
 Refusals (`application/problem+json`, fields type, title, status, detail):
 - 401 no key (`WWW-Authenticate: Bearer`);
 - 403 a key that is not one of ours, revoked, expired, of a disabled account, or without
-  the scope the route needs.
+  the scope the route needs;
+- 429 a key over its rate limit, with `Retry-After` (whole seconds to the window's end,
+  at least 1).
 The detail says which, never anything about a key whose secret was not given.
 
 Another module's routes under /api/v1 (web/api/v1.py) use the same three names:
@@ -34,10 +42,15 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import SkipValidation
-from litestar.status_codes import HTTP_401_UNAUTHORIZED, HTTP_403_FORBIDDEN
+from litestar.status_codes import (
+    HTTP_401_UNAUTHORIZED,
+    HTTP_403_FORBIDDEN,
+    HTTP_429_TOO_MANY_REQUESTS,
+)
 
 from mailvet.domain.api_keys import ApiPrincipal, Refusal, Scope
 from mailvet.services import api_keys
+from mailvet.services.api_limits import KeyLimiter
 
 if TYPE_CHECKING:
     from litestar.handlers.base import BaseRouteHandler
@@ -62,6 +75,7 @@ log = structlog.get_logger(__name__)
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPES = "/docs/api#problem-"  # a problem's type: this URI with its slug
 _STATE_KEY = "mailvet_api_principal"
+_LIMITER_KEY = "mailvet_api_limiter"
 HEADER_LIMIT = 512  # a header longer than any key is refused unread
 
 _REFUSALS: dict[Refusal, tuple[int, str, str, str]] = {
@@ -122,6 +136,17 @@ class ApiProblem(HTTPException):
         super().__init__(detail=detail, status_code=status_code, headers=headers)
         self.slug = slug
         self.title = title
+
+    @classmethod
+    def rate_limited(cls, retry_after: int) -> ApiProblem:
+        """429: the key is over MAILVET_API_RATE_LIMIT until the window ends."""
+        return cls(
+            HTTP_429_TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            f"This API key is over its rate limit: try again in {retry_after} s.",
+            {"Retry-After": str(retry_after)},
+        )
 
     @classmethod
     def refused(cls, refusal: Refusal) -> ApiProblem:
@@ -199,7 +224,24 @@ async def authenticate_api_key(
     if isinstance(got, Refusal):
         log.info("api_key_refused", reason=got.value, path=connection.url.path)
         raise ApiProblem.refused(got)
+    over = await key_limiter(connection).admit(got.key_id, web.clock())
+    if over is not None:
+        raise ApiProblem.rate_limited(over.retry_after)
     connection.state[_STATE_KEY] = got
+
+
+def key_limiter(connection: ASGIConnection[Any, Any, Any, Any]) -> KeyLimiter:
+    """The app's limiter of MAILVET_API_RATE_LIMIT (services/api_limits.py), made on the
+    first keyed request and kept in the app's state: one per app, so /api/v1 and the
+    compatibility routes count a key together, and two apps (two processes) apart but on
+    the same shared counters."""
+    state = connection.app.state
+    limiter = state.get(_LIMITER_KEY)
+    if not isinstance(limiter, KeyLimiter):
+        web: WebContext = state["web"]
+        limiter = KeyLimiter(web.database, web.settings.web.api_rates)
+        state[_LIMITER_KEY] = limiter
+    return limiter
 
 
 def requires_scope(
@@ -234,7 +276,8 @@ def provide_principal(request: Request[Any, Any, Any]) -> ApiPrincipal:
 
 
 def refusal_responses() -> dict[int, ResponseSpec]:
-    """The OpenAPI `responses` of a keyed route: its 401 and 403 problems, with examples."""
+    """The OpenAPI `responses` of a keyed route: its 401, 403 and 429 problems, with
+    examples."""
 
     def example(refusal: Refusal) -> Example:
         status, slug, title, detail = _REFUSALS[refusal]
@@ -242,6 +285,13 @@ def refusal_responses() -> dict[int, ResponseSpec]:
         return Example(summary=title, value=msgspec.to_builtins(body))
 
     forbidden = [example(r) for r in _REFUSALS if r is not Refusal.MISSING]
+    limited = ApiProblem.rate_limited(1)
+    too_many = ProblemDetails(
+        type=PROBLEM_TYPES + limited.slug,
+        title=limited.title,
+        status=limited.status_code,
+        detail=limited.detail,
+    )
     return {
         HTTP_401_UNAUTHORIZED: ResponseSpec(
             ProblemDetails,
@@ -255,6 +305,13 @@ def refusal_responses() -> dict[int, ResponseSpec]:
             " without the scope the route needs.",
             media_type=PROBLEM_JSON,
             examples=forbidden,
+        ),
+        HTTP_429_TOO_MANY_REQUESTS: ResponseSpec(
+            ProblemDetails,
+            description="The key is over its rate limit (MAILVET_API_RATE_LIMIT); the"
+            " `Retry-After` header says in how many seconds its window ends.",
+            media_type=PROBLEM_JSON,
+            examples=[Example(summary=limited.title, value=msgspec.to_builtins(too_many))],
         ),
     }
 
