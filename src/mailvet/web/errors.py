@@ -1,5 +1,10 @@
 """Exception handlers: JSON `{"error": "..."}` for /api and JSON clients, an HTML page for
-browsers.
+browsers, RFC 9457 problem details (`application/problem+json`) under /api/v1.
+
+The keyed API's routes answer their own refusals as problems (web/api/auth.py); what
+reaches these app-level handlers from a /api/v1 path (an unknown path's 404, a wrong
+method's 405 with its Allow header, the 500 of an unexpected error) is a problem too
+(`status_problem`), so an API client parses one error shape.
 
 A request gets the HTML page when it is not under /api/ and its Accept header asks for
 text/html (browsers do; httpx, curl and fetch() without one do not); an htmx request gets
@@ -74,6 +79,12 @@ def _answer(
     message: str,
     headers: dict[str, str] | None = None,
 ) -> Response[Any]:
+    # the keyed API: RFC 9457 problems, whatever failed (imported here: the API's package
+    # imports its routes, which may use this module)
+    from mailvet.web.api.auth import status_problem, under_api_v1
+
+    if under_api_v1(request.url.path):
+        return status_problem(status_code, message, headers)
     if not wants_html(request) or request.app.template_engine is None:
         return error_response(status_code, message, headers)
     return Template(

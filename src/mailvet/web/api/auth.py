@@ -30,7 +30,8 @@ Another module's routes under /api/v1 (web/api/v1.py) use the same three names:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -68,6 +69,8 @@ __all__ = [
     "provide_principal",
     "refusal_responses",
     "requires_scope",
+    "status_problem",
+    "under_api_v1",
 ]
 
 log = structlog.get_logger(__name__)
@@ -76,6 +79,7 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPES = "/docs/api#problem-"  # a problem's type: this URI with its slug
 _STATE_KEY = "mailvet_api_principal"
 _LIMITER_KEY = "mailvet_api_limiter"
+API_V1_PATH = "/api/v1"  # web/api/__init__.py's API_V1
 HEADER_LIMIT = 512  # a header longer than any key is refused unread
 
 _REFUSALS: dict[Refusal, tuple[int, str, str, str]] = {
@@ -173,18 +177,43 @@ def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Respons
                 [detail]
                 + [str(item.get("message")) for item in exc.extra if isinstance(item, dict)]
             )
-        body = ProblemDetails(
-            type="about:blank", title=_title(exc.status_code), status=exc.status_code, detail=detail
-        )
-        headers = exc.headers
-    else:  # the app's 500 handler logs and answers
+        return status_problem(exc.status_code, detail, exc.headers)
+    else:  # the app's 500 handler logs and answers (status_problem, via web/errors.py)
         raise exc
     return Response(body, status_code=body.status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def _title(status: int) -> str:
-    from http import HTTPStatus
+# what a problem of Litestar's own says when its detail only repeats the status's phrase
+_PLAIN_DETAILS = {
+    404: "There is nothing at this path of the API.",
+    405: "This path does not take this method; the Allow header lists those it takes.",
+    413: "The request body is too large.",
+    500: "The server failed to answer. It has been logged; please try again.",
+}
 
+
+def under_api_v1(path: str) -> bool:
+    """Whether `path` is the keyed API's (/api/v1, web/api/__init__.py's API_V1), whose
+    every error is a problem, also those Litestar raises before any of its routes (an
+    unknown path, a wrong method) and the app's 500 (web/errors.py asks this)."""
+    return path == API_V1_PATH or path.startswith(API_V1_PATH + "/")
+
+
+def status_problem(
+    status: int, detail: str, headers: Mapping[str, str] | None = None
+) -> Response[ProblemDetails]:
+    """A problem of a bare HTTP status (type `about:blank`, title the status's phrase, RFC
+    9457 §4.2.1): Litestar's own errors under /api/v1 and the app's 500 there."""
+    title = _title(status)
+    if not detail or detail == title or detail.lower() == "internal error":
+        detail = _PLAIN_DETAILS.get(status, detail or title)
+    body = ProblemDetails(type="about:blank", title=title, status=status, detail=detail)
+    return Response(
+        body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}) or None
+    )
+
+
+def _title(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
     except ValueError:
