@@ -91,8 +91,14 @@ async def test_the_app_exempts_only_the_api_and_checks_the_upload_itself(tmp_pat
         excluded = [(method, path) for method, path, excluded in routes if excluded]
         assert excluded == [("POST", "/app/jobs/new")]
         exempt = [path for _, path, _ in routes if any(re.match(p, path) for p in CSRF_EXEMPT)]
-        # the keyed API alone (no cookie signs a request in there: test_api_auth)
-        assert sorted(exempt) == ["/api/v1/validate", "/api/v1/validate/batch"]
+        # the keyed API alone (no cookie signs a request in there: test_api_auth), with the
+        # original's two compatibility routes (web/api/compat.py)
+        assert sorted(exempt) == [
+            "/api/get-credit-balance",
+            "/api/v1/validate",
+            "/api/v1/validate/batch",
+            "/api/validate-email",
+        ]
 
 
 async def forged_posts(

@@ -111,6 +111,7 @@ async def build_site(
     from mailvet.web.account import account_router
     from mailvet.web.admin import admin_router
     from mailvet.web.api import api_router
+    from mailvet.web.api.compat import compat_router
     from mailvet.web.api_keys import api_keys_router
     from mailvet.web.app import create_app
     from mailvet.web.auth import auth_router, build_auth_ports
@@ -132,6 +133,7 @@ async def build_site(
                 admin_router(ports),
                 api_keys_router(ports),
                 api_router(),
+                compat_router(),  # the original's /api/validate-email, /api/get-credit-balance
             ],
             roles=roles,
         )
