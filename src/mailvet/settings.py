@@ -320,6 +320,18 @@ class MailerSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             )
 
 
+class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Completion webhooks: POSTed by the web role (services/webhooks.py)."""
+
+    ENV_PREFIX: ClassVar[str] = "MAILVET_WEBHOOK_"
+
+    allow_private: Annotated[
+        bool,
+        _m("call webhook URLs on loopback/private/reserved addresses (tests only: SSRF)"),
+    ] = False
+    timeout: Annotated[float, _m("seconds one delivery attempt may take", gt=0)] = 10.0
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     ENV_PREFIX: ClassVar[str] = "MAILVET_"
 
@@ -351,6 +363,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rabbit: BusSettings = BusSettings()
     web: WebSettings = WebSettings()
     mailer: MailerSettings = MailerSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
     @property
     def database(self) -> str:

@@ -7,7 +7,7 @@ a queue of recipients; up to `per_host_connections` sessions to that address (an
 the server offers it.
 
 - Safety: an MX address that is not globally routable (loopback, private, link-local,
-  multicast, reserved; IPv4-mapped IPv6 included) is never contacted unless
+  multicast, reserved; IPv4-mapped IPv6 included: domain/network.py) is never contacted unless
   `allow_private` is set; such a domain ends `connection_failed`.
 - Bounded time: at most `max_mx_hosts` MX hosts per domain, each address's attempt ends at
   `address_deadline` (retries after a temporary answer start a new attempt; time spent
@@ -36,7 +36,6 @@ the server offers it.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import itertools
 import math
 import time
@@ -53,6 +52,7 @@ from mailvet.adapters.smtp_session import (
     SmtpSession,
     TlsFailed,
 )
+from mailvet.domain.network import is_public_address
 from mailvet.domain.ports import ProbeFailure, ProbeResult, Resolver
 from mailvet.domain.smtp_reply import Outcome, Reply, classify_rcpt
 from mailvet.domain.work import current_job
@@ -62,17 +62,6 @@ log = structlog.get_logger(__name__)
 
 DOWN_SECONDS = 60.0  # an address that refused or timed out a connection is skipped this long
 MAX_LOSSES = 4  # sessions lost under one recipient (not counting as tries) before it counts
-
-
-def is_public_address(address: str) -> bool:
-    """A globally routable unicast address (the only kind a probe may connect to)."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
 
 
 class _Request:
