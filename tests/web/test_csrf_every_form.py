@@ -95,6 +95,8 @@ async def test_the_app_exempts_only_the_api_and_checks_the_upload_itself(tmp_pat
         # original's two compatibility routes (web/api/compat.py)
         assert sorted(exempt) == [
             "/api/get-credit-balance",
+            "/api/v1/jobs",
+            "/api/v1/jobs/{job_id:str}",
             "/api/v1/validate",
             "/api/v1/validate/batch",
             "/api/validate-email",
