@@ -124,6 +124,21 @@ def test_upgrade_creates_the_tables(url: str) -> None:
     assert snapshot["api_keys"]["pk"] == ["id"]
     [key_fk] = snapshot["api_keys"]["fks"]
     assert (key_fk["referred_table"], key_fk["options"].get("ondelete")) == ("accounts", "CASCADE")
+    # webhooks (0010): the deliveries and endpoints go with their account, a callback with
+    # its job; a delivery has no foreign key to its job (its record outlives a purged job)
+    for table, parent in (
+        ("webhook_endpoints", "accounts"),
+        ("webhook_deliveries", "accounts"),
+        ("job_callbacks", "jobs"),
+    ):
+        [hook_fk] = snapshot[table]["fks"]
+        assert (hook_fk["referred_table"], hook_fk["options"].get("ondelete")) == (
+            parent,
+            "CASCADE",
+        )
+    assert ("ix_webhook_deliveries_next_attempt_at", ("next_attempt_at",)) in snapshot[
+        "webhook_deliveries"
+    ]["indexes"]
 
 
 def test_migrated_schema_matches_the_models(url: str) -> None:
@@ -146,7 +161,7 @@ def test_upgrading_again_is_a_no_op(url: str) -> None:
 def test_current_reports_the_head(url: str) -> None:
     assert migrate.current(url) is None
     head = migrate.head()
-    assert head == "0009"
+    assert head == "0010"
 
     migrate.upgrade(url)
 

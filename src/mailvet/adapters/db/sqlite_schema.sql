@@ -1,7 +1,7 @@
 -- The embedded SQLite schema, as the Alembic migrations build it (a dump of a file
 -- they made). Written by `python -m mailvet.adapters.db.sqlite_schema`: do not edit.
--- head: 0009
--- migrations: e338151b5c061e7e65a5b74e2ddc5cf4d266e5cd10c6b817aa9b8b4e3a9ff11f
+-- head: 0010
+-- migrations: bc05da29972174a175888c8cd6d9a8d7e8736b9bb14c17a8137fca8bfb09671a
 BEGIN TRANSACTION;
 CREATE TABLE accounts (
 	id VARCHAR(32) NOT NULL, 
@@ -29,7 +29,7 @@ CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
-INSERT INTO "alembic_version" VALUES('0009');
+INSERT INTO "alembic_version" VALUES('0010');
 CREATE TABLE api_keys (
 	id VARCHAR(16) NOT NULL, 
 	account_id VARCHAR(32) NOT NULL, 
@@ -60,6 +60,13 @@ CREATE TABLE email_codes (
 	last_sent_at DATETIME NOT NULL, 
 	CONSTRAINT pk_email_codes PRIMARY KEY (account_id, purpose), 
 	CONSTRAINT fk_email_codes_account_id_accounts FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE
+);
+CREATE TABLE job_callbacks (
+	job_id VARCHAR(64) NOT NULL, 
+	url VARCHAR(2048) NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	CONSTRAINT pk_job_callbacks PRIMARY KEY (job_id), 
+	CONSTRAINT fk_job_callbacks_job_id_jobs FOREIGN KEY(job_id) REFERENCES jobs (id) ON DELETE CASCADE
 );
 CREATE TABLE job_chunks (
 	job_id VARCHAR(64) NOT NULL, 
@@ -159,6 +166,37 @@ CREATE TABLE web_sessions (
 	expires_at DATETIME NOT NULL, 
 	CONSTRAINT pk_web_sessions PRIMARY KEY (token_hash)
 );
+CREATE TABLE webhook_deliveries (
+	id VARCHAR(40) NOT NULL, 
+	"key" VARCHAR(200) NOT NULL, 
+	account_id VARCHAR(32) NOT NULL, 
+	job_id VARCHAR(64) NOT NULL, 
+	type VARCHAR(32) NOT NULL, 
+	url VARCHAR(2048) NOT NULL, 
+	body TEXT NOT NULL, 
+	status VARCHAR(16) NOT NULL, 
+	attempts INTEGER NOT NULL, 
+	next_attempt_at DATETIME, 
+	claim VARCHAR(32), 
+	last_status_code INTEGER, 
+	last_error TEXT NOT NULL, 
+	attempt_log JSON NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	delivered_at DATETIME, 
+	given_up_at DATETIME, 
+	CONSTRAINT pk_webhook_deliveries PRIMARY KEY (id), 
+	CONSTRAINT fk_webhook_deliveries_account_id_accounts FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE, 
+	CONSTRAINT uq_webhook_deliveries_key UNIQUE ("key")
+);
+CREATE TABLE webhook_endpoints (
+	account_id VARCHAR(32) NOT NULL, 
+	secret VARCHAR(64) NOT NULL, 
+	url VARCHAR(2048) NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	updated_at DATETIME NOT NULL, 
+	CONSTRAINT pk_webhook_endpoints PRIMARY KEY (account_id), 
+	CONSTRAINT fk_webhook_endpoints_account_id_accounts FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE
+);
 CREATE INDEX ix_jobs_created_at ON jobs (created_at);
 CREATE INDEX ix_password_resets_account_id ON password_resets (account_id);
 CREATE INDEX ix_ledger_entries_job_id ON ledger_entries (job_id);
@@ -170,4 +208,7 @@ CREATE INDEX ix_web_sessions_expires_at ON web_sessions (expires_at);
 CREATE INDEX ix_api_keys_account_id ON api_keys (account_id);
 CREATE TRIGGER ledger_entries_no_update BEFORE UPDATE ON ledger_entries BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
 CREATE TRIGGER ledger_entries_no_delete BEFORE DELETE ON ledger_entries BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;
+CREATE INDEX ix_webhook_deliveries_account_id_created_at ON webhook_deliveries (account_id, created_at);
+CREATE INDEX ix_webhook_deliveries_job_id ON webhook_deliveries (job_id);
+CREATE INDEX ix_webhook_deliveries_next_attempt_at ON webhook_deliveries (next_attempt_at);
 COMMIT;
