@@ -1,7 +1,7 @@
 -- The embedded SQLite schema, as the Alembic migrations build it (a dump of a file
 -- they made). Written by `python -m mailvet.adapters.db.sqlite_schema`: do not edit.
 -- head: 0010
--- migrations: bc05da29972174a175888c8cd6d9a8d7e8736b9bb14c17a8137fca8bfb09671a
+-- migrations: 40c96bd92390933f2378bdbb562c11af22daa0f8a97ef4f4db182f99dcd9310d
 BEGIN TRANSACTION;
 CREATE TABLE accounts (
 	id VARCHAR(32) NOT NULL, 
@@ -65,8 +65,7 @@ CREATE TABLE job_callbacks (
 	job_id VARCHAR(64) NOT NULL, 
 	url VARCHAR(2048) NOT NULL, 
 	created_at DATETIME NOT NULL, 
-	CONSTRAINT pk_job_callbacks PRIMARY KEY (job_id), 
-	CONSTRAINT fk_job_callbacks_job_id_jobs FOREIGN KEY(job_id) REFERENCES jobs (id) ON DELETE CASCADE
+	CONSTRAINT pk_job_callbacks PRIMARY KEY (job_id)
 );
 CREATE TABLE job_chunks (
 	job_id VARCHAR(64) NOT NULL, 
@@ -193,7 +192,7 @@ CREATE TABLE webhook_endpoints (
 	secret VARCHAR(64) NOT NULL, 
 	url VARCHAR(2048) NOT NULL, 
 	created_at DATETIME NOT NULL, 
-	updated_at DATETIME NOT NULL, 
+	url_set_at DATETIME NOT NULL, 
 	CONSTRAINT pk_webhook_endpoints PRIMARY KEY (account_id), 
 	CONSTRAINT fk_webhook_endpoints_account_id_accounts FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE
 );

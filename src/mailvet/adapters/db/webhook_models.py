@@ -9,7 +9,10 @@ Registered on `models.metadata` (imported by adapters/db/schema.py, which the mi
   printed by `mailvet webhooks secret`, as Stripe shows its signing secrets again.
 - `job_callbacks`: the `callback_url` a job was started with through the API. A table of its
   own rather than a column of `jobs`: the pipeline's repositories read and write `jobs` and
-  never need it, and adding a column to SQLite's biggest table means copying it.
+  never need it, and adding a column to SQLite's biggest table means copying it. No foreign
+  key either: the API stores it before the job is submitted (the job row may not exist yet,
+  and a job that ends at once must find its URL); the sweep deletes the rows left of jobs
+  that are gone.
 - `webhook_deliveries`: one event to one URL (`key` unique: `job.completed:<job id>`, so a
   completion reported twice queues one), its body fixed when queued, pending while
   `next_attempt_at` is set (claimed like the mail outbox: `claim` and a lease), then
@@ -41,15 +44,15 @@ class WebhookEndpointRow(Base):
     secret: Mapped[str] = mapped_column(String(SECRET_LENGTH))
     url: Mapped[str] = mapped_column(String(URL_LENGTH), default="")  # "": no default URL
     created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
-    updated_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+    # when `url` was last set: only jobs that end after it are told (a new default URL does
+    # not call out for the jobs of the days before)
+    url_set_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
 
 
 class JobCallbackRow(Base):
     __tablename__ = "job_callbacks"
 
-    job_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    )
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # no foreign key: see above
     url: Mapped[str] = mapped_column(String(URL_LENGTH))
     created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
 
