@@ -30,7 +30,7 @@ import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 import msgspec
@@ -39,9 +39,9 @@ from mailvet.domain.network import IpAddress, is_public_ip, parse_ip
 
 SIGNATURE_HEADER = "Mailvet-Signature"
 EVENT_VERSION = 1
-JOB_COMPLETED = "job.completed"
-JOB_FAILED = "job.failed"
 EventType = Literal["job.completed", "job.failed"]
+JOB_COMPLETED: Final = "job.completed"
+JOB_FAILED: Final = "job.failed"
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix, not a secret
 SECRET_BYTES = 32  # 256 bits of randomness
 SECRET_LENGTH = 64  # the column: whsec_ + 43 characters of base64url, with room

@@ -1,0 +1,83 @@
+"""A webhook receiver for the tests (a plain asyncio HTTP/1.1 server on 127.0.0.1, an
+ephemeral port, in the test's own loop) that records every request and answers what the
+test scripts, and a resolver that answers from a table the test can change between two
+calls (DNS rebinding)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """Answers each request with the next of `answers` (the last one again once they run
+    out); an answer of 0 never answers (the sender's timeout ends the attempt)."""
+
+    answers: list[int] = field(default_factory=lambda: [200])
+    received: list[Received] = field(default_factory=list)
+    url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 0
+    _never: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _version = lines[0].split(" ", 2)
+            headers: dict[str, str] = {}
+            for line in lines[1:]:
+                if line:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            self.received.append(Received(method, path, headers, body))
+            status = self.answers[min(len(self.received) - 1, len(self.answers) - 1)]
+            if status == 0:
+                await self._never.wait()  # a receiver that hangs; set when the test ends
+                return
+            writer.write(
+                f"HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok".encode()
+            )
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@asynccontextmanager
+async def receiving(answers: list[int] | None = None) -> AsyncIterator[Receiver]:
+    receiver = Receiver(answers=answers or [200])
+    server = await asyncio.start_server(receiver.handle, "127.0.0.1", 0)
+    receiver.port = server.sockets[0].getsockname()[1]
+    receiver.url = f"http://127.0.0.1:{receiver.port}"
+    try:
+        yield receiver
+    finally:
+        receiver._never.set()
+        server.close()
+        await server.wait_closed()
+
+
+class TableResolver:
+    """host -> addresses, from `table` (changeable); [] for a host not in it."""
+
+    def __init__(self, table: dict[str, list[str]] | None = None) -> None:
+        self.table = dict(table or {})
+        self.asked: list[str] = []
+
+    async def host_addresses(self, host: str) -> list[str]:
+        self.asked.append(host)
+        return list(self.table.get(host, []))
