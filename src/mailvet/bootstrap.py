@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from mailvet.pipeline.submit import JobLookup
     from mailvet.services.credits import SqlCreditLedger
     from mailvet.services.job_mail import JobMail
+    from mailvet.services.webhooks import WebhookEvents
 
 Closer = Callable[[], Awaitable[Any]]
 J = TypeVar("J")
@@ -424,22 +425,31 @@ def build_ledger(settings: Settings, database: SharedDatabase) -> CreditLedger:
 
 
 class LazyJobEvents:
-    """The owner's "job completed" mail (services/job_mail.py) on the shared database, made
-    when the first job with an owner completes: a job without one (`mailvet validate`)
-    imports nothing for it and mails nobody."""
+    """The owner's "job completed" mail (services/job_mail.py) and the job's completion
+    webhook (services/webhooks.py) on the shared database, made when the first job with an
+    owner completes: a job without one (`mailvet validate`) imports nothing for it and
+    mails nobody. The webhook is queued even when the mail fails (and the other way round:
+    the first failure is raised after both tried; the sweeps of the web role queue what
+    was lost)."""
 
     def __init__(self, database: SharedDatabase) -> None:
         self._database = database
         self._mail: JobMail | None = None
+        self._hooks: WebhookEvents | None = None
 
     async def job_completed(self, job: Job) -> None:
         if not job.owner:
             return
-        if self._mail is None:
+        if self._mail is None or self._hooks is None:
             from mailvet.services.job_mail import JobMail
+            from mailvet.services.webhooks import WebhookEvents
 
             self._mail = JobMail(self._database.get())
-        await self._mail.job_completed(job)
+            self._hooks = WebhookEvents(self._database.get())
+        try:
+            await self._mail.job_completed(job)
+        finally:
+            await self._hooks.job_completed(job)
 
 
 def build_engine(settings: Settings, resolver: Resolver, prober: SmtpProber) -> Engine:
