@@ -401,3 +401,17 @@ async def test_rotating_the_secret_signs_the_next_attempt_with_the_new_one(
     )
     assert rules.verify(new, second.body, second.headers["mailvet-signature"], now=at)
     assert not rules.verify(old, second.body, second.headers["mailvet-signature"], now=at)
+
+
+async def test_the_web_roles_sweep_queues_a_failed_jobs_event(db: Database) -> None:
+    """services.jobs.sweep_unsent_webhooks, a round of run_retention: intake's failures
+    (error_df, error_insufficient_credits) do not go through the JobEvents port."""
+    from mailvet.services.jobs import sweep_unsent_webhooks
+
+    ann = await account(db)
+    await set_url(db, ann, "http://127.0.0.1:9/")
+    failed = await ended_job(db, ann, at=T0, status=JobStatus.ERROR_FILE)
+    assert await sweep_unsent_webhooks(db, now=T0, retention_days=30) == 1
+    assert await sweep_unsent_webhooks(db, now=T0, retention_days=30) == 0
+    [row] = await deliveries(db)
+    assert (row.key, row.type, row.status) == (f"job.failed:{failed}", "job.failed", "pending")

@@ -36,7 +36,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from sqlalchemy import Row, Select, delete, func, select, update
@@ -53,6 +53,10 @@ from mailvet.logs import logger
 from mailvet.pipeline import object_keys, queues
 from mailvet.services import credits, job_mail, single_checks
 from mailvet.services.paging import Page, window
+
+if TYPE_CHECKING:
+    from mailvet.settings import Settings
+    from mailvet.tabular import XlsxLimits
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")  # uuid4 hex, as pipeline.submit.new_job_id makes them
 PAGE_SIZE = 20
@@ -93,6 +97,18 @@ class JobRunning(Exception):
 
 def is_job_id(job_id: str) -> bool:
     return bool(JOB_ID.fullmatch(job_id))
+
+
+def xlsx_limits(settings: Settings) -> XlsxLimits:
+    """What reading an uploaded workbook may cost (MAILVET_MAX_CELL_BYTES,
+    MAILVET_MAX_XLSX_EXPANDED_BYTES): the limits intake reads a list with, so that a preview
+    or a start judges the file as intake will."""
+    from mailvet.tabular import XlsxLimits  # (the readers: not for every user of this module)
+
+    return XlsxLimits(
+        max_cell_bytes=settings.engine.max_cell_bytes,
+        max_expanded_bytes=settings.engine.max_xlsx_expanded_bytes,
+    )
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -355,6 +371,17 @@ async def sweep_unmailed_completions(
     return await in_batches(database, step, job_mail.SWEEP_BATCH)
 
 
+async def sweep_unsent_webhooks(database: Database, *, now: datetime, retention_days: float) -> int:
+    """Queue the webhook events of ended jobs that have none (services/webhooks.py
+    `queue_missing`: a crash before the queueing, and the failures), in batches."""
+    from mailvet.services import webhooks
+
+    async def step(session: AsyncSession) -> int:
+        return await webhooks.queue_missing(session, now=now, retention_days=retention_days)
+
+    return await in_batches(database, step, webhooks.SWEEP_BATCH)
+
+
 # --- starts that did not finish -------------------------------------------------------------
 
 
@@ -523,7 +550,8 @@ async def run_retention(
 ) -> None:
     """`purge_once`, `sweep_pending_checks` and `sweep_unsettled_jobs` (settlements a
     failure left undone, services/credits.py) now and every `every` seconds, and
-    `sweep_unmailed_completions` and (given the `bus`) `sweep_unsubmitted` now and every
+    `sweep_unmailed_completions`, `sweep_unsent_webhooks` (the webhook events of ended
+    jobs) and (given the `bus`) `sweep_unsubmitted` now and every
     `recover_every` seconds, until cancelled (a task of the web role; replicas may all run
     it: each is idempotent). A failed round is logged; the next one still runs (the
     database, the storage or the broker may be down a while)."""
@@ -557,6 +585,13 @@ async def run_retention(
             lambda: sweep_unmailed_completions(
                 database, now=clock(), retention_days=retention_days
             ),
+            recover_every,
+        ),
+        _Round(
+            "unsent_webhooks_swept",
+            "queued",
+            "unsent_webhooks_sweep_failed",
+            lambda: sweep_unsent_webhooks(database, now=clock(), retention_days=retention_days),
             recover_every,
         ),
     ]
