@@ -21,20 +21,27 @@ refusals below to problem details.
   nothing. `unique_addresses` is counted at the start (the number intake reserves).
 - `callback_url` (the completion webhook, issue 9 §3) is not read here yet: `StartFields`
   is where it goes.
-- Reading (`job_view`, `list_jobs`) goes through services.jobs (`owned_job`, `jobs_page`):
-  another account's job is not found, like an id that cannot exist (JobMissing, 404; never
-  a 403 that would tell it exists). A job's view is the issue's shape (`JobView`); `counts`
-  are rows per status (zeros until it completes), `cost` what it was charged once it ended
-  (what it holds reserved before; 0 for a failed job or with MAILVET_CREDITS=off),
-  `started_at` when intake accepted it and reserved its credits (the ledger's reservation:
-  null before, and for jobs that are not charged), `finished_at` its last change once final.
+- Reading (`owned`, `job_view`, `list_jobs`: pages from 1 to MAX_PAGE of 1 to
+  MAX_PER_PAGE jobs, newest first, one job status or all) goes through services.jobs
+  (`owned_job`, `jobs_page`): another account's job is not found, like an id that cannot
+  exist (JobMissing, 404; never a 403 that would tell it exists). A job's view is the
+  issue's shape (`JobView`); `counts` are rows per status (zeros until it completes),
+  `cost` what it was charged once it ended (what it holds reserved before; 0 for a failed
+  job or with MAILVET_CREDITS=off), `started_at` when intake accepted it and reserved its
+  credits (the ledger's reservation: null before, and for jobs that are not charged: the
+  jobs table records no start), `finished_at` its last change once final.
 - Deleting (`delete`) only a final job (services.jobs.delete_job; JobBusy, 409, before its
   end); its files go with it.
-- Results (`result_filter`, `write_filtered`): `status` is a comma-separated list of the
-  segments the lists area offers (tabular/segments.py: deliverable, undeliverable, risky,
-  unknown, except-undeliverable), combined: the rows of any of them; `format` is the
-  stored result's kind (a CSV list's result is CSV; an XLSX list's is XLSX), anything else
-  an InvalidRequest; before completion ResultNotReady (409).
+- Results (`ready`, `result_filter`, `result_format`, `write_filtered`): `status` is a
+  comma-separated list of the segments the lists area offers (tabular/segments.py:
+  deliverable, undeliverable, risky, unknown, except-undeliverable), combined: the rows of
+  any of them (every status named: the whole result); `format` is the stored result's kind
+  (a CSV or TXT list's result is CSV, an XLSX list's XLSX; no conversion), anything else
+  an InvalidRequest, as `mailvet validate` refuses an output named for the other kind;
+  before completion, for a failed job or a purged one ResultNotReady (409).
+  `write_filtered` writes the kept rows as the segments are written, through that
+  module's `_csv_segment`/`_xlsx_segment`, which take any set of statuses (its public
+  `write_segment` takes one segment's name).
 """
 
 from __future__ import annotations
@@ -69,6 +76,7 @@ from mailvet.tabular.segments import SEGMENTS, _csv_segment, _xlsx_segment
 
 __all__ = [
     "DEFAULT_PER_PAGE",
+    "MAX_PAGE",
     "MAX_PER_PAGE",
     "JobBusy",
     "JobCounts",
@@ -82,14 +90,18 @@ __all__ = [
     "list_jobs",
     "may_start",
     "parse_checks",
+    "owned",
     "parse_status",
+    "ready",
     "result_filter",
+    "result_format",
     "start_from_upload",
     "write_filtered",
 ]
 
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = MAX_PAGE_SIZE
+MAX_PAGE = 1_000_000  # a page number beyond any account's jobs (and within SQL's integers)
 MAX_COLUMN = 1024  # characters of `email_column` and `sheet` (what the jobs table holds)
 _STATUSES = tuple(status.value for status in Status)
 
@@ -329,8 +341,8 @@ async def list_jobs(
     charging: bool,
 ) -> JobList:
     """A page (1-based) of the account's jobs, newest first, in `status` when given."""
-    if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
-        raise InvalidRequest(f"page starts at 1; per_page is 1 to {MAX_PER_PAGE}")
+    if not 1 <= page <= MAX_PAGE or not 1 <= per_page <= MAX_PER_PAGE:
+        raise InvalidRequest(f"page is 1 to {MAX_PAGE}; per_page is 1 to {MAX_PER_PAGE}")
     found = await job_service.jobs_page(
         session, owner=account_id, status=status, offset=(page - 1) * per_page, limit=per_page
     )

@@ -14,15 +14,17 @@ refusals they map to problem details (web/api/auth.py `ApiProblem`).
   lists area does not refuse it either): the job ends as `error_insufficient_credits`.
   `callback_url` (issue 9 §3) is not read yet: `_fields` is where it joins the others.
 - `GET /api/v1/jobs` (scope `jobs:read`): the account's jobs, newest first, a page at a
-  time (`page` from 1, `per_page` up to 100), `status` to keep one job status;
-  `{items, total, page, per_page, has_more}`.
+  time (`page` from 1, `per_page` up to 100; out of range or not a number: 422), `status`
+  to keep one job status; `{items, total, page, per_page, has_more}`, each item as below.
 - `GET /api/v1/jobs/{id}` (`jobs:read`): one job.
 - `GET /api/v1/jobs/{id}/results` (`jobs:read`): the result file; `status` a
   comma-separated list of segments (deliverable, undeliverable, risky, unknown,
   except-undeliverable) whose rows to keep, `format` the result's kind (csv or xlsx, that
   of the stored result). The whole result is a 307 redirect to a short-lived link when the
   storage pre-signs them (S3, MAILVET_STORAGE_LINK_SECONDS), else streamed; a filtered one
-  is always streamed. 409 before the job has completed (or for a failed job).
+  is always streamed, named like `contacts.mailvet.deliverable+risky.csv`. 409 before the
+  job has completed, for a failed job, or once retention purged its files; 422 a segment
+  or a format that is not one (no conversion between CSV and XLSX).
 - `DELETE /api/v1/jobs/{id}` (`jobs:write`): 204, the job's row and files gone; 409 while
   it has not ended.
 
@@ -52,7 +54,7 @@ from litestar.openapi.spec import (
     RequestBody,
     Schema,
 )
-from litestar.openapi.spec.enums import OpenAPIType
+from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 from litestar.params import FromPath, Parameter
 from litestar.response import Redirect
 from litestar.status_codes import (
@@ -71,7 +73,7 @@ from litestar.types import ControllerRouterHandler
 
 from mailvet.domain.api_keys import Scope
 from mailvet.domain.job import JobStatus
-from mailvet.domain.ports import PresignedStorage
+from mailvet.domain.ports import ObjectNotFound, PresignedStorage
 from mailvet.domain.verdict import Reason
 from mailvet.pipeline import object_keys
 from mailvet.pipeline.job_files import decode_stored_layout
@@ -87,7 +89,7 @@ from mailvet.services.api_jobs import (
     StartFields,
 )
 from mailvet.services.api_validation import InvalidRequest, MayNotValidate, Refused
-from mailvet.tabular import XlsxLimits
+from mailvet.services.jobs import xlsx_limits
 from mailvet.tabular.segments import SEGMENTS
 from mailvet.web.api.auth import (
     PROBLEM_JSON,
@@ -158,13 +160,6 @@ def _jobs_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[P
     return problem_response(request, exc)
 
 
-def _xlsx_limits(settings: Any) -> XlsxLimits:
-    return XlsxLimits(
-        max_cell_bytes=settings.engine.max_cell_bytes,
-        max_expanded_bytes=settings.engine.max_xlsx_expanded_bytes,
-    )
-
-
 def _fields(fields: dict[str, str]) -> StartFields:
     """The upload's form fields the service reads (callback_url joins them with webhooks)."""
     return StartFields(
@@ -194,7 +189,7 @@ class _UploadOperation(Operation):
                         properties={
                             FILE_FIELD: Schema(
                                 type=OpenAPIType.STRING,
-                                format="binary",  # type: ignore[arg-type]
+                                format=OpenAPIFormat.BINARY,
                                 description="The list: CSV, TXT or XLSX.",
                             ),
                             "email_column": Schema(
@@ -393,7 +388,7 @@ async def start_job(
             filename=upload.filename,
             fields=_fields(upload.fields),
             default_checks=settings.engine.checks,
-            limits=_xlsx_limits(settings),
+            limits=xlsx_limits(settings),
             charging=web.settings.web.charging,
             clock=web.clock,
         )
@@ -456,7 +451,10 @@ async def list_jobs(
         ),
     ] = None,
     page: Annotated[
-        int, Parameter(ge=1, description="The page, from 1.", examples=[Example(value=1)])
+        int,
+        Parameter(
+            ge=1, le=service.MAX_PAGE, description="The page, from 1.", examples=[Example(value=1)]
+        ),
     ] = 1,
     per_page: Annotated[
         int,
@@ -581,7 +579,7 @@ async def job_results(
     if keep is None and isinstance(storage, PresignedStorage):
         try:
             stored = (await read_summary(storage, job.id)).result_kind
-        except Exception:
+        except ObjectNotFound:  # purged meanwhile
             raise ResultNotReady(job) from None
         service.result_format(format, stored)
         expires = timedelta(seconds=settings.storage.link_seconds)

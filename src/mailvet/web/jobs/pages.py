@@ -93,7 +93,7 @@ from mailvet.services import credits, single_checks
 from mailvet.services import jobs as job_service
 from mailvet.services.accounts import get_account
 from mailvet.services.jobs import JobRunning, Progress, draft_key
-from mailvet.tabular import InputError, XlsxLimits
+from mailvet.tabular import InputError
 from mailvet.tabular.segments import ALL, is_segment, write_segment
 from mailvet.web.auth.schemas import Fields
 from mailvet.web.context import EngineDep, Web, WebContext
@@ -333,13 +333,6 @@ def _header_row(raw: str) -> int | None:
     if raw.isdigit() and len(raw) <= 3 and int(raw) <= HEADER_CHOICES:
         return int(raw)
     return None
-
-
-def _xlsx_limits(settings: Any) -> XlsxLimits:
-    return XlsxLimits(
-        max_cell_bytes=settings.engine.max_cell_bytes,
-        max_expanded_bytes=settings.engine.max_xlsx_expanded_bytes,
-    )
 
 
 def _job_view(job: Job) -> dict[str, Any]:
@@ -854,7 +847,7 @@ async def _preview(
                 filename=draft["name"],
                 email_column=choices.column or None,
                 sheet=choices.sheet or None,
-                limits=_xlsx_limits(settings),
+                limits=job_service.xlsx_limits(settings),
                 header_row=choices.header_row,
             )
         context["preview"] = preview
