@@ -303,6 +303,26 @@ async def test_an_unavailable_engine_is_503_and_the_credit_refunded(tmp_path: Pa
         assert (await c.post(VALIDATE, {"email": "ann@example.org"})).status_code == 200
 
 
+async def test_the_v1_routes_answer_an_unavailable_engine_503_too(tmp_path: Path) -> None:
+    """/api/v1/validate and /validate/batch: the same engine failure is a 503 problem, and
+    the credits of that request are refunded (the batch's all of them)."""
+    async with compat(tmp_path) as c:
+        one = await c.post("/api/v1/validate", {"email": "ann@nodns.example"}, key=None,
+                           authorization=f"Bearer {c.key}")  # fmt: skip
+        assert one.status_code == 503, one.text
+        assert one.headers["content-type"].startswith("application/problem+json")
+        assert one.json()["type"].endswith("engine-unavailable")
+        batch = await c.post(
+            "/api/v1/validate/batch",
+            {"emails": ["bob@example.org", "ann@nodns.example"]},
+            key=None,
+            authorization=f"Bearer {c.key}",
+        )
+        assert batch.status_code == 503, batch.text
+        after = await c.ledger()
+        assert (after.balance, after.spent, after.refunded, after.pending) == (100, 3, 3, 0)
+
+
 async def test_a_body_too_large_is_413(tmp_path: Path) -> None:
     async with compat(tmp_path) as c:
         big = b'{"email": "ann@example.org", "pad": "' + b"x" * MAX_BODY + b'"}'

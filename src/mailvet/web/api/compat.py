@@ -76,7 +76,7 @@ from litestar.status_codes import (
 )
 
 from mailvet.domain.api_keys import Scope
-from mailvet.domain.verdict import Check, Reason, Status, Verdict
+from mailvet.domain.verdict import Check, Reason, Status
 from mailvet.services import api_validation as service
 from mailvet.services import credits as ledger
 from mailvet.services.api_validation import (
@@ -85,7 +85,7 @@ from mailvet.services.api_validation import (
     NotEnoughCredits,
     ValidateResponse,
 )
-from mailvet.services.single_checks import Checker
+from mailvet.services.engine_guard import EngineUnavailable, Guarded
 from mailvet.web.api.auth import (
     ApiProblem,
     Principal,
@@ -127,26 +127,6 @@ class Balance(msgspec.Struct, frozen=True, kw_only=True):
     """get-credit-balance's answer."""
 
     credits: int
-
-
-class EngineUnavailable(Exception):
-    """The validation engine raised instead of giving a verdict (the original's 'no
-    worker')."""
-
-
-@dataclass(frozen=True)
-class _Reporting:
-    """The engine, with its failures told apart from the rest of the request's (a database
-    error stays a 500): a Checker for services.api_validation."""
-
-    engine: Checker
-
-    async def check(self, address: str, checks: Check) -> Verdict:
-        try:
-            return await self.engine.check(address, checks)
-        except Exception as exc:
-            log.warning("compat_engine_failed", error=type(exc).__name__)
-            raise EngineUnavailable(type(exc).__name__) from exc
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> ApiProblem:
@@ -344,7 +324,7 @@ async def validate_email(
     try:
         answer = await service.validate_one(
             web.database,
-            _Reporting(engine),
+            Guarded(engine),
             principal.account_id,
             email,
             checks=Check.SMTP,

@@ -12,7 +12,9 @@ body into its msgspec Structs, call one use case and map its refusals to problem
 - 413 a batch of more than 1,000 entries, or a body over MAX_SINGLE_BODY/MAX_BATCH_BODY
   bytes (Litestar refuses it unread);
 - 402 not enough credits (a batch needs one per distinct address, all at once);
-- 403 an account not confirmed yet.
+- 403 an account not confirmed yet;
+- 503 the validation engine raised instead of giving a verdict (services/engine_guard.py;
+  the credits of that request are refunded).
 
 `ROUTES` is what web/api/__init__.py's `api_router` mounts under /api/v1 (its router guard
 authenticates every request first).
@@ -37,6 +39,7 @@ from litestar.status_codes import (
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_503_SERVICE_UNAVAILABLE,
 )
 
 from mailvet.domain.api_keys import Scope
@@ -54,6 +57,7 @@ from mailvet.services.api_validation import (
     ValidateRequest,
     ValidateResponse,
 )
+from mailvet.services.engine_guard import EngineUnavailable, Guarded
 from mailvet.web.api.auth import (
     PROBLEM_JSON,
     PROBLEM_TYPES,
@@ -85,6 +89,17 @@ _REFUSED: dict[type[Refused], tuple[int, str, str]] = {
 def _problem(refused: Refused) -> ApiProblem:
     status, slug, title = _REFUSED[type(refused)]
     return ApiProblem(status, slug, title, refused.detail)
+
+
+def _unavailable() -> ApiProblem:
+    """The engine raised instead of giving a verdict (services/engine_guard.py): the
+    credit is refunded, the caller may try again."""
+    return ApiProblem(
+        HTTP_503_SERVICE_UNAVAILABLE,
+        "engine-unavailable",
+        "Validation engine unavailable",
+        "The validation engine could not check the address: try again later.",
+    )
 
 
 def _strict_json(body: type[msgspec.Struct]) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
@@ -211,12 +226,21 @@ def _problems(*statuses: int) -> dict[int, ResponseSpec]:
                 422, "invalid-body", "Invalid body", "email: Expected `str`, got `int`"
             )
         ],
+        HTTP_503_SERVICE_UNAVAILABLE: [
+            _example_problem(
+                503,
+                "engine-unavailable",
+                "Validation engine unavailable",
+                "The validation engine could not check the address: try again later.",
+            )
+        ],
     }
     descriptions = {
         HTTP_402_PAYMENT_REQUIRED: "Not enough credits for the addresses to check.",
         HTTP_413_REQUEST_ENTITY_TOO_LARGE: "More than 1,000 entries, or a body too large.",
         HTTP_415_UNSUPPORTED_MEDIA_TYPE: "The body is not JSON.",
         HTTP_422_UNPROCESSABLE_ENTITY: "The body does not match the schema.",
+        HTTP_503_SERVICE_UNAVAILABLE: "The engine failed to check (the credit is refunded).",
     }
     return {
         status: ResponseSpec(
@@ -238,7 +262,7 @@ _PRICE = (
 
 def _validation_responses(ok: ResponseSpec) -> dict[int, ResponseSpec]:
     """What a validation route answers: its 200 (`ok`), the key's refusals and the
-    service's (402, 413, 415, 422), each with its example."""
+    service's (402, 413, 415, 422) and the engine's (503), each with its example."""
     return {
         HTTP_200_OK: ok,
         **refusal_responses(),
@@ -247,6 +271,7 @@ def _validation_responses(ok: ResponseSpec) -> dict[int, ResponseSpec]:
             HTTP_413_REQUEST_ENTITY_TOO_LARGE,
             HTTP_415_UNSUPPORTED_MEDIA_TYPE,
             HTTP_422_UNPROCESSABLE_ENTITY,
+            HTTP_503_SERVICE_UNAVAILABLE,
         ),
     }
 
@@ -285,7 +310,7 @@ async def validate(
     try:
         return await service.validate_one(
             web.database,
-            engine,
+            Guarded(engine),
             principal.account_id,
             data.email,
             checks=data.checks,
@@ -295,6 +320,8 @@ async def validate(
         )
     except Refused as refused:
         raise _problem(refused) from None
+    except EngineUnavailable:
+        raise _unavailable() from None
 
 
 @post(
@@ -333,7 +360,7 @@ async def validate_batch(
     try:
         return await service.validate_batch(
             web.database,
-            engine,
+            Guarded(engine),
             principal.account_id,
             data.emails,
             checks=data.checks,
@@ -342,6 +369,8 @@ async def validate_batch(
         )
     except Refused as refused:
         raise _problem(refused) from None
+    except EngineUnavailable:
+        raise _unavailable() from None
 
 
 ROUTES = [validate, validate_batch]
