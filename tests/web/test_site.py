@@ -45,6 +45,7 @@ async def test_the_site_serves_every_area_and_mails_from_its_lifespan(tmp_path: 
                 "mail-outbox",
                 "retention",
                 "web-housekeeping",
+                "webhooks",
             ]
             b = Browser(client)
             for path, status in [

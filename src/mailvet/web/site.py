@@ -6,6 +6,8 @@ account page (web/account/) and the administrators' pages (web/admin/) beside th
 create_app mounts itself, and the web role's background work, started and stopped with the
 app's lifespan (so it runs in the loop that serves it):
 - the mail outbox sender (services/outbox.py) through the mailer of MAILVET_MAILER;
+- the completion webhooks' sender (services/webhooks.py), resolving hosts with the
+  pipeline's resolver (`deps.resolver`);
 - the housekeeping of sessions and rate counters (web/context.py);
 - the retention purge of lists and results (services/jobs.py, MAILVET_RETENTION_DAYS), with
   the sweeps that finish what a crash left undone: job starts never submitted (through the
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from mailvet.domain.identity import Captcha, OidcClient
     from mailvet.domain.mail import Mailer
     from mailvet.domain.ports import MessageBus, ObjectStorage
+    from mailvet.services.webhooks import HostResolver
     from mailvet.web.auth.ports import AuthPorts
     from mailvet.web.context import WebContext
 
@@ -49,6 +52,7 @@ class Site:
     mailer: Mailer
     storage: ObjectStorage
     bus: MessageBus
+    resolver: HostResolver
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
@@ -58,12 +62,15 @@ class Site:
             return
         from mailvet.services.jobs import run_retention
         from mailvet.services.outbox import OutboxSender
+        from mailvet.services.webhooks import WebhookSender
         from mailvet.web.context import run_housekeeping
 
         web = self.web
         sender = OutboxSender(web.database, self.mailer, web.settings, web.clock)
+        hooks = WebhookSender(web.database, self.resolver, web.settings, web.clock)
         self.tasks = [
             asyncio.create_task(sender.run_forever(), name="mail-outbox"),
+            asyncio.create_task(hooks.run_forever(), name="webhooks"),
             asyncio.create_task(run_housekeeping(web), name="web-housekeeping"),
             asyncio.create_task(
                 run_retention(
@@ -116,6 +123,7 @@ async def build_site(
     from mailvet.web.app import create_app
     from mailvet.web.auth import auth_router, build_auth_ports
     from mailvet.web.context import build_web_context
+    from mailvet.web.webhooks import webhooks_router
 
     closers: list[Callable[[], Awaitable[Any]]] = []
     if web is None:
@@ -132,6 +140,7 @@ async def build_site(
                 account_router(ports),
                 admin_router(ports),
                 api_keys_router(ports),
+                webhooks_router(ports, deps.resolver),
                 api_router(),
                 compat_router(),  # the original's /api/validate-email, /api/get-credit-balance
             ],
@@ -144,6 +153,7 @@ async def build_site(
             mailer=mailer if mailer is not None else build_mailer(deps.settings.mailer),
             storage=deps.storage,
             bus=deps.bus,
+            resolver=deps.resolver,
             closers=closers,
         )
     except BaseException:
