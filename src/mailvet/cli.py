@@ -18,6 +18,7 @@ import typer
 
 from mailvet.cli_apikeys import apikeys_app
 from mailvet.cli_users import users_app
+from mailvet.cli_webhooks import webhooks_app
 from mailvet.domain.verdict import Check
 from mailvet.settings import Settings, SettingsError, load_settings
 
@@ -543,6 +544,7 @@ db_app = typer.Typer(help="The job database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")  # cli_users.py: accounts of the web application
 app.add_typer(apikeys_app, name="apikeys")  # cli_apikeys.py: API keys of the accounts
+app.add_typer(webhooks_app, name="webhooks")  # cli_webhooks.py: their webhooks
 
 
 @db_app.command("upgrade")
