@@ -21,7 +21,10 @@ Refusals (`application/problem+json`, fields type, title, status, detail):
 - 403 a key that is not one of ours, revoked, expired, of a disabled account, or without
   the scope the route needs;
 - 429 a key over its rate limit, with `Retry-After` (whole seconds to the window's end,
-  at least 1).
+  at least 1);
+- 429 too-many-refused-keys: the client's IP sent REFUSALS_PER_IP refused keys within a
+  minute (services/api_refusals.py); its requests are then refused before any key lookup
+  until that minute ends.
 The detail says which, never anything about a key whose secret was not given.
 
 Another module's routes under /api/v1 (web/api/v1.py) use the same three names:
@@ -52,6 +55,8 @@ from litestar.status_codes import (
 from mailvet.domain.api_keys import ApiPrincipal, Refusal, Scope
 from mailvet.services import api_keys
 from mailvet.services.api_limits import KeyLimiter
+from mailvet.services.api_refusals import RefusalGate
+from mailvet.web.throttle import client_ip
 
 if TYPE_CHECKING:
     from litestar.handlers.base import BaseRouteHandler
@@ -79,6 +84,7 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPES = "/docs/api#problem-"  # a problem's type: this URI with its slug
 _STATE_KEY = "mailvet_api_principal"
 _LIMITER_KEY = "mailvet_api_limiter"
+_GATE_KEY = "mailvet_api_refusal_gate"
 API_V1_PATH = "/api/v1"  # web/api/__init__.py's API_V1
 HEADER_LIMIT = 512  # a header longer than any key is refused unread
 
@@ -149,6 +155,17 @@ class ApiProblem(HTTPException):
             "rate-limited",
             "Too many requests",
             f"This API key is over its rate limit: try again in {retry_after} s.",
+            {"Retry-After": str(retry_after)},
+        )
+
+    @classmethod
+    def too_many_refusals(cls, retry_after: int) -> ApiProblem:
+        """429: this client sent too many refused keys lately (services/api_refusals.py)."""
+        return cls(
+            HTTP_429_TOO_MANY_REQUESTS,
+            "too-many-refused-keys",
+            "Too many requests",
+            f"Too many requests with a refused API key: try again in {retry_after} s.",
             {"Retry-After": str(retry_after)},
         )
 
@@ -249,14 +266,41 @@ async def authenticate_api_key(
     """The /api/v1 router's guard: an accepted key's principal on the connection, or a
     401/403 problem."""
     web: WebContext = connection.app.state["web"]
-    got = await api_keys.authenticate(web.database, presented_key(connection), now=web.clock())
+    gate, ip = refusal_gate(connection), client_ip(connection)
+    wait = gate.blocked(ip, web.clock())
+    if wait is not None:  # too many refused keys from this client lately: not looked up
+        raise ApiProblem.too_many_refusals(wait)
+    try:
+        got = await api_keys.authenticate(web.database, presented_key(connection), now=web.clock())
+    except ApiProblem:  # two keys at once, or a header too long to be one
+        await _count_refusal(gate, ip, web)
+        raise
     if isinstance(got, Refusal):
         log.info("api_key_refused", reason=got.value, path=connection.url.path)
+        await _count_refusal(gate, ip, web)
         raise ApiProblem.refused(got)
     over = await key_limiter(connection).admit(got.key_id, web.clock())
     if over is not None:
         raise ApiProblem.rate_limited(over.retry_after)
     connection.state[_STATE_KEY] = got
+
+
+async def _count_refusal(gate: RefusalGate, ip: str, web: WebContext) -> None:
+    wait = await gate.refused(ip, web.clock())
+    if wait is not None:
+        raise ApiProblem.too_many_refusals(wait)
+
+
+def refusal_gate(connection: ASGIConnection[Any, Any, Any, Any]) -> RefusalGate:
+    """The app's count of refused keys per client IP (services/api_refusals.py), made on
+    the first keyed request and kept in the app's state like the key limiter."""
+    state = connection.app.state
+    gate = state.get(_GATE_KEY)
+    if not isinstance(gate, RefusalGate):
+        web: WebContext = state["web"]
+        gate = RefusalGate(web.database)
+        state[_GATE_KEY] = gate
+    return gate
 
 
 def key_limiter(connection: ASGIConnection[Any, Any, Any, Any]) -> KeyLimiter:
