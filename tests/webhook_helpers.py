@@ -6,9 +6,12 @@ calls (DNS rebinding)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -81,3 +84,14 @@ class TableResolver:
     async def host_addresses(self, host: str) -> list[str]:
         self.asked.append(host)
         return list(self.table.get(host, []))
+
+
+# an async twin of tests/waiting.py `until`, for a condition only a query can tell (the
+# database of another task's writes); ASYNC109/110 as there: there is no event to wait on
+async def eventually(probe: Callable[[], Awaitable[T]], *, timeout: float = 30.0) -> T:  # noqa: ASYNC109
+    """The first truthy value of `probe()`, asked every few milliseconds; TimeoutError
+    after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while not (value := await probe()):  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+    return value

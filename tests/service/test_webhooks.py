@@ -29,7 +29,7 @@ from mailvet.services import webhooks
 from mailvet.services.accounts import create_account
 from mailvet.settings import Settings, load_settings
 from tests.fakes import T0, MovingClock
-from tests.webhook_helpers import Receiver, TableResolver, receiving
+from tests.webhook_helpers import Receiver, TableResolver, eventually, receiving
 
 pytestmark = pytest.mark.pipeline
 
@@ -415,3 +415,45 @@ async def test_the_web_roles_sweep_queues_a_failed_jobs_event(db: Database) -> N
     assert await sweep_unsent_webhooks(db, now=T0, retention_days=30) == 0
     [row] = await deliveries(db)
     assert (row.key, row.type, row.status) == (f"job.failed:{failed}", "job.failed", "pending")
+
+
+async def test_a_job_completed_by_the_pipeline_queues_its_event(
+    db: Database, tmp_path: Path
+) -> None:
+    """The whole way: the result generator tells bootstrap's LazyJobEvents, which queues the
+    event beside the mail, on the process's database."""
+    from mailvet.adapters.storage.memory import MemoryStorage
+    from mailvet.bootstrap import build_deps
+    from mailvet.pipeline.runner import Pipeline
+    from mailvet.pipeline.submit import submit_file
+    from tests.fakes import FakeProber, FakeResolver, RecordingBus
+
+    settings = load_settings(
+        {"MAILVET_DATA_DIR": str(tmp_path), "MAILVET_CREDITS": "off", "MAILVET_MAILER": "memory"}
+    )
+    assert settings.database == f"sqlite+aiosqlite:///{tmp_path.resolve()}/mailvet.db"
+    ann = await account(db)
+    await set_url(db, ann, "http://127.0.0.1:9/hook", now=T0 - timedelta(days=1))
+    deps = await build_deps(
+        settings,
+        jobs=SqlJobRepository(db),
+        storage=MemoryStorage(),
+        bus=RecordingBus(),
+        resolver=FakeResolver(),
+        prober=FakeProber(),
+        syntax_pool=None,
+    )
+    source = tmp_path / "customers.csv"
+    source.write_text("email\na@x-corp.com\nb@x-corp.com\n")
+    pipeline = Pipeline(deps)
+    await pipeline.start()
+    try:
+        job_id = await submit_file(deps.jobs, deps.storage, deps.bus, source, owner=ann)
+        rows = await eventually(lambda: deliveries(db))  # queued right after the completion
+    finally:
+        await pipeline.stop()
+        await deps.close()
+    [row] = rows
+    assert (row.key, row.url) == (f"job.completed:{job_id}", "http://127.0.0.1:9/hook")
+    job = json.loads(row.body)["data"]["job"]
+    assert (job["id"], job["status"], job["rows_total"]) == (job_id, "file_completed", 2)
