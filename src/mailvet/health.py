@@ -8,12 +8,21 @@ with `health_app()` (uvicorn on MAILVET_HEALTH_HOST:MAILVET_HEALTH_PORT, 127.0.0
 default), which answers only `GET /health` (200 or 503, JSON) and `GET /metrics` (Prometheus
 text). The web role's public port answers `GET /health` with the status alone
 (mailvet.web.health, for load balancers) and has no /metrics.
+
+A running process (serve.py) opens `shared_answers(deps)`: while it is open, `healthy(deps,
+...)` serves one probe's answer for FRESH seconds to every caller (both ports, any number
+of load balancers and monitors), with at most one probe of the same roles in flight; callers
+that come while it runs wait for it. So a busy /health costs no database or bus round trip
+per request, and an outage still shows within FRESH seconds plus the probe's own limit.
+Without it (tests, one-off calls) every call probes.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
@@ -25,6 +34,7 @@ if TYPE_CHECKING:
     from mailvet.bootstrap import Deps
 
 PING_TIMEOUT = 5.0  # seconds for the whole check
+FRESH = 1.0  # seconds a shared answer is served before the next probe (shared_answers)
 HEALTH_PROBE_KEY = "health/probe"  # looked up (never written) in object storage
 
 # the ports each role needs to do its work
@@ -105,8 +115,16 @@ async def _probe(name: str, deps: Deps, within: float) -> str:
 
 async def healthy(deps: Deps, roles: Iterable[str], within: float = PING_TIMEOUT) -> Health:
     """Ask every port the roles need, concurrently, each within `within` seconds; the
-    answer's status is "ok" only when every one answered."""
+    answer's status is "ok" only when every one answered. Inside `shared_answers(deps)`,
+    an answer at most FRESH seconds old (see there)."""
     roles = list(roles)
+    shared = _SHARED.get(id(deps))
+    if shared is not None and shared.deps is deps:
+        return await shared.answer(roles, within)
+    return await _probe_all(deps, roles, within)
+
+
+async def _probe_all(deps: Deps, roles: list[str], within: float) -> Health:
     names = sorted(needs(roles))
     answers = await asyncio.gather(*(_probe(name, deps, within) for name in names))
     checks = dict(zip(names, answers, strict=True))
@@ -115,6 +133,64 @@ async def healthy(deps: Deps, roles: Iterable[str], within: float = PING_TIMEOUT
         return Health(status="ok", roles=roles, checks=checks)
     error = "; ".join(ERRORS[name] for name in failed)
     return Health(status="unavailable", roles=roles, checks=checks, error=error)
+
+
+class SharedAnswers:
+    """One process's health answers (see the module's docstring): per (roles, within), the
+    last probe's answer while it is younger than `fresh` seconds (`clock`: monotonic
+    seconds), else the probe in flight, else a new one. A probe runs in a task of its own,
+    so a caller that gives up (a cancelled request) does not cancel it for the others."""
+
+    def __init__(
+        self, deps: Deps, *, fresh: float = FRESH, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.deps = deps
+        self.probes = 0  # probes started: what a test counts
+        self._fresh = fresh
+        self._clock = clock
+        self._answers: dict[tuple[tuple[str, ...], float], tuple[float, Health]] = {}
+        self._running: dict[tuple[tuple[str, ...], float], asyncio.Task[Health]] = {}
+
+    async def answer(self, roles: list[str], within: float) -> Health:
+        key = (tuple(roles), within)
+        last = self._answers.get(key)
+        if last is not None and self._clock() - last[0] < self._fresh:
+            return last[1]
+        running = self._running.get(key)
+        if running is None:
+            running = asyncio.ensure_future(self._probe(key, roles, within))
+            self._running[key] = running
+        return await asyncio.shield(running)
+
+    async def _probe(
+        self, key: tuple[tuple[str, ...], float], roles: list[str], within: float
+    ) -> Health:
+        self.probes += 1
+        try:
+            answer = await _probe_all(self.deps, roles, within)
+            self._answers[key] = (self._clock(), answer)
+            return answer
+        finally:
+            del self._running[key]
+
+
+# the processes' shared answers, by id(deps) (shared_answers adds and removes them)
+_SHARED: dict[int, SharedAnswers] = {}
+
+
+@contextlib.contextmanager
+def shared_answers(
+    deps: Deps, *, fresh: float = FRESH, clock: Callable[[], float] = time.monotonic
+) -> Iterator[SharedAnswers]:
+    """While open, `healthy(deps, ...)` answers from SharedAnswers (serve.py opens it for the
+    life of a `mailvet run` process)."""
+    shared = SharedAnswers(deps, fresh=fresh, clock=clock)
+    _SHARED[id(deps)] = shared
+    try:
+        yield shared
+    finally:
+        if _SHARED.get(id(deps)) is shared:
+            del _SHARED[id(deps)]
 
 
 async def metrics_text(deps: Deps) -> tuple[bytes, str]:

@@ -81,6 +81,11 @@ async def serve(settings: Settings, roles: Sequence[str]) -> None:
         asyncio.create_task(server.serve(sockets=[listening[server.config.port]]))
         for server in servers
     ]
+    sharing = contextlib.ExitStack()
+    if servers:  # both ports' /health: one probe a second at most (mailvet.health)
+        from mailvet.health import shared_answers
+
+        sharing.enter_context(shared_answers(deps))
     try:
         _on_signals(stop.set)
         stopping = asyncio.ensure_future(stop.wait())
@@ -93,6 +98,7 @@ async def serve(settings: Settings, roles: Sequence[str]) -> None:
             server.should_exit = True  # stop listening, finish open requests
         await asyncio.gather(*running, return_exceptions=True)
         await pipeline.stop()
+        sharing.close()
         if site is not None:
             await site.close()
         await deps.close()
