@@ -457,3 +457,25 @@ async def test_a_job_completed_by_the_pipeline_queues_its_event(
     assert (row.key, row.url) == (f"job.completed:{job_id}", "http://127.0.0.1:9/hook")
     job = json.loads(row.body)["data"]["job"]
     assert (job["id"], job["status"], job["rows_total"]) == (job_id, "file_completed", 2)
+
+
+async def test_an_accounts_webhooks_go_with_it(db: Database) -> None:
+    """The endpoint (its secret) and the deliveries are deleted with their account (ON
+    DELETE CASCADE, as services.accounts deletes the account row)."""
+    from mailvet.adapters.db.account_models import AccountRow
+    from mailvet.adapters.db.webhook_models import WebhookEndpointRow
+
+    ann = await account(db)
+    await set_url(db, ann, "http://127.0.0.1:9/")
+    job_id = await ended_job(db, ann, at=T0)
+    await webhooks.WebhookEvents(db, clock=lambda: T0).job_completed(
+        await SqlJobRepository(db).get(job_id)
+    )
+    assert len(await deliveries(db)) == 1
+    async with db.unit_of_work(write=True) as session:
+        row = await session.get(AccountRow, ann)
+        assert row is not None
+        await session.delete(row)
+    assert await deliveries(db) == []
+    async with db.session_maker() as session:
+        assert (await session.scalars(select(WebhookEndpointRow))).all() == []
