@@ -6,6 +6,8 @@ calls (DNS rebinding)."""
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -61,11 +63,14 @@ class Receiver:
 
 
 @asynccontextmanager
-async def receiving(answers: list[int] | None = None) -> AsyncIterator[Receiver]:
+async def receiving(
+    answers: list[int] | None = None, *, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[Receiver]:
+    """A receiver on 127.0.0.1 (HTTPS with the server context `tls`)."""
     receiver = Receiver(answers=answers or [200])
-    server = await asyncio.start_server(receiver.handle, "127.0.0.1", 0)
+    server = await asyncio.start_server(receiver.handle, "127.0.0.1", 0, ssl=tls)
     receiver.port = server.sockets[0].getsockname()[1]
-    receiver.url = f"http://127.0.0.1:{receiver.port}"
+    receiver.url = f"{'https' if tls else 'http'}://127.0.0.1:{receiver.port}"
     try:
         yield receiver
     finally:
@@ -95,3 +100,46 @@ async def eventually(probe: Callable[[], Awaitable[T]], *, timeout: float = 30.0
         while not (value := await probe()):  # noqa: ASYNC110
             await asyncio.sleep(0.005)
     return value
+
+
+def certificate_for(name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A self-signed certificate for the host `name`: (the server's context, a client
+    context that trusts it and checks host names)."""
+    import tempfile
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as folder:
+        cert_file, key_file = Path(folder, "cert.pem"), Path(folder, "key.pem")
+        cert_file.write_bytes(pem)
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        server.load_cert_chain(cert_file, key_file)
+    client = ssl.create_default_context(cadata=pem.decode())
+    return server, client

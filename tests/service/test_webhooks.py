@@ -29,7 +29,13 @@ from mailvet.services import webhooks
 from mailvet.services.accounts import create_account
 from mailvet.settings import Settings, load_settings
 from tests.fakes import T0, MovingClock
-from tests.webhook_helpers import Receiver, TableResolver, eventually, receiving
+from tests.webhook_helpers import (
+    Receiver,
+    TableResolver,
+    certificate_for,
+    eventually,
+    receiving,
+)
 
 pytestmark = pytest.mark.pipeline
 
@@ -479,3 +485,34 @@ async def test_an_accounts_webhooks_go_with_it(db: Database) -> None:
     assert await deliveries(db) == []
     async with db.session_maker() as session:
         assert (await session.scalars(select(WebhookEndpointRow))).all() == []
+
+
+async def test_https_to_the_pinned_address_checks_the_urls_host_name(
+    db: Database, tmp_path: Path
+) -> None:
+    """Pinned to 127.0.0.1, the TLS handshake still names (SNI) and verifies the URL's host:
+    a certificate for hooks.example is taken, the same server reached as other.example is
+    refused (its certificate does not name it)."""
+    server, trusted = certificate_for("hooks.example")
+    clock = MovingClock(T0)
+    resolver = TableResolver({"hooks.example": ["127.0.0.1"], "other.example": ["127.0.0.1"]})
+    async with receiving([200], tls=server) as receiver:
+        ann = await account(db)
+        await set_url(db, ann, f"https://hooks.example:{receiver.port}/in", resolver=resolver)
+        good = await ended_job(db, ann, at=T0)
+        events = webhooks.WebhookEvents(db, clock=lambda: T0)
+        await events.job_completed(await SqlJobRepository(db).get(good))
+        send = webhooks.WebhookSender(db, resolver, settings_for(tmp_path), clock, tls=trusted)
+        assert await send.run_once() == 1
+        [got] = receiver.received
+        assert got.headers["host"] == f"hooks.example:{receiver.port}"
+        await set_url(
+            db, ann, f"https://other.example:{receiver.port}/in", resolver=resolver, now=T0
+        )
+        bad = await ended_job(db, ann, at=T0 + timedelta(seconds=1))
+        await events.job_completed(await SqlJobRepository(db).get(bad))
+        assert await send.run_once() == 0
+        assert len(receiver.received) == 1
+    rows = {row.job_id: row for row in await deliveries(db)}
+    assert rows[good].status == "delivered"
+    assert rows[bad].status == "pending" and "ConnectError" in rows[bad].last_error

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -440,9 +441,12 @@ class WebhookSender:
         schedule: rules.RetrySchedule | None = None,
         batch_size: int = 10,
         poll_interval: float = 0.5,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._database = database
         self._resolver = resolver
+        # the certificates trusted (None: httpx's default, certifi's; tests: their own CA)
+        self._tls: ssl.SSLContext | bool = tls if tls is not None else True
         self._settings = settings
         self._clock = clock
         self._schedule = schedule or rules.RetrySchedule()
@@ -552,7 +556,10 @@ class WebhookSender:
                 # on the same address must never carry this request
                 async with (
                     httpx.AsyncClient(
-                        timeout=self._timeout, follow_redirects=False, trust_env=False
+                        timeout=self._timeout,
+                        follow_redirects=False,
+                        trust_env=False,
+                        verify=self._tls,
                     ) as client,
                     client.stream(
                         "POST",
