@@ -1,0 +1,40 @@
+"""The sockets `mailvet run` binds itself (serve.listen) are TCP sockets as asyncio knows
+them, so the connections they accept get TCP_NODELAY: without it a response written in two
+pieces (head, then body) waits for the client's delayed ACK, about 40 ms an answer on a
+keep-alive connection (the web port answered 730 requests/s at 44 ms each instead of
+4,000)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from mailvet import serve
+
+pytestmark = pytest.mark.unit
+
+
+async def test_an_accepted_connection_of_a_bound_port_has_nodelay() -> None:
+    listening = serve._bind("127.0.0.1", 0)
+    port = listening.getsockname()[1]
+    accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    class Accept(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    server = await asyncio.get_running_loop().create_server(Accept, sock=listening)
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            assert await asyncio.wait_for(accepted, 10) != 0
+        finally:
+            writer.close()
+            await writer.wait_closed()
+    finally:
+        server.close()
+        await server.wait_closed()
