@@ -21,15 +21,32 @@ reservation forever.
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
 import msgspec
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Integer,
+    Select,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from mailvet.adapters.db.database import Database, dialect_insert
+from mailvet.adapters.db.database import Database, dialect_insert, rowcount
 from mailvet.adapters.db.ledger_models import CreditBalanceRow, LedgerEntryRow
 from mailvet.adapters.db.models import JobRow
 from mailvet.adapters.db.rows import decode_counts
@@ -230,6 +247,71 @@ async def charge_single(
     return None
 
 
+class SingleCharge(msgspec.Struct, frozen=True):
+    """One credit wanted for one single check (`check_id`: fresh, made by the caller)."""
+
+    account_id: str
+    check_id: str
+    now: datetime
+
+
+async def charge_singles(
+    session: AsyncSession, charges: Sequence[SingleCharge]
+) -> list[int | Shortfall]:
+    """`charge_single` of every charge (fresh check ids) at once, as if one after the other in
+    the order given: for each, the balance left right after it, or its shortfall (an account
+    whose balance ran out: `available` what was left). One statement locks the accounts'
+    balance rows (in account order, so two processes' rounds cannot deadlock), one UPDATE per
+    account moves its balance by what it was granted, guarded so that it cannot go below 0
+    (an UPDATE that matches nothing raises: the caller's transaction is rolled back whole),
+    and one multi-row INSERT appends the entries, numbered on from the account's last. An
+    account without a balance row has 0 credits: refused, nothing written."""
+    if not charges:
+        return []
+    accounts = sorted({charge.account_id for charge in charges})
+    rows = (await session.execute(_lock_balances(), {"ids": accounts})).all()
+    held = {account_id: (balance, entries) for account_id, balance, entries in rows}
+    left = {account_id: held.get(account_id, (0, 0))[0] for account_id in accounts}
+    granted: dict[str, int] = dict.fromkeys(accounts, 0)
+    answers: list[int | Shortfall] = []
+    entries: list[dict[str, object]] = []
+    for charge in charges:
+        account_id = charge.account_id
+        if short := rules.spend(left[account_id], 1):
+            answers.append(short)
+            continue
+        left[account_id] -= 1
+        granted[account_id] += 1
+        answers.append(left[account_id])
+        entries.append(
+            {
+                "id": uuid.uuid4().hex,
+                "account_id": account_id,
+                "seq": held[account_id][1] + granted[account_id],
+                "kind": EntryKind.SINGLE_CHECK.value,
+                "amount": -1,
+                "job_id": None,
+                "key": rules.single_key(charge.check_id),
+                "reason": "",
+                "actor": "",
+                "created_at": charge.now,
+            }
+        )
+    if not entries:
+        return answers
+    now = max(charge.now for charge in charges)
+    for account_id, count in granted.items():
+        if not count:
+            continue
+        moved = await session.execute(
+            _take_credits(), {"account": account_id, "count": count, "now": now}
+        )
+        if rowcount(moved) != 1:  # never under the lock: the guard of the rule
+            raise RuntimeError("a balance would go below 0")
+    await session.execute(_append_entries(), entries)
+    return answers
+
+
 async def refund_single(session: AsyncSession, check_id: str, *, now: datetime) -> bool:
     """Give back the credit of a single check (once; False if nothing was charged or it was
     refunded before)."""
@@ -415,6 +497,44 @@ async def _append(
         )
     )
     await session.flush()
+
+
+# charge_singles' statements, built on first use and kept (their bind parameters vary)
+
+
+@functools.cache
+def _lock_balances() -> Select[str, int, int]:
+    table = _balances()
+    return (
+        select(table.c.account_id, table.c.balance, table.c.entries)
+        .where(table.c.account_id.in_(bindparam("ids", expanding=True)))
+        .order_by(table.c.account_id)
+        .with_for_update()
+    )
+
+
+@functools.cache
+def _take_credits() -> Update:
+    table = _balances()
+    count = bindparam("count", type_=Integer)
+    return (
+        update(table)
+        .where(table.c.account_id == bindparam("account"), table.c.balance >= count)
+        .values(
+            balance=table.c.balance - count,
+            entries=table.c.entries + count,
+            updated_at=bindparam("now"),
+        )
+    )
+
+
+@functools.cache
+def _append_entries() -> Insert:
+    return insert(cast(Table, LedgerEntryRow.__table__))
+
+
+def _balances() -> Table:
+    return cast(Table, CreditBalanceRow.__table__)
 
 
 async def _by_key(session: AsyncSession, key: str) -> LedgerEntryRow | None:

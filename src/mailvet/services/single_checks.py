@@ -23,18 +23,28 @@ The public API (services/api_validation.py) uses the same path, with two additio
   one engine call and settled in one transaction.
 Both say the balance left after the settlement (`remaining`), read in the settlement's
 transaction.
+
+A single check's charge is coalesced with the other single charges this process makes at
+the same moment (`charge_coalesced`: one transaction for a round of them, services/
+coalesce.py; credits.charge_singles makes them exact as if one by one). An offline check
+(OFFLINE: syntax only, no network) is checked first and charged after, in that round, with
+no pending row: nothing can be lost between charge and verdict, so there is nothing to
+settle, and `remaining` is the balance right after its own charge. Its verdict is never a
+refunded one; if it were, it would not be charged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
+import weakref
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, cast
 
 import msgspec
-from sqlalchemy import delete, select
+from sqlalchemy import Insert, Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailvet.adapters.db.database import Database, rowcount
@@ -48,12 +58,15 @@ from mailvet.domain.offline import offline_verdict
 from mailvet.domain.verdict import STATUS_OF, Check, Reason, Verdict
 from mailvet.logs import logger
 from mailvet.services import credits
+from mailvet.services.coalesce import Coalescer
 
 PENDING_FOR = timedelta(minutes=10)  # a check takes well under a minute; older: refunded
 SWEEP_BATCH = 200
 SETTLE_TRIES = 3  # a check's settlement, before the sweeper's turn
 SETTLE_PAUSE = 0.2  # seconds, times the attempt
 UNCONFIRMED = "unconfirmed"
+# checks that need no network: checked before they are charged, with nothing pending between
+OFFLINE = frozenset({Check.SYNTAX})
 
 
 class Checker(Protocol):
@@ -150,12 +163,13 @@ async def check_address(
     (seconds), unknown/timeout when it passes before the verdict (see `_check_within`)."""
     if not may_validate(account):
         return CheckOutcome(None, refused=UNCONFIRMED)
+    if checks in OFFLINE:
+        return await _check_offline(database, engine, account, address, checks, charging, clock)
     check_id = uuid.uuid4().hex
     if charging:
-        async with database.unit_of_work(write=True) as session:
-            short = await charge(session, account.id, check_id, now=clock())
-        if short is not None:
-            return CheckOutcome(None, short=short)
+        got = await charge_coalesced(database, account.id, check_id, now=clock(), pending=True)
+        if isinstance(got, Shortfall):
+            return CheckOutcome(None, short=got)
     reason: str | None = None  # no verdict: refunded
     settled = Settled(refunded=0)
     try:
@@ -172,6 +186,84 @@ async def check_address(
         "single_checked", status=verdict.status, reason=verdict.reason, charged=charging
     )
     return CheckOutcome(verdict, charged=charged, remaining=settled.remaining)
+
+
+async def _check_offline(
+    database: Database,
+    engine: Checker,
+    account: Account,
+    address: str,
+    checks: Check,
+    charging: bool,
+    clock: Clock,
+) -> CheckOutcome:
+    """An offline check (OFFLINE): the verdict first, then its credit (coalesced with the
+    process's other charges: `_charges`), so there is nothing pending to settle. A verdict
+    the ledger refunds is not charged at all; a check that raises charges nothing."""
+    verdict = await engine.check(address, checks)
+    if not charging or rules.is_refunded(verdict.reason):
+        return CheckOutcome(verdict)
+    got = await charge_coalesced(database, account.id, uuid.uuid4().hex, now=clock())
+    if isinstance(got, Shortfall):
+        return CheckOutcome(None, short=got)
+    logger(__name__).debug("single_checked", status=verdict.status, reason=verdict.reason)
+    return CheckOutcome(verdict, charged=True, remaining=got)
+
+
+async def charge_coalesced(
+    database: Database, account_id: str, check_id: str, *, now: datetime, pending: bool = False
+) -> int | Shortfall:
+    """One credit for the check `check_id` (fresh), and its pending row when `pending`: the
+    balance left after it, or the shortfall. Charged in a round with the other charges this
+    process makes meanwhile, in one transaction (group commit: `_charge_round`); when that
+    transaction fails every charge of the round raises its error and none is made."""
+    return await _charges(database).submit(
+        _Charge(credits.SingleCharge(account_id, check_id, now), pending=pending)
+    )
+
+
+class _Charge(msgspec.Struct, frozen=True):
+    """A single check's credit, recorded as pending (settled after the check) or not."""
+
+    charge: credits.SingleCharge
+    pending: bool
+
+
+async def _charge_round(database: Database, charges: Sequence[_Charge]) -> list[int | Shortfall]:
+    """One round of the process's single-check charges in one transaction: the credits
+    (credits.charge_singles) and the pending rows of those charged that want one."""
+    async with database.unit_of_work(write=True) as session:
+        got = await credits.charge_singles(session, [item.charge for item in charges])
+        pending = [
+            {
+                "check_id": item.charge.check_id,
+                "account_id": item.charge.account_id,
+                "created_at": item.charge.now,
+            }
+            for item, answer in zip(charges, got, strict=True)
+            if item.pending and not isinstance(answer, Shortfall)
+        ]
+        if pending:
+            await session.execute(_add_pending(), pending)
+    return got
+
+
+@functools.cache
+def _add_pending() -> Insert:
+    return insert(cast(Table, PendingCheckRow.__table__))
+
+
+# each database's coalesced charges (services/coalesce.py): one per database and process
+_CHARGES: weakref.WeakKeyDictionary[Database, Coalescer[_Charge, int | Shortfall]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _charges(database: Database) -> Coalescer[_Charge, int | Shortfall]:
+    found = _CHARGES.get(database)
+    if found is None:
+        found = _CHARGES[database] = Coalescer(functools.partial(_charge_round, database))
+    return found
 
 
 async def check_addresses(
