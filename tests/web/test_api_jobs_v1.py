@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import openpyxl
 import pytest
 import uvicorn
@@ -28,6 +29,7 @@ from sqlalchemy import func, select
 from mailvet.adapters.bus.memory import MemoryBus
 from mailvet.adapters.db.ledger_models import LedgerEntryRow
 from mailvet.adapters.db.models import JobRow
+from mailvet.adapters.db.webhook_models import JobCallbackRow, WebhookDeliveryRow
 from mailvet.adapters.storage.memory import MemoryStorage
 from mailvet.bootstrap import Deps, build_deps
 from mailvet.domain.job import JobStatus
@@ -104,6 +106,20 @@ class JobsApi:
     url: str
     account_id: str
     key: str
+    runner: Pipeline
+
+    async def start_pipeline(self) -> None:
+        """For a test made with `pipeline=False`: the pipeline starts now."""
+        await self.runner.start()
+
+    async def take_credits(self, amount: int) -> None:
+        """An administrator removes `amount` of the account's credits."""
+        async with writing(self.url) as session:
+            short = await credits.adjust(
+                session, self.account_id, -amount, actor="test", reason="test",
+                now=datetime.now(UTC),
+            )  # fmt: skip
+        assert short is None
 
     def headers(self, key: str | None = None) -> dict[str, str]:
         return {"authorization": f"Bearer {key or self.key}"}
@@ -217,12 +233,12 @@ async def jobs_api(
             prober=prober,
             syntax_pool=None,
         )
-        runner = Pipeline(deps) if pipeline else None
+        runner = Pipeline(deps)
         try:
             web = await build_web_context(settings, hasher=cheap_hasher())
             try:
                 app = create_app(deps, web=web, areas=[api_router(max_upload_bytes=UPLOAD_LIMIT)])
-                if runner is not None:
+                if pipeline:
                     await runner.start()
                 server = _Server(uvicorn.Config(app, log_config=None, access_log=False))
                 serving = asyncio.create_task(server.serve(sockets=[sock]))
@@ -231,15 +247,16 @@ async def jobs_api(
                     async with look(settings.database) as database:
                         ann = await account_with(database, "ann@example.com", balance)
                     async with httpx.AsyncClient(base_url=base_url, timeout=20) as client:
-                        made = JobsApi(client, deps, store, prober, settings.database, ann.id, "")
+                        made = JobsApi(
+                            client, deps, store, prober, settings.database, ann.id, "", runner
+                        )
                         made.key = await made.a_key()
                         yield made
                 finally:
                     server.should_exit = True
                     await serving
             finally:
-                if runner is not None:
-                    await runner.stop()
+                await runner.stop()
                 await web.close()
         finally:
             await deps.close()
@@ -408,8 +425,10 @@ async def test_results_before_completion_and_of_a_failed_job_are_409(tmp_path: P
     async with jobs_api(tmp_path, pipeline=False) as a:
         job_id = await a.started()
         problem(await a.get(f"{JOBS}/{job_id}/results"), 409, "result-not-ready")
-    async with jobs_api(tmp_path / "short", balance=2) as a:
+    async with jobs_api(tmp_path / "short", balance=7, pipeline=False) as a:
         job_id = await a.started()
+        await a.take_credits(5)  # before intake reserves the list's 5
+        await a.start_pipeline()
         failed = await a.final(job_id)
         assert failed["status"] == "error_insufficient_credits"
         problem(await a.get(f"{JOBS}/{job_id}/results"), 409, "result-not-ready")
@@ -418,18 +437,30 @@ async def test_results_before_completion_and_of_a_failed_job_are_409(tmp_path: P
 # --- credits ---------------------------------------------------------------------------------
 
 
-async def test_a_balance_too_low_starts_the_job_which_ends_charged_nothing(tmp_path: Path) -> None:
-    """As in the browser (its preview warns, its Start still starts): no 402 at the start,
+async def test_a_balance_too_low_for_the_list_is_402_and_starts_nothing(tmp_path: Path) -> None:
+    """The list's cost (its distinct valid addresses, 5) is known once it is read: a
+    balance under it is refused at once, nothing stored, no job, no ledger entry."""
+    async with jobs_api(tmp_path, balance=4) as a:
+        body = problem(await a.upload(), 402, "insufficient-credits")
+        assert "5" in body["detail"] and "4" in body["detail"]
+        assert await a.state() == (0, 1, 4)  # the grant alone
+        assert not [key for key in a.storage.objects if "drafts/" in key or "uploaded" in key]
+
+
+async def test_a_balance_spent_before_intake_ends_the_job_charged_nothing(tmp_path: Path) -> None:
+    """The balance covered the list at the start and was spent before intake reserved it:
     the pipeline ends the job as error_insufficient_credits and takes nothing."""
-    async with jobs_api(tmp_path, balance=2) as a:
+    async with jobs_api(tmp_path, balance=7, pipeline=False) as a:
         created = await a.upload()
         assert created.status_code == 201, created.text
+        await a.take_credits(5)
+        await a.start_pipeline()
         failed = await a.final(created.json()["id"])
         assert failed["status"] == "error_insufficient_credits"
         assert "5" in failed["error"] and "2" in failed["error"]
         assert failed["cost"] == 0
         assert failed["counts"] == {"deliverable": 0, "undeliverable": 0, "risky": 0, "unknown": 0}
-        assert await a.state() == (1, 1, 2)  # the grant alone: nothing reserved or charged
+        assert await a.state() == (1, 2, 2)  # the grant and the removal: nothing reserved
 
 
 async def test_credits_off_charges_nothing(tmp_path: Path) -> None:
@@ -441,16 +472,70 @@ async def test_credits_off_charges_nothing(tmp_path: Path) -> None:
         assert await a.state() == (1, 0, 0)
 
 
+# --- callback_url (issue 9 §3) ----------------------------------------------------------------
+
+
+async def test_a_callback_url_is_kept_and_gets_the_jobs_event(tmp_path: Path) -> None:
+    env = {"MAILVET_WEBHOOK_ALLOW_PRIVATE": "true"}  # the fake resolver answers 192.0.2.1
+    async with jobs_api(tmp_path, env=env) as a:
+        url = "https://hooks.example.com/mailvet?job=1"
+        job_id = await a.started(callback_url=url)
+        done = await a.final(job_id)
+        async with look(a.url) as database, database.session_maker() as session:
+            stored = await session.scalar(
+                select(JobCallbackRow.url).where(JobCallbackRow.job_id == job_id)
+            )
+            sent = (
+                (
+                    await session.execute(
+                        select(WebhookDeliveryRow).where(WebhookDeliveryRow.job_id == job_id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert stored == url
+        [delivery] = sent
+        assert (delivery.url, delivery.type) == (url, "job.completed")
+        event = msgspec.json.decode(delivery.body)
+        assert event["data"]["job"]["id"] == job_id
+        assert event["data"]["job"]["status"] == done["status"] == "file_completed"
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("https://hooks.example.com/x", "private"),  # resolves to 192.0.2.1: not public
+        ("http://127.0.0.1:8080/hook", "private"),
+        ("http://2130706433/hook", "private"),  # 127.0.0.1 written as a number
+        ("ftp://hooks.example.com/x", ""),
+        ("https://user:pw@hooks.example.com/x", ""),
+        ("not a url", ""),
+    ],
+)
+async def test_a_callback_url_that_may_not_be_called_is_422_and_starts_nothing(
+    tmp_path: Path, url: str, why: str
+) -> None:
+    async with jobs_api(tmp_path) as a:
+        body = problem(await a.upload(callback_url=url), 422, "invalid-request")
+        assert body["detail"].startswith("callback_url: ")
+        assert why in body["detail"]
+        assert await a.state() == (0, 1, 100)
+        assert a.storage.objects == {}
+
+
 # --- the list ----------------------------------------------------------------------------------
 
 
 async def test_the_list_is_paginated_newest_first_and_filtered_by_status(tmp_path: Path) -> None:
-    async with jobs_api(tmp_path, balance=12) as a:
-        done = [await a.started() for _ in range(2)]  # 5 + 5 reserved: 2 left
-        for job_id in done:
-            await a.final(job_id)
-        failed = await a.started()  # 5 more than the balance
-        await a.final(failed)
+    async with jobs_api(tmp_path, balance=15, pipeline=False) as a:
+        started = [await a.started() for _ in range(3)]  # the balance covers each one ...
+        await a.take_credits(3)  # ... but only two of them once intake reserves them
+        await a.start_pipeline()
+        views = {job_id: await a.final(job_id) for job_id in started}
+        [failed] = [i for i, v in views.items() if v["status"] == "error_insufficient_credits"]
+        done = [job_id for job_id in started if job_id != failed]
+        assert all(views[job_id]["status"] == "file_completed" for job_id in done)
 
         first = await a.get(JOBS, per_page="2")
         assert first.status_code == 200, first.text
@@ -657,7 +742,9 @@ async def test_the_schema_documents_every_jobs_route_with_examples(tmp_path: Pat
     start = paths[JOBS]["post"]
     form = start["requestBody"]["content"]["multipart/form-data"]
     assert form["schema"]["required"] == ["file"]
-    assert set(form["schema"]["properties"]) == {"file", "email_column", "sheet", "checks"}
+    assert set(form["schema"]["properties"]) == {
+        "file", "email_column", "sheet", "checks", "callback_url"
+    }  # fmt: skip
     assert {"201", "401", "403", "413", "415", "422"} <= set(start["responses"])
     assert start["responses"]["201"]["content"]["application/json"]["examples"]
     listing = paths[JOBS]["get"]

@@ -59,18 +59,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailvet.adapters.db.database import Database
 from mailvet.adapters.db.ledger_models import LedgerEntryRow
 from mailvet.clock import Clock
+from mailvet.domain import credits as credits_rules
 from mailvet.domain.credits import EntryKind
 from mailvet.domain.job import FileInfo, Job, JobStatus
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectStorage
 from mailvet.domain.verdict import Check, Status
+from mailvet.domain.webhooks import InvalidWebhookUrl
 from mailvet.pipeline.cost import unique_valid_addresses
 from mailvet.pipeline.submit import new_job_id
+from mailvet.services import credits, single_checks, webhooks
 from mailvet.services import jobs as job_service
-from mailvet.services import single_checks
 from mailvet.services.accounts import get_account
-from mailvet.services.api_validation import InvalidRequest, MayNotValidate, Refused
+from mailvet.services.api_validation import (
+    InvalidRequest,
+    MayNotValidate,
+    NotEnoughCredits,
+    Refused,
+)
 from mailvet.services.jobs import JobRunning, draft_key
 from mailvet.services.paging import MAX_PAGE_SIZE
+from mailvet.services.webhooks import HostResolver
 from mailvet.tabular import FileLayout, InputError, XlsxLimits, detect_layout
 from mailvet.tabular.segments import SEGMENTS, _csv_segment, _xlsx_segment
 
@@ -152,7 +160,7 @@ class StartFields(msgspec.Struct, frozen=True, kw_only=True):
     email_column: str = ""
     sheet: str = ""
     checks: str = ""
-    # callback_url: the completion webhook's URL goes here (issue 9 §3), not read yet
+    callback_url: str = ""  # the completion webhook's URL (issue 9 §3; services/webhooks.py)
 
 
 # --- refusals --------------------------------------------------------------------------------
@@ -229,11 +237,22 @@ async def start_from_upload(
     limits: XlsxLimits,
     charging: bool,
     clock: Clock,
+    resolver: HostResolver,
+    allow_private: bool,
 ) -> JobView:
     """Start a job of the account from the list at `path` (the caller deletes it); its view,
     still pending_start. Refused (see the module docstring) before anything is stored."""
     await may_start(database, account_id)
     checks = parse_checks(fields.checks, default_checks)
+    callback = None
+    if fields.callback_url.strip():
+        try:
+            checked = await webhooks.check_url(
+                fields.callback_url.strip(), resolver, allow_private=allow_private
+            )
+        except InvalidWebhookUrl as exc:
+            raise InvalidRequest(f"callback_url: {exc}") from None
+        callback = checked.url
     email_column = fields.email_column.strip() or None
     sheet = fields.sheet or None
     for name, value in (("email_column", email_column), ("sheet", sheet)):
@@ -243,7 +262,16 @@ async def start_from_upload(
         _, unique = await asyncio.to_thread(_layout, path, filename, email_column, sheet, limits)
     except InputError as exc:
         raise InvalidRequest(str(exc)) from None
+    if charging:
+        async with database.session_maker() as session:
+            available = (await credits.balance(session, account_id)).balance
+        short = credits_rules.spend(available, unique)
+        if short is not None:
+            raise NotEnoughCredits(short)
     job_id = new_job_id()
+    if callback is not None:  # stored before the job is submitted: one that ends at once
+        async with database.unit_of_work(write=True) as session:  # finds it
+            await webhooks.set_job_callback(session, job_id, callback, now=clock())
     key = draft_key(clock(), job_id)
     job = Job(
         id=job_id,

@@ -62,6 +62,7 @@ from litestar.status_codes import (
     HTTP_204_NO_CONTENT,
     HTTP_307_TEMPORARY_REDIRECT,
     HTTP_400_BAD_REQUEST,
+    HTTP_402_PAYMENT_REQUIRED,
     HTTP_403_FORBIDDEN,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
@@ -88,7 +89,12 @@ from mailvet.services.api_jobs import (
     ResultNotReady,
     StartFields,
 )
-from mailvet.services.api_validation import InvalidRequest, MayNotValidate, Refused
+from mailvet.services.api_validation import (
+    InvalidRequest,
+    MayNotValidate,
+    NotEnoughCredits,
+    Refused,
+)
 from mailvet.services.jobs import xlsx_limits
 from mailvet.tabular.segments import SEGMENTS
 from mailvet.web.api.auth import (
@@ -102,7 +108,7 @@ from mailvet.web.api.auth import (
     requires_scope,
 )
 from mailvet.web.context import Web
-from mailvet.web.deps import AppSettings, Bus, Jobs, Storage
+from mailvet.web.deps import AppSettings, Bus, DnsResolver, Jobs, Storage
 from mailvet.web.jobs.controller import attachment
 from mailvet.web.jobs.results import (
     RESULT_MEDIA_TYPES,
@@ -123,6 +129,7 @@ _API_JOBS = "/api/v1/jobs"
 _REFUSED: dict[type[Refused], tuple[int, str, str]] = {
     InvalidRequest: (HTTP_422_UNPROCESSABLE_ENTITY, "invalid-request", "Invalid request"),
     MayNotValidate: (HTTP_403_FORBIDDEN, "account-not-confirmed", "Account may not validate"),
+    NotEnoughCredits: (HTTP_402_PAYMENT_REQUIRED, "insufficient-credits", "Not enough credits"),
     JobMissing: (HTTP_404_NOT_FOUND, "job-not-found", "Job not found"),
     JobBusy: (HTTP_409_CONFLICT, "job-running", "Job still running"),
     ResultNotReady: (HTTP_409_CONFLICT, "result-not-ready", "No result yet"),
@@ -161,11 +168,12 @@ def _jobs_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[P
 
 
 def _fields(fields: dict[str, str]) -> StartFields:
-    """The upload's form fields the service reads (callback_url joins them with webhooks)."""
+    """The upload's form fields the service reads."""
     return StartFields(
         email_column=fields.get("email_column", ""),
         sheet=fields.get("sheet", ""),
         checks=fields.get("checks", ""),
+        callback_url=fields.get("callback_url", ""),
     )
 
 
@@ -208,6 +216,14 @@ class _UploadOperation(Operation):
                                 enum=["syntax", "dns", "smtp"],
                                 description="How far to check (default: the installation's,"
                                 " smtp unless configured).",
+                            ),
+                            "callback_url": Schema(
+                                type=OpenAPIType.STRING,
+                                format=OpenAPIFormat.URI,
+                                description="Where to POST the signed job.completed or"
+                                " job.failed event when the job ends (instead of the"
+                                " account's default webhook URL); a public http(s) URL.",
+                                examples=["https://hooks.example.com/mailvet"],
                             ),
                         },
                     ),
@@ -357,6 +373,7 @@ async def start_job(
     bus: Bus,
     settings: AppSettings,
     principal: Principal,
+    dns_resolver: DnsResolver,
 ) -> Response[JobView]:
     media, _ = request.content_type
     if media != "multipart/form-data":
@@ -391,6 +408,8 @@ async def start_job(
             limits=xlsx_limits(settings),
             charging=web.settings.web.charging,
             clock=web.clock,
+            resolver=dns_resolver,
+            allow_private=settings.webhooks.allow_private,
         )
     finally:
         upload.path.unlink(missing_ok=True)
