@@ -10,18 +10,23 @@ alike. A key's text is returned once, by `create_key`; only its digest is stored
 (hostile text is "invalid", never an exception), its row read by its id (the primary key:
 one row, never a scan of the keys), the secret compared in constant time, then revoked,
 expired and the account's state decide. It reads the row afresh on every request, so a
-revocation or an expiry takes effect at once, in every replica. `last_used_at` is written
+revocation or an expiry takes effect at once, in every replica: the lookups of the requests
+of one moment are one read (services/coalesce.py: one `IN` query for a round of them, each
+round begun after its requests came; nothing is kept after it). `last_used_at` is written
 at most once a minute per key (a conditional UPDATE in a short transaction of its own, so a
 busy key costs one write a minute and the check itself stays a read).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+import weakref
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any, cast
 
 import msgspec
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Select, Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailvet.adapters.db.account_models import AccountRow
@@ -30,6 +35,7 @@ from mailvet.adapters.db.database import Database, rowcount, write_intent
 from mailvet.domain import api_keys as rules
 from mailvet.domain.api_keys import ApiPrincipal, InvalidApiKeyInput, KeyState, Refusal
 from mailvet.logs import logger
+from mailvet.services.coalesce import Coalescer
 
 # live (unrevoked) keys an account may hold at once: a runaway script cannot fill the table
 MAX_LIVE_KEYS = 50
@@ -189,14 +195,7 @@ async def authenticate(
     parsed = rules.parse_key(text)
     if parsed is None:
         return Refusal.INVALID
-    query = (
-        select(ApiKeyRow, AccountRow.disabled)
-        .join(AccountRow, AccountRow.id == ApiKeyRow.account_id)
-        .where(ApiKeyRow.id == parsed.key_id)
-    )
-    async with database.unit_of_work() as session:
-        found = (await session.execute(query)).first()
-    row, disabled = (found[0], bool(found[1])) if found is not None else (None, False)
+    row = await _lookups(database).submit(parsed.key_id)
     state = None
     if row is not None:
         state = KeyState(
@@ -205,14 +204,88 @@ async def authenticate(
             expires_at=row.expires_at,
             revoked_at=row.revoked_at,
         )
+    disabled = row is not None and row.disabled
     refused = rules.refusal(state, parsed, account_disabled=disabled, now=now)
     if refused is not None or row is None:
         return refused or Refusal.INVALID
-    if rules.touch_due(row.last_used_at, now):
+    if row.first and rules.touch_due(row.last_used_at, now):
         await _touch(database, row.id, now)
     return ApiPrincipal(
         account_id=row.account_id, key_id=row.id, scopes=rules.scopes_of(row.scopes)
     )
+
+
+class _KeyRow(msgspec.Struct, frozen=True):
+    """What `authenticate` reads of a key: its row and its account's `disabled`."""
+
+    id: str
+    account_id: str
+    secret_hash: str
+    scopes: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    disabled: bool
+    first: bool = True  # the round's first request with this key: the one that may touch it
+
+
+async def _find_keys(database: Database, key_ids: Sequence[str]) -> list[_KeyRow | None]:
+    """The rows of `key_ids` (None: no such key), in one read: a round of lookups."""
+    wanted = sorted(set(key_ids))
+    one = len(wanted) == 1  # a lone lookup (a quiet moment): by `id =`, else `id IN (...)`
+    async with database.session_maker() as session:
+        rows = (
+            await session.execute(_keys_query(one), {"ids": wanted[0] if one else wanted})
+        ).all()
+    found = {
+        row[0]: _KeyRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bool(row[7]))
+        for row in rows
+    }
+    answers: list[_KeyRow | None] = []
+    for key_id in key_ids:
+        row = found.get(key_id)
+        if row is not None and row.first:
+            found[key_id] = msgspec.structs.replace(row, first=False)
+        answers.append(row)
+    return answers
+
+
+@functools.cache
+def _keys_query(one: bool) -> Select[Any]:
+    keys = cast(Table, ApiKeyRow.__table__)
+    accounts = cast(Table, AccountRow.__table__)
+    return (
+        select(
+            keys.c.id,
+            keys.c.account_id,
+            keys.c.secret_hash,
+            keys.c.scopes,
+            keys.c.expires_at,
+            keys.c.revoked_at,
+            keys.c.last_used_at,
+            accounts.c.disabled,
+        )
+        .join(accounts, accounts.c.id == keys.c.account_id)
+        .where(
+            keys.c.id == bindparam("ids")
+            if one
+            else keys.c.id.in_(bindparam("ids", expanding=True))
+        )
+    )
+
+
+# each database's coalesced key lookups (services/coalesce.py): the requests of one moment
+# read their keys in one statement; each lookup is a read made after its request came
+_LOOKUPS: weakref.WeakKeyDictionary[Database, Coalescer[str, _KeyRow | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _lookups(database: Database) -> Coalescer[str, _KeyRow | None]:
+    found = _LOOKUPS.get(database)
+    if found is None:
+        found = _LOOKUPS[database] = Coalescer(functools.partial(_find_keys, database))
+    return found
 
 
 async def _touch(database: Database, key_id: str, now: datetime) -> None:

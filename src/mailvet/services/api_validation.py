@@ -27,12 +27,16 @@ the refusals below to problem details.
 
 from __future__ import annotations
 
+import functools
+import weakref
 from collections.abc import Sequence
 from typing import Annotated
 
 import msgspec
 from msgspec import Meta
+from sqlalchemy import Select, bindparam, select
 
+from mailvet.adapters.db.account_models import AccountRow
 from mailvet.adapters.db.database import Database
 from mailvet.clock import Clock
 from mailvet.domain.accounts import Account
@@ -40,7 +44,8 @@ from mailvet.domain.address import check_syntax
 from mailvet.domain.credits import Shortfall
 from mailvet.domain.verdict import Check, Reason, Status, Verdict
 from mailvet.services import single_checks
-from mailvet.services.accounts import get_account
+from mailvet.services.accounts import to_account
+from mailvet.services.coalesce import Coalescer
 
 MAX_BATCH = 1000
 MAX_TIMEOUT = 30.0  # seconds
@@ -260,8 +265,34 @@ def _check_address(email: str) -> None:
 
 
 async def _account(database: Database, account_id: str) -> Account:
-    async with database.session_maker() as session:
-        account = await get_account(session, account_id)
+    account = await _readers(database).submit(account_id)
     if account is None:
         raise MayNotValidate("no such account")
     return account
+
+
+async def _read_accounts(database: Database, account_ids: Sequence[str]) -> list[Account | None]:
+    """The accounts of a round of requests (services/coalesce.py), in one read."""
+    async with database.session_maker() as session:
+        rows = await session.scalars(_accounts_query(), {"ids": sorted(set(account_ids))})
+        found = {row.id: to_account(row) for row in rows}
+    return [found.get(account_id) for account_id in account_ids]
+
+
+@functools.cache
+def _accounts_query() -> Select[AccountRow]:
+    return select(AccountRow).where(AccountRow.id.in_(bindparam("ids", expanding=True)))
+
+
+# each database's coalesced account reads: the requests of one moment read in one statement,
+# each read made after its request came (nothing kept after the round)
+_READERS: weakref.WeakKeyDictionary[Database, Coalescer[str, Account | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _readers(database: Database) -> Coalescer[str, Account | None]:
+    found = _READERS.get(database)
+    if found is None:
+        found = _READERS[database] = Coalescer(functools.partial(_read_accounts, database))
+    return found
