@@ -332,6 +332,68 @@ class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     timeout: Annotated[float, _m("seconds one delivery attempt may take", gt=0)] = 10.0
 
 
+class BillingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Billing (issue 10): off, or Stripe (Checkout, the Billing Portal, webhooks)."""
+
+    ENV_PREFIX: ClassVar[str] = "MAILVET_STRIPE_"
+
+    backend: Annotated[
+        Literal["off", "stripe"],
+        _m(
+            "off: no Stripe calls, credits granted by an admin (or MAILVET_CREDITS=off);"
+            " stripe: sold through Stripe",
+            env="MAILVET_BILLING",
+        ),
+    ] = "off"
+    api_key: Annotated[str, _m("Stripe secret key (`sk_...`); required with stripe")] = ""
+    api_base: Annotated[str, _m("Stripe API address (tests point it at a local server)")] = (
+        "https://api.stripe.com"
+    )
+    webhook_secret: Annotated[
+        str, _m("signing secret of the webhook endpoint (`whsec_...`); required with stripe")
+    ] = ""
+    credits_product: Annotated[
+        tuple[str, ...],
+        _m("Stripe product(s) whose prices are the tiers (`mailvet billing sync`), `prod_...`"),
+    ] = ()
+    max_network_retries: Annotated[
+        int, _m("retries of a Stripe call that failed on the network or a 409/5xx", ge=0)
+    ] = 2
+    credit_unit_price_cents: Annotated[
+        int,
+        _m(
+            "price of 1,000 credits in a pack, in cents (10,000,000 credits stay under"
+            " Stripe's largest amount)",
+            env="MAILVET_CREDIT_UNIT_PRICE_CENTS",
+            ge=1,
+            le=9_999,
+        ),
+    ] = 1000
+    credit_currency: Annotated[
+        str,
+        _m(
+            "currency of the packs, as Stripe writes it (ISO 4217, lower case)",
+            env="MAILVET_CREDIT_CURRENCY",
+        ),
+    ] = "usd"
+
+    def missing(self) -> tuple[str, ...]:
+        """The variables MAILVET_BILLING=stripe needs and lacks (the composition root refuses
+        to build the Stripe gateway without them: a value here alone is not wrong)."""
+        if not self.stripe:
+            return ()
+        needed = (
+            ("MAILVET_STRIPE_API_KEY", self.api_key),
+            ("MAILVET_STRIPE_WEBHOOK_SECRET", self.webhook_secret),
+        )
+        return tuple(name for name, value in needed if not value)
+
+    @property
+    def stripe(self) -> bool:
+        """Is billing through Stripe? (MAILVET_BILLING=stripe)"""
+        return self.backend == "stripe"
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     ENV_PREFIX: ClassVar[str] = "MAILVET_"
 
@@ -364,6 +426,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     web: WebSettings = WebSettings()
     mailer: MailerSettings = MailerSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    billing: BillingSettings = BillingSettings()
 
     @property
     def database(self) -> str:
