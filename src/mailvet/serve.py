@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import socket
 from collections.abc import Callable, Iterator, Sequence
@@ -74,6 +75,7 @@ async def serve(settings: Settings, roles: Sequence[str]) -> None:
     back_end = [role for role in roles if role in ROLES]
     pipeline = Pipeline(deps, back_end)
     await pipeline.start()
+    tune_gc()
     log.info("service_started", roles=list(roles))
     stop = asyncio.Event()
     servers = http_servers(deps, settings, roles, web_app=site.app if site else None)
@@ -103,6 +105,20 @@ async def serve(settings: Settings, roles: Sequence[str]) -> None:
             await site.close()
         await deps.close()
         log.info("service_stopped", roles=list(roles))
+
+
+# the collector's thresholds of a running process (Python's defaults: 700, 10, 10)
+GC_THRESHOLDS = (20_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """Once everything is built: the objects made so far (the app, its routes, the ORM's
+    mappings: hundreds of thousands) are moved out of the collector's sight (gc.freeze),
+    and young objects are collected less often (GC_THRESHOLDS). Without it a full
+    collection walked them all now and then mid-request: the API's p99 under load was
+    133 ms instead of 52 (freeze), 47 with the thresholds (issue 9 §4 bench)."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _on_signals(callback: Callable[[], None]) -> None:
