@@ -27,6 +27,12 @@ Misbehaving servers (see :class:`SmtpBehaviour`)
     never sent; a greeting banner trickled one line at a time (a tarpit; only
     the greeting is trickled); the first connections turned away at the
     greeting; and Postfix's ``smtpd_hard_error_limit``.
+
+Greylisting (``greylist_attempts``, ``greylist_delay``)
+    As postgrey does it, per address: the first attempts are answered 450, and a
+    retry sooner than the delay after the address's first RCPT is answered 450
+    again.  ``stats.rcpt_log`` records when each RCPT was answered, on which
+    connection, so a test can tell how a client spaced its retries.
 """
 
 from __future__ import annotations
@@ -36,10 +42,12 @@ import copy
 import re
 import socket
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 GREYLISTED = "450 4.2.0 <{rcpt}>: Recipient address rejected: Greylisted, try again later"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
@@ -91,6 +99,7 @@ class SmtpBehaviour:
     mailboxes: dict[str, str] = field(default_factory=dict)
     default_reply: str = "550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown"
     greylist_attempts: int = 0
+    greylist_delay: float = 0.0  # a retry sooner than this after the first RCPT: 450 again
     max_recipients: int | None = None
     max_connections: int | None = None
     latency: float = 0.0
@@ -117,6 +126,17 @@ class SmtpBehaviour:
         self.stall_rcpt = {local.lower() for local in self.stall_rcpt}
 
 
+class RcptEvent(NamedTuple):
+    """One considered RCPT: ``at`` is ``time.monotonic()`` when the server decided its
+    reply (the same clock as the client's in a test process), ``session`` the number of
+    the connection it came on (1 = the server's first connection)."""
+
+    at: float
+    session: int
+    address: str
+    code: int
+
+
 @dataclass
 class SmtpStats:
     """What the clients of one server did.
@@ -136,10 +156,16 @@ class SmtpStats:
       MAIL command (counted when the server has seen the session end).
     * ``tls_sessions``: sessions that completed a STARTTLS handshake.
     * ``greeting_failures``: connections turned away by ``greeting_failures``.
+    * ``greylisted_early``: RCPTs greylisted again because they came sooner than
+      ``greylist_delay`` after the address's first one (a client that does not wait).
+    * ``rcpt_log``: every considered RCPT (those in ``recipients``) as a
+      :class:`RcptEvent`: when it was answered, in which connection, with what code.
     """
 
     connections_total: int = 0
     max_concurrent: int = 0
+    greylisted_early: int = 0
+    rcpt_log: list[RcptEvent] = field(default_factory=list)
     violations: int = 0
     protocol_errors: int = 0
     pipelined_commands: int = 0  # sent before the previous reply, with PIPELINING granted
@@ -243,6 +269,7 @@ class SmtpServer:
         self._slot_freed = asyncio.Event()  # set when a connection gives its slot back
         self._stopping = False
         self._greylist_seen: dict[str, int] = {}
+        self._greylist_first: dict[str, float] = {}  # address -> its first RCPT, monotonic
         self._turned_away = 0  # connections answered 421 by greeting_failures
 
     @property
@@ -276,13 +303,23 @@ class SmtpServer:
         self._server = None
 
     def rcpt_reply(self, address: str) -> str:
-        """Return the reply to ``RCPT TO:<address>``, counting greylist attempts."""
+        """Return the reply to ``RCPT TO:<address>``, counting greylist attempts.
+
+        Greylisting as postgrey does it: the first ``greylist_attempts`` RCPTs of an
+        address are answered 450, and so is every later one that comes sooner than
+        ``greylist_delay`` seconds after its first (counted in ``greylisted_early``).
+        """
         behaviour = self.behaviour
         key = address.lower()
         if behaviour.greylist_attempts > 0:
             attempts = self._greylist_seen.get(key, 0)
             self._greylist_seen[key] = attempts + 1
+            now = time.monotonic()
+            first = self._greylist_first.setdefault(key, now)
             if attempts < behaviour.greylist_attempts:
+                return GREYLISTED.replace("{rcpt}", address)
+            if now - first < behaviour.greylist_delay:
+                self.stats.greylisted_early += 1
                 return GREYLISTED.replace("{rcpt}", address)
         local = key.rpartition("@")[0] if "@" in key else key
         template = behaviour.mailboxes.get(local, behaviour.default_reply)
@@ -331,7 +368,8 @@ class SmtpServer:
         else:
             self.stats.violations += 1
             greeting = TOO_MANY_CONNECTIONS
-        await _Session(self, reader, writer, slot.release).run(greeting)
+        number = self.stats.connections_total
+        await _Session(self, reader, writer, slot.release, number).run(greeting)
 
     async def _admit(self) -> bool:
         """Wait briefly for a free slot under ``max_connections``; False if none."""
@@ -366,6 +404,11 @@ class _Slot:
             self._server._slot_freed.set()
 
 
+def _code(reply: str) -> int:
+    """The reply code of a reply template (0 when it has none)."""
+    return int(reply[:3]) if reply[:3].isdigit() else 0
+
+
 async def _discard(reader: asyncio.StreamReader) -> None:
     """Read and drop everything until the client goes away (black-hole server)."""
     with suppress(ConnectionError):
@@ -386,8 +429,10 @@ class _Session:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         on_hangup: Callable[[], None],
+        number: int = 0,
     ) -> None:
         self._server = server
+        self._number = number  # the connection's number at its server (RcptEvent.session)
         self._behaviour = server.behaviour
         self._stats = server.stats
         self._reader = reader
@@ -592,6 +637,9 @@ class _Session:
         self._transaction_rcpts += 1
         self._stats.recipients.append(address)
         reply = self._server.rcpt_reply(address)
+        self._stats.rcpt_log.append(
+            RcptEvent(time.monotonic(), self._number, address, _code(reply))
+        )
         local = address.rpartition("@")[0].lower()
         if local in self._behaviour.garble_rcpt:
             return _Response([reply], raw=GARBAGE)

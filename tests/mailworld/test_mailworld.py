@@ -320,6 +320,42 @@ async def test_greylisting_then_accept(make_world: Callable[..., MailWorld]) -> 
     assert replies == [greylisted, greylisted, OK]
 
 
+async def test_greylisting_refuses_retries_sooner_than_its_delay(
+    make_world: Callable[..., MailWorld],
+) -> None:
+    delay = 0.3
+    fresh = make_world(
+        {
+            "127.0.0.4": SmtpBehaviour(
+                mailboxes={"carol": OK}, greylist_attempts=1, greylist_delay=delay
+            )
+        }
+    )
+    client = await greeted("127.0.0.4", fresh.smtp_port)
+    await client.command("MAIL FROM:<>")
+    replies: list[str] = []
+
+    async def ask() -> bool:
+        replies.append(await client.command("RCPT TO:<carol@grey-mail.com>"))
+        return replies[-1] == OK
+
+    started = time.monotonic()
+    while not await ask():  # retried at once, again and again, until the delay has passed
+        assert time.monotonic() - started < 5 * delay + READ_GUARD
+    await client.command("QUIT")
+    await client.close()
+    stats = fresh.smtp("127.0.0.4").stats
+    assert len(replies) >= 3 and all(r.startswith("450 4.2.0") for r in replies[:-1])
+    assert stats.greylisted_early == len(replies) - 2  # all but the first 450 came too soon
+    log = stats.rcpt_log
+    assert [event.code for event in log] == [450] * (len(replies) - 1) + [250]
+    assert {event.session for event in log} == {1}
+    assert {event.address for event in log} == {"carol@grey-mail.com"}
+    assert log[-1].at - log[0].at >= delay
+    assert log[-2].at - log[0].at < delay
+    assert started <= log[0].at <= log[-1].at <= time.monotonic()  # the test's own clock
+
+
 async def test_recipient_limit_per_transaction(make_world: Callable[..., MailWorld]) -> None:
     fresh = make_world({"127.0.0.12": SmtpBehaviour(default_reply=OK, max_recipients=2)})
     client = await greeted("127.0.0.12", fresh.smtp_port)
