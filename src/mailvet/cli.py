@@ -409,13 +409,12 @@ def run(
     ],
 ) -> None:
     """Run one service (or all of them) until SIGTERM."""
-    import asyncio
-
-    from mailvet.serve import roles_for, serve
+    from mailvet.serve import roles_for
+    from mailvet.serve import run as run_service
 
     settings = _settings(default_level="info")
     try:
-        asyncio.run(serve(settings, roles_for(role)))
+        run_service(settings, roles_for(role))
     except SettingsError as exc:
         fail(str(exc))
 

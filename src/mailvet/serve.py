@@ -44,6 +44,22 @@ def roles_for(name: str) -> tuple[str, ...]:
     return (name,)
 
 
+def run(settings: Settings, roles: Sequence[str]) -> None:
+    """`serve` on the event loop of a service: uvloop's where it is installed (a dependency
+    outside Windows; the API's validate cost 0.77 ms of CPU a request on it, 1.0 ms on
+    asyncio's own loop), else asyncio's."""
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(serve(settings, roles))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # Windows: asyncio's own loop
+        return None
+    return uvloop.new_event_loop
+
+
 async def serve(settings: Settings, roles: Sequence[str]) -> None:
     if settings.bus == "memory" and set(ROLES) - set(roles):
         raise SettingsError(

@@ -51,3 +51,9 @@ def test_a_running_process_freezes_what_it_built_and_collects_less_often() -> No
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_services_run_on_uvloop_where_it_is_installed() -> None:
+    import uvloop
+
+    assert serve._loop_factory() is uvloop.new_event_loop
