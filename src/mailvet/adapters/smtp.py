@@ -21,7 +21,8 @@ the server offers it.
   its recipients move on to the next MX.
 - Batches start at `recipients_per_transaction` and double after each transaction the
   server took whole, up to `max_recipients_per_transaction` (RFC 5321 requires 100); `452
-  4.5.3` sets the batch to what the server took; a server that drops us after N refusals
+  4.5.3` sets the batch to what the server took (every RCPT it answered before the 452,
+  greylisting 450s included); a server that drops us after N refusals
   (Postfix's error limit) gets at most N-1 refusals per session afterwards.
 - Controls: the first transaction of a session for a domain also asks `postmaster@domain`;
   its reply travels with each result (see domain/evidence.py).
@@ -475,6 +476,10 @@ class ServerPool:
             self.progress_at = time.monotonic()
         garbled = tx.garbled
         refused = sum(1 for reply in tx.rcpts if reply.code >= 500)
+        # our RCPTs the server considered, whatever it answered (a greylisting 450 too): all
+        # within its RCPT limit. Counting only the answers that settle a recipient taught a
+        # greylisting server's limit as 1 (a domain's first transaction is all 450s up to the
+        # limit): every retry then went in a transaction of its own
         taken = 0
         too_many = False
         for index, request in enumerate(batch):
@@ -499,6 +504,8 @@ class ServerPool:
                 too_many = True
                 self._put_back(request)
             elif outcome in (Outcome.TEMPORARY, Outcome.TOO_MANY_RECIPIENTS):
+                if outcome is Outcome.TEMPORARY:
+                    taken += 1
                 self._retry_later(request, ProbeResult(mx=request.host, reply=reply))
             else:
                 taken += 1
