@@ -1,0 +1,1 @@
+"""Payments adapters: Stripe (stripe_gateway.py) and its in-memory twin (memory.py)."""
