@@ -11,7 +11,9 @@ The world (bench/worldgen.py, see its docstring for the details and the bound's 
 Zipf-distributed addresses over the domains, domains over shared loopback servers
 (127.0.1.x) with per-server latency 10-300 ms, session caps and RCPT limits; 3% greylisting
 domains, 1% tar-pitted, 2% with a dead MX host (half with a live backup); 90% of the
-mailboxes exist.  Every address's expected verdict is known to the generator.
+mailboxes exist.  Every address's expected verdict is known to the generator.  The
+greylisting servers greylist for --greylist-delay seconds (default: 3/4 of the retry delay):
+a retry sooner than that after the address's first 450 gets 450 again, as from postgrey.
 
 The mail world runs in this process (its CPU is not mailvet's); mailvet runs in a
 subprocess with the world's env() plus MAILVET_DATA_DIR (temp), MAILVET_DNS_TIMEOUT (--dns-timeout),
@@ -28,8 +30,10 @@ cap: a server's first one is how a client learns its cap, printed on its own lin
 452 RCPT-limit learning; every later one is a violation, as is a session served beyond a
 cap; peak sessions against each cap; RCPTs refused 452 over a server's RCPT limit), and
 every output row compared with its expected verdict (counts by (expected, got), by server,
-examples), and a timeline seen from the world's side (when DNS queries and each server's
-RCPTs came, against each server's own T), with the world's event-loop lag (is a timeout the
+examples), how the greylisted addresses were retried (the time from each address's 450 to
+its next RCPT, from the servers' record; a retry the server found too soon is a miss),
+and a timeline seen from the world's side (when DNS queries and each server's RCPTs came,
+against each server's own T), with the world's event-loop lag (is a timeout the
 world's fault?) and the DNS datagrams dropped.
 Targets: wall <= 1.5x bound, <= 2 CPU-s per 1,000 addresses, 0 violations, 0 wrong verdicts.
 A benchmark reports: it exits 0 whatever the figures (1 only if mailvet itself failed).
@@ -65,6 +69,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bench.worldgen import (
     LIVE,
+    POSTMASTER,
     Bound,
     FastDns,
     Kind,
@@ -80,6 +85,7 @@ from tests.mailworld.smtp_server import SmtpStats
 from tests.mailworld.world import MailWorld
 
 TARGET_RATIO = 1.5
+GREYLIST_DELAY_SHARE = 0.75  # the servers' greylisting delay, as a share of the retry delay
 TARGET_CPU_PER_1000 = 2.0
 DEFAULT_PER_HOST = 3  # mailvet's default (SmtpSettings.per_host_connections)
 
@@ -311,8 +317,41 @@ def describe_bound(bound: Bound, label: str) -> list[str]:
         f"L={s.latency * 1000:.0f} ms "
         f"= {s.rate:,.0f} probes/s -> {s.seconds:.2f}s)"
         + (f", timeout floor {bound.timeout_floor:.2f}s" if bound.timeout_floor > s.seconds else "")
-        + f" + greylisting retry delay {bound.retry_delay:g}s",
+        + f" + greylisting retry delay {bound.retry_delay:g}s"
+        + (
+            f"; greylisting servers need {bound.greylist_floor:.2f}s"
+            " (both asks and the delay between)"
+            if bound.greylist_floor
+            else ""
+        ),
     ]
+
+
+def greylist_retries(plan: WorldPlan, stats: dict[str, SmtpStats]) -> tuple[list[float], int, int]:
+    """On the greylisting servers, for each address first answered 450 and asked again: the
+    seconds from that 450 to its next RCPT; how many RCPTs were greylisted again for coming
+    too soon (the postmaster controls left out: they are asked once per session, not
+    retried); how many greylisted addresses were never asked again."""
+    waits: list[float] = []
+    early = 0
+    unretried = 0
+    for ip, st in stats.items():
+        if plan.servers[ip].kind is not Kind.GREYLIST:
+            continue
+        events: dict[str, list[tuple[float, int]]] = {}
+        for event in st.rcpt_log:
+            if not event.address.startswith(POSTMASTER + "@"):
+                events.setdefault(event.address, []).append((event.at, event.code))
+        for asks in events.values():
+            (first_at, first_code), rest = asks[0], asks[1:]
+            if first_code != 450:
+                continue
+            if not rest:
+                unretried += 1
+                continue
+            waits.append(rest[0][0] - first_at)
+            early += sum(code == 450 for _, code in rest)
+    return waits, early, unretried
 
 
 def server_figures(plan: WorldPlan, stats: dict[str, SmtpStats]) -> dict[str, int]:
@@ -398,6 +437,13 @@ def main() -> int:
     ap.add_argument(
         "--retry-delay", type=float, default=2.0, help="MAILVET_SMTP_RETRY_DELAY (greylisting)"
     )
+    ap.add_argument(
+        "--greylist-delay",
+        type=float,
+        default=None,
+        help="seconds the greylisting servers greylist an address for (default: 3/4 of"
+        " --retry-delay)",
+    )
     ap.add_argument("--smtp-timeout", type=float, default=3.0, help="MAILVET_SMTP_TIMEOUT")
     ap.add_argument(
         "--tarpit-latency", type=float, default=30.0, help="reply delay of tar-pit servers"
@@ -479,7 +525,12 @@ def main() -> int:
     client_bound = schedule_bound(
         plan, retry_delay=args.retry_delay, smtp_timeout=args.smtp_timeout, client_sessions=per_host
     )
-    world = build_world(plan)
+    greylist_delay = (
+        args.greylist_delay
+        if args.greylist_delay is not None
+        else args.retry_delay * GREYLIST_DELAY_SHARE
+    )
+    world = build_world(plan, greylist_delay=greylist_delay)
     fast = (
         FastDns(world.zone, dns_names(plan), receive_buffer=args.dns_rcvbuf)
         if args.dns == "fast"
@@ -585,7 +636,7 @@ def main() -> int:
         f"{per_host}{'' if args.per_host is not None else ' (default, env unset)'}, "
         f"max connections {args.max_connections or 'default'}, "
         f"SMTP timeout {args.smtp_timeout:g}s, "
-        f"retry delay {args.retry_delay:g}s; "
+        f"retry delay {args.retry_delay:g}s (servers greylist {greylist_delay:g}s); "
         f"{' '.join(args.env) + '; ' if args.env else ''}tar-pit latency {args.tarpit_latency:g}s; "
         f"world built in {gen_seconds:.1f}s"
     )
@@ -618,6 +669,7 @@ def main() -> int:
         self_before.ru_utime + self_before.ru_stime
     )
     violations = fig.get("violations", 0)
+    grey_waits, grey_early, grey_unretried = greylist_retries(plan, stats)
     print()
     print(f"{'figure':<34}{'measured':>16}   target")
     rows = [
@@ -667,6 +719,8 @@ def main() -> int:
         ),
         ("RCPTs sent (incl. catch-all, retries)", f"{fig.get('rcpt', 0):,}", ""),
         ("wrong verdicts", f"{wrong:,}", "0"),
+        ("greylisted again (retried too soon)", f"{grey_early:,}", "0"),
+        ("greylisted, never asked again", f"{grey_unretried:,}", "0"),
     ]
     for name, value, target in rows:
         print(f"{name:<34}{value:>16}   {target}")
@@ -760,6 +814,14 @@ def main() -> int:
         if fast is not None
         else "the world's dnslib server"
     )
+    if grey_waits:
+        grey_waits.sort()
+        pick = [grey_waits[int(q * (len(grey_waits) - 1))] for q in (0.0, 0.5, 0.9, 1.0)]
+        print(
+            f"greylisting  : {len(grey_waits):,} addresses asked again, after their 450:"
+            " min {:.2f}s, p50 {:.2f}s, p90 {:.2f}s, max {:.2f}s".format(*pick)
+            + f" (retry delay {args.retry_delay:g}s)"
+        )
     print(f"world loop   : late wake-ups of the mail world's event loop: {lag.summary()}")
     print(
         f"dns          : {dns_queries:,} queries answered by {server_name};"
@@ -782,6 +844,11 @@ def main() -> int:
             f"{violations} (target 0)",
         ),
         ("verdicts", wrong == 0, f"{wrong} wrong (target 0)"),
+        (
+            "greylisting",
+            grey_early == 0 and grey_unretried == 0,
+            f"{grey_early} retried too soon, {grey_unretried} never retried (target 0)",
+        ),
     ]
     return report_targets(checks, exit_on_miss=False)  # see bench/README.md: exits 0
 

@@ -9,9 +9,11 @@ The plan (:func:`generate`, deterministic for a seed)
       most addresses.
     * ``servers`` server addresses on loopback (127.0.1.1, 127.0.1.2, ...), each a
       "provider": about 3% greylisting servers (every RCPT is answered 450 once, then the
-      real answer), 1% tar-pits (every reply comes after ``tarpit_latency``, longer than
-      the SMTP timeout), 2% dead addresses (nothing listening: refused; or a black hole
-      that accepts and never speaks), the rest normal.  Every live server has its own
+      real answer; with ``build_world(greylist_delay=...)`` a retry sooner than that after
+      the address's first RCPT is answered 450 again, as postgrey does), 1% tar-pits
+      (every reply comes after ``tarpit_latency``, longer than the SMTP timeout), 2% dead
+      addresses (nothing listening: refused; or a black hole that accepts and never
+      speaks), the rest normal.  Every live server has its own
       reply latency (uniform 10-300 ms), a cap on concurrent sessions (421 beyond it,
       counted as a violation) and a limit of RCPTs per transaction (452 beyond it).
     * 3% of the domains greylist (they live on the greylisting servers), 1% are tar-pitted,
@@ -48,7 +50,12 @@ server to take and mailvet's largest batch):
     * domains sharing a server share its rate; servers work in parallel (no global
       connection cap is assumed), so the bound is the largest T (or timeout floor) over
       servers and domains, plus the greylisting retry delay when any domain greylists
-      (the retry cannot start before it; this adds it once, to the slowest server).
+      (the retry cannot start before it; this adds it once, to the slowest server);
+    * a greylisting server asks for each probe twice, the second time at least the retry
+      delay after the first 450: its first round ends after L * (2 + ceil(N / (C*R))),
+      the last retry cannot be sent before the delay has passed and takes one more L, so
+      it needs at least L * (3 + ceil(N / (C*R))) + the retry delay (``greylist_floor``),
+      which the bound is never below.
 """
 
 from __future__ import annotations
@@ -329,9 +336,11 @@ def _mx_hosts(
     return [(preference, host) for preference, host, _ in hosts]
 
 
-def build_world(plan: WorldPlan) -> MailWorld:
+def build_world(plan: WorldPlan, *, greylist_delay: float = 0.0) -> MailWorld:
     """The (not started) MailWorld of *plan*: its zone and one SMTP server per live or
-    tar-pit/black-hole address (refused addresses have none: the world reserves the port)."""
+    tar-pit/black-hole address (refused addresses have none: the world reserves the port).
+    The greylisting servers answer 450 to a retry sooner than *greylist_delay* seconds after
+    the address's first RCPT."""
     world = MailWorld()
     for domain in plan.domains:
         world.zone.add(domain.name, mx=domain.mx)
@@ -349,6 +358,7 @@ def build_world(plan: WorldPlan) -> MailWorld:
                 },
                 default_reply=UNKNOWN_USER,
                 greylist_attempts=1 if server.kind is Kind.GREYLIST else 0,
+                greylist_delay=greylist_delay if server.kind is Kind.GREYLIST else 0.0,
                 max_connections=server.max_connections,
                 max_recipients=server.max_recipients,
                 latency=server.latency,
@@ -392,6 +402,7 @@ class Bound:
     loads: list[ServerLoad]  # live servers, slowest first
     timeout_floor: float  # slowest domain behind a tar-pit or black-hole first MX
     retry_delay: float  # added (0 when no domain greylists)
+    greylist_floor: float = 0.0  # slowest greylisting server: both asks and the delay between
 
     @property
     def slowest(self) -> ServerLoad:
@@ -440,7 +451,15 @@ def schedule_bound(
     greylisting = any(d.kind is Kind.GREYLIST for d in plan.domains)
     delay = retry_delay if greylisting else 0.0
     slowest = max(loads[0].seconds if loads else 0.0, floor)
-    return Bound(slowest + delay, loads, floor, delay)
+    grey = max(
+        (
+            load.latency * (3 + math.ceil(load.probes / (load.sessions * load.batch))) + retry_delay
+            for load in loads
+            if load.kind is Kind.GREYLIST
+        ),
+        default=0.0,
+    )
+    return Bound(max(slowest + delay, grey), loads, floor, delay, grey)
 
 
 class FastDns:
