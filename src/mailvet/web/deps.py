@@ -2,8 +2,8 @@
 
 Handlers ask for `jobs`, `storage`, `bus`, `settings` or `dns_resolver` with the annotated
 types below, and in the SaaS for `web` and `engine` (`Web`/`EngineDep`, in web/context.py);
-the values are the composition root's objects, passed through without validation (they are ports, not
-request data).
+the values are the composition root's objects, passed through without validation (they are
+ports, not request data).
 """
 
 from __future__ import annotations
