@@ -36,6 +36,7 @@ from mailvet.domain import api_keys as rules
 from mailvet.domain.api_keys import ApiPrincipal, InvalidApiKeyInput, KeyState, Refusal
 from mailvet.logs import logger
 from mailvet.services.coalesce import Coalescer
+from mailvet.services.reads import read_session
 
 # live (unrevoked) keys an account may hold at once: a runaway script cannot fill the table
 MAX_LIVE_KEYS = 50
@@ -233,7 +234,7 @@ async def _find_keys(database: Database, key_ids: Sequence[str]) -> list[_KeyRow
     """The rows of `key_ids` (None: no such key), in one read: a round of lookups."""
     wanted = sorted(set(key_ids))
     one = len(wanted) == 1  # a lone lookup (a quiet moment): by `id =`, else `id IN (...)`
-    async with database.session_maker() as session:
+    async with read_session(database) as session:
         rows = (
             await session.execute(_keys_query(one), {"ids": wanted[0] if one else wanted})
         ).all()

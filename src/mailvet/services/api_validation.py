@@ -46,6 +46,7 @@ from mailvet.domain.verdict import Check, Reason, Status, Verdict
 from mailvet.services import single_checks
 from mailvet.services.accounts import to_account
 from mailvet.services.coalesce import Coalescer
+from mailvet.services.reads import read_session
 
 MAX_BATCH = 1000
 MAX_TIMEOUT = 30.0  # seconds
@@ -273,7 +274,7 @@ async def _account(database: Database, account_id: str) -> Account:
 
 async def _read_accounts(database: Database, account_ids: Sequence[str]) -> list[Account | None]:
     """The accounts of a round of requests (services/coalesce.py), in one read."""
-    async with database.session_maker() as session:
+    async with read_session(database) as session:
         rows = await session.scalars(_accounts_query(), {"ids": sorted(set(account_ids))})
         found = {row.id: to_account(row) for row in rows}
     return [found.get(account_id) for account_id in account_ids]
