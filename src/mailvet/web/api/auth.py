@@ -47,8 +47,10 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import SkipValidation
 from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
     HTTP_401_UNAUTHORIZED,
     HTTP_403_FORBIDDEN,
+    HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_429_TOO_MANY_REQUESTS,
 )
 
@@ -76,6 +78,7 @@ __all__ = [
     "requires_scope",
     "status_problem",
     "under_api_v1",
+    "unprocessable",
 ]
 
 log = structlog.get_logger(__name__)
@@ -228,6 +231,28 @@ def status_problem(
     return Response(
         body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}) or None
     )
+
+
+def unprocessable(exc: Exception, slug: str, title: str) -> Exception:
+    """A 400 Litestar raised for a request it could not decode (a body or a query that does
+    not match its types) as a 422 problem `slug`, its messages as the detail; any other
+    exception as it is."""
+    if (
+        not isinstance(exc, HTTPException)
+        or isinstance(exc, ApiProblem)
+        or exc.status_code != HTTP_400_BAD_REQUEST
+    ):
+        return exc
+    detail = exc.detail
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    found = [
+        f"{item.get('key')}: {item.get('message')}"
+        for item in extra
+        if isinstance(item, dict) and item.get("message")
+    ]
+    if found:
+        detail = "; ".join(found)
+    return ApiProblem(HTTP_422_UNPROCESSABLE_ENTITY, slug, title, detail)
 
 
 def _title(status: int) -> str:

@@ -76,7 +76,7 @@ from litestar.status_codes import (
 )
 
 from mailvet.domain.api_keys import Scope
-from mailvet.domain.verdict import Check, Reason, Status
+from mailvet.domain.verdict import Check, Status
 from mailvet.services import api_validation as service
 from mailvet.services import credits as ledger
 from mailvet.services.api_validation import (
@@ -93,6 +93,7 @@ from mailvet.web.api.auth import (
     provide_principal,
     requires_scope,
 )
+from mailvet.web.api.v1 import EXAMPLE_RESULT
 from mailvet.web.context import EngineDep, Web
 from mailvet.web.errors import ErrorBody
 
@@ -178,20 +179,8 @@ def decode_request(raw: bytes) -> tuple[str, bool]:
 # --- OpenAPI ------------------------------------------------------------------------------------
 
 _EXAMPLE = ValidateResponse(
-    email="Ann.Lee@Example.com",
-    status=Status.DELIVERABLE,
-    reason=Reason.ACCEPTED,
-    normalized="Ann.Lee@example.com",
-    ascii_email="Ann.Lee@example.com",
-    suggestion="",
-    disposable=False,
-    role=False,
-    free=False,
-    catch_all=False,
-    mx="mx1.example.com",
-    smtp_code=250,
-    credits_remaining=941,
-)
+    **msgspec.structs.asdict(EXAMPLE_RESULT), credits_remaining=941
+)  # /api/v1/validate's example verdict
 
 
 # validate-email's 200: one shape or the other (a union is a type to Litestar, not to mypy)

@@ -106,6 +106,7 @@ from mailvet.web.api.auth import (
     problem_response,
     refusal_responses,
     requires_scope,
+    unprocessable,
 )
 from mailvet.web.context import Web
 from mailvet.web.deps import AppSettings, Bus, DnsResolver, Jobs, Storage
@@ -147,23 +148,8 @@ def _jobs_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[P
     answers them."""
     if isinstance(exc, Refused):
         exc = _problem(exc)
-    elif (
-        isinstance(exc, HTTPException)
-        and not isinstance(exc, ApiProblem)
-        and exc.status_code == HTTP_400_BAD_REQUEST
-    ):
-        detail = exc.detail
-        extra = exc.extra if isinstance(exc.extra, list) else []
-        found = [
-            f"{item.get('key')}: {item.get('message')}"
-            for item in extra
-            if isinstance(item, dict) and item.get("message")
-        ]
-        if found:
-            detail = "; ".join(found)
-        exc = ApiProblem(
-            HTTP_422_UNPROCESSABLE_ENTITY, "invalid-request", "Invalid request", detail
-        )
+    else:
+        exc = unprocessable(exc, "invalid-request", "Invalid request")
     return problem_response(request, exc)
 
 

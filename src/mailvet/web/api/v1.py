@@ -33,7 +33,6 @@ from litestar.openapi.spec import Example
 from litestar.params import JSONBody
 from litestar.status_codes import (
     HTTP_200_OK,
-    HTTP_400_BAD_REQUEST,
     HTTP_402_PAYMENT_REQUIRED,
     HTTP_403_FORBIDDEN,
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
@@ -67,6 +66,7 @@ from mailvet.web.api.auth import (
     problem_response,
     refusal_responses,
     requires_scope,
+    unprocessable,
 )
 from mailvet.web.context import EngineDep, Web
 
@@ -140,27 +140,13 @@ def _body_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[P
     """These routes' errors: a body Litestar could not decode into the request Struct (its
     400: malformed JSON, wrong types, a broken constraint) is a 422 problem; the rest as
     the router answers them."""
-    if (
-        isinstance(exc, HTTPException)
-        and not isinstance(exc, ApiProblem)
-        and exc.status_code == HTTP_400_BAD_REQUEST
-    ):
-        detail = exc.detail
-        extra = exc.extra if isinstance(exc.extra, list) else []
-        found = [
-            f"{item.get('key')}: {item.get('message')}"
-            for item in extra
-            if isinstance(item, dict) and item.get("message")
-        ]
-        if found:
-            detail = "; ".join(found)
-        exc = ApiProblem(HTTP_422_UNPROCESSABLE_ENTITY, "invalid-body", "Invalid body", detail)
+    exc = unprocessable(exc, "invalid-body", "Invalid body")
     return problem_response(request, exc)
 
 
 # --- OpenAPI: answers and examples ---------------------------------------------------------
 
-_EXAMPLE_RESULT = Result(
+EXAMPLE_RESULT = Result(
     email="Ann.Lee@Example.com",
     status=Status.DELIVERABLE,
     reason=Reason.ACCEPTED,
@@ -296,7 +282,7 @@ def _validation_responses(ok: ResponseSpec) -> dict[int, ResponseSpec]:
                 Example(
                     summary="A deliverable address",
                     value={
-                        **msgspec.to_builtins(_EXAMPLE_RESULT),
+                        **msgspec.to_builtins(EXAMPLE_RESULT),
                         "credits_remaining": 941,
                     },
                 )
@@ -346,7 +332,7 @@ async def validate(
                     summary="Two addresses",
                     value=msgspec.to_builtins(
                         BatchResponse(
-                            results=[_EXAMPLE_RESULT, _EXAMPLE_TYPO], credits_remaining=940
+                            results=[EXAMPLE_RESULT, _EXAMPLE_TYPO], credits_remaining=940
                         )
                     ),
                 )
