@@ -1,6 +1,7 @@
 """The API's reads coalesced (services/coalesce.py) on a migrated SQLite file: the key
 lookups of requests made at the same moment are one SELECT (services/api_keys.authenticate),
-and so are their account reads (services/api_validation); each still answers for its own key,
+and so are their account reads (a syntax-only check reads its account in its charge's round:
+services/single_checks.check_offline); each still answers for its own key,
 a key's last use is written once for the round, and a revocation counts from the next
 request."""
 
@@ -19,7 +20,7 @@ from mailvet.domain.verdict import Check
 from mailvet.pipeline.engine import Engine
 from mailvet.services import api_keys
 from mailvet.services import api_validation as api
-from tests.api_validation_helpers import ScriptedProber, account_with
+from tests.api_validation_helpers import ScriptedProber, account_with, ledger
 from tests.fakes import FakeResolver, MovingClock
 from tests.service.test_api_keys import T0, an_account, key_row, new_key
 
@@ -99,6 +100,25 @@ async def test_concurrent_validations_read_their_accounts_once(db: Database) -> 
     finally:
         await engine.close()
     assert isinstance(got[0], api.MayNotValidate)  # bob: not confirmed, read afresh
+    assert (await ledger(db, bob.id)).entries == 0  # and charged nothing
     answered = [r for r in got[1:] if isinstance(r, api.ValidateResponse)]
     assert sorted(r.credits_remaining or 0 for r in answered) == list(range(81, 100))
     assert len([s for s in seen if s.startswith("SELECT") and "FROM ACCOUNTS" in s]) == 1
+
+
+async def test_a_check_for_no_account_is_refused_and_charges_nothing(db: Database) -> None:
+    engine = Engine(FakeResolver(), ScriptedProber())
+    try:
+        with pytest.raises(api.MayNotValidate, match="no such account"):
+            await api.validate_one(
+                db,
+                engine,
+                "0" * 32,
+                "ann@example.org",
+                checks=Check.SYNTAX,
+                charging=True,
+                clock=MovingClock(),
+            )
+    finally:
+        await engine.close()
+    assert (await ledger(db, "0" * 32)).entries == 0

@@ -200,10 +200,17 @@ async def validate_one(
     _check_address(email)
     if within is not None and not 0 < within <= MAX_TIMEOUT:
         raise InvalidRequest(f"timeout is in seconds, above 0 and at most {MAX_TIMEOUT:g}")
-    account = await _account(database, account_id)
-    outcome = await single_checks.check_address(
-        database, engine, account, email, checks, charging=charging, clock=clock, within=within
-    )
+    if charging and checks in single_checks.OFFLINE:  # the account read with the charge
+        outcome = await single_checks.check_offline(
+            database, engine, account_id, email, checks, clock=clock
+        )
+        if outcome.refused == single_checks.NO_ACCOUNT:
+            raise MayNotValidate("no such account")
+    else:
+        account = await _account(database, account_id)
+        outcome = await single_checks.check_address(
+            database, engine, account, email, checks, charging=charging, clock=clock, within=within
+        )
     if outcome.refused is not None:
         raise MayNotValidate("confirm the account's email address before checking addresses")
     if outcome.short is not None:

@@ -44,9 +44,10 @@ from datetime import datetime, timedelta
 from typing import Protocol, cast
 
 import msgspec
-from sqlalchemy import Insert, Table, delete, insert, select
+from sqlalchemy import Insert, Select, Table, bindparam, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailvet.adapters.db.account_models import AccountRow
 from mailvet.adapters.db.database import Database, rowcount
 from mailvet.adapters.db.ledger_models import PendingCheckRow
 from mailvet.clock import Clock
@@ -65,6 +66,7 @@ SWEEP_BATCH = 200
 SETTLE_TRIES = 3  # a check's settlement, before the sweeper's turn
 SETTLE_PAUSE = 0.2  # seconds, times the attempt
 UNCONFIRMED = "unconfirmed"
+NO_ACCOUNT = "no_account"
 # checks that need no network: checked before they are charged, with nothing pending between
 OFFLINE = frozenset({Check.SYNTAX})
 
@@ -217,35 +219,112 @@ async def charge_coalesced(
     balance left after it, or the shortfall. Charged in a round with the other charges this
     process makes meanwhile, in one transaction (group commit: `_charge_round`); when that
     transaction fails every charge of the round raises its error and none is made."""
-    return await _charges(database).submit(
+    got = await _charges(database).submit(
         _Charge(credits.SingleCharge(account_id, check_id, now), pending=pending)
     )
+    if isinstance(got, str):  # never: this charge asked for no confirmation
+        raise RuntimeError(got)
+    return got
+
+
+async def check_offline(
+    database: Database,
+    engine: Checker,
+    account_id: str,
+    address: str,
+    checks: Check,
+    *,
+    clock: Clock,
+) -> CheckOutcome:
+    """An offline check (OFFLINE) charged to the account `account_id` as `check_address`
+    charges it, with the account itself read in the charge's round and transaction (one
+    round a request instead of two): refused NO_ACCOUNT when there is no such account,
+    UNCONFIRMED before it is confirmed (nothing charged either way)."""
+    if checks not in OFFLINE:
+        raise ValueError(f"{checks} checks need the network")
+    verdict = await engine.check(address, checks)
+    free = rules.is_refunded(verdict.reason)  # never for syntax: then only the account read
+    got = await _charges(database).submit(
+        _Charge(
+            credits.SingleCharge(account_id, uuid.uuid4().hex, clock()),
+            pending=False,
+            confirm=True,
+            free=free,
+        )
+    )
+    if isinstance(got, str):
+        return CheckOutcome(None, refused=got)
+    if isinstance(got, Shortfall):
+        return CheckOutcome(None, short=got)
+    if free:
+        return CheckOutcome(verdict)
+    logger(__name__).debug("single_checked", status=verdict.status, reason=verdict.reason)
+    return CheckOutcome(verdict, charged=True, remaining=got)
+
+
+# what a round answers a charge: the balance after it, its shortfall, or why the account
+# may not check (UNCONFIRMED, NO_ACCOUNT: only for a charge that asked to `confirm`)
+_Answer = int | Shortfall | str
 
 
 class _Charge(msgspec.Struct, frozen=True):
-    """A single check's credit, recorded as pending (settled after the check) or not."""
+    """A single check's credit, recorded as pending (settled after the check) or not;
+    `confirm`: refused unless its account exists and is confirmed (read in the round's
+    transaction); `free`: that read alone, nothing charged (the answer is then 0)."""
 
     charge: credits.SingleCharge
     pending: bool
+    confirm: bool = False
+    free: bool = False
 
 
-async def _charge_round(database: Database, charges: Sequence[_Charge]) -> list[int | Shortfall]:
-    """One round of the process's single-check charges in one transaction: the credits
-    (credits.charge_singles) and the pending rows of those charged that want one."""
+async def _charge_round(database: Database, charges: Sequence[_Charge]) -> list[_Answer]:
+    """One round of the process's single-check charges in one transaction: the accounts to
+    confirm (one read), the credits (credits.charge_singles) and the pending rows of those
+    charged that want one."""
     async with database.unit_of_work(write=True) as session:
-        got = await credits.charge_singles(session, [item.charge for item in charges])
+        refused: dict[str, str] = {}
+        wanted = sorted({item.charge.account_id for item in charges if item.confirm})
+        if wanted:
+            rows = (await session.execute(_confirmations(), {"ids": wanted})).all()
+            confirmed = {account_id: when is not None for account_id, when in rows}
+            refused = {
+                account_id: UNCONFIRMED if account_id in confirmed else NO_ACCOUNT
+                for account_id in wanted
+                if not confirmed.get(account_id)
+            }
+        answers: list[_Answer | None] = [None] * len(charges)
+        paying: list[int] = []
+        for index, item in enumerate(charges):
+            if item.confirm and item.charge.account_id in refused:
+                answers[index] = refused[item.charge.account_id]
+            elif item.free:
+                answers[index] = 0
+            else:
+                paying.append(index)
+        got = await credits.charge_singles(session, [charges[index].charge for index in paying])
+        for index, answer in zip(paying, got, strict=True):
+            answers[index] = answer
         pending = [
             {
-                "check_id": item.charge.check_id,
-                "account_id": item.charge.account_id,
-                "created_at": item.charge.now,
+                "check_id": charges[index].charge.check_id,
+                "account_id": charges[index].charge.account_id,
+                "created_at": charges[index].charge.now,
             }
-            for item, answer in zip(charges, got, strict=True)
-            if item.pending and not isinstance(answer, Shortfall)
+            for index, answer in zip(paying, got, strict=True)
+            if charges[index].pending and not isinstance(answer, Shortfall)
         ]
         if pending:
             await session.execute(_add_pending(), pending)
-    return got
+    return [answer if answer is not None else 0 for answer in answers]
+
+
+@functools.cache
+def _confirmations() -> Select[str, datetime | None]:
+    accounts = cast(Table, AccountRow.__table__)
+    return select(accounts.c.id, accounts.c.confirmed_at).where(
+        accounts.c.id.in_(bindparam("ids", expanding=True))
+    )
 
 
 @functools.cache
@@ -254,12 +333,12 @@ def _add_pending() -> Insert:
 
 
 # each database's coalesced charges (services/coalesce.py): one per database and process
-_CHARGES: weakref.WeakKeyDictionary[Database, Coalescer[_Charge, int | Shortfall]] = (
+_CHARGES: weakref.WeakKeyDictionary[Database, Coalescer[_Charge, _Answer]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _charges(database: Database) -> Coalescer[_Charge, int | Shortfall]:
+def _charges(database: Database) -> Coalescer[_Charge, _Answer]:
     found = _CHARGES.get(database)
     if found is None:
         found = _CHARGES[database] = Coalescer(functools.partial(_charge_round, database))
