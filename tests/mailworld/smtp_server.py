@@ -129,12 +129,15 @@ class SmtpBehaviour:
 class RcptEvent(NamedTuple):
     """One considered RCPT: ``at`` is ``time.monotonic()`` when the server decided its
     reply (the same clock as the client's in a test process), ``session`` the number of
-    the connection it came on (1 = the server's first connection)."""
+    the connection it came on (1 = the server's first connection), ``transaction`` the
+    number of its transaction at the server (``stats.transactions`` when its MAIL was
+    accepted)."""
 
     at: float
     session: int
     address: str
     code: int
+    transaction: int = 0
 
 
 @dataclass
@@ -448,6 +451,7 @@ class _Session:
         self._mail_rejected = False
         self._transaction_rcpts = 0
         self._transaction_utf8 = False
+        self._transaction = 0  # the server's number of the transaction under way
         self._session_rcpts = 0
         self._refused_rcpts = 0
         self._mail_seen = False
@@ -614,6 +618,7 @@ class _Session:
             self._transaction_rcpts = 0
             self._transaction_utf8 = utf8
             self._stats.transactions += 1
+            self._transaction = self._stats.transactions
         else:
             self._mail_rejected = True
         return _Response([reply])
@@ -638,7 +643,7 @@ class _Session:
         self._stats.recipients.append(address)
         reply = self._server.rcpt_reply(address)
         self._stats.rcpt_log.append(
-            RcptEvent(time.monotonic(), self._number, address, _code(reply))
+            RcptEvent(time.monotonic(), self._number, address, _code(reply), self._transaction)
         )
         local = address.rpartition("@")[0].lower()
         if local in self._behaviour.garble_rcpt:

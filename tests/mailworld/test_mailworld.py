@@ -350,6 +350,7 @@ async def test_greylisting_refuses_retries_sooner_than_its_delay(
     log = stats.rcpt_log
     assert [event.code for event in log] == [450] * (len(replies) - 1) + [250]
     assert {event.session for event in log} == {1}
+    assert {event.transaction for event in log} == {1}  # one MAIL FROM for them all
     assert {event.address for event in log} == {"carol@grey-mail.com"}
     assert log[-1].at - log[0].at >= delay
     assert log[-2].at - log[0].at < delay

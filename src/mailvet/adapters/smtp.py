@@ -42,6 +42,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
 import structlog
 
@@ -52,6 +53,7 @@ from mailvet.adapters.smtp_session import (
     SessionTimeout,
     SmtpSession,
     TlsFailed,
+    Transaction,
 )
 from mailvet.domain.network import is_public_address
 from mailvet.domain.ports import ProbeFailure, ProbeResult, Resolver
@@ -63,6 +65,7 @@ log = structlog.get_logger(__name__)
 
 DOWN_SECONDS = 60.0  # an address that refused or timed out a connection is skipped this long
 MAX_LOSSES = 4  # sessions lost under one recipient (not counting as tries) before it counts
+ROUND_TRANSACTIONS = 10  # transactions pipelined in one write at most
 
 
 class _Request:
@@ -166,6 +169,25 @@ class _JobQueues:
     def clear(self) -> None:
         self._by_job.clear()
         self._len = 0
+
+
+class _Group(NamedTuple):
+    """One transaction of a round: the batch, the domains whose control it asks first, the
+    recipients as sent (controls, then the batch) and whether it needs SMTPUTF8."""
+
+    batch: list[_Request]
+    controls: list[str]
+    recipients: list[str]
+    smtputf8: bool
+
+
+def _failure_of(exc: SessionError) -> ProbeFailure:
+    """What a session that ended under a recipient tells about it."""
+    if isinstance(exc, SessionTimeout):
+        return ProbeFailure.TIMEOUT
+    if isinstance(exc, BadReply):
+        return ProbeFailure.SMTP_ERROR
+    return ProbeFailure.CONNECTION_FAILED
 
 
 class _Unreachable(Exception):
@@ -318,6 +340,35 @@ class ServerPool:
         # only done recipients queued (or none at all): a solo after all
         return self._queue.take(limit) or self._take_solo()
 
+    def _take_round(self, limit: int, budget: float, pipelining: bool) -> list[list[_Request]]:
+        """The transactions of one round trip. Without PIPELINING, `_take_batch`'s one. With
+        it, a catch-all probe taken first is followed by a batch of queued recipients, and
+        while the round holds fewer than `limit` RCPTs more catch-all probes follow, each
+        in a transaction of its own, up to ROUND_TRANSACTIONS: a server hosting hundreds
+        of small domains got one round trip per catch-all probe, the last of its job.
+        `budget` bounds the round's RCPTs (refusals the session may still draw)."""
+        first = self._take_batch(limit)
+        if not first:
+            return []
+        taken = [first]
+        if not pipelining:
+            return taken
+        total = len(first)
+        room = int(min(limit, budget - total))
+        if first[0].solo and self._queue and room >= 1:
+            batch = self._queue.take(room)
+            if batch:
+                self._solo_last = False
+                taken.append(batch)
+                total += len(batch)
+        while len(taken) < ROUND_TRANSACTIONS and total < min(limit, budget):
+            solo = self._take_solo()
+            if not solo:
+                break
+            taken.append(solo)
+            total += 1
+        return taken
+
     def _take_solo(self) -> list[_Request]:
         """The next catch-all probe still wanted, alone, or [] when none is."""
         while self._solo:
@@ -345,14 +396,17 @@ class ServerPool:
                 refusals = 0
                 while True:
                     limit = self.batch_size
+                    budget = math.inf  # refusals the session may still draw
                     if self.error_limit is not None:
-                        limit = min(limit, self.error_limit - 1 - refusals)
+                        budget = self.error_limit - 1 - refusals
+                        limit = min(limit, int(budget))
                         if limit < 1:
                             return  # a fresh session before the server's error limit
-                    batch = self._take_batch(limit)
-                    if not batch:
+                    batches = self._take_round(limit, budget, session.pipelining)
+                    if not batches:
                         return
-                    alive, refused = await self._transaction(session, batch, controls, refusals)
+                    batch = [request for taken in batches for request in taken]
+                    alive, refused = await self._round(session, batches, controls, refusals)
                     refusals += refused
                     batch = []
                     if not alive:
@@ -370,15 +424,9 @@ class ServerPool:
                 return
             self._pause(exc.reply)
         except SessionError as exc:
-            failure = (
-                ProbeFailure.TIMEOUT
-                if isinstance(exc, SessionTimeout)
-                else ProbeFailure.SMTP_ERROR
-                if isinstance(exc, BadReply)
-                else ProbeFailure.CONNECTION_FAILED
-            )
+            failure = _failure_of(exc)
             log.debug("smtp_session_lost", server=self.address, error=str(exc))
-            for request in batch:
+            for request in batch:  # (a round settles its own: this is a safety net)
                 self._retry_later(request, ProbeResult(mx=request.host, failure=failure))
         finally:
             try:
@@ -420,14 +468,45 @@ class ServerPool:
         host = first.host if first is not None else None
         return await self._prober.open_session(self.address, host)
 
-    async def _transaction(
+    async def _round(
         self,
         session: SmtpSession,
-        batch: list[_Request],
+        batches: list[list[_Request]],
         controls: dict[str, Reply | None],
         refusals_before: int,
     ) -> tuple[bool, int]:
-        """Run one transaction; returns (can the session go on, refusals it drew)."""
+        """Run the round's transactions (one write when pipelined); returns (can the session
+        go on, refusals they drew)."""
+        groups = [group for batch in batches if (group := self._prepare(session, batch, controls))]
+        if not groups:
+            return True, 0
+        done, error = await session.transactions(
+            self._settings.mail_from, [(group.recipients, group.smtputf8) for group in groups]
+        )
+        alive = True
+        refused = 0
+        for group, tx in zip(groups, done, strict=False):
+            alive, drawn = self._settle(group, tx, controls, refusals_before + refused)
+            refused += drawn
+        unanswered = groups[len(done) :]
+        if error is not None:
+            # the session ended before this transaction's first reply: as when it ends under
+            # a lone transaction (its recipients count a try)
+            alive = False
+            failure = _failure_of(error)
+            log.debug("smtp_session_lost", server=self.address, error=str(error))
+            for request in unanswered[0].batch:
+                self._retry_later(request, ProbeResult(mx=request.host, failure=failure))
+            unanswered = unanswered[1:]
+        for group in reversed(unanswered):  # never sent an answer: back as they were
+            for request in reversed(group.batch):
+                self._put_back(request)
+        return alive and not unanswered, refused
+
+    def _prepare(
+        self, session: SmtpSession, batch: list[_Request], controls: dict[str, Reply | None]
+    ) -> _Group | None:
+        """The transaction of a batch: its recipients, controls first (None: nothing to ask)."""
         usable: list[_Request] = []
         for request in batch:
             if not request.recipient.isascii() and not session.smtputf8:
@@ -437,7 +516,7 @@ class ServerPool:
             else:
                 usable.append(request)
         if not usable:
-            return True, 0
+            return None
         batch = usable
         solo = batch[0].solo
         control_domains = (
@@ -455,7 +534,19 @@ class ServerPool:
         recipients = [f"postmaster@{domain}" for domain in control_domains]
         recipients += [request.recipient for request in batch]
         smtputf8 = session.smtputf8 and any(not r.isascii() for r in recipients)
-        tx = await session.transaction(self._settings.mail_from, recipients, smtputf8=smtputf8)
+        return _Group(batch, control_domains, recipients, smtputf8)
+
+    def _settle(
+        self,
+        group: _Group,
+        tx: Transaction,
+        controls: dict[str, Reply | None],
+        refusals_before: int,
+    ) -> tuple[bool, int]:
+        """Each recipient of a transaction answered, retried or put back; returns (can the
+        session go on, refusals it drew)."""
+        batch, control_domains, recipients = group.batch, group.controls, group.recipients
+        solo = batch[0].solo
         if tx.mail.code >= 400:
             result_failure = ProbeFailure.SMTP_ERROR
             for request in batch:

@@ -3,7 +3,8 @@
 Reads the greeting before anything else, EHLO with HELO fallback, STARTTLS when offered
 (RFC 3207, opportunistic: the certificate is not verified unless asked) and EHLO again, then
 transactions of MAIL FROM + several RCPT TO + RSET. With PIPELINING (RFC 2920) a whole
-transaction is one write and one round trip.
+transaction is one write and one round trip, and so are several (`transactions`: a group of
+pipelined commands may go on after RSET).
 
 Time: every reply must be complete within `timeout` in total, however many lines it has
 (a server trickling a 100-line banner one line at a time costs one timeout, not 100).
@@ -213,48 +214,76 @@ class SmtpSession:
         the reply to MAIL FROM is garbage (the session is closed) and SessionError when the
         session ends before the MAIL FROM reply; see Transaction for the other endings.
         """
+        done, error = await self.transactions(mail_from, [(recipients, smtputf8)])
+        if error is not None:
+            raise error
+        return done[0]
+
+    async def transactions(
+        self, mail_from: str, groups: Sequence[tuple[Sequence[str], bool]]
+    ) -> tuple[list[Transaction], SessionError | None]:
+        """Several transactions (each `(recipients, smtputf8)` as for `transaction`), in one
+        write with PIPELINING, so in one round trip: RFC 2920 3.1 lets a group of pipelined
+        commands go on after RSET. Each is its own transaction: nothing of one is seen by
+        the next.
+
+        Returns the transactions answered, in order, and the error that ended the session
+        before the MAIL FROM reply of the next one (None when every group got its
+        Transaction). A Transaction that is not alive ends the list: the groups after it
+        were not answered.
+        """
+        commands = [self._commands(mail_from, recipients, utf8) for recipients, utf8 in groups]
+        done: list[Transaction] = []
+        if self.pipelining:
+            try:
+                await self._write(
+                    "".join(f"{c}\r\n" for group in commands for c in group).encode("utf-8")
+                )
+            except SessionError as exc:
+                await self.close(quit=False)
+                return done, exc
+        for group, (recipients, _) in zip(commands, groups, strict=True):
+            replies: list[Reply] = []
+            alive = True
+            garbled: int | None = None
+            lost: SessionError | None = None
+            try:
+                if self.pipelining:
+                    for _ in group:
+                        replies.append(await self.read_reply())
+                        if replies[-1].code == 421:
+                            alive = False
+                            break
+                else:
+                    for command in group:
+                        replies.append(await self.command(command))
+                        if replies[-1].code == 421:
+                            alive = False
+                            break
+                        if len(replies) == 1 and replies[0].code >= 400:
+                            await self.command("RSET")
+                            break
+            except BadReply as exc:
+                await self.close(quit=False)
+                if not replies:
+                    return done, exc
+                alive = False
+                if len(replies) <= len(recipients):  # a RCPT reply, not the RSET's
+                    garbled = len(replies) - 1
+            except (SessionLost, SessionTimeout) as exc:
+                await self.close(quit=False)
+                if not replies:
+                    return done, exc
+                alive, lost = False, exc
+            done.append(_transaction_of(replies, len(recipients), alive, garbled, lost))
+            if not alive:
+                break
+        return done, None
+
+    @staticmethod
+    def _commands(mail_from: str, recipients: Sequence[str], smtputf8: bool) -> list[str]:
         mail = f"MAIL FROM:<{mail_from}>" + (" SMTPUTF8" if smtputf8 else "")
-        commands = [mail, *(f"RCPT TO:<{rcpt}>" for rcpt in recipients), "RSET"]
-        replies: list[Reply] = []
-        alive = True
-        garbled: int | None = None
-        lost: SessionError | None = None
-        try:
-            if self.pipelining:
-                await self._write("".join(f"{c}\r\n" for c in commands).encode("utf-8"))
-                for _ in commands:
-                    replies.append(await self.read_reply())
-                    if replies[-1].code == 421:
-                        alive = False
-                        break
-            else:
-                for command in commands:
-                    replies.append(await self.command(command))
-                    if replies[-1].code == 421:
-                        alive = False
-                        break
-                    if len(replies) == 1 and replies[0].code >= 400:
-                        await self.command("RSET")
-                        break
-        except BadReply:
-            await self.close(quit=False)
-            if not replies:
-                raise
-            alive = False
-            if len(replies) <= len(recipients):  # a RCPT reply, not the RSET's
-                garbled = len(replies) - 1
-        except (SessionLost, SessionTimeout) as exc:
-            await self.close(quit=False)
-            if not replies:
-                raise
-            alive, lost = False, exc
-        mail_reply = replies[0]
-        rcpts = replies[1 : 1 + len(recipients)] if mail_reply.code < 400 else []
-        if rcpts and rcpts[-1].code == 421:
-            rcpts.pop()
-        if mail_reply.code >= 400:
-            garbled = None  # the RCPTs were not considered: none is garbled
-        return Transaction(mail_reply, rcpts, alive, garbled, lost)
+        return [mail, *(f"RCPT TO:<{rcpt}>" for rcpt in recipients), "RSET"]
 
     async def _write(self, data: bytes) -> None:
         if self._closed:
@@ -343,6 +372,23 @@ class SmtpSession:
             self._writer.close()
         with contextlib.suppress(OSError, TimeoutError):
             await asyncio.wait_for(self._writer.wait_closed(), 2.0)
+
+
+def _transaction_of(
+    replies: list[Reply],
+    recipients: int,
+    alive: bool,
+    garbled: int | None,
+    lost: SessionError | None,
+) -> Transaction:
+    """The Transaction of a transaction's replies (MAIL FROM's first)."""
+    mail_reply = replies[0]
+    rcpts = replies[1 : 1 + recipients] if mail_reply.code < 400 else []
+    if rcpts and rcpts[-1].code == 421:
+        rcpts.pop()
+    if mail_reply.code >= 400:
+        garbled = None  # the RCPTs were not considered: none is garbled
+    return Transaction(mail_reply, rcpts, alive, garbled, lost)
 
 
 def _tls_context(verify: bool) -> ssl.SSLContext:
