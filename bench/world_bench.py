@@ -677,6 +677,11 @@ def main() -> int:
         ("schedule bound", f"{bound.seconds:,.1f} s", ""),
         ("wall / bound", f"{ratio:.2f}x", f"<= {TARGET_RATIO}x"),
         (
+            "wall / strict bound",
+            f"{run.wall / bound.strict:.2f}x",
+            f"(information: {bound.strict:.1f} s, the retry delay only on greylisting servers)",
+        ),
+        (
             f"wall / bound with C<={per_host}",
             f"{run.wall / client_bound.seconds:.2f}x",
             "(information)",

@@ -408,6 +408,15 @@ class Bound:
     def slowest(self) -> ServerLoad:
         return self.loads[0]
 
+    @property
+    def strict(self) -> float:
+        """The largest need of any one server or domain, with the retry delay only where
+        greylisting is: what no client can beat. (``seconds``, the issue's bound, adds the
+        delay to the slowest server whatever it is, so a client can finish under it.)"""
+        return max(
+            self.loads[0].seconds if self.loads else 0.0, self.timeout_floor, self.greylist_floor
+        )
+
 
 def schedule_bound(
     plan: WorldPlan,

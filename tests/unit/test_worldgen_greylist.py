@@ -39,6 +39,7 @@ def test_a_greylisting_server_needs_both_asks_and_the_delay_between() -> None:
     assert [load.seconds for load in bound.loads] == pytest.approx([1.4, 1.2])
     assert bound.greylist_floor == pytest.approx(3.6)
     assert bound.seconds == pytest.approx(3.6)  # not 1.4 + 2: the retries need their round
+    assert bound.strict == pytest.approx(3.6)
 
 
 def test_the_greylist_floor_stays_under_a_slower_normal_server() -> None:
@@ -47,6 +48,8 @@ def test_the_greylist_floor_stays_under_a_slower_normal_server() -> None:
     bound = schedule_bound(plan, retry_delay=2.0, smtp_timeout=3.0)
     assert bound.greylist_floor == pytest.approx(0.2 * (3 + 1) + 2.0)
     assert bound.seconds == pytest.approx(1.2 + 2.0)  # the slowest server plus the delay
+    # a.com does not greylist: the delay is not part of what it needs
+    assert bound.strict == pytest.approx(max(1.2, 0.2 * (3 + 1) + 2.0))
 
 
 def test_only_the_greylisting_servers_get_the_greylist_delay() -> None:

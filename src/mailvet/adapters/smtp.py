@@ -27,7 +27,9 @@ the server offers it.
 - Controls: the first transaction of a session for a domain also asks `postmaster@domain`;
   its reply travels with each result (see domain/evidence.py).
 - Catch-all probes (`solo=True`) run in a transaction of their own, before queued recipients
-  (though not two in a row while recipients wait).
+  (though not two in a row while recipients wait). With PIPELINING one write (a round)
+  carries a catch-all probe's transaction, the next batch's, and more catch-all probes'
+  while the round holds fewer RCPTs than a batch (`_take_round`).
 - Fairness: each job (domain/work.py `current_job`) has its own queue at a server, and the
   sessions take a batch from each job in turn.
 - 4xx (greylisting): asked again after `retry_delay`, at most `retries` times.
