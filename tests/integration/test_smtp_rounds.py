@@ -73,3 +73,29 @@ async def test_catch_all_probes_of_small_domains_share_round_trips(world: MailWo
     # one session, 30 catch-all probes, 30 mailboxes and their controls: before, one round
     # trip per catch-all probe and per batch (32)
     assert round_trips <= 2 + DOMAINS // ROUND_TRANSACTIONS + 2, round_trips
+
+
+async def test_an_error_limit_drop_part_way_through_a_round_loses_no_probe() -> None:
+    # Postfix drops a client after N refused RCPTs; the catch-all probes of a round are all
+    # refused (no domain here is catch-all): the transactions after the drop go back
+    world = MailWorld()
+    world.zone.add("mx.strict-host.net", a=["127.0.0.93"])
+    for n in range(DOMAINS):
+        world.zone.add(f"small{n}.com", mx=[(10, "mx.strict-host.net")])
+    users = {f"user{n}": OK for n in range(DOMAINS)} | {"postmaster": OK}
+    world.add_smtp("127.0.0.93", SmtpBehaviour(mailboxes=users, max_connections=1, error_limit=4))
+    with world:
+        settings = load_settings({**world.env(), "MAILVET_SMTP_PER_HOST_CONNECTIONS": "1"})
+        resolver = DnsResolver(settings.dns)
+        engine = Engine(resolver, SmtpProber(settings.smtp, resolver))
+        addresses = [f"user{n}@small{n}.com" for n in range(DOMAINS)]
+        try:
+            verdicts = await engine.check_many(addresses, Check.SMTP)
+        finally:
+            await engine.close()
+        stats = world.smtp("127.0.0.93").stats
+    assert [v.reason for v in verdicts] == [Reason.ACCEPTED] * DOMAINS
+    assert stats.protocol_errors == 0
+    probes = [e for e in stats.rcpt_log if e.address.startswith("mailvet-")]
+    assert len(probes) == DOMAINS  # each asked once: none lost, none asked twice
+    assert {e.code for e in probes} == {550}
