@@ -649,6 +649,10 @@ def main() -> int:
         "no global"
         " connection cap; + SMTP timeout behind tar-pits/black holes; + retry delay once"
     )
+    print(
+        "               a greylisting server asks twice: at least L*(3 + ceil(N/(C*R))) + retry"
+        " delay; the bound is never below that"
+    )
     for line in describe_bound(bound, "bound        "):
         print(line)
     for line in describe_bound(client_bound, f"bound C<={per_host}   "):
