@@ -28,7 +28,7 @@ OK = "250 2.1.5 OK"
 IP = "127.0.0.91"
 CAP = 5  # sessions the server allows
 LIMIT = 25  # RCPTs a transaction may hold
-LATENCY = 0.05
+LATENCY = 0.1
 RETRY_DELAY = 0.5
 GREYLIST_DELAY = 0.4  # the server's: a retry sooner than this is greylisted again
 ADDRESSES = 200
@@ -101,8 +101,9 @@ async def test_greylisted_addresses_of_a_domain_are_retried_together_when_due(
         assert retry.at - first.at >= RETRY_DELAY
         lateness.append(retry.at - (first.at + RETRY_DELAY))
     # ...and then soon: the server takes CAP x LIMIT RCPTs a round trip; the 200 retries
-    # need a few round trips, not one each (before: up to 3.3 s late, a transaction each)
-    assert max(lateness) < 6 * LATENCY + 0.1, sorted(lateness)[-5:]
+    # need a new session (greeting, EHLO) and a round trip or two, about 4 latencies, not a
+    # round trip each (before: 3.5 s late, 40 round trips on each of the 5 sessions)
+    assert max(lateness) < 10 * LATENCY, sorted(lateness)[-5:]
     # in few transactions and sessions: 2 x 200 RCPTs and the controls at LIMIT each
     assert stats.transactions <= 2 * (ADDRESSES // LIMIT + CAP) + 4, stats.transactions
     assert stats.connections_total <= 3 * CAP, stats.connections_total
