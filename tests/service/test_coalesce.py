@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -94,3 +95,25 @@ async def test_a_caller_cancelled_before_its_round_is_left_out() -> None:
     assert (await first, await kept) == (2, 6)
     assert gone.cancelled()
     assert run.rounds == [[1], [3]]
+
+
+async def test_two_event_loops_using_one_coalescer_are_each_answered() -> None:
+    """A test's loop and its app's portal loop may share a database's coalescer: each loop
+    has its rounds of its own."""
+
+    async def double(items: Sequence[int]) -> list[int]:
+        await asyncio.sleep(0)
+        return [item * 2 for item in items]
+
+    coalescer = Coalescer(double)
+
+    async def many(numbers: range) -> list[int]:
+        return await asyncio.gather(*(coalescer.submit(n) for n in numbers))
+
+    with ThreadPoolExecutor(1) as pool:
+        theirs = asyncio.get_running_loop().run_in_executor(
+            pool, lambda: asyncio.run(many(range(100, 400)))
+        )
+        mine = await many(range(300))
+        assert mine == [n * 2 for n in range(300)]
+        assert await asyncio.wait_for(theirs, 10) == [n * 2 for n in range(100, 400)]

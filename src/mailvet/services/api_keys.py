@@ -36,7 +36,7 @@ from mailvet.domain import api_keys as rules
 from mailvet.domain.api_keys import ApiPrincipal, InvalidApiKeyInput, KeyState, Refusal
 from mailvet.logs import logger
 from mailvet.services.coalesce import Coalescer
-from mailvet.services.reads import read_session
+from mailvet.services.reads import Held
 
 # live (unrevoked) keys an account may hold at once: a runaway script cannot fill the table
 MAX_LIVE_KEYS = 50
@@ -230,11 +230,11 @@ class _KeyRow(msgspec.Struct, frozen=True):
     first: bool = True  # the round's first request with this key: the one that may touch it
 
 
-async def _find_keys(database: Database, key_ids: Sequence[str]) -> list[_KeyRow | None]:
+async def _find_keys(held: Held, key_ids: Sequence[str]) -> list[_KeyRow | None]:
     """The rows of `key_ids` (None: no such key), in one read: a round of lookups."""
     wanted = sorted(set(key_ids))
     one = len(wanted) == 1  # a lone lookup (a quiet moment): by `id =`, else `id IN (...)`
-    async with read_session(database) as session:
+    async with held.session() as session:
         rows = (
             await session.execute(_keys_query(one), {"ids": wanted[0] if one else wanted})
         ).all()
@@ -285,7 +285,9 @@ _LOOKUPS: weakref.WeakKeyDictionary[Database, Coalescer[str, _KeyRow | None]] = 
 def _lookups(database: Database) -> Coalescer[str, _KeyRow | None]:
     found = _LOOKUPS.get(database)
     if found is None:
-        found = _LOOKUPS[database] = Coalescer(functools.partial(_find_keys, database))
+        held = Held(database, read=True)
+        found = Coalescer(functools.partial(_find_keys, held), idle=held.release)
+        _LOOKUPS[database] = found
     return found
 
 

@@ -46,7 +46,7 @@ from mailvet.domain.verdict import Check, Reason, Status, Verdict
 from mailvet.services import single_checks
 from mailvet.services.accounts import to_account
 from mailvet.services.coalesce import Coalescer
-from mailvet.services.reads import read_session
+from mailvet.services.reads import Held
 
 MAX_BATCH = 1000
 MAX_TIMEOUT = 30.0  # seconds
@@ -279,9 +279,9 @@ async def _account(database: Database, account_id: str) -> Account:
     return account
 
 
-async def _read_accounts(database: Database, account_ids: Sequence[str]) -> list[Account | None]:
+async def _read_accounts(held: Held, account_ids: Sequence[str]) -> list[Account | None]:
     """The accounts of a round of requests (services/coalesce.py), in one read."""
-    async with read_session(database) as session:
+    async with held.session() as session:
         rows = await session.scalars(_accounts_query(), {"ids": sorted(set(account_ids))})
         found = {row.id: to_account(row) for row in rows}
     return [found.get(account_id) for account_id in account_ids]
@@ -302,5 +302,7 @@ _READERS: weakref.WeakKeyDictionary[Database, Coalescer[str, Account | None]] = 
 def _readers(database: Database) -> Coalescer[str, Account | None]:
     found = _READERS.get(database)
     if found is None:
-        found = _READERS[database] = Coalescer(functools.partial(_read_accounts, database))
+        held = Held(database, read=True)
+        found = Coalescer(functools.partial(_read_accounts, held), idle=held.release)
+        _READERS[database] = found
     return found

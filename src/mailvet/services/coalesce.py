@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from mailvet.logs import logger
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -33,32 +35,59 @@ ROUND_LIMIT = 256  # items of one round (a bounded IN list, a bounded multi-row 
 
 class Coalescer(Generic[T, R]):
     def __init__(
-        self, run: Callable[[Sequence[T]], Awaitable[Sequence[R]]], *, limit: int = ROUND_LIMIT
+        self,
+        run: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        *,
+        limit: int = ROUND_LIMIT,
+        idle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """`idle()`: awaited when a run of rounds ends (nothing waits any more), e.g. to give
+        back a connection kept from one round to the next (services/reads.py Held)."""
         if limit < 1:
             raise ValueError("a round holds at least one item")
         self._run = run
         self._limit = limit
-        self._waiting: deque[tuple[T, asyncio.Future[R]]] = deque()
-        self._rounds: asyncio.Task[None] | None = None
+        self._idle = idle
+        # one lane per event loop (a test's loop and its app's portal loop may share one
+        # database): each with its items and its task, gone when it has nothing to do
+        self._lanes: dict[asyncio.AbstractEventLoop, _Lane[T, R]] = {}
         self.rounds = 0  # rounds run so far (what a test counts)
 
     async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        self._waiting.append((item, future))
-        rounds = self._rounds
-        if rounds is None or rounds.done() or rounds.get_loop() is not loop:
-            self._rounds = loop.create_task(self._run_rounds(loop))
+        lane = self._lanes.get(loop)
+        if lane is None:
+            lane = self._lanes[loop] = _Lane()
+        lane.waiting.append((item, future))
+        if lane.task is None or lane.task.done():
+            lane.task = loop.create_task(self._run_rounds(loop, lane))
         return await future
 
-    async def _run_rounds(self, loop: asyncio.AbstractEventLoop) -> None:
-        while self._waiting:
+    async def _run_rounds(self, loop: asyncio.AbstractEventLoop, lane: _Lane[T, R]) -> None:
+        try:
+            await self._rounds_while_waiting(lane)
+        finally:
+            if self._lanes.get(loop) is lane and not lane.waiting:
+                del self._lanes[loop]
+            await self._go_idle()
+
+    async def _go_idle(self) -> None:
+        """`idle()`, whose failure (closing a broken connection) changes no round's answer."""
+        if self._idle is None:
+            return
+        try:
+            await self._idle()
+        except Exception as exc:
+            logger(__name__).warning("coalesce_idle_failed", error=type(exc).__name__)
+
+    async def _rounds_while_waiting(self, lane: _Lane[T, R]) -> None:
+        waiting = lane.waiting
+        while waiting:
             taken: list[tuple[T, asyncio.Future[R]]] = []
-            while self._waiting and len(taken) < self._limit:
-                item, future = self._waiting.popleft()
-                # a cancelled caller, or one of an event loop that is gone: not in the round
-                if not future.done() and future.get_loop() is loop:
+            while waiting and len(taken) < self._limit:
+                item, future = waiting.popleft()
+                if not future.done():  # a cancelled caller: not in the round
                     taken.append((item, future))
             if not taken:
                 continue
@@ -67,16 +96,29 @@ class Coalescer(Generic[T, R]):
                 results = await self._run([item for item, _ in taken])
                 if len(results) != len(taken):
                     raise RuntimeError(f"a round of {len(taken)} answered {len(results)}")
+                if not waiting:
+                    # the last round of the run: what it keeps goes back before its callers
+                    # are answered (one may close the database next)
+                    await self._go_idle()
             except Exception as exc:
+                await self._go_idle()
                 for _, future in taken:
                     if not future.done():
                         future.set_exception(exc)
                 continue
             except BaseException:  # this task cancelled (the loop ends): so are its callers
-                for _, future in [*taken, *self._waiting]:
+                for _, future in [*taken, *waiting]:
                     future.cancel()
-                self._waiting.clear()
+                waiting.clear()
                 raise
             for (_, future), result in zip(taken, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+
+
+class _Lane(Generic[T, R]):
+    """The items of one event loop waiting for a round, and the task running its rounds."""
+
+    def __init__(self) -> None:
+        self.waiting: deque[tuple[T, asyncio.Future[R]]] = deque()
+        self.task: asyncio.Task[None] | None = None

@@ -1,18 +1,27 @@
-"""Reads outside a transaction: `read_session(database)` is an AsyncSession whose statements
-run on a connection of their own in autocommit on PostgreSQL, so a one-statement read costs
-one round trip instead of three (no BEGIN, no ROLLBACK). For single statements whose answer
-needs no snapshot shared with another (the API's coalesced key and account lookups); SQLite
-(its own file, no network) reads as it always does.
+"""Connections for the API's coalesced rounds (services/coalesce.py).
+
+`read_session(database)` is an AsyncSession whose statements run on a connection of their
+own in autocommit on PostgreSQL, so a one-statement read costs one round trip instead of
+three (no BEGIN, no ROLLBACK): for single statements whose answer needs no snapshot shared
+with another. SQLite (its own file, no network) reads as it always does.
+
+`Held(database)` keeps one connection from a round to the next while rounds follow each
+other (a busy server), so the pool's check of a connection before use (a round trip) is paid
+once a run, not once a round; the Coalescer's `idle` hook gives it back when nothing waits,
+and a failed round gives it back too (the next round takes a fresh one). `read=True`: in
+autocommit on PostgreSQL, as read_session; else each round is a transaction of its own
+(`transaction()`), begun as a writer (SQLite's BEGIN IMMEDIATE).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from mailvet.adapters.db.database import Database
+from mailvet.adapters.db.database import WRITE_INTENT, Database
 
 
 @contextlib.asynccontextmanager
@@ -25,3 +34,47 @@ async def read_session(database: Database) -> AsyncIterator[AsyncSession]:
         await connection.execution_options(isolation_level="AUTOCOMMIT")
         async with AsyncSession(bind=connection, expire_on_commit=False) as session:
             yield session
+
+
+class Held:
+    def __init__(self, database: Database, *, read: bool = False) -> None:
+        self._database = database
+        self._read = read
+        # by event loop: a connection belongs to the loop it was made on (Coalescer's lanes)
+        self._connections: dict[asyncio.AbstractEventLoop, AsyncConnection] = {}
+
+    async def _connect(self) -> AsyncConnection:
+        loop = asyncio.get_running_loop()
+        if loop not in self._connections:
+            connection = await self._database.engine.connect()
+            try:
+                if self._read and connection.dialect.name == "postgresql":
+                    await connection.execution_options(isolation_level="AUTOCOMMIT")
+                elif not self._read:
+                    await connection.execution_options(**WRITE_INTENT)
+            except BaseException:
+                await connection.close()
+                raise
+            self._connections[loop] = connection
+        return self._connections[loop]
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session on the kept connection (a transaction of its own unless `read`)."""
+        connection = await self._connect()
+        try:
+            async with AsyncSession(bind=connection, expire_on_commit=False) as session:
+                if self._read:
+                    yield session
+                else:
+                    async with session.begin():
+                        yield session
+        except BaseException:
+            await self.release()  # a broken connection is not kept
+            raise
+
+    async def release(self) -> None:
+        """Give back the running loop's connection, if it keeps one."""
+        connection = self._connections.pop(asyncio.get_running_loop(), None)
+        if connection is not None:
+            await connection.close()

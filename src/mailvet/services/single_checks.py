@@ -60,6 +60,7 @@ from mailvet.domain.verdict import STATUS_OF, Check, Reason, Verdict
 from mailvet.logs import logger
 from mailvet.services import credits
 from mailvet.services.coalesce import Coalescer
+from mailvet.services.reads import Held
 
 PENDING_FOR = timedelta(minutes=10)  # a check takes well under a minute; older: refunded
 SWEEP_BATCH = 200
@@ -278,11 +279,11 @@ class _Charge(msgspec.Struct, frozen=True):
     free: bool = False
 
 
-async def _charge_round(database: Database, charges: Sequence[_Charge]) -> list[_Answer]:
+async def _charge_round(held: Held, charges: Sequence[_Charge]) -> list[_Answer]:
     """One round of the process's single-check charges in one transaction: the accounts to
     confirm (one read), the credits (credits.charge_singles) and the pending rows of those
     charged that want one."""
-    async with database.unit_of_work(write=True) as session:
+    async with held.session() as session:
         refused: dict[str, str] = {}
         wanted = sorted({item.charge.account_id for item in charges if item.confirm})
         if wanted:
@@ -341,7 +342,9 @@ _CHARGES: weakref.WeakKeyDictionary[Database, Coalescer[_Charge, _Answer]] = (
 def _charges(database: Database) -> Coalescer[_Charge, _Answer]:
     found = _CHARGES.get(database)
     if found is None:
-        found = _CHARGES[database] = Coalescer(functools.partial(_charge_round, database))
+        held = Held(database)  # a connection kept while rounds follow each other
+        found = Coalescer(functools.partial(_charge_round, held), idle=held.release)
+        _CHARGES[database] = found
     return found
 
 
