@@ -1,16 +1,13 @@
 """Connections for the API's coalesced rounds (services/coalesce.py).
 
-`read_session(database)` is an AsyncSession whose statements run on a connection of their
-own in autocommit on PostgreSQL, so a one-statement read costs one round trip instead of
-three (no BEGIN, no ROLLBACK): for single statements whose answer needs no snapshot shared
-with another. SQLite (its own file, no network) reads as it always does.
-
 `Held(database)` keeps one connection from a round to the next while rounds follow each
 other (a busy server), so the pool's check of a connection before use (a round trip) is paid
 once a run, not once a round; the Coalescer's `idle` hook gives it back when nothing waits,
 and a failed round gives it back too (the next round takes a fresh one). `read=True`: in
-autocommit on PostgreSQL, as read_session; else each round is a transaction of its own
-(`transaction()`), begun as a writer (SQLite's BEGIN IMMEDIATE).
+autocommit on PostgreSQL, so a one-statement read costs one round trip instead of three (no
+BEGIN, no ROLLBACK: for single statements that need no snapshot shared with another; SQLite
+reads as it always does); else each round's session is a transaction of its own, begun as
+a writer (SQLite's BEGIN IMMEDIATE).
 """
 
 from __future__ import annotations
@@ -22,18 +19,6 @@ from collections.abc import AsyncIterator
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mailvet.adapters.db.database import WRITE_INTENT, Database
-
-
-@contextlib.asynccontextmanager
-async def read_session(database: Database) -> AsyncIterator[AsyncSession]:
-    if database.engine.dialect.name != "postgresql":
-        async with database.session_maker() as session:
-            yield session
-        return
-    async with database.engine.connect() as connection:
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
-        async with AsyncSession(bind=connection, expire_on_commit=False) as session:
-            yield session
 
 
 class Held:
