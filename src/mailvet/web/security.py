@@ -128,7 +128,8 @@ def header_set(*, https: bool, recaptcha: bool = False) -> dict[str, str]:
 def security_headers(settings_of: Callable[[], Settings]) -> BeforeMessageSendHookHandler:
     """The hook; `settings_of()` is read at the first answer (create_app runs before the
     composition root may have built everything)."""
-    chosen: dict[bool, dict[str, str]] = {}
+    # the headers as raw (lower-case name, value) bytes, chosen at the first answer
+    chosen: dict[bool, list[tuple[bytes, bytes]]] = {}
 
     async def before_send(message: Message, scope: Scope) -> None:
         if message["type"] != "http.response.start":
@@ -139,14 +140,22 @@ def security_headers(settings_of: Callable[[], Settings]) -> BeforeMessageSendHo
                 https=web.https,
                 recaptcha=bool(web.recaptcha_site_key),
             )
-            chosen[False] = pages
-            chosen[True] = {**pages, "Content-Security-Policy": SCHEMA_CSP}
+            for reference, headers in (
+                (False, pages),
+                (True, {**pages, "Content-Security-Policy": SCHEMA_CSP}),
+            ):
+                chosen[reference] = [
+                    (name.lower().encode("latin-1"), value.encode("latin-1"))
+                    for name, value in headers.items()
+                ]
         path = str(scope.get("path", ""))
         reference = path == SCHEMA_PATH or path.startswith(SCHEMA_PATH + "/")
-        headers = MutableScopeHeaders.from_message(message)
-        for name, value in chosen[reference].items():
-            if name not in headers:
-                headers[name] = value
+        raw = message.get("headers")
+        if not isinstance(raw, list):  # the ASGI message may hold any iterable: made a list
+            raw = list(raw or ())
+            message["headers"] = raw
+        present = {bytes(name).lower() for name, _ in raw}  # those the handler set win
+        raw.extend(item for item in chosen[reference] if item[0] not in present)
 
     return before_send
 
