@@ -33,7 +33,7 @@ Another module's routes under /api/v1 (web/api/v1.py) use the same three names:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -344,11 +344,13 @@ def key_limiter(connection: ASGIConnection[Any, Any, Any, Any]) -> KeyLimiter:
 
 def requires_scope(
     scope: Scope | str,
-) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
-    """A route guard: the request's key must have `scope` (403 otherwise)."""
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]:
+    """A route guard: the request's key must have `scope` (403 otherwise). A coroutine, so
+    that Litestar calls it on the loop (a plain function guard goes through a worker
+    thread on every request)."""
     needed = Scope(scope)
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal = _principal_of(connection)
         if not principal.allows(needed):
             raise ApiProblem(
