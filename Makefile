@@ -45,6 +45,7 @@ bench: install
 	$(BIN)/python bench/distributed_bench.py
 	$(BIN)/python bench/dashboard_bench.py
 	$(BIN)/python bench/progress_bench.py
+	$(BIN)/python bench/api_bench.py
 
 clean:
 	rm -rf $(VENV) .mailvet examples/out bench/out
