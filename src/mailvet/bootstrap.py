@@ -451,6 +451,16 @@ class LazyJobEvents:
         finally:
             await self._hooks.job_completed(job)
 
+    async def job_failed(self, job: Job) -> None:
+        """The job's job.failed webhook (no mail: the job's page says what happened)."""
+        if not job.owner:
+            return
+        if self._hooks is None:
+            from mailvet.services.webhooks import WebhookEvents
+
+            self._hooks = WebhookEvents(self._database.get())
+        await self._hooks.job_failed(job)
+
 
 def build_engine(settings: Settings, resolver: Resolver, prober: SmtpProber) -> Engine:
     from mailvet.pipeline.engine import Engine

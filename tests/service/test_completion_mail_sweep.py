@@ -54,6 +54,9 @@ class CrashingMail:
         self.crashed.set()
         raise ConnectionError("the process died here")
 
+    async def job_failed(self, job: Job) -> None:
+        return None
+
 
 async def account(db: Database, email: str) -> str:
     async with db.unit_of_work(write=True) as session:

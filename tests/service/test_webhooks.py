@@ -465,6 +465,47 @@ async def test_a_job_completed_by_the_pipeline_queues_its_event(
     assert (job["id"], job["status"], job["rows_total"]) == (job_id, "file_completed", 2)
 
 
+async def test_a_job_intake_refuses_queues_its_failed_event_at_once(
+    db: Database, tmp_path: Path
+) -> None:
+    """Intake ends a list without an address column as error_df and tells LazyJobEvents at
+    once: the job.failed event is queued without the web role's sweep (none runs here)."""
+    from mailvet.adapters.storage.memory import MemoryStorage
+    from mailvet.bootstrap import build_deps
+    from mailvet.pipeline.runner import Pipeline
+    from mailvet.pipeline.submit import submit_file
+    from tests.fakes import FakeProber, FakeResolver, RecordingBus
+
+    settings = load_settings(
+        {"MAILVET_DATA_DIR": str(tmp_path), "MAILVET_CREDITS": "off", "MAILVET_MAILER": "memory"}
+    )
+    ann = await account(db)
+    await set_url(db, ann, "http://127.0.0.1:9/hook", now=T0 - timedelta(days=1))
+    deps = await build_deps(
+        settings,
+        jobs=SqlJobRepository(db),
+        storage=MemoryStorage(),
+        bus=RecordingBus(),
+        resolver=FakeResolver(),
+        prober=FakeProber(),
+        syntax_pool=None,
+    )
+    source = tmp_path / "names.csv"
+    source.write_text("name,city\nAnn,Oslo\nBob,Rome\n")
+    pipeline = Pipeline(deps)
+    await pipeline.start()
+    try:
+        job_id = await submit_file(deps.jobs, deps.storage, deps.bus, source, owner=ann)
+        rows = await eventually(lambda: deliveries(db))
+    finally:
+        await pipeline.stop()
+        await deps.close()
+    [row] = rows
+    assert (row.key, row.type) == (f"job.failed:{job_id}", "job.failed")
+    job = json.loads(row.body)["data"]["job"]
+    assert (job["id"], job["status"]) == (job_id, "error_df")
+
+
 async def test_an_accounts_webhooks_go_with_it(db: Database) -> None:
     """The endpoint (its secret) and the deliveries are deleted with their account (ON
     DELETE CASCADE, as services.accounts deletes the account row)."""

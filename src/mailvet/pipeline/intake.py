@@ -16,11 +16,13 @@ import structlog
 
 from mailvet.domain.credits import CreditLedger, FreeLedger
 from mailvet.domain.job import Job, JobStatus
+from mailvet.domain.job_events import JobEvents, NoJobEvents
 from mailvet.domain.messages import JobAccepted, JobSubmitted
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectNotFound, ObjectStorage
 from mailvet.domain.verdict import Check
 from mailvet.pipeline import object_keys, queues
 from mailvet.pipeline.cost import unique_valid_addresses
+from mailvet.pipeline.job_failures import tell_failed
 from mailvet.pipeline.job_files import StoredLayout, encode_stored_layout, local_copy
 from mailvet.tabular import (
     FileLayout,
@@ -50,8 +52,10 @@ class Intake:
         xlsx_limits: XlsxLimits | None = None,
         scratch: Path,
         ledger: CreditLedger | None = None,
+        events: JobEvents | None = None,
     ) -> None:
         self._jobs = jobs
+        self._events = events or NoJobEvents()
         self._storage = storage
         self._bus = bus
         self._chunk_size = chunk_size
@@ -92,13 +96,11 @@ class Intake:
                 if not await self._reserved(job, path, layout):
                     return
         except InputError as exc:
-            await self._jobs.set_status(job.id, JobStatus.ERROR_FILE, str(exc))
+            await self._end(job.id, JobStatus.ERROR_FILE, str(exc))
             log.info("intake_rejected", job_id=job.id, error=str(exc))
             return
         except ObjectNotFound:
-            await self._jobs.set_status(
-                job.id, JobStatus.ERROR_FILE, "the uploaded file is missing"
-            )
+            await self._end(job.id, JobStatus.ERROR_FILE, "the uploaded file is missing")
             return
         # syntax checks cost microseconds a row: bigger chunks keep per-message costs small
         size = self._syntax_chunk_size if job.file.checks is Check.SYNTAX else self._chunk_size
@@ -113,6 +115,12 @@ class Intake:
         log.info("job_accepted", job_id=job.id, rows=rows, chunks=chunks, kind=layout.kind)
         await self._bus.publish(queues.PUBLISHER, JobAccepted(job_id=job.id))
 
+    async def _end(self, job_id: str, status: JobStatus, message: str) -> None:
+        """The job ends in the error `status`, and the SaaS hears of it (JobEvents; a
+        failure to tell it is logged: the web role's sweep tells it later)."""
+        await self._jobs.set_status(job_id, status, message)
+        await tell_failed(self._events, self._jobs, job_id)
+
     async def _reserved(self, job: Job, path: Path, layout: FileLayout) -> bool:
         """Reserve the job's cost if it pays; False when the credits fall short (the job
         has ended as error_insufficient_credits with the shortfall)."""
@@ -123,6 +131,6 @@ class Intake:
         short = await self._ledger.reserve(job, cost)
         if short is None:
             return True
-        await self._jobs.set_status(job.id, JobStatus.ERROR_INSUFFICIENT_CREDITS, short.message())
+        await self._end(job.id, JobStatus.ERROR_INSUFFICIENT_CREDITS, short.message())
         log.info("intake_insufficient_credits", job_id=job.id, cost=cost, missing=short.missing)
         return False

@@ -44,6 +44,7 @@ from mailvet.pipeline.chunk_output import (
     decode_output,
     encode_output,
 )
+from mailvet.pipeline.job_failures import tell_failed
 from mailvet.pipeline.job_files import (
     decode_stored_layout,
     local_copy,
@@ -84,7 +85,11 @@ async def settle_credits(ledger: CreditLedger, job: Job, charged: int) -> None:
 
 
 async def fail_job(
-    jobs: JobRepository, ledger: CreditLedger, job_id: str, exc: BaseException
+    jobs: JobRepository,
+    ledger: CreditLedger,
+    job_id: str,
+    exc: BaseException,
+    events: JobEvents | None = None,
 ) -> None:
     """A job that cannot finish because of `exc` ends as ERROR_INTERNAL (unless it has
     ended already), counted in the metrics, and its credits are settled: a job that failed
@@ -96,6 +101,8 @@ async def fail_job(
             job_id, JobStatus.ERROR_INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
         )
         metrics.job_finished(JobStatus.ERROR_INTERNAL.value, current.created_at)
+        if events is not None:
+            await tell_failed(events, jobs, job_id)
     if current.status is JobStatus.COMPLETED:
         if current.counts is not None:
             await settle_credits(ledger, current, current.counts.charged)
@@ -215,7 +222,7 @@ class ResultGenerator:
         except Exception as exc:
             self._finishing.setdefault(job.id, asyncio.Event())  # stop() lets it release
             log.exception("result_failed", job_id=job.id)
-            await fail_job(self._jobs, self._ledger, job.id, exc)
+            await fail_job(self._jobs, self._ledger, job.id, exc, self._events)
         finally:
             if (settling := self._finishing.pop(job.id, None)) is not None:
                 settling.set()

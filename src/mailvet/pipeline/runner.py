@@ -80,6 +80,7 @@ class Pipeline:
                 ),
                 scratch=scratch,
                 ledger=deps.ledger,
+                events=deps.events,
             )
             bus.subscribe(queues.INTAKE, cast(Handler, intake.handle), concurrency=2)
         if "publisher" in self.roles:
@@ -115,7 +116,7 @@ class Pipeline:
         if not job_id:
             return
         try:
-            await fail_job(self.deps.jobs, self.deps.ledger, job_id, exc)
+            await fail_job(self.deps.jobs, self.deps.ledger, job_id, exc, self.deps.events)
         except Exception:
             log.exception("fail_job_failed", job_id=job_id)
 

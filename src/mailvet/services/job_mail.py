@@ -109,3 +109,7 @@ class JobMail:
                 return
             await _queue(session, job.id, account.email, job.file.filename, now=self._clock())
         logger(__name__).info("job_completed_mail_queued", job_id=job.id, account_id=job.owner)
+
+    async def job_failed(self, job: Job) -> None:
+        """No mail for a failed job (its page and its webhook say what happened)."""
+        return None
