@@ -423,11 +423,12 @@ async def test_the_web_roles_sweep_queues_a_failed_jobs_event(db: Database) -> N
     assert (row.key, row.type, row.status) == (f"job.failed:{failed}", "job.failed", "pending")
 
 
-async def test_a_job_completed_by_the_pipeline_queues_its_event(
-    db: Database, tmp_path: Path
-) -> None:
-    """The whole way: the result generator tells bootstrap's LazyJobEvents, which queues the
-    event beside the mail, on the process's database."""
+async def _through_the_pipeline(
+    db: Database, tmp_path: Path, name: str, content: str
+) -> tuple[str, list[WebhookDeliveryRow]]:
+    """A list `content` of an account with a default URL, run by the whole pipeline (its
+    JobEvents: bootstrap's LazyJobEvents on the process's database) until a delivery is
+    queued; the job's id and the deliveries. No sweep of the web role runs."""
     from mailvet.adapters.storage.memory import MemoryStorage
     from mailvet.bootstrap import build_deps
     from mailvet.pipeline.runner import Pipeline
@@ -449,17 +450,26 @@ async def test_a_job_completed_by_the_pipeline_queues_its_event(
         prober=FakeProber(),
         syntax_pool=None,
     )
-    source = tmp_path / "customers.csv"
-    source.write_text("email\na@x-corp.com\nb@x-corp.com\n")
+    source = tmp_path / name
+    source.write_text(content)
     pipeline = Pipeline(deps)
     await pipeline.start()
     try:
         job_id = await submit_file(deps.jobs, deps.storage, deps.bus, source, owner=ann)
-        rows = await eventually(lambda: deliveries(db))  # queued right after the completion
+        rows = await eventually(lambda: deliveries(db))
     finally:
         await pipeline.stop()
         await deps.close()
-    [row] = rows
+    return job_id, rows
+
+
+async def test_a_job_completed_by_the_pipeline_queues_its_event(
+    db: Database, tmp_path: Path
+) -> None:
+    """The whole way: the result generator tells bootstrap's LazyJobEvents, which queues the
+    event beside the mail, on the process's database."""
+    content = "email\na@x-corp.com\nb@x-corp.com\n"
+    job_id, [row] = await _through_the_pipeline(db, tmp_path, "customers.csv", content)
     assert (row.key, row.url) == (f"job.completed:{job_id}", "http://127.0.0.1:9/hook")
     job = json.loads(row.body)["data"]["job"]
     assert (job["id"], job["status"], job["rows_total"]) == (job_id, "file_completed", 2)
@@ -469,38 +479,9 @@ async def test_a_job_intake_refuses_queues_its_failed_event_at_once(
     db: Database, tmp_path: Path
 ) -> None:
     """Intake ends a list without an address column as error_df and tells LazyJobEvents at
-    once: the job.failed event is queued without the web role's sweep (none runs here)."""
-    from mailvet.adapters.storage.memory import MemoryStorage
-    from mailvet.bootstrap import build_deps
-    from mailvet.pipeline.runner import Pipeline
-    from mailvet.pipeline.submit import submit_file
-    from tests.fakes import FakeProber, FakeResolver, RecordingBus
-
-    settings = load_settings(
-        {"MAILVET_DATA_DIR": str(tmp_path), "MAILVET_CREDITS": "off", "MAILVET_MAILER": "memory"}
-    )
-    ann = await account(db)
-    await set_url(db, ann, "http://127.0.0.1:9/hook", now=T0 - timedelta(days=1))
-    deps = await build_deps(
-        settings,
-        jobs=SqlJobRepository(db),
-        storage=MemoryStorage(),
-        bus=RecordingBus(),
-        resolver=FakeResolver(),
-        prober=FakeProber(),
-        syntax_pool=None,
-    )
-    source = tmp_path / "names.csv"
-    source.write_text("name,city\nAnn,Oslo\nBob,Rome\n")
-    pipeline = Pipeline(deps)
-    await pipeline.start()
-    try:
-        job_id = await submit_file(deps.jobs, deps.storage, deps.bus, source, owner=ann)
-        rows = await eventually(lambda: deliveries(db))
-    finally:
-        await pipeline.stop()
-        await deps.close()
-    [row] = rows
+    once: the job.failed event is queued without the web role's sweep."""
+    content = "name,city\nAnn,Oslo\nBob,Rome\n"
+    job_id, [row] = await _through_the_pipeline(db, tmp_path, "names.csv", content)
     assert (row.key, row.type) == (f"job.failed:{job_id}", "job.failed")
     job = json.loads(row.body)["data"]["job"]
     assert (job["id"], job["status"]) == (job_id, "error_df")
