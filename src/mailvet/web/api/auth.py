@@ -49,6 +49,7 @@ from litestar.params import SkipValidation
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_401_UNAUTHORIZED,
+    HTTP_402_PAYMENT_REQUIRED,
     HTTP_403_FORBIDDEN,
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_429_TOO_MANY_REQUESTS,
@@ -58,6 +59,7 @@ from mailvet.domain.api_keys import ApiPrincipal, Refusal, Scope
 from mailvet.services import api_keys
 from mailvet.services.api_limits import KeyLimiter
 from mailvet.services.api_refusals import RefusalGate
+from mailvet.services.api_validation import MayNotValidate, NotEnoughCredits, Refused
 from mailvet.web.throttle import client_ip
 
 if TYPE_CHECKING:
@@ -70,10 +72,14 @@ __all__ = [
     "ApiPrincipal",
     "ApiProblem",
     "Principal",
+    "SERVICE_REFUSALS",
     "ProblemDetails",
+    "RefusalTable",
     "authenticate_api_key",
     "problem_response",
+    "problem_example",
     "provide_principal",
+    "refused_problem",
     "refusal_responses",
     "requires_scope",
     "status_problem",
@@ -233,6 +239,27 @@ def status_problem(
     )
 
 
+# how a route maps a service refusal: its class -> (status, slug, title)
+RefusalTable = Mapping[type[Refused], tuple[int, str, str]]
+# the refusals every route that checks or starts work for an account can meet
+SERVICE_REFUSALS: dict[type[Refused], tuple[int, str, str]] = {
+    NotEnoughCredits: (HTTP_402_PAYMENT_REQUIRED, "insufficient-credits", "Not enough credits"),
+    MayNotValidate: (HTTP_403_FORBIDDEN, "account-not-confirmed", "Account may not validate"),
+}
+
+
+def refused_problem(table: RefusalTable, refused: Refused) -> ApiProblem:
+    """The problem a route answers for a service refusal, by the route's `table`."""
+    status, slug, title = table[type(refused)]
+    return ApiProblem(status, slug, title, refused.detail)
+
+
+def problem_example(status: int, slug: str, title: str, detail: str) -> Example:
+    """An OpenAPI example of a problem answer."""
+    body = ProblemDetails(type=PROBLEM_TYPES + slug, title=title, status=status, detail=detail)
+    return Example(summary=title, value=msgspec.to_builtins(body))
+
+
 def unprocessable(exc: Exception, slug: str, title: str) -> Exception:
     """A 400 Litestar raised for a request it could not decode (a body or a query that does
     not match its types) as a 422 problem `slug`, its messages as the detail; any other
@@ -380,9 +407,7 @@ def refusal_responses() -> dict[int, ResponseSpec]:
     examples."""
 
     def example(refusal: Refusal) -> Example:
-        status, slug, title, detail = _REFUSALS[refusal]
-        body = ProblemDetails(type=PROBLEM_TYPES + slug, title=title, status=status, detail=detail)
-        return Example(summary=title, value=msgspec.to_builtins(body))
+        return problem_example(*_REFUSALS[refusal])
 
     forbidden = [example(r) for r in _REFUSALS if r is not Refusal.MISSING]
     limited = ApiProblem.rate_limited(1)

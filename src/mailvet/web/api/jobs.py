@@ -62,8 +62,6 @@ from litestar.status_codes import (
     HTTP_204_NO_CONTENT,
     HTTP_307_TEMPORARY_REDIRECT,
     HTTP_400_BAD_REQUEST,
-    HTTP_402_PAYMENT_REQUIRED,
-    HTTP_403_FORBIDDEN,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
@@ -91,20 +89,20 @@ from mailvet.services.api_jobs import (
 )
 from mailvet.services.api_validation import (
     InvalidRequest,
-    MayNotValidate,
-    NotEnoughCredits,
     Refused,
 )
 from mailvet.services.jobs import xlsx_limits
 from mailvet.tabular.segments import SEGMENTS
 from mailvet.web.api.auth import (
     PROBLEM_JSON,
-    PROBLEM_TYPES,
+    SERVICE_REFUSALS,
     ApiProblem,
     Principal,
     ProblemDetails,
+    problem_example,
     problem_response,
     refusal_responses,
+    refused_problem,
     requires_scope,
     unprocessable,
 )
@@ -128,9 +126,8 @@ _API_JOBS = "/api/v1/jobs"
 
 # a refusal of the service: (status, slug, title)
 _REFUSED: dict[type[Refused], tuple[int, str, str]] = {
+    **SERVICE_REFUSALS,
     InvalidRequest: (HTTP_422_UNPROCESSABLE_ENTITY, "invalid-request", "Invalid request"),
-    MayNotValidate: (HTTP_403_FORBIDDEN, "account-not-confirmed", "Account may not validate"),
-    NotEnoughCredits: (HTTP_402_PAYMENT_REQUIRED, "insufficient-credits", "Not enough credits"),
     JobMissing: (HTTP_404_NOT_FOUND, "job-not-found", "Job not found"),
     JobBusy: (HTTP_409_CONFLICT, "job-running", "Job still running"),
     ResultNotReady: (HTTP_409_CONFLICT, "result-not-ready", "No result yet"),
@@ -138,8 +135,7 @@ _REFUSED: dict[type[Refused], tuple[int, str, str]] = {
 
 
 def _problem(refused: Refused) -> ApiProblem:
-    status, slug, title = _REFUSED[type(refused)]
-    return ApiProblem(status, slug, title, refused.detail)
+    return refused_problem(_REFUSED, refused)
 
 
 def _jobs_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[ProblemDetails]:
@@ -266,11 +262,6 @@ _EXAMPLE_SHORT = msgspec.structs.replace(
 )
 
 
-def _example_problem(status: int, slug: str, title: str, detail: str) -> Example:
-    body = ProblemDetails(type=PROBLEM_TYPES + slug, title=title, status=status, detail=detail)
-    return Example(summary=title, value=msgspec.to_builtins(body))
-
-
 def _problem_spec(status: int, description: str, *examples: Example) -> ResponseSpec:
     return ResponseSpec(
         ProblemDetails, description=description, media_type=PROBLEM_JSON, examples=list(examples)
@@ -279,7 +270,7 @@ def _problem_spec(status: int, description: str, *examples: Example) -> Response
 
 def _refusal_example(kind: type[Refused], detail: str) -> Example:
     status, slug, title = _REFUSED[kind]
-    return _example_problem(status, slug, title, detail)
+    return problem_example(status, slug, title, detail)
 
 
 _NOT_FOUND = {
@@ -326,7 +317,7 @@ def _view_example(summary: str, view: JobView) -> Example:
         HTTP_413_REQUEST_ENTITY_TOO_LARGE: _problem_spec(
             413,
             "The upload is larger than the limit.",
-            _example_problem(
+            problem_example(
                 413,
                 "",
                 "Request Entity Too Large",
@@ -336,7 +327,7 @@ def _view_example(summary: str, view: JobView) -> Example:
         HTTP_415_UNSUPPORTED_MEDIA_TYPE: _problem_spec(
             415,
             "The body is not multipart/form-data.",
-            _example_problem(
+            problem_example(
                 415,
                 "unsupported-media-type",
                 "Unsupported media type",

@@ -34,7 +34,6 @@ from litestar.params import JSONBody
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_402_PAYMENT_REQUIRED,
-    HTTP_403_FORBIDDEN,
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     HTTP_422_UNPROCESSABLE_ENTITY,
@@ -48,8 +47,6 @@ from mailvet.services.api_validation import (
     BatchRequest,
     BatchResponse,
     InvalidRequest,
-    MayNotValidate,
-    NotEnoughCredits,
     Refused,
     Result,
     TooMany,
@@ -59,12 +56,14 @@ from mailvet.services.api_validation import (
 from mailvet.services.engine_guard import EngineUnavailable, Guarded
 from mailvet.web.api.auth import (
     PROBLEM_JSON,
-    PROBLEM_TYPES,
+    SERVICE_REFUSALS,
     ApiProblem,
     Principal,
     ProblemDetails,
+    problem_example,
     problem_response,
     refusal_responses,
+    refused_problem,
     requires_scope,
     unprocessable,
 )
@@ -79,16 +78,14 @@ MAX_BATCH_BODY = service.MAX_BATCH * (6 * service.MAX_ADDRESS + 8) + 1024
 
 # a refusal of the service: (status, slug, title)
 _REFUSED: dict[type[Refused], tuple[int, str, str]] = {
+    **SERVICE_REFUSALS,
     InvalidRequest: (HTTP_422_UNPROCESSABLE_ENTITY, "invalid-body", "Invalid body"),
     TooMany: (HTTP_413_REQUEST_ENTITY_TOO_LARGE, "batch-too-large", "Batch too large"),
-    NotEnoughCredits: (HTTP_402_PAYMENT_REQUIRED, "insufficient-credits", "Not enough credits"),
-    MayNotValidate: (HTTP_403_FORBIDDEN, "account-not-confirmed", "Account may not validate"),
 }
 
 
 def _problem(refused: Refused) -> ApiProblem:
-    status, slug, title = _REFUSED[type(refused)]
-    return ApiProblem(status, slug, title, refused.detail)
+    return refused_problem(_REFUSED, refused)
 
 
 def _unavailable() -> ApiProblem:
@@ -176,15 +173,10 @@ _EXAMPLE_TYPO = Result(
 )
 
 
-def _example_problem(status: int, slug: str, title: str, detail: str) -> Example:
-    body = ProblemDetails(type=PROBLEM_TYPES + slug, title=title, status=status, detail=detail)
-    return Example(summary=title, value=msgspec.to_builtins(body))
-
-
 def _problems(*statuses: int) -> dict[int, ResponseSpec]:
     examples: dict[int, list[Example]] = {
         HTTP_402_PAYMENT_REQUIRED: [
-            _example_problem(
+            problem_example(
                 402,
                 "insufficient-credits",
                 "Not enough credits",
@@ -192,7 +184,7 @@ def _problems(*statuses: int) -> dict[int, ResponseSpec]:
             )
         ],
         HTTP_413_REQUEST_ENTITY_TOO_LARGE: [
-            _example_problem(
+            problem_example(
                 413,
                 "batch-too-large",
                 "Batch too large",
@@ -200,7 +192,7 @@ def _problems(*statuses: int) -> dict[int, ResponseSpec]:
             )
         ],
         HTTP_415_UNSUPPORTED_MEDIA_TYPE: [
-            _example_problem(
+            problem_example(
                 415,
                 "unsupported-media-type",
                 "Unsupported media type",
@@ -208,12 +200,10 @@ def _problems(*statuses: int) -> dict[int, ResponseSpec]:
             )
         ],
         HTTP_422_UNPROCESSABLE_ENTITY: [
-            _example_problem(
-                422, "invalid-body", "Invalid body", "email: Expected `str`, got `int`"
-            )
+            problem_example(422, "invalid-body", "Invalid body", "email: Expected `str`, got `int`")
         ],
         HTTP_503_SERVICE_UNAVAILABLE: [
-            _example_problem(
+            problem_example(
                 503,
                 "engine-unavailable",
                 "Validation engine unavailable",
