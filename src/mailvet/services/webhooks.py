@@ -278,13 +278,12 @@ async def queue_missing(
     `grace` ago (the result generator queues them itself), failures at once. Also deletes
     the callbacks of jobs that are gone. How many were queued."""
     window = min(SWEEP_WINDOW, datetime.timedelta(days=retention_days))
-    ended = or_(
-        and_(JobRow.status == JobStatus.COMPLETED.value, JobRow.updated_at < now - grace),
-        JobRow.status.like("error\\_%", escape="\\"),
-    )
     queued = 0
-    for status_filter, type_name in (
-        (JobRow.status == JobStatus.COMPLETED.value, rules.JOB_COMPLETED),
+    for due, type_name in (
+        (
+            and_(JobRow.status == JobStatus.COMPLETED.value, JobRow.updated_at < now - grace),
+            rules.JOB_COMPLETED,
+        ),
         (JobRow.status.like("error\\_%", escape="\\"), rules.JOB_FAILED),
     ):
         key = literal(f"{type_name}:", String) + JobRow.id
@@ -296,8 +295,7 @@ async def queue_missing(
                 .outerjoin(WebhookEndpointRow, WebhookEndpointRow.account_id == JobRow.owner)
                 .outerjoin(WebhookDeliveryRow, WebhookDeliveryRow.key == key)
                 .where(
-                    ended,
-                    status_filter,
+                    due,
                     JobRow.created_at >= now - window,
                     WebhookDeliveryRow.id.is_(None),
                     or_(
@@ -570,9 +568,7 @@ class WebhookSender:
                     ) as response,
                 ):
                     return Outcome(status_code=response.status_code)
-        except TimeoutError:
-            return Outcome(error=f"no answer in {self._timeout:g} s")
-        except httpx.TimeoutException:
+        except (TimeoutError, httpx.TimeoutException):
             return Outcome(error=f"no answer in {self._timeout:g} s")
         except httpx.HTTPError as exc:
             return Outcome(error=f"{type(exc).__name__}: {exc}"[:MAX_ERROR])

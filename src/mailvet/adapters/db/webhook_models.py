@@ -30,9 +30,10 @@ from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mailvet.adapters.db.models import Base, UtcDateTime
+from mailvet.domain import webhooks as rules
 
-URL_LENGTH = 2048
-SECRET_LENGTH = 64
+URL_LENGTH = rules.MAX_URL
+SECRET_LENGTH = rules.SECRET_LENGTH  # the column: whsec_ and the secret, with room
 
 
 class WebhookEndpointRow(Base):
