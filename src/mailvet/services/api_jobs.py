@@ -32,16 +32,14 @@ refusals below to problem details.
   jobs table records no start), `finished_at` its last change once final.
 - Deleting (`delete`) only a final job (services.jobs.delete_job; JobBusy, 409, before its
   end); its files go with it.
-- Results (`ready`, `result_filter`, `result_format`, `write_filtered`): `status` is a
+- Results (`ready`, `result_filter`, `result_format`): `status` is a
   comma-separated list of the segments the lists area offers (tabular/segments.py:
   deliverable, undeliverable, risky, unknown, except-undeliverable), combined: the rows of
   any of them (every status named: the whole result); `format` is the stored result's kind
   (a CSV or TXT list's result is CSV, an XLSX list's XLSX; no conversion), anything else
   an InvalidRequest, as `mailvet validate` refuses an output named for the other kind;
-  before completion, for a failed job or a purged one ResultNotReady (409).
-  `write_filtered` writes the kept rows as the segments are written, through that
-  module's `_csv_segment`/`_xlsx_segment`, which take any set of statuses (its public
-  `write_segment` takes one segment's name).
+  before completion, for a failed job or a purged one ResultNotReady (409). The kept rows
+  are written by tabular.segments.write_rows, as the lists area's segments are.
 """
 
 from __future__ import annotations
@@ -80,7 +78,7 @@ from mailvet.services.jobs import JobRunning, draft_key
 from mailvet.services.paging import MAX_PAGE_SIZE
 from mailvet.services.webhooks import HostResolver
 from mailvet.tabular import FileLayout, InputError, XlsxLimits, detect_layout
-from mailvet.tabular.segments import SEGMENTS, _csv_segment, _xlsx_segment
+from mailvet.tabular.segments import SEGMENTS
 
 __all__ = [
     "DEFAULT_PER_PAGE",
@@ -104,7 +102,6 @@ __all__ = [
     "result_filter",
     "result_format",
     "start_from_upload",
-    "write_filtered",
 ]
 
 DEFAULT_PER_PAGE = 20
@@ -434,18 +431,3 @@ def ready(job: Job) -> None:
     """ResultNotReady unless the job has a result to download."""
     if job.status is not JobStatus.COMPLETED or not job.file.filename:
         raise ResultNotReady(job)
-
-
-def write_filtered(
-    result: Path,
-    out: Path,
-    *,
-    kind: Literal["csv", "xlsx"],
-    layout: FileLayout,
-    keep: frozenset[str],
-) -> int:
-    """Write the rows of `result` whose status is in `keep` to `out`, as the lists area's
-    segments are written (tabular/segments.py); the data rows kept. Blocking."""
-    if kind == "xlsx":
-        return _xlsx_segment(result, out, layout, keep)
-    return _csv_segment(result, out, layout, keep)

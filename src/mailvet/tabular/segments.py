@@ -61,7 +61,19 @@ def write_segment(
 ) -> int:
     """Write the rows of `result` in `segment` (one of SEGMENTS) to `out`; the data rows
     kept. `layout`: the input list's (how the result was written)."""
-    keep = SEGMENTS[segment]
+    return write_rows(result, out, kind=kind, layout=layout, keep=SEGMENTS[segment])
+
+
+def write_rows(
+    result: Path,
+    out: Path,
+    *,
+    kind: Literal["csv", "xlsx"],
+    layout: FileLayout,
+    keep: frozenset[str],
+) -> int:
+    """Write the rows of `result` whose status is in `keep` (any set of statuses: the API
+    combines segments) to `out`, as a segment is written; the data rows kept."""
     if kind == "xlsx":
         return _xlsx_segment(result, out, layout, keep)
     return _csv_segment(result, out, layout, keep)

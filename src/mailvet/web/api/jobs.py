@@ -92,7 +92,7 @@ from mailvet.services.api_validation import (
     Refused,
 )
 from mailvet.services.jobs import xlsx_limits
-from mailvet.tabular.segments import SEGMENTS
+from mailvet.tabular.segments import SEGMENTS, write_rows
 from mailvet.web.api.auth import (
     PROBLEM_JSON,
     SERVICE_REFUSALS,
@@ -593,9 +593,7 @@ async def job_results(
             part = out.with_name(out.name + ".part")
             try:
                 layout = decode_stored_layout(job.layout).layout
-                await asyncio.to_thread(
-                    service.write_filtered, out, part, kind=kind, layout=layout, keep=keep
-                )
+                await asyncio.to_thread(write_rows, out, part, kind=kind, layout=layout, keep=keep)
             except BaseException:
                 part.unlink(missing_ok=True)
                 raise
