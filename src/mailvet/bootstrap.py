@@ -428,9 +428,9 @@ class LazyJobEvents:
     """The owner's "job completed" mail (services/job_mail.py) and the job's completion
     webhook (services/webhooks.py) on the shared database, made when the first job with an
     owner completes: a job without one (`mailvet validate`) imports nothing for it and
-    mails nobody. The webhook is queued even when the mail fails (and the other way round:
-    the first failure is raised after both tried; the sweeps of the web role queue what
-    was lost)."""
+    mails nobody. The webhook is queued even when the mail fails and the other way round;
+    the first failure is raised after both were tried (the sweeps of the web role queue
+    what was lost). A failed job gets its webhook only."""
 
     def __init__(self, database: SharedDatabase) -> None:
         self._database = database
@@ -440,26 +440,28 @@ class LazyJobEvents:
     async def job_completed(self, job: Job) -> None:
         if not job.owner:
             return
+        first: Exception | None = None
+        for tell in (port.job_completed for port in self._made()):
+            try:
+                await tell(job)
+            except Exception as exc:  # the other is told all the same
+                first = first or exc
+        if first is not None:
+            raise first
+
+    async def job_failed(self, job: Job) -> None:
+        """The job's job.failed webhook (no mail: the job's page says what happened)."""
+        if job.owner:
+            await self._made()[1].job_failed(job)
+
+    def _made(self) -> tuple[JobMail, WebhookEvents]:
         if self._mail is None or self._hooks is None:
             from mailvet.services.job_mail import JobMail
             from mailvet.services.webhooks import WebhookEvents
 
             self._mail = JobMail(self._database.get())
             self._hooks = WebhookEvents(self._database.get())
-        try:
-            await self._mail.job_completed(job)
-        finally:
-            await self._hooks.job_completed(job)
-
-    async def job_failed(self, job: Job) -> None:
-        """The job's job.failed webhook (no mail: the job's page says what happened)."""
-        if not job.owner:
-            return
-        if self._hooks is None:
-            from mailvet.services.webhooks import WebhookEvents
-
-            self._hooks = WebhookEvents(self._database.get())
-        await self._hooks.job_failed(job)
+        return self._mail, self._hooks
 
 
 def build_engine(settings: Settings, resolver: Resolver, prober: SmtpProber) -> Engine:

@@ -89,7 +89,7 @@ async def fail_job(
     ledger: CreditLedger,
     job_id: str,
     exc: BaseException,
-    events: JobEvents | None = None,
+    events: JobEvents,
 ) -> None:
     """A job that cannot finish because of `exc` ends as ERROR_INTERNAL (unless it has
     ended already), counted in the metrics, and its credits are settled: a job that failed
@@ -101,8 +101,7 @@ async def fail_job(
             job_id, JobStatus.ERROR_INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
         )
         metrics.job_finished(JobStatus.ERROR_INTERNAL.value, current.created_at)
-        if events is not None:
-            await tell_failed(events, jobs, job_id)
+        await tell_failed(events, jobs, job_id)
     if current.status is JobStatus.COMPLETED:
         if current.counts is not None:
             await settle_credits(ledger, current, current.counts.charged)
