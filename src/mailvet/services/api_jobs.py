@@ -99,6 +99,7 @@ __all__ = [
     "owned",
     "parse_status",
     "ready",
+    "ResultFilter",
     "result_filter",
     "result_format",
     "start_from_upload",
@@ -401,19 +402,26 @@ async def delete(
 # --- results ---------------------------------------------------------------------------------
 
 
-def result_filter(raw: str | None) -> frozenset[str] | None:
-    """The statuses `status` keeps (the named segments combined); None: the whole result
-    (nothing asked, or every status). InvalidRequest for a name that is not a segment."""
+class ResultFilter(msgspec.Struct, frozen=True):
+    """What `status` keeps: the statuses, and the segments' names joined in the order the
+    lists area offers them (`deliverable+risky`, for the file's name)."""
+
+    keep: frozenset[str]
+    label: str
+
+
+def result_filter(raw: str | None) -> ResultFilter | None:
+    """What `status` keeps (the named segments combined); None: the whole result (nothing
+    asked, or every status). InvalidRequest for a name that is not a segment."""
     if raw is None or not raw.strip():
         return None
-    keep: set[str] = set()
-    for name in raw.split(","):
-        segment = name.strip().lower()
-        if segment not in SEGMENTS:
-            allowed = ", ".join(SEGMENTS)
-            raise InvalidRequest(f"status takes a comma-separated list of {allowed}")
-        keep |= SEGMENTS[segment]
-    return None if keep >= set(_STATUSES) else frozenset(keep)
+    asked = {name.strip().lower() for name in raw.split(",")}
+    if not asked <= SEGMENTS.keys():
+        allowed = ", ".join(SEGMENTS)
+        raise InvalidRequest(f"status takes a comma-separated list of {allowed}")
+    named = [segment for segment in SEGMENTS if segment in asked]
+    keep = frozenset().union(*(SEGMENTS[segment] for segment in named))
+    return None if keep >= set(_STATUSES) else ResultFilter(keep=keep, label="+".join(named))
 
 
 def result_format(raw: str | None, stored: str) -> Literal["csv", "xlsx"]:

@@ -92,7 +92,7 @@ from mailvet.services.api_validation import (
     Refused,
 )
 from mailvet.services.jobs import xlsx_limits
-from mailvet.tabular.segments import SEGMENTS, write_rows
+from mailvet.tabular.segments import write_rows
 from mailvet.web.api.auth import (
     PROBLEM_JSON,
     SERVICE_REFUSALS,
@@ -570,9 +570,9 @@ async def job_results(
 ) -> Response[Any]:
     async with web.database.session_maker() as session:
         job = await service.owned(session, principal.account_id, job_id)
-    keep = service.result_filter(status)
+    kept = service.result_filter(status)
     service.ready(job)
-    if keep is None and isinstance(storage, PresignedStorage):
+    if kept is None and isinstance(storage, PresignedStorage):
         try:
             stored = (await read_summary(storage, job.id)).result_kind
         except ObjectNotFound:  # purged meanwhile
@@ -589,17 +589,19 @@ async def job_results(
     try:
         service.result_format(format, kind)
         name = result_name(job.file.filename, kind)
-        if keep is not None:
+        if kept is not None:
             part = out.with_name(out.name + ".part")
             try:
                 layout = decode_stored_layout(job.layout).layout
-                await asyncio.to_thread(write_rows, out, part, kind=kind, layout=layout, keep=keep)
+                await asyncio.to_thread(
+                    write_rows, out, part, kind=kind, layout=layout, keep=kept.keep
+                )
             except BaseException:
                 part.unlink(missing_ok=True)
                 raise
             out.unlink(missing_ok=True)
             out = part
-            name = result_name(job.file.filename, f"{_filter_name(status or '')}.{kind}")
+            name = result_name(job.file.filename, f"{kept.label}.{kind}")
     except BaseException:
         out.unlink(missing_ok=True)
         raise
@@ -608,12 +610,6 @@ async def job_results(
         media_type=RESULT_MEDIA_TYPES[kind],
         headers={"content-disposition": attachment(name), "cache-control": "no-store"},
     )
-
-
-def _filter_name(raw: str) -> str:
-    """`deliverable,risky` -> `deliverable+risky`, in the order the segments are offered."""
-    asked = {part.strip().lower() for part in raw.split(",")}
-    return "+".join(segment for segment in SEGMENTS if segment in asked)
 
 
 @delete(
