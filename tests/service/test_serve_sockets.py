@@ -50,7 +50,9 @@ def test_a_running_process_freezes_what_it_built_and_collects_less_often() -> No
         built = [[n] for n in range(1000)]  # containers: tracked by the collector
         serve.tune_gc()
         assert gc.get_freeze_count() >= len(built)
-        assert gc.get_threshold()[0] >= 10 * before[0]  # young objects collected less often
+        # young objects collected at least ten times less often than by CPython's default
+        # (700; `before` may be another test's or library's setting)
+        assert gc.get_threshold()[0] >= 10 * 700
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
