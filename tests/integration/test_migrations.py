@@ -159,7 +159,7 @@ def test_upgrading_again_is_a_no_op(url: str) -> None:
 def test_current_reports_the_head(url: str) -> None:
     assert migrate.current(url) is None
     head = migrate.head()
-    assert head == "0010"
+    assert head == "0011"
 
     migrate.upgrade(url)
 

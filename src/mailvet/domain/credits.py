@@ -42,10 +42,17 @@ class EntryKind(enum.StrEnum):
     SINGLE_CHECK = "single_check"  # minus one, for one address checked
     SINGLE_REFUND = "single_refund"  # plus one, when that check's verdict is refunded
     ADMIN_ADJUSTMENT = "admin_adjustment"  # either sign, with who and why
+    SUBSCRIPTION_GRANT = "subscription_grant"  # a paid billing period's credits (Stripe)
+    PAYMENT_REFUND = "payment_refund"  # minus what a Stripe refund of a pack takes back (>= 0)
 
 
 # kinds that may only add credits (grant() takes these, and admin adjustments)
-GRANT_KINDS = frozenset({EntryKind.SIGNUP_GRANT, EntryKind.PURCHASE, EntryKind.REFUND})
+GRANT_KINDS = frozenset(
+    {EntryKind.SIGNUP_GRANT, EntryKind.PURCHASE, EntryKind.REFUND, EntryKind.SUBSCRIPTION_GRANT}
+)
+
+# top-ups: what "credits running low" is measured against (under a tenth of the last one)
+TOPUP_KINDS = frozenset({EntryKind.PURCHASE, EntryKind.SUBSCRIPTION_GRANT})
 
 # unknown verdicts the customer did not ask for: the credit goes back
 REFUNDED_REASONS = frozenset(
@@ -155,6 +162,14 @@ def check_grant(kind: EntryKind, amount: int) -> None:
         raise ValueError(f"{kind} is not a grant")
     if amount <= 0:
         raise ValueError("a grant adds credits")
+
+
+def check_take_back(amount: int, reason: str) -> None:
+    """A refund taking credits back takes a count (0 when jobs used them all) and says why."""
+    if amount < 0:
+        raise ValueError("what is taken back is a count")
+    if not reason:
+        raise ValueError("a take-back says why")
 
 
 def check_adjustment(amount: int, actor: str, reason: str) -> None:

@@ -121,6 +121,31 @@ async def grant(
     return True
 
 
+async def take_back(
+    session: AsyncSession,
+    account_id: str,
+    amount: int,
+    *,
+    key: str,
+    reason: str,
+    now: datetime,
+) -> bool:
+    """Take `amount` credits back after a payment's refund (billing decides how many: never
+    more than the balance, so it cannot go below 0), under the idempotency key `key`: a
+    repeated call changes nothing (False). An amount of 0 is written too: the entry records
+    the refund whose credits jobs had already used."""
+    rules.check_take_back(amount, reason)
+    available = await _lock(session, account_id, now)
+    if await _by_key(session, key) is not None:
+        return False
+    if amount > available:
+        raise ValueError("a take-back is never more than the balance")
+    await _append(
+        session, account_id, EntryKind.PAYMENT_REFUND, -amount, now, key=key, reason=reason
+    )
+    return True
+
+
 async def adjust(
     session: AsyncSession,
     account_id: str,
@@ -470,14 +495,18 @@ async def _append(
     reason: str = "",
     actor: str = "",
 ) -> None:
+    values: dict[str, object] = {
+        "balance": CreditBalanceRow.balance + amount,
+        "entries": CreditBalanceRow.entries + 1,
+        "updated_at": now,
+    }
+    if kind in rules.TOPUP_KINDS:  # what the low-credits mail measures against
+        values["last_topup"] = amount
+        values["last_topup_seq"] = CreditBalanceRow.entries + 1
     moved = (
         update(CreditBalanceRow)
         .where(CreditBalanceRow.account_id == account_id)
-        .values(
-            balance=CreditBalanceRow.balance + amount,
-            entries=CreditBalanceRow.entries + 1,
-            updated_at=now,
-        )
+        .values(values)
         .returning(CreditBalanceRow.entries)
         .execution_options(synchronize_session=False)
     )

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from argon2 import PasswordHasher
 
     from mailvet.adapters.db.database import Database
+    from mailvet.domain.payments import Payments
 
 SECRET_KEY_FILE = "secret_key"  # noqa: S105  (a file name, not a secret)
 SECRET_KEY_MIN_LENGTH = 32
@@ -48,6 +49,8 @@ class WebContext:
     hasher: PasswordHasher
     clock: Clock = utc_now
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    # Stripe (MAILVET_BILLING=stripe), else None: billing off, nothing sold
+    payments: Payments | None = None
 
     @property
     def https(self) -> bool:
@@ -105,10 +108,15 @@ async def build_web_context(
     database: Database | None = None,
     hasher: PasswordHasher | None = None,
     clock: Clock | None = None,
+    payments: Payments | None = None,
 ) -> WebContext:
-    """The context of `settings`, or with the pieces given. Checks the secret key first (a
-    refusal opens nothing); a database built here is closed by `WebContext.close`."""
+    """The context of `settings`, or with the pieces given. Checks the secret key and the
+    billing settings first (a refusal opens nothing); a database or Stripe gateway built here
+    is closed by `WebContext.close`. `payments`: the Payments port (default: with
+    MAILVET_BILLING=stripe, the Stripe gateway of the settings; else none)."""
     secret_key = resolve_secret_key(settings)
+    if missing := settings.billing.missing():
+        raise SettingsError(f"MAILVET_BILLING=stripe needs {', '.join(missing)}")
     closers: list[Callable[[], Awaitable[Any]]] = []
     if database is None:
         from mailvet.adapters.db.database import make_database
@@ -121,6 +129,16 @@ async def build_web_context(
         from argon2 import PasswordHasher
 
         hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory parameters
+    if payments is None and settings.billing.stripe:
+        from mailvet.adapters.payments.stripe_gateway import StripeGateway
+
+        gateway = StripeGateway(
+            settings.billing.api_key,
+            api_base=settings.billing.api_base,
+            max_network_retries=settings.billing.max_network_retries,
+        )
+        closers.append(gateway.aclose)
+        payments = gateway
     return WebContext(
         settings=settings,
         database=database,
@@ -128,6 +146,7 @@ async def build_web_context(
         hasher=hasher,
         clock=clock or utc_now,
         closers=closers,
+        payments=payments,
     )
 
 

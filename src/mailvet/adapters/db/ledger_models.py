@@ -44,6 +44,11 @@ class CreditBalanceRow(Base):
     account_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     balance: Mapped[int] = mapped_column(Integer, default=0)
     entries: Mapped[int] = mapped_column(Integer, default=0)  # the last entry's seq
+    # the last purchase or period grant (services/low_credits.py): its amount and seq, and
+    # the seq of the top-up whose "credits running low" mail was queued (once per top-up)
+    last_topup: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_topup_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    low_warned_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
 
 

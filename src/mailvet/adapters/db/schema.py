@@ -1,5 +1,5 @@
 """Every table of the application on one MetaData: the job tables (models.py) and the SaaS's
-(account_models, api_key_models, ledger_models, outbox_models, session_models,
+(account_models, api_key_models, billing_models, ledger_models, outbox_models, session_models,
 webhook_models). The migrations' env.py, `Database.create_all` and the schema tests import
 this module, so no table is left out."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 from mailvet.adapters.db import (  # noqa: F401  (imported for their tables)
     account_models,
     api_key_models,
+    billing_models,
     ledger_models,
     outbox_models,
     session_models,

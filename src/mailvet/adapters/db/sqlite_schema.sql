@@ -1,7 +1,7 @@
 -- The embedded SQLite schema, as the Alembic migrations build it (a dump of a file
 -- they made). Written by `python -m mailvet.adapters.db.sqlite_schema`: do not edit.
--- head: 0010
--- migrations: 40c96bd92390933f2378bdbb562c11af22daa0f8a97ef4f4db182f99dcd9310d
+-- head: 0011
+-- migrations: c410abeaa7e755a524df658478b1616713f14ba8e3414b6729149f914590fa83
 BEGIN TRANSACTION;
 CREATE TABLE accounts (
 	id VARCHAR(32) NOT NULL, 
@@ -29,7 +29,7 @@ CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
 );
-INSERT INTO "alembic_version" VALUES('0010');
+INSERT INTO "alembic_version" VALUES('0011');
 CREATE TABLE api_keys (
 	id VARCHAR(16) NOT NULL, 
 	account_id VARCHAR(32) NOT NULL, 
@@ -43,11 +43,58 @@ CREATE TABLE api_keys (
 	CONSTRAINT pk_api_keys PRIMARY KEY (id), 
 	CONSTRAINT fk_api_keys_account_id_accounts FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE
 );
+CREATE TABLE billing_accounts (
+	account_id VARCHAR(32) NOT NULL, 
+	customer VARCHAR(255), 
+	subscription_id VARCHAR(255), 
+	tier VARCHAR(64) NOT NULL, 
+	status VARCHAR(32) NOT NULL, 
+	cancel_at BIGINT, 
+	current_period_end BIGINT, 
+	version BIGINT NOT NULL, 
+	shortfall BIGINT NOT NULL, 
+	updated_at DATETIME NOT NULL, 
+	CONSTRAINT pk_billing_accounts PRIMARY KEY (account_id), 
+	CONSTRAINT fk_billing_accounts_account_id_accounts FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE, 
+	CONSTRAINT uq_billing_accounts_customer UNIQUE (customer)
+);
+CREATE TABLE billing_mail_keys (
+	"key" VARCHAR(200) NOT NULL, 
+	account_id VARCHAR(32) NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	CONSTRAINT pk_billing_mail_keys PRIMARY KEY ("key"), 
+	CONSTRAINT fk_billing_mail_keys_account_id_accounts FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE
+);
+CREATE TABLE billing_packs (
+	session VARCHAR(255) NOT NULL, 
+	account_id VARCHAR(32) NOT NULL, 
+	payment_intent VARCHAR(255), 
+	credits BIGINT NOT NULL, 
+	amount BIGINT NOT NULL, 
+	removed BIGINT NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	CONSTRAINT pk_billing_packs PRIMARY KEY (session), 
+	CONSTRAINT fk_billing_packs_account_id_accounts FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE, 
+	CONSTRAINT uq_billing_packs_payment_intent UNIQUE (payment_intent)
+);
+CREATE TABLE billing_tiers (
+	name VARCHAR(64) NOT NULL, 
+	label VARCHAR(200) NOT NULL, 
+	monthly_credits BIGINT NOT NULL, 
+	amount BIGINT NOT NULL, 
+	currency VARCHAR(8) NOT NULL, 
+	price VARCHAR(255) NOT NULL, 
+	product VARCHAR(255) NOT NULL, 
+	active BOOLEAN NOT NULL, 
+	synced_at DATETIME NOT NULL, 
+	CONSTRAINT pk_billing_tiers PRIMARY KEY (name), 
+	CONSTRAINT uq_billing_tiers_price UNIQUE (price)
+);
 CREATE TABLE credit_balances (
 	account_id VARCHAR(32) NOT NULL, 
 	balance INTEGER NOT NULL, 
 	entries INTEGER NOT NULL, 
-	updated_at DATETIME NOT NULL, 
+	updated_at DATETIME NOT NULL, last_topup INTEGER DEFAULT '0' NOT NULL, last_topup_seq INTEGER DEFAULT '0' NOT NULL, low_warned_seq INTEGER DEFAULT '0' NOT NULL, 
 	CONSTRAINT pk_credit_balances PRIMARY KEY (account_id)
 );
 CREATE TABLE email_codes (
@@ -155,6 +202,16 @@ CREATE TABLE recovery_codes (
 	CONSTRAINT pk_recovery_codes PRIMARY KEY (account_id, code_hash), 
 	CONSTRAINT fk_recovery_codes_account_id_accounts FOREIGN KEY(account_id) REFERENCES accounts (id) ON DELETE CASCADE
 );
+CREATE TABLE stripe_events (
+	id VARCHAR(255) NOT NULL, 
+	type VARCHAR(64) NOT NULL, 
+	created BIGINT NOT NULL, 
+	account_id VARCHAR(32), 
+	outcome VARCHAR(16) NOT NULL, 
+	detail TEXT NOT NULL, 
+	processed_at DATETIME NOT NULL, 
+	CONSTRAINT pk_stripe_events PRIMARY KEY (id)
+);
 CREATE TABLE web_sessions (
 	token_hash VARCHAR(64) NOT NULL, 
 	account_id VARCHAR(32), 
@@ -210,4 +267,7 @@ CREATE TRIGGER ledger_entries_no_delete BEFORE DELETE ON ledger_entries BEGIN SE
 CREATE INDEX ix_webhook_deliveries_account_id_created_at ON webhook_deliveries (account_id, created_at);
 CREATE INDEX ix_webhook_deliveries_job_id ON webhook_deliveries (job_id);
 CREATE INDEX ix_webhook_deliveries_next_attempt_at ON webhook_deliveries (next_attempt_at);
+CREATE INDEX ix_billing_packs_account_id ON billing_packs (account_id);
+CREATE INDEX ix_stripe_events_account_id ON stripe_events (account_id);
+CREATE INDEX ix_billing_mail_keys_account_id ON billing_mail_keys (account_id);
 COMMIT;

@@ -32,6 +32,8 @@ ENTRY_TEXT: dict[EntryKind, str] = {
     EntryKind.SINGLE_CHECK: "One address checked",
     EntryKind.SINGLE_REFUND: "One address checked: credit back",
     EntryKind.ADMIN_ADJUSTMENT: "Adjusted by an administrator",
+    EntryKind.SUBSCRIPTION_GRANT: "Credits of the plan's period",
+    EntryKind.PAYMENT_REFUND: "A payment refunded (its credits taken back)",
 }
 
 
