@@ -36,6 +36,10 @@ CONTEXTS: dict[str, dict[str, str]] = {
     "confirm_code": {"code": "481516"},
     "password_reset": {"link": "https://mailvet.example/reset-password?token=t0k3n"},
     "job_completed": {"job_id": "0123abcd", "filename": "list.csv"},
+    "subscription_confirmed": {"tier": "Pro"},
+    "subscription_cancelled": {"tier": "Pro", "ends_on": "15 January 2027"},
+    "payment_failed": {"invoice": "in_1", "amount": "$12.34 USD"},
+    "low_credits": {"balance": "99", "last_topup": "1,000"},
 }
 
 

@@ -32,6 +32,13 @@ TEMPLATE_FIELDS: dict[str, frozenset[str]] = {
     "two_factor_disabled": frozenset(),
     "job_completed": frozenset({"job_id"}),
     "sessions_ended": frozenset(),
+    # billing (services/billing_mail.py makes the context; the link to /app/billing is the
+    # template's, from MAILVET_PUBLIC_URL)
+    "subscription_confirmed": frozenset({"tier"}),
+    "subscription_cancelled": frozenset({"tier", "ends_on"}),
+    "subscription_ended": frozenset(),
+    "payment_failed": frozenset({"invoice", "amount"}),
+    "low_credits": frozenset({"balance", "last_topup"}),
 }
 
 MAX_ADDRESS_LENGTH = 254  # RFC 5321 path limit less the angle brackets

@@ -34,6 +34,11 @@ SUBJECTS: dict[str, str] = {
     "two_factor_disabled": "Two-factor authentication is off for your mailvet account",
     "job_completed": "Your list is validated",
     "sessions_ended": "You were signed out of mailvet everywhere",
+    "subscription_confirmed": "Your mailvet subscription is active",
+    "subscription_cancelled": "Your mailvet subscription is cancelled",
+    "subscription_ended": "Your mailvet subscription has ended",
+    "payment_failed": "A mailvet payment failed",
+    "low_credits": "Your mailvet credits are running low",
 }
 
 OPTIONAL: dict[str, str] = {"filename": ""}  # job_completed without a file name
