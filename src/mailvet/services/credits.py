@@ -466,6 +466,13 @@ async def sweep_unsettled_jobs(database: Database, *, now: datetime) -> int:
 # --- rows ----------------------------------------------------------------------------------
 
 
+async def lock_balance(session: AsyncSession, account_id: str, now: datetime) -> int:
+    """Lock the account's balance row for this transaction (made if absent) and return its
+    balance: what another use case (billing) decides on before calling the writers here,
+    which take the same lock again at no cost."""
+    return await _lock(session, account_id, now)
+
+
 async def _lock(session: AsyncSession, account_id: str, now: datetime) -> int:
     """Make sure the account's balance row exists and lock it for this transaction; its
     cached balance. Its first statement writes (SQLite takes the write lock there, waiting

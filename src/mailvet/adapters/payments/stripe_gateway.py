@@ -329,6 +329,52 @@ RECORDS: Mapping[type[EventObject], Callable[[Data], EventObject]] = {
 }
 
 
+class WebhookRefused(Exception):
+    """A webhook body that is not a genuine, recent Stripe event (the message says why; the
+    endpoint answers 400 and changes nothing)."""
+
+
+WEBHOOK_TOLERANCE = 300  # seconds: stripe.Webhook's default, applied to both sides of now
+
+
+def verify_event(
+    payload: bytes,
+    header: str | None,
+    secret: str,
+    *,
+    now: float,
+    tolerance: int = WEBHOOK_TOLERANCE,
+) -> BillingEvent | None:
+    """The event of a webhook body once `stripe.Webhook.construct_event` has verified its
+    `Stripe-Signature` with the endpoint's secret (and that it is at most `tolerance` seconds
+    old); a signature time more than `tolerance` ahead of `now` is refused too (the library
+    bounds only the past). None: a genuine event of a type billing does not handle. Raises
+    WebhookRefused for a missing, wrong or stale signature, or a body that is not an event of
+    the shape Stripe sends."""
+    try:
+        event = stripe.Webhook.construct_event(payload, header, secret, tolerance=tolerance)
+    except stripe.SignatureVerificationError as exc:
+        raise WebhookRefused(str(exc).split(";")[0]) from None
+    except ValueError:  # not UTF-8 or not JSON (json.JSONDecodeError is a ValueError)
+        raise WebhookRefused("the body is not a JSON event") from None
+    if _signed_at(header or "") > now + tolerance:
+        raise WebhookRefused("the signature's timestamp is in the future")
+    try:
+        return event_from_payload(event.to_dict())
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise WebhookRefused(
+            f"not an event of the shape Stripe sends ({type(exc).__name__})"
+        ) from None
+
+
+def _signed_at(header: str) -> int:
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t" and value.isdigit():
+            return int(value)
+    return 0
+
+
 def event_from_payload(event: Data) -> BillingEvent | None:
     """A verified event (a dict: `construct_event(...).to_dict()` or the JSON body) as a
     BillingEvent; None for a type billing does not handle."""
