@@ -122,6 +122,7 @@ async def build_site(
     from mailvet.web.api_keys import api_keys_router
     from mailvet.web.app import create_app
     from mailvet.web.auth import auth_router, build_auth_ports
+    from mailvet.web.billing import billing_router
     from mailvet.web.context import build_web_context
     from mailvet.web.webhooks import webhooks_router
 
@@ -138,6 +139,7 @@ async def build_site(
             areas=[
                 auth_router(ports),
                 account_router(ports),
+                billing_router(ports),  # /app/billing: credits, Checkout, the portal
                 admin_router(ports),
                 api_keys_router(ports),
                 webhooks_router(ports, deps.resolver),
