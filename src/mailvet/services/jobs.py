@@ -51,7 +51,7 @@ from mailvet.domain.messages import JobSubmitted
 from mailvet.domain.ports import JobRepository, MessageBus, ObjectNotFound, ObjectStorage
 from mailvet.logs import logger
 from mailvet.pipeline import object_keys, queues
-from mailvet.services import credits, job_mail, single_checks
+from mailvet.services import credits, job_mail, low_credits, single_checks
 from mailvet.services.paging import Page, window
 
 if TYPE_CHECKING:
@@ -551,10 +551,10 @@ async def run_retention(
     """`purge_once`, `sweep_pending_checks` and `sweep_unsettled_jobs` (settlements a
     failure left undone, services/credits.py) now and every `every` seconds, and
     `sweep_unmailed_completions`, `sweep_unsent_webhooks` (the webhook events of ended
-    jobs) and (given the `bus`) `sweep_unsubmitted` now and every
-    `recover_every` seconds, until cancelled (a task of the web role; replicas may all run
-    it: each is idempotent). A failed round is logged; the next one still runs (the
-    database, the storage or the broker may be down a while)."""
+    jobs), `low_credits.sweep` (the "credits running low" mails) and (given the `bus`)
+    `sweep_unsubmitted` now and every `recover_every` seconds, until cancelled (a task of
+    the web role; replicas may all run it: each is idempotent). A failed round is logged;
+    the next one still runs (the database, the storage or the broker may be down a while)."""
     log = logger(__name__)
     rounds = [
         _Round(
@@ -592,6 +592,13 @@ async def run_retention(
             "queued",
             "unsent_webhooks_sweep_failed",
             lambda: sweep_unsent_webhooks(database, now=clock(), retention_days=retention_days),
+            recover_every,
+        ),
+        _Round(  # the "credits running low" mails (services/low_credits.py)
+            "low_credits_swept",
+            "queued",
+            "low_credits_sweep_failed",
+            lambda: low_credits.sweep(database, now=clock()),
             recover_every,
         ),
     ]
