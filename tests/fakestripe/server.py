@@ -15,6 +15,10 @@ resource_missing). It answers:
   localstripe plan of the same id, and a subscription to it), then sends the signed
   `checkout.session.completed` webhook to the configured URL and redirects to success_url
   ({CHECKOUT_SESSION_ID} filled in).
+- Checkout's post-payment invoice of a pack (`invoice_creation[enabled]=true`), which
+  localstripe cannot make (its invoices need a subscription): kept here, listed with
+  localstripe's by GET /v1/invoices?customer=, read by GET /v1/invoices/{id}, its receipt at
+  GET /receipt/{id}.
 - Billing Portal sessions: POST /v1/billing_portal/sessions (the customer must exist on
   localstripe), and GET /portal/{id}, a page that links back to return_url.
 - POST /_fake/webhook (url=, secret=): where checkout.session.completed goes.
@@ -107,6 +111,7 @@ class FakeStripe:
         self.prices: dict[str, Json] = {}
         self.sessions: dict[str, Json] = {}
         self.portals: dict[str, Json] = {}
+        self.invoices: dict[str, Json] = {}  # Checkout's post-payment invoices of packs
         self.webhook_url = ""
         self.webhook_secret = ""
         self.webhooks_sent: list[Json] = []
@@ -115,6 +120,7 @@ class FakeStripe:
         self.prices.clear()
         self.sessions.clear()
         self.portals.clear()
+        self.invoices.clear()
         self.webhook_url = self.webhook_secret = ""
         self.webhooks_sent.clear()
 
@@ -154,8 +160,10 @@ class FakeStripe:
         self, method: str, path: str, query: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, str, bytes, dict[str, str]]:
         parts = path.strip("/").split("/")
-        if parts[0] in ("pay", "portal") and len(parts) == 2:
+        if parts[0] in ("pay", "portal", "receipt") and len(parts) == 2:
             return await self._page(method, parts[0], parts[1], body)
+        if method == "GET" and parts[:2] == ["v1", "invoices"] and len(parts) <= 3:
+            return await self._invoices(parts, query, headers)
         if path == "/_fake/webhook" and method == "POST":
             form = unflatten(parse_qsl(body.decode()))
             self.webhook_url, self.webhook_secret = form["url"], form["secret"]
@@ -276,6 +284,8 @@ class FakeStripe:
             "currency": currency,
             "payment_intent": None,
             "subscription": None,
+            "invoice": None,
+            "invoice_creation": data.get("invoice_creation"),
             "livemode": False,
             "created": int(time.time()),
             "line_items_given": items,  # not Stripe's: what /pay needs to complete it
@@ -322,6 +332,13 @@ class FakeStripe:
                 return 404, "text/plain", b"no such portal session", {}
             back = html.escape(portal["return_url"] or "/")
             text = f"<!doctype html><title>Billing portal</title><a href='{back}'>Return</a>"
+            return 200, "text/html; charset=utf-8", text.encode(), {}
+        if kind == "receipt":
+            invoice = self.invoices.get(ident)
+            if invoice is None:
+                return 404, "text/plain", b"no such invoice", {}
+            paid = f"{invoice['amount_paid'] / 100:.2f} {invoice['currency'].upper()}"
+            text = f"<!doctype html><title>Receipt</title><p>Paid {html.escape(paid)}</p>"
             return 200, "text/html; charset=utf-8", text.encode(), {}
         session = self.sessions.get(ident)
         if session is None:
@@ -377,6 +394,8 @@ class FakeStripe:
                     )
                 )
                 session["payment_intent"] = intent["id"]
+                if (session.get("invoice_creation") or {}).get("enabled") == "true":
+                    session["invoice"] = self._pack_invoice(session, customer, intent["id"])
             else:
                 price = self.prices[session["line_items_given"][0]["price"]]
                 await self._plan(client, price)
@@ -396,6 +415,51 @@ class FakeStripe:
         session.update(customer=customer, status="complete", payment_status="paid", url=None)
         await self.send_event("checkout.session.completed", _public(session))
         return session
+
+    def _pack_invoice(self, session: Json, customer: str, intent: str) -> str:
+        """Checkout's post-payment invoice of a pack (`invoice_creation[enabled]=true`),
+        paid by the session's payment (localstripe has no invoice without a subscription)."""
+        ident = _id("in")
+        data = (session.get("invoice_creation") or {}).get("invoice_data") or {}
+        self.invoices[ident] = {
+            "id": ident,
+            "object": "invoice",
+            "customer": customer,
+            "status": "paid",
+            "amount_due": session["amount_total"],
+            "amount_paid": session["amount_total"],
+            "currency": session["currency"],
+            "created": int(time.time()),
+            "number": f"FAKE-{len(self.invoices) + 1:04d}",
+            "billing_reason": "manual",
+            "description": data.get("description"),
+            "metadata": data.get("metadata", {}),
+            "payment_intent": intent,
+            "hosted_invoice_url": f"{self.base_url}/receipt/{ident}",
+            "invoice_pdf": None,
+            "lines": {"object": "list", "data": [], "has_more": False},
+            "livemode": False,
+        }
+        return ident
+
+    async def _invoices(
+        self, parts: list[str], query: str, headers: dict[str, str]
+    ) -> tuple[int, str, bytes, dict[str, str]]:
+        """GET /v1/invoices[/id]: localstripe's, with the packs' invoices of the fake."""
+        if len(parts) == 3:
+            if parts[2] in self.invoices:
+                return 200, "application/json", _json(self.invoices[parts[2]]), {}
+            return await self._proxy("GET", "/" + "/".join(parts), query, b"", headers)
+        status, kind, body, extra = await self._proxy("GET", "/v1/invoices", query, b"", headers)
+        if status != 200:
+            return status, kind, body, extra
+        listed: Json = json.loads(body)
+        asked = dict(parse_qsl(query))
+        mine = [i for i in self.invoices.values() if asked.get("customer") in (None, i["customer"])]
+        found = sorted([*listed["data"], *mine], key=lambda i: i.get("created") or 0, reverse=True)
+        limit = int(asked.get("limit", 10))
+        listed.update(data=found[:limit], has_more=listed.get("has_more") or len(found) > limit)
+        return 200, "application/json", _json(listed), {}
 
     async def _plan(self, client: httpx.AsyncClient, price: Json) -> None:
         """The price as a localstripe plan of the same id (localstripe has no prices)."""

@@ -253,6 +253,14 @@ async def test_paying_a_pack_completes_it_and_sends_a_signed_event(
     parsed = event_from_payload(event.to_dict())
     assert parsed is not None and parsed.kind is EventKind.CHECKOUT_COMPLETED
     assert parsed.object == done
+    # Checkout's post-payment invoice: the receipt the billing page lists
+    [invoice] = await gateway.invoices(customer)
+    assert (invoice.status, invoice.amount_paid, invoice.subscription) == ("paid", 1_000, None)
+    assert invoice.hosted_invoice_url is not None
+    assert await gateway.invoice(invoice.id) == invoice
+    async with httpx.AsyncClient() as client:
+        receipt = await client.get(invoice.hosted_invoice_url)
+    assert receipt.status_code == 200 and "10.00 USD" in receipt.text
 
 
 async def test_paying_a_tier_subscribes_and_its_objects_are_read_back(

@@ -140,6 +140,11 @@ class StripeGateway:
             ],
             "success_url": success_url,
             "cancel_url": cancel_url,
+            # a paid invoice after the payment: the receipt the billing page lists
+            "invoice_creation": {
+                "enabled": True,
+                "invoice_data": {"description": f"{credits:,} credits"},
+            },
         }
         got = await self._call(
             "pack_checkout", self._client.v1.checkout.sessions.create_async(params)
