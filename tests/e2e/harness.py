@@ -92,6 +92,8 @@ class Harness:
     oidc: FakeOidcProvider
     browser: Browser
     contexts: list[BrowserContext] = field(default_factory=list)
+    # other servers of this machine the pages may reach (the fake Stripe Checkout)
+    local_hosts: tuple[str, ...] = ()
 
     @property
     def host(self) -> str:
@@ -122,7 +124,7 @@ class Harness:
 
         async def route(route: Route, request: Request) -> None:
             host = outside(request.url)
-            if host is None or host == oidc_host:  # the fake provider is on this machine
+            if host is None or host == oidc_host or host in self.local_hosts:  # this machine
                 await route.continue_()
             else:
                 await route.abort()
@@ -196,7 +198,14 @@ def text_of(message: EmailMessage) -> str:
 
 
 @contextlib.asynccontextmanager
-async def running_site(data_dir: Path, oidc: FakeOidcProvider) -> AsyncIterator[Harness]:
+async def running_site(
+    data_dir: Path,
+    oidc: FakeOidcProvider,
+    env: dict[str, str] | None = None,
+    local_hosts: tuple[str, ...] = (),
+) -> AsyncIterator[Harness]:
+    """The site with `env` over its settings; `local_hosts`: the servers of this machine its
+    pages may reach besides it and the fake provider."""
     catcher = MailCatcher()
     catcher.start()
     clock = SkewedClock()
@@ -217,6 +226,7 @@ async def running_site(data_dir: Path, oidc: FakeOidcProvider) -> AsyncIterator[
                     "MAILVET_GOOGLE_CLIENT_ID": CLIENT_ID,
                     "MAILVET_GOOGLE_CLIENT_SECRET": CLIENT_SECRET,
                     "MAILVET_GOOGLE_DISCOVERY_URL": oidc.discovery_url,
+                    **(env or {}),
                 }
             )
             deps = await build_deps(
@@ -240,7 +250,9 @@ async def running_site(data_dir: Path, oidc: FakeOidcProvider) -> AsyncIterator[
                         browser = await playwright.chromium.launch(
                             executable_path=CHROMIUM, headless=True, args=ARGS
                         )
-                        harness = Harness(base, site, clock, catcher, oidc, browser)
+                        harness = Harness(
+                            base, site, clock, catcher, oidc, browser, local_hosts=local_hosts
+                        )
                         try:
                             yield harness
                         finally:
