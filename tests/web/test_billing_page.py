@@ -1,4 +1,4 @@
-"""The credits page (/app/billing, web/account/billing.py) of the site as `mailvet run web`
+"""The credits page (/app/billing, web/billing/pages.py) of the site as `mailvet run web`
 builds it: the balance, the ledger's entries in words, newest first and a page at a time,
 only the signed-in account's, every text escaped; the dashboard links to it."""
 
@@ -13,7 +13,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from mailvet.services import credits
-from mailvet.web.account.billing import ENTRIES_PER_PAGE
+from mailvet.web.billing.pages import ENTRIES_PER_PAGE
 from tests.web.account_helpers import writing
 from tests.web.auth_helpers import Browser, log_in
 from tests.web.shell_helpers import HTTPS

@@ -129,11 +129,12 @@ async def test_privacy_and_terms_show_the_configured_text_escaped(tmp_path: Path
 
 
 async def test_pricing_shows_the_free_credits_and_no_fake_buy_button(tmp_path: Path) -> None:
+    # billing off (the default): no buy button, an administrator adds credits
     async with shell(tmp_path, {"MAILVET_FREE_CREDITS": "250"}) as s, client(s.app) as c:
         page = (await c.get("/pricing", headers=HTML)).text
         assert "250 credits" in page
         assert "$10 per 1,000 credits" in page
-        assert "not available yet" in page
+        assert "not available on this installation" in page
         assert "/billing" not in page
 
 

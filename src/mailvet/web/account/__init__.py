@@ -1,6 +1,6 @@
 """The account page of a signed-in user (/app/account): names, newsletter, picture, the
-Google connection, links to the password and two-factor pages, and deleting the account;
-and the credits page (/app/billing, billing.py): balance, held credits and the ledger.
+Google connection, links to the password and two-factor pages, and deleting the account.
+(The credits and billing page, /app/billing, is web/billing/'s.)
 
 `account_router(ports)` is the area for `create_app(..., areas=[...])`, with the same
 `AuthPorts` as the sign-in pages (web/auth/ports.py: the accounts service and whether
@@ -12,7 +12,6 @@ from __future__ import annotations
 from litestar import Router
 from litestar.di import Provide
 
-from mailvet.web.account.billing import BillingController
 from mailvet.web.account.controllers import AccountController
 from mailvet.web.auth.ports import AuthPorts
 
@@ -25,7 +24,7 @@ def account_router(ports: AuthPorts) -> Router:
 
     return Router(
         path="/",
-        route_handlers=[AccountController, BillingController],
+        route_handlers=[AccountController],
         dependencies={"auth": Provide(provide_auth, sync_to_thread=False)},
         include_in_schema=False,
     )

@@ -18,11 +18,14 @@ from litestar.response import Template
 from litestar.status_codes import HTTP_200_OK, HTTP_429_TOO_MANY_REQUESTS
 
 from mailvet.domain.verdict import RESULT_COLUMNS, Check, Reason, Verdict
+from mailvet.services import billing_checkout
 from mailvet.services.throttle import Limit
 from mailvet.web.auth.common import wait_text
+from mailvet.web.billing.pages import DEFAULT_PACK, money, pack_terms
 from mailvet.web.context import EngineDep, Web
 from mailvet.web.forms import MAX_ADDRESS, is_htmx
 from mailvet.web.public.texts import REASON_TEXT, STEPS, docs_job_statuses, docs_statuses
+from mailvet.web.sessions import request_account
 from mailvet.web.throttle import client_ip, count
 
 log = structlog.get_logger(__name__)
@@ -81,12 +84,22 @@ class PublicController(Controller):
         return Template(name, context=context, status_code=status, headers=headers)
 
     @get("/pricing", name="pricing")
-    async def pricing(self, web: Web) -> Template:
+    async def pricing(self, request: Request[Any, Any, Any], web: Web) -> Template:
+        """The free tier, the active tiers (billing_tiers) and the packs; buy and subscribe
+        buttons only with billing on (a signed-out visitor's lead to the sign-in first)."""
+        async with web.database.unit_of_work() as session:
+            tiers = await billing_checkout.tiers(session)
         return Template(
             "public/pricing.html",
             context={
                 "credits_on": web.settings.web.charging,
                 "free_credits": web.settings.web.free_credits,
+                "billing_on": web.payments is not None,
+                "signed_in_now": request_account(request) is not None,
+                "tiers": tiers,
+                "money": money,
+                "default_pack": DEFAULT_PACK,
+                **pack_terms(web),
             },
         )
 
