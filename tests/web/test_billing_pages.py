@@ -599,3 +599,12 @@ def test_credits_are_read_with_separators_and_bounds() -> None:
     for wrong in ("25,00", "1,0000", "٣٠٠٠", "1000.5", "+1000"):
         with pytest.raises(billing_checkout.CheckoutRefused):
             billing_checkout.read_credits(wrong)
+
+
+async def test_the_area_mounts_the_stripe_webhook(tmp_path: Path) -> None:
+    async with (
+        billing_site(tmp_path, MemoryPayments(base_url=CHECKOUT)) as s,
+        AsyncTestClient(s.site.app, base_url=HTTPS) as client,
+    ):
+        unsigned = await client.post("/billing/stripe/webhook", content=b"{}")
+        assert unsigned.status_code == 400  # there, and refusing what Stripe did not sign
