@@ -114,9 +114,9 @@ async def build_web_context(
     billing settings first (a refusal opens nothing); a database or Stripe gateway built here
     is closed by `WebContext.close`. `payments`: the Payments port (default: with
     MAILVET_BILLING=stripe, the Stripe gateway of the settings; else none)."""
-    secret_key = resolve_secret_key(settings)
     if missing := settings.billing.missing():
         raise SettingsError(f"MAILVET_BILLING=stripe needs {', '.join(missing)}")
+    secret_key = resolve_secret_key(settings)
     closers: list[Callable[[], Awaitable[Any]]] = []
     if database is None:
         from mailvet.adapters.db.database import make_database

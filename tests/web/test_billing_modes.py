@@ -1,0 +1,65 @@
+"""MAILVET_BILLING (issue 10 §3): off by default (no Payments port, so no Stripe call can be
+made and the webhook is not there); stripe builds the gateway of the settings, and refuses to
+start without its key and webhook secret, before anything is opened."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailvet.adapters.payments.stripe_gateway import StripeGateway
+from mailvet.settings import SettingsError, load_settings
+from mailvet.web.context import SECRET_KEY_FILE, build_web_context
+from tests.web.shell_helpers import cheap_hasher
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({}, "MAILVET_STRIPE_API_KEY, MAILVET_STRIPE_WEBHOOK_SECRET"),
+        ({"MAILVET_STRIPE_API_KEY": "sk_test_x"}, "MAILVET_STRIPE_WEBHOOK_SECRET"),
+        ({"MAILVET_STRIPE_WEBHOOK_SECRET": "whsec_x"}, "MAILVET_STRIPE_API_KEY"),
+    ],
+    ids=["neither", "no-secret", "no-key"],
+)
+async def test_stripe_billing_refuses_to_start_without_its_key_and_secret(
+    tmp_path: Path, env: dict[str, str], named: str
+) -> None:
+    settings = load_settings(
+        {"MAILVET_DATA_DIR": str(tmp_path), "MAILVET_BILLING": "stripe", **env}
+    )
+    with pytest.raises(SettingsError, match=f"MAILVET_BILLING=stripe needs {named}$"):
+        await build_web_context(settings, hasher=cheap_hasher())
+    assert not (tmp_path / SECRET_KEY_FILE).exists()  # refused before anything was made
+
+
+async def test_billing_is_off_by_default(tmp_path: Path) -> None:
+    settings = load_settings({"MAILVET_DATA_DIR": str(tmp_path)})
+    assert settings.billing.backend == "off" and settings.billing.missing() == ()
+    web = await build_web_context(settings, hasher=cheap_hasher())
+    try:
+        assert web.payments is None
+    finally:
+        await web.close()
+
+
+async def test_stripe_billing_builds_the_gateway_and_closes_it(tmp_path: Path) -> None:
+    settings = load_settings(
+        {
+            "MAILVET_DATA_DIR": str(tmp_path),
+            "MAILVET_BILLING": "stripe",
+            "MAILVET_STRIPE_API_KEY": "sk_test_x",
+            "MAILVET_STRIPE_WEBHOOK_SECRET": "whsec_x",
+            "MAILVET_STRIPE_API_BASE": "http://127.0.0.1:9",
+        }
+    )
+    web = await build_web_context(settings, hasher=cheap_hasher())
+    gateway = web.payments
+    assert isinstance(gateway, StripeGateway)
+    connections = gateway._http._client_async  # the pool of its HTTP connections
+    assert not connections.is_closed
+    await web.close()
+    assert connections.is_closed  # closed with the context, as the database is
