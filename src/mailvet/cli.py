@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 from mailvet.cli_apikeys import apikeys_app
+from mailvet.cli_billing import billing_app
 from mailvet.cli_users import users_app
 from mailvet.cli_webhooks import webhooks_app
 from mailvet.domain.verdict import Check
@@ -544,6 +545,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")  # cli_users.py: accounts of the web application
 app.add_typer(apikeys_app, name="apikeys")  # cli_apikeys.py: API keys of the accounts
 app.add_typer(webhooks_app, name="webhooks")  # cli_webhooks.py: their webhooks
+app.add_typer(billing_app, name="billing")  # cli_billing.py: Stripe's tiers
 
 
 @db_app.command("upgrade")
