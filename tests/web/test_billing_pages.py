@@ -30,7 +30,7 @@ from mailvet.bootstrap import build_deps
 from mailvet.domain.accounts import Account
 from mailvet.domain.billing import pack_key, pack_price
 from mailvet.domain.credits import EntryKind
-from mailvet.domain.payments import Invoice, PaymentsError, Price
+from mailvet.domain.payments import Invoice, Payments, PaymentsError, Price
 from mailvet.services import billing_checkout, credits
 from mailvet.services.accounts import create_account
 from mailvet.settings import load_settings
@@ -54,12 +54,12 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 @dataclass
 class BillingSite:
     site: Site
-    payments: MemoryPayments | None
+    payments: Payments | None
     url: str  # the database's URL, for a look from the test's loop
 
     @property
     def memory(self) -> MemoryPayments:
-        assert self.payments is not None
+        assert isinstance(self.payments, MemoryPayments)
         return self.payments
 
     async def account(self, email: str, *, balance: int = 100) -> Account:
@@ -77,10 +77,11 @@ class BillingSite:
 
 @asynccontextmanager
 async def billing_site(
-    data_dir: Path, payments: MemoryPayments | None, env: Mapping[str, str] | None = None
+    data_dir: Path, payments: Payments | None, env: Mapping[str, str] | None = None
 ) -> AsyncIterator[BillingSite]:
     """The site of tests/web/site_helpers.py with the web context's Payments port given
-    (None: billing off)."""
+    (None: billing off; tests/integration/test_billing_checkout_stripe.py gives the Stripe
+    gateway)."""
     settings = load_settings(
         {
             "MAILVET_DATA_DIR": str(data_dir),
@@ -127,9 +128,11 @@ async def add_tier(
     credits_a_month: int = 5_000,
     amount: int = 2_900,
     active: bool = True,
+    price: str | None = None,
 ) -> str:
-    """A tier row (as `mailvet billing sync` stores it) and its price in MemoryPayments."""
-    price = f"price_{name}"
+    """A tier row (as `mailvet billing sync` stores it) and, with MemoryPayments, its price
+    there (`price`: the id of a price made elsewhere)."""
+    price = price or f"price_{name}"
     async with writing(s.url) as session:
         session.add(
             BillingTierRow(
@@ -144,7 +147,7 @@ async def add_tier(
                 synced_at=T0,
             )
         )
-    if s.payments is not None:
+    if isinstance(s.payments, MemoryPayments):
         s.payments.price_list[price] = Price(
             id=price,
             product="prod_tiers",
