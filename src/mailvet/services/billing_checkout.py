@@ -22,7 +22,7 @@ the billing page shows. Called by web/billing/; no HTTP here (Stripe is the Paym
 - `overview`: the page's numbers: balance and reserved, tier, status, renewal or
   cancellation date, shortfall, invoices (None when Stripe cannot be reached: the page
   still renders), a page of the ledger.
-- `tiers`: the active tiers, cheapest first (a SELECT on billing_tiers).
+- The tiers are services/billing_sync.py's `tiers` (what `mailvet billing sync` stored).
 
 Credits are never added here: the webhook (web/billing/webhook.py) does that.
 """
@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailvet.adapters.db.billing_models import BillingAccountRow, BillingTierRow
+from mailvet.adapters.db.billing_models import BillingAccountRow
 from mailvet.adapters.db.database import Database, dialect_insert
 from mailvet.adapters.db.ledger_models import LedgerEntryRow
 from mailvet.clock import Clock, utc_now
@@ -53,7 +53,7 @@ from mailvet.domain.billing import (
 from mailvet.domain.credits import Balance, Entry
 from mailvet.domain.payments import CheckoutSession, Invoice, NotFound, Payments, PaymentsError
 from mailvet.logs import logger
-from mailvet.services import credits
+from mailvet.services import billing_sync, credits
 from mailvet.services.accounts import get_account
 from mailvet.services.paging import Page
 from mailvet.settings import Settings
@@ -87,31 +87,10 @@ class AccountGone(LookupError):
 # --- reading the tables --------------------------------------------------------------------
 
 
-def _tier(row: BillingTierRow) -> Tier:
-    return Tier(
-        name=row.name,
-        label=row.label,
-        monthly_credits=row.monthly_credits,
-        amount=row.amount,
-        currency=row.currency,
-        price=row.price,
-        active=row.active,
-    )
-
-
-async def tiers(session: AsyncSession) -> list[Tier]:
-    """The active tiers of billing_tiers, cheapest first (the free tier is not stored)."""
-    query = (
-        select(BillingTierRow)
-        .where(BillingTierRow.active.is_(True))
-        .order_by(BillingTierRow.amount, BillingTierRow.name)
-    )
-    return [_tier(row) for row in (await session.execute(query)).scalars()]
-
-
 async def _tier_named(session: AsyncSession, name: str) -> Tier | None:
-    row = await session.get(BillingTierRow, name)
-    return None if row is None else _tier(row)
+    """The stored tier `name`, active or not (services/billing_sync.py reads the table)."""
+    stored = await billing_sync.tiers(session, active_only=False)
+    return next((tier for tier in stored if tier.name == name), None)
 
 
 async def _billing_row(session: AsyncSession, account_id: str) -> BillingAccountRow | None:
@@ -359,7 +338,7 @@ async def overview(
         balance = await credits.balance(session, account_id)
         history = await credits.history(session, account_id, limit=limit, offset=offset)
         row = await _billing_row(session, account_id)
-        offered = await tiers(session)
+        offered = await billing_sync.tiers(session)
         tier = FREE
         if row is not None and row.tier != FREE.name:
             tier = await _tier_named(session, row.tier) or Tier(

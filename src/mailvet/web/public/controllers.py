@@ -18,7 +18,7 @@ from litestar.response import Template
 from litestar.status_codes import HTTP_200_OK, HTTP_429_TOO_MANY_REQUESTS
 
 from mailvet.domain.verdict import RESULT_COLUMNS, Check, Reason, Verdict
-from mailvet.services import billing_checkout
+from mailvet.services import billing_sync
 from mailvet.services.throttle import Limit
 from mailvet.web.auth.common import wait_text
 from mailvet.web.billing.pages import DEFAULT_PACK, money, pack_terms
@@ -88,7 +88,7 @@ class PublicController(Controller):
         """The free tier, the active tiers (billing_tiers) and the packs; buy and subscribe
         buttons only with billing on (a signed-out visitor's lead to the sign-in first)."""
         async with web.database.unit_of_work() as session:
-            tiers = await billing_checkout.tiers(session)
+            tiers = await billing_sync.tiers(session)
         return Template(
             "public/pricing.html",
             context={
