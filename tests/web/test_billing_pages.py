@@ -611,3 +611,39 @@ async def test_the_area_mounts_the_stripe_webhook(tmp_path: Path) -> None:
     ):
         unsigned = await client.post("/billing/stripe/webhook", content=b"{}")
         assert unsigned.status_code == 400  # there, and refusing what Stripe did not sign
+
+
+@pytest.mark.parametrize(
+    ("payments", "env", "allowed"),
+    [
+        (
+            MemoryPayments(base_url=CHECKOUT),
+            {},
+            "'self' https://checkout.stripe.com https://billing.stripe.com",
+        ),
+        (
+            MemoryPayments(base_url=CHECKOUT),
+            {"MAILVET_STRIPE_API_BASE": "http://127.0.0.1:4242/"},
+            "'self' http://127.0.0.1:4242",
+        ),
+        (None, {}, "'self'"),
+    ],
+    ids=["stripe", "a-test-stripe", "billing-off"],
+)
+async def test_the_page_lets_its_forms_reach_stripes_pages_and_no_other(
+    tmp_path: Path, payments: Payments | None, env: dict[str, str], allowed: str
+) -> None:
+    """A browser applies form-action to the 303 after a submission: without Stripe's origins
+    the Checkout redirect is blocked (tests/e2e/test_billing_browser.py goes through it)."""
+    async with billing_site(tmp_path, payments, env) as s:
+        await s.account(ANN)
+        async with signed_in(s) as b:
+            for answer in (
+                await b.get("/app/billing"),
+                await b.post("/app/billing/checkout/pack", {"credits": "12"}),  # 422 or 404
+            ):
+                if answer.status_code == 404:
+                    continue
+                policy = answer.headers["content-security-policy"]
+                assert f"form-action {allowed};" in policy + ";", policy
+                assert "script-src 'self'" in policy

@@ -13,6 +13,10 @@
 - GET /app/billing/success?session_id=cs_...: what Stripe says of the account's own
   session (another's, or an unknown one: 404); GET /app/billing/cancelled.
 
+The billing page's own Content-Security-Policy lets its forms reach Stripe's pages: a browser
+applies `form-action` to the redirects of a submission too, so the site's `'self'` alone would
+stop the 303 to Checkout (`stripe_page_origins`).
+
 With billing off (MAILVET_BILLING=off: `web.payments` None) the page shows the balance and
 the history and says an administrator grants credits; the POSTs and return pages answer
 404. Every form carries the CSRF token (the app's CSRF middleware checks every POST here).
@@ -45,6 +49,7 @@ from mailvet.services.throttle import Limit
 from mailvet.web.auth.common import NO_STORE, see_other
 from mailvet.web.auth.schemas import Fields
 from mailvet.web.context import Web, WebContext
+from mailvet.web.security import content_security_policy, origin_of
 from mailvet.web.sessions import requires_login, signed_in_id
 from mailvet.web.throttle import count, raise_if_refused
 
@@ -67,6 +72,18 @@ ENTRY_TEXT: dict[EntryKind, str] = {
     EntryKind.PAYMENT_REFUND: "A payment refunded (its credits taken back)",
 }
 SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£"}
+STRIPE_API = "https://api.stripe.com"
+STRIPE_PAGES = ("https://checkout.stripe.com", "https://billing.stripe.com")
+
+
+def stripe_page_origins(web: WebContext) -> list[str]:
+    """Where the billing page's forms are sent on to: Stripe's Checkout and Billing Portal
+    origins, or, on a Stripe of its own (MAILVET_STRIPE_API_BASE elsewhere: the tests'), the
+    origin of that one's pages. None with billing off."""
+    if web.payments is None:
+        return []
+    base = web.settings.billing.api_base.rstrip("/")
+    return list(STRIPE_PAGES) if base == STRIPE_API else [origin_of(base)]
 
 
 def entry_row(entry: Entry) -> dict[str, Any]:
@@ -247,6 +264,8 @@ async def _page(
         **pack_terms(web),
     }
     status = HTTP_422_UNPROCESSABLE_ENTITY if errors else HTTP_200_OK
-    return Template(
-        "billing/billing.html", context=context, status_code=status, headers=dict(NO_STORE)
+    policy = content_security_policy(
+        recaptcha=bool(web.settings.web.recaptcha_site_key), form_action=stripe_page_origins(web)
     )
+    headers = {**NO_STORE, "Content-Security-Policy": policy}
+    return Template("billing/billing.html", context=context, status_code=status, headers=headers)
