@@ -640,6 +640,7 @@ async def test_the_page_lets_its_forms_reach_stripes_pages_and_no_other(
         async with signed_in(s) as b:
             for answer in (
                 await b.get("/app/billing"),
+                await b.get("/pricing"),
                 await b.post("/app/billing/checkout/pack", {"credits": "12"}),  # 422 or 404
             ):
                 if answer.status_code == 404:

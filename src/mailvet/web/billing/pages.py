@@ -76,6 +76,15 @@ STRIPE_API = "https://api.stripe.com"
 STRIPE_PAGES = ("https://checkout.stripe.com", "https://billing.stripe.com")
 
 
+def checkout_policy(web: WebContext) -> dict[str, str]:
+    """The Content-Security-Policy header of a page whose forms go on to Stripe (this one,
+    and the pricing page's buttons of a signed-in customer)."""
+    policy = content_security_policy(
+        recaptcha=bool(web.settings.web.recaptcha_site_key), form_action=stripe_page_origins(web)
+    )
+    return {"Content-Security-Policy": policy}
+
+
 def stripe_page_origins(web: WebContext) -> list[str]:
     """Where the billing page's forms are sent on to: Stripe's Checkout and Billing Portal
     origins, or, on a Stripe of its own (MAILVET_STRIPE_API_BASE elsewhere: the tests'), the
@@ -264,8 +273,5 @@ async def _page(
         **pack_terms(web),
     }
     status = HTTP_422_UNPROCESSABLE_ENTITY if errors else HTTP_200_OK
-    policy = content_security_policy(
-        recaptcha=bool(web.settings.web.recaptcha_site_key), form_action=stripe_page_origins(web)
-    )
-    headers = {**NO_STORE, "Content-Security-Policy": policy}
+    headers = {**NO_STORE, **checkout_policy(web)}
     return Template("billing/billing.html", context=context, status_code=status, headers=headers)

@@ -21,7 +21,7 @@ from mailvet.domain.verdict import RESULT_COLUMNS, Check, Reason, Verdict
 from mailvet.services import billing_sync
 from mailvet.services.throttle import Limit
 from mailvet.web.auth.common import wait_text
-from mailvet.web.billing.pages import DEFAULT_PACK, money, pack_terms
+from mailvet.web.billing.pages import DEFAULT_PACK, checkout_policy, money, pack_terms
 from mailvet.web.context import EngineDep, Web
 from mailvet.web.forms import MAX_ADDRESS, is_htmx
 from mailvet.web.public.texts import REASON_TEXT, STEPS, docs_job_statuses, docs_statuses
@@ -101,6 +101,7 @@ class PublicController(Controller):
                 "default_pack": DEFAULT_PACK,
                 **pack_terms(web),
             },
+            headers=checkout_policy(web),  # its buttons go on to Stripe's Checkout
         )
 
     @get("/docs", name="docs")
