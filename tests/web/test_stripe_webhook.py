@@ -412,6 +412,57 @@ async def test_an_invoice_paid_before_its_subscription_was_created(tmp_path: Pat
         assert await count(hook, LedgerEntryRow, kind=EntryKind.SUBSCRIPTION_GRANT.value) == 1
 
 
+async def test_another_subscription_ending_leaves_the_one_that_goes_on(tmp_path: Path) -> None:
+    """sub_2 replaces sub_1 (made on Stripe, then sub_1 cancelled): sub_1's end, newer than
+    sub_2's start, neither frees the tier nor mails that the subscription ended."""
+    async with webhook_app(tmp_path) as hook:
+        await ann_with_a_tier(hook)
+        t = hook.now - 1_000
+        await hook.post(sub_event(hook, "evt_c1", "created", sub_json(hook), t))
+        second = {**sub_json(hook), "id": "sub_2"}
+        await hook.post(sub_event(hook, "evt_c2", "created", second, t + 100))
+        gone = sub_json(hook, "canceled", ended_at=t + 200)
+        got = await hook.post(sub_event(hook, "evt_d1", "deleted", gone, t + 200))
+        assert got.status_code == 200, got.text
+        row = await billing_row(hook)
+        assert (row.subscription_id, row.tier, row.status) == ("sub_2", "pro", "active")
+        assert "subscription-ended:sub_1" not in await mails(hook)
+
+
+async def test_a_replacing_subscription_told_after_the_old_ones_end_is_applied(
+    tmp_path: Path,
+) -> None:
+    """sub_1's end arrives before sub_2's (older) creation: Stripe's sub_2 is asked for, and
+    as it is active the account has it."""
+    async with webhook_app(tmp_path) as hook:
+        await ann_with_a_tier(hook)
+        t = hook.now - 1_000
+        await hook.post(sub_event(hook, "evt_c1", "created", sub_json(hook), t))
+        gone = sub_json(hook, "canceled", ended_at=t + 200)
+        await hook.post(sub_event(hook, "evt_d1", "deleted", gone, t + 200))
+        second = {**sub_json(hook), "id": "sub_2"}
+        hook.payments.subscriptions["sub_2"] = Subscription(
+            id="sub_2",
+            customer=CUSTOMER,
+            status="active",
+            price=PRICE,
+            current_period_end=hook.now - 100 + MONTH,
+        )
+        got = await hook.post(sub_event(hook, "evt_c2", "created", second, t + 100))
+        assert got.status_code == 200, got.text
+        row = await billing_row(hook)
+        assert (row.subscription_id, row.tier, row.status) == ("sub_2", "pro", "active")
+        assert "subscription-confirmed:sub_2:pro" in await mails(hook)
+        # sub_1's end told again under another id, or an update of it older than its end:
+        # nothing changes now
+        again = await hook.post(sub_event(hook, "evt_d1b", "deleted", gone, t + 200))
+        assert again.status_code == 200
+        stale = await hook.post(sub_event(hook, "evt_u1", "updated", sub_json(hook), t + 150))
+        assert stale.status_code == 200
+        row = await billing_row(hook)
+        assert (row.subscription_id, row.status, row.version) == ("sub_2", "active", t + 200)
+
+
 # --- refusals ----------------------------------------------------------------------------------
 
 

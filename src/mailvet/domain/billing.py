@@ -23,7 +23,9 @@ means for an account's credits, subscription and mail.
     A subscription's charge refunded takes nothing back.
 - Exactly once: a replayed event finds its keys in the state and decides nothing. Out of
   order: a subscription event older than the stored one (or as old, saying something else)
-  asks for Stripe's current subscription (`Decision.refetch`) and is decided again on it; an
+  asks for Stripe's current subscription (`Decision.refetch`) and is decided again on it
+  (so does an older other subscription when the stored one has ended: a replacement told
+  late); another subscription's end leaves a stored one that goes on as it is; an
   event about something not known yet (a refund of a pack whose checkout is not processed,
   a price not synced into the tiers) is deferred: the webhook answers 5xx and Stripe retries.
 
@@ -440,8 +442,10 @@ def _subscription(
         )
         if stale:
             return Decision(refetch=Refetch(sub.id))
-    if current is not None and not seen and created < current.version:
-        return Decision(ignored="an older subscription than the one stored")
+    if current is not None and not seen:
+        other = _other_subscription(current, sub, created, fresh)
+        if other is not None:
+            return other
     target = fresh if fresh is not None else sub
     if target.status in ENDED:
         tier = FREE
@@ -450,13 +454,36 @@ def _subscription(
         if found is None:
             return Decision(defer=f"price {target.price} is no tier: run `mailvet billing sync`")
         tier = found
-    version = max(created, current.version) if current is not None and seen else created
+    newest = seen or fresh is not None  # Stripe's current state: as new as the one stored
+    version = max(created, current.version) if current is not None and newest else created
     new = _state_of(target, tier.name, version)
     effects: list[Effect] = []
     if new != current:
         effects.append(SetSubscription(subscription=new))
     effects.extend(_subscription_mails(state, new, tier))
     return Decision(effects=tuple(effects))
+
+
+def _other_subscription(
+    current: SubscriptionState, sub: Subscription, created: int, fresh: Subscription | None
+) -> Decision | None:
+    """An event of a subscription other than the one stored: what to do instead of applying
+    it (None: apply it). One that ended while the stored one goes on changes nothing (a plan
+    replaced by a new subscription, then the old one cancelled); an older one is ignored,
+    unless the stored one has ended: then Stripe's current state of this one decides (a
+    replacement told after the end of the one it replaced), applied if it is not ended."""
+    told = fresh if fresh is not None else sub
+    if told.status in ENDED and current.status not in ENDED:
+        return Decision(ignored="another subscription ended: the one stored goes on")
+    if created >= current.version:
+        return None
+    if current.status not in ENDED:
+        return Decision(ignored="an older subscription than the one stored")
+    if fresh is None:
+        return Decision(refetch=Refetch(sub.id))
+    if fresh.status in ENDED:
+        return Decision(ignored="an older subscription, ended as the one stored")
+    return None
 
 
 def _state_of(sub: Subscription, tier: str, version: int) -> SubscriptionState:
