@@ -5,10 +5,13 @@ run web` builds it (web/site.py) served by uvicorn, MAILVET_STRIPE_API_BASE at t
 the ones localstripe makes and signs (`t=<created>,v1=HMAC`, the body as it exports it, in
 its older API shapes).
 
-localstripe sends invoice.payment_succeeded where Stripe also sends invoice.paid, and never
-invoice.paid: that one is built here from the invoice as localstripe serves it (GET
-/v1/invoices/<id>) and signed by the test (tests/web/test_stripe_webhook.py covers every
-type self-signed)."""
+What localstripe cannot send: invoice.paid (it sends invoice.payment_succeeded only), built
+here from the invoice as localstripe serves it (GET /v1/invoices/<id>) and signed by the
+test; customer.subscription.updated (it sends none, so a cancellation at the period's end
+is not seen); invoice.payment_failed for a declined card (it fails at once and silently:
+its failing SEPA debit is what sends one, then ends the subscription);
+checkout.session.completed and charge.refunded (tests/fakestripe sends the first).
+tests/web/test_stripe_webhook.py covers every type self-signed."""
 
 from __future__ import annotations
 
@@ -55,7 +58,21 @@ stripe_api = fakestripe.stripe_api
 
 SECRET = "whsec_test_localstripe_hooks"
 HOOK_ID = "mailvet_billing_localstripe"
-HANDLED_BY_LOCALSTRIPE = ["customer.subscription.created", "customer.subscription.deleted"]
+HANDLED_BY_LOCALSTRIPE = [
+    "customer.subscription.created",
+    "customer.subscription.deleted",
+    "invoice.payment_failed",
+]
+PAYING_CARD = {
+    "type": "card",
+    "card[number]": "4242424242424242",
+    "card[exp_month]": "12",
+    "card[exp_year]": "2040",
+    "card[cvc]": "123",
+}
+# localstripe's debit that fails after the subscription started (its one payment failure that
+# sends invoice.payment_failed: a declined card fails at once, silently)
+FAILING_DEBIT = {"type": "sepa_debit", "sepa_debit[iban]": "DE62370400440532013001"}
 PLAN = "price_ls_pro"
 PRODUCT = "prod_ls_tiers"
 TIER_CREDITS = 4_000
@@ -277,6 +294,21 @@ async def outbox_keys(served: Served) -> dict[str, str]:
         return {str(r.key): r.template for r in rows}
 
 
+async def subscribe(world: StripeWorld, customer: str, method: dict[str, str]) -> dict[str, Any]:
+    """The tier's plan on localstripe, a payment method as the customer's default, and a
+    subscription to the plan, as localstripe answers it."""
+    await ls(world, "POST", "/v1/products", id=PRODUCT, name="Tiers", type="service")
+    plan = {"id": PLAN, "product": PRODUCT, "amount": "2900", "currency": "usd"}
+    await ls(world, "POST", "/v1/plans", interval="month", **plan)
+    card = await ls(world, "POST", "/v1/payment_methods", **method)
+    await ls(world, "POST", f"/v1/payment_methods/{card['id']}/attach", customer=customer)
+    default = {"invoice_settings[default_payment_method]": card["id"]}
+    await ls(world, "POST", f"/v1/customers/{customer}", **default)
+    return await ls(
+        world, "POST", "/v1/subscriptions", customer=customer, **{"items[0][plan]": PLAN}
+    )
+
+
 async def test_a_localstripe_subscription_grants_its_period_once_and_its_end_frees_the_tier(
     stripe_api: StripeWorld, tmp_path: Path
 ) -> None:
@@ -288,42 +320,7 @@ async def test_a_localstripe_subscription_grants_its_period_once_and_its_end_fre
             account = await lena(served)
             customer = await stripe_.create_customer(account_id=account, email=EMAIL)
             await link(served, account, customer)
-            # the tier's plan, and a paying card as the customer's default
-            await ls(stripe_api, "POST", "/v1/products", id=PRODUCT, name="Tiers", type="service")
-            await ls(
-                stripe_api,
-                "POST",
-                "/v1/plans",
-                id=PLAN,
-                product=PRODUCT,
-                amount="2900",
-                currency="usd",
-                interval="month",
-            )
-            card = await ls(
-                stripe_api,
-                "POST",
-                "/v1/payment_methods",
-                type="card",
-                **{"card[number]": "4242424242424242", "card[exp_month]": "12"},
-                **{"card[exp_year]": "2040", "card[cvc]": "123"},
-            )
-            await ls(
-                stripe_api, "POST", f"/v1/payment_methods/{card['id']}/attach", customer=customer
-            )
-            await ls(
-                stripe_api,
-                "POST",
-                f"/v1/customers/{customer}",
-                **{"invoice_settings[default_payment_method]": card["id"]},
-            )
-            sub = await ls(
-                stripe_api,
-                "POST",
-                "/v1/subscriptions",
-                customer=customer,
-                **{"items[0][plan]": PLAN},
-            )
+            sub = await subscribe(stripe_api, customer, PAYING_CARD)
             assert sub["status"] == "active"
 
             # localstripe's own customer.subscription.created, signed by it
@@ -353,3 +350,35 @@ async def test_a_localstripe_subscription_grants_its_period_once_and_its_end_fre
             assert keys[f"subscription-ended:{sub['id']}"] == "subscription_ended"
     # localstripe's two deliveries and the test's three, each answered 200 once
     assert served.answers == [200] * 5, served.answers
+
+
+async def test_a_payment_failing_after_the_start_mails_and_ends_the_plan(
+    stripe_api: StripeWorld, tmp_path: Path
+) -> None:
+    with (
+        served_site(tmp_path, stripe_api.api_base) as served,
+        localstripe_hooks(stripe_api, served.url + WEBHOOK_PATH),
+    ):
+        async with gateway(stripe_api) as stripe_:
+            account = await lena(served)
+            customer = await stripe_.create_customer(account_id=account, email=EMAIL)
+            await link(served, account, customer)
+            sub = await subscribe(stripe_api, customer, FAILING_DEBIT)
+            assert sub["status"] == "active"  # a debit starts active, and may fail later
+            # localstripe's customer.subscription.created, then its invoice.payment_failed and
+            # customer.subscription.deleted (sent at once, in either order), all signed by it
+            kinds = (
+                "customer.subscription.created",
+                "invoice.payment_failed",
+                "customer.subscription.deleted",
+            )
+            await until(lambda: all(served.events(k) == 1 for k in kinds), timeout=20)
+            [failed] = await stripe_.invoices(customer)
+            assert failed.status == "open"
+            assert await state(served, account) == ("free", "canceled", 0)  # nothing granted
+            assert await outbox_keys(served) == {
+                f"subscription-confirmed:{sub['id']}:pro": "subscription_confirmed",
+                f"payment-failed:{failed.id}": "payment_failed",
+                f"subscription-ended:{sub['id']}": "subscription_ended",
+            }
+    assert served.answers == [200] * 3, served.answers
