@@ -46,7 +46,7 @@ from tests import stripe_events as se
 from tests.fakes import FakeProber, FakeResolver, WatchedJobs
 from tests.web.shell_helpers import HTTPS, Clock, cheap_hasher, look
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.pipeline
 
 SECRET = "whsec_test_mailvet_webhook"
 API_KEY = "sk_test_x"
