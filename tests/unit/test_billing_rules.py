@@ -175,6 +175,25 @@ def test_invoice_paid_grants_the_tiers_credits_once_per_period() -> None:
     assert state.balance == 10_000
 
 
+def test_payment_succeeded_grants_like_invoice_paid_and_the_pair_grants_once() -> None:
+    invoice = paid_invoice()
+    state = run(EMPTY, ev(EventKind.INVOICE_PAYMENT_SUCCEEDED, invoice, ident="evt_s"))
+    assert state.balance == 5_000
+    twin = ev(EventKind.INVOICE_PAID, invoice, ident="evt_p")  # Stripe sends both
+    assert decide(state, twin, TIERS) == Decision()
+
+
+def test_an_invoice_of_prorations_alone_grants_nothing() -> None:
+    """A plan changed mid-period and invoiced at once: no new period, no second grant (the
+    proration line's period starts mid-period, so its key would be new)."""
+    changed = msgspec.structs.replace(
+        paid_invoice(start=1_000_000, price="price_pro"), proration=True
+    )
+    state = run(EMPTY, ev(EventKind.INVOICE_PAID, paid_invoice()))
+    decision = decide(state, ev(EventKind.INVOICE_PAID, changed, 2_000), TIERS)
+    assert decision.effects == () and "proration" in decision.ignored
+
+
 def test_an_invoice_of_an_unknown_price_is_deferred_until_the_tiers_are_synced() -> None:
     decision = decide(EMPTY, ev(EventKind.INVOICE_PAID, paid_invoice(price="price_new")), TIERS)
     assert "mailvet billing sync" in decision.defer and decision.effects == ()

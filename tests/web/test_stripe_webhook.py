@@ -505,11 +505,19 @@ async def test_a_body_that_is_no_event_is_refused(tmp_path: Path) -> None:
         await ann_with_a_tier(hook)
         no_object = pack_event(hook)
         no_object["data"] = {}
+        huge_amount = pack_event(hook)
+        huge_amount["data"]["object"]["amount_total"] = 10**30
         for body in (
             b"this is not json",
             b"\xff\xfe\x00not utf-8",
             se.body_of(no_object),
             se.body_of({"id": "evt_x", "type": "invoice.paid"}),  # no created, no data
+            b"[1, 2]",  # JSON, but no object
+            b'"an event"',
+            b"null",
+            b"123",
+            se.body_of({**pack_event(hook), "created": 10**400}),  # no time
+            se.body_of(huge_amount),  # no amount of Stripe's
         ):
             got = await hook.post(body)
             assert got.status_code == 400, (body[:20], got.text)

@@ -11,8 +11,11 @@ means for an account's credits, subscription and mail.
   with the event's own record; `apply(state, effects)` is the state after them.
   - checkout.session.completed: a paid pack adds its credits once (ledger key
     `stripe-pack:<session>`); either mode links the customer to the account.
-  - invoice.paid: a subscription's invoice grants its tier's monthly credits once per billing
-    period (`stripe-period:<subscription>:<period start>`), whatever invoice pays it.
+  - invoice.paid (or invoice.payment_succeeded, its twin): a subscription's invoice grants
+    its tier's monthly credits once per billing period
+    (`stripe-period:<subscription>:<period start>`), whatever invoice pays it; an invoice of
+    proration lines alone (a plan changed mid-period, invoiced at once) grants nothing: the
+    new tier's credits come with its next period.
   - invoice.payment_failed: an active subscription becomes past_due; the mail, once per
     invoice.
   - customer.subscription.created|updated|deleted: tier, status, the date a cancellation
@@ -128,6 +131,9 @@ def _count(text: str | None) -> int | None:
 class EventKind(enum.StrEnum):
     CHECKOUT_COMPLETED = "checkout.session.completed"
     INVOICE_PAID = "invoice.paid"
+    # sent with invoice.paid for a payment (not for one marked paid out of band): either
+    # grants the period, once; an endpoint may be subscribed to one or both
+    INVOICE_PAYMENT_SUCCEEDED = "invoice.payment_succeeded"
     INVOICE_PAYMENT_FAILED = "invoice.payment_failed"
     SUBSCRIPTION_CREATED = "customer.subscription.created"
     SUBSCRIPTION_UPDATED = "customer.subscription.updated"
@@ -140,6 +146,7 @@ EventObject = CheckoutSession | Invoice | Subscription | Charge
 OBJECT_OF: Mapping[EventKind, type[EventObject]] = {
     EventKind.CHECKOUT_COMPLETED: CheckoutSession,
     EventKind.INVOICE_PAID: Invoice,
+    EventKind.INVOICE_PAYMENT_SUCCEEDED: Invoice,
     EventKind.INVOICE_PAYMENT_FAILED: Invoice,
     EventKind.SUBSCRIPTION_CREATED: Subscription,
     EventKind.SUBSCRIPTION_UPDATED: Subscription,
@@ -334,7 +341,7 @@ def decide(
     if isinstance(obj, Charge):
         return _refund(state, obj)
     if isinstance(obj, Invoice):
-        if event.kind is EventKind.INVOICE_PAID:
+        if event.kind in (EventKind.INVOICE_PAID, EventKind.INVOICE_PAYMENT_SUCCEEDED):
             return _invoice_paid(state, obj, tiers)
         return _payment_failed(state, obj, event.created)
     return _subscription(state, obj, event.created, tiers, fresh)
@@ -391,6 +398,8 @@ def _refund(state: BillingState, charge: Charge) -> Decision:
 def _invoice_paid(state: BillingState, invoice: Invoice, tiers: Sequence[Tier]) -> Decision:
     if invoice.subscription is None:
         return Decision(ignored="not a subscription's invoice")
+    if invoice.proration:
+        return Decision(ignored="a plan change's proration: the new tier grants from its period")
     tier = tier_of_price(tiers, invoice.price)
     if tier is None:
         return Decision(defer=f"price {invoice.price} is no tier: run `mailvet billing sync`")

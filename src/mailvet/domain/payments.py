@@ -99,6 +99,8 @@ class Invoice(msgspec.Struct, frozen=True, kw_only=True):
     period_start: int | None = None  # the billing period its subscription line covers
     period_end: int | None = None
     billing_reason: str = ""  # subscription_create | subscription_cycle | manual | ...
+    # every line a proration: a plan changed mid-period, invoiced at once (no new period)
+    proration: bool = False
     number: str | None = None
     hosted_invoice_url: str | None = None  # the receipt page
     invoice_pdf: str | None = None

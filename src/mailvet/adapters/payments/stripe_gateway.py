@@ -227,12 +227,40 @@ def _first(data: Data, key: str) -> Data:
     return items[0] if items else {}
 
 
+def _period_line(data: Data) -> tuple[Data, bool]:
+    """The invoice's line of its subscription's period, and whether every line is a
+    proration (a plan changed mid-period): the first line that is no proration, else the
+    first line. Stripe puts proration lines first on the invoice after a change."""
+    listed = data.get("lines") or {}
+    lines = listed.get("data") if isinstance(listed, Mapping) else None
+    if not lines:
+        return {}, False
+    for line in lines:
+        if not _is_proration(line):
+            return line, False
+    return lines[0], True
+
+
+def _is_proration(line: Data) -> bool:
+    details = (line.get("parent") or {}).get("subscription_item_details") or {}
+    return bool(line.get("proration") or details.get("proration"))
+
+
 def _metadata(data: Data) -> dict[str, str]:
     return {str(k): str(v) for k, v in (data.get("metadata") or {}).items()}
 
 
 def _int(value: object) -> int | None:
-    return int(value) if isinstance(value, int | float | str) and str(value).strip() else None
+    if not isinstance(value, int | float | str) or not str(value).strip():
+        return None
+    number = int(value)
+    if not -MAX_TIME < number < MAX_TIME:  # no amount or time of Stripe's is this large
+        raise ValueError("a number out of range")
+    return number
+
+
+def _amount(value: object) -> int:
+    return _int(value) or 0
 
 
 def price_record(data: Data) -> Price:
@@ -240,7 +268,7 @@ def price_record(data: Data) -> Price:
     return Price(
         id=str(data["id"]),
         product=_id_of(data.get("product")) or "",
-        unit_amount=int(data.get("unit_amount") or 0),
+        unit_amount=_amount(data.get("unit_amount")),
         currency=str(data.get("currency") or ""),
         interval=recurring.get("interval"),
         nickname=str(data.get("nickname") or ""),
@@ -289,7 +317,7 @@ def invoice_record(data: Data) -> Invoice:
     parent = data.get("parent") or {}
     details = parent.get("subscription_details") or {}
     subscription = _id_of(details.get("subscription")) or _id_of(data.get("subscription"))
-    line = _first(data, "lines")
+    line, proration = _period_line(data)
     pricing = (line.get("pricing") or {}).get("price_details") or {}
     price = _id_of(pricing.get("price")) or _id_of(line.get("price")) or _id_of(line.get("plan"))
     period = line.get("period") or {}
@@ -299,13 +327,14 @@ def invoice_record(data: Data) -> Invoice:
         status=str(data.get("status") or ""),
         subscription=subscription,
         price=price,
-        amount_due=int(data.get("amount_due") or 0),
-        amount_paid=int(data.get("amount_paid") or 0),
+        amount_due=_amount(data.get("amount_due")),
+        amount_paid=_amount(data.get("amount_paid")),
         currency=str(data.get("currency") or ""),
-        created=int(data.get("created") or data.get("date") or 0),
+        created=_amount(data.get("created") or data.get("date")),
         period_start=_int(period.get("start") or data.get("period_start")),
         period_end=_int(period.get("end") or data.get("period_end")),
         billing_reason=str(data.get("billing_reason") or ""),
+        proration=proration,
         number=data.get("number"),
         hosted_invoice_url=data.get("hosted_invoice_url"),
         invoice_pdf=data.get("invoice_pdf"),
@@ -315,8 +344,8 @@ def invoice_record(data: Data) -> Invoice:
 def charge_record(data: Data) -> Charge:
     return Charge(
         id=str(data["id"]),
-        amount=int(data.get("amount") or 0),
-        amount_refunded=int(data.get("amount_refunded") or 0),
+        amount=_amount(data.get("amount")),
+        amount_refunded=_amount(data.get("amount_refunded")),
         currency=str(data.get("currency") or ""),
         customer=_id_of(data.get("customer")),
         payment_intent=_id_of(data.get("payment_intent")),
@@ -339,6 +368,7 @@ class WebhookRefused(Exception):
     endpoint answers 400 and changes nothing)."""
 
 
+MAX_TIME = 2**53  # a time or amount beyond this is none of Stripe's (nor fits a column)
 WEBHOOK_TOLERANCE = 300  # seconds: stripe.Webhook's default, applied to both sides of now
 
 
@@ -360,13 +390,13 @@ def verify_event(
         event = stripe.Webhook.construct_event(payload, header, secret, tolerance=tolerance)
     except stripe.SignatureVerificationError as exc:
         raise WebhookRefused(str(exc).split(";")[0]) from None
-    except ValueError:  # not UTF-8 or not JSON (json.JSONDecodeError is a ValueError)
+    except (ValueError, TypeError, AttributeError):  # not UTF-8, not JSON, not a JSON object
         raise WebhookRefused("the body is not a JSON event") from None
     if _signed_at(header or "") > now + tolerance:
         raise WebhookRefused("the signature's timestamp is in the future")
     try:
         return event_from_payload(event.to_dict())
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise WebhookRefused(
             f"not an event of the shape Stripe sends ({type(exc).__name__})"
         ) from None
@@ -388,4 +418,7 @@ def event_from_payload(event: Data) -> BillingEvent | None:
     except ValueError:
         return None
     obj = RECORDS[OBJECT_OF[kind]](event["data"]["object"])
-    return BillingEvent(id=str(event["id"]), kind=kind, created=int(event["created"]), object=obj)
+    created = int(event["created"])
+    if not 0 <= created < MAX_TIME:
+        raise ValueError("an event's time is a Unix time")
+    return BillingEvent(id=str(event["id"]), kind=kind, created=created, object=obj)
