@@ -5,11 +5,12 @@ run web` builds it (web/site.py) served by uvicorn, MAILVET_STRIPE_API_BASE at t
 the ones localstripe makes and signs (`t=<created>,v1=HMAC`, the body as it exports it, in
 its older API shapes).
 
-What localstripe cannot send: invoice.paid (it sends invoice.payment_succeeded only), built
-here from the invoice as localstripe serves it (GET /v1/invoices/<id>) and signed by the
-test; customer.subscription.updated (it sends none, so a cancellation at the period's end
-is not seen); invoice.payment_failed for a declined card (it fails at once and silently:
-its failing SEPA debit is what sends one, then ends the subscription);
+What localstripe cannot send: invoice.paid (it sends invoice.payment_succeeded, which grants
+the period as well; Stripe's invoice.paid of the same period is built here from the invoice
+as localstripe serves it, GET /v1/invoices/<id>, and signed by the test: it grants nothing
+more); customer.subscription.updated (it sends none, so a cancellation at the period's end
+is not seen); invoice.payment_failed for a declined card (it fails at once and silently: its
+failing SEPA debit is what sends one, then ends the subscription);
 checkout.session.completed and charge.refunded (tests/fakestripe sends the first).
 tests/web/test_stripe_webhook.py covers every type self-signed."""
 
@@ -62,6 +63,7 @@ HANDLED_BY_LOCALSTRIPE = [
     "customer.subscription.created",
     "customer.subscription.deleted",
     "invoice.payment_failed",
+    "invoice.payment_succeeded",
 ]
 PAYING_CARD = {
     "type": "card",
@@ -323,24 +325,26 @@ async def test_a_localstripe_subscription_grants_its_period_once_and_its_end_fre
             sub = await subscribe(stripe_api, customer, PAYING_CARD)
             assert sub["status"] == "active"
 
-            # localstripe's own customer.subscription.created, signed by it
-            await until(lambda: served.events("customer.subscription.created") == 1, timeout=20)
-            assert await state(served, account) == ("pro", "active", 0)
+            # localstripe's own customer.subscription.created and invoice.payment_succeeded
+            told = ("customer.subscription.created", "invoice.payment_succeeded")
+            await until(lambda: all(served.events(kind) == 1 for kind in told), timeout=20)
+            assert await state(served, account) == ("pro", "active", TIER_CREDITS)
             assert "subscription-confirmed:" + sub["id"] + ":pro" in await outbox_keys(served)
 
-            # the invoice, listed as the billing page lists it; its invoice.paid signed here
+            # the invoice, listed as the billing page lists it; Stripe's invoice.paid of the
+            # same period (signed here: localstripe sends none), a replay and a copy of it
             [listed] = await stripe_.invoices(customer)
             assert (listed.subscription, listed.price, listed.status) == (sub["id"], PLAN, "paid")
             served_invoice = await ls(stripe_api, "GET", f"/v1/invoices/{listed.id}")
             async with httpx.AsyncClient(base_url=served.url) as client:
-                for ident in ("evt_paid_1", "evt_paid_1", "evt_paid_2"):  # a replay, a copy
+                for ident in ("evt_paid_1", "evt_paid_1", "evt_paid_2"):
                     payload = se.event(
                         ident, "invoice.paid", served_invoice, created=int(time.time())
                     )
                     body, headers = se.signed(payload, SECRET)
                     got = await client.post(WEBHOOK_PATH, content=body, headers=headers)
                     assert got.status_code == 200, got.text
-            assert await state(served, account) == ("pro", "active", TIER_CREDITS)
+            assert await state(served, account) == ("pro", "active", TIER_CREDITS)  # once
 
             # cancelled on Stripe: localstripe's customer.subscription.deleted
             await ls(stripe_api, "DELETE", f"/v1/subscriptions/{sub['id']}")
@@ -348,8 +352,8 @@ async def test_a_localstripe_subscription_grants_its_period_once_and_its_end_fre
             assert await state(served, account) == ("free", "canceled", TIER_CREDITS)
             keys = await outbox_keys(served)
             assert keys[f"subscription-ended:{sub['id']}"] == "subscription_ended"
-    # localstripe's two deliveries and the test's three, each answered 200 once
-    assert served.answers == [200] * 5, served.answers
+    # localstripe's three deliveries and the test's three, each answered 200 once
+    assert served.answers == [200] * 6, served.answers
 
 
 async def test_a_payment_failing_after_the_start_mails_and_ends_the_plan(
