@@ -292,19 +292,10 @@ async def _effect(session: AsyncSession, account_id: str, effect: Effect, *, now
             session, account_id, effect.amount, key=effect.key, reason=reason, now=now
         )
         if effect.shortfall:
-            await _billing_row(session, account_id, now)
-            await session.execute(
-                update(BillingAccountRow)
-                .where(BillingAccountRow.account_id == account_id)
-                .values(shortfall=BillingAccountRow.shortfall + effect.shortfall, updated_at=now)
-            )
+            shortfall = BillingAccountRow.shortfall + effect.shortfall
+            await _set_billing(session, account_id, now, shortfall=shortfall)
     elif isinstance(effect, LinkCustomer):
-        await _billing_row(session, account_id, now)
-        await session.execute(
-            update(BillingAccountRow)
-            .where(BillingAccountRow.account_id == account_id)
-            .values(customer=effect.customer, updated_at=now)
-        )
+        await _set_billing(session, account_id, now, customer=effect.customer)
     elif isinstance(effect, RecordPack):
         pack = effect.pack
         session.add(
@@ -327,26 +318,25 @@ async def _effect(session: AsyncSession, account_id: str, effect: Effect, *, now
         )
     elif isinstance(effect, SetSubscription):
         sub = effect.subscription
-        await _billing_row(session, account_id, now)
-        await session.execute(
-            update(BillingAccountRow)
-            .where(BillingAccountRow.account_id == account_id)
-            .values(
-                subscription_id=sub.id,
-                tier=sub.tier,
-                status=sub.status,
-                cancel_at=sub.cancel_at,
-                current_period_end=sub.current_period_end,
-                version=sub.version,
-                updated_at=now,
-            )
+        await _set_billing(
+            session,
+            account_id,
+            now,
+            subscription_id=sub.id,
+            tier=sub.tier,
+            status=sub.status,
+            cancel_at=sub.cancel_at,
+            current_period_end=sub.current_period_end,
+            version=sub.version,
         )
     elif isinstance(effect, SendMail):
         await queue_billing_mail(session, account_id, effect.kind, effect.key, effect.data, now=now)
 
 
-async def _billing_row(session: AsyncSession, account_id: str, now: datetime) -> None:
-    """The account's billing_accounts row, made when absent."""
+async def _set_billing(
+    session: AsyncSession, account_id: str, now: datetime, **values: object
+) -> None:
+    """Set `values` on the account's billing_accounts row, made first when absent."""
     await session.execute(
         dialect_insert(session, BillingAccountRow)
         .values(
@@ -359,6 +349,11 @@ async def _billing_row(session: AsyncSession, account_id: str, now: datetime) ->
             updated_at=now,
         )
         .on_conflict_do_nothing()
+    )
+    await session.execute(
+        update(BillingAccountRow)
+        .where(BillingAccountRow.account_id == account_id)
+        .values(updated_at=now, **values)
     )
 
 
