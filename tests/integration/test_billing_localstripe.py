@@ -34,7 +34,7 @@ import uvicorn
 from sqlalchemy import select
 
 from mailvet.adapters.bus.memory import MemoryBus
-from mailvet.adapters.db.billing_models import BillingAccountRow, BillingTierRow
+from mailvet.adapters.db.billing_models import BillingAccountRow
 from mailvet.adapters.db.outbox_models import OutboxRow
 from mailvet.adapters.mail.memory import MemoryMailer
 from mailvet.adapters.payments.stripe_gateway import StripeGateway
@@ -47,6 +47,7 @@ from mailvet.web.billing.webhook import WEBHOOK_PATH
 from mailvet.web.site import build_site
 from tests import fakestripe
 from tests import stripe_events as se
+from tests.billing_helpers import tier_row
 from tests.fakes import FakeProber, FakeResolver
 from tests.fakestripe import API_KEY, StripeWorld
 from tests.waiting import until
@@ -265,19 +266,9 @@ async def link(served: Served, account: str, customer: str) -> None:
                 updated_at=now,
             )
         )
-        session.add(
-            BillingTierRow(
-                name="pro",
-                label="Pro",
-                monthly_credits=TIER_CREDITS,
-                amount=2_900,
-                currency="usd",
-                price=PLAN,
-                product=PRODUCT,
-                active=True,
-                synced_at=now,
-            )
-        )
+        row = tier_row(price=PLAN, monthly_credits=TIER_CREDITS, now=now)
+        row.product = PRODUCT
+        session.add(row)
 
 
 async def state(served: Served, account: str) -> tuple[str, str, int]:

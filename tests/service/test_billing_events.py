@@ -20,7 +20,6 @@ from mailvet.adapters.db.billing_models import (
     BillingAccountRow,
     BillingMailKeyRow,
     BillingPackRow,
-    BillingTierRow,
     StripeEventRow,
 )
 from mailvet.adapters.db.database import Database
@@ -31,8 +30,8 @@ from mailvet.domain.billing import BillingEvent, EventKind
 from mailvet.domain.credits import EntryKind
 from mailvet.domain.payments import Charge, CheckoutSession, Invoice, PaymentsError, Subscription
 from mailvet.services import credits
-from mailvet.services.accounts import create_account
 from mailvet.services.billing_events import Deferred, Outcome, process_event
+from tests.billing_helpers import billed_account, tier_row
 from tests.pg import migrated_database, opened
 
 pytestmark = pytest.mark.unit
@@ -47,38 +46,12 @@ MONTH = 30 * 86_400
 
 async def an_account(db: Database, email: str = "ann@example.com", customer: str = CUSTOMER) -> str:
     async with db.unit_of_work(write=True) as session:
-        account = await create_account(
-            session, email=email, password=None, confirmed=True, hasher=HASHER, now=T0
-        )
-        session.add(
-            BillingAccountRow(
-                account_id=account.id,
-                customer=customer,
-                tier="free",
-                status="",
-                version=0,
-                shortfall=0,
-                updated_at=T0,
-            )
-        )
-    return account.id
+        return await billed_account(session, email=email, customer=customer, hasher=HASHER, now=T0)
 
 
 async def a_tier(db: Database, price: str = PRICE, credits_: int = 5_000) -> None:
     async with db.unit_of_work(write=True) as session:
-        session.add(
-            BillingTierRow(
-                name="pro",
-                label="Pro",
-                monthly_credits=credits_,
-                amount=2_900,
-                currency="usd",
-                price=price,
-                product="prod_credits",
-                active=True,
-                synced_at=T0,
-            )
-        )
+        session.add(tier_row(price=price, monthly_credits=credits_, now=T0))
 
 
 def event(ident: str, kind: EventKind, obj: object, created: int = START) -> BillingEvent:

@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailvet.adapters.db import migrate
-from mailvet.adapters.db.billing_models import BillingAccountRow, BillingPackRow, BillingTierRow
+from mailvet.adapters.db.billing_models import BillingAccountRow, BillingPackRow
 from mailvet.adapters.db.database import Database
 from mailvet.adapters.db.ledger_models import LedgerEntryRow
 from mailvet.adapters.payments.memory import MemoryPayments
@@ -36,9 +36,9 @@ from mailvet.adapters.payments.stripe_gateway import event_from_payload
 from mailvet.domain.billing import pack_price
 from mailvet.domain.credits import EntryKind
 from mailvet.services import credits
-from mailvet.services.accounts import create_account
 from mailvet.services.billing_events import Deferred, Outcome, process_event
 from tests import stripe_events as se
+from tests.billing_helpers import billed_account, tier_row
 from tests.ledger_model import cached_balance, entries_sum
 from tests.pg import opened
 
@@ -152,40 +152,13 @@ def refund_event(n: int, refunded: int, ident: str) -> se.Json:
 
 async def set_up(db: Database) -> str:
     async with db.unit_of_work(write=True) as session:
-        account = await create_account(
-            session,
-            email="prop@example.com",
-            password=None,
-            confirmed=True,
-            credits=0,
-            hasher=HASHER,
-            now=T0,
+        account = await billed_account(
+            session, email="prop@example.com", customer=CUSTOMER, hasher=HASHER, now=T0
         )
         session.add(
-            BillingAccountRow(
-                account_id=account.id,
-                customer=CUSTOMER,
-                tier="free",
-                status="",
-                version=0,
-                shortfall=0,
-                updated_at=T0,
-            )
+            tier_row(price=PRICE, name="prop", label="Prop", monthly_credits=TIER_CREDITS, now=T0)
         )
-        session.add(
-            BillingTierRow(
-                name="prop",
-                label="Prop",
-                monthly_credits=TIER_CREDITS,
-                amount=2_900,
-                currency="usd",
-                price=PRICE,
-                product="prod_credits",
-                active=True,
-                synced_at=T0,
-            )
-        )
-    return account.id
+    return account
 
 
 async def total_of(session: AsyncSession, account: str, *kinds: EntryKind) -> int:

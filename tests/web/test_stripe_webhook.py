@@ -37,12 +37,12 @@ from mailvet.bootstrap import build_deps
 from mailvet.domain.credits import EntryKind
 from mailvet.domain.payments import Subscription
 from mailvet.services import credits
-from mailvet.services.accounts import create_account
 from mailvet.settings import load_settings
 from mailvet.web.app import create_app
 from mailvet.web.billing.webhook import BODY_LIMIT, WEBHOOK_PATH, stripe_webhook_router
 from mailvet.web.context import build_web_context
 from tests import stripe_events as se
+from tests.billing_helpers import billed_account, tier_row
 from tests.fakes import FakeProber, FakeResolver, WatchedJobs
 from tests.web.shell_helpers import HTTPS, Clock, cheap_hasher, look
 
@@ -118,38 +118,17 @@ async def ann_with_a_tier(hook: Hook, *, tier: bool = True, customer: str | None
     """Ann's account (no credits), her billing row naming her Stripe customer, the Pro tier."""
     now = datetime.fromtimestamp(hook.now, UTC)
     async with look(hook.url) as db, db.unit_of_work(write=True) as session:
-        account = await create_account(
-            session, email=ANN, password=None, confirmed=True, hasher=cheap_hasher(), now=now
-        )
-        session.add(
-            BillingAccountRow(
-                account_id=account.id,
-                customer=customer,
-                tier="free",
-                status="",
-                version=0,
-                shortfall=0,
-                updated_at=now,
-            )
+        account = await billed_account(
+            session, email=ANN, customer=customer, hasher=cheap_hasher(), now=now
         )
         if tier:
             session.add(a_tier_row(now))
-    hook.account = account.id
-    return account.id
+    hook.account = account
+    return account
 
 
 def a_tier_row(now: datetime) -> BillingTierRow:
-    return BillingTierRow(
-        name="pro",
-        label="Pro",
-        monthly_credits=5_000,
-        amount=2_900,
-        currency="usd",
-        price=PRICE,
-        product="prod_credits",
-        active=True,
-        synced_at=now,
-    )
+    return tier_row(price=PRICE, now=now)
 
 
 async def balance(hook: Hook) -> int:
