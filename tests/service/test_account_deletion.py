@@ -15,6 +15,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import text as text_sql
 
+from mailvet.adapters.db.billing_models import BillingAccountRow
 from mailvet.adapters.db.database import Database
 from mailvet.adapters.db.models import JobRow
 from mailvet.adapters.storage.memory import MemoryStorage
@@ -210,3 +211,45 @@ async def test_the_accounts_api_keys_go_with_it_and_no_one_elses(
     assert left == [kept.info.id]
     assert await api_keys.authenticate(db, mine.key, now=T0) == Refusal.INVALID
     assert isinstance(await api_keys.authenticate(db, kept.key, now=T0), api_keys.ApiPrincipal)
+
+
+@pytest.mark.parametrize(
+    ("status", "cancel_at", "refused"),
+    [
+        ("active", None, True),
+        ("past_due", None, True),
+        ("active", 1_900_000_000, False),  # cancelled: it ends, nothing more is charged
+        ("canceled", None, False),
+        ("incomplete_expired", None, False),
+    ],
+)
+async def test_a_plan_that_renews_blocks_a_deletion(
+    db: Database, service: AccountService, status: str, cancel_at: int | None, refused: bool
+) -> None:
+    """Deleting an account whose Stripe subscription renews would leave Stripe charging a
+    customer without an account: refused until the plan is cancelled."""
+    account_id = await an_account(db)
+    async with db.session_maker() as session, session.begin():
+        session.add(
+            BillingAccountRow(
+                account_id=account_id,
+                customer="cus_1",
+                subscription_id="sub_1",
+                tier="pro",
+                status=status,
+                cancel_at=cancel_at,
+                version=1,
+                shortfall=0,
+                updated_at=T0,
+            )
+        )
+    if refused:
+        with pytest.raises(AccountBusy) as busy:
+            await delete(db, service, account_id)
+        assert "cancel it first" in busy.value.message
+        assert await exists(db, account_id)
+    else:
+        await delete(db, service, account_id)
+        assert not await exists(db, account_id)
+        async with db.session_maker() as session:
+            assert await session.get(BillingAccountRow, account_id) is None  # went with it

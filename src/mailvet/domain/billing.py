@@ -50,6 +50,7 @@ MAX_PACK = 10_000_000
 PACK_UNIT = 1_000  # MAILVET_CREDIT_UNIT_PRICE_CENTS is the price of this many credits
 ACTIVE = frozenset({"active", "trialing"})
 ENDED = frozenset({"canceled", "incomplete_expired"})
+LIVE = ACTIVE | {"past_due", "unpaid"}  # a subscription that still bills
 LOW_CREDITS_SHARE = 10  # the warning: under 1/10 of the last grant or purchase
 
 
@@ -117,6 +118,11 @@ def low_credits(before: int, after: int, last_topup: int) -> bool:
     fall: `before` was at or above the line.)"""
     line = last_topup / LOW_CREDITS_SHARE
     return last_topup > 0 and before >= line > after
+
+
+def renews(status: str, cancel_at: int | None) -> bool:
+    """Will this subscription bill again? (live, and no cancellation on its way)"""
+    return status in LIVE and cancel_at is None
 
 
 def _count(text: str | None) -> int | None:

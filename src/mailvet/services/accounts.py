@@ -920,7 +920,9 @@ class AccountService:
 
         Refused (AccountBusy, nothing deleted) while a job of the account is running or
         being started (pending_start for less than STARTING_FOR): the pipeline would write
-        its result after the files went, under a row the retention purge skips."""
+        its result after the files went, under a row the retention purge skips; and while
+        its Stripe subscription would renew (domain.billing.renews): Stripe would go on
+        charging a customer who has no account left to use."""
         from mailvet.domain.job import ACTIVE_STATUSES, JobStatus
         from mailvet.services.jobs import forget_files
 
@@ -937,6 +939,11 @@ class AccountService:
             raise AccountBusy(
                 "A list of yours is still being validated: delete the account once it has"
                 " finished (its page shows the progress)."
+            )
+        if await _renewing_plan(session, account_id):
+            raise AccountBusy(
+                "Your plan renews through Stripe: cancel it first (Billing, Manage your plan),"
+                " then delete the account; nothing more will be charged."
             )
         jobs = (
             (await session.execute(select(JobRow.id).where(JobRow.owner == account_id)))
@@ -1161,3 +1168,14 @@ def _code_state(row: EmailCodeRow) -> CodeState:
         sends=row.sends,
         last_sent_at=row.last_sent_at,
     )
+
+
+async def _renewing_plan(session: AsyncSession, account_id: str) -> bool:
+    from mailvet.adapters.db.billing_models import BillingAccountRow
+    from mailvet.domain.billing import renews
+
+    query = select(BillingAccountRow.status, BillingAccountRow.cancel_at).where(
+        BillingAccountRow.account_id == account_id, BillingAccountRow.subscription_id.is_not(None)
+    )
+    found = (await session.execute(query)).first()
+    return found is not None and renews(found.status, found.cancel_at)

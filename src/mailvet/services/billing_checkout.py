@@ -41,8 +41,8 @@ from mailvet.adapters.db.database import Database, dialect_insert
 from mailvet.adapters.db.ledger_models import LedgerEntryRow
 from mailvet.clock import Clock, utc_now
 from mailvet.domain.billing import (
-    ACTIVE,
     FREE,
+    LIVE,
     MAX_PACK,
     MIN_PACK,
     PackError,
@@ -61,7 +61,6 @@ from mailvet.settings import Settings
 BILLING_PATH = "/app/billing"
 SUCCESS_PATH = "/app/billing/success"
 CANCELLED_PATH = "/app/billing/cancelled"
-LIVE = ACTIVE | {"past_due", "unpaid"}  # a subscription that still bills: no second one
 CREDITS_TEXT = 20  # characters of a credits field read
 SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
 _DIGITS = re.compile(r"[0-9]{1,3}(?:[, _][0-9]{3})*|[0-9]+")
