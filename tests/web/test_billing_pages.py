@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select
@@ -462,7 +463,7 @@ async def test_success_says_what_was_paid_and_only_for_the_accounts_own_session(
             )
             pending = await b.get(f"/app/billing/success?session_id={pack}")
             assert pending.status_code == 200
-            assert "Stripe has not confirmed the payment yet" in pending.text
+            assert "Stripe is confirming the payment: the 2,000 credits" in pending.text
             payments.complete(pack)
             paid = await b.get(f"/app/billing/success?session_id={pack}")
             assert "Paid: 2,000 credits are being added" in paid.text
@@ -488,6 +489,35 @@ async def test_success_says_what_was_paid_and_only_for_the_accounts_own_session(
             anonymous = await Browser(client).get(f"/app/billing/success?session_id={pack}")
             assert anonymous.status_code == 303
             assert anonymous.headers["location"].startswith("/login")
+
+
+@pytest.mark.parametrize("mode", ["payment", "subscription"])
+async def test_a_complete_session_still_unpaid_is_not_said_paid(tmp_path: Path, mode: str) -> None:
+    """A delayed method (ACH, SEPA) completes the session with payment_status unpaid: the
+    money comes days later, and so do the credits."""
+    payments = MemoryPayments(base_url=CHECKOUT)
+    async with billing_site(tmp_path, payments) as s:
+        await s.account(ANN)
+        await add_tier(s, "starter")
+        async with signed_in(s) as b:
+            await b.get("/app/billing")
+            path, form = (
+                ("/app/billing/checkout/pack", {"credits": "3000"})
+                if mode == "payment"
+                else ("/app/billing/checkout/subscription", {"tier": "starter"})
+            )
+            made = session_of((await b.post(path, form)).headers["location"])
+            payments.sessions[made] = msgspec.structs.replace(
+                payments.sessions[made], status="complete", payment_status="unpaid", url=None
+            )
+            page = await b.get(f"/app/billing/success?session_id={made}")
+            assert page.status_code == 200
+            assert "Stripe is confirming the payment" in page.text
+            assert "Paid" not in page.text and "has started" not in page.text
+            payments.complete(made)
+            paid = (await b.get(f"/app/billing/success?session_id={made}")).text
+            assert "Stripe is confirming" not in paid
+            assert ("Paid: 3,000 credits" if mode == "payment" else "has started") in paid
 
 
 # --- billing off, CSRF, the limit --------------------------------------------------------------

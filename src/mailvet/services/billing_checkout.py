@@ -254,7 +254,8 @@ async def portal(
 @dataclass(frozen=True)
 class CheckoutOutcome:
     """What the success page says: a pack (`credits`; `added`: the webhook has put them in
-    the ledger) or a subscription; `paid`: Stripe says it is paid."""
+    the ledger) or a subscription; `paid`: Stripe says it is paid (its payment_status,
+    never its status alone: a session of a delayed method is complete and still unpaid)."""
 
     session_id: str
     mode: str
@@ -276,7 +277,11 @@ async def checkout_outcome(
         raise SessionNotFound(session_id) from missing
     if session.client_reference_id != account_id:
         raise SessionNotFound(session_id)
-    paid = session.payment_status == "paid" or session.status == "complete"
+    # complete is not paid: a delayed method (ACH, SEPA) completes the session unpaid, and
+    # Stripe confirms the payment days later (a trial's subscription needs none)
+    paid = session.payment_status == "paid" or (
+        session.mode == "subscription" and session.payment_status == "no_payment_required"
+    )
     if session.mode == "subscription":
         return CheckoutOutcome(session_id=session.id, mode="subscription", paid=paid)
     count = session.metadata.get("credits", "")
