@@ -2,7 +2,7 @@
 client and StripeGateway on tests/fakestripe: the products' tier prices mirrored into
 billing_tiers, twice to the same table; a price archived or gone makes its tier inactive
 (never deleted); a price that is no tier is skipped with why; two prices naming one tier:
-the active one wins, said; the command's refusals and its output."""
+both kept (one row per price), one offered, said; the command's refusals and its output."""
 
 from __future__ import annotations
 
@@ -233,28 +233,47 @@ async def test_a_changed_price_updates_its_tier(
     assert (tier.label, tier.monthly_credits) == ("Pro (2027)", 60_000)
 
 
-async def test_two_prices_naming_one_tier_the_active_one_wins_and_it_is_said(
+async def test_a_new_price_for_a_tier_keeps_the_old_ones_subscribers_granted(
     db: Database, gateway: StripeGateway, stripe_api: StripeWorld
 ) -> None:
+    """Stripe changes a price by a new one and the old one archived: the new one is offered,
+    the old one stays (inactive) so that its subscribers' invoices still find their tier."""
     old = tier_price(stripe_api, "pro", 50_000, 19_900)
     await sync(db, gateway)
     archive(stripe_api, old)
-    new = tier_price(stripe_api, "pro", 60_000, 24_900, product=OTHER)  # the new price
+    new = tier_price(stripe_api, "pro", 60_000, 24_900, product=OTHER)
 
     report = await sync(db, gateway, PRODUCT, OTHER)
-    assert outcomes(report) == {"pro": "updated"}
-    (tier,) = await read_tiers(db)
-    assert (tier.price, tier.monthly_credits, tier.amount) == (new, 60_000, 24_900)
-    assert (await stored(db))["pro"][5] == OTHER
-    assert report.notes == (
-        f"tier 'pro': price {new} (active) wins over {old}, which names it too",
+    assert {t.tier.price: t.outcome for t in report.tiers} == {old: "deactivated", new: "added"}
+    assert report.notes == () and report.skipped == ()
+    (offered,) = await read_tiers(db)
+    assert (offered.price, offered.monthly_credits, offered.amount) == (new, 60_000, 24_900)
+    every = {t.price: t for t in await read_tiers(db, active_only=False)}
+    assert set(every) == {old, new}
+    assert (every[old].name, every[old].monthly_credits, every[old].active) == (
+        "pro",
+        50_000,
+        False,
     )
-    assert [(s.price, s.reason) for s in report.skipped] == [
-        (old, f"tier 'pro' is price {new}'s (active)")
-    ]
 
 
-async def test_a_price_renamed_in_stripe_is_not_moved_to_another_tier(
+async def test_two_active_prices_of_one_tier_offer_one_and_it_is_said(
+    db: Database, gateway: StripeGateway, stripe_api: StripeWorld
+) -> None:
+    first = tier_price(stripe_api, "pro", 50_000, 19_900)
+    second = tier_price(stripe_api, "pro", 60_000, 24_900)
+    report = await sync(db, gateway)
+    assert report.added == 2
+    low, high = sorted((first, second))
+    assert report.notes == (
+        f"tier 'pro' has 2 active prices ({low}, {high}): {low} is offered;"
+        " archive the others in Stripe",
+    )
+    assert [t.price for t in await read_tiers(db)] == [low]
+    assert len(await read_tiers(db, active_only=False)) == 2
+
+
+async def test_a_price_renamed_in_stripe_is_renamed_here(
     db: Database, gateway: StripeGateway, stripe_api: StripeWorld
 ) -> None:
     pro = tier_price(stripe_api, "pro", 50_000, 19_900)
@@ -262,10 +281,27 @@ async def test_a_price_renamed_in_stripe_is_not_moved_to_another_tier(
     stripe_api.fake.prices[pro]["metadata"]["tier"] = "professional"
 
     report = await sync(db, gateway)
-    assert report.tiers == ()  # "pro" left as it is, active, for its subscribers
-    (skipped,) = report.skipped
-    assert skipped.price == pro and "stored as tier 'pro'" in skipped.reason
-    assert [(t.name, t.active) for t in await read_tiers(db, active_only=False)] == [("pro", True)]
+    assert [(t.tier.name, t.outcome) for t in report.tiers] == [("professional", "updated")]
+    assert [(t.name, t.price) for t in await read_tiers(db)] == [("professional", pro)]
+
+
+async def test_a_name_or_label_longer_than_the_table_holds_is_skipped(
+    db: Database, gateway: StripeGateway, stripe_api: StripeWorld
+) -> None:
+    long_name = tier_price(stripe_api, "n" * 65, 5_000, 2_900)
+    long_label = price(
+        stripe_api,
+        unit_amount="2900",
+        **{"recurring[interval]": "month", "metadata[credits]": "5000"},
+        **{"metadata[tier]": "ok", "metadata[label]": "L" * 201},
+    )
+    report = await sync(db, gateway)
+    assert report.tiers == ()
+    assert {s.price: s.reason for s in report.skipped} == {
+        long_name: "metadata.tier is longer than 64 characters",
+        long_label: "its label is longer than 200 characters",
+    }
+    assert await stored(db) == {}
 
 
 async def test_stripe_refusing_is_an_error_and_writes_nothing(

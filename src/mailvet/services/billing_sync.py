@@ -3,23 +3,23 @@
 
 `sync_tiers` reads every price of each product (active or not) and makes of each a tier
 (domain.billing.tier_from_price: a monthly price with a whole `metadata.credits`); a price
-that is none is skipped, with why. Then, in the caller's transaction:
+that is none, or whose name or label is longer than the table holds, is skipped, with why.
+One row per price (a tier's name may have several prices: a price changed in Stripe is a new
+price, the old one archived, and the old one's subscribers keep being granted their credits
+by it). Then, in the caller's transaction:
 
-- a tier not stored is added (an inactive price's too, as an inactive tier: a subscription
-  to an archived price still needs its tier for its invoices' credits);
-- a stored tier whose fields changed is updated (label, credits, amount, currency, price,
+- a price not stored is added (an archived one too, as an inactive tier: a subscription to
+  it still needs its tier for its invoices' credits);
+- a stored price whose fields changed is updated (name, label, credits, amount, currency,
   product, active); one that did not is left as it is but for `synced_at`;
-- a stored tier whose price is gone from the products (deleted, or in a product no longer
-  configured) becomes inactive. Never deleted: accounts' subscriptions name it.
-- Two prices naming one tier (`metadata.tier`): one row per name, so one wins, and the report
-  says so: the active one; among equals, the price the row holds already, else the lowest id.
-  The other is skipped. (The row then names the winner's price only: an invoice of the loser's
-  subscribers finds no tier and is deferred, so move them before archiving their price.)
-- A price the table holds under another tier name (its `metadata.tier` was changed) is
-  skipped: a tier is not renamed under its subscribers; give the new name a new price.
+- a stored price gone from the products (deleted, or in a product no longer configured)
+  becomes inactive. Never deleted: accounts' subscriptions name it.
+- Two active prices naming one tier: both are kept, the one offered (`tiers`) is the one of
+  the lowest id, and the report says so: archive the other in Stripe.
 
-`tiers` reads the table (the pricing page, the webhook's decisions); the free tier is not
-stored (domain.billing.FREE).
+`tiers` reads the table: the pricing page's and the subscribe form's (active ones, one per
+name), the webhook's decisions (every price, active or not: `active_only=False`); the free
+tier is not stored (domain.billing.FREE).
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from mailvet.domain.payments import Payments, Price
 from mailvet.logs import logger
 
 Outcome = Literal["added", "updated", "unchanged", "deactivated"]
+NAME_MAX = 64  # BillingTierRow.name
+LABEL_MAX = 200  # BillingTierRow.label
 
 
 class TierSynced(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,7 +61,7 @@ class PriceSkipped(msgspec.Struct, frozen=True, kw_only=True):
 class SyncReport(msgspec.Struct, frozen=True, kw_only=True):
     tiers: tuple[TierSynced, ...] = ()
     skipped: tuple[PriceSkipped, ...] = ()
-    notes: tuple[str, ...] = ()  # two prices for one tier name: which won, and why
+    notes: tuple[str, ...] = ()  # two active prices for one tier name: which is offered
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for t in self.tiers if t.outcome == outcome)
@@ -92,61 +94,27 @@ async def sync_tiers(
     prices = [
         price for product in dict.fromkeys(products) for price in await payments.prices(product)
     ]
-    stored = {row.name: row for row in (await session.scalars(select(BillingTierRow))).all()}
-    name_of_price = {row.price: row.name for row in stored.values()}
+    stored = {row.price: row for row in (await session.scalars(select(BillingTierRow))).all()}
 
     skipped: list[PriceSkipped] = []
-    renamed: set[str] = set()  # prices the table holds under another name: left as they are
-    candidates: dict[str, list[tuple[Tier, Price]]] = {}
+    synced: list[TierSynced] = []
+    seen: set[str] = set()
     for price in prices:
         tier = tier_from_price(price)
-        if tier is None:
-            skipped.append(
-                PriceSkipped(price=price.id, product=price.product, reason=why_not(price))
-            )
-            continue
-        held_by = name_of_price.get(price.id)
-        if held_by is not None and held_by != tier.name:
-            reason = (
-                f"stored as tier {held_by!r}, its metadata.tier now says {tier.name!r}:"
-                " a tier is not renamed; give the new name a new price"
-            )
+        reason = why_not(price) if tier is None else too_long(tier)
+        if tier is None or reason:
             skipped.append(PriceSkipped(price=price.id, product=price.product, reason=reason))
-            renamed.add(price.id)
             continue
-        candidates.setdefault(tier.name, []).append((tier, price))
-
-    notes: list[str] = []
-    winners: dict[str, tuple[Tier, Price]] = {}
-    for name, found in candidates.items():
-        held = stored[name].price if name in stored else None
-        ranked = sorted(found, key=lambda tp: (not tp[0].active, tp[1].id != held, tp[1].id))
-        winner = ranked[0]
-        winners[name] = winner
-        for _, loser in ranked[1:]:
-            why = "active" if winner[0].active and not loser.active else "kept"
-            notes.append(
-                f"tier {name!r}: price {winner[1].id} ({why}) wins over {loser.id}, which names it"
-                " too"
-            )
-            skipped.append(
-                PriceSkipped(
-                    price=loser.id,
-                    product=loser.product,
-                    reason=f"tier {name!r} is price {winner[1].id}'s ({why})",
-                )
-            )
-
-    synced: list[TierSynced] = []
-    for name, (tier, price) in sorted(winners.items()):
-        synced.append(_upsert(session, stored.get(name), tier, price.product, now))
-    for name, row in sorted(stored.items()):
-        if name in winners or row.price in renamed:
-            continue  # synced above, or its price skipped (a rename): left as it is
+        seen.add(price.id)
+        synced.append(_upsert(session, stored.get(price.id), tier, price.product, now))
+    for price_id, row in sorted(stored.items()):
+        if price_id in seen:
+            continue
         row.synced_at = now
-        if row.active:
+        if row.active:  # gone from the products: kept, for its subscribers
             row.active = False
             synced.append(TierSynced(outcome="deactivated", tier=_tier(row), product=row.product))
+    notes = _doubled(t.tier for t in synced if t.tier.active)
     await session.flush()
     report = SyncReport(tiers=tuple(synced), skipped=tuple(skipped), notes=tuple(notes))
     logger(__name__).info(
@@ -160,12 +128,45 @@ async def sync_tiers(
 
 
 async def tiers(session: AsyncSession, *, active_only: bool = True) -> list[Tier]:
-    """The stored tiers, cheapest first (then by name); only the active ones unless
-    `active_only` is False. The free tier is not among them (domain.billing.FREE)."""
-    query = select(BillingTierRow).order_by(BillingTierRow.amount, BillingTierRow.name)
-    if active_only:
-        query = query.where(BillingTierRow.active.is_(True))
-    return [_tier(row) for row in (await session.scalars(query)).all()]
+    """The stored tiers, cheapest first (then by name): with `active_only`, the ones offered
+    (active, one per name: of two active prices naming one tier, the lowest id's); else
+    every price's, active or not (what an invoice's price is looked up in). The free tier
+    is not among them (domain.billing.FREE)."""
+    query = select(BillingTierRow).order_by(
+        BillingTierRow.amount, BillingTierRow.name, BillingTierRow.price
+    )
+    if not active_only:
+        return [_tier(row) for row in (await session.scalars(query)).all()]
+    query = query.where(BillingTierRow.active.is_(True))
+    offered: dict[str, Tier] = {}
+    for row in (await session.scalars(query)).all():
+        tier = _tier(row)
+        kept = offered.get(tier.name)
+        if kept is None or (tier.price or "") < (kept.price or ""):
+            offered[tier.name] = tier
+    return sorted(offered.values(), key=lambda t: (t.amount, t.name))
+
+
+def too_long(tier: Tier) -> str:
+    """Why the table cannot hold `tier` ("" when it can)."""
+    if len(tier.name) > NAME_MAX:
+        return f"metadata.tier is longer than {NAME_MAX} characters"
+    if len(tier.label) > LABEL_MAX:
+        return f"its label is longer than {LABEL_MAX} characters"
+    return ""
+
+
+def _doubled(active: Iterable[Tier]) -> list[str]:
+    """A note for each tier name that two active prices give."""
+    prices: dict[str, list[str]] = {}
+    for tier in active:
+        prices.setdefault(tier.name, []).append(tier.price or "")
+    return [
+        f"tier {name!r} has {len(ids)} active prices ({', '.join(sorted(ids))}): {min(ids)} is"
+        " offered; archive the others in Stripe"
+        for name, ids in sorted(prices.items())
+        if len(ids) > 1
+    ]
 
 
 def why_not(price: Price) -> str:
@@ -183,16 +184,16 @@ def _upsert(
     session: AsyncSession, row: BillingTierRow | None, tier: Tier, product: str, now: datetime
 ) -> TierSynced:
     fields = {
+        "name": tier.name,
         "label": tier.label,
         "monthly_credits": tier.monthly_credits,
         "amount": tier.amount,
         "currency": tier.currency,
-        "price": tier.price,
         "product": product,
         "active": tier.active,
     }
     if row is None:
-        session.add(BillingTierRow(name=tier.name, synced_at=now, **fields))
+        session.add(BillingTierRow(price=tier.price, synced_at=now, **fields))
         return TierSynced(outcome="added", tier=tier, product=product)
     changed = _differs(row, fields.items())
     for key, value in fields.items():

@@ -11,8 +11,10 @@ Registered on `models.metadata` (imported by adapters/db/schema.py, which the mi
   a cancellation takes effect, the period's end, `version` = the `created` time of the event
   it came from) and the credits refunds could not take back (`shortfall`: jobs had used
   them).
-- `billing_tiers`: the plans, mirrored from Stripe's prices by `mailvet billing sync`
-  (domain.billing.Tier); the free tier is not stored (domain.billing.FREE).
+- `billing_tiers`: the plans, one row per Stripe price (a tier's name may have several: a
+  price changed is a new one, and the old one's subscribers are still granted by it),
+  mirrored by `mailvet billing sync` (domain.billing.Tier); the free tier is not stored
+  (domain.billing.FREE).
 - `billing_packs`: a pack bought (the checkout session that sold it, the payment intent its
   charge and refunds name, the credits and their price) and how many of its credits refunds
   took back so far (`removed`, the shortfall included).
@@ -55,12 +57,12 @@ class BillingAccountRow(Base):
 class BillingTierRow(Base):
     __tablename__ = "billing_tiers"
 
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    price: Mapped[str] = mapped_column(String(STRIPE_ID), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
     label: Mapped[str] = mapped_column(String(200))
     monthly_credits: Mapped[int] = mapped_column(BigInteger)
     amount: Mapped[int] = mapped_column(BigInteger)  # cents a month
     currency: Mapped[str] = mapped_column(String(8))
-    price: Mapped[str] = mapped_column(String(STRIPE_ID), unique=True)
     product: Mapped[str] = mapped_column(String(STRIPE_ID), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     synced_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())

@@ -1,7 +1,7 @@
 -- The embedded SQLite schema, as the Alembic migrations build it (a dump of a file
 -- they made). Written by `python -m mailvet.adapters.db.sqlite_schema`: do not edit.
 -- head: 0011
--- migrations: c410abeaa7e755a524df658478b1616713f14ba8e3414b6729149f914590fa83
+-- migrations: 3eb4640e77a3e89713e1245c5871030609a33bcc92e380fdbd5f297f60557351
 BEGIN TRANSACTION;
 CREATE TABLE accounts (
 	id VARCHAR(32) NOT NULL, 
@@ -78,17 +78,16 @@ CREATE TABLE billing_packs (
 	CONSTRAINT uq_billing_packs_payment_intent UNIQUE (payment_intent)
 );
 CREATE TABLE billing_tiers (
+	price VARCHAR(255) NOT NULL, 
 	name VARCHAR(64) NOT NULL, 
 	label VARCHAR(200) NOT NULL, 
 	monthly_credits BIGINT NOT NULL, 
 	amount BIGINT NOT NULL, 
 	currency VARCHAR(8) NOT NULL, 
-	price VARCHAR(255) NOT NULL, 
 	product VARCHAR(255) NOT NULL, 
 	active BOOLEAN NOT NULL, 
 	synced_at DATETIME NOT NULL, 
-	CONSTRAINT pk_billing_tiers PRIMARY KEY (name), 
-	CONSTRAINT uq_billing_tiers_price UNIQUE (price)
+	CONSTRAINT pk_billing_tiers PRIMARY KEY (price)
 );
 CREATE TABLE credit_balances (
 	account_id VARCHAR(32) NOT NULL, 

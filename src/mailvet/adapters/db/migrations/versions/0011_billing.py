@@ -50,17 +50,16 @@ def upgrade() -> None:
     )
     op.create_table(
         "billing_tiers",
+        sa.Column("price", sa.String(length=STRIPE_ID), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("label", sa.String(length=200), nullable=False),
         sa.Column("monthly_credits", sa.BigInteger(), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("currency", sa.String(length=8), nullable=False),
-        sa.Column("price", sa.String(length=STRIPE_ID), nullable=False),
         sa.Column("product", sa.String(length=STRIPE_ID), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("synced_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("name", name="pk_billing_tiers"),
-        sa.UniqueConstraint("price", name="uq_billing_tiers_price"),
+        sa.PrimaryKeyConstraint("price", name="pk_billing_tiers"),
     )
     op.create_table(
         "billing_packs",
