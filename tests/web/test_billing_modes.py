@@ -4,6 +4,10 @@ start without its key and webhook secret, before anything is opened."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,31 @@ from mailvet.web.context import SECRET_KEY_FILE, build_web_context
 from tests.web.shell_helpers import cheap_hasher
 
 pytestmark = pytest.mark.unit
+
+# the site as `mailvet run web` builds it, with billing off, in a fresh interpreter (this
+# test process has imported stripe already): the modules it loaded
+SITE_WITH_BILLING_OFF = """
+import asyncio, json, sys
+from mailvet.adapters.bus.memory import MemoryBus
+from mailvet.adapters.storage.memory import MemoryStorage
+from mailvet.bootstrap import build_deps
+from mailvet.settings import load_settings
+from mailvet.web.context import build_web_context
+from mailvet.web.site import build_site
+
+async def main() -> None:
+    settings = load_settings({"MAILVET_DATA_DIR": sys.argv[1], "MAILVET_MAILER": "memory"})
+    deps = await build_deps(settings, storage=MemoryStorage(), bus=MemoryBus(), syntax_pool=None)
+    web = await build_web_context(settings)
+    site = await build_site(deps, web=web)
+    assert web.payments is None
+    await site.close()
+    await web.close()
+    await deps.close()
+
+asyncio.run(main())
+print(json.dumps(sorted(sys.modules)))
+"""
 
 
 @pytest.mark.parametrize(
@@ -63,3 +92,19 @@ async def test_stripe_billing_builds_the_gateway_and_closes_it(tmp_path: Path) -
     assert not connections.is_closed
     await web.close()
     assert connections.is_closed  # closed with the context, as the database is
+
+
+def test_a_site_with_billing_off_does_not_import_stripe(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MAILVET_")}
+    done = subprocess.run(
+        [sys.executable, "-c", SITE_WITH_BILLING_OFF, str(tmp_path)],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    modules = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert "mailvet.web.billing.webhook" in modules  # the area is there, with its webhook
+    assert "stripe" not in modules
+    assert "mailvet.adapters.payments.stripe_gateway" not in modules

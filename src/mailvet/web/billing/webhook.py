@@ -13,6 +13,8 @@ services/billing_events.py's.
   record were committed: Stripe retries everything else.
 
 Exempt from CSRF (web/app.py's CSRF_EXEMPT): Stripe signs it instead. No session, no login.
+The Stripe adapter (and the `stripe` package) is imported by the first event, not with this
+module: a site with billing off never loads it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import msgspec
 from litestar import Request, Response, Router, post
 from litestar.status_codes import HTTP_200_OK
 
-from mailvet.adapters.payments.stripe_gateway import WebhookRefused, verify_event
 from mailvet.domain.payments import PaymentsError
 from mailvet.logs import logger
 from mailvet.services.billing_events import Deferred, process_event
@@ -52,6 +53,9 @@ async def stripe_webhook(request: Request[Any, Any, Any], web: Web) -> Response[
     log = logger(__name__)
     if web.payments is None:
         return error_response(404, "not found")
+    # here, not at the module's import: a web process with billing off never loads `stripe`
+    from mailvet.adapters.payments.stripe_gateway import WebhookRefused, verify_event
+
     body = await request.body()
     now = web.clock()
     try:
