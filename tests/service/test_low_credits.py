@@ -117,6 +117,22 @@ async def test_a_purchase_spent_under_a_tenth_warns_once(db: Database) -> None:
     assert len(await low_rows(db)) == 1
 
 
+async def test_a_refund_taking_the_credits_back_does_not_warn(db: Database) -> None:
+    """A pack refunded (its credits taken back): the customer asked for it, no "running
+    low" mail; a new purchase spent down later warns as usual."""
+    ann = await account(db)
+    await topup(db, ann, 1_000, EntryKind.PURCHASE)
+    async with db.unit_of_work(write=True) as session:
+        assert await credits.take_back(
+            session, ann, 1_000, key="stripe-refund:ch_1:1000", reason="refund", now=T0
+        )
+    assert await warn(db) == 0
+    assert await warnings_to(db) == []
+    await topup(db, ann, 1_000, EntryKind.PURCHASE)
+    await spend(db, ann, 950)
+    assert await warn(db) == 1
+
+
 async def test_a_new_topup_then_a_fall_warns_again(db: Database) -> None:
     ann = await account(db)
     await topup(db, ann, 1_000, EntryKind.PURCHASE)

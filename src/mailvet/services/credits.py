@@ -510,6 +510,8 @@ async def _append(
     if kind in rules.TOPUP_KINDS:  # what the low-credits mail measures against
         values["last_topup"] = amount
         values["last_topup_seq"] = CreditBalanceRow.entries + 1
+    elif kind is EntryKind.PAYMENT_REFUND:  # a refund's fall is no reason to warn
+        values["low_warned_seq"] = CreditBalanceRow.last_topup_seq
     moved = (
         update(CreditBalanceRow)
         .where(CreditBalanceRow.account_id == account_id)
