@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.exceptions import NotFoundException
-from litestar.params import FromQuery
+from litestar.params import FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.status_codes import (
     HTTP_200_OK,
@@ -58,6 +58,9 @@ ENTRIES_PER_PAGE = 25
 DEFAULT_PACK = 10_000
 TIER_TEXT = 64  # characters of a tier name read from a form
 CHECKOUT_PER_ACCOUNT = Limit("billing-checkout", 20, 3600)  # Stripe sessions an hour
+MAX_PAGE = 1_000_000  # a page of the history beyond any account's (and within SQL's integers)
+# ?page=N: a larger N is refused with 400 (10**20 overflowed the query's OFFSET: a 500)
+PageNumber = Annotated[int, QueryParameter(name="page", le=MAX_PAGE)]
 
 ENTRY_TEXT: dict[EntryKind, str] = {
     EntryKind.SIGNUP_GRANT: "Credits of a new account",
@@ -167,7 +170,7 @@ class BillingController(Controller):
         self,
         request: Request[Any, Any, Any],
         web: Web,
-        page: FromQuery[int] = 1,
+        page: PageNumber = 1,
         credits: FromQuery[str] = "",
     ) -> Template:
         form = {"credits": credits[: billing_checkout.CREDITS_TEXT]}

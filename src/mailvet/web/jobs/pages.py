@@ -51,7 +51,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
 from litestar import Controller, Request, Response, Router, get, post
@@ -59,7 +59,7 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
 from litestar.enums import ScopeType
 from litestar.exceptions import NotFoundException, PermissionDeniedException
-from litestar.params import FromPath, FromQuery, SkipValidation
+from litestar.params import FromPath, FromQuery, QueryParameter, SkipValidation
 from litestar.response import Redirect, ServerSentEvent, Template
 from litestar.response.sse import ServerSentEventMessage
 from litestar.status_codes import (
@@ -353,6 +353,12 @@ def _progress_view(progress: Progress) -> dict[str, Any]:
     }
 
 
+# the dashboard's ?page=N: a larger N is refused with 400 (10**20 overflowed the query's
+# OFFSET: a 500); any smaller one is a page (past the last: an empty one)
+MAX_PAGE = 1_000_000
+PageNumber = Annotated[int, QueryParameter(name="page", le=MAX_PAGE)]
+
+
 class ListsController(Controller):
     path = "/"
 
@@ -360,7 +366,7 @@ class ListsController(Controller):
 
     @get("/", name="dashboard")
     async def dashboard(
-        self, request: Request[Any, Any, Any], web: Web, page: FromQuery[int] = 1
+        self, request: Request[Any, Any, Any], web: Web, page: PageNumber = 1
     ) -> Template:
         return await _dashboard(request, web, page=page)
 
