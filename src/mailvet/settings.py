@@ -359,6 +359,9 @@ class BillingSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     max_network_retries: Annotated[
         int, _m("retries of a Stripe call that failed on the network or a 409/5xx", ge=0)
     ] = 2
+    timeout: Annotated[
+        float, _m("seconds one Stripe call may wait for its answer (each retry as long)", gt=0)
+    ] = 10.0
     credit_unit_price_cents: Annotated[
         int,
         _m(
