@@ -59,6 +59,7 @@ def sync() -> None:
             billing.api_key,
             api_base=billing.api_base,
             max_network_retries=billing.max_network_retries,
+            timeout=billing.timeout,
         )
         try:
             async with database.unit_of_work(write=True) as session:

@@ -136,6 +136,7 @@ async def build_web_context(
             settings.billing.api_key,
             api_base=settings.billing.api_base,
             max_network_retries=settings.billing.max_network_retries,
+            timeout=settings.billing.timeout,
         )
         closers.append(gateway.aclose)
         payments = gateway

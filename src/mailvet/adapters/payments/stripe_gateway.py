@@ -3,7 +3,8 @@
 One `stripe.StripeClient` per gateway, its async methods (`client.v1.<resource>.<verb>_async`)
 over `stripe.HTTPXClient` (httpx, as the rest of mailvet), `max_network_retries` from
 MAILVET_STRIPE_MAX_NETWORK_RETRIES (the client retries a network failure, a 409 or a 5xx
-with an idempotency key of its own), the API base from MAILVET_STRIPE_API_BASE (the tests
+with an idempotency key of its own), each try waiting at most `timeout` seconds
+(MAILVET_STRIPE_TIMEOUT), the API base from MAILVET_STRIPE_API_BASE (the tests
 point it at tests/fakestripe). `aclose()` closes its HTTP connections.
 
 Stripe's objects (not dicts in 16.x) are read through `.to_dict()` into domain/payments.py's
@@ -39,7 +40,7 @@ from mailvet.logs import logger
 
 T = TypeVar("T")
 Data = Mapping[str, Any]
-DEFAULT_TIMEOUT = 30.0  # seconds for one call to Stripe
+DEFAULT_TIMEOUT = 10.0  # seconds one call to Stripe waits (MAILVET_STRIPE_TIMEOUT's default)
 
 
 class _HTTPXClient(stripe.HTTPXClient):
