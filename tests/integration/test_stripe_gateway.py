@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -196,8 +197,6 @@ class _Receiver:
         self.events: list[stripe.Event] = []
 
     async def __call__(self, scope: dict[str, object], receive: object, send: object) -> None:
-        from typing import Any
-
         rcv: Any = receive
         snd: Any = send
         if scope["type"] != "http":
@@ -312,3 +311,31 @@ async def test_a_refunded_pack_charge_is_read_with_its_refund(
     charge = await gateway.charge(charge_id)
     assert (charge.amount, charge.amount_refunded, charge.refunded) == (2_000, 500, False)
     assert charge.payment_intent == done.payment_intent
+
+
+async def test_a_customer_is_made_under_the_idempotency_key_given() -> None:
+    """localstripe ignores Idempotency-Key: a Stripe of one route shows what the client sent."""
+    sent: list[dict[str, str]] = []
+
+    async def stripe_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        sent.append({k.decode().lower(): v.decode() for k, v in scope["headers"]})
+        body = json.dumps({"id": "cus_recorded", "object": "customer"}).encode()
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    with serving(lambda _: stripe_app) as base:
+        g = StripeGateway(API_KEY, api_base=base, max_network_retries=0)
+        try:
+            keyed = await g.create_customer(
+                account_id="acc-9", email="ida@example.com", idempotency_key="mailvet-customer-9"
+            )
+            assert keyed == "cus_recorded"
+            await g.create_customer(account_id="acc-9", email="ida@example.com")
+        finally:
+            await g.aclose()
+    assert sent[0]["idempotency-key"] == "mailvet-customer-9"
+    # none given: the client's own (a POST is retried safely), never ours
+    assert sent[1].get("idempotency-key", "") != "mailvet-customer-9"

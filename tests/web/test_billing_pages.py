@@ -590,9 +590,15 @@ class RacingPayments(MemoryPayments):
     def __init__(self) -> None:
         super().__init__(base_url=CHECKOUT)
         self.barrier = asyncio.Barrier(2)
+        self.keys: list[str | None] = []
 
-    async def create_customer(self, *, account_id: str, email: str) -> str:
-        made = await super().create_customer(account_id=account_id, email=email)
+    async def create_customer(
+        self, *, account_id: str, email: str, idempotency_key: str | None = None
+    ) -> str:
+        self.keys.append(idempotency_key)
+        made = await super().create_customer(
+            account_id=account_id, email=email, idempotency_key=idempotency_key
+        )
         await self.barrier.wait()
         return made
 
@@ -609,10 +615,12 @@ async def test_two_first_needs_at_once_keep_one_customer(tmp_path: Path) -> None
                 ),
                 timeout=30,
             )
-            assert len(payments.customers) == 2  # both asked Stripe
+            # both asked Stripe, under one key: one customer made, no orphan left in Stripe
+            assert payments.keys == [f"mailvet-customer-{ann.id}"] * 2
+            assert len(payments.customers) == 1
             assert got[0] == got[1] == await stored_customer(s, ann.id)
             again = await billing_checkout.customer_for(database, payments, ann.id)
-            assert again == got[0] and len(payments.customers) == 2
+            assert again == got[0] and len(payments.customers) == 1
 
 
 async def test_a_row_the_webhook_made_without_a_customer_gets_one(tmp_path: Path) -> None:

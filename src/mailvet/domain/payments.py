@@ -5,7 +5,8 @@ the currency's smallest unit, Unix times); the adapters fill them from Stripe's 
 adapters/payments/stripe_gateway.py over the official client, adapters/payments/memory.py
 in memory for the service tests. The rules are in domain/billing.py.
 
-- A customer is made on first need (`create_customer`) and kept on the account.
+- A customer is made on first need (`create_customer`, under an idempotency key: two first
+  needs at once get one customer) and kept on the account.
 - Checkout: a tier is a subscription to its price (`subscription_checkout`); a pack is a
   one-off payment (`pack_checkout`) with `client_reference_id` = the account id and
   `metadata.credits` = the credits bought. The customer is sent to `CheckoutSession.url`.
@@ -122,8 +123,12 @@ class Payments(Protocol):
     """Stripe, as billing uses it. Every method raises PaymentsError (NotFound for a
     missing object) when Stripe refuses or cannot be reached."""
 
-    async def create_customer(self, *, account_id: str, email: str) -> str:
-        """A new customer for the account (its id, `cus_...`), the account id in its metadata."""
+    async def create_customer(
+        self, *, account_id: str, email: str, idempotency_key: str | None = None
+    ) -> str:
+        """A new customer for the account (its id, `cus_...`), the account id in its metadata.
+        `idempotency_key`: the same key again (within Stripe's 24 hours) answers the customer
+        the first call made instead of making another."""
         ...
 
     async def subscription_checkout(

@@ -4,8 +4,9 @@ the billing page shows. Called by web/billing/; no HTTP here (Stripe is the Paym
 
 - `customer_for`: the account's Stripe customer, made on first need and kept in
   `billing_accounts.customer`. No transaction is held while Stripe answers; two first needs
-  at once may both make one, but only the first stored is kept (insert-if-absent, then
-  read back): both callers get that one (the other is logged, never used).
+  at once ask Stripe under one idempotency key (`customer_key`), so Stripe makes one
+  customer and answers it to both; whatever else happens, only the first stored is kept
+  (insert-if-absent, then read back): both callers get that one (another is logged).
 - `start_pack`: `credits` (1,000 to 10,000,000; "10,000" and "10 000" read as 10000)
   priced by domain/billing's `pack_price` at MAILVET_CREDIT_UNIT_PRICE_CENTS in
   MAILVET_CREDIT_CURRENCY; the Checkout URL (client_reference_id = the account,
@@ -99,6 +100,12 @@ async def _billing_row(session: AsyncSession, account_id: str) -> BillingAccount
 # --- the customer -----------------------------------------------------------------------------
 
 
+def customer_key(account_id: str) -> str:
+    """The idempotency key of the account's customer creation: two first needs at once (or a
+    retry after an answer lost) get the one customer Stripe made, no orphan."""
+    return f"mailvet-customer-{account_id}"
+
+
 async def customer_for(
     database: Database, payments: Payments, account_id: str, *, clock: Clock = utc_now
 ) -> str:
@@ -111,7 +118,9 @@ async def customer_for(
         account = await get_account(session, account_id)
     if account is None:
         raise AccountGone(account_id)
-    made = await payments.create_customer(account_id=account_id, email=account.email)
+    made = await payments.create_customer(
+        account_id=account_id, email=account.email, idempotency_key=customer_key(account_id)
+    )
     async with database.unit_of_work(write=True) as session:
         table = BillingAccountRow
         await session.execute(

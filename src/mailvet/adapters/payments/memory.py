@@ -1,5 +1,6 @@
 """The Payments port in memory, for the service tests: `MemoryPayments` records what was asked
-(`customers`, `sessions`, `portals`) and answers from what a test put in (`price_list`,
+(`customers`, `sessions`, `portals`; a customer's idempotency key in `idempotent`, honoured
+as Stripe does) and answers from what a test put in (`price_list`,
 `subscriptions`, `invoice_list`, `charges`); `complete(session_id)` pays a checkout as the
 customer would. A missing object is NotFound, as on Stripe; `fail_with` makes every call fail.
 """
@@ -36,6 +37,7 @@ class MemoryPayments:
         self.invoice_list: dict[str, Invoice] = {}
         self.charges: dict[str, Charge] = {}
         self.fail_with: PaymentsError | None = None
+        self.idempotent: dict[str, str] = {}  # idempotency key -> the customer it made
         self._ids = itertools.count(1)
 
     def _new(self, prefix: str) -> str:
@@ -45,10 +47,16 @@ class MemoryPayments:
         if self.fail_with is not None:
             raise self.fail_with
 
-    async def create_customer(self, *, account_id: str, email: str) -> str:
+    async def create_customer(
+        self, *, account_id: str, email: str, idempotency_key: str | None = None
+    ) -> str:
         self._check()
+        if idempotency_key is not None and idempotency_key in self.idempotent:
+            return self.idempotent[idempotency_key]  # Stripe answers the first call again
         ident = self._new("cus")
         self.customers[ident] = {"account_id": account_id, "email": email}
+        if idempotency_key is not None:
+            self.idempotent[idempotency_key] = ident
         return ident
 
     async def subscription_checkout(

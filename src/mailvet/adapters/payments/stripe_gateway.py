@@ -80,10 +80,13 @@ class StripeGateway:
     async def aclose(self) -> None:
         await self._http.close_async()  # type: ignore[no-untyped-call]
 
-    async def create_customer(self, *, account_id: str, email: str) -> str:
+    async def create_customer(
+        self, *, account_id: str, email: str, idempotency_key: str | None = None
+    ) -> str:
         params: Any = {"email": email, "metadata": {"account_id": account_id}}
+        options: Any = {"idempotency_key": idempotency_key} if idempotency_key else {}
         customer = await self._call(
-            "create_customer", self._client.v1.customers.create_async(params)
+            "create_customer", self._client.v1.customers.create_async(params, options)
         )
         logger(__name__).info(
             "stripe_customer_created", account_id=account_id, customer=customer.id
