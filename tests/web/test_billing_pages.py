@@ -411,6 +411,34 @@ async def test_the_page_shows_tier_renewal_invoices_and_history(tmp_path: Path) 
             assert bob.id not in theirs
 
 
+async def test_an_invoice_in_a_zero_decimal_currency_is_shown_in_its_units(
+    tmp_path: Path,
+) -> None:
+    """Stripe gives a JPY amount in yen: ¥5,000 is 5000, not 50 (the page showed ¥50)."""
+    payments = MemoryPayments(base_url=CHECKOUT)
+    async with billing_site(tmp_path, payments) as s:
+        ann = await s.account(ANN)
+        payments.customers["cus_ann"] = {"account_id": ann.id, "email": ANN}
+        await set_billing(s, ann.id, customer="cus_ann")
+        created = int(datetime(2026, 5, 1, 12, tzinfo=UTC).timestamp())
+        for ident, amount, currency in (("in_jpy", 5_000, "jpy"), ("in_usd", 2_990, "usd")):
+            payments.invoice_list[ident] = Invoice(
+                id=ident,
+                customer="cus_ann",
+                status="paid",
+                amount_paid=amount,
+                currency=currency,
+                created=created,
+            )
+        async with signed_in(s) as b:
+            text = (await b.get("/app/billing")).text
+        jpy = text[text.index('id="invoice-in_jpy"') :]
+        assert "<td>¥5,000</td>" in jpy[: jpy.index("</tr>")]
+        usd = text[text.index('id="invoice-in_usd"') :]
+        assert "<td>$29.90</td>" in usd[: usd.index("</tr>")]
+        assert "<td>2026-05-01</td>" in usd[: usd.index("</tr>")]
+
+
 async def test_stripe_down_the_page_renders_and_checkout_is_unavailable(tmp_path: Path) -> None:
     payments = MemoryPayments(base_url=CHECKOUT)
     async with billing_site(tmp_path, payments) as s:

@@ -9,16 +9,17 @@ key row stays, so an event replayed later still mails nobody twice.
 
 `data` is what domain/billing.py put in `SendMail.data` (machine values: a Unix time, an
 amount in cents); it is turned here into what the templates show: "15 January 2027",
-"$12.34 USD", "1,234". A value from Stripe (a tier's label) is cut to a sane length and its
-control characters replaced, so that it can never stop the mail (OutgoingMail refuses them);
-the HTML templates are autoescaped (adapters/mail/render.py).
+"$12.34 USD", "1,234" (domain/money.py's `day` and `money`, which the pages use too). A
+value from Stripe (a tier's label) is cut to a sane length and its control characters
+replaced, so that it can never stop the mail (OutgoingMail refuses them); the HTML
+templates are autoescaped (adapters/mail/render.py).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,16 +29,15 @@ from mailvet.adapters.db.billing_models import BillingMailKeyRow
 from mailvet.adapters.db.database import dialect_insert
 from mailvet.domain.billing import MailKind
 from mailvet.domain.mail import OutgoingMail
+from mailvet.domain.money import day, money
 from mailvet.logs import logger
 from mailvet.services import outbox
+
+__all__ = ["BillingMailError", "day", "mail_context", "money", "queue_billing_mail"]
 
 MAX_KEY = 200  # billing_mail_keys.key, the outbox's key too
 MAX_LABEL = 200  # a tier's label as shown
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
-# the currencies whose smallest unit is the unit itself (Stripe's "zero-decimal" ones we
-# might meet); every other one is shown with two decimals
-_ZERO_DECIMAL = frozenset({"jpy", "krw", "vnd", "clp", "isk", "ugx", "xaf", "xof"})
-_SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥"}
 
 
 class BillingMailError(ValueError):
@@ -95,23 +95,6 @@ def mail_context(kind: MailKind, data: Mapping[str, str]) -> dict[str, str]:
         "balance": f"{_int(data, 'balance'):,}",
         "last_topup": f"{_int(data, 'last_topup'):,}",
     }
-
-
-def day(unix: int) -> str:
-    """A Unix time as the day it falls on in UTC: "15 January 2027"."""
-    at = datetime.fromtimestamp(unix, UTC)
-    return f"{at.day} {at:%B %Y}"
-
-
-def money(amount: int, currency: str) -> str:
-    """An amount in the currency's smallest unit, as shown: "$12.34 USD", "€5.00 EUR",
-    "¥500 JPY", "12.00 CHF"."""
-    code = currency.lower()
-    symbol = _SYMBOLS.get(code, "")
-    sign = "-" if amount < 0 else ""
-    units = abs(amount)
-    figure = f"{units:,}" if code in _ZERO_DECIMAL else f"{units // 100:,}.{units % 100:02d}"
-    return f"{sign}{symbol}{figure} {_label(code.upper())}"
 
 
 def _get(data: Mapping[str, str], name: str) -> str:

@@ -26,7 +26,6 @@ Credits are added by the webhook alone (web/billing/webhook.py), never by these 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
@@ -39,6 +38,7 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
+from mailvet.domain import money as amounts
 from mailvet.domain.billing import MAX_PACK, MIN_PACK, PACK_UNIT
 from mailvet.domain.credits import Entry, EntryKind
 from mailvet.domain.payments import Payments, PaymentsError
@@ -74,7 +74,6 @@ ENTRY_TEXT: dict[EntryKind, str] = {
     EntryKind.SUBSCRIPTION_GRANT: "Credits of the plan's period",
     EntryKind.PAYMENT_REFUND: "A payment refunded (its credits taken back)",
 }
-SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£"}
 STRIPE_API = "https://api.stripe.com"
 STRIPE_PAGES = ("https://checkout.stripe.com", "https://billing.stripe.com")
 
@@ -110,17 +109,15 @@ def entry_row(entry: Entry) -> dict[str, Any]:
     }
 
 
-def money(cents: int, currency: str) -> str:
-    """An amount for people: "$10", "$29.90", "12.50 CHF" (whole amounts without cents)."""
-    whole, part = divmod(cents, 100)
-    number = f"{whole:,}" if part == 0 else f"{whole:,}.{part:02d}"
-    symbol = SYMBOLS.get(currency.lower())
-    return f"{symbol}{number}" if symbol else f"{number} {currency.upper()}"
+def money(amount: int, currency: str) -> str:
+    """An amount as the pages show it: "$10", "$29.90", "¥500", "12.50 CHF" (domain/money.py's
+    short form: whole amounts without decimals)."""
+    return amounts.money(amount, currency, short=True)
 
 
-def date_of(unix: int) -> str:
+def date_of(unix: int | None) -> str:
     """A Unix time as its UTC date ("2026-05-01"; "" for none)."""
-    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d") if unix else ""
+    return amounts.day(unix, iso=True)
 
 
 def receipt_link(url: str | None) -> str:
