@@ -26,6 +26,7 @@ from litestar.params import SkipValidation
 
 from mailvet.clock import Clock, utc_now
 from mailvet.pipeline.engine import Engine
+from mailvet.services.invoice_cache import InvoiceCache
 from mailvet.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class WebContext:
     closers: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     # Stripe (MAILVET_BILLING=stripe), else None: billing off, nothing sold
     payments: Payments | None = None
+    # the billing page's invoices from Stripe, a minute per account (services/invoice_cache)
+    invoice_cache: InvoiceCache = field(default_factory=InvoiceCache)
 
     @property
     def https(self) -> bool:
