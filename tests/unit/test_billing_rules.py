@@ -276,6 +276,29 @@ def test_a_refund_after_use_takes_what_is_left_and_records_the_shortfall() -> No
     assert (state.balance, state.shortfall) == (0, 7_000)
 
 
+def test_a_refund_the_balance_cannot_cover_waits_while_jobs_hold_credits() -> None:
+    """Held credits come back at the job's settlement: a shortfall counted now would leave
+    them spendable once the refund is through."""
+    state = run(EMPTY, ev(EventKind.CHECKOUT_COMPLETED, pack_session(10_000)))
+    state = msgspec.structs.replace(state, balance=3_000, reserved=7_000)  # a job holds 7,000
+    full = Charge(
+        id="ch_1", amount=10_000, amount_refunded=10_000, refunded=True, payment_intent="pi_cs_1"
+    )
+    refund = ev(EventKind.CHARGE_REFUNDED, full)
+    decision = decide(state, refund, TIERS)
+    assert "jobs are running" in decision.defer and decision.effects == ()
+    # the job settled, charged 4,000: 3,000 given back, so 6,000 taken, 4,000 short
+    settled = msgspec.structs.replace(state, balance=6_000, reserved=0)
+    [remove] = [e for e in decide(settled, refund, TIERS).effects if isinstance(e, RemoveCredits)]
+    assert (remove.amount, remove.shortfall) == (6_000, 4_000)
+    # a balance that covers what is due needs no wait, whatever jobs hold
+    half = msgspec.structs.replace(full, amount_refunded=2_000, refunded=False)
+    decision = decide(state, ev(EventKind.CHARGE_REFUNDED, half), TIERS)
+    assert not decision.defer
+    [remove] = [e for e in decision.effects if isinstance(e, RemoveCredits)]
+    assert (remove.amount, remove.shortfall) == (2_000, 0)
+
+
 def test_a_subscription_charge_refunded_takes_nothing_back() -> None:
     charge = Charge(id="ch_2", amount=2_900, amount_refunded=2_900, refunded=True, invoice="in_1")
     assert decide(EMPTY, ev(EventKind.CHARGE_REFUNDED, charge), TIERS).ignored

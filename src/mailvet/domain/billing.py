@@ -23,6 +23,8 @@ means for an account's credits, subscription and mail.
     per subscription and tier or date).
   - charge.refunded: a pack's refunded share (cumulative, so partial refunds add up) comes
     off the balance, never below 0: what jobs already used of it is the shortfall, recorded.
+    When the balance cannot cover it while running jobs hold credits, the refund waits
+    (deferred) for their settlement, which gives back what they did not use.
     A subscription's charge refunded takes nothing back.
 - Exactly once: a replayed event finds its keys in the state and decides nothing. Out of
   order: a subscription event older than the stored one (or as old, saying something else)
@@ -216,12 +218,14 @@ class SubscriptionState(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class BillingState(msgspec.Struct, frozen=True, kw_only=True):
-    """One account's billing as stored: the customer, the spendable balance, the
-    subscription, the packs, the ledger keys and mail keys used, the shortfall recorded."""
+    """One account's billing as stored: the customer, the spendable balance and what running
+    jobs hold, the subscription, the packs, the ledger keys and mail keys used, the shortfall
+    recorded."""
 
     account_id: str
     customer: str | None = None
     balance: int = 0
+    reserved: int = 0  # held by running jobs (out of `balance`): given back as they settle
     subscription: SubscriptionState | None = None
     packs: tuple[Pack, ...] = ()
     keys: frozenset[str] = frozenset()
@@ -391,6 +395,10 @@ def _refund(state: BillingState, charge: Charge) -> Decision:
     due = taken_back - pack.removed
     if due <= 0:  # a replay, or an older event than one applied
         return Decision()
+    if due > state.balance and state.reserved > 0:
+        # what is short may be held by a job that has not settled: its settlement gives the
+        # unused part back, so a shortfall now would count credits that were not used
+        return Decision(defer="jobs are running: the refund waits for their settlement")
     removable = min(due, max(state.balance, 0))
     remove = RemoveCredits(
         amount=removable,

@@ -21,7 +21,8 @@ The endpoint (web/billing/webhook.py) verifies the signature and reads the event
 
 A decision that asks for Stripe's current subscription (an event older than the stored one)
 rolls back, fetches it (`Payments.subscription`) and decides again on it. A deferred decision
-(an event about something not known yet: a price not synced, a refund before its checkout)
+(an event about something not known yet: a price not synced, a refund before its checkout,
+or one that waits for running jobs to settle)
 or any failure rolls back everything, the event's row included, and raises: the endpoint
 answers 5xx and Stripe sends the event again later.
 """
@@ -138,7 +139,8 @@ async def _once(
     if account_id is None:
         return await _record(session, event, Processed(Outcome.IGNORED, None, "not an account's"))
     balance = await credits.lock_balance(session, account_id, now)
-    state = await _state(session, account_id, balance, event)
+    reserved = (await credits.balance(session, account_id)).reserved
+    state = await _state(session, account_id, balance, reserved, event)
     decision = rules.decide(state, event, await _tiers(session), fresh=fresh)
     if decision.refetch is not None:
         raise _Refetch(decision.refetch.subscription)
@@ -185,7 +187,7 @@ async def _account_of(session: AsyncSession, event: BillingEvent) -> str | None:
 
 
 async def _state(
-    session: AsyncSession, account_id: str, balance: int, event: BillingEvent
+    session: AsyncSession, account_id: str, balance: int, reserved: int, event: BillingEvent
 ) -> BillingState:
     row = await session.get(BillingAccountRow, account_id)
     subscription = None
@@ -218,6 +220,7 @@ async def _state(
         account_id=account_id,
         customer=row.customer if row is not None else None,
         balance=balance,
+        reserved=reserved,
         subscription=subscription,
         packs=tuple(
             Pack(
