@@ -31,11 +31,12 @@ from mailvet.bootstrap import build_deps
 from mailvet.domain.accounts import Account
 from mailvet.domain.billing import pack_key, pack_price
 from mailvet.domain.credits import EntryKind
-from mailvet.domain.payments import Invoice, Payments, PaymentsError, Price
+from mailvet.domain.payments import CheckoutSession, Invoice, Payments, PaymentsError, Price
 from mailvet.services import billing_checkout, credits
 from mailvet.services.accounts import create_account
+from mailvet.services.invoice_cache import InvoiceCache
 from mailvet.settings import load_settings
-from mailvet.web.billing.pages import CHECKOUT_PER_ACCOUNT
+from mailvet.web.billing.pages import CHECKOUT_PER_ACCOUNT, SUCCESS_PER_ACCOUNT
 from mailvet.web.context import build_web_context
 from mailvet.web.site import Site, build_site
 from tests.fakes import FakeProber, FakeResolver
@@ -607,6 +608,86 @@ async def test_checkout_is_limited_per_account(tmp_path: Path) -> None:
             await other.get("/app/billing")
             made = await other.post("/app/billing/checkout/pack", {"credits": "1000"})
             assert made.status_code == 303
+
+
+class CountingPayments(MemoryPayments):
+    """MemoryPayments counting the calls that read from Stripe."""
+
+    def __init__(self) -> None:
+        super().__init__(base_url=CHECKOUT)
+        self.invoice_calls = 0
+        self.session_calls = 0
+
+    async def invoices(self, customer: str, *, limit: int = 24) -> list[Invoice]:
+        self.invoice_calls += 1
+        return await super().invoices(customer, limit=limit)
+
+    async def checkout_session(self, session_id: str) -> CheckoutSession:
+        self.session_calls += 1
+        return await super().checkout_session(session_id)
+
+
+async def test_the_invoices_are_asked_of_stripe_once_a_minute_or_after_a_checkout(
+    tmp_path: Path,
+) -> None:
+    payments = CountingPayments()
+    async with billing_site(tmp_path, payments) as s:
+        ann = await s.account(ANN)
+        await s.account(BOB)
+        payments.customers["cus_ann"] = {"account_id": ann.id, "email": ANN}
+        await set_billing(s, ann.id, customer="cus_ann")
+        payments.invoice_list["in_1"] = Invoice(id="in_1", customer="cus_ann", status="paid")
+        ticks = [0.0]
+        s.site.web.invoice_cache = InvoiceCache(60, clock=lambda: ticks[0])
+        async with signed_in(s) as b:
+            for _ in range(5):
+                assert 'id="invoice-in_1"' in (await b.get("/app/billing")).text
+            for _ in range(3):  # the form's 422 re-renders
+                refused = await b.post("/app/billing/checkout/pack", {"credits": "12"})
+                assert refused.status_code == 422 and 'id="invoice-in_1"' in refused.text
+            assert payments.invoice_calls == 1
+            # a checkout started: it may pay, the next render asks again
+            made = await b.post("/app/billing/checkout/pack", {"credits": "1000"})
+            pack = session_of(made.headers["location"])
+            payments.invoice_list["in_2"] = Invoice(
+                id="in_2", customer="cus_ann", status="paid", created=10
+            )
+            assert 'id="invoice-in_2"' in (await b.get("/app/billing")).text
+            assert payments.invoice_calls == 2
+            await b.get("/app/billing")
+            assert payments.invoice_calls == 2
+            # back on the success page: forgotten again
+            await b.get(f"/app/billing/success?session_id={pack}")
+            await b.get("/app/billing")
+            assert payments.invoice_calls == 3
+            await b.get("/app/billing")
+            ticks[0] += 59.9
+            await b.get("/app/billing")
+            assert payments.invoice_calls == 3
+            ticks[0] += 0.1  # a minute later the list is read again
+            await b.get("/app/billing")
+            assert payments.invoice_calls == 4
+
+
+async def test_the_success_page_is_limited_per_account(tmp_path: Path) -> None:
+    payments = CountingPayments()
+    async with billing_site(tmp_path, payments) as s:
+        await s.account(ANN)
+        await s.account(BOB)
+        async with signed_in(s) as b:
+            await b.get("/app/billing")
+            made = await b.post("/app/billing/checkout/pack", {"credits": "1000"})
+            pack = session_of(made.headers["location"])
+            for _ in range(SUCCESS_PER_ACCOUNT.limit):
+                shown = await b.get(f"/app/billing/success?session_id={pack}")
+                assert shown.status_code == 200
+            refused = await b.get(f"/app/billing/success?session_id={pack}")
+            assert refused.status_code == 429
+            assert int(refused.headers["retry-after"]) > 0
+            assert payments.session_calls == SUCCESS_PER_ACCOUNT.limit  # Stripe not asked
+        async with signed_in(s, BOB) as other:  # per account
+            theirs = await other.get(f"/app/billing/success?session_id={pack}")
+            assert theirs.status_code == 404
 
 
 # --- the customer, made once -------------------------------------------------------------------

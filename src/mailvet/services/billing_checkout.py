@@ -22,7 +22,8 @@ the billing page shows. Called by web/billing/; no HTTP here (Stripe is the Paym
   domain.billing.pack_key).
 - `overview`: the page's numbers: balance and reserved, tier, status, renewal or
   cancellation date, shortfall, invoices (None when Stripe cannot be reached: the page
-  still renders), a page of the ledger.
+  still renders; kept a minute in the caller's services/invoice_cache.InvoiceCache), a
+  page of the ledger.
 - The tiers are services/billing_sync.py's `tiers` (what `mailvet billing sync` stored).
 
 Credits are never added here: the webhook (web/billing/webhook.py) does that.
@@ -56,6 +57,7 @@ from mailvet.domain.payments import CheckoutSession, Invoice, NotFound, Payments
 from mailvet.logs import logger
 from mailvet.services import billing_sync, credits
 from mailvet.services.accounts import get_account
+from mailvet.services.invoice_cache import InvoiceCache
 from mailvet.services.paging import Page
 from mailvet.settings import Settings
 
@@ -344,9 +346,11 @@ async def overview(
     *,
     limit: int = 25,
     offset: int = 0,
+    cache: InvoiceCache | None = None,
 ) -> Overview:
     """The page's numbers (see Overview); `limit`/`offset`: the page of the ledger. With
-    billing off (`payments` None) no Stripe call and no invoices."""
+    billing off (`payments` None) no Stripe call and no invoices. `cache`: the invoices
+    read less than a minute ago are shown without asking Stripe again."""
     async with database.unit_of_work() as session:
         balance = await credits.balance(session, account_id)
         history = await credits.history(session, account_id, limit=limit, offset=offset)
@@ -365,7 +369,11 @@ async def overview(
     invoices: list[Invoice] | None = []
     if payments is not None and customer:
         try:
-            invoices = await payments.invoices(customer)
+            invoices = cache.get(account_id, customer) if cache is not None else None
+            if invoices is None:
+                invoices = await payments.invoices(customer)
+                if cache is not None:
+                    cache.put(account_id, customer, invoices)
         except PaymentsError as error:
             logger(__name__).warning(
                 "billing_invoices_unavailable", account_id=account_id, error=type(error).__name__

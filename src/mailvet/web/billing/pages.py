@@ -2,16 +2,19 @@
 
 - GET /app/billing: balance and held credits, the tier and its renewal or cancellation
   date, the invoices with their receipt links (or "unavailable" when Stripe cannot be
-  reached), the ledger's entries in words (jobs linked), a page at a time, the buy-credits
-  form (`?credits=N` fills it: the pricing page's form of a signed-out visitor leads here
-  through the sign-in), a subscribe button per tier or the manage-plan button.
+  reached; the list kept a minute per account in `web.invoice_cache`, forgotten when the
+  account goes to Checkout, the portal or the success page), the ledger's entries in words
+  (jobs linked), a page at a time, the buy-credits form (`?credits=N` fills it: the pricing
+  page's form of a signed-out visitor leads here through the sign-in), a subscribe button
+  per tier or the manage-plan button.
 - POST /app/billing/checkout/pack (credits), POST /app/billing/checkout/subscription
   (tier), POST /app/billing/portal: 303 to Stripe (Checkout, or the Billing Portal).
   Wrong input: the page again, 422, the message on the form, nothing asked of Stripe.
   Stripe failing: a "payment is unavailable" page, 503, nothing stored. Counted per
   account (CHECKOUT_PER_ACCOUNT, a 429 beyond it).
 - GET /app/billing/success?session_id=cs_...: what Stripe says of the account's own
-  session (another's, or an unknown one: 404); GET /app/billing/cancelled.
+  session (another's, or an unknown one: 404), counted per account (SUCCESS_PER_ACCOUNT:
+  each hit asks Stripe); GET /app/billing/cancelled.
 
 The billing page's own Content-Security-Policy lets its forms reach Stripe's pages: a browser
 applies `form-action` to the redirects of a submission too, so the site's `'self'` alone would
@@ -58,6 +61,9 @@ ENTRIES_PER_PAGE = 25
 DEFAULT_PACK = 10_000
 TIER_TEXT = 64  # characters of a tier name read from a form
 CHECKOUT_PER_ACCOUNT = Limit("billing-checkout", 20, 3600)  # Stripe sessions an hour
+# the success page asks Stripe for its session: a reload in a loop must not use up the
+# Stripe account's rate limit
+SUCCESS_PER_ACCOUNT = Limit("billing-success", 60, 3600)
 MAX_PAGE = 1_000_000  # a page of the history beyond any account's (and within SQL's integers)
 # ?page=N: a larger N is refused with 400 (10**20 overflowed the query's OFFSET: a 500)
 PageNumber = Annotated[int, QueryParameter(name="page", le=MAX_PAGE)]
@@ -151,10 +157,20 @@ def _unavailable(error: PaymentsError) -> Template:
     )
 
 
-async def _counted(request: Request[Any, Any, Any], web: WebContext) -> str:
+async def _counted(
+    request: Request[Any, Any, Any], web: WebContext, rule: Limit = CHECKOUT_PER_ACCOUNT
+) -> str:
+    """The signed-in account, once `rule` has counted it (429 over it)."""
     account_id = signed_in_id(request)
-    raise_if_refused(await count(web, CHECKOUT_PER_ACCOUNT, account_id))
+    raise_if_refused(await count(web, rule, account_id))
     return account_id
+
+
+def _to_stripe(web: WebContext, account_id: str, url: str) -> Redirect:
+    """The 303 to Checkout or the portal; the account's invoices are asked of Stripe again
+    on the next render (it may pay, or change its plan, there)."""
+    web.invoice_cache.forget(account_id)
+    return see_other(url)
 
 
 class BillingController(Controller):
@@ -186,7 +202,7 @@ class BillingController(Controller):
             return await _page(request, web, form={"credits": text}, refused=problem)
         except PaymentsError as error:
             return _unavailable(error)
-        return see_other(url)
+        return _to_stripe(web, account_id, url)
 
     @post("/checkout/subscription", status_code=HTTP_200_OK)
     async def subscription(self, request: Request[Any, Any, Any], web: Web) -> Template | Redirect:
@@ -201,7 +217,7 @@ class BillingController(Controller):
             return await _page(request, web, refused=problem)
         except PaymentsError as error:
             return _unavailable(error)
-        return see_other(url)
+        return _to_stripe(web, account_id, url)
 
     @post("/portal", status_code=HTTP_200_OK)
     async def portal(self, request: Request[Any, Any, Any], web: Web) -> Template | Redirect:
@@ -213,16 +229,18 @@ class BillingController(Controller):
             )
         except PaymentsError as error:
             return _unavailable(error)
-        return see_other(url)
+        return _to_stripe(web, account_id, url)
 
     @get("/success", name="billing_success")
     async def success(
         self, request: Request[Any, Any, Any], web: Web, session_id: FromQuery[str] = ""
     ) -> Template:
         payments = _payments(web)
+        account_id = await _counted(request, web, SUCCESS_PER_ACCOUNT)
+        web.invoice_cache.forget(account_id)  # back from Checkout: its invoice is new
         try:
             outcome = await billing_checkout.checkout_outcome(
-                web.database, payments, signed_in_id(request), session_id[:300]
+                web.database, payments, account_id, session_id[:300]
             )
         except SessionNotFound:
             raise NotFoundException("no such checkout session") from None
@@ -250,7 +268,12 @@ async def _page(
     number = max(1, page)
     offset, limit = window((number - 1) * ENTRIES_PER_PAGE, ENTRIES_PER_PAGE)
     seen = await billing_checkout.overview(
-        web.database, web.payments, signed_in_id(request), limit=limit, offset=offset
+        web.database,
+        web.payments,
+        signed_in_id(request),
+        limit=limit,
+        offset=offset,
+        cache=web.invoice_cache,
     )
     history = seen.history
     errors = {refused.field: str(refused)} if refused is not None else {}
