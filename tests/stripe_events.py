@@ -162,8 +162,10 @@ def charge(
     customer: str | None = None,
     invoice: str | None = None,
 ) -> Json:
-    """A charge as `charge.refunded` carries it: `amount_refunded` is cumulative."""
-    return {
+    """A charge as `charge.refunded` carries it: `amount_refunded` is cumulative. No `invoice`
+    field (Stripe removed it in API 2025-03-31, so a subscription's charge does not say it is
+    one) unless `invoice` is given: the shape of an older API version."""
+    obj: Json = {
         "id": ident,
         "object": "charge",
         "amount": amount,
@@ -172,10 +174,12 @@ def charge(
         "currency": "usd",
         "customer": customer,
         "payment_intent": payment_intent,
-        "invoice": invoice,
         "receipt_url": f"https://pay.stripe.test/receipts/{ident}",
         "livemode": False,
     }
+    if invoice is not None:
+        obj["invoice"] = invoice
+    return obj
 
 
 def event(ident: str, kind: str, obj: Json, *, created: int) -> Json:

@@ -351,6 +351,42 @@ async def test_a_refund_takes_back_the_packs_share_cumulatively(tmp_path: Path) 
             assert pack is not None and pack.removed == 1_000
 
 
+async def test_a_subscriptions_charge_refunded_is_deferred_an_hour_then_ignored(
+    tmp_path: Path,
+) -> None:
+    """Stripe's current charge names no invoice: a subscription's charge refunded is no pack
+    known. Deferred while it may be a pack whose checkout comes later; Stripe's retry an hour
+    on is recorded as ignored (200), not deferred for ever. An older API's charge naming its
+    invoice is ignored at once."""
+    async with webhook_app(tmp_path) as hook:
+        await ann_with_a_tier(hook)
+        await hook.post(invoice_event(hook, "evt_i", "in_1", start=hook.now - 100))
+        charge = se.charge(
+            "ch_sub",
+            amount=2_900,
+            amount_refunded=2_900,
+            payment_intent="pi_sub",
+            customer=CUSTOMER,
+        )
+        assert "invoice" not in charge
+        recent = se.event("evt_r", "charge.refunded", charge, created=hook.now - 60)
+        got = await hook.post(recent)
+        assert got.status_code == 503, got.text
+        assert "evt_r" not in await stored(hook)
+        old = se.event("evt_r", "charge.refunded", charge, created=hook.now - 3_600)
+        got = await hook.post(old)  # Stripe's retry, an hour after the refund
+        assert got.status_code == 200, got.text
+        assert got.json()["outcome"] == "ignored"
+        named = se.charge(
+            "ch_old", amount=2_900, amount_refunded=2_900, payment_intent="pi_old",
+            customer=CUSTOMER, invoice="in_1",
+        )  # fmt: skip
+        got = await hook.post(se.event("evt_n", "charge.refunded", named, created=hook.now))
+        assert got.status_code == 200 and got.json()["outcome"] == "ignored", got.text
+        assert await balance(hook) == 5_000  # the period's credits stay
+        assert await stored(hook) == {"evt_i": "applied", "evt_r": "ignored", "evt_n": "ignored"}
+
+
 # --- out of order ----------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ means for an account's credits, subscription and mail.
   each period, `metadata.tier` its name, `metadata.label` or its nickname its label).
 - Packs (`pack_price`): 1,000 to 10,000,000 credits, priced per 1,000 credits
   (MAILVET_CREDIT_UNIT_PRICE_CENTS, default 1000: $10), rounded up to a whole cent.
-- Events (`EventKind`): `decide(state, event, tiers)` says what an event does to the account
+- Events (`EventKind`): `decide(state, event, tiers, now=)` says what an event does to the account
   whose stored state is `state`, as effects for the caller to carry out in one transaction
   with the event's own record; `apply(state, effects)` is the state after them.
   - checkout.session.completed: a paid pack adds its credits once (ledger key
@@ -25,7 +25,10 @@ means for an account's credits, subscription and mail.
     off the balance, never below 0: what jobs already used of it is the shortfall, recorded.
     When the balance cannot cover it while running jobs hold credits, the refund waits
     (deferred) for their settlement, which gives back what they did not use.
-    A subscription's charge refunded takes nothing back.
+    A subscription's charge refunded takes nothing back: a charge of no pack known is
+    deferred while the event is recent (`PACK_WAIT`: its pack's checkout may come later),
+    then ignored (Stripe's charges no longer name their invoice; one that does is ignored at
+    once).
 - Exactly once: a replayed event finds its keys in the state and decides nothing. Out of
   order: a subscription event older than the stored one (or as old, saying something else)
   asks for Stripe's current subscription (`Decision.refetch`) and is decided again on it
@@ -54,6 +57,9 @@ ACTIVE = frozenset({"active", "trialing"})
 ENDED = frozenset({"canceled", "incomplete_expired"})
 LIVE = ACTIVE | {"past_due", "unpaid"}  # a subscription that still bills
 LOW_CREDITS_SHARE = 10  # the warning: under 1/10 of the last grant or purchase
+# seconds a refund of a charge no pack is known by waits for the pack's checkout (deferred)
+# before it is taken for another charge's (Stripe's charges no longer name their invoice)
+PACK_WAIT = 3_600
 
 
 # --- tiers and packs ---------------------------------------------------------------------
@@ -341,15 +347,17 @@ def decide(
     event: BillingEvent,
     tiers: Sequence[Tier],
     *,
+    now: int,
     fresh: Subscription | None = None,
 ) -> Decision:
     """What `event` does to the account whose stored state is `state` (see the module's
-    docstring); `fresh`: Stripe's current subscription, when a Decision asked for it."""
+    docstring), at `now` (Unix time); `fresh`: Stripe's current subscription, when a Decision
+    asked for it."""
     obj = event.object
     if isinstance(obj, CheckoutSession):
         return _checkout(state, obj)
     if isinstance(obj, Charge):
-        return _refund(state, obj)
+        return _refund(state, obj, recent=now - event.created < PACK_WAIT)
     if isinstance(obj, Invoice):
         if event.kind in (EventKind.INVOICE_PAID, EventKind.INVOICE_PAYMENT_SUCCEEDED):
             return _invoice_paid(state, obj, tiers)
@@ -382,12 +390,14 @@ def _checkout(state: BillingState, session: CheckoutSession) -> Decision:
     return Decision(effects=tuple(effects))
 
 
-def _refund(state: BillingState, charge: Charge) -> Decision:
+def _refund(state: BillingState, charge: Charge, *, recent: bool) -> Decision:
     pack = state.pack_paid_by(charge.payment_intent)
     if pack is None:
-        if charge.invoice is not None:
+        if charge.invoice is not None:  # older API versions name it: a subscription's
             return Decision(ignored="a subscription's charge: its period's credits stay")
-        return Decision(defer=f"no pack recorded for {charge.payment_intent} yet")
+        if recent:  # maybe a pack whose checkout is not processed yet
+            return Decision(defer=f"no pack recorded for {charge.payment_intent} yet")
+        return Decision(ignored="not a pack's charge: a subscription's credits stay")
     if charge.refunded or charge.amount <= 0:
         taken_back = pack.credits
     else:

@@ -141,7 +141,9 @@ async def _once(
     balance = await credits.lock_balance(session, account_id, now)
     reserved = (await credits.balance(session, account_id)).reserved
     state = await _state(session, account_id, balance, reserved, event)
-    decision = rules.decide(state, event, await _tiers(session), fresh=fresh)
+    decision = rules.decide(
+        state, event, await _tiers(session), now=int(now.timestamp()), fresh=fresh
+    )
     if decision.refetch is not None:
         raise _Refetch(decision.refetch.subscription)
     if decision.defer:
