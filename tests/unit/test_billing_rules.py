@@ -170,6 +170,22 @@ def test_an_unpaid_or_unlabelled_checkout_adds_nothing_and_links_the_customer() 
     assert decision.effects == (LinkCustomer(customer=CUS),)
 
 
+def test_a_pack_paid_by_a_delayed_method_adds_its_credits_once_when_it_succeeds() -> None:
+    completed = ev(EventKind.CHECKOUT_COMPLETED, pack_session(paid=False), 1_000)
+    state = run(EMPTY, completed)
+    assert state.balance == 0  # completed, not paid yet (a bank debit)
+    succeeded = ev(EventKind.CHECKOUT_ASYNC_SUCCEEDED, pack_session(), 2_000)
+    state = run(state, succeeded)
+    assert state.balance == 10_000 and "stripe-pack:cs_1" in state.keys
+    # a completed event of the same session told again afterwards adds nothing more
+    assert decide(state, ev(EventKind.CHECKOUT_COMPLETED, pack_session()), TIERS, now=NOW) == (
+        Decision()
+    )
+    failed = ev(EventKind.CHECKOUT_ASYNC_FAILED, pack_session(ident="cs_2", paid=False), 3_000)
+    decision = decide(EMPTY, failed, TIERS, now=NOW)
+    assert decision.effects == () and decision.ignored == "a delayed payment failed: no credits"
+
+
 def test_invoice_paid_grants_the_tiers_credits_once_per_period() -> None:
     state = run(EMPTY, ev(EventKind.INVOICE_PAID, paid_invoice()))
     assert state.balance == 5_000 and "stripe-period:sub_1:0" in state.keys

@@ -258,6 +258,36 @@ async def test_a_pack_adds_its_credits_once_and_a_replay_answers_200_changing_no
         assert await stored(hook) == {"evt_pack": "applied", "evt_pack_2": "applied"}
 
 
+async def test_a_pack_paid_by_a_delayed_method_adds_its_credits_when_the_payment_succeeds(
+    tmp_path: Path,
+) -> None:
+    async with webhook_app(tmp_path) as hook:
+        await ann_with_a_tier(hook)
+        unpaid = se.checkout_session(
+            "cs_d", account_id=hook.account, customer=CUSTOMER, payment_status="unpaid"
+        )
+        completed = se.event("evt_c", "checkout.session.completed", unpaid, created=hook.now)
+        assert (await hook.post(completed)).json()["outcome"] == "ignored"
+        assert await balance(hook) == 0
+        paid = {**unpaid, "payment_status": "paid"}
+        kind = "checkout.session.async_payment_succeeded"
+        got = await hook.post(se.event("evt_s", kind, paid, created=hook.now + 1))
+        assert got.status_code == 200 and got.json()["outcome"] == "applied", got.text
+        assert await balance(hook) == 1_000
+        # told again under another event id: the pack's ledger key holds
+        await hook.post(se.event("evt_s2", kind, paid, created=hook.now + 1))
+        assert await balance(hook) == 1_000
+        other = se.checkout_session(
+            "cs_f", account_id=hook.account, customer=CUSTOMER, payment_status="unpaid"
+        )
+        kind = "checkout.session.async_payment_failed"
+        got = await hook.post(se.event("evt_f", kind, other, created=hook.now + 2))
+        assert got.status_code == 200 and got.json()["outcome"] == "ignored", got.text
+        assert await balance(hook) == 1_000
+        assert await count(hook, LedgerEntryRow, kind=EntryKind.PURCHASE.value) == 1
+        assert await count(hook, BillingPackRow) == 1
+
+
 async def test_a_subscription_checkout_links_the_customer(tmp_path: Path) -> None:
     async with webhook_app(tmp_path) as hook:
         await ann_with_a_tier(hook, customer=None)

@@ -10,7 +10,9 @@ means for an account's credits, subscription and mail.
   whose stored state is `state`, as effects for the caller to carry out in one transaction
   with the event's own record; `apply(state, effects)` is the state after them.
   - checkout.session.completed: a paid pack adds its credits once (ledger key
-    `stripe-pack:<session>`); either mode links the customer to the account.
+    `stripe-pack:<session>`); either mode links the customer to the account. A pack paid
+    by a delayed method completes unpaid: checkout.session.async_payment_succeeded then
+    adds it, the same way under the same key; async_payment_failed adds nothing (ignored).
   - invoice.paid (or invoice.payment_succeeded, its twin): a subscription's invoice grants
     its tier's monthly credits once per billing period
     (`stripe-period:<subscription>:<period start>`), whatever invoice pays it; an invoice of
@@ -144,6 +146,9 @@ def _count(text: str | None) -> int | None:
 
 class EventKind(enum.StrEnum):
     CHECKOUT_COMPLETED = "checkout.session.completed"
+    # a pack paid by a delayed method (a bank debit): completed said "unpaid", this says paid
+    CHECKOUT_ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
+    CHECKOUT_ASYNC_FAILED = "checkout.session.async_payment_failed"
     INVOICE_PAID = "invoice.paid"
     # sent with invoice.paid for a payment (not for one marked paid out of band): either
     # grants the period, once; an endpoint may be subscribed to one or both
@@ -159,6 +164,8 @@ HANDLED = frozenset(k.value for k in EventKind)
 EventObject = CheckoutSession | Invoice | Subscription | Charge
 OBJECT_OF: Mapping[EventKind, type[EventObject]] = {
     EventKind.CHECKOUT_COMPLETED: CheckoutSession,
+    EventKind.CHECKOUT_ASYNC_SUCCEEDED: CheckoutSession,
+    EventKind.CHECKOUT_ASYNC_FAILED: CheckoutSession,
     EventKind.INVOICE_PAID: Invoice,
     EventKind.INVOICE_PAYMENT_SUCCEEDED: Invoice,
     EventKind.INVOICE_PAYMENT_FAILED: Invoice,
@@ -355,6 +362,8 @@ def decide(
     asked for it."""
     obj = event.object
     if isinstance(obj, CheckoutSession):
+        if event.kind is EventKind.CHECKOUT_ASYNC_FAILED:
+            return Decision(ignored="a delayed payment failed: no credits")
         return _checkout(state, obj)
     if isinstance(obj, Charge):
         return _refund(state, obj, recent=now - event.created < PACK_WAIT)
