@@ -387,11 +387,16 @@ def test_same_second_events_that_disagree_ask_stripe() -> None:
     assert decide(state, other, TIERS, now=NOW).refetch == Refetch("sub_1")
 
 
-def test_a_payment_failure_older_than_the_subscription_leaves_its_status() -> None:
+def test_a_payment_failure_older_than_an_active_subscription_is_stale() -> None:
+    """The subscription stored is active with a version newer than the failure: a later
+    payment went through (Stripe's retry), so neither its status nor a mail."""
     state = run(EMPTY, ev(EventKind.SUBSCRIPTION_UPDATED, sub(), 3_000))
-    decision = decide(
-        state, ev(EventKind.INVOICE_PAYMENT_FAILED, paid_invoice(), 2_000), TIERS, now=NOW
-    )
+    failed = ev(EventKind.INVOICE_PAYMENT_FAILED, paid_invoice(), 2_000)
+    decision = decide(state, failed, TIERS, now=NOW)
+    assert decision.effects == () and "stale" in decision.ignored
+    # a failure older than a subscription stored past due still mails (the status stays)
+    past_due = run(EMPTY, ev(EventKind.SUBSCRIPTION_UPDATED, sub("past_due"), 3_000))
+    decision = decide(past_due, failed, TIERS, now=NOW)
     assert [type(e) for e in decision.effects] == [SendMail]
 
 

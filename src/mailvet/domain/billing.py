@@ -19,7 +19,8 @@ means for an account's credits, subscription and mail.
     proration lines alone (a plan changed mid-period, invoiced at once) grants nothing: the
     new tier's credits come with its next period.
   - invoice.payment_failed: an active subscription becomes past_due; the mail, once per
-    invoice.
+    invoice. A failure older than the stored subscription, which is active, is stale (a
+    later payment went through): no change, no mail.
   - customer.subscription.created|updated|deleted: tier, status, the date a cancellation
     takes effect; the mails confirmed, cancelled (with that date), ended, each once (a key
     per subscription and tier or date).
@@ -450,12 +451,9 @@ def _payment_failed(state: BillingState, invoice: Invoice, created: int) -> Deci
         return Decision(ignored="not a subscription's invoice")
     effects: list[Effect] = []
     current = state.subscription
-    if (
-        current is not None
-        and current.id == invoice.subscription
-        and current.status in ACTIVE
-        and created >= current.version
-    ):
+    if current is not None and current.id == invoice.subscription and current.status in ACTIVE:
+        if created < current.version:  # active since: a later payment went through
+            return Decision(ignored="a stale failure: the subscription is active since")
         changed = msgspec.structs.replace(current, status="past_due", version=created)
         effects.append(SetSubscription(subscription=changed))
     key = f"payment-failed:{invoice.id}"
