@@ -86,8 +86,10 @@ async def account_app(
 
 @asynccontextmanager
 async def writing(url: str) -> AsyncIterator[AsyncSession]:
-    """A transaction on the app's database from the test's own event loop."""
-    async with look(url) as database, database.session_maker() as session, session.begin():
+    """A transaction on the app's database from the test's own event loop, begun as a writer
+    (SQLite's BEGIN IMMEDIATE: a read then a write would fail at once with "database is
+    locked" when the app's background work holds the write lock just then)."""
+    async with look(url) as database, database.unit_of_work(write=True) as session:
         yield session
 
 
