@@ -8,7 +8,7 @@ verified (tests/web/test_stripe_webhook.py sends them signed, over HTTP)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
 import argon2
@@ -224,6 +224,77 @@ async def test_an_older_subscription_event_converges_to_stripes_state(db: Databa
     keys = await mail_keys(db, account)
     assert f"subscription-cancelled:sub_1:{ends}" in keys
     assert await count(db, OutboxRow) == len(keys)  # each mail once
+
+
+class RacingPayments(MemoryPayments):
+    """Stripe asked for a subscription answers what it holds, then `between` runs (`times`
+    times at most): another replica committing an event between this one's fetch and its
+    next round."""
+
+    def __init__(self, between: Callable[[int], Awaitable[None]], times: int = 1) -> None:
+        super().__init__()
+        self.between = between
+        self.times = times
+        self.asked = 0
+
+    async def subscription(self, subscription_id: str) -> Subscription:
+        got = await super().subscription(subscription_id)
+        self.asked += 1
+        if self.asked <= self.times:
+            await self.between(self.asked)
+        return got
+
+
+async def test_a_fetch_older_than_an_event_stored_meanwhile_is_asked_again(db: Database) -> None:
+    """Two replicas: this one fetches the subscription for an older event; the other commits
+    a newer event (a cancellation) before this one's second round. What was fetched is older
+    than that: applied, it would undo the cancellation, stamped as the newest. The stored
+    subscription moved since the first round, so Stripe is asked again."""
+    account = await an_account(db)
+    await a_tier(db)
+    ends = START + MONTH
+    cancelling = sub(cancel_at_period_end=True)
+
+    async def cancelled_meanwhile(_: int) -> None:
+        payments.subscriptions["sub_1"] = cancelling
+        newest = event("evt_cancel", EventKind.SUBSCRIPTION_UPDATED, cancelling, START + 300)
+        await process_event(db, MemoryPayments(), newest, now=T0)
+
+    payments = RacingPayments(cancelled_meanwhile)
+    payments.subscriptions["sub_1"] = sub()
+    newer = event("evt_new", EventKind.SUBSCRIPTION_UPDATED, sub(), created=START + 200)
+    await process_event(db, payments, newer, now=T0)
+    older = event("evt_old", EventKind.SUBSCRIPTION_CREATED, sub(), created=START + 100)
+    done = await process_event(db, payments, older, now=T0)
+    assert done.outcome is Outcome.APPLIED
+    row = await billing_row(db, account)
+    assert (row.status, row.cancel_at, row.version) == ("active", ends, START + 300)
+    assert payments.asked == 2  # the first answer was stale by the second round
+    assert f"subscription-cancelled:sub_1:{ends}" in await mail_keys(db, account)
+
+
+async def test_a_subscription_that_keeps_changing_while_stripe_is_asked_is_deferred(
+    db: Database,
+) -> None:
+    account = await an_account(db)
+    await a_tier(db)
+
+    async def another_event(n: int) -> None:
+        told = sub(cancel_at=START + n)
+        newest = event(f"evt_{n}", EventKind.SUBSCRIPTION_UPDATED, told, START + 300 + n)
+        await process_event(db, MemoryPayments(), newest, now=T0)
+
+    payments = RacingPayments(another_event, times=10)
+    payments.subscriptions["sub_1"] = sub()
+    newer = event("evt_new", EventKind.SUBSCRIPTION_UPDATED, sub(), created=START + 200)
+    await process_event(db, MemoryPayments(), newer, now=T0)
+    older = event("evt_old", EventKind.SUBSCRIPTION_CREATED, sub(), created=START + 100)
+    with pytest.raises(Deferred, match="kept changing"):
+        await process_event(db, payments, older, now=T0)
+    assert payments.asked == 3
+    assert await count(db, StripeEventRow, id="evt_old") == 0  # Stripe sends it again
+    row = await billing_row(db, account)
+    assert (row.cancel_at, row.version) == (START + 3, START + 303)  # the last one told
 
 
 async def test_an_older_event_is_not_applied_when_stripe_cannot_be_asked(db: Database) -> None:

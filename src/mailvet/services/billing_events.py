@@ -20,7 +20,10 @@ The endpoint (web/billing/webhook.py) verifies the signature and reads the event
    (services/billing_mail, once per key); the event's row says what was done. Commit.
 
 A decision that asks for Stripe's current subscription (an event older than the stored one)
-rolls back, fetches it (`Payments.subscription`) and decides again on it. A deferred decision
+rolls back, fetches it (`Payments.subscription`) and decides again on it, in a new
+transaction; if the stored subscription changed meanwhile (another replica committed a newer
+event between the fetch and this round), what was fetched may be older than it: Stripe is
+asked again (`MAX_FETCHES` times at most, then Deferred). A deferred decision
 (an event about something not known yet: a price not synced, a refund before its checkout,
 or one that waits for running jobs to settle)
 or any failure rolls back everything, the event's row included, and raises: the endpoint
@@ -96,29 +99,48 @@ async def process_event(
     """Carry out `event` once (see the module's docstring). Raises Deferred, PaymentsError
     (Stripe could not be asked for the current subscription) or the database's error: nothing
     was stored then."""
-    fresh: Subscription | None = None
-    for _ in range(2):  # a second round only with Stripe's current subscription
+    fresh: Fetched | None = None
+    fetches = 0
+    while True:
         try:
             async with database.unit_of_work(write=True) as session:
                 done = await _once(session, event, fresh, now=now)
         except _Refetch as wanted:  # rolled back, the event's row too: decided again after
-            fresh = await payments.subscription(wanted.subscription)
+            if fetches == MAX_FETCHES:
+                raise Deferred(
+                    f"subscription {wanted.subscription} kept changing while Stripe was asked"
+                ) from None
+            fetches += 1
+            current = await payments.subscription(wanted.subscription)
+            fresh = Fetched(current, wanted.stored)
             continue
         _log(event, done)
         return done
-    raise RuntimeError("a decision on Stripe's current subscription asked for it again")
+
+
+MAX_FETCHES = 3  # Stripe asked this many times at most for one event, then Deferred
+
+
+class Fetched(msgspec.Struct, frozen=True):
+    """Stripe's current subscription, and the subscription stored when it was asked for (a
+    newer one stored by then, by another replica, makes the fetch stale: asked again)."""
+
+    subscription: Subscription
+    stored: SubscriptionState | None
 
 
 class _Refetch(Exception):
-    def __init__(self, subscription: str) -> None:
+    def __init__(self, subscription: str, stored: SubscriptionState | None) -> None:
         self.subscription = subscription
+        self.stored = stored
 
 
 async def _once(
-    session: AsyncSession, event: BillingEvent, fresh: Subscription | None, *, now: datetime
+    session: AsyncSession, event: BillingEvent, fresh: Fetched | None, *, now: datetime
 ) -> Processed:
     """One round in one transaction: what to commit; raises _Refetch (the decision wants
-    Stripe's current subscription) or Deferred, rolling it all back."""
+    Stripe's current subscription, or the one fetched is older than what another replica
+    stored since) or Deferred, rolling it all back."""
     inserted = await session.execute(
         dialect_insert(session, StripeEventRow)
         .values(
@@ -141,11 +163,21 @@ async def _once(
     balance = await credits.lock_balance(session, account_id, now)
     reserved = (await credits.balance(session, account_id)).reserved
     state = await _state(session, account_id, balance, reserved, event)
+    if fresh is not None and state.subscription != fresh.stored:
+        # another event was stored between the first round and now: what Stripe said may
+        # be older than it, so ask again (this round holds the account's lock: no other)
+        raise _Refetch(fresh.subscription.id, state.subscription)
     decision = rules.decide(
-        state, event, await _tiers(session), now=int(now.timestamp()), fresh=fresh
+        state,
+        event,
+        await _tiers(session),
+        now=int(now.timestamp()),
+        fresh=fresh.subscription if fresh is not None else None,
     )
     if decision.refetch is not None:
-        raise _Refetch(decision.refetch.subscription)
+        if fresh is not None:
+            raise RuntimeError("a decision on Stripe's current subscription asked for it again")
+        raise _Refetch(decision.refetch.subscription, state.subscription)
     if decision.defer:
         raise Deferred(decision.defer)
     await _carry_out(session, account_id, decision, now=now)
