@@ -301,6 +301,8 @@ async def test_an_older_event_is_not_applied_when_stripe_cannot_be_asked(db: Dat
     account = await an_account(db)
     await a_tier(db)
     payments = MemoryPayments()
+    created = event("evt_c", EventKind.SUBSCRIPTION_CREATED, sub(), created=START)
+    await process_event(db, payments, created, now=T0)
     deleted = sub("canceled", ended_at=START + 300)
     await process_event(
         db,

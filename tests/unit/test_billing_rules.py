@@ -276,6 +276,19 @@ def test_subscription_created_updated_deleted_set_the_tier_and_send_each_mail_on
     assert decide(state, deleted, TIERS, now=NOW) == Decision()  # the last one again
 
 
+def test_a_subscription_that_never_started_ends_without_the_ended_mail() -> None:
+    """Its first payment never went through: incomplete, then incomplete_expired. It was
+    never confirmed, so it did not end either."""
+    state = run(EMPTY, ev(EventKind.SUBSCRIPTION_CREATED, sub("incomplete"), 1_000))
+    assert state.mails == frozenset()
+    expired = ev(EventKind.SUBSCRIPTION_UPDATED, sub("incomplete_expired"), 2_000)
+    decision = decide(state, expired, TIERS, now=NOW)
+    assert [type(e) for e in decision.effects] == [SetSubscription]
+    state = apply(state, decision.effects)
+    assert state.subscription is not None and state.subscription.tier == FREE.name
+    assert state.mails == frozenset()
+
+
 def test_a_refund_removes_the_packs_credits_and_a_replay_nothing() -> None:
     state = run(EMPTY, ev(EventKind.CHECKOUT_COMPLETED, pack_session(10_000)))
     half = Charge(id="ch_1", amount=10_000, amount_refunded=5_000, payment_intent="pi_cs_1")

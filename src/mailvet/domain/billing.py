@@ -23,7 +23,8 @@ means for an account's credits, subscription and mail.
     later payment went through): no change, no mail.
   - customer.subscription.created|updated|deleted: tier, status, the date a cancellation
     takes effect; the mails confirmed, cancelled (with that date), ended, each once (a key
-    per subscription and tier or date).
+    per subscription and tier or date); ended only after confirmed (an incomplete_expired
+    subscription never started).
   - charge.refunded: a pack's refunded share (cumulative, so partial refunds add up) comes
     off the balance, never below 0: what jobs already used of it is the shortfall, recorded.
     When the balance cannot cover it while running jobs hold credits, the refund waits
@@ -545,7 +546,11 @@ def _subscription_mails(
 ) -> Iterable[SendMail]:
     wanted: list[tuple[MailKind, str, dict[str, str]]] = []
     if new.status in ENDED:
-        wanted.append((MailKind.SUBSCRIPTION_ENDED, f"subscription-ended:{new.id}", {}))
+        # only one that started (its confirmation mailed): an incomplete subscription whose
+        # first payment never went through expires without having begun
+        confirmed = f"subscription-confirmed:{new.id}:"
+        if any(key.startswith(confirmed) for key in state.mails):
+            wanted.append((MailKind.SUBSCRIPTION_ENDED, f"subscription-ended:{new.id}", {}))
     elif new.status in ACTIVE:
         key = f"subscription-confirmed:{new.id}:{tier.name}"
         wanted.append((MailKind.SUBSCRIPTION_CONFIRMED, key, {"tier": tier.label}))
