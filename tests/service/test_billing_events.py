@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 import argon2
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from mailvet.adapters.db.billing_models import (
     BillingAccountRow,
     BillingMailKeyRow,
     BillingPackRow,
+    BillingTierRow,
     StripeEventRow,
 )
 from mailvet.adapters.db.database import Database
@@ -203,6 +204,20 @@ async def test_an_invoice_of_a_price_not_synced_is_deferred_and_stores_nothing(
         await process_event(db, MemoryPayments(), paid, now=T0)
     assert await count(db, StripeEventRow) == 0  # Stripe sends it again: not a replay then
     await a_tier(db)  # `mailvet billing sync` ran
+    assert (await process_event(db, MemoryPayments(), paid, now=T0)).outcome is Outcome.APPLIED
+    assert await balance(db, account) == 5_000
+
+
+async def test_a_tier_whose_price_was_archived_still_grants_its_subscribers(
+    db: Database,
+) -> None:
+    """`mailvet billing sync` keeps a tier whose price is archived, inactive: no new
+    subscriptions, but those who have it keep being granted its credits."""
+    account = await an_account(db)
+    await a_tier(db)
+    async with db.unit_of_work(write=True) as session:
+        await session.execute(update(BillingTierRow).values(active=False))
+    paid = event("evt_i", EventKind.INVOICE_PAID, invoice("in_1"))
     assert (await process_event(db, MemoryPayments(), paid, now=T0)).outcome is Outcome.APPLIED
     assert await balance(db, account) == 5_000
 

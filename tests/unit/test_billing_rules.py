@@ -33,7 +33,6 @@ from mailvet.domain.billing import (
     Tier,
     apply,
     decide,
-    low_credits,
     pack_price,
     tier_from_price,
 )
@@ -130,13 +129,6 @@ def test_a_monthly_price_with_credits_is_a_tier_and_others_are_not() -> None:
     assert tier_from_price(msgspec.structs.replace(price, interval=None)) is None
     for bad in ("", "-5", "1e3", "٣", "many"):
         assert tier_from_price(msgspec.structs.replace(price, metadata={"credits": bad})) is None
-
-
-def test_low_credits_is_said_once_when_the_balance_falls_under_a_tenth() -> None:
-    assert low_credits(1_500, 900, 10_000)
-    assert not low_credits(900, 800, 10_000)  # already under: said before
-    assert not low_credits(5_000, 1_000, 10_000)  # at the line is not under it
-    assert not low_credits(5, 0, 0)
 
 
 # --- each event kind ---------------------------------------------------------------------

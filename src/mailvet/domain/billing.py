@@ -60,7 +60,7 @@ PACK_UNIT = 1_000  # MAILVET_CREDIT_UNIT_PRICE_CENTS is the price of this many c
 ACTIVE = frozenset({"active", "trialing"})
 ENDED = frozenset({"canceled", "incomplete_expired"})
 LIVE = ACTIVE | {"past_due", "unpaid"}  # a subscription that still bills
-LOW_CREDITS_SHARE = 10  # the warning: under 1/10 of the last grant or purchase
+LOW_CREDITS_SHARE = 10  # services/low_credits: under 1/10 of the last grant or purchase
 # seconds a refund of a charge no pack is known by waits for the pack's checkout (deferred)
 # before it is taken for another charge's (Stripe's charges no longer name their invoice)
 PACK_WAIT = 3_600
@@ -123,13 +123,6 @@ def pack_credits(metadata: Mapping[str, str]) -> int | None:
     """The credits a pack's checkout says it sold (`metadata.credits`), None if none valid."""
     credits = _count(metadata.get("credits"))
     return credits if credits is not None and MIN_PACK <= credits <= MAX_PACK else None
-
-
-def low_credits(before: int, after: int, last_topup: int) -> bool:
-    """Did the balance just fall under a tenth of the last grant or purchase? (True once per
-    fall: `before` was at or above the line.)"""
-    line = last_topup / LOW_CREDITS_SHARE
-    return last_topup > 0 and before >= line > after
 
 
 def renews(status: str, cancel_at: int | None) -> bool:

@@ -45,7 +45,6 @@ from mailvet.adapters.db.billing_models import (
     BillingAccountRow,
     BillingMailKeyRow,
     BillingPackRow,
-    BillingTierRow,
     StripeEventRow,
 )
 from mailvet.adapters.db.database import Database, dialect_insert
@@ -65,12 +64,11 @@ from mailvet.domain.billing import (
     SendMail,
     SetSubscription,
     SubscriptionState,
-    Tier,
 )
 from mailvet.domain.credits import EntryKind
 from mailvet.domain.payments import Charge, CheckoutSession, Invoice, Payments, Subscription
 from mailvet.logs import logger
-from mailvet.services import credits
+from mailvet.services import billing_sync, credits
 from mailvet.services.billing_mail import queue_billing_mail
 
 DETAIL_MAX = 1000
@@ -170,7 +168,7 @@ async def _once(
     decision = rules.decide(
         state,
         event,
-        await _tiers(session),
+        await billing_sync.tiers(session, active_only=False),  # an archived price's too
         now=int(now.timestamp()),
         fresh=fresh.subscription if fresh is not None else None,
     )
@@ -281,22 +279,6 @@ def _ledger_keys(event: BillingEvent) -> list[str]:
     if isinstance(obj, Invoice) and obj.subscription is not None:
         return [rules.period_key(obj.subscription, obj.period_start or obj.created)]
     return []
-
-
-async def _tiers(session: AsyncSession) -> Sequence[Tier]:
-    rows = (await session.execute(select(BillingTierRow))).scalars()
-    return [
-        Tier(
-            name=r.name,
-            label=r.label,
-            monthly_credits=r.monthly_credits,
-            amount=r.amount,
-            currency=r.currency,
-            price=r.price,
-            active=r.active,
-        )
-        for r in rows
-    ]
 
 
 # --- the effects ------------------------------------------------------------------------------
