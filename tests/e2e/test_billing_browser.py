@@ -96,7 +96,9 @@ async def test_buy_a_pack_through_checkout_and_see_it_on_the_billing_page(
     assert (await receipt.get_attribute("href") or "").startswith(stripe_world.api_base)
     await harness.shot(page, "billing-after", full=True)
 
-    # the same payment told again (Stripe's retry): nothing more is added
+    # the same payment told again under another event id (send_event makes a new one, so
+    # this is no replay of a stored event, as Stripe's retry would be): the pack's ledger
+    # key holds, nothing more is added
     session_id = sent["data"]["object"]["id"]
     await stripe_world.fake.send_event("checkout.session.completed", sent["data"]["object"])
     await page.reload()
