@@ -713,3 +713,29 @@ def test_asyncapi_json_names_the_subscribed_queues() -> None:
     payloads = [m["payload"] for m in messages]
     assert payloads and all(p["discriminator"]["propertyName"] == "type" for p in payloads)
     assert {"JobSubmitted", "RowChunk", "ChunkDone"} <= set(document["components"]["schemas"])
+
+
+async def test_a_publish_the_broker_nacks_is_sent_again(rabbit: Rabbit) -> None:
+    """A Basic.Nack means the broker did not take the message (RabbitMQ nacked a publish to
+    a quorum queue declared a moment before, in tests/cluster's broker cut): it is published
+    again, once taken, so it arrives once. The nack is the broker's answer to the first
+    publish, put in its place; the second goes to RabbitMQ."""
+    bus = rabbit.bus()
+    await bus.publish("other", JobSubmitted(job_id="j0"))  # declared, connected
+    assert await bus.pull("other") == JobSubmitted(job_id="j0")
+    broker = bus._broker
+    assert broker is not None
+    real = broker.publish
+    nacked: list[object] = []
+
+    async def nack_the_first(*args: Any, **kwargs: Any) -> Any:
+        if not nacked:
+            nacked.append(kwargs.get("queue"))
+            return aiormq.spec.Basic.Nack(delivery_tag=1, multiple=False)
+        return await real(*args, **kwargs)
+
+    broker.publish = nack_the_first  # type: ignore[method-assign]
+    await bus.publish("other", JobSubmitted(job_id="j1"))
+    assert nacked == [rabbit.name("other")]
+    assert await bus.pull("other") == JobSubmitted(job_id="j1")
+    assert await bus.pull("other") is None  # once

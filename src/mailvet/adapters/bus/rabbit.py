@@ -267,12 +267,23 @@ class RabbitBus:
     async def _retrying(self, operation: str, call: Callable[[], Awaitable[_T]]) -> _T:
         """Run `call`; while the connection is lost (and aio-pika reconnects in the
         background), wait for the channels to be restored and run it again, up to
-        `reconnect_timeout`. A retried publish may duplicate a message (at least once)."""
+        `reconnect_timeout`; a publish the broker nacked is sent again too, after a short
+        pause. A retried publish may duplicate a message (at least once)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._reconnect_timeout
         while True:
             try:
                 return await call()
+            except aiormq.exceptions.PublishError:
+                raise  # returned (no route): the caller's to handle, not a broker's refusal
+            except aiormq.exceptions.DeliveryError:
+                # a Basic.Nack: the broker did not take the message (a quorum queue just
+                # declared, whose leader is not up yet, does that): publish it again after a
+                # pause, until the deadline, as RabbitMQ asks of publishers
+                if self._broker is None or loop.time() >= deadline:
+                    raise
+                self._log.info("bus_publish_nacked", operation=operation)
+                await asyncio.sleep(min(self._reconnect_interval, 0.5))
             except _DISCONNECTED as exc:
                 if self._broker is None or loop.time() >= deadline:
                     raise
