@@ -20,7 +20,6 @@ busy key costs one write a minute and the check itself stays a read).
 from __future__ import annotations
 
 import functools
-import weakref
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -35,8 +34,7 @@ from mailvet.adapters.db.database import Database, rowcount, write_intent
 from mailvet.domain import api_keys as rules
 from mailvet.domain.api_keys import ApiPrincipal, InvalidApiKeyInput, KeyState, Refusal
 from mailvet.logs import logger
-from mailvet.services.coalesce import Coalescer
-from mailvet.services.reads import Held
+from mailvet.services.reads import Held, PerDatabase
 
 # live (unrevoked) keys an account may hold at once: a runaway script cannot fill the table
 MAX_LIVE_KEYS = 50
@@ -196,7 +194,7 @@ async def authenticate(
     parsed = rules.parse_key(text)
     if parsed is None:
         return Refusal.INVALID
-    row = await _lookups(database).submit(parsed.key_id)
+    row = await _LOOKUPS.of(database).submit(parsed.key_id)
     state = None
     if row is not None:
         state = KeyState(
@@ -277,18 +275,7 @@ def _keys_query(one: bool) -> Select[Any]:
 
 # each database's coalesced key lookups (services/coalesce.py): the requests of one moment
 # read their keys in one statement; each lookup is a read made after its request came
-_LOOKUPS: weakref.WeakKeyDictionary[Database, Coalescer[str, _KeyRow | None]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _lookups(database: Database) -> Coalescer[str, _KeyRow | None]:
-    found = _LOOKUPS.get(database)
-    if found is None:
-        held = Held(database, read=True)
-        found = Coalescer(functools.partial(_find_keys, held), idle=held.release)
-        _LOOKUPS[database] = found
-    return found
+_LOOKUPS = PerDatabase(_find_keys, read=True)
 
 
 async def _touch(database: Database, key_id: str, now: datetime) -> None:

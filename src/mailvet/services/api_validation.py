@@ -28,7 +28,6 @@ the refusals below to problem details.
 from __future__ import annotations
 
 import functools
-import weakref
 from collections.abc import Sequence
 from typing import Annotated
 
@@ -45,8 +44,7 @@ from mailvet.domain.credits import Shortfall
 from mailvet.domain.verdict import Check, Reason, Status, Verdict
 from mailvet.services import single_checks
 from mailvet.services.accounts import to_account
-from mailvet.services.coalesce import Coalescer
-from mailvet.services.reads import Held
+from mailvet.services.reads import Held, PerDatabase
 
 MAX_BATCH = 1000
 MAX_TIMEOUT = 30.0  # seconds
@@ -273,7 +271,7 @@ def _check_address(email: str) -> None:
 
 
 async def _account(database: Database, account_id: str) -> Account:
-    account = await _readers(database).submit(account_id)
+    account = await _READERS.of(database).submit(account_id)
     if account is None:
         raise MayNotValidate("no such account")
     return account
@@ -294,15 +292,4 @@ def _accounts_query() -> Select[AccountRow]:
 
 # each database's coalesced account reads: the requests of one moment read in one statement,
 # each read made after its request came (nothing kept after the round)
-_READERS: weakref.WeakKeyDictionary[Database, Coalescer[str, Account | None]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _readers(database: Database) -> Coalescer[str, Account | None]:
-    found = _READERS.get(database)
-    if found is None:
-        held = Held(database, read=True)
-        found = Coalescer(functools.partial(_read_accounts, held), idle=held.release)
-        _READERS[database] = found
-    return found
+_READERS = PerDatabase(_read_accounts, read=True)

@@ -8,17 +8,28 @@ autocommit on PostgreSQL, so a one-statement read costs one round trip instead o
 BEGIN, no ROLLBACK: for single statements that need no snapshot shared with another; SQLite
 reads as it always does); else each round's session is a transaction of its own, begun as
 a writer (SQLite's BEGIN IMMEDIATE).
+
+`PerDatabase(run, read=...)`: one Coalescer per database (kept as long as the database is),
+whose rounds call `run(held, items)` on that database's Held connection; `.of(database)`.
+The key lookups, the account reads and the single checks' charges are three of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import functools
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mailvet.adapters.db.database import WRITE_INTENT, Database
+from mailvet.services.coalesce import Coalescer
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Held:
@@ -63,3 +74,25 @@ class Held:
         connection = self._connections.pop(asyncio.get_running_loop(), None)
         if connection is not None:
             await connection.close()
+
+
+class PerDatabase(Generic[T, R]):
+    """Each database's coalesced rounds of `run` (see the module's docstring), made on first
+    use and gone with the database."""
+
+    def __init__(
+        self, run: Callable[[Held, Sequence[T]], Awaitable[Sequence[R]]], *, read: bool
+    ) -> None:
+        self._run = run
+        self._read = read
+        self._rounds: weakref.WeakKeyDictionary[Database, Coalescer[T, R]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def of(self, database: Database) -> Coalescer[T, R]:
+        found = self._rounds.get(database)
+        if found is None:
+            held = Held(database, read=self._read)
+            found = Coalescer(functools.partial(self._run, held), idle=held.release)
+            self._rounds[database] = found
+        return found

@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-import weakref
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol, cast
@@ -59,8 +58,7 @@ from mailvet.domain.offline import offline_verdict
 from mailvet.domain.verdict import STATUS_OF, Check, Reason, Verdict
 from mailvet.logs import logger
 from mailvet.services import credits
-from mailvet.services.coalesce import Coalescer
-from mailvet.services.reads import Held
+from mailvet.services.reads import Held, PerDatabase
 
 PENDING_FOR = timedelta(minutes=10)  # a check takes well under a minute; older: refunded
 SWEEP_BATCH = 200
@@ -220,7 +218,7 @@ async def charge_coalesced(
     balance left after it, or the shortfall. Charged in a round with the other charges this
     process makes meanwhile, in one transaction (group commit: `_charge_round`); when that
     transaction fails every charge of the round raises its error and none is made."""
-    got = await _charges(database).submit(
+    got = await _CHARGES.of(database).submit(
         _Charge(credits.SingleCharge(account_id, check_id, now), pending=pending)
     )
     if isinstance(got, str):  # never: this charge asked for no confirmation
@@ -245,7 +243,7 @@ async def check_offline(
         raise ValueError(f"{checks} checks need the network")
     verdict = await engine.check(address, checks)
     free = rules.is_refunded(verdict.reason)  # never for syntax: then only the account read
-    got = await _charges(database).submit(
+    got = await _CHARGES.of(database).submit(
         _Charge(
             credits.SingleCharge(account_id, uuid.uuid4().hex, clock()),
             pending=False,
@@ -334,18 +332,7 @@ def _add_pending() -> Insert:
 
 
 # each database's coalesced charges (services/coalesce.py): one per database and process
-_CHARGES: weakref.WeakKeyDictionary[Database, Coalescer[_Charge, _Answer]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _charges(database: Database) -> Coalescer[_Charge, _Answer]:
-    found = _CHARGES.get(database)
-    if found is None:
-        held = Held(database)  # a connection kept while rounds follow each other
-        found = Coalescer(functools.partial(_charge_round, held), idle=held.release)
-        _CHARGES[database] = found
-    return found
+_CHARGES = PerDatabase(_charge_round, read=False)
 
 
 async def check_addresses(
