@@ -80,7 +80,7 @@ def sync() -> None:
 
 def report_lines(report: SyncReport) -> list[str]:
     """What `billing sync` prints of `report`."""
-    from mailvet.services.billing_mail import money
+    from mailvet.domain.money import money
 
     lines: list[str] = []
     for synced in report.tiers:

@@ -23,12 +23,7 @@ from mailvet.adapters.mail.log import plain_text
 from mailvet.adapters.mail.memory import MemoryMailer
 from mailvet.domain.billing import MailKind
 from mailvet.services.accounts import create_account
-from mailvet.services.billing_mail import (
-    BillingMailError,
-    day,
-    money,
-    queue_billing_mail,
-)
+from mailvet.services.billing_mail import BillingMailError, queue_billing_mail
 from mailvet.services.outbox import OutboxSender, purge_finished
 from mailvet.settings import MailerSettings, Settings, WebSettings
 from tests.fakes import T0, MovingClock
@@ -208,25 +203,3 @@ async def test_data_that_is_not_what_the_kind_needs_queues_nothing(db: Database)
         await queue(db, ann, MailKind.PAYMENT_FAILED, "p:1", {"invoice": "in_1", "amount": "1e3"})
     assert await count(db, BillingMailKeyRow.key) == 0
     assert await count(db, OutboxRow.id) == 0
-
-
-@pytest.mark.parametrize(
-    ("amount", "currency", "shown"),
-    [
-        (1234, "usd", "$12.34 USD"),
-        (5, "usd", "$0.05 USD"),
-        (123456789, "usd", "$1,234,567.89 USD"),
-        (500, "eur", "€5.00 EUR"),
-        (500, "jpy", "¥500 JPY"),
-        (1200, "chf", "12.00 CHF"),
-    ],
-)
-def test_money_is_shown_in_units_with_the_currency(amount: int, currency: str, shown: str) -> None:
-    assert money(amount, currency) == shown
-
-
-def test_a_unix_time_is_shown_as_its_utc_day() -> None:
-    assert day(ENDS_AT) == "15 January 2027"
-    assert day(int(datetime.datetime(2027, 3, 1, 0, 0, tzinfo=datetime.UTC).timestamp()) - 1) == (
-        "28 February 2027"
-    )

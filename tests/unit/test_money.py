@@ -51,3 +51,24 @@ def test_a_day_in_words_or_iso() -> None:
     assert day(ends, iso=True) == "2027-01-15"
     assert day(int(datetime(2027, 3, 1, tzinfo=UTC).timestamp()) - 1) == "28 February 2027"
     assert day(None) == day(0) == day(None, iso=True) == ""
+
+
+# the mails' cases (services/billing_mail.py shows these)
+@pytest.mark.parametrize(
+    ("amount", "currency", "shown"),
+    [
+        (1234, "usd", "$12.34 USD"),
+        (5, "usd", "$0.05 USD"),
+        (123456789, "usd", "$1,234,567.89 USD"),
+        (500, "eur", "€5.00 EUR"),
+        (500, "jpy", "¥500 JPY"),
+        (1200, "chf", "12.00 CHF"),
+    ],
+)
+def test_money_is_shown_in_units_with_the_currency(amount: int, currency: str, shown: str) -> None:
+    assert money(amount, currency) == shown
+
+
+def test_a_unix_time_is_shown_as_its_utc_day() -> None:
+    assert day(int(datetime(2027, 1, 15, 9, 30, tzinfo=UTC).timestamp())) == "15 January 2027"
+    assert day(int(datetime(2027, 3, 1, 0, 0, tzinfo=UTC).timestamp()) - 1) == ("28 February 2027")

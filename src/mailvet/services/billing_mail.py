@@ -33,7 +33,7 @@ from mailvet.domain.money import day, money
 from mailvet.logs import logger
 from mailvet.services import outbox
 
-__all__ = ["BillingMailError", "day", "mail_context", "money", "queue_billing_mail"]
+__all__ = ["BillingMailError", "mail_context", "queue_billing_mail"]
 
 MAX_KEY = 200  # billing_mail_keys.key, the outbox's key too
 MAX_LABEL = 200  # a tier's label as shown
