@@ -35,11 +35,11 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailvet.adapters.db.billing_models import BillingAccountRow
-from mailvet.adapters.db.database import Database, dialect_insert
+from mailvet.adapters.db.database import Database
 from mailvet.adapters.db.ledger_models import LedgerEntryRow
 from mailvet.clock import Clock, utc_now
 from mailvet.domain.billing import (
@@ -55,7 +55,7 @@ from mailvet.domain.billing import (
 from mailvet.domain.credits import Balance, Entry
 from mailvet.domain.payments import CheckoutSession, Invoice, NotFound, Payments, PaymentsError
 from mailvet.logs import logger
-from mailvet.services import billing_sync, credits
+from mailvet.services import billing_accounts, billing_sync, credits
 from mailvet.services.accounts import get_account
 from mailvet.services.invoice_cache import InvoiceCache
 from mailvet.services.paging import Page
@@ -95,10 +95,6 @@ async def _tier_named(session: AsyncSession, name: str) -> Tier | None:
     return next((tier for tier in stored if tier.name == name), None)
 
 
-async def _billing_row(session: AsyncSession, account_id: str) -> BillingAccountRow | None:
-    return await session.get(BillingAccountRow, account_id)
-
-
 # --- the customer -----------------------------------------------------------------------------
 
 
@@ -114,7 +110,7 @@ async def customer_for(
     """The account's Stripe customer, made on first need (see the module's docstring).
     PaymentsError when Stripe fails; AccountGone when the account is no more."""
     async with database.unit_of_work() as session:
-        row = await _billing_row(session, account_id)
+        row = await session.get(BillingAccountRow, account_id)
         if row is not None and row.customer:
             return row.customer
         account = await get_account(session, account_id)
@@ -125,15 +121,8 @@ async def customer_for(
     )
     async with database.unit_of_work(write=True) as session:
         table = BillingAccountRow
-        await session.execute(
-            dialect_insert(session, table)
-            .values(account_id=account_id, customer=made, tier=FREE.name, updated_at=clock())
-            .on_conflict_do_nothing(index_elements=[table.account_id])
-        )
-        await session.execute(  # a row made without a customer (the webhook's, first)
-            update(table)
-            .where(table.account_id == account_id, table.customer.is_(None))
-            .values(customer=made, updated_at=clock())
+        await billing_accounts.set_fields(  # a row made without one (the webhook's) gets it
+            session, account_id, clock(), only_if=table.customer.is_(None), customer=made
         )
         kept = (
             await session.execute(select(table.customer).where(table.account_id == account_id))
@@ -223,7 +212,7 @@ async def start_subscription(
     not exist or is not active (before any Stripe call)."""
     async with database.unit_of_work() as db:
         tier = await _tier_named(db, tier_name.strip())
-        row = await _billing_row(db, account_id)
+        row = await db.get(BillingAccountRow, account_id)
     if tier is None or not tier.active or tier.price is None:
         raise CheckoutRefused("There is no such plan to subscribe to.", field="tier")
     if row is not None and row.subscription_id and row.status in LIVE:
@@ -354,7 +343,7 @@ async def overview(
     async with database.unit_of_work() as session:
         balance = await credits.balance(session, account_id)
         history = await credits.history(session, account_id, limit=limit, offset=offset)
-        row = await _billing_row(session, account_id)
+        row = await session.get(BillingAccountRow, account_id)
         offered = await billing_sync.tiers(session)
         tier = FREE
         if row is not None and row.tier != FREE.name:

@@ -68,7 +68,7 @@ from mailvet.domain.billing import (
 from mailvet.domain.credits import EntryKind
 from mailvet.domain.payments import Charge, CheckoutSession, Invoice, Payments, Subscription
 from mailvet.logs import logger
-from mailvet.services import billing_sync, credits
+from mailvet.services import billing_accounts, billing_sync, credits
 from mailvet.services.billing_mail import queue_billing_mail
 
 DETAIL_MAX = 1000
@@ -312,9 +312,9 @@ async def _effect(session: AsyncSession, account_id: str, effect: Effect, *, now
         )
         if effect.shortfall:
             shortfall = BillingAccountRow.shortfall + effect.shortfall
-            await _set_billing(session, account_id, now, shortfall=shortfall)
+            await billing_accounts.set_fields(session, account_id, now, shortfall=shortfall)
     elif isinstance(effect, LinkCustomer):
-        await _set_billing(session, account_id, now, customer=effect.customer)
+        await billing_accounts.set_fields(session, account_id, now, customer=effect.customer)
     elif isinstance(effect, RecordPack):
         pack = effect.pack
         session.add(
@@ -337,7 +337,7 @@ async def _effect(session: AsyncSession, account_id: str, effect: Effect, *, now
         )
     elif isinstance(effect, SetSubscription):
         sub = effect.subscription
-        await _set_billing(
+        await billing_accounts.set_fields(
             session,
             account_id,
             now,
@@ -350,30 +350,6 @@ async def _effect(session: AsyncSession, account_id: str, effect: Effect, *, now
         )
     elif isinstance(effect, SendMail):
         await queue_billing_mail(session, account_id, effect.kind, effect.key, effect.data, now=now)
-
-
-async def _set_billing(
-    session: AsyncSession, account_id: str, now: datetime, **values: object
-) -> None:
-    """Set `values` on the account's billing_accounts row, made first when absent."""
-    await session.execute(
-        dialect_insert(session, BillingAccountRow)
-        .values(
-            account_id=account_id,
-            customer=None,
-            tier=rules.FREE.name,
-            status="",
-            version=0,
-            shortfall=0,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing()
-    )
-    await session.execute(
-        update(BillingAccountRow)
-        .where(BillingAccountRow.account_id == account_id)
-        .values(updated_at=now, **values)
-    )
 
 
 def _summary(effects: Sequence[Effect]) -> str:
