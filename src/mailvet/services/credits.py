@@ -114,7 +114,7 @@ async def grant(
     """Add `amount` credits (sign-up grant, purchase, refund). With `key` (an idempotency
     key: a payment id, "signup:<account>") a repeated call changes nothing: False."""
     rules.check_grant(kind, amount)
-    await _lock(session, account_id, now)
+    await lock_balance(session, account_id, now)
     if key is not None and await _by_key(session, key) is not None:
         return False
     await _append(session, account_id, kind, amount, now, key=key, reason=reason, actor=actor)
@@ -135,7 +135,7 @@ async def take_back(
     repeated call changes nothing (False). An amount of 0 is written too: the entry records
     the refund whose credits jobs had already used."""
     rules.check_take_back(amount, reason)
-    available = await _lock(session, account_id, now)
+    available = await lock_balance(session, account_id, now)
     if await _by_key(session, key) is not None:
         return False
     if amount > available:
@@ -190,7 +190,7 @@ async def _adjust(
     key: str | None = None,
 ) -> Shortfall | Repeated | None:
     rules.check_adjustment(amount, actor, reason)
-    available = await _lock(session, account_id, now)
+    available = await lock_balance(session, account_id, now)
     if key is not None and await _by_key(session, key) is not None:
         return Repeated(key)
     if amount < 0 and (short := rules.spend(available, -amount)):
@@ -214,7 +214,7 @@ async def reserve_for_job(
 ) -> Reservation | Shortfall:
     """Take the job's cost, or say what is missing. Once per job: a repeated call returns
     the first reservation (a job costing nothing too: its entry of 0 is the record)."""
-    available = await _lock(session, account_id, now)
+    available = await lock_balance(session, account_id, now)
     done = await _by_key(session, rules.reserve_key(job_id))
     if done is not None:
         return Reservation(job_id, -done.amount)
@@ -240,7 +240,7 @@ async def settle_job(
     reserved = await _by_key(session, rules.reserve_key(job_id))
     if reserved is None:
         return None
-    await _lock(session, reserved.account_id, now)
+    await lock_balance(session, reserved.account_id, now)
     if await _by_key(session, rules.settle_key(job_id)) is not None:
         return None
     refund = rules.settlement_refund(-reserved.amount, charged)
@@ -261,7 +261,7 @@ async def charge_single(
 ) -> Shortfall | None:
     """One credit for one address checked (`check_id`: unique per check, made by the
     caller); the shortfall when the balance is empty. Repeated: charged once."""
-    available = await _lock(session, account_id, now)
+    available = await lock_balance(session, account_id, now)
     if await _by_key(session, rules.single_key(check_id)) is not None:
         return None
     if short := rules.spend(available, 1):
@@ -343,7 +343,7 @@ async def refund_single(session: AsyncSession, check_id: str, *, now: datetime) 
     charge = await _by_key(session, rules.single_key(check_id))
     if charge is None:
         return False
-    await _lock(session, charge.account_id, now)
+    await lock_balance(session, charge.account_id, now)
     if await _by_key(session, rules.single_refund_key(check_id)) is not None:
         return False
     await _append(
@@ -467,17 +467,11 @@ async def sweep_unsettled_jobs(database: Database, *, now: datetime) -> int:
 
 
 async def lock_balance(session: AsyncSession, account_id: str, now: datetime) -> int:
-    """Lock the account's balance row for this transaction (made if absent) and return its
-    balance: what another use case (billing) decides on before calling the writers here,
-    which take the same lock again at no cost."""
-    return await _lock(session, account_id, now)
-
-
-async def _lock(session: AsyncSession, account_id: str, now: datetime) -> int:
     """Make sure the account's balance row exists and lock it for this transaction; its
-    cached balance. Its first statement writes (SQLite takes the write lock there, waiting
-    for another writer, unless the caller's transaction read before: then the caller
-    begins it as a writer: `database.write_intent`)."""
+    cached balance (what another use case, billing, decides on before calling the writers
+    here, which take the same lock again at no cost). Its first statement writes (SQLite
+    takes the write lock there, waiting for another writer, unless the caller's transaction
+    read before: then the caller begins it as a writer: `database.write_intent`)."""
     values = {"account_id": account_id, "balance": 0, "entries": 0, "updated_at": now}
     await session.execute(
         dialect_insert(session, CreditBalanceRow).values(**values).on_conflict_do_nothing()
