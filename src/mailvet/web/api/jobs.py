@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -72,9 +72,8 @@ from litestar.types import ControllerRouterHandler
 
 from mailvet.domain.api_keys import Scope
 from mailvet.domain.job import JobStatus
-from mailvet.domain.ports import ObjectNotFound, PresignedStorage
+from mailvet.domain.ports import ObjectNotFound
 from mailvet.domain.verdict import Reason
-from mailvet.pipeline import object_keys
 from mailvet.pipeline.job_files import decode_stored_layout
 from mailvet.pipeline.submit import read_summary, result_name
 from mailvet.services import api_jobs as service
@@ -112,6 +111,7 @@ from mailvet.web.jobs.controller import attachment
 from mailvet.web.jobs.results import (
     RESULT_MEDIA_TYPES,
     fetch_to_scratch,
+    presigned_result,
     result_kind,
     stream_file,
 )
@@ -572,14 +572,13 @@ async def job_results(
         job = await service.owned(session, principal.account_id, job_id)
     kept = service.result_filter(status)
     service.ready(job)
-    if kept is None and isinstance(storage, PresignedStorage):
+    url = presigned_result(storage, settings, job.id) if kept is None else None
+    if url is not None:
         try:
             stored = (await read_summary(storage, job.id)).result_kind
         except ObjectNotFound:  # purged meanwhile
             raise ResultNotReady(job) from None
         service.result_format(format, stored)
-        expires = timedelta(seconds=settings.storage.link_seconds)
-        url = storage.presigned_get(object_keys.completed(job.id), expires=expires)
         return Redirect(url, status_code=HTTP_307_TEMPORARY_REDIRECT)
     try:
         out, summary = await fetch_to_scratch(jobs, storage, settings, job)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -15,9 +14,8 @@ from litestar.response import Redirect
 from litestar.status_codes import HTTP_201_CREATED, HTTP_307_TEMPORARY_REDIRECT
 
 from mailvet.domain.job import Job, JobStatus
-from mailvet.domain.ports import JobNotFound, JobRepository, ObjectNotFound, PresignedStorage
+from mailvet.domain.ports import JobNotFound, JobRepository, ObjectNotFound
 from mailvet.domain.verdict import Check
-from mailvet.pipeline import object_keys
 from mailvet.pipeline.submit import (
     Summary,
     completed_job,
@@ -29,6 +27,7 @@ from mailvet.web.deps import AppSettings, Bus, Jobs, Storage
 from mailvet.web.jobs.results import (
     RESULT_MEDIA_TYPES,
     fetch_to_scratch,
+    presigned_result,
     result_kind,
     stream_file,
 )
@@ -87,9 +86,8 @@ class JobController(Controller):
     ) -> Response[Any]:
         """The result file: a redirect to a pre-signed link where storage offers one."""
         job = await finished_job(jobs, job_id)
-        if isinstance(storage, PresignedStorage):
-            expires = timedelta(seconds=settings.storage.link_seconds)
-            url = storage.presigned_get(object_keys.completed(job.id), expires=expires)
+        url = presigned_result(storage, settings, job.id)
+        if url is not None:
             return Redirect(url, status_code=HTTP_307_TEMPORARY_REDIRECT)
         out, summary = await fetch_to_scratch(jobs, storage, settings, job)
         kind = result_kind(summary)

@@ -82,11 +82,9 @@ from mailvet.domain.ports import (
     MessageBus,
     ObjectNotFound,
     ObjectStorage,
-    PresignedStorage,
     PresignedUpload,
 )
 from mailvet.domain.verdict import Reason
-from mailvet.pipeline import object_keys
 from mailvet.pipeline.job_files import decode_stored_layout, local_copy
 from mailvet.pipeline.submit import new_job_id, result_name
 from mailvet.services import credits, single_checks
@@ -110,6 +108,7 @@ from mailvet.web.jobs.progress import ProgressHub
 from mailvet.web.jobs.results import (
     RESULT_MEDIA_TYPES,
     fetch_to_scratch,
+    presigned_result,
     result_kind,
     segment_name,
     stream_file,
@@ -615,11 +614,9 @@ class ListsController(Controller):
         if job.status is not JobStatus.COMPLETED or not job.file.filename:
             raise NotFoundException("this job has no result to download")
         seconds = settings.storage.link_seconds
-        if segment == ALL and isinstance(storage, PresignedStorage):
-            url = storage.presigned_get(
-                object_keys.completed(job.id), expires=timedelta(seconds=seconds)
-            )
-            return Redirect(url, status_code=HTTP_303_SEE_OTHER)
+        presigned = presigned_result(storage, settings, job.id) if segment == ALL else None
+        if presigned is not None:
+            return Redirect(presigned, status_code=HTTP_303_SEE_OTHER)
         url = download_url(
             web.secret_key,
             account_id=owner,

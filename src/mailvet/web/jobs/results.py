@@ -1,6 +1,8 @@
 """Sending a job's result (or a segment of it) through the app: fetched from storage into
 the scratch folder, then streamed from an open handle and deleted (the JSON job API,
-controller.py, and the lists area, pages.py, both do it)."""
+controller.py, the lists area, pages.py, and the keyed API, web/api/jobs.py, all do it);
+or, where the storage pre-signs links (S3), the link to the whole result
+(`presigned_result`), which the three answer with a redirect instead."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -16,7 +19,8 @@ from litestar.exceptions import NotFoundException
 from litestar.response import Stream
 
 from mailvet.domain.job import Job
-from mailvet.domain.ports import JobRepository, ObjectNotFound, ObjectStorage
+from mailvet.domain.ports import JobRepository, ObjectNotFound, ObjectStorage, PresignedStorage
+from mailvet.pipeline import object_keys
 from mailvet.pipeline.submit import Summary, fetch_result, result_name
 from mailvet.settings import Settings
 from mailvet.web.jobs.upload import scratch_dir
@@ -26,6 +30,15 @@ RESULT_MEDIA_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
 READ_CHUNK = 1024 * 1024
+
+
+def presigned_result(storage: ObjectStorage, settings: Settings, job_id: str) -> str | None:
+    """A link to the job's whole result that lives MAILVET_STORAGE_LINK_SECONDS, where the
+    storage pre-signs links; else None (the app streams it)."""
+    if not isinstance(storage, PresignedStorage):
+        return None
+    expires = timedelta(seconds=settings.storage.link_seconds)
+    return storage.presigned_get(object_keys.completed(job_id), expires=expires)
 
 
 def result_kind(summary: Summary) -> Literal["csv", "xlsx"]:
