@@ -30,6 +30,7 @@ import dns.resolver
 import dns.reversename
 
 from mailvet.adapters.dns import DnsResolver, make_resolver
+from mailvet.domain.network import is_public_address
 from mailvet.domain.ports import RouteKind
 from mailvet.settings import Settings
 
@@ -259,7 +260,7 @@ async def check_port_25(settings: Settings, resolver: DnsResolver, probe_domain:
     skipped_private = False
     for host in route.hosts:
         for address in await resolver.host_addresses(host):
-            if _is_private(address) and not settings.smtp.allow_private:
+            if not is_public_address(address) and not settings.smtp.allow_private:
                 skipped_private = True
                 continue
             targets.append((host, address))
@@ -358,8 +359,3 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         await asyncio.wait_for(writer.wait_closed(), 1.0)
     except (OSError, TimeoutError):
         pass
-
-
-def _is_private(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    return ip.is_private or ip.is_loopback or ip.is_link_local

@@ -58,6 +58,10 @@ def world() -> Iterator[MailWorld]:
     )
     world.add_smtp("127.0.0.28", SmtpBehaviour(greeting="421 4.3.2 Service busy, try later"))
     zone.add("probe-private.com", mx=[(10, "mx.probe-ok.com")])
+    # addresses the engine never connects to though Python calls them neither private,
+    # loopback nor link-local: carrier-grade NAT space and multicast
+    zone.add("probe-reserved.com", mx=[(10, "mx.probe-reserved.com")])
+    zone.add("mx.probe-reserved.com", a=["100.64.0.25", "224.0.0.25"])
     # a dead first MX, a greeting second one: the check goes on to the next address
     zone.add("probe-backup.com", mx=[(10, "mx.probe-refused.com"), (20, "mx.probe-ok.com")])
     with world:
@@ -231,6 +235,20 @@ def test_private_probe_mx_is_skipped_unless_allowed(world: MailWorld) -> None:
         "the MX hosts of probe-private.com have only private addresses",
     )
     assert by_check(findings, "allow_private") == []
+
+
+def test_a_probe_mx_the_engine_would_refuse_is_skipped_too(world: MailWorld) -> None:
+    # doctor uses the engine's own rule (domain/network.is_public_address): it tried to
+    # connect to 100.64.0.25 and 224.0.0.25 before, where the prober never goes
+    code, findings, text = diagnose(
+        world, probe="probe-reserved.com", MAILVET_SMTP_ALLOW_PRIVATE="false"
+    )
+    assert code == 1, text
+    [(level, _, finding, _fix)] = by_check(findings, f"outbound port {world.smtp_port}")
+    assert (level, finding) == (
+        "fail",
+        "the MX hosts of probe-reserved.com have only private addresses",
+    )
 
 
 def test_unreachable_dns_is_a_finding_not_a_traceback(world: MailWorld) -> None:
