@@ -101,7 +101,7 @@ class Result(msgspec.Struct, frozen=True, kw_only=True):
     disposable: bool
     role: bool
     free: bool
-    catch_all: bool
+    catch_all: bool | None  # null: not established (no catch-all probe, or it stayed open)
     mx: str
     smtp_code: int | None
 

@@ -167,7 +167,7 @@ _EXAMPLE_TYPO = Result(
     disposable=False,
     role=False,
     free=False,
-    catch_all=False,
+    catch_all=None,  # no mailbox probe for a typo domain: not established
     mx="",
     smtp_code=None,
 )
