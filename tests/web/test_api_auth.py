@@ -101,7 +101,7 @@ async def test_the_credits_of_the_keys_account_with_either_header(tmp_path: Path
         assert len(one.json()["entries"]) == 1
         for limit in ("0", "101", "x"):
             refused = await client.get(CREDITS, params={"limit": limit}, headers=bearer(key))
-            problem(refused, 400, "about:blank")
+            problem(refused, 422, "invalid-request")
 
 
 async def test_a_key_of_another_account_sees_that_account_only(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """Every error under /api/v1 is RFC 9457 problem details, also those that no API route
 answers itself: an unknown path (404), a wrong method (405, with Allow), a body too large
-(413) and the app's 500; a browser asking for an API path gets the problem too, while the
+(413) and the app's 500; a query that does not validate is a 422 on every route (as an
+invalid body is); a browser asking for an API path gets the problem too, while the
 pages and the rest of /api keep their own error shapes (web/errors.py)."""
 
 from __future__ import annotations
@@ -8,11 +9,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
 from litestar import Litestar, get
+from litestar.params import Parameter
 from litestar.testing import AsyncTestClient
 
 from mailvet.services import api_keys
@@ -30,9 +32,14 @@ async def broken() -> str:
     raise RuntimeError("broken on purpose")
 
 
+@get("/counted")
+async def counted(times: Annotated[int, Parameter(ge=1, le=10)] = 1) -> dict[str, int]:
+    return {"times": times}
+
+
 @asynccontextmanager
 async def api(tmp_path: Path) -> AsyncIterator[tuple[AsyncTestClient[Litestar], dict[str, str]]]:
-    async with shell(tmp_path, areas=[api_router([broken])]) as s:
+    async with shell(tmp_path, areas=[api_router([broken, counted])]) as s:
         async with look(s.url) as database:
             ann = await account_with(database, "ann@example.com", 10)
         async with writing(s.url) as session:
@@ -71,6 +78,32 @@ async def test_a_wrong_method_is_a_405_problem_with_allow(
         answer = await client.request(method, path, headers=key)
         assert problem(answer, 405)["title"] == "Method Not Allowed"
         assert allowed in {m.strip() for m in answer.headers["allow"].split(",")}
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/api/v1/credits", {"limit": "0"}),
+        ("/api/v1/credits", {"limit": "101"}),
+        ("/api/v1/credits", {"limit": "x"}),
+        ("/api/v1/jobs", {"page": "0"}),
+        ("/api/v1/jobs", {"per_page": "x"}),
+        ("/api/v1/counted", {"times": "11"}),  # any route of the router, not one by one
+    ],
+)
+async def test_a_query_that_does_not_validate_is_a_422_problem(
+    tmp_path: Path, path: str, query: dict[str, str]
+) -> None:
+    async with api(tmp_path) as (client, key):
+        assert (await client.get("/api/v1/counted", headers=key)).json() == {"times": 1}
+        answer = await client.get(path, params=query, headers=key)
+        assert answer.status_code == 422, answer.text
+        assert answer.headers["content-type"].startswith(PROBLEM_JSON)
+        body = answer.json()
+        assert set(body) == {"type", "title", "status", "detail"}
+        assert body["status"] == 422 and body["type"].endswith("#problem-invalid-request")
+        assert body["title"] == "Invalid request"
+        assert next(iter(query)) in body["detail"]
 
 
 async def test_a_body_too_large_is_a_413_problem(tmp_path: Path) -> None:

@@ -186,8 +186,12 @@ class ApiProblem(HTTPException):
 
 
 def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Response[ProblemDetails]:
-    """The router's exception handler: ApiProblem as itself, Litestar's own HTTP errors
-    (404, 405, validation ...) as problems of their status (the message kept as detail)."""
+    """The router's exception handler: ApiProblem as itself; a request Litestar could not
+    validate (its 400: a query parameter out of range or not a number, a body that does not
+    decode) as a 422 `invalid-request` problem, as every /api/v1 route answers an invalid
+    request (`unprocessable`); Litestar's other HTTP errors (404, 405, 413 ...) as problems
+    of their status (the message kept as detail)."""
+    exc = unprocessable(exc, "invalid-request", "Invalid request")
     if isinstance(exc, ApiProblem):
         body = ProblemDetails(
             type=PROBLEM_TYPES + exc.slug,

@@ -11,10 +11,16 @@ from litestar import get
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import Parameter
-from litestar.status_codes import HTTP_200_OK
+from litestar.status_codes import HTTP_200_OK, HTTP_422_UNPROCESSABLE_ENTITY
 
 from mailvet.services import credits as ledger
-from mailvet.web.api.auth import Principal, refusal_responses
+from mailvet.web.api.auth import (
+    PROBLEM_JSON,
+    Principal,
+    ProblemDetails,
+    problem_example,
+    refusal_responses,
+)
 from mailvet.web.context import Web
 
 DEFAULT_ENTRIES = 20
@@ -75,6 +81,19 @@ EXAMPLE = Credits(
             examples=[Example(summary="A balance", value=msgspec.to_builtins(EXAMPLE))],
         ),
         **refusal_responses(),
+        HTTP_422_UNPROCESSABLE_ENTITY: ResponseSpec(
+            ProblemDetails,
+            description=f"`limit` is not a number from 1 to {MAX_ENTRIES}.",
+            media_type=PROBLEM_JSON,
+            examples=[
+                problem_example(
+                    422,
+                    "invalid-request",
+                    "Invalid request",
+                    "limit: Expected `int` >= 1",
+                )
+            ],
+        ),
     },
 )
 async def get_credits(
