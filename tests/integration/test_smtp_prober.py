@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 
 import pytest
@@ -216,6 +217,10 @@ def polite_world() -> Iterator[MailWorld]:
     world.zone.add("mx.fair.com", a=["127.0.0.69"])
     world.add_smtp("127.0.0.68", SmtpBehaviour(mailboxes=users, max_connections=2, latency=0.02))
     world.zone.add("mx.twocap.com", a=["127.0.0.68"])
+    # three domains on one server that drops each session after 20 RCPTs: several sessions
+    world.add_smtp("127.0.0.58", SmtpBehaviour(mailboxes=users, close_after_rcpts=20))
+    for d in range(3):
+        world.zone.add(f"mx.control{d}.com", a=["127.0.0.58"])
     for i in range(10):  # ten black holes behind sixty MX names
         world.add_smtp(f"127.0.0.{70 + i}", SmtpBehaviour(blackhole=True))
     for h in range(60):
@@ -291,6 +296,53 @@ async def test_catch_all_probe_has_a_transaction_of_its_own(polite_world: MailWo
     stats = polite_world.smtp("127.0.0.65").stats
     assert stats.transactions == 2  # the random mailbox never shares a transaction
     assert stats.recipients[0] == "mailvet-random@solo.com"  # and it goes first
+
+
+async def test_the_control_is_asked_once_per_domain_and_session(polite_world: MailWorld) -> None:
+    """postmaster@ (the control) goes with the first transaction of a session for each
+    domain, never again in that session however many transactions and rounds follow, and
+    again in the next session; never in a catch-all probe's transaction."""
+    prober = make_prober(
+        polite_world,
+        MAILVET_SMTP_PER_HOST_CONNECTIONS="2",
+        MAILVET_SMTP_RECIPIENTS_PER_TRANSACTION="3",
+        MAILVET_SMTP_MAX_RECIPIENTS_PER_TRANSACTION="3",
+    )
+    domains = [f"control{d}.com" for d in range(3)]
+    calls = [
+        prober.probe([f"mx.{domain}"], [f"user{i}@{domain}" for i in range(k, k + 10)])
+        for k in (0, 10, 20)  # three probe calls a domain, as the engine's desks make them
+        for domain in domains
+    ]
+    solos = [prober.probe([f"mx.{d}"], [f"mailvet-random@{d}"], solo=True) for d in domains]
+    batches = await asyncio.gather(*calls, *solos)
+    await prober.close()
+    replies = [r.reply.code if r.reply else r.failure for batch in batches for r in batch]
+    assert replies == [250] * 90 + [550] * 3
+    log = polite_world.smtp("127.0.0.58").stats.rcpt_log
+    sessions = {event.session for event in log}
+    transactions = {event.transaction for event in log}
+    assert len(sessions) >= 3 and len(transactions) >= 2 * len(sessions)  # the case in question
+    controls = Counter(
+        (event.session, event.address.partition("@")[2])
+        for event in log
+        if event.address.startswith("postmaster@")
+    )
+    asked = {
+        (event.session, event.address.partition("@")[2])
+        for event in log
+        if event.address.startswith("user")
+    }
+    # each session asked the control of each domain it asked about (the control goes first:
+    # a session dropped right after one has no recipient of that domain) ...
+    assert asked <= set(controls)
+    assert set(controls.values()) == {1}  # ... and exactly once
+    by_transaction: dict[int, list[str]] = defaultdict(list)
+    for event in log:
+        by_transaction[event.transaction].append(event.address)
+    for event in log:
+        if event.address.startswith("mailvet-"):
+            assert by_transaction[event.transaction] == [event.address]
 
 
 async def test_a_garbled_reply_spoils_only_its_recipient(polite_world: MailWorld) -> None:
