@@ -1,8 +1,8 @@
 """MAILVET_API_RATE_LIMIT through HTTP on the SaaS app (web/api/auth.py's guard,
 services/api_limits.py): exactly the limit per window under concurrent requests, the next
 one a 429 problem with Retry-After, a new window (the test's clock moved) open again, two
-app instances on one database file counting a key once, keys counted apart, and the keyed
-API outside the per-IP limit of the pages."""
+app instances on one database file counting a key once, keys counted apart, the keyed API
+outside the per-IP limit of the pages, and the default of 100 a second per key."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from mailvet.domain.throttle import Rate
 from mailvet.services import api_keys
+from mailvet.settings import load_settings
 from mailvet.web.api import api_router
 from mailvet.web.api.auth import PROBLEM_JSON
 from mailvet.web.app import create_app
@@ -149,3 +151,26 @@ async def test_the_keyed_api_is_outside_the_per_ip_limit_of_the_pages(tmp_path: 
         pages = [(await a.client.get("/pricing")).status_code for _ in range(4)]
         assert pages == [200, 200, 200, 429]  # the API's calls did not count for the pages
         assert (await a.client.get(CREDITS, headers=keyed(key))).status_code == 200
+
+
+def test_the_default_limit_is_100_a_second_per_key() -> None:
+    web = load_settings({}).web
+    assert web.api_rate_limit == "100/second"
+    assert web.api_rates == (Rate(limit=100, window_seconds=1),)
+
+
+async def test_by_default_a_key_gets_100_calls_a_second_then_429_and_another_key_is_free(
+    tmp_path: Path,
+) -> None:
+    async with api(tmp_path, {}) as a:  # MAILVET_API_RATE_LIMIT not set: the default
+        busy, other = await a.a_key(), await a.a_key()
+        # the test's clock stands still: every call falls in the one second 12:00:30
+        burst = await asyncio.gather(
+            *(a.client.get(CREDITS, headers=keyed(busy)) for _ in range(130))
+        )
+        assert statuses(list(burst)) == {200: 100, 429: 30}
+        too_many(next(r for r in burst if r.status_code == 429), 1)  # the second's end
+        assert (await a.client.get(CREDITS, headers=keyed(other))).status_code == 200
+        too_many(await a.client.get(CREDITS, headers=keyed(busy)), 1)
+        a.shell.clock.advance(seconds=1)  # the next second
+        assert (await a.client.get(CREDITS, headers=keyed(busy))).status_code == 200
