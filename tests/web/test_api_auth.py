@@ -259,4 +259,6 @@ async def test_a_route_needing_a_scope_refuses_a_key_without_it(tmp_path: Path) 
 async def test_the_credits_endpoint_is_in_the_openapi_schema(tmp_path: Path) -> None:
     async with api(tmp_path) as (_s, _clock, client):
         schema = (await client.get("/schema/openapi.json")).json()
-        assert "get" in schema["paths"][CREDITS]
+        answers = schema["paths"][CREDITS]["get"]["responses"]
+        assert set(answers) == {"200", "401", "403", "422", "429"}  # no 400 of Litestar's
+        assert answers["422"]["content"][PROBLEM_JSON]["examples"]

@@ -108,6 +108,7 @@ async def test_one_address_answers_its_verdict_and_the_balance(tmp_path: Path) -
         assert body["normalized"] == "Ann.Lee@example.com"
         assert body["mx"] == "mx.example.com"
         assert body["smtp_code"] == 250
+        assert body["catch_all"] is False  # the random mailbox was refused
         assert body["credits_remaining"] == 99
         assert (await a.ledger()).spent == 1
 
@@ -123,6 +124,7 @@ async def test_fewer_checks_still_cost_a_credit(
         answer = await a.post(VALIDATE, {"email": "ann@example.org", "checks": checks})
         assert answer.status_code == 200, answer.text
         assert (answer.json()["reason"], answer.json()["mx"]) == (reason, mx)
+        assert answer.json()["catch_all"] is None  # not established: no probe
         assert answer.json()["credits_remaining"] == 99
 
 
@@ -296,5 +298,6 @@ async def test_the_schema_documents_both_routes_with_examples(tmp_path: Path) ->
         assert "requestBody" in operation
         answers = operation["responses"]
         assert {"200", "401", "402", "403", "413", "415", "422"} <= set(answers)
+        assert "400" not in answers  # Litestar's own: a body that does not decode is a 422
         assert answers["200"]["content"]["application/json"]["examples"]
         assert answers["402"]["content"][PROBLEM_JSON]["examples"]

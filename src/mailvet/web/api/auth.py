@@ -34,6 +34,7 @@ Another module's routes under /api/v1 (web/api/v1.py) use the same three names:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,13 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Example
+from litestar.openapi.spec import (
+    Example,
+    OpenAPIResponse,
+    Operation,
+    Reference,
+    Schema,
+)
 from litestar.params import SkipValidation
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
@@ -69,6 +76,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PROBLEM_JSON",
+    "ApiOperation",
     "ApiPrincipal",
     "ApiProblem",
     "Principal",
@@ -443,6 +451,43 @@ def refusal_responses() -> dict[int, ResponseSpec]:
             examples=[Example(summary=limited.title, value=msgspec.to_builtins(too_many))],
         ),
     }
+
+
+# --- OpenAPI: the operations of the keyed routes ------------------------------------------------
+
+# the body of an error of Litestar's own (its ValidationException: status_code, detail, extra)
+_LITESTAR_ERROR = {"status_code", "detail"}
+
+
+def _litestars_error(response: OpenAPIResponse | Reference) -> bool:
+    """Whether `response` is the error Litestar documents by itself for a route that takes
+    parameters or a body (a 400, application/json, its own `{status_code, detail, extra}`,
+    no example)."""
+    if not isinstance(response, OpenAPIResponse) or not response.content:
+        return False
+    for media in response.content.values():
+        schema = media.schema
+        variants = schema.one_of if isinstance(schema, Schema) and schema.one_of else [schema]
+        for variant in variants:
+            if isinstance(variant, Schema) and set(variant.properties or {}) >= _LITESTAR_ERROR:
+                return True
+    return False
+
+
+@dataclass
+class ApiOperation(Operation):
+    """An operation of the keyed API in /schema (`operation_class=ApiOperation`): without
+    the 400 Litestar documents by itself for every route that takes a parameter or a body.
+    No keyed route answers it: under /api/v1 a request that does not validate is a 422
+    problem (`problem_response`), and a compatibility route documents its own 400."""
+
+    def __post_init__(self) -> None:
+        if self.responses:
+            self.responses = {
+                status: response
+                for status, response in self.responses.items()
+                if not _litestars_error(response)
+            }
 
 
 # handler parameter annotation: `principal: Principal`

@@ -16,6 +16,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_422_UNPROCESSABLE_ENTITY
 from mailvet.services import credits as ledger
 from mailvet.web.api.auth import (
     PROBLEM_JSON,
+    ApiOperation,
     Principal,
     ProblemDetails,
     problem_example,
@@ -74,6 +75,7 @@ EXAMPLE = Credits(
     summary="Credit balance",
     description="The balance, the credits running jobs hold, and the last ledger entries.",
     tags=["credits"],
+    operation_class=ApiOperation,
     responses={
         HTTP_200_OK: ResponseSpec(
             Credits,

@@ -57,6 +57,7 @@ from mailvet.services.engine_guard import EngineUnavailable, Guarded
 from mailvet.web.api.auth import (
     PROBLEM_JSON,
     SERVICE_REFUSALS,
+    ApiOperation,
     ApiProblem,
     Principal,
     ProblemDetails,
@@ -262,6 +263,7 @@ def _validation_responses(ok: ResponseSpec) -> dict[int, ResponseSpec]:
     tags=["validation"],
     guards=[requires_scope(Scope.VALIDATE)],
     before_request=_strict_json(ValidateRequest),
+    operation_class=ApiOperation,
     request_max_body_size=MAX_SINGLE_BODY,
     exception_handlers={HTTPException: _body_problem},
     responses=_validation_responses(
@@ -311,6 +313,7 @@ async def validate(
     tags=["validation"],
     guards=[requires_scope(Scope.VALIDATE)],
     before_request=_strict_json(BatchRequest),
+    operation_class=ApiOperation,
     request_max_body_size=MAX_BATCH_BODY,
     exception_handlers={HTTPException: _body_problem},
     responses=_validation_responses(
