@@ -276,6 +276,44 @@ async def test_a_batch_answers_every_entry_in_order_and_charges_duplicates_once(
     assert await ledger(db, ann.id) == Ledger(balance=7, entries=6, spent=4, refunded=1, pending=0)
 
 
+@pytest.mark.parametrize(
+    ("local", "checks", "reason", "refunded"),
+    [
+        ("tmo", Check.SMTP, Reason.TIMEOUT, True),
+        ("conn", Check.SMTP, Reason.CONNECTION_FAILED, True),
+        ("grey", Check.SMTP, Reason.GREYLISTED, True),
+        ("err", Check.SMTP, Reason.SMTP_ERROR, True),
+        ("nosupport", Check.SMTP, Reason.NOT_CHECKED, False),  # not the network's failure
+        ("ann", Check.SYNTAX, Reason.NOT_CHECKED, False),  # the caller chose fewer checks
+        ("ann", Check.DNS, Reason.NOT_CHECKED, False),
+    ],
+)
+async def test_a_batch_refunds_by_the_same_rule_as_a_single_check(
+    db: Database,
+    engine: Engine,
+    local: str,
+    checks: Check,
+    reason: Reason,
+    refunded: bool,
+) -> None:
+    ann = await account_with(db, "ann@example.com", 5)
+    emails = [f"{local}@example.org", "bob@example.net", f"{local}@example.org"]
+
+    got = await batch(db, engine, ann.id, emails, checks)
+
+    other = Reason.ACCEPTED if checks is Check.SMTP else Reason.NOT_CHECKED
+    assert [r.reason for r in got.results] == [reason, other, reason]
+    # two distinct addresses charged (the duplicate once), the first refunded or not
+    assert got.credits_remaining == (4 if refunded else 3)
+    assert await ledger(db, ann.id) == Ledger(
+        balance=got.credits_remaining,
+        entries=4 if refunded else 3,
+        spent=2,
+        refunded=int(refunded),
+        pending=0,
+    )
+
+
 async def test_a_batch_of_1000_is_taken_and_1001_refused_without_a_charge(
     db: Database, engine: Engine
 ) -> None:
