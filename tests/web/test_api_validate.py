@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from mailvet.domain.api_keys import Scope
 from mailvet.services import api_keys
+from mailvet.services.api_validation import BatchRequest, ValidateRequest
 from mailvet.web.api import api_router, v1
 from mailvet.web.api.auth import PROBLEM_JSON
 from tests.api_validation_helpers import Ledger, account_with, ledger
@@ -295,7 +297,12 @@ async def test_the_schema_documents_both_routes_with_examples(tmp_path: Path) ->
         schema = (await a.client.get("/schema/openapi.json")).json()
     for path in (VALIDATE, BATCH):
         operation = schema["paths"][path]["post"]
-        assert "requestBody" in operation
+        body = operation["requestBody"]["content"]["application/json"]
+        assert body["schema"]["$ref"].endswith("Request")
+        assert body["examples"]  # of the body itself, not only of each field
+        for example in body["examples"].values():  # each one a body the route takes
+            request = BatchRequest if path == BATCH else ValidateRequest
+            msgspec.json.decode(json.dumps(example["value"]), type=request)
         answers = operation["responses"]
         assert {"200", "401", "402", "403", "413", "415", "422"} <= set(answers)
         assert "400" not in answers  # Litestar's own: a body that does not decode is a 422

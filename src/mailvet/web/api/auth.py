@@ -50,6 +50,7 @@ from litestar.openapi.spec import (
     OpenAPIResponse,
     Operation,
     Reference,
+    RequestBody,
     Schema,
 )
 from litestar.params import SkipValidation
@@ -83,6 +84,7 @@ __all__ = [
     "SERVICE_REFUSALS",
     "ProblemDetails",
     "RefusalTable",
+    "api_operation",
     "authenticate_api_key",
     "problem_response",
     "problem_example",
@@ -479,7 +481,8 @@ class ApiOperation(Operation):
     """An operation of the keyed API in /schema (`operation_class=ApiOperation`): without
     the 400 Litestar documents by itself for every route that takes a parameter or a body.
     No keyed route answers it: under /api/v1 a request that does not validate is a 422
-    problem (`problem_response`), and a compatibility route documents its own 400."""
+    problem (`problem_response`), and a compatibility route documents its own 400. A route
+    whose JSON body wants examples of its own uses `api_operation(examples)`."""
 
     def __post_init__(self) -> None:
         if self.responses:
@@ -488,6 +491,22 @@ class ApiOperation(Operation):
                 for status, response in self.responses.items()
                 if not _litestars_error(response)
             }
+
+
+def api_operation(body_examples: Mapping[str, Example]) -> type[ApiOperation]:
+    """An `ApiOperation` whose request body (the `data` Litestar documents from the
+    handler's type) shows `body_examples` (name: example) beside its schema."""
+    examples: dict[str, Example | Reference] = dict(body_examples)
+
+    @dataclass
+    class WithBodyExamples(ApiOperation):
+        def __post_init__(self) -> None:
+            super().__post_init__()
+            if isinstance(self.request_body, RequestBody):
+                for media in self.request_body.content.values():
+                    media.examples = dict(examples)
+
+    return WithBodyExamples
 
 
 # handler parameter annotation: `principal: Principal`

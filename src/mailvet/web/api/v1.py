@@ -57,10 +57,10 @@ from mailvet.services.engine_guard import EngineUnavailable, Guarded
 from mailvet.web.api.auth import (
     PROBLEM_JSON,
     SERVICE_REFUSALS,
-    ApiOperation,
     ApiProblem,
     Principal,
     ProblemDetails,
+    api_operation,
     problem_example,
     problem_response,
     refusal_responses,
@@ -237,6 +237,31 @@ _PRICE = (
 )
 
 
+# the request bodies' own examples (each field's are in the component schemas)
+_VALIDATE_BODIES = {
+    "smtp": Example(
+        summary="One address, every check (the default)", value={"email": "Ann.Lee@Example.com"}
+    ),
+    "syntax": Example(
+        summary="The syntax only", value={"email": "ann.lee@example.com", "checks": "syntax"}
+    ),
+    "timeout": Example(
+        summary="An answer within 5 seconds",
+        value={"email": "ann.lee@example.com", "checks": "smtp", "timeout": 5},
+    ),
+}
+_BATCH_BODIES = {
+    "batch": Example(
+        summary="Two addresses, every check",
+        value={"emails": ["Ann.Lee@Example.com", "bob@gmial.com"]},
+    ),
+    "dns": Example(
+        summary="DNS checks; the entry given twice is checked and charged once",
+        value={"emails": ["ann.lee@example.com", "ann.lee@example.com"], "checks": "dns"},
+    ),
+}
+
+
 def _validation_responses(ok: ResponseSpec) -> dict[int, ResponseSpec]:
     """What a validation route answers: its 200 (`ok`), the key's refusals and the
     service's (402, 413, 415, 422) and the engine's (503), each with its example."""
@@ -263,7 +288,7 @@ def _validation_responses(ok: ResponseSpec) -> dict[int, ResponseSpec]:
     tags=["validation"],
     guards=[requires_scope(Scope.VALIDATE)],
     before_request=_strict_json(ValidateRequest),
-    operation_class=ApiOperation,
+    operation_class=api_operation(_VALIDATE_BODIES),
     request_max_body_size=MAX_SINGLE_BODY,
     exception_handlers={HTTPException: _body_problem},
     responses=_validation_responses(
@@ -313,7 +338,7 @@ async def validate(
     tags=["validation"],
     guards=[requires_scope(Scope.VALIDATE)],
     before_request=_strict_json(BatchRequest),
-    operation_class=ApiOperation,
+    operation_class=api_operation(_BATCH_BODIES),
     request_max_body_size=MAX_BATCH_BODY,
     exception_handlers={HTTPException: _body_problem},
     responses=_validation_responses(
