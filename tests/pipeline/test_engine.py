@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from mailvet.domain.smtp_reply import Reply
-from mailvet.domain.verdict import Check, Reason
+from mailvet.domain.verdict import RESULT_COLUMNS, Check, Reason
 from mailvet.pipeline.engine import Engine
 from tests.fakes import ACCEPT, UNKNOWN, FakeProber, FakeResolver
 
@@ -39,15 +39,40 @@ async def test_an_open_catch_all_question_means_no_deliverable() -> None:
     engine = Engine(FakeResolver(), prober)
     verdict = await engine.check("ann@example.com")
     assert (verdict.status, verdict.reason) == ("unknown", "greylisted")
-    assert verdict.catch_all is False
+    assert verdict.catch_all is None  # not established: an empty cell, null in the API
+    assert verdict.columns()[RESULT_COLUMNS.index("mailvet_catch_all")] == ""
 
 
 async def test_catch_all_domains_are_risky_and_others_deliverable() -> None:
     engine = Engine(FakeResolver(), FakeProber(lambda rcpt: ACCEPT))
-    assert (await engine.check("ann@example.com")).reason is Reason.CATCH_ALL
+    verdict = await engine.check("ann@example.com")
+    assert (verdict.reason, verdict.catch_all) == (Reason.CATCH_ALL, True)
     strict = Engine(FakeResolver(), FakeProber())
-    assert (await strict.check("ann@example.com")).reason is Reason.ACCEPTED
-    assert (await strict.check("ann@example.com", Check.DNS)).reason is Reason.NOT_CHECKED
+    verdict = await strict.check("ann@example.com")
+    assert (verdict.reason, verdict.catch_all) == (Reason.ACCEPTED, False)
+    verdict = await strict.check("ann@example.com", Check.DNS)
+    assert (verdict.reason, verdict.catch_all) == (Reason.NOT_CHECKED, None)  # never asked
+
+
+async def test_the_catch_all_field_is_the_domains_answer_whatever_the_mailbox_said() -> None:
+    def answer(rcpt: str) -> Reply:
+        return ACCEPT if rcpt.startswith(("mailvet-", "ann@")) else TEMPFAIL
+
+    engine = Engine(FakeResolver(), FakeProber(answer))
+    ann, bob = await engine.check_many(["ann@example.com", "bob@example.com"], Check.SMTP)
+    assert (ann.reason, ann.catch_all) == (Reason.CATCH_ALL, True)
+    assert (bob.reason, bob.catch_all) == (Reason.GREYLISTED, True)  # the domain did answer
+    strict = Engine(FakeResolver(), FakeProber(lambda rcpt: UNKNOWN))
+    (nobody,) = await strict.check_many(["nobody@example.com"], Check.SMTP)
+    assert (nobody.reason, nobody.catch_all) == (Reason.MAILBOX_NOT_FOUND, False)
+
+
+async def test_with_the_catch_all_check_off_the_field_is_not_established() -> None:
+    prober = FakeProber(lambda rcpt: ACCEPT)  # would be a catch-all, were it asked
+    engine = Engine(FakeResolver(), prober, catch_all_check=False)
+    verdict = await engine.check("ann@example.com")
+    assert (verdict.reason, verdict.catch_all) == (Reason.ACCEPTED, None)
+    assert prober.recipients == ["ann@example.com"]  # no random mailbox asked
 
 
 async def test_verdicts_that_are_not_kept_still_answer_their_rows() -> None:

@@ -123,8 +123,9 @@ def test_txt_and_xlsx_inputs(runner: CliRunner, env: dict[str, str], tmp_path: P
     code, output = validate(runner, env, str(txt))
     assert code == 0, output
     assert (tmp_path / "list.mailvet.csv").read_text().splitlines()[1:] == [
-        "alice@gmail.com,unknown,not_checked,alice@gmail.com,,false,false,true,false,,,alice@gmail.com",
-        "not-an-address,undeliverable,invalid_syntax,,,false,false,false,false,,,",
+        # mailvet_catch_all is empty: no probe, so not established (not "false")
+        "alice@gmail.com,unknown,not_checked,alice@gmail.com,,false,false,true,,,,alice@gmail.com",
+        "not-an-address,undeliverable,invalid_syntax,,,false,false,false,,,,",
     ]
 
     book = openpyxl.Workbook()
@@ -143,6 +144,8 @@ def test_txt_and_xlsx_inputs(runner: CliRunner, env: dict[str, str], tmp_path: P
     assert rows[0][:4] == ["Name", "Email", "Score", "mailvet_status"]
     assert rows[1][:5] == ["Ann", "ann@outlook.com", 7, "unknown", "not_checked"]
     assert rows[2][:5] == ["Bo", "broken", 3.5, "undeliverable", "invalid_syntax"]
+    catch_all = rows[0].index("mailvet_catch_all")
+    assert [rows[1][catch_all], rows[2][catch_all]] == [None, None]  # empty cells
 
 
 def test_check_command_json(runner: CliRunner, env: dict[str, str]) -> None:

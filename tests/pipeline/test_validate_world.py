@@ -43,6 +43,9 @@ def test_every_scenario_gets_its_verdict(
     by_address = {row["Email"].strip(): row for row in result}
     assert by_address["anyone@catchall-mail.com"]["mailvet_catch_all"] == "true"
     assert by_address["alice@good-mail.com"]["mailvet_catch_all"] == "false"
+    # the random mailbox only ever got 451: not established, an empty cell (not "false")
+    assert by_address["kim@tempcatch-mail.com"]["mailvet_catch_all"] == ""
+    assert by_address["x@mailinator.com"]["mailvet_catch_all"] == ""  # not probed
     assert by_address["alice@good-mail.com"]["mailvet_smtp_code"] == "250"
     assert by_address["nobody@good-mail.com"]["mailvet_smtp_code"] == "550"
     assert by_address["info@good-mail.com"]["mailvet_role"] == "true"

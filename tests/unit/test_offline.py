@@ -19,6 +19,7 @@ from mailvet.domain.offline import (
     syntax_tails,
 )
 from mailvet.domain.risk import domain_risk
+from mailvet.domain.verdict import RESULT_COLUMNS
 from tests.unit.test_address import corpus
 
 
@@ -126,6 +127,16 @@ def test_tails_are_the_columns_joined() -> None:
         assert tails == [sep + sep.join(row) for row in columns]
         assert reasons == [row[1] for row in columns]
         assert not started  # nothing asked
+
+
+def test_without_the_network_catch_all_is_an_empty_cell() -> None:
+    # no catch-all probe was made: not established, so neither "true" nor "false"
+    cells = ["ann@example.com", "Bo@gmial.com", "x@mailinator.com", "not an address", "jörg@x.de"]
+    at = RESULT_COLUMNS.index("mailvet_catch_all")
+    assert [row[at] for row in one_by_one(cells)] == [""] * len(cells)
+    assert [row[at] for row in syntax_columns(cells)] == [""] * len(cells)
+    tails, _, _ = syntax_tails(cells, ";")
+    assert [tail.split(";")[1 + at] for tail in tails] == [""] * len(cells)
 
 
 STARTS = "=+-@\t\r"

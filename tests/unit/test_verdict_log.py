@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
+import msgspec
+
 from mailvet.domain.messages import RowChunk
 from mailvet.domain.verdict import Check, Reason, Status, Verdict
 from mailvet.pipeline.verdict_log import VerdictLog
@@ -68,3 +70,29 @@ async def test_close_writes_the_pending_verdicts_then_nothing_more() -> None:
     await _after_the_timer(0.02)
     await asyncio.sleep(0)
     assert journal.after_close == 0
+
+
+class KeptJournal(RecordingJournal):
+    """A journal that already holds verdicts, as a worker before a redelivery finds it."""
+
+    def __init__(self, kept: dict[int, bytes]) -> None:
+        super().__init__()
+        self.kept = kept
+
+    async def kept_verdicts(self, job_id: str, first_row: int, rows: int) -> dict[int, bytes]:
+        return self.kept
+
+
+async def test_verdicts_kept_before_catch_all_was_three_valued_still_decode() -> None:
+    # a verdict journalled when catch_all was a plain bool (array_like: the fields in order)
+    old = ["deliverable", "accepted", "a@b.c", "", False, False, False, False, "mx.b.c", 250]
+    old_catch_all = [*old[:7], True, *old[8:]]
+    new = Verdict(status=Status.UNKNOWN, reason=Reason.GREYLISTED, catch_all=None)
+    journal = KeptJournal(
+        {0: msgspec.msgpack.encode(old), 1: msgspec.msgpack.encode(old_catch_all)}
+    )
+    journal.kept[2] = msgspec.msgpack.encode(new)
+    recalled = await VerdictLog(journal).recall(CHUNK)
+    assert [recalled[i].catch_all for i in range(3)] == [False, True, None]
+    assert recalled[0].ascii_email == ""  # a field added later takes its default
+    assert recalled[2] == new

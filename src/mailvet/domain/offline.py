@@ -188,7 +188,7 @@ def syntax_columns(addresses: Iterable[str]) -> list[tuple[str, ...]]:
                 part.disposable,
                 "true" if low.partition("+")[0] in roles else "false",
                 part.free,
-                "false",
+                "",  # catch_all: not established without the network
                 "",
                 "",
                 normalized if part.at_ascii is part.at_domain else local + part.at_ascii,
@@ -237,7 +237,7 @@ def _tail_part(domain: str, sep: str) -> _TailPart | None:
         part.at_domain,
         part.at_suggestion,
         f"{sep}{part.disposable}{sep}",
-        f"{sep}{part.free}{sep}false{sep}{sep}{sep}",
+        f"{sep}{part.free}{sep}{sep}{sep}{sep}",  # catch_all, mx, smtp_code: empty
         part.at_ascii,
         part.reason,
         part.max_local,

@@ -80,7 +80,10 @@ class Verdict(msgspec.Struct, frozen=True, array_like=True):
     disposable: bool = False
     role: bool = False
     free: bool = False
-    catch_all: bool = False
+    # does the domain accept any mailbox? True/False as its catch-all probe answered; None:
+    # not established (no probe: syntax or DNS checks, a domain not probed, the check off;
+    # or the probe's answer stayed open: tempfails past the retries, no reply, an error)
+    catch_all: bool | None = None
     mx: str = ""
     smtp_code: int | None = None
     ascii_email: str = ""  # local@A-label domain when the local part is ASCII, else ""
@@ -102,7 +105,7 @@ class Verdict(msgspec.Struct, frozen=True, array_like=True):
         )
 
 
-_BOOL = {True: "true", False: "false"}
+_BOOL = {True: "true", False: "false", None: ""}  # None: not established, an empty cell
 
 RESULT_COLUMNS: tuple[str, ...] = (
     "mailvet_status",

@@ -66,18 +66,24 @@ def _verdict(reason: Reason, base: Verdict, **changes: object) -> Verdict:
     return msgspec.structs.replace(base, status=STATUS_OF[reason], reason=reason, **changes)
 
 
-def verdict_from_probe(base: Verdict, result: ProbeResult, catch_all: bool | None) -> Verdict:
+def verdict_from_probe(
+    base: Verdict, result: ProbeResult, catch_all: bool | None, *, asked: bool = True
+) -> Verdict:
     """Turn what the MX said into the verdict.
 
     A refusal is read with the session's postmaster control (domain/evidence.py). An
     accepted mailbox on a catch-all domain is risky; on a domain whose catch-all test stayed
-    open (tempfails past the retries) it is unknown/greylisted, never deliverable.
+    open (tempfails past the retries) it is unknown/greylisted, never deliverable. The
+    catch_all field is the domain's answer as it is (None: open), whatever the mailbox's
+    own answer was; `asked` False (MAILVET_SMTP_CATCH_ALL_CHECK off): no test was made, the
+    field stays None and an accepted mailbox is deliverable.
     """
+    if not asked:
+        catch_all = None
     code = result.reply.code if result.reply is not None else None
-    flag = catch_all is True
     if result.failure is not None:
         return _verdict(
-            _FAILURE_REASON[result.failure], base, mx=result.mx, smtp_code=code, catch_all=flag
+            _FAILURE_REASON[result.failure], base, mx=result.mx, smtp_code=code, catch_all=catch_all
         )
     if result.reply is None:  # never: a probe result has a reply or a failure
         raise RuntimeError("a probe result with neither a reply nor a failure")
@@ -86,9 +92,9 @@ def verdict_from_probe(base: Verdict, result: ProbeResult, catch_all: bool | Non
     if outcome is Outcome.ACCEPTED:
         if catch_all is True:
             reason = Reason.CATCH_ALL
-        elif catch_all is None:
+        elif catch_all is None and asked:
             reason = Reason.GREYLISTED
-    return _verdict(reason, base, mx=result.mx, smtp_code=code, catch_all=flag)
+    return _verdict(reason, base, mx=result.mx, smtp_code=code, catch_all=catch_all)
 
 
 Reached = Callable[[list[int], list[Verdict]], None]
@@ -343,7 +349,7 @@ class Engine:
             )
             catch_all = await catch_all_answer
             verdicts = [
-                verdict_from_probe(item[1], result, catch_all)
+                verdict_from_probe(item[1], result, catch_all, asked=self._catch_all_check)
                 for item, result in zip(items, results, strict=True)
             ]
         except BaseException as exc:
@@ -389,9 +395,10 @@ class Engine:
 
     async def _is_catch_all(self, domain: str, route: MailRoute) -> bool | None:
         """Does the domain accept a random mailbox? Asked once per domain (None: could not
-        tell, e.g. tempfails past the retries)."""
+        tell, e.g. tempfails past the retries; also when the check is off, which
+        verdict_from_probe is told as `asked`)."""
         if not self._catch_all_check:
-            return False
+            return None
         return await self._catch_all.get(domain, lambda: self._accepts_anyone(domain, route))
 
     async def _accepts_anyone(self, domain: str, route: MailRoute) -> bool | None:
