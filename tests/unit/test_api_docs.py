@@ -1,6 +1,7 @@
 """docs/api.md stays true where a test can tell: its signature check, run as written, accepts
 what domain/webhooks.py signs and refuses a changed body, another secret and an old time;
-every route it shows a curl for is a route of the API."""
+every route it shows a curl for is a route of the API; the job statuses it names are the
+pipeline's."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from mailvet.domain.job import JobStatus
 from mailvet.domain.webhooks import new_secret, sign
 
 pytestmark = pytest.mark.unit
@@ -52,3 +54,10 @@ def test_every_documented_route_exists() -> None:
     for path in shown:
         normal = re.sub(r"/[0-9a-f]{32}|/\$JOB", "/{}", path)
         assert normal in paths, (path, sorted(paths))
+
+
+def test_the_job_statuses_named_are_the_pipelines() -> None:
+    """Every status the document names (`pending_start`, `file_...`, `error_...`) is one of
+    domain/job.JobStatus, and it names them all."""
+    named = set(re.findall(r"`((?:pending|file|error)_[a-z_]+)`", DOC.read_text()))
+    assert named == {status.value for status in JobStatus}
