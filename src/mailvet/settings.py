@@ -102,7 +102,11 @@ class SmtpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         int, _m("largest batch (RFC 5321 4.5.3.1.8: servers take at least 100)", ge=1)
     ] = 100
     catch_all_check: Annotated[
-        bool, _m("ask each domain whether it accepts any address (catch-all)")
+        bool,
+        _m(
+            "ask each domain whether it accepts any address (catch-all); off: mailvet_catch_all"
+            " stays empty and accepted mailboxes are deliverable"
+        ),
     ] = True
     address_deadline: Annotated[
         float, _m("seconds one address may take, all MX hosts and retries", gt=0)
