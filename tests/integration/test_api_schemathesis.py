@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,13 +64,11 @@ def _wait_for_health(url: str, proc: subprocess.Popen[bytes], log: Path) -> None
     raise AssertionError("mailvet run all did not answer /health:\n" + log.read_text()[-4000:])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("schemathesis")
-    world = MailWorld()
-    world.zone.add(DOMAIN, mx=[(10, f"mx.{DOMAIN}")])
-    world.zone.add(f"mx.{DOMAIN}", a=[MX_HOST])
-    world.add_smtp(MX_HOST, SmtpBehaviour(mailboxes={"postmaster": "250 2.1.5 OK"}))
+@contextmanager
+def api_server(root: Path, world: MailWorld, *, credits: int) -> Iterator[Server]:
+    """`mailvet run all` on the embedded default under `root`, its DNS and SMTP `world`'s
+    (started and stopped here), with an account holding `credits` and a key of every scope
+    made by the CLI; stopped with SIGTERM on leaving. Also used by test_api_doc_client.py."""
     world.start()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILVET_")}
@@ -84,26 +83,40 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         MAILVET_API_RATE_LIMIT="100000/second",  # the fuzzer is not what the limit is for
         MAILVET_DNS_TIMEOUT="1",
     )
-    email = "fuzz@example.com"
-    _cli(env, "users", "create", email, "--confirmed", "--credits", "1000000", stdin="x" * 12)
-    key = _cli(env, "apikeys", "create", email, "--label", "fuzz")
-    log = root / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(BIN / "mailvet"), "run", "all"], env=env, stdout=out, stderr=out, cwd=root
-        )
     try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_for_health(url, proc, log)
-        yield Server(url=url, key=key, log=log)
-    finally:
-        proc.send_signal(signal.SIGTERM)
+        email = "fuzz@example.com"
+        _cli(
+            env, "users", "create", email, "--confirmed", "--credits", str(credits), stdin="x" * 12
+        )
+        key = _cli(env, "apikeys", "create", email, "--label", "fuzz")
+        log = root / "server.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [str(BIN / "mailvet"), "run", "all"], env=env, stdout=out, stderr=out, cwd=root
+            )
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            url = f"http://127.0.0.1:{port}"
+            _wait_for_health(url, proc, log)
+            yield Server(url=url, key=key, log=log)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    finally:
         world.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    world = MailWorld()
+    world.zone.add(DOMAIN, mx=[(10, f"mx.{DOMAIN}")])
+    world.zone.add(f"mx.{DOMAIN}", a=[MX_HOST])
+    world.add_smtp(MX_HOST, SmtpBehaviour(mailboxes={"postmaster": "250 2.1.5 OK"}))
+    with api_server(tmp_path_factory.mktemp("schemathesis"), world, credits=1_000_000) as made:
+        yield made
 
 
 def _schemathesis(server: Server, *extra: str, examples: int) -> subprocess.CompletedProcess[str]:
