@@ -35,8 +35,10 @@ from mailvet.bootstrap import Deps, build_deps
 from mailvet.domain.job import JobStatus
 from mailvet.pipeline import object_keys
 from mailvet.pipeline.runner import Pipeline
+from mailvet.services import api_jobs as api_jobs_service
 from mailvet.services import api_keys, credits
 from mailvet.settings import load_settings
+from mailvet.tabular import convert
 from mailvet.web.api import api_router
 from mailvet.web.api.auth import PROBLEM_JSON
 from mailvet.web.app import create_app
@@ -340,7 +342,6 @@ async def test_an_xlsx_list_with_a_chosen_sheet_and_column(tmp_path: Path) -> No
             ["Gone", "gone@example.com", "unknown"],
             ["Zed", "zed@example.org", "unknown"],
         ]
-        problem(await a.get(f"{JOBS}/{job_id}/results", format="csv"), 422, "invalid-request")
         fine = await a.get(f"{JOBS}/{job_id}/results", format="xlsx", status="unknown")
         assert fine.status_code == 200, fine.text
         kept = openpyxl.load_workbook(io.BytesIO(fine.content), read_only=True).active
@@ -385,8 +386,149 @@ async def test_results_whole_and_filtered_by_segments_combined(tmp_path: Path) -
         assert every.content == whole.content  # every status: the whole result
 
         problem(await a.get(f"{JOBS}/{job_id}/results", status="good"), 422, "invalid-request")
-        problem(await a.get(f"{JOBS}/{job_id}/results", format="xlsx"), 422, "invalid-request")
-        problem(await a.get(f"{JOBS}/{job_id}/results", format="pdf"), 422)
+        problem(await a.get(f"{JOBS}/{job_id}/results", format="pdf"), 422, "invalid-request")
+
+
+HOSTILE = "=cmd|' /C calc'!A0"
+XLSX_MEDIA = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def sheet_values(data: bytes) -> list[list[str]]:
+    """The one sheet of a workbook, every cell text (never a formula), trailing empty cells
+    cut."""
+    book = openpyxl.load_workbook(io.BytesIO(data))
+    assert len(book.worksheets) == 1
+    rows = []
+    for row in book.worksheets[0].iter_rows():
+        assert all(cell.value is None or cell.data_type == "s" for cell in row), row
+        cells = ["" if cell.value is None else str(cell.value) for cell in row]
+        while cells and not cells[-1]:
+            cells.pop()
+        rows.append(cells)
+    return rows
+
+
+def trimmed(rows: list[list[str]]) -> list[list[str]]:
+    out = []
+    for row in rows:
+        cells = list(row)
+        while cells and not cells[-1]:
+            cells.pop()
+        out.append(cells)
+    return out
+
+
+async def test_a_csv_lists_result_as_xlsx_whole_and_filtered(tmp_path: Path) -> None:
+    """format=xlsx of a CSV list: one sheet of the CSV result's rows (header included, the
+    mailvet columns too), every cell text: a hostile cell of the list stays inert."""
+    hostile_list = CSV_LIST + f'"{HOSTILE}",eve@example.com\r\n'.encode()
+    async with jobs_api(tmp_path) as a:
+        job_id = await a.started(hostile_list)
+        await a.final(job_id)
+        as_csv = await a.get(f"{JOBS}/{job_id}/results")
+        stored = list(csv.reader(io.StringIO(as_csv.content.decode("utf-8"))))
+
+        whole = await a.get(f"{JOBS}/{job_id}/results", format="xlsx")
+        assert whole.status_code == 200, whole.text
+        assert whole.headers["content-type"] == XLSX_MEDIA
+        assert 'filename="contacts.mailvet.xlsx"' in whole.headers["content-disposition"]
+        rows = sheet_values(whole.content)
+        assert rows == trimmed(stored)
+        assert rows[0][:3] == ["name", "email", "mailvet_status"]
+        assert rows[-1][:3] == [HOSTILE, "eve@example.com", "deliverable"]
+        assert openpyxl.load_workbook(io.BytesIO(whole.content)).sheetnames == ["contacts"]
+
+        kept = await a.get(f"{JOBS}/{job_id}/results", format="xlsx", status="deliverable,risky")
+        assert kept.status_code == 200, kept.text
+        assert "contacts.mailvet.deliverable+risky.xlsx" in kept.headers["content-disposition"]
+        wanted = [stored[0]] + [r for r in stored[1:] if r[2] in ("deliverable", "risky")]
+        assert sheet_values(kept.content) == trimmed(wanted)
+        assert [r[1] for r in sheet_values(kept.content)[1:]] == [
+            "ann@example.com", "ANN@example.com", "bob@gmial.com", "eve@example.com"
+        ]  # fmt: skip
+
+
+async def test_an_xlsx_lists_result_as_csv_whole_and_filtered(tmp_path: Path) -> None:
+    """format=csv of an XLSX list: the address sheet's rows (header and rows, the mailvet
+    columns appended) as CSV; a text cell that starts like a formula gets a quote."""
+    book = openpyxl.load_workbook(io.BytesIO(xlsx_list()))
+    people = book["People"]
+    people.append(["Grey", "grey@example.com"])
+    people.append([None, "eve@example.com"])
+    people.cell(row=people.max_row, column=1).value = HOSTILE
+    people.cell(row=people.max_row, column=1).data_type = "s"  # text, as typed with a quote
+    data = io.BytesIO()
+    book.save(data)
+    async with jobs_api(tmp_path) as a:
+        job_id = await a.started(
+            data.getvalue(), "people.xlsx", media=XLSX_MEDIA, sheet="People", email_column="Mail"
+        )
+        done = await a.final(job_id)
+        assert done["status"] == "file_completed", done
+        whole = await a.get(f"{JOBS}/{job_id}/results", format="csv")
+        assert whole.status_code == 200, whole.text
+        assert whole.headers["content-type"].startswith("text/csv")
+        assert 'filename="people.mailvet.csv"' in whole.headers["content-disposition"]
+        rows = list(csv.reader(io.StringIO(whole.content.decode("utf-8"))))
+        sheet = openpyxl.load_workbook(
+            io.BytesIO((await a.get(f"{JOBS}/{job_id}/results")).content)
+        )
+        stored = [
+            ["" if v is None else str(v) for v in row]
+            for row in sheet["People"].iter_rows(values_only=True)
+        ]
+        assert [row[:13] for row in rows[:-1]] == [row[:13] for row in stored[:-1]]
+        assert rows[0][:4] == ["Name", "Mail", "mailvet_status", "mailvet_reason"]
+        assert rows[-1][:3] == ["'" + HOSTILE, "eve@example.com", "deliverable"]  # inert
+        assert {len(row) for row in rows} == {2 + 11}  # every verdict cell, empty ones too
+        assert [row[2] for row in rows[1:]] == [
+            "deliverable", "undeliverable", "deliverable", "unknown", "deliverable"
+        ]  # fmt: skip
+
+        kept = await a.get(f"{JOBS}/{job_id}/results", format="csv", status="undeliverable,unknown")
+        assert kept.status_code == 200, kept.text
+        assert "people.mailvet.undeliverable+unknown.csv" in kept.headers["content-disposition"]
+        assert list(csv.reader(io.StringIO(kept.content.decode("utf-8")))) == [
+            rows[0], rows[2], rows[4]
+        ]  # fmt: skip
+
+
+async def test_a_result_too_big_for_a_workbook_is_a_422_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """XLSX holds 1,048,576 rows: a result of more asked as XLSX is refused from its counts
+    before anything is fetched; a cell too long for one is refused by the writer; neither
+    leaves a file behind."""
+    long_cell = CSV_LIST + b"Long," + b"x" * 40 + b"@example.com\r\n"
+    async with jobs_api(tmp_path) as a:
+        job_id = await a.started(long_cell)
+        await a.final(job_id)
+        results = f"{JOBS}/{job_id}/results"
+        monkeypatch.setattr(api_jobs_service, "MAX_ROWS", 7)  # the header and 6 rows
+        body = problem(await a.get(results, format="xlsx"), 422, "too-large-for-xlsx")
+        assert "8 rows" in body["detail"] and "format=csv" in body["detail"], body
+        fine = await a.get(results, format="xlsx", status="deliverable")  # header and 4
+        assert fine.status_code == 200, fine.text
+        monkeypatch.setattr(api_jobs_service, "MAX_ROWS", 1 << 20)
+        monkeypatch.setattr(convert, "MAX_CELL_CHARS", 40)
+        body = problem(await a.get(results, format="xlsx"), 422, "too-large-for-xlsx")
+        assert "characters" in body["detail"], body
+        assert (await a.get(results, format="csv")).status_code == 200
+        scratch = a.deps.settings.scratch_dir
+        assert not scratch.exists() or list(scratch.iterdir()) == []
+
+
+async def test_a_result_asked_in_the_other_kind_is_not_a_link(tmp_path: Path) -> None:
+    """The whole result in its own kind is the storage's link; in the other kind it is
+    converted here."""
+    storage = PresigningStorage()
+    async with jobs_api(tmp_path, storage=storage) as a:
+        job_id = await a.started()
+        await a.final(job_id)
+        assert (await a.get(f"{JOBS}/{job_id}/results", format="csv")).status_code == 307
+        converted = await a.get(f"{JOBS}/{job_id}/results", format="xlsx")
+        assert converted.status_code == 200, converted.text
+        assert len(sheet_values(converted.content)) == 7  # the header and six rows
 
 
 LINK = timedelta(seconds=60)

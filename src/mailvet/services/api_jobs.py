@@ -32,14 +32,18 @@ refusals below to problem details.
   jobs table records no start), `finished_at` its last change once final.
 - Deleting (`delete`) only a final job (services.jobs.delete_job; JobBusy, 409, before its
   end); its files go with it.
-- Results (`ready`, `result_filter`, `result_format`): `status` is a
-  comma-separated list of the segments the lists area offers (tabular/segments.py:
-  deliverable, undeliverable, risky, unknown, except-undeliverable), combined: the rows of
-  any of them (every status named: the whole result); `format` is the stored result's kind
-  (a CSV or TXT list's result is CSV, an XLSX list's XLSX; no conversion), anything else
-  an InvalidRequest, as `mailvet validate` refuses an output named for the other kind;
-  before completion, for a failed job or a purged one ResultNotReady (409). The kept rows
-  are written by tabular.segments.write_rows, as the lists area's segments are.
+- Results (`ready`, `result_filter`, `result_format`, `check_fits`, `write_download`):
+  `status` is a comma-separated list of the segments the lists area offers
+  (tabular/segments.py: deliverable, undeliverable, risky, unknown, except-undeliverable),
+  combined: the rows of any of them (every status named: the whole result); `format` is
+  csv or xlsx (blank: the stored result's kind, CSV for a CSV or TXT list, XLSX for an
+  XLSX list; anything else an InvalidRequest). The kept rows in the stored kind are
+  written by tabular.segments.write_rows, as the lists area's segments are; in the other
+  kind by tabular.convert (an XLSX result's address sheet as CSV, its text cells
+  formula-safe; a CSV result as one sheet of text cells). More rows asked as XLSX than a
+  sheet holds is TooLargeForXlsx (422), told before the result is fetched from the
+  counts, and by the writer for what the counts cannot say (a cell or a row too big).
+  Before completion, for a failed job or a purged one ResultNotReady (409).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ from mailvet.domain.ports import JobRepository, MessageBus, ObjectStorage
 from mailvet.domain.verdict import Check, Status
 from mailvet.domain.webhooks import InvalidWebhookUrl
 from mailvet.pipeline.cost import unique_valid_addresses
+from mailvet.pipeline.job_files import decode_stored_layout
 from mailvet.pipeline.submit import new_job_id
 from mailvet.services import credits, single_checks, webhooks
 from mailvet.services import jobs as job_service
@@ -78,7 +83,9 @@ from mailvet.services.jobs import JobRunning, draft_key
 from mailvet.services.paging import MAX_PAGE_SIZE
 from mailvet.services.webhooks import HostResolver
 from mailvet.tabular import FileLayout, InputError, XlsxLimits, detect_layout
-from mailvet.tabular.segments import SEGMENTS
+from mailvet.tabular.convert import TooBigForXlsx, csv_to_xlsx, sheet_title, xlsx_to_csv
+from mailvet.tabular.segments import SEGMENTS, write_rows
+from mailvet.tabular.workbook import MAX_ROWS
 
 __all__ = [
     "DEFAULT_PER_PAGE",
@@ -89,10 +96,14 @@ __all__ = [
     "JobList",
     "JobMissing",
     "JobView",
+    "Kind",
     "ResultNotReady",
     "StartFields",
+    "TooLargeForXlsx",
+    "check_fits",
     "delete",
     "job_view",
+    "layout_of",
     "list_jobs",
     "may_start",
     "parse_checks",
@@ -103,6 +114,7 @@ __all__ = [
     "result_filter",
     "result_format",
     "start_from_upload",
+    "write_download",
 ]
 
 DEFAULT_PER_PAGE = 20
@@ -110,6 +122,7 @@ MAX_PER_PAGE = MAX_PAGE_SIZE
 MAX_PAGE = 1_000_000  # a page number beyond any account's jobs (and within SQL's integers)
 MAX_COLUMN = 1024  # characters of `email_column` and `sheet` (what the jobs table holds)
 _STATUSES = tuple(status.value for status in Status)
+Kind = Literal["csv", "xlsx"]  # a result's kind
 
 
 # --- shapes ----------------------------------------------------------------------------------
@@ -176,6 +189,13 @@ class JobBusy(Refused):
 
     def __init__(self, status: JobStatus) -> None:
         super().__init__(f"the job is {status.value}: delete it once it has completed or failed")
+
+
+class TooLargeForXlsx(Refused):
+    """A result asked for as XLSX that a workbook cannot hold (rows, columns or a cell)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"{why}: ask format=csv, or fewer rows with status")
 
 
 class ResultNotReady(Refused):
@@ -424,15 +444,61 @@ def result_filter(raw: str | None) -> ResultFilter | None:
     return None if keep >= set(_STATUSES) else ResultFilter(keep=keep, label="+".join(named))
 
 
-def result_format(raw: str | None, stored: str) -> Literal["csv", "xlsx"]:
-    """The `format` asked for: blank or the stored result's kind; InvalidRequest else."""
-    kind: Literal["csv", "xlsx"] = "xlsx" if stored == "xlsx" else "csv"
-    if raw is None or not raw.strip() or raw.strip().lower() == kind:
-        return kind
-    if raw.strip().lower() not in ("csv", "xlsx"):
-        raise InvalidRequest("format is csv or xlsx")
-    what = "an XLSX workbook" if kind == "xlsx" else "a CSV file"
-    raise InvalidRequest(f"the result of this job is {what}: ask format={kind}")
+def result_format(raw: str | None) -> Kind | None:
+    """The `format` asked for: None when blank (the stored result's kind); InvalidRequest
+    for anything but csv or xlsx."""
+    if raw is None or not raw.strip():
+        return None
+    asked = raw.strip().lower()
+    if asked == "csv":
+        return "csv"
+    if asked == "xlsx":
+        return "xlsx"
+    raise InvalidRequest("format is csv or xlsx")
+
+
+def layout_of(job: Job) -> FileLayout:
+    """The layout intake detected in the job's list (how its result was written)."""
+    return decode_stored_layout(job.layout).layout
+
+
+def check_fits(job: Job, kept: ResultFilter | None, asked: Kind | None) -> None:
+    """TooLargeForXlsx when the rows asked for as XLSX (the kept rows, counted per status
+    when the job completed, and the records before them) are more than a sheet holds;
+    checked before the result is fetched (the conversion checks it again as it writes)."""
+    if asked != "xlsx":
+        return
+    statuses = job.counts.statuses if job.counts is not None else {}
+    rows = job.rows_total if kept is None else sum(statuses.get(s, 0) for s in kept.keep)
+    rows += max(layout_of(job).skip_records, 1)  # preamble and header (a TXT list's too)
+    if rows > MAX_ROWS:
+        raise TooLargeForXlsx(
+            f"the result has {rows:,} rows, more than the {MAX_ROWS:,} an XLSX sheet holds"
+        )
+
+
+def write_download(
+    result: Path, out: Path, *, job: Job, stored: Kind, asked: Kind, kept: ResultFilter | None
+) -> None:
+    """Write the job's result at `result` (of kind `stored`) to `out` as `asked`, only the
+    rows `kept` keeps (None: all of them): the same kind through tabular.segments, the
+    other through tabular.convert. TooLargeForXlsx for rows a workbook cannot hold. Blocks
+    (the route runs it in a thread)."""
+    layout = layout_of(job)
+    keep = kept.keep if kept is not None else None
+    try:
+        if asked == stored:
+            every = frozenset(_STATUSES)
+            write_rows(
+                result, out, kind=stored, layout=layout, keep=every if keep is None else keep
+            )
+        elif asked == "csv":
+            xlsx_to_csv(result, out, layout=layout, keep=keep)
+        else:
+            title = sheet_title(job.file.filename)
+            csv_to_xlsx(result, out, layout=layout, keep=keep, title=title)
+    except TooBigForXlsx as exc:
+        raise TooLargeForXlsx(str(exc)) from None
 
 
 def ready(job: Job) -> None:

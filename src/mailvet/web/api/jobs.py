@@ -19,12 +19,14 @@ refusals they map to problem details (web/api/auth.py `ApiProblem`).
 - `GET /api/v1/jobs/{id}` (`jobs:read`): one job.
 - `GET /api/v1/jobs/{id}/results` (`jobs:read`): the result file; `status` a
   comma-separated list of segments (deliverable, undeliverable, risky, unknown,
-  except-undeliverable) whose rows to keep, `format` the result's kind (csv or xlsx, that
-  of the stored result). The whole result is a 307 redirect to a short-lived link when the
-  storage pre-signs them (S3, MAILVET_STORAGE_LINK_SECONDS), else streamed; a filtered one
-  is always streamed, named like `contacts.mailvet.deliverable+risky.csv`. 409 before the
-  job has completed, for a failed job, or once retention purged its files; 422 a segment
-  or a format that is not one (no conversion between CSV and XLSX).
+  except-undeliverable) whose rows to keep, `format` csv or xlsx (blank: the stored
+  result's kind; the other kind is converted, services.api_jobs.write_download). The
+  whole result in its own kind is a 307 redirect to a short-lived link when the storage
+  pre-signs them (S3, MAILVET_STORAGE_LINK_SECONDS), else streamed; a filtered or
+  converted one is always streamed, named like `contacts.mailvet.deliverable+risky.xlsx`.
+  409 before the job has completed, for a failed job, or once retention purged its files;
+  422 a segment or a format that is not one, or more rows asked as XLSX than a sheet
+  holds (`too-large-for-xlsx`).
 - `DELETE /api/v1/jobs/{id}` (`jobs:write`): 204, the job's row and files gone; 409 while
   it has not ended.
 
@@ -74,7 +76,6 @@ from mailvet.domain.api_keys import Scope
 from mailvet.domain.job import JobStatus
 from mailvet.domain.ports import ObjectNotFound
 from mailvet.domain.verdict import Reason
-from mailvet.pipeline.job_files import decode_stored_layout
 from mailvet.pipeline.submit import read_summary, result_name
 from mailvet.services import api_jobs as service
 from mailvet.services.api_jobs import (
@@ -85,13 +86,13 @@ from mailvet.services.api_jobs import (
     JobView,
     ResultNotReady,
     StartFields,
+    TooLargeForXlsx,
 )
 from mailvet.services.api_validation import (
     InvalidRequest,
     Refused,
 )
 from mailvet.services.jobs import xlsx_limits
-from mailvet.tabular.segments import write_rows
 from mailvet.web.api.auth import (
     PROBLEM_JSON,
     SERVICE_REFUSALS,
@@ -131,6 +132,7 @@ _REFUSED: dict[type[Refused], tuple[int, str, str]] = {
     JobMissing: (HTTP_404_NOT_FOUND, "job-not-found", "Job not found"),
     JobBusy: (HTTP_409_CONFLICT, "job-running", "Job still running"),
     ResultNotReady: (HTTP_409_CONFLICT, "result-not-ready", "No result yet"),
+    TooLargeForXlsx: (HTTP_422_UNPROCESSABLE_ENTITY, "too-large-for-xlsx", "Too large for XLSX"),
 }
 
 
@@ -507,9 +509,13 @@ async def get_job(web: Web, principal: Principal, job_id: FromPath[str]) -> JobV
     summary="Download a job's result",
     description="The result file: the list with the mailvet columns added. `status` keeps"
     " the rows of the named segments (comma-separated: deliverable, undeliverable, risky,"
-    " unknown, except-undeliverable); `format` is csv or xlsx, the kind of the stored result"
-    " (a CSV or TXT list's is CSV, an XLSX list's XLSX). The whole result may be a redirect"
-    " to a short-lived link of the storage.",
+    " unknown, except-undeliverable); `format` is csv or xlsx (default: the result's own"
+    " kind, CSV for a CSV or TXT list, XLSX for an XLSX list). The other kind is converted:"
+    " an XLSX list's result as CSV is its address sheet's rows (UTF-8, text cells that"
+    " start like a formula get a leading quote); a CSV or TXT list's result as XLSX is one"
+    " sheet of its rows, every cell text. A result of more rows than an XLSX sheet holds"
+    " (1,048,576) asked as XLSX is a 422. The whole result in its own kind may be a"
+    " redirect to a short-lived link of the storage.",
     tags=["jobs"],
     guards=[requires_scope(Scope.JOBS_READ)],
     responses={
@@ -538,11 +544,21 @@ async def get_job(web: Web, principal: Principal, job_id: FromPath[str]) -> JobV
                 ResultNotReady, "the job is file_validation_in_progress, it has no result yet"
             ),
         ),
-        **_invalid(
-            "A status that is not a segment, or a format that is not the result's.",
-            "status takes a comma-separated list of deliverable, undeliverable, risky,"
-            " unknown, except-undeliverable",
-            "the result of this job is a CSV file: ask format=csv",
+        HTTP_422_UNPROCESSABLE_ENTITY: _problem_spec(
+            422,
+            "A status that is not a segment, a format that is neither csv nor xlsx, or a"
+            " result asked as XLSX that a workbook cannot hold.",
+            _refusal_example(
+                InvalidRequest,
+                "status takes a comma-separated list of deliverable, undeliverable, risky,"
+                " unknown, except-undeliverable",
+            ),
+            _refusal_example(InvalidRequest, "format is csv or xlsx"),
+            _refusal_example(
+                TooLargeForXlsx,
+                "the result has 1,200,001 rows, more than the 1,048,576 an XLSX sheet holds:"
+                " ask format=csv, or fewer rows with status",
+            ),
         ),
     },
 )
@@ -563,7 +579,8 @@ async def job_results(
     format: Annotated[
         str | None,
         Parameter(
-            description="csv or xlsx: the stored result's kind (default: that kind).",
+            description="csv or xlsx (default: the result's own kind); the other kind"
+            " is converted.",
             examples=[Example(value="csv")],
         ),
     ] = None,
@@ -571,42 +588,39 @@ async def job_results(
     async with web.database.session_maker() as session:
         job = await service.owned(session, principal.account_id, job_id)
     kept = service.result_filter(status)
+    wanted = service.result_format(format)
     service.ready(job)
+    service.check_fits(job, kept, wanted)
     url = presigned_result(storage, settings, job.id) if kept is None else None
     if url is not None:
         try:
             stored = (await read_summary(storage, job.id)).result_kind
         except ObjectNotFound:  # purged meanwhile
             raise ResultNotReady(job) from None
-        service.result_format(format, stored)
-        return Redirect(url, status_code=HTTP_307_TEMPORARY_REDIRECT)
+        if wanted is None or wanted == stored:
+            return Redirect(url, status_code=HTTP_307_TEMPORARY_REDIRECT)
     try:
         out, summary = await fetch_to_scratch(jobs, storage, settings, job)
     except NotFoundException:
         raise ResultNotReady(job) from None
     kind = result_kind(summary)
-    try:
-        service.result_format(format, kind)
-        name = result_name(job.file.filename, kind)
-        if kept is not None:
-            part = out.with_name(out.name + ".part")
-            try:
-                layout = decode_stored_layout(job.layout).layout
-                await asyncio.to_thread(
-                    write_rows, out, part, kind=kind, layout=layout, keep=kept.keep
-                )
-            except BaseException:
-                part.unlink(missing_ok=True)
-                raise
+    asked = wanted or kind
+    if kept is not None or asked != kind:
+        part = out.with_name(out.name + ".part")
+        try:
+            await asyncio.to_thread(
+                service.write_download, out, part, job=job, stored=kind, asked=asked, kept=kept
+            )
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        finally:
             out.unlink(missing_ok=True)
-            out = part
-            name = result_name(job.file.filename, f"{kept.label}.{kind}")
-    except BaseException:
-        out.unlink(missing_ok=True)
-        raise
+        out = part
+    name = result_name(job.file.filename, asked if kept is None else f"{kept.label}.{asked}")
     return stream_file(
         out,
-        media_type=RESULT_MEDIA_TYPES[kind],
+        media_type=RESULT_MEDIA_TYPES[asked],
         headers={"content-disposition": attachment(name), "cache-control": "no-store"},
     )
 
