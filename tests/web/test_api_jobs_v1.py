@@ -34,6 +34,7 @@ from mailvet.adapters.storage.memory import MemoryStorage
 from mailvet.bootstrap import Deps, build_deps
 from mailvet.domain.job import JobStatus
 from mailvet.pipeline import object_keys
+from mailvet.pipeline.job_files import decode_stored_layout, encode_stored_layout
 from mailvet.pipeline.runner import Pipeline
 from mailvet.services import api_jobs as api_jobs_service
 from mailvet.services import api_keys, credits
@@ -600,7 +601,7 @@ async def test_a_balance_spent_before_intake_ends_the_job_charged_nothing(tmp_pa
         failed = await a.final(created.json()["id"])
         assert failed["status"] == "error_insufficient_credits"
         assert "5" in failed["error"] and "2" in failed["error"]
-        assert failed["cost"] == 0
+        assert failed["cost"] == 0 and failed["started_at"] is None  # intake refused it
         assert failed["counts"] == {"deliverable": 0, "undeliverable": 0, "risky": 0, "unknown": 0}
         assert await a.state() == (1, 2, 2)  # the grant and the removal: nothing reserved
 
@@ -609,9 +610,37 @@ async def test_credits_off_charges_nothing(tmp_path: Path) -> None:
     async with jobs_api(tmp_path, balance=0, env={"MAILVET_CREDITS": "off"}) as a:
         done = await a.final(await a.started())
         assert done["status"] == "file_completed"
-        assert done["cost"] == 0 and done["started_at"] is None
+        assert done["cost"] == 0
+        # started when intake accepted it, though no ledger entry says so
+        assert done["created_at"] <= done["started_at"] <= done["finished_at"], done
         assert done["counts"] == CSV_STATUSES
         assert await a.state() == (1, 0, 0)
+
+
+async def test_a_job_accepted_before_intake_kept_its_time_started_at_its_reservation(
+    tmp_path: Path,
+) -> None:
+    """A job whose stored layout has no acceptance time (accepted by an older intake) shows
+    the time of its ledger reservation, as before."""
+    async with jobs_api(tmp_path) as a:
+        job_id = await a.started()
+        done = await a.final(job_id)
+        async with writing(a.url) as session:
+            row = await session.get(JobRow, job_id)
+            assert row is not None
+            stored = decode_stored_layout(row.layout)
+            assert stored.accepted_at is not None
+            assert done["started_at"] == msgspec.to_builtins(stored.accepted_at)
+            row.layout = encode_stored_layout(msgspec.structs.replace(stored, accepted_at=None))
+            reserved = await session.scalar(
+                select(LedgerEntryRow.created_at).where(
+                    LedgerEntryRow.job_id == job_id, LedgerEntryRow.kind == "job_reserve"
+                )
+            )
+        assert reserved is not None
+        older = (await a.get(f"{JOBS}/{job_id}")).json()
+        assert older["started_at"] == msgspec.to_builtins(reserved)
+        assert older["started_at"] != done["started_at"]
 
 
 # --- callback_url (issue 9 §3) ----------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -105,7 +106,7 @@ class Intake:
         # syntax checks cost microseconds a row: bigger chunks keep per-message costs small
         size = self._syntax_chunk_size if job.file.checks is Check.SYNTAX else self._chunk_size
         chunks = -(-rows // size)
-        stored = StoredLayout(layout=layout, chunk_size=size)
+        stored = StoredLayout(layout=layout, chunk_size=size, accepted_at=datetime.now(UTC))
         await self._jobs.set_counts(
             job.id, rows_total=rows, chunks_total=chunks, layout=encode_stored_layout(stored)
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import msgspec
@@ -23,6 +24,9 @@ class StoredLayout(msgspec.Struct, frozen=True, kw_only=True):
 
     layout: FileLayout
     chunk_size: int
+    # when intake accepted the job (UTC): the API's `started_at`; None in a job accepted
+    # before intake recorded it
+    accepted_at: datetime | None = None
 
 
 def encode_stored_layout(stored: StoredLayout) -> bytes:

@@ -27,9 +27,10 @@ refusals below to problem details.
   exist (JobMissing, 404; never a 403 that would tell it exists). A job's view is the
   issue's shape (`JobView`); `counts` are rows per status (zeros until it completes),
   `cost` what it was charged once it ended (what it holds reserved before; 0 for a failed
-  job or with MAILVET_CREDITS=off), `started_at` when intake accepted it and reserved its
-  credits (the ledger's reservation: null before, and for jobs that are not charged: the
-  jobs table records no start), `finished_at` its last change once final.
+  job or with MAILVET_CREDITS=off), `started_at` when intake accepted it (after reserving
+  its credits, if it pays), as intake keeps it with the layout (pipeline/job_files
+  StoredLayout.accepted_at; a job accepted before it was kept: its ledger reservation),
+  null before and for a job intake refused, `finished_at` its last change once final.
 - Deleting (`delete`) only a final job (services.jobs.delete_job; JobBusy, 409, before its
   end); its files go with it.
 - Results (`ready`, `result_filter`, `result_format`, `check_fits`, `write_download`):
@@ -322,17 +323,27 @@ def parse_status(raw: str | None) -> JobStatus | None:
         raise InvalidRequest(f"status must be one of {allowed}") from None
 
 
-async def _start_times(session: AsyncSession, job_ids: Sequence[str]) -> dict[str, datetime]:
-    """When intake reserved each job's credits (its ledger reservation), for those it did."""
-    if not job_ids:
-        return {}
-    rows = await session.execute(
-        select(LedgerEntryRow.job_id, LedgerEntryRow.created_at).where(
-            LedgerEntryRow.kind == EntryKind.JOB_RESERVE.value,
-            LedgerEntryRow.job_id.in_(list(job_ids)),
+def _accepted_at(job: Job) -> datetime | None:
+    """When intake accepted the job, as it recorded it with the layout (None before)."""
+    if not job.layout:
+        return None
+    return decode_stored_layout(job.layout).accepted_at
+
+
+async def _start_times(session: AsyncSession, jobs: Sequence[Job]) -> dict[str, datetime]:
+    """When intake accepted each job, for those it did: the time kept with its layout, else
+    (a job accepted before intake kept it) its ledger reservation, if it was charged."""
+    started = {job.id: at for job in jobs if (at := _accepted_at(job)) is not None}
+    older = [job.id for job in jobs if job.layout and job.id not in started]
+    if older:
+        rows = await session.execute(
+            select(LedgerEntryRow.job_id, LedgerEntryRow.created_at).where(
+                LedgerEntryRow.kind == EntryKind.JOB_RESERVE.value,
+                LedgerEntryRow.job_id.in_(older),
+            )
         )
-    )
-    return {job_id: created for job_id, created in rows if job_id is not None}
+        started.update((job_id, at) for job_id, at in rows if job_id is not None)
+    return started
 
 
 def _view(job: Job, started_at: datetime | None, *, charging: bool) -> JobView:
@@ -373,7 +384,7 @@ async def job_view(
 ) -> JobView:
     """The account's job as the API shows it; JobMissing for anyone else's."""
     job = await owned(session, account_id, job_id)
-    started = await _start_times(session, [job.id])
+    started = await _start_times(session, [job])
     return _view(job, started.get(job.id), charging=charging)
 
 
@@ -392,7 +403,7 @@ async def list_jobs(
     found = await job_service.jobs_page(
         session, owner=account_id, status=status, offset=(page - 1) * per_page, limit=per_page
     )
-    started = await _start_times(session, [job.id for job in found.items])
+    started = await _start_times(session, found.items)
     return JobList(
         items=[_view(job, started.get(job.id), charging=charging) for job in found.items],
         total=found.total,
