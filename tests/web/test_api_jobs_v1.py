@@ -916,8 +916,11 @@ async def test_the_schema_documents_every_jobs_route_with_examples(tmp_path: Pat
     assert set(form["schema"]["properties"]) == {
         "file", "email_column", "sheet", "checks", "callback_url"
     }  # fmt: skip
-    assert {"201", "401", "403", "413", "415", "422"} <= set(start["responses"])
+    assert {"201", "401", "402", "403", "413", "415", "422"} <= set(start["responses"])
     assert start["responses"]["201"]["content"]["application/json"]["examples"]
+    short = start["responses"]["402"]["content"][PROBLEM_JSON]["examples"]
+    assert [e["value"]["type"].endswith("insufficient-credits") for e in short.values()] == [True]
+    assert "402" in start["description"] and "callback_url" in start["description"]
     listing = paths[JOBS]["get"]
     assert {"200", "401", "403", "422"} <= set(listing["responses"])
     assert listing["responses"]["200"]["content"]["application/json"]["examples"]
@@ -930,3 +933,13 @@ async def test_the_schema_documents_every_jobs_route_with_examples(tmp_path: Pat
     assert {"200", "307", "404", "409", "422"} <= set(results["responses"])
     assert {p["name"] for p in results["parameters"]} >= {"job_id", "status", "format"}
     assert results["responses"]["409"]["content"][PROBLEM_JSON]["examples"]
+    files = results["responses"]["200"]["content"]
+    assert set(files) == {"text/csv", XLSX_MEDIA}
+    for media in files.values():
+        assert media["schema"] == {"type": "string", "format": "binary"}
+        assert media["examples"]
+    assert "Location" in results["responses"]["307"]["headers"]
+    # Litestar's own 400 (application/json, no example): no jobs route answers it
+    for item in (paths[JOBS], paths[f"{JOBS}/{{job_id}}"], paths[f"{JOBS}/{{job_id}}/results"]):
+        for operation in item.values():
+            assert "400" not in operation["responses"], operation["operationId"]

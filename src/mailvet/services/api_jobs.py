@@ -13,14 +13,17 @@ refusals below to problem details.
   then services.jobs.start_job (the job row first, the file moved to its upload key,
   JobSubmitted published; the row removed again when that fails, and the draft deleted);
   a process that dies in between is the unsubmitted-jobs sweep's to finish.
-- Credits are the pipeline's, as for a browser job: intake reserves the distinct valid
-  addresses (services/credits.py reserve_for_job), the result generator settles what the
-  verdicts cost (settle_job). A balance that cannot cover the list is not refused here,
-  because the browser does not refuse it either (its preview warns, its Start still starts):
-  the job ends as `error_insufficient_credits` with the shortfall in `error`, charged
-  nothing. `unique_addresses` is counted at the start (the number intake reserves).
-- `callback_url` (the completion webhook, issue 9 §3) is not read here yet: `StartFields`
-  is where it goes.
+- Credits: a balance under the list's cost (its distinct valid addresses, counted at the
+  start: `unique_addresses`, the number intake reserves) is NotEnoughCredits (402) before
+  anything is stored, when credits are on. Then they are the pipeline's, as for a browser
+  job: intake reserves them (services/credits.py reserve_for_job), the result generator
+  settles what the verdicts cost (settle_job); a balance spent in between ends the job as
+  `error_insufficient_credits` with the shortfall in `error`, charged nothing.
+- `callback_url` (the completion webhook, issue 9 §3): a public http(s) URL
+  (services.webhooks.check_url, unless MAILVET_WEBHOOK_ALLOW_PRIVATE; else
+  InvalidRequest), stored for the job before it is submitted (webhooks.set_job_callback),
+  so that even a job that ends at once sends its job.completed or job.failed event there
+  instead of to the account's default URL.
 - Reading (`owned`, `job_view`, `list_jobs`: pages from 1 to MAX_PAGE of 1 to
   MAX_PER_PAGE jobs, newest first, one job status or all) goes through services.jobs
   (`owned_job`, `jobs_page`): another account's job is not found, like an id that cannot

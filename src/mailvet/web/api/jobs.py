@@ -3,16 +3,17 @@ refusals they map to problem details (web/api/auth.py `ApiProblem`).
 
 - `POST /api/v1/jobs` (scope `jobs:write`): a multipart body with the list in the part
   `file` and the optional fields `email_column` (a header name or a 1-based column
-  number), `sheet` (an XLSX sheet) and `checks` (syntax, dns or smtp); 201 with the job
+  number), `sheet` (an XLSX sheet), `checks` (syntax, dns or smtp) and `callback_url`
+  (where the job's signed completion event goes, issue 9 §3); 201 with the job
   (`services.api_jobs.JobView`, still pending_start) and `Location: /api/v1/jobs/{id}`.
   Refused before the body is read: 415 a body that is not multipart/form-data, 403 an
   account not confirmed yet. While it streams in (web/jobs/upload.py `receive_upload`, to
   a scratch file): 413 past the upload limit, 422 no `file` part, an empty file or a
-  malformed body, 408 a client that stalls. Then 422 a bad `checks`, or a file that does
-  not read as a list (the detection's own message). A refused upload leaves no job, no
-  file and no ledger entry. A balance too low for the list is not refused here (the
-  lists area does not refuse it either): the job ends as `error_insufficient_credits`.
-  `callback_url` (issue 9 §3) is not read yet: `_fields` is where it joins the others.
+  malformed body, 408 a client that stalls. Then 422 a bad `checks`, a `callback_url`
+  that may not be called, or a file that does not read as a list (the detection's own
+  message); 402 a balance under the list's cost (its distinct valid addresses). A refused
+  upload leaves no job, no file and no ledger entry. A balance spent after the start and
+  before intake reserves it ends the job as `error_insufficient_credits`.
 - `GET /api/v1/jobs` (scope `jobs:read`): the account's jobs, newest first, a page at a
   time (`page` from 1, `per_page` up to 100; out of range or not a number: 422), `status`
   to keep one job status; `{items, total, page, per_page, has_more}`, each item as below.
@@ -51,8 +52,9 @@ from litestar.exceptions import ClientException, HTTPException, NotFoundExceptio
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     Example,
+    OpenAPIHeader,
     OpenAPIMediaType,
-    Operation,
+    OpenAPIResponse,
     RequestBody,
     Schema,
 )
@@ -64,6 +66,7 @@ from litestar.status_codes import (
     HTTP_204_NO_CONTENT,
     HTTP_307_TEMPORARY_REDIRECT,
     HTTP_400_BAD_REQUEST,
+    HTTP_402_PAYMENT_REQUIRED,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
     HTTP_413_REQUEST_ENTITY_TOO_LARGE,
@@ -90,12 +93,14 @@ from mailvet.services.api_jobs import (
 )
 from mailvet.services.api_validation import (
     InvalidRequest,
+    NotEnoughCredits,
     Refused,
 )
 from mailvet.services.jobs import xlsx_limits
 from mailvet.web.api.auth import (
     PROBLEM_JSON,
     SERVICE_REFUSALS,
+    ApiOperation,
     ApiProblem,
     Principal,
     ProblemDetails,
@@ -165,11 +170,12 @@ def _fields(fields: dict[str, str]) -> StartFields:
 
 
 @dataclass
-class _UploadOperation(Operation):
+class _UploadOperation(ApiOperation):
     """POST /api/v1/jobs in the schema: its body is read as it streams (not a `data`
     parameter Litestar would document), so the multipart form is described here."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.request_body = RequestBody(
             required=True,
             description="The list (CSV, TXT or XLSX) and how to read it.",
@@ -220,6 +226,59 @@ class _UploadOperation(Operation):
                 ),
             },
         )
+
+
+_CSV_EXAMPLE = (
+    "name,email,mailvet_status,mailvet_reason,mailvet_normalized,mailvet_suggestion,"
+    "mailvet_disposable,mailvet_role,mailvet_free,mailvet_catch_all,mailvet_mx,"
+    "mailvet_smtp_code,mailvet_ascii_email\r\n"
+    "Ann,ann@example.com,deliverable,accepted,ann@example.com,,false,false,false,false,"
+    "mx.example.com,250,ann@example.com\r\n"
+)
+_FILE = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+
+
+@dataclass
+class _ResultsOperation(ApiOperation):
+    """GET /api/v1/jobs/{id}/results in the schema: its 200 is a file of either kind (a
+    Stream, which Litestar documents without content), its 307 a link in `Location`."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        responses = self.responses or {}
+        ok, moved = responses.get("200"), responses.get(str(HTTP_307_TEMPORARY_REDIRECT))
+        if isinstance(ok, OpenAPIResponse):
+            ok.content = {
+                "text/csv": OpenAPIMediaType(
+                    schema=_FILE,
+                    examples={
+                        "csv": Example(
+                            summary="A CSV result (format=csv)",
+                            value=_CSV_EXAMPLE,
+                        )
+                    },
+                ),
+                RESULT_MEDIA_TYPES["xlsx"]: OpenAPIMediaType(
+                    schema=_FILE,
+                    examples={
+                        "xlsx": Example(
+                            summary="An XLSX result (format=xlsx)",
+                            description="The workbook's bytes (a zip archive); the"
+                            " address sheet holds the rows, the mailvet columns after"
+                            " the list's own.",
+                            value="PK\u0003\u0004... (binary)",
+                        )
+                    },
+                ),
+            }
+        if isinstance(moved, OpenAPIResponse):
+            moved.headers = {
+                "Location": OpenAPIHeader(
+                    schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.URI),
+                    description="The short-lived link of the storage"
+                    " (MAILVET_STORAGE_LINK_SECONDS).",
+                )
+            }
 
 
 _EXAMPLE_ID = "5e0c4f1a9b8d4c3e2f1a0b9c8d7e6f5a"
@@ -301,10 +360,13 @@ def _view_example(summary: str, view: JobView) -> Example:
     status_code=HTTP_201_CREATED,
     summary="Start a job",
     description="Upload a list (multipart/form-data: the file in `file`; optional"
-    " `email_column`, `sheet`, `checks`) and start validating it. The answer is the job,"
-    " still `pending_start`; follow it at the `Location`. The job reserves a credit per"
-    " distinct valid address when it starts and is charged what its verdicts cost when it"
-    " ends (refunds as for single checks); a balance too low ends it as"
+    " `email_column`, `sheet`, `checks`, `callback_url`) and start validating it. The"
+    " answer is the job, still `pending_start`; follow it at the `Location`, or have its"
+    " signed job.completed or job.failed event sent to `callback_url` (else to the"
+    " account's default webhook URL). The list costs a credit per distinct valid address:"
+    " a balance under that is refused at once (402, nothing stored). The job reserves"
+    " them when intake accepts it and is charged what its verdicts cost when it ends"
+    " (refunds as for single checks); a balance spent meanwhile ends it as"
     " `error_insufficient_credits`, charged nothing.",
     tags=["jobs"],
     guards=[requires_scope(Scope.JOBS_WRITE)],
@@ -316,6 +378,14 @@ def _view_example(summary: str, view: JobView) -> Example:
             examples=[_view_example("A job just started", _EXAMPLE_PENDING)],
         ),
         **refusal_responses(),
+        HTTP_402_PAYMENT_REQUIRED: _problem_spec(
+            402,
+            "The balance is under the list's cost (a credit per distinct valid address):"
+            " no job is started, nothing is stored.",
+            _refusal_example(
+                NotEnoughCredits, "this request needs 1180 credits, the balance is 100"
+            ),
+        ),
         HTTP_413_REQUEST_ENTITY_TOO_LARGE: _problem_spec(
             413,
             "The upload is larger than the limit.",
@@ -411,6 +481,7 @@ async def start_job(
     " jobs in one state.",
     tags=["jobs"],
     guards=[requires_scope(Scope.JOBS_READ)],
+    operation_class=ApiOperation,
     responses={
         200: ResponseSpec(
             JobList,
@@ -484,6 +555,7 @@ async def list_jobs(
     " file_validation_in_progress, file_completed, or error_* (the reason in `error`).",
     tags=["jobs"],
     guards=[requires_scope(Scope.JOBS_READ)],
+    operation_class=ApiOperation,
     responses={
         200: ResponseSpec(
             JobView,
@@ -518,18 +590,12 @@ async def get_job(web: Web, principal: Principal, job_id: FromPath[str]) -> JobV
     " redirect to a short-lived link of the storage.",
     tags=["jobs"],
     guards=[requires_scope(Scope.JOBS_READ)],
+    operation_class=_ResultsOperation,
     responses={
         200: ResponseSpec(
-            None,
-            description="The file (text/csv or the XLSX media type), as an attachment.",
-            media_type=RESULT_MEDIA_TYPES["csv"],
-            examples=[
-                Example(
-                    summary="A CSV result",
-                    value="email,name,mailvet_status,mailvet_reason,...\r\n"
-                    "ann@example.com,Ann,deliverable,accepted,...\r\n",
-                )
-            ],
+            None,  # its content: _ResultsOperation
+            description="The file (text/csv or the XLSX media type, as `format` asks), as an"
+            " attachment.",
         ),
         HTTP_307_TEMPORARY_REDIRECT: ResponseSpec(
             None,
@@ -633,6 +699,7 @@ async def job_results(
     " and the result.",
     tags=["jobs"],
     guards=[requires_scope(Scope.JOBS_WRITE)],
+    operation_class=ApiOperation,
     responses={
         **refusal_responses(),
         **_NOT_FOUND,
