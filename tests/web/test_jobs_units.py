@@ -196,6 +196,43 @@ def test_a_csv_segment_keeps_bytes_bom_and_encoding(tmp_path: Path) -> None:
     assert out.read_bytes() == b"\xef\xbb\xbf" + (header + rows[1]).encode("utf-8")
 
 
+def test_an_xlsx_segment_keeps_text_as_text_and_formulas_as_formulas(tmp_path: Path) -> None:
+    # openpyxl's writer makes a formula of any text starting with '=': a customer's text
+    # cell must stay inert text in a segment, as it is in the result (it came out a live
+    # formula before), and a real formula stays one
+    import zipfile
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "Contacts"
+    extra = [""] * (len(RESULT_COLUMNS) - 2)
+    sheet.append(["note", "email", *RESULT_COLUMNS])
+    sheet.append(["=1+1", "a@x.com", "deliverable", "accepted", *extra])
+    inert = sheet.cell(row=2, column=1)
+    sheet.append(["x", "b@x.com", "deliverable", "accepted", *extra])
+    sheet.cell(row=3, column=1).value = "=cmd|' /C calc'!A0"
+    sheet.cell(row=3, column=1).data_type = "s"
+    sheet.append(["y", "c@x.com", "undeliverable", "mailbox_not_found", *extra])
+    assert inert.data_type == "f"
+    result = tmp_path / "result.xlsx"
+    book.save(result)
+    layout = FileLayout(kind="xlsx", sheet="Contacts", email_index=1)
+    out = tmp_path / "out.xlsx"
+    assert write_segment(result, out, kind="xlsx", layout=layout, segment="deliverable") == 2
+    with zipfile.ZipFile(out) as archive:
+        [name] = [n for n in archive.namelist() if n.startswith("xl/worksheets/")]
+        xml = archive.read(name).decode()
+    assert xml.count("<f>") == 1 and "<f>1+1</f>" in xml
+    assert "cmd|" in xml and "<f>cmd" not in xml
+    kept = openpyxl.load_workbook(out, read_only=True)["Contacts"]
+    values = [row for row in kept.iter_rows(values_only=True)]
+    assert [row[1] for row in values] == ["email", "a@x.com", "b@x.com"]
+    assert values[2][0] == "=cmd|' /C calc'!A0"
+
+
 def test_a_latin1_csv_segment_stays_latin1(tmp_path: Path) -> None:
     layout = FileLayout(kind="csv", encoding="cp1252", header=["email"], skip_records=1)
     extra = "," * (len(RESULT_COLUMNS) - 2)

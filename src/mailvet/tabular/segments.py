@@ -148,18 +148,38 @@ def _xlsx_segment(result: Path, out: Path, layout: FileLayout, keep: frozenset[s
         written = target.create_sheet(title=sheet.title)
         kept = 0
         seen_data = False
-        for row in sheet.iter_rows(values_only=True):
+        for cells in sheet.iter_rows():
+            row = tuple(cell.value for cell in cells)
             status = _xlsx_status(row)
             if status is None:
                 if not seen_data:
-                    written.append(list(row))
+                    written.append(_as_stored(written, cells))
                 continue
             seen_data = True
             if status in keep:
-                written.append(list(row))
+                written.append(_as_stored(written, cells))
                 kept += 1
         target.save(out)
     finally:
         source.close()
         handle.close()
     return kept
+
+
+def _as_stored(sheet: Any, cells: tuple[Any, ...]) -> list[Any]:
+    """The row's values for openpyxl's writer, each written as the kind it was read: the
+    writer makes a formula of any text starting with `=`, so a customer's text cell
+    `=cmd|' /C calc'!A0` (stored as text, inert) would come out a live formula; such a cell
+    is written as text again. A formula read stays a formula."""
+    from openpyxl.cell import WriteOnlyCell
+
+    values: list[Any] = []
+    for cell in cells:
+        value = cell.value
+        if isinstance(value, str) and value.startswith("=") and cell.data_type == "s":
+            text = WriteOnlyCell(sheet, value=value)
+            text.data_type = "s"
+            values.append(text)
+        else:
+            values.append(value)
+    return values
