@@ -177,8 +177,12 @@ def _schemathesis(
         "20261201",
         "--request-timeout",
         "40",
+        # one worker: st's threads build hypothesis's strategy reprs with ast.parse, whose
+        # recursion count CPython 3.11.7 keeps per interpreter, shared by the threads: with
+        # 2 workers about one run in eight failed on "SystemError: AST constructor recursion
+        # depth mismatch" (cpython gh-106905), never on an answer of the server
         "--workers",
-        "2",
+        "1",
         *extra,
     ]
     env = dict(os.environ, NO_COLOR="1", SCHEMATHESIS_HOOKS="")
