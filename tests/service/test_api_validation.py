@@ -109,17 +109,24 @@ async def test_a_deliverable_address_costs_one_credit_and_says_everything(
     assert await ledger(db, ann.id) == Ledger(balance=9, entries=2, spent=1, refunded=0, pending=0)
 
 
+# (local part, checks, the verdict's reason, refunded?): the refund rule of every check,
+# single or in a batch
+REFUND_RULE = [
+    ("tmo", Check.SMTP, Reason.TIMEOUT, True),
+    ("conn", Check.SMTP, Reason.CONNECTION_FAILED, True),
+    ("grey", Check.SMTP, Reason.GREYLISTED, True),
+    ("err", Check.SMTP, Reason.SMTP_ERROR, True),
+    ("nosupport", Check.SMTP, Reason.NOT_CHECKED, False),  # not the network's failure
+    ("ann", Check.SYNTAX, Reason.NOT_CHECKED, False),  # the caller chose fewer checks
+    ("ann", Check.DNS, Reason.NOT_CHECKED, False),
+]
+
+
 @pytest.mark.parametrize(
     ("local", "checks", "reason", "refunded"),
     [
-        ("tmo", Check.SMTP, Reason.TIMEOUT, True),
-        ("conn", Check.SMTP, Reason.CONNECTION_FAILED, True),
-        ("grey", Check.SMTP, Reason.GREYLISTED, True),
-        ("err", Check.SMTP, Reason.SMTP_ERROR, True),
-        ("nosupport", Check.SMTP, Reason.NOT_CHECKED, False),  # not the network's failure
+        *REFUND_RULE,
         ("gone", Check.SMTP, Reason.MAILBOX_NOT_FOUND, False),
-        ("ann", Check.SYNTAX, Reason.NOT_CHECKED, False),  # the caller chose fewer checks
-        ("ann", Check.DNS, Reason.NOT_CHECKED, False),
         ("ann@@", Check.SMTP, Reason.INVALID_SYNTAX, False),  # checked: its syntax
     ],
 )
@@ -276,18 +283,7 @@ async def test_a_batch_answers_every_entry_in_order_and_charges_duplicates_once(
     assert await ledger(db, ann.id) == Ledger(balance=7, entries=6, spent=4, refunded=1, pending=0)
 
 
-@pytest.mark.parametrize(
-    ("local", "checks", "reason", "refunded"),
-    [
-        ("tmo", Check.SMTP, Reason.TIMEOUT, True),
-        ("conn", Check.SMTP, Reason.CONNECTION_FAILED, True),
-        ("grey", Check.SMTP, Reason.GREYLISTED, True),
-        ("err", Check.SMTP, Reason.SMTP_ERROR, True),
-        ("nosupport", Check.SMTP, Reason.NOT_CHECKED, False),  # not the network's failure
-        ("ann", Check.SYNTAX, Reason.NOT_CHECKED, False),  # the caller chose fewer checks
-        ("ann", Check.DNS, Reason.NOT_CHECKED, False),
-    ],
-)
+@pytest.mark.parametrize(("local", "checks", "reason", "refunded"), REFUND_RULE)
 async def test_a_batch_refunds_by_the_same_rule_as_a_single_check(
     db: Database,
     engine: Engine,
