@@ -128,7 +128,9 @@ def _kept(
 def _result_limits(layout: FileLayout) -> XlsxLimits:
     limits = limits_of(layout)
     return msgspec.structs.replace(
-        limits, max_expanded_bytes=limits.max_expanded_bytes + MAX_ROWS * _ADDED_PER_ROW
+        limits,
+        max_cell_bytes=layout.result_max_cell,
+        max_expanded_bytes=limits.max_expanded_bytes + MAX_ROWS * _ADDED_PER_ROW,
     )
 
 
@@ -168,8 +170,10 @@ def _csv_read_layout(layout: FileLayout) -> FileLayout:
     list's in its encoding and BOM, a TXT or XLSX list's as write.py writes it anew."""
     if layout.kind == "csv":
         codec, bom = output_encoding(layout)
-        return msgspec.structs.replace(layout, encoding=codec, bom=bool(bom))
-    return FileLayout(kind="csv", encoding="utf-8", max_cell=layout.max_cell, skip_records=0)
+        return msgspec.structs.replace(
+            layout, encoding=codec, bom=bool(bom), max_cell=layout.result_max_cell
+        )
+    return FileLayout(kind="csv", encoding="utf-8", max_cell=layout.result_max_cell, skip_records=0)
 
 
 def sheet_title(filename: str) -> str:

@@ -15,6 +15,7 @@ from mailvet.settings import EngineSettings
 _SETTINGS = EngineSettings()
 MAX_CELL = _SETTINGS.max_cell_bytes
 MAX_XLSX_EXPANDED = _SETTINGS.max_xlsx_expanded_bytes
+RESULT_CELL_HEADROOM = 1024  # FileLayout.result_max_cell
 
 
 class InputError(Exception):
@@ -38,6 +39,14 @@ class FileLayout(msgspec.Struct, frozen=True, kw_only=True):
     max_cell: int = MAX_CELL
     # bytes an XLSX workbook may inflate to, per opening (MAILVET_MAX_XLSX_EXPANDED_BYTES)
     max_expanded: int = MAX_XLSX_EXPANDED
+
+    @property
+    def result_max_cell(self) -> int:
+        """The longest cell a reader of this list's RESULT takes: what mailvet writes into
+        or beside a row can be a little longer than the list's longest cell (a suggestion
+        repairing `a@gmailcom` adds a character, the formula guard a quote), so a result
+        whose list had a cell at the limit is still read back (RESULT_CELL_HEADROOM)."""
+        return self.max_cell + RESULT_CELL_HEADROOM
 
     @property
     def rendered_in_chunks(self) -> bool:

@@ -83,9 +83,14 @@ def _result_layout(layout: FileLayout) -> tuple[FileLayout, str, bytes]:
     """How to read a CSV result: its layout, codec and BOM (tabular.write_result)."""
     if layout.kind == "csv":
         codec, bom = output_encoding(layout)
-        return msgspec.structs.replace(layout, encoding=codec, bom=bool(bom)), codec, bom
+        read = msgspec.structs.replace(
+            layout, encoding=codec, bom=bool(bom), max_cell=layout.result_max_cell
+        )
+        return read, codec, bom
     # TXT and XLSX lists have a fresh CSV result: UTF-8, no BOM, csv.writer's dialect
-    plain = FileLayout(kind="csv", encoding="utf-8", max_cell=layout.max_cell, skip_records=0)
+    plain = FileLayout(
+        kind="csv", encoding="utf-8", max_cell=layout.result_max_cell, skip_records=0
+    )
     return plain, "utf-8", b""
 
 

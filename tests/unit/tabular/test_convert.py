@@ -289,3 +289,32 @@ def test_round_trip_csv_to_xlsx_to_csv(tmp_path: Path) -> None:
     expected[1][1] = "'=2+2"
     assert csv_of(back) == expected
     assert io.BytesIO(back.read_bytes()).read(3) != b"\xef\xbb\xbf"
+
+
+def test_a_result_cell_longer_than_the_lists_longest_is_still_read(tmp_path: Path) -> None:
+    # what mailvet writes beside a row can be a character longer than the list's longest
+    # cell (a suggestion repairing a@gmailcom to a@gmail.com): a list with a cell at its
+    # limit gave a result the conversion and the segments refused to read (a 500)
+    import msgspec
+
+    from mailvet.tabular.segments import write_rows
+
+    local = "a" * 60
+    src = tmp_path / "long.csv"
+    src.write_text(f"email\n{local}@gmailcom\n", encoding="utf-8")
+    layout = detect_layout(src)
+    layout = msgspec.structs.replace(layout, max_cell=len(local) + len("@gmailcom"))
+    suggestion = f"{local}@gmail.com"  # one character over the list's limit
+    result = tmp_path / "result.csv"
+    cells = ["risky", "suspected_typo", f"{local}@gmailcom", suggestion, *[""] * 7]
+    assert len(cells) == len(RESULT_COLUMNS)
+    result.write_text(
+        "email," + ",".join(RESULT_COLUMNS) + f"\n{local}@gmailcom," + ",".join(cells) + "\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.xlsx"
+    assert csv_to_xlsx(result, out, layout=layout, title="long") == 1
+    assert sheet_of(out)[1][4] == suggestion
+    segment = tmp_path / "risky.csv"
+    assert write_rows(result, segment, kind="csv", layout=layout, keep=frozenset({"risky"})) == 1
+    assert csv_of(segment)[1][4] == suggestion
