@@ -91,7 +91,7 @@ async def test_tar_pits_do_not_hold_back_the_other_domains_of_a_chunk(world: Mai
         (Status.UNKNOWN, Reason.TIMEOUT)
     ] * len(pits)
     # the normal domains' rows were reported well before the tar-pits' deadline came ...
-    assert max(reported[i] for i in normal) < DEADLINE / 2, reported
+    assert max(reported[i] for i in normal) < DEADLINE - 0.5, reported
     # ... and the chunk, tar-pits included, ended about one deadline after it started
     assert DEADLINE <= elapsed < DEADLINE + SLACK, elapsed
     assert sorted(reported) == list(range(len(addresses)))  # every row reported
