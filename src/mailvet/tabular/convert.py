@@ -178,10 +178,13 @@ def _csv_read_layout(layout: FileLayout) -> FileLayout:
 
 def sheet_title(filename: str) -> str:
     """A sheet's name for a list called `filename`: its stem without the characters a
-    sheet's name may not hold, at most 31 characters (Excel's rules); "Sheet1" if none."""
+    sheet's name may not hold, at most 31 characters, no apostrophe at either end, not
+    "History" (Excel's rules); "Sheet1" if none is left."""
     stem = PurePosixPath(filename.replace("\\", "/")).stem
     kept = "".join(c for c in stem if c.isprintable() and c not in "[]:*?/\\")
-    title = kept.strip().strip("'")[:31].strip()
+    title = kept.strip().strip("'")[:31].strip().strip("'").strip()  # no ' at either end
+    if title.casefold() == "history":  # a name Excel keeps for itself
+        return "Sheet1"
     return title or "Sheet1"
 
 
@@ -247,6 +250,12 @@ class _Columns:
         return self._letters[number]
 
 
+def _units(text: str) -> int:
+    """The length of `text` as Excel counts it: UTF-16 code units (a character outside the
+    Basic Multilingual Plane, an emoji, counts two)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
 def _row_xml(number: int, cells: Sequence[str], columns: _Columns) -> bytes:
     if len(cells) > MAX_COLUMNS:
         raise TooBigForXlsx(
@@ -257,9 +266,9 @@ def _row_xml(number: int, cells: Sequence[str], columns: _Columns) -> bytes:
     for column, text in enumerate(cells, 1):
         if not text:
             continue
-        if len(text) > MAX_CELL_CHARS:
+        if len(text) > MAX_CELL_CHARS // 2 and _units(text) > MAX_CELL_CHARS:
             raise TooBigForXlsx(
-                f"row {number} has a cell of {len(text):,} characters; an XLSX cell holds"
+                f"row {number} has a cell of {_units(text):,} characters; an XLSX cell holds"
                 f" {MAX_CELL_CHARS:,}"
             )
         parts.append(inline_cell(columns[column] + ref, text))

@@ -177,6 +177,11 @@ def test_a_cell_or_a_row_a_sheet_cannot_hold_is_refused(
     with pytest.raises(TooBigForXlsx, match="32,767"):
         write_sheet(out, "x", [["ok"], ["a" * (MAX_CELL_CHARS + 1)]])
     assert not out.exists()
+    # Excel counts UTF-16 units: 20,000 emoji are 40,000 of them, more than a cell holds
+    with pytest.raises(TooBigForXlsx, match="40,000 characters"):
+        write_sheet(out, "x", [["\U0001f600" * 20_000]])
+    assert not out.exists()
+    write_sheet(out, "x", [["\U0001f600" * (MAX_CELL_CHARS // 2)]])
     monkeypatch.setattr(convert, "MAX_COLUMNS", 3)
     with pytest.raises(TooBigForXlsx, match="row 2 has 4 cells"):
         write_sheet(out, "x", [["a", "b", "c"], ["a", "b", "c", "d"]])
@@ -188,6 +193,8 @@ def test_a_sheets_title_follows_excels_rules() -> None:
     assert sheet_title("q1 [leads]: a/b?.txt") == "b"  # a path's last part
     assert sheet_title("C:\\lists\\x*y?.csv") == "xy"
     assert sheet_title("'quoted'.csv") == "quoted"
+    assert sheet_title("a" * 30 + "'b.csv") == "a" * 30  # cut to 31: no ' left at the end
+    assert sheet_title("History.xlsx") == "Sheet1"
     assert sheet_title("a" * 40 + ".csv") == "a" * 31
     assert sheet_title(".csv") == ".csv"  # a dot file's name is its stem
     assert sheet_title("[]*.csv") == "Sheet1"
