@@ -215,6 +215,9 @@ def test_an_xlsx_segment_keeps_text_as_text_and_formulas_as_formulas(tmp_path: P
     sheet.append(["x", "b@x.com", "deliverable", "accepted", *extra])
     sheet.cell(row=3, column=1).value = "=cmd|' /C calc'!A0"
     sheet.cell(row=3, column=1).data_type = "s"
+    last = 2 + len(RESULT_COLUMNS)
+    sheet.cell(row=3, column=last).value = "#N/A"  # text, not Excel's error value
+    sheet.cell(row=3, column=last).data_type = "s"
     sheet.append(["y", "c@x.com", "undeliverable", "mailbox_not_found", *extra])
     assert inert.data_type == "f"
     result = tmp_path / "result.xlsx"
@@ -231,6 +234,7 @@ def test_an_xlsx_segment_keeps_text_as_text_and_formulas_as_formulas(tmp_path: P
     values = [row for row in kept.iter_rows(values_only=True)]
     assert [row[1] for row in values] == ["email", "a@x.com", "b@x.com"]
     assert values[2][0] == "=cmd|' /C calc'!A0"
+    assert values[2][last - 1] == "#N/A" and 't="e"' not in xml
 
 
 def test_a_latin1_csv_segment_stays_latin1(tmp_path: Path) -> None:

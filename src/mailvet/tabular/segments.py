@@ -174,14 +174,20 @@ def _xlsx_segment(result: Path, out: Path, layout: FileLayout, keep: frozenset[s
 def _as_stored(sheet: Any, cells: tuple[Any, ...]) -> list[Any]:
     """The row's values for openpyxl's writer, each written as the kind it was read: the
     writer makes a formula of any text starting with `=`, so a customer's text cell
-    `=cmd|' /C calc'!A0` (stored as text, inert) would come out a live formula; such a cell
-    is written as text again. A formula read stays a formula."""
+    `=cmd|' /C calc'!A0` (stored as text, inert) would come out a live formula, and the
+    text `#N/A` an error cell; such a cell is written as text again. A formula read stays a
+    formula."""
     from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ERROR_CODES
 
     values: list[Any] = []
     for cell in cells:
         value = cell.value
-        if isinstance(value, str) and value.startswith("=") and cell.data_type == "s":
+        if (
+            isinstance(value, str)
+            and cell.data_type == "s"
+            and (value.startswith("=") or value in ERROR_CODES)
+        ):
             text = WriteOnlyCell(sheet, value=value)
             text.data_type = "s"
             values.append(text)
