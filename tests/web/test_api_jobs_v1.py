@@ -495,6 +495,14 @@ async def test_an_xlsx_lists_result_as_csv_whole_and_filtered(tmp_path: Path) ->
             rows[0], rows[2], rows[4]
         ]  # fmt: skip
 
+        # an XLSX list's result asked as XLSX is a sheet the list's workbook held already:
+        # no count refuses it (a sheet as full as a workbook holds was refused, its header
+        # counted again; here the limit is made smaller than the list to show the rule)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(api_jobs_service, "MAX_ROWS", 1)
+            same = await a.get(f"{JOBS}/{job_id}/results", format="xlsx", status="deliverable")
+            assert same.status_code == 200, same.text
+
 
 async def test_a_result_too_big_for_a_workbook_is_a_422_problem(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -480,11 +480,14 @@ def check_fits(job: Job, kept: ResultFilter | None, asked: Kind | None) -> None:
     """TooLargeForXlsx when the rows asked for as XLSX (the kept rows, counted per status
     when the job completed, and the records before them) are more than a sheet holds;
     checked before the result is fetched (the conversion checks it again as it writes)."""
-    if asked != "xlsx":
+    layout = layout_of(job)
+    if asked != "xlsx" or layout.kind == "xlsx":  # an XLSX list's result fits as it did
         return
     statuses = job.counts.statuses if job.counts is not None else {}
     rows = job.rows_total if kept is None else sum(statuses.get(s, 0) for s in kept.keep)
-    rows += max(layout_of(job).skip_records, 1)  # preamble and header (a TXT list's too)
+    # the records before the rows: a CSV list's preamble and header as it has them (none
+    # without a header), the header a TXT list's result is given
+    rows += layout.skip_records if layout.kind == "csv" else max(layout.skip_records, 1)
     if rows > MAX_ROWS:
         raise TooLargeForXlsx(
             f"the result has {rows:,} rows, more than the {MAX_ROWS:,} an XLSX sheet holds"
