@@ -41,11 +41,12 @@ from xml.sax.saxutils import quoteattr
 
 import msgspec
 
-from mailvet.domain.verdict import RESULT_COLUMNS, Reason, Status
+from mailvet.domain.verdict import RESULT_COLUMNS
 from mailvet.tabular.csv_cutter import csv_records
 from mailvet.tabular.encoding import output_encoding
 from mailvet.tabular.layout import FileLayout
 from mailvet.tabular.render import formula_safe
+from mailvet.tabular.segments import csv_verdict, xlsx_verdict
 from mailvet.tabular.workbook import MAX_COLUMNS, MAX_ROWS, READ_PIECE, XlsxLimits, column_letters
 from mailvet.tabular.xlsx import cell_str, limits_of, sheet_rows, used_width
 from mailvet.tabular.xlsx_result import inline_cell
@@ -66,8 +67,6 @@ WRITE_ROWS = 1024  # rows joined per write() call
 # rows. The result is our own file, written from a workbook that was read within the limit.
 _ADDED_PER_ROW = 4096
 
-_STATUSES = frozenset(status.value for status in Status)
-_REASONS = frozenset(reason.value for reason in Reason)
 _WIDTH = len(RESULT_COLUMNS)
 
 
@@ -76,25 +75,6 @@ class TooBigForXlsx(ValueError):
 
 
 # --- which rows --------------------------------------------------------------------------------
-
-
-def _csv_status(cells: Sequence[Any]) -> tuple[int, str] | None:
-    """(column index, status) of a CSV result's record that carries the verdict cells."""
-    if len(cells) < _WIDTH:
-        return None
-    status, reason = cells[-_WIDTH], cells[-_WIDTH + 1]
-    if status in _STATUSES and reason in _REASONS:
-        return len(cells) - _WIDTH, status
-    return None
-
-
-def _xlsx_status(row: Sequence[Any]) -> tuple[int, str] | None:
-    """(column index, status) of the rightmost (status, reason) pair of cells, if any."""
-    for i in range(len(row) - 2, -1, -1):
-        status, reason = row[i], row[i + 1]
-        if isinstance(status, str) and status in _STATUSES and reason in _REASONS:
-            return i, status
-    return None
 
 
 def _kept(
@@ -150,7 +130,7 @@ def xlsx_to_csv(
             open(out, "w", encoding="utf-8", newline="") as sink,
         ):
             writer = csv.writer(sink, lineterminator="\r\n")
-            for row, column in _kept(rows, 0, _xlsx_status, keep):
+            for row, column in _kept(rows, 0, xlsx_verdict, keep):
                 cells = list(row[: used_width(row)])
                 if column is not None:  # a data row: all its verdict cells
                     written += 1
@@ -334,7 +314,7 @@ def csv_to_xlsx(
     def rows() -> Iterator[Sequence[str]]:
         nonlocal written
         with csv_records(result, read) as records:
-            for row, column in _kept(records, head, _csv_status, keep):
+            for row, column in _kept(records, head, csv_verdict, keep):
                 written += column is not None
                 yield row
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -94,12 +95,31 @@ def _result_layout(layout: FileLayout) -> tuple[FileLayout, str, bytes]:
     return plain, "utf-8", b""
 
 
-def _csv_status(text: str, layout: FileLayout) -> str | None:
-    cells = next(csv.reader(io.StringIO(text, newline=""), **_dialect(layout)), [])
+def csv_verdict(cells: Sequence[Any]) -> tuple[int, str] | None:
+    """(column, status) of a CSV result's record that ends with the verdict cells; None
+    for a record that does not (a preamble, a header, a short line)."""
     if len(cells) < _WIDTH:
         return None
     status, reason = cells[-_WIDTH], cells[-_WIDTH + 1]
-    return status if status in _STATUSES and reason in _REASONS else None
+    if status in _STATUSES and reason in _REASONS:
+        return len(cells) - _WIDTH, status
+    return None
+
+
+def xlsx_verdict(row: Sequence[Any]) -> tuple[int, str] | None:
+    """(column, status) of an XLSX result's row: its rightmost (status, reason) pair of
+    cells (a row's own cells may stop short of the sheet's width); None if it has none."""
+    for i in range(len(row) - 2, -1, -1):
+        status, reason = row[i], row[i + 1]
+        if isinstance(status, str) and status in _STATUSES and reason in _REASONS:
+            return i, status
+    return None
+
+
+def _csv_status(text: str, layout: FileLayout) -> str | None:
+    cells = next(csv.reader(io.StringIO(text, newline=""), **_dialect(layout)), [])
+    found = csv_verdict(cells)
+    return None if found is None else found[1]
 
 
 def _dialect(layout: FileLayout) -> dict[str, Any]:
@@ -133,14 +153,6 @@ def _csv_segment(result: Path, out: Path, layout: FileLayout, keep: frozenset[st
     return kept
 
 
-def _xlsx_status(row: tuple[Any, ...]) -> str | None:
-    for i in range(len(row) - 2, -1, -1):
-        status, reason = row[i], row[i + 1]
-        if isinstance(status, str) and status in _STATUSES and reason in _REASONS:
-            return status
-    return None
-
-
 def _xlsx_segment(result: Path, out: Path, layout: FileLayout, keep: frozenset[str]) -> int:
     import openpyxl
 
@@ -155,7 +167,8 @@ def _xlsx_segment(result: Path, out: Path, layout: FileLayout, keep: frozenset[s
         seen_data = False
         for cells in sheet.iter_rows():
             row = tuple(cell.value for cell in cells)
-            status = _xlsx_status(row)
+            found = xlsx_verdict(row)
+            status = None if found is None else found[1]
             if status is None:
                 if not seen_data:
                     written.append(_as_stored(written, cells))
