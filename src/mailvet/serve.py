@@ -221,10 +221,13 @@ def _server(app: Any, host: str, port: int, *, health_only: bool) -> uvicorn.Ser
         from mailvet.web.access_log import AccessLog
 
         app = AccessLog(app)
+    from mailvet.http_protocol import protocol_class
+
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=protocol_class(),  # httptools, with a bounded request head
         log_config=None,
         access_log=False,
         lifespan="off" if health_only else "auto",
