@@ -63,6 +63,7 @@ class ListsApp:
     deps: Deps
     storage: ObjectStorage
     clients: list[httpx.AsyncClient] = field(default_factory=list)
+    app: Any = None  # the Litestar app served
 
     async def account(self, email: str, *, credits: int = 100, confirmed: bool = True) -> Account:
         async with self.web.database.session_maker() as session, session.begin():
@@ -186,7 +187,7 @@ async def _lists_app_on(
             server = _Server(uvicorn.Config(app, log_config=None, access_log=False))
             serving = asyncio.create_task(server.serve(sockets=[sock]))
             await until(lambda: server.started or serving.done())
-            lists = ListsApp(base_url=base_url, web=web, deps=deps, storage=store)
+            lists = ListsApp(base_url=base_url, web=web, deps=deps, storage=store, app=app)
             try:
                 yield lists
             finally:

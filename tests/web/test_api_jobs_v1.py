@@ -24,6 +24,7 @@ import msgspec
 import openpyxl
 import pytest
 import uvicorn
+from litestar import Litestar
 from sqlalchemy import func, select
 
 from mailvet.adapters.bus.memory import MemoryBus
@@ -44,6 +45,7 @@ from mailvet.web.api import api_router
 from mailvet.web.api.auth import PROBLEM_JSON
 from mailvet.web.app import create_app
 from mailvet.web.context import build_web_context
+from mailvet.web.jobs.results import REWRITES_AT_ONCE, rewrite_turns
 from tests.api_validation_helpers import ScriptedProber, account_with
 from tests.fakes import FakeResolver
 from tests.waiting import until
@@ -110,6 +112,7 @@ class JobsApi:
     account_id: str
     key: str
     runner: Pipeline
+    app: Litestar
 
     async def start_pipeline(self) -> None:
         """For a test made with `pipeline=False`: the pipeline starts now."""
@@ -251,7 +254,7 @@ async def jobs_api(
                         ann = await account_with(database, "ann@example.com", balance)
                     async with httpx.AsyncClient(base_url=base_url, timeout=20) as client:
                         made = JobsApi(
-                            client, deps, store, prober, settings.database, ann.id, "", runner
+                            client, deps, store, prober, settings.database, ann.id, "", runner, app
                         )
                         made.key = await made.a_key()
                         yield made
@@ -390,6 +393,37 @@ async def test_results_whole_and_filtered_by_segments_combined(tmp_path: Path) -
 
         problem(await a.get(f"{JOBS}/{job_id}/results", status="good"), 422, "invalid-request")
         problem(await a.get(f"{JOBS}/{job_id}/results", format="pdf"), 422, "invalid-request")
+
+
+async def test_rewrites_wait_for_one_of_the_processs_few_turns(tmp_path: Path) -> None:
+    """A filtered or converted result is rewritten in a thread: REWRITES_AT_ONCE at once in
+    a web process. With every turn held, such requests wait (the result as stored does
+    not), and are answered one after the other once a turn is free."""
+    async with jobs_api(tmp_path) as a:
+        job_id = await a.started()
+        await a.final(job_id)
+        turns = rewrite_turns(a.app.state)
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(REWRITES_AT_ONCE - 1):
+                await held.enter_async_context(turns.turn())
+            last = turns.turn()
+            await last.__aenter__()
+            assert turns.running == REWRITES_AT_ONCE
+
+            whole = await a.get(f"{JOBS}/{job_id}/results")  # as stored: no turn needed
+            assert whole.status_code == 200, whole.text
+            results = f"{JOBS}/{job_id}/results"
+            filtered = asyncio.create_task(a.get(results, status="deliverable"))
+            converted = asyncio.create_task(a.get(results, format="xlsx"))
+            await until(lambda: turns.waiting == 2 or filtered.done() or converted.done())
+            assert not filtered.done() and not converted.done()
+            assert turns.waiting == 2
+
+            await last.__aexit__(None, None, None)  # one turn free: both, one at a time
+            assert (await filtered).status_code == 200
+            assert (await converted).status_code == 200
+            assert turns.running == REWRITES_AT_ONCE - 1
+        assert (turns.running, turns.waiting) == (0, 0)
 
 
 HOSTILE = "=cmd|' /C calc'!A0"

@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
@@ -76,7 +77,7 @@ from litestar.status_codes import (
 from litestar.types import ControllerRouterHandler
 
 from mailvet.domain.api_keys import Scope
-from mailvet.domain.job import JobStatus
+from mailvet.domain.job import Job, JobStatus
 from mailvet.domain.ports import ObjectNotFound
 from mailvet.domain.verdict import Reason
 from mailvet.pipeline.submit import read_summary, result_name
@@ -119,6 +120,7 @@ from mailvet.web.jobs.results import (
     fetch_to_scratch,
     presigned_result,
     result_kind,
+    rewrite_turns,
     stream_file,
 )
 from mailvet.web.jobs.upload import FILE_FIELD, MAX_UPLOAD_BYTES, receive_upload, scratch_dir
@@ -629,6 +631,7 @@ async def get_job(web: Web, principal: Principal, job_id: FromPath[str]) -> JobV
     },
 )
 async def job_results(
+    request: Request[Any, Any, Any],
     web: Web,
     jobs: Jobs,
     storage: Storage,
@@ -665,6 +668,29 @@ async def job_results(
             raise ResultNotReady(job) from None
         if wanted is None or wanted == stored:
             return Redirect(url, status_code=HTTP_307_TEMPORARY_REDIRECT)
+    if kept is None and wanted is None:  # the stored file as it is
+        out, asked = await _download(jobs, storage, settings, job, kept, wanted)
+    else:  # perhaps rewritten: one of the process's few turns
+        async with rewrite_turns(request.app.state).turn():
+            out, asked = await _download(jobs, storage, settings, job, kept, wanted)
+    name = result_name(job.file.filename, asked if kept is None else f"{kept.label}.{asked}")
+    return stream_file(
+        out,
+        media_type=RESULT_MEDIA_TYPES[asked],
+        headers={"content-disposition": attachment(name), "cache-control": "no-store"},
+    )
+
+
+async def _download(
+    jobs: Jobs,
+    storage: Storage,
+    settings: AppSettings,
+    job: Job,
+    kept: service.ResultFilter | None,
+    wanted: service.Kind | None,
+) -> tuple[Path, service.Kind]:
+    """The job's result in a scratch file, `kept` rows only, as `wanted` (None: its own
+    kind), and the kind it is."""
     try:
         out, summary = await fetch_to_scratch(jobs, storage, settings, job)
     except NotFoundException:
@@ -683,12 +709,7 @@ async def job_results(
         finally:
             out.unlink(missing_ok=True)
         out = part
-    name = result_name(job.file.filename, asked if kept is None else f"{kept.label}.{asked}")
-    return stream_file(
-        out,
-        media_type=RESULT_MEDIA_TYPES[asked],
-        headers={"content-disposition": attachment(name), "cache-control": "no-store"},
-    )
+    return out, asked
 
 
 @delete(

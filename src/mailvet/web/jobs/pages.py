@@ -110,6 +110,7 @@ from mailvet.web.jobs.results import (
     fetch_to_scratch,
     presigned_result,
     result_kind,
+    rewrite_turns,
     segment_name,
     stream_file,
 )
@@ -656,7 +657,10 @@ class ListsController(Controller):
                 f"/app/jobs/{job.id}/download/{segment}", status_code=HTTP_307_TEMPORARY_REDIRECT
             )
         _segment_or_404(segment)
-        return await _stream_result(jobs, storage, settings, job, segment)
+        if segment == ALL:
+            return await _stream_result(jobs, storage, settings, job, segment)
+        async with rewrite_turns(request.app.state).turn():
+            return await _stream_result(jobs, storage, settings, job, segment)
 
     @post("/jobs/{job_id:str}/delete", name="delete_job", status_code=HTTP_303_SEE_OTHER)
     async def delete_job(

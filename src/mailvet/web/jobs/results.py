@@ -2,7 +2,11 @@
 the scratch folder, then streamed from an open handle and deleted (the JSON job API,
 controller.py, the lists area, pages.py, and the keyed API, web/api/jobs.py, all do it);
 or, where the storage pre-signs links (S3), the link to the whole result
-(`presigned_result`), which the three answer with a redirect instead."""
+(`presigned_result`), which the three answer with a redirect instead.
+
+A download that rewrites the result (a segment of it, or the other kind: pages.py and
+web/api/jobs.py) takes a turn of the app's `rewrite_turns` first: REWRITES_AT_ONCE of them
+at once in one web process, the rest waiting without a scratch file."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.response import Stream
 
@@ -30,6 +35,43 @@ RESULT_MEDIA_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
 READ_CHUNK = 1024 * 1024
+REWRITES_AT_ONCE = 2
+"""Results rewritten at once by one web process. Each rewrite is a thread reading and
+writing a whole result (200,000 rows of CSV to XLSX: about 6 s); without a bound, a burst
+of such downloads would take every thread of the loop's default executor (the uploads' and
+the downloads' file I/O wait for one) and a scratch copy of the result each."""
+_TURNS_KEY = "mailvet_rewrite_turns"
+
+
+class RewriteTurns:
+    """Turns to rewrite a result: `at_once` held at a time, the others wait in order."""
+
+    def __init__(self, at_once: int = REWRITES_AT_ONCE) -> None:
+        self._free = asyncio.Semaphore(at_once)
+        self.waiting = 0  # requests waiting for a turn
+        self.running = 0  # turns held
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        self.waiting += 1
+        try:
+            await self._free.acquire()
+        finally:
+            self.waiting -= 1
+        self.running += 1
+        try:
+            yield
+        finally:
+            self.running -= 1
+            self._free.release()
+
+
+def rewrite_turns(state: State) -> RewriteTurns:
+    """The app's turns (`request.app.state`), made on the first rewrite."""
+    turns = state.get(_TURNS_KEY)
+    if not isinstance(turns, RewriteTurns):
+        turns = state[_TURNS_KEY] = RewriteTurns()
+    return turns
 
 
 def presigned_result(storage: ObjectStorage, settings: Settings, job_id: str) -> str | None:
