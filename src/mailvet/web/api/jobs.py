@@ -222,7 +222,11 @@ class _UploadOperation(ApiOperation):
                     examples={
                         "A CSV list": Example(
                             summary="A CSV list, syntax checks only",
-                            value={"file": "contacts.csv", "checks": "syntax"},
+                            value={
+                                "file": "name,email\r\nAnn,ann@example.com\r\n",
+                                "email_column": "email",
+                                "checks": "syntax",
+                            },
                         ),
                     },
                 ),
