@@ -9,10 +9,11 @@ llhttp has no limit of its own on a request line or a header: it keeps what it h
 until its end, so a client sending a header without end could make the process hold any
 amount of memory. `BoundedHttpToolsProtocol` counts the bytes of the head in progress (the
 request line and the headers, up to the blank line) and answers a head longer than
-`MAX_HEAD_BYTES` with 431 and closes the connection, before any of it reaches the app (a
-head that starts in the same read as the end of the request before it may reach twice that:
-the bytes held stay bounded). The body is not counted: the app bounds it (the upload
-limit of web/jobs/upload.py, Litestar's request body limit).
+`MAX_HEAD_BYTES` with 431 and closes the connection, before any of it reaches the app. The
+count starts when the request before has ended, so a head that begins in the same read as
+that end is held up to MAX_HEAD_BYTES plus that one read of the event loop's buffer:
+bounded. The body is not counted: the app bounds it (the upload limit of
+web/jobs/upload.py, Litestar's request body limit).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ MAX_HEAD_BYTES = 64 * 1024
 """The largest request head taken: 64 KiB, four times h11's default and Node's 16 KiB, far
 above any browser's (cookies included) or any API client's."""
 
+# after a 431: how long, and how many bytes, the refused client's rest is read and dropped
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 1024 * 1024
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import re
 import socket
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +31,7 @@ from mailvet.services.accounts import create_account
 from mailvet.settings import load_settings
 from mailvet.web.app import create_app
 from mailvet.web.context import WebContext, build_web_context
+from mailvet.web.jobs.results import RewriteTurns
 from tests.fakes import ACCEPT, UNKNOWN, FakeProber, FakeResolver
 from tests.sse import SseParser
 from tests.waiting import until
@@ -201,3 +202,28 @@ async def _lists_app_on(
             await web.close()
     finally:
         await deps.close()
+
+
+@contextlib.asynccontextmanager
+async def every_turn_held(
+    turns: RewriteTurns, at_once: int
+) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """All `at_once` turns of `turns` held by the test until the block ends (a rewrite asked
+    for meanwhile waits); yields `free_one()`, which gives one of them back."""
+    async with contextlib.AsyncExitStack() as held:
+        for _ in range(at_once - 1):
+            await held.enter_async_context(turns.turn())
+        last = turns.turn()
+        await last.__aenter__()
+        freed = False
+
+        async def free_one() -> None:
+            nonlocal freed
+            freed = True
+            await last.__aexit__(None, None, None)
+
+        try:
+            yield free_one
+        finally:
+            if not freed:
+                await last.__aexit__(None, None, None)

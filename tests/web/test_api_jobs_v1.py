@@ -50,6 +50,7 @@ from tests.api_validation_helpers import ScriptedProber, account_with
 from tests.fakes import FakeResolver
 from tests.waiting import until
 from tests.web.account_helpers import writing
+from tests.web.jobs_helpers import every_turn_held
 from tests.web.shell_helpers import cheap_hasher, look
 
 pytestmark = pytest.mark.pipeline
@@ -403,11 +404,7 @@ async def test_rewrites_wait_for_one_of_the_processs_few_turns(tmp_path: Path) -
         job_id = await a.started()
         await a.final(job_id)
         turns = rewrite_turns(a.app.state)
-        async with contextlib.AsyncExitStack() as held:
-            for _ in range(REWRITES_AT_ONCE - 1):
-                await held.enter_async_context(turns.turn())
-            last = turns.turn()
-            await last.__aenter__()
+        async with every_turn_held(turns, REWRITES_AT_ONCE) as free_one:
             assert turns.running == REWRITES_AT_ONCE
 
             whole = await a.get(f"{JOBS}/{job_id}/results")  # as stored: no turn needed
@@ -419,7 +416,7 @@ async def test_rewrites_wait_for_one_of_the_processs_few_turns(tmp_path: Path) -
             assert not filtered.done() and not converted.done()
             assert turns.waiting == 2
 
-            await last.__aexit__(None, None, None)  # one turn free: both, one at a time
+            await free_one()  # one turn free: both, one at a time
             assert (await filtered).status_code == 200
             assert (await converted).status_code == 200
             assert turns.running == REWRITES_AT_ONCE - 1

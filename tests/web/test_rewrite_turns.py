@@ -5,14 +5,13 @@ web process's REWRITES_AT_ONCE turns (web/jobs/results.py); the whole file needs
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 import pytest
 
 from mailvet.web.jobs.results import REWRITES_AT_ONCE, RewriteTurns, rewrite_turns
 from tests.waiting import until
-from tests.web.jobs_helpers import lists_app
+from tests.web.jobs_helpers import every_turn_held, lists_app
 from tests.web.test_jobs_flow import LIST, download, run_list
 
 pytestmark = pytest.mark.pipeline
@@ -26,18 +25,13 @@ async def test_a_segment_download_waits_for_a_turn_and_the_whole_file_does_not(
         job = await run_list(owner, "contacts.csv", LIST, "text/csv")
         assert (await owner.events(job))[-1][0] == "done"
         turns = rewrite_turns(lists.app.state)
-        async with contextlib.AsyncExitStack() as held:
-            for _ in range(REWRITES_AT_ONCE - 1):
-                await held.enter_async_context(turns.turn())
-            last = turns.turn()
-            await last.__aenter__()
-
+        async with every_turn_held(turns, REWRITES_AT_ONCE) as free_one:
             assert await download(owner, job, "all")  # no turn needed
             segment = asyncio.create_task(download(owner, job, "deliverable"))
             await until(lambda: turns.waiting == 1 or segment.done())
             assert not segment.done()
 
-            await last.__aexit__(None, None, None)
+            await free_one()
             assert b"ann@example.com" in await segment
         assert (turns.running, turns.waiting) == (0, 0)
 
